@@ -1,0 +1,24 @@
+#include "cli.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "banned.h"
+
+const char *arl_cli_db_path(const char *opt)
+{
+	const char *env = getenv("ARL_BATCH_DB");
+
+	if (opt && *opt)
+		return opt;
+	if (env && *env)
+		return env;
+	return "arl-batch.db";
+}
+
+int arl_cli_color(int fd)
+{
+	const char *nc = getenv("NO_COLOR");
+
+	return isatty(fd) && !(nc && *nc);
+}

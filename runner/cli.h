@@ -1,0 +1,23 @@
+/* The command table and option helpers shared by the cmd_*.c files. */
+#ifndef ARL_CLI_H
+#define ARL_CLI_H
+
+struct arl_cmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+};
+
+int cmd_run(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
+int cmd_runs(int argc, char **argv);
+int cmd_results(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_query(int argc, char **argv);
+
+/* The results database: --db, else $ARL_BATCH_DB, else ./arl-batch.db (borrowed). */
+const char *arl_cli_db_path(const char *opt);
+/* True when stdout/stderr should be coloured: a TTY, NO_COLOR unset. */
+int arl_cli_color(int fd);
+
+#endif

@@ -1,0 +1,211 @@
+#include "err.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+#include "banned.h"
+
+static int verror(struct arl_err *err, enum arl_errc code, struct arl_loc loc, const char *fmt,
+		  va_list ap)
+{
+	if (!err || err->code != ARL_E_OK)
+		return -1;
+	err->code = code;
+	err->loc = loc;
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	return -1;
+}
+
+int arl_error(struct arl_err *err, enum arl_errc code, const char *fmt, ...)
+{
+	va_list ap;
+	struct arl_loc none = {0};
+
+	va_start(ap, fmt);
+	verror(err, code, none, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int arl_error_at(struct arl_err *err, enum arl_errc code, struct arl_loc loc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	verror(err, code, loc, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int arl_error_errno(struct arl_err *err, int errnum, const char *fmt, ...)
+{
+	va_list ap;
+	char msg[400], ebuf[128];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return arl_error(err, errnum == ENOMEM ? ARL_E_NOMEM : ARL_E_SYS, "%s: %s", msg,
+			 arl_strerror(errnum, ebuf, sizeof(ebuf)));
+}
+
+void arl_err_prefix(struct arl_err *err, const char *fmt, ...)
+{
+	va_list ap;
+	char pre[256], old[sizeof(err->msg)];
+
+	if (!err || err->code == ARL_E_OK)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(pre, sizeof(pre), fmt, ap);
+	va_end(ap);
+	memcpy(old, err->msg, sizeof(old));
+	snprintf(err->msg, sizeof(err->msg), "%s: %s", pre, old);
+}
+
+void arl_err_clear(struct arl_err *err)
+{
+	memset(err, 0, sizeof(*err));
+}
+
+const char *arl_strerror(int errnum, char *buf, size_t len)
+{
+	/* GNU strerror_r may return a static string instead of filling buf. */
+	const char *s = strerror_r(errnum, buf, len);
+
+	if (s != buf)
+		snprintf(buf, len, "%s", s);
+	return buf;
+}
+
+void arl_diags_vadd(struct arl_diags *d, enum arl_severity sev, struct arl_loc loc, unsigned width,
+		    const char *fmt, va_list ap)
+{
+	char msg[1024];
+	struct arl_diag *g;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	for (size_t i = 0; i < d->n; i++) {
+		g = &d->v[i];
+		/* The same node seen through defaults or a second dataset record. */
+		if (g->line == loc.line && g->col == loc.col && !strcmp(g->msg, msg) &&
+		    !strcmp(g->path, loc.path ? loc.path : ""))
+			return;
+	}
+	if (sev == ARL_SEV_ERROR)
+		d->errors++;
+	else
+		d->warnings++;
+	if (d->n >= ARL_DIAGS_MAX) {
+		d->dropped++;
+		return;
+	}
+	if (!d->v)
+		d->v = arl_xcalloc(ARL_DIAGS_MAX, sizeof(*d->v));
+	g = &d->v[d->n];
+	g->sev = sev;
+	g->path = arl_xstrdup(loc.path ? loc.path : "");
+	g->line = loc.line;
+	g->col = loc.col;
+	g->width = width;
+	g->msg = arl_xstrdup(msg);
+	g->seq = d->n++;
+}
+
+void arl_diags_add(struct arl_diags *d, enum arl_severity sev, struct arl_loc loc, unsigned width,
+		   const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	arl_diags_vadd(d, sev, loc, width, fmt, ap);
+	va_end(ap);
+}
+
+static int diag_cmp(const void *a, const void *b)
+{
+	const struct arl_diag *x = a, *y = b;
+	int c = strcmp(x->path, y->path);
+
+	if (c)
+		return c;
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	if (x->col != y->col)
+		return x->col < y->col ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Finds line @line (1-based) of @src; returns its start and sets *len. */
+static const char *source_line(const char *src, size_t n, unsigned line, size_t *len)
+{
+	const char *p = src, *end = src + n, *nl;
+
+	for (unsigned l = 1; l < line; l++) {
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			return NULL;
+		p = nl + 1;
+	}
+	nl = memchr(p, '\n', (size_t)(end - p));
+	*len = (size_t)((nl ? nl : end) - p);
+	if (*len && p[*len - 1] == '\r')
+		(*len)--;
+	return p;
+}
+
+static void print_snippet(FILE *out, const struct arl_diag *g, const char *src, size_t n)
+{
+	size_t len, shown;
+	const char *line = source_line(src, n, g->line, &len);
+	unsigned width = g->width ? g->width : 1;
+
+	if (!line)
+		return;
+	shown = len > 160 ? 160 : len;
+	fprintf(out, "%5u | ", g->line);
+	for (size_t i = 0; i < shown; i++)
+		fputc(line[i] == '\t' ? ' ' : line[i], out);
+	fputs("\n      | ", out);
+	if (g->col == 0 || g->col - 1 > shown) {
+		fputc('\n', out);
+		return;
+	}
+	for (unsigned i = 1; i < g->col; i++)
+		fputc(' ', out);
+	fputc('^', out);
+	for (unsigned i = 1; i < width && g->col + i - 1 < shown; i++)
+		fputc('~', out);
+	fputc('\n', out);
+}
+
+void arl_diags_print(struct arl_diags *d, FILE *out, const char *src_path, const char *src,
+		     size_t len)
+{
+	qsort(d->v, d->n, sizeof(*d->v), diag_cmp);
+	for (size_t i = 0; i < d->n; i++) {
+		const struct arl_diag *g = &d->v[i];
+		const char *sev = g->sev == ARL_SEV_ERROR ? "error" : "warning";
+
+		if (g->line)
+			fprintf(out, "%s:%u:%u: %s: %s\n", g->path, g->line, g->col, sev, g->msg);
+		else
+			fprintf(out, "%s: %s: %s\n", g->path, sev, g->msg);
+		if (src && src_path && g->line && !strcmp(g->path, src_path))
+			print_snippet(out, g, src, len);
+	}
+	if (d->dropped)
+		fprintf(out, "(%zu more diagnostics not shown)\n", d->dropped);
+}
+
+void arl_diags_release(struct arl_diags *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		free(d->v[i].path);
+		free(d->v[i].msg);
+	}
+	free(d->v);
+	memset(d, 0, sizeof(*d));
+}

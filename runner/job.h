@@ -1,0 +1,108 @@
+/*
+ * The job model: a job file's pools and its jobs after defaults, foreach expansion and
+ * templates. Built by schema.c; read-only afterwards, so threads may share it.
+ */
+#ifndef ARL_JOB_H
+#define ARL_JOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define ARL_DEFAULT_TIMEOUT_MS 30000
+#define ARL_DEFAULT_BACKOFF_MS 1000
+#define ARL_MAX_BACKOFF_MS 300000
+#define ARL_MAX_RETRIES 10
+
+struct arl_kv {
+	char *key;
+	char *val;
+};
+
+struct arl_strmap {
+	struct arl_kv *v;
+	size_t n;
+};
+
+enum arl_backend_kind { ARL_BACKEND_LOCAL, ARL_BACKEND_KUBERNETES };
+enum arl_isolation { ARL_ISO_BWRAP, ARL_ISO_NONE };
+
+struct arl_pool {
+	char *name;
+	struct arl_loc loc;
+	enum arl_backend_kind backend;
+	int replicas;
+	/* local */
+	enum arl_isolation isolation;
+	bool network;
+	char *workspace; /* absolute path, or NULL */
+	/* kubernetes */
+	char *namespace; /* NULL: the context's namespace */
+	bool create;
+	char *image, *sidecar_image, *testbed_path;
+};
+
+enum arl_step_type { ARL_STEP_COMMAND, ARL_STEP_FILEPATCH };
+
+struct arl_step {
+	char *name;
+	enum arl_step_type type;
+	char **argv; /* Command: NULL-terminated */
+	size_t argc;
+	char *work_dir;        /* Command: NULL means /workspace */
+	struct arl_strmap env; /* Command: job env merged under the step's */
+	int64_t timeout_ms;    /* 0: only the attempt's limit */
+	bool metrics_json;
+	char *path; /* FilePatch */
+	char *content;
+	size_t content_len;
+};
+
+struct arl_steps {
+	struct arl_step *v;
+	size_t n;
+};
+
+/* Bits of enum arl_class (result.h) that are retried. */
+#define ARL_RETRY_BIT(cls) (1u << (cls))
+
+struct arl_job {
+	char *name;
+	char *key;  /* FILE_STEM/JOB_NAME */
+	size_t pool; /* index into the file's pools */
+	int64_t timeout_ms;
+	int retries;
+	unsigned retry_on; /* ARL_RETRY_BIT(ARL_CLASS_x) */
+	int64_t backoff_ms;
+	bool keep_alive;
+	struct arl_strmap labels;
+	struct arl_steps steps;
+	struct arl_steps on_success, on_failure, on_complete;
+	char *item; /* the foreach item as compact JSON, or NULL */
+	/* Strings still hold {{ run.* }} / {{ attempt }}: render them per attempt. */
+	bool runtime_templates;
+	struct arl_loc loc;
+};
+
+struct arl_jobfile {
+	char *path;
+	char *stem; /* file name without directory and .yaml/.yml */
+	char *name; /* batch name: 'name:' or the stem */
+	int concurrency; /* 0: no per-file cap */
+	struct arl_pool *pools;
+	size_t npools;
+	struct arl_job *jobs;
+	size_t njobs;
+};
+
+void arl_strmap_set(struct arl_strmap *m, const char *key, const char *val);
+const char *arl_strmap_get(const struct arl_strmap *m, const char *key);
+void arl_strmap_release(struct arl_strmap *m);
+void arl_step_release(struct arl_step *s);
+void arl_steps_release(struct arl_steps *s);
+void arl_job_release(struct arl_job *j);
+void arl_jobfile_free(struct arl_jobfile *f);
+
+#endif

@@ -1,0 +1,88 @@
+/* arl-batch: declarative batch jobs in sandboxes, results in SQLite. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "err.h"
+#include "banned.h"
+
+static const struct arl_cmd commands[] = {
+	{"run", cmd_run, "run jobs from job files"},
+	{"validate", cmd_validate, "check job files and report every error"},
+	{"runs", cmd_runs, "list runs, newest first"},
+	{"results", cmd_results, "show the jobs of a run"},
+	{"show", cmd_show, "show a job's attempts and steps with their output"},
+	{"query", cmd_query, "read-only SQL over the results database"},
+};
+
+static void usage(FILE *out)
+{
+	fputs("usage: arl-batch [--version] [--help] COMMAND [ARGS]\n\ncommands:\n", out);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
+	fputs("\n'arl-batch COMMAND --help' describes a command's options.\n", out);
+}
+
+/* A child spawned with fd 1 closed would write its results into whatever we open next. */
+static void sanitize_fds(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+			int nfd = open("/dev/null", O_RDWR);
+
+			if (nfd > 2)
+				close(nfd);
+		}
+	}
+}
+
+static int finish_stdout(int code)
+{
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		if (errno != EPIPE)
+			fprintf(stderr, "arl-batch: error writing to standard output\n");
+		return code ? code : ARL_EXIT_INCOMPLETE;
+	}
+	return code;
+}
+
+int main(int argc, char **argv)
+{
+	const char *name;
+
+	sanitize_fds();
+	signal(SIGPIPE, SIG_IGN);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "arl-batch: cannot initialise libcurl\n");
+		return ARL_EXIT_INCOMPLETE;
+	}
+	if (argc < 2) {
+		usage(stderr);
+		return ARL_EXIT_USAGE;
+	}
+	name = argv[1];
+	if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+		usage(stdout);
+		return finish_stdout(0);
+	}
+	if (!strcmp(name, "--version") || !strcmp(name, "version")) {
+		printf("arl-batch %s\n", ARL_VERSION);
+		return finish_stdout(0);
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (!strcmp(name, commands[i].name)) {
+			int code = commands[i].fn(argc - 1, argv + 1);
+
+			curl_global_cleanup();
+			return finish_stdout(code);
+		}
+	}
+	fprintf(stderr, "arl-batch: unknown command '%s'\n\n", name);
+	usage(stderr);
+	return ARL_EXIT_USAGE;
+}

@@ -1,0 +1,70 @@
+#include "result.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "banned.h"
+
+const char *arl_state_name(enum arl_state s)
+{
+	static const char *const names[] = {"Pending", "Running", "Succeeded",
+					    "Failed",  "Skipped", "Cancelled"};
+
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "Unknown";
+}
+
+static const char *const class_names[] = {NULL, "failed", "timeout", "infra", "cancelled"};
+
+const char *arl_class_name(enum arl_class c)
+{
+	return (unsigned)c < sizeof(class_names) / sizeof(class_names[0]) ? class_names[c] : NULL;
+}
+
+int arl_class_parse(const char *s, enum arl_class *out)
+{
+	for (size_t i = 1; i < sizeof(class_names) / sizeof(class_names[0]); i++) {
+		if (!strcmp(s, class_names[i])) {
+			*out = (enum arl_class)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+void arl_output_release(struct arl_output *o)
+{
+	free(o->data);
+	memset(o, 0, sizeof(*o));
+}
+
+void arl_step_result_release(struct arl_step_result *s)
+{
+	free(s->name);
+	arl_output_release(&s->out);
+	arl_output_release(&s->err);
+	memset(s, 0, sizeof(*s));
+}
+
+void arl_attempt_result_release(struct arl_attempt_result *a)
+{
+	for (size_t i = 0; i < a->nsteps; i++)
+		arl_step_result_release(&a->steps[i]);
+	free(a->steps);
+	free(a->sandbox);
+	free(a->error);
+	memset(a, 0, sizeof(*a));
+}
+
+void arl_job_result_release(struct arl_job_result *j)
+{
+	for (size_t i = 0; i < j->nattempts; i++)
+		arl_attempt_result_release(&j->attempts[i]);
+	free(j->attempts);
+	for (size_t i = 0; i < j->nmetrics; i++) {
+		free(j->metrics[i].name);
+		free(j->metrics[i].text);
+	}
+	free(j->metrics);
+	free(j->error);
+	memset(j, 0, sizeof(*j));
+}

@@ -1,0 +1,91 @@
+/*
+ * Outcomes of jobs, attempts and steps as the scheduler produces them and the store records
+ * them. Plain value types: every pointer is owned by the struct holding it and freed by the
+ * matching _release().
+ */
+#ifndef ARL_RESULT_H
+#define ARL_RESULT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum arl_state {
+	ARL_STATE_PENDING,
+	ARL_STATE_RUNNING,
+	ARL_STATE_SUCCEEDED,
+	ARL_STATE_FAILED,
+	ARL_STATE_SKIPPED,
+	ARL_STATE_CANCELLED,
+};
+
+/* Why an attempt or job did not succeed (SPEC "failure classes"). */
+enum arl_class {
+	ARL_CLASS_NONE,
+	ARL_CLASS_FAILED,  /* a step exited non-zero */
+	ARL_CLASS_TIMEOUT, /* a step or the attempt ran past its limit */
+	ARL_CLASS_INFRA,   /* sandbox allocation or backend failure */
+	ARL_CLASS_CANCELLED,
+};
+
+const char *arl_state_name(enum arl_state s);
+const char *arl_class_name(enum arl_class c); /* NULL for ARL_CLASS_NONE */
+/* Parses "failed", "timeout", "infra", "cancelled"; -1 when unknown. */
+int arl_class_parse(const char *s, enum arl_class *out);
+
+struct arl_output {
+	char *data; /* NUL-terminated, may hold NULs; head + marker + tail when truncated */
+	size_t len;
+	bool truncated;
+};
+
+struct arl_step_result {
+	char *name;
+	const char *type; /* "Command" | "FilePatch" (static) */
+	bool callback;    /* phase: main | callback */
+	enum arl_state state; /* SUCCEEDED | FAILED | SKIPPED (not run) */
+	bool has_exit;
+	int exit_code;
+	struct arl_output out, err;
+	int64_t started_ms, finished_ms; /* wall clock, unix ms; 0 = not run */
+};
+
+struct arl_metric {
+	char *name;
+	enum { ARL_METRIC_NUMBER, ARL_METRIC_TEXT } kind;
+	double number;
+	char *text;
+};
+
+struct arl_attempt_result {
+	int number; /* 1-based */
+	char *sandbox;
+	enum arl_state state; /* SUCCEEDED | FAILED | CANCELLED */
+	enum arl_class cls;
+	bool has_exit;
+	int exit_code;
+	char *error;
+	int64_t started_ms, finished_ms;
+	struct arl_step_result *steps;
+	size_t nsteps;
+};
+
+struct arl_job_result {
+	enum arl_state state;
+	enum arl_class cls;
+	bool has_exit;
+	int exit_code;
+	char *error;
+	int64_t started_ms, finished_ms;
+	struct arl_attempt_result *attempts;
+	size_t nattempts;
+	struct arl_metric *metrics; /* of the last attempt */
+	size_t nmetrics;
+};
+
+void arl_output_release(struct arl_output *o);
+void arl_step_result_release(struct arl_step_result *s);
+void arl_attempt_result_release(struct arl_attempt_result *a);
+void arl_job_result_release(struct arl_job_result *j);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * Running one program to completion: posix_spawn in its own process group, stdout and stderr
+ * captured concurrently through CLOEXEC pipes with a per-stream cap (head and tail kept), a
+ * deadline enforced through a pidfd (SIGTERM to the group, SIGKILL after a grace), and
+ * cancellation through a caller's fd. Thread-safe: many workers spawn at once.
+ */
+#ifndef ARL_SPAWN_H
+#define ARL_SPAWN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "result.h"
+
+#define ARL_SPAWN_DEFAULT_CAPTURE (1024 * 1024)
+#define ARL_KILL_GRACE_MS 2000
+
+struct arl_spawn_opts {
+	char *const *argv;   /* argv[0] is searched in PATH when it has no '/' */
+	char *const *envp;   /* the child's whole environment; NULL: inherit */
+	const char *cwd;     /* NULL: inherit */
+	int64_t deadline_ms; /* absolute, on arl_now_ms()'s clock; 0: none */
+	size_t capture_max;  /* per stream; 0: ARL_SPAWN_DEFAULT_CAPTURE */
+	int64_t grace_ms;    /* SIGTERM -> SIGKILL; 0: ARL_KILL_GRACE_MS */
+	int cancel_fd;       /* when readable, the child is killed as on timeout; -1: none */
+	const char *stdin_path; /* NULL: /dev/null */
+};
+
+struct arl_spawn_result {
+	int exit_code; /* exit status, or 128+signal */
+	bool timed_out;
+	bool cancelled;
+	struct arl_output out, err;
+	int64_t duration_ms;
+};
+
+/*
+ * Runs the program and waits for it and its process group. Returns -1 only when it could not
+ * be started (the error says why, e.g. "cannot run 'x': No such file or directory"); a
+ * program that ran and failed is a 0 return with exit_code set. @res is filled on success
+ * and must be released with arl_spawn_result_release().
+ */
+int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res,
+		  struct arl_err *err);
+void arl_spawn_result_release(struct arl_spawn_result *res);
+
+#endif

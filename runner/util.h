@@ -1,0 +1,47 @@
+/* Small helpers shared by every module: allocation, numbers, durations, clocks. */
+#ifndef ARL_UTIL_H
+#define ARL_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Abort with a message on out-of-memory: a batch runner cannot do much better. */
+void *arl_xmalloc(size_t n);
+void *arl_xcalloc(size_t n, size_t size);
+void *arl_xrealloc(void *p, size_t n);
+char *arl_xstrdup(const char *s);
+char *arl_xstrndup(const char *s, size_t n);
+char *arl_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Grows *v (of *cap elements of @size) to hold at least @need; doubling. */
+void arl_grow(void **v, size_t *cap, size_t need, size_t size);
+#define ARL_GROW(v, cap, need) arl_grow((void **)&(v), &(cap), (need), sizeof(*(v)))
+
+/* Whole decimal string to int64 in [min, max]; returns -1 when not a number or out of range. */
+int arl_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+
+/*
+ * Go/Kubernetes durations ("300ms", "1.5s", "1h30m") or a bare integer of seconds.
+ * Returns -1 on a malformed or negative value.
+ */
+int arl_parse_duration(const char *s, int64_t *ms);
+/* Formats @ms compactly ("1h30m", "30s", "250ms") into @buf. */
+const char *arl_fmt_duration(int64_t ms, char *buf, size_t len);
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+int64_t arl_now_ms(void);
+/* Current UTC time as RFC 3339 with milliseconds ("2026-01-02T03:04:05.678Z"). */
+void arl_rfc3339_now(char buf[32]);
+void arl_rfc3339(int64_t unix_ms, char buf[32]);
+int64_t arl_wall_ms(void);
+
+/* True when @s is a DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 chars. */
+bool arl_is_dns_label(const char *s);
+
+/* Levenshtein distance, capped; for did-you-mean suggestions. */
+unsigned arl_edit_distance(const char *a, const char *b);
+
+/* True when the @len bytes at @s are valid UTF-8 (no overlongs, no surrogates). */
+bool arl_utf8_valid(const char *s, size_t len);
+
+#endif
