@@ -54,15 +54,22 @@ int arl_error_errno(struct arl_err *err, int errnum, const char *fmt, ...)
 void arl_err_prefix(struct arl_err *err, const char *fmt, ...)
 {
 	va_list ap;
-	char pre[256], old[sizeof(err->msg)];
+	char pre[256];
+	size_t np, nm, room = sizeof(err->msg) - 1;
 
 	if (!err || err->code == ARL_E_OK)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(pre, sizeof(pre), fmt, ap);
+	vsnprintf(pre, sizeof(pre) - 2, fmt, ap);
 	va_end(ap);
-	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", pre, old);
+	memcpy(pre + strlen(pre), ": ", 3);
+	np = strlen(pre);
+	nm = strlen(err->msg);
+	if (np + nm > room)
+		nm = room - np;
+	memmove(err->msg + np, err->msg, nm);
+	memcpy(err->msg, pre, np);
+	err->msg[np + nm] = '\0';
 }
 
 void arl_err_clear(struct arl_err *err)
@@ -184,7 +191,8 @@ static void print_snippet(FILE *out, const struct arl_diag *g, const char *src, 
 void arl_diags_print(struct arl_diags *d, FILE *out, const char *src_path, const char *src,
 		     size_t len)
 {
-	qsort(d->v, d->n, sizeof(*d->v), diag_cmp);
+	if (d->n)
+		qsort(d->v, d->n, sizeof(*d->v), diag_cmp);
 	for (size_t i = 0; i < d->n; i++) {
 		const struct arl_diag *g = &d->v[i];
 		const char *sev = g->sev == ARL_SEV_ERROR ? "error" : "warning";

@@ -27,6 +27,8 @@ struct arl_spawn_opts {
 	int cancel_fd;       /* when readable, the child is killed as on timeout; -1: none */
 	const char *stdin_path; /* NULL: /dev/null */
 };
+/* Start from this rather than {0}: a cancel_fd of 0 would watch stdin. */
+#define ARL_SPAWN_OPTS_INIT {.cancel_fd = -1}
 
 struct arl_spawn_result {
 	int exit_code; /* exit status, or 128+signal */

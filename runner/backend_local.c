@@ -1,0 +1,1434 @@
+/*
+ * DESIGN
+ *
+ * A local sandbox is a directory `sb-<run>-<pid>-<n>` under the state directory. With
+ * `isolation: bwrap` (the default) every Command step is its own bubblewrap invocation with
+ * that directory bound read-write at /workspace; the rest of the root is built from scratch:
+ *
+ *   bwrap --die-with-parent --unshare-pid --unshare-ipc --unshare-uts --unshare-cgroup-try
+ *         [--unshare-net] --new-session --cap-drop ALL
+ *         --ro-bind /usr /usr --ro-bind /etc /etc
+ *         [--symlink usr/bin /bin ... | --ro-bind /lib /lib ...]   (as the host has them)
+ *         [--ro-bind-try DIR DIR]        (network pools: where /etc/resolv.conf points)
+ *         --proc /proc --dev /dev --tmpfs /tmp
+ *         --bind SANDBOX_DIR /workspace --chdir WORKDIR --hostname sandbox -- ARGV...
+ *
+ * The environment reaches the program through bwrap's own environment (spawn's envp), not
+ * --setenv: argv is world-readable in /proc, environ is not, so values stay private. It is
+ * PATH=/usr/local/bin:/usr/bin:/bin, HOME=/workspace, LANG=C.UTF-8, then the step's env,
+ * then ARL_WORKSPACE (always /workspace here). --cap-drop ALL matters when we run as root:
+ * bwrap then creates no user namespace and would keep every capability (remount /usr rw).
+ * --new-session puts the sandbox outside spawn's process group, which is fine: spawn kills
+ * the outer bwrap, --die-with-parent SIGKILLs the sandbox's pid 1, and the kernel takes the
+ * whole pid namespace with it. PR_SET_PDEATHSIG follows the spawning thread, and the
+ * scheduler's workers live for the whole run.
+ *
+ * Each step gets a fresh /tmp, so state carries over between steps only in /workspace; that
+ * is why FilePatch accepts only paths inside /workspace. FilePatch writes from the runner
+ * into the sandbox directory: the path is split into components ('..' refused) and opened
+ * one component at a time from the directory's fd with O_NOFOLLOW, creating parents, so a
+ * symlink planted by an earlier step can never redirect the write outside (Linux's openat2
+ * RESOLVE_IN_ROOT would instead follow such a link to a different file than the sandbox
+ * sees, and parents must be created one by one anyway). The file itself is opened
+ * O_NONBLOCK and must be regular, so a planted FIFO cannot hang the worker.
+ *
+ * `isolation: none` runs the program directly with the sandbox directory as /workspace:
+ * workDir /workspace/x becomes DIR/x, HOME and ARL_WORKSPACE are DIR, argv is not rewritten.
+ *
+ * Warm pool: one preparer thread keeps up to `replicas` ready directories per pool (created,
+ * workspace copied in). acquire() pops one or, when none is ready, prepares its own. Copying
+ * and deleting walk directories with openat() and never follow symlinks; deletion restores
+ * u+rwx on directories a step locked, and moves subtrees deeper than RM_MAX_DEPTH up to the
+ * top to keep the fds held bounded.
+ */
+#include "backend.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "spawn.h"
+#include "util.h"
+#include "banned.h"
+
+#define WS_INSIDE "/workspace"
+#define SANDBOX_PATH "/usr/local/bin:/usr/bin:/bin"
+#define SANDBOX_LANG "C.UTF-8"
+/* The workspace is user input: refuse absurd nesting rather than run out of fds. */
+#define COPY_MAX_DEPTH 128
+/* Directories held open at once while deleting; deeper subtrees are moved up first. */
+#define RM_MAX_DEPTH 32
+#define PROBE_TIMEOUT_MS 15000
+#define MKDIR_TRIES 100
+
+/* A NULL-terminated vector of owned strings (argv, envp). */
+struct strvec {
+	char **v;
+	size_t n, cap;
+};
+
+struct warm_pool {
+	const struct arl_pool *pool; /* borrowed: the job file outlives the backend */
+	char **ready;                /* names of prepared, unused sandbox directories */
+	size_t nready, cap;
+	size_t preparing; /* being prepared by the preparer right now */
+	bool failed;      /* the last preparation failed: retry only after the next acquire */
+};
+
+struct local {
+	char *state_dir; /* canonical, absolute */
+	int state_fd;    /* every sandbox is created and deleted relative to this fd */
+	int64_t run_id;
+	size_t capture_max;
+	int cancel_fd;
+	char *bwrap;              /* absolute path; NULL when no pool uses bwrap */
+	struct strvec root_args;  /* how /bin, /lib... look on the host */
+	struct strvec net_args;   /* extra read-only binds for network pools */
+
+	pthread_mutex_t mu; /* lock order: mu only, never nested; guards everything below */
+	pthread_cond_t cv;  /* the preparer waits here for work or stopping */
+	struct warm_pool *warm;
+	size_t nwarm;
+	unsigned long counter;
+	bool stopping;
+	bool preparer_running;
+	pthread_t preparer;
+};
+
+struct arl_sandbox {
+	const struct arl_pool *pool;
+	char *name; /* base name under state_dir */
+	char *path; /* absolute */
+};
+
+static void sv_push(struct strvec *sv, const char *s)
+{
+	ARL_GROW(sv->v, sv->cap, sv->n + 2);
+	sv->v[sv->n++] = arl_xstrdup(s);
+	sv->v[sv->n] = NULL;
+}
+
+static void sv_pushf(struct strvec *sv, const char *fmt, ...) ARL_PRINTF(2, 3);
+static void sv_pushf(struct strvec *sv, const char *fmt, ...)
+{
+	struct arl_buf b = ARL_BUF_INIT;
+	va_list ap;
+	char *s;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	s = arl_xmalloc(n > 0 ? (size_t)n + 1 : 1);
+	s[0] = '\0';
+	va_start(ap, fmt);
+	if (n > 0)
+		vsnprintf(s, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	(void)b;
+	ARL_GROW(sv->v, sv->cap, sv->n + 2);
+	sv->v[sv->n++] = s;
+	sv->v[sv->n] = NULL;
+}
+
+static void sv_release(struct strvec *sv)
+{
+	for (size_t i = 0; i < sv->n; i++)
+		free(sv->v[i]);
+	free(sv->v);
+	memset(sv, 0, sizeof(*sv));
+}
+
+/* One write() per line, so lines from several workers never interleave. */
+static void log_line(const char *fmt, ...) ARL_PRINTF(1, 2);
+static void log_line(const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	(void)!write(STDERR_FILENO, line, (size_t)n);
+}
+
+static bool is_dot(const char *name)
+{
+	return name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2]));
+}
+
+/* --- deleting ------------------------------------------------------------------------ */
+
+/*
+ * Opens directory @name in @parent for deletion, never through a symlink. A step may have
+ * left it mode 0 or 0500: we own it, so give ourselves u+rwx back. The chmod goes through an
+ * O_PATH fd (via /proc) because fchmodat() would follow a symlink swapped in meanwhile.
+ */
+static int open_dir_owned(int parent, const char *name)
+{
+	struct stat st;
+	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0 && errno == EACCES) {
+		int pfd = openat(parent, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		char proc[64];
+		int saved;
+
+		if (pfd < 0)
+			return -1;
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
+		if (chmod(proc, 0700) == 0)
+			fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		saved = errno;
+		close(pfd);
+		errno = saved;
+		if (fd < 0)
+			return -1;
+	}
+	if (fd >= 0 && fstat(fd, &st) == 0 && (st.st_mode & 0700) != 0700)
+		(void)fchmod(fd, (st.st_mode & 07777) | 0700); /* unlinkat() below needs w+x */
+	return fd;
+}
+
+/* Records the first failure of a deletion and keeps going with the rest. */
+static void rm_fail(struct arl_err *err, int errnum, const char *what, const char *name)
+{
+	arl_error_errno(err, errnum, "cannot %s '%s'", what, name);
+}
+
+/*
+ * Empties directory @fd (consumed). Passes repeat until a pass finds the directory empty,
+ * because deleting while reading may make readdir() skip entries, and because subtrees too
+ * deep to descend are renamed into @topfd (the sandbox's own directory) to be finished there.
+ * A pass that removes nothing ends with an error.
+ */
+static int rm_contents(int fd, int topfd, unsigned depth, unsigned *seq, struct arl_err *err)
+{
+	DIR *d = fdopendir(fd);
+	int ret = 0;
+
+	if (!d) {
+		rm_fail(err, errno, "read directory", "");
+		close(fd);
+		return -1;
+	}
+	if (topfd < 0)
+		topfd = dirfd(d);
+	for (;;) {
+		bool any = false, progress = false;
+		struct dirent *de;
+
+		rewinddir(d);
+		while ((de = readdir(d))) {
+			int dfd = dirfd(d), sub;
+			bool isdir = de->d_type == DT_DIR;
+			struct stat st;
+
+			if (is_dot(de->d_name))
+				continue;
+			any = true;
+			if (de->d_type == DT_UNKNOWN && !fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW))
+				isdir = S_ISDIR(st.st_mode);
+			if (!isdir) {
+				if (!unlinkat(dfd, de->d_name, 0) || errno == ENOENT) {
+					progress = true;
+					continue;
+				}
+				if (errno != EISDIR) {
+					rm_fail(err, errno, "delete", de->d_name);
+					ret = -1;
+					continue;
+				}
+			}
+			if (depth + 1 >= RM_MAX_DEPTH) {
+				/* RENAME_NOREPLACE: the workspace may hold a same-named entry. */
+				for (int i = 0; i < MKDIR_TRIES; i++) {
+					char tmp[64];
+
+					snprintf(tmp, sizeof(tmp), ".arl-deep-%u", (*seq)++);
+					if (!renameat2(dfd, de->d_name, topfd, tmp, RENAME_NOREPLACE)) {
+						progress = true;
+						break;
+					}
+					if (errno != EEXIST) {
+						rm_fail(err, errno, "move", de->d_name);
+						ret = -1;
+						break;
+					}
+				}
+				continue;
+			}
+			if ((sub = open_dir_owned(dfd, de->d_name)) < 0) {
+				if (errno == ENOENT) {
+					progress = true;
+				} else if ((errno == ENOTDIR || errno == ELOOP) &&
+					   !unlinkat(dfd, de->d_name, 0)) {
+					progress = true; /* replaced by a file meanwhile */
+				} else {
+					rm_fail(err, errno, "open", de->d_name);
+					ret = -1;
+				}
+				continue;
+			}
+			if (rm_contents(sub, topfd, depth + 1, seq, err) < 0)
+				ret = -1;
+			if (!unlinkat(dfd, de->d_name, AT_REMOVEDIR) || errno == ENOENT)
+				progress = true;
+			else
+				rm_fail(err, errno, "delete", de->d_name);
+		}
+		if (!any)
+			break;
+		if (!progress) {
+			ret = arl_error(err, ARL_E_SYS, "directory is not empty after a pass");
+			break;
+		}
+	}
+	closedir(d);
+	return ret;
+}
+
+/* Deletes @name in @parent and everything below it, without ever following a symlink. */
+static int rm_tree(int parent, const char *name, struct arl_err *err)
+{
+	unsigned seq = 0;
+	int fd = open_dir_owned(parent, name);
+	int ret = 0;
+
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		if ((errno == ENOTDIR || errno == ELOOP) && !unlinkat(parent, name, 0))
+			return 0;
+		return arl_error_errno(err, errno, "cannot open '%s'", name);
+	}
+	if (rm_contents(fd, -1, 0, &seq, err) < 0)
+		ret = -1;
+	if (unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		ret = arl_error_errno(err, errno, "cannot delete '%s'", name);
+	return ret;
+}
+
+/* --- copying the pool's workspace ------------------------------------------------------ */
+
+static int copy_data(int in, int out)
+{
+	char buf[65536];
+	bool fallback = false;
+
+	for (;;) {
+		ssize_t n;
+
+		if (!fallback) {
+			n = copy_file_range(in, NULL, out, NULL, (size_t)1 << 30, 0);
+			if (n < 0 && errno == EINTR)
+				continue;
+			/* Across filesystems or on old kernels: the offsets are intact, so read on. */
+			if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+				      errno == EOPNOTSUPP || errno == EPERM)) {
+				fallback = true;
+				continue;
+			}
+			if (n <= 0)
+				return (int)n;
+			continue;
+		}
+		n = read(in, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return (int)n;
+		for (ssize_t off = 0; off < n;) {
+			ssize_t w = write(out, buf + off, (size_t)(n - off));
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				return -1;
+			off += w;
+		}
+	}
+}
+
+/*
+ * Copies the entries of directory @sfd into @dfd: directories, regular files and symlinks
+ * (as symlinks), with permission bits and times; setuid/setgid bits are dropped and other
+ * file types (sockets, FIFOs, devices) skipped. @rel is the path so far, for messages.
+ */
+static int copy_tree(int sfd, int dfd, struct arl_buf *rel, unsigned depth, struct arl_err *err)
+{
+	int dup_fd = fcntl(sfd, F_DUPFD_CLOEXEC, 0);
+	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+	struct dirent *de;
+	int ret = -1;
+
+	if (!d) {
+		arl_error_errno(err, errno, "cannot read '%s'", rel->len ? rel->p : ".");
+		if (dup_fd >= 0)
+			close(dup_fd);
+		return -1;
+	}
+	for (;;) {
+		size_t mark = rel->len;
+		int in = -1, out = -1;
+		struct stat st;
+		const char *name;
+
+		errno = 0;
+		if (!(de = readdir(d))) {
+			if (errno) {
+				arl_error_errno(err, errno, "cannot read '%s'", rel->len ? rel->p : ".");
+				goto out;
+			}
+			break;
+		}
+		name = de->d_name;
+		if (is_dot(name))
+			continue;
+		arl_buf_addf(rel, "%s%s", mark ? "/" : "", name);
+		if (fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			arl_error_errno(err, errno, "cannot stat '%s'", rel->p);
+			goto out;
+		}
+		struct timespec times[2] = {st.st_atim, st.st_mtim};
+
+		if (S_ISDIR(st.st_mode)) {
+			int rc;
+
+			if (depth + 1 > COPY_MAX_DEPTH) {
+				arl_error(err, ARL_E_LIMIT, "'%s' is nested more than %d directories deep",
+					  rel->p, COPY_MAX_DEPTH);
+				goto out;
+			}
+			if (mkdirat(dfd, name, 0700) < 0 ||
+			    (in = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+			    (out = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+				arl_error_errno(err, errno, "cannot copy directory '%s'", rel->p);
+				rc = -1;
+			} else {
+				rc = copy_tree(in, out, rel, depth + 1, err);
+				/* After the contents: adding entries changes the mtime, 0555 blocks them. */
+				if (rc == 0 && (fchmod(out, st.st_mode & 01777) < 0 ||
+						futimens(out, times) < 0))
+					rc = arl_error_errno(err, errno, "cannot copy directory '%s'", rel->p);
+			}
+			if (in >= 0)
+				close(in);
+			if (out >= 0)
+				close(out);
+			if (rc < 0)
+				goto out;
+		} else if (S_ISREG(st.st_mode)) {
+			int rc = -1;
+
+			if ((in = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC)) >= 0 &&
+			    (out = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+					  0600)) >= 0 &&
+			    copy_data(in, out) == 0 && fchmod(out, st.st_mode & 01777) == 0 &&
+			    futimens(out, times) == 0)
+				rc = 0;
+			if (rc < 0)
+				arl_error_errno(err, errno, "cannot copy '%s'", rel->p);
+			if (in >= 0)
+				close(in);
+			if (out >= 0 && close(out) < 0 && rc == 0)
+				rc = arl_error_errno(err, errno, "cannot copy '%s'", rel->p);
+			if (rc < 0)
+				goto out;
+		} else if (S_ISLNK(st.st_mode)) {
+			char target[PATH_MAX];
+			ssize_t n = readlinkat(sfd, name, target, sizeof(target));
+
+			if (n < 0 || (size_t)n >= sizeof(target)) {
+				arl_error_errno(err, n < 0 ? errno : ENAMETOOLONG, "cannot read link '%s'",
+						rel->p);
+				goto out;
+			}
+			target[n] = '\0';
+			if (symlinkat(target, dfd, name) < 0) {
+				arl_error_errno(err, errno, "cannot copy link '%s'", rel->p);
+				goto out;
+			}
+			(void)utimensat(dfd, name, times, AT_SYMLINK_NOFOLLOW);
+		}
+		rel->len = mark;
+		rel->p[mark] = '\0';
+	}
+	ret = 0;
+out:
+	closedir(d);
+	return ret;
+}
+
+/* --- sandboxes ----------------------------------------------------------------------- */
+
+/* Creates a new sandbox directory for @pool, with the pool's workspace copied in. */
+static int make_sandbox(struct local *L, const struct arl_pool *pool, char **out,
+			struct arl_err *err)
+{
+	struct arl_buf rel = ARL_BUF_INIT;
+	char *name = NULL;
+	int sfd = -1, dfd = -1, ret = -1;
+
+	for (int i = 0; i < MKDIR_TRIES && !name; i++) {
+		unsigned long n;
+
+		pthread_mutex_lock(&L->mu);
+		n = ++L->counter;
+		pthread_mutex_unlock(&L->mu);
+		name = arl_xasprintf("sb-%lld-%ld-%lu", (long long)L->run_id, (long)getpid(), n);
+		if (mkdirat(L->state_fd, name, 0700) == 0)
+			break;
+		if (errno != EEXIST) {
+			arl_error_errno(err, errno, "cannot create sandbox '%s/%s'", L->state_dir,
+					name);
+			free(name);
+			return -1;
+		}
+		free(name); /* left over from an earlier process with our pid */
+		name = NULL;
+	}
+	if (!name)
+		return arl_error(err, ARL_E_SYS, "cannot create a sandbox in '%s': names in use",
+				 L->state_dir);
+	if ((dfd = openat(L->state_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+	    fchmod(dfd, 0700) < 0) { /* exactly 0700, whatever the umask */
+		arl_error_errno(err, errno, "cannot open sandbox '%s/%s'", L->state_dir, name);
+		goto out;
+	}
+	if (pool->workspace) {
+		arl_buf_add(&rel, "", 0);
+		if ((sfd = open(pool->workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+			arl_error_errno(err, errno, "cannot open workspace '%s'", pool->workspace);
+			goto out;
+		}
+		if (copy_tree(sfd, dfd, &rel, 0, err) < 0) {
+			arl_err_prefix(err, "cannot copy workspace '%s'", pool->workspace);
+			goto out;
+		}
+	}
+	*out = name;
+	name = NULL;
+	ret = 0;
+out:
+	if (name) {
+		struct arl_err ignored = ARL_ERR_INIT;
+
+		rm_tree(L->state_fd, name, &ignored);
+		free(name);
+	}
+	if (sfd >= 0)
+		close(sfd);
+	if (dfd >= 0)
+		close(dfd);
+	arl_buf_release(&rel);
+	return ret;
+}
+
+static struct warm_pool *find_warm(struct local *L, const struct arl_pool *pool)
+{
+	for (size_t i = 0; i < L->nwarm; i++)
+		if (L->warm[i].pool == pool)
+			return &L->warm[i];
+	return NULL;
+}
+
+/* The next pool (round robin from *next) short of warm sandboxes; called with mu held. */
+static struct warm_pool *warm_wanted(struct local *L, size_t *next)
+{
+	for (size_t i = 0; i < L->nwarm; i++) {
+		size_t k = (*next + i) % L->nwarm;
+		struct warm_pool *w = &L->warm[k];
+		size_t want = w->pool->replicas > 0 ? (size_t)w->pool->replicas : 0;
+
+		if (!w->failed && w->nready + w->preparing < want) {
+			*next = k + 1;
+			return w;
+		}
+	}
+	return NULL;
+}
+
+static void *preparer_main(void *arg)
+{
+	struct local *L = arg;
+	size_t next = 0;
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_mutex_lock(&L->mu);
+	for (;;) {
+		struct arl_err err = ARL_ERR_INIT;
+		struct warm_pool *w = NULL;
+		char *name = NULL;
+		int rc;
+
+		while (!L->stopping && !(w = warm_wanted(L, &next)))
+			pthread_cond_wait(&L->cv, &L->mu);
+		if (L->stopping)
+			break;
+		w->preparing++;
+		pthread_mutex_unlock(&L->mu);
+		rc = make_sandbox(L, w->pool, &name, &err);
+		pthread_mutex_lock(&L->mu);
+		w->preparing--;
+		if (rc == 0) {
+			/* Even when stopping: close() deletes every ready sandbox after the join. */
+			ARL_GROW(w->ready, w->cap, w->nready + 1);
+			w->ready[w->nready++] = name;
+		} else {
+			/* acquire() prepares synchronously and reports this error itself. */
+			w->failed = true;
+		}
+	}
+	pthread_mutex_unlock(&L->mu);
+	return NULL;
+}
+
+/* --- step execution ------------------------------------------------------------------ */
+
+static void set_output(struct arl_output *o, const char *s)
+{
+	arl_output_release(o);
+	o->data = arl_xstrdup(s ? s : "");
+	o->len = strlen(o->data);
+}
+
+/* A step that failed before (or instead of) running anything: a FAILED step, not infra. */
+static void step_fail(struct arl_step_result *res, enum arl_class *cls, int code, const char *msg)
+{
+	res->state = ARL_STATE_FAILED;
+	res->has_exit = true;
+	res->exit_code = code;
+	set_output(&res->out, "");
+	set_output(&res->err, msg);
+	*cls = ARL_CLASS_FAILED;
+}
+
+/*
+ * The bwrap command line up to and including "--". @ws is the host directory bound at
+ * /workspace, @workdir the absolute working directory inside.
+ */
+static void bwrap_argv(const struct local *L, struct strvec *v, const char *ws,
+		       const char *workdir, bool network)
+{
+	static const char *const head[] = {"--die-with-parent", "--unshare-pid", "--unshare-ipc",
+					   "--unshare-uts", "--unshare-cgroup-try"};
+
+	sv_push(v, L->bwrap);
+	for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
+		sv_push(v, head[i]);
+	if (!network)
+		sv_push(v, "--unshare-net");
+	sv_push(v, "--new-session");
+	sv_push(v, "--cap-drop");
+	sv_push(v, "ALL");
+	sv_push(v, "--ro-bind");
+	sv_push(v, "/usr");
+	sv_push(v, "/usr");
+	sv_push(v, "--ro-bind");
+	sv_push(v, "/etc");
+	sv_push(v, "/etc");
+	for (size_t i = 0; i < L->root_args.n; i++)
+		sv_push(v, L->root_args.v[i]);
+	for (size_t i = 0; network && i < L->net_args.n; i++)
+		sv_push(v, L->net_args.v[i]);
+	sv_push(v, "--proc");
+	sv_push(v, "/proc");
+	sv_push(v, "--dev");
+	sv_push(v, "/dev");
+	sv_push(v, "--tmpfs");
+	sv_push(v, "/tmp");
+	sv_push(v, "--bind");
+	sv_push(v, ws);
+	sv_push(v, WS_INSIDE);
+	sv_push(v, "--chdir");
+	sv_push(v, workdir);
+	sv_push(v, "--hostname");
+	sv_push(v, "sandbox");
+	sv_push(v, "--");
+}
+
+/*
+ * The program's environment: our defaults, the step's env over them, ARL_WORKSPACE last so
+ * it always tells the truth. @ws is the workspace as the program sees it.
+ */
+static int build_env(struct strvec *env, const struct arl_step *step, const char *ws,
+		     struct arl_buf *msg)
+{
+	const struct arl_kv defaults[] = {
+		{"PATH", SANDBOX_PATH}, {"HOME", (char *)ws}, {"LANG", SANDBOX_LANG}};
+
+	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+		if (!arl_strmap_get(&step->env, defaults[i].key))
+			sv_pushf(env, "%s=%s", defaults[i].key, defaults[i].val);
+	for (size_t i = 0; i < step->env.n; i++) {
+		const struct arl_kv *kv = &step->env.v[i];
+
+		if (!kv->key[0] || strchr(kv->key, '=')) {
+			arl_buf_addf(msg, "arl-batch: env name '%s' is not valid\n", kv->key);
+			return -1;
+		}
+		if (strcmp(kv->key, "ARL_WORKSPACE"))
+			sv_pushf(env, "%s=%s", kv->key, kv->val ? kv->val : "");
+	}
+	sv_pushf(env, "ARL_WORKSPACE=%s", ws);
+	return 0;
+}
+
+/* True when a '..' component appears in @path. */
+static bool has_dotdot(const char *path)
+{
+	for (const char *p = path; (p = strstr(p, "..")); p += 2)
+		if ((p == path || p[-1] == '/') && (p[2] == '/' || !p[2]))
+			return true;
+	return false;
+}
+
+/* The part of @path after "/workspace", or NULL when it is not inside it. */
+static const char *strip_ws(const char *path)
+{
+	size_t n = strlen(WS_INSIDE);
+
+	if (strncmp(path, WS_INSIDE, n) || (path[n] && path[n] != '/'))
+		return NULL;
+	return path + n;
+}
+
+/* isolation none: workDir /workspace/x is DIR/x, and it must exist. */
+static int none_cwd(const struct arl_sandbox *sb, const char *wd, char **cwd, struct arl_buf *msg)
+{
+	const char *rel;
+	struct stat st;
+
+	if (!wd)
+		wd = WS_INSIDE;
+	if (!(rel = wd[0] == '/' ? strip_ws(wd) : wd)) {
+		arl_buf_addf(msg, "arl-batch: workDir '%s' must be inside /workspace with isolation: none\n",
+			     wd);
+		return -1;
+	}
+	if (has_dotdot(rel)) {
+		arl_buf_addf(msg, "arl-batch: workDir '%s' must not contain '..'\n", wd);
+		return -1;
+	}
+	*cwd = arl_xasprintf("%s%s%s", sb->path, rel[0] == '/' || !rel[0] ? "" : "/", rel);
+	if (stat(*cwd, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		arl_buf_addf(msg, "arl-batch: workDir '%s' does not exist in the sandbox\n", wd);
+		free(*cwd);
+		*cwd = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static bool is_executable(const char *path, int *why)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		*why = errno;
+		return false;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		*why = EISDIR;
+		return false;
+	}
+	if (access(path, X_OK) < 0) {
+		*why = errno;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * isolation none: finds @prog as a shell would (in @path, relative names against @cwd) so
+ * that a missing program is the step's failure (127, or 126 when not executable), not an
+ * infra error from spawn. Returns 0 and sets *out, or the exit code with @msg filled.
+ */
+static int resolve_program(const char *prog, const char *path, const char *cwd, char **out,
+			   struct arl_buf *msg)
+{
+	char ebuf[128];
+	int why = ENOENT, denied = 0;
+
+	if (strchr(prog, '/')) {
+		char *full = prog[0] == '/' ? arl_xstrdup(prog) : arl_xasprintf("%s/%s", cwd, prog);
+
+		if (is_executable(full, &why)) {
+			*out = full;
+			return 0;
+		}
+		free(full);
+		arl_buf_addf(msg, "arl-batch: cannot run '%s': %s\n", prog,
+			     arl_strerror(why, ebuf, sizeof(ebuf)));
+		return why == ENOENT || why == ENOTDIR ? 127 : 126;
+	}
+	for (const char *p = path;; p++) {
+		const char *end = strchr(p, ':');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		char *full;
+
+		/* An empty entry is the current directory, as in execvp(). */
+		if (n == 0)
+			full = arl_xasprintf("%s/%s", cwd, prog);
+		else if (p[0] == '/')
+			full = arl_xasprintf("%.*s/%s", (int)n, p, prog);
+		else
+			full = arl_xasprintf("%s/%.*s/%s", cwd, (int)n, p, prog);
+		if (is_executable(full, &why)) {
+			*out = full;
+			return 0;
+		}
+		free(full);
+		if (why == EACCES)
+			denied = 1;
+		if (!end)
+			break;
+		p = end;
+	}
+	if (denied) {
+		arl_buf_addf(msg, "arl-batch: cannot run '%s': Permission denied\n", prog);
+		return 126;
+	}
+	arl_buf_addf(msg, "arl-batch: command '%s' not found in PATH '%s'\n", prog, path);
+	return 127;
+}
+
+static int run_command(struct local *L, struct arl_sandbox *sb, const struct arl_step *step,
+		       const struct arl_exec_ctx *ctx, struct arl_step_result *res,
+		       enum arl_class *cls, struct arl_err *err)
+{
+	bool none = sb->pool->isolation == ARL_ISO_NONE;
+	struct strvec argv = {0}, env = {0};
+	struct arl_buf msg = ARL_BUF_INIT;
+	struct arl_spawn_opts so = {0};
+	struct arl_spawn_result sr;
+	char *cwd = NULL, *prog = NULL, *wd = NULL;
+	const char *path;
+	int ret = -1, code = 1;
+
+	memset(&sr, 0, sizeof(sr));
+	if (!step->argv || !step->argv[0]) {
+		arl_buf_addstr(&msg, "arl-batch: the Command step has no command\n");
+		goto refused;
+	}
+	if (build_env(&env, step, none ? sb->path : WS_INSIDE, &msg) < 0)
+		goto refused;
+	if (!(path = arl_strmap_get(&step->env, "PATH")))
+		path = SANDBOX_PATH;
+	if (none) {
+		if (none_cwd(sb, step->work_dir, &cwd, &msg) < 0)
+			goto refused;
+		if ((code = resolve_program(step->argv[0], path, cwd, &prog, &msg)) != 0)
+			goto refused;
+		sv_push(&argv, prog);
+	} else {
+		if (!L->bwrap) {
+			arl_error(err, ARL_E_BACKEND, "pool '%s' uses bwrap, which open() did not check",
+				  sb->pool->name);
+			*cls = ARL_CLASS_INFRA;
+			goto out;
+		}
+		if (!step->work_dir)
+			wd = arl_xstrdup(WS_INSIDE);
+		else if (step->work_dir[0] == '/')
+			wd = arl_xstrdup(step->work_dir);
+		else
+			wd = arl_xasprintf("%s/%s", WS_INSIDE, step->work_dir);
+		bwrap_argv(L, &argv, sb->path, wd, sb->pool->network);
+		sv_push(&argv, step->argv[0]);
+	}
+	for (size_t i = 1; i < step->argc && step->argv[i]; i++)
+		sv_push(&argv, step->argv[i]);
+
+	so.argv = argv.v;
+	so.envp = env.v;
+	so.cwd = cwd;
+	so.deadline_ms = ctx ? ctx->deadline_ms : 0;
+	so.capture_max = L->capture_max;
+	so.cancel_fd = L->cancel_fd;
+	if (arl_spawn_run(&so, &sr, err) < 0) {
+		*cls = ARL_CLASS_INFRA;
+		goto out;
+	}
+	res->has_exit = true;
+	res->exit_code = sr.exit_code;
+	arl_output_release(&res->out);
+	arl_output_release(&res->err);
+	res->out = sr.out;
+	res->err = sr.err;
+	memset(&sr.out, 0, sizeof(sr.out));
+	memset(&sr.err, 0, sizeof(sr.err));
+	if (sr.cancelled) {
+		res->state = ARL_STATE_FAILED;
+		*cls = ARL_CLASS_CANCELLED;
+	} else if (sr.timed_out) {
+		res->state = ARL_STATE_FAILED;
+		*cls = ARL_CLASS_TIMEOUT;
+	} else if (sr.exit_code != 0) {
+		res->state = ARL_STATE_FAILED;
+		*cls = ARL_CLASS_FAILED;
+	} else {
+		res->state = ARL_STATE_SUCCEEDED;
+		*cls = ARL_CLASS_NONE;
+	}
+	arl_spawn_result_release(&sr);
+	ret = 0;
+	goto out;
+refused:
+	step_fail(res, cls, code, msg.p);
+	ret = 0;
+out:
+	sv_release(&argv);
+	sv_release(&env);
+	arl_buf_release(&msg);
+	free(cwd);
+	free(prog);
+	free(wd);
+	return ret;
+}
+
+/*
+ * Splits a FilePatch path into the components below /workspace, refusing anything that is
+ * not plainly inside it. The message says what to do instead.
+ */
+static int patch_components(const char *path, struct strvec *comps, struct arl_buf *msg)
+{
+	char *copy, *save = NULL;
+
+	if (!path || path[0] != '/') {
+		arl_buf_addf(msg, "arl-batch: FilePatch path '%s' must be an absolute path inside /workspace\n",
+			     path ? path : "");
+		return -1;
+	}
+	if (has_dotdot(path)) {
+		arl_buf_addf(msg, "arl-batch: FilePatch path '%s' must not contain '..'\n", path);
+		return -1;
+	}
+	copy = arl_xstrdup(path);
+	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save))
+		if (strcmp(c, "."))
+			sv_push(comps, c);
+	free(copy);
+	if (comps->n && !strcmp(comps->v[0], "tmp")) {
+		arl_buf_addf(msg, "arl-batch: FilePatch path '%s' is refused: /tmp is private to each "
+				  "step on the local backend, so the file would be gone before the next "
+				  "step; write it under /workspace\n",
+			     path);
+		return -1;
+	}
+	if (!comps->n || strcmp(comps->v[0], "workspace")) {
+		arl_buf_addf(msg, "arl-batch: FilePatch path '%s' is outside /workspace, the only "
+				  "writable place that persists between steps\n",
+			     path);
+		return -1;
+	}
+	if (comps->n < 2 || path[strlen(path) - 1] == '/') {
+		arl_buf_addf(msg, "arl-batch: FilePatch path '%s' names a directory, not a file\n", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* Why opening component @i of @comps failed, for the step's stderr. */
+static void patch_open_error(struct arl_buf *msg, int errnum, int fd, const struct strvec *comps,
+			     size_t i)
+{
+	struct arl_buf shown = ARL_BUF_INIT;
+	struct stat st;
+	char ebuf[128];
+
+	for (size_t k = 0; k <= i; k++)
+		arl_buf_addf(&shown, "/%s", comps->v[k]);
+	if ((errnum == ELOOP || errnum == ENOTDIR || errnum == ENXIO) &&
+	    !fstatat(fd, comps->v[i], &st, AT_SYMLINK_NOFOLLOW)) {
+		if (S_ISLNK(st.st_mode))
+			arl_buf_addf(msg, "arl-batch: FilePatch refused: '%s' is a symlink, and FilePatch "
+					  "never follows symlinks\n",
+				     shown.p);
+		else if (i + 1 < comps->n && !S_ISDIR(st.st_mode))
+			arl_buf_addf(msg, "arl-batch: FilePatch refused: '%s' is not a directory\n",
+				     shown.p);
+		else
+			arl_buf_addf(msg, "arl-batch: FilePatch refused: '%s' is not a regular file\n",
+				     shown.p);
+	} else {
+		arl_buf_addf(msg, "arl-batch: FilePatch cannot open '%s': %s\n", shown.p,
+			     arl_strerror(errnum, ebuf, sizeof(ebuf)));
+	}
+	arl_buf_release(&shown);
+}
+
+static int run_filepatch(struct local *L, struct arl_sandbox *sb, const struct arl_step *step,
+			 struct arl_step_result *res, enum arl_class *cls, struct arl_err *err)
+{
+	struct strvec comps = {0};
+	struct arl_buf msg = ARL_BUF_INIT;
+	const char *data = step->content ? step->content : "";
+	size_t len = step->content ? step->content_len : 0, off = 0;
+	struct stat st;
+	char ebuf[128];
+	int cur = -1, fd = -1, ret = -1;
+
+	if (patch_components(step->path, &comps, &msg) < 0)
+		goto refused;
+	cur = openat(L->state_fd, sb->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (cur < 0) {
+		arl_error_errno(err, errno, "cannot open sandbox '%s'", sb->path);
+		*cls = ARL_CLASS_INFRA;
+		goto out;
+	}
+	/* comps[0] is "workspace", which is the sandbox directory itself. */
+	for (size_t i = 1; i + 1 < comps.n; i++) {
+		const char *c = comps.v[i];
+		int next = openat(cur, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+		if (next < 0 && errno == ENOENT) {
+			if (mkdirat(cur, c, 0755) < 0 && errno != EEXIST) {
+				patch_open_error(&msg, errno, cur, &comps, i);
+				goto refused;
+			}
+			next = openat(cur, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		}
+		if (next < 0) {
+			patch_open_error(&msg, errno, cur, &comps, i);
+			goto refused;
+		}
+		close(cur);
+		cur = next;
+	}
+	/* O_NONBLOCK: a FIFO planted here fails with ENXIO instead of blocking the worker. */
+	fd = openat(cur, comps.v[comps.n - 1],
+		    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0644);
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		patch_open_error(&msg, fd < 0 ? errno : ENXIO, cur, &comps, comps.n - 1);
+		goto refused;
+	}
+	while (off < len) {
+		ssize_t n = write(fd, data + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			arl_buf_addf(&msg, "arl-batch: FilePatch cannot write '%s': %s\n", step->path,
+				     arl_strerror(errno, ebuf, sizeof(ebuf)));
+			goto refused;
+		}
+		off += (size_t)n;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		arl_buf_addf(&msg, "arl-batch: FilePatch cannot write '%s': %s\n", step->path,
+			     arl_strerror(errno, ebuf, sizeof(ebuf)));
+		goto refused;
+	}
+	fd = -1;
+	arl_buf_addf(&msg, "File created: %s\n", step->path); /* ARL's wording */
+	res->state = ARL_STATE_SUCCEEDED;
+	res->has_exit = true;
+	res->exit_code = 0;
+	set_output(&res->out, msg.p);
+	set_output(&res->err, "");
+	*cls = ARL_CLASS_NONE;
+	ret = 0;
+	goto out;
+refused:
+	step_fail(res, cls, 1, msg.p);
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (cur >= 0)
+		close(cur);
+	sv_release(&comps);
+	arl_buf_release(&msg);
+	return ret;
+}
+
+/* --- open and close ------------------------------------------------------------------ */
+
+/* mkdir -p with mode 0700 for what it creates; then checks we own the result. */
+static int open_state_dir(struct local *L, const char *dir, struct arl_err *err)
+{
+	char *path, *canon = NULL;
+	struct stat st;
+	int ret = -1;
+
+	if (dir && dir[0]) {
+		path = arl_xstrdup(dir);
+	} else {
+		const char *tmp = getenv("TMPDIR");
+
+		path = arl_xasprintf("%s/arl-batch-%u", tmp && tmp[0] == '/' ? tmp : "/tmp",
+				     (unsigned)geteuid());
+	}
+	for (char *p = path + 1;; p++) {
+		if (*p == '/' || !*p) {
+			char c = *p;
+
+			*p = '\0';
+			if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+				arl_error_errno(err, errno, "cannot create state directory '%s'", path);
+				goto out;
+			}
+			*p = c;
+			if (!c)
+				break;
+		}
+	}
+	if (!(canon = realpath(path, NULL)) ||
+	    (L->state_fd = open(canon, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    fstat(L->state_fd, &st) < 0) {
+		arl_error_errno(err, errno, "cannot open state directory '%s'", path);
+		goto out;
+	}
+	/* In a shared /tmp someone else may have made it first, to watch or swap our sandboxes. */
+	if (st.st_uid != geteuid()) {
+		arl_error(err, ARL_E_SYS, "state directory '%s' belongs to uid %u, not to us", canon,
+			  (unsigned)st.st_uid);
+		goto out;
+	}
+	if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX)) {
+		arl_error(err, ARL_E_SYS, "state directory '%s' is writable by other users", canon);
+		goto out;
+	}
+	L->state_dir = canon;
+	canon = NULL;
+	ret = 0;
+out:
+	free(canon);
+	free(path);
+	return ret;
+}
+
+/* The absolute path of bwrap in our PATH, or NULL. */
+static char *find_bwrap(void)
+{
+	const char *path = getenv("PATH");
+
+	if (!path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (const char *p = path;; p++) {
+		const char *end = strchr(p, ':');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		int why;
+
+		/* Relative entries would depend on our cwd: only absolute ones count. */
+		if (n && p[0] == '/') {
+			char *full = arl_xasprintf("%.*s/bwrap", (int)n, p);
+
+			if (is_executable(full, &why))
+				return full;
+			free(full);
+		}
+		if (!end)
+			return NULL;
+		p = end;
+	}
+}
+
+/*
+ * The host's top-level /bin, /sbin and /lib* as they are: symlinks into /usr on merged-/usr
+ * systems (recreated as symlinks), real directories elsewhere (bound read-only).
+ */
+static void probe_root_layout(struct local *L)
+{
+	static const char *const names[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
+	char target[PATH_MAX], *canon;
+	struct stat st;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		char path[32];
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/%s", names[i]);
+		if (lstat(path, &st) < 0)
+			continue;
+		if (S_ISLNK(st.st_mode) && (n = readlink(path, target, sizeof(target) - 1)) > 0) {
+			target[n] = '\0';
+			sv_push(&L->root_args, "--symlink");
+			sv_push(&L->root_args, target);
+			sv_push(&L->root_args, path);
+		} else if (S_ISDIR(st.st_mode)) {
+			sv_push(&L->root_args, "--ro-bind");
+			sv_push(&L->root_args, path);
+			sv_push(&L->root_args, path);
+		}
+	}
+	/*
+	 * /etc/resolv.conf may point outside /etc (systemd-resolved: /run/systemd/resolve);
+	 * network pools get that directory too, or DNS would not work in them.
+	 */
+	if (lstat("/etc/resolv.conf", &st) == 0 && S_ISLNK(st.st_mode) &&
+	    (canon = realpath("/etc/resolv.conf", NULL))) {
+		char *slash = strrchr(canon, '/');
+
+		if (strncmp(canon, "/etc/", 5) && strncmp(canon, "/usr/", 5) && slash &&
+		    slash != canon) {
+			*slash = '\0';
+			sv_push(&L->net_args, "--ro-bind-try");
+			sv_push(&L->net_args, canon);
+			sv_push(&L->net_args, canon);
+		}
+		free(canon);
+	}
+}
+
+/* Runs `true` in a sandbox built exactly as steps' are, so open() fails with advice. */
+static int probe_bwrap(struct local *L, const char *pool_name, bool network, struct arl_err *err)
+{
+	struct strvec argv = {0}, env = {0};
+	struct arl_spawn_opts so = {0};
+	struct arl_spawn_result sr;
+	int ret = -1;
+
+	memset(&sr, 0, sizeof(sr));
+	bwrap_argv(L, &argv, L->state_dir, WS_INSIDE, network);
+	sv_push(&argv, "true");
+	sv_push(&env, "PATH=" SANDBOX_PATH);
+	so.argv = argv.v;
+	so.envp = env.v;
+	so.deadline_ms = arl_now_ms() + PROBE_TIMEOUT_MS;
+	so.capture_max = 4096;
+	so.cancel_fd = L->cancel_fd;
+	if (arl_spawn_run(&so, &sr, err) < 0) {
+		arl_err_prefix(err, "pool '%s'", pool_name);
+		goto out;
+	}
+	if (sr.cancelled) {
+		arl_error(err, ARL_E_BACKEND, "pool '%s': cancelled while checking bwrap", pool_name);
+	} else if (sr.timed_out) {
+		arl_error(err, ARL_E_BACKEND, "pool '%s': '%s' did not finish within %d s", pool_name,
+			  L->bwrap, PROBE_TIMEOUT_MS / 1000);
+	} else if (sr.exit_code != 0) {
+		const char *e = sr.err.data ? sr.err.data : "";
+		int n = (int)strcspn(e, "\n");
+
+		arl_error(err, ARL_E_BACKEND,
+			  "pool '%s': bwrap cannot create a sandbox (%.*s%s): allow unprivileged "
+			  "user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
+			  "user.max_user_namespaces=15000, "
+			  "kernel.apparmor_restrict_unprivileged_userns=0) or run as root, or set "
+			  "'isolation: none' on the pool",
+			  pool_name, n > 160 ? 160 : n, e,
+			  n ? "" : "exit status nonzero, no message");
+	} else {
+		ret = 0;
+	}
+out:
+	arl_spawn_result_release(&sr);
+	sv_release(&argv);
+	sv_release(&env);
+	return ret;
+}
+
+static void local_close(void *state)
+{
+	struct local *L = state;
+
+	if (!L)
+		return;
+	pthread_mutex_lock(&L->mu);
+	L->stopping = true;
+	pthread_cond_broadcast(&L->cv);
+	pthread_mutex_unlock(&L->mu);
+	if (L->preparer_running)
+		pthread_join(L->preparer, NULL);
+	for (size_t i = 0; i < L->nwarm; i++) {
+		struct warm_pool *w = &L->warm[i];
+
+		for (size_t k = 0; k < w->nready; k++) {
+			struct arl_err err = ARL_ERR_INIT;
+
+			if (rm_tree(L->state_fd, w->ready[k], &err) < 0)
+				log_line("arl-batch: cannot delete sandbox '%s/%s': %s", L->state_dir,
+					 w->ready[k], err.msg);
+			free(w->ready[k]);
+		}
+		free(w->ready);
+	}
+	free(L->warm);
+	if (L->state_fd >= 0)
+		close(L->state_fd);
+	free(L->state_dir);
+	free(L->bwrap);
+	sv_release(&L->root_args);
+	sv_release(&L->net_args);
+	pthread_cond_destroy(&L->cv);
+	pthread_mutex_destroy(&L->mu);
+	free(L);
+}
+
+static int local_open(void **state, const struct arl_backend_opts *o,
+		      const struct arl_pool *const *pools, size_t npools, struct arl_err *err)
+{
+	struct local *L = arl_xcalloc(1, sizeof(*L));
+	const char *bwrap_pool = NULL;
+	bool need_netns = false;
+	int ret = -1;
+
+	pthread_mutex_init(&L->mu, NULL);
+	pthread_cond_init(&L->cv, NULL);
+	L->state_fd = -1;
+	L->run_id = o->run_id;
+	L->capture_max = o->capture_max;
+	L->cancel_fd = o->cancel_fd;
+	if (open_state_dir(L, o->state_dir, err) < 0)
+		goto out;
+	L->warm = arl_xcalloc(npools ? npools : 1, sizeof(*L->warm));
+	for (size_t i = 0; i < npools; i++) {
+		const struct arl_pool *p = pools[i];
+		struct stat st;
+
+		if (p->workspace && (p->workspace[0] != '/' || stat(p->workspace, &st) < 0 ||
+				     !S_ISDIR(st.st_mode))) {
+			int e = p->workspace[0] != '/' ? EINVAL : errno ? errno : ENOTDIR;
+
+			if (p->workspace[0] == '/' && e == 0)
+				e = ENOTDIR;
+			arl_error_errno(err, S_ISDIR(st.st_mode) || p->workspace[0] != '/' ? e : e,
+					"pool '%s': cannot use workspace '%s'", p->name, p->workspace);
+			goto out;
+		}
+		if (p->isolation == ARL_ISO_BWRAP) {
+			if (!bwrap_pool)
+				bwrap_pool = p->name;
+			if (!p->network)
+				need_netns = true;
+		}
+		L->warm[L->nwarm++].pool = p;
+	}
+	if (bwrap_pool) {
+		if (!(L->bwrap = find_bwrap())) {
+			arl_error(err, ARL_E_BACKEND,
+				  "pool '%s': bubblewrap is not installed (no 'bwrap' in PATH): "
+				  "apt-get install bubblewrap, or set 'isolation: none' on the pool",
+				  bwrap_pool);
+			goto out;
+		}
+		probe_root_layout(L);
+		if (probe_bwrap(L, bwrap_pool, !need_netns, err) < 0)
+			goto out;
+	}
+	if (L->nwarm) {
+		int rc = pthread_create(&L->preparer, NULL, preparer_main, L);
+
+		if (rc) {
+			arl_error_errno(err, rc, "cannot start the sandbox preparer thread");
+			goto out;
+		}
+		L->preparer_running = true;
+	}
+	*state = L;
+	L = NULL;
+	ret = 0;
+out:
+	local_close(L);
+	return ret;
+}
+
+/* --- the ops table ------------------------------------------------------------------- */
+
+static int local_acquire(void *state, const struct arl_pool *pool,
+			 const struct arl_sandbox_req *req, struct arl_sandbox **out,
+			 struct arl_err *err)
+{
+	struct local *L = state;
+	struct arl_sandbox *sb;
+	struct warm_pool *w;
+	char *name = NULL;
+
+	(void)req;
+	pthread_mutex_lock(&L->mu);
+	if ((w = find_warm(L, pool))) {
+		if (w->nready)
+			name = w->ready[--w->nready];
+		w->failed = false; /* demand is back: let the preparer try again */
+		pthread_cond_signal(&L->cv);
+	}
+	pthread_mutex_unlock(&L->mu);
+	if (!name && make_sandbox(L, pool, &name, err) < 0) {
+		arl_err_prefix(err, "pool '%s'", pool->name);
+		return -1;
+	}
+	sb = arl_xcalloc(1, sizeof(*sb));
+	sb->pool = pool;
+	sb->name = name;
+	sb->path = arl_xasprintf("%s/%s", L->state_dir, name);
+	*out = sb;
+	return 0;
+}
+
+static int local_exec(void *state, struct arl_sandbox *sb, const struct arl_step *step,
+		      const struct arl_exec_ctx *ctx, struct arl_step_result *res,
+		      enum arl_class *cls, struct arl_err *err)
+{
+	struct local *L = state;
+	int ret;
+
+	if (!res->name)
+		res->name = arl_xstrdup(step->name ? step->name : "");
+	res->type = step->type == ARL_STEP_FILEPATCH ? "FilePatch" : "Command";
+	res->started_ms = arl_wall_ms();
+	*cls = ARL_CLASS_NONE;
+	if (step->type == ARL_STEP_FILEPATCH)
+		ret = run_filepatch(L, sb, step, res, cls, err);
+	else
+		ret = run_command(L, sb, step, ctx, res, cls, err);
+	if (ret < 0) {
+		*cls = ARL_CLASS_INFRA;
+		res->state = ARL_STATE_FAILED;
+	}
+	res->finished_ms = arl_wall_ms();
+	return ret;
+}
+
+static const char *local_sandbox_name(const struct arl_sandbox *sb)
+{
+	return sb->name;
+}
+
+static void local_release(void *state, struct arl_sandbox *sb, bool keep)
+{
+	struct local *L = state;
+	struct arl_err err = ARL_ERR_INIT;
+
+	if (!sb)
+		return;
+	if (keep)
+		log_line("arl-batch: keeping sandbox '%s'", sb->path);
+	else if (rm_tree(L->state_fd, sb->name, &err) < 0)
+		log_line("arl-batch: cannot delete sandbox '%s': %s", sb->path, err.msg);
+	free(sb->name);
+	free(sb->path);
+	free(sb);
+}
+
+const struct arl_backend_ops arl_backend_local = {
+	.name = "local",
+	.open = local_open,
+	.acquire = local_acquire,
+	.exec = local_exec,
+	.sandbox_name = local_sandbox_name,
+	.release = local_release,
+	.close = local_close,
+};

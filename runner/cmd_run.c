@@ -1,0 +1,206 @@
+/* `arl-batch run FILE...`: load every file, then print the plan (--dry-run) or run it. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "err.h"
+#include "jobload.h"
+#include "run.h"
+#include "util.h"
+#include "banned.h"
+
+static void usage(FILE *out)
+{
+	fputs("usage: arl-batch run [OPTIONS] FILE...\n"
+	      "\n"
+	      "Runs the jobs of the given job files in sandboxes and records every run, job,\n"
+	      "attempt and step in the results database.\n"
+	      "\n"
+	      "  -j, --concurrency N     jobs in flight at most (default: sum of the pools' replicas)\n"
+	      "      --db PATH           results database (default $ARL_BATCH_DB, else ./arl-batch.db)\n"
+	      "      --run-name NAME     label of the run (default: the files' batch names)\n"
+	      "      --dry-run           validate, expand and print the plan; run nothing\n"
+	      "      --backend local|kubernetes\n"
+	      "                          run every pool on this backend\n"
+	      "      --fail-fast         stop starting jobs after the first failed job\n"
+	      "      --max-failures N    stop starting jobs after N failed jobs\n"
+	      "      --deadline DURATION limit for the whole run; what is left is cancelled\n"
+	      "      --capture-max BYTES output kept per step and stream (default 1048576)\n"
+	      "      --state-dir DIR     where sandboxes live (default: next to the database)\n"
+	      "      --progress auto|plain|none\n"
+	      "  -h, --help              show this help\n"
+	      "\n"
+	      "Exit status: 0 all succeeded, 1 a job failed, 2 invalid input (nothing ran),\n"
+	      "3 results incomplete (infra failures, database or backend trouble), 4 halted by\n"
+	      "--deadline/--fail-fast/--max-failures, 130/143 interrupted.\n",
+	      out);
+}
+
+enum {
+	OPT_DB = 256,
+	OPT_RUN_NAME,
+	OPT_DRY_RUN,
+	OPT_BACKEND,
+	OPT_FAIL_FAST,
+	OPT_MAX_FAILURES,
+	OPT_DEADLINE,
+	OPT_CAPTURE_MAX,
+	OPT_STATE_DIR,
+	OPT_PROGRESS,
+};
+
+static void print_plan(struct arl_jobfile *const *files, size_t nfiles)
+{
+	char tbuf[32];
+
+	printf("%-40s %-16s %-10s %-8s %-8s %s\n", "KEY", "POOL", "BACKEND", "TIMEOUT", "RETRIES",
+	       "STEPS");
+	for (size_t i = 0; i < nfiles; i++) {
+		const struct arl_jobfile *f = files[i];
+
+		for (size_t k = 0; k < f->njobs; k++) {
+			const struct arl_job *j = &f->jobs[k];
+			const struct arl_pool *p = &f->pools[j->pool];
+
+			printf("%-40s %-16s %-10s %-8s %-8d ", j->key, p->name,
+			       p->backend == ARL_BACKEND_KUBERNETES ? "kubernetes" : "local",
+			       arl_fmt_duration(j->timeout_ms, tbuf, sizeof(tbuf)), j->retries);
+			for (size_t s = 0; s < j->steps.n; s++)
+				printf("%s%s", s ? "," : "", j->steps.v[s].name);
+			putchar('\n');
+		}
+	}
+}
+
+int cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"concurrency", required_argument, NULL, 'j'},
+		{"db", required_argument, NULL, OPT_DB},
+		{"run-name", required_argument, NULL, OPT_RUN_NAME},
+		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
+		{"backend", required_argument, NULL, OPT_BACKEND},
+		{"fail-fast", no_argument, NULL, OPT_FAIL_FAST},
+		{"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
+		{"deadline", required_argument, NULL, OPT_DEADLINE},
+		{"capture-max", required_argument, NULL, OPT_CAPTURE_MAX},
+		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
+		{"progress", required_argument, NULL, OPT_PROGRESS},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct arl_run_opts ro = ARL_RUN_OPTS_INIT;
+	struct arl_jobfile **files = NULL;
+	size_t nfiles = 0;
+	int c, ret = ARL_EXIT_USAGE, bad = 0, dry = 0, backend = -1;
+	int64_t v;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "j:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			if (arl_parse_i64(optarg, 1, 100000, &v) < 0)
+				goto bad_value;
+			ro.concurrency = (int)v;
+			break;
+		case OPT_DB:
+			ro.db_path = optarg;
+			break;
+		case OPT_RUN_NAME:
+			ro.run_name = optarg;
+			break;
+		case OPT_DRY_RUN:
+			dry = 1;
+			break;
+		case OPT_BACKEND:
+			if (!strcmp(optarg, "local"))
+				backend = ARL_BACKEND_LOCAL;
+			else if (!strcmp(optarg, "kubernetes"))
+				backend = ARL_BACKEND_KUBERNETES;
+			else
+				goto bad_value;
+			break;
+		case OPT_FAIL_FAST:
+			ro.max_failures = 1;
+			break;
+		case OPT_MAX_FAILURES:
+			if (arl_parse_i64(optarg, 1, INT32_MAX, &v) < 0)
+				goto bad_value;
+			ro.max_failures = (int)v;
+			break;
+		case OPT_DEADLINE:
+			if (arl_parse_duration(optarg, &ro.deadline_ms) < 0 || ro.deadline_ms <= 0)
+				goto bad_value;
+			break;
+		case OPT_CAPTURE_MAX:
+			if (arl_parse_i64(optarg, 1024, (int64_t)1 << 30, &v) < 0)
+				goto bad_value;
+			ro.capture_max = (size_t)v;
+			break;
+		case OPT_STATE_DIR:
+			ro.state_dir = optarg;
+			break;
+		case OPT_PROGRESS:
+			if (strcmp(optarg, "auto") && strcmp(optarg, "plain") &&
+			    strcmp(optarg, "none") && strcmp(optarg, "bar"))
+				goto bad_value;
+			ro.quiet = !strcmp(optarg, "none");
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return ARL_EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		fputs("arl-batch run: no job files given\n", stderr);
+		usage(stderr);
+		return ARL_EXIT_USAGE;
+	}
+	files = arl_xcalloc((size_t)(argc - optind), sizeof(*files));
+	for (int i = optind; i < argc; i++) {
+		struct arl_jobfile *f = NULL;
+
+		if (arl_jobfile_load(argv[i], &f, stderr) < 0) {
+			bad++;
+			continue;
+		}
+		for (size_t k = 0; k < nfiles; k++) {
+			if (!strcmp(files[k]->stem, f->stem)) {
+				fprintf(stderr,
+					"arl-batch: '%s' and '%s' have the same name '%s': job keys "
+					"(FILE_STEM/JOB_NAME) would collide\n",
+					files[k]->path, f->path, f->stem);
+				bad++;
+			}
+		}
+		if (backend >= 0)
+			for (size_t p = 0; p < f->npools; p++)
+				f->pools[p].backend = (enum arl_backend_kind)backend;
+		files[nfiles++] = f;
+	}
+	if (bad) {
+		fprintf(stderr, "arl-batch: nothing was run: %d invalid file%s\n", bad,
+			bad == 1 ? "" : "s");
+		goto out;
+	}
+	if (dry) {
+		print_plan(files, nfiles);
+		ret = 0;
+		goto out;
+	}
+	ret = arl_run_execute(files, nfiles, &ro);
+out:
+	for (size_t i = 0; i < nfiles; i++)
+		arl_jobfile_free(files[i]);
+	free(files);
+	return ret;
+bad_value:
+	fprintf(stderr, "arl-batch run: invalid value '%s' for --%s\n", optarg,
+		opts[0].name ? "option" : "");
+	return ARL_EXIT_USAGE;
+}

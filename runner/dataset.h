@@ -1,0 +1,32 @@
+/*
+ * foreach datasets: .jsonl (one JSON value per line), .json (an array), .csv (a header row,
+ * then records of strings). Errors carry the dataset's own line and column.
+ */
+#ifndef ARL_DATASET_H
+#define ARL_DATASET_H
+
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#include "err.h"
+
+#define ARL_DATASET_MAX_BYTES ((size_t)1 << 30)
+
+struct arl_dataset {
+	char *path;      /* as shown in messages */
+	cJSON **items;   /* owned */
+	unsigned *lines; /* line where each record starts */
+	size_t n;
+};
+
+/*
+ * Loads @fs_path (shown as @path). Malformed records are reported to @diags, positioned in the
+ * dataset file, and make it return -1; a file that cannot be read is reported at @ref (the
+ * job file's 'file:' node).
+ */
+int arl_dataset_load(struct arl_dataset *ds, const char *path, const char *fs_path,
+		     struct arl_loc ref, struct arl_diags *diags);
+void arl_dataset_release(struct arl_dataset *ds);
+
+#endif

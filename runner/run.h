@@ -1,0 +1,28 @@
+/*
+ * One `run` end to end: open the store, record the run and its jobs, start the backends, hand
+ * the jobs to the scheduler, record results as they finish, summarise, and return the exit code.
+ */
+#ifndef ARL_RUN_H
+#define ARL_RUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "job.h"
+
+struct arl_run_opts {
+	const char *db_path;   /* NULL: $ARL_BATCH_DB or ./arl-batch.db */
+	const char *run_name;  /* NULL: the files' batch names joined with '+' */
+	const char *state_dir; /* NULL: next to the database */
+	int concurrency;       /* 0: sum of the pools' replicas */
+	int max_failures;      /* 0: no limit */
+	int64_t deadline_ms;   /* 0: none */
+	size_t capture_max;    /* 0: default */
+	int quiet;             /* no progress lines */
+};
+#define ARL_RUN_OPTS_INIT {0}
+
+/* Runs every job of @files (borrowed); returns the exit code of SPEC.md. */
+int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struct arl_run_opts *o);
+
+#endif

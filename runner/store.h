@@ -1,0 +1,159 @@
+/*
+ * The results store: the SQLite database of SPEC.md "Results database" (schemas/results.sql).
+ *
+ * A struct arl_store is one connection. Thread-safety: use it from one thread only (the main
+ * thread); workers report outcomes through the scheduler and never touch the store. Several
+ * processes may share one database file: it is in WAL mode and every writer waits up to 5 s
+ * for the write lock.
+ *
+ * Errors: every fallible function returns 0 on success and -1 on failure with @err set
+ * (ARL_E_DB for SQLite failures, naming the operation and carrying sqlite3_errmsg), and writes
+ * its out-parameters only on success. A failed write leaves the database as it was.
+ */
+#ifndef ARL_STORE_H
+#define ARL_STORE_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "result.h"
+
+/* The schema version (PRAGMA user_version) this code reads and writes. */
+#define ARL_STORE_VERSION 1
+
+enum {
+	/*
+	 * For `query`: SQLITE_OPEN_READONLY, no migration, and an authorizer that refuses
+	 * every statement that could write (INSERT, UPDATE, DELETE, CREATE, DROP, ALTER,
+	 * ATTACH, DETACH, transactions, pragmas that set a value): arl_store_prepare() then
+	 * fails with ARL_E_USAGE and a message naming what was refused.
+	 */
+	ARL_STORE_READONLY = 1u << 0,
+	/* Fail with ARL_E_IO instead of creating a missing database (the read commands). */
+	ARL_STORE_NOCREATE = 1u << 1,
+};
+
+struct arl_store;
+
+/*
+ * Opens (creating it unless READONLY or NOCREATE) the database at @path, sets busy_timeout
+ * 5000, journal_mode=WAL, synchronous=NORMAL and foreign_keys=ON, and brings the schema up to
+ * ARL_STORE_VERSION; a database newer than that is refused (ARL_E_DB). A read-only store
+ * refuses a database that would need migrating.
+ *
+ * A read-write open also repairs runs left 'running' by a runner that died: a run whose host
+ * is this host and whose pid no longer exists becomes 'interrupted', its Pending and Running
+ * jobs 'Cancelled', its counters recounted. A file the OS lets us only read is opened
+ * read-only (no migration, no repair) without the authorizer.
+ *
+ * *out is the new store, owned by the caller (arl_store_close()).
+ */
+int arl_store_open(struct arl_store **out, const char *path, unsigned flags, struct arl_err *err);
+/* Finalizes every statement and closes the connection. NULL is a no-op. */
+void arl_store_close(struct arl_store *s);
+
+/* The path given to arl_store_open() (borrowed). */
+const char *arl_store_path(const struct arl_store *s);
+
+/* ---- Writing a run (the run command) ---- */
+
+/* What is known of a run when it starts. Every pointer is borrowed for the call. */
+struct arl_run_info {
+	const char *name;      /* required */
+	const char *files;     /* JSON array of the job files ("[\"jobs/a.yaml\"]"); NULL: [] */
+	int64_t jobs_total;    /* jobs planned, including the ones that will be Skipped */
+	const char *isolation; /* e.g. "bwrap", "none", "bwrap,none", "kubernetes"; may be NULL */
+	const char *notes;     /* free text, e.g. "pool p: isolation none"; may be NULL */
+};
+
+/* Inserts a run with status 'running', started_at now, this host and pid. */
+int arl_store_run_begin(struct arl_store *s, const struct arl_run_info *info, int64_t *run_id,
+			struct arl_err *err);
+
+/*
+ * Ends a run: @status is "succeeded", "failed" or "interrupted", @exit_code that of
+ * `arl-batch run`. Jobs still Pending or Running become Cancelled (class cancelled) and the
+ * counters are recounted from the jobs, all in one transaction.
+ */
+int arl_store_run_finish(struct arl_store *s, int64_t run_id, const char *status, int exit_code,
+			 struct arl_err *err);
+
+/* One job row to insert. Every pointer is borrowed for the call. */
+struct arl_job_row {
+	const char *key;  /* FILE_STEM/JOB_NAME */
+	const char *name;
+	const char *file; /* the job file's path as given */
+	const char *pool; /* may be NULL */
+	const char *item; /* the foreach item as JSON text, or NULL */
+	const char *labels;    /* JSON object text; NULL: {} */
+	const char *spec_hash; /* may be NULL */
+	int64_t skipped_from;  /* jobs.id this job's earlier success comes from; 0: none */
+};
+
+/*
+ * Inserts @n Pending jobs of @run_id in one transaction and writes their ids to ids[0..n-1]
+ * (caller-allocated). runs.jobs_total is not changed: arl_store_run_begin() sets it.
+ */
+int arl_store_jobs_add(struct arl_store *s, int64_t run_id, const struct arl_job_row *rows,
+		       size_t n, int64_t *ids, struct arl_err *err);
+
+/* Marks a Pending job Running since @started_ms (unix ms; 0: now). Optional. */
+int arl_store_job_set_running(struct arl_store *s, int64_t job_id, int64_t started_ms,
+			      struct arl_err *err);
+
+/*
+ * Records a job's outcome in one transaction: the job row (state, attempts, exit code, class,
+ * error, times), its attempts with their steps (main then callback), its metrics, and the
+ * run's counters. Calling it again for the same job replaces what the first call wrote and
+ * keeps the counters true. @r is borrowed.
+ */
+int arl_store_job_finish(struct arl_store *s, int64_t job_id, const struct arl_job_result *r,
+			 struct arl_err *err);
+
+/* ---- Reading ---- */
+
+/*
+ * Resolves a --run argument: NULL, "" or "latest" is the newest run, a number is that run
+ * id, anything else the newest run of that name. No such run: ARL_E_INVALID,
+ * "no run 'x' in 'db'" (or "no runs in 'db'").
+ */
+int arl_store_run_resolve(struct arl_store *s, const char *spec, int64_t *run_id,
+			  struct arl_err *err);
+
+/* A job of an earlier run, for --resume and --rerun. */
+struct arl_store_prev {
+	int64_t job_id;
+	enum arl_state state;
+	enum arl_class cls;
+	bool same_spec;       /* its spec_hash equals the one asked about (both non-NULL) */
+	int64_t skipped_from; /* 0 unless it was itself Skipped */
+};
+
+/*
+ * Finds the job with @key in run @run_id. Returns 1 and fills *out when found, 0 when the run
+ * has no such job, -1 on error.
+ */
+int arl_store_job_prev(struct arl_store *s, int64_t run_id, const char *key,
+		       const char *spec_hash, struct arl_store_prev *out, struct arl_err *err);
+
+/*
+ * For the read commands' own queries. The connection is borrowed and stays the store's.
+ * arl_store_prepare() compiles one statement (*tail: the text after it, may be NULL); a
+ * statement a READONLY store refuses fails with ARL_E_USAGE, any other error with ARL_E_DB.
+ * The caller finalizes *out. arl_store_step() returns 1 for a row, 0 when done, -1 on error.
+ */
+sqlite3 *arl_store_db(struct arl_store *s);
+int arl_store_prepare(struct arl_store *s, const char *sql, sqlite3_stmt **out, const char **tail,
+		      struct arl_err *err);
+int arl_store_step(struct arl_store *s, sqlite3_stmt *st, struct arl_err *err);
+
+/*
+ * True when @pid of @host may still be running: @host is not this host (we cannot tell), or
+ * kill(pid, 0) does not fail with ESRCH. pid reuse makes "alive" a guess; "dead" is certain.
+ */
+bool arl_store_owner_alive(const char *host, int64_t pid);
+
+#endif
