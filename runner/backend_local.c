@@ -122,7 +122,6 @@ static void sv_push(struct strvec *sv, const char *s)
 static void sv_pushf(struct strvec *sv, const char *fmt, ...) ARL_PRINTF(2, 3);
 static void sv_pushf(struct strvec *sv, const char *fmt, ...)
 {
-	struct arl_buf b = ARL_BUF_INIT;
 	va_list ap;
 	char *s;
 	int n;
@@ -136,7 +135,6 @@ static void sv_pushf(struct strvec *sv, const char *fmt, ...)
 	if (n > 0)
 		vsnprintf(s, (size_t)n + 1, fmt, ap);
 	va_end(ap);
-	(void)b;
 	ARL_GROW(sv->v, sv->cap, sv->n + 2);
 	sv->v[sv->n++] = s;
 	sv->v[sv->n] = NULL;
@@ -225,7 +223,7 @@ static int rm_contents(int fd, int topfd, unsigned depth, unsigned *seq, struct 
 	int ret = 0;
 
 	if (!d) {
-		rm_fail(err, errno, "read directory", "");
+		arl_error_errno(err, errno, "cannot read a directory");
 		close(fd);
 		return -1;
 	}
@@ -959,7 +957,9 @@ static void patch_open_error(struct arl_buf *msg, int errnum, int fd, const stru
 
 	for (size_t k = 0; k <= i; k++)
 		arl_buf_addf(&shown, "/%s", comps->v[k]);
-	if ((errnum == ELOOP || errnum == ENOTDIR || errnum == ENXIO) &&
+	if (errnum == EISDIR) {
+		arl_buf_addf(msg, "arl-batch: FilePatch refused: '%s' is a directory\n", shown.p);
+	} else if ((errnum == ELOOP || errnum == ENOTDIR || errnum == ENXIO) &&
 	    !fstatat(fd, comps->v[i], &st, AT_SYMLINK_NOFOLLOW)) {
 		if (S_ISLNK(st.st_mode))
 			arl_buf_addf(msg, "arl-batch: FilePatch refused: '%s' is a symlink, and FilePatch "
@@ -1299,15 +1299,20 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 		const struct arl_pool *p = pools[i];
 		struct stat st;
 
-		if (p->workspace && (p->workspace[0] != '/' || stat(p->workspace, &st) < 0 ||
-				     !S_ISDIR(st.st_mode))) {
-			int e = p->workspace[0] != '/' ? EINVAL : errno ? errno : ENOTDIR;
+		if (p->workspace) {
+			int e = 0;
 
-			if (p->workspace[0] == '/' && e == 0)
+			if (p->workspace[0] != '/')
+				e = EINVAL; /* the loader makes it absolute; a relative one is a bug */
+			else if (stat(p->workspace, &st) < 0)
+				e = errno;
+			else if (!S_ISDIR(st.st_mode))
 				e = ENOTDIR;
-			arl_error_errno(err, S_ISDIR(st.st_mode) || p->workspace[0] != '/' ? e : e,
-					"pool '%s': cannot use workspace '%s'", p->name, p->workspace);
-			goto out;
+			if (e) {
+				arl_error_errno(err, e, "pool '%s': cannot use workspace '%s'", p->name,
+						p->workspace);
+				goto out;
+			}
 		}
 		if (p->isolation == ARL_ISO_BWRAP) {
 			if (!bwrap_pool)

@@ -1,5 +1,6 @@
 #include "job.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,4 +98,80 @@ void arl_jobfile_free(struct arl_jobfile *f)
 	free(f->stem);
 	free(f->name);
 	free(f);
+}
+
+/* Two FNV-1a streams with different seeds: a 128-bit change detector, not a MAC. */
+struct hasher {
+	uint64_t a, b;
+};
+
+static void hash_bytes(struct hasher *h, const void *p, size_t n)
+{
+	const unsigned char *s = p;
+
+	for (size_t i = 0; i < n; i++) {
+		h->a = (h->a ^ s[i]) * 1099511628211ULL;
+		h->b = (h->b ^ s[i]) * 0x100000001b3ULL + 0x9e3779b97f4a7c15ULL;
+	}
+}
+
+/* Strings are length-prefixed so that ("ab","c") and ("a","bc") differ. */
+static void hash_str(struct hasher *h, const char *s)
+{
+	uint64_t n = s ? strlen(s) : UINT64_MAX;
+
+	hash_bytes(h, &n, sizeof(n));
+	if (s)
+		hash_bytes(h, s, strlen(s));
+}
+
+static void hash_i64(struct hasher *h, int64_t v)
+{
+	hash_bytes(h, &v, sizeof(v));
+}
+
+static void hash_steps(struct hasher *h, const struct arl_steps *steps)
+{
+	hash_i64(h, (int64_t)steps->n);
+	for (size_t i = 0; i < steps->n; i++) {
+		const struct arl_step *s = &steps->v[i];
+
+		hash_str(h, s->name);
+		hash_i64(h, s->type);
+		hash_i64(h, (int64_t)s->argc);
+		for (size_t k = 0; k < s->argc; k++)
+			hash_str(h, s->argv[k]);
+		hash_str(h, s->work_dir);
+		hash_i64(h, (int64_t)s->env.n);
+		for (size_t k = 0; k < s->env.n; k++) {
+			hash_str(h, s->env.v[k].key);
+			hash_str(h, s->env.v[k].val);
+		}
+		hash_i64(h, s->timeout_ms);
+		hash_i64(h, s->metrics_json);
+		hash_str(h, s->path);
+		hash_str(h, s->content);
+	}
+}
+
+void arl_job_spec_hash(const struct arl_job *j, const struct arl_pool *p, char out[33])
+{
+	struct hasher h = {1469598103934665603ULL, 0x84222325cbf29ce4ULL};
+
+	hash_str(&h, "arl-batch spec v1");
+	hash_steps(&h, &j->steps);
+	hash_steps(&h, &j->on_success);
+	hash_steps(&h, &j->on_failure);
+	hash_steps(&h, &j->on_complete);
+	hash_i64(&h, j->timeout_ms);
+	hash_str(&h, j->item);
+	hash_i64(&h, p->backend);
+	hash_i64(&h, p->isolation);
+	hash_i64(&h, p->network);
+	hash_str(&h, p->workspace);
+	hash_str(&h, p->namespace);
+	hash_str(&h, p->image);
+	hash_str(&h, p->sidecar_image);
+	hash_str(&h, p->testbed_path);
+	snprintf(out, 33, "%016llx%016llx", (unsigned long long)h.a, (unsigned long long)h.b);
 }

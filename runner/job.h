@@ -105,4 +105,11 @@ void arl_steps_release(struct arl_steps *s);
 void arl_job_release(struct arl_job *j);
 void arl_jobfile_free(struct arl_jobfile *f);
 
+/*
+ * Hex hash (32 chars + NUL) of everything that decides a job's result: its expanded steps and
+ * callbacks, env, limits, the pool's definition and the item. Equal hashes mean --resume may
+ * trust an earlier success.
+ */
+void arl_job_spec_hash(const struct arl_job *j, const struct arl_pool *pool, char out[33]);
+
 #endif

@@ -195,16 +195,6 @@ static char *get_str(struct sctx *c, const struct arl_node *n, const char *name)
 	return render(c, n, n->str);
 }
 
-/* A scalar of any type as text (env values, command arguments), rendered. */
-static char *get_text(struct sctx *c, const struct arl_node *n, const char *name)
-{
-	if (n->kind != ARL_NODE_SCALAR || arl_node_is_null(n)) {
-		diag(c, n, "'%s' must be a string, got %s", name, arl_node_describe(n));
-		return NULL;
-	}
-	return render(c, n, n->str);
-}
-
 static bool get_int(struct sctx *c, const struct arl_node *n, const char *name, int64_t min,
 		    int64_t max, int64_t *out)
 {

@@ -23,6 +23,10 @@
  *
  * Output is capped per stream: the first half is kept in a linear buffer, the last half in a
  * ring, so memory stays within capture_max however much the program prints.
+ *
+ * timed_out and cancelled record the first cause only: once SIGTERM went out for one, the
+ * other changes nothing. Relative cwd-dependent paths (argv[0] with a '/', stdin_path, PATH
+ * entries) are resolved as the child sees them, in its working directory.
  */
 #include "spawn.h"
 
@@ -32,6 +36,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -40,12 +45,6 @@
 #include <unistd.h>
 
 #include "util.h"
-/*
- * runner/ is on the -I path, so <spawn.h> finds our own spawn.h (already included, so empty)
- * instead of libc's. Until the build passes runner/ with -iquote or the header is renamed,
- * name libc's header by its path.
- */
-#include "/usr/include/spawn.h"
 #include "banned.h"
 
 /* How long we keep reading after the group was killed, for fds held outside the group. */
@@ -147,7 +146,7 @@ static void capture_finish(struct capture *c, struct arl_output *out)
 
 	if (dropped)
 		mlen = (size_t)snprintf(marker, sizeof(marker),
-					"\n[... %" PRIu64 " bytes truncated ...]\n", dropped);
+		                        "\n[... %" PRIu64 " bytes truncated ...]\n", dropped);
 	len = c->head_len + mlen + c->ring_len;
 	d = arl_xmalloc(len + 1);
 	if (c->head_len)
@@ -182,7 +181,7 @@ static void capture_release(struct capture *c)
  * they are. The result is malloc'd.
  */
 static int find_program(const char *name, char *const *envp, int dirfd, char **out,
-			struct arl_err *err)
+                        struct arl_err *err)
 {
 	const char *path = NULL, *p, *end;
 	int why = ENOENT;
@@ -273,7 +272,7 @@ static void capture_read(struct capture *c, char *buf)
  * the pipes for at most DRAIN_MS. Returns with the child exited but not reaped.
  */
 static int watch(struct proc *p, struct capture cap[2], const struct arl_spawn_opts *o,
-		 int64_t grace_ms, struct arl_spawn_result *r, struct arl_err *err)
+                 int64_t grace_ms, struct arl_spawn_result *r, struct arl_err *err)
 {
 	struct pollfd pfd[4];
 	int ipipe[2], ipid, icancel, nfds, timeout, ret = -1;
@@ -322,7 +321,8 @@ static int watch(struct proc *p, struct capture cap[2], const struct arl_spawn_o
 			}
 			continue;
 		}
-		timeout = wake == INT64_MAX ? -1 : (int)(wake - now < INT_MAX ? wake - now : INT_MAX);
+		timeout =
+		    wake == INT64_MAX ? -1 : (int)(wake - now < INT_MAX ? wake - now : INT_MAX);
 
 		if (poll(pfd, (nfds_t)nfds, timeout) < 0) {
 			if (errno == EINTR)
@@ -350,22 +350,55 @@ out:
 	return ret;
 }
 
-int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res,
-		  struct arl_err *err)
+/*
+ * File actions and attributes: stdio from our fds, the cwd by fd, a new process group, an
+ * empty signal mask (workers block every signal) and default dispositions. Returns 0 or an
+ * errno value; on failure nothing is left to destroy.
+ */
+static int spawn_prepare(posix_spawn_file_actions_t *fa, posix_spawnattr_t *attr, int in_fd,
+                         int out_w, int err_w, int cwd_fd)
+{
+	sigset_t none, all;
+	int rc;
+
+	sigemptyset(&none);
+	/* glibc skips SIGKILL, SIGSTOP and its internal signals. */
+	sigfillset(&all);
+	if ((rc = posix_spawn_file_actions_init(fa)) != 0)
+		return rc;
+	if ((rc = posix_spawnattr_init(attr)) != 0) {
+		posix_spawn_file_actions_destroy(fa);
+		return rc;
+	}
+	if ((rc = posix_spawn_file_actions_adddup2(fa, in_fd, 0)) != 0 ||
+	    (rc = posix_spawn_file_actions_adddup2(fa, out_w, 1)) != 0 ||
+	    (rc = posix_spawn_file_actions_adddup2(fa, err_w, 2)) != 0 ||
+	    (cwd_fd >= 0 && (rc = posix_spawn_file_actions_addfchdir_np(fa, cwd_fd)) != 0) ||
+	    (rc = posix_spawnattr_setflags(attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+	                                             POSIX_SPAWN_SETSIGDEF)) != 0 ||
+	    (rc = posix_spawnattr_setpgroup(attr, 0)) != 0 ||
+	    (rc = posix_spawnattr_setsigmask(attr, &none)) != 0 ||
+	    (rc = posix_spawnattr_setsigdefault(attr, &all)) != 0) {
+		posix_spawnattr_destroy(attr);
+		posix_spawn_file_actions_destroy(fa);
+	}
+	return rc;
+}
+
+int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res, struct arl_err *err)
 {
 	struct arl_spawn_result r = {0};
 	struct capture cap[2];
 	struct proc p = {.pid = -1, .pidfd = -1};
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
-	bool fa_ok = false, attr_ok = false;
+	bool prepared = false;
 	int outp[2] = {-1, -1}, errp[2] = {-1, -1};
 	int in_fd = -1, cwd_fd = -1, rc, ret = -1;
 	size_t capture_max = o->capture_max ? o->capture_max : ARL_SPAWN_DEFAULT_CAPTURE;
 	int64_t grace_ms = o->grace_ms > 0 ? o->grace_ms : ARL_KILL_GRACE_MS, start = 0;
 	const char *in_path = o->stdin_path ? o->stdin_path : "/dev/null";
 	char *prog = NULL;
-	sigset_t none, all;
 
 	capture_init(&cap[0], capture_max);
 	capture_init(&cap[1], capture_max);
@@ -376,7 +409,7 @@ int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res,
 	/* A bad fd would make poll() report POLLNVAL forever; refuse it before starting. */
 	if (o->cancel_fd >= 0 && fcntl(o->cancel_fd, F_GETFD) < 0) {
 		arl_error_errno(err, errno, "cannot run '%s': cancel fd %d", o->argv[0],
-				o->cancel_fd);
+		                o->cancel_fd);
 		goto out;
 	}
 	/*
@@ -385,7 +418,7 @@ int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res,
 	 * permission, so check search permission, which fchdir() will need, ourselves.
 	 */
 	if (o->cwd && ((cwd_fd = open(o->cwd, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-		       faccessat(cwd_fd, ".", X_OK, 0) < 0)) {
+	               faccessat(cwd_fd, ".", X_OK, 0) < 0)) {
 		arl_error_errno(err, errno, "cannot change directory to '%s'", o->cwd);
 		goto out;
 	}
@@ -393,7 +426,7 @@ int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res,
 	in_fd = openat(cwd_fd >= 0 ? cwd_fd : AT_FDCWD, in_path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
 	if (in_fd < 0) {
 		arl_error_errno(err, errno, "cannot open '%s' for the standard input of '%s'",
-				in_path, o->argv[0]);
+		                in_path, o->argv[0]);
 		goto out;
 	}
 	if (find_program(o->argv[0], o->envp, cwd_fd >= 0 ? cwd_fd : AT_FDCWD, &prog, err) < 0)
@@ -404,26 +437,11 @@ int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res,
 		goto out;
 	}
 
-	if ((rc = posix_spawn_file_actions_init(&fa)) != 0)
-		goto spawn_setup_failed;
-	fa_ok = true;
-	if ((rc = posix_spawn_file_actions_adddup2(&fa, in_fd, 0)) != 0 ||
-	    (rc = posix_spawn_file_actions_adddup2(&fa, outp[1], 1)) != 0 ||
-	    (rc = posix_spawn_file_actions_adddup2(&fa, errp[1], 2)) != 0 ||
-	    (cwd_fd >= 0 && (rc = posix_spawn_file_actions_addfchdir_np(&fa, cwd_fd)) != 0))
-		goto spawn_setup_failed;
-	if ((rc = posix_spawnattr_init(&attr)) != 0)
-		goto spawn_setup_failed;
-	attr_ok = true;
-	sigemptyset(&none);
-	/* glibc skips SIGKILL, SIGSTOP and its internal signals. */
-	sigfillset(&all);
-	if ((rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-							  POSIX_SPAWN_SETSIGDEF)) != 0 ||
-	    (rc = posix_spawnattr_setpgroup(&attr, 0)) != 0 ||
-	    (rc = posix_spawnattr_setsigmask(&attr, &none)) != 0 ||
-	    (rc = posix_spawnattr_setsigdefault(&attr, &all)) != 0)
-		goto spawn_setup_failed;
+	if ((rc = spawn_prepare(&fa, &attr, in_fd, outp[1], errp[1], cwd_fd)) != 0) {
+		arl_error_errno(err, rc, "cannot run '%s': posix_spawn setup", o->argv[0]);
+		goto out;
+	}
+	prepared = true;
 
 	start = arl_now_ms();
 	rc = posix_spawn(&p.pid, prog, &fa, &attr, o->argv, o->envp ? o->envp : environ);
@@ -454,12 +472,8 @@ int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res,
 	capture_finish(&cap[1], &r.err);
 	*res = r;
 	ret = 0;
-	goto out;
-
-spawn_setup_failed:
-	arl_error_errno(err, rc, "cannot run '%s': posix_spawn setup", o->argv[0]);
 out:
-	/* Only on failure after the spawn: leave no process and no zombie behind. */
+	/* Only on a failure after the spawn: leave no process and no zombie behind. */
 	if (p.pid > 0) {
 		signal_group(&p, SIGKILL);
 		reap(&p);
@@ -478,10 +492,10 @@ out:
 		close(in_fd);
 	if (cwd_fd >= 0)
 		close(cwd_fd);
-	if (attr_ok)
+	if (prepared) {
 		posix_spawnattr_destroy(&attr);
-	if (fa_ok)
 		posix_spawn_file_actions_destroy(&fa);
+	}
 	free(prog);
 	return ret;
 }

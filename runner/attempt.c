@@ -1,0 +1,218 @@
+#include "attempt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "template.h"
+#include "util.h"
+#include "banned.h"
+
+/* Renders {{ run.* }} and {{ attempt }} in a copy of @s; validation already vetted them. */
+static char *render_rt(const char *s, const struct arl_tmpl_ctx *t)
+{
+	struct arl_err err = ARL_ERR_INIT;
+	char *out;
+
+	if (!s)
+		return NULL;
+	if (!arl_tmpl_has(s) || arl_tmpl_render(s, t, &out, NULL, &err) < 0)
+		return arl_xstrdup(s);
+	return out;
+}
+
+static void render_step(const struct arl_step *in, const struct arl_tmpl_ctx *t,
+			struct arl_step *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->name = arl_xstrdup(in->name);
+	out->type = in->type;
+	out->timeout_ms = in->timeout_ms;
+	out->metrics_json = in->metrics_json;
+	out->argc = in->argc;
+	if (in->argv) {
+		out->argv = arl_xcalloc(in->argc + 1, sizeof(*out->argv));
+		for (size_t i = 0; i < in->argc; i++)
+			out->argv[i] = render_rt(in->argv[i], t);
+	}
+	out->work_dir = render_rt(in->work_dir, t);
+	for (size_t i = 0; i < in->env.n; i++) {
+		char *v = render_rt(in->env.v[i].val, t);
+
+		arl_strmap_set(&out->env, in->env.v[i].key, v);
+		free(v);
+	}
+	out->path = render_rt(in->path, t);
+	out->content = render_rt(in->content, t);
+	out->content_len = out->content ? strlen(out->content) : 0;
+}
+
+/* `metrics: json`: the last non-empty stdout line is an object; its scalars are metrics. */
+static void collect_metrics(const struct arl_output *o, struct arl_metric **m, size_t *n)
+{
+	const char *end, *start;
+	cJSON *obj, *v;
+
+	if (!o->data || !o->len)
+		return;
+	end = o->data + o->len;
+	while (end > o->data && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+		end--;
+	start = end;
+	while (start > o->data && start[-1] != '\n')
+		start--;
+	obj = cJSON_ParseWithLength(start, (size_t)(end - start));
+	if (!cJSON_IsObject(obj)) {
+		cJSON_Delete(obj);
+		return;
+	}
+	cJSON_ArrayForEach(v, obj)
+	{
+		struct arl_metric *x;
+
+		if (!v->string || !(cJSON_IsNumber(v) || cJSON_IsBool(v) || cJSON_IsString(v)))
+			continue;
+		*m = arl_xrealloc(*m, (*n + 1) * sizeof(**m));
+		x = &(*m)[(*n)++];
+		memset(x, 0, sizeof(*x));
+		x->name = arl_xstrdup(v->string);
+		if (cJSON_IsString(v)) {
+			x->kind = ARL_METRIC_TEXT;
+			x->text = arl_xstrdup(v->valuestring);
+		} else {
+			x->kind = ARL_METRIC_NUMBER;
+			x->number = cJSON_IsBool(v) ? (cJSON_IsTrue(v) ? 1 : 0) : v->valuedouble;
+		}
+	}
+	cJSON_Delete(obj);
+}
+
+static struct arl_step_result *add_result(struct arl_attempt_result *a, const struct arl_step *s,
+					  bool callback)
+{
+	struct arl_step_result *r;
+
+	a->steps = arl_xrealloc(a->steps, (a->nsteps + 1) * sizeof(*a->steps));
+	r = &a->steps[a->nsteps++];
+	memset(r, 0, sizeof(*r));
+	r->name = arl_xstrdup(s->name);
+	r->type = s->type == ARL_STEP_FILEPATCH ? "FilePatch" : "Command";
+	r->callback = callback;
+	r->state = ARL_STATE_SKIPPED;
+	return r;
+}
+
+/*
+ * Runs @steps in order until one fails; the rest are recorded Skipped. Returns the class of
+ * the first failure (NONE when all succeeded); an infra failure's message goes to *error.
+ */
+static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sandbox *sb,
+				const struct arl_steps *steps, bool callback, int64_t deadline,
+				const struct arl_tmpl_ctx *t, bool render,
+				struct arl_attempt_result *a, struct arl_metric **metrics,
+				size_t *nmetrics, char **error)
+{
+	enum arl_class first = ARL_CLASS_NONE;
+
+	for (size_t i = 0; i < steps->n; i++) {
+		const struct arl_step *s = &steps->v[i];
+		struct arl_step_result *r = add_result(a, s, callback);
+		struct arl_step rendered;
+		struct arl_exec_ctx ctx = {.deadline_ms = deadline};
+		struct arl_err err = ARL_ERR_INIT;
+		enum arl_class cls = ARL_CLASS_NONE;
+		int64_t now = arl_now_ms();
+
+		if (first != ARL_CLASS_NONE)
+			continue;
+		if (s->timeout_ms && now + s->timeout_ms < deadline) {
+			ctx.deadline_ms = now + s->timeout_ms;
+			ctx.step_limited = true;
+		}
+		if (render)
+			render_step(s, t, &rendered);
+		if (env->ops->exec(env->backend, sb, render ? &rendered : s, &ctx, r, &cls, &err) <
+		    0) {
+			cls = ARL_CLASS_INFRA;
+			r->state = ARL_STATE_FAILED;
+			if (!*error)
+				*error = arl_xasprintf("step '%s': %s", s->name, err.msg);
+		}
+		if (render)
+			arl_step_release(&rendered);
+		if (cls == ARL_CLASS_NONE && s->metrics_json && !callback)
+			collect_metrics(&r->out, metrics, nmetrics);
+		if (cls != ARL_CLASS_NONE) {
+			first = cls;
+			if (!*error && cls == ARL_CLASS_TIMEOUT)
+				*error = arl_xasprintf("step '%s' timed out", s->name);
+			else if (!*error && cls == ARL_CLASS_FAILED)
+				*error = arl_xasprintf("step '%s' exited with %d", s->name,
+						       r->exit_code);
+		}
+		if (r->has_exit && !callback) {
+			a->has_exit = true;
+			a->exit_code = r->exit_code;
+		}
+	}
+	return first;
+}
+
+void arl_attempt_run(const struct arl_attempt_env *env, const struct arl_job *job, int number,
+		     struct arl_attempt_result *out, struct arl_metric **metrics, size_t *nmetrics)
+{
+	struct arl_sandbox *sb = NULL;
+	struct arl_sandbox_req req = {.job = job, .attempt = number};
+	struct arl_err err = ARL_ERR_INIT;
+	char attempt_str[16];
+	struct arl_tmpl_ctx t = {.job_name = job->name, .run_id = env->run_id,
+				 .run_name = env->run_name, .attempt = attempt_str};
+	enum arl_class cls;
+	int64_t deadline;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(attempt_str, sizeof(attempt_str), "%d", number);
+	out->number = number;
+	out->started_ms = arl_wall_ms();
+	deadline = arl_now_ms() + job->timeout_ms;
+	req.deadline_ms = deadline;
+	if (env->ops->acquire(env->backend, env->pool, &req, &sb, &err) < 0) {
+		out->state = ARL_STATE_FAILED;
+		out->cls = ARL_CLASS_INFRA;
+		out->error = arl_xasprintf("cannot allocate a sandbox from pool '%s': %s",
+					   env->pool->name, err.msg);
+		/* The steps were never run: record them as such. */
+		for (size_t i = 0; i < job->steps.n; i++)
+			add_result(out, &job->steps.v[i], false);
+		goto out;
+	}
+	out->sandbox = arl_xstrdup(env->ops->sandbox_name(sb));
+	cls = run_steps(env, sb, &job->steps, false, deadline, &t, job->runtime_templates, out,
+			metrics, nmetrics, &out->error);
+	out->cls = cls;
+	out->state = cls == ARL_CLASS_NONE        ? ARL_STATE_SUCCEEDED
+		     : cls == ARL_CLASS_CANCELLED ? ARL_STATE_CANCELLED
+						  : ARL_STATE_FAILED;
+	/*
+	 * Callbacks run in the same sandbox with a budget of their own (the job's timeout): an
+	 * attempt that timed out must still be able to run its on_task_failure cleanup. Their
+	 * outcome is recorded but does not change the job's.
+	 */
+	if (cls != ARL_CLASS_CANCELLED) {
+		int64_t cb_deadline = arl_now_ms() + job->timeout_ms;
+		char *ignored = NULL;
+		const struct arl_steps *which = cls == ARL_CLASS_NONE ? &job->on_success
+								      : &job->on_failure;
+
+		run_steps(env, sb, which, true, cb_deadline, &t, job->runtime_templates, out,
+			  metrics, nmetrics, &ignored);
+		run_steps(env, sb, &job->on_complete, true, cb_deadline, &t,
+			  job->runtime_templates, out, metrics, nmetrics, &ignored);
+		free(ignored);
+	}
+	env->ops->release(env->backend, sb, job->keep_alive);
+out:
+	out->finished_ms = arl_wall_ms();
+}

@@ -1,0 +1,414 @@
+/*
+ * DESIGN: `run` in four phases. (1) Open the store and record the run with every job Pending,
+ * so that a crash at any later point leaves a complete picture. (2) Open one backend per kind
+ * in use; a missing prerequisite (bwrap, a cluster) fails here, before any job. (3) Let the
+ * scheduler run the jobs; its hooks run on this (the main) thread and commit each finished
+ * job at once. (4) Close the backends (releasing warm sandboxes), finish the run row, print the
+ * summary and map the outcome to SPEC's exit codes.
+ */
+#include "run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "backend.h"
+#include "cli.h"
+#include "err.h"
+#include "scheduler.h"
+#include "store.h"
+#include "util.h"
+#include "banned.h"
+
+static int sig_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	unsigned char b = (unsigned char)sig;
+
+	(void)!write(sig_pipe[1], &b, 1); /* O_NONBLOCK: a full pipe is fine */
+	errno = saved;
+}
+
+struct run {
+	const struct arl_run_opts *o;
+	struct arl_store *store;
+	int64_t run_id;
+	char run_id_str[24];
+	char *run_name;
+	struct arl_sched_job *jobs;
+	int64_t *job_ids;
+	size_t njobs, done;
+	size_t succeeded, failed, cancelled, by_class[5];
+	int store_failed;
+	struct arl_err store_err;
+	int64_t started;
+};
+
+static void on_start(void *ctx, struct arl_sched_job *j)
+{
+	struct run *r = ctx;
+	struct arl_err err = ARL_ERR_INIT;
+
+	if (arl_store_job_set_running(r->store, r->job_ids[j - r->jobs], 0, &err) < 0 &&
+	    !r->store_failed++)
+		r->store_err = err;
+}
+
+static void on_done(void *ctx, struct arl_sched_job *j)
+{
+	struct run *r = ctx;
+	struct arl_err err = ARL_ERR_INIT;
+	const struct arl_job_result *res = &j->result;
+	char dbuf[32];
+	const char *what;
+
+	if (arl_store_job_finish(r->store, r->job_ids[j - r->jobs], res, &err) < 0 &&
+	    !r->store_failed++)
+		r->store_err = err;
+	r->done++;
+	if (res->state == ARL_STATE_SUCCEEDED)
+		r->succeeded++;
+	else if (res->state == ARL_STATE_CANCELLED)
+		r->cancelled++;
+	else
+		r->failed++;
+	r->by_class[res->cls]++;
+	if (r->o->quiet)
+		return;
+	what = res->state == ARL_STATE_SUCCEEDED ? "ok" : arl_class_name(res->cls);
+	arl_fmt_duration(res->finished_ms > res->started_ms && res->started_ms
+				 ? res->finished_ms - res->started_ms
+				 : 0,
+			 dbuf, sizeof(dbuf));
+	if (res->state == ARL_STATE_SUCCEEDED)
+		fprintf(stderr, "[%zu/%zu] ok        %s (%s%s)\n", r->done, r->njobs, j->job->key,
+			dbuf, res->nattempts > 1 ? ", after retries" : "");
+	else
+		fprintf(stderr, "[%zu/%zu] %-9s %s (%s, %zu attempt%s)%s%s\n", r->done, r->njobs,
+			what ? what : "failed", j->job->key, dbuf, res->nattempts,
+			res->nattempts == 1 ? "" : "s", res->error ? ": " : "",
+			res->error ? res->error : "");
+}
+
+static char *default_run_name(struct arl_jobfile *const *files, size_t n)
+{
+	size_t len = 1;
+	char *s;
+
+	for (size_t i = 0; i < n; i++)
+		len += strlen(files[i]->name) + 1;
+	s = arl_xcalloc(1, len);
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			memcpy(s + strlen(s), "+", 2);
+		memcpy(s + strlen(s), files[i]->name, strlen(files[i]->name) + 1);
+	}
+	return s;
+}
+
+/* --state-dir, else $XDG_STATE_HOME/arl-batch, else "<db>.sandboxes" beside the database. */
+static char *state_dir(const struct arl_run_opts *o, const char *db)
+{
+	const char *xdg = getenv("XDG_STATE_HOME");
+
+	if (o->state_dir)
+		return arl_xstrdup(o->state_dir);
+	if (xdg && *xdg)
+		return arl_xasprintf("%s/arl-batch", xdg);
+	return arl_xasprintf("%s.sandboxes", db);
+}
+
+static int install_signals(void)
+{
+	struct sigaction sa;
+
+	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	return 0;
+}
+
+static void restore_signals(void)
+{
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+}
+
+/* Records the run and its Pending jobs; fills r->jobs' static parts. */
+static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nfiles,
+		      const char *isolation, const char *notes, struct arl_err *err)
+{
+	cJSON *fl = cJSON_CreateArray();
+	char *files_json;
+	struct arl_job_row *rows = arl_xcalloc(r->njobs ? r->njobs : 1, sizeof(*rows));
+	char(*hashes)[33] = arl_xcalloc(r->njobs ? r->njobs : 1, sizeof(*hashes));
+	char **labels = arl_xcalloc(r->njobs ? r->njobs : 1, sizeof(*labels));
+	struct arl_run_info info = {0};
+	size_t k = 0;
+	int ret = -1;
+
+	for (size_t i = 0; i < nfiles; i++)
+		cJSON_AddItemToArray(fl, cJSON_CreateString(files[i]->path));
+	files_json = cJSON_PrintUnformatted(fl);
+	info.name = r->run_name;
+	info.files = files_json;
+	info.jobs_total = (int64_t)r->njobs;
+	info.isolation = isolation;
+	info.notes = notes;
+	if (arl_store_run_begin(r->store, &info, &r->run_id, err) < 0)
+		goto out;
+	for (size_t i = 0; i < nfiles; i++) {
+		for (size_t j = 0; j < files[i]->njobs; j++, k++) {
+			const struct arl_job *job = &files[i]->jobs[j];
+			const struct arl_pool *pool = &files[i]->pools[job->pool];
+			cJSON *lab = cJSON_CreateObject();
+
+			for (size_t l = 0; l < job->labels.n; l++)
+				cJSON_AddStringToObject(lab, job->labels.v[l].key,
+							job->labels.v[l].val);
+			labels[k] = cJSON_PrintUnformatted(lab);
+			cJSON_Delete(lab);
+			arl_job_spec_hash(job, pool, hashes[k]);
+			rows[k] = (struct arl_job_row){.key = job->key, .name = job->name,
+						       .file = files[i]->path, .pool = pool->name,
+						       .item = job->item, .labels = labels[k],
+						       .spec_hash = hashes[k]};
+		}
+	}
+	ret = arl_store_jobs_add(r->store, r->run_id, rows, r->njobs, r->job_ids, err);
+out:
+	for (size_t i = 0; i < r->njobs; i++)
+		cJSON_free(labels[i]);
+	free(labels);
+	free(hashes);
+	free(rows);
+	cJSON_free(files_json);
+	cJSON_Delete(fl);
+	return ret;
+}
+
+/* Opens the backend of each kind in use; *states[kind] is its handle. */
+static int open_backends(struct arl_jobfile *const *files, size_t nfiles,
+			 const struct arl_backend_opts *bo, void *states[2], struct arl_err *err)
+{
+	for (int kind = 0; kind < 2; kind++) {
+		const struct arl_pool **pools = NULL;
+		size_t n = 0;
+		const struct arl_backend_ops *ops = arl_backend_get((enum arl_backend_kind)kind);
+		int rc;
+
+		for (size_t i = 0; i < nfiles; i++)
+			for (size_t p = 0; p < files[i]->npools; p++)
+				if ((int)files[i]->pools[p].backend == kind) {
+					pools = arl_xrealloc(pools, (n + 1) * sizeof(*pools));
+					pools[n++] = &files[i]->pools[p];
+				}
+		if (!n)
+			continue;
+		if (!ops) {
+			arl_error(err, ARL_E_BACKEND,
+				  "pool '%s' uses the %s backend, which this build of arl-batch "
+				  "does not provide yet",
+				  pools[0]->name, arl_backend_kind_name((enum arl_backend_kind)kind));
+			free(pools);
+			return -1;
+		}
+		rc = ops->open(&states[kind], bo, pools, n, err);
+		free(pools);
+		if (rc < 0) {
+			arl_err_prefix(err, "%s backend", ops->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void close_backends(void *states[2])
+{
+	for (int kind = 0; kind < 2; kind++) {
+		const struct arl_backend_ops *ops = arl_backend_get((enum arl_backend_kind)kind);
+
+		if (ops && states[kind])
+			ops->close(states[kind]);
+		states[kind] = NULL;
+	}
+}
+
+static void describe_isolation(struct arl_jobfile *const *files, size_t nfiles, char *iso,
+			       size_t isolen, char *notes, size_t nlen)
+{
+	bool seen[3] = {false, false, false}; /* bwrap, none, kubernetes */
+
+	notes[0] = iso[0] = '\0';
+	for (size_t i = 0; i < nfiles; i++) {
+		for (size_t p = 0; p < files[i]->npools; p++) {
+			const struct arl_pool *pool = &files[i]->pools[p];
+			int k = pool->backend == ARL_BACKEND_KUBERNETES ? 2 : (int)pool->isolation;
+
+			seen[k] = true;
+			if (k == 1)
+				snprintf(notes + strlen(notes), nlen - strlen(notes),
+					 "%spool '%s' (%s): isolation none, steps run as plain "
+					 "processes",
+					 notes[0] ? "; " : "", pool->name, files[i]->path);
+		}
+	}
+	snprintf(iso, isolen, "%s%s%s%s%s", seen[0] ? "bwrap" : "",
+		 seen[0] && (seen[1] || seen[2]) ? "," : "", seen[1] ? "none" : "",
+		 seen[1] && seen[2] ? "," : "", seen[2] ? "kubernetes" : "");
+}
+
+int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struct arl_run_opts *o)
+{
+	struct run r = {.o = o};
+	struct arl_err err = ARL_ERR_INIT;
+	const char *db = arl_cli_db_path(o->db_path);
+	char *sdir = NULL, iso[64], notes[1024], dbuf[32];
+	void *backends[2] = {NULL, NULL};
+	int cancel[2] = {-1, -1};
+	int *pool_limits = NULL, *file_limits = NULL, code = ARL_EXIT_INCOMPLETE;
+	size_t npools = 0, k = 0;
+	struct arl_sched_opts so = {0};
+	struct arl_sched_outcome outcome = {0};
+	struct arl_backend_opts bo = {0};
+	const char *status;
+
+	r.started = arl_now_ms();
+	for (size_t i = 0; i < nfiles; i++) {
+		r.njobs += files[i]->njobs;
+		npools += files[i]->npools;
+	}
+	r.run_name = o->run_name ? arl_xstrdup(o->run_name) : default_run_name(files, nfiles);
+	r.jobs = arl_xcalloc(r.njobs ? r.njobs : 1, sizeof(*r.jobs));
+	r.job_ids = arl_xcalloc(r.njobs ? r.njobs : 1, sizeof(*r.job_ids));
+	if (arl_store_open(&r.store, db, 0, &err) < 0)
+		goto fail;
+	describe_isolation(files, nfiles, iso, sizeof(iso), notes, sizeof(notes));
+	if (record_run(&r, files, nfiles, iso, notes[0] ? notes : NULL, &err) < 0)
+		goto fail;
+	snprintf(r.run_id_str, sizeof(r.run_id_str), "%lld", (long long)r.run_id);
+	if (pipe2(cancel, O_CLOEXEC | O_NONBLOCK) < 0 || install_signals() < 0) {
+		arl_error_errno(&err, errno, "cannot create pipes");
+		goto fail_run;
+	}
+	sdir = state_dir(o, db);
+	bo = (struct arl_backend_opts){.state_dir = sdir, .run_id = r.run_id, .run_name = r.run_name,
+				       .capture_max = o->capture_max, .cancel_fd = cancel[0]};
+	if (open_backends(files, nfiles, &bo, backends, &err) < 0)
+		goto fail_run;
+
+	pool_limits = arl_xcalloc(npools ? npools : 1, sizeof(int));
+	file_limits = arl_xcalloc(nfiles ? nfiles : 1, sizeof(int));
+	for (size_t i = 0, base = 0; i < nfiles; base += files[i]->npools, i++) {
+		file_limits[i] = files[i]->concurrency;
+		for (size_t p = 0; p < files[i]->npools; p++) {
+			pool_limits[base + p] = files[i]->pools[p].replicas;
+			so.concurrency += files[i]->pools[p].replicas;
+		}
+		for (size_t j = 0; j < files[i]->njobs; j++, k++) {
+			struct arl_sched_job *sj = &r.jobs[k];
+			const struct arl_job *job = &files[i]->jobs[j];
+			const struct arl_pool *pool = &files[i]->pools[job->pool];
+
+			sj->job = job;
+			sj->pool_slot = base + job->pool;
+			sj->file_slot = i;
+			sj->env = (struct arl_attempt_env){.ops = arl_backend_get(pool->backend),
+							   .backend = backends[pool->backend],
+							   .pool = pool, .run_id = r.run_id_str,
+							   .run_name = r.run_name};
+		}
+	}
+	if (o->concurrency)
+		so.concurrency = o->concurrency;
+	so.pool_limits = pool_limits;
+	so.npool_slots = npools;
+	so.file_limits = file_limits;
+	so.nfile_slots = nfiles;
+	so.max_failures = o->max_failures;
+	so.deadline_ms = o->deadline_ms ? r.started + o->deadline_ms : 0;
+	so.cancel_wfd = cancel[1];
+	so.signal_fd = sig_pipe[0];
+	so.on_start = on_start;
+	so.on_done = on_done;
+	so.ctx = &r;
+	if (!o->quiet)
+		fprintf(stderr, "arl-batch: run %lld '%s': %zu job%s, up to %d at once\n",
+			(long long)r.run_id, r.run_name, r.njobs, r.njobs == 1 ? "" : "s",
+			so.concurrency);
+	if (arl_sched_run(r.jobs, r.njobs, &so, &outcome, &err) < 0)
+		goto fail_run;
+
+	/* Exit codes: the highest in SPEC's order wins (2, 130/143, 75, 3, 4, 1, 0). */
+	if (outcome.signal)
+		code = outcome.signal == SIGTERM ? ARL_EXIT_SIGTERM : ARL_EXIT_SIGINT;
+	else if (r.store_failed || r.by_class[ARL_CLASS_INFRA])
+		code = ARL_EXIT_INCOMPLETE;
+	else if (outcome.stop != ARL_STOP_NONE)
+		code = ARL_EXIT_HALTED;
+	else if (r.failed || r.cancelled)
+		code = ARL_EXIT_FAILED;
+	else
+		code = ARL_EXIT_OK;
+	status = outcome.signal ? "interrupted" : code == ARL_EXIT_OK ? "succeeded" : "failed";
+	if (r.store_failed)
+		fprintf(stderr, "arl-batch: results not recorded: %s\n", r.store_err.msg);
+	if (arl_store_run_finish(r.store, r.run_id, status, code, &err) < 0)
+		fprintf(stderr, "arl-batch: %s\n", err.msg);
+	if (outcome.abandoned)
+		_exit(code); /* a second signal: the workers are not waited for */
+	close_backends(backends);
+	fprintf(stderr,
+		"arl-batch: run %lld '%s' %s in %s: %zu succeeded, %zu failed (%zu failed, %zu "
+		"timeout, %zu infra), %zu cancelled; results in %s\n",
+		(long long)r.run_id, r.run_name, status,
+		arl_fmt_duration(arl_now_ms() - r.started, dbuf, sizeof(dbuf)), r.succeeded,
+		r.failed, r.by_class[ARL_CLASS_FAILED], r.by_class[ARL_CLASS_TIMEOUT],
+		r.by_class[ARL_CLASS_INFRA], r.cancelled, db);
+	goto out;
+
+fail_run:
+	fprintf(stderr, "arl-batch: %s\n", err.msg);
+	arl_store_run_finish(r.store, r.run_id, "failed", ARL_EXIT_INCOMPLETE, &err);
+	close_backends(backends);
+	code = ARL_EXIT_INCOMPLETE;
+	goto out;
+fail:
+	fprintf(stderr, "arl-batch: %s\n", err.msg);
+	code = ARL_EXIT_INCOMPLETE;
+out:
+	restore_signals();
+	for (size_t i = 0; i < r.njobs; i++)
+		arl_job_result_release(&r.jobs[i].result);
+	for (int i = 0; i < 2; i++) {
+		if (cancel[i] >= 0)
+			close(cancel[i]);
+		if (sig_pipe[i] >= 0)
+			close(sig_pipe[i]);
+		sig_pipe[i] = -1;
+	}
+	arl_store_close(r.store);
+	free(pool_limits);
+	free(file_limits);
+	free(sdir);
+	free(r.jobs);
+	free(r.job_ids);
+	free(r.run_name);
+	return code;
+}

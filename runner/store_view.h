@@ -1,0 +1,98 @@
+/*
+ * Output helpers shared by the read commands (runs, results, show, query): aligned tables
+ * that fit the terminal, CSV fields, colours, Go-style durations and option errors. Only the
+ * main thread prints, so nothing here locks.
+ */
+#ifndef ARL_STORE_VIEW_H
+#define ARL_STORE_VIEW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+
+#include "err.h"
+
+#define ARL_VIEW_BOLD   "\033[1m"
+#define ARL_VIEW_DIM    "\033[2m"
+#define ARL_VIEW_RED    "\033[31m"
+#define ARL_VIEW_GREEN  "\033[32m"
+#define ARL_VIEW_YELLOW "\033[33m"
+#define ARL_VIEW_CYAN   "\033[36m"
+#define ARL_VIEW_RESET  "\033[0m"
+
+struct arl_view_col {
+	const char *title;
+	bool right;  /* right-aligned (numbers) */
+	bool shrink; /* may be cut (with an ellipsis) to fit the terminal */
+};
+
+/* Rows are copied in; control characters in cells print as spaces. */
+struct arl_view_table {
+	const struct arl_view_col *cols; /* borrowed */
+	size_t ncols;
+	char **cells;        /* nrows * ncols, owned */
+	const char **colors; /* nrows * ncols SGR strings or NULL, static */
+	size_t nrows, cap;
+};
+#define ARL_VIEW_TABLE_INIT(cols, n) {(cols), (n), NULL, NULL, 0, 0}
+
+/* Adds a row of ncols cells (NULL prints as "-"); @colors may be NULL. */
+void arl_view_table_add(struct arl_view_table *t, const char *const *cells,
+			const char *const *colors);
+/*
+ * Prints the header and rows, two spaces between columns and no trailing blanks. When @width
+ * is non-zero and the table is wider, the widest shrinkable columns are cut first, down to
+ * their title's width.
+ */
+void arl_view_table_print(const struct arl_view_table *t, FILE *out, unsigned width, bool color);
+void arl_view_table_release(struct arl_view_table *t);
+
+/* The terminal's width when @fd is one (else $COLUMNS, else 80); 0 when @fd is not a tty. */
+unsigned arl_view_width(int fd);
+
+/* Writes one RFC 4180 field, quoted when it must be, then ',' or (when @last) CRLF. */
+void arl_view_csv(FILE *out, const char *s, size_t len, bool last);
+
+/* Go's time.Duration.String() of @ms: "0s", "250ms", "1.234s", "2m3.5s", "1h0m0s". */
+const char *arl_view_go_duration(int64_t ms, char *buf, size_t len);
+/* A stored RFC 3339 time shortened for a table ("2026-01-02 03:04:05"); NULL gives "-". */
+const char *arl_view_time(const char *rfc3339, char buf[24]);
+/* The colour of a job state or run status, or NULL. */
+const char *arl_view_state_color(const char *state);
+
+/*
+ * JSON. arl_view_json_col() adds column @col of the current row of @st to @obj as @name:
+ * integers and reals as numbers, text as a string, NULL as null, a BLOB as a hex string.
+ * arl_view_json_raw() adds stored JSON text parsed (null when NULL; the text itself when it
+ * does not parse). arl_view_json_str() adds a string or, for NULL, null.
+ */
+void arl_view_json_col(cJSON *obj, const char *name, sqlite3_stmt *st, int col);
+void arl_view_json_raw(cJSON *obj, const char *name, const char *json);
+void arl_view_json_str(cJSON *obj, const char *name, const char *s);
+
+/*
+ * Streams a JSON array of objects: each element is printed (indented) as soon as it is
+ * complete, so a run of 10 000 jobs is never one tree in memory.
+ */
+struct arl_view_json_array {
+	FILE *out;
+	size_t n;
+};
+/* Prints and frees @item (takes ownership). */
+void arl_view_json_item(struct arl_view_json_array *a, cJSON *item);
+/* Closes the array ("[]" when empty). */
+void arl_view_json_end(struct arl_view_json_array *a);
+
+/*
+ * Prints getopt_long's complaint (@c is '?' or ':' from an optstring starting with ':') as
+ * "arl-batch CMD: ...", then @usage; returns ARL_EXIT_USAGE.
+ */
+int arl_view_bad_option(const char *cmd, int c, char **argv, const char *usage);
+/* Prints "arl-batch: MESSAGE" on stderr. */
+void arl_view_error(const struct arl_err *err);
+
+#endif

@@ -1,0 +1,993 @@
+/*
+ * Unit tests for the local backend (backend_local.c) and the backend registry: Command exit
+ * codes, environment and workDir; FilePatch and its refusals (.., outside paths, symlink and
+ * FIFO tricks); what bwrap hides and forbids (host files, /usr and /etc, network); the pool
+ * workspace copy; timeouts and cancellation with no process left; isolation: none; warm
+ * pools, hostile leftovers and concurrency, each ending with an empty state directory.
+ *
+ * The isolation-none group always runs; the bwrap group needs a working bubblewrap, and
+ * without one the program exits 77 (skipped) once the rest has passed.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include <cmocka.h>
+
+#include "backend.h"
+#include "spawn.h"
+#include "util.h"
+#include "banned.h"
+
+#define SKIP 77
+
+struct fx {
+	char root[256];  /* private temp dir of the test */
+	char state[300]; /* the backend's state_dir, inside root */
+	struct arl_pool pool;
+	const struct arl_pool *pools[1];
+	void *st;
+	int cancel_fd;
+};
+
+static bool have_python;
+
+/* rm -rf that also copes with the mode-0 directories some tests leave. */
+static void rm_rf(const char *path)
+{
+	char *cmd = arl_xasprintf("chmod -R u+rwx '%s' 2>/dev/null; rm -rf '%s'", path, path);
+
+	(void)!system(cmd);
+	free(cmd);
+}
+
+static size_t count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	size_t n = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Processes whose command line contains @marker (we do not depend on pgrep). */
+static int count_procs(const char *marker)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		char path[300], buf[4096];
+		ssize_t len;
+		int fd;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", de->d_name);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			continue;
+		len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		for (ssize_t i = 0; i < len; i++)
+			if (!buf[i])
+				buf[i] = ' ';
+		buf[len] = '\0';
+		if (strstr(buf, marker))
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static void wait_no_procs(const char *marker)
+{
+	for (int i = 0; i < 200 && count_procs(marker); i++)
+		usleep(10000);
+	assert_int_equal(count_procs(marker), 0);
+}
+
+static void write_file(const char *path, const char *content, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+	close(fd);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static int fx_setup(void **state)
+{
+	struct fx *f = arl_xcalloc(1, sizeof(*f));
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(f->root, sizeof(f->root), "%s/arl-test-local-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(f->root)) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->state, sizeof(f->state), "%s/state", f->root);
+	f->pools[0] = &f->pool;
+	f->cancel_fd = -1;
+	*state = f;
+	return 0;
+}
+
+static void fx_close(struct fx *f)
+{
+	if (!f->st)
+		return;
+	arl_backend_local.close(f->st);
+	f->st = NULL;
+	/* Whatever happened, nothing may be left behind. */
+	assert_int_equal(count_entries(f->state), 0);
+}
+
+static int fx_teardown(void **state)
+{
+	struct fx *f = *state;
+
+	if (f->st)
+		arl_backend_local.close(f->st);
+	rm_rf(f->root);
+	free(f);
+	return 0;
+}
+
+static int fx_try_open(struct fx *f, enum arl_isolation iso, bool network, const char *workspace,
+		       int replicas, struct arl_err *err)
+{
+	struct arl_backend_opts o = {.state_dir = f->state, .run_id = 7, .run_name = "t",
+				     .cancel_fd = f->cancel_fd};
+
+	f->pool.name = "pool";
+	f->pool.backend = ARL_BACKEND_LOCAL;
+	f->pool.isolation = iso;
+	f->pool.network = network;
+	f->pool.workspace = (char *)workspace;
+	f->pool.replicas = replicas;
+	return arl_backend_local.open(&f->st, &o, f->pools, 1, err);
+}
+
+static void fx_open(struct fx *f, enum arl_isolation iso, bool network, const char *workspace,
+		    int replicas)
+{
+	struct arl_err err = ARL_ERR_INIT;
+
+	if (fx_try_open(f, iso, network, workspace, replicas, &err) < 0)
+		fail_msg("open: %s", err.msg);
+}
+
+static struct arl_sandbox *acquire(struct fx *f)
+{
+	struct arl_sandbox *sb = NULL;
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_sandbox_req req = {.attempt = 1};
+
+	if (arl_backend_local.acquire(f->st, &f->pool, &req, &sb, &err) < 0)
+		fail_msg("acquire: %s", err.msg);
+	return sb;
+}
+
+static char *host_path(struct fx *f, struct arl_sandbox *sb, const char *rel)
+{
+	return arl_xasprintf("%s/%s/%s", f->state, arl_backend_local.sandbox_name(sb), rel);
+}
+
+/* Runs @step with a deadline @timeout_ms from now (0: none); asserts exec() returned 0. */
+static void exec_step(struct fx *f, struct arl_sandbox *sb, const struct arl_step *step,
+		      int64_t timeout_ms, struct arl_step_result *res, enum arl_class *cls)
+{
+	struct arl_exec_ctx ctx = {.deadline_ms = timeout_ms ? arl_now_ms() + timeout_ms : 0};
+	struct arl_err err = ARL_ERR_INIT;
+
+	memset(res, 0, sizeof(*res));
+	if (arl_backend_local.exec(f->st, sb, step, &ctx, res, cls, &err) < 0)
+		fail_msg("exec: %s", err.msg);
+	assert_non_null(res->out.data);
+	assert_non_null(res->err.data);
+}
+
+/* `sh -c script` in @wd (NULL: default) with env pairs "K", "V", ..., NULL. */
+static void sh_env(struct fx *f, struct arl_sandbox *sb, const char *wd, const char *script,
+		   int64_t timeout_ms, struct arl_step_result *res, enum arl_class *cls, ...)
+{
+	char *argv[] = {"sh", "-c", (char *)script, NULL};
+	struct arl_kv kv[8];
+	struct arl_step step = {.name = "cmd", .type = ARL_STEP_COMMAND, .argv = argv, .argc = 3,
+				.work_dir = (char *)wd};
+	va_list ap;
+	const char *k;
+
+	va_start(ap, cls);
+	while ((k = va_arg(ap, const char *)) && step.env.n < 8) {
+		kv[step.env.n].key = (char *)k;
+		kv[step.env.n++].val = va_arg(ap, char *);
+	}
+	va_end(ap);
+	step.env.v = kv;
+	exec_step(f, sb, &step, timeout_ms, res, cls);
+}
+
+/* Runs @script and expects success; returns its stdout (owned). */
+static char *sh_ok(struct fx *f, struct arl_sandbox *sb, const char *wd, const char *script)
+{
+	struct arl_step_result res;
+	enum arl_class cls;
+	char *out;
+
+	sh_env(f, sb, wd, script, 20000, &res, &cls, NULL);
+	if (cls != ARL_CLASS_NONE || res.state != ARL_STATE_SUCCEEDED)
+		fail_msg("'%s' failed (exit %d): %s", script, res.exit_code, res.err.data);
+	out = arl_xstrdup(res.out.data);
+	arl_step_result_release(&res);
+	return out;
+}
+
+/* Runs @script and expects a plain failure; returns its exit code. */
+static int sh_fails(struct fx *f, struct arl_sandbox *sb, const char *script)
+{
+	struct arl_step_result res;
+	enum arl_class cls;
+	int code;
+
+	sh_env(f, sb, NULL, script, 20000, &res, &cls, NULL);
+	if (cls != ARL_CLASS_FAILED || res.state != ARL_STATE_FAILED)
+		fail_msg("'%s' did not fail (class %d): %s", script, (int)cls, res.out.data);
+	code = res.exit_code;
+	arl_step_result_release(&res);
+	return code;
+}
+
+static void patch(struct fx *f, struct arl_sandbox *sb, const char *path, const char *content,
+		  size_t len, struct arl_step_result *res, enum arl_class *cls)
+{
+	struct arl_step step = {.name = "patch", .type = ARL_STEP_FILEPATCH, .path = (char *)path,
+				.content = (char *)content, .content_len = len};
+
+	exec_step(f, sb, &step, 0, res, cls);
+	assert_string_equal(res->type, "FilePatch");
+}
+
+/* Expects FilePatch of @path to be refused with @why in its stderr. */
+static void patch_refused(struct fx *f, struct arl_sandbox *sb, const char *path, const char *why)
+{
+	struct arl_step_result res;
+	enum arl_class cls;
+
+	patch(f, sb, path, "evil\n", 5, &res, &cls);
+	if (cls != ARL_CLASS_FAILED || res.state != ARL_STATE_FAILED || !strstr(res.err.data, why))
+		fail_msg("FilePatch '%s': class %d, stderr '%s', wanted '%s'", path, (int)cls,
+			 res.err.data, why);
+	assert_int_equal(res.exit_code, 1);
+	assert_string_equal(res.out.data, "");
+	arl_step_result_release(&res);
+}
+
+static void release(struct fx *f, struct arl_sandbox *sb)
+{
+	arl_backend_local.release(f->st, sb, false);
+}
+
+/* A TCP listener on 127.0.0.1; returns the fd and sets *port. */
+static int listen_local(int *port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+/* --- shared by both isolation modes ------------------------------------------------- */
+
+static void check_exit_codes(struct fx *f, struct arl_sandbox *sb)
+{
+	struct arl_step_result res;
+	enum arl_class cls;
+	char *out = sh_ok(f, sb, NULL, "echo out; echo err >&2");
+
+	assert_string_equal(out, "out\n");
+	free(out);
+	sh_env(f, sb, NULL, "echo oops >&2; exit 3", 0, &res, &cls, NULL);
+	assert_int_equal(cls, ARL_CLASS_FAILED);
+	assert_int_equal(res.state, ARL_STATE_FAILED);
+	assert_true(res.has_exit);
+	assert_int_equal(res.exit_code, 3);
+	assert_string_equal(res.err.data, "oops\n");
+	assert_string_equal(res.name, "cmd");
+	assert_string_equal(res.type, "Command");
+	assert_true(res.started_ms > 0 && res.finished_ms >= res.started_ms);
+	arl_step_result_release(&res);
+	assert_int_equal(sh_fails(f, sb, "kill -9 $$"), 128 + 9);
+}
+
+static void check_filepatch(struct fx *f, struct arl_sandbox *sb)
+{
+	static const char content[] = "line one\n\0binary\xff\n";
+	struct arl_step_result res;
+	enum arl_class cls;
+	char *host = host_path(f, sb, "a/b/c.txt"), got[64];
+	int fd;
+	ssize_t n;
+
+	patch(f, sb, "/workspace/a/b/c.txt", content, sizeof(content) - 1, &res, &cls);
+	assert_int_equal(cls, ARL_CLASS_NONE);
+	assert_int_equal(res.state, ARL_STATE_SUCCEEDED);
+	assert_int_equal(res.exit_code, 0);
+	assert_string_equal(res.out.data, "File created: /workspace/a/b/c.txt\n");
+	arl_step_result_release(&res);
+	assert_true((fd = open(host, O_RDONLY | O_CLOEXEC)) >= 0);
+	n = read(fd, got, sizeof(got));
+	close(fd);
+	assert_int_equal(n, sizeof(content) - 1);
+	assert_memory_equal(got, content, sizeof(content) - 1);
+	/* The program sees the same bytes, and an overwrite truncates. */
+	char *out = sh_ok(f, sb, NULL, "wc -c < a/b/c.txt");
+
+	assert_int_equal(strtol(out, NULL, 10), (long)sizeof(content) - 1);
+	free(out);
+	patch(f, sb, "/workspace//./a/b/c.txt", "x", 1, &res, &cls);
+	assert_int_equal(cls, ARL_CLASS_NONE);
+	arl_step_result_release(&res);
+	out = sh_ok(f, sb, "/workspace/a", "cat b/c.txt");
+	assert_string_equal(out, "x");
+	free(out);
+	free(host);
+}
+
+static void check_filepatch_refusals(struct fx *f, struct arl_sandbox *sb)
+{
+	char *outside = arl_xasprintf("%s/outside", f->root);
+	char *script;
+
+	assert_int_equal(mkdir(outside, 0755), 0);
+	patch_refused(f, sb, "/workspace/../outside/x", "must not contain '..'");
+	patch_refused(f, sb, "/workspace/a/../../x", "must not contain '..'");
+	patch_refused(f, sb, "/etc/arl-evil", "outside /workspace");
+	patch_refused(f, sb, "/workspacex/evil", "outside /workspace");
+	patch_refused(f, sb, outside, "arl-batch: FilePatch path '");
+	patch_refused(f, sb, "/tmp/evil", "/tmp is private");
+	patch_refused(f, sb, "workspace/evil", "absolute path");
+	patch_refused(f, sb, "/workspace", "names a directory");
+	patch_refused(f, sb, "/workspace/dir/", "names a directory");
+	/* Links planted by a step, absolute (to a host dir) and relative (up and out). */
+	script = arl_xasprintf("ln -s '%s' link && ln -s '%s/f' flink && ln -s .. up && "
+			       "mkfifo fifo && touch file && mkdir -p d && ln -s '%s' d/inner",
+			       outside, outside, outside);
+	free(sh_ok(f, sb, NULL, script));
+	free(script);
+	patch_refused(f, sb, "/workspace/link/x", "'/workspace/link' is a symlink");
+	patch_refused(f, sb, "/workspace/link/sub/x", "'/workspace/link' is a symlink");
+	patch_refused(f, sb, "/workspace/flink", "'/workspace/flink' is a symlink");
+	patch_refused(f, sb, "/workspace/up/x", "'/workspace/up' is a symlink");
+	patch_refused(f, sb, "/workspace/d/inner/x", "'/workspace/d/inner' is a symlink");
+	patch_refused(f, sb, "/workspace/fifo", "is not a regular file");
+	patch_refused(f, sb, "/workspace/file/x", "'/workspace/file' is not a directory");
+	patch_refused(f, sb, "/workspace/d", "'/workspace/d' is a directory");
+	assert_int_equal(count_entries(outside), 0);
+	free(outside);
+}
+
+/* --- bwrap -------------------------------------------------------------------------- */
+
+static void test_exit_codes(void **state)
+{
+	struct fx *f = *state;
+	struct arl_step_result res;
+	enum arl_class cls;
+	struct arl_sandbox *sb;
+
+	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
+	sb = acquire(f);
+	assert_non_null(strstr(arl_backend_local.sandbox_name(sb), "sb-7-"));
+	check_exit_codes(f, sb);
+	/* A missing program is the step's failure, not the backend's. */
+	char *argv[] = {"no-such-program-arl", NULL};
+	struct arl_step step = {.name = "x", .type = ARL_STEP_COMMAND, .argv = argv, .argc = 1};
+
+	exec_step(f, sb, &step, 0, &res, &cls);
+	assert_int_equal(cls, ARL_CLASS_FAILED);
+	assert_int_not_equal(res.exit_code, 0);
+	arl_step_result_release(&res);
+	release(f, sb);
+	fx_close(f);
+}
+
+static void test_env_and_workdir(void **state)
+{
+	struct fx *f = *state;
+	struct arl_step_result res;
+	enum arl_class cls;
+	struct arl_sandbox *sb;
+	char *out;
+
+	setenv("ARL_TEST_SECRET", "leaked", 1);
+	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
+	sb = acquire(f);
+	sh_env(f, sb, NULL,
+	       "echo \"$PATH|$HOME|$LANG|$ARL_WORKSPACE|$FOO|${ARL_TEST_SECRET-unset}|$(pwd)\"",
+	       0, &res, &cls, "FOO", "bar baz", "ARL_WORKSPACE", "/elsewhere", NULL);
+	assert_int_equal(cls, ARL_CLASS_NONE);
+	assert_string_equal(res.out.data,
+			    "/usr/local/bin:/usr/bin:/bin|/workspace|C.UTF-8|/workspace|bar baz|unset|"
+			    "/workspace\n");
+	arl_step_result_release(&res);
+	sh_env(f, sb, NULL, "echo \"$PATH|$LANG\"", 0, &res, &cls, "PATH", "/usr/bin", "LANG", "C",
+	       NULL);
+	assert_string_equal(res.out.data, "/usr/bin|C\n");
+	arl_step_result_release(&res);
+	free(sh_ok(f, sb, NULL, "mkdir -p sub/deeper"));
+	out = sh_ok(f, sb, "/workspace/sub/deeper", "pwd; hostname");
+	assert_string_equal(out, "/workspace/sub/deeper\nsandbox\n");
+	free(out);
+	out = sh_ok(f, sb, "/usr", "pwd");
+	assert_string_equal(out, "/usr\n");
+	free(out);
+	/* A workDir that does not exist fails the step (bwrap cannot chdir), it is not infra. */
+	sh_env(f, sb, "/workspace/nope", "pwd", 0, &res, &cls, NULL);
+	assert_int_equal(cls, ARL_CLASS_FAILED);
+	arl_step_result_release(&res);
+	release(f, sb);
+	fx_close(f);
+	unsetenv("ARL_TEST_SECRET");
+}
+
+static void test_filepatch(void **state)
+{
+	struct fx *f = *state;
+	struct arl_sandbox *sb;
+
+	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
+	sb = acquire(f);
+	check_filepatch(f, sb);
+	check_filepatch_refusals(f, sb);
+	release(f, sb);
+	fx_close(f);
+}
+
+static void test_isolation(void **state)
+{
+	struct fx *f = *state;
+	struct arl_sandbox *sb;
+	char *hostfile = arl_xasprintf("%s/visible-on-host", f->root);
+	char *script, *out, *tmpmark = arl_xasprintf("/tmp/arl-test-local-mark-%ld", (long)getpid());
+
+	write_file(hostfile, "secret\n", 0644);
+	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
+	sb = acquire(f);
+	assert_int_not_equal(sh_fails(f, sb, "touch /usr/arl-evil"), 0);
+	assert_int_not_equal(sh_fails(f, sb, "touch /etc/arl-evil"), 0);
+	assert_int_not_equal(sh_fails(f, sb, "mount -o remount,rw /usr"), 0);
+	script = arl_xasprintf("test -e '%s'", hostfile);
+	assert_int_equal(sh_fails(f, sb, script), 1);
+	free(script);
+	assert_int_equal(sh_fails(f, sb, "test -e /root || test -e /home || test -e /var"), 1);
+	/* /tmp is writable but private. */
+	script = arl_xasprintf("echo x > '%s' && cat '%s'", tmpmark, tmpmark);
+	out = sh_ok(f, sb, NULL, script);
+	assert_string_equal(out, "x\n");
+	assert_int_equal(access(tmpmark, F_OK), -1);
+	free(out);
+	free(script);
+	/* Own PID namespace: we see a handful of processes, not the host's. */
+	out = sh_ok(f, sb, NULL, "ls /proc | grep -c '^[0-9]'");
+	assert_true(strtol(out, NULL, 10) < 8);
+	free(out);
+	/* Capabilities are gone even when the runner is root. */
+	out = sh_ok(f, sb, NULL, "grep CapEff /proc/self/status");
+	assert_string_equal(out, "CapEff:\t0000000000000000\n");
+	free(out);
+	release(f, sb);
+	fx_close(f);
+	free(hostfile);
+	free(tmpmark);
+}
+
+static void test_network(void **state)
+{
+	struct fx *f = *state;
+	struct arl_sandbox *sb;
+	int port, lfd = listen_local(&port);
+	char *script, *out;
+
+	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
+	sb = acquire(f);
+	/* Only the loopback interface exists, and it is not the host's. */
+	out = sh_ok(f, sb, NULL, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '");
+	assert_string_equal(out, "lo\n");
+	free(out);
+	script = arl_xasprintf("python3 -c \"import socket; "
+			       "socket.create_connection(('127.0.0.1', %d), 2)\"",
+			       port);
+	if (have_python)
+		assert_int_equal(sh_fails(f, sb, script), 1);
+	release(f, sb);
+	fx_close(f);
+
+	fx_open(f, ARL_ISO_BWRAP, true, NULL, 1);
+	sb = acquire(f);
+	if (have_python)
+		free(sh_ok(f, sb, NULL, script));
+	release(f, sb);
+	fx_close(f);
+	free(script);
+	close(lfd);
+}
+
+static void make_workspace(const char *ws)
+{
+	char *p;
+
+	assert_int_equal(mkdir(ws, 0755), 0);
+	p = arl_xasprintf("%s/a.txt", ws);
+	write_file(p, "A\n", 0644);
+	free(p);
+	p = arl_xasprintf("%s/secret", ws);
+	write_file(p, "S\n", 0600);
+	free(p);
+	p = arl_xasprintf("%s/sub", ws);
+	assert_int_equal(mkdir(p, 0750), 0);
+	free(p);
+	p = arl_xasprintf("%s/sub/b.sh", ws);
+	write_file(p, "#!/bin/sh\necho B\n", 0755);
+	free(p);
+	p = arl_xasprintf("%s/link", ws);
+	assert_int_equal(symlink("a.txt", p), 0);
+	free(p);
+	p = arl_xasprintf("%s/empty", ws);
+	assert_int_equal(mkdir(p, 0700), 0);
+	free(p);
+}
+
+static void check_workspace_copy(struct fx *f, const char *ws)
+{
+	struct arl_sandbox *sb[3];
+	char *orig = arl_xasprintf("%s/a.txt", ws), buf[16] = {0};
+	int fd;
+
+	for (int i = 0; i < 3; i++) {
+		char *out;
+
+		sb[i] = acquire(f);
+		out = sh_ok(f, sb[i], NULL,
+			    "cat a.txt secret; sub/b.sh; readlink link; test -d empty && "
+			    "stat -c '%a %n' sub sub/b.sh secret empty; echo changed > a.txt");
+		assert_string_equal(out, "A\nS\nB\na.txt\n750 sub\n755 sub/b.sh\n600 secret\n700 empty\n");
+		free(out);
+	}
+	for (int i = 0; i < 3; i++)
+		release(f, sb[i]);
+	/* The source is only read. */
+	assert_true((fd = open(orig, O_RDONLY | O_CLOEXEC)) >= 0);
+	assert_int_equal(read(fd, buf, sizeof(buf) - 1), 2);
+	close(fd);
+	assert_string_equal(buf, "A\n");
+	free(orig);
+}
+
+static void test_workspace_copy(void **state)
+{
+	struct fx *f = *state;
+	char *ws = arl_xasprintf("%s/ws", f->root);
+
+	make_workspace(ws);
+	fx_open(f, ARL_ISO_BWRAP, false, ws, 2);
+	check_workspace_copy(f, ws);
+	fx_close(f);
+	free(ws);
+}
+
+static void check_timeout(struct fx *f, struct arl_sandbox *sb)
+{
+	struct arl_step_result res;
+	enum arl_class cls;
+	char marker[64], *script;
+	int64_t t0;
+
+	/* A sleep length nobody else uses is the marker: it shows in both sh's and sleep's argv. */
+	snprintf(marker, sizeof(marker), "sleep 37.%ld", (long)getpid() % 100000 + 100000);
+	script = arl_xasprintf("%s; echo after", marker);
+	t0 = arl_now_ms();
+	sh_env(f, sb, NULL, script, 1000, &res, &cls, NULL);
+	t0 = arl_now_ms() - t0;
+	assert_int_equal(cls, ARL_CLASS_TIMEOUT);
+	assert_int_equal(res.state, ARL_STATE_FAILED);
+	assert_true(res.has_exit && res.exit_code > 128);
+	assert_true(t0 >= 900 && t0 < 2500);
+	assert_string_equal(res.out.data, "");
+	arl_step_result_release(&res);
+	wait_no_procs(marker);
+	free(script);
+}
+
+static void test_timeout(void **state)
+{
+	struct fx *f = *state;
+	struct arl_sandbox *sb;
+
+	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
+	sb = acquire(f);
+	check_timeout(f, sb);
+	release(f, sb);
+	fx_close(f);
+}
+
+static void *cancel_later(void *arg)
+{
+	int fd = *(int *)arg;
+
+	usleep(300 * 1000);
+	assert_int_equal(write(fd, "x", 1), 1);
+	return NULL;
+}
+
+static void test_cancel(void **state)
+{
+	struct fx *f = *state;
+	struct arl_step_result res;
+	enum arl_class cls;
+	struct arl_sandbox *sb;
+	pthread_t t;
+	int p[2];
+	int64_t t0;
+
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	f->cancel_fd = p[0];
+	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
+	sb = acquire(f);
+	assert_int_equal(pthread_create(&t, NULL, cancel_later, &p[1]), 0);
+	t0 = arl_now_ms();
+	sh_env(f, sb, NULL, "sleep 30", 20000, &res, &cls, NULL);
+	t0 = arl_now_ms() - t0;
+	pthread_join(t, NULL);
+	assert_int_equal(cls, ARL_CLASS_CANCELLED);
+	assert_int_equal(res.state, ARL_STATE_FAILED);
+	assert_true(t0 < 2500);
+	arl_step_result_release(&res);
+	release(f, sb);
+	fx_close(f);
+	close(p[0]);
+	close(p[1]);
+}
+
+/* Leftovers a step may create on purpose: locked dirs, deep trees, links out, FIFOs. */
+static void test_release_hostile(void **state)
+{
+	struct fx *f = *state;
+	char *outside = arl_xasprintf("%s/outside", f->root), *keep, *script, *dir;
+	struct arl_sandbox *sb;
+
+	assert_int_equal(mkdir(outside, 0755), 0);
+	keep = arl_xasprintf("%s/keep.txt", outside);
+	write_file(keep, "keep\n", 0644);
+	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
+	sb = acquire(f);
+	dir = arl_xasprintf("%s/%s", f->state, arl_backend_local.sandbox_name(sb));
+	script = arl_xasprintf(
+		"mkdir -p locked/in && touch locked/in/f locked/g && chmod 000 locked/in && "
+		"chmod 500 locked && mkdir ro && touch ro/f && chmod 500 ro && "
+		"ln -s '%s' out && ln -s '%s' outfile && mkfifo pipe && "
+		"d=deep; i=0; while [ $i -lt 150 ]; do mkdir $d; cd $d; touch f; i=$((i+1)); done",
+		outside, keep);
+	free(sh_ok(f, sb, NULL, script));
+	free(script);
+	release(f, sb);
+	assert_int_equal(access(dir, F_OK), -1); /* the warm one the preparer made may remain */
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(access(keep, F_OK), 0);
+	assert_int_equal(count_entries(outside), 1);
+	fx_close(f);
+	free(dir);
+	free(keep);
+	free(outside);
+}
+
+static void test_keep(void **state)
+{
+	struct fx *f = *state;
+	struct arl_sandbox *sb;
+	char *path;
+
+	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
+	sb = acquire(f);
+	path = arl_xasprintf("%s/%s", f->state, arl_backend_local.sandbox_name(sb));
+	free(sh_ok(f, sb, NULL, "echo kept > k"));
+	arl_backend_local.release(f->st, sb, true);
+	assert_int_equal(access(path, F_OK), 0);
+	arl_backend_local.close(f->st);
+	f->st = NULL;
+	assert_int_equal(count_entries(f->state), 1); /* only the kept one */
+	rm_rf(path);
+	free(path);
+}
+
+/* The preparer fills the warm pool up to `replicas`; close() deletes what was not used. */
+static void test_warm_pool(void **state)
+{
+	struct fx *f = *state;
+	char *ws = arl_xasprintf("%s/ws", f->root);
+	struct arl_sandbox *sb;
+	char *out;
+
+	make_workspace(ws);
+	fx_open(f, ARL_ISO_BWRAP, false, ws, 3);
+	for (int i = 0; i < 500 && count_entries(f->state) < 3; i++)
+		usleep(10000);
+	assert_int_equal(count_entries(f->state), 3);
+	sb = acquire(f);
+	/* After an acquire the preparer tops the pool up again: 3 ready plus ours. */
+	for (int i = 0; i < 500 && count_entries(f->state) < 4; i++)
+		usleep(10000);
+	assert_int_equal(count_entries(f->state), 4);
+	out = sh_ok(f, sb, NULL, "cat a.txt");
+	assert_string_equal(out, "A\n");
+	free(out);
+	release(f, sb);
+	fx_close(f);
+	free(ws);
+}
+
+struct worker {
+	struct fx *f;
+	int id;
+	int ok;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	for (int i = 0; i < 20; i++) {
+		struct arl_sandbox *sb = NULL;
+		struct arl_err err = ARL_ERR_INIT;
+		struct arl_sandbox_req req = {.attempt = 1};
+		struct arl_step_result res;
+		struct arl_exec_ctx ctx = {.deadline_ms = arl_now_ms() + 20000};
+		enum arl_class cls;
+		char content[64], *argv[] = {"cat", "f.txt", NULL};
+		struct arl_step p = {.name = "p", .type = ARL_STEP_FILEPATCH, .path = "/workspace/f.txt",
+				     .content = content};
+		struct arl_step c = {.name = "c", .type = ARL_STEP_COMMAND, .argv = argv, .argc = 2};
+
+		snprintf(content, sizeof(content), "worker %d item %d\n", w->id, i);
+		p.content_len = strlen(content);
+		if (arl_backend_local.acquire(w->f->st, &w->f->pool, &req, &sb, &err) < 0)
+			continue;
+		memset(&res, 0, sizeof(res));
+		if (arl_backend_local.exec(w->f->st, sb, &p, &ctx, &res, &cls, &err) == 0 &&
+		    cls == ARL_CLASS_NONE) {
+			arl_step_result_release(&res);
+			memset(&res, 0, sizeof(res));
+			if (arl_backend_local.exec(w->f->st, sb, &c, &ctx, &res, &cls, &err) == 0 &&
+			    cls == ARL_CLASS_NONE && !strcmp(res.out.data, content))
+				w->ok++;
+		}
+		arl_step_result_release(&res);
+		arl_backend_local.release(w->f->st, sb, false);
+	}
+	return NULL;
+}
+
+static void run_concurrently(struct fx *f)
+{
+	struct worker w[2] = {{f, 0, 0}, {f, 1, 0}};
+	pthread_t t[2];
+
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(w[0].ok, 20);
+	assert_int_equal(w[1].ok, 20);
+}
+
+static void test_concurrency(void **state)
+{
+	struct fx *f = *state;
+	char *ws = arl_xasprintf("%s/ws", f->root);
+
+	make_workspace(ws);
+	fx_open(f, ARL_ISO_BWRAP, false, ws, 2);
+	run_concurrently(f);
+	fx_close(f);
+	free(ws);
+}
+
+/* --- isolation: none ---------------------------------------------------------------- */
+
+static void test_none_basics(void **state)
+{
+	struct fx *f = *state;
+	struct arl_step_result res;
+	enum arl_class cls;
+	struct arl_sandbox *sb;
+	char *dir, *want, *out;
+
+	fx_open(f, ARL_ISO_NONE, false, NULL, 1);
+	sb = acquire(f);
+	check_exit_codes(f, sb);
+	dir = arl_xasprintf("%s/%s", f->state, arl_backend_local.sandbox_name(sb));
+	out = sh_ok(f, sb, NULL, "echo \"$(pwd -P)|$HOME|$ARL_WORKSPACE|$LANG|$PATH\"");
+	want = arl_xasprintf("%s|%s|%s|C.UTF-8|/usr/local/bin:/usr/bin:/bin\n", dir, dir, dir);
+	assert_string_equal(out, want);
+	free(out);
+	free(want);
+	free(sh_ok(f, sb, NULL, "mkdir -p sub/x"));
+	out = sh_ok(f, sb, "/workspace/sub/x", "pwd -P");
+	want = arl_xasprintf("%s/sub/x\n", dir);
+	assert_string_equal(out, want);
+	free(out);
+	free(want);
+	sh_env(f, sb, "/tmp", "pwd", 0, &res, &cls, NULL);
+	assert_int_equal(cls, ARL_CLASS_FAILED);
+	assert_non_null(strstr(res.err.data, "workDir '/tmp' must be inside /workspace with isolation: none"));
+	arl_step_result_release(&res);
+	sh_env(f, sb, "/workspace/../..", "pwd", 0, &res, &cls, NULL);
+	assert_int_equal(cls, ARL_CLASS_FAILED);
+	assert_non_null(strstr(res.err.data, "must not contain '..'"));
+	arl_step_result_release(&res);
+	sh_env(f, sb, "/workspace/nope", "pwd", 0, &res, &cls, NULL);
+	assert_int_equal(cls, ARL_CLASS_FAILED);
+	assert_non_null(strstr(res.err.data, "does not exist"));
+	arl_step_result_release(&res);
+	/* Programs are looked up like a shell would, in the step's PATH; missing is 127. */
+	char *argv[] = {"no-such-program-arl", NULL};
+	struct arl_step step = {.name = "x", .type = ARL_STEP_COMMAND, .argv = argv, .argc = 1};
+
+	exec_step(f, sb, &step, 0, &res, &cls);
+	assert_int_equal(cls, ARL_CLASS_FAILED);
+	assert_int_equal(res.exit_code, 127);
+	assert_non_null(strstr(res.err.data, "command 'no-such-program-arl' not found"));
+	arl_step_result_release(&res);
+	free(sh_ok(f, sb, NULL, "printf '#!/bin/sh\\necho hi\\n' > s.sh; chmod 644 s.sh"));
+	argv[0] = "./s.sh";
+	exec_step(f, sb, &step, 0, &res, &cls);
+	assert_int_equal(res.exit_code, 126);
+	arl_step_result_release(&res);
+	free(sh_ok(f, sb, NULL, "chmod 755 s.sh"));
+	exec_step(f, sb, &step, 0, &res, &cls);
+	assert_int_equal(cls, ARL_CLASS_NONE);
+	assert_string_equal(res.out.data, "hi\n");
+	arl_step_result_release(&res);
+	release(f, sb);
+	fx_close(f);
+	free(dir);
+}
+
+static void test_none_filepatch(void **state)
+{
+	struct fx *f = *state;
+	struct arl_sandbox *sb;
+
+	fx_open(f, ARL_ISO_NONE, false, NULL, 1);
+	sb = acquire(f);
+	check_filepatch(f, sb);
+	check_filepatch_refusals(f, sb);
+	release(f, sb);
+	fx_close(f);
+}
+
+static void test_none_timeout_and_workspace(void **state)
+{
+	struct fx *f = *state;
+	char *ws = arl_xasprintf("%s/ws", f->root);
+	struct arl_sandbox *sb;
+
+	make_workspace(ws);
+	fx_open(f, ARL_ISO_NONE, false, ws, 2);
+	sb = acquire(f);
+	check_timeout(f, sb);
+	release(f, sb);
+	check_workspace_copy(f, ws);
+	run_concurrently(f);
+	fx_close(f);
+	free(ws);
+}
+
+static void test_open_errors(void **state)
+{
+	struct fx *f = *state;
+	struct arl_err err = ARL_ERR_INIT;
+	char *missing = arl_xasprintf("%s/missing", f->root), *empty, *path;
+
+	assert_int_equal(fx_try_open(f, ARL_ISO_NONE, false, missing, 1, &err), -1);
+	assert_null(f->st);
+	assert_non_null(strstr(err.msg, "pool 'pool': cannot use workspace '"));
+	assert_non_null(strstr(err.msg, "No such file or directory"));
+	/* No bwrap in PATH: say what to install, or what to set instead. */
+	empty = arl_xasprintf("%s/emptybin", f->root);
+	assert_int_equal(mkdir(empty, 0755), 0);
+	path = arl_xstrdup(getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+	setenv("PATH", empty, 1);
+	arl_err_clear(&err);
+	assert_int_equal(fx_try_open(f, ARL_ISO_BWRAP, false, NULL, 1, &err), -1);
+	setenv("PATH", path, 1);
+	assert_string_equal(err.msg, "pool 'pool': bubblewrap is not installed (no 'bwrap' in PATH): "
+				     "apt-get install bubblewrap, or set 'isolation: none' on the pool");
+	/* With isolation none, bwrap is not needed at all. */
+	setenv("PATH", empty, 1);
+	arl_err_clear(&err);
+	fx_open(f, ARL_ISO_NONE, false, NULL, 1);
+	setenv("PATH", path, 1);
+	fx_close(f);
+	free(path);
+	free(empty);
+	free(missing);
+}
+
+static void test_registry(void **state)
+{
+	(void)state;
+	assert_ptr_equal(arl_backend_get(ARL_BACKEND_LOCAL), &arl_backend_local);
+	assert_null(arl_backend_get(ARL_BACKEND_KUBERNETES));
+	assert_string_equal(arl_backend_kind_name(ARL_BACKEND_LOCAL), "local");
+	assert_string_equal(arl_backend_kind_name(ARL_BACKEND_KUBERNETES), "kubernetes");
+	assert_string_equal(arl_backend_local.name, "local");
+}
+
+/* The same check the style guide names for skipping: can bwrap make namespaces here? */
+static bool bwrap_usable(void)
+{
+	return system("bwrap --unshare-all --die-with-parent --ro-bind / / --dev /dev --proc /proc "
+		      "true >/dev/null 2>&1") == 0;
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+
+int main(void)
+{
+	const struct CMUnitTest common[] = {
+		cmocka_unit_test(test_registry),
+		T(test_open_errors),
+		T(test_none_basics),
+		T(test_none_filepatch),
+		T(test_none_timeout_and_workspace),
+	};
+	const struct CMUnitTest bwrap[] = {
+		T(test_exit_codes),     T(test_env_and_workdir), T(test_filepatch),
+		T(test_isolation),      T(test_network),         T(test_workspace_copy),
+		T(test_timeout),        T(test_cancel),          T(test_release_hostile),
+		T(test_keep),           T(test_warm_pool),       T(test_concurrency),
+	};
+	int failed;
+
+	have_python = access("/usr/bin/python3", X_OK) == 0;
+	failed = cmocka_run_group_tests_name("backend_local.common", common, NULL, NULL);
+	if (!bwrap_usable()) {
+		fprintf(stderr, "bwrap cannot create namespaces here: skipping the bwrap tests\n");
+		return failed ? failed : SKIP;
+	}
+	failed += cmocka_run_group_tests_name("backend_local.bwrap", bwrap, NULL, NULL);
+	return failed;
+}
