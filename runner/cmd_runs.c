@@ -16,34 +16,53 @@
 #include "banned.h"
 
 static const char usage_text[] =
-	"usage: arl-batch runs [--db PATH] [-n|--limit N] [--format table|json]\n";
+    "usage: arl-batch runs [--db PATH] [-n|--limit N] [--format table|json]\n";
 
 static const char help_text[] =
-	"\n"
-	"List runs, newest first: id, name, status, start time (UTC), duration, and how many\n"
-	"jobs there were and how they ended. A run still going shows its time so far.\n"
-	"\n"
-	"  --db PATH         results database (default $ARL_BATCH_DB, else ./arl-batch.db)\n"
-	"  -n, --limit N     at most N runs (default 20; 0: all)\n"
-	"  --format FORMAT   table (default) or json (an array of run objects)\n";
+    "\n"
+    "List runs, newest first: id, name, status, start time (UTC), duration, and how many\n"
+    "jobs there were and how they ended. A run still going shows its time so far.\n"
+    "\n"
+    "  --db PATH         results database (default $ARL_BATCH_DB, else ./arl-batch.db)\n"
+    "  -n, --limit N     at most N runs (default 20; 0: all)\n"
+    "  --format FORMAT   table (default) or json (an array of run objects)\n";
 
 /* Elapsed time of a run still going, so `runs` shows that it is alive and for how long. */
 static const char runs_sql[] =
-	"SELECT id, name, status, started_at, finished_at,"
-	" coalesce(duration_ms, CASE WHEN status = 'running' THEN"
-	" CAST(round((julianday('now') - julianday(started_at)) * 86400000) AS INTEGER) END),"
-	" jobs_total, jobs_succeeded, jobs_failed, jobs_skipped, jobs_cancelled, exit_code,"
-	" files, host, pid, isolation, notes"
-	" FROM runs ORDER BY id DESC LIMIT ?1";
+    "SELECT id, name, status, started_at, finished_at,"
+    " coalesce(duration_ms, CASE WHEN status = 'running' THEN"
+    " CAST(round((julianday('now') - julianday(started_at)) * 86400000) AS INTEGER) END),"
+    " jobs_total, jobs_succeeded, jobs_failed, jobs_skipped, jobs_cancelled, exit_code,"
+    " files, host, pid, isolation, notes"
+    " FROM runs ORDER BY id DESC LIMIT ?1";
 
-enum { C_ID, C_NAME, C_STATUS, C_STARTED, C_FINISHED, C_DURATION, C_TOTAL, C_OK, C_FAILED,
-       C_SKIPPED, C_CANCELLED, C_EXIT, C_FILES, C_HOST, C_PID, C_ISOLATION, C_NOTES };
+/* Columns of runs_sql, in SELECT order. */
+enum {
+	C_ID,
+	C_NAME,
+	C_STATUS,
+	C_STARTED,
+	C_FINISHED,
+	C_DURATION,
+	C_TOTAL,
+	C_OK,
+	C_FAILED,
+	C_SKIPPED,
+	C_CANCELLED,
+	C_EXIT,
+	C_FILES,
+	C_HOST,
+	C_PID,
+	C_ISOLATION,
+	C_NOTES
+};
 
 static const char *col_text(sqlite3_stmt *st, int c)
 {
 	return (const char *)sqlite3_column_text(st, c);
 }
 
+/* camelCase like `results --format json`; the counts nested under "jobs". */
 static void add_json(struct arl_view_json_array *arr, sqlite3_stmt *st)
 {
 	cJSON *run = cJSON_CreateObject(), *jobs;
@@ -74,22 +93,22 @@ static void add_row(struct arl_view_table *t, sqlite3_stmt *st)
 	char tbuf[24], dbuf[32];
 	const char *status = col_text(st, C_STATUS);
 	const char *cells[] = {
-		col_text(st, C_ID),
-		col_text(st, C_NAME),
-		status,
-		arl_view_time(col_text(st, C_STARTED), tbuf),
-		sqlite3_column_type(st, C_DURATION) == SQLITE_NULL
-			? NULL
-			: arl_fmt_duration(sqlite3_column_int64(st, C_DURATION), dbuf, sizeof(dbuf)),
-		col_text(st, C_TOTAL),
-		col_text(st, C_OK),
-		col_text(st, C_FAILED),
-		col_text(st, C_SKIPPED),
-		col_text(st, C_CANCELLED),
+	    col_text(st, C_ID),
+	    col_text(st, C_NAME),
+	    status,
+	    arl_view_time(col_text(st, C_STARTED), tbuf),
+	    sqlite3_column_type(st, C_DURATION) == SQLITE_NULL
+	        ? NULL
+	        : arl_fmt_duration(sqlite3_column_int64(st, C_DURATION), dbuf, sizeof(dbuf)),
+	    col_text(st, C_TOTAL),
+	    col_text(st, C_OK),
+	    col_text(st, C_FAILED),
+	    col_text(st, C_SKIPPED),
+	    col_text(st, C_CANCELLED),
 	};
 	const char *colors[sizeof(cells) / sizeof(cells[0])] = {
-		[2] = arl_view_state_color(status),
-		[7] = sqlite3_column_int64(st, C_FAILED) ? ARL_VIEW_RED : NULL,
+	    [2] = arl_view_state_color(status),
+	    [7] = sqlite3_column_int64(st, C_FAILED) ? ARL_VIEW_RED : NULL,
 	};
 
 	arl_view_table_add(t, cells, colors);
@@ -98,17 +117,18 @@ static void add_row(struct arl_view_table *t, sqlite3_stmt *st)
 int cmd_runs(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"db", required_argument, NULL, 'd'},
-		{"limit", required_argument, NULL, 'n'},
-		{"format", required_argument, NULL, 'f'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"db", required_argument, NULL, 'd'},
+	    {"limit", required_argument, NULL, 'n'},
+	    {"format", required_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	static const struct arl_view_col cols[] = {
-		{"ID", true, false},      {"NAME", false, true},    {"STATUS", false, false},
-		{"STARTED (UTC)", false, false}, {"DURATION", true, false}, {"JOBS", true, false},
-		{"OK", true, false},      {"FAILED", true, false},  {"SKIPPED", true, false},
-		{"CANCELLED", true, false},
+	    {"ID", true, false},       {"NAME", false, true},
+	    {"STATUS", false, false},  {"STARTED (UTC)", false, false},
+	    {"DURATION", true, false}, {"JOBS", true, false},
+	    {"OK", true, false},       {"FAILED", true, false},
+	    {"SKIPPED", true, false},  {"CANCELLED", true, false},
 	};
 	struct arl_view_table table = ARL_VIEW_TABLE_INIT(cols, sizeof(cols) / sizeof(cols[0]));
 	struct arl_view_json_array arr = {stdout, 0};
@@ -129,8 +149,9 @@ int cmd_runs(int argc, char **argv)
 			break;
 		case 'n':
 			if (arl_parse_i64(optarg, 0, INT32_MAX, &limit) < 0) {
-				fprintf(stderr, "arl-batch runs: --limit must be a number >= 0, got '%s'\n",
-					optarg);
+				fprintf(stderr,
+				        "arl-batch runs: --limit must be a number >= 0, got '%s'\n",
+				        optarg);
 				return ARL_EXIT_USAGE;
 			}
 			break;
@@ -151,14 +172,19 @@ int cmd_runs(int argc, char **argv)
 		return ARL_EXIT_USAGE;
 	}
 	if (strcmp(format, "table") && strcmp(format, "json")) {
-		fprintf(stderr, "arl-batch runs: --format must be table or json, got '%s'\n", format);
+		fprintf(stderr, "arl-batch runs: --format must be table or json, got '%s'\n",
+		        format);
 		return ARL_EXIT_USAGE;
 	}
 
+	/*
+	 * Read-write (but never creating) rather than read-only: opening repairs runs whose
+	 * runner died, so a crashed run shows as interrupted instead of running forever.
+	 */
 	if (arl_store_open(&store, arl_cli_db_path(db), ARL_STORE_NOCREATE, &err) < 0 ||
 	    arl_store_prepare(store, runs_sql, &st, NULL, &err) < 0)
 		goto out;
-	sqlite3_bind_int64(st, 1, limit ? limit : -1);
+	sqlite3_bind_int64(st, 1, limit ? limit : -1); /* LIMIT -1: no limit */
 	while ((rc = arl_store_step(store, st, &err)) == 1) {
 		if (!strcmp(format, "json"))
 			add_json(&arr, st);
@@ -171,8 +197,8 @@ int cmd_runs(int argc, char **argv)
 		arl_view_json_end(&arr);
 	else if (table.nrows)
 		arl_view_table_print(&table, stdout, arl_view_width(STDOUT_FILENO),
-				     arl_cli_color(STDOUT_FILENO));
-	else
+		                     arl_cli_color(STDOUT_FILENO));
+	else /* stderr: a script parsing the table sees an empty list, not a message */
 		fprintf(stderr, "arl-batch: no runs in '%s'\n", arl_store_path(store));
 	ret = ARL_EXIT_OK;
 out:

@@ -346,7 +346,8 @@ static void read_signals(struct state *s)
 	unsigned char buf[16];
 	ssize_t n;
 
-	while ((n = read(s->o->signal_fd, buf, sizeof(buf))) > 0) {
+	/* One read per wake-up: the fd may be blocking, and poll() said it is readable. */
+	if ((n = read(s->o->signal_fd, buf, sizeof(buf))) > 0) {
 		for (ssize_t i = 0; i < n; i++) {
 			if (buf[i] == SIGHUP) {
 				stop(s, ARL_STOP_DRAIN, false);

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -65,7 +66,12 @@ enum stmt {
 	S__COUNT
 };
 
-/* The time a statement's row values are written, shared by S_RUN_CLOSE's two uses of it. */
+/*
+ * The statements, indexed by enum stmt. Kept out of clang-format: it would re-wrap the SQL
+ * fragments mid-clause.
+ */
+/* clang-format off */
+/* When a closed run ended: ?4 (now), else at its last finished job, else at its start. */
 #define RUN_END "coalesce(?4, (SELECT max(finished_at) FROM jobs WHERE run_id = ?1), started_at)"
 #define COUNT_STATE(st) "(SELECT count(*) FROM jobs WHERE run_id = ?1 AND state = '" st "')"
 
@@ -135,6 +141,7 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_METRIC_INSERT] = "INSERT OR REPLACE INTO metrics (job_id, name, value)"
 			    " VALUES (?1, ?2, ?3)",
 };
+/* clang-format on */
 
 struct arl_store {
 	sqlite3 *db;
@@ -160,7 +167,7 @@ static int db_fail(struct arl_store *s, struct arl_err *err, const char *op, con
 	if (!sql)
 		return arl_error(err, ARL_E_DB, "cannot %s: %s", op, msg);
 	return arl_error(err, ARL_E_DB, "cannot %s: %s (in \"%.60s%s\")", op, msg, sql,
-			 strlen(sql) > 60 ? "..." : "");
+	                 strlen(sql) > 60 ? "..." : "");
 }
 
 /* ---- statements ---- */
@@ -170,7 +177,7 @@ static sqlite3_stmt *stmt(struct arl_store *s, enum stmt id, const char *op, str
 	if (s->stmts[id])
 		return s->stmts[id];
 	if (sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s->stmts[id],
-			       NULL) != SQLITE_OK) {
+	                       NULL) != SQLITE_OK) {
 		db_fail(s, err, op, stmt_sql[id]);
 		sqlite3_finalize(s->stmts[id]);
 		s->stmts[id] = NULL;
@@ -309,7 +316,7 @@ static void bind_text(struct bind *b, int i, const char *p, size_t len)
 		}
 	}
 	bind_rc(b, sqlite3_bind_text64(b->st, i, clean, (sqlite3_uint64)(o - clean),
-				       SQLITE_TRANSIENT, SQLITE_UTF8));
+	                               SQLITE_TRANSIENT, SQLITE_UTF8));
 	free(clean);
 }
 
@@ -344,7 +351,7 @@ static int bind_check(struct bind *b, const char *op, struct arl_err *err)
 	if (b->rc == SQLITE_OK)
 		return 0;
 	arl_error(err, ARL_E_DB, "cannot %s: binding a value failed: %s (in \"%.60s\")", op,
-		  sqlite3_errstr(b->rc), sqlite3_sql(b->st));
+	          sqlite3_errstr(b->rc), sqlite3_sql(b->st));
 	stmt_done(b->st);
 	return -1;
 }
@@ -389,7 +396,7 @@ static void tx_rollback(struct arl_store *s)
 
 /* Runs a one-row, one-integer query bound with nothing or @arg; *found says if a row came. */
 static int query_i64(struct arl_store *s, enum stmt id, const char *op, const char *arg,
-		     int64_t *out, bool *found, struct arl_err *err)
+                     int64_t *out, bool *found, struct arl_err *err)
 {
 	sqlite3_stmt *st = stmt(s, id, op, err);
 	struct bind b = {st, SQLITE_OK};
@@ -456,16 +463,16 @@ static int migrate_step(struct arl_store *s, int64_t *v, struct arl_err *err)
 			goto out;
 		if (objects > 0) {
 			arl_error(err, ARL_E_DB,
-				  "'%s' is not an arl-batch results database: it has tables but no"
-				  " schema version",
-				  s->path);
+			          "'%s' is not an arl-batch results database: it has tables but no"
+			          " schema version",
+			          s->path);
 			goto out;
 		}
 	}
 	m = find_migration(now);
 	if (!m) {
 		arl_error(err, ARL_E_DB, "cannot %s: no migration from version %lld", op,
-			  (long long)now);
+		          (long long)now);
 		goto out;
 	}
 	if (sqlite3_exec(s->db, m->sql, NULL, NULL, NULL) != SQLITE_OK) {
@@ -484,7 +491,7 @@ static int migrate_step(struct arl_store *s, int64_t *v, struct arl_err *err)
 	} else if (now != m->to) {
 		/* schemas/results.sql and ARL_STORE_VERSION disagree: a build mistake. */
 		arl_error(err, ARL_E_DB, "cannot %s: the migration set version %lld, expected %d",
-			  op, (long long)now, m->to);
+		          op, (long long)now, m->to);
 		goto out;
 	}
 	if (tx_commit(s, op, err) < 0)
@@ -506,23 +513,29 @@ static int migrate(struct arl_store *s, struct arl_err *err)
 		return -1;
 	if (v > ARL_STORE_VERSION)
 		return arl_error(err, ARL_E_DB,
-				 "'%s' has schema version %lld, newer than this arl-batch (%d):"
-				 " use a newer arl-batch",
-				 s->path, (long long)v, ARL_STORE_VERSION);
+		                 "'%s' has schema version %lld, newer than this arl-batch (%d):"
+		                 " use a newer arl-batch",
+		                 s->path, (long long)v, ARL_STORE_VERSION);
 	if (v == ARL_STORE_VERSION)
 		return 0;
 	if (s->readonly) {
 		if (v == 0)
 			return arl_error(err, ARL_E_DB, "'%s' is not an arl-batch results database",
-					 s->path);
+			                 s->path);
 		return arl_error(err, ARL_E_DB,
-				 "'%s' has schema version %lld and needs upgrading to %d, which a"
-				 " read-only open cannot do",
-				 s->path, (long long)v, ARL_STORE_VERSION);
+		                 "'%s' has schema version %lld and needs upgrading to %d, which a"
+		                 " read-only open cannot do",
+		                 s->path, (long long)v, ARL_STORE_VERSION);
 	}
 	while (v < ARL_STORE_VERSION)
 		if (migrate_step(s, &v, err) < 0)
 			return -1;
+	/* A newer arl-batch may have upgraded it while we waited for the lock. */
+	if (v != ARL_STORE_VERSION)
+		return arl_error(err, ARL_E_DB,
+		                 "'%s' has schema version %lld, newer than this"
+		                 " arl-batch (%d)",
+		                 s->path, (long long)v, ARL_STORE_VERSION);
 	return 0;
 }
 
@@ -534,8 +547,8 @@ static int migrate(struct arl_store *s, struct arl_err *err)
  * last finished job. The caller holds the transaction.
  */
 static int close_run(struct arl_store *s, int64_t run_id, const char *status, bool has_exit,
-		     int exit_code, int64_t end_ms, const char *why, const char *note,
-		     struct arl_err *err)
+                     int exit_code, int64_t end_ms, const char *why, const char *note,
+                     struct arl_err *err)
 {
 	const char *op = "close the run";
 	sqlite3_stmt *st;
@@ -565,6 +578,28 @@ static int close_run(struct arl_store *s, int64_t run_id, const char *status, bo
 	return 0;
 }
 
+/*
+ * A runner killed with SIGKILL stays a zombie until its parent reaps it, and kill(pid, 0)
+ * succeeds on a zombie. Linux says so in /proc/PID/stat: the state after "(comm) " is 'Z'.
+ */
+static bool is_zombie(int64_t pid)
+{
+	char path[64], buf[512], *paren;
+	FILE *fp;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+	fp = fopen(path, "re");
+	if (!fp)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	/* comm may itself hold ") ", so look for the last one. */
+	paren = strrchr(buf, ')');
+	return paren && paren[1] == ' ' && paren[2] == 'Z';
+}
+
 bool arl_store_owner_alive(const char *host, int64_t pid)
 {
 	char me[256];
@@ -577,7 +612,9 @@ bool arl_store_owner_alive(const char *host, int64_t pid)
 	if (strcmp(host, me) != 0)
 		return true;
 	/* EPERM: it exists but belongs to someone else, which is still "alive". */
-	return !(kill((pid_t)pid, 0) < 0 && errno == ESRCH);
+	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+		return false;
+	return !is_zombie(pid);
 }
 
 static int still_running(struct arl_store *s, int64_t run_id, bool *running, struct arl_err *err)
@@ -639,13 +676,13 @@ static int recover_stale(struct arl_store *s, struct arl_err *err)
 		arl_rfc3339_now(now);
 		free(note);
 		note = arl_xasprintf("%s: marked interrupted: its runner (pid %lld on %s) was gone",
-				     now, (long long)dead[i].pid, s->host);
+		                     now, (long long)dead[i].pid, s->host);
 		if (tx_begin(s, op, err) < 0)
 			goto out;
 		/* Another process may have closed it since our SELECT: then leave it be. */
 		if (still_running(s, dead[i].id, &running, err) < 0 ||
 		    (running && close_run(s, dead[i].id, "interrupted", false, 0, 0,
-					  "the run was interrupted", note, err) < 0) ||
+		                          "the run was interrupted", note, err) < 0) ||
 		    tx_commit(s, op, err) < 0) {
 			tx_rollback(s);
 			arl_err_prefix(err, "run %lld", (long long)dead[i].id);
@@ -666,14 +703,14 @@ out:
  * which the authorizer sees the same way as a value being set, so it may have one.
  */
 static const char *const pragma_arg_ok[] = {
-	"table_info",   "table_xinfo", "table_list",       "index_info",      "index_xinfo",
-	"index_list",   "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check",
+    "table_info", "table_xinfo",      "table_list",        "index_info",      "index_xinfo",
+    "index_list", "foreign_key_list", "foreign_key_check", "integrity_check", "quick_check",
 };
 static const char *const pragma_read_ok[] = {
-	"user_version",  "schema_version", "application_id", "page_count",    "page_size",
-	"freelist_count", "journal_mode",  "encoding",       "foreign_keys",  "database_list",
-	"collation_list", "function_list", "module_list",    "pragma_list",   "compile_options",
-	"data_version",
+    "user_version", "schema_version", "application_id",  "page_count",
+    "page_size",    "freelist_count", "journal_mode",    "encoding",
+    "foreign_keys", "database_list",  "collation_list",  "function_list",
+    "module_list",  "pragma_list",    "compile_options", "data_version",
 };
 
 static bool in_list(const char *const *list, size_t n, const char *s)
@@ -739,27 +776,36 @@ static const char *action_name(int action)
  * deny-listing what writes, and stays safe as SQLite grows new statements.
  */
 static int authorize(void *ud, int action, const char *a1, const char *a2, const char *db,
-		     const char *trigger)
+                     const char *trigger)
 {
 	struct arl_store *s = ud;
 	const char *what;
 
 	(void)db;
-	(void)trigger;
 	switch (action) {
 	case SQLITE_SELECT:
 	case SQLITE_READ:
 	case SQLITE_FUNCTION:
 	case SQLITE_RECURSIVE:
 		return SQLITE_OK;
+	case SQLITE_UPDATE:
+		/*
+		 * SQLite asks about an UPDATE of sqlite_master whenever a statement uses an
+		 * eponymous virtual table (json_each, pragma_table_info). A real UPDATE of the
+		 * schema table still fails: the file is read-only and the connection DEFENSIVE.
+		 */
+		if (a1 && (!strcmp(a1, "sqlite_master") || !strcmp(a1, "sqlite_schema")) &&
+		    !trigger)
+			return SQLITE_OK;
+		break;
 	case SQLITE_PRAGMA:
 		if (in_list(pragma_arg_ok, sizeof(pragma_arg_ok) / sizeof(pragma_arg_ok[0]), a1) ||
-		    (!a2 &&
-		     in_list(pragma_read_ok, sizeof(pragma_read_ok) / sizeof(pragma_read_ok[0]), a1)))
+		    (!a2 && in_list(pragma_read_ok,
+		                    sizeof(pragma_read_ok) / sizeof(pragma_read_ok[0]), a1)))
 			return SQLITE_OK;
 		if (!s->denied[0])
 			snprintf(s->denied, sizeof(s->denied), "PRAGMA %s%s%s", a1, a2 ? " = " : "",
-				 a2 ? a2 : "");
+			         a2 ? a2 : "");
 		return SQLITE_DENY;
 	default:
 		break;
@@ -799,17 +845,18 @@ int arl_store_open(struct arl_store **out, const char *path, unsigned flags, str
 	if ((flags & (ARL_STORE_READONLY | ARL_STORE_NOCREATE)) && strcmp(path, ":memory:") &&
 	    stat(path, &sb) < 0 && errno == ENOENT) {
 		arl_error(err, ARL_E_IO, "no results database '%s' (see --db and $ARL_BATCH_DB)",
-			  path);
+		          path);
 		goto out;
 	}
 	if (flags & ARL_STORE_READONLY)
 		oflags = SQLITE_OPEN_READONLY;
 	else
-		oflags = SQLITE_OPEN_READWRITE | (flags & ARL_STORE_NOCREATE ? 0 : SQLITE_OPEN_CREATE);
+		oflags =
+		    SQLITE_OPEN_READWRITE | (flags & ARL_STORE_NOCREATE ? 0 : SQLITE_OPEN_CREATE);
 	rc = sqlite3_open_v2(path, &s->db, oflags, NULL);
 	if (rc != SQLITE_OK) {
 		arl_error(err, ARL_E_IO, "cannot open results database '%s': %s", path,
-			  s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		          s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 		goto out;
 	}
 	sqlite3_extended_result_codes(s->db, 1);
@@ -820,10 +867,14 @@ int arl_store_open(struct arl_store **out, const char *path, unsigned flags, str
 	if (exec_pragma(s, "PRAGMA foreign_keys = ON", err) < 0 ||
 	    exec_pragma(s, "PRAGMA synchronous = NORMAL", err) < 0)
 		goto out;
-	/* A read-only connection cannot change the journal mode; the writer already did. */
-	if (!s->readonly && exec_pragma(s, "PRAGMA journal_mode = WAL", err) < 0)
-		goto out;
+	/*
+	 * WAL only once the file is known to be ours (migrate() refuses anything else): the
+	 * switch rewrites the file header, and a stranger's database must stay as it was. A
+	 * read-only connection cannot switch; the writer already did.
+	 */
 	if (migrate(s, err) < 0)
+		goto out;
+	if (!s->readonly && exec_pragma(s, "PRAGMA journal_mode = WAL", err) < 0)
 		goto out;
 	if (flags & ARL_STORE_READONLY) {
 		/* Belt and braces: the authorizer refuses ATTACH; no slot to attach into either. */
@@ -850,8 +901,11 @@ void arl_store_close(struct arl_store *s)
 		return;
 	for (size_t i = 0; i < S__COUNT; i++)
 		sqlite3_finalize(s->stmts[i]);
-	/* Lets SQLite keep its statistics current; cheap when nothing changed. */
-	if (s->db && !s->readonly)
+	/*
+	 * Lets SQLite keep its statistics current; cheap when nothing changed. Only for the
+	 * writer: it may need the write lock, which a reader must not wait 5 s for.
+	 */
+	if (s->db && !s->readonly && !(s->flags & ARL_STORE_NOCREATE))
 		sqlite3_exec(s->db, "PRAGMA optimize", NULL, NULL, NULL);
 	/* _v2: a statement a caller forgot to finalize must not leak the connection. */
 	sqlite3_close_v2(s->db);
@@ -872,7 +926,7 @@ sqlite3 *arl_store_db(struct arl_store *s)
 /* ---- runs ---- */
 
 int arl_store_run_begin(struct arl_store *s, const struct arl_run_info *info, int64_t *run_id,
-			struct arl_err *err)
+                        struct arl_err *err)
 {
 	const char *op = "record the start of the run";
 	sqlite3_stmt *st = stmt(s, S_RUN_INSERT, op, err);
@@ -895,16 +949,17 @@ int arl_store_run_begin(struct arl_store *s, const struct arl_run_info *info, in
 }
 
 int arl_store_run_finish(struct arl_store *s, int64_t run_id, const char *status, int exit_code,
-			 struct arl_err *err)
+                         struct arl_err *err)
 {
 	const char *op = "record the end of the run";
 
-	if (strcmp(status, "succeeded") && strcmp(status, "failed") && strcmp(status, "interrupted"))
+	if (strcmp(status, "succeeded") && strcmp(status, "failed") &&
+	    strcmp(status, "interrupted"))
 		return arl_error(err, ARL_E_INVALID, "cannot %s: bad status '%s'", op, status);
 	if (tx_begin(s, op, err) < 0)
 		return -1;
 	if (close_run(s, run_id, status, true, exit_code, arl_wall_ms(), "the run ended first",
-		      NULL, err) < 0 ||
+	              NULL, err) < 0 ||
 	    tx_commit(s, op, err) < 0) {
 		tx_rollback(s);
 		return -1;
@@ -915,7 +970,7 @@ int arl_store_run_finish(struct arl_store *s, int64_t run_id, const char *status
 /* ---- jobs ---- */
 
 int arl_store_jobs_add(struct arl_store *s, int64_t run_id, const struct arl_job_row *rows,
-		       size_t n, int64_t *ids, struct arl_err *err)
+                       size_t n, int64_t *ids, struct arl_err *err)
 {
 	const char *op = "record the jobs of the run";
 	sqlite3_stmt *st = stmt(s, S_JOB_INSERT, op, err);
@@ -959,7 +1014,7 @@ out:
 }
 
 int arl_store_job_set_running(struct arl_store *s, int64_t job_id, int64_t started_ms,
-			      struct arl_err *err)
+                              struct arl_err *err)
 {
 	const char *op = "mark the job running";
 	sqlite3_stmt *st = stmt(s, S_JOB_RUNNING, op, err);
@@ -975,7 +1030,7 @@ int arl_store_job_set_running(struct arl_store *s, int64_t job_id, int64_t start
 }
 
 static int put_step(struct arl_store *s, int64_t attempt_id, size_t idx,
-		    const struct arl_step_result *sr, struct arl_err *err)
+                    const struct arl_step_result *sr, struct arl_err *err)
 {
 	const char *op = "record a step";
 	sqlite3_stmt *st = stmt(s, S_STEP_INSERT, op, err);
@@ -1013,7 +1068,7 @@ static int put_step(struct arl_store *s, int64_t attempt_id, size_t idx,
 }
 
 static int put_attempt(struct arl_store *s, int64_t job_id, const struct arl_attempt_result *a,
-		       struct arl_err *err)
+                       struct arl_err *err)
 {
 	const char *op = "record an attempt";
 	sqlite3_stmt *st = stmt(s, S_ATTEMPT_INSERT, op, err);
@@ -1045,7 +1100,7 @@ fail:
 }
 
 static int put_metric(struct arl_store *s, int64_t job_id, const struct arl_metric *m,
-		      struct arl_err *err)
+                      struct arl_err *err)
 {
 	const char *op = "record a metric";
 	sqlite3_stmt *st = stmt(s, S_METRIC_INSERT, op, err);
@@ -1087,7 +1142,7 @@ static int clear_job(struct arl_store *s, int64_t job_id, struct arl_err *err)
 
 /* Reads the job's run and current state, needed to move the run's counters. */
 static int job_old(struct arl_store *s, int64_t job_id, int64_t *run_id, char *state, size_t len,
-		   struct arl_err *err)
+                   struct arl_err *err)
 {
 	const char *op = "read the job";
 	sqlite3_stmt *st = stmt(s, S_JOB_OLD, op, err);
@@ -1113,13 +1168,13 @@ static int job_old(struct arl_store *s, int64_t job_id, int64_t *run_id, char *s
 }
 
 int arl_store_job_finish(struct arl_store *s, int64_t job_id, const struct arl_job_result *r,
-			 struct arl_err *err)
+                         struct arl_err *err)
 {
 	const char *op = "record the job's result";
 	sqlite3_stmt *st;
 	struct bind b;
-	int64_t run_id;
-	char old[16];
+	int64_t run_id = 0;
+	char old[16] = "";
 	int ret = -1;
 
 	if (tx_begin(s, op, err) < 0)
@@ -1171,7 +1226,7 @@ out:
 /* ---- reading ---- */
 
 int arl_store_run_resolve(struct arl_store *s, const char *spec, int64_t *run_id,
-			  struct arl_err *err)
+                          struct arl_err *err)
 {
 	const char *op = "find the run";
 	int64_t id, v;
@@ -1195,14 +1250,14 @@ int arl_store_run_resolve(struct arl_store *s, const char *spec, int64_t *run_id
 		stmt_done(st);
 		if (rc == 0)
 			return arl_error(err, ARL_E_INVALID, "no run %lld in '%s'", (long long)id,
-					 s->path);
+			                 s->path);
 		v = id;
 	} else {
 		if (query_i64(s, S_RUN_BY_NAME, op, spec, &v, &found, err) < 0)
 			return -1;
 		if (!found)
 			return arl_error(err, ARL_E_INVALID, "no run named '%s' in '%s'", spec,
-					 s->path);
+			                 s->path);
 	}
 	*run_id = v;
 	return 0;
@@ -1216,8 +1271,8 @@ static enum arl_state state_parse(const char *s)
 	return ARL_STATE_PENDING;
 }
 
-int arl_store_job_prev(struct arl_store *s, int64_t run_id, const char *key,
-		       const char *spec_hash, struct arl_store_prev *out, struct arl_err *err)
+int arl_store_job_prev(struct arl_store *s, int64_t run_id, const char *key, const char *spec_hash,
+                       struct arl_store_prev *out, struct arl_err *err)
 {
 	const char *op = "look up the job in the earlier run";
 	sqlite3_stmt *st = stmt(s, S_JOB_PREV, op, err);
@@ -1248,16 +1303,15 @@ int arl_store_job_prev(struct arl_store *s, int64_t run_id, const char *key,
 }
 
 int arl_store_prepare(struct arl_store *s, const char *sql, sqlite3_stmt **out, const char **tail,
-		      struct arl_err *err)
+                      struct arl_err *err)
 {
 	sqlite3_stmt *st = NULL;
 
 	s->denied[0] = '\0';
 	if (sqlite3_prepare_v2(s->db, sql, -1, &st, tail) != SQLITE_OK) {
 		if (s->denied[0])
-			arl_error(err, ARL_E_USAGE,
-				  "refused: the database is open read-only and %s is not allowed",
-				  s->denied);
+			arl_error(err, ARL_E_USAGE, "read-only query: %s is not allowed",
+			          s->denied);
 		else
 			arl_error(err, ARL_E_DB, "%s", sqlite3_errmsg(s->db));
 		sqlite3_finalize(st);
@@ -1266,8 +1320,7 @@ int arl_store_prepare(struct arl_store *s, const char *sql, sqlite3_stmt **out, 
 	/* The authorizer should have caught it; SQLite's own verdict is the last word. */
 	if (st && (s->flags & ARL_STORE_READONLY) && !sqlite3_stmt_readonly(st)) {
 		sqlite3_finalize(st);
-		return arl_error(err, ARL_E_USAGE,
-				 "refused: the database is open read-only and the statement writes");
+		return arl_error(err, ARL_E_USAGE, "read-only query: the statement would write");
 	}
 	*out = st;
 	return 0;

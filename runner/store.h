@@ -71,7 +71,7 @@ struct arl_run_info {
 
 /* Inserts a run with status 'running', started_at now, this host and pid. */
 int arl_store_run_begin(struct arl_store *s, const struct arl_run_info *info, int64_t *run_id,
-			struct arl_err *err);
+                        struct arl_err *err);
 
 /*
  * Ends a run: @status is "succeeded", "failed" or "interrupted", @exit_code that of
@@ -79,15 +79,15 @@ int arl_store_run_begin(struct arl_store *s, const struct arl_run_info *info, in
  * counters are recounted from the jobs, all in one transaction.
  */
 int arl_store_run_finish(struct arl_store *s, int64_t run_id, const char *status, int exit_code,
-			 struct arl_err *err);
+                         struct arl_err *err);
 
 /* One job row to insert. Every pointer is borrowed for the call. */
 struct arl_job_row {
-	const char *key;  /* FILE_STEM/JOB_NAME */
+	const char *key; /* FILE_STEM/JOB_NAME */
 	const char *name;
-	const char *file; /* the job file's path as given */
-	const char *pool; /* may be NULL */
-	const char *item; /* the foreach item as JSON text, or NULL */
+	const char *file;      /* the job file's path as given */
+	const char *pool;      /* may be NULL */
+	const char *item;      /* the foreach item as JSON text, or NULL */
 	const char *labels;    /* JSON object text; NULL: {} */
 	const char *spec_hash; /* may be NULL */
 	int64_t skipped_from;  /* jobs.id this job's earlier success comes from; 0: none */
@@ -98,11 +98,11 @@ struct arl_job_row {
  * (caller-allocated). runs.jobs_total is not changed: arl_store_run_begin() sets it.
  */
 int arl_store_jobs_add(struct arl_store *s, int64_t run_id, const struct arl_job_row *rows,
-		       size_t n, int64_t *ids, struct arl_err *err);
+                       size_t n, int64_t *ids, struct arl_err *err);
 
 /* Marks a Pending job Running since @started_ms (unix ms; 0: now). Optional. */
 int arl_store_job_set_running(struct arl_store *s, int64_t job_id, int64_t started_ms,
-			      struct arl_err *err);
+                              struct arl_err *err);
 
 /*
  * Records a job's outcome in one transaction: the job row (state, attempts, exit code, class,
@@ -111,7 +111,7 @@ int arl_store_job_set_running(struct arl_store *s, int64_t job_id, int64_t start
  * keeps the counters true. @r is borrowed.
  */
 int arl_store_job_finish(struct arl_store *s, int64_t job_id, const struct arl_job_result *r,
-			 struct arl_err *err);
+                         struct arl_err *err);
 
 /* ---- Reading ---- */
 
@@ -121,7 +121,7 @@ int arl_store_job_finish(struct arl_store *s, int64_t job_id, const struct arl_j
  * "no run 'x' in 'db'" (or "no runs in 'db'").
  */
 int arl_store_run_resolve(struct arl_store *s, const char *spec, int64_t *run_id,
-			  struct arl_err *err);
+                          struct arl_err *err);
 
 /* A job of an earlier run, for --resume and --rerun. */
 struct arl_store_prev {
@@ -136,18 +136,19 @@ struct arl_store_prev {
  * Finds the job with @key in run @run_id. Returns 1 and fills *out when found, 0 when the run
  * has no such job, -1 on error.
  */
-int arl_store_job_prev(struct arl_store *s, int64_t run_id, const char *key,
-		       const char *spec_hash, struct arl_store_prev *out, struct arl_err *err);
+int arl_store_job_prev(struct arl_store *s, int64_t run_id, const char *key, const char *spec_hash,
+                       struct arl_store_prev *out, struct arl_err *err);
 
 /*
  * For the read commands' own queries. The connection is borrowed and stays the store's.
- * arl_store_prepare() compiles one statement (*tail: the text after it, may be NULL); a
- * statement a READONLY store refuses fails with ARL_E_USAGE, any other error with ARL_E_DB.
- * The caller finalizes *out. arl_store_step() returns 1 for a row, 0 when done, -1 on error.
+ * arl_store_prepare() compiles the first statement of @sql (*tail: the text after it; @tail
+ * may be NULL); *out is NULL when @sql holds only blanks and comments. A statement a
+ * READONLY store refuses fails with ARL_E_USAGE, any other error with ARL_E_DB. The caller
+ * finalizes *out. arl_store_step() returns 1 for a row, 0 when done, -1 on error.
  */
 sqlite3 *arl_store_db(struct arl_store *s);
 int arl_store_prepare(struct arl_store *s, const char *sql, sqlite3_stmt **out, const char **tail,
-		      struct arl_err *err);
+                      struct arl_err *err);
 int arl_store_step(struct arl_store *s, sqlite3_stmt *st, struct arl_err *err);
 
 /*

@@ -26,8 +26,8 @@ struct arl_migration {
 
 /* Ends with a {0, 0, NULL} sentinel: ISO C has no empty arrays. */
 static const struct arl_migration arl_migrations[] = {
-	{0, 1, arl_results_sql},
-	{0, 0, NULL},
+    {0, 1, arl_results_sql},
+    {0, 0, NULL},
 };
 
 #endif

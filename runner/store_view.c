@@ -51,7 +51,7 @@ static char *clean_cell(const char *s)
 }
 
 void arl_view_table_add(struct arl_view_table *t, const char *const *cells,
-			const char *const *colors)
+                        const char *const *colors)
 {
 	size_t cap = t->cap; /* both arrays grow in step: one capacity serves them */
 
@@ -110,8 +110,8 @@ void arl_view_table_print(const struct arl_view_table *t, FILE *out, unsigned wi
 		size_t best = t->ncols;
 
 		for (size_t c = 0; c < t->ncols; c++)
-			if (t->cols[c].shrink && w[c] > text_width(t->cols[c].title) &&
-			    w[c] > 4 && (best == t->ncols || w[c] > w[best]))
+			if (t->cols[c].shrink && w[c] > text_width(t->cols[c].title) && w[c] > 4 &&
+			    (best == t->ncols || w[c] > w[best]))
 				best = c;
 		if (best == t->ncols)
 			break;
@@ -122,15 +122,21 @@ void arl_view_table_print(const struct arl_view_table *t, FILE *out, unsigned wi
 		if (c)
 			fputs("  ", out);
 		put_cell(out, t->cols[c].title, w[c], t->cols[c].right, c + 1 < t->ncols,
-			 color ? ARL_VIEW_BOLD : NULL);
+		         color ? ARL_VIEW_BOLD : NULL);
 	}
 	fputc('\n', out);
 	for (size_t r = 0; r < t->nrows; r++) {
-		for (size_t c = 0; c < t->ncols; c++) {
+		char **row = &t->cells[r * t->ncols];
+		size_t end = t->ncols;
+
+		/* Empty cells at the end of a row would only print trailing blanks. */
+		while (end > 1 && !row[end - 1][0])
+			end--;
+		for (size_t c = 0; c < end; c++) {
 			if (c)
 				fputs("  ", out);
-			put_cell(out, t->cells[r * t->ncols + c], w[c], t->cols[c].right,
-				 c + 1 < t->ncols, color ? t->colors[r * t->ncols + c] : NULL);
+			put_cell(out, row[c], w[c], t->cols[c].right, c + 1 < end,
+			         color ? t->colors[r * t->ncols + c] : NULL);
 		}
 		fputc('\n', out);
 	}
@@ -148,6 +154,7 @@ void arl_view_table_release(struct arl_view_table *t)
 	t->nrows = t->cap = 0;
 }
 
+/* Not a tty: no limit, so a pipe or a file gets whole names and messages. */
 unsigned arl_view_width(int fd)
 {
 	struct winsize ws;
@@ -163,6 +170,8 @@ unsigned arl_view_width(int fd)
 	return 80;
 }
 
+/* CRLF as RFC 4180 says; spreadsheet tools and Python's csv module read it, and so does
+ * anything that reads LF. */
 void arl_view_csv(FILE *out, const char *s, size_t len, bool last)
 {
 	/* RFC 4180: quote a field holding a comma, a quote or a line break; double quotes. */
@@ -233,11 +242,11 @@ const char *arl_view_state_color(const char *state)
 	static const struct {
 		const char *state, *color;
 	} map[] = {
-		{"Succeeded", ARL_VIEW_GREEN}, {"succeeded", ARL_VIEW_GREEN},
-		{"Failed", ARL_VIEW_RED},      {"failed", ARL_VIEW_RED},
-		{"Cancelled", ARL_VIEW_YELLOW}, {"interrupted", ARL_VIEW_YELLOW},
-		{"Running", ARL_VIEW_CYAN},    {"running", ARL_VIEW_CYAN},
-		{"Skipped", ARL_VIEW_DIM},     {"Pending", ARL_VIEW_DIM},
+	    {"Succeeded", ARL_VIEW_GREEN},  {"succeeded", ARL_VIEW_GREEN},
+	    {"Failed", ARL_VIEW_RED},       {"failed", ARL_VIEW_RED},
+	    {"Cancelled", ARL_VIEW_YELLOW}, {"interrupted", ARL_VIEW_YELLOW},
+	    {"Running", ARL_VIEW_CYAN},     {"running", ARL_VIEW_CYAN},
+	    {"Skipped", ARL_VIEW_DIM},      {"Pending", ARL_VIEW_DIM},
 	};
 
 	for (size_t i = 0; state && i < sizeof(map) / sizeof(map[0]); i++)
@@ -311,7 +320,8 @@ void arl_view_json_raw(cJSON *obj, const char *name, const char *json)
 		cJSON_AddNullToObject(obj, name);
 		return;
 	}
-	v = cJSON_ParseWithLengthOpts(json, strlen(json), NULL, 1);
+	/* The length includes the NUL: cJSON checks for it inside the given length. */
+	v = cJSON_ParseWithLengthOpts(json, strlen(json) + 1, NULL, 1);
 	if (v)
 		cJSON_AddItemToObject(obj, name, v);
 	else

@@ -38,11 +38,14 @@ struct arl_view_table {
 	const char **colors; /* nrows * ncols SGR strings or NULL, static */
 	size_t nrows, cap;
 };
-#define ARL_VIEW_TABLE_INIT(cols, n) {(cols), (n), NULL, NULL, 0, 0}
+#define ARL_VIEW_TABLE_INIT(cols, n)                                                               \
+	{                                                                                          \
+		(cols), (n), NULL, NULL, 0, 0                                                      \
+	}
 
 /* Adds a row of ncols cells (NULL prints as "-"); @colors may be NULL. */
 void arl_view_table_add(struct arl_view_table *t, const char *const *cells,
-			const char *const *colors);
+                        const char *const *colors);
 /*
  * Prints the header and rows, two spaces between columns and no trailing blanks. When @width
  * is non-zero and the table is wider, the widest shrinkable columns are cut first, down to

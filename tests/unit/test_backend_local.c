@@ -935,6 +935,22 @@ static void test_open_errors(void **state)
 	setenv("PATH", path, 1);
 	assert_string_equal(err.msg, "pool 'pool': bubblewrap is not installed (no 'bwrap' in PATH): "
 				     "apt-get install bubblewrap, or set 'isolation: none' on the pool");
+	/* A bwrap that cannot create namespaces: its message, and the ways out. */
+	char *fake = arl_xasprintf("%s/bwrap", empty);
+
+	write_file(fake, "#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n",
+		   0755);
+	setenv("PATH", empty, 1);
+	arl_err_clear(&err);
+	assert_int_equal(fx_try_open(f, ARL_ISO_BWRAP, false, NULL, 1, &err), -1);
+	setenv("PATH", path, 1);
+	assert_null(f->st);
+	assert_non_null(strstr(err.msg, "pool 'pool': bwrap cannot create a sandbox (bwrap: No "
+					"permissions to create new namespace): allow unprivileged "
+					"user namespaces (sysctl kernel.unprivileged_userns_clone=1"));
+	assert_non_null(strstr(err.msg, "or run as root, or set 'isolation: none' on the pool"));
+	assert_int_equal(unlink(fake), 0);
+	free(fake);
 	/* With isolation none, bwrap is not needed at all. */
 	setenv("PATH", empty, 1);
 	arl_err_clear(&err);

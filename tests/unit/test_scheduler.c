@@ -1,0 +1,356 @@
+/*
+ * The scheduler against a scripted fake backend: a step's argv[0] says what it does
+ * ("ok", "fail", "sleep:MS", "infra", "block" until cancelled).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "scheduler.h"
+#include "util.h"
+
+struct arl_sandbox {
+	int id;
+};
+
+static atomic_int in_flight, max_in_flight, acquired, released;
+static int cancel_pipe[2];
+
+static int fake_acquire(void *st, const struct arl_pool *pool, const struct arl_sandbox_req *req,
+			struct arl_sandbox **out, struct arl_err *err)
+{
+	(void)st, (void)pool, (void)req, (void)err;
+	*out = arl_xcalloc(1, sizeof(**out));
+	atomic_fetch_add(&acquired, 1);
+	return 0;
+}
+
+static int fake_exec(void *st, struct arl_sandbox *sb, const struct arl_step *step,
+		     const struct arl_exec_ctx *ctx, struct arl_step_result *res,
+		     enum arl_class *cls, struct arl_err *err)
+{
+	const char *what = step->argv[0];
+	int now = atomic_fetch_add(&in_flight, 1) + 1, max = atomic_load(&max_in_flight);
+	int ret = 0;
+
+	(void)st, (void)sb, (void)ctx;
+	while (now > max && !atomic_compare_exchange_weak(&max_in_flight, &max, now))
+		;
+	res->started_ms = arl_wall_ms();
+	*cls = ARL_CLASS_NONE;
+	res->state = ARL_STATE_SUCCEEDED;
+	res->has_exit = true;
+	if (!strncmp(what, "sleep:", 6)) {
+		usleep((useconds_t)atoi(what + 6) * 1000);
+	} else if (!strcmp(what, "fail")) {
+		res->exit_code = 1;
+		res->state = ARL_STATE_FAILED;
+		*cls = ARL_CLASS_FAILED;
+	} else if (!strcmp(what, "infra")) {
+		ret = arl_error(err, ARL_E_BACKEND, "scripted infra failure");
+	} else if (!strcmp(what, "block")) {
+		struct pollfd p = {.fd = cancel_pipe[0], .events = POLLIN};
+
+		poll(&p, 1, 10000);
+		res->state = ARL_STATE_FAILED;
+		*cls = ARL_CLASS_CANCELLED;
+	}
+	res->finished_ms = arl_wall_ms();
+	atomic_fetch_sub(&in_flight, 1);
+	return ret;
+}
+
+static const char *fake_name(const struct arl_sandbox *sb)
+{
+	(void)sb;
+	return "fake";
+}
+
+static void fake_release(void *st, struct arl_sandbox *sb, bool keep)
+{
+	(void)st, (void)keep;
+	atomic_fetch_add(&released, 1);
+	free(sb);
+}
+
+static const struct arl_backend_ops fake_ops = {
+	.name = "fake",
+	.acquire = fake_acquire,
+	.exec = fake_exec,
+	.sandbox_name = fake_name,
+	.release = fake_release,
+};
+
+struct fixture {
+	struct arl_pool pools[2];
+	struct arl_job *jobs;
+	struct arl_sched_job *sj;
+	size_t n;
+	int pool_limits[2], file_limits[1];
+	int done_count;
+	int64_t *done_order; /* job index per completion */
+	int sig_pipe[2];
+};
+
+static struct fixture fx;
+
+static void add_job(const char *name, const char *what, size_t pool, int retries,
+		    unsigned retry_on, int64_t backoff_ms)
+{
+	struct arl_job *j;
+
+	fx.jobs = arl_xrealloc(fx.jobs, (fx.n + 1) * sizeof(*fx.jobs));
+	j = &fx.jobs[fx.n++];
+	memset(j, 0, sizeof(*j));
+	j->name = arl_xstrdup(name);
+	j->key = arl_xasprintf("t/%s", name);
+	j->pool = pool;
+	j->timeout_ms = 30000;
+	j->retries = retries;
+	j->retry_on = retry_on;
+	j->backoff_ms = backoff_ms;
+	j->steps.v = arl_xcalloc(1, sizeof(*j->steps.v));
+	j->steps.n = 1;
+	j->steps.v[0].name = arl_xstrdup("s");
+	j->steps.v[0].argv = arl_xcalloc(2, sizeof(char *));
+	j->steps.v[0].argv[0] = arl_xstrdup(what);
+	j->steps.v[0].argc = 1;
+}
+
+static void on_done(void *ctx, struct arl_sched_job *j)
+{
+	(void)ctx;
+	fx.done_order[fx.done_count++] = j - fx.sj;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	memset(&fx, 0, sizeof(fx));
+	fx.pools[0].name = "a";
+	fx.pools[1].name = "b";
+	fx.pool_limits[0] = fx.pool_limits[1] = 8;
+	atomic_store(&in_flight, 0);
+	atomic_store(&max_in_flight, 0);
+	atomic_store(&acquired, 0);
+	atomic_store(&released, 0);
+	assert_int_equal(pipe(cancel_pipe), 0);
+	assert_int_equal(pipe(fx.sig_pipe), 0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < fx.n; i++) {
+		arl_job_result_release(&fx.sj[i].result);
+		arl_job_release(&fx.jobs[i]);
+	}
+	free(fx.jobs);
+	free(fx.sj);
+	free(fx.done_order);
+	close(cancel_pipe[0]);
+	close(cancel_pipe[1]);
+	close(fx.sig_pipe[0]);
+	close(fx.sig_pipe[1]);
+	return 0;
+}
+
+static void run(int concurrency, int max_failures, int64_t deadline_in_ms,
+		struct arl_sched_outcome *out)
+{
+	struct arl_sched_opts o = {0};
+	struct arl_err err = ARL_ERR_INIT;
+
+	fx.sj = arl_xcalloc(fx.n, sizeof(*fx.sj));
+	fx.done_order = arl_xcalloc(fx.n, sizeof(*fx.done_order));
+	for (size_t i = 0; i < fx.n; i++) {
+		fx.sj[i].job = &fx.jobs[i];
+		fx.sj[i].pool_slot = fx.jobs[i].pool;
+		fx.sj[i].env.ops = &fake_ops;
+		fx.sj[i].env.pool = &fx.pools[fx.jobs[i].pool];
+	}
+	o.concurrency = concurrency;
+	o.pool_limits = fx.pool_limits;
+	o.npool_slots = 2;
+	o.file_limits = fx.file_limits;
+	o.nfile_slots = 1;
+	o.max_failures = max_failures;
+	o.deadline_ms = deadline_in_ms ? arl_now_ms() + deadline_in_ms : 0;
+	o.cancel_wfd = cancel_pipe[1];
+	o.signal_fd = fx.sig_pipe[0];
+	o.on_done = on_done;
+	assert_int_equal(arl_sched_run(fx.sj, fx.n, &o, out, &err), 0);
+	assert_int_equal(fx.done_count, (int)fx.n); /* every job reported exactly once */
+}
+
+#define RETRY_ALL (ARL_RETRY_BIT(ARL_CLASS_FAILED) | ARL_RETRY_BIT(ARL_CLASS_TIMEOUT) | ARL_RETRY_BIT(ARL_CLASS_INFRA))
+
+static void test_all_succeed_within_limits(void **state)
+{
+	struct arl_sched_outcome out;
+
+	(void)state;
+	fx.pool_limits[0] = 2;
+	for (int i = 0; i < 20; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "j%d", i);
+		add_job(name, "sleep:20", 0, 0, 0, 0);
+	}
+	run(4, 0, 0, &out);
+	assert_int_equal(out.stop, ARL_STOP_NONE);
+	for (size_t i = 0; i < fx.n; i++) {
+		assert_int_equal(fx.sj[i].result.state, ARL_STATE_SUCCEEDED);
+		assert_int_equal(fx.sj[i].result.nattempts, 1);
+	}
+	/* The pool allows 2 even though 4 workers exist. */
+	assert_true(atomic_load(&max_in_flight) <= 2);
+	assert_int_equal(atomic_load(&max_in_flight), 2);
+	assert_int_equal(atomic_load(&acquired), atomic_load(&released));
+}
+
+static void test_global_limit(void **state)
+{
+	struct arl_sched_outcome out;
+
+	(void)state;
+	for (int i = 0; i < 12; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "j%d", i);
+		add_job(name, "sleep:20", (size_t)(i % 2), 0, 0, 0);
+	}
+	run(3, 0, 0, &out);
+	assert_int_equal(atomic_load(&max_in_flight), 3);
+}
+
+static void test_retries_and_retry_on(void **state)
+{
+	struct arl_sched_outcome out;
+
+	(void)state;
+	add_job("retried", "fail", 0, 2, RETRY_ALL, 10);
+	add_job("not-retried", "fail", 0, 2, ARL_RETRY_BIT(ARL_CLASS_TIMEOUT) | ARL_RETRY_BIT(ARL_CLASS_INFRA), 10);
+	add_job("infra", "infra", 0, 1, ARL_RETRY_BIT(ARL_CLASS_INFRA), 10);
+	run(2, 0, 0, &out);
+	assert_int_equal(fx.sj[0].result.state, ARL_STATE_FAILED);
+	assert_int_equal(fx.sj[0].result.nattempts, 3);
+	assert_int_equal(fx.sj[0].result.cls, ARL_CLASS_FAILED);
+	for (int a = 0; a < 3; a++)
+		assert_int_equal(fx.sj[0].result.attempts[a].number, a + 1);
+	assert_int_equal(fx.sj[1].result.nattempts, 1);
+	assert_int_equal(fx.sj[2].result.nattempts, 2);
+	assert_int_equal(fx.sj[2].result.cls, ARL_CLASS_INFRA);
+	assert_non_null(fx.sj[2].result.error);
+}
+
+static void test_backoff_holds_no_worker(void **state)
+{
+	struct arl_sched_outcome out;
+	const struct arl_job_result *a, *b;
+
+	(void)state;
+	add_job("flaky", "fail", 0, 1, RETRY_ALL, 300);
+	add_job("other", "sleep:50", 0, 0, 0, 0);
+	run(1, 0, 0, &out);
+	a = &fx.sj[0].result;
+	b = &fx.sj[1].result;
+	assert_int_equal(a->nattempts, 2);
+	/* With one worker, "other" ran while "flaky" waited out its backoff. */
+	assert_true(b->attempts[0].started_ms < a->attempts[1].started_ms);
+	assert_true(a->attempts[1].started_ms - a->attempts[0].finished_ms >= 290);
+}
+
+static void test_max_failures_cancels_the_rest(void **state)
+{
+	struct arl_sched_outcome out;
+
+	(void)state;
+	add_job("bad", "fail", 0, 0, 0, 0);
+	for (int i = 0; i < 5; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "later%d", i);
+		add_job(name, "ok", 0, 0, 0, 0);
+	}
+	run(1, 1, 0, &out);
+	assert_int_equal(out.stop, ARL_STOP_FAILURES);
+	assert_int_equal(fx.sj[0].result.state, ARL_STATE_FAILED);
+	for (size_t i = 1; i < fx.n; i++) {
+		assert_int_equal(fx.sj[i].result.state, ARL_STATE_CANCELLED);
+		assert_int_equal(fx.sj[i].result.nattempts, 0);
+	}
+}
+
+static void test_deadline_cancels_in_flight(void **state)
+{
+	struct arl_sched_outcome out;
+	int64_t t0 = arl_now_ms();
+
+	(void)state;
+	add_job("stuck1", "block", 0, 3, RETRY_ALL, 10);
+	add_job("stuck2", "block", 0, 0, 0, 0);
+	add_job("queued", "ok", 0, 0, 0, 0);
+	run(2, 0, 200, &out);
+	assert_int_equal(out.stop, ARL_STOP_DEADLINE);
+	assert_true(arl_now_ms() - t0 < 5000);
+	for (size_t i = 0; i < fx.n; i++)
+		assert_int_equal(fx.sj[i].result.state, ARL_STATE_CANCELLED);
+	/* A cancelled attempt is not retried. */
+	assert_int_equal(fx.sj[0].result.nattempts, 1);
+}
+
+static void *send_sigint(void *arg)
+{
+	unsigned char b = SIGINT;
+
+	(void)arg;
+	usleep(150 * 1000);
+	assert_int_equal(write(fx.sig_pipe[1], &b, 1), 1);
+	return NULL;
+}
+
+static void test_signal_cancels(void **state)
+{
+	struct arl_sched_outcome out;
+	pthread_t t;
+
+	(void)state;
+	add_job("stuck", "block", 0, 0, 0, 0);
+	add_job("queued1", "ok", 0, 0, 0, 0);
+	add_job("queued2", "ok", 0, 0, 0, 0);
+	pthread_create(&t, NULL, send_sigint, NULL);
+	run(1, 0, 0, &out);
+	pthread_join(t, NULL);
+	assert_int_equal(out.stop, ARL_STOP_SIGNAL);
+	assert_int_equal(out.signal, SIGINT);
+	for (size_t i = 0; i < fx.n; i++)
+		assert_int_equal(fx.sj[i].result.state, ARL_STATE_CANCELLED);
+	assert_int_equal(atomic_load(&acquired), atomic_load(&released));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_all_succeed_within_limits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_global_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retries_and_retry_on, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backoff_holds_no_worker, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_failures_cancels_the_rest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deadline_cancels_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_signal_cancels, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
