@@ -142,7 +142,12 @@ static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sa
 		}
 		if (render)
 			arl_step_release(&rendered);
-		if (cls == ARL_CLASS_NONE && s->metrics_json && !callback)
+		/*
+		 * A step that ran to its end reports its metrics even when it exited non-zero:
+		 * a benchmark's test step fails exactly when it prints {"resolved": false}.
+		 */
+		if ((cls == ARL_CLASS_NONE || cls == ARL_CLASS_FAILED) && r->has_exit &&
+		    s->metrics_json && !callback)
 			collect_metrics(&r->out, metrics, nmetrics);
 		if (cls != ARL_CLASS_NONE) {
 			first = cls;

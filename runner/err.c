@@ -8,6 +8,8 @@
 #include "banned.h"
 
 static int verror(struct arl_err *err, enum arl_errc code, struct arl_loc loc, const char *fmt,
+		  va_list ap) ARL_PRINTF(4, 0);
+static int verror(struct arl_err *err, enum arl_errc code, struct arl_loc loc, const char *fmt,
 		  va_list ap)
 {
 	if (!err || err->code != ARL_E_OK)

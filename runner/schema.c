@@ -619,11 +619,17 @@ static void parse_pool(struct sctx *c, const struct arl_node *k, const struct ar
 		get_bool(c, v, "network", &p->network);
 	if ((v = arl_node_get(n, "workspace")) && (p->workspace = get_str(c, v, "workspace"))) {
 		struct stat st;
+		char *real;
 		char *abs = p->workspace[0] == '/' ? arl_xstrdup(p->workspace)
 						   : arl_xasprintf("%s/%s", c->dir, p->workspace);
 
 		if (stat(abs, &st) < 0 || !S_ISDIR(st.st_mode))
 			diag(c, v, "workspace directory '%s' does not exist", p->workspace);
+		/* The backend wants it absolute; a relatively named job file gives a relative one. */
+		else if ((real = realpath(abs, NULL))) {
+			free(abs);
+			abs = real;
+		}
 		free(p->workspace);
 		p->workspace = abs;
 	}
@@ -810,8 +816,11 @@ static bool load_items(struct sctx *c, const struct arl_node *fe, struct items *
 		}
 		free(rel);
 		free(fs);
-		if (!ok)
-			return c->bad = true, false;
+		if (!ok) {
+			arl_dataset_release(&it->ds);
+			c->bad = true;
+			return false;
+		}
 		it->v = it->ds.items;
 		it->n = it->ds.n;
 		for (size_t i = 0; i < it->n; i++) {
@@ -944,8 +953,10 @@ static void parse_job(struct sctx *c, const struct arl_node *jn)
 		expand_one(c, jn, NULL);
 		return;
 	}
-	if (!load_items(c, fe, &it))
+	if (!load_items(c, fe, &it)) {
+		items_release(&it);
 		return;
+	}
 	for (size_t i = 0; i < it.n; i++) {
 		if (c->f->njobs >= MAX_JOBS_PER_FILE) {
 			diag(c, fe, "more than %d jobs in one file", MAX_JOBS_PER_FILE);

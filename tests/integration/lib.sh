@@ -1,0 +1,126 @@
+# Shared helpers of the integration tests (sourced by test_*.sh, not a test itself).
+#
+# Environment: ARL_BATCH (the binary) and SOURCE_DIR (the repository root), both set by ctest;
+# run by hand they default to /tmp/build-it/arl-batch and the repository holding this file.
+
+: "${SOURCE_DIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+: "${ARL_BATCH:=/tmp/build-it/arl-batch}"
+export SOURCE_DIR ARL_BATCH
+
+PASS=0
+FAIL=0
+
+# Exits 77 (skip) unless bubblewrap can make a sandbox here.
+require_bwrap() {
+	if ! command -v bwrap >/dev/null 2>&1 ||
+		! bwrap --unshare-pid --ro-bind / / true >/dev/null 2>&1; then
+		echo "SKIP: bwrap cannot run here"
+		exit 77
+	fi
+}
+
+require_tools() {
+	local t
+	for t in "$@"; do
+		if ! command -v "$t" >/dev/null 2>&1; then
+			echo "FAIL: required tool '$t' is missing"
+			exit 1
+		fi
+	done
+	if [ ! -x "$ARL_BATCH" ]; then
+		echo "FAIL: ARL_BATCH='$ARL_BATCH' is not an executable"
+		exit 1
+	fi
+}
+
+# A temp dir removed on exit; sets TMP. Extra cleanup commands go in CLEANUP (a function name).
+make_tmp() {
+	TMP=$(mktemp -d "${TMPDIR:-/tmp}/arl-it.XXXXXX")
+	trap 'rc=$?; [ -n "${CLEANUP:-}" ] && "$CLEANUP" || true; rm -rf "$TMP"; exit $rc' EXIT
+}
+
+ok() {
+	PASS=$((PASS + 1))
+	echo "ok   - $1"
+}
+
+ko() {
+	FAIL=$((FAIL + 1))
+	echo "FAIL - $1"
+	shift
+	local l
+	for l in "$@"; do
+		echo "       $l"
+	done
+}
+
+# check DESC COMMAND...: passes when COMMAND succeeds.
+check() {
+	local d=$1
+	shift
+	if "$@"; then ok "$d"; else ko "$d" "command failed: $*"; fi
+}
+
+# check_eq DESC GOT WANT
+check_eq() {
+	if [ "$2" == "$3" ]; then
+		ok "$1"
+	else
+		ko "$1" "got:  $(printf '%q' "$2")" "want: $(printf '%q' "$3")"
+	fi
+}
+
+# check_match DESC GOT EXTENDED-REGEX
+check_match() {
+	if [[ "$2" =~ $3 ]]; then
+		ok "$1"
+	else
+		ko "$1" "got:  $(printf '%q' "${2:0:400}")" "want: /$3/"
+	fi
+}
+
+# check_le DESC A B (integers): A <= B
+check_le() {
+	if [ "$2" -le "$3" ] 2>/dev/null; then
+		ok "$1 ($2 <= $3)"
+	else
+		ko "$1" "expected $2 <= $3"
+	fi
+}
+
+# check_ge DESC A B (integers): A >= B
+check_ge() {
+	if [ "$2" -ge "$3" ] 2>/dev/null; then
+		ok "$1 ($2 >= $3)"
+	else
+		ko "$1" "expected $2 >= $3"
+	fi
+}
+
+# sql DB STATEMENT: prints rows, '|' separated, NULL as the empty string.
+sql() {
+	sqlite3 -batch -bail "$1" "$2"
+}
+
+# runner ARGS...: runs arl-batch and sets RC (never trips set -e); output in $TMP/out, $TMP/err.
+runner() {
+	set +e
+	"$ARL_BATCH" "$@" >"$TMP/out" 2>"$TMP/err"
+	RC=$?
+	set -e
+}
+
+# Milliseconds since the epoch.
+now_ms() {
+	date +%s%3N
+}
+
+# Does any process still carry MARKER on its command line?
+procs_with() {
+	pgrep -f -- "$1" || true
+}
+
+summary() {
+	echo "$PASS passed, $FAIL failed"
+	[ "$FAIL" -eq 0 ]
+}
