@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Wall time of N one-step `true` jobs at -j 2, every result recorded in SQLite, beside
+# `xargs -P 2` running the same N commands and a shell loop starting the same bwrap sandboxes
+# two at a time. Usage: bench/local_throughput.sh [N] [ROUNDS]  (builds a release binary first)
+set -euo pipefail
+n=${1:-1000}
+rounds=${2:-3}
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=${BENCH_BUILD:-$src/build-release}
+cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" --target arl-batch -j2 >/dev/null
+bin=$build/arl-batch
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+for iso in none bwrap; do
+	cat >"$tmp/bench-$iso.yaml" <<YAML
+version: 1
+pools:
+  p: {replicas: 2, isolation: $iso}
+jobs:
+  - name: "t-{{ item.i }}"
+    foreach: {file: items.jsonl}
+    steps:
+      - {type: Command, command: ["true"]}
+YAML
+done
+seq 1 "$n" | sed 's/.*/{"i": &}/' >"$tmp/items.jsonl"
+
+now() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+bwrap_argv="--die-with-parent --unshare-pid --unshare-net --ro-bind /usr /usr --ro-bind /etc /etc --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --proc /proc --dev /dev --tmpfs /tmp --bind $tmp/ws /workspace --chdir /workspace"
+mkdir -p "$tmp/ws"
+
+declare -A t
+for r in $(seq 1 "$rounds"); do
+	# Alternate the sides within a round so that machine noise hits both.
+	s=$(now); seq 1 "$n" | xargs -P 2 -n 1 sh -c 'true' _ ; t[xargs]+="$(echo "$(now) - $s" | bc) "
+	s=$(now); (cd "$tmp" && "$bin" run --db "$tmp/none-$r.db" --progress none -j 2 bench-none.yaml 2>/dev/null); t[none]+="$(echo "$(now) - $s" | bc) "
+	s=$(now); seq 1 "$n" | xargs -P 2 -n 1 sh -c "bwrap $bwrap_argv true" _ ; t[bwraploop]+="$(echo "$(now) - $s" | bc) "
+	s=$(now); (cd "$tmp" && "$bin" run --db "$tmp/bwrap-$r.db" --progress none -j 2 bench-bwrap.yaml 2>/dev/null); t[bwrap]+="$(echo "$(now) - $s" | bc) "
+done
+recorded=$(sqlite3 "$tmp/bwrap-1.db" "SELECT count(*) FROM jobs WHERE state='Succeeded'")
+
+printf '%d jobs, -j 2, median of %d rounds (seconds); every arl-batch result in SQLite (%s recorded)\n' "$n" "$rounds" "$recorded"
+printf '%-40s %8s\n' "side" "wall"
+for k in xargs none bwraploop bwrap; do
+	m=$(echo "${t[$k]}" | tr ' ' '\n' | grep . | median)
+	declare "m_$k=$m"
+	case $k in
+	xargs) label="xargs -P 2 sh -c true" ;;
+	none) label="arl-batch, isolation: none" ;;
+	bwraploop) label="xargs -P 2 bwrap ... true (bare loop)" ;;
+	bwrap) label="arl-batch, isolation: bwrap" ;;
+	esac
+	printf '%-40s %8.3f\n' "$label" "$m"
+done
+printf 'ratio none/xargs: %.2f   ratio bwrap/bare-bwrap: %.2f\n' \
+	"$(echo "$m_none / $m_xargs" | bc -l)" "$(echo "$m_bwrap / $m_bwraploop" | bc -l)"
