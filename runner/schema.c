@@ -50,7 +50,7 @@ static const char *const retry_names[] = {"failed", "timeout", "infra", NULL};
 static const char *const metrics_names[] = {"json", NULL};
 
 struct name_slot {
-	const char *name; /* borrowed from the job */
+	char *name; /* owned: a job that fails validation later is freed, its name is not */
 	struct arl_loc loc;
 };
 
@@ -581,7 +581,7 @@ static void check_unique(struct sctx *c, const struct arl_node *at, const char *
 		     slot->loc.col, c->origin[0] ? "; " : "", c->origin);
 		return;
 	}
-	slot->name = name;
+	slot->name = arl_xstrdup(name);
 	slot->loc = at->loc;
 	c->nnames++;
 }
@@ -1064,6 +1064,8 @@ int arl_jobfile_parse(const char *path, const char *buf, size_t len, struct arl_
 		ret = 0;
 	}
 	arl_jobfile_free(c.f);
+	for (size_t i = 0; i < c.nnames_cap; i++)
+		free(c.names[i].name);
 	free(c.names);
 	free(c.dir);
 	arl_doc_free(doc);
