@@ -62,15 +62,15 @@
 #include "util.h"
 #include "banned.h"
 
-#define WS_INSIDE "/workspace"
+#define WS_INSIDE    "/workspace"
 #define SANDBOX_PATH "/usr/local/bin:/usr/bin:/bin"
 #define SANDBOX_LANG "C.UTF-8"
 /* The workspace is user input: refuse absurd nesting rather than run out of fds. */
 #define COPY_MAX_DEPTH 128
 /* Directories held open at once while deleting; deeper subtrees are moved up first. */
-#define RM_MAX_DEPTH 32
+#define RM_MAX_DEPTH     32
 #define PROBE_TIMEOUT_MS 15000
-#define MKDIR_TRIES 100
+#define MKDIR_TRIES      100
 
 /* A NULL-terminated vector of owned strings (argv, envp). */
 struct strvec {
@@ -92,9 +92,9 @@ struct local {
 	int64_t run_id;
 	size_t capture_max;
 	int cancel_fd;
-	char *bwrap;              /* absolute path; NULL when no pool uses bwrap */
-	struct strvec root_args;  /* how /bin, /lib... look on the host */
-	struct strvec net_args;   /* extra read-only binds for network pools */
+	char *bwrap;             /* absolute path; NULL when no pool uses bwrap */
+	struct strvec root_args; /* how /bin, /lib... look on the host */
+	struct strvec net_args;  /* extra read-only binds for network pools */
 
 	pthread_mutex_t mu; /* lock order: mu only, never nested; guards everything below */
 	pthread_cond_t cv;  /* the preparer waits here for work or stopping */
@@ -242,7 +242,8 @@ static int rm_contents(int fd, int topfd, unsigned depth, unsigned *seq, struct 
 			if (is_dot(de->d_name))
 				continue;
 			any = true;
-			if (de->d_type == DT_UNKNOWN && !fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW))
+			if (de->d_type == DT_UNKNOWN &&
+			    !fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW))
 				isdir = S_ISDIR(st.st_mode);
 			if (!isdir) {
 				if (!unlinkat(dfd, de->d_name, 0) || errno == ENOENT) {
@@ -261,7 +262,8 @@ static int rm_contents(int fd, int topfd, unsigned depth, unsigned *seq, struct 
 					char tmp[64];
 
 					snprintf(tmp, sizeof(tmp), ".arl-deep-%u", (*seq)++);
-					if (!renameat2(dfd, de->d_name, topfd, tmp, RENAME_NOREPLACE)) {
+					if (!renameat2(dfd, de->d_name, topfd, tmp,
+					               RENAME_NOREPLACE)) {
 						progress = true;
 						break;
 					}
@@ -277,7 +279,7 @@ static int rm_contents(int fd, int topfd, unsigned depth, unsigned *seq, struct 
 				if (errno == ENOENT) {
 					progress = true;
 				} else if ((errno == ENOTDIR || errno == ELOOP) &&
-					   !unlinkat(dfd, de->d_name, 0)) {
+				           !unlinkat(dfd, de->d_name, 0)) {
 					progress = true; /* replaced by a file meanwhile */
 				} else {
 					rm_fail(err, errno, "open", de->d_name);
@@ -340,7 +342,7 @@ static int copy_data(int in, int out)
 				continue;
 			/* Across filesystems or on old kernels: the offsets are intact, so read on. */
 			if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
-				      errno == EOPNOTSUPP || errno == EPERM)) {
+			              errno == EOPNOTSUPP || errno == EPERM)) {
 				fallback = true;
 				continue;
 			}
@@ -392,7 +394,8 @@ static int copy_tree(int sfd, int dfd, struct arl_buf *rel, unsigned depth, stru
 		errno = 0;
 		if (!(de = readdir(d))) {
 			if (errno) {
-				arl_error_errno(err, errno, "cannot read '%s'", rel->len ? rel->p : ".");
+				arl_error_errno(err, errno, "cannot read '%s'",
+				                rel->len ? rel->p : ".");
 				goto out;
 			}
 			break;
@@ -411,21 +414,25 @@ static int copy_tree(int sfd, int dfd, struct arl_buf *rel, unsigned depth, stru
 			int rc;
 
 			if (depth + 1 > COPY_MAX_DEPTH) {
-				arl_error(err, ARL_E_LIMIT, "'%s' is nested more than %d directories deep",
-					  rel->p, COPY_MAX_DEPTH);
+				arl_error(err, ARL_E_LIMIT,
+				          "'%s' is nested more than %d directories deep", rel->p,
+				          COPY_MAX_DEPTH);
 				goto out;
 			}
 			if (mkdirat(dfd, name, 0700) < 0 ||
-			    (in = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
-			    (out = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+			    (in = openat(sfd, name,
+			                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+			    (out = openat(dfd, name,
+			                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
 				arl_error_errno(err, errno, "cannot copy directory '%s'", rel->p);
 				rc = -1;
 			} else {
 				rc = copy_tree(in, out, rel, depth + 1, err);
 				/* After the contents: adding entries changes the mtime, 0555 blocks them. */
 				if (rc == 0 && (fchmod(out, st.st_mode & 01777) < 0 ||
-						futimens(out, times) < 0))
-					rc = arl_error_errno(err, errno, "cannot copy directory '%s'", rel->p);
+				                futimens(out, times) < 0))
+					rc = arl_error_errno(err, errno,
+					                     "cannot copy directory '%s'", rel->p);
 			}
 			if (in >= 0)
 				close(in);
@@ -436,9 +443,11 @@ static int copy_tree(int sfd, int dfd, struct arl_buf *rel, unsigned depth, stru
 		} else if (S_ISREG(st.st_mode)) {
 			int rc = -1;
 
-			if ((in = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC)) >= 0 &&
-			    (out = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-					  0600)) >= 0 &&
+			if ((in = openat(sfd, name,
+			                 O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC)) >= 0 &&
+			    (out = openat(dfd, name,
+			                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			                  0600)) >= 0 &&
 			    copy_data(in, out) == 0 && fchmod(out, st.st_mode & 01777) == 0 &&
 			    futimens(out, times) == 0)
 				rc = 0;
@@ -455,8 +464,8 @@ static int copy_tree(int sfd, int dfd, struct arl_buf *rel, unsigned depth, stru
 			ssize_t n = readlinkat(sfd, name, target, sizeof(target));
 
 			if (n < 0 || (size_t)n >= sizeof(target)) {
-				arl_error_errno(err, n < 0 ? errno : ENAMETOOLONG, "cannot read link '%s'",
-						rel->p);
+				arl_error_errno(err, n < 0 ? errno : ENAMETOOLONG,
+				                "cannot read link '%s'", rel->p);
 				goto out;
 			}
 			target[n] = '\0';
@@ -479,7 +488,7 @@ out:
 
 /* Creates a new sandbox directory for @pool, with the pool's workspace copied in. */
 static int make_sandbox(struct local *L, const struct arl_pool *pool, char **out,
-			struct arl_err *err)
+                        struct arl_err *err)
 {
 	struct arl_buf rel = ARL_BUF_INIT;
 	char *name = NULL;
@@ -496,7 +505,7 @@ static int make_sandbox(struct local *L, const struct arl_pool *pool, char **out
 			break;
 		if (errno != EEXIST) {
 			arl_error_errno(err, errno, "cannot create sandbox '%s/%s'", L->state_dir,
-					name);
+			                name);
 			free(name);
 			return -1;
 		}
@@ -505,8 +514,9 @@ static int make_sandbox(struct local *L, const struct arl_pool *pool, char **out
 	}
 	if (!name)
 		return arl_error(err, ARL_E_SYS, "cannot create a sandbox in '%s': names in use",
-				 L->state_dir);
-	if ((dfd = openat(L->state_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+		                 L->state_dir);
+	if ((dfd = openat(L->state_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) <
+	        0 ||
 	    fchmod(dfd, 0700) < 0) { /* exactly 0700, whatever the umask */
 		arl_error_errno(err, errno, "cannot open sandbox '%s/%s'", L->state_dir, name);
 		goto out;
@@ -625,11 +635,11 @@ static void step_fail(struct arl_step_result *res, enum arl_class *cls, int code
  * The bwrap command line up to and including "--". @ws is the host directory bound at
  * /workspace, @workdir the absolute working directory inside.
  */
-static void bwrap_argv(const struct local *L, struct strvec *v, const char *ws,
-		       const char *workdir, bool network)
+static void bwrap_argv(const struct local *L, struct strvec *v, const char *ws, const char *workdir,
+                       bool network)
 {
 	static const char *const head[] = {"--die-with-parent", "--unshare-pid", "--unshare-ipc",
-					   "--unshare-uts", "--unshare-cgroup-try"};
+	                                   "--unshare-uts", "--unshare-cgroup-try"};
 
 	sv_push(v, L->bwrap);
 	for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
@@ -670,10 +680,10 @@ static void bwrap_argv(const struct local *L, struct strvec *v, const char *ws,
  * it always tells the truth. @ws is the workspace as the program sees it.
  */
 static int build_env(struct strvec *env, const struct arl_step *step, const char *ws,
-		     struct arl_buf *msg)
+                     struct arl_buf *msg)
 {
 	const struct arl_kv defaults[] = {
-		{"PATH", SANDBOX_PATH}, {"HOME", (char *)ws}, {"LANG", SANDBOX_LANG}};
+	    {"PATH", SANDBOX_PATH}, {"HOME", (char *)ws}, {"LANG", SANDBOX_LANG}};
 
 	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
 		if (!arl_strmap_get(&step->env, defaults[i].key))
@@ -720,8 +730,9 @@ static int none_cwd(const struct arl_sandbox *sb, const char *wd, char **cwd, st
 	if (!wd)
 		wd = WS_INSIDE;
 	if (!(rel = wd[0] == '/' ? strip_ws(wd) : wd)) {
-		arl_buf_addf(msg, "arl-batch: workDir '%s' must be inside /workspace with isolation: none\n",
-			     wd);
+		arl_buf_addf(
+		    msg, "arl-batch: workDir '%s' must be inside /workspace with isolation: none\n",
+		    wd);
 		return -1;
 	}
 	if (has_dotdot(rel)) {
@@ -763,7 +774,7 @@ static bool is_executable(const char *path, int *why)
  * infra error from spawn. Returns 0 and sets *out, or the exit code with @msg filled.
  */
 static int resolve_program(const char *prog, const char *path, const char *cwd, char **out,
-			   struct arl_buf *msg)
+                           struct arl_buf *msg)
 {
 	char ebuf[128];
 	int why = ENOENT, denied = 0;
@@ -777,7 +788,7 @@ static int resolve_program(const char *prog, const char *path, const char *cwd, 
 		}
 		free(full);
 		arl_buf_addf(msg, "arl-batch: cannot run '%s': %s\n", prog,
-			     arl_strerror(why, ebuf, sizeof(ebuf)));
+		             arl_strerror(why, ebuf, sizeof(ebuf)));
 		return why == ENOENT || why == ENOTDIR ? 127 : 126;
 	}
 	for (const char *p = path;; p++) {
@@ -812,8 +823,8 @@ static int resolve_program(const char *prog, const char *path, const char *cwd, 
 }
 
 static int run_command(struct local *L, struct arl_sandbox *sb, const struct arl_step *step,
-		       const struct arl_exec_ctx *ctx, struct arl_step_result *res,
-		       enum arl_class *cls, struct arl_err *err)
+                       const struct arl_exec_ctx *ctx, struct arl_step_result *res,
+                       enum arl_class *cls, struct arl_err *err)
 {
 	bool none = sb->pool->isolation == ARL_ISO_NONE;
 	struct strvec argv = {0}, env = {0};
@@ -841,8 +852,9 @@ static int run_command(struct local *L, struct arl_sandbox *sb, const struct arl
 		sv_push(&argv, prog);
 	} else {
 		if (!L->bwrap) {
-			arl_error(err, ARL_E_BACKEND, "pool '%s' uses bwrap, which open() did not check",
-				  sb->pool->name);
+			arl_error(err, ARL_E_BACKEND,
+			          "pool '%s' uses bwrap, which open() did not check",
+			          sb->pool->name);
 			*cls = ARL_CLASS_INFRA;
 			goto out;
 		}
@@ -914,8 +926,10 @@ static int patch_components(const char *path, struct strvec *comps, struct arl_b
 	char *copy, *save = NULL;
 
 	if (!path || path[0] != '/') {
-		arl_buf_addf(msg, "arl-batch: FilePatch path '%s' must be an absolute path inside /workspace\n",
-			     path ? path : "");
+		arl_buf_addf(
+		    msg,
+		    "arl-batch: FilePatch path '%s' must be an absolute path inside /workspace\n",
+		    path ? path : "");
 		return -1;
 	}
 	if (has_dotdot(path)) {
@@ -928,20 +942,23 @@ static int patch_components(const char *path, struct strvec *comps, struct arl_b
 			sv_push(comps, c);
 	free(copy);
 	if (comps->n && !strcmp(comps->v[0], "tmp")) {
-		arl_buf_addf(msg, "arl-batch: FilePatch path '%s' is refused: /tmp is private to each "
-				  "step on the local backend, so the file would be gone before the next "
-				  "step; write it under /workspace\n",
-			     path);
+		arl_buf_addf(msg,
+		             "arl-batch: FilePatch path '%s' is refused: /tmp is private to each "
+		             "step on the local backend, so the file would be gone before the next "
+		             "step; write it under /workspace\n",
+		             path);
 		return -1;
 	}
 	if (!comps->n || strcmp(comps->v[0], "workspace")) {
-		arl_buf_addf(msg, "arl-batch: FilePatch path '%s' is outside /workspace, the only "
-				  "writable place that persists between steps\n",
-			     path);
+		arl_buf_addf(msg,
+		             "arl-batch: FilePatch path '%s' is outside /workspace, the only "
+		             "writable place that persists between steps\n",
+		             path);
 		return -1;
 	}
 	if (comps->n < 2 || path[strlen(path) - 1] == '/') {
-		arl_buf_addf(msg, "arl-batch: FilePatch path '%s' names a directory, not a file\n", path);
+		arl_buf_addf(msg, "arl-batch: FilePatch path '%s' names a directory, not a file\n",
+		             path);
 		return -1;
 	}
 	return 0;
@@ -949,7 +966,7 @@ static int patch_components(const char *path, struct strvec *comps, struct arl_b
 
 /* Why opening component @i of @comps failed, for the step's stderr. */
 static void patch_open_error(struct arl_buf *msg, int errnum, int fd, const struct strvec *comps,
-			     size_t i)
+                             size_t i)
 {
 	struct arl_buf shown = ARL_BUF_INIT;
 	struct stat st;
@@ -960,26 +977,29 @@ static void patch_open_error(struct arl_buf *msg, int errnum, int fd, const stru
 	if (errnum == EISDIR) {
 		arl_buf_addf(msg, "arl-batch: FilePatch refused: '%s' is a directory\n", shown.p);
 	} else if ((errnum == ELOOP || errnum == ENOTDIR || errnum == ENXIO) &&
-	    !fstatat(fd, comps->v[i], &st, AT_SYMLINK_NOFOLLOW)) {
+	           !fstatat(fd, comps->v[i], &st, AT_SYMLINK_NOFOLLOW)) {
 		if (S_ISLNK(st.st_mode))
-			arl_buf_addf(msg, "arl-batch: FilePatch refused: '%s' is a symlink, and FilePatch "
-					  "never follows symlinks\n",
-				     shown.p);
+			arl_buf_addf(
+			    msg,
+			    "arl-batch: FilePatch refused: '%s' is a symlink, and FilePatch "
+			    "never follows symlinks\n",
+			    shown.p);
 		else if (i + 1 < comps->n && !S_ISDIR(st.st_mode))
 			arl_buf_addf(msg, "arl-batch: FilePatch refused: '%s' is not a directory\n",
-				     shown.p);
+			             shown.p);
 		else
-			arl_buf_addf(msg, "arl-batch: FilePatch refused: '%s' is not a regular file\n",
-				     shown.p);
+			arl_buf_addf(msg,
+			             "arl-batch: FilePatch refused: '%s' is not a regular file\n",
+			             shown.p);
 	} else {
 		arl_buf_addf(msg, "arl-batch: FilePatch cannot open '%s': %s\n", shown.p,
-			     arl_strerror(errnum, ebuf, sizeof(ebuf)));
+		             arl_strerror(errnum, ebuf, sizeof(ebuf)));
 	}
 	arl_buf_release(&shown);
 }
 
 static int run_filepatch(struct local *L, struct arl_sandbox *sb, const struct arl_step *step,
-			 struct arl_step_result *res, enum arl_class *cls, struct arl_err *err)
+                         struct arl_step_result *res, enum arl_class *cls, struct arl_err *err)
 {
 	struct strvec comps = {0};
 	struct arl_buf msg = ARL_BUF_INIT;
@@ -1018,7 +1038,8 @@ static int run_filepatch(struct local *L, struct arl_sandbox *sb, const struct a
 	}
 	/* O_NONBLOCK: a FIFO planted here fails with ENXIO instead of blocking the worker. */
 	fd = openat(cur, comps.v[comps.n - 1],
-		    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0644);
+	            O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+	            0644);
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		patch_open_error(&msg, fd < 0 ? errno : ENXIO, cur, &comps, comps.n - 1);
 		goto refused;
@@ -1029,8 +1050,8 @@ static int run_filepatch(struct local *L, struct arl_sandbox *sb, const struct a
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			arl_buf_addf(&msg, "arl-batch: FilePatch cannot write '%s': %s\n", step->path,
-				     arl_strerror(errno, ebuf, sizeof(ebuf)));
+			arl_buf_addf(&msg, "arl-batch: FilePatch cannot write '%s': %s\n",
+			             step->path, arl_strerror(errno, ebuf, sizeof(ebuf)));
 			goto refused;
 		}
 		off += (size_t)n;
@@ -1038,7 +1059,7 @@ static int run_filepatch(struct local *L, struct arl_sandbox *sb, const struct a
 	if (close(fd) < 0) {
 		fd = -1;
 		arl_buf_addf(&msg, "arl-batch: FilePatch cannot write '%s': %s\n", step->path,
-			     arl_strerror(errno, ebuf, sizeof(ebuf)));
+		             arl_strerror(errno, ebuf, sizeof(ebuf)));
 		goto refused;
 	}
 	fd = -1;
@@ -1079,7 +1100,7 @@ static int open_state_dir(struct local *L, const char *dir, struct arl_err *err)
 		const char *tmp = getenv("TMPDIR");
 
 		path = arl_xasprintf("%s/arl-batch-%u", tmp && tmp[0] == '/' ? tmp : "/tmp",
-				     (unsigned)geteuid());
+		                     (unsigned)geteuid());
 	}
 	for (char *p = path + 1;; p++) {
 		if (*p == '/' || !*p) {
@@ -1087,7 +1108,8 @@ static int open_state_dir(struct local *L, const char *dir, struct arl_err *err)
 
 			*p = '\0';
 			if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-				arl_error_errno(err, errno, "cannot create state directory '%s'", path);
+				arl_error_errno(err, errno, "cannot create state directory '%s'",
+				                path);
 				goto out;
 			}
 			*p = c;
@@ -1103,8 +1125,8 @@ static int open_state_dir(struct local *L, const char *dir, struct arl_err *err)
 	}
 	/* In a shared /tmp someone else may have made it first, to watch or swap our sandboxes. */
 	if (st.st_uid != geteuid()) {
-		arl_error(err, ARL_E_SYS, "state directory '%s' belongs to uid %u, not to us", canon,
-			  (unsigned)st.st_uid);
+		arl_error(err, ARL_E_SYS, "state directory '%s' belongs to uid %u, not to us",
+		          canon, (unsigned)st.st_uid);
 		goto out;
 	}
 	if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX)) {
@@ -1215,22 +1237,23 @@ static int probe_bwrap(struct local *L, const char *pool_name, bool network, str
 		goto out;
 	}
 	if (sr.cancelled) {
-		arl_error(err, ARL_E_BACKEND, "pool '%s': cancelled while checking bwrap", pool_name);
+		arl_error(err, ARL_E_BACKEND, "pool '%s': cancelled while checking bwrap",
+		          pool_name);
 	} else if (sr.timed_out) {
-		arl_error(err, ARL_E_BACKEND, "pool '%s': '%s' did not finish within %d s", pool_name,
-			  L->bwrap, PROBE_TIMEOUT_MS / 1000);
+		arl_error(err, ARL_E_BACKEND, "pool '%s': '%s' did not finish within %d s",
+		          pool_name, L->bwrap, PROBE_TIMEOUT_MS / 1000);
 	} else if (sr.exit_code != 0) {
 		const char *e = sr.err.data ? sr.err.data : "";
 		int n = (int)strcspn(e, "\n");
 
 		arl_error(err, ARL_E_BACKEND,
-			  "pool '%s': bwrap cannot create a sandbox (%.*s%s): allow unprivileged "
-			  "user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
-			  "user.max_user_namespaces=15000, "
-			  "kernel.apparmor_restrict_unprivileged_userns=0) or run as root, or set "
-			  "'isolation: none' on the pool",
-			  pool_name, n > 160 ? 160 : n, e,
-			  n ? "" : "exit status nonzero, no message");
+		          "pool '%s': bwrap cannot create a sandbox (%.*s%s): allow unprivileged "
+		          "user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
+		          "user.max_user_namespaces=15000, "
+		          "kernel.apparmor_restrict_unprivileged_userns=0) or run as root, or set "
+		          "'isolation: none' on the pool",
+		          pool_name, n > 160 ? 160 : n, e,
+		          n ? "" : "exit status nonzero, no message");
 	} else {
 		ret = 0;
 	}
@@ -1260,8 +1283,8 @@ static void local_close(void *state)
 			struct arl_err err = ARL_ERR_INIT;
 
 			if (rm_tree(L->state_fd, w->ready[k], &err) < 0)
-				log_line("arl-batch: cannot delete sandbox '%s/%s': %s", L->state_dir,
-					 w->ready[k], err.msg);
+				log_line("arl-batch: cannot delete sandbox '%s/%s': %s",
+				         L->state_dir, w->ready[k], err.msg);
 			free(w->ready[k]);
 		}
 		free(w->ready);
@@ -1279,7 +1302,7 @@ static void local_close(void *state)
 }
 
 static int local_open(void **state, const struct arl_backend_opts *o,
-		      const struct arl_pool *const *pools, size_t npools, struct arl_err *err)
+                      const struct arl_pool *const *pools, size_t npools, struct arl_err *err)
 {
 	struct local *L = arl_xcalloc(1, sizeof(*L));
 	const char *bwrap_pool = NULL;
@@ -1309,8 +1332,8 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 			else if (!S_ISDIR(st.st_mode))
 				e = ENOTDIR;
 			if (e) {
-				arl_error_errno(err, e, "pool '%s': cannot use workspace '%s'", p->name,
-						p->workspace);
+				arl_error_errno(err, e, "pool '%s': cannot use workspace '%s'",
+				                p->name, p->workspace);
 				goto out;
 			}
 		}
@@ -1324,10 +1347,11 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 	}
 	if (bwrap_pool) {
 		if (!(L->bwrap = find_bwrap())) {
-			arl_error(err, ARL_E_BACKEND,
-				  "pool '%s': bubblewrap is not installed (no 'bwrap' in PATH): "
-				  "apt-get install bubblewrap, or set 'isolation: none' on the pool",
-				  bwrap_pool);
+			arl_error(
+			    err, ARL_E_BACKEND,
+			    "pool '%s': bubblewrap is not installed (no 'bwrap' in PATH): "
+			    "apt-get install bubblewrap, or set 'isolation: none' on the pool",
+			    bwrap_pool);
 			goto out;
 		}
 		probe_root_layout(L);
@@ -1354,8 +1378,8 @@ out:
 /* --- the ops table ------------------------------------------------------------------- */
 
 static int local_acquire(void *state, const struct arl_pool *pool,
-			 const struct arl_sandbox_req *req, struct arl_sandbox **out,
-			 struct arl_err *err)
+                         const struct arl_sandbox_req *req, struct arl_sandbox **out,
+                         struct arl_err *err)
 {
 	struct local *L = state;
 	struct arl_sandbox *sb;
@@ -1384,8 +1408,8 @@ static int local_acquire(void *state, const struct arl_pool *pool,
 }
 
 static int local_exec(void *state, struct arl_sandbox *sb, const struct arl_step *step,
-		      const struct arl_exec_ctx *ctx, struct arl_step_result *res,
-		      enum arl_class *cls, struct arl_err *err)
+                      const struct arl_exec_ctx *ctx, struct arl_step_result *res,
+                      enum arl_class *cls, struct arl_err *err)
 {
 	struct local *L = state;
 	int ret;
@@ -1429,11 +1453,11 @@ static void local_release(void *state, struct arl_sandbox *sb, bool keep)
 }
 
 const struct arl_backend_ops arl_backend_local = {
-	.name = "local",
-	.open = local_open,
-	.acquire = local_acquire,
-	.exec = local_exec,
-	.sandbox_name = local_sandbox_name,
-	.release = local_release,
-	.close = local_close,
+    .name = "local",
+    .open = local_open,
+    .acquire = local_acquire,
+    .exec = local_exec,
+    .sandbox_name = local_sandbox_name,
+    .release = local_release,
+    .close = local_close,
 };

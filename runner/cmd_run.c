@@ -5,9 +5,12 @@
 #include <string.h>
 
 #include "cli.h"
+#include "result.h"
 #include "err.h"
 #include "jobload.h"
 #include "run.h"
+#include "runlock.h"
+#include "select.h"
 #include "util.h"
 #include "banned.h"
 
@@ -30,6 +33,16 @@ static void usage(FILE *out)
 	      "      --capture-max BYTES output kept per step and stream (default 1048576)\n"
 	      "      --state-dir DIR     where sandboxes live (default: next to the database)\n"
 	      "      --progress auto|plain|none\n"
+	      "      --resume            skip jobs that succeeded, unchanged, in the latest run of\n"
+	      "                          this name (same spec hash)\n"
+	      "      --rerun CLASSES     run only the latest run's jobs that ended in these classes\n"
+	      "                          (comma-separated: failed,timeout,infra,cancelled)\n"
+	      "      --only GLOB         run only jobs whose name (or key) matches\n"
+	      "      --limit N           at most N jobs per file\n"
+	      "      --shard I/N         run only shard I of N (1-based; a stable split by job key)\n"
+	      "      --overlap forbid|wait|allow\n"
+	      "                          another run of this name holds the lock: exit 75 (forbid,\n"
+	      "                          the default), wait for it, or run anyway\n"
 	      "  -h, --help              show this help\n"
 	      "\n"
 	      "Exit status: 0 all succeeded, 1 a job failed, 2 invalid input (nothing ran),\n"
@@ -49,6 +62,12 @@ enum {
 	OPT_CAPTURE_MAX,
 	OPT_STATE_DIR,
 	OPT_PROGRESS,
+	OPT_RESUME,
+	OPT_RERUN,
+	OPT_ONLY,
+	OPT_LIMIT,
+	OPT_SHARD,
+	OPT_OVERLAP,
 };
 
 static void print_plan(struct arl_jobfile *const *files, size_t nfiles)
@@ -74,6 +93,27 @@ static void print_plan(struct arl_jobfile *const *files, size_t nfiles)
 	}
 }
 
+/* "infra,timeout" -> ARL_RETRY_BIT()s. */
+static int parse_classes(const char *s, unsigned *out)
+{
+	char buf[128];
+	unsigned bits = 0;
+
+	snprintf(buf, sizeof(buf), "%s", s);
+	for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		enum arl_class c;
+
+		if (arl_class_parse(tok, &c) < 0)
+			return -1;
+		bits |= ARL_RETRY_BIT(c);
+	}
+	if (!bits)
+		return -1;
+	*out = bits;
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -88,17 +128,24 @@ int cmd_run(int argc, char **argv)
 		{"capture-max", required_argument, NULL, OPT_CAPTURE_MAX},
 		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
 		{"progress", required_argument, NULL, OPT_PROGRESS},
+		{"resume", no_argument, NULL, OPT_RESUME},
+		{"rerun", required_argument, NULL, OPT_RERUN},
+		{"only", required_argument, NULL, OPT_ONLY},
+		{"limit", required_argument, NULL, OPT_LIMIT},
+		{"shard", required_argument, NULL, OPT_SHARD},
+		{"overlap", required_argument, NULL, OPT_OVERLAP},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct arl_run_opts ro = ARL_RUN_OPTS_INIT;
+	struct arl_select sel = {0};
 	struct arl_jobfile **files = NULL;
 	size_t nfiles = 0;
-	int c, ret = ARL_EXIT_USAGE, bad = 0, dry = 0, backend = -1;
+	int c, ret = ARL_EXIT_USAGE, bad = 0, dry = 0, backend = -1, li;
 	int64_t v;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "j:h", opts, NULL)) != -1) {
+	while ((li = -1, c = getopt_long(argc, argv, "j:h", opts, &li)) != -1) {
 		switch (c) {
 		case 'j':
 			if (arl_parse_i64(optarg, 1, 100000, &v) < 0)
@@ -148,6 +195,35 @@ int cmd_run(int argc, char **argv)
 				goto bad_value;
 			ro.quiet = !strcmp(optarg, "none");
 			break;
+		case OPT_RESUME:
+			ro.resume = 1;
+			break;
+		case OPT_RERUN:
+			if (parse_classes(optarg, &ro.rerun) < 0)
+				goto bad_value;
+			break;
+		case OPT_ONLY:
+			sel.only = optarg;
+			break;
+		case OPT_LIMIT:
+			if (arl_parse_i64(optarg, 1, INT64_MAX, &v) < 0)
+				goto bad_value;
+			sel.limit = (size_t)v;
+			break;
+		case OPT_SHARD:
+			if (arl_select_parse_shard(optarg, &sel.shard_index, &sel.shard_count) < 0)
+				goto bad_value;
+			break;
+		case OPT_OVERLAP:
+			if (!strcmp(optarg, "forbid"))
+				ro.overlap = ARL_OVERLAP_FORBID;
+			else if (!strcmp(optarg, "wait"))
+				ro.overlap = ARL_OVERLAP_WAIT;
+			else if (!strcmp(optarg, "allow"))
+				ro.overlap = ARL_OVERLAP_ALLOW;
+			else
+				goto bad_value;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -155,6 +231,10 @@ int cmd_run(int argc, char **argv)
 			usage(stderr);
 			return ARL_EXIT_USAGE;
 		}
+	}
+	if (ro.resume && ro.rerun) {
+		fputs("arl-batch run: --resume and --rerun cannot be combined\n", stderr);
+		return ARL_EXIT_USAGE;
 	}
 	if (optind >= argc) {
 		fputs("arl-batch run: no job files given\n", stderr);
@@ -188,6 +268,7 @@ int cmd_run(int argc, char **argv)
 			bad == 1 ? "" : "s");
 		goto out;
 	}
+	arl_select_apply(files, nfiles, &sel);
 	if (dry) {
 		print_plan(files, nfiles);
 		ret = 0;
@@ -200,7 +281,7 @@ out:
 	free(files);
 	return ret;
 bad_value:
-	fprintf(stderr, "arl-batch run: invalid value '%s' for --%s\n", optarg,
-		opts[0].name ? "option" : "");
+	fprintf(stderr, "arl-batch run: invalid value '%s' for %s%s (see --help)\n", optarg,
+		li >= 0 ? "--" : "-", li >= 0 ? opts[li].name : "j");
 	return ARL_EXIT_USAGE;
 }

@@ -23,6 +23,7 @@
 #include "backend.h"
 #include "cli.h"
 #include "err.h"
+#include "runlock.h"
 #include "scheduler.h"
 #include "store.h"
 #include "util.h"
@@ -45,10 +46,10 @@ struct run {
 	int64_t run_id;
 	char run_id_str[24];
 	char *run_name;
-	struct arl_sched_job *jobs;
-	int64_t *job_ids;
-	size_t njobs, done;
-	size_t succeeded, failed, cancelled, by_class[5];
+	struct arl_sched_job *jobs; /* the jobs to run (skipped ones are not scheduled) */
+	int64_t *job_ids;           /* jobs.id of each of r.jobs */
+	size_t njobs, done;         /* njobs: all jobs of the run, skipped included */
+	size_t succeeded, failed, cancelled, skipped, by_class[5];
 	int store_failed;
 	struct arl_err store_err;
 	int64_t started;
@@ -152,12 +153,12 @@ static void restore_signals(void)
 
 /* Records the run and its Pending jobs; fills r->jobs' static parts. */
 static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nfiles,
-		      const char *isolation, const char *notes, struct arl_err *err)
+		      const char *isolation, const char *notes, char (*hashes)[33],
+		      const int64_t *skipped_from, int64_t *ids, struct arl_err *err)
 {
 	cJSON *fl = cJSON_CreateArray();
 	char *files_json;
 	struct arl_job_row *rows = arl_xcalloc(r->njobs ? r->njobs : 1, sizeof(*rows));
-	char(*hashes)[33] = arl_xcalloc(r->njobs ? r->njobs : 1, sizeof(*hashes));
 	char **labels = arl_xcalloc(r->njobs ? r->njobs : 1, sizeof(*labels));
 	struct arl_run_info info = {0};
 	size_t k = 0;
@@ -184,19 +185,20 @@ static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nf
 							job->labels.v[l].val);
 			labels[k] = cJSON_PrintUnformatted(lab);
 			cJSON_Delete(lab);
-			arl_job_spec_hash(job, pool, hashes[k]);
 			rows[k] = (struct arl_job_row){.key = job->key, .name = job->name,
 						       .file = files[i]->path, .pool = pool->name,
 						       .item = job->item, .labels = labels[k],
-						       .spec_hash = hashes[k]};
+						       .spec_hash = hashes[k],
+						       .skipped_from = skipped_from[k] > 0
+									   ? skipped_from[k]
+									   : 0};
 		}
 	}
-	ret = arl_store_jobs_add(r->store, r->run_id, rows, r->njobs, r->job_ids, err);
+	ret = arl_store_jobs_add(r->store, r->run_id, rows, r->njobs, ids, err);
 out:
 	for (size_t i = 0; i < r->njobs; i++)
 		cJSON_free(labels[i]);
 	free(labels);
-	free(hashes);
 	free(rows);
 	cJSON_free(files_json);
 	cJSON_Delete(fl);
@@ -274,6 +276,79 @@ static void describe_isolation(struct arl_jobfile *const *files, size_t nfiles, 
 		 seen[1] && seen[2] ? "," : "", seen[2] ? "kubernetes" : "");
 }
 
+/* The state and spec of job @id, following a Skipped job to the result that stands for it. */
+static int standing_result(struct arl_store *s, int64_t id, char *state, size_t len,
+			   struct arl_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (arl_store_prepare(s, "SELECT state FROM jobs WHERE id = ?1", &st, NULL, err) < 0)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	rc = arl_store_step(s, st, err);
+	if (rc == 1)
+		snprintf(state, len, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/*
+ * --resume and --rerun: which jobs are taken over from the latest run of this name.
+ * skipped_from[k]: 0 runs the job; > 0 skips it in favour of that job; -1 skips it with no
+ * earlier result (--rerun of a job the latest run did not have).
+ */
+static int decide_skips(struct run *r, struct arl_jobfile *const *files, size_t nfiles,
+			char (*hashes)[33], int64_t *skipped_from, struct arl_err *err)
+{
+	int64_t prev_run;
+	struct arl_err none = ARL_ERR_INIT;
+	size_t k = 0;
+
+	if (!r->o->resume && !r->o->rerun)
+		return 0;
+	if (arl_store_run_resolve(r->store, r->run_name, &prev_run, &none) < 0) {
+		if (!r->o->quiet)
+			fprintf(stderr, "arl-batch: no earlier run named '%s': running every job\n",
+				r->run_name);
+		return 0;
+	}
+	for (size_t i = 0; i < nfiles; i++) {
+		for (size_t j = 0; j < files[i]->njobs; j++, k++) {
+			struct arl_store_prev p;
+			int64_t ref;
+			char state[16] = "";
+			int found = arl_store_job_prev(r->store, prev_run, files[i]->jobs[j].key,
+						       hashes[k], &p, err);
+
+			if (found < 0)
+				return -1;
+			if (!found) {
+				skipped_from[k] = r->o->rerun ? -1 : 0;
+				continue;
+			}
+			ref = p.state == ARL_STATE_SKIPPED && p.skipped_from ? p.skipped_from : p.job_id;
+			if (r->o->rerun) {
+				bool again = (p.state == ARL_STATE_FAILED ||
+					      p.state == ARL_STATE_CANCELLED) &&
+					     (r->o->rerun & ARL_RETRY_BIT(p.cls));
+
+				skipped_from[k] = again ? 0 : ref;
+				continue;
+			}
+			/* --resume trusts only an unchanged success. */
+			if (!p.same_spec)
+				continue;
+			if (p.state == ARL_STATE_SKIPPED &&
+			    standing_result(r->store, ref, state, sizeof(state), err) < 0)
+				return -1;
+			if (p.state == ARL_STATE_SUCCEEDED || !strcmp(state, "Succeeded"))
+				skipped_from[k] = ref;
+		}
+	}
+	return 0;
+}
+
 int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struct arl_run_opts *o)
 {
 	struct run r = {.o = o};
@@ -282,8 +357,10 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	char *sdir = NULL, iso[64], notes[1024], dbuf[32];
 	void *backends[2] = {NULL, NULL};
 	int cancel[2] = {-1, -1};
-	int *pool_limits = NULL, *file_limits = NULL, code = ARL_EXIT_INCOMPLETE;
-	size_t npools = 0, k = 0;
+	int *pool_limits = NULL, *file_limits = NULL, code = ARL_EXIT_INCOMPLETE, lock = -1;
+	size_t npools = 0, k = 0, nrun = 0;
+	char(*hashes)[33] = NULL;
+	int64_t *skipped_from = NULL, *all_ids = NULL;
 	struct arl_sched_opts so = {0};
 	struct arl_sched_outcome outcome = {0};
 	struct arl_backend_opts bo = {0};
@@ -297,11 +374,42 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	r.run_name = o->run_name ? arl_xstrdup(o->run_name) : default_run_name(files, nfiles);
 	r.jobs = arl_xcalloc(r.njobs ? r.njobs : 1, sizeof(*r.jobs));
 	r.job_ids = arl_xcalloc(r.njobs ? r.njobs : 1, sizeof(*r.job_ids));
+	hashes = arl_xcalloc(r.njobs ? r.njobs : 1, sizeof(*hashes));
+	skipped_from = arl_xcalloc(r.njobs ? r.njobs : 1, sizeof(*skipped_from));
+	all_ids = arl_xcalloc(r.njobs ? r.njobs : 1, sizeof(*all_ids));
+	/* The lock comes first: a second cron run must not even touch the database. */
+	switch (arl_runlock_take(db, r.run_name, (enum arl_overlap)o->overlap, &lock, &err)) {
+	case 1:
+		fprintf(stderr, "arl-batch: %s\n", err.msg);
+		code = ARL_EXIT_LOCKED;
+		goto out;
+	case -1:
+		goto fail;
+	}
 	if (arl_store_open(&r.store, db, 0, &err) < 0)
 		goto fail;
-	describe_isolation(files, nfiles, iso, sizeof(iso), notes, sizeof(notes));
-	if (record_run(&r, files, nfiles, iso, notes[0] ? notes : NULL, &err) < 0)
+	for (size_t i = 0; i < nfiles; i++)
+		for (size_t j = 0; j < files[i]->njobs; j++, k++)
+			arl_job_spec_hash(&files[i]->jobs[j], &files[i]->pools[files[i]->jobs[j].pool],
+					  hashes[k]);
+	if (decide_skips(&r, files, nfiles, hashes, skipped_from, &err) < 0)
 		goto fail;
+	describe_isolation(files, nfiles, iso, sizeof(iso), notes, sizeof(notes));
+	if (record_run(&r, files, nfiles, iso, notes[0] ? notes : NULL, hashes, skipped_from,
+		       all_ids, &err) < 0)
+		goto fail;
+	/* Skipped jobs are final at once, pointing at the result that stands for them. */
+	for (k = 0; k < r.njobs; k++) {
+		struct arl_job_result skip = {.state = ARL_STATE_SKIPPED};
+
+		if (!skipped_from[k])
+			continue;
+		skip.started_ms = skip.finished_ms = arl_wall_ms();
+		if (arl_store_job_finish(r.store, all_ids[k], &skip, &err) < 0)
+			goto fail_run;
+		r.skipped++;
+		r.done++;
+	}
 	snprintf(r.run_id_str, sizeof(r.run_id_str), "%lld", (long long)r.run_id);
 	if (pipe2(cancel, O_CLOEXEC | O_NONBLOCK) < 0 || install_signals() < 0) {
 		arl_error_errno(&err, errno, "cannot create pipes");
@@ -315,6 +423,7 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 
 	pool_limits = arl_xcalloc(npools ? npools : 1, sizeof(int));
 	file_limits = arl_xcalloc(nfiles ? nfiles : 1, sizeof(int));
+	k = 0;
 	for (size_t i = 0, base = 0; i < nfiles; base += files[i]->npools, i++) {
 		file_limits[i] = files[i]->concurrency;
 		for (size_t p = 0; p < files[i]->npools; p++) {
@@ -322,10 +431,14 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 			so.concurrency += files[i]->pools[p].replicas;
 		}
 		for (size_t j = 0; j < files[i]->njobs; j++, k++) {
-			struct arl_sched_job *sj = &r.jobs[k];
+			struct arl_sched_job *sj;
 			const struct arl_job *job = &files[i]->jobs[j];
 			const struct arl_pool *pool = &files[i]->pools[job->pool];
 
+			if (skipped_from[k])
+				continue;
+			r.job_ids[nrun] = all_ids[k];
+			sj = &r.jobs[nrun++];
 			sj->job = job;
 			sj->pool_slot = base + job->pool;
 			sj->file_slot = i;
@@ -349,10 +462,10 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	so.on_done = on_done;
 	so.ctx = &r;
 	if (!o->quiet)
-		fprintf(stderr, "arl-batch: run %lld '%s': %zu job%s, up to %d at once\n",
-			(long long)r.run_id, r.run_name, r.njobs, r.njobs == 1 ? "" : "s",
+		fprintf(stderr, "arl-batch: run %lld '%s': %zu job%s (%zu skipped), up to %d at once\n",
+			(long long)r.run_id, r.run_name, r.njobs, r.njobs == 1 ? "" : "s", r.skipped,
 			so.concurrency);
-	if (arl_sched_run(r.jobs, r.njobs, &so, &outcome, &err) < 0)
+	if (arl_sched_run(r.jobs, nrun, &so, &outcome, &err) < 0)
 		goto fail_run;
 
 	/* Exit codes: the highest in SPEC's order wins (2, 130/143, 75, 3, 4, 1, 0). */
@@ -375,12 +488,13 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 		_exit(code); /* a second signal: the workers are not waited for */
 	close_backends(backends);
 	fprintf(stderr,
-		"arl-batch: run %lld '%s' %s in %s: %zu succeeded, %zu failed (%zu failed, %zu "
-		"timeout, %zu infra), %zu cancelled; results in %s\n",
-		(long long)r.run_id, r.run_name, status,
+		"arl-batch: run %lld '%s' %s (exit %d) in %s: %zu succeeded, %zu skipped, %zu failed "
+		"(%zu failed, %zu timeout, %zu infra), %zu cancelled; see: arl-batch results --db %s "
+		"--run %lld\n",
+		(long long)r.run_id, r.run_name, status, code,
 		arl_fmt_duration(arl_now_ms() - r.started, dbuf, sizeof(dbuf)), r.succeeded,
-		r.failed, r.by_class[ARL_CLASS_FAILED], r.by_class[ARL_CLASS_TIMEOUT],
-		r.by_class[ARL_CLASS_INFRA], r.cancelled, db);
+		r.skipped, r.failed, r.by_class[ARL_CLASS_FAILED], r.by_class[ARL_CLASS_TIMEOUT],
+		r.by_class[ARL_CLASS_INFRA], r.cancelled, db, (long long)r.run_id);
 	goto out;
 
 fail_run:
@@ -394,8 +508,12 @@ fail:
 	code = ARL_EXIT_INCOMPLETE;
 out:
 	restore_signals();
-	for (size_t i = 0; i < r.njobs; i++)
+	for (size_t i = 0; i < nrun; i++)
 		arl_job_result_release(&r.jobs[i].result);
+	arl_runlock_release(lock);
+	free(hashes);
+	free(skipped_from);
+	free(all_ids);
 	for (int i = 0; i < 2; i++) {
 		if (cancel[i] >= 0)
 			close(cancel[i]);

@@ -1,0 +1,87 @@
+#include "runlock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "util.h"
+#include "banned.h"
+
+/* "<db>.lock-<name>" with the name reduced to safe characters plus a hash to keep it unique. */
+static char *lock_path(const char *db, const char *name)
+{
+	char safe[64];
+	size_t n = 0;
+	uint64_t h = 1469598103934665603ULL;
+
+	for (const char *p = name; *p; p++) {
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+		if (n < sizeof(safe) - 1)
+			safe[n++] = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+						    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'
+					    ? *p
+					    : '_';
+	}
+	safe[n] = '\0';
+	return arl_xasprintf("%s.lock-%s-%08llx", db, safe, (unsigned long long)(h & 0xffffffffu));
+}
+
+int arl_runlock_take(const char *db, const char *name, enum arl_overlap mode, int *fd_out,
+		     struct arl_err *err)
+{
+	char *path = NULL, host[256] = "?", since[32], holder[512];
+	int fd = -1, ret = -1;
+	ssize_t n;
+
+	*fd_out = -1;
+	if (mode == ARL_OVERLAP_ALLOW)
+		return 0;
+	path = lock_path(db, name);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		arl_error_errno(err, errno, "cannot open the run lock '%s'", path);
+		goto out;
+	}
+	while (flock(fd, mode == ARL_OVERLAP_WAIT ? LOCK_EX : LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EINTR)
+			continue;
+		if (errno != EWOULDBLOCK) {
+			arl_error_errno(err, errno, "cannot lock '%s'", path);
+			goto out;
+		}
+		n = pread(fd, holder, sizeof(holder) - 1, 0);
+		holder[n > 0 ? n : 0] = '\0';
+		holder[strcspn(holder, "\n")] = '\0';
+		arl_error(err, ARL_E_USAGE, "run '%s' is already running (%s); not starting", name,
+			  holder[0] ? holder : "holder unknown");
+		ret = 1;
+		goto out;
+	}
+	gethostname(host, sizeof(host) - 1);
+	arl_rfc3339_now(since);
+	if (ftruncate(fd, 0) == 0) {
+		char line[512];
+		int len = snprintf(line, sizeof(line), "pid %d on %s since %s\n", (int)getpid(),
+				   host, since);
+
+		(void)!pwrite(fd, line, (size_t)len, 0);
+	}
+	*fd_out = fd;
+	fd = -1;
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return ret;
+}
+
+void arl_runlock_release(int fd)
+{
+	if (fd >= 0)
+		close(fd); /* the lock goes with the descriptor; the file stays for the next run */
+}
