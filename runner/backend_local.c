@@ -205,22 +205,78 @@ static int open_dir_owned(int parent, const char *name)
 	return fd;
 }
 
-/* Records the first failure of a deletion and keeps going with the rest. */
-static void rm_fail(struct arl_err *err, int errnum, const char *what, const char *name)
+/* Records the first failure of a deletion and returns 0, "not removed". */
+static int rm_fail(struct arl_err *err, int errnum, const char *what, const char *name)
 {
 	arl_error_errno(err, errnum, "cannot %s '%s'", what, name);
+	return 0;
+}
+
+static int rm_contents(int fd, int topfd, unsigned depth, unsigned *seq, struct arl_err *err);
+
+/* Moves a directory too deep to descend into @topfd under a fresh name, to finish it there. */
+static int rm_move_up(int dfd, const char *name, int topfd, unsigned *seq, struct arl_err *err)
+{
+	for (int i = 0; i < MKDIR_TRIES; i++) {
+		char tmp[64];
+
+		snprintf(tmp, sizeof(tmp), ".arl-deep-%u", (*seq)++);
+		/* RENAME_NOREPLACE: the workspace may hold an entry of that name already. */
+		if (!renameat2(dfd, name, topfd, tmp, RENAME_NOREPLACE))
+			return 1;
+		if (errno != EEXIST)
+			break;
+	}
+	return rm_fail(err, errno, "move", name);
 }
 
 /*
- * Empties directory @fd (consumed). Passes repeat until a pass finds the directory empty,
- * because deleting while reading may make readdir() skip entries, and because subtrees too
- * deep to descend are renamed into @topfd (the sandbox's own directory) to be finished there.
- * A pass that removes nothing ends with an error.
+ * Removes entry @de of directory @dfd, @depth levels below the sandbox's own directory
+ * @topfd. Returns 1 when it is gone (or moved up to be finished later), 0 when not.
+ */
+static int rm_entry(int dfd, const struct dirent *de, int topfd, unsigned depth, unsigned *seq,
+                    struct arl_err *err)
+{
+	const char *name = de->d_name;
+	bool isdir = de->d_type == DT_DIR;
+	struct stat st;
+	int sub;
+
+	if (de->d_type == DT_UNKNOWN && !fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW))
+		isdir = S_ISDIR(st.st_mode);
+	if (!isdir) {
+		/* Symlinks land here: the link goes, whatever it points to stays. */
+		if (!unlinkat(dfd, name, 0) || errno == ENOENT)
+			return 1;
+		if (errno != EISDIR) /* EISDIR: replaced by a directory meanwhile */
+			return rm_fail(err, errno, "delete", name);
+	}
+	if (depth + 1 >= RM_MAX_DEPTH)
+		return rm_move_up(dfd, name, topfd, seq, err);
+	if ((sub = open_dir_owned(dfd, name)) < 0) {
+		if (errno == ENOENT)
+			return 1;
+		/* Replaced by a file or a symlink since readdir(): unlink that instead. */
+		if ((errno == ENOTDIR || errno == ELOOP) && !unlinkat(dfd, name, 0))
+			return 1;
+		return rm_fail(err, errno, "open", name);
+	}
+	rm_contents(sub, topfd, depth + 1, seq, err);
+	if (!unlinkat(dfd, name, AT_REMOVEDIR) || errno == ENOENT)
+		return 1;
+	return rm_fail(err, errno, "delete", name);
+}
+
+/*
+ * Empties directory @fd (consumed); @topfd < 0 means @fd is the top. Passes repeat while
+ * they remove something, because deleting while reading may make readdir() skip entries and
+ * because subtrees too deep to descend are moved up into the top to be finished there.
+ * Returns 0 when the directory ended up empty.
  */
 static int rm_contents(int fd, int topfd, unsigned depth, unsigned *seq, struct arl_err *err)
 {
 	DIR *d = fdopendir(fd);
-	int ret = 0;
+	bool any = true, progress = true;
 
 	if (!d) {
 		arl_error_errno(err, errno, "cannot read a directory");
@@ -229,80 +285,21 @@ static int rm_contents(int fd, int topfd, unsigned depth, unsigned *seq, struct 
 	}
 	if (topfd < 0)
 		topfd = dirfd(d);
-	for (;;) {
-		bool any = false, progress = false;
+	while (any && progress) {
 		struct dirent *de;
 
+		any = progress = false;
 		rewinddir(d);
 		while ((de = readdir(d))) {
-			int dfd = dirfd(d), sub;
-			bool isdir = de->d_type == DT_DIR;
-			struct stat st;
-
 			if (is_dot(de->d_name))
 				continue;
 			any = true;
-			if (de->d_type == DT_UNKNOWN &&
-			    !fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW))
-				isdir = S_ISDIR(st.st_mode);
-			if (!isdir) {
-				if (!unlinkat(dfd, de->d_name, 0) || errno == ENOENT) {
-					progress = true;
-					continue;
-				}
-				if (errno != EISDIR) {
-					rm_fail(err, errno, "delete", de->d_name);
-					ret = -1;
-					continue;
-				}
-			}
-			if (depth + 1 >= RM_MAX_DEPTH) {
-				/* RENAME_NOREPLACE: the workspace may hold a same-named entry. */
-				for (int i = 0; i < MKDIR_TRIES; i++) {
-					char tmp[64];
-
-					snprintf(tmp, sizeof(tmp), ".arl-deep-%u", (*seq)++);
-					if (!renameat2(dfd, de->d_name, topfd, tmp,
-					               RENAME_NOREPLACE)) {
-						progress = true;
-						break;
-					}
-					if (errno != EEXIST) {
-						rm_fail(err, errno, "move", de->d_name);
-						ret = -1;
-						break;
-					}
-				}
-				continue;
-			}
-			if ((sub = open_dir_owned(dfd, de->d_name)) < 0) {
-				if (errno == ENOENT) {
-					progress = true;
-				} else if ((errno == ENOTDIR || errno == ELOOP) &&
-				           !unlinkat(dfd, de->d_name, 0)) {
-					progress = true; /* replaced by a file meanwhile */
-				} else {
-					rm_fail(err, errno, "open", de->d_name);
-					ret = -1;
-				}
-				continue;
-			}
-			if (rm_contents(sub, topfd, depth + 1, seq, err) < 0)
-				ret = -1;
-			if (!unlinkat(dfd, de->d_name, AT_REMOVEDIR) || errno == ENOENT)
+			if (rm_entry(dirfd(d), de, topfd, depth, seq, err))
 				progress = true;
-			else
-				rm_fail(err, errno, "delete", de->d_name);
-		}
-		if (!any)
-			break;
-		if (!progress) {
-			ret = arl_error(err, ARL_E_SYS, "directory is not empty after a pass");
-			break;
 		}
 	}
 	closedir(d);
-	return ret;
+	return any ? -1 : 0;
 }
 
 /* Deletes @name in @parent and everything below it, without ever following a symlink. */
@@ -310,7 +307,6 @@ static int rm_tree(int parent, const char *name, struct arl_err *err)
 {
 	unsigned seq = 0;
 	int fd = open_dir_owned(parent, name);
-	int ret = 0;
 
 	if (fd < 0) {
 		if (errno == ENOENT)
@@ -319,11 +315,11 @@ static int rm_tree(int parent, const char *name, struct arl_err *err)
 			return 0;
 		return arl_error_errno(err, errno, "cannot open '%s'", name);
 	}
-	if (rm_contents(fd, -1, 0, &seq, err) < 0)
-		ret = -1;
+	rm_contents(fd, -1, 0, &seq, err);
+	/* The verdict: is it gone? Errors met on the way were recorded in @err. */
 	if (unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-		ret = arl_error_errno(err, errno, "cannot delete '%s'", name);
-	return ret;
+		return arl_error_errno(err, errno, "cannot delete '%s'", name);
+	return 0;
 }
 
 /* --- copying the pool's workspace ------------------------------------------------------ */
@@ -367,16 +363,89 @@ static int copy_data(int in, int out)
 	}
 }
 
+/* Permission bits as copied: setuid and setgid are dropped, the sticky bit kept. */
+#define COPY_MODE(st) ((st)->st_mode & 01777)
+
+static int copy_file(int sfd, int dfd, const char *name, const struct stat *st, const char *rel,
+                     struct arl_err *err)
+{
+	struct timespec times[2] = {st->st_atim, st->st_mtim};
+	int in, out = -1, rc = -1;
+
+	in = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+	if (in >= 0)
+		out = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (out >= 0 && copy_data(in, out) == 0 && fchmod(out, COPY_MODE(st)) == 0 &&
+	    futimens(out, times) == 0)
+		rc = 0;
+	if (rc < 0)
+		arl_error_errno(err, errno, "cannot copy '%s'", rel);
+	if (in >= 0)
+		close(in);
+	if (out >= 0 && close(out) < 0 && rc == 0)
+		rc = arl_error_errno(err, errno, "cannot copy '%s'", rel);
+	return rc;
+}
+
+static int copy_link(int sfd, int dfd, const char *name, const struct stat *st, const char *rel,
+                     struct arl_err *err)
+{
+	struct timespec times[2] = {st->st_atim, st->st_mtim};
+	char target[PATH_MAX];
+	ssize_t n = readlinkat(sfd, name, target, sizeof(target));
+
+	if (n < 0 || (size_t)n >= sizeof(target))
+		return arl_error_errno(err, n < 0 ? errno : ENAMETOOLONG, "cannot read link '%s'",
+		                       rel);
+	target[n] = '\0';
+	if (symlinkat(target, dfd, name) < 0)
+		return arl_error_errno(err, errno, "cannot copy link '%s'", rel);
+	(void)utimensat(dfd, name, times, AT_SYMLINK_NOFOLLOW);
+	return 0;
+}
+
+static int copy_tree(int sfd, int dfd, struct arl_buf *rel, unsigned depth, struct arl_err *err);
+
+static int copy_dir(int sfd, int dfd, const char *name, const struct stat *st, struct arl_buf *rel,
+                    unsigned depth, struct arl_err *err)
+{
+	struct timespec times[2] = {st->st_atim, st->st_mtim};
+	int in = -1, out = -1, rc = -1;
+
+	if (depth + 1 > COPY_MAX_DEPTH)
+		return arl_error(err, ARL_E_LIMIT, "'%s' is nested more than %d directories deep",
+		                 rel->p, COPY_MAX_DEPTH);
+	if (mkdirat(dfd, name, 0700) < 0 ||
+	    (in = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+	    (out = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+		arl_error_errno(err, errno, "cannot copy directory '%s'", rel->p);
+		goto out;
+	}
+	if (copy_tree(in, out, rel, depth + 1, err) < 0)
+		goto out;
+	/* Only now: adding entries changes the mtime, and a mode like 0555 would refuse them. */
+	if (fchmod(out, COPY_MODE(st)) < 0 || futimens(out, times) < 0) {
+		arl_error_errno(err, errno, "cannot copy directory '%s'", rel->p);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	return rc;
+}
+
 /*
  * Copies the entries of directory @sfd into @dfd: directories, regular files and symlinks
- * (as symlinks), with permission bits and times; setuid/setgid bits are dropped and other
- * file types (sockets, FIFOs, devices) skipped. @rel is the path so far, for messages.
+ * (as symlinks), with permission bits and times. Sockets, FIFOs and devices are skipped:
+ * they are not workspace content. @rel is the path so far, for messages.
  */
 static int copy_tree(int sfd, int dfd, struct arl_buf *rel, unsigned depth, struct arl_err *err)
 {
 	int dup_fd = fcntl(sfd, F_DUPFD_CLOEXEC, 0);
 	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
-	struct dirent *de;
 	int ret = -1;
 
 	if (!d) {
@@ -387,9 +456,9 @@ static int copy_tree(int sfd, int dfd, struct arl_buf *rel, unsigned depth, stru
 	}
 	for (;;) {
 		size_t mark = rel->len;
-		int in = -1, out = -1;
+		struct dirent *de;
 		struct stat st;
-		const char *name;
+		int rc = 0;
 
 		errno = 0;
 		if (!(de = readdir(d))) {
@@ -400,81 +469,19 @@ static int copy_tree(int sfd, int dfd, struct arl_buf *rel, unsigned depth, stru
 			}
 			break;
 		}
-		name = de->d_name;
-		if (is_dot(name))
+		if (is_dot(de->d_name))
 			continue;
-		arl_buf_addf(rel, "%s%s", mark ? "/" : "", name);
-		if (fstatat(sfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			arl_error_errno(err, errno, "cannot stat '%s'", rel->p);
+		arl_buf_addf(rel, "%s%s", mark ? "/" : "", de->d_name);
+		if (fstatat(sfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			rc = arl_error_errno(err, errno, "cannot stat '%s'", rel->p);
+		else if (S_ISDIR(st.st_mode))
+			rc = copy_dir(sfd, dfd, de->d_name, &st, rel, depth, err);
+		else if (S_ISREG(st.st_mode))
+			rc = copy_file(sfd, dfd, de->d_name, &st, rel->p, err);
+		else if (S_ISLNK(st.st_mode))
+			rc = copy_link(sfd, dfd, de->d_name, &st, rel->p, err);
+		if (rc < 0)
 			goto out;
-		}
-		struct timespec times[2] = {st.st_atim, st.st_mtim};
-
-		if (S_ISDIR(st.st_mode)) {
-			int rc;
-
-			if (depth + 1 > COPY_MAX_DEPTH) {
-				arl_error(err, ARL_E_LIMIT,
-				          "'%s' is nested more than %d directories deep", rel->p,
-				          COPY_MAX_DEPTH);
-				goto out;
-			}
-			if (mkdirat(dfd, name, 0700) < 0 ||
-			    (in = openat(sfd, name,
-			                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
-			    (out = openat(dfd, name,
-			                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
-				arl_error_errno(err, errno, "cannot copy directory '%s'", rel->p);
-				rc = -1;
-			} else {
-				rc = copy_tree(in, out, rel, depth + 1, err);
-				/* After the contents: adding entries changes the mtime, 0555 blocks them. */
-				if (rc == 0 && (fchmod(out, st.st_mode & 01777) < 0 ||
-				                futimens(out, times) < 0))
-					rc = arl_error_errno(err, errno,
-					                     "cannot copy directory '%s'", rel->p);
-			}
-			if (in >= 0)
-				close(in);
-			if (out >= 0)
-				close(out);
-			if (rc < 0)
-				goto out;
-		} else if (S_ISREG(st.st_mode)) {
-			int rc = -1;
-
-			if ((in = openat(sfd, name,
-			                 O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC)) >= 0 &&
-			    (out = openat(dfd, name,
-			                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-			                  0600)) >= 0 &&
-			    copy_data(in, out) == 0 && fchmod(out, st.st_mode & 01777) == 0 &&
-			    futimens(out, times) == 0)
-				rc = 0;
-			if (rc < 0)
-				arl_error_errno(err, errno, "cannot copy '%s'", rel->p);
-			if (in >= 0)
-				close(in);
-			if (out >= 0 && close(out) < 0 && rc == 0)
-				rc = arl_error_errno(err, errno, "cannot copy '%s'", rel->p);
-			if (rc < 0)
-				goto out;
-		} else if (S_ISLNK(st.st_mode)) {
-			char target[PATH_MAX];
-			ssize_t n = readlinkat(sfd, name, target, sizeof(target));
-
-			if (n < 0 || (size_t)n >= sizeof(target)) {
-				arl_error_errno(err, n < 0 ? errno : ENAMETOOLONG,
-				                "cannot read link '%s'", rel->p);
-				goto out;
-			}
-			target[n] = '\0';
-			if (symlinkat(target, dfd, name) < 0) {
-				arl_error_errno(err, errno, "cannot copy link '%s'", rel->p);
-				goto out;
-			}
-			(void)utimensat(dfd, name, times, AT_SYMLINK_NOFOLLOW);
-		}
 		rel->len = mark;
 		rel->p[mark] = '\0';
 	}

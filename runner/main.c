@@ -18,6 +18,8 @@ static const struct arl_cmd commands[] = {
 	{"results", cmd_results, "show the jobs of a run"},
 	{"show", cmd_show, "show a job's attempts and steps with their output"},
 	{"query", cmd_query, "read-only SQL over the results database"},
+	{"diff", cmd_diff, "jobs fixed, broken, still failing, added and missing between two runs"},
+	{"prune", cmd_prune, "delete old runs and reclaim space"},
 };
 
 static void usage(FILE *out)
