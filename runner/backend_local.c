@@ -110,34 +110,20 @@ struct arl_sandbox {
 	const struct arl_pool *pool;
 	char *name; /* base name under state_dir */
 	char *path; /* absolute */
+	char *job;  /* for messages; may be NULL */
 };
 
-static void sv_push(struct strvec *sv, const char *s)
+/* Appends @s, taking ownership of it. */
+static void sv_take(struct strvec *sv, char *s)
 {
-	ARL_GROW(sv->v, sv->cap, sv->n + 2);
-	sv->v[sv->n++] = arl_xstrdup(s);
-	sv->v[sv->n] = NULL;
-}
-
-static void sv_pushf(struct strvec *sv, const char *fmt, ...) ARL_PRINTF(2, 3);
-static void sv_pushf(struct strvec *sv, const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	s = arl_xmalloc(n > 0 ? (size_t)n + 1 : 1);
-	s[0] = '\0';
-	va_start(ap, fmt);
-	if (n > 0)
-		vsnprintf(s, (size_t)n + 1, fmt, ap);
-	va_end(ap);
 	ARL_GROW(sv->v, sv->cap, sv->n + 2);
 	sv->v[sv->n++] = s;
 	sv->v[sv->n] = NULL;
+}
+
+static void sv_push(struct strvec *sv, const char *s)
+{
+	sv_take(sv, arl_xstrdup(s));
 }
 
 static void sv_release(struct strvec *sv)
@@ -522,9 +508,9 @@ static int make_sandbox(struct local *L, const struct arl_pool *pool, char **out
 	if (!name)
 		return arl_error(err, ARL_E_SYS, "cannot create a sandbox in '%s': names in use",
 		                 L->state_dir);
-	if ((dfd = openat(L->state_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) <
-	        0 ||
-	    fchmod(dfd, 0700) < 0) { /* exactly 0700, whatever the umask */
+	/* Exactly 0700, whatever the umask: the workspace is private to its sandbox. */
+	dfd = openat(L->state_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0 || fchmod(dfd, 0700) < 0) {
 		arl_error_errno(err, errno, "cannot open sandbox '%s/%s'", L->state_dir, name);
 		goto out;
 	}
@@ -694,7 +680,7 @@ static int build_env(struct strvec *env, const struct arl_step *step, const char
 
 	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
 		if (!arl_strmap_get(&step->env, defaults[i].key))
-			sv_pushf(env, "%s=%s", defaults[i].key, defaults[i].val);
+			sv_take(env, arl_xasprintf("%s=%s", defaults[i].key, defaults[i].val));
 	for (size_t i = 0; i < step->env.n; i++) {
 		const struct arl_kv *kv = &step->env.v[i];
 
@@ -703,9 +689,9 @@ static int build_env(struct strvec *env, const struct arl_step *step, const char
 			return -1;
 		}
 		if (strcmp(kv->key, "ARL_WORKSPACE"))
-			sv_pushf(env, "%s=%s", kv->key, kv->val ? kv->val : "");
+			sv_take(env, arl_xasprintf("%s=%s", kv->key, kv->val ? kv->val : ""));
 	}
-	sv_pushf(env, "ARL_WORKSPACE=%s", ws);
+	sv_take(env, arl_xasprintf("ARL_WORKSPACE=%s", ws));
 	return 0;
 }
 
@@ -1136,7 +1122,7 @@ static int open_state_dir(struct local *L, const char *dir, struct arl_err *err)
 		          canon, (unsigned)st.st_uid);
 		goto out;
 	}
-	if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX)) {
+	if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
 		arl_error(err, ARL_E_SYS, "state directory '%s' is writable by other users", canon);
 		goto out;
 	}
@@ -1393,7 +1379,6 @@ static int local_acquire(void *state, const struct arl_pool *pool,
 	struct warm_pool *w;
 	char *name = NULL;
 
-	(void)req;
 	pthread_mutex_lock(&L->mu);
 	if ((w = find_warm(L, pool))) {
 		if (w->nready)
@@ -1410,6 +1395,8 @@ static int local_acquire(void *state, const struct arl_pool *pool,
 	sb->pool = pool;
 	sb->name = name;
 	sb->path = arl_xasprintf("%s/%s", L->state_dir, name);
+	if (req && req->job && req->job->name)
+		sb->job = arl_xstrdup(req->job->name);
 	*out = sb;
 	return 0;
 }
@@ -1431,8 +1418,13 @@ static int local_exec(void *state, struct arl_sandbox *sb, const struct arl_step
 	else
 		ret = run_command(L, sb, step, ctx, res, cls, err);
 	if (ret < 0) {
+		/* The error is the attempt's; the step just has no output of its own. */
 		*cls = ARL_CLASS_INFRA;
 		res->state = ARL_STATE_FAILED;
+		if (!res->out.data)
+			set_output(&res->out, "");
+		if (!res->err.data)
+			set_output(&res->err, "");
 	}
 	res->finished_ms = arl_wall_ms();
 	return ret;
@@ -1451,11 +1443,14 @@ static void local_release(void *state, struct arl_sandbox *sb, bool keep)
 	if (!sb)
 		return;
 	if (keep)
-		log_line("arl-batch: keeping sandbox '%s'", sb->path);
+		log_line("arl-batch: %s%s%skeeping sandbox '%s' (keepAlive)",
+		         sb->job ? "job '" : "", sb->job ? sb->job : "", sb->job ? "': " : "",
+		         sb->path);
 	else if (rm_tree(L->state_fd, sb->name, &err) < 0)
 		log_line("arl-batch: cannot delete sandbox '%s': %s", sb->path, err.msg);
 	free(sb->name);
 	free(sb->path);
+	free(sb->job);
 	free(sb);
 }
 

@@ -39,8 +39,11 @@ static const char help_text[] =
     "  --run RUN         a run id, 'latest' (the default), or a run name (its latest run)\n"
     "  --state STATES    only jobs in these states: Pending, Running, Succeeded, Failed,\n"
     "                    Skipped, Cancelled (comma-separated, any case)\n"
-    "  --format FORMAT   table (default), json (ARL Task-shaped objects), csv (RFC 4180)\n"
-    "                    or junit (JUnit XML: one testsuite, a testcase per job)\n";
+    "  --format FORMAT   table (default), json (ARL Task-shaped objects), csv (RFC 4180,\n"
+    "                    a metric_<name> column per metric; a Skipped job shows the\n"
+    "                    metrics of the result it stands for) or junit (JUnit XML: a\n"
+    "                    testsuite per job file, a testcase per job, the last 4 KiB of\n"
+    "                    stdout and stderr)\n";
 
 static const char run_sql[] =
     "SELECT id, name, status, started_at, duration_ms, jobs_total, jobs_succeeded,"
@@ -279,25 +282,71 @@ out:
 
 /* ---- csv ---- */
 
-static void csv_header(void)
+/*
+ * The metric names of a run, one column each (metric_<name>) after the fixed columns, in
+ * name order. A Skipped job shows the metrics of the job whose result stands for it, so the
+ * table of a resumed run is complete.
+ */
+static const char csv_names_sql[] =
+    "SELECT DISTINCT m.name FROM jobs j JOIN metrics m ON m.job_id = coalesce(j.skipped_from, j.id)"
+    " WHERE j.run_id = ?1 ORDER BY m.name";
+
+struct csv_metrics {
+	char **names;
+	size_t n, cap;
+};
+
+static void csv_header(const struct csv_metrics *m)
 {
 	static const char *const names[] = {
-	    "run_id",     "key",         "name",        "file",        "pool",
-	    "state",      "attempts",    "exit_code",   "error_class", "error",
-	    "started_at", "finished_at", "duration_ms",
+	    "run_id",     "key",         "name",        "file",         "pool",
+	    "state",      "attempts",    "exit_code",   "error_class",  "error",
+	    "started_at", "finished_at", "duration_ms", "skipped_from",
 	};
 	size_t n = sizeof(names) / sizeof(names[0]);
 
 	for (size_t i = 0; i < n; i++)
-		arl_view_csv(stdout, names[i], strlen(names[i]), i + 1 == n);
+		arl_view_csv(stdout, names[i], strlen(names[i]), i + 1 == n && !m->n);
+	for (size_t i = 0; i < m->n; i++) {
+		char *col = arl_xasprintf("metric_%s", m->names[i]);
+
+		arl_view_csv(stdout, col, strlen(col), i + 1 == m->n);
+		free(col);
+	}
 }
 
-static void csv_row(int64_t run_id, sqlite3_stmt *st)
+static int csv_load_names(struct ctx *c, int64_t run_id, struct csv_metrics *m)
 {
-	static const int cols[] = {J_KEY,  J_NAME,  J_FILE,  J_POOL,    J_STATE,    J_ATTEMPTS,
-	                           J_EXIT, J_CLASS, J_ERROR, J_STARTED, J_FINISHED, J_DURATION};
-	size_t n = sizeof(cols) / sizeof(cols[0]);
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (arl_store_prepare(c->store, csv_names_sql, &st, NULL, &c->err) < 0)
+		return -1;
+	sqlite3_bind_int64(st, 1, run_id);
+	while ((rc = arl_store_step(c->store, st, &c->err)) == 1) {
+		ARL_GROW(m->names, m->cap, m->n + 1);
+		m->names[m->n++] = arl_xstrdup(col_text(st, 0));
+	}
+	sqlite3_finalize(st);
+	return rc < 0 ? -1 : 0;
+}
+
+static void csv_release(struct csv_metrics *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		free(m->names[i]);
+	free(m->names);
+}
+
+static int csv_row(struct ctx *c, int64_t run_id, const struct csv_metrics *m)
+{
+	static const int cols[] = {J_KEY,     J_NAME,     J_FILE,     J_POOL,        J_STATE,
+	                           J_ATTEMPTS, J_EXIT,    J_CLASS,    J_ERROR,       J_STARTED,
+	                           J_FINISHED, J_DURATION, J_SKIPPED_FROM};
+	size_t n = sizeof(cols) / sizeof(cols[0]), col = 0;
+	sqlite3_stmt *st = c->jobs;
 	char id[24];
+	int rc = 0;
 
 	snprintf(id, sizeof(id), "%lld", (long long)run_id);
 	arl_view_csv(stdout, id, strlen(id), false);
@@ -306,8 +355,31 @@ static void csv_row(int64_t run_id, sqlite3_stmt *st)
 
 		/* NULL is an empty field: CSV has no null, and "" never appears in these columns. */
 		arl_view_csv(stdout, v, v ? (size_t)sqlite3_column_bytes(st, cols[i]) : 0,
-		             i + 1 == n);
+		             i + 1 == n && !m->n);
 	}
+	if (!m->n)
+		return 0;
+	/* Both lists are in name order (SQLite's BINARY collation is strcmp's): merge them. */
+	bind_job(c->metrics, sqlite3_column_type(st, J_SKIPPED_FROM) != SQLITE_NULL
+	                         ? sqlite3_column_int64(st, J_SKIPPED_FROM)
+	                         : sqlite3_column_int64(st, J_ID));
+	while (col < m->n && (rc = arl_store_step(c->store, c->metrics, &c->err)) == 1) {
+		const char *name = col_text(c->metrics, 0), *v = col_text(c->metrics, 1);
+
+		while (col < m->n && strcmp(m->names[col], name) < 0) {
+			arl_view_csv(stdout, "", 0, col + 1 == m->n);
+			col++;
+		}
+		if (col < m->n && !strcmp(m->names[col], name)) {
+			arl_view_csv(stdout, v, v ? (size_t)sqlite3_column_bytes(c->metrics, 1) : 0,
+			             col + 1 == m->n);
+			col++;
+		}
+	}
+	stmt_reset(c->metrics);
+	for (; col < m->n; col++)
+		arl_view_csv(stdout, "", 0, col + 1 == m->n);
+	return rc < 0 ? -1 : 0;
 }
 
 /* ---- table ---- */
@@ -349,40 +421,105 @@ static void table_row(struct arl_view_table *t, sqlite3_stmt *st)
 
 /* ---- junit ---- */
 
-/* XML 1.0 text and attribute escaping; a control character XML forbids becomes U+FFFD. */
+/*
+ * One <testsuite> per job file, one <testcase> per job, in the shape Jenkins, GitLab and the
+ * Ant-derived schemas share (tests/integration/junit.xsd is that shape; xmllint checks it).
+ * The jobs of a file come out together and in the order they were recorded; the window
+ * function keeps that order even for a run whose files' jobs were interleaved.
+ */
+static const char junit_sql[] =
+    "SELECT j.id, j.key, j.name, j.file, j.state, j.error_class, j.error, j.duration_ms,"
+    " j.started_at, j.attempts, j.exit_code, s.state, s.run_id, s.error_class"
+    " FROM jobs j LEFT JOIN jobs s ON s.id = j.skipped_from WHERE j.run_id = ?1"
+    " ORDER BY min(j.id) OVER (PARTITION BY j.file), j.id";
+
+/* Columns of junit_sql, in SELECT order. */
+enum {
+	U_ID,
+	U_KEY,
+	U_NAME,
+	U_FILE,
+	U_STATE,
+	U_CLASS,
+	U_ERROR,
+	U_DURATION,
+	U_STARTED,
+	U_ATTEMPTS,
+	U_EXIT,
+	U_FROM_STATE,
+	U_FROM_RUN,
+	U_FROM_CLASS
+};
+
+/* The output kept per stream and test case: its end, where a failure shows. */
+#define JUNIT_TAIL 4096
+
+/*
+ * Appends @s to @out escaped for XML 1.0 text (@attr: an attribute value). The stored output is
+ * meant to be UTF-8 already; anything XML cannot carry (an invalid sequence, a control
+ * character, U+FFFE/U+FFFF) becomes U+FFFD so the document always parses.
+ */
 static void xml_escape(FILE *out, const char *s, size_t len, bool attr)
 {
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
 
-		switch (ch) {
-		case '&':
-			fputs("&amp;", out);
-			break;
-		case '<':
-			fputs("&lt;", out);
-			break;
-		case '>':
-			fputs("&gt;", out);
-			break;
-		case '"':
-			fputs(attr ? "&quot;" : "\"", out);
-			break;
-		case '\n':
-			fputs(attr ? "&#10;" : "\n", out);
-			break;
-		case '\r':
-			fputs("&#13;", out);
-			break;
-		case '\t':
-			fputs(attr ? "&#9;" : "\t", out);
-			break;
-		default:
-			if (ch < 0x20 || ch == 0x7f)
-				fputs("\xEF\xBF\xBD", out);
-			else
-				fputc(ch, out);
+	while (i < len) {
+		unsigned char ch = p[i];
+		size_t n;
+		uint32_t cp;
+
+		if (ch < 0x80) {
+			i++;
+			switch (ch) {
+			case '&':
+				fputs("&amp;", out);
+				break;
+			case '<':
+				fputs("&lt;", out);
+				break;
+			case '>':
+				fputs("&gt;", out);
+				break;
+			case '"':
+				fputs(attr ? "&quot;" : "\"", out);
+				break;
+			case '\n':
+				fputs(attr ? "&#10;" : "\n", out);
+				break;
+			case '\r':
+				fputs("&#13;", out);
+				break;
+			case '\t':
+				fputs(attr ? "&#9;" : "\t", out);
+				break;
+			default:
+				if (ch < 0x20 || ch == 0x7f)
+					fputs("\xEF\xBF\xBD", out);
+				else
+					fputc(ch, out);
+			}
+			continue;
 		}
+		n = ch >= 0xF0 && ch <= 0xF4 ? 4 : ch >= 0xE0 ? 3 : ch >= 0xC2 && ch <= 0xDF ? 2 : 0;
+		cp = n == 4 ? ch & 0x07u : n == 3 ? ch & 0x0Fu : ch & 0x1Fu;
+		for (size_t k = 1; n && k < n; k++) {
+			if (i + k >= len || (p[i + k] & 0xC0) != 0x80) {
+				n = 0;
+				break;
+			}
+			cp = cp << 6 | (p[i + k] & 0x3Fu);
+		}
+		/* Overlong forms, surrogates, beyond U+10FFFF and XML's two non-characters. */
+		if (!n || (n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+		    (cp >= 0xD800 && cp <= 0xDFFF) || cp == 0xFFFE || cp == 0xFFFF ||
+		    (cp >= 0x80 && cp <= 0x9F)) {
+			fputs("\xEF\xBF\xBD", out);
+			i += n ? n : 1;
+			continue;
+		}
+		fwrite(p + i, 1, n, out);
+		i += n;
 	}
 }
 
@@ -394,73 +531,156 @@ static void xml_attr(FILE *out, const char *name, const char *v)
 	fputc('"', out);
 }
 
-struct junit_counts {
+/* Seconds with milliseconds, as JUnit's time attributes want them. */
+static void xml_time(FILE *out, int64_t ms)
+{
+	if (ms < 0)
+		ms = 0;
+	fprintf(out, " time=\"%lld.%03lld\"", (long long)(ms / 1000), (long long)(ms % 1000));
+}
+
+/* JUnit's timestamp: ISO 8601 to the second, no zone (it is UTC, like everything stored). */
+static void xml_timestamp(FILE *out, const char *rfc3339)
+{
+	char ts[24];
+
+	if (!rfc3339 || strlen(rfc3339) < 19)
+		return;
+	snprintf(ts, sizeof(ts), "%.19s", rfc3339);
+	xml_attr(out, "timestamp", ts);
+}
+
+/* The last JUNIT_TAIL bytes of @b (from a character boundary), marking what was left out. */
+static void junit_tail(FILE *out, const char *tag, const struct arl_buf *b, bool stored_trunc)
+{
+	size_t start = 0;
+
+	if (!b->len)
+		return;
+	if (b->len > JUNIT_TAIL) {
+		start = b->len - JUNIT_TAIL;
+		while (start < b->len && ((unsigned char)b->p[start] & 0xC0) == 0x80)
+			start++;
+	}
+	fprintf(out, "      <%s>", tag);
+	if (start || stored_trunc)
+		fprintf(out, "[arl-batch: the last %zu bytes%s; arl-batch show has the rest]\n",
+		        b->len - start, stored_trunc ? " of the kept output, itself truncated" : "");
+	xml_escape(out, b->p + start, b->len - start, false);
+	fprintf(out, "</%s>\n", tag);
+}
+
+enum junit_kind { JK_PASSED, JK_FAILURE, JK_ERROR, JK_SKIPPED };
+
+/*
+ * failed and timeout: the job ran and did not pass (JUnit "failure"). infra and cancelled: it
+ * could not be carried out (JUnit "error"). Skipped jobs took their result from an earlier
+ * run; Pending and Running ones never finished: both are JUnit "skipped".
+ */
+static enum junit_kind junit_kind_of(const char *state, const char *cls)
+{
+	if (!strcmp(state, "Succeeded"))
+		return JK_PASSED;
+	if (!strcmp(state, "Failed"))
+		return cls && (!strcmp(cls, "infra") || !strcmp(cls, "cancelled")) ? JK_ERROR
+		                                                                      : JK_FAILURE;
+	if (!strcmp(state, "Cancelled"))
+		return JK_ERROR;
+	return JK_SKIPPED;
+}
+
+struct junit_suite {
 	size_t tests, failures, errors, skipped;
 	int64_t ms;
+	char *first_start; /* the earliest job start, or NULL */
 };
 
-static int junit_case(struct ctx *c, FILE *out, struct junit_counts *n)
+static void junit_count(struct junit_suite *su, sqlite3_stmt *st)
 {
-	sqlite3_stmt *st = c->jobs;
-	const char *state = col_text(st, J_STATE), *cls = col_text(st, J_CLASS);
-	const char *error = col_text(st, J_ERROR), *key = col_text(st, J_KEY);
-	struct output o = {ARL_BUF_INIT, ARL_BUF_INIT, false, false};
-	int64_t ms = sqlite3_column_int64(st, J_DURATION);
-	char *classname = arl_xstrndup(key, strcspn(key, "/"));
-	char *msg = NULL;
+	const char *started = col_text(st, U_STARTED);
 
-	if (read_steps(c, sqlite3_column_int64(st, J_ID), &o, NULL) < 0) {
+	su->tests++;
+	switch (junit_kind_of(col_text(st, U_STATE), col_text(st, U_CLASS))) {
+	case JK_FAILURE:
+		su->failures++;
+		break;
+	case JK_ERROR:
+		su->errors++;
+		break;
+	case JK_SKIPPED:
+		su->skipped++;
+		break;
+	default:
+		break;
+	}
+	su->ms += sqlite3_column_int64(st, U_DURATION);
+	/* RFC 3339 UTC with a fixed layout: text order is time order. */
+	if (started && (!su->first_start || strcmp(started, su->first_start) < 0)) {
+		free(su->first_start);
+		su->first_start = arl_xstrdup(started);
+	}
+}
+
+static int junit_case(struct ctx *c, sqlite3_stmt *st, FILE *out)
+{
+	const char *state = col_text(st, U_STATE), *cls = col_text(st, U_CLASS);
+	const char *error = col_text(st, U_ERROR), *key = col_text(st, U_KEY);
+	struct output o = {ARL_BUF_INIT, ARL_BUF_INIT, false, false};
+	char *classname = arl_xstrndup(key, strcspn(key, "/")), *msg = NULL;
+	enum junit_kind kind = junit_kind_of(state, cls);
+
+	if (read_steps(c, sqlite3_column_int64(st, U_ID), &o, NULL) < 0) {
 		free(classname);
 		output_release(&o);
 		return -1;
 	}
-	n->tests++;
-	n->ms += ms;
 	fputs("    <testcase", out);
-	xml_attr(out, "name", col_text(st, J_NAME));
+	xml_attr(out, "name", col_text(st, U_NAME));
 	xml_attr(out, "classname", classname);
-	fprintf(out, " time=\"%lld.%03lld\"", (long long)(ms / 1000), (long long)(ms % 1000));
-	xml_attr(out, "file", col_text(st, J_FILE));
+	xml_time(out, sqlite3_column_int64(st, U_DURATION));
 	fputs(">\n", out);
-	msg = arl_xstrdup(error ? error : (cls ? cls : state));
-	/*
-	 * infra and cancelled mean the test could not be carried out (JUnit "error"); failed
-	 * and timeout mean it ran and did not pass ("failure"). Skipped jobs succeeded in an
-	 * earlier run; Pending and Running ones have not finished.
-	 */
-	if (!strcmp(state, "Failed") && cls && strcmp(cls, "infra") != 0) {
-		n->failures++;
-		fputs("      <failure", out);
-		xml_attr(out, "type", cls);
+	switch (kind) {
+	case JK_FAILURE:
+	case JK_ERROR:
+		msg = arl_xstrdup(error ? error : (cls ? cls : state));
+		fprintf(out, "      <%s", kind == JK_FAILURE ? "failure" : "error");
+		xml_attr(out, "type", cls ? cls : (strcmp(state, "Cancelled") ? "failed" : "cancelled"));
 		xml_attr(out, "message", msg);
-		fputs("/>\n", out);
-	} else if (!strcmp(state, "Failed") || !strcmp(state, "Cancelled")) {
-		n->errors++;
-		fputs("      <error", out);
-		xml_attr(out, "type", cls ? cls : "cancelled");
-		xml_attr(out, "message", msg);
-		fputs("/>\n", out);
-	} else if (strcmp(state, "Succeeded") != 0) {
-		char *why = !strcmp(state, "Skipped")
-		                ? arl_xasprintf("unchanged since a successful earlier run")
-		                : arl_xasprintf("not finished (%s)", state);
+		fputc('>', out);
+		fprintf(out, "%s after %lld attempt%s", state,
+		        (long long)sqlite3_column_int64(st, U_ATTEMPTS),
+		        sqlite3_column_int64(st, U_ATTEMPTS) == 1 ? "" : "s");
+		if (cls)
+			fprintf(out, " (%s)", cls);
+		if (sqlite3_column_type(st, U_EXIT) != SQLITE_NULL)
+			fprintf(out, ", exit code %lld", (long long)sqlite3_column_int64(st, U_EXIT));
+		if (error) {
+			fputs(": ", out);
+			xml_escape(out, error, strlen(error), false);
+		}
+		fprintf(out, "</%s>\n", kind == JK_FAILURE ? "failure" : "error");
+		break;
+	case JK_SKIPPED:
+		if (!strcmp(state, "Skipped") && sqlite3_column_type(st, U_FROM_RUN) != SQLITE_NULL) {
+			const char *fs = col_text(st, U_FROM_STATE), *fc = col_text(st, U_FROM_CLASS);
 
-		n->skipped++;
+			msg = arl_xasprintf("the result of run %lld stands: %s%s%s%s",
+			                    (long long)sqlite3_column_int64(st, U_FROM_RUN), fs,
+			                    fc ? " (" : "", fc ? fc : "", fc ? ")" : "");
+		} else if (!strcmp(state, "Skipped")) {
+			msg = arl_xstrdup("skipped: the earlier result it stood for was pruned");
+		} else {
+			msg = arl_xasprintf("not finished (%s)", state);
+		}
 		fputs("      <skipped", out);
-		xml_attr(out, "message", why);
+		xml_attr(out, "message", msg);
 		fputs("/>\n", out);
-		free(why);
+		break;
+	default:
+		break;
 	}
-	if (o.out.len) {
-		fputs("      <system-out>", out);
-		xml_escape(out, o.out.p, o.out.len, false);
-		fputs("</system-out>\n", out);
-	}
-	if (o.err.len) {
-		fputs("      <system-err>", out);
-		xml_escape(out, o.err.p, o.err.len, false);
-		fputs("</system-err>\n", out);
-	}
+	junit_tail(out, "system-out", &o.out, o.out_trunc);
+	junit_tail(out, "system-err", &o.err, o.err_trunc);
 	fputs("    </testcase>\n", out);
 	free(msg);
 	free(classname);
@@ -468,66 +688,144 @@ static int junit_case(struct ctx *c, FILE *out, struct junit_counts *n)
 	return 0;
 }
 
+static void junit_property(FILE *out, const char *name, const char *value)
+{
+	fputs("      <property", out);
+	xml_attr(out, "name", name);
+	xml_attr(out, "value", value ? value : "");
+	fputs("/>\n", out);
+}
+
 /*
- * The testsuite element carries the counts, so the cases go to memory first and are copied
- * out after the suite's opening tag.
+ * Two passes over the run's jobs: the first counts per file (the testsuite's attributes come
+ * before its cases), the second prints. Nothing but the counts is held, so the report of a
+ * 100 000-job run streams in constant memory.
  */
 static int junit_print(struct ctx *c, int64_t run_id)
 {
-	struct junit_counts n = {0};
-	sqlite3_stmt *run = c->run;
-	char *cases = NULL, ts[24];
-	size_t len = 0;
-	FILE *mem = open_memstream(&cases, &len);
+	struct junit_suite *suites = NULL, total = {0};
+	size_t nsuites = 0, cap = 0, si = 0;
+	sqlite3_stmt *run = c->run, *st = NULL;
+	char *prev_file = NULL, *host = NULL, *run_start = NULL, *run_name = NULL, *status = NULL;
+	char idbuf[24];
+	bool in_txn = false;
 	int rc, ret = -1;
 
-	if (!mem)
-		return arl_error_errno(&c->err, errno, "cannot buffer the JUnit report");
-	while ((rc = arl_store_step(c->store, c->jobs, &c->err)) == 1)
-		if (wanted(c, col_text(c->jobs, J_STATE)) && junit_case(c, mem, &n) < 0)
-			goto out;
-	if (rc < 0)
-		goto out;
-	if (fclose(mem) != 0) {
-		mem = NULL;
-		arl_error_errno(&c->err, errno, "cannot buffer the JUnit report");
-		goto out;
-	}
-	mem = NULL;
+	/* One read transaction: both passes see the same snapshot, even of a run in progress. */
+	if (sqlite3_exec(arl_store_db(c->store), "BEGIN", NULL, NULL, NULL) == SQLITE_OK)
+		in_txn = true;
 	sqlite3_bind_int64(run, 1, run_id);
 	if ((rc = arl_store_step(c->store, run, &c->err)) <= 0) {
 		if (rc == 0)
 			arl_error(&c->err, ARL_E_DB, "run %lld vanished", (long long)run_id);
 		goto out;
 	}
-	fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites", stdout);
-	xml_attr(stdout, "name", "arl-batch");
-	fprintf(stdout, " tests=\"%zu\" failures=\"%zu\" errors=\"%zu\" skipped=\"%zu\"", n.tests,
-	        n.failures, n.errors, n.skipped);
-	fprintf(stdout, " time=\"%lld.%03lld\">\n", (long long)(n.ms / 1000),
-	        (long long)(n.ms % 1000));
-	fputs("  <testsuite", stdout);
-	xml_attr(stdout, "name", col_text(run, 1));
-	fprintf(stdout, " id=\"%lld\"", (long long)run_id);
-	fprintf(stdout, " tests=\"%zu\" failures=\"%zu\" errors=\"%zu\" skipped=\"%zu\"", n.tests,
-	        n.failures, n.errors, n.skipped);
-	fprintf(stdout, " time=\"%lld.%03lld\"", (long long)(n.ms / 1000),
-	        (long long)(n.ms % 1000));
-	/* The JUnit schema's timestamp has no zone: it is UTC, like everything stored. */
-	if (col_text(run, 3) && strlen(col_text(run, 3)) >= 19) {
-		snprintf(ts, sizeof(ts), "%.19s", col_text(run, 3));
-		xml_attr(stdout, "timestamp", ts);
+	run_name = arl_xstrdup(col_text(run, 1) ? col_text(run, 1) : "");
+	status = arl_xstrdup(col_text(run, 2) ? col_text(run, 2) : "");
+	run_start = col_text(run, 3) ? arl_xstrdup(col_text(run, 3)) : NULL;
+	host = arl_xstrdup(col_text(run, 10) ? col_text(run, 10) : "localhost");
+	stmt_reset(run);
+
+	if (arl_store_prepare(c->store, junit_sql, &st, NULL, &c->err) < 0)
+		goto out;
+	sqlite3_bind_int64(st, 1, run_id);
+	while ((rc = arl_store_step(c->store, st, &c->err)) == 1) {
+		const char *file = col_text(st, U_FILE);
+
+		if (!wanted(c, col_text(st, U_STATE)))
+			continue;
+		if (!prev_file || strcmp(prev_file, file) != 0) {
+			ARL_GROW(suites, cap, nsuites + 1);
+			memset(&suites[nsuites++], 0, sizeof(*suites));
+			free(prev_file);
+			prev_file = arl_xstrdup(file);
+		}
+		junit_count(&suites[nsuites - 1], st);
 	}
-	xml_attr(stdout, "hostname", col_text(run, 10));
+	if (rc < 0)
+		goto out;
+	for (size_t i = 0; i < nsuites; i++) {
+		total.tests += suites[i].tests;
+		total.failures += suites[i].failures;
+		total.errors += suites[i].errors;
+		total.skipped += suites[i].skipped;
+		total.ms += suites[i].ms;
+	}
+
+	fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites", stdout);
+	xml_attr(stdout, "name", run_name);
+	fprintf(stdout, " tests=\"%zu\" failures=\"%zu\" errors=\"%zu\"", total.tests,
+	        total.failures, total.errors);
+	xml_time(stdout, total.ms);
 	fputs(">\n", stdout);
-	fwrite(cases, 1, len, stdout);
-	fputs("  </testsuite>\n</testsuites>\n", stdout);
+
+	free(prev_file);
+	prev_file = NULL;
+	sqlite3_reset(st);
+	while ((rc = arl_store_step(c->store, st, &c->err)) == 1) {
+		const char *file = col_text(st, U_FILE), *key = col_text(st, U_KEY);
+
+		if (!wanted(c, col_text(st, U_STATE)))
+			continue;
+		if (!prev_file || strcmp(prev_file, file) != 0) {
+			const struct junit_suite *su;
+			char *stem;
+
+			if (si >= nsuites) {
+				arl_error(&c->err, ARL_E_DB, "the jobs of run %lld changed while read",
+				          (long long)run_id);
+				goto out;
+			}
+			su = &suites[si];
+			stem = arl_xstrndup(key, strcspn(key, "/"));
+
+			if (prev_file)
+				fputs("  </testsuite>\n", stdout);
+			free(prev_file);
+			prev_file = arl_xstrdup(file);
+			fputs("  <testsuite", stdout);
+			xml_attr(stdout, "name", stem);
+			fprintf(stdout,
+			        " tests=\"%zu\" failures=\"%zu\" errors=\"%zu\" skipped=\"%zu\"",
+			        su->tests, su->failures, su->errors, su->skipped);
+			xml_time(stdout, su->ms);
+			xml_timestamp(stdout, su->first_start ? su->first_start : run_start);
+			xml_attr(stdout, "hostname", host);
+			fprintf(stdout, " id=\"%zu\"", si);
+			xml_attr(stdout, "package", run_name);
+			xml_attr(stdout, "file", file);
+			fputs(">\n    <properties>\n", stdout);
+			snprintf(idbuf, sizeof(idbuf), "%lld", (long long)run_id);
+			junit_property(stdout, "arl-batch.run.id", idbuf);
+			junit_property(stdout, "arl-batch.run.name", run_name);
+			junit_property(stdout, "arl-batch.run.status", status);
+			junit_property(stdout, "arl-batch.file", file);
+			fputs("    </properties>\n", stdout);
+			free(stem);
+			si++;
+		}
+		if (junit_case(c, st, stdout) < 0)
+			goto out;
+	}
+	if (rc < 0)
+		goto out;
+	if (prev_file)
+		fputs("  </testsuite>\n", stdout);
+	fputs("</testsuites>\n", stdout);
 	ret = 0;
 out:
-	if (mem)
-		fclose(mem);
+	sqlite3_finalize(st);
+	if (in_txn)
+		sqlite3_exec(arl_store_db(c->store), "COMMIT", NULL, NULL, NULL);
 	stmt_reset(run);
-	free(cases);
+	for (size_t i = 0; i < nsuites; i++)
+		free(suites[i].first_start);
+	free(suites);
+	free(prev_file);
+	free(host);
+	free(run_start);
+	free(run_name);
+	free(status);
 	return ret;
 }
 
@@ -568,14 +866,18 @@ static int print_results(struct ctx *c, int64_t run_id)
 	};
 	struct arl_view_table table = ARL_VIEW_TABLE_INIT(cols, sizeof(cols) / sizeof(cols[0]));
 	struct arl_view_json_array arr = {stdout, 0};
+	struct csv_metrics metrics = {NULL, 0, 0};
 	bool color = arl_cli_color(STDOUT_FILENO);
 	int rc, ret = -1;
 
-	sqlite3_bind_int64(c->jobs, 1, run_id);
 	if (c->format == F_JUNIT)
 		return junit_print(c, run_id);
-	if (c->format == F_CSV)
-		csv_header();
+	sqlite3_bind_int64(c->jobs, 1, run_id);
+	if (c->format == F_CSV) {
+		if (csv_load_names(c, run_id, &metrics) < 0)
+			return -1;
+		csv_header(&metrics);
+	}
 	while ((rc = arl_store_step(c->store, c->jobs, &c->err)) == 1) {
 		if (!wanted(c, col_text(c->jobs, J_STATE)))
 			continue;
@@ -585,7 +887,8 @@ static int print_results(struct ctx *c, int64_t run_id)
 				goto out;
 			break;
 		case F_CSV:
-			csv_row(run_id, c->jobs);
+			if (csv_row(c, run_id, &metrics) < 0)
+				goto out;
 			break;
 		default:
 			table_row(&table, c->jobs);
@@ -607,6 +910,7 @@ static int print_results(struct ctx *c, int64_t run_id)
 	ret = 0;
 out:
 	arl_view_table_release(&table);
+	csv_release(&metrics);
 	return ret;
 }
 

@@ -65,7 +65,7 @@ static void on_start(void *ctx, struct arl_sched_job *j)
 		r->store_err = err;
 }
 
-static void on_done(void *ctx, struct arl_sched_job *j)
+static void record_done(void *ctx, struct arl_sched_job *j)
 {
 	struct run *r = ctx;
 	struct arl_err err = ARL_ERR_INIT;
@@ -99,6 +99,13 @@ static void on_done(void *ctx, struct arl_sched_job *j)
 			what ? what : "failed", j->job->key, dbuf, res->nattempts,
 			res->nattempts == 1 ? "" : "s", res->error ? ": " : "",
 			res->error ? res->error : "");
+}
+
+/* Once stored, a result's output is not needed: memory must not grow with what jobs print. */
+static void on_done(void *ctx, struct arl_sched_job *j)
+{
+	record_done(ctx, j);
+	arl_job_result_release(&j->result);
 }
 
 static char *default_run_name(struct arl_jobfile *const *files, size_t n)

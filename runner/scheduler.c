@@ -299,6 +299,10 @@ static void handle_done(struct state *s, struct work *w)
 		return;
 	}
 	if (a->state == ARL_STATE_CANCELLED || a->cls == ARL_CLASS_CANCELLED) {
+		if (!r->error)
+			r->error = arl_xstrdup(s->out->stop == ARL_STOP_DEADLINE
+						       ? "cancelled: the run's --deadline passed"
+						       : "cancelled: the run was interrupted");
 		finish(s, j, ARL_STATE_CANCELLED, ARL_CLASS_CANCELLED);
 		return;
 	}

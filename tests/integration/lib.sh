@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # PASS/FAIL/RC/TMP are read by the sourcing script
 # Shared helpers of the integration tests (sourced by test_*.sh, not a test itself).
 #
 # Environment: ARL_BATCH (the binary) and SOURCE_DIR (the repository root), both set by ctest;
@@ -36,7 +37,8 @@ require_tools() {
 # A temp dir removed on exit; sets TMP. Extra cleanup commands go in CLEANUP (a function name).
 make_tmp() {
 	TMP=$(mktemp -d "${TMPDIR:-/tmp}/arl-it.XXXXXX")
-	trap 'rc=$?; [ -n "${CLEANUP:-}" ] && "$CLEANUP" || true; rm -rf "$TMP"; exit $rc' EXIT
+	# shellcheck disable=SC2154 # rc is assigned inside the trap
+	trap 'rc=$?; if [ -n "${CLEANUP:-}" ]; then "$CLEANUP" || true; fi; rm -rf "$TMP"; exit $rc' EXIT
 }
 
 ok() {

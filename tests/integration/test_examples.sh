@@ -5,8 +5,8 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-require_tools sqlite3 python3
 require_bwrap
+require_tools sqlite3 python3
 make_tmp
 
 DB=$TMP/examples.db
@@ -174,7 +174,7 @@ for n in 101 102 103 104; do
 done
 check_eq "swebench: swe-demo__calc-105 stores its metrics line too (resolved=0)" \
 	"$(metric 09-swebench/swe-demo__calc-105 resolved)" "0.0"
-check_eq "swebench: every job has fail_to_pass_total and pass_to_pass_total metrics" \
+check_eq "swebench: all 5 jobs have fail_to_pass_total and pass_to_pass_total metrics" \
 	"$(sql "$DB" "SELECT count(*) FROM jobs j WHERE key LIKE '09-swebench/%' AND
 	   (SELECT count(*) FROM metrics WHERE job_id = j.id AND name IN ('fail_to_pass_total', 'pass_to_pass_total')) = 2")" 5
 check_eq "swebench: item JSON and templated labels stored" \
@@ -201,7 +201,7 @@ check_eq "metrics only for jobs with metrics: json (02-pipeline, 09-swebench)" \
 
 echo "# sandboxes"
 kept=$(sql "$DB" "SELECT a.sandbox FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.key = '07-session/session'")
-left=$(cd "$DB.sandboxes" 2>/dev/null && find . -mindepth 1 -maxdepth 1 ! -name '.*' -printf '%f\n' | sort || true)
+left=$(find "$DB.sandboxes" -mindepth 1 -maxdepth 1 ! -name '.*' -printf '%f\n' 2>/dev/null | sort || true)
 check_eq "only the keepAlive sandbox (07-session) is left in the state dir" "$left" "$kept"
 
 echo "# read commands"

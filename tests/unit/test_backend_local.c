@@ -159,10 +159,10 @@ static int fx_teardown(void **state)
 }
 
 static int fx_try_open(struct fx *f, enum arl_isolation iso, bool network, const char *workspace,
-		       int replicas, struct arl_err *err)
+                       int replicas, struct arl_err *err)
 {
-	struct arl_backend_opts o = {.state_dir = f->state, .run_id = 7, .run_name = "t",
-				     .cancel_fd = f->cancel_fd};
+	struct arl_backend_opts o = {
+	    .state_dir = f->state, .run_id = 7, .run_name = "t", .cancel_fd = f->cancel_fd};
 
 	f->pool.name = "pool";
 	f->pool.backend = ARL_BACKEND_LOCAL;
@@ -174,7 +174,7 @@ static int fx_try_open(struct fx *f, enum arl_isolation iso, bool network, const
 }
 
 static void fx_open(struct fx *f, enum arl_isolation iso, bool network, const char *workspace,
-		    int replicas)
+                    int replicas)
 {
 	struct arl_err err = ARL_ERR_INIT;
 
@@ -200,7 +200,7 @@ static char *host_path(struct fx *f, struct arl_sandbox *sb, const char *rel)
 
 /* Runs @step with a deadline @timeout_ms from now (0: none); asserts exec() returned 0. */
 static void exec_step(struct fx *f, struct arl_sandbox *sb, const struct arl_step *step,
-		      int64_t timeout_ms, struct arl_step_result *res, enum arl_class *cls)
+                      int64_t timeout_ms, struct arl_step_result *res, enum arl_class *cls)
 {
 	struct arl_exec_ctx ctx = {.deadline_ms = timeout_ms ? arl_now_ms() + timeout_ms : 0};
 	struct arl_err err = ARL_ERR_INIT;
@@ -214,12 +214,15 @@ static void exec_step(struct fx *f, struct arl_sandbox *sb, const struct arl_ste
 
 /* `sh -c script` in @wd (NULL: default) with env pairs "K", "V", ..., NULL. */
 static void sh_env(struct fx *f, struct arl_sandbox *sb, const char *wd, const char *script,
-		   int64_t timeout_ms, struct arl_step_result *res, enum arl_class *cls, ...)
+                   int64_t timeout_ms, struct arl_step_result *res, enum arl_class *cls, ...)
 {
 	char *argv[] = {"sh", "-c", (char *)script, NULL};
 	struct arl_kv kv[8];
-	struct arl_step step = {.name = "cmd", .type = ARL_STEP_COMMAND, .argv = argv, .argc = 3,
-				.work_dir = (char *)wd};
+	struct arl_step step = {.name = "cmd",
+	                        .type = ARL_STEP_COMMAND,
+	                        .argv = argv,
+	                        .argc = 3,
+	                        .work_dir = (char *)wd};
 	va_list ap;
 	const char *k;
 
@@ -264,10 +267,13 @@ static int sh_fails(struct fx *f, struct arl_sandbox *sb, const char *script)
 }
 
 static void patch(struct fx *f, struct arl_sandbox *sb, const char *path, const char *content,
-		  size_t len, struct arl_step_result *res, enum arl_class *cls)
+                  size_t len, struct arl_step_result *res, enum arl_class *cls)
 {
-	struct arl_step step = {.name = "patch", .type = ARL_STEP_FILEPATCH, .path = (char *)path,
-				.content = (char *)content, .content_len = len};
+	struct arl_step step = {.name = "patch",
+	                        .type = ARL_STEP_FILEPATCH,
+	                        .path = (char *)path,
+	                        .content = (char *)content,
+	                        .content_len = len};
 
 	exec_step(f, sb, &step, 0, res, cls);
 	assert_string_equal(res->type, "FilePatch");
@@ -282,7 +288,7 @@ static void patch_refused(struct fx *f, struct arl_sandbox *sb, const char *path
 	patch(f, sb, path, "evil\n", 5, &res, &cls);
 	if (cls != ARL_CLASS_FAILED || res.state != ARL_STATE_FAILED || !strstr(res.err.data, why))
 		fail_msg("FilePatch '%s': class %d, stderr '%s', wanted '%s'", path, (int)cls,
-			 res.err.data, why);
+		         res.err.data, why);
 	assert_int_equal(res.exit_code, 1);
 	assert_string_equal(res.out.data, "");
 	arl_step_result_release(&res);
@@ -383,8 +389,8 @@ static void check_filepatch_refusals(struct fx *f, struct arl_sandbox *sb)
 	patch_refused(f, sb, "/workspace/dir/", "names a directory");
 	/* Links planted by a step, absolute (to a host dir) and relative (up and out). */
 	script = arl_xasprintf("ln -s '%s' link && ln -s '%s/f' flink && ln -s .. up && "
-			       "mkfifo fifo && touch file && mkdir -p d && ln -s '%s' d/inner",
-			       outside, outside, outside);
+	                       "mkfifo fifo && touch file && mkdir -p d && ln -s '%s' d/inner",
+	                       outside, outside, outside);
 	free(sh_ok(f, sb, NULL, script));
 	free(script);
 	patch_refused(f, sb, "/workspace/link/x", "'/workspace/link' is a symlink");
@@ -436,12 +442,13 @@ static void test_env_and_workdir(void **state)
 	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
 	sb = acquire(f);
 	sh_env(f, sb, NULL,
-	       "echo \"$PATH|$HOME|$LANG|$ARL_WORKSPACE|$FOO|${ARL_TEST_SECRET-unset}|$(pwd)\"",
-	       0, &res, &cls, "FOO", "bar baz", "ARL_WORKSPACE", "/elsewhere", NULL);
+	       "echo \"$PATH|$HOME|$LANG|$ARL_WORKSPACE|$FOO|${ARL_TEST_SECRET-unset}|$(pwd)\"", 0,
+	       &res, &cls, "FOO", "bar baz", "ARL_WORKSPACE", "/elsewhere", NULL);
 	assert_int_equal(cls, ARL_CLASS_NONE);
-	assert_string_equal(res.out.data,
-			    "/usr/local/bin:/usr/bin:/bin|/workspace|C.UTF-8|/workspace|bar baz|unset|"
-			    "/workspace\n");
+	assert_string_equal(
+	    res.out.data,
+	    "/usr/local/bin:/usr/bin:/bin|/workspace|C.UTF-8|/workspace|bar baz|unset|"
+	    "/workspace\n");
 	arl_step_result_release(&res);
 	sh_env(f, sb, NULL, "echo \"$PATH|$LANG\"", 0, &res, &cls, "PATH", "/usr/bin", "LANG", "C",
 	       NULL);
@@ -481,7 +488,8 @@ static void test_isolation(void **state)
 	struct fx *f = *state;
 	struct arl_sandbox *sb;
 	char *hostfile = arl_xasprintf("%s/visible-on-host", f->root);
-	char *script, *out, *tmpmark = arl_xasprintf("/tmp/arl-test-local-mark-%ld", (long)getpid());
+	char *script, *out,
+	    *tmpmark = arl_xasprintf("/tmp/arl-test-local-mark-%ld", (long)getpid());
 
 	write_file(hostfile, "secret\n", 0644);
 	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
@@ -528,8 +536,8 @@ static void test_network(void **state)
 	assert_string_equal(out, "lo\n");
 	free(out);
 	script = arl_xasprintf("python3 -c \"import socket; "
-			       "socket.create_connection(('127.0.0.1', %d), 2)\"",
-			       port);
+	                       "socket.create_connection(('127.0.0.1', %d), 2)\"",
+	                       port);
 	if (have_python)
 		assert_int_equal(sh_fails(f, sb, script), 1);
 	release(f, sb);
@@ -568,6 +576,13 @@ static void make_workspace(const char *ws)
 	p = arl_xasprintf("%s/empty", ws);
 	assert_int_equal(mkdir(p, 0700), 0);
 	free(p);
+	/* Not copied: a FIFO (not workspace content) and the setuid bit. */
+	p = arl_xasprintf("%s/fifo", ws);
+	assert_int_equal(mkfifo(p, 0644), 0);
+	free(p);
+	p = arl_xasprintf("%s/suid", ws);
+	write_file(p, "#!/bin/sh\n", 04755);
+	free(p);
 }
 
 static void check_workspace_copy(struct fx *f, const char *ws)
@@ -581,9 +596,11 @@ static void check_workspace_copy(struct fx *f, const char *ws)
 
 		sb[i] = acquire(f);
 		out = sh_ok(f, sb[i], NULL,
-			    "cat a.txt secret; sub/b.sh; readlink link; test -d empty && "
-			    "stat -c '%a %n' sub sub/b.sh secret empty; echo changed > a.txt");
-		assert_string_equal(out, "A\nS\nB\na.txt\n750 sub\n755 sub/b.sh\n600 secret\n700 empty\n");
+		            "cat a.txt secret; sub/b.sh; readlink link; test -d empty && "
+		            "stat -c '%a %n' sub sub/b.sh secret empty suid; test ! -e fifo && "
+		            "echo changed > a.txt");
+		assert_string_equal(out, "A\nS\nB\na.txt\n750 sub\n755 sub/b.sh\n600 secret\n"
+		                         "700 empty\n755 suid\n");
 		free(out);
 	}
 	for (int i = 0; i < 3; i++)
@@ -695,11 +712,11 @@ static void test_release_hostile(void **state)
 	sb = acquire(f);
 	dir = arl_xasprintf("%s/%s", f->state, arl_backend_local.sandbox_name(sb));
 	script = arl_xasprintf(
-		"mkdir -p locked/in && touch locked/in/f locked/g && chmod 000 locked/in && "
-		"chmod 500 locked && mkdir ro && touch ro/f && chmod 500 ro && "
-		"ln -s '%s' out && ln -s '%s' outfile && mkfifo pipe && "
-		"d=deep; i=0; while [ $i -lt 150 ]; do mkdir $d; cd $d; touch f; i=$((i+1)); done",
-		outside, keep);
+	    "mkdir -p locked/in && touch locked/in/f locked/g && chmod 000 locked/in && "
+	    "chmod 500 locked && mkdir ro && touch ro/f && chmod 500 ro && "
+	    "ln -s '%s' out && ln -s '%s' outfile && mkfifo pipe && "
+	    "d=deep; i=0; while [ $i -lt 150 ]; do mkdir $d; cd $d; touch f; i=$((i+1)); done",
+	    outside, keep);
 	free(sh_ok(f, sb, NULL, script));
 	free(script);
 	release(f, sb);
@@ -776,9 +793,12 @@ static void *worker_main(void *arg)
 		struct arl_exec_ctx ctx = {.deadline_ms = arl_now_ms() + 20000};
 		enum arl_class cls;
 		char content[64], *argv[] = {"cat", "f.txt", NULL};
-		struct arl_step p = {.name = "p", .type = ARL_STEP_FILEPATCH, .path = "/workspace/f.txt",
-				     .content = content};
-		struct arl_step c = {.name = "c", .type = ARL_STEP_COMMAND, .argv = argv, .argc = 2};
+		struct arl_step p = {.name = "p",
+		                     .type = ARL_STEP_FILEPATCH,
+		                     .path = "/workspace/f.txt",
+		                     .content = content};
+		struct arl_step c = {
+		    .name = "c", .type = ARL_STEP_COMMAND, .argv = argv, .argc = 2};
 
 		snprintf(content, sizeof(content), "worker %d item %d\n", w->id, i);
 		p.content_len = strlen(content);
@@ -851,7 +871,8 @@ static void test_none_basics(void **state)
 	free(want);
 	sh_env(f, sb, "/tmp", "pwd", 0, &res, &cls, NULL);
 	assert_int_equal(cls, ARL_CLASS_FAILED);
-	assert_non_null(strstr(res.err.data, "workDir '/tmp' must be inside /workspace with isolation: none"));
+	assert_non_null(
+	    strstr(res.err.data, "workDir '/tmp' must be inside /workspace with isolation: none"));
 	arl_step_result_release(&res);
 	sh_env(f, sb, "/workspace/../..", "pwd", 0, &res, &cls, NULL);
 	assert_int_equal(cls, ARL_CLASS_FAILED);
@@ -933,21 +954,24 @@ static void test_open_errors(void **state)
 	arl_err_clear(&err);
 	assert_int_equal(fx_try_open(f, ARL_ISO_BWRAP, false, NULL, 1, &err), -1);
 	setenv("PATH", path, 1);
-	assert_string_equal(err.msg, "pool 'pool': bubblewrap is not installed (no 'bwrap' in PATH): "
-				     "apt-get install bubblewrap, or set 'isolation: none' on the pool");
+	assert_string_equal(err.msg,
+	                    "pool 'pool': bubblewrap is not installed (no 'bwrap' in PATH): "
+	                    "apt-get install bubblewrap, or set 'isolation: none' on the pool");
 	/* A bwrap that cannot create namespaces: its message, and the ways out. */
 	char *fake = arl_xasprintf("%s/bwrap", empty);
 
-	write_file(fake, "#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n",
-		   0755);
+	write_file(fake,
+	           "#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n",
+	           0755);
 	setenv("PATH", empty, 1);
 	arl_err_clear(&err);
 	assert_int_equal(fx_try_open(f, ARL_ISO_BWRAP, false, NULL, 1, &err), -1);
 	setenv("PATH", path, 1);
 	assert_null(f->st);
-	assert_non_null(strstr(err.msg, "pool 'pool': bwrap cannot create a sandbox (bwrap: No "
-					"permissions to create new namespace): allow unprivileged "
-					"user namespaces (sysctl kernel.unprivileged_userns_clone=1"));
+	assert_non_null(strstr(err.msg,
+	                       "pool 'pool': bwrap cannot create a sandbox (bwrap: No "
+	                       "permissions to create new namespace): allow unprivileged "
+	                       "user namespaces (sysctl kernel.unprivileged_userns_clone=1"));
 	assert_non_null(strstr(err.msg, "or run as root, or set 'isolation: none' on the pool"));
 	assert_int_equal(unlink(fake), 0);
 	free(fake);
@@ -976,7 +1000,7 @@ static void test_registry(void **state)
 static bool bwrap_usable(void)
 {
 	return system("bwrap --unshare-all --die-with-parent --ro-bind / / --dev /dev --proc /proc "
-		      "true >/dev/null 2>&1") == 0;
+	              "true >/dev/null 2>&1") == 0;
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -984,17 +1008,17 @@ static bool bwrap_usable(void)
 int main(void)
 {
 	const struct CMUnitTest common[] = {
-		cmocka_unit_test(test_registry),
-		T(test_open_errors),
-		T(test_none_basics),
-		T(test_none_filepatch),
-		T(test_none_timeout_and_workspace),
+	    cmocka_unit_test(test_registry),
+	    T(test_open_errors),
+	    T(test_none_basics),
+	    T(test_none_filepatch),
+	    T(test_none_timeout_and_workspace),
 	};
 	const struct CMUnitTest bwrap[] = {
-		T(test_exit_codes),     T(test_env_and_workdir), T(test_filepatch),
-		T(test_isolation),      T(test_network),         T(test_workspace_copy),
-		T(test_timeout),        T(test_cancel),          T(test_release_hostile),
-		T(test_keep),           T(test_warm_pool),       T(test_concurrency),
+	    T(test_exit_codes), T(test_env_and_workdir), T(test_filepatch),
+	    T(test_isolation),  T(test_network),         T(test_workspace_copy),
+	    T(test_timeout),    T(test_cancel),          T(test_release_hostile),
+	    T(test_keep),       T(test_warm_pool),       T(test_concurrency),
 	};
 	int failed;
 
