@@ -633,6 +633,8 @@ static void bwrap_argv(const struct local *L, struct strvec *v, const char *ws, 
 {
 	static const char *const head[] = {"--die-with-parent", "--unshare-pid", "--unshare-ipc",
 	                                   "--unshare-uts", "--unshare-cgroup-try"};
+	static const char *const masked[] = {"/etc/shadow", "/etc/gshadow", "/etc/shadow-",
+	                                     "/etc/gshadow-", "/etc/security/opasswd"};
 
 	sv_push(v, L->bwrap);
 	for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
@@ -648,6 +650,19 @@ static void bwrap_argv(const struct local *L, struct strvec *v, const char *ws, 
 	sv_push(v, "--ro-bind");
 	sv_push(v, "/etc");
 	sv_push(v, "/etc");
+	/*
+	 * A runner started as root leaves steps uid 0 (without capabilities): hide the host's
+	 * secrets that /etc would otherwise show them. -try: a file the host lacks is skipped.
+	 */
+	for (size_t i = 0; i < sizeof(masked) / sizeof(masked[0]); i++) {
+		sv_push(v, "--ro-bind-try");
+		sv_push(v, "/dev/null");
+		sv_push(v, masked[i]);
+	}
+	if (access("/etc/ssh", F_OK) == 0) { /* host keys; a tmpfs needs an existing mount point */
+		sv_push(v, "--tmpfs");
+		sv_push(v, "/etc/ssh");
+	}
 	for (size_t i = 0; i < L->root_args.n; i++)
 		sv_push(v, L->root_args.v[i]);
 	for (size_t i = 0; network && i < L->net_args.n; i++)
@@ -875,6 +890,9 @@ static int run_command(struct local *L, struct arl_sandbox *sb, const struct arl
 	}
 	res->has_exit = true;
 	res->exit_code = sr.exit_code;
+	/* bwrap reports a program it cannot start as its own exit 1; say 127 as a shell would. */
+	if (sr.exit_code == 1 && sr.err.data && !strncmp(sr.err.data, "bwrap: execvp ", 14))
+		res->exit_code = 127;
 	arl_output_release(&res->out);
 	arl_output_release(&res->err);
 	res->out = sr.out;

@@ -558,7 +558,13 @@ static void junit_tail(FILE *out, const char *tag, const struct arl_buf *b, bool
 	if (!b->len)
 		return;
 	if (b->len > JUNIT_TAIL) {
+		const char *nl;
+
 		start = b->len - JUNIT_TAIL;
+		/* Start at a line when one begins soon, else at least at a character. */
+		nl = memchr(b->p + start, '\n', 256);
+		if (nl && (size_t)(nl - b->p) + 1 < b->len)
+			start = (size_t)(nl - b->p) + 1;
 		while (start < b->len && ((unsigned char)b->p[start] & 0xC0) == 0x80)
 			start++;
 	}

@@ -154,15 +154,18 @@ static int get_str(const struct arl_node *map, const char *key, const char **out
 static int get_bool(const struct arl_node *map, const char *key, bool *out, struct arl_err *err)
 {
 	const struct arl_node *n = arl_node_get(map, key);
+	bool v = false;
 
 	*out = false;
 	if (!n || arl_node_is_null(n))
 		return 0;
-	if (n->kind != ARL_NODE_SCALAR ||
-	    (!arl_node_is_bool(n, out) && strcmp(n->str, "true") && strcmp(n->str, "false")))
-		return node_error(err, n, "'%s' must be true or false", key);
-	if (n->kind == ARL_NODE_SCALAR && !strcmp(n->str, "true"))
+	/* A quoted "true" is a string in YAML, but kubectl's own files never quote it. */
+	if (n->kind == ARL_NODE_SCALAR && (arl_node_is_bool(n, &v) || !strcmp(n->str, "false")))
+		*out = v;
+	else if (n->kind == ARL_NODE_SCALAR && !strcmp(n->str, "true"))
 		*out = true;
+	else
+		return node_error(err, n, "'%s' must be true or false", key);
 	return 0;
 }
 
@@ -252,7 +255,8 @@ out:
 		f->doc = NULL;
 	}
 	arl_diags_release(&diags);
-	explicit_bzero(src.p ? src.p : "", src.p ? src.len : 0);
+	if (src.p)
+		explicit_bzero(src.p, src.len);
 	arl_buf_release(&src);
 	return ret;
 }
@@ -305,8 +309,9 @@ static int find_files(const struct arl_kubeconfig_opts *o, struct kc_file **file
 			p = colon ? colon + 1 : NULL;
 		} while (p);
 		free(list);
-		if (*n)
-			return 0;
+		/* With KUBECONFIG set, ~/.kube/config is not consulted (as in kubectl). */
+		*none_found = *n == 0;
+		return 0;
 	}
 	if (home && *home) {
 		char *path = arl_xasprintf("%s/.kube/config", home);
@@ -617,6 +622,7 @@ static int load_in_cluster(struct arl_kubeconfig *kc, const struct arl_kubeconfi
 	const char *port = getenv("KUBERNETES_SERVICE_PORT");
 	const char *dir = o->sa_dir ? o->sa_dir : KC_DEFAULT_SA_DIR;
 	char *path, *ns = NULL;
+	struct arl_err ignored = ARL_ERR_INIT;
 	size_t len;
 
 	if (!host || !*host || !port || !*port)
@@ -641,11 +647,10 @@ static int load_in_cluster(struct arl_kubeconfig *kc, const struct arl_kubeconfi
 	else
 		free(path);
 	path = arl_xasprintf("%s/namespace", dir);
-	if (file_exists(path) && read_secret_file(path, 256, &ns, &len, err) == 0) {
+	if (file_exists(path) && read_secret_file(path, 256, &ns, &len, &ignored) == 0) {
 		while (len && (ns[len - 1] == '\n' || ns[len - 1] == ' ' || ns[len - 1] == '\r'))
 			ns[--len] = '\0';
 	}
-	arl_err_clear(err);
 	free(path);
 	kc->namespace_set = ns && *ns;
 	kc->namespace = kc->namespace_set ? ns : arl_xstrdup("default");
@@ -826,6 +831,7 @@ const char *arl_kubeconfig_base_url(const struct arl_kubeconfig *kc)
 static int refresh_token_file(struct arl_kubeconfig *kc, struct arl_err *err)
 {
 	int64_t now = arl_now_ms();
+	struct arl_err e2 = ARL_ERR_INIT;
 	struct stat st;
 	char *tok;
 	size_t len;
@@ -842,8 +848,11 @@ static int refresh_token_file(struct arl_kubeconfig *kc, struct arl_err *err)
 	    st.st_size == kc->file_size && st.st_mtim.tv_sec == kc->file_mtime.tv_sec &&
 	    st.st_mtim.tv_nsec == kc->file_mtime.tv_nsec)
 		return 0;
-	if (read_secret_file(kc->token_file, KC_MAX_TOKEN, &tok, &len, err) < 0)
-		return kc->file_token ? (arl_err_clear(err), 0) : -1;
+	if (read_secret_file(kc->token_file, KC_MAX_TOKEN, &tok, &len, &e2) < 0) {
+		if (kc->file_token)
+			return 0; /* keep the last good token */
+		return arl_error(err, e2.code, "%s", e2.msg);
+	}
 	while (len && (tok[len - 1] == '\n' || tok[len - 1] == '\r' || tok[len - 1] == ' '))
 		tok[--len] = '\0';
 	if (!len) {
@@ -1043,6 +1052,7 @@ static int refresh_exec(struct arl_kubeconfig *kc, struct arl_err *err)
 	struct arl_spawn_result sr;
 	char *info, **envp, line[240];
 	const char *cmd = kc->exec->argv[0];
+	struct arl_err e2 = ARL_ERR_INIT;
 	int ret = -1;
 
 	if (kc->exec_valid &&
@@ -1056,10 +1066,10 @@ static int refresh_exec(struct arl_kubeconfig *kc, struct arl_err *err)
 	so.envp = envp;
 	so.deadline_ms = arl_now_ms() + KC_EXEC_TIMEOUT_MS;
 	so.capture_max = KC_MAX_FILE;
-	if (arl_spawn_run(&so, &sr, err) < 0) {
-		arl_err_prefix(err, "exec plugin");
-		if (kc->exec->install_hint)
-			arl_error(err, ARL_E_INVALID, "%s", kc->exec->install_hint);
+	if (arl_spawn_run(&so, &sr, &e2) < 0) {
+		arl_error(err, ARL_E_BACKEND, "exec plugin: %s%s%s", e2.msg,
+			  kc->exec->install_hint ? "; " : "",
+			  kc->exec->install_hint ? kc->exec->install_hint : "");
 		goto out;
 	}
 	if (sr.timed_out) {

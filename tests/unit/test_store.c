@@ -972,9 +972,12 @@ static void test_commands(void **state)
 	free(out);
 
 	assert_int_equal(run_cmd(f, &out, 5, "results", "--db", f->db, "--format", "junit"), 0);
-	assert_non_null(strstr(out,
-	                       "<testsuite name=\"nightly\" id=\"1\" tests=\"3\" failures=\"0\""
-	                       " errors=\"2\" skipped=\"0\""));
+	/* one testsuite per job file, named after its stem */
+	assert_non_null(strstr(out, "<testsuites name=\"nightly\" tests=\"3\" failures=\"0\""
+	                            " errors=\"2\""));
+	assert_non_null(strstr(out, "<testsuite name=\"smoke\" tests=\"3\" failures=\"0\""
+	                            " errors=\"2\" skipped=\"0\""));
+	assert_non_null(strstr(out, "<testcase name=\"a\" classname=\"smoke\""));
 	assert_non_null(strstr(out, "<system-out>passed\n</system-out>"));
 	free(out);
 
