@@ -24,7 +24,7 @@ static char *render_rt(const char *s, const struct arl_tmpl_ctx *t)
 }
 
 static void render_step(const struct arl_step *in, const struct arl_tmpl_ctx *t,
-			struct arl_step *out)
+                        struct arl_step *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->name = arl_xstrdup(in->name);
@@ -90,7 +90,7 @@ static void collect_metrics(const struct arl_output *o, struct arl_metric **m, s
 }
 
 static struct arl_step_result *add_result(struct arl_attempt_result *a, const struct arl_step *s,
-					  bool callback)
+                                          bool callback)
 {
 	struct arl_step_result *r;
 
@@ -109,10 +109,10 @@ static struct arl_step_result *add_result(struct arl_attempt_result *a, const st
  * the first failure (NONE when all succeeded); an infra failure's message goes to *error.
  */
 static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sandbox *sb,
-				const struct arl_steps *steps, bool callback, int64_t deadline,
-				const struct arl_tmpl_ctx *t, bool render,
-				struct arl_attempt_result *a, struct arl_metric **metrics,
-				size_t *nmetrics, char **error)
+                                const struct arl_steps *steps, bool callback, int64_t deadline,
+                                const struct arl_tmpl_ctx *t, bool render,
+                                struct arl_attempt_result *a, struct arl_metric **metrics,
+                                size_t *nmetrics, char **error)
 {
 	enum arl_class first = ARL_CLASS_NONE;
 
@@ -155,7 +155,7 @@ static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sa
 				*error = arl_xasprintf("step '%s' timed out", s->name);
 			else if (!*error && cls == ARL_CLASS_FAILED)
 				*error = arl_xasprintf("step '%s' exited with %d", s->name,
-						       r->exit_code);
+				                       r->exit_code);
 		}
 		if (r->has_exit && !callback) {
 			a->has_exit = true;
@@ -166,14 +166,16 @@ static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sa
 }
 
 void arl_attempt_run(const struct arl_attempt_env *env, const struct arl_job *job, int number,
-		     struct arl_attempt_result *out, struct arl_metric **metrics, size_t *nmetrics)
+                     struct arl_attempt_result *out, struct arl_metric **metrics, size_t *nmetrics)
 {
 	struct arl_sandbox *sb = NULL;
 	struct arl_sandbox_req req = {.job = job, .attempt = number};
 	struct arl_err err = ARL_ERR_INIT;
 	char attempt_str[16];
-	struct arl_tmpl_ctx t = {.job_name = job->name, .run_id = env->run_id,
-				 .run_name = env->run_name, .attempt = attempt_str};
+	struct arl_tmpl_ctx t = {.job_name = job->name,
+	                         .run_id = env->run_id,
+	                         .run_name = env->run_name,
+	                         .attempt = attempt_str};
 	enum arl_class cls;
 	int64_t deadline;
 
@@ -187,7 +189,7 @@ void arl_attempt_run(const struct arl_attempt_env *env, const struct arl_job *jo
 		out->state = ARL_STATE_FAILED;
 		out->cls = ARL_CLASS_INFRA;
 		out->error = arl_xasprintf("cannot allocate a sandbox from pool '%s': %s",
-					   env->pool->name, err.msg);
+		                           env->pool->name, err.msg);
 		/* The steps were never run: record them as such. */
 		for (size_t i = 0; i < job->steps.n; i++)
 			add_result(out, &job->steps.v[i], false);
@@ -195,11 +197,11 @@ void arl_attempt_run(const struct arl_attempt_env *env, const struct arl_job *jo
 	}
 	out->sandbox = arl_xstrdup(env->ops->sandbox_name(sb));
 	cls = run_steps(env, sb, &job->steps, false, deadline, &t, job->runtime_templates, out,
-			metrics, nmetrics, &out->error);
+	                metrics, nmetrics, &out->error);
 	out->cls = cls;
 	out->state = cls == ARL_CLASS_NONE        ? ARL_STATE_SUCCEEDED
-		     : cls == ARL_CLASS_CANCELLED ? ARL_STATE_CANCELLED
-						  : ARL_STATE_FAILED;
+	             : cls == ARL_CLASS_CANCELLED ? ARL_STATE_CANCELLED
+	                                          : ARL_STATE_FAILED;
 	/*
 	 * Callbacks run in the same sandbox with a budget of their own (the job's timeout): an
 	 * attempt that timed out must still be able to run its on_task_failure cleanup. Their
@@ -208,13 +210,13 @@ void arl_attempt_run(const struct arl_attempt_env *env, const struct arl_job *jo
 	if (cls != ARL_CLASS_CANCELLED) {
 		int64_t cb_deadline = arl_now_ms() + job->timeout_ms;
 		char *ignored = NULL;
-		const struct arl_steps *which = cls == ARL_CLASS_NONE ? &job->on_success
-								      : &job->on_failure;
+		const struct arl_steps *which =
+		    cls == ARL_CLASS_NONE ? &job->on_success : &job->on_failure;
 
 		run_steps(env, sb, which, true, cb_deadline, &t, job->runtime_templates, out,
-			  metrics, nmetrics, &ignored);
-		run_steps(env, sb, &job->on_complete, true, cb_deadline, &t,
-			  job->runtime_templates, out, metrics, nmetrics, &ignored);
+		          metrics, nmetrics, &ignored);
+		run_steps(env, sb, &job->on_complete, true, cb_deadline, &t, job->runtime_templates,
+		          out, metrics, nmetrics, &ignored);
 		free(ignored);
 	}
 	env->ops->release(env->backend, sb, job->keep_alive);

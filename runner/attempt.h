@@ -22,6 +22,6 @@ struct arl_attempt_env {
  * the metrics array (*metrics, *nmetrics; owned by the caller).
  */
 void arl_attempt_run(const struct arl_attempt_env *env, const struct arl_job *job, int number,
-		     struct arl_attempt_result *out, struct arl_metric **metrics, size_t *nmetrics);
+                     struct arl_attempt_result *out, struct arl_metric **metrics, size_t *nmetrics);
 
 #endif

@@ -106,8 +106,8 @@ int arl_buf_read_file(struct arl_buf *b, const char *path, size_t max, struct ar
 		if (n == 0)
 			break;
 		if (arl_buf_add(b, chunk, (size_t)n) < 0) {
-			arl_error(err, ARL_E_LIMIT, "'%s' is larger than the limit of %zu bytes", path,
-				  max);
+			arl_error(err, ARL_E_LIMIT, "'%s' is larger than the limit of %zu bytes",
+			          path, max);
 			goto out;
 		}
 	}

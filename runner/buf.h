@@ -13,7 +13,10 @@ struct arl_buf {
 	size_t cap;
 	size_t max; /* 0: unlimited */
 };
-#define ARL_BUF_INIT {NULL, 0, 0, 0}
+#define ARL_BUF_INIT                                                                               \
+	{                                                                                          \
+		NULL, 0, 0, 0                                                                      \
+	}
 
 /* Appends; returns -1 (without appending) when max would be exceeded. */
 int arl_buf_add(struct arl_buf *b, const void *data, size_t n);

@@ -21,8 +21,8 @@
 enum outcome { PASS, FAIL, OTHER }; /* OTHER: infra, cancelled, never ran */
 enum flip { FIXED, BROKEN, STILL_FAILING, STILL_PASSING, ADDED, MISSING, INFRA, NFLIPS };
 
-static const char *const flip_names[] = {"fixed",   "broken",  "still_failing", "still_passing",
-					 "added",   "missing", "infra"};
+static const char *const flip_names[] = {"fixed", "broken",  "still_failing", "still_passing",
+                                         "added", "missing", "infra"};
 
 struct entry {
 	char *key;
@@ -42,34 +42,37 @@ struct diff {
 
 static void usage(FILE *out)
 {
-	fputs("usage: arl-batch diff [--db PATH] [--format table|json|markdown] [--metrics]\n"
-	      "                      [--fail-on-regression] [RUN_A [RUN_B]]\n"
-	      "\n"
-	      "Compares two runs job by job (by key): fixed (Failed -> Succeeded), broken\n"
-	      "(Succeeded -> Failed), still failing, added, missing. Jobs that ended in 'infra' or\n"
-	      "were cancelled in either run are listed apart and excluded from the counts. Prints\n"
-	      "each run's pass rate, McNemar's exact p-value for the flips, and metric means.\n"
-	      "\n"
-	      "Without runs: the latest run and the one before it of the same name. With RUN_A\n"
-	      "only: RUN_A against the latest run of its name. A run is an id, 'latest' or a name.\n"
-	      "\n"
-	      "      --metrics             also list metric deltas per job\n"
-	      "      --fail-on-regression  exit 1 when any job broke\n",
-	      out);
+	fputs(
+	    "usage: arl-batch diff [--db PATH] [--format table|json|markdown] [--metrics]\n"
+	    "                      [--fail-on-regression] [RUN_A [RUN_B]]\n"
+	    "\n"
+	    "Compares two runs job by job (by key): fixed (Failed -> Succeeded), broken\n"
+	    "(Succeeded -> Failed), still failing, added, missing. Jobs that ended in 'infra' or\n"
+	    "were cancelled in either run are listed apart and excluded from the counts. Prints\n"
+	    "each run's pass rate, McNemar's exact p-value for the flips, and metric means.\n"
+	    "\n"
+	    "Without runs: the latest run and the one before it of the same name. With RUN_A\n"
+	    "only: RUN_A against the latest run of its name. A run is an id, 'latest' or a name.\n"
+	    "\n"
+	    "      --metrics             also list metric deltas per job\n"
+	    "      --fail-on-regression  exit 1 when any job broke\n",
+	    out);
 }
 
 /* Skipped jobs stand for the result they point at; a Skipped with none counts as passed. */
 static const char job_sql[] =
-	"SELECT j.key, coalesce(s.state, CASE j.state WHEN 'Skipped' THEN 'Succeeded' ELSE j.state END),"
-	" coalesce(s.error_class, j.error_class)"
-	" FROM jobs j LEFT JOIN jobs s ON j.state = 'Skipped' AND s.id = j.skipped_from"
-	" WHERE j.run_id = ?1 ORDER BY j.key";
+    "SELECT j.key, coalesce(s.state, CASE j.state WHEN 'Skipped' THEN 'Succeeded' ELSE j.state "
+    "END),"
+    " coalesce(s.error_class, j.error_class)"
+    " FROM jobs j LEFT JOIN jobs s ON j.state = 'Skipped' AND s.id = j.skipped_from"
+    " WHERE j.run_id = ?1 ORDER BY j.key";
 
 static enum outcome classify(const char *state, const char *cls)
 {
 	if (state && !strcmp(state, "Succeeded"))
 		return PASS;
-	if (state && !strcmp(state, "Failed") && cls && (!strcmp(cls, "failed") || !strcmp(cls, "timeout")))
+	if (state && !strcmp(state, "Failed") && cls &&
+	    (!strcmp(cls, "failed") || !strcmp(cls, "timeout")))
 		return FAIL;
 	return OTHER;
 }
@@ -98,7 +101,7 @@ static int load_side(struct arl_store *s, struct diff *d, int side, struct arl_e
 	while ((rc = arl_store_step(s, st, err)) == 1) {
 		const char *key = (const char *)sqlite3_column_text(st, 0);
 		enum outcome o = classify((const char *)sqlite3_column_text(st, 1),
-					  (const char *)sqlite3_column_text(st, 2));
+		                          (const char *)sqlite3_column_text(st, 2));
 		struct entry *e = side ? find(d, key) : NULL;
 
 		(void)before;
@@ -160,8 +163,8 @@ static double mcnemar_exact(size_t b, size_t c)
 	if (n == 0)
 		return 1.0;
 	for (size_t i = 0; i <= k; i++)
-		sum += exp(lgamma((double)n + 1) - lgamma((double)i + 1) - lgamma((double)(n - i) + 1) -
-			   (double)n * log(2.0));
+		sum += exp(lgamma((double)n + 1) - lgamma((double)i + 1) -
+		           lgamma((double)(n - i) + 1) - (double)n * log(2.0));
 	return 2 * sum > 1 ? 1.0 : 2 * sum;
 }
 
@@ -171,19 +174,19 @@ static double rate(size_t pass, size_t fail)
 }
 
 static const char metric_sql[] =
-	"SELECT m.name, avg(m.value), count(*) FROM metrics m JOIN jobs j ON j.id = m.job_id"
-	" WHERE j.run_id = ?1 AND typeof(m.value) IN ('integer', 'real') GROUP BY m.name";
+    "SELECT m.name, avg(m.value), count(*) FROM metrics m JOIN jobs j ON j.id = m.job_id"
+    " WHERE j.run_id = ?1 AND typeof(m.value) IN ('integer', 'real') GROUP BY m.name";
 
 static const char job_metric_sql[] =
-	"SELECT a.key, ma.name, ma.value, mb.value FROM jobs a"
-	" JOIN jobs b ON b.key = a.key AND b.run_id = ?2"
-	" JOIN metrics ma ON ma.job_id = a.id JOIN metrics mb ON mb.job_id = b.id AND mb.name = ma.name"
-	" WHERE a.run_id = ?1 AND typeof(ma.value) IN ('integer','real')"
-	" AND typeof(mb.value) IN ('integer','real') AND ma.value != mb.value ORDER BY a.key, ma.name";
+    "SELECT a.key, ma.name, ma.value, mb.value FROM jobs a"
+    " JOIN jobs b ON b.key = a.key AND b.run_id = ?2"
+    " JOIN metrics ma ON ma.job_id = a.id JOIN metrics mb ON mb.job_id = b.id AND mb.name = ma.name"
+    " WHERE a.run_id = ?1 AND typeof(ma.value) IN ('integer','real')"
+    " AND typeof(mb.value) IN ('integer','real') AND ma.value != mb.value ORDER BY a.key, ma.name";
 
 /* Metric means of both runs, as a JSON array (the table and markdown print from it too). */
 static int metrics_json(struct arl_store *s, const struct diff *d, bool per_job, cJSON *out,
-			struct arl_err *err)
+                        struct arl_err *err)
 {
 	cJSON *means = cJSON_AddArrayToObject(out, "metrics");
 	sqlite3_stmt *st = NULL;
@@ -197,15 +200,16 @@ static int metrics_json(struct arl_store *s, const struct diff *d, bool per_job,
 			const char *name = (const char *)sqlite3_column_text(st, 0);
 			cJSON *m = NULL, *it;
 
-			cJSON_ArrayForEach(it, means)
-			if (!strcmp(cJSON_GetObjectItem(it, "name")->valuestring, name))
-				m = it;
+			cJSON_ArrayForEach(
+			    it, means) if (!strcmp(cJSON_GetObjectItem(it, "name")->valuestring,
+			                           name)) m = it;
 			if (!m) {
 				m = cJSON_CreateObject();
 				cJSON_AddItemToArray(means, m);
 				cJSON_AddStringToObject(m, "name", name);
 			}
-			cJSON_AddNumberToObject(m, side ? "meanB" : "meanA", sqlite3_column_double(st, 1));
+			cJSON_AddNumberToObject(m, side ? "meanB" : "meanA",
+			                        sqlite3_column_double(st, 1));
 		}
 		sqlite3_finalize(st);
 	}
@@ -216,10 +220,12 @@ static int metrics_json(struct arl_store *s, const struct diff *d, bool per_job,
 
 		cJSON_ArrayForEach(it, means)
 		{
-			cJSON *a = cJSON_GetObjectItem(it, "meanA"), *b = cJSON_GetObjectItem(it, "meanB");
+			cJSON *a = cJSON_GetObjectItem(it, "meanA"),
+			      *b = cJSON_GetObjectItem(it, "meanB");
 
 			if (a && b)
-				cJSON_AddNumberToObject(it, "delta", b->valuedouble - a->valuedouble);
+				cJSON_AddNumberToObject(it, "delta",
+				                        b->valuedouble - a->valuedouble);
 		}
 	}
 	if (!per_job)
@@ -237,7 +243,8 @@ static int metrics_json(struct arl_store *s, const struct diff *d, bool per_job,
 		cJSON_AddStringToObject(m, "name", (const char *)sqlite3_column_text(st, 1));
 		cJSON_AddNumberToObject(m, "a", sqlite3_column_double(st, 2));
 		cJSON_AddNumberToObject(m, "b", sqlite3_column_double(st, 3));
-		cJSON_AddNumberToObject(m, "delta", sqlite3_column_double(st, 3) - sqlite3_column_double(st, 2));
+		cJSON_AddNumberToObject(
+		    m, "delta", sqlite3_column_double(st, 3) - sqlite3_column_double(st, 2));
 	}
 	sqlite3_finalize(st);
 	return rc < 0 ? -1 : 0;
@@ -246,7 +253,8 @@ static int metrics_json(struct arl_store *s, const struct diff *d, bool per_job,
 static cJSON *to_json(const struct diff *d, double p)
 {
 	cJSON *o = cJSON_CreateObject(), *runs = cJSON_AddArrayToObject(o, "runs");
-	cJSON *counts = cJSON_AddObjectToObject(o, "counts"), *jobs = cJSON_AddObjectToObject(o, "jobs");
+	cJSON *counts = cJSON_AddObjectToObject(o, "counts"),
+	      *jobs = cJSON_AddObjectToObject(o, "jobs");
 
 	for (int side = 0; side < 2; side++) {
 		cJSON *r = cJSON_CreateObject();
@@ -279,7 +287,8 @@ static void print_text(const cJSON *o, bool markdown, bool per_job)
 	const char *h = markdown ? "### " : "";
 
 	if (markdown)
-		printf("## arl-batch diff: run %d -> run %d\n\n| run | name | passed | failed | pass rate |\n|---|---|---|---|---|\n",
+		printf("## arl-batch diff: run %d -> run %d\n\n| run | name | passed | failed | "
+		       "pass rate |\n|---|---|---|---|---|\n",
 		       cJSON_GetArrayItem(runs, 0)->child->valueint,
 		       cJSON_GetArrayItem(runs, 1)->child->valueint);
 	cJSON_ArrayForEach(it, runs)
@@ -293,8 +302,8 @@ static void print_text(const cJSON *o, bool markdown, bool per_job)
 		if (markdown)
 			printf("| %d | %s | %d | %d | %.1f%% |\n", id, name, pass, fail, r);
 		else
-			printf("run %-6d %-30s pass rate %5.1f%% (%d passed, %d failed)\n", id, name,
-			       r, pass, fail);
+			printf("run %-6d %-30s pass rate %5.1f%% (%d passed, %d failed)\n", id,
+			       name, r, pass, fail);
 	}
 	printf("%s%sfixed %d, broken %d, still failing %d, still passing %d, added %d, missing %d; "
 	       "infra/cancelled (not counted) %d; McNemar exact p = %.4g%s\n",
@@ -316,15 +325,18 @@ static void print_text(const cJSON *o, bool markdown, bool per_job)
 			continue;
 		printf("\n%s%s (%d):\n", h, flip_names[f], cJSON_GetArraySize(list));
 		cJSON_ArrayForEach(k, list)
-		printf(markdown ? "- `%s`\n" : "  %s\n", k->valuestring);
+		    printf(markdown ? "- `%s`\n" : "  %s\n", k->valuestring);
 	}
 	if (cJSON_GetArraySize(cJSON_GetObjectItem(o, "metrics"))) {
-		printf(markdown ? "\n%smetrics\n\n| metric | mean A | mean B | delta |\n|---|---|---|---|\n"
-				: "\n%smetrics (mean A -> mean B, delta):\n",
-		       h);
+		printf(
+		    markdown
+		        ? "\n%smetrics\n\n| metric | mean A | mean B | delta |\n|---|---|---|---|\n"
+		        : "\n%smetrics (mean A -> mean B, delta):\n",
+		    h);
 		cJSON_ArrayForEach(it, cJSON_GetObjectItem(o, "metrics"))
 		{
-			const cJSON *a = cJSON_GetObjectItem(it, "meanA"), *b = cJSON_GetObjectItem(it, "meanB");
+			const cJSON *a = cJSON_GetObjectItem(it, "meanA"),
+			            *b = cJSON_GetObjectItem(it, "meanB");
 			const cJSON *dl = cJSON_GetObjectItem(it, "delta");
 			char sa[32] = "-", sb[32] = "-", sd[32] = "-";
 
@@ -341,24 +353,23 @@ static void print_text(const cJSON *o, bool markdown, bool per_job)
 	if (per_job && cJSON_GetArraySize(cJSON_GetObjectItem(o, "jobMetrics"))) {
 		printf("\n%smetric changes per job:\n", h);
 		cJSON_ArrayForEach(it, cJSON_GetObjectItem(o, "jobMetrics"))
-		printf(markdown ? "- `%s` %s: %.6g -> %.6g\n" : "  %-40s %-20s %.6g -> %.6g\n",
-		       cJSON_GetObjectItem(it, "key")->valuestring,
-		       cJSON_GetObjectItem(it, "name")->valuestring,
-		       cJSON_GetObjectItem(it, "a")->valuedouble,
-		       cJSON_GetObjectItem(it, "b")->valuedouble);
+		    printf(markdown ? "- `%s` %s: %.6g -> %.6g\n" : "  %-40s %-20s %.6g -> %.6g\n",
+		           cJSON_GetObjectItem(it, "key")->valuestring,
+		           cJSON_GetObjectItem(it, "name")->valuestring,
+		           cJSON_GetObjectItem(it, "a")->valuedouble,
+		           cJSON_GetObjectItem(it, "b")->valuedouble);
 	}
 }
 
 /* The latest run of @name with an id below @below (0: any). */
 static int previous_of(struct arl_store *s, const char *name, int64_t below, int64_t *out,
-		       struct arl_err *err)
+                       struct arl_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	if (arl_store_prepare(s,
-			      "SELECT max(id) FROM runs WHERE name = ?1 AND (?2 = 0 OR id < ?2)",
-			      &st, NULL, err) < 0)
+	if (arl_store_prepare(s, "SELECT max(id) FROM runs WHERE name = ?1 AND (?2 = 0 OR id < ?2)",
+	                      &st, NULL, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, below);
@@ -367,7 +378,7 @@ static int previous_of(struct arl_store *s, const char *name, int64_t below, int
 		*out = sqlite3_column_int64(st, 0);
 	else if (rc >= 0)
 		rc = arl_error(err, ARL_E_INVALID, "no %s run named '%s' to compare with",
-			       below ? "earlier" : "other", name);
+		               below ? "earlier" : "other", name);
 	sqlite3_finalize(st);
 	return rc < 0 ? -1 : 0;
 }
@@ -390,9 +401,9 @@ static char *run_name(struct arl_store *s, int64_t id)
 int cmd_diff(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"db", required_argument, NULL, 'd'},    {"format", required_argument, NULL, 'f'},
-		{"metrics", no_argument, NULL, 'm'},     {"fail-on-regression", no_argument, NULL, 'r'},
-		{"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+	    {"db", required_argument, NULL, 'd'}, {"format", required_argument, NULL, 'f'},
+	    {"metrics", no_argument, NULL, 'm'},  {"fail-on-regression", no_argument, NULL, 'r'},
+	    {"help", no_argument, NULL, 'h'},     {NULL, 0, NULL, 0},
 	};
 	const char *db_opt = NULL, *format = "table";
 	bool per_job = false, fail_on_regression = false;
@@ -425,8 +436,8 @@ int cmd_diff(int argc, char **argv)
 			return ARL_EXIT_USAGE;
 		}
 	}
-	if (argc - optind > 2 || (strcmp(format, "table") && strcmp(format, "json") &&
-				  strcmp(format, "markdown"))) {
+	if (argc - optind > 2 ||
+	    (strcmp(format, "table") && strcmp(format, "json") && strcmp(format, "markdown"))) {
 		usage(stderr);
 		return ARL_EXIT_USAGE;
 	}

@@ -14,19 +14,21 @@
 
 static void usage(FILE *out)
 {
-	fputs("usage: arl-batch prune [--db PATH] (--keep N | --older-than DURATION) [--name NAME]\n"
-	      "                       [--dry-run]\n"
-	      "\n"
-	      "Deletes old runs with their jobs, attempts, steps and metrics, then reclaims the\n"
-	      "space (VACUUM). A run still in progress is never deleted.\n"
-	      "\n"
-	      "      --keep N             keep the N newest runs of each run name\n"
-	      "      --older-than D       delete runs started more than D ago (e.g. 30d is not a\n"
-	      "                           duration: use 720h)\n"
-	      "      --name NAME          only runs of this name\n"
-	      "  -n, --dry-run            list what would be deleted\n"
-	      "      --db PATH            results database (default $ARL_BATCH_DB, else ./arl-batch.db)\n",
-	      out);
+	fputs(
+	    "usage: arl-batch prune [--db PATH] (--keep N | --older-than DURATION) [--name NAME]\n"
+	    "                       [--dry-run]\n"
+	    "\n"
+	    "Deletes old runs with their jobs, attempts, steps and metrics, then reclaims the\n"
+	    "space (VACUUM). A run still in progress is never deleted.\n"
+	    "\n"
+	    "      --keep N             keep the N newest runs of each run name\n"
+	    "      --older-than D       delete runs started more than D ago (e.g. 30d is not a\n"
+	    "                           duration: use 720h)\n"
+	    "      --name NAME          only runs of this name\n"
+	    "  -n, --dry-run            list what would be deleted\n"
+	    "      --db PATH            results database (default $ARL_BATCH_DB, else "
+	    "./arl-batch.db)\n",
+	    out);
 }
 
 static long long file_size(const char *path)
@@ -39,10 +41,13 @@ static long long file_size(const char *path)
 int cmd_prune(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"db", required_argument, NULL, 'd'},  {"keep", required_argument, NULL, 'k'},
-		{"older-than", required_argument, NULL, 'o'}, {"name", required_argument, NULL, 'N'},
-		{"dry-run", no_argument, NULL, 'n'},   {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"db", required_argument, NULL, 'd'},
+	    {"keep", required_argument, NULL, 'k'},
+	    {"older-than", required_argument, NULL, 'o'},
+	    {"name", required_argument, NULL, 'N'},
+	    {"dry-run", no_argument, NULL, 'n'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *db_opt = NULL, *name = NULL;
 	int64_t keep = -1, older_ms = -1;
@@ -97,7 +102,8 @@ int cmd_prune(int argc, char **argv)
 	 */
 	sel = "SELECT id, name, started_at, jobs_total FROM runs r WHERE status != 'running'"
 	      " AND (?3 IS NULL OR name = ?3) AND ("
-	      "  (?1 >= 0 AND (SELECT count(*) FROM runs n WHERE n.name = r.name AND n.id > r.id) >= ?1)"
+	      "  (?1 >= 0 AND (SELECT count(*) FROM runs n WHERE n.name = r.name AND n.id > r.id) "
+	      ">= ?1)"
 	      "  OR (?2 IS NOT NULL AND started_at < ?2)) ORDER BY id";
 	if (arl_store_prepare(s, sel, &st, NULL, &err) < 0)
 		goto fail;
@@ -108,7 +114,7 @@ int cmd_prune(int argc, char **argv)
 		sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
 	if (sqlite3_exec(arl_store_db(s), "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
 		arl_error(&err, ARL_E_DB, "cannot start a transaction: %s",
-			  sqlite3_errmsg(arl_store_db(s)));
+		          sqlite3_errmsg(arl_store_db(s)));
 		goto fail;
 	}
 	for (;;) {
@@ -121,14 +127,15 @@ int cmd_prune(int argc, char **argv)
 			break;
 		runs++;
 		jobs += sqlite3_column_int64(st, 3);
-		printf("%s run %lld '%s' started %s (%lld jobs)\n", dry ? "would delete" : "deleting",
-		       (long long)sqlite3_column_int64(st, 0), sqlite3_column_text(st, 1),
-		       sqlite3_column_text(st, 2), (long long)sqlite3_column_int64(st, 3));
+		printf("%s run %lld '%s' started %s (%lld jobs)\n",
+		       dry ? "would delete" : "deleting", (long long)sqlite3_column_int64(st, 0),
+		       sqlite3_column_text(st, 1), sqlite3_column_text(st, 2),
+		       (long long)sqlite3_column_int64(st, 3));
 		if (dry)
 			continue;
 		/* Attempts, steps and metrics go by ON DELETE CASCADE. */
 		snprintf(del, sizeof(del), "DELETE FROM runs WHERE id = %lld",
-			 (long long)sqlite3_column_int64(st, 0));
+		         (long long)sqlite3_column_int64(st, 0));
 		if (sqlite3_exec(arl_store_db(s), del, NULL, NULL, NULL) != SQLITE_OK) {
 			arl_error(&err, ARL_E_DB, "%s: %s", del, sqlite3_errmsg(arl_store_db(s)));
 			goto rollback;
@@ -140,11 +147,12 @@ int cmd_prune(int argc, char **argv)
 		arl_error(&err, ARL_E_DB, "cannot commit: %s", sqlite3_errmsg(arl_store_db(s)));
 		goto rollback;
 	}
-	if (!dry && runs && (sqlite3_exec(arl_store_db(s), "VACUUM", NULL, NULL, NULL) != SQLITE_OK ||
-			     sqlite3_exec(arl_store_db(s), "PRAGMA wal_checkpoint(TRUNCATE)", NULL,
-					  NULL, NULL) != SQLITE_OK)) {
+	if (!dry && runs &&
+	    (sqlite3_exec(arl_store_db(s), "VACUUM", NULL, NULL, NULL) != SQLITE_OK ||
+	     sqlite3_exec(arl_store_db(s), "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL) !=
+	         SQLITE_OK)) {
 		arl_error(&err, ARL_E_DB, "cannot reclaim space: %s",
-			  sqlite3_errmsg(arl_store_db(s)));
+		          sqlite3_errmsg(arl_store_db(s)));
 		goto fail;
 	}
 	after = file_size(arl_store_path(s));

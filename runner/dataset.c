@@ -80,7 +80,8 @@ static void read_jsonl(struct reader *r)
 			} else if (!blank(stop, eol)) {
 				cJSON_Delete(v);
 				bad(r, (size_t)(stop - r->text),
-				    "invalid JSON: text after the value on line %u (one JSON value per line)",
+				    "invalid JSON: text after the value on line %u (one JSON value "
+				    "per line)",
 				    line);
 			} else {
 				push(r, v, line);
@@ -202,7 +203,7 @@ static char *csv_field(struct reader *r, const char **pp, const char *end, unsig
 
 /* One record: fields into @out (up to @max kept, all counted). Returns the count. */
 static size_t csv_record(struct reader *r, const char **pp, const char *end, unsigned *line,
-			 char ***out, size_t *cap)
+                         char ***out, size_t *cap)
 {
 	size_t n = 0;
 
@@ -276,7 +277,7 @@ static bool ends_with(const char *s, const char *suffix)
 }
 
 int arl_dataset_load(struct arl_dataset *ds, const char *path, const char *fs_path,
-		     struct arl_loc ref, struct arl_diags *diags)
+                     struct arl_loc ref, struct arl_diags *diags)
 {
 	struct arl_buf b = ARL_BUF_INIT;
 	struct arl_err err = ARL_ERR_INIT;

@@ -26,7 +26,7 @@ struct arl_dataset {
  * job file's 'file:' node).
  */
 int arl_dataset_load(struct arl_dataset *ds, const char *path, const char *fs_path,
-		     struct arl_loc ref, struct arl_diags *diags);
+                     struct arl_loc ref, struct arl_diags *diags);
 void arl_dataset_release(struct arl_dataset *ds);
 
 #endif

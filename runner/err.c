@@ -8,9 +8,9 @@
 #include "banned.h"
 
 static int verror(struct arl_err *err, enum arl_errc code, struct arl_loc loc, const char *fmt,
-		  va_list ap) ARL_PRINTF(4, 0);
+                  va_list ap) ARL_PRINTF(4, 0);
 static int verror(struct arl_err *err, enum arl_errc code, struct arl_loc loc, const char *fmt,
-		  va_list ap)
+                  va_list ap)
 {
 	if (!err || err->code != ARL_E_OK)
 		return -1;
@@ -50,7 +50,7 @@ int arl_error_errno(struct arl_err *err, int errnum, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	return arl_error(err, errnum == ENOMEM ? ARL_E_NOMEM : ARL_E_SYS, "%s: %s", msg,
-			 arl_strerror(errnum, ebuf, sizeof(ebuf)));
+	                 arl_strerror(errnum, ebuf, sizeof(ebuf)));
 }
 
 void arl_err_prefix(struct arl_err *err, const char *fmt, ...)
@@ -90,7 +90,7 @@ const char *arl_strerror(int errnum, char *buf, size_t len)
 }
 
 void arl_diags_vadd(struct arl_diags *d, enum arl_severity sev, struct arl_loc loc, unsigned width,
-		    const char *fmt, va_list ap)
+                    const char *fmt, va_list ap)
 {
 	char msg[1024];
 	struct arl_diag *g;
@@ -124,7 +124,7 @@ void arl_diags_vadd(struct arl_diags *d, enum arl_severity sev, struct arl_loc l
 }
 
 void arl_diags_add(struct arl_diags *d, enum arl_severity sev, struct arl_loc loc, unsigned width,
-		   const char *fmt, ...)
+                   const char *fmt, ...)
 {
 	va_list ap;
 
@@ -191,7 +191,7 @@ static void print_snippet(FILE *out, const struct arl_diag *g, const char *src, 
 }
 
 void arl_diags_print(struct arl_diags *d, FILE *out, const char *src_path, const char *src,
-		     size_t len)
+                     size_t len)
 {
 	if (d->n)
 		qsort(d->v, d->n, sizeof(*d->v), diag_cmp);

@@ -46,12 +46,15 @@ struct arl_err {
 	struct arl_loc loc;
 	char msg[512];
 };
-#define ARL_ERR_INIT {0}
+#define ARL_ERR_INIT                                                                               \
+	{                                                                                          \
+		0                                                                                  \
+	}
 
 /* Records the error unless one is already set; always returns -1. */
 int arl_error(struct arl_err *err, enum arl_errc code, const char *fmt, ...) ARL_PRINTF(3, 4);
 int arl_error_at(struct arl_err *err, enum arl_errc code, struct arl_loc loc, const char *fmt, ...)
-	ARL_PRINTF(4, 5);
+    ARL_PRINTF(4, 5);
 /* Records errno's text after the message: "...: No such file or directory". */
 int arl_error_errno(struct arl_err *err, int errnum, const char *fmt, ...) ARL_PRINTF(3, 4);
 /* Prepends "context: " to a stored message. */
@@ -83,18 +86,21 @@ struct arl_diags {
 	size_t errors, warnings; /* counted, including the ones not kept */
 	size_t dropped;
 };
-#define ARL_DIAGS_INIT {0}
+#define ARL_DIAGS_INIT                                                                             \
+	{                                                                                          \
+		0                                                                                  \
+	}
 
 void arl_diags_add(struct arl_diags *d, enum arl_severity sev, struct arl_loc loc, unsigned width,
-		   const char *fmt, ...) ARL_PRINTF(5, 6);
+                   const char *fmt, ...) ARL_PRINTF(5, 6);
 void arl_diags_vadd(struct arl_diags *d, enum arl_severity sev, struct arl_loc loc, unsigned width,
-		    const char *fmt, va_list ap) ARL_PRINTF(5, 0);
+                    const char *fmt, va_list ap) ARL_PRINTF(5, 0);
 /*
  * Prints all diagnostics to @out. @src/@len is the text of @src_path (may be NULL), used to show
  * the offending line under each diagnostic of that file.
  */
 void arl_diags_print(struct arl_diags *d, FILE *out, const char *src_path, const char *src,
-		     size_t len);
+                     size_t len);
 void arl_diags_release(struct arl_diags *d);
 
 #endif

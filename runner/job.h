@@ -13,8 +13,8 @@
 
 #define ARL_DEFAULT_TIMEOUT_MS 30000
 #define ARL_DEFAULT_BACKOFF_MS 1000
-#define ARL_MAX_BACKOFF_MS 300000
-#define ARL_MAX_RETRIES 10
+#define ARL_MAX_BACKOFF_MS     300000
+#define ARL_MAX_RETRIES        10
 
 struct arl_kv {
 	char *key;
@@ -70,7 +70,7 @@ struct arl_steps {
 
 struct arl_job {
 	char *name;
-	char *key;  /* FILE_STEM/JOB_NAME */
+	char *key;   /* FILE_STEM/JOB_NAME */
 	size_t pool; /* index into the file's pools */
 	int64_t timeout_ms;
 	int retries;
@@ -88,8 +88,8 @@ struct arl_job {
 
 struct arl_jobfile {
 	char *path;
-	char *stem; /* file name without directory and .yaml/.yml */
-	char *name; /* batch name: 'name:' or the stem */
+	char *stem;      /* file name without directory and .yaml/.yml */
+	char *name;      /* batch name: 'name:' or the stem */
 	int concurrency; /* 0: no per-file cap */
 	struct arl_pool *pools;
 	size_t npools;

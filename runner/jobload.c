@@ -21,8 +21,7 @@ int arl_jobfile_load(const char *path, struct arl_jobfile **out, FILE *diag_out)
 	arl_diags_print(&diags, diag_out, path, src.p, src.len);
 	if (ret < 0)
 		fprintf(diag_out, "%s: %zu error%s%s\n", path, diags.errors,
-			diags.errors == 1 ? "" : "s",
-			diags.warnings ? ", with warnings" : "");
+		        diags.errors == 1 ? "" : "s", diags.warnings ? ", with warnings" : "");
 	arl_diags_release(&diags);
 	arl_buf_release(&src);
 	return ret;

@@ -8,7 +8,7 @@
 const char *arl_state_name(enum arl_state s)
 {
 	static const char *const names[] = {"Pending", "Running", "Succeeded",
-					    "Failed",  "Skipped", "Cancelled"};
+	                                    "Failed",  "Skipped", "Cancelled"};
 
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "Unknown";
 }

@@ -41,8 +41,8 @@ struct arl_output {
 
 struct arl_step_result {
 	char *name;
-	const char *type; /* "Command" | "FilePatch" (static) */
-	bool callback;    /* phase: main | callback */
+	const char *type;     /* "Command" | "FilePatch" (static) */
+	bool callback;        /* phase: main | callback */
 	enum arl_state state; /* SUCCEEDED | FAILED | SKIPPED (not run) */
 	bool has_exit;
 	int exit_code;

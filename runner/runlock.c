@@ -22,16 +22,16 @@ static char *lock_path(const char *db, const char *name)
 		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
 		if (n < sizeof(safe) - 1)
 			safe[n++] = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-						    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'
-					    ? *p
-					    : '_';
+			                    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'
+			                ? *p
+			                : '_';
 	}
 	safe[n] = '\0';
 	return arl_xasprintf("%s.lock-%s-%08llx", db, safe, (unsigned long long)(h & 0xffffffffu));
 }
 
 int arl_runlock_take(const char *db, const char *name, enum arl_overlap mode, int *fd_out,
-		     struct arl_err *err)
+                     struct arl_err *err)
 {
 	char *path = NULL, host[256] = "?", since[32], holder[512];
 	int fd = -1, ret = -1;
@@ -57,7 +57,7 @@ int arl_runlock_take(const char *db, const char *name, enum arl_overlap mode, in
 		holder[n > 0 ? n : 0] = '\0';
 		holder[strcspn(holder, "\n")] = '\0';
 		arl_error(err, ARL_E_USAGE, "run '%s' is already running (%s); not starting", name,
-			  holder[0] ? holder : "holder unknown");
+		          holder[0] ? holder : "holder unknown");
 		ret = 1;
 		goto out;
 	}
@@ -66,7 +66,7 @@ int arl_runlock_take(const char *db, const char *name, enum arl_overlap mode, in
 	if (ftruncate(fd, 0) == 0) {
 		char line[512];
 		int len = snprintf(line, sizeof(line), "pid %d on %s since %s\n", (int)getpid(),
-				   host, since);
+		                   host, since);
 
 		(void)!pwrite(fd, line, (size_t)len, 0);
 	}

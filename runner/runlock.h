@@ -16,7 +16,7 @@ enum arl_overlap { ARL_OVERLAP_FORBID, ARL_OVERLAP_WAIT, ARL_OVERLAP_ALLOW };
  * when), -1 on error.
  */
 int arl_runlock_take(const char *db, const char *name, enum arl_overlap mode, int *fd,
-		     struct arl_err *err);
+                     struct arl_err *err);
 void arl_runlock_release(int fd);
 
 #endif

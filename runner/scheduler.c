@@ -91,7 +91,7 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&w->mu);
 
 		arl_attempt_run(&item->j->env, item->j->job, item->number, &item->res,
-				&item->metrics, &item->nmetrics);
+		                &item->metrics, &item->nmetrics);
 
 		pthread_mutex_lock(&w->mu);
 		item->next = w->done;
@@ -167,10 +167,11 @@ static struct arl_sched_job *queue_pop(struct queue *q)
 
 /* Fills the job's result from its attempts and reports it. */
 static void finish(struct state *s, struct arl_sched_job *j, enum arl_state state,
-		   enum arl_class cls)
+                   enum arl_class cls)
 {
 	struct arl_job_result *r = &j->result;
-	const struct arl_attempt_result *last = r->nattempts ? &r->attempts[r->nattempts - 1] : NULL;
+	const struct arl_attempt_result *last =
+	    r->nattempts ? &r->attempts[r->nattempts - 1] : NULL;
 
 	r->state = state;
 	r->cls = cls;
@@ -227,8 +228,10 @@ static bool can_start(const struct state *s, size_t pool_slot, size_t file_slot)
 {
 	const struct arl_sched_opts *o = s->o;
 
-	return s->running < o->concurrency && s->pool_running[pool_slot] < o->pool_limits[pool_slot] &&
-	       (!o->file_limits[file_slot] || s->file_running[file_slot] < o->file_limits[file_slot]);
+	return s->running < o->concurrency &&
+	       s->pool_running[pool_slot] < o->pool_limits[pool_slot] &&
+	       (!o->file_limits[file_slot] ||
+	        s->file_running[file_slot] < o->file_limits[file_slot]);
 }
 
 static void dispatch_ready(struct state *s)
@@ -301,8 +304,8 @@ static void handle_done(struct state *s, struct work *w)
 	if (a->state == ARL_STATE_CANCELLED || a->cls == ARL_CLASS_CANCELLED) {
 		if (!r->error)
 			r->error = arl_xstrdup(s->out->stop == ARL_STOP_DEADLINE
-						       ? "cancelled: the run's --deadline passed"
-						       : "cancelled: the run was interrupted");
+			                           ? "cancelled: the run's --deadline passed"
+			                           : "cancelled: the run was interrupted");
 		finish(s, j, ARL_STATE_CANCELLED, ARL_CLASS_CANCELLED);
 		return;
 	}
@@ -312,7 +315,7 @@ static void handle_done(struct state *s, struct work *w)
 			j->next_backoff = j->job->backoff_ms;
 		j->not_before = now + j->next_backoff;
 		j->next_backoff = j->next_backoff * 2 > ARL_MAX_BACKOFF_MS ? ARL_MAX_BACKOFF_MS
-									  : j->next_backoff * 2;
+		                                                           : j->next_backoff * 2;
 		ARL_GROW(s->delayed, s->capdelayed, s->ndelayed + 1);
 		s->delayed[s->ndelayed++] = j;
 		return;
@@ -392,7 +395,7 @@ static void collect_done(struct state *s)
 }
 
 int arl_sched_run(struct arl_sched_job *jobs, size_t n, const struct arl_sched_opts *o,
-		  struct arl_sched_outcome *out, struct arl_err *err)
+                  struct arl_sched_outcome *out, struct arl_err *err)
 {
 	struct state s = {.o = o, .out = out, .remaining = n};
 	int nworkers = o->concurrency < (int)n ? o->concurrency : (int)n;
@@ -410,7 +413,7 @@ int arl_sched_run(struct arl_sched_job *jobs, size_t n, const struct arl_sched_o
 		queue_push(&s.ready[jobs[i].pool_slot], &jobs[i]);
 	while (s.remaining > 0) {
 		struct pollfd pfd[2] = {{.fd = s.w.notify[0], .events = POLLIN},
-					{.fd = o->signal_fd, .events = POLLIN}};
+		                        {.fd = o->signal_fd, .events = POLLIN}};
 		int64_t now = arl_now_ms(), timeout, next;
 
 		if (o->deadline_ms && now >= o->deadline_ms)
@@ -426,7 +429,8 @@ int arl_sched_run(struct arl_sched_job *jobs, size_t n, const struct arl_sched_o
 		if (o->deadline_ms && !s.stopping &&
 		    (timeout < 0 || o->deadline_ms - now < timeout))
 			timeout = o->deadline_ms - now;
-		if (poll(pfd, o->signal_fd >= 0 ? 2 : 1, timeout < 0 ? -1 : (int)(timeout + 1)) < 0 &&
+		if (poll(pfd, o->signal_fd >= 0 ? 2 : 1, timeout < 0 ? -1 : (int)(timeout + 1)) <
+		        0 &&
 		    errno != EINTR) {
 			arl_error_errno(err, errno, "scheduler poll failed");
 			break;

@@ -34,8 +34,8 @@ enum arl_sched_stop {
 	ARL_STOP_NONE,
 	ARL_STOP_FAILURES, /* --fail-fast / --max-failures */
 	ARL_STOP_DEADLINE,
-	ARL_STOP_DRAIN,    /* SIGHUP: in-flight jobs finished, nothing new started */
-	ARL_STOP_SIGNAL,   /* SIGINT / SIGTERM: in-flight jobs cancelled */
+	ARL_STOP_DRAIN,  /* SIGHUP: in-flight jobs finished, nothing new started */
+	ARL_STOP_SIGNAL, /* SIGINT / SIGTERM: in-flight jobs cancelled */
 };
 
 struct arl_sched_opts {
@@ -68,6 +68,6 @@ struct arl_sched_outcome {
  * and exit the process.
  */
 int arl_sched_run(struct arl_sched_job *jobs, size_t n, const struct arl_sched_opts *o,
-		  struct arl_sched_outcome *out, struct arl_err *err);
+                  struct arl_sched_outcome *out, struct arl_err *err);
 
 #endif

@@ -23,24 +23,24 @@
 #include "banned.h"
 
 #define MAX_JOBS_PER_FILE 5000000
-#define MAX_NAME_LEN 200
+#define MAX_NAME_LEN      200
 
-static const char *const top_keys[] = {"version", "name", "concurrency", "pools", "defaults",
-				       "jobs", NULL};
+static const char *const top_keys[] = {"version",  "name", "concurrency", "pools",
+                                       "defaults", "jobs", NULL};
 static const char *const pool_keys[] = {"backend",   "replicas",  "isolation", "network",
-					"workspace", "namespace", "create",    NULL};
+                                        "workspace", "namespace", "create",    NULL};
 static const char *const create_keys[] = {"image", "sidecarImage", "testbedPath", NULL};
-static const char *const job_keys[] = {"name",    "pool",   "timeout",   "retries",
-				       "retryOn", "backoff", "keepAlive", "env",
-				       "labels",  "steps",   "callbacks", "foreach", NULL};
-static const char *const defaults_keys[] = {"pool", "timeout", "retries", "retryOn",
-					    "backoff", "keepAlive", "env", "labels",
-					    "steps", "callbacks", NULL};
-static const char *const command_keys[] = {"name", "type", "command", "workDir",
-					   "env",  "timeout", "metrics", NULL};
+static const char *const job_keys[] = {"name",      "pool",      "timeout", "retries", "retryOn",
+                                       "backoff",   "keepAlive", "env",     "labels",  "steps",
+                                       "callbacks", "foreach",   NULL};
+static const char *const defaults_keys[] = {"pool",    "timeout",   "retries", "retryOn",
+                                            "backoff", "keepAlive", "env",     "labels",
+                                            "steps",   "callbacks", NULL};
+static const char *const command_keys[] = {"name", "type",    "command", "workDir",
+                                           "env",  "timeout", "metrics", NULL};
 static const char *const filepatch_keys[] = {"name", "type", "path", "content", "timeout", NULL};
 static const char *const callback_keys[] = {"on_task_success", "on_task_failure",
-					    "on_task_complete", NULL};
+                                            "on_task_complete", NULL};
 static const char *const foreach_keys[] = {"file", "items", "matrix", NULL};
 
 static const char *const backend_names[] = {"local", "kubernetes", NULL};
@@ -102,10 +102,10 @@ static const char *suggest(const char *key, const char *const *words)
 			dist = 0;
 		/* "on_complete" for "on_task_complete": a long key inside the word is a match. */
 		else if (strlen(key) >= 5 && (strstr(words[i], key) ||
-					      (strlen(words[i]) >= 5 && strstr(key, words[i]))))
+		                              (strlen(words[i]) >= 5 && strstr(key, words[i]))))
 			dist = limit;
 		else if (strlen(key) >= 6 && strlen(words[i]) > 8 &&
-			 !strcmp(key + strlen(key) - 6, words[i] + strlen(words[i]) - 6))
+		         !strcmp(key + strlen(key) - 6, words[i] + strlen(words[i]) - 6))
 			dist = limit;
 		if (dist < best_d) {
 			best_d = dist;
@@ -124,7 +124,7 @@ static bool in_list(const char *s, const char *const *words)
 }
 
 static void unknown_key(struct sctx *c, const struct arl_node *k, const char *where,
-			const char *const *allowed)
+                        const char *const *allowed)
 {
 	const char *s = suggest(k->str, allowed);
 
@@ -136,7 +136,7 @@ static void unknown_key(struct sctx *c, const struct arl_node *k, const char *wh
 
 /* Reports keys of @map not in @allowed; every key must be a string. */
 static void check_keys(struct sctx *c, const struct arl_node *map, const char *where,
-		       const char *const *allowed)
+                       const char *const *allowed)
 {
 	for (size_t i = 0; i + 1 < map->nkids; i += 2) {
 		const struct arl_node *k = map->kids[i];
@@ -150,7 +150,7 @@ static void check_keys(struct sctx *c, const struct arl_node *map, const char *w
 }
 
 static bool want(struct sctx *c, const struct arl_node *n, enum arl_node_kind kind,
-		 const char *name)
+                 const char *name)
 {
 	static const char *const kinds[] = {"a scalar", "a list", "a mapping"};
 
@@ -196,7 +196,7 @@ static char *get_str(struct sctx *c, const struct arl_node *n, const char *name)
 }
 
 static bool get_int(struct sctx *c, const struct arl_node *n, const char *name, int64_t min,
-		    int64_t max, int64_t *out)
+                    int64_t max, int64_t *out)
 {
 	int64_t v;
 
@@ -229,8 +229,8 @@ static bool get_bool(struct sctx *c, const struct arl_node *n, const char *name,
 }
 
 /* A duration in (0, max_ms]; 0 too when @zero_ok. */
-static bool get_duration(struct sctx *c, const struct arl_node *n, const char *name,
-			 int64_t max_ms, bool zero_ok, int64_t *out)
+static bool get_duration(struct sctx *c, const struct arl_node *n, const char *name, int64_t max_ms,
+                         bool zero_ok, int64_t *out)
 {
 	int64_t ms;
 	char buf[32];
@@ -247,7 +247,8 @@ static bool get_duration(struct sctx *c, const struct arl_node *n, const char *n
 		return false;
 	}
 	if (ms > max_ms) {
-		diag(c, n, "'%s' must be at most %s", name, arl_fmt_duration(max_ms, buf, sizeof(buf)));
+		diag(c, n, "'%s' must be at most %s", name,
+		     arl_fmt_duration(max_ms, buf, sizeof(buf)));
 		return false;
 	}
 	*out = ms;
@@ -255,7 +256,7 @@ static bool get_duration(struct sctx *c, const struct arl_node *n, const char *n
 }
 
 static bool get_enum(struct sctx *c, const struct arl_node *n, const char *name,
-		     const char *const *choices, int *out)
+                     const char *const *choices, int *out)
 {
 	char list[200] = "";
 	const char *s;
@@ -305,7 +306,7 @@ static bool env_name_ok(const char *s)
 
 /* Adds the string map @n (env or labels) to @m, later keys overriding. */
 static void get_strmap(struct sctx *c, const struct arl_node *n, const char *name, bool is_env,
-		       struct arl_strmap *m)
+                       struct arl_strmap *m)
 {
 	if (!n || !want(c, n, ARL_NODE_MAP, name))
 		return;
@@ -335,7 +336,7 @@ static void get_strmap(struct sctx *c, const struct arl_node *n, const char *nam
 }
 
 static void parse_command(struct sctx *c, const struct arl_node *n, struct arl_step *s,
-			  const struct arl_strmap *job_env)
+                          const struct arl_strmap *job_env)
 {
 	const struct arl_node *v;
 	int64_t ms;
@@ -352,7 +353,9 @@ static void parse_command(struct sctx *c, const struct arl_node *n, struct arl_s
 
 			if (!is_string(v->kids[i]) && v->kids[i]->kind == ARL_NODE_SCALAR) {
 				/* As Kubernetes does: quoting keeps "5" from becoming a number. */
-				diag(c, v->kids[i], "'command' arguments must be strings, got %s (quote it: \"%s\")",
+				diag(c, v->kids[i],
+				     "'command' arguments must be strings, got %s (quote it: "
+				     "\"%s\")",
 				     arl_node_describe(v->kids[i]), v->kids[i]->str);
 				continue;
 			}
@@ -369,7 +372,8 @@ static void parse_command(struct sctx *c, const struct arl_node *n, struct arl_s
 	for (size_t i = 0; job_env && i < job_env->n; i++)
 		arl_strmap_set(&s->env, job_env->v[i].key, job_env->v[i].val);
 	get_strmap(c, arl_node_get(n, "env"), "env", true, &s->env);
-	if ((v = arl_node_get(n, "timeout")) && get_duration(c, v, "timeout", INT64_MAX / 4, false, &ms))
+	if ((v = arl_node_get(n, "timeout")) &&
+	    get_duration(c, v, "timeout", INT64_MAX / 4, false, &ms))
 		s->timeout_ms = ms;
 	if ((v = arl_node_get(n, "metrics"))) {
 		int m;
@@ -401,7 +405,7 @@ static void parse_filepatch(struct sctx *c, const struct arl_node *n, struct arl
 }
 
 static void parse_step(struct sctx *c, const struct arl_node *n, size_t idx, struct arl_step *s,
-		       const struct arl_strmap *job_env)
+                       const struct arl_strmap *job_env)
 {
 	const struct arl_node *v = arl_node_get(n, "type");
 	const char *const *keys;
@@ -439,7 +443,7 @@ static void parse_step(struct sctx *c, const struct arl_node *n, size_t idx, str
 
 /* A list of steps into @out; @nonempty for the main steps. */
 static void parse_steps(struct sctx *c, const struct arl_node *n, const char *name, bool nonempty,
-			const struct arl_strmap *job_env, struct arl_steps *out)
+                        const struct arl_strmap *job_env, struct arl_steps *out)
 {
 	if (!want(c, n, ARL_NODE_SEQ, name))
 		return;
@@ -466,7 +470,7 @@ static void parse_steps(struct sctx *c, const struct arl_node *n, const char *na
 }
 
 static void parse_callbacks(struct sctx *c, const struct arl_node *n, struct arl_job *j,
-			    const struct arl_strmap *env)
+                            const struct arl_strmap *env)
 {
 	const struct arl_node *v;
 
@@ -493,7 +497,8 @@ static bool name_ok(struct sctx *c, const struct arl_node *n, const char *name)
 	}
 	for (const char *p = name; *p; p++) {
 		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '/') {
-			diag(c, n, "job name '%s' must not contain '/' or control characters", name);
+			diag(c, n, "job name '%s' must not contain '/' or control characters",
+			     name);
 			return false;
 		}
 	}
@@ -501,7 +506,7 @@ static bool name_ok(struct sctx *c, const struct arl_node *n, const char *name)
 }
 
 static void parse_pool_ref(struct sctx *c, const struct arl_node *jn, const struct arl_node *v,
-			   struct arl_job *j)
+                           struct arl_job *j)
 {
 	char *name, list[256] = "";
 	const char *names[64];
@@ -513,8 +518,9 @@ static void parse_pool_ref(struct sctx *c, const struct arl_node *jn, const stru
 			return;
 		}
 		if (c->f->npools > 1)
-			diag(c, jn, "job '%s' names no pool and the file defines %zu; set 'pool' "
-				    "or 'defaults.pool'",
+			diag(c, jn,
+			     "job '%s' names no pool and the file defines %zu; set 'pool' "
+			     "or 'defaults.pool'",
 			     j->name ? j->name : "?", c->f->npools);
 		return;
 	}
@@ -530,7 +536,7 @@ static void parse_pool_ref(struct sctx *c, const struct arl_node *jn, const stru
 		if (k < 63)
 			names[k++] = c->f->pools[i].name;
 		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s'%s'", i ? ", " : "",
-			 c->f->pools[i].name);
+		         c->f->pools[i].name);
 	}
 	names[k] = NULL;
 	if (suggest(name, names))
@@ -587,7 +593,7 @@ static void check_unique(struct sctx *c, const struct arl_node *at, const char *
 }
 
 static void parse_pool(struct sctx *c, const struct arl_node *k, const struct arl_node *n,
-		       struct arl_pool *p)
+                       struct arl_pool *p)
 {
 	const struct arl_node *v;
 	char where[120];
@@ -598,8 +604,9 @@ static void parse_pool(struct sctx *c, const struct arl_node *k, const struct ar
 	p->loc = k->loc;
 	p->replicas = 1;
 	if (!arl_is_dns_label(k->str))
-		diag(c, k, "pool name '%s' is not a DNS label (lowercase letters, digits and '-', "
-			   "at most 63)",
+		diag(c, k,
+		     "pool name '%s' is not a DNS label (lowercase letters, digits and '-', "
+		     "at most 63)",
 		     k->str);
 	if (!want(c, n, ARL_NODE_MAP, "pool"))
 		return;
@@ -609,7 +616,8 @@ static void parse_pool(struct sctx *c, const struct arl_node *k, const struct ar
 		p->backend = (enum arl_backend_kind)e;
 	if ((v = arl_node_get(n, "replicas")) && get_int(c, v, "replicas", 1, INT32_MAX, &i)) {
 		if (i > 10000)
-			diag(c, v, "'replicas' must be between 1 and 10000, got %lld", (long long)i);
+			diag(c, v, "'replicas' must be between 1 and 10000, got %lld",
+			     (long long)i);
 		else
 			p->replicas = (int)i;
 	}
@@ -621,7 +629,7 @@ static void parse_pool(struct sctx *c, const struct arl_node *k, const struct ar
 		struct stat st;
 		char *real;
 		char *abs = p->workspace[0] == '/' ? arl_xstrdup(p->workspace)
-						   : arl_xasprintf("%s/%s", c->dir, p->workspace);
+		                                   : arl_xasprintf("%s/%s", c->dir, p->workspace);
 
 		if (stat(abs, &st) < 0 || !S_ISDIR(st.st_mode))
 			diag(c, v, "workspace directory '%s' does not exist", p->workspace);
@@ -635,8 +643,9 @@ static void parse_pool(struct sctx *c, const struct arl_node *k, const struct ar
 	}
 	if ((v = arl_node_get(n, "namespace")) && (p->namespace = get_str(c, v, "namespace")) &&
 	    !arl_is_dns_label(p->namespace))
-		diag(c, v, "namespace '%s' is not a DNS label (lowercase letters, digits and '-', "
-			   "at most 63)",
+		diag(c, v,
+		     "namespace '%s' is not a DNS label (lowercase letters, digits and '-', "
+		     "at most 63)",
 		     p->namespace);
 	if ((v = arl_node_get(n, "create")) && want(c, v, ARL_NODE_MAP, "create")) {
 		const struct arl_node *w;
@@ -656,7 +665,7 @@ static void parse_pool(struct sctx *c, const struct arl_node *k, const struct ar
 	for (size_t j = 0; j + 1 < n->nkids; j += 2) {
 		const char *key = n->kids[j]->str;
 		bool local_only = key && (!strcmp(key, "isolation") || !strcmp(key, "network") ||
-					  !strcmp(key, "workspace"));
+		                          !strcmp(key, "workspace"));
 		bool k8s_only = key && (!strcmp(key, "namespace") || !strcmp(key, "create"));
 
 		if ((p->backend == ARL_BACKEND_KUBERNETES && local_only) ||
@@ -678,7 +687,7 @@ static cJSON *node_json(const struct arl_node *n)
 		v = cJSON_CreateObject();
 		for (size_t k = 0; k + 1 < n->nkids; k += 2)
 			cJSON_AddItemToObject(v, n->kids[k]->str ? n->kids[k]->str : "",
-					      node_json(n->kids[k + 1]));
+			                      node_json(n->kids[k + 1]));
 		return v;
 	case ARL_NODE_SEQ:
 		v = cJSON_CreateArray();
@@ -729,7 +738,7 @@ static void describe_item(struct sctx *c, const struct items *it, size_t i)
 {
 	if (it->from == FROM_FILE)
 		snprintf(c->origin, sizeof(c->origin), "record %zu of '%s', line %u", i + 1,
-			 it->ds.path, it->ds.lines[i]);
+		         it->ds.path, it->ds.lines[i]);
 	else if (it->from == FROM_ITEMS)
 		snprintf(c->origin, sizeof(c->origin), "item %zu of 'foreach.items'", i + 1);
 	else
@@ -749,7 +758,8 @@ static bool load_matrix(struct sctx *c, const struct arl_node *m, struct items *
 	for (size_t k = 0; k < nkeys; k++) {
 		const struct arl_node *vals = m->kids[2 * k + 1];
 
-		if (!want(c, vals, ARL_NODE_SEQ, m->kids[2 * k]->str ? m->kids[2 * k]->str : "matrix"))
+		if (!want(c, vals, ARL_NODE_SEQ,
+		          m->kids[2 * k]->str ? m->kids[2 * k]->str : "matrix"))
 			return false;
 		if (!vals->nkids) {
 			diag(c, vals, "matrix axis '%s' must not be empty", m->kids[2 * k]->str);
@@ -774,7 +784,7 @@ static bool load_matrix(struct sctx *c, const struct arl_node *m, struct items *
 			const struct arl_node *vals = m->kids[2 * k + 1];
 
 			cJSON_AddItemToObject(obj, m->kids[2 * k]->str,
-					      node_json(vals->kids[rest % vals->nkids]));
+			                      node_json(vals->kids[rest % vals->nkids]));
 			rest /= vals->nkids;
 		}
 		it->v[it->n++] = obj;
@@ -807,12 +817,13 @@ static bool load_items(struct sctx *c, const struct arl_node *fe, struct items *
 			return false;
 		fs = rel[0] == '/' ? arl_xstrdup(rel) : arl_xasprintf("%s/%s", c->dir, rel);
 		it->from = FROM_FILE;
-		if (!has_suffix(rel, ".jsonl") && !has_suffix(rel, ".json") && !has_suffix(rel, ".csv")) {
+		if (!has_suffix(rel, ".jsonl") && !has_suffix(rel, ".json") &&
+		    !has_suffix(rel, ".csv")) {
 			diag(c, file, "dataset '%s' must be .jsonl, .json or .csv", rel);
 			ok = false;
 		} else {
-			ok = arl_dataset_load(&it->ds, strcmp(c->dir, ".") ? fs : rel, fs, file->loc,
-					      c->d) == 0;
+			ok = arl_dataset_load(&it->ds, strcmp(c->dir, ".") ? fs : rel, fs,
+			                      file->loc, c->d) == 0;
 		}
 		free(rel);
 		free(fs);
@@ -828,7 +839,7 @@ static bool load_items(struct sctx *c, const struct arl_node *fe, struct items *
 				struct arl_loc loc = {it->ds.path, it->ds.lines[i], 1};
 
 				arl_diags_add(c->d, ARL_SEV_ERROR, loc, 1,
-					      "record %zu must be a JSON object", i + 1);
+				              "record %zu must be a JSON object", i + 1);
 				c->bad = true;
 				return false;
 			}
@@ -848,9 +859,10 @@ static bool load_items(struct sctx *c, const struct arl_node *fe, struct items *
 		}
 		for (size_t i = 0; i < items->nkids; i++)
 			if (items->kids[i]->kind != ARL_NODE_MAP)
-				return diag(c, items->kids[i],
-					    "each item of 'foreach.items' must be a mapping, got %s",
-					    arl_node_describe(items->kids[i])),
+				return diag(
+				           c, items->kids[i],
+				           "each item of 'foreach.items' must be a mapping, got %s",
+				           arl_node_describe(items->kids[i])),
 				       false;
 		it->from = FROM_ITEMS;
 		it->owned = node_json(items);
@@ -884,8 +896,9 @@ static void expand_one(struct sctx *c, const struct arl_node *jn, const cJSON *i
 	} else if ((j.name = get_str(c, name_node, "name"))) {
 		name_deferred = c->deferred;
 		if (name_deferred) {
-			diag(c, name_node, "job names cannot use run.* or attempt: a name must be "
-					   "stable across runs");
+			diag(c, name_node,
+			     "job names cannot use run.* or attempt: a name must be "
+			     "stable across runs");
 		} else if (name_ok(c, name_node, j.name)) {
 			check_unique(c, name_node, j.name);
 		}
@@ -903,8 +916,8 @@ static void expand_one(struct sctx *c, const struct arl_node *jn, const cJSON *i
 
 			if (get_enum(c, v->kids[i], "retryOn", retry_names, &e))
 				j.retry_on |= ARL_RETRY_BIT(e == 0   ? ARL_CLASS_FAILED
-							    : e == 1 ? ARL_CLASS_TIMEOUT
-								     : ARL_CLASS_INFRA);
+				                            : e == 1 ? ARL_CLASS_TIMEOUT
+				                                     : ARL_CLASS_INFRA);
 		}
 	}
 	if ((v = field(c, jn, "backoff")))
@@ -989,7 +1002,8 @@ static void parse_top(struct sctx *c, const struct arl_node *root)
 	int64_t n;
 
 	if (!root || root->kind != ARL_NODE_MAP) {
-		diag(c, root, "a job file must be a mapping with 'version', 'pools' and 'jobs', got %s",
+		diag(c, root,
+		     "a job file must be a mapping with 'version', 'pools' and 'jobs', got %s",
 		     root ? arl_node_describe(root) : "an empty document");
 		return;
 	}
@@ -999,8 +1013,8 @@ static void parse_top(struct sctx *c, const struct arl_node *root)
 	else if (v->kind != ARL_NODE_SCALAR)
 		diag(c, v, "'version' must be 1, got %s", arl_node_describe(v));
 	else if (!v->plain || strcmp(v->str, "1"))
-		diag(c, v, "'version' must be 1 (a number), got %s'%s'", v->plain ? "" : "the string ",
-		     v->str);
+		diag(c, v, "'version' must be 1 (a number), got %s'%s'",
+		     v->plain ? "" : "the string ", v->str);
 	if ((v = arl_node_get(root, "name")))
 		c->f->name = get_str(c, v, "name");
 	if (!c->f->name)
@@ -1021,7 +1035,7 @@ static void parse_top(struct sctx *c, const struct arl_node *root)
 				continue;
 			}
 			parse_pool(c, pools->kids[i], pools->kids[i + 1],
-				   &c->f->pools[c->f->npools++]);
+			           &c->f->pools[c->f->npools++]);
 		}
 	}
 	if ((v = arl_node_get(root, "defaults")) && want(c, v, ARL_NODE_MAP, "defaults")) {
@@ -1040,7 +1054,7 @@ static void parse_top(struct sctx *c, const struct arl_node *root)
 }
 
 int arl_jobfile_parse(const char *path, const char *buf, size_t len, struct arl_jobfile **out,
-		      struct arl_diags *diags)
+                      struct arl_diags *diags)
 {
 	struct arl_doc *doc = NULL;
 	struct sctx c = {.d = diags, .path = path};

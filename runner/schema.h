@@ -18,6 +18,6 @@
  * is valid; -1 (with diagnostics) otherwise, leaving *out untouched.
  */
 int arl_jobfile_parse(const char *path, const char *buf, size_t len, struct arl_jobfile **out,
-		      struct arl_diags *diags);
+                      struct arl_diags *diags);
 
 #endif

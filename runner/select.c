@@ -18,8 +18,8 @@ int arl_select_parse_shard(const char *s, unsigned *index, unsigned *count)
 	if (!slash)
 		return -1;
 	head = arl_xstrndup(s, (size_t)(slash - s));
-	ok = arl_parse_i64(head, 1, 1000000, &i) == 0 && arl_parse_i64(slash + 1, 1, 1000000, &n) == 0 &&
-	     i <= n;
+	ok = arl_parse_i64(head, 1, 1000000, &i) == 0 &&
+	     arl_parse_i64(slash + 1, 1, 1000000, &n) == 0 && i <= n;
 	free(head);
 	if (!ok)
 		return -1;

@@ -20,6 +20,7 @@ int arl_select_parse_shard(const char *s, unsigned *index, unsigned *count);
  * Removes the jobs @sel excludes from every file, keeping their order. Sharding hashes the job
  * key, so each job lands in the same shard on every machine and every run.
  */
-void arl_select_apply(struct arl_jobfile *const *files, size_t nfiles, const struct arl_select *sel);
+void arl_select_apply(struct arl_jobfile *const *files, size_t nfiles,
+                      const struct arl_select *sel);
 
 #endif

@@ -15,20 +15,23 @@
 #include "result.h"
 
 #define ARL_SPAWN_DEFAULT_CAPTURE (1024 * 1024)
-#define ARL_KILL_GRACE_MS 2000
+#define ARL_KILL_GRACE_MS         2000
 
 struct arl_spawn_opts {
-	char *const *argv;   /* argv[0] is searched in PATH when it has no '/' */
-	char *const *envp;   /* the child's whole environment; NULL: inherit */
-	const char *cwd;     /* NULL: inherit */
-	int64_t deadline_ms; /* absolute, on arl_now_ms()'s clock; 0: none */
-	size_t capture_max;  /* per stream; 0: ARL_SPAWN_DEFAULT_CAPTURE */
-	int64_t grace_ms;    /* SIGTERM -> SIGKILL; 0: ARL_KILL_GRACE_MS */
-	int cancel_fd;       /* when readable, the child is killed as on timeout; -1: none */
+	char *const *argv;      /* argv[0] is searched in PATH when it has no '/' */
+	char *const *envp;      /* the child's whole environment; NULL: inherit */
+	const char *cwd;        /* NULL: inherit */
+	int64_t deadline_ms;    /* absolute, on arl_now_ms()'s clock; 0: none */
+	size_t capture_max;     /* per stream; 0: ARL_SPAWN_DEFAULT_CAPTURE */
+	int64_t grace_ms;       /* SIGTERM -> SIGKILL; 0: ARL_KILL_GRACE_MS */
+	int cancel_fd;          /* when readable, the child is killed as on timeout; -1: none */
 	const char *stdin_path; /* NULL: /dev/null */
 };
 /* Start from this rather than {0}: a cancel_fd of 0 would watch stdin. */
-#define ARL_SPAWN_OPTS_INIT {.cancel_fd = -1}
+#define ARL_SPAWN_OPTS_INIT                                                                        \
+	{                                                                                          \
+		.cancel_fd = -1                                                                    \
+	}
 
 struct arl_spawn_result {
 	int exit_code; /* exit status, or 128+signal */
@@ -45,7 +48,7 @@ struct arl_spawn_result {
  * and must be released with arl_spawn_result_release().
  */
 int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res,
-		  struct arl_err *err);
+                  struct arl_err *err);
 void arl_spawn_result_release(struct arl_spawn_result *res);
 
 #endif

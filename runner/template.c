@@ -48,8 +48,9 @@ static const cJSON *lookup(const cJSON *v, const char *path, const char **missin
 		} else if (cJSON_IsArray(v)) {
 			int64_t i;
 
-			v = arl_parse_i64(seg, 0, INT32_MAX, &i) == 0 ? cJSON_GetArrayItem(v, (int)i)
-								      : NULL;
+			v = arl_parse_i64(seg, 0, INT32_MAX, &i) == 0
+			        ? cJSON_GetArrayItem(v, (int)i)
+			        : NULL;
 		} else {
 			v = NULL;
 		}
@@ -80,7 +81,7 @@ static void add_json(struct arl_buf *b, const cJSON *v, bool escape)
 
 /* One expression (trimmed, NUL-terminated) into @b. Returns 1 when it had to be deferred. */
 static int expr(struct arl_buf *b, const char *e, const struct arl_tmpl_ctx *c, bool escape,
-		struct arl_err *err)
+                struct arl_err *err)
 {
 	size_t n = strlen(e);
 	const char *missing = NULL;
@@ -99,13 +100,14 @@ static int expr(struct arl_buf *b, const char *e, const struct arl_tmpl_ctx *c, 
 
 		if (!c->item)
 			return arl_error(err, ARL_E_INVALID,
-					 "'{{ %s }}': this job has no foreach item", e);
+			                 "'{{ %s }}': this job has no foreach item", e);
 		v = e[4] ? lookup(c->item, e + 5, &missing) : c->item;
 		if (!v) {
 			size_t m = strcspn(missing, ".");
 
-			return arl_error(err, ARL_E_INVALID, "'{{ %s }}': the item has no field '%.*s'",
-					 e, (int)m, missing);
+			return arl_error(err, ARL_E_INVALID,
+			                 "'{{ %s }}': the item has no field '%.*s'", e, (int)m,
+			                 missing);
 		}
 		add_json(b, v, escape);
 		return 0;
@@ -113,7 +115,7 @@ static int expr(struct arl_buf *b, const char *e, const struct arl_tmpl_ctx *c, 
 	if (!strcmp(e, "job.name")) {
 		if (!c->job_name)
 			return arl_error(err, ARL_E_INVALID,
-					 "'{{ job.name }}' cannot be used in the job's own name");
+			                 "'{{ job.name }}' cannot be used in the job's own name");
 		add_escaped(b, c->job_name, escape);
 		return 0;
 	}
@@ -128,13 +130,13 @@ static int expr(struct arl_buf *b, const char *e, const struct arl_tmpl_ctx *c, 
 		return 0;
 	}
 	return arl_error(err, ARL_E_INVALID,
-			 "unknown template variable '%s' in '{{ %s }}' (expected item.FIELD, "
-			 "job.name, run.id, run.name, attempt or a quoted string)",
-			 e, e);
+	                 "unknown template variable '%s' in '{{ %s }}' (expected item.FIELD, "
+	                 "job.name, run.id, run.name, attempt or a quoted string)",
+	                 e, e);
 }
 
 static int render(const char *s, const struct arl_tmpl_ctx *c, bool escape, struct arl_buf *b,
-		  bool *deferred, struct arl_err *err)
+                  bool *deferred, struct arl_err *err)
 {
 	const char *p;
 
@@ -148,7 +150,7 @@ static int render(const char *s, const struct arl_tmpl_ctx *c, bool escape, stru
 		arl_buf_add(b, s, (size_t)(p - s));
 		if (!q)
 			return arl_error(err, ARL_E_INVALID,
-					 "unterminated template (missing '}}') in '%.40s'", p);
+			                 "unterminated template (missing '}}') in '%.40s'", p);
 		/* A literal "}}" inside a quoted literal: {{ "}}" }}. */
 		if ((a[strspn(a, " \t")] == '"' || a[strspn(a, " \t")] == '\'')) {
 			const char *lit = a + strspn(a, " \t");
@@ -158,8 +160,8 @@ static int render(const char *s, const struct arl_tmpl_ctx *c, bool escape, stru
 				q = strstr(close + 1, "}}");
 			if (!q)
 				return arl_error(err, ARL_E_INVALID,
-						 "unterminated template (missing '}}') in '%.40s'",
-						 p);
+				                 "unterminated template (missing '}}') in '%.40s'",
+				                 p);
 		}
 		z = q;
 		while (a < z && (*a == ' ' || *a == '\t'))
@@ -182,7 +184,7 @@ static int render(const char *s, const struct arl_tmpl_ctx *c, bool escape, stru
 }
 
 int arl_tmpl_render(const char *s, const struct arl_tmpl_ctx *c, char **out, bool *deferred,
-		    struct arl_err *err)
+                    struct arl_err *err)
 {
 	struct arl_buf b = ARL_BUF_INIT;
 	bool def = false;

@@ -30,6 +30,6 @@ bool arl_tmpl_has(const char *s);
  * expression, and *out is untouched.
  */
 int arl_tmpl_render(const char *s, const struct arl_tmpl_ctx *c, char **out, bool *deferred,
-		    struct arl_err *err);
+                    struct arl_err *err);
 
 #endif

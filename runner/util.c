@@ -132,7 +132,8 @@ int arl_parse_duration(const char *s, int64_t *ms)
 			size_t n = strlen(units[i].unit);
 
 			/* "ms" before "m": check the longer unit first. */
-			if (!strncmp(p, units[i].unit, n) && !(n == 1 && p[0] == 'm' && p[1] == 's'))
+			if (!strncmp(p, units[i].unit, n) &&
+			    !(n == 1 && p[0] == 'm' && p[1] == 's'))
 				break;
 		}
 		if (i == sizeof(units) / sizeof(units[0]))
@@ -163,7 +164,7 @@ const char *arl_fmt_duration(int64_t ms, char *buf, size_t len)
 	if (r && o < len) {
 		if (s)
 			o += (size_t)snprintf(buf + o, len - o, "%lld.%03llds", (long long)s,
-					      (long long)r);
+			                      (long long)r);
 		else
 			o += (size_t)snprintf(buf + o, len - o, "%lldms", (long long)r);
 	} else if (s && o < len) {
@@ -195,10 +196,11 @@ void arl_rfc3339(int64_t unix_ms, char buf[32])
 
 	gmtime_r(&t, &tm);
 	/* The unsigned modulos only tell the compiler each field fits. */
-	snprintf(buf, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", (unsigned)(tm.tm_year + 1900) % 10000u,
-		 (unsigned)(tm.tm_mon + 1) % 100u, (unsigned)tm.tm_mday % 100u,
-		 (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u,
-		 (unsigned)(unix_ms % 1000));
+	snprintf(buf, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ",
+	         (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
+	         (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u,
+	         (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u,
+	         (unsigned)(unix_ms % 1000));
 }
 
 void arl_rfc3339_now(char buf[32])

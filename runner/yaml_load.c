@@ -139,8 +139,8 @@ static void check_duplicate_keys(struct loader *l, struct arl_node *map)
 		if (strcmp(keys[i]->str, keys[i - 1]->str))
 			continue;
 		arl_diags_add(l->diags, ARL_SEV_ERROR, keys[i]->loc, arl_node_width(keys[i]),
-			      "duplicate key '%s' (first at %u:%u)", keys[i]->str,
-			      keys[i - 1]->loc.line, keys[i - 1]->loc.col);
+		              "duplicate key '%s' (first at %u:%u)", keys[i]->str,
+		              keys[i - 1]->loc.line, keys[i - 1]->loc.col);
 		l->failed = 1;
 	}
 	free(keys);
@@ -153,7 +153,7 @@ static int on_scalar(struct loader *l, yaml_event_t *ev)
 
 	if (ev->data.scalar.length > ARL_YAML_MAX_SCALAR)
 		return fail(l, ev->start_mark, "scalar of %zu bytes exceeds the limit of %u bytes",
-			    ev->data.scalar.length, ARL_YAML_MAX_SCALAR);
+		            ev->data.scalar.length, ARL_YAML_MAX_SCALAR);
 	n = new_node(l, ARL_NODE_SCALAR, ev->start_mark);
 	if (!n)
 		return -1;
@@ -161,7 +161,7 @@ static int on_scalar(struct loader *l, yaml_event_t *ev)
 	n->len = ev->data.scalar.length;
 	/* An explicit !!str tag makes "123" a string, as a quote would. */
 	n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-		   !(tag && !strcmp(tag, YAML_STR_TAG));
+	           !(tag && !strcmp(tag, YAML_STR_TAG));
 	if (ev->data.scalar.anchor && add_anchor(l, ev->data.scalar.anchor, n) < 0)
 		return -1;
 	attach(l, n);
@@ -169,7 +169,7 @@ static int on_scalar(struct loader *l, yaml_event_t *ev)
 }
 
 static int on_start(struct loader *l, yaml_event_t *ev, enum arl_node_kind kind,
-		    const yaml_char_t *anchor)
+                    const yaml_char_t *anchor)
 {
 	struct arl_node *n;
 
@@ -207,12 +207,12 @@ static int on_alias(struct loader *l, yaml_event_t *ev)
 	for (size_t i = 0; i < l->depth; i++)
 		if (l->stack[i] == a->node)
 			return fail(l, ev->start_mark,
-				    "alias '*%s' refers to a node that contains it", name);
+			            "alias '*%s' refers to a node that contains it", name);
 	l->expansion += a->node->weight;
 	if (l->expansion > ARL_YAML_MAX_EXPANSION)
 		return fail(l, ev->start_mark,
-			    "alias expansion exceeds %u nodes (is this an alias bomb?)",
-			    ARL_YAML_MAX_EXPANSION);
+		            "alias expansion exceeds %u nodes (is this an alias bomb?)",
+		            ARL_YAML_MAX_EXPANSION);
 	attach(l, a->node);
 	return 0;
 }
@@ -248,20 +248,23 @@ static int check_utf8(struct loader *l, const char *buf, size_t len)
 			for (size_t i = good; i < end; i++) {
 				size_t j = i + 1;
 
-				while (j < end && j < i + 4 && ((unsigned char)buf[j] & 0xC0) == 0x80)
+				while (j < end && j < i + 4 &&
+				       ((unsigned char)buf[j] & 0xC0) == 0x80)
 					j++;
 				if (!arl_utf8_valid(buf + i, j - i))
-					return fail(l, offset_mark(buf, len, i),
-						    "invalid UTF-8 (byte 0x%02x): job files must be UTF-8",
-						    (unsigned char)buf[i]);
+					return fail(
+					    l, offset_mark(buf, len, i),
+					    "invalid UTF-8 (byte 0x%02x): job files must be UTF-8",
+					    (unsigned char)buf[i]);
 				i = j - 1;
 			}
 		}
 		good = end;
 	}
 	if (memchr(buf, '\0', len))
-		return fail(l, offset_mark(buf, len, (size_t)((const char *)memchr(buf, '\0', len) - buf)),
-			    "NUL byte in a job file");
+		return fail(
+		    l, offset_mark(buf, len, (size_t)((const char *)memchr(buf, '\0', len) - buf)),
+		    "NUL byte in a job file");
 	return 0;
 }
 
@@ -279,7 +282,7 @@ static void parser_error(struct loader *l, yaml_parser_t *p, const char *buf, si
 }
 
 int arl_yaml_load_mem(const char *path, const char *buf, size_t len, struct arl_doc **out,
-		      struct arl_diags *diags)
+                      struct arl_diags *diags)
 {
 	yaml_parser_t parser;
 	yaml_event_t ev;
@@ -392,12 +395,13 @@ bool arl_node_is_null(const struct arl_node *n)
 {
 	return n->kind == ARL_NODE_SCALAR && n->plain &&
 	       (!n->len || !strcmp(n->str, "~") || !strcmp(n->str, "null") ||
-		!strcmp(n->str, "Null") || !strcmp(n->str, "NULL"));
+	        !strcmp(n->str, "Null") || !strcmp(n->str, "NULL"));
 }
 
 bool arl_node_is_bool(const struct arl_node *n, bool *v)
 {
-	static const char *const yes[] = {"true", "True", "TRUE"}, *const no[] = {"false", "False", "FALSE"};
+	static const char *const yes[] = {"true", "True", "TRUE"}, *const no[] = {"false", "False",
+	                                                                          "FALSE"};
 
 	if (n->kind != ARL_NODE_SCALAR || !n->plain)
 		return false;

@@ -11,11 +11,11 @@
 
 #include "err.h"
 
-#define ARL_YAML_MAX_INPUT (16u << 20) /* bytes of one job file */
-#define ARL_YAML_MAX_SCALAR (8u << 20)
-#define ARL_YAML_MAX_DEPTH 64
-#define ARL_YAML_MAX_NODES 1000000
-#define ARL_YAML_MAX_ANCHORS 10000
+#define ARL_YAML_MAX_INPUT     (16u << 20) /* bytes of one job file */
+#define ARL_YAML_MAX_SCALAR    (8u << 20)
+#define ARL_YAML_MAX_DEPTH     64
+#define ARL_YAML_MAX_NODES     1000000
+#define ARL_YAML_MAX_ANCHORS   10000
 #define ARL_YAML_MAX_EXPANSION 1000000 /* nodes reachable through aliases */
 
 enum arl_node_kind { ARL_NODE_SCALAR, ARL_NODE_SEQ, ARL_NODE_MAP };
@@ -23,8 +23,8 @@ enum arl_node_kind { ARL_NODE_SCALAR, ARL_NODE_SEQ, ARL_NODE_MAP };
 struct arl_node {
 	enum arl_node_kind kind;
 	struct arl_loc loc;
-	bool plain;  /* scalar written without quotes or block style: may be a number/bool/null */
-	char *str;   /* scalar text, NUL-terminated */
+	bool plain; /* scalar written without quotes or block style: may be a number/bool/null */
+	char *str;  /* scalar text, NUL-terminated */
 	size_t len;
 	/* SEQ: items; MAP: keys and values alternate (key i at 2i, value at 2i+1) */
 	struct arl_node **kids;
@@ -44,7 +44,7 @@ struct arl_doc {
  * @diags (with positions) and make it return -1; *out is set only on success. One document only.
  */
 int arl_yaml_load_mem(const char *path, const char *buf, size_t len, struct arl_doc **out,
-		      struct arl_diags *diags);
+                      struct arl_diags *diags);
 void arl_doc_free(struct arl_doc *doc);
 
 /* Map lookup by key text; NULL when absent or @map is not a mapping. */

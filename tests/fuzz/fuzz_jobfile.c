@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct arl_jobfile *f = NULL;
 
 	if (arl_jobfile_parse("/nonexistent-fuzz-dir/fuzz.yaml", (const char *)data, size, &f,
-			      &diags) == 0)
+	                      &diags) == 0)
 		arl_jobfile_free(f);
 	arl_diags_release(&diags);
 	return 0;

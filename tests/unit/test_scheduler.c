@@ -27,7 +27,7 @@ static atomic_int in_flight, max_in_flight, acquired, released;
 static int cancel_pipe[2];
 
 static int fake_acquire(void *st, const struct arl_pool *pool, const struct arl_sandbox_req *req,
-			struct arl_sandbox **out, struct arl_err *err)
+                        struct arl_sandbox **out, struct arl_err *err)
 {
 	(void)st, (void)pool, (void)req, (void)err;
 	*out = arl_xcalloc(1, sizeof(**out));
@@ -36,8 +36,8 @@ static int fake_acquire(void *st, const struct arl_pool *pool, const struct arl_
 }
 
 static int fake_exec(void *st, struct arl_sandbox *sb, const struct arl_step *step,
-		     const struct arl_exec_ctx *ctx, struct arl_step_result *res,
-		     enum arl_class *cls, struct arl_err *err)
+                     const struct arl_exec_ctx *ctx, struct arl_step_result *res,
+                     enum arl_class *cls, struct arl_err *err)
 {
 	const char *what = step->argv[0];
 	int now = atomic_fetch_add(&in_flight, 1) + 1, max = atomic_load(&max_in_flight);
@@ -84,11 +84,11 @@ static void fake_release(void *st, struct arl_sandbox *sb, bool keep)
 }
 
 static const struct arl_backend_ops fake_ops = {
-	.name = "fake",
-	.acquire = fake_acquire,
-	.exec = fake_exec,
-	.sandbox_name = fake_name,
-	.release = fake_release,
+    .name = "fake",
+    .acquire = fake_acquire,
+    .exec = fake_exec,
+    .sandbox_name = fake_name,
+    .release = fake_release,
 };
 
 struct fixture {
@@ -104,8 +104,8 @@ struct fixture {
 
 static struct fixture fx;
 
-static void add_job(const char *name, const char *what, size_t pool, int retries,
-		    unsigned retry_on, int64_t backoff_ms)
+static void add_job(const char *name, const char *what, size_t pool, int retries, unsigned retry_on,
+                    int64_t backoff_ms)
 {
 	struct arl_job *j;
 
@@ -167,7 +167,7 @@ static int teardown(void **state)
 }
 
 static void run(int concurrency, int max_failures, int64_t deadline_in_ms,
-		struct arl_sched_outcome *out)
+                struct arl_sched_outcome *out)
 {
 	struct arl_sched_opts o = {0};
 	struct arl_err err = ARL_ERR_INIT;
@@ -194,7 +194,9 @@ static void run(int concurrency, int max_failures, int64_t deadline_in_ms,
 	assert_int_equal(fx.done_count, (int)fx.n); /* every job reported exactly once */
 }
 
-#define RETRY_ALL (ARL_RETRY_BIT(ARL_CLASS_FAILED) | ARL_RETRY_BIT(ARL_CLASS_TIMEOUT) | ARL_RETRY_BIT(ARL_CLASS_INFRA))
+#define RETRY_ALL                                                                                  \
+	(ARL_RETRY_BIT(ARL_CLASS_FAILED) | ARL_RETRY_BIT(ARL_CLASS_TIMEOUT) |                      \
+	 ARL_RETRY_BIT(ARL_CLASS_INFRA))
 
 static void test_all_succeed_within_limits(void **state)
 {
@@ -241,7 +243,8 @@ static void test_retries_and_retry_on(void **state)
 
 	(void)state;
 	add_job("retried", "fail", 0, 2, RETRY_ALL, 10);
-	add_job("not-retried", "fail", 0, 2, ARL_RETRY_BIT(ARL_CLASS_TIMEOUT) | ARL_RETRY_BIT(ARL_CLASS_INFRA), 10);
+	add_job("not-retried", "fail", 0, 2,
+	        ARL_RETRY_BIT(ARL_CLASS_TIMEOUT) | ARL_RETRY_BIT(ARL_CLASS_INFRA), 10);
 	add_job("infra", "infra", 0, 1, ARL_RETRY_BIT(ARL_CLASS_INFRA), 10);
 	run(2, 0, 0, &out);
 	assert_int_equal(fx.sj[0].result.state, ARL_STATE_FAILED);
@@ -343,13 +346,13 @@ static void test_signal_cancels(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_all_succeed_within_limits, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_global_limit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_retries_and_retry_on, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_backoff_holds_no_worker, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_max_failures_cancels_the_rest, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_deadline_cancels_in_flight, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_signal_cancels, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_all_succeed_within_limits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_global_limit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retries_and_retry_on, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_backoff_holds_no_worker, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_max_failures_cancels_the_rest, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deadline_cancels_in_flight, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_signal_cancels, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
