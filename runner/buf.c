@@ -75,7 +75,8 @@ void arl_buf_release(struct arl_buf *b)
 
 char *arl_buf_detach(struct arl_buf *b, size_t *len)
 {
-	char *p = b->p ? b->p : arl_xstrdup("");
+	/* Detached strings live long (job fields): give back the doubling slack. */
+	char *p = b->p ? arl_xrealloc(b->p, b->len + 1) : arl_xstrdup("");
 
 	if (len)
 		*len = b->len;

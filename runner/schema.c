@@ -977,6 +977,11 @@ static void parse_job(struct sctx *c, const struct arl_node *jn)
 		}
 		describe_item(c, &it, i);
 		expand_one(c, jn, it.v[i]);
+		/* The job keeps its item as text: drop the tree now, not after the whole dataset. */
+		if (it.from == FROM_FILE) {
+			cJSON_Delete(it.v[i]);
+			it.v[i] = NULL;
+		}
 	}
 	c->origin[0] = '\0';
 	items_release(&it);
