@@ -167,25 +167,29 @@ static const char *source_line(const char *src, size_t n, unsigned line, size_t 
 
 static void print_snippet(FILE *out, const struct arl_diag *g, const char *src, size_t n)
 {
-	size_t len, shown;
+	size_t len, from = 0, shown;
 	const char *line = source_line(src, n, g->line, &len);
-	unsigned width = g->width ? g->width : 1;
+	unsigned width = g->width ? g->width : 1, col;
 
-	if (!line)
+	if (!line || g->col == 0)
 		return;
-	shown = len > 160 ? 160 : len;
-	fprintf(out, "%5u | ", g->line);
+	/* A long line is shown as a window around the column, so the caret stays visible. */
+	if (g->col > 120 && g->col - 1 < len)
+		from = g->col - 60;
+	shown = len - from > 160 ? 160 : len - from;
+	col = g->col - (unsigned)from;
+	fprintf(out, "%5u | %s", g->line, from ? "..." : "");
 	for (size_t i = 0; i < shown; i++)
-		fputc(line[i] == '\t' ? ' ' : line[i], out);
-	fputs("\n      | ", out);
-	if (g->col == 0 || g->col - 1 > shown) {
+		fputc(line[from + i] == '\t' ? ' ' : line[from + i], out);
+	fprintf(out, "%s\n      | %s", from + shown < len ? "..." : "", from ? "   " : "");
+	if (col - 1 > shown) {
 		fputc('\n', out);
 		return;
 	}
-	for (unsigned i = 1; i < g->col; i++)
+	for (unsigned i = 1; i < col; i++)
 		fputc(' ', out);
 	fputc('^', out);
-	for (unsigned i = 1; i < width && g->col + i - 1 < shown; i++)
+	for (unsigned i = 1; i < width && col + i - 1 < shown; i++)
 		fputc('~', out);
 	fputc('\n', out);
 }

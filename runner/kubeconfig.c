@@ -960,7 +960,8 @@ static int parse_exec_credential(struct arl_kubeconfig *kc, const char *data, si
 {
 	const char *cmd = kc->exec->argv[0];
 	const char *end = NULL;
-	cJSON *root = cJSON_ParseWithLengthOpts(data, len, &end, 1);
+	/* @data is NUL-terminated; cJSON's "require NUL" wants the NUL inside the length. */
+	cJSON *root = cJSON_ParseWithLengthOpts(data, len + 1, &end, 1);
 	const cJSON *api, *kind, *status, *tok, *cert, *key, *exp;
 	int64_t expiry = 0;
 	int ret = -1;
