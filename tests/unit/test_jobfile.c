@@ -1,0 +1,253 @@
+/* The job-file front end: durations, templates, the YAML loader's limits, schema expansion. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "buf.h"
+#include "job.h"
+#include "schema.h"
+#include "template.h"
+#include "util.h"
+#include "yaml_load.h"
+
+static void test_durations(void **state)
+{
+	static const struct {
+		const char *in;
+		int64_t ms;
+	} ok[] = {{"300ms", 300},     {"30s", 30000},        {"5m", 300000},
+	          {"1h30m", 5400000}, {"1.5s", 1500},        {"90", 90000},
+	          {"0", 0},           {"1m30s500ms", 90500}, {"0.25h", 900000}};
+	static const char *const bad[] = {"",   "abc",  "1.5", "-5",   "1h30",
+	                                  "2d", "10 s", "s",   "1..5s"};
+	int64_t ms;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		assert_int_equal(arl_parse_duration(ok[i].in, &ms), 0);
+		assert_int_equal(ms, ok[i].ms);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(arl_parse_duration(bad[i], &ms), -1);
+}
+
+static char *render(const char *s, const char *item_json, bool runtime, bool *deferred)
+{
+	cJSON *item = item_json ? cJSON_Parse(item_json) : NULL;
+	struct arl_tmpl_ctx c = {.item = item, .job_name = "job-1"};
+	struct arl_err err = ARL_ERR_INIT;
+	char *out = NULL;
+
+	if (runtime) {
+		c.run_id = "7";
+		c.run_name = "nightly";
+		c.attempt = "2";
+	}
+	if (arl_tmpl_render(s, &c, &out, deferred, &err) < 0)
+		out = arl_xasprintf("ERROR: %s", err.msg);
+	cJSON_Delete(item);
+	return out;
+}
+
+static void expect(const char *tmpl, const char *item, bool runtime, const char *want)
+{
+	bool deferred = false;
+	char *got = render(tmpl, item, runtime, &deferred);
+
+	assert_string_equal(got, want);
+	free(got);
+}
+
+static void test_templates(void **state)
+{
+	(void)state;
+	expect("id={{ item.id }}", "{\"id\": 42}", false, "id=42");
+	expect("{{item.a.b}}-{{ item.list.1 }}", "{\"a\": {\"b\": \"x\"}, \"list\": [1, 2]}", false,
+	       "x-2");
+	expect("{{ job.name }}", NULL, false, "job-1");
+	expect("{{ \"{{\" }} literal", NULL, false, "{{ literal");
+	expect("run {{ run.id }} {{ run.name }} try {{ attempt }}", NULL, true,
+	       "run 7 nightly try 2");
+	/* Load time keeps run-time expressions for the attempt. */
+	expect("try {{ attempt }}", NULL, false, "try {{ attempt }}");
+	expect("{{ item.nope }}", "{\"id\": 1}", false,
+	       "ERROR: '{{ item.nope }}': the item has no field 'nope'");
+	expect("{{ bogus }}", NULL, false,
+	       "ERROR: unknown template variable 'bogus' in '{{ bogus }}' (expected item.FIELD, "
+	       "job.name, run.id, run.name, attempt or a quoted string)");
+	expect("{{ item.id", "{\"id\": 1}", false,
+	       "ERROR: unterminated template (missing '}}') in '{{ item.id'");
+}
+
+/* An item value holding "{{" must survive the second (per attempt) rendering unchanged. */
+static void test_template_values_are_not_templates(void **state)
+{
+	bool deferred = false;
+	char *first = render("{{ item.code }} on try {{ attempt }}", "{\"code\": \"{{ x }}\"}",
+	                     false, &deferred);
+	char *second;
+
+	(void)state;
+	assert_true(deferred);
+	second = render(first, NULL, true, NULL);
+	assert_string_equal(second, "{{ x }} on try 2");
+	free(first);
+	free(second);
+}
+
+static int load(const char *text, struct arl_diags *d, struct arl_doc **doc)
+{
+	return arl_yaml_load_mem("t.yaml", text, strlen(text), doc, d);
+}
+
+static void test_yaml_limits(void **state)
+{
+	struct arl_diags d = ARL_DIAGS_INIT;
+	struct arl_doc *doc = NULL;
+	struct arl_buf deep = ARL_BUF_INIT;
+	const char *bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+	                   "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+	                   "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+	                   "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+	                   "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+	                   "f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+	                   "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
+
+	(void)state;
+	assert_int_equal(load(bomb, &d, &doc), -1);
+	assert_null(doc);
+	assert_non_null(strstr(d.v[0].msg, "alias expansion"));
+	arl_diags_release(&d);
+
+	for (int i = 0; i < 200; i++)
+		arl_buf_addstr(&deep, "[");
+	assert_int_equal(load(deep.p, &d, &doc), -1);
+	assert_non_null(strstr(d.v[0].msg, "nesting deeper than 64"));
+	arl_diags_release(&d);
+	arl_buf_release(&deep);
+
+	assert_int_equal(load("a: 1\nb: 2\na: 3\n", &d, &doc), -1);
+	assert_string_equal(d.v[0].msg, "duplicate key 'a' (first at 1:1)");
+	assert_int_equal(d.v[0].line, 3);
+	arl_diags_release(&d);
+
+	assert_int_equal(load("a: \"\xff\"\n", &d, &doc), -1);
+	assert_int_equal(d.v[0].line, 1);
+	assert_int_equal(d.v[0].col, 5);
+	arl_diags_release(&d);
+
+	assert_int_equal(load("a: &x [1, *x]\n", &d, &doc), -1);
+	arl_diags_release(&d);
+
+	assert_int_equal(load("a: [1, 2]\nb: {c: d}\n", &d, &doc), 0);
+	assert_int_equal(doc->root->nkids, 4);
+	assert_int_equal(arl_node_get(doc->root, "b")->loc.line, 2);
+	assert_int_equal(arl_node_get(doc->root, "b")->loc.col, 4);
+	arl_doc_free(doc);
+}
+
+static struct arl_jobfile *parse(const char *text, struct arl_diags *d)
+{
+	struct arl_jobfile *f = NULL;
+
+	if (arl_jobfile_parse("/nonexistent/suite.yaml", text, strlen(text), &f, d) < 0)
+		return NULL;
+	return f;
+}
+
+static void test_expansion(void **state)
+{
+	struct arl_diags d = ARL_DIAGS_INIT;
+	struct arl_jobfile *f;
+	const char *text =
+	    "version: 1\n"
+	    "pools: {p: {}}\n"
+	    "defaults: {env: {A: from-defaults, B: b}, timeout: 1m}\n"
+	    "jobs:\n"
+	    "  - name: \"m-{{ item.py }}-{{ item.seed }}\"\n"
+	    "    env: {A: from-job}\n"
+	    "    foreach: {matrix: {py: [\"3.9\", \"3.11\"], seed: [1, 2]}}\n"
+	    "    steps:\n"
+	    "      - {type: Command, command: [\"echo\", \"{{ job.name }}\"], env: {C: c}}\n";
+	static const char *const names[] = {"m-3.9-1", "m-3.9-2", "m-3.11-1", "m-3.11-2"};
+
+	(void)state;
+	f = parse(text, &d);
+	assert_non_null(f);
+	assert_int_equal(f->njobs, 4);
+	for (size_t i = 0; i < 4; i++) {
+		const struct arl_step *s = &f->jobs[i].steps.v[0];
+
+		assert_string_equal(f->jobs[i].name, names[i]);
+		assert_string_equal(s->argv[1], names[i]);
+		assert_string_equal(arl_strmap_get(&s->env, "A"), "from-job");
+		assert_string_equal(arl_strmap_get(&s->env, "B"), "b");
+		assert_string_equal(arl_strmap_get(&s->env, "C"), "c");
+		assert_int_equal(f->jobs[i].timeout_ms, 60000);
+		assert_string_equal(s->name, "step-1");
+	}
+	assert_string_equal(f->jobs[0].key, "suite/m-3.9-1");
+	arl_jobfile_free(f);
+	arl_diags_release(&d);
+}
+
+static void test_all_errors_reported(void **state)
+{
+	struct arl_diags d = ARL_DIAGS_INIT;
+	const char *text = "version: 1\n"
+	                   "pools: {p: {replicas: 0}}\n"
+	                   "jobs:\n"
+	                   "  - name: a\n"
+	                   "    retries: 11\n"
+	                   "    timeout: soon\n"
+	                   "    steps: [{type: Shell}]\n";
+
+	(void)state;
+	assert_null(parse(text, &d));
+	assert_int_equal(d.errors, 4);
+	arl_diags_release(&d);
+}
+
+static void test_spec_hash(void **state)
+{
+	struct arl_diags d = ARL_DIAGS_INIT;
+	const char *a = "version: 1\npools: {p: {}}\njobs:\n  - {name: j, steps: [{type: Command, "
+	                "command: [\"true\"]}]}\n";
+	const char *b = "version: 1\npools: {p: {}}\njobs:\n  - {name: j, steps: [{type: Command, "
+	                "command: [\"false\"]}]}\n";
+	struct arl_jobfile *fa = parse(a, &d), *fa2 = parse(a, &d), *fb = parse(b, &d);
+	char ha[33], ha2[33], hb[33];
+
+	(void)state;
+	assert_non_null(fa);
+	assert_non_null(fb);
+	arl_job_spec_hash(&fa->jobs[0], &fa->pools[0], ha);
+	arl_job_spec_hash(&fa2->jobs[0], &fa2->pools[0], ha2);
+	arl_job_spec_hash(&fb->jobs[0], &fb->pools[0], hb);
+	assert_string_equal(ha, ha2);
+	assert_string_not_equal(ha, hb);
+	arl_jobfile_free(fa);
+	arl_jobfile_free(fa2);
+	arl_jobfile_free(fb);
+	arl_diags_release(&d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_durations),
+	    cmocka_unit_test(test_templates),
+	    cmocka_unit_test(test_template_values_are_not_templates),
+	    cmocka_unit_test(test_yaml_limits),
+	    cmocka_unit_test(test_expansion),
+	    cmocka_unit_test(test_all_errors_reported),
+	    cmocka_unit_test(test_spec_hash),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
