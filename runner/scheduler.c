@@ -287,6 +287,7 @@ static void handle_done(struct state *s, struct work *w)
 	struct arl_sched_job *j = w->j;
 	struct arl_job_result *r = &j->result;
 	const struct arl_attempt_result *a;
+	enum arl_class cls;
 	int64_t now = arl_now_ms();
 
 	s->running--;
@@ -320,9 +321,10 @@ static void handle_done(struct state *s, struct work *w)
 		s->delayed[s->ndelayed++] = j;
 		return;
 	}
-	finish(s, j, ARL_STATE_FAILED, a->cls);
+	cls = a->cls; /* on_done may release the result, @a with it */
+	finish(s, j, ARL_STATE_FAILED, cls);
 	/* Infrastructure trouble is not the job's failure: it does not count toward halting. */
-	if (a->cls != ARL_CLASS_INFRA && ++s->failures >= s->o->max_failures &&
+	if (cls != ARL_CLASS_INFRA && ++s->failures >= s->o->max_failures &&
 	    s->o->max_failures > 0)
 		stop(s, ARL_STOP_FAILURES, false);
 }

@@ -50,7 +50,8 @@ struct arl_sched_opts {
 	int signal_fd;       /* self-pipe: one byte per signal received; -1: none */
 	/* Main-thread hooks. */
 	void (*on_start)(void *ctx, struct arl_sched_job *j);
-	/* The job is final: @j->result is complete (the hook may not keep pointers into it). */
+	/* The job is final: @j->result is complete; the hook may release it (the scheduler is done
+	 * with it) but must not keep pointers into it. */
 	void (*on_done)(void *ctx, struct arl_sched_job *j);
 	void *ctx;
 };
