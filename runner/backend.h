@@ -25,6 +25,11 @@ struct arl_backend_opts {
 	const char *run_name;
 	size_t capture_max; /* per stream of a step; 0: default */
 	int cancel_fd;      /* readable once the run is cancelled; -1: never */
+	/* kubernetes */
+	const char *kubeconfig; /* --kubeconfig; NULL: $KUBECONFIG, ~/.kube/config, in-cluster */
+	const char *kube_context; /* --context; NULL: the current context */
+	double kube_qps;          /* --kube-qps; 0: 50 */
+	int kube_burst;           /* --kube-burst; 0: 100 */
 };
 
 /* What the scheduler knows of the attempt a sandbox is for (names, labels, owner). */
@@ -69,5 +74,6 @@ const struct arl_backend_ops *arl_backend_get(enum arl_backend_kind kind);
 const char *arl_backend_kind_name(enum arl_backend_kind kind);
 
 extern const struct arl_backend_ops arl_backend_local;
+extern const struct arl_backend_ops arl_backend_kubernetes;
 
 #endif

@@ -42,6 +42,7 @@
  * top to keep the fds held bounded.
  */
 #include "backend.h"
+#include "backend_local.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -1328,6 +1329,15 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 	L->cancel_fd = o->cancel_fd;
 	if (open_state_dir(L, o->state_dir, err) < 0)
 		goto out;
+	/* Sweep what runners killed before their cleanup left behind (same as `arl-batch gc`). */
+	{
+		struct arl_err ignored = ARL_ERR_INIT;
+		int swept = arl_local_gc(o->state_dir, true, NULL, &ignored);
+
+		if (swept > 0)
+			log_line("arl-batch: deleted %d sandbox%s left by runners that died", swept,
+			         swept == 1 ? "" : "es");
+	}
 	L->warm = arl_xcalloc(npools ? npools : 1, sizeof(*L->warm));
 	for (size_t i = 0; i < npools; i++) {
 		const struct arl_pool *p = pools[i];
@@ -1460,16 +1470,106 @@ static void local_release(void *state, struct arl_sandbox *sb, bool keep)
 
 	if (!sb)
 		return;
-	if (keep)
-		log_line("arl-batch: %s%s%skeeping sandbox '%s' (keepAlive)",
+	if (keep) {
+		/* "keep-" takes it out of gc's sight: an ownerless sb-* directory is garbage. */
+		char *kept = arl_xasprintf("keep-%s", sb->name);
+		const char *where =
+		    renameat(L->state_fd, sb->name, L->state_fd, kept) == 0 ? kept : sb->name;
+
+		log_line("arl-batch: %s%s%skeeping sandbox '%s/%s' (keepAlive)",
 		         sb->job ? "job '" : "", sb->job ? sb->job : "", sb->job ? "': " : "",
-		         sb->path);
-	else if (rm_tree(L->state_fd, sb->name, &err) < 0)
+		         L->state_dir, where);
+		free(kept);
+	} else if (rm_tree(L->state_fd, sb->name, &err) < 0)
 		log_line("arl-batch: cannot delete sandbox '%s': %s", sb->path, err.msg);
 	free(sb->name);
 	free(sb->path);
 	free(sb->job);
 	free(sb);
+}
+
+/*
+ * The runner that made sandbox "sb-RUN-PID-N" is gone when PID is not running, or is a process
+ * that started after the directory was made (the pid was reused).
+ */
+static bool owner_dead(int dfd, const char *name, long boot_time, long ticks)
+{
+	long long run;
+	long pid;
+	unsigned long n;
+	char path[64], stat_text[1024];
+	struct stat st;
+	FILE *f;
+	const char *p;
+	unsigned long long start = 0;
+
+	if (sscanf(name, "sb-%lld-%ld-%lu", &run, &pid, &n) != 3 || pid <= 0)
+		return false;
+	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+		return true;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || boot_time <= 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	if (!(f = fopen(path, "re")))
+		return false;
+	p = fgets(stat_text, sizeof(stat_text), f);
+	fclose(f);
+	/* Field 22, counted after the ")" that ends the command name. */
+	if (!p || !(p = strrchr(stat_text, ')')) ||
+	    sscanf(
+	        p + 1,
+	        " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+	        &start) != 1)
+		return false;
+	return boot_time + (long)(start / (unsigned long long)ticks) > st.st_mtime + 1;
+}
+
+static long boot_time_seconds(void)
+{
+	char line[256];
+	long btime = 0;
+	FILE *f = fopen("/proc/stat", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "btime %ld", &btime) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return btime;
+}
+
+int arl_local_gc(const char *state_dir, bool remove, FILE *out, struct arl_err *err)
+{
+	int dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	long boot = boot_time_seconds(), ticks = sysconf(_SC_CLK_TCK);
+	DIR *d;
+	struct dirent *de;
+	int found = 0;
+
+	if (dfd < 0)
+		return errno == ENOENT ? 0
+		                       : arl_error_errno(err, errno, "cannot open '%s'", state_dir);
+	d = fdopendir(dup(dfd));
+	if (!d) {
+		close(dfd);
+		return arl_error_errno(err, errno, "cannot read '%s'", state_dir);
+	}
+	while ((de = readdir(d))) {
+		struct arl_err rm = ARL_ERR_INIT;
+
+		if (strncmp(de->d_name, "sb-", 3) || !owner_dead(dfd, de->d_name, boot, ticks))
+			continue;
+		found++;
+		if (out)
+			fprintf(out, "%s %s/%s\n", remove ? "deleting" : "orphaned", state_dir,
+			        de->d_name);
+		if (remove && rm_tree(dfd, de->d_name, &rm) < 0 && out)
+			fprintf(out, "arl-batch: cannot delete '%s/%s': %s\n", state_dir,
+			        de->d_name, rm.msg);
+	}
+	closedir(d);
+	close(dfd);
+	return found;
 }
 
 const struct arl_backend_ops arl_backend_local = {

@@ -43,6 +43,11 @@ static void usage(FILE *out)
 	      "      --overlap forbid|wait|allow\n"
 	      "                          another run of this name holds the lock: exit 75 (forbid,\n"
 	      "                          the default), wait for it, or run anyway\n"
+	      "      --kubeconfig PATH   kubernetes: the kubeconfig (default $KUBECONFIG,\n"
+	      "                          ~/.kube/config, else the in-cluster service account)\n"
+	      "      --context NAME      kubernetes: the kubeconfig context (default: current)\n"
+	      "      --kube-qps N        kubernetes: API requests per second (default 50)\n"
+	      "      --kube-burst N      kubernetes: API request burst (default 100)\n"
 	      "  -h, --help              show this help\n"
 	      "\n"
 	      "Exit status: 0 all succeeded, 1 a job failed, 2 invalid input (nothing ran),\n"
@@ -68,6 +73,10 @@ enum {
 	OPT_LIMIT,
 	OPT_SHARD,
 	OPT_OVERLAP,
+	OPT_KUBECONFIG,
+	OPT_CONTEXT,
+	OPT_KUBE_QPS,
+	OPT_KUBE_BURST,
 };
 
 static void print_plan(struct arl_jobfile *const *files, size_t nfiles)
@@ -134,6 +143,10 @@ int cmd_run(int argc, char **argv)
 		{"limit", required_argument, NULL, OPT_LIMIT},
 		{"shard", required_argument, NULL, OPT_SHARD},
 		{"overlap", required_argument, NULL, OPT_OVERLAP},
+		{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
+		{"context", required_argument, NULL, OPT_CONTEXT},
+		{"kube-qps", required_argument, NULL, OPT_KUBE_QPS},
+		{"kube-burst", required_argument, NULL, OPT_KUBE_BURST},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -188,6 +201,22 @@ int cmd_run(int argc, char **argv)
 			break;
 		case OPT_STATE_DIR:
 			ro.state_dir = optarg;
+			break;
+		case OPT_KUBECONFIG:
+			ro.kubeconfig = optarg;
+			break;
+		case OPT_CONTEXT:
+			ro.kube_context = optarg;
+			break;
+		case OPT_KUBE_QPS:
+			if (arl_parse_i64(optarg, 1, 100000, &v) < 0)
+				goto bad_value;
+			ro.kube_qps = (double)v;
+			break;
+		case OPT_KUBE_BURST:
+			if (arl_parse_i64(optarg, 1, 100000, &v) < 0)
+				goto bad_value;
+			ro.kube_burst = (int)v;
 			break;
 		case OPT_PROGRESS:
 			if (strcmp(optarg, "auto") && strcmp(optarg, "plain") &&

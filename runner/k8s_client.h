@@ -27,9 +27,9 @@
 #include "err.h"
 #include "kubeconfig.h"
 
-#define ARL_K8S_DEFAULT_QPS 50
+#define ARL_K8S_DEFAULT_QPS   50
 #define ARL_K8S_DEFAULT_BURST 100
-#define ARL_K8S_ARL_API "/apis/arl.infra.io/v1alpha1"
+#define ARL_K8S_ARL_API       "/apis/arl.infra.io/v1alpha1"
 
 struct arl_k8s_opts {
 	double qps;                 /* requests per second, sustained; 0: ARL_K8S_DEFAULT_QPS */
@@ -38,13 +38,16 @@ struct arl_k8s_opts {
 	int64_t connect_timeout_ms; /* 0: 10 s */
 	int max_tries;              /* tries of a retryable request; 0: 10 */
 };
-#define ARL_K8S_OPTS_INIT {0, 0, 0, 0, 0}
+#define ARL_K8S_OPTS_INIT                                                                          \
+	{                                                                                          \
+		0, 0, 0, 0, 0                                                                      \
+	}
 
 struct arl_k8s;
 
 /* Takes ownership of @kc, even on failure. *out is written only on success. */
 int arl_k8s_new(struct arl_k8s **out, struct arl_kubeconfig *kc, const struct arl_k8s_opts *o,
-		struct arl_err *err);
+                struct arl_err *err);
 /* NULL is a no-op. Every watch must have been stopped. */
 void arl_k8s_free(struct arl_k8s *c);
 /* The configuration (borrowed); its namespace is the default one. */
@@ -59,9 +62,9 @@ enum arl_k8s_retry {
 };
 
 struct arl_k8s_req {
-	const char *method; /* "GET", "POST", "PUT", "PATCH", "DELETE" */
-	const char *path;   /* from the base URL on, with its query: "/apis/...?x=y" */
-	const cJSON *body;  /* sent as JSON; NULL: no body */
+	const char *method;       /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+	const char *path;         /* from the base URL on, with its query: "/apis/...?x=y" */
+	const cJSON *body;        /* sent as JSON; NULL: no body */
 	const char *content_type; /* NULL: application/json (for PATCH: merge-patch+json) */
 	enum arl_k8s_retry retry;
 	/* What the request does, for messages: "create", "sandboxes", name, namespace. */
@@ -70,7 +73,10 @@ struct arl_k8s_req {
 	int cancel_fd;       /* readable: give up at once; -1: none */
 	size_t max_body;     /* response bytes; 0: 16 MiB */
 };
-#define ARL_K8S_REQ_INIT {.cancel_fd = -1}
+#define ARL_K8S_REQ_INIT                                                                           \
+	{                                                                                          \
+		.cancel_fd = -1                                                                    \
+	}
 
 struct arl_k8s_resp {
 	long status;    /* HTTP status of the last try; 0 when the server never answered */
@@ -79,7 +85,10 @@ struct arl_k8s_resp {
 	bool cancelled; /* stopped by cancel_fd */
 	int tries;
 };
-#define ARL_K8S_RESP_INIT {0, NULL, false, false, 0}
+#define ARL_K8S_RESP_INIT                                                                          \
+	{                                                                                          \
+		0, NULL, false, false, 0                                                           \
+	}
 void arl_k8s_resp_release(struct arl_k8s_resp *r);
 
 /*
@@ -90,7 +99,7 @@ void arl_k8s_resp_release(struct arl_k8s_resp *r);
  * filled in both cases (status 404 and 409 are for the caller to judge) and must be released.
  */
 int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k8s_resp *resp,
-		    struct arl_err *err);
+                    struct arl_err *err);
 
 /* Counters since arl_k8s_new(): requests sent (every try), and retries among them. */
 struct arl_k8s_stats {
@@ -120,8 +129,8 @@ struct arl_k8s_watch;
  * readable, every waiter returns ARL_K8S_WAIT_CANCELLED. *out only on success.
  */
 int arl_k8s_watch_start(struct arl_k8s *c, const char *api, const char *plural, const char *ns,
-			const char *selector, int cancel_fd, struct arl_k8s_watch **out,
-			struct arl_err *err);
+                        const char *selector, int cancel_fd, struct arl_k8s_watch **out,
+                        struct arl_err *err);
 /* Stops the stream, joins its thread and frees everything. NULL is a no-op. */
 void arl_k8s_watch_stop(struct arl_k8s_watch *w);
 
@@ -153,8 +162,7 @@ enum arl_k8s_wait {
  * Blocks until @fn says done for @name (tracked), @deadline_ms passes (arl_now_ms clock;
  * 0: none), the cancel fd fires, or the watch fails.
  */
-enum arl_k8s_wait arl_k8s_watch_wait(struct arl_k8s_watch *w, const char *name,
-				     arl_k8s_watch_fn fn, void *arg, int64_t deadline_ms,
-				     struct arl_err *err);
+enum arl_k8s_wait arl_k8s_watch_wait(struct arl_k8s_watch *w, const char *name, arl_k8s_watch_fn fn,
+                                     void *arg, int64_t deadline_ms, struct arl_err *err);
 
 #endif

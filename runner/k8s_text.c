@@ -95,15 +95,15 @@ int arl_k8s_parse_go_duration(const char *s, int64_t *ns)
 		const char *unit;
 		int64_t ns;
 	} units[] = {
-		/* Longest first where one unit is a prefix of another ("ms" before "m"). */
-		{"ns", 1},
-		{"us", 1000},
-		{"\xc2\xb5s", 1000}, /* U+00B5 micro sign */
-		{"\xce\xbcs", 1000}, /* U+03BC Greek mu */
-		{"ms", 1000000},
-		{"s", 1000000000},
-		{"m", 60 * (int64_t)1000000000},
-		{"h", 3600 * (int64_t)1000000000},
+	    /* Longest first where one unit is a prefix of another ("ms" before "m"). */
+	    {"ns", 1},
+	    {"us", 1000},
+	    {"\xc2\xb5s", 1000}, /* U+00B5 micro sign */
+	    {"\xce\xbcs", 1000}, /* U+03BC Greek mu */
+	    {"ms", 1000000},
+	    {"s", 1000000000},
+	    {"m", 60 * (int64_t)1000000000},
+	    {"h", 3600 * (int64_t)1000000000},
 	};
 	const char *p = s;
 	bool neg = false;
@@ -194,7 +194,9 @@ void arl_k8s_label_value(const char *s, char out[64])
 	for (size_t i = 0; i < len && n < 63; i++) {
 		char c = s[i];
 
-		tmp[n++] = is_alnum(c) || c == '.' || c == '_' || c == '-' ? c : c == '/' ? '.' : '_';
+		tmp[n++] = is_alnum(c) || c == '.' || c == '_' || c == '-' ? c
+		           : c == '/'                                      ? '.'
+		                                                           : '_';
 	}
 	tmp[n] = '\0';
 	if (cut) {
@@ -208,13 +210,13 @@ void arl_k8s_label_value(const char *s, char out[64])
 	tmp[n] = '\0';
 	if (cut || n == start)
 		snprintf(out, 64, "%s%s%08x", tmp + start, n > start ? "-" : "h",
-			 arl_k8s_hash32(s));
+		         arl_k8s_hash32(s));
 	else
 		snprintf(out, 64, "%s", tmp + start);
 }
 
 void arl_k8s_sandbox_name(int64_t run_id, const char *job_key, int attempt, const char *rand,
-			  char out[ARL_K8S_SANDBOX_NAME_MAX + 1])
+                          char out[ARL_K8S_SANDBOX_NAME_MAX + 1])
 {
 	char r[7];
 	size_t n = 0;
@@ -229,8 +231,8 @@ void arl_k8s_sandbox_name(int64_t run_id, const char *job_key, int attempt, cons
 	}
 	r[n] = '\0';
 	snprintf(out, ARL_K8S_SANDBOX_NAME_MAX + 1, "arl-%lld-%08x-%d%s%s",
-		 (long long)(run_id < 0 ? 0 : run_id), arl_k8s_hash32(job_key ? job_key : ""),
-		 attempt < 0 ? 0 : attempt, n ? "-" : "", r);
+	         (long long)(run_id < 0 ? 0 : run_id), arl_k8s_hash32(job_key ? job_key : ""),
+	         attempt < 0 ? 0 : attempt, n ? "-" : "", r);
 }
 
 void arl_k8s_random_suffix(char *out, size_t n)
@@ -244,7 +246,7 @@ void arl_k8s_random_suffix(char *out, size_t n)
 	if (getrandom(raw, n, GRND_NONBLOCK) != (ssize_t)n) {
 		/* No entropy yet (early boot): unique enough within this process and host. */
 		uint32_t x = arl_k8s_hash32("") ^ (uint32_t)getpid() ^ (uint32_t)arl_wall_ms() ^
-			     (atomic_fetch_add(&counter, 1) * 2654435761u);
+		             (atomic_fetch_add(&counter, 1) * 2654435761u);
 
 		for (size_t i = 0; i < n; i++) {
 			x ^= x << 13;

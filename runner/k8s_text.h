@@ -51,7 +51,7 @@ uint32_t arl_k8s_hash32(const char *s);
  */
 #define ARL_K8S_SANDBOX_NAME_MAX 52
 void arl_k8s_sandbox_name(int64_t run_id, const char *job_key, int attempt, const char *rand,
-			  char out[ARL_K8S_SANDBOX_NAME_MAX + 1]);
+                          char out[ARL_K8S_SANDBOX_NAME_MAX + 1]);
 
 /* @n random characters of [a-z0-9] from getrandom() (a counter-based fallback), NUL-ended. */
 void arl_k8s_random_suffix(char *out, size_t n);

@@ -43,12 +43,12 @@
 
 extern char **environ;
 
-#define KC_MAX_FILE (4u << 20)    /* a kubeconfig, a CA bundle, a client key */
-#define KC_MAX_TOKEN (64u << 10)  /* a token file */
-#define KC_EXEC_TIMEOUT_MS 120000 /* an exec plugin that hangs fails the request */
-#define KC_EXEC_MARGIN_MS 5000    /* refresh an exec credential this long before it expires */
-#define KC_TOKEN_RECHECK_MS 1000  /* stat() the token file at most this often */
-#define KC_DEFAULT_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+#define KC_MAX_FILE         (4u << 20)  /* a kubeconfig, a CA bundle, a client key */
+#define KC_MAX_TOKEN        (64u << 10) /* a token file */
+#define KC_EXEC_TIMEOUT_MS  120000      /* an exec plugin that hangs fails the request */
+#define KC_EXEC_MARGIN_MS   5000        /* refresh an exec credential this long before it expires */
+#define KC_TOKEN_RECHECK_MS 1000        /* stat() the token file at most this often */
+#define KC_DEFAULT_SA_DIR   "/var/run/secrets/kubernetes.io/serviceaccount"
 
 struct kc_file {
 	char *path;
@@ -120,7 +120,7 @@ static void free_strv(char **v)
 }
 
 static int node_error(struct arl_err *err, const struct arl_node *n, const char *fmt, ...)
-	ARL_PRINTF(3, 4);
+    ARL_PRINTF(3, 4);
 static int node_error(struct arl_err *err, const struct arl_node *n, const char *fmt, ...)
 {
 	char msg[400];
@@ -131,13 +131,13 @@ static int node_error(struct arl_err *err, const struct arl_node *n, const char 
 	va_end(ap);
 	if (n && n->loc.path && n->loc.line)
 		return arl_error(err, ARL_E_INVALID, "%s:%u:%u: %s", n->loc.path, n->loc.line,
-				 n->loc.col, msg);
+		                 n->loc.col, msg);
 	return arl_error(err, ARL_E_INVALID, "%s", msg);
 }
 
 /* A scalar's text; NULL when absent or null. A non-scalar is an error. */
 static int get_str(const struct arl_node *map, const char *key, const char **out,
-		   struct arl_err *err)
+                   struct arl_err *err)
 {
 	const struct arl_node *n = arl_node_get(map, key);
 
@@ -146,7 +146,7 @@ static int get_str(const struct arl_node *map, const char *key, const char **out
 		return 0;
 	if (n->kind != ARL_NODE_SCALAR)
 		return node_error(err, n, "'%s' must be a string, not %s", key,
-				  arl_node_describe(n));
+		                  arl_node_describe(n));
 	*out = n->str;
 	return 0;
 }
@@ -171,7 +171,7 @@ static int get_bool(const struct arl_node *map, const char *key, bool *out, stru
 
 /* A list value: NULL for absent or null, an error for anything but a sequence. */
 static int get_seq(const struct arl_node *map, const char *key, const struct arl_node **out,
-		   struct arl_err *err)
+                   struct arl_err *err)
 {
 	const struct arl_node *n = arl_node_get(map, key);
 
@@ -179,8 +179,7 @@ static int get_seq(const struct arl_node *map, const char *key, const struct arl
 	if (!n || (n->kind == ARL_NODE_SCALAR && arl_node_is_null(n)))
 		return 0;
 	if (n->kind != ARL_NODE_SEQ)
-		return node_error(err, n, "'%s' must be a list, not %s", key,
-				  arl_node_describe(n));
+		return node_error(err, n, "'%s' must be a list, not %s", key, arl_node_describe(n));
 	*out = n;
 	return 0;
 }
@@ -195,7 +194,7 @@ static char *resolve_path(const char *dir, const char *p)
 }
 
 static int read_secret_file(const char *path, size_t max, char **out, size_t *len,
-			    struct arl_err *err)
+                            struct arl_err *err)
 {
 	struct arl_buf b = ARL_BUF_INIT;
 
@@ -209,7 +208,7 @@ static int read_secret_file(const char *path, size_t max, char **out, size_t *le
 
 /* Base64 field -> bytes; the error names the field, never its value. */
 static int decode_data(const struct arl_node *map, const char *key, const char *text, char **out,
-		       size_t *len, struct arl_err *err)
+                       size_t *len, struct arl_err *err)
 {
 	if (!text)
 		return 0;
@@ -234,14 +233,14 @@ static int load_file(const char *path, struct kc_file *f, struct arl_err *err)
 		/* The first diagnostic only: the loader's messages quote keys, never values. */
 		if (diags.n)
 			arl_error(err, ARL_E_PARSE, "%s:%u:%u: %s", diags.v[0].path,
-				  diags.v[0].line, diags.v[0].col, diags.v[0].msg);
+			          diags.v[0].line, diags.v[0].col, diags.v[0].msg);
 		else
 			arl_error(err, ARL_E_PARSE, "%s: not a valid kubeconfig", path);
 		goto out;
 	}
 	if (f->doc->root && f->doc->root->kind != ARL_NODE_MAP) {
 		node_error(err, f->doc->root, "a kubeconfig must be a mapping, not %s",
-			   arl_node_describe(f->doc->root));
+		           arl_node_describe(f->doc->root));
 		goto out;
 	}
 	f->path = arl_xstrdup(path);
@@ -273,7 +272,7 @@ static bool file_exists(const char *path)
  * caller may fall back to the in-cluster configuration.
  */
 static int find_files(const struct arl_kubeconfig_opts *o, struct kc_file **files, size_t *n,
-		      bool *none_found, struct arl_err *err)
+                      bool *none_found, struct arl_err *err)
 {
 	const char *env = getenv("KUBECONFIG");
 	const char *home = getenv("HOME");
@@ -337,8 +336,8 @@ static int find_files(const struct arl_kubeconfig_opts *o, struct kc_file **file
  * inner map (@inner: "cluster", "user", "context"); *file gets the file it came from.
  */
 static int lookup(struct kc_file *files, size_t n, const char *kind, const char *inner,
-		  const char *name, const struct arl_node **out, const struct kc_file **file,
-		  struct arl_err *err)
+                  const char *name, const struct arl_node **out, const struct kc_file **file,
+                  struct arl_err *err)
 {
 	*out = NULL;
 	for (size_t i = 0; i < n; i++) {
@@ -353,7 +352,8 @@ static int lookup(struct kc_file *files, size_t n, const char *kind, const char 
 			const char *iname;
 
 			if (item->kind != ARL_NODE_MAP)
-				return node_error(err, item, "each of '%s' must be a mapping", kind);
+				return node_error(err, item, "each of '%s' must be a mapping",
+				                  kind);
 			if (get_str(item, "name", &iname, err) < 0)
 				return -1;
 			if (!iname || strcmp(iname, name))
@@ -362,8 +362,8 @@ static int lookup(struct kc_file *files, size_t n, const char *kind, const char 
 			if (body && arl_node_is_null(body))
 				body = NULL;
 			if (body && body->kind != ARL_NODE_MAP)
-				return node_error(err, body, "'%s' must be a mapping, not %s", inner,
-						  arl_node_describe(body));
+				return node_error(err, body, "'%s' must be a mapping, not %s",
+				                  inner, arl_node_describe(body));
 			*out = body ? body : item; /* an entry with no body: all defaults */
 			*file = &files[i];
 			return 0;
@@ -399,7 +399,7 @@ static char *list_names(struct kc_file *files, size_t n, const char *kind)
 /* --- resolving the chosen context ----------------------------------------------------- */
 
 static int parse_exec(struct arl_kubeconfig *kc, const struct arl_node *ex, const char *dir,
-		      struct arl_err *err)
+                      struct arl_err *err)
 {
 	const struct arl_node *args, *env;
 	const char *api, *cmd, *hint, *mode;
@@ -415,16 +415,16 @@ static int parse_exec(struct arl_kubeconfig *kc, const struct arl_node *ex, cons
 	if (!cmd || !*cmd)
 		return node_error(err, ex, "exec plugin: 'command' is required");
 	if (!api || (strcmp(api, "client.authentication.k8s.io/v1") &&
-		     strcmp(api, "client.authentication.k8s.io/v1beta1")))
+	             strcmp(api, "client.authentication.k8s.io/v1beta1")))
 		return node_error(err, ex,
-				  "exec plugin '%s': apiVersion '%s' is not supported (use "
-				  "client.authentication.k8s.io/v1 or v1beta1)",
-				  cmd, api ? api : "");
+		                  "exec plugin '%s': apiVersion '%s' is not supported (use "
+		                  "client.authentication.k8s.io/v1 or v1beta1)",
+		                  cmd, api ? api : "");
 	if (mode && !strcmp(mode, "Always"))
 		return node_error(err, ex,
-				  "exec plugin '%s' needs interactiveMode Always, but arl-batch "
-				  "runs plugins without a terminal",
-				  cmd);
+		                  "exec plugin '%s' needs interactiveMode Always, but arl-batch "
+		                  "runs plugins without a terminal",
+		                  cmd);
 	e = arl_xcalloc(1, sizeof(*e));
 	kc->exec = e;
 	e->api_version = arl_xstrdup(api);
@@ -445,34 +445,36 @@ static int parse_exec(struct arl_kubeconfig *kc, const struct arl_node *ex, cons
 
 		if (env->kids[i]->kind != ARL_NODE_MAP)
 			return node_error(err, env->kids[i],
-					  "exec 'env' entries must be {name, value} mappings");
+			                  "exec 'env' entries must be {name, value} mappings");
 		if (get_str(env->kids[i], "name", &name, err) < 0 ||
 		    get_str(env->kids[i], "value", &value, err) < 0)
 			return -1;
 		if (!name || !*name || strchr(name, '='))
-			return node_error(err, env->kids[i], "exec 'env' entry needs a valid 'name'");
+			return node_error(err, env->kids[i],
+			                  "exec 'env' entry needs a valid 'name'");
 		e->env[e->nenv++] = arl_xasprintf("%s=%s", name, value ? value : "");
 	}
 	return 0;
 }
 
 static int parse_cluster(struct arl_kubeconfig *kc, const struct arl_node *c, const char *dir,
-			 struct arl_err *err)
+                         struct arl_err *err)
 {
 	const char *server, *ca, *ca_data, *tsn, *proxy;
 
 	if (get_str(c, "server", &server, err) < 0 ||
 	    get_str(c, "certificate-authority", &ca, err) < 0 ||
 	    get_str(c, "certificate-authority-data", &ca_data, err) < 0 ||
-	    get_str(c, "tls-server-name", &tsn, err) < 0 || get_str(c, "proxy-url", &proxy, err) < 0 ||
+	    get_str(c, "tls-server-name", &tsn, err) < 0 ||
+	    get_str(c, "proxy-url", &proxy, err) < 0 ||
 	    get_bool(c, "insecure-skip-tls-verify", &kc->insecure, err) < 0)
 		return -1;
 	if (!server || !*server)
 		return node_error(err, c, "cluster '%s' has no 'server'", kc->cluster);
 	if (strncmp(server, "https://", 8) && strncmp(server, "http://", 7))
 		return node_error(err, arl_node_get(c, "server"),
-				  "cluster '%s': server '%s' must start with https:// or http://",
-				  kc->cluster, server);
+		                  "cluster '%s': server '%s' must start with https:// or http://",
+		                  kc->cluster, server);
 	kc->server = arl_xstrdup(server);
 	while (strlen(kc->server) > 1 && kc->server[strlen(kc->server) - 1] == '/')
 		kc->server[strlen(kc->server) - 1] = '\0';
@@ -482,17 +484,18 @@ static int parse_cluster(struct arl_kubeconfig *kc, const struct arl_node *c, co
 	if (!ca_data)
 		kc->ca_file = resolve_path(dir, ca);
 	if (kc->insecure && (kc->ca_file || kc->ca_data))
-		return node_error(err, c,
-				  "cluster '%s': a certificate authority together with "
-				  "insecure-skip-tls-verify is not allowed (kubectl refuses it too)",
-				  kc->cluster);
+		return node_error(
+		    err, c,
+		    "cluster '%s': a certificate authority together with "
+		    "insecure-skip-tls-verify is not allowed (kubectl refuses it too)",
+		    kc->cluster);
 	kc->tls_server_name = tsn && *tsn ? arl_xstrdup(tsn) : NULL;
 	kc->proxy_url = proxy && *proxy ? arl_xstrdup(proxy) : NULL;
 	return 0;
 }
 
 static int parse_user(struct arl_kubeconfig *kc, const struct arl_node *u, const char *dir,
-		      struct arl_err *err)
+                      struct arl_err *err)
 {
 	const char *cert, *cert_data, *key, *key_data, *token, *token_file, *user, *pass, *as;
 	const struct arl_node *groups, *ex = arl_node_get(u, "exec");
@@ -500,18 +503,18 @@ static int parse_user(struct arl_kubeconfig *kc, const struct arl_node *u, const
 	if (get_str(u, "client-certificate", &cert, err) < 0 ||
 	    get_str(u, "client-certificate-data", &cert_data, err) < 0 ||
 	    get_str(u, "client-key", &key, err) < 0 ||
-	    get_str(u, "client-key-data", &key_data, err) < 0 || get_str(u, "token", &token, err) < 0 ||
-	    get_str(u, "tokenFile", &token_file, err) < 0 || get_str(u, "username", &user, err) < 0 ||
-	    get_str(u, "password", &pass, err) < 0 || get_str(u, "as", &as, err) < 0 ||
-	    get_seq(u, "as-groups", &groups, err) < 0)
+	    get_str(u, "client-key-data", &key_data, err) < 0 ||
+	    get_str(u, "token", &token, err) < 0 || get_str(u, "tokenFile", &token_file, err) < 0 ||
+	    get_str(u, "username", &user, err) < 0 || get_str(u, "password", &pass, err) < 0 ||
+	    get_str(u, "as", &as, err) < 0 || get_seq(u, "as-groups", &groups, err) < 0)
 		return -1;
 	if (arl_node_get(u, "auth-provider"))
 		return node_error(err, arl_node_get(u, "auth-provider"),
-				  "user '%s': auth-provider plugins are not supported (kubectl "
-				  "removed them too); use an exec plugin",
-				  kc->user);
+		                  "user '%s': auth-provider plugins are not supported (kubectl "
+		                  "removed them too); use an exec plugin",
+		                  kc->user);
 	if (decode_data(u, "client-certificate-data", cert_data, &kc->cert_data, &kc->cert_len,
-			err) < 0 ||
+	                err) < 0 ||
 	    decode_data(u, "client-key-data", key_data, &kc->key_data, &kc->key_len, err) < 0)
 		return -1;
 	if (!cert_data)
@@ -520,9 +523,9 @@ static int parse_user(struct arl_kubeconfig *kc, const struct arl_node *u, const
 		kc->key_file = resolve_path(dir, key);
 	if ((kc->cert_file || kc->cert_data) != (kc->key_file || kc->key_data))
 		return node_error(err, u,
-				  "user '%s': a client certificate needs both "
-				  "client-certificate(-data) and client-key(-data)",
-				  kc->user);
+		                  "user '%s': a client certificate needs both "
+		                  "client-certificate(-data) and client-key(-data)",
+		                  kc->user);
 	kc->token = token && *token ? arl_xstrdup(token) : NULL;
 	kc->token_file = resolve_path(dir, token_file);
 	kc->username = user && *user ? arl_xstrdup(user) : NULL;
@@ -532,9 +535,10 @@ static int parse_user(struct arl_kubeconfig *kc, const struct arl_node *u, const
 		kc->impersonate_groups = arl_xcalloc(groups->nkids + 1, sizeof(char *));
 		for (size_t i = 0; i < groups->nkids; i++) {
 			if (groups->kids[i]->kind != ARL_NODE_SCALAR)
-				return node_error(err, groups->kids[i], "'as-groups' must be strings");
+				return node_error(err, groups->kids[i],
+				                  "'as-groups' must be strings");
 			kc->impersonate_groups[kc->nimpersonate_groups++] =
-				arl_xstrdup(groups->kids[i]->str);
+			    arl_xstrdup(groups->kids[i]->str);
 		}
 	}
 	if (ex && !arl_node_is_null(ex) && parse_exec(kc, ex, dir, err) < 0)
@@ -543,7 +547,7 @@ static int parse_user(struct arl_kubeconfig *kc, const struct arl_node *u, const
 }
 
 static int resolve_context(struct arl_kubeconfig *kc, struct kc_file *files, size_t n,
-			   const char *want, struct arl_err *err)
+                           const char *want, struct arl_err *err)
 {
 	const struct arl_node *ctx = NULL, *cl = NULL, *us = NULL;
 	const struct kc_file *fctx = NULL, *fcl = NULL, *fus = NULL;
@@ -562,8 +566,8 @@ static int resolve_context(struct arl_kubeconfig *kc, struct kc_file *files, siz
 	if (!name) {
 		names = list_names(files, n, "contexts");
 		arl_error(err, ARL_E_INVALID,
-			  "no current-context in %s: pass --context NAME (contexts: %s)", kc->source,
-			  names);
+		          "no current-context in %s: pass --context NAME (contexts: %s)",
+		          kc->source, names);
 		free(names);
 		return -1;
 	}
@@ -572,7 +576,7 @@ static int resolve_context(struct arl_kubeconfig *kc, struct kc_file *files, siz
 	if (!ctx) {
 		names = list_names(files, n, "contexts");
 		arl_error(err, ARL_E_INVALID, "context '%s' not found in %s (contexts: %s)", name,
-			  kc->source, names);
+		          kc->source, names);
 		free(names);
 		return -1;
 	}
@@ -588,8 +592,8 @@ static int resolve_context(struct arl_kubeconfig *kc, struct kc_file *files, siz
 	if (!cl) {
 		names = list_names(files, n, "clusters");
 		arl_error(err, ARL_E_INVALID,
-			  "context '%s' uses cluster '%s', which %s does not define (clusters: %s)",
-			  name, cluster, kc->source, names);
+		          "context '%s' uses cluster '%s', which %s does not define (clusters: %s)",
+		          name, cluster, kc->source, names);
 		free(names);
 		return -1;
 	}
@@ -601,9 +605,10 @@ static int resolve_context(struct arl_kubeconfig *kc, struct kc_file *files, siz
 			return -1;
 		if (!us) {
 			names = list_names(files, n, "users");
-			arl_error(err, ARL_E_INVALID,
-				  "context '%s' uses user '%s', which %s does not define (users: %s)",
-				  name, user, kc->source, names);
+			arl_error(
+			    err, ARL_E_INVALID,
+			    "context '%s' uses user '%s', which %s does not define (users: %s)",
+			    name, user, kc->source, names);
 			free(names);
 			return -1;
 		}
@@ -616,7 +621,7 @@ static int resolve_context(struct arl_kubeconfig *kc, struct kc_file *files, siz
 }
 
 static int load_in_cluster(struct arl_kubeconfig *kc, const struct arl_kubeconfig_opts *o,
-			   struct arl_err *err)
+                           struct arl_err *err)
 {
 	const char *host = getenv("KUBERNETES_SERVICE_HOST");
 	const char *port = getenv("KUBERNETES_SERVICE_PORT");
@@ -627,20 +632,20 @@ static int load_in_cluster(struct arl_kubeconfig *kc, const struct arl_kubeconfi
 
 	if (!host || !*host || !port || !*port)
 		return arl_error(err, ARL_E_INVALID,
-				 "no Kubernetes configuration: pass --kubeconfig PATH, set "
-				 "KUBECONFIG, create ~/.kube/config, or run in a pod with a "
-				 "service account");
+		                 "no Kubernetes configuration: pass --kubeconfig PATH, set "
+		                 "KUBECONFIG, create ~/.kube/config, or run in a pod with a "
+		                 "service account");
 	kc->source = arl_xstrdup("in-cluster");
 	kc->context = arl_xstrdup("in-cluster");
 	kc->cluster = arl_xstrdup("in-cluster");
 	kc->user = arl_xstrdup("service-account");
 	kc->server = strchr(host, ':') ? arl_xasprintf("https://[%s]:%s", host, port)
-				       : arl_xasprintf("https://%s:%s", host, port);
+	                               : arl_xasprintf("https://%s:%s", host, port);
 	kc->token_file = arl_xasprintf("%s/token", dir);
 	if (!file_exists(kc->token_file))
 		return arl_error(err, ARL_E_INVALID,
-				 "in-cluster configuration: service-account token '%s' is missing",
-				 kc->token_file);
+		                 "in-cluster configuration: service-account token '%s' is missing",
+		                 kc->token_file);
 	path = arl_xasprintf("%s/ca.crt", dir);
 	if (file_exists(path))
 		kc->ca_file = path;
@@ -686,9 +691,9 @@ static int make_base_url(struct arl_kubeconfig *kc, struct arl_err *err)
 		host = arl_xstrndup(hp, (size_t)((port_sep ? port_sep : slash) - hp));
 	}
 	port = port_sep ? arl_xstrndup(port_sep + 1, (size_t)(slash - port_sep - 1))
-			: arl_xstrdup(https ? "443" : "80");
+	                : arl_xstrdup(https ? "443" : "80");
 	kc->base_url = arl_xasprintf("%s://%s:%s%s", https ? "https" : "http", kc->tls_server_name,
-				     port, slash);
+	                             port, slash);
 	char *map = arl_xasprintf("%s:%s:%s:%s", kc->tls_server_name, port, host, port);
 
 	kc->connect_to = curl_slist_append(NULL, map);
@@ -699,7 +704,7 @@ static int make_base_url(struct arl_kubeconfig *kc, struct arl_err *err)
 }
 
 int arl_kubeconfig_load(struct arl_kubeconfig **out, const struct arl_kubeconfig_opts *o,
-			struct arl_err *err)
+                        struct arl_err *err)
 {
 	struct arl_kubeconfig *kc = arl_xcalloc(1, sizeof(*kc));
 	struct kc_file *files = NULL;
@@ -715,9 +720,9 @@ int arl_kubeconfig_load(struct arl_kubeconfig **out, const struct arl_kubeconfig
 			goto out;
 		if (o->context && *o->context) {
 			arl_error(err, ARL_E_INVALID,
-				  "--context '%s' given, but no kubeconfig was found (in-cluster "
-				  "configuration has no contexts)",
-				  o->context);
+			          "--context '%s' given, but no kubeconfig was found (in-cluster "
+			          "configuration has no contexts)",
+			          o->context);
 			goto out;
 		}
 	} else {
@@ -727,17 +732,17 @@ int arl_kubeconfig_load(struct arl_kubeconfig **out, const struct arl_kubeconfig
 			arl_buf_addf(&src, "%s%s", i ? ":" : "", files[i].path);
 		kc->source = arl_buf_detach(&src, NULL);
 		if (resolve_context(kc, files, n, o->context && *o->context ? o->context : NULL,
-				    err) < 0)
+		                    err) < 0)
 			goto out;
 	}
 	if (make_base_url(kc, err) < 0)
 		goto out;
-	kc->auth = kc->exec                                   ? "exec"
-		   : kc->token                                ? "token"
-		   : kc->token_file                           ? "tokenFile"
-		   : kc->username                             ? "basic"
-		   : kc->cert_file || kc->cert_data ? "client-cert"
-						      : "none";
+	kc->auth = kc->exec                         ? "exec"
+	           : kc->token                      ? "token"
+	           : kc->token_file                 ? "tokenFile"
+	           : kc->username                   ? "basic"
+	           : kc->cert_file || kc->cert_data ? "client-cert"
+	                                            : "none";
 	*out = kc;
 	kc = NULL;
 	ret = 0;
@@ -897,7 +902,7 @@ static char *exec_info(const struct arl_kubeconfig *kc)
 			if (kc->ca_data)
 				b64 = arl_k8s_base64_encode(kc->ca_data, kc->ca_len);
 			else if (read_secret_file(kc->ca_file, KC_MAX_FILE, &data, &len,
-						  &ignored) == 0)
+			                          &ignored) == 0)
 				b64 = arl_k8s_base64_encode(data, len);
 			else
 				b64 = NULL;
@@ -930,7 +935,7 @@ static char **exec_env(const struct arl_kubeconfig *kc, char *info)
 
 		for (size_t j = 0; j < kc->exec->nenv && !overridden; j++)
 			overridden = !strncmp(kc->exec->env[j], environ[i], nlen) &&
-				     kc->exec->env[j][nlen] == '=';
+			             kc->exec->env[j][nlen] == '=';
 		if (!overridden)
 			v[k++] = environ[i];
 	}
@@ -956,7 +961,7 @@ static void first_line(const struct arl_output *o, char *buf, size_t len)
 }
 
 static int parse_exec_credential(struct arl_kubeconfig *kc, const char *data, size_t len,
-				 struct arl_err *err)
+                                 struct arl_err *err)
 {
 	const char *cmd = kc->exec->argv[0];
 	const char *end = NULL;
@@ -967,28 +972,30 @@ static int parse_exec_credential(struct arl_kubeconfig *kc, const char *data, si
 	int ret = -1;
 
 	if (!cJSON_IsObject(root)) {
-		arl_error(err, ARL_E_PROTO, "exec plugin '%s' did not print an ExecCredential (JSON)",
-			  cmd);
+		arl_error(err, ARL_E_PROTO,
+		          "exec plugin '%s' did not print an ExecCredential (JSON)", cmd);
 		goto out;
 	}
 	api = cJSON_GetObjectItemCaseSensitive(root, "apiVersion");
 	kind = cJSON_GetObjectItemCaseSensitive(root, "kind");
 	status = cJSON_GetObjectItemCaseSensitive(root, "status");
 	if (!cJSON_IsString(kind) || strcmp(kind->valuestring, "ExecCredential")) {
-		arl_error(err, ARL_E_PROTO, "exec plugin '%s' printed JSON that is not an "
-					    "ExecCredential", cmd);
+		arl_error(err, ARL_E_PROTO,
+		          "exec plugin '%s' printed JSON that is not an "
+		          "ExecCredential",
+		          cmd);
 		goto out;
 	}
 	if (!cJSON_IsString(api) || strcmp(api->valuestring, kc->exec->api_version)) {
 		arl_error(err, ARL_E_PROTO,
-			  "exec plugin '%s' answered apiVersion '%s', but the kubeconfig asks for "
-			  "'%s'",
-			  cmd, cJSON_IsString(api) ? api->valuestring : "", kc->exec->api_version);
+		          "exec plugin '%s' answered apiVersion '%s', but the kubeconfig asks for "
+		          "'%s'",
+		          cmd, cJSON_IsString(api) ? api->valuestring : "", kc->exec->api_version);
 		goto out;
 	}
 	if (!cJSON_IsObject(status)) {
 		arl_error(err, ARL_E_PROTO, "exec plugin '%s': the ExecCredential has no status",
-			  cmd);
+		          cmd);
 		goto out;
 	}
 	tok = cJSON_GetObjectItemCaseSensitive(status, "token");
@@ -998,26 +1005,26 @@ static int parse_exec_credential(struct arl_kubeconfig *kc, const char *data, si
 	if ((tok && !cJSON_IsString(tok)) || (cert && !cJSON_IsString(cert)) ||
 	    (key && !cJSON_IsString(key)) || (exp && !cJSON_IsString(exp) && !cJSON_IsNull(exp))) {
 		arl_error(err, ARL_E_PROTO,
-			  "exec plugin '%s': ExecCredential status fields must be strings", cmd);
+		          "exec plugin '%s': ExecCredential status fields must be strings", cmd);
 		goto out;
 	}
 	if (!(tok && *tok->valuestring) && !(cert && key)) {
 		arl_error(err, ARL_E_PROTO,
-			  "exec plugin '%s': the ExecCredential has neither status.token nor "
-			  "status.clientCertificateData and clientKeyData",
-			  cmd);
+		          "exec plugin '%s': the ExecCredential has neither status.token nor "
+		          "status.clientCertificateData and clientKeyData",
+		          cmd);
 		goto out;
 	}
 	if ((cert != NULL) != (key != NULL)) {
 		arl_error(err, ARL_E_PROTO,
-			  "exec plugin '%s': clientCertificateData and clientKeyData come together",
-			  cmd);
+		          "exec plugin '%s': clientCertificateData and clientKeyData come together",
+		          cmd);
 		goto out;
 	}
 	if (cJSON_IsString(exp) && arl_k8s_parse_time(exp->valuestring, &expiry) < 0) {
 		arl_error(err, ARL_E_PROTO,
-			  "exec plugin '%s': expirationTimestamp '%s' is not an RFC 3339 time", cmd,
-			  exp->valuestring);
+		          "exec plugin '%s': expirationTimestamp '%s' is not an RFC 3339 time", cmd,
+		          exp->valuestring);
 		goto out;
 	}
 	wipe_str(kc->exec_token);
@@ -1069,24 +1076,24 @@ static int refresh_exec(struct arl_kubeconfig *kc, struct arl_err *err)
 	so.capture_max = KC_MAX_FILE;
 	if (arl_spawn_run(&so, &sr, &e2) < 0) {
 		arl_error(err, ARL_E_BACKEND, "exec plugin: %s%s%s", e2.msg,
-			  kc->exec->install_hint ? "; " : "",
-			  kc->exec->install_hint ? kc->exec->install_hint : "");
+		          kc->exec->install_hint ? "; " : "",
+		          kc->exec->install_hint ? kc->exec->install_hint : "");
 		goto out;
 	}
 	if (sr.timed_out) {
 		arl_error(err, ARL_E_BACKEND, "exec plugin '%s' did not finish within %d s", cmd,
-			  KC_EXEC_TIMEOUT_MS / 1000);
+		          KC_EXEC_TIMEOUT_MS / 1000);
 		goto out_result;
 	}
 	if (sr.exit_code != 0) {
 		first_line(&sr.err, line, sizeof(line));
 		arl_error(err, ARL_E_BACKEND, "exec plugin '%s' exited with %d%s%s", cmd,
-			  sr.exit_code, line[0] ? ": " : "", line);
+		          sr.exit_code, line[0] ? ": " : "", line);
 		goto out_result;
 	}
 	if (sr.out.truncated) {
 		arl_error(err, ARL_E_LIMIT, "exec plugin '%s' printed more than %u bytes", cmd,
-			  KC_MAX_FILE);
+		          KC_MAX_FILE);
 		goto out_result;
 	}
 	ret = parse_exec_credential(kc, sr.out.data ? sr.out.data : "", sr.out.len, err);
@@ -1102,7 +1109,7 @@ out:
 
 /* Fills copies of the current bearer token and exec client certificate; kc->mu held. */
 static int current_creds(struct arl_kubeconfig *kc, char **token, char **cert, size_t *cert_len,
-			 char **key, size_t *key_len, struct arl_err *err)
+                         char **key, size_t *key_len, struct arl_err *err)
 {
 	*token = *cert = *key = NULL;
 	*cert_len = *key_len = 0;
@@ -1169,14 +1176,14 @@ int arl_kubeconfig_curl_setup(const struct arl_kubeconfig *kc, void *curl, struc
 	}
 	if (rc != CURLE_OK)
 		return arl_error(err, ARL_E_BACKEND,
-				 "cannot configure TLS for cluster '%s': %s (does this libcurl "
-				 "support it?)",
-				 kc->cluster, curl_easy_strerror(rc));
+		                 "cannot configure TLS for cluster '%s': %s (does this libcurl "
+		                 "support it?)",
+		                 kc->cluster, curl_easy_strerror(rc));
 	return 0;
 }
 
 int arl_kubeconfig_curl_auth(struct arl_kubeconfig *kc, void *curl, void *headers,
-			     struct arl_err *err)
+                             struct arl_err *err)
 {
 	struct curl_slist **hdrs = headers;
 	char *token = NULL, *cert = NULL, *key = NULL;

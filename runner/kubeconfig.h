@@ -36,7 +36,10 @@ struct arl_kubeconfig_opts {
 	const char *context; /* --context; NULL: the current-context */
 	const char *sa_dir;  /* service-account directory; NULL: the standard one (for tests) */
 };
-#define ARL_KUBECONFIG_OPTS_INIT {NULL, NULL, NULL}
+#define ARL_KUBECONFIG_OPTS_INIT                                                                   \
+	{                                                                                          \
+		NULL, NULL, NULL                                                                   \
+	}
 
 struct arl_kubeconfig;
 
@@ -45,7 +48,7 @@ struct arl_kubeconfig;
  * column for a malformed one) and what to set; *out is written only on success.
  */
 int arl_kubeconfig_load(struct arl_kubeconfig **out, const struct arl_kubeconfig_opts *o,
-			struct arl_err *err);
+                        struct arl_err *err);
 /* NULL is a no-op. Wipes the secrets it held. */
 void arl_kubeconfig_free(struct arl_kubeconfig *kc);
 
@@ -90,7 +93,7 @@ int arl_kubeconfig_curl_setup(const struct arl_kubeconfig *kc, void *curl, struc
  * or expired (other threads wait for it). Thread-safe.
  */
 int arl_kubeconfig_curl_auth(struct arl_kubeconfig *kc, void *curl, void *headers,
-			     struct arl_err *err);
+                             struct arl_err *err);
 
 /*
  * The server answered 401: forget cached exec credentials and token-file contents so the

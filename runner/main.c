@@ -20,6 +20,7 @@ static const struct arl_cmd commands[] = {
 	{"query", cmd_query, "read-only SQL over the results database"},
 	{"diff", cmd_diff, "jobs fixed, broken, still failing, added and missing between two runs"},
 	{"prune", cmd_prune, "delete old runs and reclaim space"},
+	{"gc", cmd_gc, "find (and delete) sandboxes whose runner died"},
 };
 
 static void usage(FILE *out)

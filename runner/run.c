@@ -424,7 +424,9 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	}
 	sdir = state_dir(o, db);
 	bo = (struct arl_backend_opts){.state_dir = sdir, .run_id = r.run_id, .run_name = r.run_name,
-				       .capture_max = o->capture_max, .cancel_fd = cancel[0]};
+				       .capture_max = o->capture_max, .cancel_fd = cancel[0],
+				       .kubeconfig = o->kubeconfig, .kube_context = o->kube_context,
+				       .kube_qps = o->kube_qps, .kube_burst = o->kube_burst};
 	if (open_backends(files, nfiles, &bo, backends, &err) < 0)
 		goto fail_run;
 

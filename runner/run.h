@@ -19,6 +19,10 @@ struct arl_run_opts {
 	int64_t deadline_ms;   /* 0: none */
 	size_t capture_max;    /* 0: default */
 	int quiet;             /* no progress lines */
+	const char *kubeconfig;   /* --kubeconfig (kubernetes backend) */
+	const char *kube_context; /* --context */
+	double kube_qps;          /* --kube-qps; 0: default */
+	int kube_burst;           /* --kube-burst; 0: default */
 	int resume;            /* skip jobs whose unchanged success stands in the latest run */
 	unsigned rerun;        /* ARL_RETRY_BIT()s: run only the latest run's jobs ended so */
 	int overlap;           /* enum arl_overlap (runlock.h) */

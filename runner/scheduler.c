@@ -211,6 +211,8 @@ static void dispatch(struct state *s, struct arl_sched_job *j)
 	item->number = ++j->attempts;
 	if (j->attempts == 1 && s->o->on_start)
 		s->o->on_start(s->o->ctx, j);
+	if (s->o->on_attempt_start)
+		s->o->on_attempt_start(s->o->ctx, j, item->number);
 	s->running++;
 	s->pool_running[j->pool_slot]++;
 	s->file_running[j->file_slot]++;
@@ -298,6 +300,8 @@ static void handle_done(struct state *s, struct work *w)
 	take_metrics(j, w);
 	free(w);
 	a = &r->attempts[r->nattempts - 1];
+	if (s->o->on_attempt_done)
+		s->o->on_attempt_done(s->o->ctx, j, a);
 	if (a->state == ARL_STATE_SUCCEEDED) {
 		finish(s, j, ARL_STATE_SUCCEEDED, ARL_CLASS_NONE);
 		return;
@@ -319,6 +323,8 @@ static void handle_done(struct state *s, struct work *w)
 		                                                           : j->next_backoff * 2;
 		ARL_GROW(s->delayed, s->capdelayed, s->ndelayed + 1);
 		s->delayed[s->ndelayed++] = j;
+		if (s->o->on_retry)
+			s->o->on_retry(s->o->ctx, j, j->not_before - now);
 		return;
 	}
 	cls = a->cls; /* on_done may release the result, @a with it */

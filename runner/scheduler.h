@@ -53,6 +53,16 @@ struct arl_sched_opts {
 	/* The job is final: @j->result is complete; the hook may release it (the scheduler is done
 	 * with it) but must not keep pointers into it. */
 	void (*on_done)(void *ctx, struct arl_sched_job *j);
+	/*
+	 * Optional, for progress displays and event streams (NULL: not called). An attempt
+	 * starts when it is handed to a worker; on_attempt_done gets the attempt just appended
+	 * to @j->result.attempts (borrowed for the call) before the job's fate is decided;
+	 * on_retry follows it when the job will run again after @delay_ms of backoff.
+	 */
+	void (*on_attempt_start)(void *ctx, struct arl_sched_job *j, int number);
+	void (*on_attempt_done)(void *ctx, struct arl_sched_job *j,
+	                        const struct arl_attempt_result *a);
+	void (*on_retry)(void *ctx, struct arl_sched_job *j, int64_t delay_ms);
 	void *ctx;
 };
 
