@@ -82,11 +82,12 @@ static int entry_cmp(const void *x, const void *y)
 	return strcmp(((const struct entry *)x)->key, ((const struct entry *)y)->key);
 }
 
-static struct entry *find(struct diff *d, const char *key)
+/* Looks @key up among the first @n entries (side A's, sorted by key). */
+static struct entry *find(struct diff *d, size_t n, const char *key)
 {
 	struct entry probe = {.key = (char *)key};
 
-	return bsearch(&probe, d->v, d->n, sizeof(*d->v), entry_cmp);
+	return bsearch(&probe, d->v, n, sizeof(*d->v), entry_cmp);
 }
 
 static int load_side(struct arl_store *s, struct diff *d, int side, struct arl_err *err)
@@ -102,9 +103,9 @@ static int load_side(struct arl_store *s, struct diff *d, int side, struct arl_e
 		const char *key = (const char *)sqlite3_column_text(st, 0);
 		enum outcome o = classify((const char *)sqlite3_column_text(st, 1),
 		                          (const char *)sqlite3_column_text(st, 2));
-		struct entry *e = side ? find(d, key) : NULL;
+		/* B's new keys are appended after A's sorted block: search only that block. */
+		struct entry *e = side ? find(d, before, key) : NULL;
 
-		(void)before;
 		if (!e) {
 			ARL_GROW(d->v, d->cap, d->n + 1);
 			e = &d->v[d->n++];

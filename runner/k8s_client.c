@@ -1266,6 +1266,23 @@ void arl_k8s_watch_forget(struct arl_k8s_watch *w, const char *name)
 	pthread_mutex_unlock(&w->mu);
 }
 
+void arl_k8s_watch_untrack(struct arl_k8s_watch *w, const char *name)
+{
+	struct wentry *e;
+
+	pthread_mutex_lock(&w->mu);
+	e = entry_get(w, name, false);
+	if (e) {
+		if (!e->forget) {
+			e->forget = true;
+			w->nforget++;
+		}
+		e->deleted = true; /* as far as we are concerned */
+		entry_drop(w, e);
+	}
+	pthread_mutex_unlock(&w->mu);
+}
+
 size_t arl_k8s_watch_drain(struct arl_k8s_watch *w, int64_t deadline_ms)
 {
 	struct timespec ts = {.tv_sec = deadline_ms / 1000,

@@ -141,6 +141,8 @@ void arl_k8s_watch_track(struct arl_k8s_watch *w, const char *name);
  * after deleting it. arl_k8s_watch_drain() waits for these.
  */
 void arl_k8s_watch_forget(struct arl_k8s_watch *w, const char *name);
+/* Stops keeping @name at once (an object that stays, or was never created). */
+void arl_k8s_watch_untrack(struct arl_k8s_watch *w, const char *name);
 /* Waits until every forgotten object was reported deleted, or @deadline_ms; returns how many remain. */
 size_t arl_k8s_watch_drain(struct arl_k8s_watch *w, int64_t deadline_ms);
 

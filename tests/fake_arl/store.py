@@ -62,6 +62,8 @@ def parse_rfc3339(s):
     return t
 
 
+MAX_OBJECT_BYTES = 1536 * 1024     # etcd --max-request-bytes default (1.5 MiB)
+
 Event = collections.namedtuple("Event", "rv type plural namespace obj old")
 
 
@@ -133,6 +135,9 @@ class Store:
                 md["resourceVersion"] = old["metadata"]["resourceVersion"]
                 if obj == old:
                     return old   # no-op write: nothing changes, no event
+            if len(json.dumps(obj, separators=(",", ":"))) > MAX_OBJECT_BYTES:
+                # etcd's request limit; e.g. a Task status with megabytes of stdout
+                raise ApiError(500, "InternalError", "etcdserver: request is too large")
             if md.get("deletionTimestamp") and not md.get("finalizers"):
                 if old is None:
                     return obj

@@ -202,7 +202,7 @@ check_eq "metrics only for jobs with metrics: json (02-pipeline, 09-swebench)" \
 echo "# sandboxes"
 kept=$(sql "$DB" "SELECT a.sandbox FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.key = '07-session/session'")
 left=$(find "$DB.sandboxes" -mindepth 1 -maxdepth 1 ! -name '.*' -printf '%f\n' 2>/dev/null | sort || true)
-check_eq "only the keepAlive sandbox (07-session) is left in the state dir" "$left" "$kept"
+check_eq "only the keepAlive sandbox (07-session) is left in the state dir" "$left" "keep-$kept"
 
 echo "# read commands"
 runner results --db "$DB" --format json

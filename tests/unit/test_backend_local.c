@@ -738,7 +738,8 @@ static void test_keep(void **state)
 
 	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
 	sb = acquire(f);
-	path = arl_xasprintf("%s/%s", f->state, arl_backend_local.sandbox_name(sb));
+	/* Kept sandboxes are renamed keep-NAME, out of gc's reach. */
+	path = arl_xasprintf("%s/keep-%s", f->state, arl_backend_local.sandbox_name(sb));
 	free(sh_ok(f, sb, NULL, "echo kept > k"));
 	arl_backend_local.release(f->st, sb, true);
 	assert_int_equal(access(path, F_OK), 0);
