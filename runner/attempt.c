@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "schema.h"
 #include "template.h"
 #include "util.h"
 #include "banned.h"
@@ -165,8 +166,38 @@ static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sa
 	return first;
 }
 
+static void attempt_run(const struct arl_attempt_env *env, const struct arl_job *job, int number,
+			struct arl_attempt_result *out, struct arl_metric **metrics,
+			size_t *nmetrics);
+
 void arl_attempt_run(const struct arl_attempt_env *env, const struct arl_job *job, int number,
-                     struct arl_attempt_result *out, struct arl_metric **metrics, size_t *nmetrics)
+		     struct arl_attempt_result *out, struct arl_metric **metrics, size_t *nmetrics)
+{
+	struct arl_job full;
+	struct arl_err err = ARL_ERR_INIT;
+
+	if (!job->lazy) {
+		attempt_run(env, job, number, out, metrics, nmetrics);
+		return;
+	}
+	/* Expanded here, on the worker, and dropped after: only jobs in flight hold steps. */
+	if (!env->file || arl_job_materialize(env->file, job, &full, &err) < 0) {
+		memset(out, 0, sizeof(*out));
+		out->number = number;
+		out->started_ms = out->finished_ms = arl_wall_ms();
+		out->state = ARL_STATE_FAILED;
+		out->cls = ARL_CLASS_INFRA;
+		out->error = arl_xasprintf("cannot expand job '%s': %s", job->name,
+					   err.msg[0] ? err.msg : "no job file");
+		return;
+	}
+	attempt_run(env, &full, number, out, metrics, nmetrics);
+	arl_job_release(&full);
+}
+
+static void attempt_run(const struct arl_attempt_env *env, const struct arl_job *job, int number,
+			struct arl_attempt_result *out, struct arl_metric **metrics,
+			size_t *nmetrics)
 {
 	struct arl_sandbox *sb = NULL;
 	struct arl_sandbox_req req = {.job = job, .attempt = number};

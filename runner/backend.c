@@ -6,8 +6,8 @@
 
 /*
  * The registry: the one place that maps a pool's backend kind to its ops table, so the
- * scheduler never names a backend. Kubernetes answers NULL until its backend exists; callers
- * report that as "backend 'kubernetes' is not available".
+ * scheduler never names a backend. A kind without a backend answers NULL; callers report
+ * that as "backend '...' is not available".
  */
 const struct arl_backend_ops *arl_backend_get(enum arl_backend_kind kind)
 {
@@ -15,7 +15,7 @@ const struct arl_backend_ops *arl_backend_get(enum arl_backend_kind kind)
 	case ARL_BACKEND_LOCAL:
 		return &arl_backend_local;
 	case ARL_BACKEND_KUBERNETES:
-		return NULL;
+		return &arl_backend_kubernetes;
 	}
 	return NULL;
 }

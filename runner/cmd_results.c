@@ -340,8 +340,8 @@ static void csv_release(struct csv_metrics *m)
 
 static int csv_row(struct ctx *c, int64_t run_id, const struct csv_metrics *m)
 {
-	static const int cols[] = {J_KEY,     J_NAME,     J_FILE,     J_POOL,        J_STATE,
-	                           J_ATTEMPTS, J_EXIT,    J_CLASS,    J_ERROR,       J_STARTED,
+	static const int cols[] = {J_KEY,      J_NAME,     J_FILE,        J_POOL,  J_STATE,
+	                           J_ATTEMPTS, J_EXIT,     J_CLASS,       J_ERROR, J_STARTED,
 	                           J_FINISHED, J_DURATION, J_SKIPPED_FROM};
 	size_t n = sizeof(cols) / sizeof(cols[0]), col = 0;
 	sqlite3_stmt *st = c->jobs;
@@ -501,7 +501,10 @@ static void xml_escape(FILE *out, const char *s, size_t len, bool attr)
 			}
 			continue;
 		}
-		n = ch >= 0xF0 && ch <= 0xF4 ? 4 : ch >= 0xE0 ? 3 : ch >= 0xC2 && ch <= 0xDF ? 2 : 0;
+		n = ch >= 0xF0 && ch <= 0xF4   ? 4
+		    : ch >= 0xE0 && ch <= 0xEF ? 3
+		    : ch >= 0xC2 && ch <= 0xDF ? 2
+		                               : 0;
 		cp = n == 4 ? ch & 0x07u : n == 3 ? ch & 0x0Fu : ch & 0x1Fu;
 		for (size_t k = 1; n && k < n; k++) {
 			if (i + k >= len || (p[i + k] & 0xC0) != 0x80) {
@@ -571,7 +574,8 @@ static void junit_tail(FILE *out, const char *tag, const struct arl_buf *b, bool
 	fprintf(out, "      <%s>", tag);
 	if (start || stored_trunc)
 		fprintf(out, "[arl-batch: the last %zu bytes%s; arl-batch show has the rest]\n",
-		        b->len - start, stored_trunc ? " of the kept output, itself truncated" : "");
+		        b->len - start,
+		        stored_trunc ? " of the kept output, itself truncated" : "");
 	xml_escape(out, b->p + start, b->len - start, false);
 	fprintf(out, "</%s>\n", tag);
 }
@@ -589,7 +593,7 @@ static enum junit_kind junit_kind_of(const char *state, const char *cls)
 		return JK_PASSED;
 	if (!strcmp(state, "Failed"))
 		return cls && (!strcmp(cls, "infra") || !strcmp(cls, "cancelled")) ? JK_ERROR
-		                                                                      : JK_FAILURE;
+		                                                                   : JK_FAILURE;
 	if (!strcmp(state, "Cancelled"))
 		return JK_ERROR;
 	return JK_SKIPPED;
@@ -650,7 +654,8 @@ static int junit_case(struct ctx *c, sqlite3_stmt *st, FILE *out)
 	case JK_ERROR:
 		msg = arl_xstrdup(error ? error : (cls ? cls : state));
 		fprintf(out, "      <%s", kind == JK_FAILURE ? "failure" : "error");
-		xml_attr(out, "type", cls ? cls : (strcmp(state, "Cancelled") ? "failed" : "cancelled"));
+		xml_attr(out, "type",
+		         cls ? cls : (strcmp(state, "Cancelled") ? "failed" : "cancelled"));
 		xml_attr(out, "message", msg);
 		fputc('>', out);
 		fprintf(out, "%s after %lld attempt%s", state,
@@ -659,7 +664,8 @@ static int junit_case(struct ctx *c, sqlite3_stmt *st, FILE *out)
 		if (cls)
 			fprintf(out, " (%s)", cls);
 		if (sqlite3_column_type(st, U_EXIT) != SQLITE_NULL)
-			fprintf(out, ", exit code %lld", (long long)sqlite3_column_int64(st, U_EXIT));
+			fprintf(out, ", exit code %lld",
+			        (long long)sqlite3_column_int64(st, U_EXIT));
 		if (error) {
 			fputs(": ", out);
 			xml_escape(out, error, strlen(error), false);
@@ -667,8 +673,10 @@ static int junit_case(struct ctx *c, sqlite3_stmt *st, FILE *out)
 		fprintf(out, "</%s>\n", kind == JK_FAILURE ? "failure" : "error");
 		break;
 	case JK_SKIPPED:
-		if (!strcmp(state, "Skipped") && sqlite3_column_type(st, U_FROM_RUN) != SQLITE_NULL) {
-			const char *fs = col_text(st, U_FROM_STATE), *fc = col_text(st, U_FROM_CLASS);
+		if (!strcmp(state, "Skipped") &&
+		    sqlite3_column_type(st, U_FROM_RUN) != SQLITE_NULL) {
+			const char *fs = col_text(st, U_FROM_STATE),
+			           *fc = col_text(st, U_FROM_CLASS);
 
 			msg = arl_xasprintf("the result of run %lld stands: %s%s%s%s",
 			                    (long long)sqlite3_column_int64(st, U_FROM_RUN), fs,
@@ -778,7 +786,8 @@ static int junit_print(struct ctx *c, int64_t run_id)
 			char *stem;
 
 			if (si >= nsuites) {
-				arl_error(&c->err, ARL_E_DB, "the jobs of run %lld changed while read",
+				arl_error(&c->err, ARL_E_DB,
+				          "the jobs of run %lld changed while read",
 				          (long long)run_id);
 				goto out;
 			}

@@ -8,7 +8,9 @@
 #include "result.h"
 #include "err.h"
 #include "jobload.h"
+#include "progress.h"
 #include "run.h"
+#include "schema.h"
 #include "runlock.h"
 #include "select.h"
 #include "util.h"
@@ -32,7 +34,12 @@ static void usage(FILE *out)
 	      "      --deadline DURATION limit for the whole run; what is left is cancelled\n"
 	      "      --capture-max BYTES output kept per step and stream (default 1048576)\n"
 	      "      --state-dir DIR     where sandboxes live (default: next to the database)\n"
-	      "      --progress auto|plain|none\n"
+	      "      --progress auto|bar|plain|none\n"
+	      "                          progress on stderr: a live bar, a line per job, or nothing\n"
+	      "                          (default auto: the bar on a terminal, else plain)\n"
+	      "      --color auto|always|never\n"
+	      "                          colour on stderr (default auto: a terminal, NO_COLOR unset)\n"
+	      "      --events FILE       write JSON Lines events of the run to FILE ('-': stdout)\n"
 	      "      --resume            skip jobs that succeeded, unchanged, in the latest run of\n"
 	      "                          this name (same spec hash)\n"
 	      "      --rerun CLASSES     run only the latest run's jobs that ended in these classes\n"
@@ -67,6 +74,8 @@ enum {
 	OPT_CAPTURE_MAX,
 	OPT_STATE_DIR,
 	OPT_PROGRESS,
+	OPT_COLOR,
+	OPT_EVENTS,
 	OPT_RESUME,
 	OPT_RERUN,
 	OPT_ONLY,
@@ -95,9 +104,17 @@ static void print_plan(struct arl_jobfile *const *files, size_t nfiles)
 			printf("%-40s %-16s %-10s %-8s %-8d ", j->key, p->name,
 			       p->backend == ARL_BACKEND_KUBERNETES ? "kubernetes" : "local",
 			       arl_fmt_duration(j->timeout_ms, tbuf, sizeof(tbuf)), j->retries);
-			for (size_t s = 0; s < j->steps.n; s++)
-				printf("%s%s", s ? "," : "", j->steps.v[s].name);
+			struct arl_job full;
+			struct arl_err err = ARL_ERR_INIT;
+			const struct arl_job *shown = j;
+
+			if (j->lazy && arl_job_materialize(f, j, &full, &err) == 0)
+				shown = &full;
+			for (size_t s = 0; s < shown->steps.n; s++)
+				printf("%s%s", s ? "," : "", shown->steps.v[s].name);
 			putchar('\n');
+			if (shown != j)
+				arl_job_release(&full);
 		}
 	}
 }
@@ -137,6 +154,8 @@ int cmd_run(int argc, char **argv)
 		{"capture-max", required_argument, NULL, OPT_CAPTURE_MAX},
 		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
 		{"progress", required_argument, NULL, OPT_PROGRESS},
+		{"color", required_argument, NULL, OPT_COLOR},
+		{"events", required_argument, NULL, OPT_EVENTS},
 		{"resume", no_argument, NULL, OPT_RESUME},
 		{"rerun", required_argument, NULL, OPT_RERUN},
 		{"only", required_argument, NULL, OPT_ONLY},
@@ -218,11 +237,25 @@ int cmd_run(int argc, char **argv)
 				goto bad_value;
 			ro.kube_burst = (int)v;
 			break;
-		case OPT_PROGRESS:
-			if (strcmp(optarg, "auto") && strcmp(optarg, "plain") &&
-			    strcmp(optarg, "none") && strcmp(optarg, "bar"))
+		case OPT_PROGRESS: {
+			enum arl_progress_mode m;
+
+			if (arl_progress_parse_mode(optarg, &m) < 0)
 				goto bad_value;
-			ro.quiet = !strcmp(optarg, "none");
+			ro.progress = (int)m;
+			ro.quiet = m == ARL_PROGRESS_NONE;
+			break;
+		}
+		case OPT_COLOR: {
+			enum arl_color_mode m;
+
+			if (arl_progress_parse_color(optarg, &m) < 0)
+				goto bad_value;
+			ro.color = (int)m;
+			break;
+		}
+		case OPT_EVENTS:
+			ro.events_path = optarg;
 			break;
 		case OPT_RESUME:
 			ro.resume = 1;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "util.h"
+#include "yaml_load.h"
 #include "banned.h"
 
 void arl_strmap_set(struct arl_strmap *m, const char *key, const char *val)
@@ -94,6 +95,8 @@ void arl_jobfile_free(struct arl_jobfile *f)
 	for (size_t i = 0; i < f->njobs; i++)
 		arl_job_release(&f->jobs[i]);
 	free(f->jobs);
+	arl_doc_free(f->doc);
+	free(f->dir);
 	free(f->path);
 	free(f->stem);
 	free(f->name);

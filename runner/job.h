@@ -68,6 +68,9 @@ struct arl_steps {
 /* Bits of enum arl_class (result.h) that are retried. */
 #define ARL_RETRY_BIT(cls) (1u << (cls))
 
+struct arl_node;
+struct arl_doc;
+
 struct arl_job {
 	char *name;
 	char *key;   /* FILE_STEM/JOB_NAME */
@@ -83,6 +86,14 @@ struct arl_job {
 	char *item; /* the foreach item as compact JSON, or NULL */
 	/* Strings still hold {{ run.* }} / {{ attempt }}: render them per attempt. */
 	bool runtime_templates;
+	/*
+	 * A foreach job is kept light: name, key, limits, labels, item and spec hash, but no
+	 * steps. arl_job_materialize() expands it again from @node when it is about to run, so
+	 * memory per job stays small however large the dataset.
+	 */
+	bool lazy;
+	const struct arl_node *node; /* its job mapping in the file's document */
+	char spec_hash[33];          /* arl_job_spec_hash(), computed at load */
 	struct arl_loc loc;
 };
 
@@ -94,7 +105,11 @@ struct arl_jobfile {
 	struct arl_pool *pools;
 	size_t npools;
 	struct arl_job *jobs;
-	size_t njobs;
+	size_t njobs, capjobs;
+	/* What materializing lazy jobs needs: the parsed file, its defaults, its directory. */
+	struct arl_doc *doc;
+	const struct arl_node *defaults;
+	char *dir;
 };
 
 void arl_strmap_set(struct arl_strmap *m, const char *key, const char *val);

@@ -72,6 +72,12 @@ struct arl_k8s_req {
 	int64_t deadline_ms; /* arl_now_ms() clock: no try or backoff past it; 0: none */
 	int cancel_fd;       /* readable: give up at once; -1: none */
 	size_t max_body;     /* response bytes; 0: 16 MiB */
+	/*
+	 * RETRY_CREATE: "key=value", a label only our objects carry. A 409 on what looks like
+	 * a first try (libcurl itself resends a request whose reused connection died before
+	 * the answer) counts as success when the existing object has it. NULL: never.
+	 */
+	const char *owner_label;
 };
 #define ARL_K8S_REQ_INIT                                                                           \
 	{                                                                                          \

@@ -23,6 +23,8 @@
 #include "backend.h"
 #include "cli.h"
 #include "err.h"
+#include "events.h"
+#include "progress.h"
 #include "runlock.h"
 #include "scheduler.h"
 #include "store.h"
@@ -53,6 +55,8 @@ struct run {
 	int store_failed;
 	struct arl_err store_err;
 	int64_t started;
+	struct arl_progress *progress; /* while jobs run, everything for stderr goes through it */
+	struct arl_events *events;     /* --events, or NULL */
 };
 
 static void on_start(void *ctx, struct arl_sched_job *j)
@@ -63,6 +67,8 @@ static void on_start(void *ctx, struct arl_sched_job *j)
 	if (arl_store_job_set_running(r->store, r->job_ids[j - r->jobs], 0, &err) < 0 &&
 	    !r->store_failed++)
 		r->store_err = err;
+	arl_progress_job_start(r->progress, (size_t)(j - r->jobs), j->job->key);
+	arl_events_job_started(r->events, j->job->key, r->job_ids[j - r->jobs], j->env.pool->name);
 }
 
 static void record_done(void *ctx, struct arl_sched_job *j)
@@ -70,8 +76,6 @@ static void record_done(void *ctx, struct arl_sched_job *j)
 	struct run *r = ctx;
 	struct arl_err err = ARL_ERR_INIT;
 	const struct arl_job_result *res = &j->result;
-	char dbuf[32];
-	const char *what;
 
 	if (arl_store_job_finish(r->store, r->job_ids[j - r->jobs], res, &err) < 0 &&
 	    !r->store_failed++)
@@ -84,21 +88,8 @@ static void record_done(void *ctx, struct arl_sched_job *j)
 	else
 		r->failed++;
 	r->by_class[res->cls]++;
-	if (r->o->quiet)
-		return;
-	what = res->state == ARL_STATE_SUCCEEDED ? "ok" : arl_class_name(res->cls);
-	arl_fmt_duration(res->finished_ms > res->started_ms && res->started_ms
-				 ? res->finished_ms - res->started_ms
-				 : 0,
-			 dbuf, sizeof(dbuf));
-	if (res->state == ARL_STATE_SUCCEEDED)
-		fprintf(stderr, "[%zu/%zu] ok        %s (%s%s)\n", r->done, r->njobs, j->job->key,
-			dbuf, res->nattempts > 1 ? ", after retries" : "");
-	else
-		fprintf(stderr, "[%zu/%zu] %-9s %s (%s, %zu attempt%s)%s%s\n", r->done, r->njobs,
-			what ? what : "failed", j->job->key, dbuf, res->nattempts,
-			res->nattempts == 1 ? "" : "s", res->error ? ": " : "",
-			res->error ? res->error : "");
+	arl_events_job_finished(r->events, j->job->key, r->job_ids[j - r->jobs], res);
+	arl_progress_job_done(r->progress, (size_t)(j - r->jobs), j->job->key, res);
 }
 
 /* Once stored, a result's output is not needed: memory must not grow with what jobs print. */
@@ -106,6 +97,71 @@ static void on_done(void *ctx, struct arl_sched_job *j)
 {
 	record_done(ctx, j);
 	arl_job_result_release(&j->result);
+}
+
+/* Attempts and retries only feed the live display and the event stream. */
+static void on_attempt_start(void *ctx, struct arl_sched_job *j, int number)
+{
+	struct run *r = ctx;
+
+	arl_progress_attempt_start(r->progress, (size_t)(j - r->jobs), number);
+	arl_events_attempt_started(r->events, j->job->key, r->job_ids[j - r->jobs], number);
+}
+
+static void on_attempt_done(void *ctx, struct arl_sched_job *j, const struct arl_attempt_result *a)
+{
+	struct run *r = ctx;
+
+	arl_progress_attempt_done(r->progress, (size_t)(j - r->jobs));
+	arl_events_attempt_finished(r->events, j->job->key, r->job_ids[j - r->jobs], a);
+}
+
+static void on_retry(void *ctx, struct arl_sched_job *j, int64_t delay_ms)
+{
+	struct run *r = ctx;
+	const struct arl_attempt_result *a = &j->result.attempts[j->result.nattempts - 1];
+
+	arl_progress_retry(r->progress, (size_t)(j - r->jobs), a->number, a->cls, delay_ms);
+	arl_events_retry(r->events, j->job->key, r->job_ids[j - r->jobs], a, delay_ms);
+}
+
+/* Starts the live display and the event stream (skipped jobs are final from the start). */
+static int start_views(struct run *r, struct arl_jobfile *const *files, size_t nfiles,
+		       const int64_t *skipped_from, const int64_t *ids, size_t nrun,
+		       int concurrency, struct arl_err *err)
+{
+	struct arl_progress_opts po = {
+		.mode = r->o->quiet ? ARL_PROGRESS_NONE : (enum arl_progress_mode)r->o->progress,
+		.color = (enum arl_color_mode)r->o->color, .fd = STDERR_FILENO,
+		.total = r->njobs, .skipped = r->skipped, .nslots = nrun,
+		.concurrency = concurrency};
+	struct arl_job_result skip = {.state = ARL_STATE_SKIPPED};
+	size_t k = 0;
+
+	arl_events_run_started(r->events, r->run_id, r->run_name, r->njobs, r->skipped,
+			       concurrency);
+	for (size_t i = 0; i < nfiles; i++)
+		for (size_t j = 0; j < files[i]->njobs; j++, k++)
+			if (skipped_from[k])
+				arl_events_job_finished(r->events, files[i]->jobs[j].key, ids[k],
+							&skip);
+	return arl_progress_new(&r->progress, &po, err);
+}
+
+/* Run-level events end with the run; a write error is reported, not fatal. */
+static void finish_views(struct run *r, const char *status, int code)
+{
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_events_counts c = {r->njobs, r->succeeded, r->failed, r->skipped,
+				      r->cancelled};
+
+	arl_progress_free(r->progress);
+	r->progress = NULL;
+	if (status)
+		arl_events_run_finished(r->events, status, code, arl_now_ms() - r->started, &c);
+	if (arl_events_close(r->events, &err) < 0)
+		fprintf(stderr, "arl-batch: %s\n", err.msg);
+	r->events = NULL;
 }
 
 static char *default_run_name(struct arl_jobfile *const *files, size_t n)
@@ -232,8 +288,7 @@ static int open_backends(struct arl_jobfile *const *files, size_t nfiles,
 			continue;
 		if (!ops) {
 			arl_error(err, ARL_E_BACKEND,
-				  "pool '%s' uses the %s backend, which this build of arl-batch "
-				  "does not provide yet",
+				  "pool '%s' uses the %s backend, which is not available",
 				  pools[0]->name, arl_backend_kind_name((enum arl_backend_kind)kind));
 			free(pools);
 			return -1;
@@ -393,12 +448,13 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	case -1:
 		goto fail;
 	}
+	if (o->events_path && arl_events_open(&r.events, o->events_path, &err) < 0)
+		goto fail;
 	if (arl_store_open(&r.store, db, 0, &err) < 0)
 		goto fail;
 	for (size_t i = 0; i < nfiles; i++)
 		for (size_t j = 0; j < files[i]->njobs; j++, k++)
-			arl_job_spec_hash(&files[i]->jobs[j], &files[i]->pools[files[i]->jobs[j].pool],
-					  hashes[k]);
+			memcpy(hashes[k], files[i]->jobs[j].spec_hash, sizeof(hashes[k]));
 	if (decide_skips(&r, files, nfiles, hashes, skipped_from, &err) < 0)
 		goto fail;
 	describe_isolation(files, nfiles, iso, sizeof(iso), notes, sizeof(notes));
@@ -453,7 +509,8 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 			sj->file_slot = i;
 			sj->env = (struct arl_attempt_env){.ops = arl_backend_get(pool->backend),
 							   .backend = backends[pool->backend],
-							   .pool = pool, .run_id = r.run_id_str,
+							   .pool = pool, .file = files[i],
+							   .run_id = r.run_id_str,
 							   .run_name = r.run_name};
 		}
 	}
@@ -469,13 +526,22 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	so.signal_fd = sig_pipe[0];
 	so.on_start = on_start;
 	so.on_done = on_done;
+	so.on_attempt_start = on_attempt_start;
+	so.on_attempt_done = on_attempt_done;
+	so.on_retry = on_retry;
 	so.ctx = &r;
+	if (start_views(&r, files, nfiles, skipped_from, all_ids, nrun, so.concurrency, &err) < 0)
+		goto fail_run;
 	if (!o->quiet)
-		fprintf(stderr, "arl-batch: run %lld '%s': %zu job%s (%zu skipped), up to %d at once\n",
+		arl_progress_printf(r.progress,
+			"arl-batch: run %lld '%s': %zu job%s (%zu skipped), up to %d at once\n",
 			(long long)r.run_id, r.run_name, r.njobs, r.njobs == 1 ? "" : "s", r.skipped,
 			so.concurrency);
 	if (arl_sched_run(r.jobs, nrun, &so, &outcome, &err) < 0)
 		goto fail_run;
+	/* The bar is cleared before anything else is printed. */
+	arl_progress_free(r.progress);
+	r.progress = NULL;
 
 	/* Exit codes: the highest in SPEC's order wins (2, 130/143, 75, 3, 4, 1, 0). */
 	if (outcome.signal)
@@ -493,6 +559,7 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 		fprintf(stderr, "arl-batch: results not recorded: %s\n", r.store_err.msg);
 	if (arl_store_run_finish(r.store, r.run_id, status, code, &err) < 0)
 		fprintf(stderr, "arl-batch: %s\n", err.msg);
+	finish_views(&r, status, code);
 	if (outcome.abandoned)
 		_exit(code); /* a second signal: the workers are not waited for */
 	close_backends(backends);
@@ -507,7 +574,10 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	goto out;
 
 fail_run:
+	arl_progress_free(r.progress);
+	r.progress = NULL;
 	fprintf(stderr, "arl-batch: %s\n", err.msg);
+	finish_views(&r, "failed", ARL_EXIT_INCOMPLETE);
 	arl_store_run_finish(r.store, r.run_id, "failed", ARL_EXIT_INCOMPLETE, &err);
 	close_backends(backends);
 	code = ARL_EXIT_INCOMPLETE;
@@ -516,6 +586,7 @@ fail:
 	fprintf(stderr, "arl-batch: %s\n", err.msg);
 	code = ARL_EXIT_INCOMPLETE;
 out:
+	finish_views(&r, NULL, 0);
 	restore_signals();
 	for (size_t i = 0; i < nrun; i++)
 		arl_job_result_release(&r.jobs[i].result);

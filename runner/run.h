@@ -19,6 +19,9 @@ struct arl_run_opts {
 	int64_t deadline_ms;   /* 0: none */
 	size_t capture_max;    /* 0: default */
 	int quiet;             /* no progress lines */
+	int progress;             /* enum arl_progress_mode (progress.h): --progress */
+	int color;                /* enum arl_color_mode: --color */
+	const char *events_path;  /* --events: JSON Lines file, "-" for stdout; NULL: none */
 	const char *kubeconfig;   /* --kubeconfig (kubernetes backend) */
 	const char *kube_context; /* --context */
 	double kube_qps;          /* --kube-qps; 0: default */

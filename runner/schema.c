@@ -64,6 +64,7 @@ struct sctx {
 	char origin[200]; /* which item is being expanded, for template errors; "" if none */
 	bool deferred;    /* a rendered string kept run-time expressions */
 	bool bad;         /* the job being expanded has an error */
+	bool again;       /* materializing a validated job: names were checked at load */
 	struct name_slot *names;
 	size_t nnames_cap, nnames;
 };
@@ -517,6 +518,10 @@ static void parse_pool_ref(struct sctx *c, const struct arl_node *jn, const stru
 			j->pool = 0;
 			return;
 		}
+		if (c->f->npools == 0) {
+			c->bad = true; /* reported once at 'pools' */
+			return;
+		}
 		if (c->f->npools > 1)
 			diag(c, jn,
 			     "job '%s' names no pool and the file defines %zu; set 'pool' "
@@ -874,8 +879,9 @@ static bool load_items(struct sctx *c, const struct arl_node *fe, struct items *
 	return load_matrix(c, matrix, it);
 }
 
-/* One job from node @jn with the current item bound; appended to the file on success. */
-static void expand_one(struct sctx *c, const struct arl_node *jn, const cJSON *item)
+/* One job from node @jn with @item bound into *out; false (and *out empty) on errors. */
+static bool expand_one(struct sctx *c, const struct arl_node *jn, const cJSON *item,
+		       struct arl_job *out)
 {
 	struct arl_job j = {0};
 	const struct arl_node *v, *name_node = arl_node_get(jn, "name");
@@ -899,7 +905,7 @@ static void expand_one(struct sctx *c, const struct arl_node *jn, const cJSON *i
 			diag(c, name_node,
 			     "job names cannot use run.* or attempt: a name must be "
 			     "stable across runs");
-		} else if (name_ok(c, name_node, j.name)) {
+		} else if (name_ok(c, name_node, j.name) && !c->again) {
 			check_unique(c, name_node, j.name);
 		}
 	}
@@ -938,7 +944,7 @@ static void expand_one(struct sctx *c, const struct arl_node *jn, const cJSON *i
 	arl_strmap_release(&env);
 	if (c->bad) {
 		arl_job_release(&j);
-		return;
+		return false;
 	}
 	if (item) {
 		char *s = cJSON_PrintUnformatted(item);
@@ -948,8 +954,29 @@ static void expand_one(struct sctx *c, const struct arl_node *jn, const cJSON *i
 	}
 	j.runtime_templates = c->deferred;
 	j.key = arl_xasprintf("%s/%s", c->f->stem, j.name);
-	c->f->jobs = arl_xrealloc(c->f->jobs, (c->f->njobs + 1) * sizeof(*c->f->jobs));
-	c->f->jobs[c->f->njobs++] = j;
+	j.node = jn;
+	*out = j;
+	return true;
+}
+
+/* Appends a validated job; a foreach job keeps only what the run needs before it starts. */
+static void add_job(struct sctx *c, struct arl_job *j)
+{
+	struct arl_jobfile *f = c->f;
+
+	arl_job_spec_hash(j, &f->pools[j->pool], j->spec_hash);
+	if (j->item) {
+		arl_steps_release(&j->steps);
+		arl_steps_release(&j->on_success);
+		arl_steps_release(&j->on_failure);
+		arl_steps_release(&j->on_complete);
+		j->lazy = true;
+	}
+	if (f->njobs == f->capjobs) {
+		f->capjobs = f->capjobs ? f->capjobs * 2 : 16;
+		f->jobs = arl_xrealloc(f->jobs, f->capjobs * sizeof(*f->jobs));
+	}
+	f->jobs[f->njobs++] = *j;
 }
 
 static void parse_job(struct sctx *c, const struct arl_node *jn)
@@ -962,8 +989,11 @@ static void parse_job(struct sctx *c, const struct arl_node *jn)
 	check_keys(c, jn, "job", job_keys);
 	fe = arl_node_get(jn, "foreach");
 	if (!fe) {
+		struct arl_job j;
+
 		c->origin[0] = '\0';
-		expand_one(c, jn, NULL);
+		if (expand_one(c, jn, NULL, &j))
+			add_job(c, &j);
 		return;
 	}
 	if (!load_items(c, fe, &it)) {
@@ -975,8 +1005,11 @@ static void parse_job(struct sctx *c, const struct arl_node *jn)
 			diag(c, fe, "more than %d jobs in one file", MAX_JOBS_PER_FILE);
 			break;
 		}
+		struct arl_job j;
+
 		describe_item(c, &it, i);
-		expand_one(c, jn, it.v[i]);
+		if (expand_one(c, jn, it.v[i], &j))
+			add_job(c, &j);
 		/* The job keeps its item as text: drop the tree now, not after the whole dataset. */
 		if (it.from == FROM_FILE) {
 			cJSON_Delete(it.v[i]);
@@ -1078,8 +1111,14 @@ int arl_jobfile_parse(const char *path, const char *buf, size_t len, struct arl_
 	c.f->stem = file_stem(path);
 	parse_top(&c, doc->root);
 	if (diags->errors == before) {
+		/* Lazy jobs expand again from the document: it lives as long as the file. */
+		c.f->doc = doc;
+		c.f->defaults = c.defaults;
+		c.f->dir = c.dir;
 		*out = c.f;
 		c.f = NULL;
+		doc = NULL;
+		c.dir = NULL;
 		ret = 0;
 	}
 	arl_jobfile_free(c.f);
@@ -1089,4 +1128,32 @@ int arl_jobfile_parse(const char *path, const char *buf, size_t len, struct arl_
 	free(c.dir);
 	arl_doc_free(doc);
 	return ret;
+}
+
+int arl_job_materialize(const struct arl_jobfile *f, const struct arl_job *j, struct arl_job *out,
+			struct arl_err *err)
+{
+	struct arl_diags diags = ARL_DIAGS_INIT;
+	struct sctx c = {.d = &diags, .path = f->path, .dir = f->dir, .f = (struct arl_jobfile *)f,
+			 .defaults = f->defaults, .again = true};
+	cJSON *item = NULL;
+	bool ok;
+
+	if (!j->lazy || !j->node)
+		return arl_error(err, ARL_E_INVALID, "job '%s' has no source to expand", j->name);
+	item = cJSON_Parse(j->item);
+	if (!item)
+		return arl_error(err, ARL_E_INVALID, "job '%s': its item is not valid JSON", j->name);
+	ok = expand_one(&c, j->node, item, out);
+	cJSON_Delete(item);
+	if (!ok) {
+		/* The file was validated with this very item: only a bug gets here. */
+		arl_error(err, ARL_E_INVALID, "job '%s' no longer expands: %s", j->name,
+			  diags.n ? diags.v[0].msg : "?");
+		arl_diags_release(&diags);
+		return -1;
+	}
+	arl_diags_release(&diags);
+	memcpy(out->spec_hash, j->spec_hash, sizeof(out->spec_hash));
+	return 0;
 }

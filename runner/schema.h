@@ -20,4 +20,11 @@
 int arl_jobfile_parse(const char *path, const char *buf, size_t len, struct arl_jobfile **out,
                       struct arl_diags *diags);
 
+/*
+ * The full job for a lazy one (steps and callbacks expanded with its item); a job that is not
+ * lazy is copied. Thread-safe: @f is only read. *out is released with arl_job_release().
+ */
+int arl_job_materialize(const struct arl_jobfile *f, const struct arl_job *j, struct arl_job *out,
+			struct arl_err *err);
+
 #endif

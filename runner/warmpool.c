@@ -17,7 +17,8 @@ static void add_mounts(cJSON *container, const struct arl_warmpool_spec *s)
 	m = cJSON_CreateObject();
 	cJSON_AddItemToArray(mounts, m);
 	cJSON_AddStringToObject(m, "name", "workspace");
-	cJSON_AddStringToObject(m, "mountPath", s->workspace_path ? s->workspace_path : "/workspace");
+	cJSON_AddStringToObject(m, "mountPath",
+	                        s->workspace_path ? s->workspace_path : "/workspace");
 	if (s->testbed_path) {
 		m = cJSON_CreateObject();
 		cJSON_AddItemToArray(mounts, m);
@@ -101,7 +102,7 @@ bool arl_warmpool_is_ready(const cJSON *pool)
 }
 
 static struct arl_k8s_req pool_req(const char *method, const char *verb, const char *ns,
-				   const char *name, char *path)
+                                   const char *name, char *path)
 {
 	struct arl_k8s_req r = ARL_K8S_REQ_INIT;
 
@@ -116,7 +117,7 @@ static struct arl_k8s_req pool_req(const char *method, const char *verb, const c
 }
 
 int arl_warmpool_get(struct arl_k8s *c, const char *ns, const char *name, int cancel_fd,
-		     cJSON **out, struct arl_err *err)
+                     cJSON **out, struct arl_err *err)
 {
 	char *path = arl_k8s_path(ARL_K8S_ARL_API, ns, "warmpools", name);
 	struct arl_k8s_req r = pool_req("GET", "get", ns, name, path);
@@ -134,7 +135,8 @@ int arl_warmpool_get(struct arl_k8s *c, const char *ns, const char *name, int ca
 		goto out;
 	}
 	if (!cJSON_IsObject(resp.body)) {
-		arl_error(err, ARL_E_PROTO, "get warmpools '%s': the answer is not an object", name);
+		arl_error(err, ARL_E_PROTO, "get warmpools '%s': the answer is not an object",
+		          name);
 		goto out;
 	}
 	*out = resp.body;
@@ -147,7 +149,7 @@ out:
 }
 
 int arl_warmpool_create(struct arl_k8s *c, const struct arl_warmpool_spec *s, cJSON **out,
-			struct arl_err *err)
+                        struct arl_err *err)
 {
 	char *coll = arl_k8s_path(ARL_K8S_ARL_API, s->namespace, "warmpools", NULL);
 	char *path = arl_xasprintf("%s?fieldValidation=Strict", coll);
@@ -182,8 +184,8 @@ int arl_warmpool_list(struct arl_k8s *c, const char *ns, cJSON **out, struct arl
 	if (arl_k8s_request(c, &r, &resp, err) < 0)
 		goto out;
 	if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(resp.body, "items"))) {
-		arl_error(err, ARL_E_PROTO, "list warmpools in namespace '%s': the answer is not a list",
-			  ns);
+		arl_error(err, ARL_E_PROTO,
+		          "list warmpools in namespace '%s': the answer is not a list", ns);
 		goto out;
 	}
 	*out = resp.body;
@@ -218,7 +220,7 @@ char *arl_warmpool_names(struct arl_k8s *c, const char *ns)
 }
 
 int arl_warmpool_delete(struct arl_k8s *c, const char *ns, const char *name, bool missing_ok,
-			struct arl_err *err)
+                        struct arl_err *err)
 {
 	char *path = arl_k8s_path(ARL_K8S_ARL_API, ns, "warmpools", name);
 	struct arl_k8s_req r = pool_req("DELETE", "delete", ns, name, path);
@@ -235,7 +237,7 @@ int arl_warmpool_delete(struct arl_k8s *c, const char *ns, const char *name, boo
 }
 
 int arl_warmpool_wait_ready(struct arl_k8s *c, const char *ns, const char *name,
-			    int64_t deadline_ms, int cancel_fd, struct arl_err *err)
+                            int64_t deadline_ms, int cancel_fd, struct arl_err *err)
 {
 	int64_t want = -1, ready = -1, started = arl_now_ms();
 
@@ -247,10 +249,11 @@ int arl_warmpool_wait_ready(struct arl_k8s *c, const char *ns, const char *name,
 		if (arl_warmpool_get(c, ns, name, cancel_fd, &pool, err) < 0)
 			return -1;
 		if (!pool)
-			return arl_error(err, ARL_E_BACKEND,
-					 "warmpool '%s' in namespace '%s' was deleted while waiting "
-					 "for it",
-					 name, ns);
+			return arl_error(
+			    err, ARL_E_BACKEND,
+			    "warmpool '%s' in namespace '%s' was deleted while waiting "
+			    "for it",
+			    name, ns);
 		if (arl_warmpool_is_ready(pool)) {
 			cJSON_Delete(pool);
 			return 0;
@@ -262,15 +265,16 @@ int arl_warmpool_wait_ready(struct arl_k8s *c, const char *ns, const char *name,
 		cJSON_Delete(pool);
 		left = deadline_ms - arl_now_ms();
 		if (left <= 0)
-			return arl_error(err, ARL_E_BACKEND,
-					 "warmpool '%s' in namespace '%s' not ready after %llds: %lld "
-					 "of %lld replicas ready%s",
-					 name, ns, (long long)((arl_now_ms() - started) / 1000),
-					 (long long)ready, (long long)want,
-					 want == 0 ? " (a pool of 0 replicas never becomes ready)" : "");
+			return arl_error(
+			    err, ARL_E_BACKEND,
+			    "warmpool '%s' in namespace '%s' not ready after %llds: %lld "
+			    "of %lld replicas ready%s",
+			    name, ns, (long long)((arl_now_ms() - started) / 1000),
+			    (long long)ready, (long long)want,
+			    want == 0 ? " (a pool of 0 replicas never becomes ready)" : "");
 		if (poll(cancel_fd >= 0 ? &p : NULL, cancel_fd >= 0 ? 1 : 0,
-			 (int)(left < WARMPOOL_POLL_MS ? left : WARMPOOL_POLL_MS)) > 0)
-			return arl_error(err, ARL_E_BACKEND, "cancelled while waiting for warmpool '%s'",
-					 name);
+		         (int)(left < WARMPOOL_POLL_MS ? left : WARMPOOL_POLL_MS)) > 0)
+			return arl_error(err, ARL_E_BACKEND,
+			                 "cancelled while waiting for warmpool '%s'", name);
 	}
 }

@@ -181,8 +181,16 @@ static void test_expansion(void **state)
 	assert_non_null(f);
 	assert_int_equal(f->njobs, 4);
 	for (size_t i = 0; i < 4; i++) {
-		const struct arl_step *s = &f->jobs[i].steps.v[0];
+		struct arl_job full;
+		struct arl_err err = ARL_ERR_INIT;
+		const struct arl_step *s;
 
+		/* foreach jobs are kept light and expanded again when they run */
+		assert_true(f->jobs[i].lazy);
+		assert_int_equal(f->jobs[i].steps.n, 0);
+		assert_int_equal(arl_job_materialize(f, &f->jobs[i], &full, &err), 0);
+		assert_string_equal(full.spec_hash, f->jobs[i].spec_hash);
+		s = &full.steps.v[0];
 		assert_string_equal(f->jobs[i].name, names[i]);
 		assert_string_equal(s->argv[1], names[i]);
 		assert_string_equal(arl_strmap_get(&s->env, "A"), "from-job");
@@ -190,6 +198,7 @@ static void test_expansion(void **state)
 		assert_string_equal(arl_strmap_get(&s->env, "C"), "c");
 		assert_int_equal(f->jobs[i].timeout_ms, 60000);
 		assert_string_equal(s->name, "step-1");
+		arl_job_release(&full);
 	}
 	assert_string_equal(f->jobs[0].key, "suite/m-3.9-1");
 	arl_jobfile_free(f);
