@@ -19,7 +19,8 @@ static void usage(FILE *out)
 	    "                       [--dry-run]\n"
 	    "\n"
 	    "Deletes old runs with their jobs, attempts, steps and metrics, then reclaims the\n"
-	    "space (VACUUM). A run still in progress is never deleted.\n"
+	    "space (VACUUM). A run still in progress is never deleted, nor one\n"
+	    "whose results a later --resume run stands on (its Skipped jobs point at them).\n"
 	    "\n"
 	    "      --keep N             keep the N newest runs of each run name\n"
 	    "      --older-than D       delete runs started more than D ago (e.g. 30d is not a\n"
@@ -101,6 +102,9 @@ int cmd_prune(int argc, char **argv)
 	 * cutoff; never one still running (opening the store already marked dead ones).
 	 */
 	sel = "SELECT id, name, started_at, jobs_total FROM runs r WHERE status != 'running'"
+	      /* A run whose results a resumed run stands on stays, or --resume would redo them. */
+	      " AND NOT EXISTS (SELECT 1 FROM jobs t JOIN jobs k ON k.skipped_from = t.id"
+	      "  WHERE t.run_id = r.id AND k.run_id != r.id)"
 	      " AND (?3 IS NULL OR name = ?3) AND ("
 	      "  (?1 >= 0 AND (SELECT count(*) FROM runs n WHERE n.name = r.name AND n.id > r.id) "
 	      ">= ?1)"

@@ -448,6 +448,7 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	case -1:
 		goto fail;
 	}
+	r.started = arl_now_ms(); /* the run's time, not the wait for the lock */
 	if (o->events_path && arl_events_open(&r.events, o->events_path, &err) < 0)
 		goto fail;
 	if (arl_store_open(&r.store, db, 0, &err) < 0)

@@ -11,5 +11,5 @@ corpus="$build/fuzz-corpus"
 mkdir -p "$corpus"
 cp "$src"/jobs/*.yaml "$src"/tests/jobfiles/valid/*.yaml "$src"/tests/jobfiles/invalid/*.yaml "$corpus"/
 "$build/tests/fuzz/fuzz_jobfile" -max_total_time="${FUZZ_SECONDS:-60}" -max_len=65536 \
-	-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "$corpus"
+	-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$build/" "$corpus"
 echo "fuzz: no crash, leak or sanitizer report"
