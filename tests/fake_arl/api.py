@@ -10,6 +10,7 @@ import copy
 import gzip
 import json
 import random
+import re
 import select
 import socket
 import ssl
@@ -22,7 +23,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from store import (ApiError, Selector, decode_continue, encode_continue, json_patch, label_key_error,
                    label_value_error, merge_patch, now_rfc3339, parse_rfc3339)
-import re
 
 GROUP = "arl.infra.io"
 MAX_BODY = 3 * 1024 * 1024            # the API server's request body limit
@@ -224,7 +224,9 @@ def parse_route(api, path):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-arl"
-    sys_version = ""
+
+    def version_string(self):
+        return self.server_version
     timeout = 300          # idle keep-alive connections are closed after this
 
     # ---- plumbing -----------------------------------------------------------------------
@@ -236,6 +238,15 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         if self.api.verbose:
             super().log_message(fmt, *args)
+
+    def setup(self):
+        super().setup()
+        # Headers and body go out in separate writes; without TCP_NODELAY, Nagle plus
+        # the client's delayed ACK cost ~40 ms per keep-alive request.
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
 
     def handle(self):
         try:
@@ -294,7 +305,9 @@ class Handler(BaseHTTPRequestHandler):
         gz = len(data) > 128 * 1024 and "gzip" in (self.headers.get("Accept-Encoding") or "")
         if gz:      # the API server compresses large responses when asked
             data = gzip.compress(data, 5)
-        self.send_response(code)
+        self.status_sent = code
+        self.log_request_entry(code)     # before the answer leaves: a client that got its
+        self.send_response(code)         # answer finds the request in the log
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-cache, private")
@@ -305,7 +318,14 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-        self.status_sent = code
+
+    def log_request_entry(self, status):
+        entry, self.entry = getattr(self, "entry", None), None
+        if entry is not None:
+            entry["status"] = status
+            entry["fault"] = self.fault_label
+            entry["duration_ms"] = round((time.time() - self.t0) * 1000, 3)
+            self.api.record(entry)
 
     def send_status(self, err):
         hdrs = list(err.headers.items())
@@ -317,6 +337,7 @@ class Handler(BaseHTTPRequestHandler):
         api = self.api
         self.t0 = time.time()
         self.status_sent = None
+        self.entry = None
         self.hold = False
         self.fault_label = None
         self.warnings = []
@@ -329,10 +350,12 @@ class Handler(BaseHTTPRequestHandler):
             return self.control(path)
         route = parse_route(api, path)
         verb = self.verb_of(route)
-        entry = {"time": round(self.t0, 6), "method": self.command, "path": path, "query": url.query,
-                 "verb": verb, "resource": route.resource if route and route.plural else None,
-                 "namespace": route.ns if route else None, "name": route.name if route else None,
-                 "watch": verb == "watch"}
+        self.entry = {"time": round(self.t0, 6), "method": self.command, "path": path, "query": url.query,
+                      "verb": verb, "resource": route.resource if route and route.plural else None,
+                      "namespace": route.ns if route else None, "name": route.name if route else None,
+                      "watch": verb == "watch", "userAgent": self.headers.get("User-Agent")}
+        if self.command in ("POST", "PUT", "PATCH"):
+            self.entry["contentType"] = self.headers.get("Content-Type")
         try:
             try:
                 body = self.read_body() if self.command in ("POST", "PUT", "PATCH", "DELETE") else b""
@@ -348,16 +371,18 @@ class Handler(BaseHTTPRequestHandler):
                     self.fault_label = decision.label
                     self.before_faults(decision, route, verb)
                 if verb == "watch":
-                    entry["status"] = 200
-                    entry["fault"] = self.fault_label
-                    entry["duration_ms"] = 0
-                    api.record(entry)
-                    entry = None
-                    return self.watch(route)
+                    expire = api.faults.watch_should_410()
+                    if expire:
+                        self.fault_label = "watch-410"
+                    return self.watch(route, expire)     # logged when the stream starts
                 # An "after" fault: carry the request out, then throw its answer away and
                 # fail instead (the client cannot tell whether the write happened).
                 self.hold = bool(decision and decision.after)
-                self.route(route, verb, body)
+                try:
+                    self.route(route, verb, body)
+                except ApiError:
+                    if not self.hold:
+                        raise
                 if self.hold:
                     self.hold = False
                     if decision.reset:
@@ -367,20 +392,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.hold = False
                 if self.status_sent is None:
                     self.send_status(e)
-        except Abort:
-            if entry is not None:
-                entry["status"] = 0
-                entry["fault"] = self.fault_label or "reset"
-                entry["duration_ms"] = round((time.time() - self.t0) * 1000, 3)
-                api.record(entry)
-                entry = None
-            raise
         finally:
-            if entry is not None:
-                entry["status"] = self.status_sent
-                entry["fault"] = self.fault_label
-                entry["duration_ms"] = round((time.time() - self.t0) * 1000, 3)
-                api.record(entry)
+            # not answered: the connection was reset (injected, or the client went away)
+            self.log_request_entry(0)
 
     def verb_of(self, route):
         m = self.command
@@ -521,7 +535,7 @@ class Handler(BaseHTTPRequestHandler):
             # kubectl falls back to v2.
             if route.name == "v2":
                 if "protobuf" in (self.headers.get("Accept") or ""):
-                    return self.send_bytes(200, b"", content_type="application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
+                    return self.send_bytes(200, b"", content_type="application/octet-stream")
                 return self.send_json(200, {"swagger": "2.0", "info": {"title": "fake-arl", "version": "v1.28.0"},
                                             "paths": {}, "definitions": {}})
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -789,7 +803,7 @@ class Handler(BaseHTTPRequestHandler):
         cont = self.query.get("continue")
         if cont:
             crv, cns, cname = decode_continue(cont)
-            if crv < store.compacted_rv:
+            if crv < store.compacted_rv(route.plural):
                 raise ApiError(410, "Expired", "The provided continue parameter is too old to display a consistent "
                                "list result. You can start a new list without the continue parameter, or use the "
                                "continue token in this response to retrieve the remainder of the results. "
@@ -897,7 +911,6 @@ class Handler(BaseHTTPRequestHandler):
             cur = store.get(route.plural, route.ns, route.name)
             if ctype == "application/apply-patch+yaml":
                 if not self.query.get("fieldManager"):
-                    from schema import FieldError
                     raise ApiError(422, "Invalid", 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: '
                                    'Required value: is required for apply patch')
                 if not isinstance(patch, dict):
@@ -1004,7 +1017,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- watch ------------------------------------------------------------------------------
 
-    def watch(self, route):
+    def watch(self, route, expire=False):
         api, store = self.api, self.api.store
         crd = api.crds.get(route.plural)
         if crd is None:
@@ -1027,27 +1040,36 @@ class Handler(BaseHTTPRequestHandler):
         t_end = time.monotonic() + timeout
         t_cut = time.monotonic() + cut if cut else None
 
+        self.status_sent = 200
+        self.log_request_entry(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
-        self.status_sent = 200
+
+        as_table = self.wants_table()
+        first = [True]
 
         def send(ev_type, obj):
+            if as_table and ev_type in ("ADDED", "MODIFIED", "DELETED"):
+                # kubectl get -w: Table events, column definitions in the first one only
+                obj = self.table(crd, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]})
+                if not first[0]:
+                    obj["columnDefinitions"] = []
+                first[0] = False
             data = json.dumps({"type": ev_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
         def expired(rv):
             send("ERROR", {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                           "message": "too old resource version: %d (%d)" % (rv, store.compacted_rv + 1),
+                           "message": "too old resource version: %d (%d)" % (rv, store.compacted_rv(route.plural) + 1),
                            "reason": "Expired", "code": 410})
 
         def finish():
             self.wfile.write(b"0\r\n\r\n")
 
-        if api.faults.watch_should_410():
-            self.fault_label = "watch-410"
+        if expire:                       # injected: as if the resourceVersion were too old
             expired(start_rv or 0)
             return finish()
         if start_rv is None:
@@ -1057,7 +1079,7 @@ class Handler(BaseHTTPRequestHandler):
                 send("ADDED", o)
         else:
             last = start_rv
-            if store.events_after(last) is None:
+            if store.events_after(route.plural, last) is None:
                 expired(last)
                 return finish()
         next_bookmark = time.monotonic() + api.bookmark_interval
@@ -1081,14 +1103,14 @@ class Handler(BaseHTTPRequestHandler):
             with store.cond:
                 if store.rv <= last and wait > 0:
                     store.cond.wait(wait)
-                evs = store.events_after(last)
+                evs = store.events_after(route.plural, last)
                 current = store.rv
             if evs is None:
                 expired(last)
                 return finish()
             for ev in evs:
                 last = ev.rv
-                if ev.plural != route.plural or (route.ns is not None and ev.namespace != route.ns):
+                if route.ns is not None and ev.namespace != route.ns:
                     continue
                 typ = ev.type
                 if not sel.empty():
@@ -1102,7 +1124,7 @@ class Handler(BaseHTTPRequestHandler):
                         typ = None
                 if typ:
                     send(typ, ev.obj)
-            last = max(last, current) if not evs else last
+            last = max(last, current)       # every event of this kind up to `current` is handled
             if bookmarks and time.monotonic() >= next_bookmark:
                 send("BOOKMARK", {"kind": crd.kind, "apiVersion": crd.api_version,
                                   "metadata": {"resourceVersion": str(last)}})

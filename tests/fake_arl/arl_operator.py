@@ -301,8 +301,7 @@ class Operator:
         with self.mu:
             self.pods[(ns, name)] = pod
         self.log("pod %s/%s created (%s)", ns, name, root)
-        if not self.faults.no_idle(ns, pname):
-            self.ctl_queue.add(("pod", ns, name), self.slow(self.pod_delay))
+        self.ctl_queue.add(("pod", ns, name), self.slow(self.pod_delay))
         return pod
 
     def _pod_started(self, ns, name):
@@ -311,6 +310,8 @@ class Operator:
             if pod is None or pod.deleting:
                 return
             if self.faults.no_idle(ns, pod.pool):
+                # injected: stuck (e.g. image pull); look again later in case the fault goes
+                self.ctl_queue.add(("pod", ns, name), 0.5)
                 return
             pod.phase = "Running"
         self._enqueue("warmpools", ns, pod.pool)
@@ -353,6 +354,8 @@ class Operator:
                 self._delete_pod(p)
         ready = len([p for p in self.pod_list(ns) if p.pool == name and p.status_label == "idle"
                      and p.phase == "Running" and not p.deleting])
+        if self.faults.no_idle(ns, name):
+            ready = 0
         status = {"readyReplicas": ready, "allocatedReplicas": len(allocated)}
         old = pool.get("status") or {}
         if old.get("readyReplicas") != ready or old.get("allocatedReplicas") != len(allocated) or "status" not in pool:
@@ -411,9 +414,11 @@ class Operator:
                 self._enqueue("sandboxes", ns, name, self.slow(self.retry_interval) * 4)
                 return
             pool_name = spec.get("poolRef", "")
+            starved = self.faults.no_idle(ns, pool_name)
             with self.mu:
                 cands = [p for p in self.pods.values() if p.namespace == ns and p.pool == pool_name
-                         and p.status_label == "idle" and p.phase == "Running" and not p.deleting]
+                         and p.status_label == "idle" and p.phase == "Running" and not p.deleting
+                         and not starved]
                 pod = min(cands, key=lambda p: (p.created, p.name)) if cands else None
                 if pod is not None:
                     pod.status_label, pod.sandbox = "allocated", name

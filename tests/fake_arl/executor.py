@@ -221,6 +221,11 @@ class Sidecar:
         proc.stderr.close()
         if killed == "grpc":
             return "", DEADLINE_MSG, 1
+        if pod.deleting:
+            # the pod was deleted under the command (its Sandbox or pool deleted): the
+            # operator's gRPC stream breaks and the step's output is lost
+            return "", ("Failed to execute command: gRPC stream receive failed: rpc error: code = "
+                        "Unavailable desc = error reading from server: EOF\n"), 1
         code = proc.returncode
         if killed == "timer" or code < 0:
             code = -1     # exec.ExitError.ExitCode() is -1 for a signal

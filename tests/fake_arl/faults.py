@@ -5,22 +5,24 @@ SPEC is a comma-separated list of KEY=VALUE items; some take ':OPT=VAL' options.
   500=P, 503=P          answer a resource request with that Status code (InternalError /
                         ServiceUnavailable), with probability P (0..1)
   429=P                 answer 429 TooManyRequests with a Retry-After header
-     :retry-after=S       seconds in Retry-After (default 1)
   reset=P               close the connection abruptly (TCP RST) instead of answering
-     :after=F           for 500/503/reset: the fraction F (default 0) of these faults that
-                        happen AFTER the request was carried out (a create that "failed" with
-                        500 but exists: the client's retry then sees 409 AlreadyExists)
-     :verbs=V|V..       only for these verbs (get list watch create update patch delete
+    options of these four, appended as :OPT=VAL:
+    :retry-after=S      (429) seconds in Retry-After (default 1)
+    :after=F            (500, 503, reset) the fraction F (default 0) of these faults that
+                        happen AFTER the request was carried out: e.g. a create that
+                        "failed" with 500 but exists, so the retry gets 409 AlreadyExists
+    :verbs=V|V..        only for these verbs (get list watch create update patch delete
                         deletecollection); default all
-     :resources=R|R..   only for these resources (warmpools sandboxes tasks, also
+    :resources=R|R..    only for these resources (warmpools sandboxes tasks pods,
                         sandboxes/status ...); default all
   latency=D             add D to every resource request (D like 50ms, 1s, or a range 10ms-200ms)
   watch-cut=D           cut every watch stream abruptly (no final chunk) after D
   watch-410=P           answer a watch with an ERROR event carrying a 410 Expired Status
                         (what the API server does for a too-old resourceVersion)
   sandbox-fail=P        a Sandbox goes to phase Failed instead of Bound
-  no-idle=POOL          the pool's pods never become Running, so it never has an idle pod
-                        (repeat the item for several pools; POOL may be NS/NAME)
+  no-idle=POOL          the pool never has an idle pod: its new pods never become Running
+                        and its existing ones are not handed out (repeat the item for
+                        several pools; POOL may be NS/NAME)
   slow-operator=N       multiply every operator delay by N
   forbid=VERB/RESOURCE  answer 403 Forbidden for that verb on that resource (repeatable;
                         '*' matches any verb or resource)

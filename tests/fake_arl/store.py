@@ -73,9 +73,12 @@ class Store:
         self.cond = threading.Condition(self.lock)
         self.rv = start_rv
         self.objects = collections.defaultdict(dict)   # plural -> {(ns, name): obj}
-        self.history = collections.deque(maxlen=max(1, history_size))
-        # Events with rv <= compacted_rv may have left the window.
-        self.compacted_rv = start_rv
+        # One window per resource, as the API server's watch cache has one per type: a
+        # quiet kind's old resourceVersion stays valid however busy the others are.
+        self.history_size = max(1, history_size)
+        self.history = collections.defaultdict(lambda: collections.deque(maxlen=self.history_size))
+        # Events of a resource with rv <= compacted[plural] may have left its window.
+        self.compacted = collections.defaultdict(lambda: start_rv)
         self.listeners = []    # called (under the lock) with each Event; must not block
         self.closed = False
 
@@ -107,9 +110,10 @@ class Store:
 
     def _emit(self, type_, plural, obj, old):
         ev = Event(self.rv, type_, plural, obj["metadata"].get("namespace", ""), obj, old)
-        if len(self.history) == self.history.maxlen:
-            self.compacted_rv = self.history[0].rv
-        self.history.append(ev)
+        hist = self.history[plural]
+        if len(hist) == hist.maxlen:
+            self.compacted[plural] = hist[0].rv
+        hist.append(ev)
         for fn in self.listeners:
             fn(ev)
         self.cond.notify_all()
@@ -165,13 +169,18 @@ class Store:
 
     # ---- watch support ---------------------------------------------------------
 
-    def events_after(self, rv):
-        """Events with resourceVersion > rv, or None if some may have been compacted."""
+    def compacted_rv(self, plural):
         with self.lock:
-            if rv < self.compacted_rv:
+            return self.compacted[plural]
+
+    def events_after(self, plural, rv):
+        """Events of `plural` with resourceVersion > rv, or None if some may have been
+        compacted away."""
+        with self.lock:
+            if rv < self.compacted[plural]:
                 return None
             out = []
-            for ev in reversed(self.history):
+            for ev in reversed(self.history[plural]):
                 if ev.rv <= rv:
                     break
                 out.append(ev)
