@@ -167,11 +167,11 @@ static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sa
 }
 
 static void attempt_run(const struct arl_attempt_env *env, const struct arl_job *job, int number,
-			struct arl_attempt_result *out, struct arl_metric **metrics,
-			size_t *nmetrics);
+                        struct arl_attempt_result *out, struct arl_metric **metrics,
+                        size_t *nmetrics);
 
 void arl_attempt_run(const struct arl_attempt_env *env, const struct arl_job *job, int number,
-		     struct arl_attempt_result *out, struct arl_metric **metrics, size_t *nmetrics)
+                     struct arl_attempt_result *out, struct arl_metric **metrics, size_t *nmetrics)
 {
 	struct arl_job full;
 	struct arl_err err = ARL_ERR_INIT;
@@ -188,7 +188,7 @@ void arl_attempt_run(const struct arl_attempt_env *env, const struct arl_job *jo
 		out->state = ARL_STATE_FAILED;
 		out->cls = ARL_CLASS_INFRA;
 		out->error = arl_xasprintf("cannot expand job '%s': %s", job->name,
-					   err.msg[0] ? err.msg : "no job file");
+		                           err.msg[0] ? err.msg : "no job file");
 		return;
 	}
 	attempt_run(env, &full, number, out, metrics, nmetrics);
@@ -196,8 +196,8 @@ void arl_attempt_run(const struct arl_attempt_env *env, const struct arl_job *jo
 }
 
 static void attempt_run(const struct arl_attempt_env *env, const struct arl_job *job, int number,
-			struct arl_attempt_result *out, struct arl_metric **metrics,
-			size_t *nmetrics)
+                        struct arl_attempt_result *out, struct arl_metric **metrics,
+                        size_t *nmetrics)
 {
 	struct arl_sandbox *sb = NULL;
 	struct arl_sandbox_req req = {.job = job, .attempt = number};
@@ -217,8 +217,11 @@ static void attempt_run(const struct arl_attempt_env *env, const struct arl_job 
 	deadline = arl_now_ms() + job->timeout_ms;
 	req.deadline_ms = deadline;
 	if (env->ops->acquire(env->backend, env->pool, &req, &sb, &err) < 0) {
-		out->state = ARL_STATE_FAILED;
-		out->cls = ARL_CLASS_INFRA;
+		/* Interrupted while the sandbox was being allocated (a slow backend): Cancelled. */
+		bool cancelled = err.code == ARL_E_CANCELLED;
+
+		out->state = cancelled ? ARL_STATE_CANCELLED : ARL_STATE_FAILED;
+		out->cls = cancelled ? ARL_CLASS_CANCELLED : ARL_CLASS_INFRA;
 		out->error = arl_xasprintf("cannot allocate a sandbox from pool '%s': %s",
 		                           env->pool->name, err.msg);
 		/* The steps were never run: record them as such. */

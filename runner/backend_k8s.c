@@ -103,6 +103,7 @@ struct arl_sandbox {
 };
 
 static void log_line(const char *fmt, ...) ARL_PRINTF(1, 2);
+/* Worker threads log too: one write(2) per line keeps their lines whole. */
 static void log_line(const char *fmt, ...)
 {
 	char buf[1024];
@@ -135,6 +136,11 @@ static struct kpool *find_pool(struct kube *k, const struct arl_pool *pool)
 	return NULL;
 }
 
+/*
+ * The labels every object of ours carries: the run (the watches' selector and the proof of
+ * ownership after a 409), the job and attempt, and the owner, so that a later
+ * `arl-batch gc` can tell a dead run's leftovers (owner-host/owner-pid) from a live one's.
+ */
 static void add_labels(cJSON *meta, const struct kube *k, const struct arl_sandbox *sb)
 {
 	cJSON *l = cJSON_AddObjectToObject(meta, "labels");
@@ -272,6 +278,11 @@ static int check_pool(struct kube *k, const struct arl_pool *p, const char *ns, 
 	return 0;
 }
 
+/*
+ * Deletes what was never released, then gives the watches a few seconds to report the
+ * deletions (Sandboxes keep a finalizer until the operator has returned their pod), so that
+ * when `run` exits, what it created is really gone.
+ */
 static void kube_close(void *state)
 {
 	struct kube *k = state;
@@ -320,6 +331,11 @@ static void kube_close(void *state)
 	free(k);
 }
 
+/*
+ * Once per run: configuration and client, a run label unique across databases, every
+ * WarmPool checked (created and waited for with `create:`), then the two watches per
+ * namespace. Anything wrong here fails the run before a job starts.
+ */
 static int kube_open(void **state, const struct arl_backend_opts *o,
                      const struct arl_pool *const *pools, size_t npools, struct arl_err *err)
 {
@@ -402,6 +418,7 @@ struct sandbox_view {
 	bool deleted;
 };
 
+/* Watch predicate: Ready or Failed (terminal per ValidatePhaseTransition), or gone. */
 static int sandbox_settled(const cJSON *obj, bool deleted, void *arg)
 {
 	struct sandbox_view *v = arg;
@@ -455,6 +472,12 @@ static void sandbox_free(struct arl_sandbox *sb)
 	}
 }
 
+/*
+ * A Sandbox for one attempt: tracked in the watch before it is created (so no event can be
+ * missed), created with ?fieldValidation=Strict (a typo is a 400, not silently pruned), and
+ * waited for until Ready within the attempt's deadline. Whatever fails, a Sandbox that may
+ * exist is deleted.
+ */
 static int kube_acquire(void *state, const struct arl_pool *pool, const struct arl_sandbox_req *req,
                         struct arl_sandbox **out, struct arl_err *err)
 {
@@ -528,7 +551,7 @@ static int kube_acquire(void *state, const struct arl_pool *pool, const struct a
 		    v.phase[0] ? v.phase : "none yet", pool->name, why);
 		goto fail;
 	case ARL_K8S_WAIT_CANCELLED:
-		arl_error(err, ARL_E_BACKEND, "cancelled while sandbox '%s' was being allocated",
+		arl_error(err, ARL_E_CANCELLED, "cancelled while sandbox '%s' was being allocated",
 		          sb->name);
 		goto fail;
 	case ARL_K8S_WAIT_ERROR:
@@ -569,6 +592,10 @@ struct task_view {
 	char *out, *err, *duration;
 };
 
+/*
+ * Watch predicate: the Task finished (Succeeded/Failed), copying its results out while the
+ * watch's lock is held; also notes whether it ever ran, which decides timeout vs infra.
+ */
 static int task_settled(const cJSON *obj, bool deleted, void *arg)
 {
 	struct task_view *v = arg;
@@ -617,16 +644,19 @@ static void set_output(struct arl_output *o, char *s, size_t max)
 	free(s);
 }
 
-static cJSON *task_step(const struct arl_step *step)
+/* Appends @step to the Task's spec.steps as ARL's TaskStep. */
+static void task_step(cJSON *steps, const struct arl_step *step)
 {
 	cJSON *s = cJSON_CreateObject();
+
+	cJSON_AddItemToArray(steps, s); /* attached first: filled in place */
 
 	cJSON_AddStringToObject(s, "name", step->name && *step->name ? step->name : "step");
 	if (step->type == ARL_STEP_FILEPATCH) {
 		cJSON_AddStringToObject(s, "type", "FilePatch");
 		cJSON_AddStringToObject(s, "path", step->path ? step->path : "");
 		cJSON_AddStringToObject(s, "content", step->content ? step->content : "");
-		return s;
+		return;
 	}
 	cJSON_AddStringToObject(s, "type", "Command");
 	cJSON *cmd = cJSON_AddArrayToObject(s, "command");
@@ -648,7 +678,6 @@ static cJSON *task_step(const struct arl_step *step)
 		for (size_t i = 0; i < step->env.n; i++)
 			cJSON_AddStringToObject(env, step->env.v[i].key, step->env.v[i].val);
 	}
-	return s;
 }
 
 /* The operator's transport failures (sidecar unreachable, gRPC deadline): not the step's. */
@@ -661,6 +690,12 @@ static bool operator_failure(const struct task_view *v, bool *deadline)
 	return p && v->exit_code == 1 && (p == v->err || p[-1] == '\n');
 }
 
+/*
+ * One step as one Task. Its result maps onto ours: exitCode absent is 0 (omitempty), -1 is
+ * the operator's timer (TIMEOUT), "Failed to execute command:" with exit 1 is the
+ * operator's transport failing (INFRA, or TIMEOUT for its gRPC deadline), "sandbox X not
+ * found" without completionTime is INFRA. The Task is deleted whatever happened.
+ */
 static int kube_exec(void *state, struct arl_sandbox *sb, const struct arl_step *step,
                      const struct arl_exec_ctx *ctx, struct arl_step_result *res,
                      enum arl_class *cls, struct arl_err *err)
@@ -702,7 +737,7 @@ static int kube_exec(void *state, struct arl_sandbox *sb, const struct arl_step 
 	spec = cJSON_AddObjectToObject(body, "spec");
 	cJSON_AddStringToObject(spec, "sandboxRef", sb->name);
 	steps = cJSON_AddArrayToObject(spec, "steps");
-	cJSON_AddItemToArray(steps, task_step(step));
+	task_step(steps, step);
 	cJSON_AddStringToObject(spec, "timeout", tmo);
 	cJSON_AddStringToObject(spec, "traceID", sb->trace_id);
 	cJSON_AddNumberToObject(spec, "ttlSecondsAfterFinished", K8S_TASK_TTL_S);
@@ -792,6 +827,7 @@ static const char *kube_sandbox_name(const struct arl_sandbox *sb)
 	return sb->name;
 }
 
+/* keepAlive sandboxes are reported with the command that deletes them. */
 static void kube_release(void *state, struct arl_sandbox *sb, bool keep)
 {
 	struct kube *k = state;

@@ -32,6 +32,7 @@ enum arl_errc {
 	ARL_E_DB,
 	ARL_E_BACKEND,
 	ARL_E_PROTO,
+	ARL_E_CANCELLED, /* the run's cancel fd fired: not a failure of the job or the backend */
 };
 
 /* 1-based; 0 means unknown. @path is borrowed. */

@@ -24,7 +24,7 @@ struct arl_events {
 	int64_t run_id;
 	uint64_t seq;
 	bool run_started; /* run.finished only follows a run.started */
-	int write_errno; /* the first write error, 0: none */
+	int write_errno;  /* the first write error, 0: none */
 };
 
 int arl_events_open(struct arl_events **out, const char *path, struct arl_err *err)
@@ -82,8 +82,7 @@ static void emit(struct arl_events *e, cJSON *o)
 	char *line = cJSON_PrintUnformatted(o);
 
 	if (line) {
-		if ((fputs(line, e->f) == EOF || fputc('\n', e->f) == EOF ||
-		     fflush(e->f) != 0) &&
+		if ((fputs(line, e->f) == EOF || fputc('\n', e->f) == EOF || fflush(e->f) != 0) &&
 		    !e->write_errno)
 			e->write_errno = errno ? errno : EIO;
 		cJSON_free(line);
@@ -158,8 +157,7 @@ void arl_events_run_finished(struct arl_events *e, const char *status, int exit_
 	emit(e, o);
 }
 
-void arl_events_job_started(struct arl_events *e, const char *key, int64_t job_id,
-                            const char *pool)
+void arl_events_job_started(struct arl_events *e, const char *key, int64_t job_id, const char *pool)
 {
 	cJSON *o;
 
@@ -187,8 +185,7 @@ void arl_events_job_finished(struct arl_events *e, const char *key, int64_t job_
 	emit(e, o);
 }
 
-void arl_events_attempt_started(struct arl_events *e, const char *key, int64_t job_id,
-                                int number)
+void arl_events_attempt_started(struct arl_events *e, const char *key, int64_t job_id, int number)
 {
 	cJSON *o;
 
@@ -200,8 +197,8 @@ void arl_events_attempt_started(struct arl_events *e, const char *key, int64_t j
 	emit(e, o);
 }
 
-static void sandbox_event(struct arl_events *e, const char *type, const char *key,
-                          int64_t job_id, const struct arl_attempt_result *a, int64_t when)
+static void sandbox_event(struct arl_events *e, const char *type, const char *key, int64_t job_id,
+                          const struct arl_attempt_result *a, int64_t when)
 {
 	cJSON *o = begin(e, type, when);
 

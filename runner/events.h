@@ -50,8 +50,7 @@ void arl_events_job_started(struct arl_events *e, const char *key, int64_t job_i
 /* Also for a Skipped job (taken over from an earlier run), which has no start. */
 void arl_events_job_finished(struct arl_events *e, const char *key, int64_t job_id,
                              const struct arl_job_result *r);
-void arl_events_attempt_started(struct arl_events *e, const char *key, int64_t job_id,
-                                int number);
+void arl_events_attempt_started(struct arl_events *e, const char *key, int64_t job_id, int number);
 /*
  * sandbox.allocated, step.started/step.finished of each step, sandbox.released, then
  * attempt.finished, with the attempt's own times.

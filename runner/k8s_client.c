@@ -88,6 +88,7 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* A non-blocking look at the cancel fd (a pipe nobody drains: readable once, forever). */
 static bool fd_ready(int fd)
 {
 	struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -114,6 +115,10 @@ static int sleep_ms(int64_t ms, int cancel_fd)
 	}
 }
 
+/*
+ * Per-thread xorshift for backoff jitter: rand() is not thread-safe and the quality needed
+ * is only "workers that failed together do not retry together".
+ */
 static uint32_t jitter_rand(void)
 {
 	static _Thread_local uint32_t x;
@@ -197,6 +202,7 @@ static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, vo
 		pthread_mutex_lock(&c->share_mu[data]);
 }
 
+/* libcurl pairs every lock with an unlock of the same class; one mutex per class. */
 static void share_unlock(CURL *h, curl_lock_data data, void *userp)
 {
 	struct arl_k8s *c = userp;
@@ -284,6 +290,11 @@ void arl_k8s_resp_release(struct arl_k8s_resp *r)
 	r->body = NULL;
 }
 
+/*
+ * Lends a handle: the most recently returned one (LIFO), whose keep-alive connection is the
+ * likeliest to still be open. A new handle is made when all are in use, so the pool grows to
+ * the number of concurrent requests and no further.
+ */
 static struct easy *easy_get(struct arl_k8s *c)
 {
 	struct easy *e;
@@ -350,6 +361,11 @@ struct xfer {
 	void (*on_tick)(void *arg); /* watches: called from the progress callback */
 };
 
+/*
+ * Body bytes. Plain requests collect the body (up to its max, then the transfer fails with
+ * "too big"); watches hand every complete line to on_line and keep only the unfinished
+ * tail, so the max bounds one event, not the stream.
+ */
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
 	struct xfer *x = arg;
@@ -380,6 +396,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/* Headers: only Retry-After matters (429 and 503 answers may carry it). */
 static size_t on_header(char *data, size_t size, size_t n, void *arg)
 {
 	struct xfer *x = arg;
@@ -402,6 +419,10 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/*
+ * libcurl calls this at least once a second even on an idle transfer: the one place a
+ * blocking request can notice cancellation (or a watch its stop flag) without signals.
+ */
 static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
 	struct xfer *x = arg;
@@ -512,6 +533,10 @@ static void server_message(const cJSON *body, const struct arl_buf *raw, char *b
 	buf[n] = '\0';
 }
 
+/*
+ * The message for a non-2xx answer: which verb on which object, then the server's reason.
+ * 401/403 lead with the refusal, since the fix (credentials, RBAC) is not in the job file.
+ */
 static void http_error(const struct arl_k8s_req *r, long status, const cJSON *body,
                        const struct arl_buf *raw, struct arl_err *err)
 {
@@ -545,11 +570,17 @@ static void http_error(const struct arl_k8s_req *r, long status, const cJSON *bo
 	}
 }
 
+/* Answers worth trying again: overload (429, 503), a proxy's or the server's hiccup (5xx). */
 static bool transient_status(long status)
 {
 	return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
 }
 
+/*
+ * Transport failures worth trying again: refused or reset connections, timeouts, a peer
+ * that closed before answering. TLS verification failures and bad URLs are not retried:
+ * they will fail the same way every time.
+ */
 static bool transient_curl(CURLcode rc)
 {
 	switch (rc) {
@@ -567,6 +598,43 @@ static bool transient_curl(CURLcode rc)
 	default:
 		return false;
 	}
+}
+
+/* Does the object a create was refused for (409) carry r->owner_label? One GET. */
+static bool owned(struct arl_k8s *c, const struct arl_k8s_req *r)
+{
+	struct arl_k8s_req get = *r;
+	struct arl_k8s_resp resp = ARL_K8S_RESP_INIT;
+	struct arl_err ignored = ARL_ERR_INIT;
+	const char *eq = r->owner_label ? strchr(r->owner_label, '=') : NULL;
+	const cJSON *labels, *v;
+	char *base, *ename, *key, *path;
+	bool yes = false;
+
+	if (!eq || !r->name)
+		return false;
+	base = arl_xstrndup(r->path, strcspn(r->path, "?"));
+	ename = curl_easy_escape(NULL, r->name, 0);
+	path = arl_xasprintf("%s/%s", base, ename);
+	get.path = path;
+	get.method = "GET";
+	get.verb = "get";
+	get.body = NULL;
+	get.retry = ARL_K8S_RETRY_SAFE;
+	get.owner_label = NULL;
+	key = arl_xstrndup(r->owner_label, (size_t)(eq - r->owner_label));
+	if (arl_k8s_request(c, &get, &resp, &ignored) == 0) {
+		labels = cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(resp.body, "metadata"), "labels");
+		v = cJSON_GetObjectItemCaseSensitive(labels, key);
+		yes = cJSON_IsString(v) && !strcmp(v->valuestring, eq + 1);
+	}
+	arl_k8s_resp_release(&resp);
+	free(key);
+	free(path);
+	curl_free(ename);
+	free(base);
+	return yes;
 }
 
 int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k8s_resp *resp,
@@ -600,7 +668,8 @@ int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k
 		resp->body = NULL;
 		if (fd_ready(r->cancel_fd) || rate_limit(c, r->deadline_ms, r->cancel_fd) < 0) {
 			resp->cancelled = fd_ready(r->cancel_fd);
-			arl_error(&last, ARL_E_BACKEND, "cannot %s: %s", what,
+			arl_error(&last, resp->cancelled ? ARL_E_CANCELLED : ARL_E_BACKEND,
+			          "cannot %s: %s", what,
 			          resp->cancelled ? "cancelled" : "deadline reached");
 			goto fail;
 		}
@@ -639,7 +708,7 @@ int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k
 		resp->tries = try;
 		if (x.cancelled) {
 			resp->cancelled = true;
-			arl_error(&last, ARL_E_BACKEND, "cannot %s: cancelled", what);
+			arl_error(&last, ARL_E_CANCELLED, "cannot %s: cancelled", what);
 			arl_buf_release(&x.body);
 			goto fail;
 		}
@@ -651,9 +720,8 @@ int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k
 			goto fail;
 		}
 		if (rc != CURLE_OK) {
-			arl_error(&last, ARL_E_BACKEND, "cannot %s: %s (server %s)", what,
-			          errbuf[0] ? errbuf : curl_easy_strerror(rc),
-			          arl_kubeconfig_base_url(c->kc));
+			arl_error(&last, ARL_E_BACKEND, "cannot %s: %s", what,
+			          errbuf[0] ? errbuf : curl_easy_strerror(rc));
 			transient = transient_curl(rc);
 			/* The request may have reached the server before the connection broke. */
 			ambiguous = ambiguous || (rc != CURLE_COULDNT_CONNECT &&
@@ -666,7 +734,8 @@ int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k
 				ret = 0;
 				goto out;
 			}
-			if (status == 409 && r->retry == ARL_K8S_RETRY_CREATE && ambiguous) {
+			if (status == 409 && r->retry == ARL_K8S_RETRY_CREATE &&
+			    (ambiguous || owned(c, r))) {
 				resp->existed = true;
 				arl_buf_release(&x.body);
 				ret = 0;
@@ -700,7 +769,9 @@ int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k
 		}
 	}
 fail:
-	if (resp->tries > 1 && !resp->cancelled)
+	if (resp->cancelled)
+		arl_error(err, ARL_E_CANCELLED, "cannot %s: cancelled", what);
+	else if (resp->tries > 1)
 		arl_error(err, last.code, "%s (after %d tries)", last.msg, resp->tries);
 	else
 		arl_error(err, last.code, "%s", last.msg);
@@ -748,6 +819,7 @@ struct arl_k8s_watch {
 	struct arl_err stream_err;
 };
 
+/* Deadlines are on CLOCK_MONOTONIC (arl_now_ms), so the condition variables must be too. */
 static void cond_init_monotonic(pthread_cond_t *cv)
 {
 	pthread_condattr_t a;
@@ -758,6 +830,7 @@ static void cond_init_monotonic(pthread_cond_t *cv)
 	pthread_condattr_destroy(&a);
 }
 
+/* The link that points (or would point) at @name's entry; w->mu held. */
 static struct wentry **slot_of(struct arl_k8s_watch *w, const char *name)
 {
 	struct wentry **p = &w->buckets[arl_k8s_hash32(name) % K8S_WATCH_BUCKETS];
@@ -800,6 +873,7 @@ static void entry_drop(struct arl_k8s_watch *w, struct wentry *e)
 	entry_free(e);
 }
 
+/* Wakes every waiter (cancellation, a failed watch); w->mu held. */
 static void broadcast_all(struct arl_k8s_watch *w)
 {
 	for (size_t i = 0; i < K8S_WATCH_BUCKETS; i++)
@@ -837,6 +911,10 @@ static void dispatch(struct arl_k8s_watch *w, cJSON *obj, bool deleted)
 	cJSON_Delete(obj);
 }
 
+/*
+ * Turns the run's cancel fd into a flag every waiter sees. Called by the watch thread from
+ * libcurl's progress callback and between reconnects, and by each waiter before it sleeps.
+ */
 static void check_cancel(void *arg)
 {
 	struct arl_k8s_watch *w = arg;
@@ -851,6 +929,7 @@ static void check_cancel(void *arg)
 	pthread_mutex_unlock(&w->mu);
 }
 
+/* Where the next watch resumes: the newest resourceVersion seen (watch thread only). */
 static void set_rv(struct arl_k8s_watch *w, const cJSON *obj)
 {
 	const char *rv = arl_k8s_get_str(obj, "metadata.resourceVersion");
@@ -1096,6 +1175,7 @@ static int stream(struct arl_k8s_watch *w, bool *fatal, struct arl_err *err)
 	return ret;
 }
 
+/* A watch that is failed makes waits return ERROR at once; one that recovers clears it. */
 static void set_failed(struct arl_k8s_watch *w, bool failed, const struct arl_err *why)
 {
 	pthread_mutex_lock(&w->mu);
@@ -1120,6 +1200,13 @@ static void nap(struct arl_k8s_watch *w, int64_t ms)
 	}
 }
 
+/*
+ * The watch thread: stream, and on every end of the stream decide what is next. A normal
+ * end (timeoutSeconds, a cut connection) reconnects at once from the last resourceVersion;
+ * 410 Gone re-lists first; errors back off (200 ms doubling to 5 s, jittered). The watch is
+ * declared failed, which fails the waits, on a refusal (403, 404) or after a minute without
+ * a working stream: an API server that stays away must not turn into hour-long hangs.
+ */
 static void *watch_main(void *arg)
 {
 	struct arl_k8s_watch *w = arg;

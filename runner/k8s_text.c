@@ -37,6 +37,10 @@ static int digits(const char **p, int n, int *v)
 	return 0;
 }
 
+/*
+ * metav1.Time is RFC 3339 with second precision; status fields written by other tools may
+ * carry fractions or offsets, so both are accepted. timegm() because the result is UTC.
+ */
 int arl_k8s_parse_time(const char *s, int64_t *ms)
 {
 	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -89,6 +93,11 @@ int arl_k8s_parse_time(const char *s, int64_t *ms)
 	return 0;
 }
 
+/*
+ * time.ParseDuration's grammar: [-+]? ( digits? [.digits]? unit )+, or "0" alone. A bare
+ * number without a unit is refused as Go refuses it, which matters because the operator
+ * cannot decode an object whose spec.timeout does not parse (OPERATOR.md §1).
+ */
 int arl_k8s_parse_go_duration(const char *s, int64_t *ns)
 {
 	static const struct {
@@ -141,13 +150,14 @@ int arl_k8s_parse_go_duration(const char *s, int64_t *ns)
 			return -1;
 		total += (whole + frac) * (double)units[i].ns;
 		p += strlen(units[i].unit);
-		if (total > 9.2e18)
+		if (total >= 9223372036854774784.0) /* past INT64_MAX ns, as Go refuses */
 			return -1;
 	}
 	*ns = (int64_t)(total + 0.5) * (neg ? -1 : 1);
 	return 0;
 }
 
+/* "%llds" and nothing fancier: the operator truncates to seconds anyway. */
 const char *arl_k8s_format_timeout(int64_t ms, char *buf, size_t len)
 {
 	int64_t s = ms <= 0 ? 1 : (ms + 999) / 1000;
@@ -156,6 +166,7 @@ const char *arl_k8s_format_timeout(int64_t ms, char *buf, size_t len)
 	return buf;
 }
 
+/* FNV-1a: stable across runs and hosts, which matters for names that identify a job. */
 uint32_t arl_k8s_hash32(const char *s)
 {
 	uint32_t h = 2166136261u;
@@ -181,6 +192,10 @@ bool arl_k8s_is_label_value(const char *s)
 	return true;
 }
 
+/*
+ * Job keys become label values so that `kubectl get sandboxes -l arl.infra.io/job=...`
+ * works; the common case (FILE_STEM/JOB_NAME of DNS-ish words) maps to a readable value.
+ */
 void arl_k8s_label_value(const char *s, char out[64])
 {
 	char tmp[64];
@@ -209,12 +224,16 @@ void arl_k8s_label_value(const char *s, char out[64])
 		n--;
 	tmp[n] = '\0';
 	if (cut || n == start)
-		snprintf(out, 64, "%s%s%08x", tmp + start, n > start ? "-" : "h",
+		snprintf(out, 64, "%.54s%s%08x", tmp + start, n > start ? "-" : "h",
 		         arl_k8s_hash32(s));
 	else
 		snprintf(out, 64, "%s", tmp + start);
 }
 
+/*
+ * The sandbox name becomes a pod label value too (arl.infra.io/sandbox=<name>): a longer
+ * name would make the operator's pod update fail and leave the Sandbox Pending forever.
+ */
 void arl_k8s_sandbox_name(int64_t run_id, const char *job_key, int attempt, const char *rand,
                           char out[ARL_K8S_SANDBOX_NAME_MAX + 1])
 {
@@ -235,6 +254,10 @@ void arl_k8s_sandbox_name(int64_t run_id, const char *job_key, int attempt, cons
 	         attempt < 0 ? 0 : attempt, n ? "-" : "", r);
 }
 
+/*
+ * Random, not a timestamp: the SDK's session-<seconds> names collide when two sessions
+ * start within a second (OPERATOR.md §3); modulo bias over 36 letters is irrelevant here.
+ */
 void arl_k8s_random_suffix(char *out, size_t n)
 {
 	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -275,6 +298,7 @@ static int b64_value(char c)
 	return -1;
 }
 
+/* kubectl writes *-data on one line, hand-edited files wrap it: whitespace is skipped. */
 char *arl_k8s_base64_decode(const char *s, size_t *len)
 {
 	size_t cap = strlen(s) / 4 * 3 + 4, n = 0;

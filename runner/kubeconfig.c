@@ -151,6 +151,7 @@ static int get_str(const struct arl_node *map, const char *key, const char **out
 	return 0;
 }
 
+/* A boolean field; absent or null is false. */
 static int get_bool(const struct arl_node *map, const char *key, bool *out, struct arl_err *err)
 {
 	const struct arl_node *n = arl_node_get(map, key);
@@ -184,15 +185,19 @@ static int get_seq(const struct arl_node *map, const char *key, const struct arl
 	return 0;
 }
 
+/* A path from the file in @dir: absolute as is, relative to @dir (NULL when empty). */
 static char *resolve_path(const char *dir, const char *p)
 {
 	if (!p || !*p)
 		return NULL;
 	if (p[0] == '/' || !dir)
 		return arl_xstrdup(p);
+	while (p[0] == '.' && p[1] == '/') /* "./x" as filepath.Join cleans it */
+		p += 2;
 	return arl_xasprintf("%s/%s", dir, p);
 }
 
+/* Reads a small file holding a secret (token, namespace); the caller wipes and frees it. */
 static int read_secret_file(const char *path, size_t max, char **out, size_t *len,
                             struct arl_err *err)
 {
@@ -219,6 +224,10 @@ static int decode_data(const struct arl_node *map, const char *key, const char *
 
 /* --- finding and reading the files ---------------------------------------------------- */
 
+/*
+ * Reads and parses one file. Only the loader's first diagnostic is reported, without the
+ * source line it would normally show: that line could be a token.
+ */
 static int load_file(const char *path, struct kc_file *f, struct arl_err *err)
 {
 	struct arl_buf src = ARL_BUF_INIT;
@@ -457,6 +466,10 @@ static int parse_exec(struct arl_kubeconfig *kc, const struct arl_node *ex, cons
 	return 0;
 }
 
+/*
+ * A cluster entry. *-data wins over the file form (kubectl warns about both and uses the
+ * data); a CA together with insecure-skip-tls-verify is refused, as kubectl refuses it.
+ */
 static int parse_cluster(struct arl_kubeconfig *kc, const struct arl_node *c, const char *dir,
                          struct arl_err *err)
 {
@@ -494,6 +507,11 @@ static int parse_cluster(struct arl_kubeconfig *kc, const struct arl_node *c, co
 	return 0;
 }
 
+/*
+ * A user entry. Every credential form is kept; which one a request uses is decided in
+ * current_creds(): exec, else token, else tokenFile (kubeconfig's documented precedence:
+ * token over tokenFile), with basic auth and client certificates alongside.
+ */
 static int parse_user(struct arl_kubeconfig *kc, const struct arl_node *u, const char *dir,
                       struct arl_err *err)
 {
@@ -546,6 +564,11 @@ static int parse_user(struct arl_kubeconfig *kc, const struct arl_node *u, const
 	return 0;
 }
 
+/*
+ * Picks the context (--context, else the first current-context of the files) and resolves
+ * its cluster and user, each from the first file that defines that name. A context naming a
+ * user no file defines is an error, as in kubectl; one naming no user means no credentials.
+ */
 static int resolve_context(struct arl_kubeconfig *kc, struct kc_file *files, size_t n,
                            const char *want, struct arl_err *err)
 {
@@ -620,6 +643,10 @@ static int resolve_context(struct arl_kubeconfig *kc, struct kc_file *files, siz
 	return 0;
 }
 
+/*
+ * client-go's InClusterConfig: the service's host and port from the environment, the
+ * service-account token (re-read when it rotates), its CA and namespace from @o->sa_dir.
+ */
 static int load_in_cluster(struct arl_kubeconfig *kc, const struct arl_kubeconfig_opts *o,
                            struct arl_err *err)
 {
@@ -665,6 +692,11 @@ static int load_in_cluster(struct arl_kubeconfig *kc, const struct arl_kubeconfi
 }
 
 /* The base URL and, with tls-server-name, the CONNECT_TO mapping that keeps the real host. */
+/*
+ * libcurl has no option for "verify against this name": the URL names tls-server-name (so
+ * SNI and the certificate check use it) and CONNECT_TO sends that host:port to the real
+ * server. Any path prefix of the server URL (API proxies use one) is kept.
+ */
 static int make_base_url(struct arl_kubeconfig *kc, struct arl_err *err)
 {
 	const char *s = kc->server, *hp, *slash, *port_sep;
@@ -960,6 +992,10 @@ static void first_line(const struct arl_output *o, char *buf, size_t len)
 	buf[n] = '\0';
 }
 
+/*
+ * Validates and caches the plugin's ExecCredential. The apiVersion must be the one asked for
+ * (client-go refuses a mismatch too); messages name the plugin, never the credential.
+ */
 static int parse_exec_credential(struct arl_kubeconfig *kc, const char *data, size_t len,
                                  struct arl_err *err)
 {
@@ -1137,6 +1173,10 @@ static int current_creds(struct arl_kubeconfig *kc, char **token, char **cert, s
 	return 0;
 }
 
+/*
+ * Certificates given as data go in as blobs (CURLOPT_*_BLOB, libcurl >= 7.77): no temporary
+ * file ever holds a private key. Basic auth is set only when no bearer credential exists.
+ */
 int arl_kubeconfig_curl_setup(const struct arl_kubeconfig *kc, void *curl, struct arl_err *err)
 {
 	CURL *h = curl;
@@ -1182,6 +1222,10 @@ int arl_kubeconfig_curl_setup(const struct arl_kubeconfig *kc, void *curl, struc
 	return 0;
 }
 
+/*
+ * Copies of the credentials are taken under the lock and wiped after use, so a concurrent
+ * refresh never frees a token a request is still copying into its header.
+ */
 int arl_kubeconfig_curl_auth(struct arl_kubeconfig *kc, void *curl, void *headers,
                              struct arl_err *err)
 {
@@ -1225,6 +1269,10 @@ int arl_kubeconfig_curl_auth(struct arl_kubeconfig *kc, void *curl, void *header
 	return 0;
 }
 
+/*
+ * After a 401 the token file is re-read at once even if stat() saw no change (a same-second,
+ * same-size rewrite), and an exec credential is fetched again, as client-go does.
+ */
 bool arl_kubeconfig_invalidate(struct arl_kubeconfig *kc)
 {
 	bool any = false;

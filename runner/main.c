@@ -12,15 +12,17 @@
 #include "banned.h"
 
 static const struct arl_cmd commands[] = {
-	{"run", cmd_run, "run jobs from job files"},
-	{"validate", cmd_validate, "check job files and report every error"},
-	{"runs", cmd_runs, "list runs, newest first"},
-	{"results", cmd_results, "show the jobs of a run"},
-	{"show", cmd_show, "show a job's attempts and steps with their output"},
-	{"query", cmd_query, "read-only SQL over the results database"},
-	{"diff", cmd_diff, "jobs fixed, broken, still failing, added and missing between two runs"},
-	{"prune", cmd_prune, "delete old runs and reclaim space"},
-	{"gc", cmd_gc, "find (and delete) sandboxes whose runner died"},
+    {"run", cmd_run, "run jobs from job files"},
+    {"validate", cmd_validate, "check job files and report every error"},
+    {"runs", cmd_runs, "list runs, newest first"},
+    {"results", cmd_results, "show the jobs of a run"},
+    {"show", cmd_show, "show a job's attempts and steps with their output"},
+    {"query", cmd_query, "read-only SQL over the results database"},
+    {"diff", cmd_diff, "jobs fixed, broken, still failing, added and missing between two runs"},
+    {"report", cmd_report, "write a run's self-contained HTML report"},
+    {"prune", cmd_prune, "delete old runs and reclaim space"},
+    {"gc", cmd_gc, "find (and delete) sandboxes whose runner died"},
+    {"pool", cmd_pool, "manage ARL WarmPools (kubernetes): create, get, list, wait, delete"},
 };
 
 static void usage(FILE *out)

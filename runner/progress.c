@@ -32,19 +32,19 @@
 #include "util.h"
 #include "banned.h"
 
-#define TICK_MS         200
-#define DEFAULT_EVERY   30000
-#define LONGEST_SHOWN   3
-#define BAR_MAX_COLS    30
-#define CLEAR_EOL       "\033[K"
+#define TICK_MS       200
+#define DEFAULT_EVERY 30000
+#define LONGEST_SHOWN 3
+#define BAR_MAX_COLS  30
+#define CLEAR_EOL     "\033[K"
 
 enum slot_state { IDLE, RUNNING, BACKOFF, DONE };
 
 struct slot {
-	const char *key;    /* borrowed from the caller until the job is done */
-	int64_t job_since;  /* arl_now_ms() of the first attempt's start */
+	const char *key;   /* borrowed from the caller until the job is done */
+	int64_t job_since; /* arl_now_ms() of the first attempt's start */
 	enum slot_state state;
-	size_t pos;         /* index in p->running while RUNNING */
+	size_t pos; /* index in p->running while RUNNING */
 };
 
 struct arl_progress {
@@ -203,8 +203,8 @@ static void flush_frame(struct arl_progress *p)
 
 struct snapshot {
 	int64_t now, elapsed;
-	double rate;    /* jobs finished per second */
-	int64_t eta;    /* ms; -1: unknown */
+	double rate; /* jobs finished per second */
+	int64_t eta; /* ms; -1: unknown */
 	size_t longest[LONGEST_SHOWN], nlongest;
 };
 
@@ -226,7 +226,8 @@ static void take_snapshot(const struct arl_progress *p, struct snapshot *s)
 		 */
 		double mean = (double)p->dur_sum / (double)p->dur_n;
 		double work = mean * (double)remaining;
-		size_t par = remaining < (size_t)p->concurrency ? remaining : (size_t)p->concurrency;
+		size_t par =
+		    remaining < (size_t)p->concurrency ? remaining : (size_t)p->concurrency;
 
 		for (size_t i = 0; i < p->nrunning; i++) {
 			double age = (double)(s->now - p->slots[p->running[i]].job_since);
@@ -286,15 +287,20 @@ static void add_colored(struct arl_progress *p, const char *color, const char *t
 		arl_buf_addstr(&p->frame, ARL_VIEW_RESET);
 }
 
-/* "failed 3 (2 timeout, 1 infra)": the class breakdown only when it says more. */
-static void failed_text(const struct arl_progress *p, char *buf, size_t len, bool detail)
+/*
+ * "failed 3 (2 timeout, 1 infra)" for the bar, "3 failed (...)" for a sentence; the class
+ * breakdown only when it says more.
+ */
+static void failed_text(const struct arl_progress *p, char *buf, size_t len, bool detail,
+                        bool sentence)
 {
 	static const enum arl_class classes[] = {ARL_CLASS_FAILED, ARL_CLASS_TIMEOUT,
 	                                         ARL_CLASS_INFRA};
-	size_t o = (size_t)snprintf(buf, len, "failed %zu", p->failed);
+	size_t o = (size_t)snprintf(buf, len, sentence ? "%zu failed" : "failed %zu", p->failed);
 	int shown = 0;
 
-	if (!detail || !p->failed)
+	/* "failed 2 (2 failed)" says nothing more: break down only when classes differ. */
+	if (!detail || !p->failed || p->by_class[ARL_CLASS_FAILED] == p->failed)
 		return;
 	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]) && o < len; i++) {
 		if (!p->by_class[classes[i]])
@@ -309,8 +315,18 @@ static void failed_text(const struct arl_progress *p, char *buf, size_t len, boo
 /* Appends the bar's line (no "\r", no erase) fitted to @width columns; returns its width. */
 static size_t render_bar(struct arl_progress *p, size_t width)
 {
-	enum { S_COUNT, S_OK, S_FAILED, S_CANCELLED, S_RUNNING, S_RETRYING, S_RATE, S_ELAPSED,
-	       S_ETA, NSEGS };
+	enum {
+		S_COUNT,
+		S_OK,
+		S_FAILED,
+		S_CANCELLED,
+		S_RUNNING,
+		S_RETRYING,
+		S_RATE,
+		S_ELAPSED,
+		S_ETA,
+		NSEGS
+	};
 	struct seg seg[NSEGS] = {{{0}, NULL, 0, false}};
 	struct snapshot s;
 	char t1[32], fbuf[160];
@@ -319,7 +335,7 @@ static size_t render_bar(struct arl_progress *p, size_t width)
 	take_snapshot(p, &s);
 	seg_set(&seg[S_COUNT], 100, ARL_VIEW_BOLD, "%zu/%zu", p->done, p->total);
 	seg_set(&seg[S_OK], 90, ARL_VIEW_GREEN, "ok %zu", p->ok);
-	failed_text(p, fbuf, sizeof(fbuf), true);
+	failed_text(p, fbuf, sizeof(fbuf), true, false);
 	seg_set(&seg[S_FAILED], 85, p->failed ? ARL_VIEW_RED : NULL, "%s", fbuf);
 	if (p->cancelled)
 		seg_set(&seg[S_CANCELLED], 60, ARL_VIEW_YELLOW, "cancelled %zu", p->cancelled);
@@ -349,21 +365,23 @@ static size_t render_bar(struct arl_progress *p, size_t width)
 			break;
 		/* Before dropping a segment, lose the class breakdown of the failed count. */
 		if (p->failed && strchr(seg[S_FAILED].text, '(') && seg[S_FAILED].prio > 35) {
-			failed_text(p, seg[S_FAILED].text, sizeof(seg[S_FAILED].text), false);
+			failed_text(p, seg[S_FAILED].text, sizeof(seg[S_FAILED].text), false,
+			            false);
 			continue;
 		}
 		seg[low].on = false;
 	}
 	used = total;
-	/* The graphic takes a third of what is left, when that is worth drawing. */
-	if (width > used + 16) {
-		barw = (width - used - 1) / 3;
-		barw = barw > BAR_MAX_COLS ? BAR_MAX_COLS : barw;
-	}
-	if (barw >= 8) {
+	/*
+	 * The graphic: a fifth of the width, so that it does not jump as the numbers grow,
+	 * and only when the numbers leave room for it.
+	 */
+	barw = width / 5 > BAR_MAX_COLS ? BAR_MAX_COLS : width / 5;
+	if (barw >= 8 && width >= used + barw + 1) {
 		size_t inner = barw - 2,
-		       fill = p->total ? (size_t)((double)inner * (double)p->done / (double)p->total)
-		                       : inner;
+		       fill = p->total
+		                  ? (size_t)((double)inner * (double)p->done / (double)p->total)
+		                  : inner;
 
 		arl_buf_addstr(&p->frame, "[");
 		if (p->color)
@@ -390,9 +408,9 @@ static size_t render_bar(struct arl_progress *p, size_t width)
 
 		arl_buf_addstr(&l, "longest:");
 		for (size_t i = 0; i < s.nlongest; i++)
-			arl_buf_addf(&l, "%s %s %s", i ? "," : "", p->slots[s.longest[i]].key,
-			             fmt_clock(s.now - p->slots[s.longest[i]].job_since, t1,
-			                       sizeof(t1)));
+			arl_buf_addf(
+			    &l, "%s %s %s", i ? "," : "", p->slots[s.longest[i]].key,
+			    fmt_clock(s.now - p->slots[s.longest[i]].job_since, t1, sizeof(t1)));
 		arl_buf_addstr(&p->frame, "  ");
 		add_colored(p, ARL_VIEW_DIM, l.p, room);
 		used += 2 + (text_cols(l.p) < room ? text_cols(l.p) : room);
@@ -439,12 +457,12 @@ static void add_status_line(struct arl_progress *p)
 	char t1[32], t2[32], fbuf[160];
 
 	take_snapshot(p, &s);
-	failed_text(p, fbuf, sizeof(fbuf), true);
+	failed_text(p, fbuf, sizeof(fbuf), true, true);
 	arl_buf_addf(&p->frame,
 	             "arl-batch: status: %zu/%zu done, %zu succeeded, %s, %zu cancelled, %zu "
 	             "running, %zu retrying, %.2f jobs/s, elapsed %s, ETA %s",
-	             p->done, p->total, p->ok, fbuf, p->cancelled, p->nrunning, p->retrying,
-	             s.rate, fmt_clock(s.elapsed, t1, sizeof(t1)),
+	             p->done, p->total, p->ok, fbuf, p->cancelled, p->nrunning, p->retrying, s.rate,
+	             fmt_clock(s.elapsed, t1, sizeof(t1)),
 	             s.eta >= 0 ? fmt_clock(s.eta, t2, sizeof(t2)) : "unknown");
 	for (size_t i = 0; i < s.nlongest; i++) {
 		arl_buf_addf(&p->frame, "%s", i ? ", " : "; longest running: ");
@@ -468,7 +486,8 @@ static void *progress_main(void *arg)
 	pthread_mutex_lock(&p->mu);
 	while (!p->stopping) {
 		struct timespec ts;
-		int64_t wait = p->mode == ARL_PROGRESS_BAR ? TICK_MS : p->next_status - arl_now_ms();
+		int64_t wait =
+		    p->mode == ARL_PROGRESS_BAR ? TICK_MS : p->next_status - arl_now_ms();
 
 		if (wait > 0) {
 			clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -520,7 +539,7 @@ int arl_progress_new(struct arl_progress **out, const struct arl_progress_opts *
 	p->mode = o->mode;
 	if (p->mode == ARL_PROGRESS_AUTO)
 		p->mode = isatty(o->fd) && !(term && !strcmp(term, "dumb")) ? ARL_PROGRESS_BAR
-		                                                             : ARL_PROGRESS_PLAIN;
+		                                                            : ARL_PROGRESS_PLAIN;
 	p->color = arl_progress_use_color(o->color, o->fd);
 	p->fd = o->fd;
 	p->total = o->total;
@@ -538,8 +557,7 @@ int arl_progress_new(struct arl_progress **out, const struct arl_progress_opts *
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&p->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	if (p->mode == ARL_PROGRESS_BAR ||
-	    (p->mode == ARL_PROGRESS_PLAIN && p->status_every > 0)) {
+	if (p->mode == ARL_PROGRESS_BAR || (p->mode == ARL_PROGRESS_PLAIN && p->status_every > 0)) {
 		if ((rc = pthread_create(&p->thread, NULL, progress_main, p)) != 0) {
 			arl_error_errno(err, rc, "cannot start the progress thread");
 			arl_progress_free(p);
@@ -661,7 +679,8 @@ void arl_progress_retry(struct arl_progress *p, size_t slot, int number, enum ar
 	pthread_mutex_lock(&p->mu);
 	set_state(p, slot, BACKOFF);
 	if (p->mode == ARL_PROGRESS_PLAIN) {
-		const char *c = p->color ? ARL_VIEW_YELLOW : "", *r = p->color ? ARL_VIEW_RESET : "";
+		const char *c = p->color ? ARL_VIEW_YELLOW : "",
+		           *r = p->color ? ARL_VIEW_RESET : "";
 
 		arl_buf_addf(&p->frame, "[%zu/%zu] %sretry%s     ", p->done, p->total, c, r);
 		add_cut(&p->frame, p->slots[slot].key ? p->slots[slot].key : "?", 1000);
@@ -716,7 +735,7 @@ void arl_progress_job_done(struct arl_progress *p, size_t slot, const char *key,
 	add_line_above(p);
 	arl_fmt_duration(dur, dbuf, sizeof(dbuf));
 	what = res->state == ARL_STATE_SUCCEEDED ? "ok" : arl_class_name(res->cls);
-	color = !p->color                            ? NULL
+	color = !p->color                           ? NULL
 	        : res->state == ARL_STATE_SUCCEEDED ? ARL_VIEW_GREEN
 	        : res->state == ARL_STATE_CANCELLED ? ARL_VIEW_YELLOW
 	                                            : ARL_VIEW_RED;

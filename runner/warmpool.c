@@ -10,6 +10,7 @@
 
 #define WARMPOOL_POLL_MS 1000
 
+/* The volumeMounts both containers share: workspace, and testbed when asked for. */
 static void add_mounts(cJSON *container, const struct arl_warmpool_spec *s)
 {
 	cJSON *mounts = cJSON_AddArrayToObject(container, "volumeMounts"), *m;
@@ -37,6 +38,11 @@ static void add_port(cJSON *ports, const char *name, int port)
 	cJSON_AddStringToObject(p, "protocol", "TCP");
 }
 
+/*
+ * Field for field what WarmPoolManager.create_warmpool() sends, so a pool made here and one
+ * made by the SDK are interchangeable. The sidecar is named "sidecar" so that the operator
+ * does not inject a second one; imagePullPolicy Always is the SDK's choice.
+ */
 cJSON *arl_warmpool_body(const struct arl_warmpool_spec *s)
 {
 	static const char *const default_cmd[] = {"/bin/sh", "-c", "sleep infinity", NULL};
@@ -101,6 +107,7 @@ bool arl_warmpool_is_ready(const cJSON *pool)
 	return want > 0 && ready >= want;
 }
 
+/* Every WarmPool request here is safe to repeat except a create, which sets its own. */
 static struct arl_k8s_req pool_req(const char *method, const char *verb, const char *ns,
                                    const char *name, char *path)
 {
@@ -116,6 +123,7 @@ static struct arl_k8s_req pool_req(const char *method, const char *verb, const c
 	return r;
 }
 
+/* A missing pool is an answer here (the callers list or create), not an error. */
 int arl_warmpool_get(struct arl_k8s *c, const char *ns, const char *name, int cancel_fd,
                      cJSON **out, struct arl_err *err)
 {
@@ -148,6 +156,10 @@ out:
 	return ret;
 }
 
+/*
+ * Strict field validation: a typo in the body is a 400 naming the field instead of a pool
+ * silently missing it. A retried create that meets 409 reads the pool back.
+ */
 int arl_warmpool_create(struct arl_k8s *c, const struct arl_warmpool_spec *s, cJSON **out,
                         struct arl_err *err)
 {
@@ -197,6 +209,7 @@ out:
 	return ret;
 }
 
+/* Never fails: it only decorates another error, so its own trouble goes into the text. */
 char *arl_warmpool_names(struct arl_k8s *c, const char *ns)
 {
 	struct arl_err err = ARL_ERR_INIT;
@@ -219,6 +232,7 @@ char *arl_warmpool_names(struct arl_k8s *c, const char *ns)
 	return arl_buf_detach(&b, NULL);
 }
 
+/* A 404 after a retried DELETE means the first try got through. */
 int arl_warmpool_delete(struct arl_k8s *c, const char *ns, const char *name, bool missing_ok,
                         struct arl_err *err)
 {
@@ -236,6 +250,10 @@ int arl_warmpool_delete(struct arl_k8s *c, const char *ns, const char *name, boo
 	return ret;
 }
 
+/*
+ * Polling, not a watch: this runs once per pool at the start of a run (or for `pool wait`),
+ * and a one-second GET is simpler than a stream for a handful of requests.
+ */
 int arl_warmpool_wait_ready(struct arl_k8s *c, const char *ns, const char *name,
                             int64_t deadline_ms, int cancel_fd, struct arl_err *err)
 {

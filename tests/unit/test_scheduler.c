@@ -100,6 +100,7 @@ struct fixture {
 	int done_count;
 	int64_t *done_order; /* job index per completion */
 	int sig_pipe[2];
+	int attempt_starts, attempt_dones, retries; /* the optional hooks' calls */
 };
 
 static struct fixture fx;
@@ -131,6 +132,29 @@ static void on_done(void *ctx, struct arl_sched_job *j)
 {
 	(void)ctx;
 	fx.done_order[fx.done_count++] = j - fx.sj;
+}
+
+static void on_attempt_start(void *ctx, struct arl_sched_job *j, int number)
+{
+	(void)ctx;
+	fx.attempt_starts++;
+	assert_int_equal(number, (int)j->result.nattempts + 1);
+}
+
+static void on_attempt_done(void *ctx, struct arl_sched_job *j, const struct arl_attempt_result *a)
+{
+	(void)ctx;
+	fx.attempt_dones++;
+	/* The attempt is already the job's last, and the job is not reported yet. */
+	assert_ptr_equal(a, &j->result.attempts[j->result.nattempts - 1]);
+	assert_int_equal(a->number, (int)j->result.nattempts);
+}
+
+static void on_retry(void *ctx, struct arl_sched_job *j, int64_t delay_ms)
+{
+	(void)ctx;
+	fx.retries++;
+	assert_true(delay_ms >= 0 && delay_ms <= j->job->backoff_ms * 4 + 1);
 }
 
 static int setup(void **state)
@@ -190,8 +214,23 @@ static void run(int concurrency, int max_failures, int64_t deadline_in_ms,
 	o.cancel_wfd = cancel_pipe[1];
 	o.signal_fd = fx.sig_pipe[0];
 	o.on_done = on_done;
+	o.on_attempt_start = on_attempt_start;
+	o.on_attempt_done = on_attempt_done;
+	o.on_retry = on_retry;
 	assert_int_equal(arl_sched_run(fx.sj, fx.n, &o, out, &err), 0);
 	assert_int_equal(fx.done_count, (int)fx.n); /* every job reported exactly once */
+	{
+		int attempts = 0, again = 0;
+
+		for (size_t i = 0; i < fx.n; i++) {
+			attempts += (int)fx.sj[i].result.nattempts;
+			again += fx.sj[i].result.nattempts ? (int)fx.sj[i].result.nattempts - 1 : 0;
+		}
+		/* Every attempt started and ended once; a retry may be cut short by a stop. */
+		assert_int_equal(fx.attempt_starts, attempts);
+		assert_int_equal(fx.attempt_dones, attempts);
+		assert_true(fx.retries >= again);
+	}
 }
 
 #define RETRY_ALL                                                                                  \
@@ -256,6 +295,7 @@ static void test_retries_and_retry_on(void **state)
 	assert_int_equal(fx.sj[2].result.nattempts, 2);
 	assert_int_equal(fx.sj[2].result.cls, ARL_CLASS_INFRA);
 	assert_non_null(fx.sj[2].result.error);
+	assert_int_equal(fx.retries, 2 + 1); /* "retried" twice, "infra" once */
 }
 
 static void test_backoff_holds_no_worker(void **state)

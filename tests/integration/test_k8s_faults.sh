@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The kubernetes backend under an unreliable API server: 200 jobs with 10% 5xx, 5% 429 (with
+# Retry-After), connection resets (some after the request was carried out, so a retried
+# create meets 409 AlreadyExists), watch streams cut every few seconds or answered 410 Gone,
+# and Sandboxes that go Failed. Every job must still finish with its own correct output,
+# infrastructure failures must be retried (never recorded as the job's failure), and nothing
+# may be left on the server.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/k8s_lib.sh"
+
+require_fake
+make_tmp
+start_fake --pool sandbox=20 --seed 7 \
+	--faults "500=0.05,503=0.05,429=0.05,reset=0.02:after=0.5,watch-cut=3s,watch-410=0.2"
+
+write_many "$TMP/many.yaml" 200 sandbox 20 2
+DB=$TMP/faults.db
+
+echo "# 200 jobs through 5xx, 429, resets, cut and expired watches"
+start=$(now_ms)
+runner run --progress none --db "$DB" --kubeconfig "$KC" --kube-qps 500 --kube-burst 500 \
+	"$TMP/many.yaml"
+echo "       took $(($(now_ms) - start)) ms"
+check_eq "run exits 0" "$RC" 0
+[ "$RC" = 0 ] || sed 's/^/       /' "$TMP/err" | tail -n 20
+check_eq "200 jobs Succeeded" \
+	"$(sql "$DB" "SELECT count(*) FROM jobs WHERE state = 'Succeeded'")" 200
+check_eq "every job printed its own number" \
+	"$(sql "$DB" "SELECT count(*) FROM steps s JOIN attempts a ON a.id = s.attempt_id
+	              JOIN jobs j ON j.id = a.job_id
+	              WHERE s.name = 'show' AND s.state = 'Succeeded'
+	              AND s.stdout = substr(j.name, 5) || char(10)")" 200
+check_eq "no attempt failed for a reason other than infrastructure" \
+	"$(sql "$DB" "SELECT count(*) FROM attempts WHERE state != 'Succeeded' AND error_class != 'infra'")" 0
+log=$(fake_get /_fake/requests)
+faults=$(printf '%s\n' "$log" | grep -c '"fault":"[0-9a-z-]' || true)
+check_ge "the server injected faults (>= 100)" "$faults" 100
+check_ge "some creates were retried into 409 AlreadyExists" \
+	"$(printf '%s\n' "$log" | grep -c '"verb":"create".*"status":409' || true)" 1
+check_eq "no Task left on the server" "$(fake_count tasks)" 0
+check_eq "no Sandbox left on the server" "$(fake_count sandboxes)" 0
+
+echo "# Sandboxes that go Failed: retried as infra"
+fake_post /_fake/faults "sandbox-fail=0.1,500=0.05,watch-cut=2s"
+write_many "$TMP/few.yaml" 40 sandbox 20 1
+sed -i 's/retries: 3/retries: 8/' "$TMP/few.yaml"
+runner run --progress none --db "$TMP/fail.db" --kubeconfig "$KC" --kube-qps 500 "$TMP/few.yaml"
+check_eq "run exits 0" "$RC" 0
+check_eq "40 jobs Succeeded" \
+	"$(sql "$TMP/fail.db" "SELECT count(*) FROM jobs WHERE state = 'Succeeded'")" 40
+check_ge "failed Sandboxes were recorded as infra attempts" \
+	"$(sql "$TMP/fail.db" "SELECT count(*) FROM attempts WHERE error_class = 'infra'
+	                       AND error LIKE '%sandbox%failed%'")" 1
+check_eq "no Task or Sandbox left" "$(fake_count tasks)|$(fake_count sandboxes)" "0|0"
+
+echo "# a pool without an idle pod: the attempt's timeout bounds the wait (infra)"
+fake_post /_fake/faults "no-idle=starved"
+runner pool create starved --image python:3.9-slim --sidecar-image arl-sidecar:latest \
+	--replicas 1 --kubeconfig "$KC"
+check_eq "pool create exits 0" "$RC" 0
+runner pool wait starved --timeout 1s --kubeconfig "$KC"
+check_eq "pool wait: not ready in time, exit 1" "$RC" 1
+check_match "... saying how many replicas are ready" "$(cat "$TMP/err")" \
+	"not ready after [0-9]+s: 0 of 1 replicas ready"
+cat >"$TMP/starved.yaml" <<'EOF2'
+version: 1
+pools:
+  starved: {backend: kubernetes, replicas: 1}
+jobs:
+  - {name: never, timeout: 2s, steps: [{type: Command, command: ["true"]}]}
+EOF2
+start=$(now_ms)
+runner run --progress none --db "$TMP/starved.db" --kubeconfig "$KC" "$TMP/starved.yaml"
+check_eq "run exits 3 (infra)" "$RC" 3
+check_le "gave up after about the job's 2 s timeout (ms)" "$(($(now_ms) - start))" 15000
+check_match "the attempt says no pod was allocated in time" \
+	"$(sql "$TMP/starved.db" "SELECT error_class || ': ' || error FROM attempts")" \
+	"^infra: .*not Ready after [0-9]+s \\(phase '(Pending|none yet)'\\).*pool 'starved'"
+check_eq "its Sandbox was deleted" "$(fake_count sandboxes)" 0
+
+summary

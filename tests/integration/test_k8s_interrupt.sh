@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Nothing is left behind on the kubernetes backend when a run is cut short: SIGINT while
+# steps run (exit 130, jobs Cancelled), --deadline (exit 4), and an attempt's timeout that
+# the runner enforces itself on a step the operator would let run on.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/k8s_lib.sh"
+
+require_fake
+make_tmp
+start_fake --pool sandbox=4 --grpc-timeout 0
+
+cat >"$TMP/long.yaml" <<'EOF'
+version: 1
+pools:
+  sandbox: {backend: kubernetes, replicas: 4}
+jobs:
+  - name: "long-{{ item.i }}"
+    foreach: {matrix: {i: [1, 2, 3, 4, 5, 6]}}
+    timeout: 60s
+    steps:
+      - {name: started, type: Command, command: [echo, started]}
+      - {name: sleep, type: Command, command: [sleep, "30"]}
+EOF
+
+# wait_for_tasks N: until N Tasks are Running on the server (at most 20 s).
+wait_for_running() {
+	local i
+	for i in $(seq 1 200); do
+		if [ "$(fake_get /_fake/state | grep -o '"state": *"Running"' | wc -l)" -ge "$1" ]; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+echo "# SIGINT while steps run"
+"$ARL_BATCH" run --progress none --db "$TMP/int.db" --kubeconfig "$KC" "$TMP/long.yaml" \
+	>"$TMP/out" 2>"$TMP/err" &
+pid=$!
+check "four sleep steps are running" wait_for_running 4
+start=$(now_ms)
+kill -INT "$pid"
+set +e
+wait "$pid"
+RC=$?
+set -e
+check_eq "run exits 130" "$RC" 130
+check_le "it stopped promptly (ms)" "$(($(now_ms) - start))" 15000
+check_eq "every job Cancelled" \
+	"$(sql "$TMP/int.db" "SELECT group_concat(DISTINCT state) FROM jobs")" Cancelled
+check_eq "the interrupted steps are recorded as Failed (cancelled), not left Running" \
+	"$(sql "$TMP/int.db" "SELECT count(*) FROM steps WHERE name = 'sleep' AND state = 'Failed'")" 4
+check_eq "no Task left on the server" "$(fake_count tasks)" 0
+check_eq "no Sandbox left on the server" "$(fake_count sandboxes)" 0
+
+echo "# SIGINT while a sandbox waits for a pod: Cancelled, not an infra failure"
+fake_post /_fake/faults "no-idle=starved"
+runner pool create starved --image python:3.9-slim --sidecar-image arl-sidecar:latest \
+	--replicas 1 --kubeconfig "$KC"
+cat >"$TMP/starved.yaml" <<'EOF'
+version: 1
+pools:
+  starved: {backend: kubernetes, replicas: 2}
+jobs:
+  - {name: a, timeout: 60s, steps: [{type: Command, command: ["true"]}]}
+  - {name: b, timeout: 60s, steps: [{type: Command, command: ["true"]}]}
+EOF
+"$ARL_BATCH" run --progress none --db "$TMP/alloc.db" --kubeconfig "$KC" "$TMP/starved.yaml" \
+	>"$TMP/out" 2>"$TMP/err" &
+pid=$!
+for i in $(seq 1 100); do
+	[ "$(fake_count sandboxes)" -ge 2 ] && break
+	sleep 0.1
+done
+kill -INT "$pid"
+set +e
+wait "$pid"
+RC=$?
+set -e
+check_eq "run exits 130" "$RC" 130
+check_eq "both jobs Cancelled (not infra)" \
+	"$(sql "$TMP/alloc.db" "SELECT group_concat(state || ':' || ifnull(error_class, '')) FROM jobs")" \
+	"Cancelled:cancelled,Cancelled:cancelled"
+check_eq "their Sandboxes were deleted" "$(fake_count sandboxes)" 0
+fake_post /_fake/faults ""
+
+echo "# --deadline"
+runner run --progress none --db "$TMP/dl.db" --deadline 3s --kubeconfig "$KC" "$TMP/long.yaml"
+check_eq "run exits 4" "$RC" 4
+check_eq "every job Cancelled" \
+	"$(sql "$TMP/dl.db" "SELECT group_concat(DISTINCT state) FROM jobs")" Cancelled
+check_eq "nothing left on the server" "$(fake_count tasks)|$(fake_count sandboxes)" "0|0"
+
+echo "# the attempt's timeout, enforced by the runner"
+cat >"$TMP/attempt.yaml" <<'EOF'
+version: 1
+pools:
+  sandbox: {backend: kubernetes}
+jobs:
+  - name: too-slow
+    timeout: 3s
+    retries: 1
+    backoff: 100ms
+    steps:
+      - {name: sleep, type: Command, command: [sleep, "30"]}
+EOF
+start=$(now_ms)
+runner run --progress none --db "$TMP/to.db" --kubeconfig "$KC" "$TMP/attempt.yaml"
+took=$(($(now_ms) - start))
+check_eq "run exits 1 (a timeout is the job's failure)" "$RC" 1
+check_eq "two attempts, both timeout" \
+	"$(sql "$TMP/to.db" "SELECT group_concat(number || error_class) FROM attempts")" "1timeout,2timeout"
+check_le "each attempt ended near its 3 s limit (ms for both)" "$took" 15000
+check_eq "nothing left on the server" "$(fake_count tasks)|$(fake_count sandboxes)" "0|0"
+
+summary
