@@ -154,6 +154,22 @@ static void queue_push(struct queue *q, struct arl_sched_job *j)
 	q->v[q->head + q->n++] = j;
 }
 
+/*
+ * A retry goes first: its job has started already, and behind a 100,000-job backlog its
+ * duration would otherwise measure the queue, not the work.
+ */
+static void queue_push_front(struct queue *q, struct arl_sched_job *j)
+{
+	if (q->head == 0) {
+		queue_push(q, j); /* makes room at the end; rotate it to the front */
+		memmove(q->v + 1, q->v, (q->n - 1) * sizeof(*q->v));
+		q->v[0] = j;
+		return;
+	}
+	q->v[--q->head] = j;
+	q->n++;
+}
+
 static struct arl_sched_job *queue_pop(struct queue *q)
 {
 	struct arl_sched_job *j;
@@ -345,7 +361,7 @@ static int64_t wake_delayed(struct state *s, int64_t now)
 		struct arl_sched_job *j = s->delayed[i];
 
 		if (j->not_before <= now) {
-			queue_push(&s->ready[j->pool_slot], j);
+			queue_push_front(&s->ready[j->pool_slot], j);
 			continue;
 		}
 		if (next < 0 || j->not_before - now < next)

@@ -315,6 +315,26 @@ static void test_backoff_holds_no_worker(void **state)
 	assert_true(a->attempts[1].started_ms - a->attempts[0].finished_ms >= 290);
 }
 
+/* A retry goes to the front of its pool's queue, not behind the whole backlog. */
+static void test_retry_goes_first(void **state)
+{
+	struct arl_sched_outcome out;
+
+	(void)state;
+	add_job("flaky", "fail", 0, 1, RETRY_ALL, 10); /* due while q0 runs */
+	for (int i = 0; i < 4; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "q%d", i);
+		add_job(name, "sleep:30", 0, 0, 0, 0);
+	}
+	run(1, 0, 0, &out);
+	assert_int_equal(fx.sj[0].result.nattempts, 2);
+	/* One worker: the retry runs right after the job that was running, before q1..q3. */
+	assert_int_equal(fx.done_order[0], 1);
+	assert_int_equal(fx.done_order[1], 0);
+}
+
 static void test_max_failures_cancels_the_rest(void **state)
 {
 	struct arl_sched_outcome out;
@@ -390,7 +410,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_global_limit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retries_and_retry_on, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backoff_holds_no_worker, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_max_failures_cancels_the_rest, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retry_goes_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_failures_cancels_the_rest, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deadline_cancels_in_flight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_signal_cancels, setup, teardown),
 	};
