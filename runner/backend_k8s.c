@@ -188,7 +188,7 @@ static int create_obj(struct kube *k, const char *plural, struct kns *ns, const 
 	 * Without a definite answer (no reply, a 5xx, a cancelled transfer) the object may exist
 	 * anyway: the caller deletes it to leave nothing behind. A 4xx means it was refused.
 	 */
-	*maybe_created = ret == 0 || !(resp.status >= 400 && resp.status < 500);
+	*maybe_created = ret == 0 || (resp.tries > 0 && !(resp.status >= 400 && resp.status < 500));
 	arl_k8s_resp_release(&resp);
 	free(path);
 	free(coll);
@@ -403,6 +403,8 @@ static int kube_open(void **state, const struct arl_backend_opts *o,
 			goto fail;
 		}
 	}
+	log_line("arl-batch: kubernetes: context '%s' (%s), objects labelled %s", info.context,
+	         info.server, k->owner_label);
 	*state = k;
 	return 0;
 fail:

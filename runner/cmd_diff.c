@@ -29,8 +29,9 @@ static void usage(FILE *out)
 	    "were cancelled in either run are listed apart and excluded from the counts. Prints\n"
 	    "each run's pass rate, McNemar's exact p-value for the flips, and metric means.\n"
 	    "\n"
-	    "Without runs: the latest run and the one before it of the same name. With RUN_A\n"
-	    "only: RUN_A against the latest run of its name. A run is an id, 'latest' or a name.\n"
+	    "Without runs: the latest run against the one before it of the same name. With one\n"
+	    "run: that run against the one before it of its name. A run is an id, 'latest' or\n"
+	    "a name.\n"
 	    "\n"
 	    "      --metrics             also list metric deltas per job\n"
 	    "      --fail-on-regression  exit 1 when any job broke\n",
@@ -118,14 +119,14 @@ static void print_text(const cJSON *o, bool markdown, bool per_job)
 	}
 }
 
-/* The latest run of @name with an id below @below (0: any). */
+/* The latest run of @name with an id below @below. */
 static int previous_of(struct arl_store *s, const char *name, int64_t below, int64_t *out,
                        struct arl_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	if (arl_store_prepare(s, "SELECT max(id) FROM runs WHERE name = ?1 AND (?2 = 0 OR id < ?2)",
+	if (arl_store_prepare(s, "SELECT max(id) FROM runs WHERE name = ?1 AND id < ?2",
 	                      &st, NULL, err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -134,8 +135,8 @@ static int previous_of(struct arl_store *s, const char *name, int64_t below, int
 	if (rc == 1 && sqlite3_column_type(st, 0) != SQLITE_NULL)
 		*out = sqlite3_column_int64(st, 0);
 	else if (rc >= 0)
-		rc = arl_error(err, ARL_E_INVALID, "no %s run named '%s' to compare with",
-		               below ? "earlier" : "other", name);
+		rc = arl_error(err, ARL_E_INVALID, "no run named '%s' before run %lld to compare with",
+		               name, (long long)below);
 	sqlite3_finalize(st);
 	return rc < 0 ? -1 : 0;
 }
@@ -190,14 +191,10 @@ int cmd_diff(int argc, char **argv)
 		if (arl_store_run_resolve(s, argv[optind], &run[0], &err) < 0 ||
 		    arl_store_run_resolve(s, argv[optind + 1], &run[1], &err) < 0)
 			goto fail;
-	} else if (argc - optind == 1) {
-		if (arl_store_run_resolve(s, argv[optind], &run[0], &err) < 0)
-			goto fail;
-		name = arl_rundiff_run_name(s, run[0]);
-		if (previous_of(s, name, 0, &run[1], &err) < 0)
-			goto fail;
 	} else {
-		if (arl_store_run_resolve(s, "latest", &run[1], &err) < 0)
+		/* One run (or none: the latest) against the one before it of the same name. */
+		if (arl_store_run_resolve(s, argc - optind == 1 ? argv[optind] : "latest", &run[1],
+		                          &err) < 0)
 			goto fail;
 		name = arl_rundiff_run_name(s, run[1]);
 		if (previous_of(s, name, run[1], &run[0], &err) < 0)

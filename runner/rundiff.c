@@ -151,8 +151,11 @@ static double rate(size_t pass, size_t fail)
 	return pass + fail ? (double)pass / (double)(pass + fail) : 0;
 }
 
+/* A Skipped job's metrics are those of the job whose result stands for it. */
 static const char metric_sql[] =
-    "SELECT m.name, avg(m.value), count(*) FROM metrics m JOIN jobs j ON j.id = m.job_id"
+    "SELECT m.name, avg(m.value), count(*) FROM jobs j JOIN metrics m ON m.job_id ="
+    " CASE WHEN j.state = 'Skipped' AND j.skipped_from IS NOT NULL THEN j.skipped_from"
+    " ELSE j.id END"
     " WHERE j.run_id = ?1 AND typeof(m.value) IN ('integer', 'real') GROUP BY m.name";
 
 static const char job_metric_sql[] =

@@ -524,10 +524,12 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 print(",".join("%s:%s:%g->%g:%+g" % (x["key"], x["name"], x["a"], x["b"], x["delta"]) for x in d["jobMetrics"]))
 ' "$TMP/out")" "ev/sp1:score:1->3:+2,ev/sp2:score:2->4:+2"
-runner diff --db "$DB" --format json "$RA"
-check_eq "diff RUN_A: RUN_A against the latest run of its name" \
+runner diff --db "$DB" --format json "$RB"
+check_eq "diff RUN: that run against the one before it of its name" \
 	"$(python3 -c 'import json, sys; print([r["id"] for r in json.load(open(sys.argv[1]))["runs"]])' "$TMP/out")" \
 	"[$RA, $RB]"
+runner diff --db "$DB" --format json "$RA"
+check_eq "diff RUN with no earlier run of its name exits 1" "$RC" 1
 runner diff --db "$DB" --fail-on-regression
 check_eq "diff --fail-on-regression exits 1 when jobs broke" "$RC" 1
 check_match "... the table names the broken jobs and the p-value" "$(cat "$TMP/out")" \
