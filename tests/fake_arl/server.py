@@ -29,7 +29,8 @@ from faults import Faults, __doc__ as FAULTS_DOC   # noqa: E402
 from schema import load_crds             # noqa: E402
 from store import Store, now_rfc3339     # noqa: E402
 
-DEFAULT_CRD_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "arl-crds"))
+# A copy of ../shared/arl-crds (see crds/PROVENANCE.md), so the tests need nothing beside the repo.
+DEFAULT_CRD_DIR = os.path.join(HERE, "crds")
 
 EPILOG = """\
 control endpoints (no auth needed; not part of the Kubernetes API, never faulted or logged):

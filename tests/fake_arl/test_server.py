@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 SERVER = os.path.join(HERE, "server.py")
 PY = sys.executable or "/usr/bin/python3"
-SAMPLES = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "arl-crds", "samples"))
+SAMPLES = os.path.join(HERE, "crds", "samples")
 if os.environ.get("ARL_CRD_DIR"):
     SAMPLES = os.path.join(os.environ["ARL_CRD_DIR"], "samples")
 GV = "/apis/arl.infra.io/v1alpha1"
