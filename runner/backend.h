@@ -26,7 +26,7 @@ struct arl_backend_opts {
 	size_t capture_max; /* per stream of a step; 0: default */
 	int cancel_fd;      /* readable once the run is cancelled; -1: never */
 	/* kubernetes */
-	const char *kubeconfig; /* --kubeconfig; NULL: $KUBECONFIG, ~/.kube/config, in-cluster */
+	const char *kubeconfig;   /* --kubeconfig; NULL: $KUBECONFIG, ~/.kube/config, in-cluster */
 	const char *kube_context; /* --context; NULL: the current context */
 	double kube_qps;          /* --kube-qps; 0: 50 */
 	int kube_burst;           /* --kube-burst; 0: 100 */
@@ -50,18 +50,18 @@ struct arl_backend_ops {
 	 * Checks prerequisites and prepares the given pools (all of this backend); fails at run
 	 * start with an error saying what to install or set. *state is the backend's handle.
 	 */
-	int (*open)(void **state, const struct arl_backend_opts *o, const struct arl_pool *const *pools,
-		    size_t npools, struct arl_err *err);
+	int (*open)(void **state, const struct arl_backend_opts *o,
+	            const struct arl_pool *const *pools, size_t npools, struct arl_err *err);
 	/* A fresh sandbox from @pool for one attempt. -1 is an infra failure. */
 	int (*acquire)(void *state, const struct arl_pool *pool, const struct arl_sandbox_req *req,
-		       struct arl_sandbox **out, struct arl_err *err);
+	               struct arl_sandbox **out, struct arl_err *err);
 	/*
 	 * Runs one step. Fills @res (state, exit code, output, times) and *cls: NONE on success,
 	 * FAILED, TIMEOUT or CANCELLED. Returns -1 only for a backend failure (infra).
 	 */
 	int (*exec)(void *state, struct arl_sandbox *sb, const struct arl_step *step,
-		    const struct arl_exec_ctx *ctx, struct arl_step_result *res,
-		    enum arl_class *cls, struct arl_err *err);
+	            const struct arl_exec_ctx *ctx, struct arl_step_result *res,
+	            enum arl_class *cls, struct arl_err *err);
 	/* The sandbox's name as recorded in attempts.sandbox (borrowed). */
 	const char *(*sandbox_name)(const struct arl_sandbox *sb);
 	/* Releases (deletes, unless @keep) the sandbox and frees @sb. Never fails the job. */

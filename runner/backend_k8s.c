@@ -793,18 +793,26 @@ static int kube_exec(void *state, struct arl_sandbox *sb, const struct arl_step 
 	if (v.duration && arl_k8s_parse_go_duration(v.duration, &dur_ns) == 0 && dur_ns >= 0 &&
 	    res->finished_ms - dur_ns / 1000000 >= res->started_ms)
 		res->started_ms = res->finished_ms - dur_ns / 1000000;
-	set_output(&res->out, v.out, k->capture_max);
-	set_output(&res->err, v.err, k->capture_max);
-	v.out = v.err = NULL;
 	if (res->exit_code == -1) {
 		*cls = ARL_CLASS_TIMEOUT; /* killed by the operator's timer */
 	} else if (operator_failure(&v, &deadline_cut)) {
+		/* Its gRPC deadline is a time limit; anything else is the platform failing. */
 		*cls = deadline_cut ? ARL_CLASS_TIMEOUT : ARL_CLASS_INFRA;
+		if (!deadline_cut)
+			arl_error(err, ARL_E_BACKEND, "the operator could not run the step: %.200s",
+			          strstr(v.err, "Failed to execute command: "));
 	} else if (res->exit_code != 0 || strcmp(v.state, "Succeeded")) {
 		*cls = ARL_CLASS_FAILED;
 	} else {
 		*cls = ARL_CLASS_NONE;
 		res->state = ARL_STATE_SUCCEEDED;
+	}
+	set_output(&res->out, v.out, k->capture_max);
+	set_output(&res->err, v.err, k->capture_max);
+	v.out = v.err = NULL;
+	if (*cls == ARL_CLASS_INFRA) {
+		ret = -1; /* attempt.c records the message and the infra class */
+		goto cleanup;
 	}
 	ret = 0;
 cleanup:

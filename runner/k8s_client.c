@@ -31,6 +31,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -39,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "k8s_text.h"
@@ -800,6 +802,7 @@ struct arl_k8s_watch {
 	char *plural, *ns, *path, *selector_q; /* selector_q: URL-escaped */
 	struct arl_k8s_req list_req;           /* the re-list's description, for messages */
 	int cancel_fd;
+	int stop_pipe[2]; /* written once by arl_k8s_watch_stop(): ends re-list retries too */
 	pthread_t thread;
 	bool thread_started;
 	atomic_bool stop;
@@ -969,6 +972,7 @@ static int relist(struct arl_k8s_watch *w, struct arl_err *err)
 		curl_free(ec);
 		req.path = path;
 		req.deadline_ms = arl_now_ms() + 120000;
+		req.cancel_fd = w->stop_pipe[0];
 		if (arl_k8s_request(w->c, &req, &resp, err) < 0) {
 			free(path);
 			/* An expired continue token: start the list again, once. */
@@ -1196,7 +1200,7 @@ static void nap(struct arl_k8s_watch *w, int64_t ms)
 
 	while (!atomic_load(&w->stop) && arl_now_ms() < end) {
 		check_cancel(w);
-		sleep_ms(end - arl_now_ms() < 100 ? end - arl_now_ms() : 100, -1);
+		sleep_ms(end - arl_now_ms() < 100 ? end - arl_now_ms() : 100, w->stop_pipe[0]);
 	}
 }
 
@@ -1279,6 +1283,13 @@ int arl_k8s_watch_start(struct arl_k8s *c, const char *api, const char *plural, 
 	w->list_req.resource = w->plural;
 	w->list_req.namespace = w->ns;
 	atomic_init(&w->stop, false);
+	if (pipe2(w->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		arl_error_errno(err, errno, "cannot start the watch of %s", plural);
+		w->stop_pipe[0] = w->stop_pipe[1] = -1;
+		pthread_mutex_init(&w->mu, NULL);
+		cond_init_monotonic(&w->drain_cv);
+		goto fail;
+	}
 	pthread_mutex_init(&w->mu, NULL);
 	cond_init_monotonic(&w->drain_cv);
 	if (relist(w, err) < 0)
@@ -1305,8 +1316,13 @@ void arl_k8s_watch_stop(struct arl_k8s_watch *w)
 	if (!w)
 		return;
 	atomic_store(&w->stop, true);
+	if (w->stop_pipe[1] >= 0)
+		(void)!write(w->stop_pipe[1], "x", 1);
 	if (w->thread_started)
 		pthread_join(w->thread, NULL);
+	for (int i = 0; i < 2; i++)
+		if (w->stop_pipe[i] >= 0)
+			close(w->stop_pipe[i]);
 	for (size_t i = 0; i < K8S_WATCH_BUCKETS; i++) {
 		struct wentry *e = w->buckets[i], *next;
 

@@ -32,7 +32,8 @@ start_fake() {
 	KC=$TMP/kubeconfig
 	CLEANUP=stop_fake
 	: >"$TMP/fake.out"
-	python3 "$SOURCE_DIR/tests/fake_arl/server.py" --listen 127.0.0.1:0 --kubeconfig "$KC" \
+	# timeout(1): a test killed from outside cannot leave the server running for ever.
+	timeout 1200 python3 "$SOURCE_DIR/tests/fake_arl/server.py" --listen 127.0.0.1:0 --kubeconfig "$KC" \
 		"${FAKE_CRD_ARGS[@]}" "$@" >"$TMP/fake.out" 2>"$TMP/fake.err" &
 	FAKE_PID=$!
 	local i

@@ -104,6 +104,21 @@ start_fake --tls --client-cert --pool sandbox=2
 check "the kubeconfig carries client-certificate-data" grep -q client-certificate-data "$KC"
 runner run --progress none --db "$TMP/cert.db" --backend kubernetes --kubeconfig "$KC" "$JOB"
 check_eq "a run authenticated by a client certificate succeeds" "$RC" 0
+# The same certificate from an exec plugin (clientCertificateData/clientKeyData).
+python3 - "$KC" "$TMP/cred.json" <<'EOF'
+import base64, json, sys, yaml
+u = yaml.safe_load(open(sys.argv[1]))["users"][0]["user"]
+pem = lambda k: base64.b64decode(u[k]).decode()
+json.dump({"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential",
+           "status": {"clientCertificateData": pem("client-certificate-data"),
+                      "clientKeyData": pem("client-key-data")}}, open(sys.argv[2], "w"))
+EOF
+printf '#!/bin/sh\ncat "%s"\n' "$TMP/cred.json" >"$TMP/cert-plugin.sh"
+chmod +x "$TMP/cert-plugin.sh"
+user_kubeconfig "$TMP/cert-exec.kc" "{exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: $TMP/cert-plugin.sh}}"
+runner run --progress none --db "$TMP/cert-exec.db" --backend kubernetes --kubeconfig "$TMP/cert-exec.kc" "$JOB"
+check_eq "a run with a client certificate from an exec plugin (v1beta1) succeeds" "$RC" 0
+no_secret "client key" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["status"]["clientKeyData"].splitlines()[1])' "$TMP/cred.json")"
 stop_fake
 
 echo "# a token file rotated during the run"

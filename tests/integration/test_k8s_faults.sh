@@ -54,6 +54,19 @@ check_ge "failed Sandboxes were recorded as infra attempts" \
 	                       AND error LIKE '%sandbox%failed%'")" 1
 check_eq "no Task or Sandbox left" "$(fake_count tasks)|$(fake_count sandboxes)" "0|0"
 
+echo "# the API server unreachable for 4 s in the middle of a run"
+fake_post /_fake/faults ""
+write_many "$TMP/outage.yaml" 60 sandbox 10 2
+(sleep 1.5 && fake_post "/_fake/down?seconds=4" "") &
+outage=$!
+runner run --progress none --db "$TMP/outage.db" --kubeconfig "$KC" "$TMP/outage.yaml"
+wait "$outage" || true
+check_eq "run exits 0" "$RC" 0
+check_eq "60 jobs Succeeded, every attempt too (requests and watches waited it out)" \
+	"$(sql "$TMP/outage.db" "SELECT count(*) FROM jobs WHERE state = 'Succeeded'")|$(sql "$TMP/outage.db" "SELECT count(*) FROM attempts")" \
+	"60|60"
+check_eq "no Task or Sandbox left" "$(fake_count tasks)|$(fake_count sandboxes)" "0|0"
+
 echo "# a pool without an idle pod: the attempt's timeout bounds the wait (infra)"
 fake_post /_fake/faults "no-idle=starved"
 runner pool create starved --image python:3.9-slim --sidecar-image arl-sidecar:latest \

@@ -115,4 +115,25 @@ check_eq "two attempts, both timeout" \
 check_le "each attempt ended near its 3 s limit (ms for both)" "$took" 15000
 check_eq "nothing left on the server" "$(fake_count tasks)|$(fake_count sandboxes)" "0|0"
 
+echo "# the operator's gRPC deadline (HTTP_CLIENT_TIMEOUT) cuts a longer step: a timeout"
+stop_fake
+start_fake --pool sandbox=1 --grpc-timeout 1
+cat >"$TMP/grpc.yaml" <<'EOF'
+version: 1
+pools:
+  sandbox: {backend: kubernetes}
+jobs:
+  - name: cut
+    timeout: 20s
+    steps:
+      - {name: long, type: Command, timeout: 10s, command: [sh, -c, "echo lost; sleep 3"]}
+EOF
+runner run --progress none --db "$TMP/grpc.db" --kubeconfig "$KC" "$TMP/grpc.yaml"
+check_eq "run exits 1" "$RC" 1
+check_eq "the step failed with exit 1, class timeout (retried by default, 1 attempt here)" \
+	"$(sql "$TMP/grpc.db" "SELECT s.exit_code || '|' || a.error_class FROM steps s
+	                       JOIN attempts a ON a.id = s.attempt_id")" "1|timeout"
+check_match "its stderr is the operator's DeadlineExceeded" \
+	"$(sql "$TMP/grpc.db" "SELECT stderr FROM steps")" "DeadlineExceeded"
+
 summary
