@@ -13,8 +13,9 @@ struct arl_attempt_env {
 	const struct arl_backend_ops *ops;
 	void *backend;
 	const struct arl_pool *pool;
-	const struct arl_jobfile *file; /* to materialize lazy (foreach) jobs; may be NULL otherwise */
-	const char *run_id, *run_name;  /* for {{ run.id }} and {{ run.name }} */
+	const struct arl_jobfile
+	    *file; /* to materialize lazy (foreach) jobs; may be NULL otherwise */
+	const char *run_id, *run_name; /* for {{ run.id }} and {{ run.name }} */
 };
 
 /*

@@ -126,8 +126,8 @@ static int previous_of(struct arl_store *s, const char *name, int64_t below, int
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	if (arl_store_prepare(s, "SELECT max(id) FROM runs WHERE name = ?1 AND id < ?2",
-	                      &st, NULL, err) < 0)
+	if (arl_store_prepare(s, "SELECT max(id) FROM runs WHERE name = ?1 AND id < ?2", &st, NULL,
+	                      err) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, below);
@@ -135,8 +135,9 @@ static int previous_of(struct arl_store *s, const char *name, int64_t below, int
 	if (rc == 1 && sqlite3_column_type(st, 0) != SQLITE_NULL)
 		*out = sqlite3_column_int64(st, 0);
 	else if (rc >= 0)
-		rc = arl_error(err, ARL_E_INVALID, "no run named '%s' before run %lld to compare with",
-		               name, (long long)below);
+		rc = arl_error(err, ARL_E_INVALID,
+		               "no run named '%s' before run %lld to compare with", name,
+		               (long long)below);
 	sqlite3_finalize(st);
 	return rc < 0 ? -1 : 0;
 }

@@ -18,49 +18,53 @@
 
 static void usage(FILE *out)
 {
-	fputs("usage: arl-batch run [OPTIONS] FILE...\n"
-	      "\n"
-	      "Runs the jobs of the given job files in sandboxes and records every run, job,\n"
-	      "attempt and step in the results database.\n"
-	      "\n"
-	      "  -j, --concurrency N     jobs in flight at most (default: sum of the pools' replicas)\n"
-	      "      --db PATH           results database (default $ARL_BATCH_DB, else ./arl-batch.db)\n"
-	      "      --run-name NAME     label of the run (default: the files' batch names)\n"
-	      "      --dry-run           validate, expand and print the plan; run nothing\n"
-	      "      --backend local|kubernetes\n"
-	      "                          run every pool on this backend\n"
-	      "      --fail-fast         stop starting jobs after the first failed job\n"
-	      "      --max-failures N    stop starting jobs after N failed jobs\n"
-	      "      --deadline DURATION limit for the whole run; what is left is cancelled\n"
-	      "      --capture-max BYTES output kept per step and stream (default 1048576)\n"
-	      "      --state-dir DIR     where sandboxes live (default: next to the database)\n"
-	      "      --progress auto|bar|plain|none\n"
-	      "                          progress on stderr: a live bar, a line per job, or nothing\n"
-	      "                          (default auto: the bar on a terminal, else plain)\n"
-	      "      --color auto|always|never\n"
-	      "                          colour on stderr (default auto: a terminal, NO_COLOR unset)\n"
-	      "      --events FILE       write JSON Lines events of the run to FILE ('-': stdout)\n"
-	      "      --resume            skip jobs that succeeded, unchanged, in the latest run of\n"
-	      "                          this name (same spec hash)\n"
-	      "      --rerun CLASSES     run only the latest run's jobs that ended in these classes\n"
-	      "                          (comma-separated: failed,timeout,infra,cancelled)\n"
-	      "      --only GLOB         run only jobs whose name (or key) matches\n"
-	      "      --limit N           at most N jobs per file\n"
-	      "      --shard I/N         run only shard I of N (1-based; a stable split by job key)\n"
-	      "      --overlap forbid|wait|allow\n"
-	      "                          another run of this name holds the lock: exit 75 (forbid,\n"
-	      "                          the default), wait for it, or run anyway\n"
-	      "      --kubeconfig PATH   kubernetes: the kubeconfig (default $KUBECONFIG,\n"
-	      "                          ~/.kube/config, else the in-cluster service account)\n"
-	      "      --context NAME      kubernetes: the kubeconfig context (default: current)\n"
-	      "      --kube-qps N        kubernetes: API requests per second (default 50)\n"
-	      "      --kube-burst N      kubernetes: API request burst (default 100)\n"
-	      "  -h, --help              show this help\n"
-	      "\n"
-	      "Exit status: 0 all succeeded, 1 a job failed, 2 invalid input (nothing ran),\n"
-	      "3 results incomplete (infra failures, database or backend trouble), 4 halted by\n"
-	      "--deadline/--fail-fast/--max-failures, 130/143 interrupted.\n",
-	      out);
+	fputs(
+	    "usage: arl-batch run [OPTIONS] FILE...\n"
+	    "\n"
+	    "Runs the jobs of the given job files in sandboxes and records every run, job,\n"
+	    "attempt and step in the results database.\n"
+	    "\n"
+	    "  -j, --concurrency N     jobs in flight at most (default: sum of the pools' "
+	    "replicas)\n"
+	    "      --db PATH           results database (default $ARL_BATCH_DB, else "
+	    "./arl-batch.db)\n"
+	    "      --run-name NAME     label of the run (default: the files' batch names)\n"
+	    "      --dry-run           validate, expand and print the plan; run nothing\n"
+	    "      --backend local|kubernetes\n"
+	    "                          run every pool on this backend\n"
+	    "      --fail-fast         stop starting jobs after the first failed job\n"
+	    "      --max-failures N    stop starting jobs after N failed jobs\n"
+	    "      --deadline DURATION limit for the whole run; what is left is cancelled\n"
+	    "      --capture-max BYTES output kept per step and stream (default 1048576)\n"
+	    "      --state-dir DIR     where sandboxes live (default: next to the database)\n"
+	    "      --progress auto|bar|plain|none\n"
+	    "                          progress on stderr: a live bar, a line per job, or nothing\n"
+	    "                          (default auto: the bar on a terminal, else plain)\n"
+	    "      --color auto|always|never\n"
+	    "                          colour on stderr (default auto: a terminal, NO_COLOR "
+	    "unset)\n"
+	    "      --events FILE       write JSON Lines events of the run to FILE ('-': stdout)\n"
+	    "      --resume            skip jobs that succeeded, unchanged, in the latest run of\n"
+	    "                          this name (same spec hash)\n"
+	    "      --rerun CLASSES     run only the latest run's jobs that ended in these classes\n"
+	    "                          (comma-separated: failed,timeout,infra,cancelled)\n"
+	    "      --only GLOB         run only jobs whose name (or key) matches\n"
+	    "      --limit N           at most N jobs per file\n"
+	    "      --shard I/N         run only shard I of N (1-based; a stable split by job key)\n"
+	    "      --overlap forbid|wait|allow\n"
+	    "                          another run of this name holds the lock: exit 75 (forbid,\n"
+	    "                          the default), wait for it, or run anyway\n"
+	    "      --kubeconfig PATH   kubernetes: the kubeconfig (default $KUBECONFIG,\n"
+	    "                          ~/.kube/config, else the in-cluster service account)\n"
+	    "      --context NAME      kubernetes: the kubeconfig context (default: current)\n"
+	    "      --kube-qps N        kubernetes: API requests per second (default 50)\n"
+	    "      --kube-burst N      kubernetes: API request burst (default 100)\n"
+	    "  -h, --help              show this help\n"
+	    "\n"
+	    "Exit status: 0 all succeeded, 1 a job failed, 2 invalid input (nothing ran),\n"
+	    "3 results incomplete (infra failures, database or backend trouble), 4 halted by\n"
+	    "--deadline/--fail-fast/--max-failures, 130/143 interrupted.\n",
+	    out);
 }
 
 enum {
@@ -143,31 +147,31 @@ static int parse_classes(const char *s, unsigned *out)
 int cmd_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"concurrency", required_argument, NULL, 'j'},
-		{"db", required_argument, NULL, OPT_DB},
-		{"run-name", required_argument, NULL, OPT_RUN_NAME},
-		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
-		{"backend", required_argument, NULL, OPT_BACKEND},
-		{"fail-fast", no_argument, NULL, OPT_FAIL_FAST},
-		{"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
-		{"deadline", required_argument, NULL, OPT_DEADLINE},
-		{"capture-max", required_argument, NULL, OPT_CAPTURE_MAX},
-		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
-		{"progress", required_argument, NULL, OPT_PROGRESS},
-		{"color", required_argument, NULL, OPT_COLOR},
-		{"events", required_argument, NULL, OPT_EVENTS},
-		{"resume", no_argument, NULL, OPT_RESUME},
-		{"rerun", required_argument, NULL, OPT_RERUN},
-		{"only", required_argument, NULL, OPT_ONLY},
-		{"limit", required_argument, NULL, OPT_LIMIT},
-		{"shard", required_argument, NULL, OPT_SHARD},
-		{"overlap", required_argument, NULL, OPT_OVERLAP},
-		{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
-		{"context", required_argument, NULL, OPT_CONTEXT},
-		{"kube-qps", required_argument, NULL, OPT_KUBE_QPS},
-		{"kube-burst", required_argument, NULL, OPT_KUBE_BURST},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"concurrency", required_argument, NULL, 'j'},
+	    {"db", required_argument, NULL, OPT_DB},
+	    {"run-name", required_argument, NULL, OPT_RUN_NAME},
+	    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+	    {"backend", required_argument, NULL, OPT_BACKEND},
+	    {"fail-fast", no_argument, NULL, OPT_FAIL_FAST},
+	    {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
+	    {"deadline", required_argument, NULL, OPT_DEADLINE},
+	    {"capture-max", required_argument, NULL, OPT_CAPTURE_MAX},
+	    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+	    {"progress", required_argument, NULL, OPT_PROGRESS},
+	    {"color", required_argument, NULL, OPT_COLOR},
+	    {"events", required_argument, NULL, OPT_EVENTS},
+	    {"resume", no_argument, NULL, OPT_RESUME},
+	    {"rerun", required_argument, NULL, OPT_RERUN},
+	    {"only", required_argument, NULL, OPT_ONLY},
+	    {"limit", required_argument, NULL, OPT_LIMIT},
+	    {"shard", required_argument, NULL, OPT_SHARD},
+	    {"overlap", required_argument, NULL, OPT_OVERLAP},
+	    {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
+	    {"context", required_argument, NULL, OPT_CONTEXT},
+	    {"kube-qps", required_argument, NULL, OPT_KUBE_QPS},
+	    {"kube-burst", required_argument, NULL, OPT_KUBE_BURST},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct arl_run_opts ro = ARL_RUN_OPTS_INIT;
 	struct arl_select sel = {0};
@@ -313,10 +317,11 @@ int cmd_run(int argc, char **argv)
 		}
 		for (size_t k = 0; k < nfiles; k++) {
 			if (!strcmp(files[k]->stem, f->stem)) {
-				fprintf(stderr,
-					"arl-batch: '%s' and '%s' have the same name '%s': job keys "
-					"(FILE_STEM/JOB_NAME) would collide\n",
-					files[k]->path, f->path, f->stem);
+				fprintf(
+				    stderr,
+				    "arl-batch: '%s' and '%s' have the same name '%s': job keys "
+				    "(FILE_STEM/JOB_NAME) would collide\n",
+				    files[k]->path, f->path, f->stem);
 				bad++;
 			}
 		}
@@ -327,7 +332,7 @@ int cmd_run(int argc, char **argv)
 	}
 	if (bad) {
 		fprintf(stderr, "arl-batch: nothing was run: %d invalid file%s\n", bad,
-			bad == 1 ? "" : "s");
+		        bad == 1 ? "" : "s");
 		goto out;
 	}
 	arl_select_apply(files, nfiles, &sel);
@@ -344,6 +349,6 @@ out:
 	return ret;
 bad_value:
 	fprintf(stderr, "arl-batch run: invalid value '%s' for %s%s (see --help)\n", optarg,
-		li >= 0 ? "--" : "-", li >= 0 ? opts[li].name : "j");
+	        li >= 0 ? "--" : "-", li >= 0 ? opts[li].name : "j");
 	return ARL_EXIT_USAGE;
 }

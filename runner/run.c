@@ -127,24 +127,27 @@ static void on_retry(void *ctx, struct arl_sched_job *j, int64_t delay_ms)
 
 /* Starts the live display and the event stream (skipped jobs are final from the start). */
 static int start_views(struct run *r, struct arl_jobfile *const *files, size_t nfiles,
-		       const int64_t *skipped_from, const int64_t *ids, size_t nrun,
-		       int concurrency, struct arl_err *err)
+                       const int64_t *skipped_from, const int64_t *ids, size_t nrun,
+                       int concurrency, struct arl_err *err)
 {
-	struct arl_progress_opts po = {
-		.mode = r->o->quiet ? ARL_PROGRESS_NONE : (enum arl_progress_mode)r->o->progress,
-		.color = (enum arl_color_mode)r->o->color, .fd = STDERR_FILENO,
-		.total = r->njobs, .skipped = r->skipped, .nslots = nrun,
-		.concurrency = concurrency};
+	struct arl_progress_opts po = {.mode = r->o->quiet ? ARL_PROGRESS_NONE
+	                                                   : (enum arl_progress_mode)r->o->progress,
+	                               .color = (enum arl_color_mode)r->o->color,
+	                               .fd = STDERR_FILENO,
+	                               .total = r->njobs,
+	                               .skipped = r->skipped,
+	                               .nslots = nrun,
+	                               .concurrency = concurrency};
 	struct arl_job_result skip = {.state = ARL_STATE_SKIPPED};
 	size_t k = 0;
 
 	arl_events_run_started(r->events, r->run_id, r->run_name, r->njobs, r->skipped,
-			       concurrency);
+	                       concurrency);
 	for (size_t i = 0; i < nfiles; i++)
 		for (size_t j = 0; j < files[i]->njobs; j++, k++)
 			if (skipped_from[k])
 				arl_events_job_finished(r->events, files[i]->jobs[j].key, ids[k],
-							&skip);
+				                        &skip);
 	return arl_progress_new(&r->progress, &po, err);
 }
 
@@ -152,8 +155,7 @@ static int start_views(struct run *r, struct arl_jobfile *const *files, size_t n
 static void finish_views(struct run *r, const char *status, int code)
 {
 	struct arl_err err = ARL_ERR_INIT;
-	struct arl_events_counts c = {r->njobs, r->succeeded, r->failed, r->skipped,
-				      r->cancelled};
+	struct arl_events_counts c = {r->njobs, r->succeeded, r->failed, r->skipped, r->cancelled};
 
 	arl_progress_free(r->progress);
 	r->progress = NULL;
@@ -216,8 +218,8 @@ static void restore_signals(void)
 
 /* Records the run and its Pending jobs; fills r->jobs' static parts. */
 static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nfiles,
-		      const char *isolation, const char *notes, char (*hashes)[33],
-		      const int64_t *skipped_from, int64_t *ids, struct arl_err *err)
+                      const char *isolation, const char *notes, char (*hashes)[33],
+                      const int64_t *skipped_from, int64_t *ids, struct arl_err *err)
 {
 	cJSON *fl = cJSON_CreateArray();
 	char *files_json;
@@ -245,16 +247,18 @@ static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nf
 
 			for (size_t l = 0; l < job->labels.n; l++)
 				cJSON_AddStringToObject(lab, job->labels.v[l].key,
-							job->labels.v[l].val);
+				                        job->labels.v[l].val);
 			labels[k] = cJSON_PrintUnformatted(lab);
 			cJSON_Delete(lab);
-			rows[k] = (struct arl_job_row){.key = job->key, .name = job->name,
-						       .file = files[i]->path, .pool = pool->name,
-						       .item = job->item, .labels = labels[k],
-						       .spec_hash = hashes[k],
-						       .skipped_from = skipped_from[k] > 0
-									   ? skipped_from[k]
-									   : 0};
+			rows[k] = (struct arl_job_row){
+			    .key = job->key,
+			    .name = job->name,
+			    .file = files[i]->path,
+			    .pool = pool->name,
+			    .item = job->item,
+			    .labels = labels[k],
+			    .spec_hash = hashes[k],
+			    .skipped_from = skipped_from[k] > 0 ? skipped_from[k] : 0};
 		}
 	}
 	ret = arl_store_jobs_add(r->store, r->run_id, rows, r->njobs, ids, err);
@@ -270,7 +274,7 @@ out:
 
 /* Opens the backend of each kind in use; *states[kind] is its handle. */
 static int open_backends(struct arl_jobfile *const *files, size_t nfiles,
-			 const struct arl_backend_opts *bo, void *states[2], struct arl_err *err)
+                         const struct arl_backend_opts *bo, void *states[2], struct arl_err *err)
 {
 	for (int kind = 0; kind < 2; kind++) {
 		const struct arl_pool **pools = NULL;
@@ -288,8 +292,9 @@ static int open_backends(struct arl_jobfile *const *files, size_t nfiles,
 			continue;
 		if (!ops) {
 			arl_error(err, ARL_E_BACKEND,
-				  "pool '%s' uses the %s backend, which is not available",
-				  pools[0]->name, arl_backend_kind_name((enum arl_backend_kind)kind));
+			          "pool '%s' uses the %s backend, which is not available",
+			          pools[0]->name,
+			          arl_backend_kind_name((enum arl_backend_kind)kind));
 			free(pools);
 			return -1;
 		}
@@ -315,7 +320,7 @@ static void close_backends(void *states[2])
 }
 
 static void describe_isolation(struct arl_jobfile *const *files, size_t nfiles, char *iso,
-			       size_t isolen, char *notes, size_t nlen)
+                               size_t isolen, char *notes, size_t nlen)
 {
 	bool seen[3] = {false, false, false}; /* bwrap, none, kubernetes */
 
@@ -328,19 +333,19 @@ static void describe_isolation(struct arl_jobfile *const *files, size_t nfiles, 
 			seen[k] = true;
 			if (k == 1)
 				snprintf(notes + strlen(notes), nlen - strlen(notes),
-					 "%spool '%s' (%s): isolation none, steps run as plain "
-					 "processes",
-					 notes[0] ? "; " : "", pool->name, files[i]->path);
+				         "%spool '%s' (%s): isolation none, steps run as plain "
+				         "processes",
+				         notes[0] ? "; " : "", pool->name, files[i]->path);
 		}
 	}
 	snprintf(iso, isolen, "%s%s%s%s%s", seen[0] ? "bwrap" : "",
-		 seen[0] && (seen[1] || seen[2]) ? "," : "", seen[1] ? "none" : "",
-		 seen[1] && seen[2] ? "," : "", seen[2] ? "kubernetes" : "");
+	         seen[0] && (seen[1] || seen[2]) ? "," : "", seen[1] ? "none" : "",
+	         seen[1] && seen[2] ? "," : "", seen[2] ? "kubernetes" : "");
 }
 
 /* The state and spec of job @id, following a Skipped job to the result that stands for it. */
 static int standing_result(struct arl_store *s, int64_t id, char *state, size_t len,
-			   struct arl_err *err)
+                           struct arl_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
@@ -361,7 +366,7 @@ static int standing_result(struct arl_store *s, int64_t id, char *state, size_t 
  * earlier result (--rerun of a job the latest run did not have).
  */
 static int decide_skips(struct run *r, struct arl_jobfile *const *files, size_t nfiles,
-			char (*hashes)[33], int64_t *skipped_from, struct arl_err *err)
+                        char (*hashes)[33], int64_t *skipped_from, struct arl_err *err)
 {
 	int64_t prev_run;
 	struct arl_err none = ARL_ERR_INIT;
@@ -372,7 +377,7 @@ static int decide_skips(struct run *r, struct arl_jobfile *const *files, size_t 
 	if (arl_store_run_resolve(r->store, r->run_name, &prev_run, &none) < 0) {
 		if (!r->o->quiet)
 			fprintf(stderr, "arl-batch: no earlier run named '%s': running every job\n",
-				r->run_name);
+			        r->run_name);
 		return 0;
 	}
 	for (size_t i = 0; i < nfiles; i++) {
@@ -381,7 +386,7 @@ static int decide_skips(struct run *r, struct arl_jobfile *const *files, size_t 
 			int64_t ref;
 			char state[16] = "";
 			int found = arl_store_job_prev(r->store, prev_run, files[i]->jobs[j].key,
-						       hashes[k], &p, err);
+			                               hashes[k], &p, err);
 
 			if (found < 0)
 				return -1;
@@ -389,11 +394,12 @@ static int decide_skips(struct run *r, struct arl_jobfile *const *files, size_t 
 				skipped_from[k] = r->o->rerun ? -1 : 0;
 				continue;
 			}
-			ref = p.state == ARL_STATE_SKIPPED && p.skipped_from ? p.skipped_from : p.job_id;
+			ref = p.state == ARL_STATE_SKIPPED && p.skipped_from ? p.skipped_from
+			                                                     : p.job_id;
 			if (r->o->rerun) {
 				bool again = (p.state == ARL_STATE_FAILED ||
-					      p.state == ARL_STATE_CANCELLED) &&
-					     (r->o->rerun & ARL_RETRY_BIT(p.cls));
+				              p.state == ARL_STATE_CANCELLED) &&
+				             (r->o->rerun & ARL_RETRY_BIT(p.cls));
 
 				skipped_from[k] = again ? 0 : ref;
 				continue;
@@ -460,7 +466,7 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 		goto fail;
 	describe_isolation(files, nfiles, iso, sizeof(iso), notes, sizeof(notes));
 	if (record_run(&r, files, nfiles, iso, notes[0] ? notes : NULL, hashes, skipped_from,
-		       all_ids, &err) < 0)
+	               all_ids, &err) < 0)
 		goto fail;
 	/* Skipped jobs are final at once, pointing at the result that stands for them. */
 	for (k = 0; k < r.njobs; k++) {
@@ -480,10 +486,15 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 		goto fail_run;
 	}
 	sdir = state_dir(o, db);
-	bo = (struct arl_backend_opts){.state_dir = sdir, .run_id = r.run_id, .run_name = r.run_name,
-				       .capture_max = o->capture_max, .cancel_fd = cancel[0],
-				       .kubeconfig = o->kubeconfig, .kube_context = o->kube_context,
-				       .kube_qps = o->kube_qps, .kube_burst = o->kube_burst};
+	bo = (struct arl_backend_opts){.state_dir = sdir,
+	                               .run_id = r.run_id,
+	                               .run_name = r.run_name,
+	                               .capture_max = o->capture_max,
+	                               .cancel_fd = cancel[0],
+	                               .kubeconfig = o->kubeconfig,
+	                               .kube_context = o->kube_context,
+	                               .kube_qps = o->kube_qps,
+	                               .kube_burst = o->kube_burst};
 	if (open_backends(files, nfiles, &bo, backends, &err) < 0)
 		goto fail_run;
 
@@ -509,10 +520,11 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 			sj->pool_slot = base + job->pool;
 			sj->file_slot = i;
 			sj->env = (struct arl_attempt_env){.ops = arl_backend_get(pool->backend),
-							   .backend = backends[pool->backend],
-							   .pool = pool, .file = files[i],
-							   .run_id = r.run_id_str,
-							   .run_name = r.run_name};
+			                                   .backend = backends[pool->backend],
+			                                   .pool = pool,
+			                                   .file = files[i],
+			                                   .run_id = r.run_id_str,
+			                                   .run_name = r.run_name};
 		}
 	}
 	if (o->concurrency)
@@ -534,10 +546,11 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	if (start_views(&r, files, nfiles, skipped_from, all_ids, nrun, so.concurrency, &err) < 0)
 		goto fail_run;
 	if (!o->quiet)
-		arl_progress_printf(r.progress,
-			"arl-batch: run %lld '%s': %zu job%s (%zu skipped), up to %d at once\n",
-			(long long)r.run_id, r.run_name, r.njobs, r.njobs == 1 ? "" : "s", r.skipped,
-			so.concurrency);
+		arl_progress_printf(
+		    r.progress,
+		    "arl-batch: run %lld '%s': %zu job%s (%zu skipped), up to %d at once\n",
+		    (long long)r.run_id, r.run_name, r.njobs, r.njobs == 1 ? "" : "s", r.skipped,
+		    so.concurrency);
 	if (arl_sched_run(r.jobs, nrun, &so, &outcome, &err) < 0)
 		goto fail_run;
 	/* The bar is cleared before anything else is printed. */
@@ -564,14 +577,15 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	if (outcome.abandoned)
 		_exit(code); /* a second signal: the workers are not waited for */
 	close_backends(backends);
-	fprintf(stderr,
-		"arl-batch: run %lld '%s' %s (exit %d) in %s: %zu succeeded, %zu skipped, %zu failed "
-		"(%zu failed, %zu timeout, %zu infra), %zu cancelled; see: arl-batch results --db %s "
-		"--run %lld\n",
-		(long long)r.run_id, r.run_name, status, code,
-		arl_fmt_duration(arl_now_ms() - r.started, dbuf, sizeof(dbuf)), r.succeeded,
-		r.skipped, r.failed, r.by_class[ARL_CLASS_FAILED], r.by_class[ARL_CLASS_TIMEOUT],
-		r.by_class[ARL_CLASS_INFRA], r.cancelled, db, (long long)r.run_id);
+	fprintf(
+	    stderr,
+	    "arl-batch: run %lld '%s' %s (exit %d) in %s: %zu succeeded, %zu skipped, %zu failed "
+	    "(%zu failed, %zu timeout, %zu infra), %zu cancelled; see: arl-batch results --db %s "
+	    "--run %lld\n",
+	    (long long)r.run_id, r.run_name, status, code,
+	    arl_fmt_duration(arl_now_ms() - r.started, dbuf, sizeof(dbuf)), r.succeeded, r.skipped,
+	    r.failed, r.by_class[ARL_CLASS_FAILED], r.by_class[ARL_CLASS_TIMEOUT],
+	    r.by_class[ARL_CLASS_INFRA], r.cancelled, db, (long long)r.run_id);
 	goto out;
 
 fail_run:

@@ -346,8 +346,7 @@ static void handle_done(struct state *s, struct work *w)
 	cls = a->cls; /* on_done may release the result, @a with it */
 	finish(s, j, ARL_STATE_FAILED, cls);
 	/* Infrastructure trouble is not the job's failure: it does not count toward halting. */
-	if (cls != ARL_CLASS_INFRA && ++s->failures >= s->o->max_failures &&
-	    s->o->max_failures > 0)
+	if (cls != ARL_CLASS_INFRA && ++s->failures >= s->o->max_failures && s->o->max_failures > 0)
 		stop(s, ARL_STOP_FAILURES, false);
 }
 

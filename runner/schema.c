@@ -881,7 +881,7 @@ static bool load_items(struct sctx *c, const struct arl_node *fe, struct items *
 
 /* One job from node @jn with @item bound into *out; false (and *out empty) on errors. */
 static bool expand_one(struct sctx *c, const struct arl_node *jn, const cJSON *item,
-		       struct arl_job *out)
+                       struct arl_job *out)
 {
 	struct arl_job j = {0};
 	const struct arl_node *v, *name_node = arl_node_get(jn, "name");
@@ -1131,11 +1131,15 @@ int arl_jobfile_parse(const char *path, const char *buf, size_t len, struct arl_
 }
 
 int arl_job_materialize(const struct arl_jobfile *f, const struct arl_job *j, struct arl_job *out,
-			struct arl_err *err)
+                        struct arl_err *err)
 {
 	struct arl_diags diags = ARL_DIAGS_INIT;
-	struct sctx c = {.d = &diags, .path = f->path, .dir = f->dir, .f = (struct arl_jobfile *)f,
-			 .defaults = f->defaults, .again = true};
+	struct sctx c = {.d = &diags,
+	                 .path = f->path,
+	                 .dir = f->dir,
+	                 .f = (struct arl_jobfile *)f,
+	                 .defaults = f->defaults,
+	                 .again = true};
 	cJSON *item = NULL;
 	bool ok;
 
@@ -1143,13 +1147,14 @@ int arl_job_materialize(const struct arl_jobfile *f, const struct arl_job *j, st
 		return arl_error(err, ARL_E_INVALID, "job '%s' has no source to expand", j->name);
 	item = cJSON_Parse(j->item);
 	if (!item)
-		return arl_error(err, ARL_E_INVALID, "job '%s': its item is not valid JSON", j->name);
+		return arl_error(err, ARL_E_INVALID, "job '%s': its item is not valid JSON",
+		                 j->name);
 	ok = expand_one(&c, j->node, item, out);
 	cJSON_Delete(item);
 	if (!ok) {
 		/* The file was validated with this very item: only a bug gets here. */
 		arl_error(err, ARL_E_INVALID, "job '%s' no longer expands: %s", j->name,
-			  diags.n ? diags.v[0].msg : "?");
+		          diags.n ? diags.v[0].msg : "?");
 		arl_diags_release(&diags);
 		return -1;
 	}

@@ -25,6 +25,6 @@ int arl_jobfile_parse(const char *path, const char *buf, size_t len, struct arl_
  * lazy is copied. Thread-safe: @f is only read. *out is released with arl_job_release().
  */
 int arl_job_materialize(const struct arl_jobfile *f, const struct arl_job *j, struct arl_job *out,
-			struct arl_err *err);
+                        struct arl_err *err);
 
 #endif

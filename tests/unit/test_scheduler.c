@@ -411,7 +411,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_retries_and_retry_on, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backoff_holds_no_worker, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retry_goes_first, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_max_failures_cancels_the_rest, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_max_failures_cancels_the_rest, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deadline_cancels_in_flight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_signal_cancels, setup, teardown),
 	};
