@@ -113,36 +113,10 @@ int arl_progress_use_color(enum arl_color_mode mode, int fd)
 
 /* ---- text helpers ---- */
 
-/* Columns of UTF-8 text, one per code point (as store_view.c; no locale needed). */
-static size_t text_cols(const char *s)
-{
-	size_t w = 0;
-
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xC0) != 0x80)
-			w++;
-	return w;
-}
-
-/* Bytes of @s that fit in @w columns without splitting a code point. */
-static size_t prefix_bytes(const char *s, size_t w)
-{
-	size_t i = 0, cols = 0;
-
-	for (; s[i]; i++) {
-		if (((unsigned char)s[i] & 0xC0) != 0x80) {
-			if (cols == w)
-				break;
-			cols++;
-		}
-	}
-	return i;
-}
-
 /* Appends @s cut to @w columns (an ellipsis marks a cut); control characters as spaces. */
 static void add_cut(struct arl_buf *b, const char *s, size_t w)
 {
-	size_t n = text_cols(s) <= w ? strlen(s) : prefix_bytes(s, w ? w - 1 : 0);
+	size_t n = arl_utf8_cols(s) <= w ? strlen(s) : arl_utf8_prefix(s, w ? w - 1 : 0);
 	size_t start = b->len;
 
 	arl_buf_add(b, s, n);
@@ -357,7 +331,7 @@ static size_t render_bar(struct arl_progress *p, size_t width)
 		for (int i = 0; i < NSEGS; i++) {
 			if (!seg[i].on)
 				continue;
-			total += text_cols(seg[i].text) + (nshown++ ? 2 : 0);
+			total += arl_utf8_cols(seg[i].text) + (nshown++ ? 2 : 0);
 			if (low < 0 || seg[i].prio < seg[low].prio)
 				low = i;
 		}
@@ -413,7 +387,7 @@ static size_t render_bar(struct arl_progress *p, size_t width)
 			    fmt_clock(s.now - p->slots[s.longest[i]].job_since, t1, sizeof(t1)));
 		arl_buf_addstr(&p->frame, "  ");
 		add_colored(p, ARL_VIEW_DIM, l.p, room);
-		used += 2 + (text_cols(l.p) < room ? text_cols(l.p) : room);
+		used += 2 + (arl_utf8_cols(l.p) < room ? arl_utf8_cols(l.p) : room);
 		arl_buf_release(&l);
 	}
 	return used;

@@ -9,36 +9,6 @@
 #include "util.h"
 #include "banned.h"
 
-/*
- * Display width as the number of code points. East Asian wide characters count one, which
- * misaligns them slightly; wcwidth() would need setlocale() and a locale the host may lack.
- */
-static size_t text_width(const char *s)
-{
-	size_t w = 0;
-
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xC0) != 0x80)
-			w++;
-	return w;
-}
-
-/* Bytes of @s that fit in @w columns, never splitting a UTF-8 sequence. */
-static size_t prefix_bytes(const char *s, size_t w)
-{
-	size_t i = 0, cols = 0;
-
-	while (s[i]) {
-		if (((unsigned char)s[i] & 0xC0) != 0x80) {
-			if (cols == w)
-				break;
-			cols++;
-		}
-		i++;
-	}
-	return i;
-}
-
 static char *clean_cell(const char *s)
 {
 	char *c = arl_xstrdup(s ? s : "-");
@@ -66,7 +36,7 @@ void arl_view_table_add(struct arl_view_table *t, const char *const *cells,
 
 static void put_cell(FILE *out, const char *s, size_t w, bool right, bool pad, const char *color)
 {
-	size_t sw = text_width(s), n = sw;
+	size_t sw = arl_utf8_cols(s), n = sw;
 
 	if (sw > w) {
 		/* Keep w-1 columns and mark the cut with an ellipsis. */
@@ -77,8 +47,8 @@ static void put_cell(FILE *out, const char *s, size_t w, bool right, bool pad, c
 		fprintf(out, "%*s", (int)(w - sw), "");
 	if (color)
 		fputs(color, out);
-	if (n < text_width(s)) {
-		fwrite(s, 1, prefix_bytes(s, n), out);
+	if (n < arl_utf8_cols(s)) {
+		fwrite(s, 1, arl_utf8_prefix(s, n), out);
 		if (w)
 			fputs("\u2026", out);
 	} else {
@@ -95,9 +65,9 @@ void arl_view_table_print(const struct arl_view_table *t, FILE *out, unsigned wi
 	size_t *w = arl_xcalloc(t->ncols, sizeof(*w)), total = 0;
 
 	for (size_t c = 0; c < t->ncols; c++) {
-		w[c] = text_width(t->cols[c].title);
+		w[c] = arl_utf8_cols(t->cols[c].title);
 		for (size_t r = 0; r < t->nrows; r++) {
-			size_t cw = text_width(t->cells[r * t->ncols + c]);
+			size_t cw = arl_utf8_cols(t->cells[r * t->ncols + c]);
 
 			if (cw > w[c])
 				w[c] = cw;
@@ -110,8 +80,8 @@ void arl_view_table_print(const struct arl_view_table *t, FILE *out, unsigned wi
 		size_t best = t->ncols;
 
 		for (size_t c = 0; c < t->ncols; c++)
-			if (t->cols[c].shrink && w[c] > text_width(t->cols[c].title) && w[c] > 4 &&
-			    (best == t->ncols || w[c] > w[best]))
+			if (t->cols[c].shrink && w[c] > arl_utf8_cols(t->cols[c].title) &&
+			    w[c] > 4 && (best == t->ncols || w[c] > w[best]))
 				best = c;
 		if (best == t->ncols)
 			break;

@@ -282,3 +282,27 @@ bool arl_utf8_valid(const char *str, size_t len)
 	}
 	return true;
 }
+
+size_t arl_utf8_cols(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xC0) != 0x80)
+			w++;
+	return w;
+}
+
+size_t arl_utf8_prefix(const char *s, size_t w)
+{
+	size_t i = 0, cols = 0;
+
+	for (; s[i]; i++) {
+		if (((unsigned char)s[i] & 0xC0) != 0x80) {
+			if (cols == w)
+				break;
+			cols++;
+		}
+	}
+	return i;
+}

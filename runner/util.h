@@ -41,6 +41,14 @@ bool arl_is_dns_label(const char *s);
 /* Levenshtein distance, capped; for did-you-mean suggestions. */
 unsigned arl_edit_distance(const char *a, const char *b);
 
+/*
+ * Display columns of UTF-8 text, one per code point: East Asian wide characters count one,
+ * which misaligns them slightly, but wcwidth() would need setlocale() and a locale the host may
+ * lack. arl_utf8_prefix() is how many bytes of @s fit in @w columns, never splitting a code point.
+ */
+size_t arl_utf8_cols(const char *s);
+size_t arl_utf8_prefix(const char *s, size_t w);
+
 /* True when the @len bytes at @s are valid UTF-8 (no overlongs, no surrogates). */
 bool arl_utf8_valid(const char *s, size_t len);
 
