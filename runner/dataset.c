@@ -48,6 +48,8 @@ static void push(struct reader *r, cJSON *item, unsigned line)
 		r->cap = r->cap ? r->cap * 2 : 64;
 		ds->items = arl_xrealloc(ds->items, r->cap * sizeof(*ds->items));
 		ds->lines = arl_xrealloc(ds->lines, r->cap * sizeof(*ds->lines));
+		if (ds->spans || !item)
+			ds->spans = arl_xrealloc(ds->spans, r->cap * sizeof(*ds->spans));
 	}
 	ds->items[ds->n] = item;
 	ds->lines[ds->n++] = line;
@@ -84,7 +86,11 @@ static void read_jsonl(struct reader *r)
 				    "per line)",
 				    line);
 			} else {
-				push(r, v, line);
+				/* Checked now, parsed again when taken: see struct arl_dataset. */
+				cJSON_Delete(v);
+				push(r, NULL, line);
+				r->ds->spans[r->ds->n - 1] =
+				    (struct arl_span){(size_t)(p - r->text), (size_t)(eol - p)};
 			}
 		}
 		p = eol + (nl ? 1 : 0);
@@ -301,8 +307,23 @@ int arl_dataset_load(struct arl_dataset *ds, const char *path, const char *fs_pa
 		read_csv(&r);
 	else
 		bad(&r, 0, "unknown dataset format: expected .jsonl, .json or .csv");
+	if (ds->spans) /* JSONL records are taken from the text later */
+		ds->text = arl_buf_detach(&b, NULL);
 	arl_buf_release(&b);
 	return r.failed ? -1 : 0;
+}
+
+cJSON *arl_dataset_take(struct arl_dataset *ds, size_t i)
+{
+	cJSON *v = ds->items[i];
+
+	if (v) {
+		ds->items[i] = NULL;
+		return v;
+	}
+	if (!ds->text || !ds->spans)
+		return NULL;
+	return cJSON_ParseWithLength(ds->text + ds->spans[i].off, ds->spans[i].len);
 }
 
 void arl_dataset_release(struct arl_dataset *ds)
@@ -311,6 +332,8 @@ void arl_dataset_release(struct arl_dataset *ds)
 		cJSON_Delete(ds->items[i]);
 	free(ds->items);
 	free(ds->lines);
+	free(ds->spans);
+	free(ds->text);
 	free(ds->path);
 	memset(ds, 0, sizeof(*ds));
 }

@@ -13,11 +13,21 @@
 
 #define ARL_DATASET_MAX_BYTES ((size_t)1 << 30)
 
+struct arl_span {
+	size_t off, len;
+};
+
 struct arl_dataset {
 	char *path;      /* as shown in messages */
-	cJSON **items;   /* owned */
+	cJSON **items;   /* owned; NULL entries for JSONL records, which stay text until taken */
 	unsigned *lines; /* line where each record starts */
 	size_t n;
+	/*
+	 * JSONL keeps the file's text and each record's span: 100,000 records as cJSON trees
+	 * would cost several times their text, and expansion needs one at a time.
+	 */
+	char *text;
+	struct arl_span *spans;
 };
 
 /*
@@ -27,6 +37,8 @@ struct arl_dataset {
  */
 int arl_dataset_load(struct arl_dataset *ds, const char *path, const char *fs_path,
                      struct arl_loc ref, struct arl_diags *diags);
+/* Record @i as a tree the caller owns (cJSON_Delete); each record can be taken once. */
+cJSON *arl_dataset_take(struct arl_dataset *ds, size_t i);
 void arl_dataset_release(struct arl_dataset *ds);
 
 #endif

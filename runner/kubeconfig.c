@@ -578,7 +578,7 @@ static int resolve_context(struct arl_kubeconfig *kc, struct kc_file *files, siz
 	char *names;
 
 	for (size_t i = 0; !name && i < n; i++) {
-		const char *cur;
+		const char *cur = NULL;
 
 		if (files[i].doc->root &&
 		    get_str(files[i].doc->root, "current-context", &cur, err) < 0)

@@ -837,18 +837,7 @@ static bool load_items(struct sctx *c, const struct arl_node *fe, struct items *
 			c->bad = true;
 			return false;
 		}
-		it->v = it->ds.items;
 		it->n = it->ds.n;
-		for (size_t i = 0; i < it->n; i++) {
-			if (!cJSON_IsObject(it->v[i])) {
-				struct arl_loc loc = {it->ds.path, it->ds.lines[i], 1};
-
-				arl_diags_add(c->d, ARL_SEV_ERROR, loc, 1,
-				              "record %zu must be a JSON object", i + 1);
-				c->bad = true;
-				return false;
-			}
-		}
 		if (!it->n) {
 			diag(c, file, "dataset '%s' has no records", it->ds.path);
 			return false;
@@ -1006,15 +995,22 @@ static void parse_job(struct sctx *c, const struct arl_node *jn)
 			break;
 		}
 		struct arl_job j;
+		/* A dataset record is parsed only now and dropped after: the job keeps it as text. */
+		cJSON *rec = it.from == FROM_FILE ? arl_dataset_take(&it.ds, i) : it.v[i];
 
-		describe_item(c, &it, i);
-		if (expand_one(c, jn, it.v[i], &j))
-			add_job(c, &j);
-		/* The job keeps its item as text: drop the tree now, not after the whole dataset. */
-		if (it.from == FROM_FILE) {
-			cJSON_Delete(it.v[i]);
-			it.v[i] = NULL;
+		if (it.from == FROM_FILE && !cJSON_IsObject(rec)) {
+			struct arl_loc loc = {it.ds.path, it.ds.lines[i], 1};
+
+			arl_diags_add(c->d, ARL_SEV_ERROR, loc, 1,
+			              "record %zu must be a JSON object", i + 1);
+			cJSON_Delete(rec);
+			break;
 		}
+		describe_item(c, &it, i);
+		if (expand_one(c, jn, rec, &j))
+			add_job(c, &j);
+		if (it.from == FROM_FILE)
+			cJSON_Delete(rec);
 	}
 	c->origin[0] = '\0';
 	items_release(&it);
