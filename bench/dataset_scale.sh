@@ -7,7 +7,8 @@
 #
 # Usage: bench/dataset_scale.sh [N...]        (default: 10000 100000)
 # Env:   ARL_BATCH=path/to/arl-batch to skip the release build; BENCH_BUILD=dir for it;
-#        KEEP=1 keeps the temporary directory.
+#        KEEP=1 keeps the temporary directory; BENCH_TSV=file appends machine-readable rows
+#        for bench/run_all.sh.
 # Needs: GNU time at /usr/bin/time (Debian package `time`), python3, sqlite3.
 set -euo pipefail
 sizes=("$@")
@@ -84,11 +85,22 @@ for n in "${sizes[@]}"; do
 		"${okjobs[$n]}" "$(echo "${dbsize[$n]} / 1048576" | bc -l)" \
 		"$(echo "${wall[run,$n]} * 1000 / $n" | bc -l)"
 done
+tsv() { [ -z "${BENCH_TSV:-}" ] || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_TSV"; }
+for n in "${sizes[@]}"; do
+	for p in validate dry-run run; do
+		tsv scale "$p, $n jobs: peak RSS MiB / wall s" \
+			"$(echo "${rss[$p,$n]} / 1024" | bc -l | xargs printf '%.1f') / ${wall[$p,$n]}" "" "" \
+			"$([ "$n" -ge 100000 ] && echo "target RSS < 100 MiB" || true)"
+	done
+done
 if [ ${#sizes[@]} -ge 2 ]; then
 	lo=${sizes[0]}
 	hi=${sizes[${#sizes[@]} - 1]}
 	printf '\ngrowth per job between %d and %d records (peak RSS difference / job difference):\n' "$lo" "$hi"
 	for p in "${phases[@]}"; do
+		tsv scale "$p: RSS growth per job, $lo..$hi (bytes)" \
+			"$(echo "(${rss[$p,$hi]} - ${rss[$p,$lo]}) * 1024 / ($hi - $lo)" | bc -l | xargs printf '%.0f')" "" "" \
+			"dataset itself: $(( $(stat -c %s "$tmp/n$hi/instances.jsonl") / hi )) bytes/record; target < 1 KB beyond"
 		printf '  %-14s %8.0f bytes/job   wall %+.2f s\n' "$p" \
 			"$(echo "(${rss[$p,$hi]} - ${rss[$p,$lo]}) * 1024 / ($hi - $lo)" | bc -l)" \
 			"$(echo "${wall[$p,$hi]} - ${wall[$p,$lo]}" | bc -l)"

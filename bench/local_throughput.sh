@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2154 # m_* and the per-side figures are set with declare "name=..."
 # Wall time of N one-step `true` jobs at -j 2, every result recorded in SQLite, beside
 # `xargs -P 2` running the same N commands and a shell loop starting the same bwrap sandboxes
-# two at a time. Usage: bench/local_throughput.sh [N] [ROUNDS]  (builds a release binary first)
+# two at a time, and GNU parallel (`parallel -j 2 --joblog`) running the same N commands.
+# Usage: bench/local_throughput.sh [N] [ROUNDS]  (builds a release binary first)
+# Env: BENCH_TSV=file appends machine-readable rows for bench/run_all.sh.
 set -euo pipefail
 n=${1:-1000}
 rounds=${2:-3}
@@ -33,9 +36,15 @@ bwrap_argv="--die-with-parent --unshare-pid --unshare-net --ro-bind /usr /usr --
 mkdir -p "$tmp/ws"
 
 declare -A t
+have_parallel=
+if parallel --version 2>/dev/null | grep -q 'GNU parallel'; then have_parallel=1; else echo "GNU parallel is not installed (Debian package parallel): that comparison is skipped"; fi
+tsv() { [ -z "${BENCH_TSV:-}" ] || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_TSV"; }
 for r in $(seq 1 "$rounds"); do
 	# Alternate the sides within a round so that machine noise hits both.
 	s=$(now); seq 1 "$n" | xargs -P 2 -n 1 sh -c 'true' _ ; t[xargs]+="$(echo "$(now) - $s" | bc) "
+	if [ -n "$have_parallel" ]; then
+		s=$(now); seq 1 "$n" | parallel -j 2 --joblog "$tmp/joblog-$r" sh -c true _ ; t[parallel]+="$(echo "$(now) - $s" | bc) "
+	fi
 	s=$(now); (cd "$tmp" && "$bin" run --db "$tmp/none-$r.db" --progress none -j 2 bench-none.yaml 2>/dev/null); t[none]+="$(echo "$(now) - $s" | bc) "
 	s=$(now); seq 1 "$n" | xargs -P 2 -n 1 sh -c "bwrap $bwrap_argv true" _ ; t[bwraploop]+="$(echo "$(now) - $s" | bc) "
 	s=$(now); (cd "$tmp" && "$bin" run --db "$tmp/bwrap-$r.db" --progress none -j 2 bench-bwrap.yaml 2>/dev/null); t[bwrap]+="$(echo "$(now) - $s" | bc) "
@@ -44,16 +53,23 @@ recorded=$(sqlite3 "$tmp/bwrap-1.db" "SELECT count(*) FROM jobs WHERE state='Suc
 
 printf '%d jobs, -j 2, median of %d rounds (seconds); every arl-batch result in SQLite (%s recorded)\n' "$n" "$rounds" "$recorded"
 printf '%-40s %8s\n' "side" "wall"
-for k in xargs none bwraploop bwrap; do
+for k in xargs parallel none bwraploop bwrap; do
+	[ -n "${t[$k]:-}" ] || continue
 	m=$(echo "${t[$k]}" | tr ' ' '\n' | grep . | median)
 	declare "m_$k=$m"
 	case $k in
 	xargs) label="xargs -P 2 sh -c true" ;;
+	parallel) label="parallel -j 2 --joblog sh -c true" ;;
 	none) label="arl-batch, isolation: none" ;;
 	bwraploop) label="xargs -P 2 bwrap ... true (bare loop)" ;;
 	bwrap) label="arl-batch, isolation: bwrap" ;;
 	esac
 	printf '%-40s %8.3f\n' "$label" "$m"
 done
+r() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
+tsv local "N=$n isolation none: wall s (vs xargs -P 2)" "$(printf %.3f "$m_none")" "$(printf %.3f "$m_xargs")" "$(r "$m_none" "$m_xargs")" "target <= 1.3"
+[ -z "$have_parallel" ] || tsv local "N=$n isolation none: wall s (vs parallel --joblog)" "$(printf %.3f "$m_none")" "$(printf %.3f "$m_parallel")" "$(r "$m_none" "$m_parallel")" "target <= 0.33 (3x faster)"
+tsv local "N=$n isolation bwrap: wall s (vs bare bwrap loop)" "$(printf %.3f "$m_bwrap")" "$(printf %.3f "$m_bwraploop")" "$(r "$m_bwrap" "$m_bwraploop")" "target <= 1.2; $recorded recorded"
+[ -z "$have_parallel" ] || printf 'ratio none/parallel: %.2f\n' "$(r "$m_none" "$m_parallel")"
 printf 'ratio none/xargs: %.2f   ratio bwrap/bare-bwrap: %.2f\n' \
 	"$(echo "$m_none / $m_xargs" | bc -l)" "$(echo "$m_bwrap / $m_bwraploop" | bc -l)"

@@ -299,6 +299,9 @@ int arl_dataset_load(struct arl_dataset *ds, const char *path, const char *fs_pa
 	r.len = b.len;
 	if (!arl_utf8_valid(b.p, b.len))
 		bad(&r, 0, "dataset is not valid UTF-8");
+	else if (memchr(b.p, '\0', b.len)) /* C strings would cut the record short */
+		bad(&r, (size_t)((const char *)memchr(b.p, '\0', b.len) - b.p),
+		    "NUL byte in a dataset");
 	else if (ends_with(path, ".jsonl"))
 		read_jsonl(&r);
 	else if (ends_with(path, ".json"))

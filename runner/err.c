@@ -179,8 +179,12 @@ static void print_snippet(FILE *out, const struct arl_diag *g, const char *src, 
 	shown = len - from > 160 ? 160 : len - from;
 	col = g->col - (unsigned)from;
 	fprintf(out, "%5u | %s", g->line, from ? "..." : "");
-	for (size_t i = 0; i < shown; i++)
-		fputc(line[from + i] == '\t' ? ' ' : line[from + i], out);
+	/* Control bytes (NUL, ESC, ...) of a hostile file never reach the terminal. */
+	for (size_t i = 0; i < shown; i++) {
+		unsigned char c = (unsigned char)line[from + i];
+
+		fputc(c == '\t' ? ' ' : c < 0x20 || c == 0x7f ? '?' : c, out);
+	}
 	fprintf(out, "%s\n      | %s", from + shown < len ? "..." : "", from ? "   " : "");
 	if (col - 1 > shown) {
 		fputc('\n', out);

@@ -14,7 +14,14 @@ int arl_jobfile_load(const char *path, struct arl_jobfile **out, FILE *diag_out)
 
 	/* One byte over the limit, so that the loader reports the size with its own message. */
 	if (arl_buf_read_file(&src, path, ARL_YAML_MAX_INPUT + 1, &err) < 0) {
-		fprintf(diag_out, "%s: error: %s\n", path, err.msg);
+		/* Far over the limit the read stops first: name the real limit, not limit + 1. */
+		if (err.code == ARL_E_LIMIT)
+			fprintf(diag_out,
+			        "%s: error: file exceeds the limit of %u bytes (16 MiB)\n", path,
+			        ARL_YAML_MAX_INPUT);
+		else
+			fprintf(diag_out, "%s: error: %s\n", path, err.msg);
+		arl_buf_release(&src);
 		return -1;
 	}
 	ret = arl_jobfile_parse(path, src.p, src.len, out, &diags);

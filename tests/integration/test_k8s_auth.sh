@@ -15,11 +15,13 @@ make_tmp
 JOB=$SOURCE_DIR/jobs/01-basic.yaml
 TOKEN=SECRET-tok-$RANDOM$RANDOM
 
-# no_secret DESC SECRET: the secret is nowhere in the last run's output or its database.
+# no_secret DESC SECRET: the secret is nowhere in the last run's output, in any database
+# (with its WAL) or in any event stream (--events) written so far.
 no_secret() {
 	local hits
-	hits=$(cat "$TMP/out" "$TMP/err" "$TMP"/*.db 2>/dev/null | grep -c -a -- "$2" || true)
-	check_eq "$1: the credential appears in no output and not in the database" "$hits" 0
+	hits=$(cat "$TMP/out" "$TMP/err" "$TMP"/*.db "$TMP"/*.db-wal "$TMP"/*.events 2>/dev/null |
+		grep -c -a -- "$2" || true)
+	check_eq "$1: the credential appears in no output, database or event stream" "$hits" 0
 }
 
 # user_kubeconfig FILE USER-YAML: the server's kubeconfig with its user entry replaced.
@@ -37,15 +39,16 @@ start_fake --tls --token "$TOKEN" --pool sandbox=2
 check_match "the server speaks HTTPS" "$FAKE_URL" '^https://'
 check "the kubeconfig carries the CA as certificate-authority-data" \
 	grep -q certificate-authority-data "$KC"
-runner run --progress none --db "$TMP/tls.db" --backend kubernetes --kubeconfig "$KC" "$JOB"
+runner run --progress none --db "$TMP/tls.db" --events "$TMP/tls.events" --backend kubernetes --kubeconfig "$KC" "$JOB"
 check_eq "a run over TLS with a token succeeds" "$RC" 0
 no_secret "token" "$TOKEN"
+check_ge "the event stream was written" "$(wc -l <"$TMP/tls.events")" 5
 check_eq "every request carried the token (no 401 in the log)" \
 	"$(fake_get /_fake/requests | grep -c '"status":401' || true)" 0
 
 echo "# a wrong token: 401 says which request was refused"
 user_kubeconfig "$TMP/bad.kc" "{token: SECRET-wrong-token}"
-runner run --progress none --db "$TMP/bad.db" --backend kubernetes --kubeconfig "$TMP/bad.kc" "$JOB"
+runner run --progress none --db "$TMP/bad.db" --events "$TMP/bad.events" --backend kubernetes --kubeconfig "$TMP/bad.kc" "$JOB"
 check_eq "run exits 3" "$RC" 3
 check_match "the error names the verb and the object" "$(cat "$TMP/err")" \
 	"unauthorized: cannot get warmpools 'sandbox' in namespace 'default'"
@@ -89,7 +92,7 @@ printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential",
 EOF
 chmod +x "$TMP/plugin.sh"
 user_kubeconfig "$TMP/exec.kc" "{exec: {apiVersion: client.authentication.k8s.io/v1, command: $TMP/plugin.sh, interactiveMode: Never, env: [{name: PLUGIN_TOKEN, value: $TOKEN}]}}"
-runner run --progress none --db "$TMP/exec.db" --backend kubernetes --kubeconfig "$TMP/exec.kc" "$JOB"
+runner run --progress none --db "$TMP/exec.db" --events "$TMP/exec.events" --backend kubernetes --kubeconfig "$TMP/exec.kc" "$JOB"
 check_eq "a run authenticated by an exec plugin succeeds" "$RC" 0
 check_eq "the plugin ran once for the whole run" "$(wc -l <"$TMP/plugin.count")" 1
 no_secret "exec token" "$TOKEN"
@@ -136,7 +139,7 @@ jobs:
       - {name: wait, type: Command, command: [sleep, "2"]}
       - {name: after, type: Command, command: [echo, rotated]}
 EOF
-"$ARL_BATCH" run --progress none --db "$TMP/file.db" --kubeconfig "$TMP/file.kc" "$TMP/slow.yaml" \
+"$ARL_BATCH" run --progress none --db "$TMP/file.db" --events "$TMP/file.events" --kubeconfig "$TMP/file.kc" "$TMP/slow.yaml" \
 	>"$TMP/out" 2>"$TMP/err" &
 pid=$!
 sleep 1

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Hostile input: adversarial job files and datasets (alias bombs, deep nesting, huge numbers,
+# invalid UTF-8, NUL bytes, terminal escapes, a 100 MB scalar; generated here, not committed) make
+# `validate` exit 2 within a second or two with a clear message, in bounded memory (GNU time's
+# maximum RSS under 200 MB). `query` refusing writes and ATTACH is covered by
+# test_run_semantics.sh, credentials in outputs, events and databases by test_k8s_auth.sh.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+if [ ! -x /usr/bin/time ]; then
+	echo "SKIP: GNU time (/usr/bin/time, Debian package 'time') is not installed"
+	exit 77
+fi
+require_tools python3
+make_tmp
+cd "$TMP"
+mkdir data
+
+python3 - <<'PY'
+head = 'version: 1\npools: {p: {}}\n'
+job = '  - {name: j, steps: [{type: Command, command: ["true"]}]}\n'
+# Billion laughs: 10^9 nodes through 10 levels of aliases.
+lines = [head + 'x-a0: &a0 [x, x, x, x, x, x, x, x, x, x]']
+for i in range(1, 10):
+    lines.append(f'x-a{i}: &a{i} [' + ', '.join([f'*a{i - 1}'] * 10) + ']')
+open('bomb.yaml', 'w').write('\n'.join(lines) + '\njobs:\n  - {name: j, labels: *a9, steps: []}\n')
+open('deep-flow.yaml', 'w').write(head + 'jobs: ' + '[' * 100000 + ']' * 100000 + '\n')
+open('deep-block.yaml', 'w').write(head + 'jobs:\n' + ''.join('  ' * i + f'k{i}:\n' for i in range(1, 200)))
+open('huge-numbers.yaml', 'w').write(head + 'concurrency: 99999999999999999999999999999999\njobs:\n'
+     '  - {name: j, retries: 1e400, timeout: 99999999999999999999h, steps: [{type: Command, command: ["true"]}]}\n')
+open('bad-utf8.yaml', 'wb').write(head.encode() + b'jobs:\n  - {name: "j\xff\xfe", steps: [{type: Command, command: ["true"]}]}\n')
+open('overlong-utf8.yaml', 'wb').write(head.encode() + b'jobs:\n  - {name: "j\xc0\xaf", steps: [{type: Command, command: ["true"]}]}\n')
+open('escapes.yaml', 'wb').write(head.encode() + b'jobs:\n  - {name: "j\x1b[31mred\x1b]0;title\x07", steps: [{type: Command, command: ["true"]}]}\n')
+open('nul.yaml', 'wb').write(head.encode() + b'jobs:\n  - {name: j\x00x, steps: [{type: Command, command: ["true"]}]}\n')
+big = 'aaaaaaaaaaaaaaaa' * (100 * 1024 * 1024 // 16)
+with open('scalar-100mb.yaml', 'w') as f:
+    f.write(head + 'jobs:\n  - {name: j, steps: [{type: FilePatch, path: /workspace/x, content: "' + big + '"}]}\n')
+with open('scalar-12mb.yaml', 'w') as f:
+    f.write(head + 'jobs:\n  - {name: j, steps: [{type: FilePatch, path: /workspace/x, content: "' + big[:12 << 20] + '"}]}\n')
+# Datasets
+open('data/deep.jsonl', 'w').write('{"a": ' + '[' * 100000 + ']' * 100000 + '}\n')
+open('data/bad-utf8.jsonl', 'wb').write(b'{"a": "x"}\n{"a": "\xff"}\n')
+open('data/nul.jsonl', 'wb').write(b'{"a": "x"}\x00\n')
+open('data/nul.csv', 'wb').write(b'a,b\n1,\x002\n')
+open('data/deep.json', 'w').write('[' * 100000 + ']' * 100000)
+for n in ['deep.jsonl', 'bad-utf8.jsonl', 'nul.jsonl', 'nul.csv', 'deep.json']:
+    open(f'ds-{n.replace(".", "-")}.yaml', 'w').write(
+        head + f'jobs:\n  - name: "j-{{{{ item.a }}}}"\n    foreach: {{file: data/{n}}}\n'
+        '    steps: [{type: Command, command: ["true"]}]\n')
+PY
+
+# refuse FILE REGEX: validate exits 2, fast, in bounded memory, with a message matching REGEX.
+refuse() {
+	local f=$1 re=$2 t0 ms rss
+	t0=$(now_ms)
+	set +e
+	/usr/bin/time -o "$TMP/time" -f '%M' "$ARL_BATCH" validate "$f" >"$TMP/out" 2>"$TMP/err"
+	RC=$?
+	set -e
+	ms=$(($(now_ms) - t0))
+	rss=$(tail -n 1 "$TMP/time")
+	check_eq "$f: validate exits 2" "$RC" 2
+	check_match "$f: the message says why" "$(head -c 2000 "$TMP/err")" "$re"
+	check_le "$f: refused within 3 s (ms)" "$ms" 3000
+	check_le "$f: peak RSS under 200 MB (KB)" "$rss" 204800
+}
+
+refuse bomb.yaml 'alias expansion exceeds 1000000 nodes \(is this an alias bomb\?\)'
+refuse deep-flow.yaml 'nesting deeper than 64 levels'
+refuse deep-block.yaml 'nesting deeper than 64 levels'
+refuse huge-numbers.yaml "'concurrency' must be an integer"
+check_match "huge-numbers.yaml: retries refused too" "$(cat "$TMP/err")" "'retries'"
+check_match "huge-numbers.yaml: timeout refused too" "$(cat "$TMP/err")" "timeout"
+refuse bad-utf8.yaml 'invalid UTF-8 \(byte 0xff\)'
+refuse overlong-utf8.yaml 'invalid UTF-8'
+refuse nul.yaml 'NUL byte in a job file'
+check "nul.yaml: the NUL is not echoed to the terminal" bash -c "! grep -qaP '\\x00' '$TMP/err'"
+refuse escapes.yaml 'control characters are not allowed'
+check "escapes.yaml: no escape sequence is echoed to the terminal" bash -c "! grep -qaP '[\\x1b\\x07]' '$TMP/err'"
+refuse scalar-100mb.yaml 'exceeds the limit of 16777216 bytes'
+refuse scalar-12mb.yaml 'scalar of [0-9]+ bytes exceeds the limit of 8388608 bytes'
+refuse ds-deep-jsonl.yaml 'data/deep.jsonl:1:[0-9]+: error: invalid JSON'
+refuse ds-deep-json.yaml 'data/deep.json:1:[0-9]+: error: '
+refuse ds-bad-utf8-jsonl.yaml 'data/bad-utf8.jsonl:.*not valid UTF-8'
+refuse ds-nul-jsonl.yaml 'data/nul.jsonl:1:11: error: NUL byte in a dataset'
+refuse ds-nul-csv.yaml 'data/nul.csv:2:3: error: NUL byte in a dataset'
+
+summary
