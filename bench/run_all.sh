@@ -6,7 +6,7 @@
 # to stderr as it runs. Not a test: figures only.
 #
 # Usage: bench/run_all.sh
-# Env (sizes; defaults keep the whole suite near 8 minutes on 2 cores):
+# Env (sizes; defaults keep the whole suite near 5 minutes on 2 cores):
 #   LOCAL_N=1000 LOCAL_ROUNDS=3  SCALE_SIZES="1000 10000 100000"  STORE_TOTAL=1000000
 #   STORE_N1=10000  K8S_ROUNDS=2  K8S_LEVELS="1 16 64 256"  K8S_QPS_LEVELS="64 256"
 set -euo pipefail
