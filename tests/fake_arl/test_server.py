@@ -694,7 +694,10 @@ class OperatorTest(ServerTest):
             "--pending-interval", "0.2")
 
     def test_pool_status_and_pods(self):
-        wp = self.wait_obj(NS + "/warmpools/pool-a", lambda o: (o.get("status") or {}).get("readyReplicas") == 2)
+        # The server is shared with the other operator tests: wait until their sandboxes are gone.
+        wp = self.wait_obj(NS + "/warmpools/pool-a",
+                           lambda o: (o.get("status") or {}).get("readyReplicas") == 2
+                           and (o.get("status") or {}).get("allocatedReplicas") == 0)
         self.assertEqual(wp["status"]["allocatedReplicas"], 0)
         pods = self.c.get("/api/v1/namespaces/default/pods?labelSelector=arl.infra.io%2Fpool%3Dpool-a").json["items"]
         self.assertEqual(len(pods), 2)
@@ -828,8 +831,10 @@ class OperatorTest(ServerTest):
         self.wait_gone(NS + "/sandboxes/op-k")
         # ttlSecondsAfterFinished
         self.ready_sandbox("op-ttl", keepAlive=True)
-        self.run_task("op-ttl1", "op-ttl", [cmd("x", "true")], ttlSecondsAfterFinished=1)
-        self.wait_gone(NS + "/tasks/op-ttl1", timeout=5)
+        # 3 s, not 1: on a loaded machine the poll below could miss a 1 s window between
+        # "finished" and "deleted".
+        self.run_task("op-ttl1", "op-ttl", [cmd("x", "true")], ttlSecondsAfterFinished=3)
+        self.wait_gone(NS + "/tasks/op-ttl1", timeout=10)
         # idleTimeoutSeconds counts from lastTaskTime (never set before a first Task)
         self.ready_sandbox("op-idle", keepAlive=True, idleTimeoutSeconds=1)
         time.sleep(1.5)
