@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "util.h"
 #include "banned.h"
 
 const char *arl_cli_db_path(const char *opt)
@@ -21,4 +22,15 @@ int arl_cli_color(int fd)
 	const char *nc = getenv("NO_COLOR");
 
 	return isatty(fd) && !(nc && *nc);
+}
+
+char *arl_cli_state_dir(const char *opt, const char *db)
+{
+	const char *xdg = getenv("XDG_STATE_HOME");
+
+	if (opt && *opt)
+		return arl_xstrdup(opt);
+	if (xdg && *xdg)
+		return arl_xasprintf("%s/arl-batch", xdg);
+	return arl_xasprintf("%s.sandboxes", db);
 }

@@ -22,6 +22,12 @@ int cmd_pool(int argc, char **argv);
 
 /* The results database: --db, else $ARL_BATCH_DB, else ./arl-batch.db (borrowed). */
 const char *arl_cli_db_path(const char *opt);
+/*
+ * Where local sandboxes live: @opt (--state-dir), else $XDG_STATE_HOME/arl-batch, else
+ * "<db>.sandboxes" beside the database. Returns a new string.
+ */
+char *arl_cli_state_dir(const char *opt, const char *db);
+
 /* True when stdout/stderr should be coloured: a TTY, NO_COLOR unset. */
 int arl_cli_color(int fd);
 

@@ -34,7 +34,7 @@ int cmd_gc(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *db = NULL, *state = NULL, *xdg = getenv("XDG_STATE_HOME");
+	const char *db = NULL, *state = NULL;
 	bool yes = false;
 	char *dir;
 	int c, n;
@@ -60,13 +60,7 @@ int cmd_gc(int argc, char **argv)
 			return ARL_EXIT_USAGE;
 		}
 	}
-	/* The same rule as `run` uses to place sandboxes. */
-	if (state)
-		dir = arl_xstrdup(state);
-	else if (xdg && *xdg)
-		dir = arl_xasprintf("%s/arl-batch", xdg);
-	else
-		dir = arl_xasprintf("%s.sandboxes", arl_cli_db_path(db));
+	dir = arl_cli_state_dir(state, arl_cli_db_path(db));
 	n = arl_local_gc(dir, yes, stdout, &err);
 	if (n < 0)
 		fprintf(stderr, "arl-batch: %s\n", err.msg);

@@ -182,18 +182,6 @@ static char *default_run_name(struct arl_jobfile *const *files, size_t n)
 	return s;
 }
 
-/* --state-dir, else $XDG_STATE_HOME/arl-batch, else "<db>.sandboxes" beside the database. */
-static char *state_dir(const struct arl_run_opts *o, const char *db)
-{
-	const char *xdg = getenv("XDG_STATE_HOME");
-
-	if (o->state_dir)
-		return arl_xstrdup(o->state_dir);
-	if (xdg && *xdg)
-		return arl_xasprintf("%s/arl-batch", xdg);
-	return arl_xasprintf("%s.sandboxes", db);
-}
-
 static int install_signals(void)
 {
 	struct sigaction sa;
@@ -485,7 +473,7 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 		arl_error_errno(&err, errno, "cannot create pipes");
 		goto fail_run;
 	}
-	sdir = state_dir(o, db);
+	sdir = arl_cli_state_dir(o->state_dir, db);
 	bo = (struct arl_backend_opts){.state_dir = sdir,
 	                               .run_id = r.run_id,
 	                               .run_name = r.run_name,

@@ -16,10 +16,9 @@ static char *lock_path(const char *db, const char *name)
 {
 	char safe[64];
 	size_t n = 0;
-	uint64_t h = 1469598103934665603ULL;
+	uint64_t h = arl_fnv1a(name);
 
 	for (const char *p = name; *p; p++) {
-		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
 		if (n < sizeof(safe) - 1)
 			safe[n++] = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 			                    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'

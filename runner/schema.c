@@ -551,19 +551,10 @@ static void parse_pool_ref(struct sctx *c, const struct arl_node *jn, const stru
 	free(name);
 }
 
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
 /* The open-addressing slot holding @name, or the empty slot where it belongs. */
 static struct name_slot *name_slot(struct sctx *c, const char *name)
 {
-	size_t mask = c->nnames_cap - 1, i = hash_str(name) & mask;
+	size_t mask = c->nnames_cap - 1, i = arl_fnv1a(name) & mask;
 
 	while (c->names[i].name && strcmp(c->names[i].name, name))
 		i = (i + 1) & mask;

@@ -28,21 +28,11 @@ int arl_select_parse_shard(const char *s, unsigned *index, unsigned *count)
 	return 0;
 }
 
-/* FNV-1a: stable across machines and versions, which is all a shard split needs. */
-static uint64_t key_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
 static bool wanted(const struct arl_job *j, const struct arl_select *sel)
 {
 	if (sel->only && fnmatch(sel->only, j->name, 0) != 0 && fnmatch(sel->only, j->key, 0) != 0)
 		return false;
-	if (sel->shard_count && key_hash(j->key) % sel->shard_count != sel->shard_index - 1)
+	if (sel->shard_count && arl_fnv1a(j->key) % sel->shard_count != sel->shard_index - 1)
 		return false;
 	return true;
 }

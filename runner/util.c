@@ -306,3 +306,12 @@ size_t arl_utf8_prefix(const char *s, size_t w)
 	}
 	return i;
 }
+
+uint64_t arl_fnv1a(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}

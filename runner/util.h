@@ -38,6 +38,12 @@ int64_t arl_wall_ms(void);
 /* True when @s is a DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 chars. */
 bool arl_is_dns_label(const char *s);
 
+/*
+ * FNV-1a of a string: stable across machines and versions, which is what shard splits, lock
+ * file names and hash tables need (not a cryptographic hash).
+ */
+uint64_t arl_fnv1a(const char *s);
+
 /* Levenshtein distance, capped; for did-you-mean suggestions. */
 unsigned arl_edit_distance(const char *a, const char *b);
 
