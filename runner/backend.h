@@ -28,8 +28,8 @@ struct arl_backend_opts {
 	/* kubernetes */
 	const char *kubeconfig;   /* --kubeconfig; NULL: $KUBECONFIG, ~/.kube/config, in-cluster */
 	const char *kube_context; /* --context; NULL: the current context */
-	double kube_qps;          /* --kube-qps; 0: 50 */
-	int kube_burst;           /* --kube-burst; 0: 100 */
+	double kube_qps;          /* --kube-qps; 0: scaled to the pools' replicas */
+	int kube_burst;           /* --kube-burst; 0: scaled likewise */
 };
 
 /* What the scheduler knows of the attempt a sandbox is for (names, labels, owner). */

@@ -332,6 +332,28 @@ static void kube_close(void *state)
 }
 
 /*
+ * The client-side rate limit. A fixed default would cap a wide run below what the server
+ * can take (50 req/s is ~12 one-step jobs/s), so unless --kube-qps/--kube-burst say otherwise
+ * it scales with the sandboxes that can be in flight: 10 requests/s each (a one-step job makes
+ * 4), and a burst that lets every one of them start at once. Server refusals are handled by
+ * backing off, not by this limit.
+ */
+static void set_rate(struct arl_k8s_opts *co, const struct arl_backend_opts *o,
+                     const struct arl_pool *const *pools, size_t npools)
+{
+	int inflight = 0;
+
+	for (size_t i = 0; i < npools; i++)
+		inflight += pools[i]->replicas;
+	co->qps = 10.0 * inflight < ARL_K8S_DEFAULT_QPS ? ARL_K8S_DEFAULT_QPS : 10.0 * inflight;
+	co->burst = 2 * inflight < ARL_K8S_DEFAULT_BURST ? ARL_K8S_DEFAULT_BURST : 2 * inflight;
+	if (o->kube_qps > 0)
+		co->qps = o->kube_qps;
+	if (o->kube_burst > 0)
+		co->burst = o->kube_burst;
+}
+
+/*
  * Once per run: configuration and client, a run label unique across databases, every
  * WarmPool checked (created and waited for with `create:`), then the two watches per
  * namespace. Anything wrong here fails the run before a job starts.
@@ -352,8 +374,7 @@ static int kube_open(void **state, const struct arl_backend_opts *o,
 	k->capture_max = o->capture_max ? o->capture_max : ARL_SPAWN_DEFAULT_CAPTURE;
 	ko.path = o->kubeconfig;
 	ko.context = o->kube_context;
-	co.qps = o->kube_qps;
-	co.burst = o->kube_burst;
+	set_rate(&co, o, pools, npools);
 	if (arl_kubeconfig_load(&kc, &ko, err) < 0)
 		goto fail;
 	arl_kubeconfig_describe(kc, &info);
