@@ -13,7 +13,7 @@
 # Usage: bench/k8s_throughput.sh [ROUNDS] [C...]     (default 3, levels 1 16 64 256)
 # Env:   ARL_BATCH=path to skip the release build; BENCH_TSV=file for bench/run_all.sh;
 #        K8S_JOBS_MIN (8) and K8S_JOBS_PER (2): N = max(K8S_JOBS_MIN, K8S_JOBS_PER * C);
-#        K8S_QPS=Q runs arl-batch with --kube-qps Q --kube-burst Q (default: its own 50/100).
+#        K8S_QPS=Q runs arl-batch with --kube-qps Q --kube-burst Q (default: its own, scaled to the pool).
 set -euo pipefail
 rounds=${1:-3}
 shift || true

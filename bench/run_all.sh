@@ -8,7 +8,7 @@
 # Usage: bench/run_all.sh
 # Env (sizes; defaults keep the whole suite near 5 minutes on 2 cores):
 #   LOCAL_N=1000 LOCAL_ROUNDS=3  SCALE_SIZES="1000 10000 100000"  STORE_TOTAL=1000000
-#   STORE_N1=10000  K8S_ROUNDS=2  K8S_LEVELS="1 16 64 256"  K8S_QPS_LEVELS="64 256"
+#   STORE_N1=10000  K8S_ROUNDS=2  K8S_LEVELS="1 16 64 256"
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${BENCH_BUILD:-$src/build-release}
@@ -25,9 +25,6 @@ start=$(date +%s)
 "$src/bench/store_scale.sh" "${STORE_TOTAL:-1000000}" "${STORE_N1:-10000}" 5 >&2
 # shellcheck disable=SC2086
 "$src/bench/k8s_throughput.sh" "${K8S_ROUNDS:-2}" ${K8S_LEVELS:-1 16 64 256} >&2
-# The same with arl-batch's client-side rate limit (--kube-qps 50 --kube-burst 100) lifted.
-# shellcheck disable=SC2086
-K8S_QPS=100000 "$src/bench/k8s_throughput.sh" "${K8S_ROUNDS:-2}" ${K8S_QPS_LEVELS:-64 256} >&2
 
 echo
 echo "arl-batch $("$ARL_BATCH" --version 2>/dev/null | head -n1 | sed 's/^arl-batch //'), $(nproc) CPUs," \
