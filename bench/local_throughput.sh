@@ -3,16 +3,24 @@
 # Wall time of N one-step `true` jobs at -j 2, every result recorded in SQLite, beside
 # `xargs -P 2` running the same N commands and a shell loop starting the same bwrap sandboxes
 # two at a time, and GNU parallel (`parallel -j 2 --joblog`) running the same N commands.
+# Each side's CPU time (user + sys, its processes and theirs) is printed too: on a shared
+# 2-core machine the wall times swing with the load, the CPU times much less.
 # Usage: bench/local_throughput.sh [N] [ROUNDS]  (builds a release binary first)
-# Env: BENCH_TSV=file appends machine-readable rows for bench/run_all.sh.
+# Env: BENCH_TSV=file appends machine-readable rows for bench/run_all.sh;
+#      BENCH_BIN=path measures that arl-batch binary instead (nothing is built), e.g. to
+#      compare two builds in turn.
 set -euo pipefail
 n=${1:-1000}
 rounds=${2:-3}
 src=$(cd "$(dirname "$0")/.." && pwd)
-build=${BENCH_BUILD:-$src/build-release}
-cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" --target arl-batch -j2 >/dev/null
-bin=$build/arl-batch
+if [ -n "${BENCH_BIN:-}" ]; then
+	bin=$(cd "$(dirname "$BENCH_BIN")" && pwd)/$(basename "$BENCH_BIN")
+else
+	build=${BENCH_BUILD:-$src/build-release}
+	cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build "$build" --target arl-batch -j2 >/dev/null
+	bin=$build/arl-batch
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -30,33 +38,49 @@ YAML
 done
 seq 1 "$n" | sed 's/.*/{"i": &}/' >"$tmp/items.jsonl"
 
-now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 bwrap_argv="--die-with-parent --unshare-pid --unshare-net --ro-bind /usr /usr --ro-bind /etc /etc --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --proc /proc --dev /dev --tmpfs /tmp --bind $tmp/ws /workspace --chdir /workspace"
 mkdir -p "$tmp/ws"
 
-declare -A t
+declare -A t c
 have_parallel=
 if parallel --version 2>/dev/null | grep -q 'GNU parallel'; then have_parallel=1; else echo "GNU parallel is not installed (Debian package parallel): that comparison is skipped"; fi
 tsv() { [ -z "${BENCH_TSV:-}" ] || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_TSV"; }
+
+# The sides; $r is the round. Their own output is not part of the measure.
+side_xargs() { seq 1 "$n" | xargs -P 2 -n 1 sh -c 'true' _; }
+side_parallel() { seq 1 "$n" | parallel -j 2 --joblog "$tmp/joblog-$r" sh -c true _; }
+side_none() { (cd "$tmp" && "$bin" run --db "$tmp/none-$r.db" --progress none -j 2 bench-none.yaml 2>/dev/null); }
+side_bwraploop() { seq 1 "$n" | xargs -P 2 -n 1 sh -c "bwrap $bwrap_argv true" _; }
+side_bwrap() { (cd "$tmp" && "$bin" run --db "$tmp/bwrap-$r.db" --progress none -j 2 bench-bwrap.yaml 2>/dev/null); }
+
+# Wall (bash's `time`: real) and CPU (user + sys of the side's processes, children included).
+TIMEFORMAT='%R %U %S'
+measure() {
+	local w u s
+	read -r w u s < <({ time "side_$1" >/dev/null 2>&1; } 2>&1)
+	t[$1]+="$w "
+	c[$1]+="$(echo "$u + $s" | bc) "
+}
 for r in $(seq 1 "$rounds"); do
 	# Alternate the sides within a round so that machine noise hits both.
-	s=$(now); seq 1 "$n" | xargs -P 2 -n 1 sh -c 'true' _ ; t[xargs]+="$(echo "$(now) - $s" | bc) "
-	if [ -n "$have_parallel" ]; then
-		s=$(now); seq 1 "$n" | parallel -j 2 --joblog "$tmp/joblog-$r" sh -c true _ ; t[parallel]+="$(echo "$(now) - $s" | bc) "
-	fi
-	s=$(now); (cd "$tmp" && "$bin" run --db "$tmp/none-$r.db" --progress none -j 2 bench-none.yaml 2>/dev/null); t[none]+="$(echo "$(now) - $s" | bc) "
-	s=$(now); seq 1 "$n" | xargs -P 2 -n 1 sh -c "bwrap $bwrap_argv true" _ ; t[bwraploop]+="$(echo "$(now) - $s" | bc) "
-	s=$(now); (cd "$tmp" && "$bin" run --db "$tmp/bwrap-$r.db" --progress none -j 2 bench-bwrap.yaml 2>/dev/null); t[bwrap]+="$(echo "$(now) - $s" | bc) "
+	measure xargs
+	[ -z "$have_parallel" ] || measure parallel
+	measure none
+	measure bwraploop
+	measure bwrap
 done
 recorded=$(sqlite3 "$tmp/bwrap-1.db" "SELECT count(*) FROM jobs WHERE state='Succeeded'")
+recorded_none=$(sqlite3 "$tmp/none-1.db" "SELECT count(*) FROM jobs WHERE state='Succeeded'")
 
-printf '%d jobs, -j 2, median of %d rounds (seconds); every arl-batch result in SQLite (%s recorded)\n' "$n" "$rounds" "$recorded"
-printf '%-40s %8s\n' "side" "wall"
+printf '%d jobs, -j 2, median of %d rounds (seconds); every arl-batch result in SQLite (%s + %s recorded)\n' \
+	"$n" "$rounds" "$recorded_none" "$recorded"
+printf '%-40s %8s %8s\n' "side" "wall" "cpu"
 for k in xargs parallel none bwraploop bwrap; do
 	[ -n "${t[$k]:-}" ] || continue
 	m=$(echo "${t[$k]}" | tr ' ' '\n' | grep . | median)
-	declare "m_$k=$m"
+	mc=$(echo "${c[$k]}" | tr ' ' '\n' | grep . | median)
+	declare "m_$k=$m" "c_$k=$mc"
 	case $k in
 	xargs) label="xargs -P 2 sh -c true" ;;
 	parallel) label="parallel -j 2 --joblog sh -c true" ;;
@@ -64,12 +88,15 @@ for k in xargs parallel none bwraploop bwrap; do
 	bwraploop) label="xargs -P 2 bwrap ... true (bare loop)" ;;
 	bwrap) label="arl-batch, isolation: bwrap" ;;
 	esac
-	printf '%-40s %8.3f\n' "$label" "$m"
+	printf '%-40s %8.3f %8.3f\n' "$label" "$m" "$mc"
 done
 r() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 tsv local "N=$n isolation none: wall s (vs xargs -P 2)" "$(printf %.3f "$m_none")" "$(printf %.3f "$m_xargs")" "$(r "$m_none" "$m_xargs")" "target <= 1.3"
 [ -z "$have_parallel" ] || tsv local "N=$n isolation none: wall s (vs parallel --joblog)" "$(printf %.3f "$m_none")" "$(printf %.3f "$m_parallel")" "$(r "$m_none" "$m_parallel")" "target <= 0.33 (3x faster)"
 tsv local "N=$n isolation bwrap: wall s (vs bare bwrap loop)" "$(printf %.3f "$m_bwrap")" "$(printf %.3f "$m_bwraploop")" "$(r "$m_bwrap" "$m_bwraploop")" "target <= 1.2; $recorded recorded"
+tsv local "N=$n isolation none: CPU s, user+sys (vs xargs -P 2)" "$(printf %.3f "$c_none")" "$(printf %.3f "$c_xargs")" "$(r "$c_none" "$c_xargs")" "children included; steadier than wall"
+tsv local "N=$n isolation bwrap: CPU s, user+sys (vs bare bwrap loop)" "$(printf %.3f "$c_bwrap")" "$(printf %.3f "$c_bwraploop")" "$(r "$c_bwrap" "$c_bwraploop")" "children included; steadier than wall"
 [ -z "$have_parallel" ] || printf 'ratio none/parallel: %.2f\n' "$(r "$m_none" "$m_parallel")"
-printf 'ratio none/xargs: %.2f   ratio bwrap/bare-bwrap: %.2f\n' \
-	"$(echo "$m_none / $m_xargs" | bc -l)" "$(echo "$m_bwrap / $m_bwraploop" | bc -l)"
+printf 'ratio none/xargs: %.2f   ratio bwrap/bare-bwrap: %.2f   (cpu: %.2f and %.2f)\n' \
+	"$(echo "$m_none / $m_xargs" | bc -l)" "$(echo "$m_bwrap / $m_bwraploop" | bc -l)" \
+	"$(echo "$c_none / $c_xargs" | bc -l)" "$(echo "$c_bwrap / $c_bwraploop" | bc -l)"

@@ -43,6 +43,8 @@
 #include "backend.h"
 #include "buf.h"
 #include "k8s_client.h"
+#include "k8s_throttle.h"
+#include "k8s_gc.h"
 #include "k8s_text.h"
 #include "kubeconfig.h"
 #include "spawn.h"
@@ -50,17 +52,18 @@
 #include "warmpool.h"
 #include "banned.h"
 
-#define K8S_RUN_LABEL     "arl.infra.io/run"
+#define K8S_RUN_LABEL     ARL_K8S_GC_RUN_LABEL
 #define K8S_JOB_LABEL     "arl.infra.io/job"
 #define K8S_SANDBOX_LABEL "arl.infra.io/sandbox"
 #define K8S_ATTEMPT_LABEL "arl.infra.io/attempt"
-#define K8S_HOST_LABEL    "arl.infra.io/owner-host"
-#define K8S_PID_LABEL     "arl.infra.io/owner-pid"
-#define K8S_MANAGED_LABEL "app.kubernetes.io/managed-by"
+#define K8S_MANAGED_LABEL ARL_K8S_GC_MANAGED_LABEL
 #define K8S_TASK_TTL_S    600    /* ttlSecondsAfterFinished: a Task we fail to delete */
 #define K8S_IDLE_MARGIN_S 600    /* idleTimeoutSeconds = the job's timeout + this */
 #define K8S_GRACE_MS      2000   /* past the operator's timer, before we give up */
 #define K8S_CLEANUP_MS    60000  /* how long a DELETE may keep retrying */
+#define K8S_CANCEL_CLEANUP_MS 5000 /* ... once the run is cancelled, from then on */
+#define K8S_LAST_TRY_MS   1000   /* ... but each DELETE gets one try of this long */
+#define K8S_RECHECK_MS    5000   /* a step's deadline passed: one GET of its Task */
 #define K8S_DRAIN_MS      10000  /* close(): wait this long for deletions to be seen */
 #define K8S_POOL_READY_MS 300000 /* open(): a created pool must be ready within this */
 
@@ -78,7 +81,7 @@ struct kube {
 	struct arl_k8s *c;
 	char run_label[64];
 	char owner_label[96]; /* "arl.infra.io/run=<run_label>": label and selector */
-	char host[64], pid[16];
+	struct arl_k8s_owner owner;
 	int64_t run_id;
 	int cancel_fd;
 	size_t capture_max;
@@ -86,8 +89,10 @@ struct kube {
 	size_t nns;
 	struct kpool *pools;
 	size_t npools;
-	pthread_mutex_t mu; /* guards live; lock order: alone */
+	pthread_mutex_t mu; /* guards live, throttle, cancelled_at; lock order: alone */
 	struct arl_sandbox *live;
+	struct arl_k8s_throttle *throttle; /* creates in flight; made by the first acquire */
+	int64_t cancelled_at;              /* arl_now_ms() when cleanup first saw the cancel */
 };
 
 struct arl_sandbox {
@@ -148,8 +153,7 @@ static void add_labels(cJSON *meta, const struct kube *k, const struct arl_sandb
 	cJSON_AddStringToObject(l, K8S_RUN_LABEL, k->run_label);
 	cJSON_AddStringToObject(l, K8S_JOB_LABEL, sb->job_label);
 	cJSON_AddStringToObject(l, K8S_ATTEMPT_LABEL, sb->attempt);
-	cJSON_AddStringToObject(l, K8S_HOST_LABEL, k->host);
-	cJSON_AddStringToObject(l, K8S_PID_LABEL, k->pid);
+	arl_k8s_gc_add_labels(l, &k->owner);
 	cJSON_AddStringToObject(l, K8S_MANAGED_LABEL, "arl-batch");
 }
 
@@ -169,6 +173,41 @@ static struct arl_k8s_req obj_req(const char *method, const char *verb, const ch
 	return r;
 }
 
+/* The creation window's changes, a few lines per outage however many requests it refused. */
+static void on_window(void *arg, enum arl_k8s_throttle_change what, int from, int to)
+{
+	(void)arg;
+	if (what == ARL_K8S_THROTTLE_RECOVERED)
+		log_line("arl-batch: kubernetes: server answering again, creation window grew back "
+		         "from %d to %d",
+		         from, to);
+	else
+		log_line("arl-batch: kubernetes: server refusing, creation window %d -> %d%s", from,
+		         to, to == 1 ? " (one create at a time)" : "");
+}
+
+/*
+ * The window of Sandbox and Task creates in flight (k8s_throttle.h), made on first use. It
+ * starts at, and never grows past, the sandboxes the run can hold at once (the pools'
+ * replicas): creates beyond that are never in flight anyway.
+ */
+static struct arl_k8s_throttle *throttle_of(struct kube *k)
+{
+	struct arl_k8s_throttle *t;
+
+	pthread_mutex_lock(&k->mu);
+	if (!k->throttle) {
+		int max = 0;
+
+		for (size_t i = 0; i < k->npools; i++)
+			max += k->pools[i].pool->replicas > 0 ? k->pools[i].pool->replicas : 1;
+		k->throttle = arl_k8s_throttle_new(max, on_window, NULL);
+	}
+	t = k->throttle;
+	pthread_mutex_unlock(&k->mu);
+	return t;
+}
+
 /* POSTs @body as a new object; the caller has tracked its name in the watch. */
 static int create_obj(struct kube *k, const char *plural, struct kns *ns, const char *name,
                       const cJSON *body, int64_t deadline, bool *maybe_created, struct arl_err *err)
@@ -183,6 +222,9 @@ static int create_obj(struct kube *k, const char *plural, struct kns *ns, const 
 	r.deadline_ms = deadline;
 	r.cancel_fd = k->cancel_fd;
 	r.owner_label = k->owner_label;
+	/* The attempt's deadline bounds the retries, and the window how many retry at once. */
+	r.max_tries = -1;
+	r.throttle = throttle_of(k);
 	ret = arl_k8s_request(k->c, &r, &resp, err);
 	/*
 	 * Without a definite answer (no reply, a 5xx, a cancelled transfer) the object may exist
@@ -196,8 +238,28 @@ static int create_obj(struct kube *k, const char *plural, struct kns *ns, const 
 }
 
 /*
- * Deletes one of our objects, retrying for up to a minute whatever the run's state (a
- * cancelled run must still clean up); returns true when it is gone or going.
+ * A cancelled run still cleans up, but a server that does not answer must not hold its exit
+ * for long: once cleanup has seen the cancellation, deletes have K8S_CANCEL_CLEANUP_MS from
+ * that moment. Returns that deadline, or 0 while the run is not cancelled.
+ */
+static int64_t cancel_cleanup_deadline(struct kube *k)
+{
+	int64_t at;
+
+	if (!fd_cancelled(k->cancel_fd))
+		return 0;
+	pthread_mutex_lock(&k->mu);
+	if (!k->cancelled_at)
+		k->cancelled_at = arl_now_ms();
+	at = k->cancelled_at;
+	pthread_mutex_unlock(&k->mu);
+	return at + K8S_CANCEL_CLEANUP_MS;
+}
+
+/*
+ * Deletes one of our objects, retrying (however many tries it takes: an API server that is
+ * down for a while must not make us leak) for up to K8S_CLEANUP_MS, or the cancelled run's
+ * cleanup deadline; returns true when it is gone or going.
  */
 static bool delete_obj(struct kube *k, const char *plural, struct kns *ns, const char *name)
 {
@@ -205,11 +267,28 @@ static bool delete_obj(struct kube *k, const char *plural, struct kns *ns, const
 	struct arl_k8s_req r = obj_req("DELETE", "delete", plural, ns, name, path);
 	struct arl_k8s_resp resp = ARL_K8S_RESP_INIT;
 	struct arl_err err = ARL_ERR_INIT;
+	int64_t deadline = arl_now_ms() + K8S_CLEANUP_MS;
 	bool ok = true;
+	int rc;
 
-	r.deadline_ms = arl_now_ms() + K8S_CLEANUP_MS;
-	if (arl_k8s_request(k->c, &r, &resp, &err) < 0 && resp.status != 404) {
-		log_line("arl-batch: kubernetes: %s", err.msg);
+	r.max_tries = -1;
+	for (;;) {
+		int64_t cut = cancel_cleanup_deadline(k), floor = arl_now_ms() + K8S_LAST_TRY_MS;
+
+		r.deadline_ms = cut && cut < deadline ? cut : deadline;
+		if (r.deadline_ms < floor)
+			r.deadline_ms = floor;
+		/* Not cancellable once cancelled: the deadline above is what bounds it then. */
+		r.cancel_fd = cut ? -1 : k->cancel_fd;
+		rc = arl_k8s_request(k->c, &r, &resp, &err);
+		if (rc == 0 || !resp.cancelled)
+			break;
+		/* Cancelled meanwhile: go on under the cancelled run's deadline. */
+		arl_k8s_resp_release(&resp);
+		arl_err_clear(&err);
+	}
+	if (rc < 0 && resp.status != 404) {
+		log_line("arl-batch: kubernetes: %s; it is labelled for `arl-batch gc`", err.msg);
 		ok = false;
 	}
 	arl_k8s_resp_release(&resp);
@@ -318,6 +397,14 @@ static void kube_close(void *state)
 		         "connections, %llu lists)",
 		         (unsigned long long)st.requests, (unsigned long long)st.retries,
 		         (unsigned long long)st.watch_connects, (unsigned long long)st.relists);
+		if (k->throttle) {
+			struct arl_k8s_throttle_stats ts;
+
+			arl_k8s_throttle_get_stats(k->throttle, &ts);
+			log_line("arl-batch: kubernetes: creation window %d of %d (%u decreases, %u "
+			         "increases)",
+			         ts.window, ts.max, ts.decreases, ts.increases);
+		}
 	}
 	for (size_t i = 0; i < k->nns; i++) {
 		arl_k8s_watch_stop(k->nss[i].tasks);
@@ -327,6 +414,7 @@ static void kube_close(void *state)
 	free(k->nss);
 	free(k->pools);
 	arl_k8s_free(k->c);
+	arl_k8s_throttle_free(k->throttle);
 	pthread_mutex_destroy(&k->mu);
 	free(k);
 }
@@ -354,9 +442,34 @@ static void set_rate(struct arl_k8s_opts *co, const struct arl_backend_opts *o,
 }
 
 /*
+ * What runners of this host left in our namespaces when they died (`arl-batch gc` does the
+ * same on demand): one line per object deleted. A failure here does not stop the run.
+ */
+static void sweep_dead_owners(struct kube *k)
+{
+	struct arl_k8s_gc_opts go = ARL_K8S_GC_OPTS_INIT;
+	struct arl_k8s_gc_result res;
+	struct arl_err e = ARL_ERR_INIT;
+	const char **names = arl_xcalloc(k->nns ? k->nns : 1, sizeof(*names));
+
+	for (size_t i = 0; i < k->nns; i++)
+		names[i] = k->nss[i].name;
+	go.namespaces = names;
+	go.nnamespaces = k->nns;
+	go.remove = true;
+	go.out = stderr;
+	go.prefix = "arl-batch: kubernetes: ";
+	go.cancel_fd = k->cancel_fd;
+	if (k->nns && arl_k8s_gc_sweep(k->c, &go, &res, &e) < 0 && e.code != ARL_E_CANCELLED)
+		log_line("arl-batch: kubernetes: cannot sweep what dead runners left: %s", e.msg);
+	free(names);
+}
+
+/*
  * Once per run: configuration and client, a run label unique across databases, every
- * WarmPool checked (created and waited for with `create:`), then the two watches per
- * namespace. Anything wrong here fails the run before a job starts.
+ * WarmPool checked (created and waited for with `create:`), what dead runners of this host
+ * left swept, then the two watches per namespace. Anything wrong here (but the sweep) fails
+ * the run before a job starts.
  */
 static int kube_open(void **state, const struct arl_backend_opts *o,
                      const struct arl_pool *const *pools, size_t npools, struct arl_err *err)
@@ -385,11 +498,7 @@ static int kube_open(void **state, const struct arl_backend_opts *o,
 	snprintf(tmp, sizeof(tmp), "%lld-%s", (long long)o->run_id, rnd);
 	arl_k8s_label_value(tmp, k->run_label);
 	snprintf(k->owner_label, sizeof(k->owner_label), "%s=%s", K8S_RUN_LABEL, k->run_label);
-	if (gethostname(tmp, sizeof(tmp)) < 0)
-		snprintf(tmp, sizeof(tmp), "unknown");
-	tmp[sizeof(tmp) - 1] = '\0';
-	arl_k8s_label_value(tmp, k->host);
-	snprintf(k->pid, sizeof(k->pid), "%ld", (long)getpid());
+	arl_k8s_gc_self(&k->owner);
 
 	k->pools = arl_xcalloc(npools ? npools : 1, sizeof(*k->pools));
 	for (size_t i = 0; i < npools; i++) {
@@ -413,6 +522,7 @@ static int kube_open(void **state, const struct arl_backend_opts *o,
 			goto fail;
 		}
 	}
+	sweep_dead_owners(k);
 	for (size_t i = 0; i < k->nns; i++) {
 		struct kns *ns = &k->nss[i];
 
@@ -714,6 +824,47 @@ static bool operator_failure(const struct task_view *v, bool *deadline)
 }
 
 /*
+ * The watch brought no final state by the step's deadline. Usually the step overran; but
+ * the stream may have been cut off (an API server outage) while the Task finished. One GET
+ * tells them apart: DONE with @v filled in, TIMEOUT when the Task is really not done, and
+ * ERROR (infra, @err set) when the server does not answer, since then nobody can tell what
+ * the step did, and calling it a timeout would blame the job for the platform.
+ */
+static enum arl_k8s_wait task_recheck(struct kube *k, struct arl_sandbox *sb, const char *name,
+                                      struct task_view *v, struct arl_err *err)
+{
+	char *path = arl_k8s_path(ARL_K8S_ARL_API, sb->ns->name, "tasks", name);
+	struct arl_k8s_req r = obj_req("GET", "get", "tasks", sb->ns, name, path);
+	struct arl_k8s_resp resp = ARL_K8S_RESP_INIT;
+	struct arl_err e = ARL_ERR_INIT;
+	enum arl_k8s_wait rc = ARL_K8S_WAIT_TIMEOUT;
+
+	r.deadline_ms = arl_now_ms() + K8S_RECHECK_MS;
+	r.cancel_fd = k->cancel_fd;
+	r.max_tries = -1;
+	if (arl_k8s_request(k->c, &r, &resp, &e) < 0) {
+		if (resp.cancelled) {
+			rc = ARL_K8S_WAIT_CANCELLED;
+		} else if (resp.status == 404) {
+			arl_error(err, ARL_E_BACKEND, "task '%s' was deleted before it finished",
+			          name);
+			rc = ARL_K8S_WAIT_ERROR;
+		} else {
+			arl_error(err, ARL_E_BACKEND,
+			          "task '%s': no result by the step's deadline, and the API server "
+			          "cannot be asked (%s)",
+			          name, e.msg);
+			rc = ARL_K8S_WAIT_ERROR;
+		}
+	} else if (task_settled(resp.body, false, v)) {
+		rc = ARL_K8S_WAIT_DONE;
+	}
+	arl_k8s_resp_release(&resp);
+	free(path);
+	return rc;
+}
+
+/*
  * One step as one Task. Its result maps onto ours: exitCode absent is 0 (omitempty), -1 is
  * the operator's timer (TIMEOUT), "Failed to execute command:" with exit 1 is the
  * operator's transport failing (INFRA, or TIMEOUT for its gRPC deadline), "sandbox X not
@@ -729,6 +880,7 @@ static int kube_exec(void *state, struct arl_sandbox *sb, const struct arl_step 
 	cJSON *body = cJSON_CreateObject(), *meta, *spec, *steps;
 	int64_t now = arl_now_ms(), left = ctx->deadline_ms - now, wait_until, dur_ns;
 	bool maybe = false, deadline_cut = false;
+	enum arl_k8s_wait wr;
 	int ret = -1;
 
 	if (!res->name)
@@ -773,7 +925,10 @@ static int kube_exec(void *state, struct arl_sandbox *sb, const struct arl_step 
 		}
 		goto cleanup;
 	}
-	switch (arl_k8s_watch_wait(sb->ns->tasks, name, task_settled, &v, wait_until, err)) {
+	wr = arl_k8s_watch_wait(sb->ns->tasks, name, task_settled, &v, wait_until, err);
+	if (wr == ARL_K8S_WAIT_TIMEOUT)
+		wr = task_recheck(k, sb, name, &v, err);
+	switch (wr) {
 	case ARL_K8S_WAIT_DONE:
 		break;
 	case ARL_K8S_WAIT_TIMEOUT:

@@ -35,11 +35,32 @@
  * `isolation: none` runs the program directly with the sandbox directory as /workspace:
  * workDir /workspace/x becomes DIR/x, HOME and ARL_WORKSPACE are DIR, argv is not rewritten.
  *
- * Warm pool: one preparer thread keeps up to `replicas` ready directories per pool (created,
- * workspace copied in). acquire() pops one or, when none is ready, prepares its own. Copying
- * and deleting walk directories with openat() and never follow symlinks; deletion restores
- * u+rwx on directories a step locked, and moves subtrees deeper than RM_MAX_DEPTH up to the
- * top to keep the fds held bounded.
+ * Warm pool: one preparer thread keeps up to `replicas` ready directories per pool (made or
+ * recycled, workspace copied in; without a workspace a spare counts as ready). acquire()
+ * pops one or, when none is ready, prepares its own from a spare or a new directory, and
+ * wakes the preparer only when there is work for it. Copying and deleting walk directories
+ * with openat() and never follow symlinks; deletion restores u+rwx on directories a step
+ * locked, and moves subtrees deeper than RM_MAX_DEPTH up to the top to keep the fds held
+ * bounded.
+ *
+ * Recycling: making and removing a directory per attempt is most of what a run of short jobs
+ * costs the kernel (on ext4 without a journal, every mkdir walks past each inode freed in the
+ * last minute). So release() renames the directory to the next fresh name (its old name is
+ * gone when release() returns, and every attempt records a name of its own) and keeps it as
+ * a spare for the next sandbox of any pool if it is exactly as made: empty, same inode, owner
+ * and group, mode 0700, no extended attribute (ACLs are ones), inode flags and project
+ * unchanged, not grown (ext4 directories never shrink). The worker checks the usual case, a
+ * step that left nothing behind, in seven system calls; anything else is queued for the
+ * preparer, which empties it off the worker's path (restoring the mode) and checks again.
+ * What fails the checks is deleted as before, and so is the directory of an attempt that may
+ * have left a process behind: a step killed on timeout or cancel (a dying sandbox can still
+ * write for a moment), or one whose output was still held by a process outside its group.
+ * With bwrap nothing of a step outlives it otherwise: pid 1 of the sandbox takes every
+ * process of its namespace with it. With isolation: none, a process a step detached
+ * completely (setsid, its output redirected) is out of our sight, as it always was; it keeps
+ * the directory as its working directory and could write into whichever attempt gets it
+ * next, as it could write anywhere else the user can. Spares and queued directories keep the
+ * "sb-RUN-PID-N" names, so gc finds them when their runner dies; close() deletes them.
  */
 #include "backend.h"
 #include "backend_local.h"
@@ -54,9 +75,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/xattr.h>
 #include <unistd.h>
+
+#include <linux/fs.h>
 
 #include "buf.h"
 #include "spawn.h"
@@ -72,6 +97,8 @@
 #define RM_MAX_DEPTH     32
 #define PROBE_TIMEOUT_MS 15000
 #define MKDIR_TRIES      100
+/* Released directories queued for the preparer, and spares kept, at the least. */
+#define BACKLOG_MIN 4
 
 /* A NULL-terminated vector of owned strings (argv, envp). */
 struct strvec {
@@ -79,9 +106,29 @@ struct strvec {
 	size_t n, cap;
 };
 
+/* What a step could change on a sandbox directory itself, beside its entries and mode. */
+struct dirattr {
+	dev_t dev;
+	ino_t ino;
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;        /* not compared: recycling sets 0700 again */
+	off_t size;         /* ext4 directories never shrink: a grown one is not recycled */
+	ssize_t xattrs;     /* flistxattr()'s length of the names; -1: not supported here */
+	int fsx_errno;      /* 0, or why FS_IOC_FSGETXATTR failed */
+	struct fsxattr fsx; /* inode flags (chattr), project id */
+};
+
+/* A sandbox directory and what it was like when made, to tell whether it can be recycled. */
+struct sbdir {
+	char *name; /* base name under state_dir; owned */
+	struct dirattr made;
+	bool recyclable; /* made is known and nothing in it rules reuse out */
+};
+
 struct warm_pool {
 	const struct arl_pool *pool; /* borrowed: the job file outlives the backend */
-	char **ready;                /* names of prepared, unused sandbox directories */
+	struct sbdir *ready;         /* prepared, unused sandbox directories */
 	size_t nready, cap;
 	size_t preparing; /* being prepared by the preparer right now */
 	bool failed;      /* the last preparation failed: retry only after the next acquire */
@@ -91,6 +138,9 @@ struct local {
 	char *state_dir; /* canonical, absolute */
 	int state_fd;    /* every sandbox is created and deleted relative to this fd */
 	int64_t run_id;
+	pid_t pid;      /* in sandbox names, for gc */
+	bool etc_ssh;   /* the host has /etc/ssh: bwrap hides it under a tmpfs */
+	size_t backlog; /* most directories queued for the preparer, and most spare ones */
 	size_t capture_max;
 	int cancel_fd;
 	char *bwrap;             /* absolute path; NULL when no pool uses bwrap */
@@ -101,6 +151,10 @@ struct local {
 	pthread_cond_t cv;  /* the preparer waits here for work or stopping */
 	struct warm_pool *warm;
 	size_t nwarm;
+	struct sbdir *dirty; /* released, renamed, to be emptied (oldest first) or deleted */
+	size_t ndirty, capdirty;
+	struct sbdir *spare; /* emptied and checked: the next sandboxes of any pool */
+	size_t nspare, capspare;
 	unsigned long counter;
 	bool stopping;
 	bool preparer_running;
@@ -109,9 +163,10 @@ struct local {
 
 struct arl_sandbox {
 	const struct arl_pool *pool;
-	char *name; /* base name under state_dir */
-	char *path; /* absolute */
-	char *job;  /* for messages; may be NULL */
+	struct sbdir dir; /* dir.name is the sandbox's name */
+	char *path;       /* absolute */
+	char *job;        /* for messages; may be NULL */
+	bool tainted;     /* a step may have left a process behind: delete, never recycle */
 };
 
 /* Appends @s, taking ownership of it. */
@@ -480,21 +535,61 @@ out:
 
 /* --- sandboxes ----------------------------------------------------------------------- */
 
-/* Creates a new sandbox directory for @pool, with the pool's workspace copied in. */
-static int make_sandbox(struct local *L, const struct arl_pool *pool, char **out,
-                        struct arl_err *err)
+static int dirattr_read(int fd, struct dirattr *a)
 {
-	struct arl_buf rel = ARL_BUF_INIT;
+	struct stat st;
+
+	memset(a, 0, sizeof(*a));
+	if (fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode))
+		return -1;
+	a->dev = st.st_dev;
+	a->ino = st.st_ino;
+	a->uid = st.st_uid;
+	a->gid = st.st_gid;
+	a->mode = st.st_mode;
+	a->size = st.st_size;
+	a->xattrs = flistxattr(fd, NULL, 0);
+	if (a->xattrs < 0 && errno != ENOTSUP)
+		return -1;
+	if (ioctl(fd, FS_IOC_FSGETXATTR, &a->fsx) < 0)
+		a->fsx_errno = errno ? errno : EIO;
+	return 0;
+}
+
+static bool dirattr_unchanged(const struct dirattr *now, const struct dirattr *made)
+{
+	const struct fsxattr *a = &now->fsx, *b = &made->fsx;
+
+	return now->dev == made->dev && now->ino == made->ino && now->uid == made->uid &&
+	       now->gid == made->gid && now->size <= made->size && now->xattrs == made->xattrs &&
+	       now->fsx_errno == made->fsx_errno &&
+	       (now->fsx_errno ||
+	        (a->fsx_xflags == b->fsx_xflags && a->fsx_extsize == b->fsx_extsize &&
+	         a->fsx_projid == b->fsx_projid && a->fsx_cowextsize == b->fsx_cowextsize));
+}
+
+/* The next sandbox name, "sb-RUN-PID-N": gc reads the owner's pid from it. Owned. */
+static char *next_name(struct local *L)
+{
+	unsigned long n;
+
+	pthread_mutex_lock(&L->mu);
+	n = ++L->counter;
+	pthread_mutex_unlock(&L->mu);
+	return arl_xasprintf("sb-%lld-%ld-%lu", (long long)L->run_id, (long)L->pid, n);
+}
+
+/*
+ * Makes a new, empty sandbox directory, mode 0700 whatever the umask, and notes what it is
+ * like for recycling. Returns an fd of it (the caller closes it), or -1.
+ */
+static int create_dir(struct local *L, struct sbdir *d, struct arl_err *err)
+{
 	char *name = NULL;
-	int sfd = -1, dfd = -1, ret = -1;
+	int dfd;
 
 	for (int i = 0; i < MKDIR_TRIES && !name; i++) {
-		unsigned long n;
-
-		pthread_mutex_lock(&L->mu);
-		n = ++L->counter;
-		pthread_mutex_unlock(&L->mu);
-		name = arl_xasprintf("sb-%lld-%ld-%lu", (long long)L->run_id, (long)getpid(), n);
+		name = next_name(L);
 		if (mkdirat(L->state_fd, name, 0700) == 0)
 			break;
 		if (errno != EEXIST) {
@@ -512,8 +607,43 @@ static int make_sandbox(struct local *L, const struct arl_pool *pool, char **out
 	/* Exactly 0700, whatever the umask: the workspace is private to its sandbox. */
 	dfd = openat(L->state_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0 || fchmod(dfd, 0700) < 0) {
+		struct arl_err ignored = ARL_ERR_INIT;
+
 		arl_error_errno(err, errno, "cannot open sandbox '%s/%s'", L->state_dir, name);
-		goto out;
+		if (dfd >= 0)
+			close(dfd);
+		rm_tree(L->state_fd, name, &ignored);
+		free(name);
+		return -1;
+	}
+	/* Extended attributes it was born with (inherited ACLs, labels) could not be compared. */
+	d->recyclable = dirattr_read(dfd, &d->made) == 0 && d->made.xattrs <= 0;
+	d->name = name;
+	return dfd;
+}
+
+/* A sandbox directory for @pool: a spare one or a new one, with the pool's workspace in it. */
+static int make_sandbox(struct local *L, const struct arl_pool *pool, struct sbdir *out,
+                        struct arl_err *err)
+{
+	struct arl_buf rel = ARL_BUF_INIT;
+	struct sbdir d = {0};
+	int sfd = -1, dfd = -1, ret = -1;
+
+	pthread_mutex_lock(&L->mu);
+	if (L->nspare)
+		d = L->spare[--L->nspare];
+	pthread_mutex_unlock(&L->mu);
+	if (!d.name) {
+		if ((dfd = create_dir(L, &d, err)) < 0)
+			return -1;
+	} else if (pool->workspace) {
+		dfd = openat(L->state_fd, d.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dfd < 0) {
+			arl_error_errno(err, errno, "cannot open sandbox '%s/%s'", L->state_dir,
+			                d.name);
+			goto out;
+		}
 	}
 	if (pool->workspace) {
 		arl_buf_add(&rel, "", 0);
@@ -526,15 +656,15 @@ static int make_sandbox(struct local *L, const struct arl_pool *pool, char **out
 			goto out;
 		}
 	}
-	*out = name;
-	name = NULL;
+	*out = d;
+	d.name = NULL;
 	ret = 0;
 out:
-	if (name) {
+	if (d.name) {
 		struct arl_err ignored = ARL_ERR_INIT;
 
-		rm_tree(L->state_fd, name, &ignored);
-		free(name);
+		rm_tree(L->state_fd, d.name, &ignored);
+		free(d.name);
 	}
 	if (sfd >= 0)
 		close(sfd);
@@ -542,6 +672,165 @@ out:
 		close(dfd);
 	arl_buf_release(&rel);
 	return ret;
+}
+
+/* Deletes @d's directory and frees its name; never fails the run, only says so. */
+static void discard(struct local *L, struct sbdir *d)
+{
+	struct arl_err err = ARL_ERR_INIT;
+
+	if (rm_tree(L->state_fd, d->name, &err) < 0)
+		log_line("arl-batch: cannot delete sandbox '%s/%s': %s", L->state_dir, d->name,
+		         err.msg);
+	free(d->name);
+	d->name = NULL;
+}
+
+/*
+ * True when directory @fd holds nothing but "." and "..". Most released workspaces are
+ * empty: this is two getdents64() where a DIR stream would cost five more system calls.
+ */
+static bool dir_empty(int fd)
+{
+	union {
+		struct dirent64 de;
+		char buf[2048];
+	} u;
+
+	for (;;) {
+		ssize_t n = getdents64(fd, u.buf, sizeof(u.buf));
+
+		if (n <= 0)
+			return n == 0;
+		for (ssize_t off = 0; off < n;) {
+			const struct dirent64 *de =
+			    (const struct dirent64 *)(const void *)(u.buf + off);
+
+			if (!is_dot(de->d_name))
+				return false;
+			off += de->d_reclen;
+		}
+	}
+}
+
+/*
+ * Empties released directory @d for another sandbox. 0 when it ended up empty and as it was
+ * made (see DESIGN), mode 0700 again; -1 when it must be deleted instead.
+ */
+static int recycle(struct local *L, const struct sbdir *d)
+{
+	struct arl_err ignored = ARL_ERR_INIT;
+	struct dirattr now;
+	unsigned seq = 0;
+	int fd, sub, ret = -1;
+
+	if (!d->recyclable || (fd = open_dir_owned(L->state_fd, d->name)) < 0)
+		return -1;
+	/* rm_contents() consumes its fd (and rewinds it); ours stays for the checks after it. */
+	if ((dir_empty(fd) || ((sub = fcntl(fd, F_DUPFD_CLOEXEC, 0)) >= 0 &&
+	                       rm_contents(sub, -1, 0, &seq, &ignored) == 0)) &&
+	    dirattr_read(fd, &now) == 0 && dirattr_unchanged(&now, &d->made) &&
+	    ((now.mode & 07777) == 0700 || fchmod(fd, 0700) == 0))
+		ret = 0;
+	close(fd);
+	return ret;
+}
+
+static void keep_spare(struct local *L, struct sbdir *d);
+
+/* Recycles @d into the spares, or deletes it; takes @d's name either way. */
+static void settle(struct local *L, struct sbdir *d)
+{
+	if (recycle(L, d) == 0)
+		keep_spare(L, d);
+	else
+		discard(L, d);
+}
+
+/*
+ * The common case, checked on the worker: the steps left the directory empty and as made,
+ * mode included. Then it is a spare at once for seven system calls, with no wake-up of the
+ * preparer; anything else (including a mode to restore) goes the long way, recycle().
+ */
+static bool recycle_fast(struct local *L, const struct sbdir *d)
+{
+	struct dirattr now;
+	bool ok;
+	int fd;
+
+	if (!d->recyclable)
+		return false;
+	fd = openat(L->state_fd, d->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ok = dir_empty(fd) && dirattr_read(fd, &now) == 0 && dirattr_unchanged(&now, &d->made) &&
+	     (now.mode & 07777) == 0700;
+	close(fd);
+	return ok;
+}
+
+/* Keeps recycled @d as a spare when there is room; takes @d's name either way. */
+static void keep_spare(struct local *L, struct sbdir *d)
+{
+	pthread_mutex_lock(&L->mu);
+	if (L->nspare < L->backlog) {
+		ARL_GROW(L->spare, L->capspare, L->nspare + 1);
+		L->spare[L->nspare++] = *d;
+		d->name = NULL;
+	}
+	pthread_mutex_unlock(&L->mu);
+	if (d->name)
+		discard(L, d);
+}
+
+/*
+ * Takes a released sandbox's directory out of sight at once: renamed to the next fresh name
+ * (so its own name is gone when release() returns). Left empty and unaltered, it is a spare
+ * right away; otherwise it is queued for the preparer to empty or delete off the worker's
+ * path, or done here when there is no preparer or the queue is full.
+ */
+static void retire(struct local *L, struct arl_sandbox *sb)
+{
+	struct sbdir d = sb->dir;
+	bool renamed = false, queued = false;
+
+	sb->dir.name = NULL;
+	if (sb->tainted)
+		d.recyclable = false;
+	for (int i = 0; i < MKDIR_TRIES && !renamed; i++) {
+		char *name = next_name(L);
+
+		/* NOREPLACE: an earlier process with our pid may have left that name behind. */
+		if (renameat2(L->state_fd, d.name, L->state_fd, name, RENAME_NOREPLACE) == 0) {
+			free(d.name);
+			d.name = name;
+			renamed = true;
+			continue;
+		}
+		free(name);
+		if (errno != EEXIST)
+			break;
+	}
+	if (!renamed) {
+		/* Gone, or it cannot be moved: delete it where it is, as before recycling. */
+		d.recyclable = false;
+		settle(L, &d);
+		return;
+	}
+	if (recycle_fast(L, &d)) {
+		keep_spare(L, &d);
+		return;
+	}
+	pthread_mutex_lock(&L->mu);
+	if (L->preparer_running && !L->stopping && L->ndirty < L->backlog) {
+		ARL_GROW(L->dirty, L->capdirty, L->ndirty + 1);
+		L->dirty[L->ndirty++] = d;
+		pthread_cond_signal(&L->cv);
+		queued = true;
+	}
+	pthread_mutex_unlock(&L->mu);
+	if (!queued)
+		settle(L, &d);
 }
 
 static struct warm_pool *find_warm(struct local *L, const struct arl_pool *pool)
@@ -552,15 +841,25 @@ static struct warm_pool *find_warm(struct local *L, const struct arl_pool *pool)
 	return NULL;
 }
 
+/*
+ * Whether @w has fewer sandboxes at hand than its replicas; called with mu held. Without a
+ * workspace to copy, a spare is as ready as a ready one: acquire() takes it as it is.
+ */
+static bool pool_short(const struct local *L, const struct warm_pool *w)
+{
+	size_t want = w->pool->replicas > 0 ? (size_t)w->pool->replicas : 0;
+
+	return w->nready + w->preparing + (w->pool->workspace ? 0 : L->nspare) < want;
+}
+
 /* The next pool (round robin from *next) short of warm sandboxes; called with mu held. */
 static struct warm_pool *warm_wanted(struct local *L, size_t *next)
 {
 	for (size_t i = 0; i < L->nwarm; i++) {
 		size_t k = (*next + i) % L->nwarm;
 		struct warm_pool *w = &L->warm[k];
-		size_t want = w->pool->replicas > 0 ? (size_t)w->pool->replicas : 0;
 
-		if (!w->failed && w->nready + w->preparing < want) {
+		if (!w->failed && pool_short(L, w)) {
 			*next = k + 1;
 			return w;
 		}
@@ -568,6 +867,7 @@ static struct warm_pool *warm_wanted(struct local *L, size_t *next)
 	return NULL;
 }
 
+/* Released directories first (they become the spares), then pools short of ready ones. */
 static void *preparer_main(void *arg)
 {
 	struct local *L = arg;
@@ -580,22 +880,30 @@ static void *preparer_main(void *arg)
 	for (;;) {
 		struct arl_err err = ARL_ERR_INIT;
 		struct warm_pool *w = NULL;
-		char *name = NULL;
+		struct sbdir d = {0};
 		int rc;
 
-		while (!L->stopping && !(w = warm_wanted(L, &next)))
+		while (!L->stopping && !L->ndirty && !(w = warm_wanted(L, &next)))
 			pthread_cond_wait(&L->cv, &L->mu);
 		if (L->stopping)
-			break;
+			break; /* close() deletes whatever is still queued */
+		if (L->ndirty) {
+			d = L->dirty[0];
+			memmove(L->dirty, L->dirty + 1, --L->ndirty * sizeof(*L->dirty));
+			pthread_mutex_unlock(&L->mu);
+			settle(L, &d);
+			pthread_mutex_lock(&L->mu);
+			continue;
+		}
 		w->preparing++;
 		pthread_mutex_unlock(&L->mu);
-		rc = make_sandbox(L, w->pool, &name, &err);
+		rc = make_sandbox(L, w->pool, &d, &err);
 		pthread_mutex_lock(&L->mu);
 		w->preparing--;
 		if (rc == 0) {
 			/* Even when stopping: close() deletes every ready sandbox after the join. */
 			ARL_GROW(w->ready, w->cap, w->nready + 1);
-			w->ready[w->nready++] = name;
+			w->ready[w->nready++] = d;
 		} else {
 			/* acquire() prepares synchronously and reports this error itself. */
 			w->failed = true;
@@ -660,7 +968,7 @@ static void bwrap_argv(const struct local *L, struct strvec *v, const char *ws, 
 		sv_push(v, "/dev/null");
 		sv_push(v, masked[i]);
 	}
-	if (access("/etc/ssh", F_OK) == 0) { /* host keys; a tmpfs needs an existing mount point */
+	if (L->etc_ssh) { /* host keys; a tmpfs needs an existing mount point */
 		sv_push(v, "--tmpfs");
 		sv_push(v, "/etc/ssh");
 	}
@@ -886,9 +1194,13 @@ static int run_command(struct local *L, struct arl_sandbox *sb, const struct arl
 	so.capture_max = L->capture_max;
 	so.cancel_fd = L->cancel_fd;
 	if (arl_spawn_run(&so, &sr, err) < 0) {
+		sb->tainted = true; /* rare, and maybe after the start: take no chances */
 		*cls = ARL_CLASS_INFRA;
 		goto out;
 	}
+	/* Killed, or output still held from outside the group: something may still run. */
+	if (sr.timed_out || sr.cancelled || sr.lingering)
+		sb->tainted = true;
 	res->has_exit = true;
 	res->exit_code = sr.exit_code;
 	/* bwrap reports a program it cannot start as its own exit 1; say 127 as a shell would. */
@@ -1023,7 +1335,7 @@ static int run_filepatch(struct local *L, struct arl_sandbox *sb, const struct a
 
 	if (patch_components(step->path, &comps, &msg) < 0)
 		goto refused;
-	cur = openat(L->state_fd, sb->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	cur = openat(L->state_fd, sb->dir.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (cur < 0) {
 		arl_error_errno(err, errno, "cannot open sandbox '%s'", sb->path);
 		*cls = ARL_CLASS_INFRA;
@@ -1291,17 +1603,18 @@ static void local_close(void *state)
 	for (size_t i = 0; i < L->nwarm; i++) {
 		struct warm_pool *w = &L->warm[i];
 
-		for (size_t k = 0; k < w->nready; k++) {
-			struct arl_err err = ARL_ERR_INIT;
-
-			if (rm_tree(L->state_fd, w->ready[k], &err) < 0)
-				log_line("arl-batch: cannot delete sandbox '%s/%s': %s",
-				         L->state_dir, w->ready[k], err.msg);
-			free(w->ready[k]);
-		}
+		for (size_t k = 0; k < w->nready; k++)
+			discard(L, &w->ready[k]);
 		free(w->ready);
 	}
 	free(L->warm);
+	/* Queued ones too: deleted, as nothing will use them now. */
+	for (size_t i = 0; i < L->ndirty; i++)
+		discard(L, &L->dirty[i]);
+	free(L->dirty);
+	for (size_t i = 0; i < L->nspare; i++)
+		discard(L, &L->spare[i]);
+	free(L->spare);
 	if (L->state_fd >= 0)
 		close(L->state_fd);
 	free(L->state_dir);
@@ -1325,6 +1638,8 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 	pthread_cond_init(&L->cv, NULL);
 	L->state_fd = -1;
 	L->run_id = o->run_id;
+	L->pid = getpid();
+	L->etc_ssh = access("/etc/ssh", F_OK) == 0;
 	L->capture_max = o->capture_max;
 	L->cancel_fd = o->cancel_fd;
 	if (open_state_dir(L, o->state_dir, err) < 0)
@@ -1365,7 +1680,10 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 				need_netns = true;
 		}
 		L->warm[L->nwarm++].pool = p;
+		L->backlog += p->replicas > 0 ? (size_t)p->replicas : 1;
 	}
+	if (L->backlog < BACKLOG_MIN)
+		L->backlog = BACKLOG_MIN;
 	if (bwrap_pool) {
 		if (!(L->bwrap = find_bwrap())) {
 			arl_error(
@@ -1405,24 +1723,28 @@ static int local_acquire(void *state, const struct arl_pool *pool,
 	struct local *L = state;
 	struct arl_sandbox *sb;
 	struct warm_pool *w;
-	char *name = NULL;
+	struct sbdir d = {0};
 
 	pthread_mutex_lock(&L->mu);
 	if ((w = find_warm(L, pool))) {
+		bool retry = w->failed;
+
 		if (w->nready)
-			name = w->ready[--w->nready];
+			d = w->ready[--w->nready];
 		w->failed = false; /* demand is back: let the preparer try again */
-		pthread_cond_signal(&L->cv);
+		/* A wake-up costs the worker more than the pop: only when there is work. */
+		if (retry || L->ndirty || pool_short(L, w))
+			pthread_cond_signal(&L->cv);
 	}
 	pthread_mutex_unlock(&L->mu);
-	if (!name && make_sandbox(L, pool, &name, err) < 0) {
+	if (!d.name && make_sandbox(L, pool, &d, err) < 0) {
 		arl_err_prefix(err, "pool '%s'", pool->name);
 		return -1;
 	}
 	sb = arl_xcalloc(1, sizeof(*sb));
 	sb->pool = pool;
-	sb->name = name;
-	sb->path = arl_xasprintf("%s/%s", L->state_dir, name);
+	sb->dir = d;
+	sb->path = arl_xasprintf("%s/%s", L->state_dir, d.name);
 	if (req && req->job && req->job->name)
 		sb->job = arl_xstrdup(req->job->name);
 	*out = sb;
@@ -1460,29 +1782,30 @@ static int local_exec(void *state, struct arl_sandbox *sb, const struct arl_step
 
 static const char *local_sandbox_name(const struct arl_sandbox *sb)
 {
-	return sb->name;
+	return sb->dir.name;
 }
 
 static void local_release(void *state, struct arl_sandbox *sb, bool keep)
 {
 	struct local *L = state;
-	struct arl_err err = ARL_ERR_INIT;
 
 	if (!sb)
 		return;
 	if (keep) {
 		/* "keep-" takes it out of gc's sight: an ownerless sb-* directory is garbage. */
-		char *kept = arl_xasprintf("keep-%s", sb->name);
-		const char *where =
-		    renameat(L->state_fd, sb->name, L->state_fd, kept) == 0 ? kept : sb->name;
+		char *kept = arl_xasprintf("keep-%s", sb->dir.name);
+		const char *where = renameat(L->state_fd, sb->dir.name, L->state_fd, kept) == 0
+		                        ? kept
+		                        : sb->dir.name;
 
 		log_line("arl-batch: %s%s%skeeping sandbox '%s/%s' (keepAlive)",
 		         sb->job ? "job '" : "", sb->job ? sb->job : "", sb->job ? "': " : "",
 		         L->state_dir, where);
 		free(kept);
-	} else if (rm_tree(L->state_fd, sb->name, &err) < 0)
-		log_line("arl-batch: cannot delete sandbox '%s': %s", sb->path, err.msg);
-	free(sb->name);
+	} else {
+		retire(L, sb);
+	}
+	free(sb->dir.name);
 	free(sb->path);
 	free(sb->job);
 	free(sb);

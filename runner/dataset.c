@@ -1,46 +1,96 @@
+/*
+ * DESIGN: .json and .csv datasets are read whole and become cJSON trees, which expansion takes
+ * one by one. A .jsonl dataset is streamed instead, a line at a time through a window that
+ * only grows for a line longer than it: each record is parsed, checked and dropped, and what
+ * stays is its offset, length and a hash of its text. Expansion then reads the records again in
+ * order (arl_dataset_take, a window at a time) and running jobs read theirs alone
+ * (arl_dataset_read); the hash makes a file edited in the meantime an error rather than a
+ * silently different job. The page cache holds the text, not the heap.
+ */
 #include "dataset.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "util.h"
 #include "banned.h"
 
+/* Read-ahead of the sequential passes over a .jsonl file. */
+#define WINDOW ((size_t)1 << 20)
+
 struct reader {
 	struct arl_dataset *ds;
 	struct arl_diags *diags;
-	const char *text;
+	const char *text; /* .json and .csv: the whole file */
 	size_t len;
-	size_t cap;
+	size_t cap; /* of ds->items/recs and ds->lines */
 	int failed;
 };
 
 /* Past this many, errors are counted but not located (locating one scans the file). */
 #define MAX_LOCATED 50
 
+static void vbad_at(struct reader *r, struct arl_loc loc, const char *fmt, va_list ap)
+    ARL_PRINTF(3, 0);
+static void vbad_at(struct reader *r, struct arl_loc loc, const char *fmt, va_list ap)
+{
+	if (r->failed++ >= MAX_LOCATED)
+		return;
+	arl_diags_vadd(r->diags, ARL_SEV_ERROR, loc, 1, fmt, ap);
+}
+
+static void bad_at(struct reader *r, struct arl_loc loc, const char *fmt, ...) ARL_PRINTF(3, 4);
+static void bad_at(struct reader *r, struct arl_loc loc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vbad_at(r, loc, fmt, ap);
+	va_end(ap);
+}
+
+/* Column of @at in the line starting at @line: one per code point. */
+static unsigned col_of(const char *line, const char *at)
+{
+	unsigned col = 1;
+
+	for (const char *p = line; p < at; p++)
+		if (((unsigned char)*p & 0xC0) != 0x80)
+			col++;
+	return col;
+}
+
+/* An error at byte @off of the whole text (.json, .csv). */
 static void bad(struct reader *r, size_t off, const char *fmt, ...) ARL_PRINTF(3, 4);
 static void bad(struct reader *r, size_t off, const char *fmt, ...)
 {
 	struct arl_loc loc = {r->ds->path, 1, 1};
+	const char *line = r->text;
 	va_list ap;
 
-	if (r->failed++ >= MAX_LOCATED)
+	if (r->failed >= MAX_LOCATED) {
+		r->failed++;
 		return;
+	}
 	for (size_t i = 0; i < off && i < r->len; i++) {
 		if (r->text[i] == '\n') {
 			loc.line++;
-			loc.col = 1;
-		} else if (((unsigned char)r->text[i] & 0xC0) != 0x80) {
-			loc.col++;
+			line = r->text + i + 1;
 		}
 	}
+	loc.col = col_of(line, r->text + (off < r->len ? off : r->len));
 	va_start(ap, fmt);
-	arl_diags_vadd(r->diags, ARL_SEV_ERROR, loc, 1, fmt, ap);
+	vbad_at(r, loc, fmt, ap);
 	va_end(ap);
 }
 
-static void push(struct reader *r, cJSON *item, unsigned line)
+static void push_item(struct reader *r, cJSON *item, unsigned line)
 {
 	struct arl_dataset *ds = r->ds;
 
@@ -48,8 +98,6 @@ static void push(struct reader *r, cJSON *item, unsigned line)
 		r->cap = r->cap ? r->cap * 2 : 64;
 		ds->items = arl_xrealloc(ds->items, r->cap * sizeof(*ds->items));
 		ds->lines = arl_xrealloc(ds->lines, r->cap * sizeof(*ds->lines));
-		if (ds->spans || !item)
-			ds->spans = arl_xrealloc(ds->spans, r->cap * sizeof(*ds->spans));
 	}
 	ds->items[ds->n] = item;
 	ds->lines[ds->n++] = line;
@@ -63,38 +111,226 @@ static bool blank(const char *p, const char *end)
 	return true;
 }
 
-static void read_jsonl(struct reader *r)
+/* FNV-1a, 32 bits: tells a record's text from an edited one, nothing more. */
+static uint32_t text_sum(const char *p, size_t n)
 {
-	const char *p = r->text, *end = r->text + r->len;
-	unsigned line = 0;
+	uint32_t h = 2166136261u;
 
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *eol = nl ? nl : end, *stop = NULL;
-		cJSON *v;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 16777619u;
+	return h;
+}
 
-		line++;
-		if (!blank(p, eol)) {
-			v = cJSON_ParseWithLengthOpts(p, (size_t)(eol - p), &stop, 0);
-			if (!v) {
-				bad(r, (size_t)((stop ? stop : p) - r->text),
-				    "invalid JSON in record on line %u", line);
-			} else if (!blank(stop, eol)) {
-				cJSON_Delete(v);
-				bad(r, (size_t)(stop - r->text),
-				    "invalid JSON: text after the value on line %u (one JSON value "
-				    "per line)",
-				    line);
-			} else {
-				/* Checked now, parsed again when taken: see struct arl_dataset. */
-				cJSON_Delete(v);
-				push(r, NULL, line);
-				r->ds->spans[r->ds->n - 1] =
-				    (struct arl_span){(size_t)(p - r->text), (size_t)(eol - p)};
-			}
-		}
-		p = eol + (nl ? 1 : 0);
+/* True when a number in @v overflowed a double: cJSON saturates it to infinity. */
+static bool has_inf(const cJSON *v)
+{
+	for (; v; v = v->next) {
+		if (cJSON_IsNumber(v) && isinf(v->valuedouble))
+			return true;
+		if (v->child && has_inf(v->child))
+			return true;
 	}
+	return false;
+}
+
+static bool number_char(char c)
+{
+	return (c >= '0' && c <= '9') || c == '+' || c == '-' || c == 'e' || c == 'E' || c == '.';
+}
+
+/*
+ * Offset of the first number in the JSON text @s that strtod() takes to infinity, reading at
+ * most 63 characters of it as cJSON does; @n when there is none. *tok gets its length.
+ */
+static size_t inf_number(const char *s, size_t n, size_t *tok)
+{
+	for (size_t i = 0; i < n; i++) {
+		char buf[64];
+		size_t k = 0;
+
+		if (s[i] == '"') {
+			for (i++; i < n && s[i] != '"'; i++)
+				if (s[i] == '\\')
+					i++;
+			continue;
+		}
+		if (s[i] != '-' && (s[i] < '0' || s[i] > '9'))
+			continue;
+		while (i + k < n && k < sizeof(buf) - 1 && number_char(s[i + k]))
+			k++;
+		memcpy(buf, s + i, k);
+		buf[k] = '\0';
+		if (isinf(strtod(buf, NULL))) {
+			*tok = k;
+			return i;
+		}
+		i += k - 1;
+	}
+	*tok = 0;
+	return n;
+}
+
+/* Reads @fd a line at a time through a window that grows only for a longer line. */
+struct lines {
+	int fd;
+	const char *path;
+	size_t max; /* bytes of the whole file */
+	char *buf;
+	size_t cap, start, end; /* unread: buf[start, end) */
+	uint64_t off;           /* file offset of buf[start] */
+	uint64_t total;
+	bool eof;
+};
+
+/*
+ * The next line, without its '\n', in *p and *len (valid until the next call) and its offset
+ * in *off. Returns 1, 0 at the end, -1 with @err on a read error or past the size limit.
+ */
+static int next_line(struct lines *l, const char **p, size_t *len, uint64_t *off,
+                     struct arl_err *err)
+{
+	for (;;) {
+		char *s = l->buf + l->start;
+		char *nl = l->end > l->start ? memchr(s, '\n', l->end - l->start) : NULL;
+		ssize_t got;
+
+		if (nl || (l->eof && l->end > l->start)) {
+			*p = s;
+			*len = nl ? (size_t)(nl - s) : l->end - l->start;
+			*off = l->off;
+			l->start += *len + (nl ? 1 : 0);
+			l->off += *len + (nl ? 1 : 0);
+			return 1;
+		}
+		if (l->eof)
+			return 0;
+		if (l->start) {
+			memmove(l->buf, s, l->end - l->start);
+			l->end -= l->start;
+			l->start = 0;
+		}
+		if (l->end == l->cap) {
+			l->cap = l->cap ? l->cap * 2 : WINDOW;
+			l->buf = arl_xrealloc(l->buf, l->cap);
+		}
+		got = read(l->fd, l->buf + l->end, l->cap - l->end);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return arl_error_errno(err, errno, "cannot read '%s'", l->path);
+		if (got == 0)
+			l->eof = true;
+		l->end += (size_t)got;
+		l->total += (uint64_t)got;
+		if (l->total > l->max)
+			return arl_error(err, ARL_E_LIMIT,
+			                 "'%s' is larger than the limit of %zu bytes", l->path,
+			                 l->max);
+	}
+}
+
+/* One non-blank line: checked, then only its place is kept (see DESIGN). */
+static void check_record(struct reader *r, const char *p, size_t len, uint64_t off, unsigned line)
+{
+	struct arl_dataset *ds = r->ds;
+	struct arl_loc loc = {ds->path, line, 1};
+	const char *stop = NULL, *end = p + len;
+	cJSON *v = cJSON_ParseWithLengthOpts(p, len, &stop, 0);
+	size_t at, tok;
+
+	if (!v) {
+		loc.col = col_of(p, stop && stop >= p && stop <= end ? stop : p);
+		bad_at(r, loc, "invalid JSON in record on line %u", line);
+		return;
+	}
+	if (!blank(stop, end)) {
+		cJSON_Delete(v);
+		loc.col = col_of(p, stop);
+		bad_at(r, loc,
+		       "invalid JSON: text after the value on line %u (one JSON value per line)",
+		       line);
+		return;
+	}
+	if (has_inf(v)) {
+		/* Else it would be infinity, which JSON cannot write back: templates got null. */
+		cJSON_Delete(v);
+		at = inf_number(p, len, &tok);
+		loc.col = col_of(p, p + (at < len ? at : 0));
+		bad_at(r, loc,
+		       "number out of range in record on line %u: '%.*s' does not fit a double",
+		       line, (int)(tok > 40 ? 40 : tok), at < len ? p + at : "");
+		return;
+	}
+	cJSON_Delete(v);
+	if (ds->n == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 64;
+		ds->recs = arl_xrealloc(ds->recs, r->cap * sizeof(*ds->recs));
+		ds->lines = arl_xrealloc(ds->lines, r->cap * sizeof(*ds->lines));
+	}
+	ds->recs[ds->n] = (struct arl_record){off, (uint32_t)len, text_sum(p, len)};
+	ds->lines[ds->n++] = line;
+}
+
+static void move_diags(struct arl_diags *to, struct arl_diags *from)
+{
+	for (size_t i = 0; i < from->n; i++) {
+		const struct arl_diag *g = &from->v[i];
+		struct arl_loc loc = {g->path, g->line, g->col};
+
+		arl_diags_add(to, g->sev, loc, g->width, "%s", g->msg);
+	}
+	arl_diags_release(from);
+}
+
+/*
+ * One pass over a .jsonl file. As when the file was checked whole, invalid UTF-8 anywhere is
+ * the only error reported, then a NUL byte; record errors wait in @pending until then.
+ */
+static int read_jsonl(struct reader *r, int fd, const char *fs_path, struct arl_err *err)
+{
+	struct lines lr = {.fd = fd, .path = fs_path, .max = ARL_DATASET_MAX_BYTES};
+	struct arl_diags pending = ARL_DIAGS_INIT, *diags = r->diags;
+	struct arl_loc nul = {r->ds->path, 0, 0};
+	bool bad_utf8 = false;
+	unsigned line = 0;
+	const char *p = NULL, *z;
+	size_t len = 0;
+	uint64_t off = 0;
+	int rc;
+
+	r->diags = &pending;
+	while ((rc = next_line(&lr, &p, &len, &off, err)) > 0) {
+		line++;
+		if (bad_utf8 || !arl_utf8_valid(p, len)) {
+			bad_utf8 = true;
+			continue;
+		}
+		if (nul.line)
+			continue;
+		if ((z = memchr(p, '\0', len))) { /* C strings would cut the record short */
+			nul.line = line;
+			nul.col = col_of(p, z);
+			continue;
+		}
+		if (!blank(p, p + len))
+			check_record(r, p, len, off, line);
+	}
+	free(lr.buf);
+	r->diags = diags;
+	if (rc < 0 || bad_utf8 || nul.line) {
+		arl_diags_release(&pending);
+		r->failed = 0;
+		if (rc < 0)
+			return -1;
+		if (bad_utf8)
+			bad_at(r, (struct arl_loc){r->ds->path, 1, 1},
+			       "dataset is not valid UTF-8");
+		else
+			bad_at(r, nul, "NUL byte in a dataset");
+		return 0;
+	}
+	move_diags(diags, &pending);
+	return 0;
 }
 
 /* Line of each top-level array element, found by a scan that skips strings. */
@@ -136,7 +372,7 @@ static void read_json(struct reader *r)
 {
 	const char *stop = NULL;
 	cJSON *arr = cJSON_ParseWithLengthOpts(r->text, r->len, &stop, 0);
-	size_t count;
+	size_t count, at, tok;
 	unsigned *lines;
 	cJSON *v;
 
@@ -154,12 +390,19 @@ static void read_json(struct reader *r)
 		cJSON_Delete(arr);
 		return;
 	}
+	if (has_inf(arr)) {
+		at = inf_number(r->text, r->len, &tok);
+		bad(r, at < r->len ? at : 0, "number out of range: '%.*s' does not fit a double",
+		    (int)(tok > 40 ? 40 : tok), at < r->len ? r->text + at : "");
+		cJSON_Delete(arr);
+		return;
+	}
 	count = (size_t)cJSON_GetArraySize(arr);
 	lines = arl_xcalloc(count ? count : 1, sizeof(*lines));
 	element_lines(r->text, r->len, lines, count);
 	for (size_t i = 0; i < count; i++) {
 		v = cJSON_DetachItemFromArray(arr, 0);
-		push(r, v, lines[i]);
+		push_item(r, v, lines[i]);
 	}
 	free(lines);
 	cJSON_Delete(arr);
@@ -264,7 +507,7 @@ static void read_csv(struct reader *r)
 			obj = cJSON_CreateObject();
 			for (size_t i = 0; i < nh; i++)
 				cJSON_AddItemToObject(obj, head[i], cJSON_CreateString(row[i]));
-			push(r, obj, start);
+			push_item(r, obj, start);
 		}
 		for (size_t i = 0; i < nr; i++)
 			free(row[i]);
@@ -282,61 +525,204 @@ static bool ends_with(const char *s, const char *suffix)
 	return n >= m && !strcmp(s + n - m, suffix);
 }
 
+/* .json and .csv: the whole text, then records as trees. */
+static int read_whole(struct reader *r, const char *fs_path, struct arl_err *err)
+{
+	struct arl_buf b = ARL_BUF_INIT;
+	const char *path = r->ds->path;
+
+	if (arl_buf_read_file(&b, fs_path, ARL_DATASET_MAX_BYTES, err) < 0) {
+		arl_buf_release(&b);
+		return -1;
+	}
+	r->text = b.p;
+	r->len = b.len;
+	if (!arl_utf8_valid(b.p, b.len))
+		bad(r, 0, "dataset is not valid UTF-8");
+	else if (memchr(b.p, '\0', b.len)) /* C strings would cut the record short */
+		bad(r, (size_t)((const char *)memchr(b.p, '\0', b.len) - b.p),
+		    "NUL byte in a dataset");
+	else if (ends_with(path, ".json"))
+		read_json(r);
+	else if (ends_with(path, ".csv"))
+		read_csv(r);
+	else
+		bad(r, 0, "unknown dataset format: expected .jsonl, .json or .csv");
+	r->text = NULL;
+	arl_buf_release(&b);
+	return 0;
+}
+
 int arl_dataset_load(struct arl_dataset *ds, const char *path, const char *fs_path,
                      struct arl_loc ref, struct arl_diags *diags)
 {
-	struct arl_buf b = ARL_BUF_INIT;
 	struct arl_err err = ARL_ERR_INIT;
 	struct reader r = {.ds = ds, .diags = diags};
+	struct stat st;
+	int rc;
 
 	memset(ds, 0, sizeof(*ds));
+	ds->fd = -1;
 	ds->path = arl_xstrdup(path);
-	if (arl_buf_read_file(&b, fs_path, ARL_DATASET_MAX_BYTES, &err) < 0) {
+	ds->fs_path = arl_xstrdup(fs_path);
+	if (!ends_with(path, ".jsonl")) {
+		rc = read_whole(&r, fs_path, &err);
+	} else if ((ds->fd = open(fs_path, O_RDONLY | O_CLOEXEC)) < 0) {
+		rc = arl_error_errno(&err, errno, "cannot open '%s'", fs_path);
+	} else if (fstat(ds->fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	           (uint64_t)st.st_size > ARL_DATASET_MAX_BYTES) {
+		rc = arl_error(&err, ARL_E_LIMIT, "'%s' is larger than the limit of %zu bytes",
+		               fs_path, ARL_DATASET_MAX_BYTES);
+	} else {
+		rc = read_jsonl(&r, ds->fd, fs_path, &err);
+		/* No doubling slack for the whole run. */
+		if (ds->n && ds->n < r.cap) {
+			ds->recs = arl_xrealloc(ds->recs, ds->n * sizeof(*ds->recs));
+			ds->lines = arl_xrealloc(ds->lines, ds->n * sizeof(*ds->lines));
+		}
+	}
+	if (rc < 0) {
 		arl_diags_add(diags, ARL_SEV_ERROR, ref, 1, "%s", err.msg);
 		return -1;
 	}
-	r.text = b.p;
-	r.len = b.len;
-	if (!arl_utf8_valid(b.p, b.len))
-		bad(&r, 0, "dataset is not valid UTF-8");
-	else if (memchr(b.p, '\0', b.len)) /* C strings would cut the record short */
-		bad(&r, (size_t)((const char *)memchr(b.p, '\0', b.len) - b.p),
-		    "NUL byte in a dataset");
-	else if (ends_with(path, ".jsonl"))
-		read_jsonl(&r);
-	else if (ends_with(path, ".json"))
-		read_json(&r);
-	else if (ends_with(path, ".csv"))
-		read_csv(&r);
-	else
-		bad(&r, 0, "unknown dataset format: expected .jsonl, .json or .csv");
-	if (ds->spans) /* JSONL records are taken from the text later */
-		ds->text = arl_buf_detach(&b, NULL);
-	arl_buf_release(&b);
 	return r.failed ? -1 : 0;
 }
 
-cJSON *arl_dataset_take(struct arl_dataset *ds, size_t i)
+/* Reads up to @n bytes at @off; returns how many (short only at the end of the file). */
+static ssize_t pread_full(int fd, char *buf, size_t n, uint64_t off)
 {
-	cJSON *v = ds->items[i];
+	size_t got = 0;
 
-	if (v) {
+	while (got < n) {
+		ssize_t k = pread(fd, buf + got, n - got, (off_t)(off + got));
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -1;
+		if (k == 0)
+			break;
+		got += (size_t)k;
+	}
+	return (ssize_t)got;
+}
+
+/* Parses record @i from its text at @p, which must still be what was checked. */
+static cJSON *parse_record(const struct arl_dataset *ds, size_t i, const char *p, size_t len,
+                           struct arl_err *err)
+{
+	const struct arl_record *rec = &ds->recs[i];
+	cJSON *v = NULL;
+
+	if (len == rec->len && text_sum(p, len) == rec->sum)
+		v = cJSON_ParseWithLength(p, len);
+	if (!v)
+		arl_error(err, ARL_E_INVALID,
+		          "dataset '%s' changed since it was loaded: record %zu is not what was "
+		          "checked",
+		          ds->path, i + 1);
+	return v;
+}
+
+cJSON *arl_dataset_take(struct arl_dataset *ds, size_t i, struct arl_err *err)
+{
+	const struct arl_record *rec;
+	cJSON *v;
+	ssize_t got;
+
+	if (i >= ds->n)
+		return arl_error(err, ARL_E_INVALID, "no record %zu in '%s'", i + 1, ds->path),
+		       NULL;
+	if (!ds->recs) {
+		v = ds->items[i];
 		ds->items[i] = NULL;
+		if (!v)
+			arl_error(err, ARL_E_INVALID, "record %zu of '%s' was taken already", i + 1,
+			          ds->path);
 		return v;
 	}
-	if (!ds->text || !ds->spans)
-		return NULL;
-	return cJSON_ParseWithLength(ds->text + ds->spans[i].off, ds->spans[i].len);
+	rec = &ds->recs[i];
+	if (ds->fd < 0 || !ds->win || rec->off < ds->win_off ||
+	    rec->off + rec->len > ds->win_off + ds->win_len) {
+		size_t want = rec->len > WINDOW ? rec->len : WINDOW;
+
+		if (ds->fd < 0) {
+			if (arl_dataset_read(ds, i, &v, err) < 0)
+				return NULL;
+			return v;
+		}
+		if (ds->win_cap < want) {
+			free(ds->win);
+			ds->win = arl_xmalloc(want);
+			ds->win_cap = want;
+		}
+		got = pread_full(ds->fd, ds->win, want, rec->off);
+		if (got < 0) {
+			ds->win_len = 0;
+			arl_error_errno(err, errno, "cannot read '%s'", ds->fs_path);
+			return NULL;
+		}
+		ds->win_off = rec->off;
+		ds->win_len = (size_t)got;
+		if (ds->win_len < rec->len)
+			return parse_record(ds, i, ds->win, ds->win_len, err);
+	}
+	return parse_record(ds, i, ds->win + (rec->off - ds->win_off), rec->len, err);
+}
+
+int arl_dataset_read(const struct arl_dataset *ds, size_t i, cJSON **out, struct arl_err *err)
+{
+	const struct arl_record *rec;
+	int fd = ds->fd;
+	char *buf;
+	ssize_t got;
+	cJSON *v;
+
+	if (!ds->recs || i >= ds->n)
+		return arl_error(err, ARL_E_INVALID, "no record %zu in '%s'", i + 1, ds->path);
+	rec = &ds->recs[i];
+	if (fd < 0 && (fd = open(ds->fs_path, O_RDONLY | O_CLOEXEC)) < 0)
+		return arl_error_errno(err, errno, "cannot open '%s'", ds->fs_path);
+	buf = arl_xmalloc(rec->len ? rec->len : 1);
+	got = pread_full(fd, buf, rec->len, rec->off);
+	if (got < 0)
+		arl_error_errno(err, errno, "cannot read '%s'", ds->fs_path);
+	if (fd != ds->fd)
+		close(fd);
+	v = got < 0 ? NULL : parse_record(ds, i, buf, (size_t)got, err);
+	free(buf);
+	if (!v)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+void arl_dataset_trim(struct arl_dataset *ds, bool keep_open)
+{
+	free(ds->win);
+	ds->win = NULL;
+	ds->win_len = ds->win_cap = 0;
+	free(ds->lines);
+	ds->lines = NULL;
+	if (!keep_open && ds->fd >= 0) {
+		close(ds->fd);
+		ds->fd = -1;
+	}
 }
 
 void arl_dataset_release(struct arl_dataset *ds)
 {
-	for (size_t i = 0; i < ds->n; i++)
+	for (size_t i = 0; ds->items && i < ds->n; i++)
 		cJSON_Delete(ds->items[i]);
 	free(ds->items);
 	free(ds->lines);
-	free(ds->spans);
-	free(ds->text);
+	free(ds->recs);
+	free(ds->win);
+	/* A zeroed struct (never loaded) has no path and owns no descriptor. */
+	if (ds->path && ds->fd >= 0)
+		close(ds->fd);
+	free(ds->fs_path);
 	free(ds->path);
 	memset(ds, 0, sizeof(*ds));
+	ds->fd = -1;
 }

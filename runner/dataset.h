@@ -1,11 +1,18 @@
 /*
  * foreach datasets: .jsonl (one JSON value per line), .json (an array), .csv (a header row,
  * then records of strings). Errors carry the dataset's own line and column.
+ *
+ * A .jsonl dataset is never held in memory: loading streams the file once to check every
+ * record and note where it is (16 bytes a record), and records are read from the file again
+ * when they are needed. 100,000 records would otherwise cost their text, or as cJSON trees
+ * several times their text, for as long as the jobs made from them live.
  */
 #ifndef ARL_DATASET_H
 #define ARL_DATASET_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cjson/cJSON.h>
 
@@ -13,32 +20,52 @@
 
 #define ARL_DATASET_MAX_BYTES ((size_t)1 << 30)
 
-struct arl_span {
-	size_t off, len;
+/* Where a .jsonl record is: the text of its line, without the newline. */
+struct arl_record {
+	uint64_t off;
+	uint32_t len;
+	uint32_t sum; /* hash of the text: a file changed since it was checked is noticed */
 };
 
 struct arl_dataset {
 	char *path;      /* as shown in messages */
-	cJSON **items;   /* owned; NULL entries for JSONL records, which stay text until taken */
-	unsigned *lines; /* line where each record starts */
-	size_t n;
-	/*
-	 * JSONL keeps the file's text and each record's span: 100,000 records as cJSON trees
-	 * would cost several times their text, and expansion needs one at a time.
-	 */
-	char *text;
-	struct arl_span *spans;
+	char *fs_path;   /* as opened */
+	size_t n;        /* records */
+	unsigned *lines; /* line where each record starts; NULL after arl_dataset_trim() */
+	cJSON **items;   /* .json and .csv: the records, owned (NULL once taken); else NULL */
+	struct arl_record *recs; /* .jsonl: where each record is; else NULL */
+	int fd;                  /* .jsonl: open for reading records again; -1: reopen each time */
+	/* arl_dataset_take()'s read-ahead window (.jsonl): file bytes [win_off, +win_len). */
+	char *win;
+	size_t win_len, win_cap;
+	uint64_t win_off;
 };
 
 /*
  * Loads @fs_path (shown as @path). Malformed records are reported to @diags, positioned in the
  * dataset file, and make it return -1; a file that cannot be read is reported at @ref (the
- * job file's 'file:' node).
+ * job file's 'file:' node). *ds is filled either way: release it.
  */
 int arl_dataset_load(struct arl_dataset *ds, const char *path, const char *fs_path,
                      struct arl_loc ref, struct arl_diags *diags);
-/* Record @i as a tree the caller owns (cJSON_Delete); each record can be taken once. */
-cJSON *arl_dataset_take(struct arl_dataset *ds, size_t i);
+/*
+ * Record @i as a tree the caller owns (cJSON_Delete), for expanding records in order: a
+ * .jsonl file is read ahead a window at a time. Each .json/.csv record can be taken once.
+ * NULL with @err set when the record cannot be read back (the file changed). Not thread-safe.
+ */
+cJSON *arl_dataset_take(struct arl_dataset *ds, size_t i, struct arl_err *err);
+/*
+ * Record @i of a .jsonl dataset read from the file again, as a tree the caller owns. Returns
+ * 0 and sets *out; -1 with @err when it cannot be read or is no longer the text that was
+ * checked. Thread-safe (pread on a shared descriptor, or a descriptor of its own).
+ */
+int arl_dataset_read(const struct arl_dataset *ds, size_t i, cJSON **out, struct arl_err *err);
+/*
+ * Frees what only loading needs (the read-ahead window, record lines). Unless @keep_open the
+ * file is closed and arl_dataset_read() opens it each time (a job file with hundreds of
+ * datasets must not hold hundreds of descriptors).
+ */
+void arl_dataset_trim(struct arl_dataset *ds, bool keep_open);
 void arl_dataset_release(struct arl_dataset *ds);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataset.h"
 #include "util.h"
 #include "yaml_load.h"
 #include "banned.h"
@@ -66,15 +67,40 @@ void arl_steps_release(struct arl_steps *s)
 
 void arl_job_release(struct arl_job *j)
 {
-	free(j->name);
-	free(j->key);
-	arl_strmap_release(&j->labels);
+	if (j->packed) {
+		free(j->key); /* the name and the labels live in the same block */
+	} else {
+		free(j->name);
+		free(j->key);
+		arl_strmap_release(&j->labels);
+	}
 	arl_steps_release(&j->steps);
 	arl_steps_release(&j->on_success);
 	arl_steps_release(&j->on_failure);
 	arl_steps_release(&j->on_complete);
 	free(j->item);
 	memset(j, 0, sizeof(*j));
+}
+
+int arl_job_item(const struct arl_job *j, char **out, struct arl_err *err)
+{
+	cJSON *rec;
+	char *s;
+
+	if (!j->dataset) {
+		*out = j->item ? arl_xstrdup(j->item) : NULL;
+		return 0;
+	}
+	if (arl_dataset_read(j->dataset, j->record, &rec, err) < 0)
+		return -1;
+	s = cJSON_PrintUnformatted(rec);
+	cJSON_Delete(rec);
+	if (!s)
+		return arl_error(err, ARL_E_NOMEM, "cannot print record %u of '%s'", j->record + 1,
+		                 j->dataset->path);
+	*out = arl_xstrdup(s);
+	cJSON_free(s);
+	return 0;
 }
 
 void arl_jobfile_free(struct arl_jobfile *f)
@@ -95,6 +121,11 @@ void arl_jobfile_free(struct arl_jobfile *f)
 	for (size_t i = 0; i < f->njobs; i++)
 		arl_job_release(&f->jobs[i]);
 	free(f->jobs);
+	for (size_t i = 0; i < f->ndatasets; i++) {
+		arl_dataset_release(f->datasets[i]);
+		free(f->datasets[i]);
+	}
+	free(f->datasets);
 	arl_doc_free(f->doc);
 	free(f->dir);
 	free(f->path);

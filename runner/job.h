@@ -70,31 +70,39 @@ struct arl_steps {
 
 struct arl_node;
 struct arl_doc;
+struct arl_dataset;
 
 struct arl_job {
 	char *name;
 	char *key;   /* FILE_STEM/JOB_NAME */
 	size_t pool; /* index into the file's pools */
 	int64_t timeout_ms;
+	int64_t backoff_ms;
 	int retries;
 	unsigned retry_on; /* ARL_RETRY_BIT(ARL_CLASS_x) */
-	int64_t backoff_ms;
-	bool keep_alive;
 	struct arl_strmap labels;
 	struct arl_steps steps;
 	struct arl_steps on_success, on_failure, on_complete;
-	char *item; /* the foreach item as compact JSON, or NULL */
+	/*
+	 * The foreach item as compact JSON, or NULL. NULL too for a job made from a .jsonl
+	 * record, which is read from the file again when needed: use arl_job_item().
+	 */
+	char *item;
+	/*
+	 * A foreach job is kept light: name, key, limits, labels, its item (or where its record
+	 * is) and spec hash, but no steps. arl_job_materialize() expands it again from @node when
+	 * it is about to run, so memory per job stays small however large the dataset.
+	 */
+	const struct arl_node *node;       /* its job mapping in the file's document */
+	const struct arl_dataset *dataset; /* .jsonl record @record is its item; else NULL */
+	uint32_t record;
+	bool keep_alive;
 	/* Strings still hold {{ run.* }} / {{ attempt }}: render them per attempt. */
 	bool runtime_templates;
-	/*
-	 * A foreach job is kept light: name, key, limits, labels, item and spec hash, but no
-	 * steps. arl_job_materialize() expands it again from @node when it is about to run, so
-	 * memory per job stays small however large the dataset.
-	 */
 	bool lazy;
-	const struct arl_node *node; /* its job mapping in the file's document */
-	char spec_hash[33];          /* arl_job_spec_hash(), computed at load */
-	struct arl_loc loc;
+	/* name, key and labels share one allocation (at key), as the loader stores jobs */
+	bool packed;
+	char spec_hash[33]; /* arl_job_spec_hash(), computed at load */
 };
 
 struct arl_jobfile {
@@ -110,6 +118,8 @@ struct arl_jobfile {
 	struct arl_doc *doc;
 	const struct arl_node *defaults;
 	char *dir;
+	struct arl_dataset **datasets; /* .jsonl datasets that jobs read their records from */
+	size_t ndatasets;
 };
 
 void arl_strmap_set(struct arl_strmap *m, const char *key, const char *val);
@@ -118,6 +128,12 @@ void arl_strmap_release(struct arl_strmap *m);
 void arl_step_release(struct arl_step *s);
 void arl_steps_release(struct arl_steps *s);
 void arl_job_release(struct arl_job *j);
+/*
+ * The job's foreach item as compact JSON, or NULL when it has none, in *out (owned by the
+ * caller). A .jsonl record is read from its file again: -1 with @err when that fails or the
+ * record changed since the file was loaded. Thread-safe.
+ */
+int arl_job_item(const struct arl_job *j, char **out, struct arl_err *err);
 void arl_jobfile_free(struct arl_jobfile *f);
 
 /*

@@ -32,6 +32,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -59,6 +60,7 @@
 #define K8S_WATCH_TIMEOUT_S    300   /* server-side end of one watch request (+ up to 60 s) */
 #define K8S_WATCH_SILENCE_S    120   /* no byte for this long: the stream is dead, reconnect */
 #define K8S_WATCH_FAIL_MS      60000 /* a watch that cannot reconnect for this long fails waits */
+#define K8S_DRAIN_UNHEALTHY_MS 3000  /* ... and one failing this long ends a drain */
 #define K8S_LIST_PAGE          500
 #define K8S_USER_AGENT         "arl-batch/" ARL_VERSION
 
@@ -624,6 +626,9 @@ static bool owned(struct arl_k8s *c, const struct arl_k8s_req *r)
 	get.body = NULL;
 	get.retry = ARL_K8S_RETRY_SAFE;
 	get.owner_label = NULL;
+	/* Not through the window: the create holds a slot already, and may hold the last one. */
+	get.throttle = NULL;
+	get.max_tries = 0;
 	key = arl_xstrndup(r->owner_label, (size_t)(eq - r->owner_label));
 	if (arl_k8s_request(c, &get, &resp, &ignored) == 0) {
 		labels = cJSON_GetObjectItemCaseSensitive(
@@ -648,9 +653,14 @@ int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k
 	char *url = arl_xasprintf("%s%s", arl_kubeconfig_base_url(c->kc), r->path);
 	char *body = r->body ? cJSON_PrintUnformatted(r->body) : NULL;
 	char what[300], errbuf[CURL_ERROR_SIZE];
-	bool ambiguous = false, refreshed = false;
+	bool ambiguous = false, refreshed = false, yield;
 	int64_t backoff = K8S_BACKOFF_BASE_MS;
 	struct arl_err last = ARL_ERR_INIT;
+	struct arl_k8s_throttle_slot slot = ARL_K8S_THROTTLE_SLOT_INIT;
+	/* "As many as the deadline allows" needs a deadline. */
+	int max_tries = r->max_tries > 0                    ? r->max_tries
+	                : r->max_tries < 0 && r->deadline_ms ? INT_MAX
+	                                                     : c->o.max_tries;
 	int ret = -1;
 
 	memset(resp, 0, sizeof(*resp));
@@ -665,9 +675,25 @@ int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k
 		bool transient;
 		CURLcode rc;
 
-		arl_err_clear(&last);
+		/*
+		 * Until the next try starts, @last keeps the previous try's error: when the
+		 * deadline ends the wait below, that error is the cause worth reporting.
+		 */
 		cJSON_Delete(resp->body);
 		resp->body = NULL;
+		if (r->throttle && !slot.held) {
+			enum arl_k8s_throttle_wait w = arl_k8s_throttle_acquire(
+			    r->throttle, &slot, r->deadline_ms, r->cancel_fd);
+
+			if (w != ARL_K8S_THROTTLE_OK) {
+				resp->cancelled = w == ARL_K8S_THROTTLE_CANCELLED;
+				arl_error(&last, ARL_E_BACKEND,
+				          "cannot %s: deadline reached waiting for a turn: the "
+				          "server has been refusing requests",
+				          what);
+				goto fail;
+			}
+		}
 		if (fd_ready(r->cancel_fd) || rate_limit(c, r->deadline_ms, r->cancel_fd) < 0) {
 			resp->cancelled = fd_ready(r->cancel_fd);
 			arl_error(&last, resp->cancelled ? ARL_E_CANCELLED : ARL_E_BACKEND,
@@ -686,11 +712,13 @@ int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k
 			if (left < timeout)
 				timeout = left;
 		}
+		arl_err_clear(&last);
 		if (!(e = easy_get(c))) {
 			arl_error(&last, ARL_E_NOMEM, "cannot %s: cannot create a curl handle",
 			          what);
 			goto fail;
 		}
+		arl_k8s_throttle_sent(r->throttle, &slot);
 		if (setup(c, e->h, r->method, url, body, ctype, timeout, &x, errbuf, &hdrs, &last) <
 		    0) {
 			free_headers(hdrs);
@@ -755,7 +783,9 @@ int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k
 			ambiguous = ambiguous || status >= 500;
 		}
 		arl_buf_release(&x.body);
-		if (!transient || r->retry == ARL_K8S_RETRY_NONE || try >= c->o.max_tries)
+		/* Every refused try is news for the window, the last one included. */
+		yield = transient && arl_k8s_throttle_refused(r->throttle, &slot);
+		if (!transient || r->retry == ARL_K8S_RETRY_NONE || try >= max_tries)
 			goto fail;
 		/* Equal jitter: half the backoff, plus up to the other half at random. */
 		delay = backoff / 2 + (int64_t)(jitter_rand() % (uint32_t)(backoff / 2 + 1));
@@ -765,6 +795,9 @@ int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k
 		backoff = backoff * 2 > K8S_BACKOFF_MAX_MS ? K8S_BACKOFF_MAX_MS : backoff * 2;
 		if (r->deadline_ms && arl_now_ms() + delay >= r->deadline_ms)
 			goto fail;
+		/* Beyond a window that shrank: wait in line again, after the backoff. */
+		if (yield)
+			arl_k8s_throttle_release(r->throttle, &slot, false);
 		if (sleep_ms(delay, r->cancel_fd) < 0) {
 			resp->cancelled = true;
 			goto fail;
@@ -778,6 +811,7 @@ fail:
 	else
 		arl_error(err, last.code, "%s", last.msg);
 out:
+	arl_k8s_throttle_release(r->throttle, &slot, ret == 0);
 	cJSON_free(body);
 	free(url);
 	return ret;
@@ -813,6 +847,7 @@ struct arl_k8s_watch {
 	size_t nforget;
 	bool cancelled;
 	bool failed;
+	int64_t unhealthy_since; /* arl_now_ms() of the first failure in a row; 0: streaming */
 	struct arl_err failure;
 
 	/* The watch thread's own. */
@@ -1193,6 +1228,17 @@ static void set_failed(struct arl_k8s_watch *w, bool failed, const struct arl_er
 	pthread_mutex_unlock(&w->mu);
 }
 
+/* Notes whether the stream works, for arl_k8s_watch_drain(). */
+static void set_unhealthy(struct arl_k8s_watch *w, int64_t since)
+{
+	pthread_mutex_lock(&w->mu);
+	if (!since || !w->unhealthy_since) {
+		w->unhealthy_since = since;
+		pthread_cond_broadcast(&w->drain_cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+}
+
 /* Sleeps up to @ms, waking early to stop; checks the cancel fd meanwhile. */
 static void nap(struct arl_k8s_watch *w, int64_t ms)
 {
@@ -1238,6 +1284,7 @@ static void *watch_main(void *arg)
 			break;
 		if (rc == 0) {
 			unhealthy_since = 0;
+			set_unhealthy(w, 0);
 			set_failed(w, false, NULL);
 			/* A stream that ends at once with nothing in it must not spin. */
 			if (!w->got_event && !w->need_list && arl_now_ms() - t0 < 1000)
@@ -1245,8 +1292,10 @@ static void *watch_main(void *arg)
 			else
 				backoff = 0;
 		} else {
-			if (!unhealthy_since)
+			if (!unhealthy_since) {
 				unhealthy_since = arl_now_ms();
+				set_unhealthy(w, unhealthy_since);
+			}
 			if (fatal || arl_now_ms() - unhealthy_since >= K8S_WATCH_FAIL_MS) {
 				arl_err_prefix(&e, "watch failed");
 				set_failed(w, true, &e);
@@ -1388,13 +1437,30 @@ void arl_k8s_watch_untrack(struct arl_k8s_watch *w, const char *name)
 
 size_t arl_k8s_watch_drain(struct arl_k8s_watch *w, int64_t deadline_ms)
 {
-	struct timespec ts = {.tv_sec = deadline_ms / 1000,
-	                      .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
 	size_t left;
 
 	pthread_mutex_lock(&w->mu);
-	while (w->nforget && !w->failed && arl_now_ms() < deadline_ms)
+	while (w->nforget && !w->failed) {
+		int64_t until = deadline_ms;
+		struct timespec ts;
+
+		/*
+		 * A stream that cannot reconnect will report nothing: stop waiting once it
+		 * has failed for a while, rather than make an unreachable server cost the
+		 * whole wait. A blip (one refused reconnect) must not cut the wait short.
+		 */
+		if (w->unhealthy_since) {
+			if (arl_now_ms() - w->unhealthy_since >= K8S_DRAIN_UNHEALTHY_MS)
+				break;
+			if (w->unhealthy_since + K8S_DRAIN_UNHEALTHY_MS < until)
+				until = w->unhealthy_since + K8S_DRAIN_UNHEALTHY_MS;
+		}
+		if (arl_now_ms() >= deadline_ms)
+			break;
+		ts.tv_sec = until / 1000;
+		ts.tv_nsec = (long)(until % 1000) * 1000000;
 		pthread_cond_timedwait(&w->drain_cv, &w->mu, &ts);
+	}
 	left = w->nforget;
 	pthread_mutex_unlock(&w->mu);
 	return left;

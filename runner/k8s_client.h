@@ -25,6 +25,7 @@
 #include <cjson/cJSON.h>
 
 #include "err.h"
+#include "k8s_throttle.h"
 #include "kubeconfig.h"
 
 #define ARL_K8S_DEFAULT_QPS   50
@@ -71,6 +72,13 @@ struct arl_k8s_req {
 	const char *verb, *resource, *name, *namespace;
 	int64_t deadline_ms; /* arl_now_ms() clock: no try or backoff past it; 0: none */
 	int cancel_fd;       /* readable: give up at once; -1: none */
+	int max_tries;       /* 0: the client's max_tries; -1: as many as the deadline allows */
+	/*
+	 * A window of requests in flight (creates): a slot is held from the first try to the
+	 * answer, and every refused try (429, 5xx, connection failure) is reported to it.
+	 * Waiting for a slot counts against @deadline_ms and watches @cancel_fd. NULL: none.
+	 */
+	struct arl_k8s_throttle *throttle;
 	size_t max_body;     /* response bytes; 0: 16 MiB */
 	/*
 	 * RETRY_CREATE: "key=value", a label only our objects carry. A 409 on what looks like
@@ -149,7 +157,11 @@ void arl_k8s_watch_track(struct arl_k8s_watch *w, const char *name);
 void arl_k8s_watch_forget(struct arl_k8s_watch *w, const char *name);
 /* Stops keeping @name at once (an object that stays, or was never created). */
 void arl_k8s_watch_untrack(struct arl_k8s_watch *w, const char *name);
-/* Waits until every forgotten object was reported deleted, or @deadline_ms; returns how many remain. */
+/*
+ * Waits until every forgotten object was reported deleted, @deadline_ms passes, or the
+ * stream has been failing to reconnect for a few seconds (an unreachable server would
+ * report nothing); returns how many remain.
+ */
 size_t arl_k8s_watch_drain(struct arl_k8s_watch *w, int64_t deadline_ms);
 
 /*

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,21 +53,39 @@ struct run {
 	int64_t *job_ids;           /* jobs.id of each of r.jobs */
 	size_t njobs, done;         /* njobs: all jobs of the run, skipped included */
 	size_t succeeded, failed, cancelled, skipped, by_class[5];
+	size_t recorded, not_started; /* results committed; jobs cancelled before they started */
 	int store_failed;
+	bool store_full; /* the first store failure was a full disk */
 	struct arl_err store_err;
+	bool abort; /* the scheduler's: set to stop the run */
 	int64_t started;
 	struct arl_progress *progress; /* while jobs run, everything for stderr goes through it */
 	struct arl_events *events;     /* --events, or NULL */
 };
+
+/*
+ * The store refused a write, so more jobs would only lose their results too: keep the first
+ * error and stop the run as an interrupt does (jobs in flight cancelled, their sandboxes
+ * released, nothing new started) without being one, so that it exits 3.
+ */
+static void stop_on_store_failure(struct run *r, const struct arl_err *err)
+{
+	if (r->store_failed++)
+		return;
+	r->store_err = *err;
+	r->store_full = arl_store_full(r->store);
+	r->abort = true;
+}
 
 static void on_start(void *ctx, struct arl_sched_job *j)
 {
 	struct run *r = ctx;
 	struct arl_err err = ARL_ERR_INIT;
 
-	if (arl_store_job_set_running(r->store, r->job_ids[j - r->jobs], 0, &err) < 0 &&
-	    !r->store_failed++)
-		r->store_err = err;
+	/* After a failure the run's end closes what is left, in one transaction. */
+	if (!r->store_failed &&
+	    arl_store_job_set_running(r->store, r->job_ids[j - r->jobs], 0, &err) < 0)
+		stop_on_store_failure(r, &err);
 	arl_progress_job_start(r->progress, (size_t)(j - r->jobs), j->job->key);
 	arl_events_job_started(r->events, j->job->key, r->job_ids[j - r->jobs], j->env.pool->name);
 }
@@ -77,9 +96,18 @@ static void record_done(void *ctx, struct arl_sched_job *j)
 	struct arl_err err = ARL_ERR_INIT;
 	const struct arl_job_result *res = &j->result;
 
-	if (arl_store_job_finish(r->store, r->job_ids[j - r->jobs], res, &err) < 0 &&
-	    !r->store_failed++)
-		r->store_err = err;
+	/*
+	 * Once a write failed, the jobs still to report are the ones the stop cancels: trying
+	 * each (after a 5 s busy wait, say) would only delay the stop.
+	 */
+	if (!r->store_failed) {
+		if (arl_store_job_finish(r->store, r->job_ids[j - r->jobs], res, &err) < 0)
+			stop_on_store_failure(r, &err);
+		else
+			r->recorded++;
+	}
+	if (!res->nattempts)
+		r->not_started++;
 	r->done++;
 	if (res->state == ARL_STATE_SUCCEEDED)
 		r->succeeded++;
@@ -213,6 +241,8 @@ static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nf
 	char *files_json;
 	struct arl_job_row *rows = arl_xcalloc(r->njobs ? r->njobs : 1, sizeof(*rows));
 	char **labels = arl_xcalloc(r->njobs ? r->njobs : 1, sizeof(*labels));
+	/* .jsonl jobs keep no item text (job.h): read back only while the rows are written */
+	char **items = arl_xcalloc(r->njobs ? r->njobs : 1, sizeof(*items));
 	struct arl_run_info info = {0};
 	size_t k = 0;
 	int ret = -1;
@@ -238,12 +268,14 @@ static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nf
 				                        job->labels.v[l].val);
 			labels[k] = cJSON_PrintUnformatted(lab);
 			cJSON_Delete(lab);
+			if (arl_job_item(job, &items[k], err) < 0)
+				goto out;
 			rows[k] = (struct arl_job_row){
 			    .key = job->key,
 			    .name = job->name,
 			    .file = files[i]->path,
 			    .pool = pool->name,
-			    .item = job->item,
+			    .item = items[k],
 			    .labels = labels[k],
 			    .spec_hash = hashes[k],
 			    .skipped_from = skipped_from[k] > 0 ? skipped_from[k] : 0};
@@ -251,9 +283,12 @@ static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nf
 	}
 	ret = arl_store_jobs_add(r->store, r->run_id, rows, r->njobs, ids, err);
 out:
-	for (size_t i = 0; i < r->njobs; i++)
+	for (size_t i = 0; i < r->njobs; i++) {
 		cJSON_free(labels[i]);
+		free(items[i]);
+	}
 	free(labels);
+	free(items);
 	free(rows);
 	cJSON_free(files_json);
 	cJSON_Delete(fl);
@@ -456,6 +491,13 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	if (record_run(&r, files, nfiles, iso, notes[0] ? notes : NULL, hashes, skipped_from,
 	               all_ids, &err) < 0)
 		goto fail;
+#ifdef __GLIBC__
+	/*
+	 * The rows' items, labels and SQLite's scratch were freed in the middle of the heap,
+	 * below what stays: hand the pages back, or the run keeps them resident to its end.
+	 */
+	malloc_trim(0);
+#endif
 	/* Skipped jobs are final at once, pointing at the result that stands for them. */
 	for (k = 0; k < r.njobs; k++) {
 		struct arl_job_result skip = {.state = ARL_STATE_SKIPPED};
@@ -465,6 +507,7 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 		skip.started_ms = skip.finished_ms = arl_wall_ms();
 		if (arl_store_job_finish(r.store, all_ids[k], &skip, &err) < 0)
 			goto fail_run;
+		r.recorded++;
 		r.skipped++;
 		r.done++;
 	}
@@ -525,6 +568,7 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	so.deadline_ms = o->deadline_ms ? r.started + o->deadline_ms : 0;
 	so.cancel_wfd = cancel[1];
 	so.signal_fd = sig_pipe[0];
+	so.abort = &r.abort;
 	so.on_start = on_start;
 	so.on_done = on_done;
 	so.on_attempt_start = on_attempt_start;
@@ -556,11 +600,25 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 		code = ARL_EXIT_FAILED;
 	else
 		code = ARL_EXIT_OK;
-	status = outcome.signal ? "interrupted" : code == ARL_EXIT_OK ? "succeeded" : "failed";
+	/* Cut short by the store: the status its repair gives a run that could not close. */
+	status = outcome.signal || r.store_failed ? "interrupted"
+	         : code == ARL_EXIT_OK            ? "succeeded"
+	                                          : "failed";
+	if (arl_store_run_finish(r.store, r.run_id, status, code, &err) < 0 && !r.store_failed++) {
+		/* Every job is recorded, but the run still says 'running' until the repair. */
+		r.store_err = err;
+		r.store_full = arl_store_full(r.store);
+		if (!outcome.signal)
+			code = ARL_EXIT_INCOMPLETE;
+		status = "interrupted";
+	}
 	if (r.store_failed)
-		fprintf(stderr, "arl-batch: results not recorded: %s\n", r.store_err.msg);
-	if (arl_store_run_finish(r.store, r.run_id, status, code, &err) < 0)
-		fprintf(stderr, "arl-batch: %s\n", err.msg);
+		fprintf(
+		    stderr,
+		    "arl-batch: %s (%zu of %zu jobs recorded, %zu not started); %srun again with "
+		    "--resume\n",
+		    r.store_err.msg, r.recorded, r.njobs, r.not_started,
+		    r.store_full ? "free space and " : "");
 	finish_views(&r, status, code);
 	if (outcome.abandoned)
 		_exit(code); /* a second signal: the workers are not waited for */

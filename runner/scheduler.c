@@ -252,6 +252,11 @@ static bool can_start(const struct state *s, size_t pool_slot, size_t file_slot)
 	        s->file_running[file_slot] < o->file_limits[file_slot]);
 }
 
+static bool aborted(const struct state *s)
+{
+	return s->o->abort && *s->o->abort;
+}
+
 static void dispatch_ready(struct state *s)
 {
 	bool progress = true;
@@ -262,6 +267,9 @@ static void dispatch_ready(struct state *s)
 		for (size_t p = 0; p < s->o->npool_slots; p++) {
 			struct queue *q = &s->ready[p];
 
+			/* on_start may abort: not one more job after that */
+			if (aborted(s))
+				return;
 			if (!q->n || !can_start(s, p, q->v[q->head]->file_slot))
 				continue;
 			dispatch(s, queue_pop(q));
@@ -441,6 +449,8 @@ int arl_sched_run(struct arl_sched_job *jobs, size_t n, const struct arl_sched_o
 
 		if (o->deadline_ms && now >= o->deadline_ms)
 			stop(&s, ARL_STOP_DEADLINE, true);
+		if (aborted(&s))
+			stop(&s, ARL_STOP_ABORT, true);
 		next = wake_delayed(&s, now);
 		if (s.stopping)
 			cancel_waiting(&s);

@@ -36,6 +36,7 @@ enum arl_sched_stop {
 	ARL_STOP_DEADLINE,
 	ARL_STOP_DRAIN,  /* SIGHUP: in-flight jobs finished, nothing new started */
 	ARL_STOP_SIGNAL, /* SIGINT / SIGTERM: in-flight jobs cancelled */
+	ARL_STOP_ABORT,  /* a hook set *abort: in-flight jobs cancelled */
 };
 
 struct arl_sched_opts {
@@ -48,6 +49,9 @@ struct arl_sched_opts {
 	int64_t deadline_ms; /* absolute (arl_now_ms); 0: none */
 	int cancel_wfd;      /* written once to cancel in-flight work (the backends watch it) */
 	int signal_fd;       /* self-pipe: one byte per signal received; -1: none */
+	/* Set by a hook when the run cannot go on (results can no longer be recorded): in-flight
+	 * jobs are cancelled and nothing new starts, as on SIGINT. NULL: never. */
+	const bool *abort;
 	/* Main-thread hooks. */
 	void (*on_start)(void *ctx, struct arl_sched_job *j);
 	/* The job is final: @j->result is complete; the hook may release it (the scheduler is done

@@ -24,6 +24,7 @@
 
 #define MAX_JOBS_PER_FILE 5000000
 #define MAX_NAME_LEN      200
+#define MAX_OPEN_DATASETS 16
 
 static const char *const top_keys[] = {"version",  "name", "concurrency", "pools",
                                        "defaults", "jobs", NULL};
@@ -49,8 +50,19 @@ static const char *const step_types[] = {"Command", "FilePatch", NULL};
 static const char *const retry_names[] = {"failed", "timeout", "infra", NULL};
 static const char *const metrics_names[] = {"json", NULL};
 
+/*
+ * Job names seen, for the duplicate check: a hash and where the name is, 8 bytes a job. The
+ * name is that of an accepted job (f->jobs), or a copy kept for a job rejected after its name
+ * was checked (its later namesakes are still duplicates).
+ */
 struct name_slot {
-	char *name; /* owned: a job that fails validation later is freed, its name is not */
+	uint32_t hash;
+	uint32_t ref; /* 0: empty; 1 + index into f->jobs; REJECTED | (1 + index into rejected) */
+};
+#define REJECTED 0x80000000u
+
+struct rejected_name {
+	char *name;
 	struct arl_loc loc;
 };
 
@@ -67,6 +79,9 @@ struct sctx {
 	bool again;       /* materializing a validated job: names were checked at load */
 	struct name_slot *names;
 	size_t nnames_cap, nnames;
+	size_t pending; /* 1 + slot of the name of the job being expanded; 0: none */
+	struct rejected_name *rejected;
+	size_t nrejected, caprejected;
 };
 
 static void diag(struct sctx *c, const struct arl_node *n, const char *fmt, ...) ARL_PRINTF(3, 4);
@@ -551,20 +566,41 @@ static void parse_pool_ref(struct sctx *c, const struct arl_node *jn, const stru
 	free(name);
 }
 
-/* The open-addressing slot holding @name, or the empty slot where it belongs. */
-static struct name_slot *name_slot(struct sctx *c, const char *name)
+/* The name a slot refers to, and (if @loc) where it was written. */
+static const char *slot_name(const struct sctx *c, uint32_t ref, struct arl_loc *loc)
 {
-	size_t mask = c->nnames_cap - 1, i = arl_fnv1a(name) & mask;
+	const struct arl_job *j;
 
-	while (c->names[i].name && strcmp(c->names[i].name, name))
+	if (ref & REJECTED) {
+		const struct rejected_name *r = &c->rejected[(ref & ~REJECTED) - 1];
+
+		if (loc)
+			*loc = r->loc;
+		return r->name;
+	}
+	j = &c->f->jobs[ref - 1];
+	if (loc)
+		*loc = arl_node_get(j->node, "name")->loc;
+	return j->name;
+}
+
+/* The open-addressing slot holding @name, or the empty slot where it belongs. */
+static size_t name_slot(const struct sctx *c, uint32_t hash, const char *name)
+{
+	size_t mask = c->nnames_cap - 1, i = hash & mask;
+
+	while (c->names[i].ref && (c->names[i].hash != hash ||
+	                           (name && strcmp(slot_name(c, c->names[i].ref, NULL), name))))
 		i = (i + 1) & mask;
-	return &c->names[i];
+	return i;
 }
 
 /* Job names must be unique after expansion: dataset fan-out makes this a hash, not a scan. */
 static void check_unique(struct sctx *c, const struct arl_node *at, const char *name)
 {
-	struct name_slot *slot;
+	uint32_t hash = (uint32_t)arl_fnv1a(name);
+	struct arl_loc first;
+	size_t i;
 
 	if (c->nnames * 2 >= c->nnames_cap) {
 		struct name_slot *old = c->names;
@@ -572,20 +608,35 @@ static void check_unique(struct sctx *c, const struct arl_node *at, const char *
 
 		c->nnames_cap = oldcap ? oldcap * 2 : 64;
 		c->names = arl_xcalloc(c->nnames_cap, sizeof(*c->names));
-		for (size_t i = 0; i < oldcap; i++)
-			if (old[i].name)
-				*name_slot(c, old[i].name) = old[i];
+		/* Entries are distinct: only an empty slot is looked for, no name compared. */
+		for (size_t k = 0; k < oldcap; k++)
+			if (old[k].ref)
+				c->names[name_slot(c, old[k].hash, NULL)] = old[k];
 		free(old);
 	}
-	slot = name_slot(c, name);
-	if (slot->name) {
-		diag(c, at, "duplicate job name '%s' (first at %u:%u)%s%s", name, slot->loc.line,
-		     slot->loc.col, c->origin[0] ? "; " : "", c->origin);
+	i = name_slot(c, hash, name);
+	if (c->names[i].ref) {
+		slot_name(c, c->names[i].ref, &first);
+		diag(c, at, "duplicate job name '%s' (first at %u:%u)%s%s", name, first.line,
+		     first.col, c->origin[0] ? "; " : "", c->origin);
 		return;
 	}
-	slot->name = arl_xstrdup(name);
-	slot->loc = at->loc;
+	/* The job will be f->jobs[njobs] if it is valid; expand_one() settles it. */
+	c->names[i] = (struct name_slot){hash, (uint32_t)c->f->njobs + 1};
+	c->pending = i + 1;
 	c->nnames++;
+}
+
+/* The job whose name was just checked is rejected: its slot keeps a copy of the name. */
+static void reject_name(struct sctx *c, const char *name, struct arl_loc loc)
+{
+	if (!c->pending)
+		return;
+	ARL_GROW(c->rejected, c->caprejected, c->nrejected + 1);
+	c->rejected[c->nrejected].name = arl_xstrdup(name);
+	c->rejected[c->nrejected++].loc = loc;
+	c->names[c->pending - 1].ref = REJECTED | (uint32_t)c->nrejected;
+	c->pending = 0;
 }
 
 static void parse_pool(struct sctx *c, const struct arl_node *k, const struct arl_node *n,
@@ -715,17 +766,18 @@ static bool has_suffix(const char *s, const char *suffix)
 struct items {
 	cJSON **v;
 	size_t n;
-	struct arl_dataset ds; /* owns v when loaded from a file */
-	cJSON *owned;          /* an array owning v otherwise */
+	struct arl_dataset *ds; /* the records when loaded from a file */
+	cJSON *owned;           /* an array owning v otherwise */
 	enum { FROM_FILE, FROM_ITEMS, FROM_MATRIX } from;
 };
 
 static void items_release(struct items *it)
 {
-	if (it->from == FROM_FILE)
-		arl_dataset_release(&it->ds);
-	else
-		free(it->v);
+	if (it->ds) {
+		arl_dataset_release(it->ds);
+		free(it->ds);
+	}
+	free(it->v);
 	cJSON_Delete(it->owned);
 	memset(it, 0, sizeof(*it));
 }
@@ -734,7 +786,7 @@ static void describe_item(struct sctx *c, const struct items *it, size_t i)
 {
 	if (it->from == FROM_FILE)
 		snprintf(c->origin, sizeof(c->origin), "record %zu of '%s', line %u", i + 1,
-		         it->ds.path, it->ds.lines[i]);
+		         it->ds->path, it->ds->lines[i]);
 	else if (it->from == FROM_ITEMS)
 		snprintf(c->origin, sizeof(c->origin), "item %zu of 'foreach.items'", i + 1);
 	else
@@ -818,19 +870,19 @@ static bool load_items(struct sctx *c, const struct arl_node *fe, struct items *
 			diag(c, file, "dataset '%s' must be .jsonl, .json or .csv", rel);
 			ok = false;
 		} else {
-			ok = arl_dataset_load(&it->ds, strcmp(c->dir, ".") ? fs : rel, fs,
-			                      file->loc, c->d) == 0;
+			it->ds = arl_xmalloc(sizeof(*it->ds));
+			ok = arl_dataset_load(it->ds, strcmp(c->dir, ".") ? fs : rel, fs, file->loc,
+			                      c->d) == 0;
 		}
 		free(rel);
 		free(fs);
 		if (!ok) {
-			arl_dataset_release(&it->ds);
 			c->bad = true;
 			return false;
 		}
-		it->n = it->ds.n;
+		it->n = it->ds->n;
 		if (!it->n) {
-			diag(c, file, "dataset '%s' has no records", it->ds.path);
+			diag(c, file, "dataset '%s' has no records", it->ds->path);
 			return false;
 		}
 		return true;
@@ -871,9 +923,9 @@ static bool expand_one(struct sctx *c, const struct arl_node *jn, const cJSON *i
 
 	c->bad = false;
 	c->deferred = false;
+	c->pending = 0;
 	c->t.item = item;
 	c->t.job_name = NULL;
-	j.loc = jn->loc;
 	j.timeout_ms = ARL_DEFAULT_TIMEOUT_MS;
 	j.backoff_ms = ARL_DEFAULT_BACKOFF_MS;
 	j.retry_on = ARL_RETRY_BIT(ARL_CLASS_INFRA) | ARL_RETRY_BIT(ARL_CLASS_TIMEOUT);
@@ -923,6 +975,8 @@ static bool expand_one(struct sctx *c, const struct arl_node *jn, const cJSON *i
 		parse_callbacks(c, v, &j, &env);
 	arl_strmap_release(&env);
 	if (c->bad) {
+		if (j.name)
+			reject_name(c, j.name, name_node->loc);
 		arl_job_release(&j);
 		return false;
 	}
@@ -939,6 +993,42 @@ static bool expand_one(struct sctx *c, const struct arl_node *jn, const cJSON *i
 	return true;
 }
 
+/*
+ * Moves name, key and labels into one block (see struct arl_job.packed): one allocation
+ * instead of two plus three per label, whose malloc headers and rounding would add up to
+ * more than the strings for 100,000 jobs. The name is the tail of the key.
+ */
+static void pack_job(struct arl_job *j)
+{
+	size_t klen = strlen(j->key) + 1, nlen = strlen(j->name), nl = j->labels.n;
+	size_t kvoff = (klen + _Alignof(struct arl_kv) - 1) & ~(_Alignof(struct arl_kv) - 1);
+	size_t size = kvoff + nl * sizeof(struct arl_kv), o;
+	struct arl_kv *kv;
+	char *block;
+
+	for (size_t i = 0; i < nl; i++)
+		size += strlen(j->labels.v[i].key) + strlen(j->labels.v[i].val) + 2;
+	block = arl_xmalloc(size);
+	memcpy(block, j->key, klen);
+	kv = (struct arl_kv *)(void *)(block + kvoff);
+	o = kvoff + nl * sizeof(*kv);
+	for (size_t i = 0; i < nl; i++) {
+		size_t kl = strlen(j->labels.v[i].key) + 1, vl = strlen(j->labels.v[i].val) + 1;
+
+		kv[i].key = memcpy(block + o, j->labels.v[i].key, kl);
+		kv[i].val = memcpy(block + o + kl, j->labels.v[i].val, vl);
+		o += kl + vl;
+	}
+	arl_strmap_release(&j->labels);
+	free(j->name);
+	free(j->key);
+	j->key = block;
+	j->name = block + klen - 1 - nlen;
+	j->labels.v = nl ? kv : NULL;
+	j->labels.n = nl;
+	j->packed = true;
+}
+
 /* Appends a validated job; a foreach job keeps only what the run needs before it starts. */
 static void add_job(struct sctx *c, struct arl_job *j)
 {
@@ -952,11 +1042,28 @@ static void add_job(struct sctx *c, struct arl_job *j)
 		arl_steps_release(&j->on_complete);
 		j->lazy = true;
 	}
-	if (f->njobs == f->capjobs) {
-		f->capjobs = f->capjobs ? f->capjobs * 2 : 16;
-		f->jobs = arl_xrealloc(f->jobs, f->capjobs * sizeof(*f->jobs));
+	if (j->dataset) { /* hashed: from now on the record is read from the file */
+		free(j->item);
+		j->item = NULL;
 	}
+	pack_job(j);
+	ARL_GROW(f->jobs, f->capjobs, f->njobs + 1);
 	f->jobs[f->njobs++] = *j;
+	c->pending = 0;
+}
+
+/* Jobs refer to the records of a .jsonl dataset: the file keeps it, minus what loading used. */
+static void keep_dataset(struct sctx *c, struct items *it)
+{
+	struct arl_jobfile *f = c->f;
+
+	if (!it->ds || !it->ds->recs || !f->njobs || f->jobs[f->njobs - 1].dataset != it->ds)
+		return;
+	/* Past a few, each read opens the file: descriptors are shared with the sandboxes. */
+	arl_dataset_trim(it->ds, f->ndatasets < MAX_OPEN_DATASETS);
+	f->datasets = arl_xrealloc(f->datasets, (f->ndatasets + 1) * sizeof(*f->datasets));
+	f->datasets[f->ndatasets++] = it->ds;
+	it->ds = NULL;
 }
 
 static void parse_job(struct sctx *c, const struct arl_node *jn)
@@ -980,30 +1087,45 @@ static void parse_job(struct sctx *c, const struct arl_node *jn)
 		items_release(&it);
 		return;
 	}
+	/* Room for every item at once: doubling would leave up to half the array unused. */
+	if (c->f->capjobs < c->f->njobs + it.n && c->f->njobs + it.n <= MAX_JOBS_PER_FILE) {
+		c->f->capjobs = c->f->njobs + it.n;
+		c->f->jobs = arl_xrealloc(c->f->jobs, c->f->capjobs * sizeof(*c->f->jobs));
+	}
 	for (size_t i = 0; i < it.n; i++) {
 		if (c->f->njobs >= MAX_JOBS_PER_FILE) {
 			diag(c, fe, "more than %d jobs in one file", MAX_JOBS_PER_FILE);
 			break;
 		}
 		struct arl_job j;
-		/* A dataset record is parsed only now and dropped after: the job keeps it as text. */
-		cJSON *rec = it.from == FROM_FILE ? arl_dataset_take(&it.ds, i) : it.v[i];
+		struct arl_err err = ARL_ERR_INIT;
+		/* A dataset record is parsed only now and dropped after: see dataset.h. */
+		cJSON *rec = it.from == FROM_FILE ? arl_dataset_take(it.ds, i, &err) : it.v[i];
 
 		if (it.from == FROM_FILE && !cJSON_IsObject(rec)) {
-			struct arl_loc loc = {it.ds.path, it.ds.lines[i], 1};
+			struct arl_loc loc = {it.ds->path, it.ds->lines[i], 1};
 
-			arl_diags_add(c->d, ARL_SEV_ERROR, loc, 1,
-			              "record %zu must be a JSON object", i + 1);
+			if (rec)
+				arl_diags_add(c->d, ARL_SEV_ERROR, loc, 1,
+				              "record %zu must be a JSON object", i + 1);
+			else
+				arl_diags_add(c->d, ARL_SEV_ERROR, loc, 1, "%s", err.msg);
 			cJSON_Delete(rec);
 			break;
 		}
 		describe_item(c, &it, i);
-		if (expand_one(c, jn, rec, &j))
+		if (expand_one(c, jn, rec, &j)) {
+			if (it.ds && it.ds->recs) {
+				j.dataset = it.ds;
+				j.record = (uint32_t)i;
+			}
 			add_job(c, &j);
+		}
 		if (it.from == FROM_FILE)
 			cJSON_Delete(rec);
 	}
 	c->origin[0] = '\0';
+	keep_dataset(c, &it);
 	items_release(&it);
 }
 
@@ -1098,6 +1220,10 @@ int arl_jobfile_parse(const char *path, const char *buf, size_t len, struct arl_
 	c.f->stem = file_stem(path);
 	parse_top(&c, doc->root);
 	if (diags->errors == before) {
+		if (c.f->njobs < c.f->capjobs) { /* no slack for the whole run */
+			c.f->capjobs = c.f->njobs ? c.f->njobs : 1;
+			c.f->jobs = arl_xrealloc(c.f->jobs, c.f->capjobs * sizeof(*c.f->jobs));
+		}
 		/* Lazy jobs expand again from the document: it lives as long as the file. */
 		c.f->doc = doc;
 		c.f->defaults = c.defaults;
@@ -1109,8 +1235,9 @@ int arl_jobfile_parse(const char *path, const char *buf, size_t len, struct arl_
 		ret = 0;
 	}
 	arl_jobfile_free(c.f);
-	for (size_t i = 0; i < c.nnames_cap; i++)
-		free(c.names[i].name);
+	for (size_t i = 0; i < c.nrejected; i++)
+		free(c.rejected[i].name);
+	free(c.rejected);
 	free(c.names);
 	free(c.dir);
 	arl_doc_free(doc);
@@ -1132,10 +1259,15 @@ int arl_job_materialize(const struct arl_jobfile *f, const struct arl_job *j, st
 
 	if (!j->lazy || !j->node)
 		return arl_error(err, ARL_E_INVALID, "job '%s' has no source to expand", j->name);
-	item = cJSON_Parse(j->item);
-	if (!item)
+	if (j->dataset) {
+		if (arl_dataset_read(j->dataset, j->record, &item, err) < 0) {
+			arl_err_prefix(err, "job '%s'", j->name);
+			return -1;
+		}
+	} else if (!(item = cJSON_Parse(j->item))) {
 		return arl_error(err, ARL_E_INVALID, "job '%s': its item is not valid JSON",
 		                 j->name);
+	}
 	ok = expand_one(&c, j->node, item, out);
 	cJSON_Delete(item);
 	if (!ok) {

@@ -310,8 +310,11 @@ static int watch(struct proc *p, struct capture cap[2], const struct arl_spawn_o
 		else if (!p->terminating && o->deadline_ms > 0)
 			wake = o->deadline_ms;
 		if (now >= wake) {
-			if (p->exited)
-				break; /* whoever still holds the pipes is not ours to wait for */
+			if (p->exited) {
+				/* Whoever still holds the pipes is not ours to wait for. */
+				r->lingering = true;
+				break;
+			}
 			if (p->kill_at) {
 				signal_group(p, SIGKILL);
 				p->kill_at = 0;

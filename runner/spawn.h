@@ -37,6 +37,11 @@ struct arl_spawn_result {
 	int exit_code; /* exit status, or 128+signal */
 	bool timed_out;
 	bool cancelled;
+	/*
+	 * A process that left the group (setsid) still held stdout or stderr when we stopped
+	 * reading, DRAIN_MS after the exit: something of the program may still be running.
+	 */
+	bool lingering;
 	struct arl_output out, err;
 	int64_t duration_ms;
 };

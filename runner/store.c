@@ -22,6 +22,12 @@
  * A runner that dies (SIGKILL, OOM, power) leaves its run 'running'. Every read-write open
  * looks for such runs of this host whose pid is gone and closes them as 'interrupted', so the
  * database never claims forever that a dead run is still going.
+ *
+ * A full disk costs only the transaction that hit it: SQLite rolls it back, what was
+ * committed stays (WAL frames of a failed commit are never marked valid), and the connection
+ * can write again once there is room. The store reports it as one plain message and leaves
+ * stopping to the caller; a run that cannot even close its own row is closed by the repair
+ * above, as 'interrupted', once space is back.
  */
 #include "store.h"
 
@@ -152,18 +158,53 @@ struct arl_store {
 	char host[256];
 	/* What the authorizer refused during the current prepare (READONLY only). */
 	char denied[200];
+	/* The last failed write found the disk full; a commit that succeeds clears it. */
+	bool full;
 };
 
 /* ---- errors ---- */
 
 /*
+ * Did the call that just failed with @rc (an extended code) find no room on the disk? SQLite
+ * turns ENOSPC into SQLITE_FULL where it writes pages, but growing the -shm file or syncing
+ * reports an I/O error, whose errno says why.
+ */
+static bool disk_full(struct arl_store *s, int rc)
+{
+	int e;
+
+	if ((rc & 0xff) == SQLITE_FULL)
+		return true;
+	if ((rc & 0xff) != SQLITE_IOERR)
+		return false;
+	e = sqlite3_system_errno(s->db);
+	return e == ENOSPC || e == EDQUOT;
+}
+
+/*
  * Records "cannot OP: sqlite message" plus the start of the SQL text. Call it before
  * sqlite3_reset(): the message belongs to the failed call.
+ *
+ * A full disk is the user's to fix, not ours: which statement hit it (almost always COMMIT,
+ * when the WAL grows) and which row it wrote say nothing useful, the file does. Callers skip
+ * their "job N:" context for it too (s->full), so every such failure reads the same.
  */
 static int db_fail(struct arl_store *s, struct arl_err *err, const char *op, const char *sql)
 {
 	const char *msg = sqlite3_errmsg(s->db);
+	int rc = sqlite3_extended_errcode(s->db);
+	char ebuf[128];
 
+	if (disk_full(s, rc)) {
+		s->full = true;
+		if ((rc & 0xff) == SQLITE_IOERR)
+			return arl_error(
+			    err, ARL_E_DB, "cannot write to results database '%s': %s (%s)",
+			    s->path, msg,
+			    arl_strerror(sqlite3_system_errno(s->db), ebuf, sizeof(ebuf)));
+		return arl_error(err, ARL_E_DB, "cannot write to results database '%s': %s",
+		                 s->path, msg);
+	}
 	if (!sql)
 		return arl_error(err, ARL_E_DB, "cannot %s: %s", op, msg);
 	return arl_error(err, ARL_E_DB, "cannot %s: %s (in \"%.60s%s\")", op, msg, sql,
@@ -373,7 +414,10 @@ static int tx_commit(struct arl_store *s, const char *op, struct arl_err *err)
 {
 	sqlite3_stmt *st = stmt(s, S_COMMIT, op, err);
 
-	return st ? stmt_run(s, st, op, err) : -1;
+	if (!st || stmt_run(s, st, op, err) < 0)
+		return -1;
+	s->full = false; /* someone freed space */
+	return 0;
 }
 
 /*
@@ -384,12 +428,14 @@ static void tx_rollback(struct arl_store *s)
 {
 	struct arl_err ignored = ARL_ERR_INIT;
 	sqlite3_stmt *st;
+	bool full = s->full; /* about the first failure, not this one */
 
 	if (sqlite3_get_autocommit(s->db))
 		return;
 	st = stmt(s, S_ROLLBACK, "roll back", &ignored);
 	if (st)
 		stmt_run(s, st, "roll back", &ignored);
+	s->full = full;
 }
 
 /* ---- small queries ---- */
@@ -829,10 +875,25 @@ static int exec_pragma(struct arl_store *s, const char *sql, struct arl_err *err
 	return 0;
 }
 
+/*
+ * Removes the database a failed open created but could not give a schema (the disk was full):
+ * an empty file would only be taken for a results database later. A file that is not empty
+ * is someone's data, and SQLite removed its own journal when the transaction rolled back.
+ */
+static void drop_empty(const char *path)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size == 0)
+		unlink(path);
+}
+
 int arl_store_open(struct arl_store **out, const char *path, unsigned flags, struct arl_err *err)
 {
 	struct arl_store *s = arl_xcalloc(1, sizeof(*s));
+	struct arl_err repair = ARL_ERR_INIT;
 	int oflags, rc, ret = -1;
+	bool fresh = false;
 	struct stat sb;
 
 	s->path = arl_xstrdup(path);
@@ -848,11 +909,14 @@ int arl_store_open(struct arl_store **out, const char *path, unsigned flags, str
 		          path);
 		goto out;
 	}
-	if (flags & ARL_STORE_READONLY)
+	if (flags & ARL_STORE_READONLY) {
 		oflags = SQLITE_OPEN_READONLY;
-	else
+	} else {
 		oflags =
 		    SQLITE_OPEN_READWRITE | (flags & ARL_STORE_NOCREATE ? 0 : SQLITE_OPEN_CREATE);
+		fresh = !(flags & ARL_STORE_NOCREATE) && strcmp(path, ":memory:") &&
+		        stat(path, &sb) < 0 && errno == ENOENT;
+	}
 	rc = sqlite3_open_v2(path, &s->db, oflags, NULL);
 	if (rc != SQLITE_OK) {
 		arl_error(err, ARL_E_IO, "cannot open results database '%s': %s", path,
@@ -881,8 +945,16 @@ int arl_store_open(struct arl_store **out, const char *path, unsigned flags, str
 		sqlite3_limit(s->db, SQLITE_LIMIT_ATTACHED, 0);
 		sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
 		sqlite3_set_authorizer(s->db, authorize, s);
-	} else if (!s->readonly && recover_stale(s, err) < 0) {
-		goto out;
+	} else if (!s->readonly && recover_stale(s, &repair) < 0) {
+		/*
+		 * On a full disk the repair waits for the next open: refusing the open would also
+		 * stop `results` and `runs` from reading what is there, and a run could not write
+		 * its own rows anyway (it reports that itself).
+		 */
+		if (!s->full) {
+			arl_error(err, repair.code, "%s", repair.msg);
+			goto out;
+		}
 	}
 	*out = s;
 	s = NULL;
@@ -892,6 +964,8 @@ out:
 	if (ret < 0 && err && err->code == ARL_E_DB && !strstr(err->msg, path))
 		arl_err_prefix(err, "results database '%s'", path);
 	arl_store_close(s);
+	if (ret < 0 && fresh)
+		drop_empty(path);
 	return ret;
 }
 
@@ -916,6 +990,11 @@ void arl_store_close(struct arl_store *s)
 const char *arl_store_path(const struct arl_store *s)
 {
 	return s->path;
+}
+
+bool arl_store_full(const struct arl_store *s)
+{
+	return s->full;
 }
 
 sqlite3 *arl_store_db(struct arl_store *s)
@@ -996,7 +1075,8 @@ int arl_store_jobs_add(struct arl_store *s, int64_t run_id, const struct arl_job
 		bind_str(&b, 8, r->spec_hash);
 		bind_opt_i64(&b, 9, r->skipped_from > 0, r->skipped_from);
 		if (bind_check(&b, op, err) < 0 || stmt_run(s, st, op, err) < 0) {
-			arl_err_prefix(err, "job '%s'", r->key ? r->key : "(null)");
+			if (!s->full)
+				arl_err_prefix(err, "job '%s'", r->key ? r->key : "(null)");
 			goto out;
 		}
 		got[i] = sqlite3_last_insert_rowid(s->db);
@@ -1061,7 +1141,9 @@ static int put_step(struct arl_store *s, int64_t attempt_id, size_t idx,
 	bind_time(&b, 13, sr->finished_ms);
 	bind_duration(&b, 14, sr->started_ms, sr->finished_ms);
 	if (bind_check(&b, op, err) < 0 || stmt_run(s, st, op, err) < 0) {
-		arl_err_prefix(err, "step %zu '%s'", idx + 1, sr->name ? sr->name : "(null)");
+		if (!s->full)
+			arl_err_prefix(err, "step %zu '%s'", idx + 1,
+			               sr->name ? sr->name : "(null)");
 		return -1;
 	}
 	return 0;
@@ -1095,7 +1177,8 @@ static int put_attempt(struct arl_store *s, int64_t job_id, const struct arl_att
 			goto fail;
 	return 0;
 fail:
-	arl_err_prefix(err, "attempt %d", a->number);
+	if (!s->full)
+		arl_err_prefix(err, "attempt %d", a->number);
 	return -1;
 }
 
@@ -1115,7 +1198,8 @@ static int put_metric(struct arl_store *s, int64_t job_id, const struct arl_metr
 	else
 		bind_str(&b, 3, m->text);
 	if (bind_check(&b, op, err) < 0 || stmt_run(s, st, op, err) < 0) {
-		arl_err_prefix(err, "metric '%s'", m->name ? m->name : "(null)");
+		if (!s->full)
+			arl_err_prefix(err, "metric '%s'", m->name ? m->name : "(null)");
 		return -1;
 	}
 	return 0;
@@ -1218,7 +1302,8 @@ int arl_store_job_finish(struct arl_store *s, int64_t job_id, const struct arl_j
 out:
 	if (ret < 0) {
 		tx_rollback(s);
-		arl_err_prefix(err, "job %lld", (long long)job_id);
+		if (!s->full)
+			arl_err_prefix(err, "job %lld", (long long)job_id);
 	}
 	return ret;
 }

@@ -9,6 +9,11 @@
  * Errors: every fallible function returns 0 on success and -1 on failure with @err set
  * (ARL_E_DB for SQLite failures, naming the operation and carrying sqlite3_errmsg), and writes
  * its out-parameters only on success. A failed write leaves the database as it was.
+ *
+ * A full disk (SQLITE_FULL, or an I/O error with ENOSPC or EDQUOT) is always reported the same
+ * way, without the SQL or the row being written: "cannot write to results database 'PATH':
+ * database or disk is full". The connection stays usable: once space is freed, the next write
+ * succeeds.
  */
 #ifndef ARL_STORE_H
 #define ARL_STORE_H
@@ -46,8 +51,10 @@ struct arl_store;
  *
  * A read-write open also repairs runs left 'running' by a runner that died: a run whose host
  * is this host and whose pid no longer exists becomes 'interrupted', its Pending and Running
- * jobs 'Cancelled', its counters recounted. A file the OS lets us only read is opened
- * read-only (no migration, no repair) without the authorizer.
+ * jobs 'Cancelled', its counters recounted. When the disk is full the repair is left for a
+ * later open and the open succeeds, so what is stored can still be read. A file the OS lets us
+ * only read is opened read-only (no migration, no repair) without the authorizer. A database
+ * this call created but could not give its schema is removed again.
  *
  * *out is the new store, owned by the caller (arl_store_close()).
  */
@@ -57,6 +64,9 @@ void arl_store_close(struct arl_store *s);
 
 /* The path given to arl_store_open() (borrowed). */
 const char *arl_store_path(const struct arl_store *s);
+
+/* True when the last failed write found the disk full (and no commit has succeeded since). */
+bool arl_store_full(const struct arl_store *s);
 
 /* ---- Writing a run (the run command) ---- */
 

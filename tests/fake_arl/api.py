@@ -127,6 +127,17 @@ class FakeApi:
     def is_down(self):
         return time.time() < self.down_until
 
+    def record_down(self, method, path, query):
+        """Logs a request reset by /_fake/down (status 0, fault "down"), so that a test can
+        count how hard a client knocks while the server is away. Control requests are not
+        logged, as usual."""
+        if path is None or path.startswith("/_fake"):
+            return
+        self.record({"time": round(time.time(), 6), "method": method, "path": path, "query": query,
+                     "verb": None, "resource": None, "namespace": None, "name": None,
+                     "watch": "watch=1" in (query or ""), "userAgent": None, "status": 0,
+                     "fault": "down", "duration_ms": 0.0})
+
     def record(self, entry):
         with self.log_lock:
             self.request_seq += 1
@@ -345,6 +356,7 @@ class Handler(BaseHTTPRequestHandler):
         path = url.path
         self.query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         if api.is_down():
+            api.record_down(self.command, path, url.query)
             self.abort()
         if path.startswith("/_fake/") or path == "/_fake":
             return self.control(path)
@@ -367,7 +379,7 @@ class Handler(BaseHTTPRequestHandler):
                                    {"causes": [{"reason": "UnexpectedServerResponse", "message": "404 page not found"}]})
                 decision = None
                 if route.plural:
-                    decision = api.faults.decide(verb, route.resource)
+                    decision = api.faults.decide(verb, route.resource, cluster=route.ns is None)
                     self.fault_label = decision.label
                     self.before_faults(decision, route, verb)
                 if verb == "watch":
@@ -1212,6 +1224,20 @@ def raise_error_fault(d):
                    {"causes": [{"message": "injected by fake-arl"}]})
 
 
+def peek_request_line(sock):
+    """(method, path, query) of the request waiting on a new plain-HTTP connection, without
+    consuming it; (None, None, None) when none arrives at once (or it is TLS)."""
+    try:
+        sock.settimeout(0.2)
+        head = sock.recv(2048, socket.MSG_PEEK)
+    except OSError:
+        return None, None, None
+    m = re.match(rb"([A-Z]+) (/[^ ?]*)\??([^ ]*) HTTP/1", head)
+    if not m:
+        return None, None, None
+    return m.group(1).decode(), m.group(2).decode(), m.group(3).decode()
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -1224,6 +1250,7 @@ class Server(ThreadingHTTPServer):
 
     def finish_request(self, request, client_address):
         if self.api.is_down():
+            self.api.record_down(*peek_request_line(request))
             try:
                 request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             except OSError:

@@ -26,6 +26,8 @@ SPEC is a comma-separated list of KEY=VALUE items; some take ':OPT=VAL' options.
   slow-operator=N       multiply every operator delay by N
   forbid=VERB/RESOURCE  answer 403 Forbidden for that verb on that resource (repeatable;
                         '*' matches any verb or resource)
+    :scope=cluster      only requests across all namespaces (/apis/G/V/PLURAL), as for a
+                        user whose Role grants the verb in namespaces but no ClusterRole does
 
 One random number is drawn per resource request and compared with the cumulative
 probabilities in the order 429, 500, 503, reset, so the rates add up exactly.
@@ -115,8 +117,10 @@ class Faults:
             if key in ("429", "500", "503", "reset"):
                 errors.append(ErrorFault(key, _prob(val, key), opts))
                 continue
+            scope = opts.pop("scope", None) if key == "forbid" else None
             if opts:
-                raise ValueError("fault %s takes no options" % key)
+                raise ValueError("fault %s takes no options" % key if key != "forbid"
+                                 else "forbid: unknown option(s) %s" % ", ".join(opts))
             if key == "latency":
                 lo, _, hi = val.partition("-")
                 latency = (parse_duration(lo), parse_duration(hi or lo))
@@ -136,7 +140,9 @@ class Faults:
                 verb, _, res = val.partition("/")
                 if not res:
                     raise ValueError("forbid=%s: expected VERB/RESOURCE" % val)
-                forbid.append((verb, res))
+                if scope not in (None, "cluster"):
+                    raise ValueError("forbid=%s: scope must be 'cluster'" % val)
+                forbid.append((verb, res, scope))
             else:
                 raise ValueError("unknown fault %r" % key)
         order = {"429": 0, "500": 1, "503": 2, "reset": 3}
@@ -154,11 +160,12 @@ class Faults:
             self.slow = slow
             self.forbid = forbid
 
-    def decide(self, verb, resource):
+    def decide(self, verb, resource, cluster=False):
+        """cluster: the request is across all namespaces (no namespace in its path)."""
         d = Decision()
         with self.lock:
-            for fv, fr in self.forbid:
-                if fv in ("*", verb) and fr in ("*", resource):
+            for fv, fr, scope in self.forbid:
+                if fv in ("*", verb) and fr in ("*", resource) and (scope is None or cluster):
                     d.forbidden = True
                     d.label = "forbid"
                     return d

@@ -44,6 +44,7 @@ control endpoints (no auth needed; not part of the Kubernetes API, never faulted
   GET    /_fake/faults           the fault spec in force
   POST   /_fake/faults           body: a new SPEC (text, or JSON {"spec": ...}); "" clears
   POST   /_fake/down?seconds=N   for N seconds reset every connection (and cut watches)
+                                 (each reset request is logged: status 0, fault "down")
   POST   /_fake/tokens           body: accepted bearer tokens, one per line (rotation)
 
 fault SPEC (--faults and POST /_fake/faults):

@@ -904,6 +904,13 @@ class FaultTest(ServerTest):
         r = self.c.delete(NS + "/sandboxes/f-after")
         self.assertStatus(r, 403, "Forbidden")
         self.assertIn('cannot delete resource "sandboxes" in API group "arl.infra.io"', r.json["message"])
+        # A namespaced Role only: listing across namespaces is forbidden, in one is not.
+        self.set_faults("forbid=list/sandboxes:scope=cluster")
+        r = self.c.get(GV + "/sandboxes")
+        self.assertStatus(r, 403, "Forbidden")
+        self.assertIn("at the cluster scope", r.json["message"])
+        self.assertStatus(self.c.get(NS + "/sandboxes"), 200)
+        self.assertStatus(self.c.post("/_fake/faults", b"forbid=list/sandboxes:scope=ns", ctype="text/plain"), 400)
 
     def test_reset_and_latency(self):
         self.set_faults("reset=1")

@@ -101,6 +101,8 @@ struct fixture {
 	int64_t *done_order; /* job index per completion */
 	int sig_pipe[2];
 	int attempt_starts, attempt_dones, retries; /* the optional hooks' calls */
+	bool abort;
+	int abort_after; /* on_done sets abort after this many jobs; 0: never */
 };
 
 static struct fixture fx;
@@ -132,6 +134,8 @@ static void on_done(void *ctx, struct arl_sched_job *j)
 {
 	(void)ctx;
 	fx.done_order[fx.done_count++] = j - fx.sj;
+	if (fx.done_count == fx.abort_after)
+		fx.abort = true;
 }
 
 static void on_attempt_start(void *ctx, struct arl_sched_job *j, int number)
@@ -217,6 +221,7 @@ static void run(int concurrency, int max_failures, int64_t deadline_in_ms,
 	o.on_attempt_start = on_attempt_start;
 	o.on_attempt_done = on_attempt_done;
 	o.on_retry = on_retry;
+	o.abort = &fx.abort;
 	assert_int_equal(arl_sched_run(fx.sj, fx.n, &o, out, &err), 0);
 	assert_int_equal(fx.done_count, (int)fx.n); /* every job reported exactly once */
 	{
@@ -403,6 +408,32 @@ static void test_signal_cancels(void **state)
 	assert_int_equal(atomic_load(&acquired), atomic_load(&released));
 }
 
+/* A hook that can no longer record results stops the run at once, as a signal would. */
+static void test_abort_from_a_hook(void **state)
+{
+	struct arl_sched_outcome out;
+
+	(void)state;
+	add_job("first", "ok", 0, 0, 0, 0);
+	add_job("stuck", "block", 0, 3, RETRY_ALL, 0);
+	for (int i = 0; i < 4; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "queued%d", i);
+		add_job(name, "ok", 0, 0, 0, 0);
+	}
+	fx.abort_after = 1;
+	run(2, 0, 0, &out);
+	assert_int_equal(out.stop, ARL_STOP_ABORT);
+	assert_int_equal(out.signal, 0);
+	assert_int_equal(fx.sj[0].result.state, ARL_STATE_SUCCEEDED);
+	assert_int_equal(fx.sj[1].result.state, ARL_STATE_CANCELLED);
+	assert_int_equal(fx.sj[1].result.nattempts, 1); /* cancelled, not retried */
+	for (size_t i = 2; i < fx.n; i++)
+		assert_int_equal(fx.sj[i].result.nattempts, 0);
+	assert_int_equal(atomic_load(&acquired), atomic_load(&released));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -414,6 +445,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_max_failures_cancels_the_rest, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deadline_cancels_in_flight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_signal_cancels, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_abort_from_a_hook, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,166 @@
+/*
+ * Unit tests for k8s_gc.c's owner identity and judgement: this process is alive, a reaped or
+ * zombie pid is dead, a reused pid (other start time) and a reboot (other boot id) are dead,
+ * other hosts are not judged unless given up, and incomplete labels are never judged.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "k8s_gc.h"
+#include "util.h"
+#include "banned.h"
+
+/* The labels an object of @o would carry, plus the run and managed-by ones. */
+static cJSON *labels_of(const struct arl_k8s_owner *o)
+{
+	cJSON *l = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(l, ARL_K8S_GC_RUN_LABEL, "7-abcdefgh");
+	cJSON_AddStringToObject(l, ARL_K8S_GC_MANAGED_LABEL, "arl-batch");
+	arl_k8s_gc_add_labels(l, o);
+	return l;
+}
+
+static void set_label(cJSON *l, const char *key, const char *value)
+{
+	cJSON_DeleteItemFromObjectCaseSensitive(l, key);
+	if (value)
+		cJSON_AddStringToObject(l, key, value);
+}
+
+static const char *judge_with(const struct arl_k8s_owner *me, const char *key, const char *value,
+                              const char *gone_host)
+{
+	static char why[128];
+	cJSON *l = labels_of(me);
+	const char *w;
+
+	if (key)
+		set_label(l, key, value);
+	w = arl_k8s_gc_judge(l, me, gone_host);
+	snprintf(why, sizeof(why), "%s", w ? w : "");
+	cJSON_Delete(l);
+	return w ? why : NULL;
+}
+
+static void test_self(void **state)
+{
+	struct arl_k8s_owner me;
+	char pid[16];
+	cJSON *l;
+
+	(void)state;
+	arl_k8s_gc_self(&me);
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	assert_true(me.host[0] != '\0');
+	assert_string_equal(me.pid, pid);
+	assert_true(me.start[0] != '\0'); /* Linux: /proc/self/stat */
+	assert_int_equal(strlen(me.boot), 36);
+	l = labels_of(&me);
+	assert_string_equal(cJSON_GetObjectItem(l, ARL_K8S_GC_PID_LABEL)->valuestring, pid);
+	assert_string_equal(cJSON_GetObjectItem(l, ARL_K8S_GC_START_LABEL)->valuestring, me.start);
+	assert_string_equal(cJSON_GetObjectItem(l, ARL_K8S_GC_BOOT_LABEL)->valuestring, me.boot);
+	cJSON_Delete(l);
+	/* Unknown parts are not labelled (an object judged by its pid alone). */
+	me.start[0] = me.boot[0] = '\0';
+	l = labels_of(&me);
+	assert_null(cJSON_GetObjectItem(l, ARL_K8S_GC_START_LABEL));
+	assert_null(cJSON_GetObjectItem(l, ARL_K8S_GC_BOOT_LABEL));
+	cJSON_Delete(l);
+}
+
+static void test_alive_and_reused(void **state)
+{
+	struct arl_k8s_owner me;
+
+	(void)state;
+	arl_k8s_gc_self(&me);
+	assert_null(judge_with(&me, NULL, NULL, NULL));
+	assert_string_equal(judge_with(&me, ARL_K8S_GC_START_LABEL, "1", NULL),
+	                    "its pid is another process now");
+	assert_string_equal(
+	    judge_with(&me, ARL_K8S_GC_BOOT_LABEL, "00000000-0000-4000-8000-000000000000", NULL),
+	    "the host rebooted since");
+	/* Made before owner-start/owner-boot existed: the pid alone says alive. */
+	assert_null(judge_with(&me, ARL_K8S_GC_START_LABEL, NULL, NULL));
+}
+
+static void test_dead_pids(void **state)
+{
+	struct arl_k8s_owner me;
+	char pid[16];
+	siginfo_t info;
+	pid_t child;
+	int status;
+
+	(void)state;
+	arl_k8s_gc_self(&me);
+	/* A zombie: exited, not reaped yet. */
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0)
+		_exit(0);
+	snprintf(pid, sizeof(pid), "%ld", (long)child);
+	assert_int_equal(waitid(P_PID, (id_t)child, &info, WEXITED | WNOWAIT), 0);
+	assert_string_equal(judge_with(&me, ARL_K8S_GC_PID_LABEL, pid, NULL), "exited");
+	assert_int_equal(waitpid(child, &status, 0), child);
+	/* Reaped: no such process (a pid is not reused this soon). */
+	assert_string_equal(judge_with(&me, ARL_K8S_GC_PID_LABEL, pid, NULL), "not running");
+	assert_string_equal(judge_with(&me, ARL_K8S_GC_PID_LABEL, "2147483646", NULL),
+	                    "not running");
+}
+
+static void test_hosts_and_labels(void **state)
+{
+	struct arl_k8s_owner me, other;
+
+	(void)state;
+	arl_k8s_gc_self(&me);
+	other = me;
+	snprintf(other.host, sizeof(other.host), "elsewhere");
+	snprintf(other.pid, sizeof(other.pid), "2147483646");
+	{
+		cJSON *l = labels_of(&other);
+
+		/* Another host: not ours to judge, unless given up (then whatever its pids say). */
+		assert_null(arl_k8s_gc_judge(l, &me, NULL));
+		assert_null(arl_k8s_gc_judge(l, &me, "somewhere-else"));
+		assert_string_equal(arl_k8s_gc_judge(l, &me, "elsewhere"),
+		                    "its host was given up as gone");
+		cJSON_Delete(l);
+	}
+	/* Naming this host is the default: its runners are checked, this one is alive. */
+	assert_null(judge_with(&me, NULL, NULL, me.host));
+	/* Incomplete or foreign labels: never judged, even on a host given up. */
+	assert_null(judge_with(&other, ARL_K8S_GC_RUN_LABEL, NULL, "elsewhere"));
+	assert_null(judge_with(&other, ARL_K8S_GC_RUN_LABEL, "", "elsewhere"));
+	assert_null(judge_with(&other, ARL_K8S_GC_PID_LABEL, NULL, "elsewhere"));
+	assert_null(judge_with(&other, ARL_K8S_GC_PID_LABEL, "12x", "elsewhere"));
+	assert_null(judge_with(&other, ARL_K8S_GC_PID_LABEL, "0", "elsewhere"));
+	assert_null(judge_with(&other, ARL_K8S_GC_MANAGED_LABEL, NULL, "elsewhere"));
+	assert_null(judge_with(&other, ARL_K8S_GC_MANAGED_LABEL, "helm", "elsewhere"));
+	assert_null(judge_with(&other, ARL_K8S_GC_HOST_LABEL, NULL, "elsewhere"));
+	assert_null(arl_k8s_gc_judge(NULL, &me, "elsewhere"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_self),
+	    cmocka_unit_test(test_alive_and_reused),
+	    cmocka_unit_test(test_dead_pids),
+	    cmocka_unit_test(test_hosts_and_labels),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
