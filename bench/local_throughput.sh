@@ -94,8 +94,8 @@ r() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 tsv local "N=$n isolation none: wall s (vs xargs -P 2)" "$(printf %.3f "$m_none")" "$(printf %.3f "$m_xargs")" "$(r "$m_none" "$m_xargs")" "target <= 1.3"
 [ -z "$have_parallel" ] || tsv local "N=$n isolation none: wall s (vs parallel --joblog)" "$(printf %.3f "$m_none")" "$(printf %.3f "$m_parallel")" "$(r "$m_none" "$m_parallel")" "target <= 0.33 (3x faster)"
 tsv local "N=$n isolation bwrap: wall s (vs bare bwrap loop)" "$(printf %.3f "$m_bwrap")" "$(printf %.3f "$m_bwraploop")" "$(r "$m_bwrap" "$m_bwraploop")" "target <= 1.2; $recorded recorded"
-tsv local "N=$n isolation none: CPU s, user+sys (vs xargs -P 2)" "$(printf %.3f "$c_none")" "$(printf %.3f "$c_xargs")" "$(r "$c_none" "$c_xargs")" "children included; steadier than wall"
-tsv local "N=$n isolation bwrap: CPU s, user+sys (vs bare bwrap loop)" "$(printf %.3f "$c_bwrap")" "$(printf %.3f "$c_bwraploop")" "$(r "$c_bwrap" "$c_bwraploop")" "children included; steadier than wall"
+tsv local "N=$n isolation none: CPU s (vs xargs -P 2)" "$(printf %.3f "$c_none")" "$(printf %.3f "$c_xargs")" "$(r "$c_none" "$c_xargs")" "user+sys, children included; steadier than wall"
+tsv local "N=$n isolation bwrap: CPU s (vs bare bwrap loop)" "$(printf %.3f "$c_bwrap")" "$(printf %.3f "$c_bwraploop")" "$(r "$c_bwrap" "$c_bwraploop")" "user+sys, children included; steadier than wall"
 [ -z "$have_parallel" ] || printf 'ratio none/parallel: %.2f\n' "$(r "$m_none" "$m_parallel")"
 printf 'ratio none/xargs: %.2f   ratio bwrap/bare-bwrap: %.2f   (cpu: %.2f and %.2f)\n' \
 	"$(echo "$m_none / $m_xargs" | bc -l)" "$(echo "$m_bwrap / $m_bwraploop" | bc -l)" \

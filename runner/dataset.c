@@ -1,11 +1,13 @@
 /*
- * DESIGN: .json and .csv datasets are read whole and become cJSON trees, which expansion takes
- * one by one. A .jsonl dataset is streamed instead, a line at a time through a window that
- * only grows for a line longer than it: each record is parsed, checked and dropped, and what
- * stays is its offset, length and a hash of its text. Expansion then reads the records again in
- * order (arl_dataset_take, a window at a time) and running jobs read theirs alone
- * (arl_dataset_read); the hash makes a file edited in the meantime an error rather than a
- * silently different job. The page cache holds the text, not the heap.
+ * DESIGN: a .jsonl dataset is streamed, a line at a time through a window that only grows for
+ * a line longer than it: each record is parsed, checked and dropped, and what stays is its
+ * offset, length and a hash of its text. A .json array is read whole (it need not have one
+ * record a line) but parsed an element at a time into the same spans. Expansion then reads the
+ * records again in order (arl_dataset_take, a window at a time) and running jobs read theirs
+ * alone (arl_dataset_read); the hash makes a file edited in the meantime an error rather than a
+ * silently different job. The page cache holds the text, not the heap. Errors are always
+ * found by the original whole-file checks, so their wording and positions do not depend on
+ * this. A .csv dataset becomes cJSON trees of strings, which expansion takes one by one.
  */
 #include "dataset.h"
 
@@ -229,6 +231,19 @@ static int next_line(struct lines *l, const char **p, size_t *len, uint64_t *off
 	}
 }
 
+static void push_rec(struct reader *r, uint64_t off, const char *p, size_t len, unsigned line)
+{
+	struct arl_dataset *ds = r->ds;
+
+	if (ds->n == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 64;
+		ds->recs = arl_xrealloc(ds->recs, r->cap * sizeof(*ds->recs));
+		ds->lines = arl_xrealloc(ds->lines, r->cap * sizeof(*ds->lines));
+	}
+	ds->recs[ds->n] = (struct arl_record){off, (uint32_t)len, text_sum(p, len)};
+	ds->lines[ds->n++] = line;
+}
+
 /* One non-blank line: checked, then only its place is kept (see DESIGN). */
 static void check_record(struct reader *r, const char *p, size_t len, uint64_t off, unsigned line)
 {
@@ -262,13 +277,7 @@ static void check_record(struct reader *r, const char *p, size_t len, uint64_t o
 		return;
 	}
 	cJSON_Delete(v);
-	if (ds->n == r->cap) {
-		r->cap = r->cap ? r->cap * 2 : 64;
-		ds->recs = arl_xrealloc(ds->recs, r->cap * sizeof(*ds->recs));
-		ds->lines = arl_xrealloc(ds->lines, r->cap * sizeof(*ds->lines));
-	}
-	ds->recs[ds->n] = (struct arl_record){off, (uint32_t)len, text_sum(p, len)};
-	ds->lines[ds->n++] = line;
+	push_rec(r, off, p, len, line);
 }
 
 static void move_diags(struct arl_diags *to, struct arl_diags *from)
@@ -368,14 +377,93 @@ static void element_lines(const char *s, size_t n, unsigned *lines, size_t count
 	}
 }
 
+/* Containers nested in @v, itself included: cJSON refuses more than CJSON_NESTING_LIMIT. */
+static unsigned nesting(const cJSON *v)
+{
+	unsigned most = 0;
+
+	if (!cJSON_IsArray(v) && !cJSON_IsObject(v))
+		return 0;
+	for (const cJSON *k = v->child; k; k = k->next) {
+		unsigned d = nesting(k);
+
+		if (d > most)
+			most = d;
+	}
+	return most + 1;
+}
+
+/* cJSON's whitespace, between the tokens of the array. */
+static const char *skip_ws(const char *p, const char *end)
+{
+	while (p < end && (unsigned char)*p <= 32)
+		p++;
+	return p;
+}
+
+/*
+ * A valid array of records, one element at a time: each becomes a span like a .jsonl
+ * record, and no tree of the whole file is built. Returns false (keeping nothing) at anything
+ * unusual, and read_json() parses the file whole to report it exactly as it always has.
+ */
+static bool json_elements(struct reader *r)
+{
+	struct arl_dataset *ds = r->ds;
+	const char *s = r->text, *end = s + r->len, *p = s, *counted = s, *stop;
+	unsigned line = 1;
+	cJSON *v;
+
+	if (r->len >= 3 && !memcmp(p, "\xEF\xBB\xBF", 3))
+		p += 3;
+	p = skip_ws(p, end);
+	if (p >= end || *p != '[')
+		return false;
+	p = skip_ws(p + 1, end);
+	if (p < end && *p == ']')
+		return blank(p + 1, end);
+	for (;;) {
+		/* A byte-order mark is skipped only at the start of the text cJSON is given. */
+		if (p >= end || (unsigned char)*p == 0xEF)
+			goto fallback;
+		v = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &stop, 0);
+		/* Alone, an element may nest one level deeper than inside the array. */
+		if (!v || has_inf(v) || nesting(v) >= CJSON_NESTING_LIMIT) {
+			cJSON_Delete(v);
+			goto fallback;
+		}
+		cJSON_Delete(v);
+		for (; counted < p; counted++)
+			line += *counted == '\n';
+		push_rec(r, (uint64_t)(p - s), p, (size_t)(stop - p), line);
+		p = skip_ws(stop, end);
+		if (p < end && *p == ',') {
+			p = skip_ws(p + 1, end);
+			continue;
+		}
+		if (p < end && *p == ']' && blank(p + 1, end))
+			return true;
+		goto fallback;
+	}
+fallback:
+	free(ds->recs);
+	free(ds->lines);
+	ds->recs = NULL;
+	ds->lines = NULL;
+	ds->n = r->cap = 0;
+	return false;
+}
+
 static void read_json(struct reader *r)
 {
 	const char *stop = NULL;
-	cJSON *arr = cJSON_ParseWithLengthOpts(r->text, r->len, &stop, 0);
+	cJSON *arr;
 	size_t count, at, tok;
 	unsigned *lines;
 	cJSON *v;
 
+	if (json_elements(r))
+		return;
+	arr = cJSON_ParseWithLengthOpts(r->text, r->len, &stop, 0);
 	if (!arr) {
 		bad(r, (size_t)((stop ? stop : r->text) - r->text), "invalid JSON");
 		return;
@@ -550,6 +638,9 @@ static int read_whole(struct reader *r, const char *fs_path, struct arl_err *err
 		bad(r, 0, "unknown dataset format: expected .jsonl, .json or .csv");
 	r->text = NULL;
 	arl_buf_release(&b);
+	/* Records kept as spans are read again (-1: by opening the file each time). */
+	if (r->ds->recs)
+		r->ds->fd = open(fs_path, O_RDONLY | O_CLOEXEC);
 	return 0;
 }
 
@@ -575,11 +666,11 @@ int arl_dataset_load(struct arl_dataset *ds, const char *path, const char *fs_pa
 		               fs_path, ARL_DATASET_MAX_BYTES);
 	} else {
 		rc = read_jsonl(&r, ds->fd, fs_path, &err);
-		/* No doubling slack for the whole run. */
-		if (ds->n && ds->n < r.cap) {
-			ds->recs = arl_xrealloc(ds->recs, ds->n * sizeof(*ds->recs));
-			ds->lines = arl_xrealloc(ds->lines, ds->n * sizeof(*ds->lines));
-		}
+	}
+	/* No doubling slack for the whole run. */
+	if (ds->recs && ds->n && ds->n < r.cap) {
+		ds->recs = arl_xrealloc(ds->recs, ds->n * sizeof(*ds->recs));
+		ds->lines = arl_xrealloc(ds->lines, ds->n * sizeof(*ds->lines));
 	}
 	if (rc < 0) {
 		arl_diags_add(diags, ARL_SEV_ERROR, ref, 1, "%s", err.msg);

@@ -2,10 +2,10 @@
  * foreach datasets: .jsonl (one JSON value per line), .json (an array), .csv (a header row,
  * then records of strings). Errors carry the dataset's own line and column.
  *
- * A .jsonl dataset is never held in memory: loading streams the file once to check every
- * record and note where it is (16 bytes a record), and records are read from the file again
- * when they are needed. 100,000 records would otherwise cost their text, or as cJSON trees
- * several times their text, for as long as the jobs made from them live.
+ * The records of a .jsonl or .json dataset are not held in memory: loading checks every record
+ * and notes where it is (16 bytes a record), and records are read from the file again when they
+ * are needed. 100,000 records would otherwise cost their text, or as cJSON trees several times
+ * their text, for as long as the jobs made from them live.
  */
 #ifndef ARL_DATASET_H
 #define ARL_DATASET_H
@@ -20,7 +20,7 @@
 
 #define ARL_DATASET_MAX_BYTES ((size_t)1 << 30)
 
-/* Where a .jsonl record is: the text of its line, without the newline. */
+/* Where a record is: a .jsonl line without its newline, or a .json array element. */
 struct arl_record {
 	uint64_t off;
 	uint32_t len;
@@ -28,14 +28,14 @@ struct arl_record {
 };
 
 struct arl_dataset {
-	char *path;      /* as shown in messages */
-	char *fs_path;   /* as opened */
-	size_t n;        /* records */
-	unsigned *lines; /* line where each record starts; NULL after arl_dataset_trim() */
-	cJSON **items;   /* .json and .csv: the records, owned (NULL once taken); else NULL */
-	struct arl_record *recs; /* .jsonl: where each record is; else NULL */
-	int fd;                  /* .jsonl: open for reading records again; -1: reopen each time */
-	/* arl_dataset_take()'s read-ahead window (.jsonl): file bytes [win_off, +win_len). */
+	char *path;              /* as shown in messages */
+	char *fs_path;           /* as opened */
+	size_t n;                /* records */
+	unsigned *lines;         /* line where each record starts; NULL after arl_dataset_trim() */
+	cJSON **items;           /* .csv: the records, owned (NULL once taken); else NULL */
+	struct arl_record *recs; /* .jsonl, .json: where each record is; else NULL */
+	int fd; /* with recs: open for reading records again; -1: reopen each time */
+	/* arl_dataset_take()'s read-ahead window (recs): file bytes [win_off, +win_len). */
 	char *win;
 	size_t win_len, win_cap;
 	uint64_t win_off;
@@ -49,13 +49,13 @@ struct arl_dataset {
 int arl_dataset_load(struct arl_dataset *ds, const char *path, const char *fs_path,
                      struct arl_loc ref, struct arl_diags *diags);
 /*
- * Record @i as a tree the caller owns (cJSON_Delete), for expanding records in order: a
- * .jsonl file is read ahead a window at a time. Each .json/.csv record can be taken once.
+ * Record @i as a tree the caller owns (cJSON_Delete), for expanding records in order: the
+ * file is read ahead a window at a time. Each .csv record can be taken once.
  * NULL with @err set when the record cannot be read back (the file changed). Not thread-safe.
  */
 cJSON *arl_dataset_take(struct arl_dataset *ds, size_t i, struct arl_err *err);
 /*
- * Record @i of a .jsonl dataset read from the file again, as a tree the caller owns. Returns
+ * Record @i (of a dataset with recs) read from the file again, as a tree the caller owns. Returns
  * 0 and sets *out; -1 with @err when it cannot be read or is no longer the text that was
  * checked. Thread-safe (pread on a shared descriptor, or a descriptor of its own).
  */

@@ -91,8 +91,10 @@ int arl_job_item(const struct arl_job *j, char **out, struct arl_err *err)
 		*out = j->item ? arl_xstrdup(j->item) : NULL;
 		return 0;
 	}
-	if (arl_dataset_read(j->dataset, j->record, &rec, err) < 0)
+	if (arl_dataset_read(j->dataset, j->record, &rec, err) < 0) {
+		arl_err_prefix(err, "job '%s'", j->name);
 		return -1;
+	}
 	s = cJSON_PrintUnformatted(rec);
 	cJSON_Delete(rec);
 	if (!s)

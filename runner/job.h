@@ -84,8 +84,8 @@ struct arl_job {
 	struct arl_steps steps;
 	struct arl_steps on_success, on_failure, on_complete;
 	/*
-	 * The foreach item as compact JSON, or NULL. NULL too for a job made from a .jsonl
-	 * record, which is read from the file again when needed: use arl_job_item().
+	 * The foreach item as compact JSON, or NULL. NULL too for a job made from a dataset
+	 * record (.jsonl, .json), read from the file again when needed: use arl_job_item().
 	 */
 	char *item;
 	/*
@@ -94,7 +94,7 @@ struct arl_job {
 	 * it is about to run, so memory per job stays small however large the dataset.
 	 */
 	const struct arl_node *node;       /* its job mapping in the file's document */
-	const struct arl_dataset *dataset; /* .jsonl record @record is its item; else NULL */
+	const struct arl_dataset *dataset; /* record @record of it is the item; else NULL */
 	uint32_t record;
 	bool keep_alive;
 	/* Strings still hold {{ run.* }} / {{ attempt }}: render them per attempt. */
@@ -118,7 +118,7 @@ struct arl_jobfile {
 	struct arl_doc *doc;
 	const struct arl_node *defaults;
 	char *dir;
-	struct arl_dataset **datasets; /* .jsonl datasets that jobs read their records from */
+	struct arl_dataset **datasets; /* datasets that jobs read their records from */
 	size_t ndatasets;
 };
 
@@ -130,7 +130,7 @@ void arl_steps_release(struct arl_steps *s);
 void arl_job_release(struct arl_job *j);
 /*
  * The job's foreach item as compact JSON, or NULL when it has none, in *out (owned by the
- * caller). A .jsonl record is read from its file again: -1 with @err when that fails or the
+ * caller). A dataset record is read from its file again: -1 with @err when that fails or the
  * record changed since the file was loaded. Thread-safe.
  */
 int arl_job_item(const struct arl_job *j, char **out, struct arl_err *err);

@@ -1052,7 +1052,7 @@ static void add_job(struct sctx *c, struct arl_job *j)
 	c->pending = 0;
 }
 
-/* Jobs refer to the records of a .jsonl dataset: the file keeps it, minus what loading used. */
+/* Jobs refer to the records of a dataset: the file keeps it, minus what loading used. */
 static void keep_dataset(struct sctx *c, struct items *it)
 {
 	struct arl_jobfile *f = c->f;

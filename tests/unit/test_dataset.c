@@ -116,6 +116,45 @@ static void test_jsonl_records(void **state)
 	arl_diags_release(&d);
 }
 
+/* A .json array is parsed an element at a time into the same spans; a .csv stays trees. */
+static void test_json_records(void **state)
+{
+	struct arl_diags d = ARL_DIAGS_INIT;
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_dataset ds;
+	cJSON *v;
+	char *s;
+
+	(void)state;
+	assert_int_equal(
+	    load(&ds, "a.json", "\xEF\xBB\xBF [\n{\"id\":\n 1}\f,\n\n {\"id\": [2]} ]\n", &d), 0);
+	assert_int_equal(d.n, 0);
+	assert_int_equal(ds.n, 2);
+	assert_non_null(ds.recs);
+	assert_null(ds.items);
+	assert_true(ds.fd >= 0);
+	assert_int_equal(ds.lines[0], 2);
+	assert_int_equal(ds.lines[1], 5);
+	s = print(arl_dataset_take(&ds, 0, &err));
+	assert_string_equal(s, "{\"id\":1}");
+	free(s);
+	assert_int_equal(arl_dataset_read(&ds, 1, &v, &err), 0);
+	s = print(v);
+	assert_string_equal(s, "{\"id\":[2]}");
+	free(s);
+	arl_dataset_release(&ds);
+
+	assert_int_equal(load(&ds, "b.csv", "id,x\n1,\"a,b\"\n", &d), 0);
+	assert_int_equal(ds.n, 1);
+	assert_null(ds.recs);
+	s = print(arl_dataset_take(&ds, 0, &err));
+	assert_string_equal(s, "{\"id\":\"1\",\"x\":\"a,b\"}");
+	free(s);
+	assert_null(arl_dataset_take(&ds, 0, &err)); /* taken once */
+	arl_dataset_release(&ds);
+	arl_diags_release(&d);
+}
+
 static void test_jsonl_errors(void **state)
 {
 	struct arl_diags d = ARL_DIAGS_INIT;
@@ -408,10 +447,11 @@ static void test_duplicate_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_jsonl_records),       cmocka_unit_test(test_jsonl_errors),
-	    cmocka_unit_test(test_number_out_of_range), cmocka_unit_test(test_long_records),
-	    cmocka_unit_test(test_changed_file),        cmocka_unit_test(test_jsonl_jobs),
-	    cmocka_unit_test(test_many_datasets),       cmocka_unit_test(test_duplicate_names),
+	    cmocka_unit_test(test_jsonl_records),   cmocka_unit_test(test_json_records),
+	    cmocka_unit_test(test_jsonl_errors),    cmocka_unit_test(test_number_out_of_range),
+	    cmocka_unit_test(test_long_records),    cmocka_unit_test(test_changed_file),
+	    cmocka_unit_test(test_jsonl_jobs),      cmocka_unit_test(test_many_datasets),
+	    cmocka_unit_test(test_duplicate_names),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
