@@ -233,18 +233,58 @@ static void restore_signals(void)
 }
 
 /* Records the run and its Pending jobs; fills r->jobs' static parts. */
+/* Makes the job rows one at a time, in the order of the run's jobs. */
+struct row_cursor {
+	struct arl_jobfile *const *files;
+	size_t file, job;
+	char (*hashes)[33];
+	const int64_t *skipped_from;
+	char *item, *labels; /* the current row's */
+};
+
+static int next_row(void *arg, size_t k, struct arl_job_row *row, struct arl_err *err)
+{
+	struct row_cursor *c = arg;
+	const struct arl_jobfile *f;
+	const struct arl_job *job;
+	cJSON *lab = cJSON_CreateObject();
+
+	while (c->job >= c->files[c->file]->njobs) {
+		c->file++;
+		c->job = 0;
+	}
+	f = c->files[c->file];
+	job = &f->jobs[c->job++];
+	for (size_t l = 0; l < job->labels.n; l++)
+		cJSON_AddStringToObject(lab, job->labels.v[l].key, job->labels.v[l].val);
+	cJSON_free(c->labels);
+	c->labels = cJSON_PrintUnformatted(lab);
+	cJSON_Delete(lab);
+	/* .jsonl jobs keep no item text (job.h): it is read back for its row only */
+	free(c->item);
+	c->item = NULL;
+	if (arl_job_item(job, &c->item, err) < 0)
+		return -1;
+	*row =
+	    (struct arl_job_row){.key = job->key,
+	                         .name = job->name,
+	                         .file = f->path,
+	                         .pool = f->pools[job->pool].name,
+	                         .item = c->item,
+	                         .labels = c->labels,
+	                         .spec_hash = c->hashes[k],
+	                         .skipped_from = c->skipped_from[k] > 0 ? c->skipped_from[k] : 0};
+	return 0;
+}
+
 static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nfiles,
                       const char *isolation, const char *notes, char (*hashes)[33],
                       const int64_t *skipped_from, int64_t *ids, struct arl_err *err)
 {
 	cJSON *fl = cJSON_CreateArray();
 	char *files_json;
-	struct arl_job_row *rows = arl_xcalloc(r->njobs ? r->njobs : 1, sizeof(*rows));
-	char **labels = arl_xcalloc(r->njobs ? r->njobs : 1, sizeof(*labels));
-	/* .jsonl jobs keep no item text (job.h): read back only while the rows are written */
-	char **items = arl_xcalloc(r->njobs ? r->njobs : 1, sizeof(*items));
+	struct row_cursor cur = {.files = files, .hashes = hashes, .skipped_from = skipped_from};
 	struct arl_run_info info = {0};
-	size_t k = 0;
 	int ret = -1;
 
 	for (size_t i = 0; i < nfiles; i++)
@@ -257,39 +297,10 @@ static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nf
 	info.notes = notes;
 	if (arl_store_run_begin(r->store, &info, &r->run_id, err) < 0)
 		goto out;
-	for (size_t i = 0; i < nfiles; i++) {
-		for (size_t j = 0; j < files[i]->njobs; j++, k++) {
-			const struct arl_job *job = &files[i]->jobs[j];
-			const struct arl_pool *pool = &files[i]->pools[job->pool];
-			cJSON *lab = cJSON_CreateObject();
-
-			for (size_t l = 0; l < job->labels.n; l++)
-				cJSON_AddStringToObject(lab, job->labels.v[l].key,
-				                        job->labels.v[l].val);
-			labels[k] = cJSON_PrintUnformatted(lab);
-			cJSON_Delete(lab);
-			if (arl_job_item(job, &items[k], err) < 0)
-				goto out;
-			rows[k] = (struct arl_job_row){
-			    .key = job->key,
-			    .name = job->name,
-			    .file = files[i]->path,
-			    .pool = pool->name,
-			    .item = items[k],
-			    .labels = labels[k],
-			    .spec_hash = hashes[k],
-			    .skipped_from = skipped_from[k] > 0 ? skipped_from[k] : 0};
-		}
-	}
-	ret = arl_store_jobs_add(r->store, r->run_id, rows, r->njobs, ids, err);
+	ret = arl_store_jobs_add_each(r->store, r->run_id, r->njobs, next_row, &cur, ids, err);
 out:
-	for (size_t i = 0; i < r->njobs; i++) {
-		cJSON_free(labels[i]);
-		free(items[i]);
-	}
-	free(labels);
-	free(items);
-	free(rows);
+	cJSON_free(cur.labels);
+	free(cur.item);
 	cJSON_free(files_json);
 	cJSON_Delete(fl);
 	return ret;

@@ -1048,8 +1048,21 @@ int arl_store_run_finish(struct arl_store *s, int64_t run_id, const char *status
 
 /* ---- jobs ---- */
 
+static int row_from_array(void *arg, size_t i, struct arl_job_row *row, struct arl_err *err)
+{
+	(void)err;
+	*row = ((const struct arl_job_row *)arg)[i];
+	return 0;
+}
+
 int arl_store_jobs_add(struct arl_store *s, int64_t run_id, const struct arl_job_row *rows,
                        size_t n, int64_t *ids, struct arl_err *err)
+{
+	return arl_store_jobs_add_each(s, run_id, n, row_from_array, (void *)rows, ids, err);
+}
+
+int arl_store_jobs_add_each(struct arl_store *s, int64_t run_id, size_t n, arl_store_row_fn row_fn,
+                            void *arg, int64_t *ids, struct arl_err *err)
 {
 	const char *op = "record the jobs of the run";
 	sqlite3_stmt *st = stmt(s, S_JOB_INSERT, op, err);
@@ -1062,9 +1075,11 @@ int arl_store_jobs_add(struct arl_store *s, int64_t run_id, const struct arl_job
 	if (tx_begin(s, op, err) < 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		const struct arl_job_row *r = &rows[i];
+		struct arl_job_row row = {0}, *r = &row;
 		struct bind b = {st, SQLITE_OK};
 
+		if (row_fn(arg, i, &row, err) < 0)
+			goto out;
 		bind_i64(&b, 1, run_id);
 		bind_str(&b, 2, r->key);
 		bind_str(&b, 3, r->name);
