@@ -28,6 +28,14 @@
  * Names are DNS labels of at most 52 characters ("arl-<run>-<job hash>-<attempt>-<random>",
  * Tasks add "-<step>"), and every object carries labels naming the run, the job and the
  * owner (host, pid) so that `arl-batch gc` can find what a dead run left behind.
+ *
+ * An API server that refuses or goes away (OPERATOR.md aside, the plain Kubernetes trouble):
+ * creates retry until the attempt's deadline, through a window of creates in flight that
+ * halves while the server keeps refusing and grows back after (k8s_throttle.h), so a herd
+ * of workers does not hammer a server that is down or coming back. Deletes retry until the
+ * server answers (up to a minute; once the run is cancelled, a few seconds, then what is left
+ * is reported). A step whose result the cut-off watch never brought is asked for once at its
+ * deadline: a server that cannot say makes it infra, not the step's timeout.
  */
 #include <errno.h>
 #include <poll.h>
@@ -61,7 +69,7 @@
 #define K8S_IDLE_MARGIN_S 600    /* idleTimeoutSeconds = the job's timeout + this */
 #define K8S_GRACE_MS      2000   /* past the operator's timer, before we give up */
 #define K8S_CLEANUP_MS    60000  /* how long a DELETE may keep retrying */
-#define K8S_CANCEL_CLEANUP_MS 5000 /* ... once the run is cancelled, from then on */
+#define K8S_CANCEL_MS     5000   /* ... once the run is cancelled, from then on */
 #define K8S_LAST_TRY_MS   1000   /* ... but each DELETE gets one try of this long */
 #define K8S_RECHECK_MS    5000   /* a step's deadline passed: one GET of its Task */
 #define K8S_DRAIN_MS      10000  /* close(): wait this long for deletions to be seen */
@@ -239,7 +247,7 @@ static int create_obj(struct kube *k, const char *plural, struct kns *ns, const 
 
 /*
  * A cancelled run still cleans up, but a server that does not answer must not hold its exit
- * for long: once cleanup has seen the cancellation, deletes have K8S_CANCEL_CLEANUP_MS from
+ * for long: once cleanup has seen the cancellation, deletes have K8S_CANCEL_MS from
  * that moment. Returns that deadline, or 0 while the run is not cancelled.
  */
 static int64_t cancel_cleanup_deadline(struct kube *k)
@@ -253,7 +261,7 @@ static int64_t cancel_cleanup_deadline(struct kube *k)
 		k->cancelled_at = arl_now_ms();
 	at = k->cancelled_at;
 	pthread_mutex_unlock(&k->mu);
-	return at + K8S_CANCEL_CLEANUP_MS;
+	return at + K8S_CANCEL_MS;
 }
 
 /*
@@ -401,8 +409,8 @@ static void kube_close(void *state)
 			struct arl_k8s_throttle_stats ts;
 
 			arl_k8s_throttle_get_stats(k->throttle, &ts);
-			log_line("arl-batch: kubernetes: creation window %d of %d (%u decreases, %u "
-			         "increases)",
+			log_line("arl-batch: kubernetes: creation window %d of %d (%u decreases, "
+			         "%u increases)",
 			         ts.window, ts.max, ts.decreases, ts.increases);
 		}
 	}

@@ -15,8 +15,12 @@
  * Retries. A request is tried again only when repeating it cannot do harm (GET, DELETE of a
  * named object) or when the harm is detectable (POST of a named object: a 409 AlreadyExists
  * after an earlier try ended without a clear answer means that try created it). Backoff is
- * exponential with full jitter, at least what Retry-After asks, and never past the caller's
- * deadline. Every try, retries included, passes through the token bucket.
+ * exponential with equal jitter, at least what Retry-After asks, and never past the caller's
+ * deadline. Every try, retries included, passes through the token bucket. A request with a
+ * throttle holds one of its slots from the first try to the answer, backoff sleeps included
+ * (so that a few requests probe a refusing server while the rest wait their turn), reports
+ * every refused try to it, and gives the slot up before retrying when the window shrank
+ * below the slots held.
  *
  * Watches. One thread per watch reads the newline-delimited JSON event stream and keeps, for
  * each tracked name, the latest object; a waiter sleeps on its entry's condition variable
@@ -24,8 +28,8 @@
  * good. The stream resumes from the last resourceVersion seen (events or bookmarks), and a
  * 410 Gone, as HTTP status or as an ERROR event, triggers a paginated re-list that rebuilds
  * every tracked entry (and marks as deleted those that vanished meanwhile). The cancel fd is
- * checked by the watch thread from libcurl's progress callback (at least once a second), so
- * waiters need no timed polling.
+ * checked by the watch thread from libcurl's progress callback (at least once a second), and
+ * by each waiter once a second in case the watch thread is stuck in a re-list's retries.
  */
 #include "k8s_client.h"
 
@@ -61,6 +65,7 @@
 #define K8S_WATCH_SILENCE_S    120   /* no byte for this long: the stream is dead, reconnect */
 #define K8S_WATCH_FAIL_MS      60000 /* a watch that cannot reconnect for this long fails waits */
 #define K8S_DRAIN_UNHEALTHY_MS 3000  /* ... and one failing this long ends a drain */
+#define K8S_WAIT_POLL_MS       1000  /* a waiter looks at the cancel fd this often */
 #define K8S_LIST_PAGE          500
 #define K8S_USER_AGENT         "arl-batch/" ARL_VERSION
 
@@ -658,7 +663,7 @@ int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k
 	struct arl_err last = ARL_ERR_INIT;
 	struct arl_k8s_throttle_slot slot = ARL_K8S_THROTTLE_SLOT_INIT;
 	/* "As many as the deadline allows" needs a deadline. */
-	int max_tries = r->max_tries > 0                    ? r->max_tries
+	int max_tries = r->max_tries > 0                     ? r->max_tries
 	                : r->max_tries < 0 && r->deadline_ms ? INT_MAX
 	                                                     : c->o.max_tries;
 	int ret = -1;
@@ -1469,8 +1474,6 @@ size_t arl_k8s_watch_drain(struct arl_k8s_watch *w, int64_t deadline_ms)
 enum arl_k8s_wait arl_k8s_watch_wait(struct arl_k8s_watch *w, const char *name, arl_k8s_watch_fn fn,
                                      void *arg, int64_t deadline_ms, struct arl_err *err)
 {
-	struct timespec ts = {.tv_sec = deadline_ms / 1000,
-	                      .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
 	enum arl_k8s_wait rc;
 	struct wentry *e;
 	unsigned seq = 0;
@@ -1502,10 +1505,26 @@ enum arl_k8s_wait arl_k8s_watch_wait(struct arl_k8s_watch *w, const char *name, 
 			rc = ARL_K8S_WAIT_TIMEOUT;
 			break;
 		}
-		if (deadline_ms)
+		/*
+		 * The watch thread turns the cancel fd into w->cancelled, except while it is busy
+		 * re-listing (retries against a server that is down can take many seconds): look
+		 * at the fd once a second too. A non-blocking poll(), fine under the lock.
+		 */
+		if (w->cancel_fd >= 0 && fd_ready(w->cancel_fd)) {
+			w->cancelled = true;
+			broadcast_all(w);
+			continue;
+		}
+		{
+			int64_t until = arl_now_ms() + K8S_WAIT_POLL_MS;
+			struct timespec ts;
+
+			if (deadline_ms && deadline_ms < until)
+				until = deadline_ms;
+			ts.tv_sec = until / 1000;
+			ts.tv_nsec = (long)(until % 1000) * 1000000;
 			pthread_cond_timedwait(&e->cv, &w->mu, &ts);
-		else
-			pthread_cond_wait(&e->cv, &w->mu);
+		}
 	}
 	e->waiters--;
 	if (e->forget && e->deleted)

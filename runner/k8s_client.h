@@ -4,7 +4,8 @@
  * handles lent to one thread at a time, a client-side token-bucket rate limit (--kube-qps,
  * --kube-burst), timeouts on every request, bounded response bodies, and retries with
  * exponential backoff and jitter for 5xx, 429 (honouring Retry-After) and connection
- * failures, for the requests that are safe to repeat.
+ * failures, for the requests that are safe to repeat. Creates may also go through a window
+ * of requests in flight that adapts to refusals (k8s_throttle.h).
  *
  * Watches: arl_k8s_watch is one long-running watch stream of one kind in one namespace,
  * filtered by a label selector, shared by all workers. It reconnects when the stream ends or
@@ -79,7 +80,7 @@ struct arl_k8s_req {
 	 * Waiting for a slot counts against @deadline_ms and watches @cancel_fd. NULL: none.
 	 */
 	struct arl_k8s_throttle *throttle;
-	size_t max_body;     /* response bytes; 0: 16 MiB */
+	size_t max_body; /* response bytes; 0: 16 MiB */
 	/*
 	 * RETRY_CREATE: "key=value", a label only our objects carry. A 409 on what looks like
 	 * a first try (libcurl itself resends a request whose reused connection died before

@@ -1,8 +1,8 @@
 /*
  * Adaptive concurrency for object creation on the API server (AIMD, as in TCP congestion
- * control): a window of creates allowed in flight at once, halved when the server refuses
- * (HTTP 429, 5xx, a reset, refused or timed-out connection) and grown back by one for every
- * window's worth of successes. A create holds a slot from its first try to its final answer,
+ * control): a window of creates allowed in flight at once, halved when the server keeps
+ * refusing (HTTP 429, 5xx, a reset, refused or timed-out connection) and grown back by one
+ * for every window's worth of successes. A create holds a slot from its first try to its final answer,
  * retries and their backoff included, so while the server is away one or two creates probe
  * it with their backoff and the others wait here instead of retrying in parallel.
  *
@@ -42,8 +42,7 @@ enum arl_k8s_throttle_change {
  * it must not call back into the throttle. SHRANK and FLOOR: the window went from @from to
  * @to; RECOVERED: it grew from its episode's smallest, @from, back to @to.
  */
-typedef void (*arl_k8s_throttle_fn)(void *arg, enum arl_k8s_throttle_change what, int from,
-                                    int to);
+typedef void (*arl_k8s_throttle_fn)(void *arg, enum arl_k8s_throttle_change what, int from, int to);
 
 /*
  * A window that starts at (and never grows past) @max, at least 1. @fn (may be NULL) hears of
@@ -73,9 +72,10 @@ enum arl_k8s_throttle_wait arl_k8s_throttle_acquire(struct arl_k8s_throttle *t,
 void arl_k8s_throttle_sent(struct arl_k8s_throttle *t, struct arl_k8s_throttle_slot *s);
 
 /*
- * The last try of @s was refused. Halves the window unless it was already halved since that
- * try went out. Returns true when more slots are held than the window now allows: the
- * caller should release @s before its backoff and acquire again before the next try.
+ * The last try of @s was refused. Halves the window when recent tries were mostly refused
+ * (not for a stray error) unless it was already halved since that try went out. Returns
+ * true when more slots are held than the window now allows: the caller should release @s
+ * before its backoff and acquire again before the next try.
  */
 bool arl_k8s_throttle_refused(struct arl_k8s_throttle *t, struct arl_k8s_throttle_slot *s);
 

@@ -1,8 +1,8 @@
 /*
  * The creation window (k8s_throttle.c): it starts at its maximum and bounds the slots in
- * flight; a refusal halves it at most once per round (refusals of tries sent before the last
- * decrease do not count), never below 1; successes grow it by one per window's worth, never
- * past the maximum; waiters queue first come, first served and give up at their deadline or
+ * flight; stray refusals leave it alone, but when most tries are refused a refusal halves it,
+ * at most once per round (refusals of tries sent before the last decrease do not count),
+ * never below 1; successes grow it by one per window's worth, never past the maximum; waiters queue first come, first served and give up at their deadline or
  * at once when the cancel fd turns readable; and the changes worth a log line are reported.
  */
 #include <fcntl.h>
@@ -69,7 +69,8 @@ static void test_window_bounds_slots(void **state)
 {
 	struct arl_k8s_throttle *t = arl_k8s_throttle_new(3, NULL, NULL);
 	struct arl_k8s_throttle_slot s[4] = {ARL_K8S_THROTTLE_SLOT_INIT, ARL_K8S_THROTTLE_SLOT_INIT,
-	                                     ARL_K8S_THROTTLE_SLOT_INIT, ARL_K8S_THROTTLE_SLOT_INIT};
+	                                     ARL_K8S_THROTTLE_SLOT_INIT,
+	                                     ARL_K8S_THROTTLE_SLOT_INIT};
 	int64_t t0;
 
 	(void)state;
@@ -108,6 +109,41 @@ static void test_window_bounds_slots(void **state)
 	assert_false(s[0].held);
 }
 
+/* @n requests in a row, one at a time, refused (or answered) once each. */
+static void run_requests(struct arl_k8s_throttle *t, int n, bool refused)
+{
+	for (int i = 0; i < n; i++) {
+		struct arl_k8s_throttle_slot s = ARL_K8S_THROTTLE_SLOT_INIT;
+
+		take(t, &s);
+		if (refused)
+			arl_k8s_throttle_refused(t, &s);
+		arl_k8s_throttle_release(t, &s, !refused);
+	}
+}
+
+static void test_stray_refusals_do_not_shrink_it(void **state)
+{
+	struct arl_k8s_throttle *t = arl_k8s_throttle_new(8, on_change, events);
+
+	(void)state;
+	/* One try in five refused, for a long while: retries absorb that, the window stays. */
+	for (int i = 0; i < 200; i++) {
+		run_requests(t, 1, true);
+		run_requests(t, 4, false);
+	}
+	assert_int_equal(WINDOW(t), 8);
+	assert_int_equal(stats_of(t).decreases, 0);
+	/* After a quiet spell, three refusals in a row are not yet "refusing"; the fourth is. */
+	run_requests(t, 30, false);
+	run_requests(t, 3, true);
+	assert_int_equal(WINDOW(t), 8);
+	run_requests(t, 1, true);
+	assert_int_equal(WINDOW(t), 4);
+	assert_string_equal(events, "SHRANK 8 4;");
+	arl_k8s_throttle_free(t);
+}
+
 static void test_refusals_halve_once_per_round(void **state)
 {
 	struct arl_k8s_throttle *t = arl_k8s_throttle_new(8, on_change, events);
@@ -119,12 +155,16 @@ static void test_refusals_halve_once_per_round(void **state)
 		s[i] = (struct arl_k8s_throttle_slot)ARL_K8S_THROTTLE_SLOT_INIT;
 		take(t, &s[i]);
 	}
-	/* A storm of 5xx hits all eight tries, sent under the same window: one halving. */
-	for (int i = 0; i < 8; i++)
+	/*
+	 * An outage hits all eight tries, sent under the same window: the fourth refusal shows
+	 * the server refusing and halves the window, the four after it are old news.
+	 */
+	for (int i = 0; i < 8; i++) {
 		over += arl_k8s_throttle_refused(t, &s[i]);
-	assert_int_equal(WINDOW(t), 4);
+		assert_int_equal(WINDOW(t), i < 3 ? 8 : 4);
+	}
 	assert_int_equal(stats_of(t).decreases, 1);
-	assert_int_equal(over, 8); /* 8 in flight, room for 4: each is told to step back */
+	assert_int_equal(over, 5); /* 8 in flight, room for 4: told to step back from then on */
 	assert_string_equal(events, "SHRANK 8 4;");
 	/* Four give their slot up; the others retry under the new window... */
 	for (int i = 4; i < 8; i++)
@@ -161,11 +201,7 @@ static void test_successes_grow_it_back(void **state)
 	static const int need[] = {0, 1, 2, 3};
 
 	(void)state;
-	for (int i = 0; i < 2; i++) {
-		take(t, &s);
-		arl_k8s_throttle_refused(t, &s);
-		arl_k8s_throttle_release(t, &s, false);
-	}
+	run_requests(t, 5, true); /* the 4th halves, the 5th (sent after) halves again */
 	assert_int_equal(WINDOW(t), 1);
 	assert_string_equal(events, "SHRANK 4 2;FLOOR 2 1;");
 	/* Up to 2 and down to 1 again: the same episode, not worth another line. */
@@ -194,9 +230,7 @@ static void test_successes_grow_it_back(void **state)
 	assert_int_equal(stats_of(t).increases, 4);
 	assert_int_equal(stats_of(t).decreases, 3);
 	/* A new episode is reported again. */
-	take(t, &s);
-	arl_k8s_throttle_refused(t, &s);
-	arl_k8s_throttle_release(t, &s, false);
+	run_requests(t, 4, true);
 	assert_string_equal(events, "SHRANK 4 2;FLOOR 2 1;RECOVERED 1 4;SHRANK 4 2;");
 	arl_k8s_throttle_free(t);
 }
@@ -273,7 +307,8 @@ static void test_waiters_wake_in_order(void **state)
 		assert_int_equal(a[i].rc, ARL_K8S_THROTTLE_OK);
 		assert_int_equal(a[i].position, i);
 		if (i == 0)
-			assert_true(a[i].returned_ms - released < 1000); /* woken, not polled late */
+			assert_true(a[i].returned_ms - released <
+			            1000); /* woken, not polled late */
 		assert_int_equal(IN_FLIGHT(t), 1);
 		arl_k8s_throttle_release(t, &a[i].slot, true);
 	}
@@ -375,14 +410,14 @@ static void *hammer_main(void *p)
 			if (atomic_compare_exchange_weak(h->peak, &p0, now))
 				break;
 		arl_k8s_throttle_get_stats(h->t, &st);
-		/* Refuse one try in seven: the window moves while others hold slots. */
-		if ((i + h->id) % 7 == 0 && arl_k8s_throttle_refused(h->t, &s)) {
+		/* Refused at first, then answered: the window moves while others hold slots. */
+		if (i < 50 && arl_k8s_throttle_refused(h->t, &s)) {
 			atomic_fetch_sub(h->inside, 1);
 			arl_k8s_throttle_release(h->t, &s, false);
 			continue;
 		}
 		atomic_fetch_sub(h->inside, 1);
-		arl_k8s_throttle_release(h->t, &s, (i + h->id) % 7 != 0);
+		arl_k8s_throttle_release(h->t, &s, i >= 50);
 	}
 	return NULL;
 }
@@ -408,6 +443,7 @@ static void test_threads_stay_within_the_maximum(void **state)
 	assert_int_equal(IN_FLIGHT(t), 0);
 	assert_int_equal(stats_of(t).waiting, 0);
 	assert_true(stats_of(t).decreases >= 1);
+	assert_true(stats_of(t).increases >= 1);
 	assert_true(WINDOW(t) >= 1 && WINDOW(t) <= 4);
 	arl_k8s_throttle_free(t);
 }
@@ -416,6 +452,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_window_bounds_slots, setup, NULL),
+	    cmocka_unit_test_setup_teardown(test_stray_refusals_do_not_shrink_it, setup, NULL),
 	    cmocka_unit_test_setup_teardown(test_refusals_halve_once_per_round, setup, NULL),
 	    cmocka_unit_test_setup_teardown(test_successes_grow_it_back, setup, NULL),
 	    cmocka_unit_test_setup_teardown(test_waiters_wake_in_order, setup, NULL),
