@@ -14,22 +14,22 @@
 #define ARL_YAML_MAX_INPUT     (16u << 20) /* bytes of one job file */
 #define ARL_YAML_MAX_SCALAR    (8u << 20)
 #define ARL_YAML_MAX_DEPTH     64
-#define ARL_YAML_MAX_NODES     1000000
+#define ARL_YAML_MAX_NODES     4000000 /* 10^5 jobs of ~40 nodes; ~140 bytes each */
 #define ARL_YAML_MAX_ANCHORS   10000
 #define ARL_YAML_MAX_EXPANSION 1000000 /* nodes reachable through aliases */
 
 enum arl_node_kind { ARL_NODE_SCALAR, ARL_NODE_SEQ, ARL_NODE_MAP };
 
 struct arl_node {
-	enum arl_node_kind kind;
 	struct arl_loc loc;
-	bool plain; /* scalar written without quotes or block style: may be a number/bool/null */
-	char *str;  /* scalar text, NUL-terminated */
+	char *str; /* scalar text, NUL-terminated */
 	size_t len;
 	/* SEQ: items; MAP: keys and values alternate (key i at 2i, value at 2i+1) */
 	struct arl_node **kids;
 	size_t nkids;
 	size_t weight; /* nodes in this subtree, counting alias targets again */
+	enum arl_node_kind kind;
+	bool plain; /* scalar written without quotes or block style: may be a number/bool/null */
 };
 
 struct arl_doc {
