@@ -651,6 +651,9 @@ static int kube_acquire(void *state, const struct arl_pool *pool, const struct a
 	cJSON_AddStringToObject(meta, "name", sb->name);
 	cJSON_AddStringToObject(meta, "namespace", sb->ns->name);
 	add_labels(meta, k, sb);
+	if (req->job->keep_alive) /* gc never takes it */
+		cJSON_AddStringToObject(cJSON_GetObjectItem(meta, "labels"), ARL_K8S_GC_KEEP_LABEL,
+		                        "true");
 	spec = cJSON_AddObjectToObject(body, "spec");
 	cJSON_AddStringToObject(spec, "poolRef", pool->name);
 	/* Always keepAlive: a keepAlive:false Sandbox may be reaped after its first Task. */

@@ -257,7 +257,7 @@ static bool judge(const cJSON *obj, const char *kind, const char *plural,
 	const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
 	const cJSON *labels = cJSON_GetObjectItemCaseSensitive(md, "labels");
 	const char *host = label(labels, ARL_K8S_GC_HOST_LABEL);
-	const char *why;
+	const char *why, *keep;
 	int64_t idle;
 
 	memset(f, 0, sizeof(*f));
@@ -280,9 +280,14 @@ static bool judge(const cJSON *obj, const char *kind, const char *plural,
 		}
 		return false;
 	}
-	/* A keepAlive job's Sandbox: the only kind made without an idle timeout (k8s_gc.h). */
+	/*
+	 * A keepAlive job's Sandbox: labelled so, and the only kind made without an idle timeout
+	 * (which is all that marks one made before the label existed).
+	 */
+	keep = label(labels, ARL_K8S_GC_KEEP_LABEL);
 	if (!strcmp(plural, "sandboxes") &&
-	    arl_k8s_get_int(obj, "spec.idleTimeoutSeconds", 0, INT32_MAX, &idle) < 0)
+	    ((keep && !strcmp(keep, "true")) ||
+	     arl_k8s_get_int(obj, "spec.idleTimeoutSeconds", 0, INT32_MAX, &idle) < 0))
 		return false;
 	f->run = label(labels, ARL_K8S_GC_RUN_LABEL);
 	f->host = host;

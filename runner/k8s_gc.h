@@ -14,9 +14,9 @@
  *
  * Never touched: objects without the run, owner-host and owner-pid labels and
  * managed-by=arl-batch (the list's label selector requires them and each is checked again),
- * and Sandboxes kept by a keepAlive job. Those are the only Sandboxes the backend creates
- * without spec.idleTimeoutSeconds (its acquire() gives every other one the job's timeout
- * plus a margin as a safety net), which is how they are told apart here.
+ * and Sandboxes kept by a keepAlive job: labelled keep-alive=true, and the only Sandboxes the
+ * backend creates without spec.idleTimeoutSeconds (every other one gets the job's timeout
+ * plus a margin as a safety net), which also marks those made before the label existed.
  *
  * Thread-safety: none needed; a sweep runs on the calling thread only.
  */
@@ -38,6 +38,7 @@
 #define ARL_K8S_GC_PID_LABEL     "arl.infra.io/owner-pid"
 #define ARL_K8S_GC_START_LABEL   "arl.infra.io/owner-start"
 #define ARL_K8S_GC_BOOT_LABEL    "arl.infra.io/owner-boot"
+#define ARL_K8S_GC_KEEP_LABEL    "arl.infra.io/keep-alive" /* "true": a keepAlive job's */
 
 /* A runner's identity, as label values; an empty string is unknown (and not labelled). */
 struct arl_k8s_owner {
