@@ -67,6 +67,15 @@ check_eq "60 jobs Succeeded, every attempt too (requests and watches waited it o
 	"60|60"
 check_eq "no Task or Sandbox left" "$(fake_count tasks)|$(fake_count sandboxes)" "0|0"
 
+echo "# slow responses (every request 50-400 ms late): slower, nothing else"
+fake_post /_fake/faults "latency=50ms-400ms"
+write_many "$TMP/slow.yaml" 30 sandbox 10 2
+runner run --progress none --db "$TMP/slow.db" --kubeconfig "$KC" "$TMP/slow.yaml"
+check_eq "run exits 0" "$RC" 0
+check_eq "30 jobs Succeeded in one attempt each" \
+	"$(sql "$TMP/slow.db" "SELECT count(*) FROM jobs WHERE state = 'Succeeded' AND attempts = 1")" 30
+check_eq "no Task or Sandbox left" "$(fake_count tasks)|$(fake_count sandboxes)" "0|0"
+
 echo "# a pool without an idle pod: the attempt's timeout bounds the wait (infra)"
 fake_post /_fake/faults "no-idle=starved"
 runner pool create starved --image python:3.9-slim --sidecar-image arl-sidecar:latest \
