@@ -1,6 +1,7 @@
 /*
  * Unit tests for spawn.c: exit codes, environment and cwd, start errors, output capture with
- * its cap, deadlines, cancellation, process-group cleanup, fd hygiene and concurrent use.
+ * its cap, deadlines, cancellation, process-group cleanup (and `lingering` for what escaped
+ * it), fd hygiene and concurrent use.
  * The children are /bin/sh scripts; pids they print let us check nothing is left running.
  */
 #include <errno.h>
@@ -175,6 +176,7 @@ static void test_exit_codes(void **state)
 	assert_int_equal(r.exit_code, 0);
 	assert_false(r.timed_out);
 	assert_false(r.cancelled);
+	assert_false(r.lingering);
 	assert_int_equal(r.out.len, 0);
 	assert_string_equal(r.out.data, "");
 	arl_spawn_result_release(&r);
@@ -430,6 +432,7 @@ static void test_deadline(void **state)
 	run_sh(&o, "echo $$; exec sleep 30", &r);
 	assert_true(r.timed_out);
 	assert_false(r.cancelled);
+	assert_false(r.lingering);
 	assert_int_equal(r.exit_code, 128 + SIGTERM);
 	/* SIGTERM is sent no earlier than the deadline; sleep dies of it at once. */
 	assert_in_range(arl_now_ms() - t0, 500, 1500);
@@ -474,6 +477,7 @@ static void test_background_grandchild(void **state)
 	run_sh(&o, "sleep 100 & echo $!", &r);
 	assert_int_equal(r.exit_code, 0);
 	assert_false(r.timed_out);
+	assert_false(r.lingering); /* killed with the group: nothing of it is left */
 	/* Well under the drain time, which would hide a missing group kill. */
 	assert_in_range(r.duration_ms, 0, 900);
 	gpid = first_pid(&r.out);
@@ -481,25 +485,49 @@ static void test_background_grandchild(void **state)
 	arl_spawn_result_release(&r);
 }
 
-/* One that left the group cannot be killed by us: we stop reading after the drain time. */
-static void test_escaped_grandchild(void **state)
+/*
+ * Runs @script, which starts `setsid sleep 30` with @redirect and prints its pid once
+ * setsid() ran (before that, our group kill would still reach it); kills that pid after.
+ */
+static void run_escaped(const char *redirect, struct arl_spawn_result *r)
 {
 	struct arl_spawn_opts o = ARL_SPAWN_OPTS_INIT;
+	char *script = arl_xasprintf("setsid sleep 30 %s & p=$!;"
+	                             "while [ \"$(cut -d' ' -f6 /proc/$p/stat)\" != $p ]; do :; "
+	                             "done; echo $p",
+	                             redirect);
+
+	run_sh(&o, script, r);
+	kill(first_pid(&r->out), SIGKILL);
+	assert_int_equal(r->exit_code, 0);
+	assert_false(r->timed_out);
+	assert_false(r->cancelled);
+	free(script);
+}
+
+/*
+ * One that left the group cannot be killed by us: we stop reading after the drain time and
+ * say so (lingering), whichever stream it kept; the backend then never reuses the workspace.
+ */
+static void test_escaped_grandchild(void **state)
+{
 	struct arl_spawn_result r;
-	pid_t gpid;
 
 	(void)state;
 	if (access("/usr/bin/setsid", X_OK) < 0)
 		skip();
-	/* Print the pid only once setsid() ran: before that our group kill would still reach it. */
-	run_sh(&o,
-	       "setsid sleep 30 & p=$!;"
-	       "while [ \"$(cut -d' ' -f6 /proc/$p/stat)\" != $p ]; do :; done; echo $p",
-	       &r);
-	gpid = first_pid(&r.out);
-	kill(gpid, SIGKILL);
-	assert_int_equal(r.exit_code, 0);
+	run_escaped("", &r);
+	assert_true(r.lingering);
 	assert_in_range(r.duration_ms, 1000, 3000);
+	arl_spawn_result_release(&r);
+	run_escaped(">/dev/null", &r); /* stderr only */
+	assert_true(r.lingering);
+	assert_in_range(r.duration_ms, 1000, 3000);
+	arl_spawn_result_release(&r);
+	/* Detached completely, it is out of our sight: no drain, nothing to report. */
+	run_escaped(">/dev/null 2>&1", &r);
+	assert_false(r.lingering);
+	assert_in_range(r.duration_ms, 0, 900);
 	arl_spawn_result_release(&r);
 }
 
