@@ -465,6 +465,7 @@ static void sweep_dead_owners(struct kube *k)
 	go.namespaces = names;
 	go.nnamespaces = k->nns;
 	go.remove = true;
+	go.same_boot_only = true;
 	go.out = stderr;
 	go.prefix = "arl-batch: kubernetes: ";
 	go.cancel_fd = k->cancel_fd;

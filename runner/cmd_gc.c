@@ -103,7 +103,7 @@ static int gc_kubernetes(const struct gc_opts *g)
 	struct arl_err err = ARL_ERR_INIT;
 	const char *scope_ns;
 	char where[512];
-	int code = ARL_EXIT_INCOMPLETE, live;
+	int code = ARL_EXIT_INCOMPLETE, live, rc;
 
 	ko.path = g->kubeconfig;
 	ko.context = g->context;
@@ -112,7 +112,9 @@ static int gc_kubernetes(const struct gc_opts *g)
 	arl_kubeconfig_describe(kc, &info);
 	/* A command at a terminal: a cluster that is down fails in seconds, not a minute. */
 	co.max_tries = GC_K8S_TRIES;
-	if (arl_k8s_new(&c, kc, &co, &err) < 0)
+	rc = arl_k8s_new(&c, kc, &co, &err);
+	kc = NULL; /* the client's, even on failure */
+	if (rc < 0)
 		goto out;
 	go.namespaces = g->ns ? &g->ns : NULL;
 	go.nnamespaces = g->ns ? 1 : 0;
@@ -155,10 +157,8 @@ static int gc_kubernetes(const struct gc_opts *g)
 out:
 	if (err.code != ARL_E_OK)
 		fprintf(stderr, "arl-batch gc: kubernetes: %s\n", err.msg);
-	if (c)
-		arl_k8s_free(c);
-	else
-		arl_kubeconfig_free(kc);
+	arl_k8s_free(c);
+	arl_kubeconfig_free(kc);
 	return code;
 }
 

@@ -5,9 +5,9 @@
  * record a line) but parsed an element at a time into the same spans. Expansion then reads the
  * records again in order (arl_dataset_take, a window at a time) and running jobs read theirs
  * alone (arl_dataset_read); the hash makes a file edited in the meantime an error rather than a
- * silently different job. The page cache holds the text, not the heap. Errors are always
- * found by the original whole-file checks, so their wording and positions do not depend on
- * this. A .csv dataset becomes cJSON trees of strings, which expansion takes one by one.
+ * silently different job. The page cache holds the text, not the heap. A .json file that
+ * does not parse element by element falls back to the whole-file parse, so its errors read
+ * as before. A .csv dataset becomes cJSON trees of strings, which expansion takes one by one.
  */
 #include "dataset.h"
 
@@ -23,7 +23,7 @@
 #include "util.h"
 #include "banned.h"
 
-/* Read-ahead of the sequential passes over a .jsonl file. */
+/* Read-ahead of the sequential passes over a dataset file. */
 #define WINDOW ((size_t)1 << 20)
 
 struct reader {

@@ -692,10 +692,11 @@ int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k
 
 			if (w != ARL_K8S_THROTTLE_OK) {
 				resp->cancelled = w == ARL_K8S_THROTTLE_CANCELLED;
-				arl_error(&last, ARL_E_BACKEND,
-				          "cannot %s: deadline reached waiting for a turn: the "
-				          "server has been refusing requests",
-				          what);
+				arl_error(
+				    &last, ARL_E_BACKEND,
+				    "cannot %s: deadline reached waiting for a free slot in "
+				    "the creation window (it shrinks while the server refuses)",
+				    what);
 				goto fail;
 			}
 		}

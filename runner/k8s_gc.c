@@ -79,6 +79,20 @@ static void read_boot_id(char out[40])
 	fclose(f);
 }
 
+static void read_pidns(char out[24])
+{
+	char link[64];
+	ssize_t n = readlink("/proc/self/ns/pid", link, sizeof(link) - 1);
+	unsigned long long ino;
+
+	out[0] = '\0';
+	if (n > 0) {
+		link[n] = '\0';
+		if (sscanf(link, "pid:[%llu]", &ino) == 1)
+			snprintf(out, 24, "%llu", ino);
+	}
+}
+
 void arl_k8s_gc_self(struct arl_k8s_owner *out)
 {
 	char host[256], state;
@@ -93,6 +107,7 @@ void arl_k8s_gc_self(struct arl_k8s_owner *out)
 	if (proc_stat((long)getpid(), &state, &start) == 0)
 		snprintf(out->start, sizeof(out->start), "%llu", start);
 	read_boot_id(out->boot);
+	read_pidns(out->pidns);
 }
 
 void arl_k8s_gc_add_labels(cJSON *labels, const struct arl_k8s_owner *o)
@@ -103,6 +118,8 @@ void arl_k8s_gc_add_labels(cJSON *labels, const struct arl_k8s_owner *o)
 		cJSON_AddStringToObject(labels, ARL_K8S_GC_START_LABEL, o->start);
 	if (o->boot[0])
 		cJSON_AddStringToObject(labels, ARL_K8S_GC_BOOT_LABEL, o->boot);
+	if (o->pidns[0])
+		cJSON_AddStringToObject(labels, ARL_K8S_GC_PIDNS_LABEL, o->pidns);
 }
 
 static const char *label(const cJSON *labels, const char *key)
@@ -119,6 +136,7 @@ const char *arl_k8s_gc_judge(const cJSON *labels, const struct arl_k8s_owner *me
 	const char *pid_s = label(labels, ARL_K8S_GC_PID_LABEL);
 	const char *start_s = label(labels, ARL_K8S_GC_START_LABEL);
 	const char *boot = label(labels, ARL_K8S_GC_BOOT_LABEL);
+	const char *pidns = label(labels, ARL_K8S_GC_PIDNS_LABEL);
 	const char *managed = label(labels, ARL_K8S_GC_MANAGED_LABEL);
 	const char *run = label(labels, ARL_K8S_GC_RUN_LABEL);
 	char gone[64], state;
@@ -138,6 +156,9 @@ const char *arl_k8s_gc_judge(const cJSON *labels, const struct arl_k8s_owner *me
 		return NULL;
 	if (boot && me->boot[0] && strcmp(boot, me->boot) != 0)
 		return "the host rebooted since";
+	/* Another container of the same name and boot: its pids are not ours to look up. */
+	if (pidns && me->pidns[0] && strcmp(pidns, me->pidns) != 0)
+		return NULL;
 	/* EPERM: it exists but belongs to someone else, which is still "alive". */
 	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
 		return "not running";
@@ -269,6 +290,12 @@ static bool judge(const cJSON *obj, const char *kind, const char *plural,
 	if (!f->ns || !f->name || !host)
 		return false;
 	why = arl_k8s_gc_judge(labels, me, o->host);
+	if (why && o->same_boot_only) {
+		const char *boot = label(labels, ARL_K8S_GC_BOOT_LABEL);
+
+		if (boot && strcmp(boot, me->boot) != 0)
+			return false;
+	}
 	if (!why) {
 		/* Objects of hosts we were not asked about: counted for the caller's hint. */
 		char target[64];

@@ -38,6 +38,7 @@
 #define ARL_K8S_GC_PID_LABEL     "arl.infra.io/owner-pid"
 #define ARL_K8S_GC_START_LABEL   "arl.infra.io/owner-start"
 #define ARL_K8S_GC_BOOT_LABEL    "arl.infra.io/owner-boot"
+#define ARL_K8S_GC_PIDNS_LABEL   "arl.infra.io/owner-pidns"
 #define ARL_K8S_GC_KEEP_LABEL    "arl.infra.io/keep-alive" /* "true": a keepAlive job's */
 
 /* A runner's identity, as label values; an empty string is unknown (and not labelled). */
@@ -46,6 +47,7 @@ struct arl_k8s_owner {
 	char pid[16];   /* decimal */
 	char start[24]; /* /proc/PID/stat field 22, decimal clock ticks since boot */
 	char boot[40];  /* /proc/sys/kernel/random/boot_id */
+	char pidns[24]; /* inode of /proc/self/ns/pid: pids mean something only inside it */
 };
 
 /* This process's identity. Never fails: what cannot be read stays empty. */
@@ -69,8 +71,11 @@ struct arl_k8s_gc_opts {
 	const char *const *namespaces;
 	size_t nnamespaces;
 	const char *fallback_ns;
-	const char *host;   /* NULL: this host; else a host that is gone (a label value or not) */
-	bool remove;        /* delete the orphans (Tasks first), not only list them */
+	const char *host; /* NULL: this host; else a host that is gone (a label value or not) */
+	bool remove;      /* delete the orphans (Tasks first), not only list them */
+	/* The unasked sweep at run start: a boot id not ours may be another machine of the
+	 * same name rather than a reboot, so such objects are left to `gc`. */
+	bool same_boot_only;
 	bool others;        /* count the objects of other hosts, into the result's others* */
 	FILE *out;          /* one line per orphan (and per failed deletion); NULL: none */
 	const char *prefix; /* at the start of each line on @out; NULL: "" */

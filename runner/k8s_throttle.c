@@ -206,7 +206,8 @@ bool arl_k8s_throttle_refused(struct arl_k8s_throttle *t, struct arl_k8s_throttl
 		t->epoch++;
 		t->successes = 0;
 		t->decreases++;
-		t->low = to;
+		if (!t->high || to < t->low)
+			t->low = to;
 		if (!t->high) {
 			t->high = from;
 			tell = true;

@@ -232,7 +232,6 @@ static void restore_signals(void)
 	signal(SIGHUP, SIG_DFL);
 }
 
-/* Records the run and its Pending jobs; fills r->jobs' static parts. */
 /* Makes the job rows one at a time, in the order of the run's jobs. */
 struct row_cursor {
 	struct arl_jobfile *const *files;
@@ -277,6 +276,7 @@ static int next_row(void *arg, size_t k, struct arl_job_row *row, struct arl_err
 	return 0;
 }
 
+/* Records the run and its Pending jobs. */
 static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nfiles,
                       const char *isolation, const char *notes, char (*hashes)[33],
                       const int64_t *skipped_from, int64_t *ids, struct arl_err *err)

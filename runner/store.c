@@ -158,7 +158,7 @@ struct arl_store {
 	char host[256];
 	/* What the authorizer refused during the current prepare (READONLY only). */
 	char denied[200];
-	/* The last failed write found the disk full; a commit that succeeds clears it. */
+	/* The last failure was a full disk; a commit that succeeds clears it. */
 	bool full;
 };
 
@@ -195,8 +195,8 @@ static int db_fail(struct arl_store *s, struct arl_err *err, const char *op, con
 	int rc = sqlite3_extended_errcode(s->db);
 	char ebuf[128];
 
-	if (disk_full(s, rc)) {
-		s->full = true;
+	s->full = disk_full(s, rc); /* about this failure: a later one may have another cause */
+	if (s->full) {
 		if ((rc & 0xff) == SQLITE_IOERR)
 			return arl_error(
 			    err, ARL_E_DB, "cannot write to results database '%s': %s (%s)",

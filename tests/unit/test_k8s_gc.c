@@ -93,6 +93,17 @@ static void test_alive_and_reused(void **state)
 	    "the host rebooted since");
 	/* Made before owner-start/owner-boot existed: the pid alone says alive. */
 	assert_null(judge_with(&me, ARL_K8S_GC_START_LABEL, NULL, NULL));
+	/* Another PID namespace (a container of the same name): not ours to judge, even with a
+	 * start time that is not our pid's. */
+	assert_true(me.pidns[0] != '\0');
+	{
+		cJSON *l = labels_of(&me);
+
+		set_label(l, ARL_K8S_GC_START_LABEL, "1");
+		set_label(l, ARL_K8S_GC_PIDNS_LABEL, "1");
+		assert_null(arl_k8s_gc_judge(l, &me, NULL));
+		cJSON_Delete(l);
+	}
 }
 
 static void test_dead_pids(void **state)
