@@ -134,13 +134,6 @@ static void log_line(const char *fmt, ...)
 	(void)!write(2, buf, (size_t)n); /* one write: lines from threads do not interleave */
 }
 
-static bool fd_cancelled(int fd)
-{
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-
-	return fd >= 0 && poll(&p, 1, 0) > 0;
-}
-
 static struct kpool *find_pool(struct kube *k, const struct arl_pool *pool)
 {
 	for (size_t i = 0; i < k->npools; i++)
@@ -254,7 +247,7 @@ static int64_t cancel_cleanup_deadline(struct kube *k)
 {
 	int64_t at;
 
-	if (!fd_cancelled(k->cancel_fd))
+	if (!arl_fd_readable(k->cancel_fd))
 		return 0;
 	pthread_mutex_lock(&k->mu);
 	if (!k->cancelled_at)
@@ -931,7 +924,7 @@ static int kube_exec(void *state, struct arl_sandbox *sb, const struct arl_step 
 
 	arl_k8s_watch_track(sb->ns->tasks, name);
 	if (create_obj(k, "tasks", sb->ns, name, body, wait_until, &maybe, err) < 0) {
-		if (fd_cancelled(k->cancel_fd)) {
+		if (arl_fd_readable(k->cancel_fd)) {
 			*cls = ARL_CLASS_CANCELLED;
 			ret = 0;
 		}

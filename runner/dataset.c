@@ -116,11 +116,7 @@ static bool blank(const char *p, const char *end)
 /* FNV-1a, 32 bits: tells a record's text from an edited one, nothing more. */
 static uint32_t text_sum(const char *p, size_t n)
 {
-	uint32_t h = 2166136261u;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)p[i]) * 16777619u;
-	return h;
+	return (uint32_t)arl_fnv1a_n(p, n);
 }
 
 /* True when a number in @v overflowed a double: cJSON saturates it to infinity. */

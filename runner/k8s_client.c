@@ -97,14 +97,6 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* A non-blocking look at the cancel fd (a pipe nobody drains: readable once, forever). */
-static bool fd_ready(int fd)
-{
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-
-	return fd >= 0 && poll(&p, 1, 0) > 0;
-}
-
 /* Sleeps @ms unless @cancel_fd turns readable; returns -1 when it did. */
 static int sleep_ms(int64_t ms, int cancel_fd)
 {
@@ -441,7 +433,7 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
 		x->on_tick(x->line_arg);
 	if (x->stop && atomic_load(x->stop))
 		return 1;
-	if (x->cancel_fd >= 0 && fd_ready(x->cancel_fd)) {
+	if (x->cancel_fd >= 0 && arl_fd_readable(x->cancel_fd)) {
 		x->cancelled = true;
 		return 1;
 	}
@@ -700,8 +692,9 @@ int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k
 				goto fail;
 			}
 		}
-		if (fd_ready(r->cancel_fd) || rate_limit(c, r->deadline_ms, r->cancel_fd) < 0) {
-			resp->cancelled = fd_ready(r->cancel_fd);
+		if (arl_fd_readable(r->cancel_fd) ||
+		    rate_limit(c, r->deadline_ms, r->cancel_fd) < 0) {
+			resp->cancelled = arl_fd_readable(r->cancel_fd);
 			arl_error(&last, resp->cancelled ? ARL_E_CANCELLED : ARL_E_BACKEND,
 			          "cannot %s: %s", what,
 			          resp->cancelled ? "cancelled" : "deadline reached");
@@ -963,7 +956,7 @@ static void check_cancel(void *arg)
 {
 	struct arl_k8s_watch *w = arg;
 
-	if (w->cancel_fd < 0 || !fd_ready(w->cancel_fd))
+	if (w->cancel_fd < 0 || !arl_fd_readable(w->cancel_fd))
 		return;
 	pthread_mutex_lock(&w->mu);
 	if (!w->cancelled) {
@@ -1511,7 +1504,7 @@ enum arl_k8s_wait arl_k8s_watch_wait(struct arl_k8s_watch *w, const char *name, 
 		 * re-listing (retries against a server that is down can take many seconds): look
 		 * at the fd once a second too. A non-blocking poll(), fine under the lock.
 		 */
-		if (w->cancel_fd >= 0 && fd_ready(w->cancel_fd)) {
+		if (w->cancel_fd >= 0 && arl_fd_readable(w->cancel_fd)) {
 			w->cancelled = true;
 			broadcast_all(w);
 			continue;

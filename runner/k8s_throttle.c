@@ -70,13 +70,6 @@ struct arl_k8s_throttle {
 	void *arg;
 };
 
-static bool fd_ready(int fd)
-{
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-
-	return fd >= 0 && poll(&p, 1, 0) > 0;
-}
-
 struct arl_k8s_throttle *arl_k8s_throttle_new(int max, arl_k8s_throttle_fn fn, void *arg)
 {
 	struct arl_k8s_throttle *t = arl_xcalloc(1, sizeof(*t));
@@ -147,7 +140,7 @@ enum arl_k8s_throttle_wait arl_k8s_throttle_acquire(struct arl_k8s_throttle *t,
 		if (t->head == &me && t->in_flight < t->window)
 			break;
 		/* The fd and the clock are looked at with the lock held: both are cheap. */
-		if (fd_ready(cancel_fd)) {
+		if (arl_fd_readable(cancel_fd)) {
 			rc = ARL_K8S_THROTTLE_CANCELLED;
 			break;
 		}

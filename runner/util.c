@@ -1,6 +1,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -307,11 +308,23 @@ size_t arl_utf8_prefix(const char *s, size_t w)
 	return i;
 }
 
-uint64_t arl_fnv1a(const char *s)
+uint64_t arl_fnv1a_n(const char *p, size_t n)
 {
 	uint64_t h = 1469598103934665603ULL;
 
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
 	return h;
+}
+
+uint64_t arl_fnv1a(const char *s)
+{
+	return arl_fnv1a_n(s, strlen(s));
+}
+
+bool arl_fd_readable(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	return fd >= 0 && poll(&p, 1, 0) > 0;
 }

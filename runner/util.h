@@ -43,6 +43,10 @@ bool arl_is_dns_label(const char *s);
  * file names and hash tables need (not a cryptographic hash).
  */
 uint64_t arl_fnv1a(const char *s);
+uint64_t arl_fnv1a_n(const char *p, size_t n);
+
+/* True when @fd (-1: never) is readable now, e.g. a cancel pipe that was written. */
+bool arl_fd_readable(int fd);
 
 /* Levenshtein distance, capped; for did-you-mean suggestions. */
 unsigned arl_edit_distance(const char *a, const char *b);
