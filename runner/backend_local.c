@@ -1820,10 +1820,8 @@ static bool owner_dead(int dfd, const char *name, long boot_time, long ticks)
 	long long run;
 	long pid;
 	unsigned long n;
-	char path[64], stat_text[1024];
 	struct stat st;
-	FILE *f;
-	const char *p;
+	char state;
 	unsigned long long start = 0;
 
 	if (sscanf(name, "sb-%lld-%ld-%lu", &run, &pid, &n) != 3 || pid <= 0)
@@ -1832,17 +1830,7 @@ static bool owner_dead(int dfd, const char *name, long boot_time, long ticks)
 		return true;
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || boot_time <= 0)
 		return false;
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	if (!(f = fopen(path, "re")))
-		return false;
-	p = fgets(stat_text, sizeof(stat_text), f);
-	fclose(f);
-	/* Field 22, counted after the ")" that ends the command name. */
-	if (!p || !(p = strrchr(stat_text, ')')) ||
-	    sscanf(
-	        p + 1,
-	        " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-	        &start) != 1)
+	if (arl_proc_stat(pid, &state, &start) < 0)
 		return false;
 	return boot_time + (long)(start / (unsigned long long)ticks) > st.st_mtime + 1;
 }

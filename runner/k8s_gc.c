@@ -41,28 +41,6 @@ struct found {
 
 /* --- identity ------------------------------------------------------------------------ */
 
-/* State (field 3) and start time (field 22) of @pid from /proc; -1 when unreadable. */
-static int proc_stat(long pid, char *state, unsigned long long *start)
-{
-	char path[64], text[1024];
-	const char *p;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	if (!(f = fopen(path, "re")))
-		return -1;
-	p = fgets(text, sizeof(text), f);
-	fclose(f);
-	/* Counted after the ")" that ends the command name, which may hold spaces and ")". */
-	if (!p || !(p = strrchr(text, ')')) ||
-	    sscanf(
-	        p + 1,
-	        " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-	        state, start) != 2)
-		return -1;
-	return 0;
-}
-
 static void read_boot_id(char out[40])
 {
 	char line[64] = "";
@@ -104,7 +82,7 @@ void arl_k8s_gc_self(struct arl_k8s_owner *out)
 	host[sizeof(host) - 1] = '\0';
 	arl_k8s_label_value(host, out->host);
 	snprintf(out->pid, sizeof(out->pid), "%ld", (long)getpid());
-	if (proc_stat((long)getpid(), &state, &start) == 0)
+	if (arl_proc_stat((long)getpid(), &state, &start) == 0)
 		snprintf(out->start, sizeof(out->start), "%llu", start);
 	read_boot_id(out->boot);
 	read_pidns(out->pidns);
@@ -163,7 +141,7 @@ const char *arl_k8s_gc_judge(const cJSON *labels, const struct arl_k8s_owner *me
 	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
 		return "not running";
 	/* Unreadable (hidepid, or gone this instant): alive, the safe side. */
-	if (proc_stat((long)pid, &state, &start) < 0)
+	if (arl_proc_stat((long)pid, &state, &start) < 0)
 		return NULL;
 	if (state == 'Z' || state == 'X')
 		return "exited";

@@ -630,20 +630,10 @@ static int close_run(struct arl_store *s, int64_t run_id, const char *status, bo
  */
 static bool is_zombie(int64_t pid)
 {
-	char path[64], buf[512], *paren;
-	FILE *fp;
-	size_t n;
+	char state;
+	unsigned long long start;
 
-	snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
-	fp = fopen(path, "re");
-	if (!fp)
-		return false;
-	n = fread(buf, 1, sizeof(buf) - 1, fp);
-	fclose(fp);
-	buf[n] = '\0';
-	/* comm may itself hold ") ", so look for the last one. */
-	paren = strrchr(buf, ')');
-	return paren && paren[1] == ' ' && paren[2] == 'Z';
+	return arl_proc_stat((long)pid, &state, &start) == 0 && state == 'Z';
 }
 
 bool arl_store_owner_alive(const char *host, int64_t pid)

@@ -328,3 +328,24 @@ bool arl_fd_readable(int fd)
 
 	return fd >= 0 && poll(&p, 1, 0) > 0;
 }
+
+int arl_proc_stat(long pid, char *state, unsigned long long *start)
+{
+	char path[64], text[1024];
+	const char *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	if (!(f = fopen(path, "re")))
+		return -1;
+	p = fgets(text, sizeof(text), f);
+	fclose(f);
+	/* Counted after the ")" that ends the command name, which may hold spaces and ")". */
+	if (!p || !(p = strrchr(text, ')')) ||
+	    sscanf(
+	        p + 1,
+	        " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+	        state, start) != 2)
+		return -1;
+	return 0;
+}

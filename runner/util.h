@@ -48,6 +48,12 @@ uint64_t arl_fnv1a_n(const char *p, size_t n);
 /* True when @fd (-1: never) is readable now, e.g. a cancel pipe that was written. */
 bool arl_fd_readable(int fd);
 
+/*
+ * State (field 3, 'Z' for a zombie) and start time (field 22, clock ticks since boot) of
+ * @pid from /proc/PID/stat; -1 when unreadable (gone, or hidden by hidepid).
+ */
+int arl_proc_stat(long pid, char *state, unsigned long long *start);
+
 /* Levenshtein distance, capped; for did-you-mean suggestions. */
 unsigned arl_edit_distance(const char *a, const char *b);
 
