@@ -92,6 +92,7 @@ struct kube {
 	struct arl_k8s_owner owner;
 	int64_t run_id;
 	int cancel_fd;
+	int inflight; /* sandboxes the run can hold at once: its pools' replicas */
 	size_t capture_max;
 	struct kns *nss;
 	size_t nns;
@@ -197,13 +198,8 @@ static struct arl_k8s_throttle *throttle_of(struct kube *k)
 	struct arl_k8s_throttle *t;
 
 	pthread_mutex_lock(&k->mu);
-	if (!k->throttle) {
-		int max = 0;
-
-		for (size_t i = 0; i < k->npools; i++)
-			max += k->pools[i].pool->replicas > 0 ? k->pools[i].pool->replicas : 1;
-		k->throttle = arl_k8s_throttle_new(max, on_window, NULL);
-	}
+	if (!k->throttle)
+		k->throttle = arl_k8s_throttle_new(k->inflight, on_window, NULL);
 	t = k->throttle;
 	pthread_mutex_unlock(&k->mu);
 	return t;
@@ -427,13 +423,8 @@ static void kube_close(void *state)
  * 4), and a burst that lets every one of them start at once. Server refusals are handled by
  * backing off, not by this limit.
  */
-static void set_rate(struct arl_k8s_opts *co, const struct arl_backend_opts *o,
-                     const struct arl_pool *const *pools, size_t npools)
+static void set_rate(struct arl_k8s_opts *co, const struct arl_backend_opts *o, int inflight)
 {
-	int inflight = 0;
-
-	for (size_t i = 0; i < npools; i++)
-		inflight += pools[i]->replicas;
 	co->qps = 10.0 * inflight < ARL_K8S_DEFAULT_QPS ? ARL_K8S_DEFAULT_QPS : 10.0 * inflight;
 	co->burst = 2 * inflight < ARL_K8S_DEFAULT_BURST ? ARL_K8S_DEFAULT_BURST : 2 * inflight;
 	if (o->kube_qps > 0)
@@ -489,7 +480,9 @@ static int kube_open(void **state, const struct arl_backend_opts *o,
 	k->capture_max = o->capture_max ? o->capture_max : ARL_SPAWN_DEFAULT_CAPTURE;
 	ko.path = o->kubeconfig;
 	ko.context = o->kube_context;
-	set_rate(&co, o, pools, npools);
+	for (size_t i = 0; i < npools; i++)
+		k->inflight += pools[i]->replicas;
+	set_rate(&co, o, k->inflight);
 	if (arl_kubeconfig_load(&kc, &ko, err) < 0)
 		goto fail;
 	arl_kubeconfig_describe(kc, &info);
