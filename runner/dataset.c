@@ -188,7 +188,7 @@ static int next_line(struct lines *l, const char **p, size_t *len, uint64_t *off
                      struct arl_err *err)
 {
 	for (;;) {
-		char *s = l->buf + l->start;
+		char *s = l->buf ? l->buf + l->start : NULL; /* NULL + 0 is undefined */
 		char *nl = l->end > l->start ? memchr(s, '\n', l->end - l->start) : NULL;
 		ssize_t got;
 
