@@ -112,7 +112,8 @@ static void attach(struct loader *l, struct arl_node *n)
 	/* Capacity doubles at powers of two (implicit in nkids): one realloc per item would be
 	 * quadratic where realloc copies, as under ASan. */
 	if (parent->nkids >= 4 && !(parent->nkids & (parent->nkids - 1)))
-		parent->kids = arl_xrealloc(parent->kids, 2 * parent->nkids * sizeof(*parent->kids));
+		parent->kids =
+		    arl_xrealloc(parent->kids, 2 * parent->nkids * sizeof(*parent->kids));
 	else if (!parent->kids)
 		parent->kids = arl_xcalloc(4, sizeof(*parent->kids));
 	parent->kids[parent->nkids++] = n;
