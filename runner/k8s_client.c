@@ -856,17 +856,6 @@ struct arl_k8s_watch {
 	struct arl_err stream_err;
 };
 
-/* Deadlines are on CLOCK_MONOTONIC (arl_now_ms), so the condition variables must be too. */
-static void cond_init_monotonic(pthread_cond_t *cv)
-{
-	pthread_condattr_t a;
-
-	pthread_condattr_init(&a);
-	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-	pthread_cond_init(cv, &a);
-	pthread_condattr_destroy(&a);
-}
-
 /* The link that points (or would point) at @name's entry; w->mu held. */
 static struct wentry **slot_of(struct arl_k8s_watch *w, const char *name)
 {
@@ -884,7 +873,7 @@ static struct wentry *entry_get(struct arl_k8s_watch *w, const char *name, bool 
 	if (!*p && add) {
 		*p = arl_xcalloc(1, sizeof(**p));
 		(*p)->name = arl_xstrdup(name);
-		cond_init_monotonic(&(*p)->cv);
+		arl_cond_init_monotonic(&(*p)->cv);
 	}
 	return *p;
 }
@@ -1335,11 +1324,11 @@ int arl_k8s_watch_start(struct arl_k8s *c, const char *api, const char *plural, 
 		arl_error_errno(err, errno, "cannot start the watch of %s", plural);
 		w->stop_pipe[0] = w->stop_pipe[1] = -1;
 		pthread_mutex_init(&w->mu, NULL);
-		cond_init_monotonic(&w->drain_cv);
+		arl_cond_init_monotonic(&w->drain_cv);
 		goto fail;
 	}
 	pthread_mutex_init(&w->mu, NULL);
-	cond_init_monotonic(&w->drain_cv);
+	arl_cond_init_monotonic(&w->drain_cv);
 	if (relist(w, err) < 0)
 		goto fail;
 	/* The thread inherits a full signal mask, so no signal lands on it even briefly. */
@@ -1441,7 +1430,6 @@ size_t arl_k8s_watch_drain(struct arl_k8s_watch *w, int64_t deadline_ms)
 	pthread_mutex_lock(&w->mu);
 	while (w->nforget && !w->failed) {
 		int64_t until = deadline_ms;
-		struct timespec ts;
 
 		/*
 		 * A stream that cannot reconnect will report nothing: stop waiting once it
@@ -1456,9 +1444,7 @@ size_t arl_k8s_watch_drain(struct arl_k8s_watch *w, int64_t deadline_ms)
 		}
 		if (arl_now_ms() >= deadline_ms)
 			break;
-		ts.tv_sec = until / 1000;
-		ts.tv_nsec = (long)(until % 1000) * 1000000;
-		pthread_cond_timedwait(&w->drain_cv, &w->mu, &ts);
+		arl_cond_wait_until(&w->drain_cv, &w->mu, until);
 	}
 	left = w->nforget;
 	pthread_mutex_unlock(&w->mu);
@@ -1511,13 +1497,10 @@ enum arl_k8s_wait arl_k8s_watch_wait(struct arl_k8s_watch *w, const char *name, 
 		}
 		{
 			int64_t until = arl_now_ms() + K8S_WAIT_POLL_MS;
-			struct timespec ts;
 
 			if (deadline_ms && deadline_ms < until)
 				until = deadline_ms;
-			ts.tv_sec = until / 1000;
-			ts.tv_nsec = (long)(until % 1000) * 1000000;
-			pthread_cond_timedwait(&e->cv, &w->mu, &ts);
+			arl_cond_wait_until(&e->cv, &w->mu, until);
 		}
 	}
 	e->waiters--;

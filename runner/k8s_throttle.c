@@ -73,14 +73,9 @@ struct arl_k8s_throttle {
 struct arl_k8s_throttle *arl_k8s_throttle_new(int max, arl_k8s_throttle_fn fn, void *arg)
 {
 	struct arl_k8s_throttle *t = arl_xcalloc(1, sizeof(*t));
-	pthread_condattr_t a;
 
 	pthread_mutex_init(&t->mu, NULL);
-	/* Deadlines are on CLOCK_MONOTONIC (arl_now_ms), so the condition variable is too. */
-	pthread_condattr_init(&a);
-	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-	pthread_cond_init(&t->cv, &a);
-	pthread_condattr_destroy(&a);
+	arl_cond_init_monotonic(&t->cv);
 	t->max = t->window = max > 0 ? max : 1;
 	t->fn = fn;
 	t->arg = arg;
@@ -135,7 +130,6 @@ enum arl_k8s_throttle_wait arl_k8s_throttle_acquire(struct arl_k8s_throttle *t,
 	t->waiting++;
 	for (;;) {
 		int64_t now, until;
-		struct timespec ts;
 
 		if (t->head == &me && t->in_flight < t->window)
 			break;
@@ -152,9 +146,7 @@ enum arl_k8s_throttle_wait arl_k8s_throttle_acquire(struct arl_k8s_throttle *t,
 		until = now + THROTTLE_POLL_MS;
 		if (deadline_ms && deadline_ms < until)
 			until = deadline_ms;
-		ts.tv_sec = until / 1000;
-		ts.tv_nsec = (long)(until % 1000) * 1000000;
-		pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+		arl_cond_wait_until(&t->cv, &t->mu, until);
 	}
 	dequeue(t, &me);
 	/* The next in line may be able to go now (room left, or we gave up our turn). */

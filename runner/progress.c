@@ -459,21 +459,12 @@ static void *progress_main(void *arg)
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	pthread_mutex_lock(&p->mu);
 	while (!p->stopping) {
-		struct timespec ts;
 		int64_t wait =
 		    p->mode == ARL_PROGRESS_BAR ? TICK_MS : p->next_status - arl_now_ms();
 
-		if (wait > 0) {
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ts.tv_sec += (time_t)(wait / 1000);
-			ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			/* Spurious wake-ups only cause an early redraw. */
-			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-		}
+		/* Spurious wake-ups only cause an early redraw. */
+		if (wait > 0)
+			arl_cond_wait_until(&p->cv, &p->mu, arl_now_ms() + wait);
 		if (p->stopping)
 			break;
 		if (p->mode == ARL_PROGRESS_BAR) {
@@ -506,7 +497,6 @@ int arl_progress_new(struct arl_progress **out, const struct arl_progress_opts *
                      struct arl_err *err)
 {
 	struct arl_progress *p = arl_xcalloc(1, sizeof(*p));
-	pthread_condattr_t ca;
 	const char *term = getenv("TERM");
 	int rc;
 
@@ -526,11 +516,7 @@ int arl_progress_new(struct arl_progress **out, const struct arl_progress_opts *
 	p->status_every = status_interval(o);
 	p->next_status = p->started + p->status_every;
 	pthread_mutex_init(&p->mu, NULL);
-	/* CLOCK_MONOTONIC: a clock step (NTP, DST-less but still) must not stall the redraws. */
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	arl_cond_init_monotonic(&p->cv);
 	if (p->mode == ARL_PROGRESS_BAR || (p->mode == ARL_PROGRESS_PLAIN && p->status_every > 0)) {
 		if ((rc = pthread_create(&p->thread, NULL, progress_main, p)) != 0) {
 			arl_error_errno(err, rc, "cannot start the progress thread");

@@ -322,6 +322,24 @@ uint64_t arl_fnv1a(const char *s)
 	return arl_fnv1a_n(s, strlen(s));
 }
 
+void arl_cond_init_monotonic(pthread_cond_t *cv)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &a);
+	pthread_condattr_destroy(&a);
+}
+
+void arl_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until_ms)
+{
+	struct timespec ts = {.tv_sec = (time_t)(until_ms / 1000),
+	                      .tv_nsec = (long)(until_ms % 1000) * 1000000};
+
+	pthread_cond_timedwait(cv, mu, &ts);
+}
+
 bool arl_fd_readable(int fd)
 {
 	struct pollfd p = {.fd = fd, .events = POLLIN};

@@ -2,6 +2,7 @@
 #ifndef ARL_UTIL_H
 #define ARL_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +45,14 @@ bool arl_is_dns_label(const char *s);
  */
 uint64_t arl_fnv1a(const char *s);
 uint64_t arl_fnv1a_n(const char *p, size_t n);
+
+/*
+ * Condition variables that time out on CLOCK_MONOTONIC, the clock of arl_now_ms() deadlines
+ * (a wall-clock step must not stretch or cut a wait). arl_cond_wait_until() waits, @mu held,
+ * until signalled or the arl_now_ms() time @until_ms; spurious wake-ups are the caller's.
+ */
+void arl_cond_init_monotonic(pthread_cond_t *cv);
+void arl_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until_ms);
 
 /* True when @fd (-1: never) is readable now, e.g. a cancel pipe that was written. */
 bool arl_fd_readable(int fd);
