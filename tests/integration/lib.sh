@@ -122,6 +122,41 @@ procs_with() {
 	pgrep -f -- "$1" || true
 }
 
+# wait_exit SECS: waits up to SECS for the background runner RUNNER_PID to exit; sets RC
+# (999: it did not, and was killed) and ELAPSED_MS.
+wait_exit() {
+	local secs=$1 t0 i
+	t0=$(now_ms)
+	for i in $(seq $((secs * 20))); do
+		kill -0 "$RUNNER_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	ELAPSED_MS=$(($(now_ms) - t0))
+	if kill -0 "$RUNNER_PID" 2>/dev/null; then
+		RC=999
+		kill -9 "$RUNNER_PID" 2>/dev/null || true
+		{ wait "$RUNNER_PID"; } 2>/dev/null || true
+	else
+		set +e
+		{ wait "$RUNNER_PID"; } 2>/dev/null # no "Killed" job notice
+		RC=$?
+		set -e
+	fi
+	RUNNER_PID=
+}
+
+# leftover PATTERN: waits up to 3 s for the processes whose command line matches PATTERN to be
+# gone; prints the PIDs of those left (nothing when none is).
+leftover() {
+	local left
+	for _ in $(seq 30); do
+		left=$(procs_with "$1")
+		[ -z "$left" ] && return 0
+		sleep 0.1
+	done
+	echo "$left" | tr '\n' ' '
+}
+
 summary() {
 	echo "$PASS passed, $FAIL failed"
 	[ "$FAIL" -eq 0 ]

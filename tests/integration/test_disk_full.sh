@@ -55,39 +55,6 @@ fill_disk() {
 	head -c 200M /dev/zero >"$MNT/filler.$1" 2>/dev/null || true
 }
 
-# Waits up to SECS for RUNNER_PID; sets RC (999: it did not exit, and was killed) and SECS_TOOK.
-wait_exit() {
-	local secs=$1 t0 i
-	t0=$(now_ms)
-	for i in $(seq $((secs * 20))); do
-		kill -0 "$RUNNER_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	SECS_TOOK=$((($(now_ms) - t0) / 1000))
-	if kill -0 "$RUNNER_PID" 2>/dev/null; then
-		RC=999
-		kill -9 "$RUNNER_PID" 2>/dev/null || true
-		{ wait "$RUNNER_PID"; } 2>/dev/null || true
-	else
-		set +e
-		{ wait "$RUNNER_PID"; } 2>/dev/null
-		RC=$?
-		set -e
-	fi
-	RUNNER_PID=
-}
-
-# Waits up to 3 s for the processes with the marker to be gone; prints those left.
-leftover() {
-	local i left
-	for i in $(seq 30); do
-		left=$(procs_with "20\.$MARK")
-		[ -z "$left" ] && return 0
-		sleep 0.1
-	done
-	echo "$left" | tr '\n' ' '
-}
-
 # is_count DESC VALUE: VALUE is a count (else a failure is reported; the caller goes on).
 is_count() {
 	[[ $2 =~ ^[0-9]+$ ]] && return 0
@@ -129,14 +96,14 @@ N=25 # the slow job and 24 that print 200 kB each: the 2 MB disk takes about 8 o
 	>"$TMP/out1" 2>"$TMP/err1" &
 RUNNER_PID=$!
 wait_exit 15
-echo "   measured: the run ended after ${SECS_TOOK} s"
+echo "   measured: the run ended after $((ELAPSED_MS / 1000)) s"
 check_eq "[1] the run exits 3 without waiting for the 20 s job" "$RC" 3
 err=$(errors "$TMP/err1")
 check_match "[1] one clear error: the file, the cause, what was kept, what to do" "$err" \
 	"^arl-batch: cannot write to results database '$DB': database or disk is full \(([0-9]+) of $N jobs recorded, ([0-9]+) not started\); free space and run again with --resume$"
 said_recorded=${BASH_REMATCH[1]:-x}
 said_not_started=${BASH_REMATCH[2]:-x}
-check_eq "[1] no process of the run left (sleep 20.$MARK)" "$(leftover)" ""
+check_eq "[1] no process of the run left (sleep 20.$MARK)" "$(leftover "20\.$MARK")" ""
 check_eq "[1] no sandbox left in the state dir" "$(files_in "$STATE" 2>/dev/null)" ""
 check_eq "[1] integrity_check on the full disk" "$(sql "$DB" 'PRAGMA integrity_check')" ok
 recorded=$(sql "$DB" "SELECT count(*) FROM jobs WHERE state = 'Succeeded'" || echo "(sqlite3 failed)")
@@ -226,7 +193,7 @@ wait_exit 15
 check_eq "[2] the run exits 3 without waiting for the 20 s job" "$RC" 3
 check_match "[2] one clear error" "$(errors "$TMP/err2")" \
 	"^arl-batch: cannot write to results database '$DB': database or disk is full \(1 of 4 jobs recorded, 1 not started\); free space and run again with --resume$"
-check_eq "[2] no process of the run left" "$(leftover)" ""
+check_eq "[2] no process of the run left" "$(leftover "20\.$MARK")" ""
 check_eq "[2] no sandbox left in the state dir" "$(files_in "$STATE" 2>/dev/null)" ""
 check_eq "[2] the disk is full" "$(df --output=avail -k "$MNT" | tail -n 1 | tr -d ' ')" 0
 runner results --db "$DB" --run 2

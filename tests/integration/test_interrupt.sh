@@ -51,39 +51,6 @@ wait_running() {
 	return 1
 }
 
-# Waits up to 3 s for the processes with the marker to be gone; prints those left.
-leftover() {
-	local i left
-	for i in $(seq 30); do
-		left=$(procs_with "20\.$MARK")
-		[ -z "$left" ] && return 0
-		sleep 0.1
-	done
-	echo "$left" | tr '\n' ' '
-}
-
-# Waits up to SECS for RUNNER_PID to exit; sets RC (or 999 if it did not) and ELAPSED_MS.
-wait_exit() {
-	local secs=$1 t0 i
-	t0=$(now_ms)
-	for i in $(seq $((secs * 20))); do
-		kill -0 "$RUNNER_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	ELAPSED_MS=$(($(now_ms) - t0))
-	if kill -0 "$RUNNER_PID" 2>/dev/null; then
-		RC=999
-		kill -9 "$RUNNER_PID" 2>/dev/null || true
-		{ wait "$RUNNER_PID"; } 2>/dev/null || true
-	else
-		set +e
-		{ wait "$RUNNER_PID"; } 2>/dev/null # no "Killed" job notice
-		RC=$?
-		set -e
-	fi
-	RUNNER_PID=
-}
-
 # interrupt SIGNAL EXPECTED_EXIT
 interrupt() {
 	local sig=$1 want=$2 D DB STATE
@@ -104,7 +71,7 @@ interrupt() {
 	wait_exit 10
 	echo "   measured: $sig -> runner exit after ${ELAPSED_MS} ms"
 	check_eq "[$sig] the runner exits $want within 10 s" "$RC" "$want"
-	check_eq "[$sig] no process of the run left (sleep 20.$MARK)" "$(leftover)" ""
+	check_eq "[$sig] no process of the run left (sleep 20.$MARK)" "$(leftover "20\.$MARK")" ""
 	check_eq "[$sig] no sandbox directory left in the state dir" \
 		"$(find "$STATE" -mindepth 1 -maxdepth 1 ! -name '.*' 2>/dev/null | head -n 5)" ""
 	check_eq "[$sig] run row: interrupted, exit code $want, finished" \
@@ -142,7 +109,7 @@ children=$(procs_with "20\.$MARK" | tr '\n' ' ')
 kill -9 "$RUNNER_PID"
 wait_exit 10
 check_eq "[KILL] the runner died of SIGKILL" "$RC" 137
-left=$(leftover)
+left=$(leftover "20\.$MARK")
 check_eq "[KILL] bwrap --die-with-parent: no process of the run left" "$left" ""
 if [ -n "$left" ]; then
 	echo "   killing the leftovers by PID: $left"

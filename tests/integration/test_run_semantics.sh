@@ -22,17 +22,6 @@ cleanup() {
 }
 CLEANUP=cleanup
 
-# Waits up to 3 s for the processes carrying MARKER to be gone; prints those left.
-leftover() {
-	local left
-	for _ in $(seq 30); do
-		left=$(procs_with "$1")
-		[ -z "$left" ] && return 0
-		sleep 0.1
-	done
-	echo "$left" | tr '\n' ' '
-}
-
 # pool MODE: the YAML of a pool named p in that isolation mode.
 pool() {
 	printf 'pools:\n  p: {isolation: %s, replicas: 4}\n' "$1"
