@@ -13,13 +13,8 @@
 set -euo pipefail
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(10000 100000)
-src=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${ARL_BATCH:-}" ]; then
-	build=${BENCH_BUILD:-$src/build-release}
-	cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-	cmake --build "$build" --target arl-batch -j2 >/dev/null
-	ARL_BATCH=$build/arl-batch
-fi
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 [ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
 tmp=$(mktemp -d)
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT

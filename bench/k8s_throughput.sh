@@ -19,13 +19,8 @@ rounds=${1:-3}
 shift || true
 levels=("$@")
 [ ${#levels[@]} -gt 0 ] || levels=(1 16 64 256)
-src=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${ARL_BATCH:-}" ]; then
-	build=${BENCH_BUILD:-$src/build-release}
-	cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-	cmake --build "$build" --target arl-batch -j2 >/dev/null
-	ARL_BATCH=$build/arl-batch
-fi
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 bin=$ARL_BATCH
 python3 -c 'import yaml' 2>/dev/null || { echo "k8s: python3 has no PyYAML (the fake server needs it); skipped"; exit 0; }
 tmp=$(mktemp -d)

@@ -7,20 +7,14 @@
 # 2-core machine the wall times swing with the load, the CPU times much less.
 # Usage: bench/local_throughput.sh [N] [ROUNDS]  (builds a release binary first)
 # Env: BENCH_TSV=file appends machine-readable rows for bench/run_all.sh;
-#      BENCH_BIN=path measures that arl-batch binary instead (nothing is built), e.g. to
+#      ARL_BATCH=path measures that arl-batch binary instead (nothing is built), e.g. to
 #      compare two builds in turn.
 set -euo pipefail
 n=${1:-1000}
 rounds=${2:-3}
-src=$(cd "$(dirname "$0")/.." && pwd)
-if [ -n "${BENCH_BIN:-}" ]; then
-	bin=$(cd "$(dirname "$BENCH_BIN")" && pwd)/$(basename "$BENCH_BIN")
-else
-	build=${BENCH_BUILD:-$src/build-release}
-	cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-	cmake --build "$build" --target arl-batch -j2 >/dev/null
-	bin=$build/arl-batch
-fi
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bin=$ARL_BATCH
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

@@ -16,11 +16,9 @@
 # Usage: bench/report_scale.sh [N]   (builds a release binary first; needs chromium, sqlite3)
 set -euo pipefail
 n=${1:-100000}
-src=$(cd "$(dirname "$0")/.." && pwd)
-build=${BENCH_BUILD:-$src/build-release}
-cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" --target arl-batch -j2 >/dev/null
-bin=$build/arl-batch
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bin=$ARL_BATCH
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 command -v chromium >/dev/null || { echo "chromium is not installed"; exit 1; }

@@ -10,11 +10,9 @@
 #   LOCAL_N=1000 LOCAL_ROUNDS=3  SCALE_SIZES="1000 10000 100000"  STORE_TOTAL=1000000
 #   STORE_N1=10000  K8S_ROUNDS=2  K8S_LEVELS="1 16 64 256"
 set -euo pipefail
-src=$(cd "$(dirname "$0")/.." && pwd)
-build=${BENCH_BUILD:-$src/build-release}
-cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" --target arl-batch -j2 >/dev/null
-export ARL_BATCH=$build/arl-batch BENCH_BUILD=$build
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+export ARL_BATCH # built once here for every script
 BENCH_TSV=$(mktemp)
 export BENCH_TSV
 trap 'rm -f "$BENCH_TSV"' EXIT

@@ -21,13 +21,8 @@ set -euo pipefail
 total=${1:-1000000}
 n1=${2:-10000}
 rounds=${3:-5}
-src=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${ARL_BATCH:-}" ]; then
-	build=${BENCH_BUILD:-$src/build-release}
-	cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-	cmake --build "$build" --target arl-batch -j2 >/dev/null
-	ARL_BATCH=$build/arl-batch
-fi
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 bin=$ARL_BATCH
 tmp=$(mktemp -d)
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT
