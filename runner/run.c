@@ -297,7 +297,7 @@ static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nf
 	info.notes = notes;
 	if (arl_store_run_begin(r->store, &info, &r->run_id, err) < 0)
 		goto out;
-	ret = arl_store_jobs_add_each(r->store, r->run_id, r->njobs, next_row, &cur, ids, err);
+	ret = arl_store_jobs_add(r->store, r->run_id, r->njobs, next_row, &cur, ids, err);
 out:
 	cJSON_free(cur.labels);
 	free(cur.item);

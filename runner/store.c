@@ -1038,21 +1038,8 @@ int arl_store_run_finish(struct arl_store *s, int64_t run_id, const char *status
 
 /* ---- jobs ---- */
 
-static int row_from_array(void *arg, size_t i, struct arl_job_row *row, struct arl_err *err)
-{
-	(void)err;
-	*row = ((const struct arl_job_row *)arg)[i];
-	return 0;
-}
-
-int arl_store_jobs_add(struct arl_store *s, int64_t run_id, const struct arl_job_row *rows,
-                       size_t n, int64_t *ids, struct arl_err *err)
-{
-	return arl_store_jobs_add_each(s, run_id, n, row_from_array, (void *)rows, ids, err);
-}
-
-int arl_store_jobs_add_each(struct arl_store *s, int64_t run_id, size_t n, arl_store_row_fn row_fn,
-                            void *arg, int64_t *ids, struct arl_err *err)
+int arl_store_jobs_add(struct arl_store *s, int64_t run_id, size_t n, arl_store_row_fn row_fn,
+                       void *arg, int64_t *ids, struct arl_err *err)
 {
 	const char *op = "record the jobs of the run";
 	sqlite3_stmt *st = stmt(s, S_JOB_INSERT, op, err);

@@ -105,19 +105,14 @@ struct arl_job_row {
 
 /*
  * Inserts @n Pending jobs of @run_id in one transaction and writes their ids to ids[0..n-1]
- * (caller-allocated). runs.jobs_total is not changed: arl_store_run_begin() sets it.
- */
-int arl_store_jobs_add(struct arl_store *s, int64_t run_id, const struct arl_job_row *rows,
-                       size_t n, int64_t *ids, struct arl_err *err);
-
-/*
- * The same with row i made by @row_fn just before it is inserted (its strings need only live
- * until the next call), so that a run of many jobs never holds all its rows at once. A -1
- * from @row_fn (with @err set) rolls everything back.
+ * (caller-allocated). Row i is made by @row_fn just before it is inserted (its strings need
+ * only live until the next call), so that a run of many jobs never holds all its rows at
+ * once; a -1 from @row_fn (with @err set) rolls everything back. runs.jobs_total is not
+ * changed: arl_store_run_begin() sets it.
  */
 typedef int (*arl_store_row_fn)(void *arg, size_t i, struct arl_job_row *row, struct arl_err *err);
-int arl_store_jobs_add_each(struct arl_store *s, int64_t run_id, size_t n, arl_store_row_fn row_fn,
-                            void *arg, int64_t *ids, struct arl_err *err);
+int arl_store_jobs_add(struct arl_store *s, int64_t run_id, size_t n, arl_store_row_fn row_fn,
+                       void *arg, int64_t *ids, struct arl_err *err);
 
 /* Marks a Pending job Running since @started_ms (unix ms; 0: now). Optional. */
 int arl_store_job_set_running(struct arl_store *s, int64_t job_id, int64_t started_ms,

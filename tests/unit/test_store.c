@@ -135,6 +135,20 @@ static char *q_text(const char *path, const char *fmt, ...)
 		free(got_);                                                                        \
 	} while (0)
 
+static int row_from_array(void *arg, size_t i, struct arl_job_row *row, struct arl_err *err)
+{
+	(void)err;
+	*row = ((const struct arl_job_row *)arg)[i];
+	return 0;
+}
+
+/* arl_store_jobs_add() of the rows of an array. */
+static int add_rows(struct arl_store *s, int64_t run, const struct arl_job_row *rows, size_t n,
+                    int64_t *ids, struct arl_err *err)
+{
+	return arl_store_jobs_add(s, run, n, row_from_array, (void *)rows, ids, err);
+}
+
 static struct arl_store *open_rw(const char *path)
 {
 	struct arl_store *s = NULL;
@@ -158,7 +172,7 @@ static struct arl_store *run_with_jobs(const char *path, int64_t *run, int64_t i
 	};
 
 	if (arl_store_run_begin(s, &info, run, &err) < 0 ||
-	    arl_store_jobs_add(s, *run, rows, 3, ids, &err) < 0)
+	    add_rows(s, *run, rows, 3, ids, &err) < 0)
 		fail_msg("%s", err.msg);
 	return s;
 }
@@ -832,7 +846,7 @@ static void test_run_resolve_and_prev(void **state)
 	arl_err_clear(&err);
 	assert_text(f->db, "[]", "SELECT files FROM runs WHERE id = 1");
 
-	assert_int_equal(arl_store_jobs_add(s, r2, &row, 1, &job, &err), 0);
+	assert_int_equal(add_rows(s, r2, &row, 1, &job, &err), 0);
 	assert_int_equal(arl_store_job_prev(s, r2, "f/x", "hash-1", &prev, &err), 1);
 	assert_int_equal(prev.job_id, job);
 	assert_int_equal(prev.state, ARL_STATE_PENDING);
@@ -844,7 +858,7 @@ static void test_run_resolve_and_prev(void **state)
 	assert_int_equal(arl_store_job_prev(s, r3, "f/x", "hash-1", &prev, &err), 0);
 	/* skipped_from links the new job to the old one */
 	row.skipped_from = job;
-	assert_int_equal(arl_store_jobs_add(s, r3, &row, 1, &id, &err), 0);
+	assert_int_equal(add_rows(s, r3, &row, 1, &id, &err), 0);
 	assert_int_equal(
 	    q_int(f->db, "SELECT skipped_from FROM jobs WHERE id = %lld", (long long)id), job);
 	/* jobs_add is atomic too: a bad row in the middle leaves none of them */
@@ -853,7 +867,7 @@ static void test_run_resolve_and_prev(void **state)
 		int64_t two[2] = {0, 0};
 
 		bad[1].labels = "{not json";
-		assert_int_equal(arl_store_jobs_add(s, r1, bad, 2, two, &err), -1);
+		assert_int_equal(add_rows(s, r1, bad, 2, two, &err), -1);
 		assert_int_equal(two[0], 0);
 		assert_int_equal(
 		    q_int(f->db, "SELECT count(*) FROM jobs WHERE run_id = %lld", (long long)r1),
