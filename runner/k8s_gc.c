@@ -108,7 +108,7 @@ static const char *label(const cJSON *labels, const char *key)
 }
 
 const char *arl_k8s_gc_judge(const cJSON *labels, const struct arl_k8s_owner *me,
-                             const char *gone_host)
+                             const char *gone_host, bool other_boot_dead)
 {
 	const char *host = label(labels, ARL_K8S_GC_HOST_LABEL);
 	const char *pid_s = label(labels, ARL_K8S_GC_PID_LABEL);
@@ -133,7 +133,7 @@ const char *arl_k8s_gc_judge(const cJSON *labels, const struct arl_k8s_owner *me
 	if (strcmp(host, me->host) != 0)
 		return NULL;
 	if (boot && me->boot[0] && strcmp(boot, me->boot) != 0)
-		return "the host rebooted since";
+		return other_boot_dead ? "the host rebooted since" : NULL;
 	/* Another container of the same name and boot: its pids are not ours to look up. */
 	if (pidns && me->pidns[0] && strcmp(pidns, me->pidns) != 0)
 		return NULL;
@@ -267,13 +267,7 @@ static bool judge(const cJSON *obj, const char *kind, const char *plural,
 	f->uid = arl_k8s_get_str(obj, "metadata.uid");
 	if (!f->ns || !f->name || !host)
 		return false;
-	why = arl_k8s_gc_judge(labels, me, o->host);
-	if (why && o->same_boot_only) {
-		const char *boot = label(labels, ARL_K8S_GC_BOOT_LABEL);
-
-		if (boot && strcmp(boot, me->boot) != 0)
-			return false;
-	}
+	why = arl_k8s_gc_judge(labels, me, o->host, !o->same_boot_only);
 	if (!why) {
 		/* Objects of hosts we were not asked about: counted for the caller's hint. */
 		char target[64];

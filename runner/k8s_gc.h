@@ -59,11 +59,13 @@ void arl_k8s_gc_add_labels(cJSON *labels, const struct arl_k8s_owner *o);
 /*
  * Judges an object's metadata.labels (may be NULL) against this runner, @me. @gone_host,
  * when not NULL and not @me's host, is a host given up for dead: every object of it is an
- * orphan. Returns why the owner is dead ("not running", "pid reused", ...), or NULL when the
- * owner lives, cannot be judged from here (another host) or the labels are incomplete.
+ * orphan. An object of this host with another boot id is dead only if @other_boot_dead (a
+ * reboot, or another machine of the same name). Returns why the owner is dead ("not
+ * running", "pid reused", ...), or NULL when the owner lives, cannot be judged from here
+ * (another host) or the labels are incomplete.
  */
 const char *arl_k8s_gc_judge(const cJSON *labels, const struct arl_k8s_owner *me,
-                             const char *gone_host);
+                             const char *gone_host, bool other_boot_dead);
 
 struct arl_k8s_gc_opts {
 	/* Where to look: these namespaces; none: every namespace, or @fallback_ns alone when

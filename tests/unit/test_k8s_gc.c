@@ -47,7 +47,7 @@ static const char *judge_with(const struct arl_k8s_owner *me, const char *key, c
 
 	if (key)
 		set_label(l, key, value);
-	w = arl_k8s_gc_judge(l, me, gone_host);
+	w = arl_k8s_gc_judge(l, me, gone_host, true);
 	snprintf(why, sizeof(why), "%s", w ? w : "");
 	cJSON_Delete(l);
 	return w ? why : NULL;
@@ -91,6 +91,14 @@ static void test_alive_and_reused(void **state)
 	assert_string_equal(
 	    judge_with(&me, ARL_K8S_GC_BOOT_LABEL, "00000000-0000-4000-8000-000000000000", NULL),
 	    "the host rebooted since");
+	{
+		/* The unasked sweep at run start does not take another boot for a reboot. */
+		cJSON *l = labels_of(&me);
+
+		set_label(l, ARL_K8S_GC_BOOT_LABEL, "00000000-0000-4000-8000-000000000000");
+		assert_null(arl_k8s_gc_judge(l, &me, NULL, false));
+		cJSON_Delete(l);
+	}
 	/* Made before owner-start/owner-boot existed: the pid alone says alive. */
 	assert_null(judge_with(&me, ARL_K8S_GC_START_LABEL, NULL, NULL));
 	/* Another PID namespace (a container of the same name): not ours to judge, even with a
@@ -101,7 +109,7 @@ static void test_alive_and_reused(void **state)
 
 		set_label(l, ARL_K8S_GC_START_LABEL, "1");
 		set_label(l, ARL_K8S_GC_PIDNS_LABEL, "1");
-		assert_null(arl_k8s_gc_judge(l, &me, NULL));
+		assert_null(arl_k8s_gc_judge(l, &me, NULL, true));
 		cJSON_Delete(l);
 	}
 }
@@ -144,9 +152,9 @@ static void test_hosts_and_labels(void **state)
 		cJSON *l = labels_of(&other);
 
 		/* Another host: not ours to judge, unless given up (then whatever its pids say). */
-		assert_null(arl_k8s_gc_judge(l, &me, NULL));
-		assert_null(arl_k8s_gc_judge(l, &me, "somewhere-else"));
-		assert_string_equal(arl_k8s_gc_judge(l, &me, "elsewhere"),
+		assert_null(arl_k8s_gc_judge(l, &me, NULL, true));
+		assert_null(arl_k8s_gc_judge(l, &me, "somewhere-else", true));
+		assert_string_equal(arl_k8s_gc_judge(l, &me, "elsewhere", true),
 		                    "its host was given up as gone");
 		cJSON_Delete(l);
 	}
@@ -161,7 +169,7 @@ static void test_hosts_and_labels(void **state)
 	assert_null(judge_with(&other, ARL_K8S_GC_MANAGED_LABEL, NULL, "elsewhere"));
 	assert_null(judge_with(&other, ARL_K8S_GC_MANAGED_LABEL, "helm", "elsewhere"));
 	assert_null(judge_with(&other, ARL_K8S_GC_HOST_LABEL, NULL, "elsewhere"));
-	assert_null(arl_k8s_gc_judge(NULL, &me, "elsewhere"));
+	assert_null(arl_k8s_gc_judge(NULL, &me, "elsewhere", true));
 }
 
 int main(void)
