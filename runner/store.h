@@ -27,7 +27,7 @@
 #include "result.h"
 
 /* The schema version (PRAGMA user_version) this code reads and writes. */
-#define ARL_STORE_VERSION 1
+#define ARL_STORE_VERSION 2
 
 enum {
 	/*

@@ -26,7 +26,13 @@ struct arl_migration {
 
 /* Ends with a {0, 0, NULL} sentinel: ISO C has no empty arrays. */
 static const struct arl_migration arl_migrations[] = {
-    {0, 1, arl_results_sql},
+    {0, 2, arl_results_sql},
+    {1, 2,
+     "ALTER TABLE runs ADD COLUMN owner_start INTEGER;"
+     "ALTER TABLE runs ADD COLUMN owner_boot TEXT;"
+     "ALTER TABLE runs ADD COLUMN owner_pidns TEXT;"
+     "ALTER TABLE attempts ADD COLUMN prepare_ms INTEGER;"
+     "ALTER TABLE steps ADD COLUMN metrics_error TEXT;"},
     {0, 0, NULL},
 };
 

@@ -1,4 +1,4 @@
--- arl-batch results database, schema version 1.
+-- arl-batch results database, schema version 2.
 --
 -- This file is the schema. The runner embeds this exact text at build time and runs it, inside one
 -- BEGIN IMMEDIATE .. COMMIT, to create a new database; `sqlite3 new.db < schemas/results.sql`
@@ -32,7 +32,12 @@ CREATE TABLE runs (
 	host           TEXT,                              -- gethostname() of the runner
 	pid            INTEGER,                           -- its pid: a dead one marks the run interrupted
 	isolation      TEXT,                              -- e.g. 'bwrap', 'none', 'kubernetes'
-	notes          TEXT                               -- free text, one note per line
+	notes          TEXT,                              -- free text, one note per line
+	-- the runner's identity beyond its pid (v2): a pid is judged only by a runner of the same
+	-- boot and PID namespace, and only while it is still the process that started then
+	owner_start    INTEGER,                           -- start time of pid (clock ticks after boot)
+	owner_boot     TEXT,                              -- /proc/sys/kernel/random/boot_id
+	owner_pidns    TEXT                               -- the PID namespace (st_ino of /proc/self/ns/pid)
 ) STRICT;
 
 -- "The latest run of this name" (--resume, --rerun, --overlap, `results --run NAME`).
@@ -81,7 +86,10 @@ CREATE TABLE attempts (
 	error       TEXT,
 	started_at  TEXT,
 	finished_at TEXT,
-	duration_ms INTEGER
+	duration_ms INTEGER,
+	-- extra (v2): time spent getting the sandbox (allocation, preparation), not part of the
+	-- job's timeout; NULL when the attempt never asked for one
+	prepare_ms  INTEGER
 ) STRICT;
 
 CREATE UNIQUE INDEX attempts_job ON attempts (job_id, number);
@@ -104,7 +112,9 @@ CREATE TABLE steps (
 	stderr_truncated INTEGER NOT NULL DEFAULT 0 CHECK (stderr_truncated IN (0, 1)),
 	started_at       TEXT,
 	finished_at      TEXT,
-	duration_ms      INTEGER
+	duration_ms      INTEGER,
+	-- extra (v2): why `metrics: json` recorded nothing, or not everything, from this step
+	metrics_error    TEXT
 ) STRICT;
 
 CREATE UNIQUE INDEX steps_attempt ON steps (attempt_id, idx);
@@ -118,4 +128,4 @@ CREATE TABLE metrics (
 
 CREATE UNIQUE INDEX metrics_job ON metrics (job_id, name);
 
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;

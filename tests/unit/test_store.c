@@ -266,6 +266,60 @@ static void test_migrate_fresh(void **state)
 	                 1);
 }
 
+/*
+ * A version-1 database (the published schema of that release, kept as a fixture) upgrades to
+ * the same columns, in the same order, as a new one, and keeps its rows.
+ */
+static void test_migrate_from_v1(void **state)
+{
+	struct fx *f = *state;
+	char path[512], fresh[600], *text;
+	FILE *fp;
+	long n;
+	static const char *const tables[] = {"runs", "jobs", "attempts", "steps", "metrics"};
+
+	snprintf(path, sizeof(path), "%s/tests/unit/fixtures/store/results-v1.sql", SOURCE_DIR);
+	fp = fopen(path, "rb");
+	assert_non_null(fp);
+	fseek(fp, 0, SEEK_END);
+	n = ftell(fp);
+	rewind(fp);
+	text = arl_xcalloc((size_t)n + 1, 1);
+	assert_int_equal(fread(text, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	raw_exec(f->db, text);
+	free(text);
+	raw_exec(f->db, "INSERT INTO runs (name, started_at) VALUES ('old', '2026-01-01T00:00:00Z')");
+	assert_int_equal(q_int(f->db, "PRAGMA user_version"), 1);
+	arl_store_close(open_rw(f->db));
+	assert_int_equal(q_int(f->db, "PRAGMA user_version"), ARL_STORE_VERSION);
+	assert_int_equal(q_int(f->db, "SELECT count(*) FROM runs WHERE name = 'old'"), 1);
+
+	snprintf(fresh, sizeof(fresh), "%s.fresh", f->db);
+	arl_store_close(open_rw(fresh));
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+		int64_t cols = q_int(fresh, "SELECT count(*) FROM pragma_table_info('%s')", tables[i]);
+
+		assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('%s')", tables[i]),
+		                 cols);
+		for (int64_t c = 0; c < cols; c++) {
+			char sql[160];
+			int64_t h1, h2;
+
+			snprintf(sql, sizeof(sql),
+			         "SELECT unicode(name) * 1000 + length(name) * 10 + length(type)"
+			         " FROM pragma_table_info('%s') WHERE cid = %lld",
+			         tables[i], (long long)c);
+			h1 = q_int(f->db, "%s", sql);
+			h2 = q_int(fresh, "%s", sql);
+			if (h1 != h2)
+				fail_msg("%s: column %lld differs after the upgrade", tables[i],
+				         (long long)c);
+		}
+	}
+	unlink(fresh);
+}
+
 static void test_reopen_is_noop(void **state)
 {
 	struct fx *f = *state;
@@ -350,8 +404,8 @@ static void test_schema_file_is_embedded(void **state)
 	fclose(fp);
 	assert_int_equal(strlen(arl_results_sql), (size_t)n);
 	assert_memory_equal(arl_results_sql, text, (size_t)n);
-	assert_non_null(strstr(text, "PRAGMA user_version = 1;"));
-	assert_int_equal(ARL_STORE_VERSION, 1);
+	assert_non_null(strstr(text, "PRAGMA user_version = 2;"));
+	assert_int_equal(ARL_STORE_VERSION, 2);
 	free(text);
 }
 
@@ -1046,6 +1100,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_migrate_fresh, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_is_noop, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_newer_db_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_foreign_db_refused, setup, teardown),
