@@ -469,6 +469,7 @@ EOF
 
 echo "# query is read-only"
 before=$(sql "$DB" "SELECT count(*) FROM jobs")
+version=$(sql "$DB" "PRAGMA user_version")
 runner query --db "$DB" "SELECT count(*) FROM jobs"
 check_eq "query SELECT count(*) FROM jobs exits 0" "$RC" 0
 check_match "query SELECT prints the count" "$(cat "$TMP/out")" "(^|[^0-9])$before([^0-9]|$)"
@@ -487,7 +488,7 @@ for q in "DELETE FROM jobs" \
 done
 check_eq "the database is unchanged (jobs count, user_version, tables)" \
 	"$(sql "$DB" "SELECT count(*), (SELECT count(*) FROM metrics) > 0 FROM jobs; PRAGMA user_version")" \
-	"$before|1"$'\n'"1"
+	"$before|1"$'\n'"$version"
 check "ATTACH and VACUUM INTO created no file" test ! -e "$D/other.db" -a ! -e "$D/copy.db"
 
 summary
