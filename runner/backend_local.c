@@ -138,7 +138,7 @@ struct local {
 	char *state_dir; /* canonical, absolute */
 	int state_fd;    /* every sandbox is created and deleted relative to this fd */
 	int64_t run_id;
-	pid_t pid;      /* in sandbox names, for gc */
+	char *owner;    /* "PID-START-BOOT-PIDNS" in sandbox names, for gc (owner_gone) */
 	bool etc_ssh;   /* the host has /etc/ssh: bwrap hides it under a tmpfs */
 	size_t backlog; /* most directories queued for the preparer, and most spare ones */
 	size_t capture_max;
@@ -568,7 +568,7 @@ static bool dirattr_unchanged(const struct dirattr *now, const struct dirattr *m
 	         a->fsx_projid == b->fsx_projid && a->fsx_cowextsize == b->fsx_cowextsize));
 }
 
-/* The next sandbox name, "sb-RUN-PID-N": gc reads the owner's pid from it. Owned. */
+/* The next sandbox name, "sb-RUN-PID-START-BOOT-PIDNS-N": gc judges its owner by it. Owned. */
 static char *next_name(struct local *L)
 {
 	unsigned long n;
@@ -576,7 +576,7 @@ static char *next_name(struct local *L)
 	pthread_mutex_lock(&L->mu);
 	n = ++L->counter;
 	pthread_mutex_unlock(&L->mu);
-	return arl_xasprintf("sb-%lld-%ld-%lu", (long long)L->run_id, (long)L->pid, n);
+	return arl_xasprintf("sb-%lld-%s-%lu", (long long)L->run_id, L->owner, n);
 }
 
 /*
@@ -1248,16 +1248,12 @@ out:
 static int patch_components(const char *path, struct strvec *comps, struct arl_buf *msg)
 {
 	char *copy, *save = NULL;
+	char *why = arl_filepatch_local_refusal(path, path ? strlen(path) : 0);
 
-	if (!path || path[0] != '/') {
-		arl_buf_addf(
-		    msg,
-		    "arl-batch: FilePatch path '%s' must be an absolute path inside /workspace\n",
-		    path ? path : "");
-		return -1;
-	}
-	if (has_dotdot(path)) {
-		arl_buf_addf(msg, "arl-batch: FilePatch path '%s' must not contain '..'\n", path);
+	/* The same rule `validate` applies to local pools (job.h). */
+	if (why) {
+		arl_buf_addf(msg, "arl-batch: %s\n", why);
+		free(why);
 		return -1;
 	}
 	copy = arl_xstrdup(path);
@@ -1265,26 +1261,6 @@ static int patch_components(const char *path, struct strvec *comps, struct arl_b
 		if (strcmp(c, "."))
 			sv_push(comps, c);
 	free(copy);
-	if (comps->n && !strcmp(comps->v[0], "tmp")) {
-		arl_buf_addf(msg,
-		             "arl-batch: FilePatch path '%s' is refused: /tmp is private to each "
-		             "step on the local backend, so the file would be gone before the next "
-		             "step; write it under /workspace\n",
-		             path);
-		return -1;
-	}
-	if (!comps->n || strcmp(comps->v[0], "workspace")) {
-		arl_buf_addf(msg,
-		             "arl-batch: FilePatch path '%s' is outside /workspace, the only "
-		             "writable place that persists between steps\n",
-		             path);
-		return -1;
-	}
-	if (comps->n < 2 || path[strlen(path) - 1] == '/') {
-		arl_buf_addf(msg, "arl-batch: FilePatch path '%s' names a directory, not a file\n",
-		             path);
-		return -1;
-	}
 	return 0;
 }
 
@@ -1415,7 +1391,7 @@ out:
 static int open_state_dir(struct local *L, const char *dir, struct arl_err *err)
 {
 	char *path, *canon = NULL;
-	struct stat st;
+	struct stat st, cst;
 	int ret = -1;
 
 	if (dir && dir[0]) {
@@ -1441,10 +1417,22 @@ static int open_state_dir(struct local *L, const char *dir, struct arl_err *err)
 				break;
 		}
 	}
-	if (!(canon = realpath(path, NULL)) ||
-	    (L->state_fd = open(canon, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-	    fstat(L->state_fd, &st) < 0) {
+	/* A link planted in its place (beside the database, by default) is not followed. */
+	L->state_fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (L->state_fd < 0 && (errno == ELOOP || errno == ENOTDIR)) {
+		arl_error(err, ARL_E_SYS, "state directory '%s' is %s; refusing it", path,
+		          lstat(path, &st) == 0 && S_ISLNK(st.st_mode) ? "a symbolic link"
+		                                                       : "not a directory");
+		goto out;
+	}
+	if (L->state_fd < 0 || fstat(L->state_fd, &st) < 0 || !(canon = realpath(path, NULL)) ||
+	    stat(canon, &cst) < 0) {
 		arl_error_errno(err, errno, "cannot open state directory '%s'", path);
+		goto out;
+	}
+	if (cst.st_dev != st.st_dev || cst.st_ino != st.st_ino) {
+		arl_error(err, ARL_E_SYS, "state directory '%s' was replaced while it was opened",
+		          path);
 		goto out;
 	}
 	/* In a shared /tmp someone else may have made it first, to watch or swap our sandboxes. */
@@ -1618,6 +1606,7 @@ static void local_close(void *state)
 	if (L->state_fd >= 0)
 		close(L->state_fd);
 	free(L->state_dir);
+	free(L->owner);
 	free(L->bwrap);
 	sv_release(&L->root_args);
 	sv_release(&L->net_args);
@@ -1638,7 +1627,7 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 	pthread_cond_init(&L->cv, NULL);
 	L->state_fd = -1;
 	L->run_id = o->run_id;
-	L->pid = getpid();
+	L->owner = owner_tag();
 	L->etc_ssh = access("/etc/ssh", F_OK) == 0;
 	L->capture_max = o->capture_max;
 	L->cancel_fd = o->cancel_fd;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -29,6 +30,22 @@ static char *lock_path(const char *db, const char *name)
 	return arl_xasprintf("%s.lock-%s-%08llx", db, safe, (unsigned long long)(h & 0xffffffffu));
 }
 
+/* A second hard link would let the rewrite land in another file, e.g. one planted as a link. */
+static int check_plain_file(int fd, const char *path, struct arl_err *err)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return arl_error_errno(err, errno, "cannot stat the run lock '%s'", path);
+	if (!S_ISREG(st.st_mode))
+		return arl_error(err, ARL_E_IO, "run lock '%s' is not a regular file; refusing it",
+		                 path);
+	if (st.st_nlink != 1)
+		return arl_error(err, ARL_E_IO,
+		                 "run lock '%s' has more than one hard link; refusing it", path);
+	return 0;
+}
+
 int arl_runlock_take(const char *db, const char *name, enum arl_overlap mode, int *fd_out,
                      struct arl_err *err)
 {
@@ -40,11 +57,21 @@ int arl_runlock_take(const char *db, const char *name, enum arl_overlap mode, in
 	if (mode == ARL_OVERLAP_ALLOW)
 		return 0;
 	path = lock_path(db, name);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	/*
+	 * Whoever can write beside the database could plant a link or a FIFO here, and the file is
+	 * truncated and rewritten below, as root too: only our own regular file is taken.
+	 */
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+	if (fd < 0 && errno == ELOOP) {
+		arl_error(err, ARL_E_IO, "run lock '%s' is a symbolic link; refusing it", path);
+		goto out;
+	}
 	if (fd < 0) {
 		arl_error_errno(err, errno, "cannot open the run lock '%s'", path);
 		goto out;
 	}
+	if (check_plain_file(fd, path, err) < 0)
+		goto out;
 	while (flock(fd, mode == ARL_OVERLAP_WAIT ? LOCK_EX : LOCK_EX | LOCK_NB) < 0) {
 		if (errno == EINTR)
 			continue;

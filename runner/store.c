@@ -66,6 +66,9 @@ enum stmt {
 	S_JOB_CLEAR_ATTEMPTS,
 	S_JOB_CLEAR_METRICS,
 	S_JOB_PREV,
+	S_JOB_STANDING,
+	S_JOB_TARGET,
+	S_RUN_ADD_SKIPPED,
 	S_ATTEMPT_INSERT,
 	S_STEP_INSERT,
 	S_METRIC_INSERT,
@@ -123,8 +126,13 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_RUN_LATEST] = "SELECT max(id) FROM runs",
 	[S_RUN_BY_ID] = "SELECT id FROM runs WHERE id = ?1",
 	[S_RUN_BY_NAME] = "SELECT max(id) FROM runs WHERE name = ?1",
+	/* A job that stands on an earlier result is final at once: Skipped, finished at ?10. */
 	[S_JOB_INSERT] = "INSERT INTO jobs (run_id, key, name, file, pool, item, labels, spec_hash,"
-			 " skipped_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+			 " skipped_from, state, started_at, finished_at, duration_ms)"
+			 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
+			 " CASE WHEN ?9 IS NULL THEN 'Pending' ELSE 'Skipped' END,"
+			 " CASE WHEN ?9 IS NOT NULL THEN ?10 END, CASE WHEN ?9 IS NOT NULL THEN ?10 END,"
+			 " CASE WHEN ?9 IS NOT NULL THEN 0 END)",
 	[S_JOB_RUNNING] = "UPDATE jobs SET state = 'Running', started_at = ?2"
 			  " WHERE id = ?1 AND state = 'Pending'",
 	[S_JOB_OLD] = "SELECT run_id, state FROM jobs WHERE id = ?1",
@@ -136,6 +144,17 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_JOB_PREV] = "SELECT id, state, error_class, spec_hash IS NOT NULL AND spec_hash = ?3,"
 		       " skipped_from FROM jobs WHERE run_id = ?1 AND key = ?2"
 		       " ORDER BY id DESC LIMIT 1",
+	/*
+	 * A key's rows over every run of a name, newest first; Pending and Running ones are no
+	 * result (a run still going, or one cut short before the repair).
+	 */
+	[S_JOB_STANDING] = "SELECT id, state, skipped_from FROM jobs WHERE key = ?2"
+			   " AND run_id IN (SELECT id FROM runs WHERE name = ?1)"
+			   " AND state IN ('Succeeded', 'Failed', 'Cancelled', 'Skipped')"
+			   " ORDER BY id DESC",
+	[S_JOB_TARGET] = "SELECT run_id, state, error_class,"
+			 " spec_hash IS NOT NULL AND spec_hash = ?2, skipped_from FROM jobs WHERE id = ?1",
+	[S_RUN_ADD_SKIPPED] = "UPDATE runs SET jobs_skipped = jobs_skipped + ?2 WHERE id = ?1",
 	[S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, number, sandbox, state, exit_code,"
 			     " error_class, error, started_at, finished_at, duration_ms)"
 			     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -878,10 +897,64 @@ static void drop_empty(const char *path)
 		unlink(path);
 }
 
+/*
+ * The path with its directory resolved, so that SQLITE_OPEN_NOFOLLOW judges only the file
+ * itself (a symlinked home or /var/run stays usable); NULL when the directory is not there.
+ */
+static char *canon_db_path(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir, *real, *out;
+
+	if (!slash)
+		dir = arl_xstrdup(".");
+	else if (slash == path)
+		dir = arl_xstrdup("/");
+	else
+		dir = arl_xstrndup(path, (size_t)(slash - path));
+	real = realpath(dir, NULL);
+	free(dir);
+	if (!real)
+		return NULL;
+	out = arl_xasprintf("%s/%s", strcmp(real, "/") ? real : "", slash ? slash + 1 : path);
+	free(real);
+	return out;
+}
+
+/*
+ * Someone who can write beside the database could plant a link, a FIFO or a device under one
+ * of the names SQLite opens read-write (as root, too): only regular files with one link.
+ */
+static int check_db_files(const char *path, const char *real, struct arl_err *err)
+{
+	static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+
+	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+		char *f = arl_xasprintf("%s%s", real, suffix[i]);
+		struct stat sb;
+		const char *why = NULL;
+
+		if (lstat(f, &sb) == 0) {
+			if (S_ISLNK(sb.st_mode))
+				why = "is a symbolic link";
+			else if (!S_ISREG(sb.st_mode))
+				why = "is not a regular file";
+			else if (sb.st_nlink != 1)
+				why = "has more than one hard link";
+		}
+		free(f);
+		if (why)
+			return arl_error(err, ARL_E_IO, "results database '%s%s' %s; refusing it",
+			                 path, suffix[i], why);
+	}
+	return 0;
+}
+
 int arl_store_open(struct arl_store **out, const char *path, unsigned flags, struct arl_err *err)
 {
 	struct arl_store *s = arl_xcalloc(1, sizeof(*s));
 	struct arl_err repair = ARL_ERR_INIT;
+	char *real = NULL;
 	int oflags, rc, ret = -1;
 	bool fresh = false;
 	struct stat sb;
@@ -907,7 +980,20 @@ int arl_store_open(struct arl_store **out, const char *path, unsigned flags, str
 		fresh = !(flags & ARL_STORE_NOCREATE) && strcmp(path, ":memory:") &&
 		        stat(path, &sb) < 0 && errno == ENOENT;
 	}
-	rc = sqlite3_open_v2(path, &s->db, oflags, NULL);
+	if (strcmp(path, ":memory:")) {
+		if (!(real = canon_db_path(path)))
+			real = arl_xstrdup(path);
+		if (check_db_files(path, real, err) < 0)
+			goto out;
+		oflags |= SQLITE_OPEN_NOFOLLOW;
+	}
+	rc = sqlite3_open_v2(real ? real : path, &s->db, oflags, NULL);
+	if (rc == SQLITE_CANTOPEN_SYMLINK ||
+	    (s->db && sqlite3_extended_errcode(s->db) == SQLITE_CANTOPEN_SYMLINK)) {
+		arl_error(err, ARL_E_IO, "results database '%s' is a symbolic link; refusing it",
+		          path);
+		goto out;
+	}
 	if (rc != SQLITE_OK) {
 		arl_error(err, ARL_E_IO, "cannot open results database '%s': %s", path,
 		          s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
@@ -955,7 +1041,8 @@ out:
 		arl_err_prefix(err, "results database '%s'", path);
 	arl_store_close(s);
 	if (ret < 0 && fresh)
-		drop_empty(path);
+		drop_empty(real ? real : path);
+	free(real);
 	return ret;
 }
 

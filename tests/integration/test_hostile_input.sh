@@ -85,4 +85,57 @@ refuse ds-bad-utf8-jsonl.yaml 'data/bad-utf8.jsonl:.*not valid UTF-8'
 refuse ds-nul-jsonl.yaml 'data/nul.jsonl:1:11: error: NUL byte in a dataset'
 refuse ds-nul-csv.yaml 'data/nul.csv:2:3: error: NUL byte in a dataset'
 
+# --- links planted beside the database (issue 12) ---------------------------------------------
+# Whoever can write beside the database plants a symlink, a hard link or a FIFO under a name the
+# runner creates or rewrites (the run lock, the database and its -wal/-shm, the default state
+# directory): the run refuses it and the file it points at is unchanged.
+mkdir links
+cd links
+printf 'version: 1\npools: {p: {isolation: none}}\njobs:\n  - {name: j, steps: [{type: Command, command: ["true"]}]}\n' >job.yaml
+"$ARL_BATCH" run --db r.db --progress none job.yaml >/dev/null 2>&1
+LOCK=$(ls r.db.lock-*)
+echo precious >victim.orig
+# plant NAME KIND: NAME becomes a symlink or a hard link to a fresh victim, or a FIFO.
+plant() {
+	rm -rf "$1"
+	cp victim.orig victim
+	case $2 in
+	symlink) ln -s "$PWD/victim" "$1" ;;
+	hardlink) ln victim "$1" ;;
+	fifo) mkfifo "$1" ;;
+	esac
+}
+for target in "$LOCK:symlink" "$LOCK:hardlink" "$LOCK:fifo" r.db-wal:symlink r.db-wal:hardlink \
+	r.db-shm:symlink r.db-shm:fifo; do
+	name=${target%%:*} kind=${target#*:}
+	plant "$name" "$kind"
+	set +e
+	timeout 60 "$ARL_BATCH" run --db r.db --progress none job.yaml >"$TMP/out" 2>"$TMP/err"
+	RC=$?
+	set -e
+	check_eq "$name as a $kind: the run refuses it" "$RC" 3
+	check_match "$name as a $kind: the message names it" "$(cat "$TMP/err")" "'[^']*$name' (is a symbolic link|has more than one hard link|is not a regular file); refusing it"
+	check "$name as a $kind: the victim is unchanged" cmp -s victim victim.orig
+	rm -f "$name"
+done
+# The database itself: a fresh name that is a link to the victim.
+for kind in symlink hardlink; do
+	plant l.db "$kind"
+	runner run --db l.db --progress none job.yaml
+	check_eq "the database as a $kind: the run refuses it" "$RC" 3
+	check_match "the database as a $kind: the message names it" "$(cat "$TMP/err")" "'l.db' (is a symbolic link|has more than one hard link); refusing it"
+	check "the database as a $kind: the victim is unchanged" cmp -s victim victim.orig
+	rm -f l.db
+done
+mkdir elsewhere
+rm -rf r.db.sandboxes
+ln -s "$PWD/elsewhere" r.db.sandboxes
+runner run --db r.db --progress none job.yaml
+check_match "the state directory as a symlink: refused" "$(cat "$TMP/err")" "state directory '[^']*r.db.sandboxes' is a symbolic link; refusing it"
+check_eq "the state directory as a symlink: nothing was made in its target" "$(ls -A elsewhere)" ""
+rm r.db.sandboxes
+runner run --db r.db --progress none job.yaml
+check_eq "without the planted links the run succeeds" "$RC" 0
+cd "$TMP"
+
 summary
