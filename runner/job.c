@@ -219,8 +219,9 @@ char *arl_filepatch_local_refusal(const char *path, size_t settled)
 	char *why = NULL;
 
 	if (!path || path[0] != '/')
-		return arl_xasprintf("FilePatch path '%s' must be an absolute path inside /workspace",
-		                     path ? path : "");
+		return arl_xasprintf(
+		    "FilePatch path '%s' must be an absolute path inside /workspace",
+		    path ? path : "");
 	copy = arl_xstrndup(path, settled);
 	for (const char *p = copy; (p = strstr(p, "..")); p += 2) {
 		if ((p == copy || p[-1] == '/') && (p[2] == '/' || !p[2])) {

@@ -76,7 +76,8 @@ struct sctx {
 	char origin[200]; /* which item is being expanded, for template errors; "" if none */
 	bool deferred;    /* a rendered string kept run-time expressions */
 	bool bad;         /* the job being expanded has an error */
-	bool again;       /* materializing a validated job: names were checked at load */
+	const struct arl_pool *pool; /* the job's, once known; NULL if it names none */
+	bool again;                  /* materializing a validated job: names were checked at load */
 	struct name_slot *names;
 	size_t nnames_cap, nnames;
 	size_t pending; /* 1 + slot of the name of the job being expanded; 0: none */
@@ -399,15 +400,53 @@ static void parse_command(struct sctx *c, const struct arl_node *n, struct arl_s
 	}
 }
 
+/*
+ * A local pool refuses a FilePatch path outside /workspace in every attempt (class failed):
+ * say so here, at the path. A run-time template ({{ attempt }}) leaves only the directories
+ * before it to judge.
+ */
+static void check_local_path(struct sctx *c, const struct arl_node *n, const char *path,
+                             bool deferred)
+{
+	size_t settled = strlen(path);
+	const char *t;
+	char *why;
+
+	/* Materializing: `run --backend` may have changed the pool since; the backend judges. */
+	if (c->again || !c->pool || c->pool->backend != ARL_BACKEND_LOCAL)
+		return;
+	if (deferred && (t = strstr(path, "{{"))) {
+		settled = (size_t)(t - path);
+		while (settled && path[settled - 1] != '/')
+			settled--;
+	}
+	if (!(why = arl_filepatch_local_refusal(path, settled)))
+		return;
+	if (c->origin[0])
+		diag(c, n, "%s (local pool '%s'; %s)", why, c->pool->name, c->origin);
+	else
+		diag(c, n, "%s (local pool '%s')", why, c->pool->name);
+	free(why);
+}
+
 static void parse_filepatch(struct sctx *c, const struct arl_node *n, struct arl_step *s)
 {
 	const struct arl_node *v;
 
 	v = arl_node_get(n, "path");
-	if (!v)
+	if (!v) {
 		diag(c, n, "missing required key 'path' in a FilePatch step");
-	else if ((s->path = get_str(c, v, "path")) && s->path[0] != '/')
-		diag(c, v, "'path' must be an absolute path inside the sandbox, got '%s'", s->path);
+	} else {
+		bool deferred = c->deferred;
+
+		c->deferred = false;
+		if ((s->path = get_str(c, v, "path")) && s->path[0] != '/')
+			diag(c, v, "'path' must be an absolute path inside the sandbox, got '%s'",
+			     s->path);
+		else if (s->path)
+			check_local_path(c, v, s->path, c->deferred);
+		c->deferred |= deferred;
+	}
 	if ((v = arl_node_get(n, "timeout")))
 		get_duration(c, v, "timeout", INT64_MAX / 4, false, &s->timeout_ms);
 	v = arl_node_get(n, "content");
@@ -643,20 +682,23 @@ static void parse_pool(struct sctx *c, const struct arl_node *k, const struct ar
                        struct arl_pool *p)
 {
 	const struct arl_node *v;
-	char where[120];
+	char where[120], scope[120];
 	int e;
 	int64_t i;
 
 	p->name = arl_xstrdup(k->str);
 	p->loc = k->loc;
 	p->replicas = 1;
+	/* Nothing is bound here: without this, "{{ item.x }}" blamed a missing foreach item. */
+	snprintf(scope, sizeof(scope), "pool '%.60s', which all its jobs share", k->str);
+	c->t.no_vars = scope;
 	if (!arl_is_dns_label(k->str))
 		diag(c, k,
 		     "pool name '%s' is not a DNS label (lowercase letters, digits and '-', "
 		     "at most 63)",
 		     k->str);
 	if (!want(c, n, ARL_NODE_MAP, "pool"))
-		return;
+		goto out;
 	snprintf(where, sizeof(where), "pool '%s'", k->str);
 	check_keys(c, n, where, pool_keys);
 	if ((v = arl_node_get(n, "backend")) && get_enum(c, v, "backend", backend_names, &e))
@@ -720,6 +762,8 @@ static void parse_pool(struct sctx *c, const struct arl_node *k, const struct ar
 			warn(c, n->kids[j], "'%s' has no effect on a %s pool", key,
 			     backend_names[p->backend]);
 	}
+out:
+	c->t.no_vars = NULL;
 }
 
 /* A YAML node as JSON: plain scalars keep their YAML type, quoted ones are strings. */
@@ -919,7 +963,7 @@ static bool expand_one(struct sctx *c, const struct arl_node *jn, const cJSON *i
 	const struct arl_node *v, *name_node = arl_node_get(jn, "name");
 	struct arl_strmap env = {0};
 	int64_t n;
-	bool name_deferred;
+	bool name_deferred, bad;
 
 	c->bad = false;
 	c->deferred = false;
@@ -942,7 +986,11 @@ static bool expand_one(struct sctx *c, const struct arl_node *jn, const cJSON *i
 		}
 	}
 	c->t.job_name = j.name;
+	bad = c->bad;
+	c->bad = false;
 	parse_pool_ref(c, jn, field(c, jn, "pool"), &j);
+	c->pool = c->bad ? NULL : &c->f->pools[j.pool];
+	c->bad |= bad;
 	if ((v = field(c, jn, "timeout")))
 		get_duration(c, v, "timeout", INT64_MAX / 4, false, &j.timeout_ms);
 	if ((v = field(c, jn, "retries")) && get_int(c, v, "retries", 0, ARL_MAX_RETRIES, &n))
@@ -1162,8 +1210,11 @@ static void parse_top(struct sctx *c, const struct arl_node *root)
 	else if (!v->plain || strcmp(v->str, "1"))
 		diag(c, v, "'version' must be 1 (a number), got %s'%s'",
 		     v->plain ? "" : "the string ", v->str);
-	if ((v = arl_node_get(root, "name")))
+	if ((v = arl_node_get(root, "name"))) {
+		c->t.no_vars = "the file's 'name'";
 		c->f->name = get_str(c, v, "name");
+		c->t.no_vars = NULL;
+	}
 	if (!c->f->name)
 		c->f->name = arl_xstrdup(c->f->stem);
 	if ((v = arl_node_get(root, "concurrency")) &&

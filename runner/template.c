@@ -95,6 +95,9 @@ static int expr(struct arl_buf *b, const char *e, const struct arl_tmpl_ctx *c, 
 			arl_buf_add(b, e + 1, n - 2);
 		return 0;
 	}
+	if (c->no_vars)
+		return arl_error(err, ARL_E_INVALID, "'{{ %s }}': templates are not allowed in %s",
+		                 e, c->no_vars);
 	if (!strcmp(e, "item") || !strncmp(e, "item.", 5)) {
 		const cJSON *v;
 

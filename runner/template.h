@@ -18,6 +18,8 @@ struct arl_tmpl_ctx {
 	const char *job_name; /* NULL: not known yet (while rendering the name itself) */
 	/* All NULL at load time: expressions naming them are kept for the attempt. */
 	const char *run_id, *run_name, *attempt;
+	/* Non-NULL: nothing is bound in this place (e.g. "a pool"); only quoted literals render. */
+	const char *no_vars;
 };
 
 /* True when @s contains "{{" at all (rendering can be skipped otherwise). */
