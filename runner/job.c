@@ -9,27 +9,71 @@
 #include "yaml_load.h"
 #include "banned.h"
 
+/* Up to this many entries a scan is cheaper than an index (and most maps are this small). */
+#define STRMAP_SCAN_MAX 8
+
+/* The slot of @key in the index: its entry's, or the empty one where it would go. */
+static size_t *strmap_slot(const struct arl_strmap *m, const char *key)
+{
+	size_t mask = m->nslot - 1, i = (size_t)arl_fnv1a(key) & mask;
+
+	while (m->slot[i] && strcmp(m->v[m->slot[i] - 1].key, key))
+		i = (i + 1) & mask;
+	return &m->slot[i];
+}
+
+/* Linear probing at most half full: set and get stay O(1) on average, a map O(n). */
+static void strmap_reindex(struct arl_strmap *m, size_t want)
+{
+	free(m->slot);
+	m->nslot = 32;
+	while (m->nslot < 2 * want)
+		m->nslot *= 2;
+	m->slot = arl_xcalloc(m->nslot, sizeof(*m->slot));
+	for (size_t i = 0; i < m->n; i++)
+		*strmap_slot(m, m->v[i].key) = i + 1;
+}
+
+static struct arl_kv *strmap_find(const struct arl_strmap *m, const char *key)
+{
+	if (m->slot) {
+		size_t s = *strmap_slot(m, key);
+
+		return s ? &m->v[s - 1] : NULL;
+	}
+	for (size_t i = 0; i < m->n; i++)
+		if (!strcmp(m->v[i].key, key))
+			return &m->v[i];
+	return NULL;
+}
+
 void arl_strmap_set(struct arl_strmap *m, const char *key, const char *val)
 {
-	for (size_t i = 0; i < m->n; i++) {
-		if (!strcmp(m->v[i].key, key)) {
-			free(m->v[i].val);
-			m->v[i].val = arl_xstrdup(val);
-			return;
-		}
+	struct arl_kv *kv;
+
+	if (m->n >= STRMAP_SCAN_MAX && 2 * (m->n + 1) > m->nslot)
+		strmap_reindex(m, m->n + 1);
+	if ((kv = strmap_find(m, key))) {
+		free(kv->val);
+		kv->val = arl_xstrdup(val);
+		return;
 	}
-	m->v = arl_xrealloc(m->v, (m->n + 1) * sizeof(*m->v));
+	if (m->n >= m->cap) {
+		m->cap = m->n < 4 ? 4 : 2 * m->n;
+		m->v = arl_xrealloc(m->v, m->cap * sizeof(*m->v));
+	}
 	m->v[m->n].key = arl_xstrdup(key);
 	m->v[m->n].val = arl_xstrdup(val);
 	m->n++;
+	if (m->slot)
+		*strmap_slot(m, key) = m->n;
 }
 
 const char *arl_strmap_get(const struct arl_strmap *m, const char *key)
 {
-	for (size_t i = 0; i < m->n; i++)
-		if (!strcmp(m->v[i].key, key))
-			return m->v[i].val;
-	return NULL;
+	const struct arl_kv *kv = strmap_find(m, key);
+
+	return kv ? kv->val : NULL;
 }
 
 void arl_strmap_release(struct arl_strmap *m)
@@ -39,8 +83,8 @@ void arl_strmap_release(struct arl_strmap *m)
 		free(m->v[i].val);
 	}
 	free(m->v);
-	m->v = NULL;
-	m->n = 0;
+	free(m->slot);
+	memset(m, 0, sizeof(*m));
 }
 
 void arl_step_release(struct arl_step *s)

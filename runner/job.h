@@ -24,6 +24,9 @@ struct arl_kv {
 struct arl_strmap {
 	struct arl_kv *v;
 	size_t n;
+	size_t cap;   /* of v, when arl_strmap_set() grows it */
+	size_t *slot; /* hash index: 1 + an index into v, 0 empty; NULL while the map is small */
+	size_t nslot; /* a power of two, at least twice n */
 };
 
 enum arl_backend_kind { ARL_BACKEND_LOCAL, ARL_BACKEND_KUBERNETES };

@@ -138,4 +138,32 @@ runner run --db r.db --progress none job.yaml
 check_eq "without the planted links the run succeeds" "$RC" 0
 cd "$TMP"
 
+# --- maps grow in O(n) (issue 12) ------------------------------------------------------------
+# 200,000 labels took 111 s to validate (each key compared with every earlier one). No clock
+# window: the CPU time of 8x the entries is compared with the CPU time this machine took for
+# 25,000 (linear: about 8x; n log n: under 10x; quadratic: 64x).
+for kind in labels env; do
+	read -r rc1 us1 rc8 us8 < <(python3 - "$ARL_BATCH" "$kind" <<'PY'
+import resource, subprocess, sys
+arl, kind = sys.argv[1], sys.argv[2]
+def cpu_us(n):
+    path = f'map-{kind}-{n}.yaml'
+    keys = ', '.join(f'K{i}: v' for i in range(n))
+    with open(path, 'w') as f:
+        f.write('version: 1\npools: {p: {isolation: none}}\njobs:\n  - name: j\n'
+                f'    {kind}: {{{keys}}}\n    steps: [{{type: Command, command: ["true"]}}]\n')
+    t0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rc = subprocess.run([arl, 'validate', path], stdout=subprocess.DEVNULL).returncode
+    t1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    us = (t1.ru_utime + t1.ru_stime - t0.ru_utime - t0.ru_stime) * 1e6
+    return rc, max(1, int(us))
+a, b = cpu_us(25000), cpu_us(200000)
+print(a[0], a[1], b[0], b[1])
+PY
+	)
+	check_eq "25,000 $kind entries validate" "$rc1" 0
+	check_eq "200,000 $kind entries validate" "$rc8" 0
+	check_le "200,000 $kind entries: CPU time at most 24x that of 25,000 (us)" "$us8" $((24 * us1))
+done
+
 summary
