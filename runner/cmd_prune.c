@@ -1,6 +1,7 @@
 /* `arl-batch prune`: delete old runs with everything under them, then reclaim the space. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -58,7 +59,13 @@ int cmd_prune(int argc, char **argv)
 	sqlite3_stmt *st = NULL;
 	char cutoff[32] = "";
 	long long before, after, runs = 0, jobs = 0;
-	const char *sel;
+	const char *sel, *stands;
+	sqlite3_stmt *used = NULL;
+	struct {
+		int64_t id, jobs;
+		char *name, *started;
+	} *cand = NULL;
+	size_t ncand = 0, cap = 0;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "nh", opts, NULL)) != -1) {
@@ -99,17 +106,20 @@ int cmd_prune(int argc, char **argv)
 	before = file_size(arl_store_path(s));
 	/*
 	 * The runs to delete: beyond the newest @keep of their name, or started before the
-	 * cutoff; never one still running (opening the store already marked dead ones).
+	 * cutoff; never one still running (opening the store already marked dead ones). Newest
+	 * first: whether a kept run stands on a run is known only once the newer runs, which are
+	 * the only ones that can, are decided, so one prune reaches the fixed point.
 	 */
 	sel = "SELECT id, name, started_at, jobs_total FROM runs r WHERE status != 'running'"
-	      /* A run whose results a resumed run stands on stays, or --resume would redo them. */
-	      " AND NOT EXISTS (SELECT 1 FROM jobs t JOIN jobs k ON k.skipped_from = t.id"
-	      "  WHERE t.run_id = r.id AND k.run_id != r.id)"
 	      " AND (?3 IS NULL OR name = ?3) AND ("
 	      "  (?1 >= 0 AND (SELECT count(*) FROM runs n WHERE n.name = r.name AND n.id > r.id) "
 	      ">= ?1)"
-	      "  OR (?2 IS NOT NULL AND started_at < ?2)) ORDER BY id";
-	if (arl_store_prepare(s, sel, &st, NULL, &err) < 0)
+	      "  OR (?2 IS NOT NULL AND started_at < ?2)) ORDER BY id DESC";
+	/* A run whose results a run that stays stands on stays, or --resume would redo them. */
+	stands = "SELECT 1 FROM jobs t JOIN jobs k ON k.skipped_from = t.id"
+	         " WHERE t.run_id = ?1 AND k.run_id != ?1 LIMIT 1";
+	if (arl_store_prepare(s, sel, &st, NULL, &err) < 0 ||
+	    arl_store_prepare(s, stands, &used, NULL, &err) < 0)
 		goto fail;
 	sqlite3_bind_int64(st, 1, keep);
 	if (cutoff[0])
@@ -123,23 +133,36 @@ int cmd_prune(int argc, char **argv)
 	}
 	for (;;) {
 		int rc = arl_store_step(s, st, &err);
-		char del[96];
 
 		if (rc < 0)
 			goto rollback;
 		if (rc == 0)
 			break;
-		runs++;
-		jobs += sqlite3_column_int64(st, 3);
-		printf("%s run %lld '%s' started %s (%lld jobs)\n",
-		       dry ? "would delete" : "deleting", (long long)sqlite3_column_int64(st, 0),
-		       sqlite3_column_text(st, 1), sqlite3_column_text(st, 2),
-		       (long long)sqlite3_column_int64(st, 3));
-		if (dry)
+		ARL_GROW(cand, cap, ncand + 1);
+		cand[ncand].id = sqlite3_column_int64(st, 0);
+		cand[ncand].jobs = sqlite3_column_int64(st, 3);
+		cand[ncand].name = arl_xstrdup((const char *)sqlite3_column_text(st, 1));
+		cand[ncand++].started = arl_xstrdup((const char *)sqlite3_column_text(st, 2));
+	}
+	/* Deleted even for --dry-run (rolled back below), so that it lists the same runs. */
+	for (size_t i = 0; i < ncand; i++) {
+		char del[96];
+		int rc;
+
+		sqlite3_reset(used);
+		sqlite3_bind_int64(used, 1, cand[i].id);
+		if ((rc = arl_store_step(s, used, &err)) < 0)
+			goto rollback;
+		if (rc == 1)
 			continue;
+		runs++;
+		jobs += cand[i].jobs;
+		printf("%s run %lld '%s' started %s (%lld jobs)\n",
+		       dry ? "would delete" : "deleting", (long long)cand[i].id, cand[i].name,
+		       cand[i].started, (long long)cand[i].jobs);
 		/* Attempts, steps and metrics go by ON DELETE CASCADE. */
 		snprintf(del, sizeof(del), "DELETE FROM runs WHERE id = %lld",
-		         (long long)sqlite3_column_int64(st, 0));
+		         (long long)cand[i].id);
 		if (sqlite3_exec(arl_store_db(s), del, NULL, NULL, NULL) != SQLITE_OK) {
 			arl_error(&err, ARL_E_DB, "%s: %s", del, sqlite3_errmsg(arl_store_db(s)));
 			goto rollback;
@@ -147,7 +170,10 @@ int cmd_prune(int argc, char **argv)
 	}
 	sqlite3_finalize(st);
 	st = NULL;
-	if (sqlite3_exec(arl_store_db(s), "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	sqlite3_finalize(used);
+	used = NULL;
+	if (sqlite3_exec(arl_store_db(s), dry ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL) !=
+	    SQLITE_OK) {
 		arl_error(&err, ARL_E_DB, "cannot commit: %s", sqlite3_errmsg(arl_store_db(s)));
 		goto rollback;
 	}
@@ -170,6 +196,12 @@ fail:
 	fprintf(stderr, "arl-batch: %s\n", err.msg);
 out:
 	sqlite3_finalize(st);
+	sqlite3_finalize(used);
+	for (size_t i = 0; i < ncand; i++) {
+		free(cand[i].name);
+		free(cand[i].started);
+	}
+	free(cand);
 	arl_store_close(s);
 	return ret;
 bad:

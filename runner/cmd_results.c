@@ -45,15 +45,30 @@ static const char help_text[] =
     "                    testsuite per job file, a testcase per job, the last 4 KiB of\n"
     "                    stdout and stderr)\n";
 
+/* Skipped jobs of the run whose standing result is @st: they count as @st (SPEC). */
+#define CARRIED_COUNT(st)                                                                          \
+	"(SELECT count(*) FROM jobs k JOIN jobs f ON f.id = k.skipped_from WHERE k.run_id = "      \
+	"runs.id"                                                                                  \
+	" AND k.state = 'Skipped' AND f.state = '" st "')"
+
 static const char run_sql[] =
     "SELECT id, name, status, started_at, duration_ms, jobs_total, jobs_succeeded,"
-    " jobs_failed, jobs_skipped, jobs_cancelled, host FROM runs WHERE id = ?1";
+    " jobs_failed, jobs_skipped, jobs_cancelled, host, " CARRIED_COUNT(
+        "Failed") ","
+                  " " CARRIED_COUNT("Cancelled") " FROM runs WHERE id = ?1";
+
+/*
+ * A Skipped job is reported with the result it stands for (s), marked as carried: a carried
+ * failure is a failure of this run too (SPEC), whatever state its own row has.
+ */
+#define CARRIED_COLS "s.run_id, s.state, s.error_class, s.error, s.exit_code, s.attempts"
+#define CARRIED_JOIN "LEFT JOIN jobs s ON j.state = 'Skipped' AND s.id = j.skipped_from"
 
 static const char jobs_sql[] =
     "SELECT j.id, j.key, j.name, j.file, j.pool, j.state, j.attempts, j.exit_code,"
     " j.error_class, j.error, j.started_at, j.finished_at, j.duration_ms, j.item, j.labels,"
-    " j.spec_hash, j.skipped_from, (SELECT p.run_id FROM jobs p WHERE p.id = j.skipped_from)"
-    " FROM jobs j WHERE j.run_id = ?1 ORDER BY j.id";
+    " j.spec_hash, j.skipped_from, " CARRIED_COLS " FROM jobs j " CARRIED_JOIN
+    " WHERE j.run_id = ?1 ORDER BY j.id";
 
 /*
  * jobs_sql with --state: the states go to SQL as well, so that the (run_id, state) index
@@ -65,9 +80,8 @@ static const char jobs_sql[] =
 static const char jobs_states_sql[] =
     "SELECT j.id, j.key, j.name, j.file, j.pool, j.state, j.attempts, j.exit_code,"
     " j.error_class, j.error, j.started_at, j.finished_at, j.duration_ms, j.item, j.labels,"
-    " j.spec_hash, j.skipped_from, (SELECT p.run_id FROM jobs p WHERE p.id = j.skipped_from)"
-    " FROM jobs j INDEXED BY jobs_run_state"
-    " WHERE j.run_id = ?1 AND j.state IN (?2, ?3, ?4, ?5, ?6, ?7) ORDER BY j.id";
+    " j.spec_hash, j.skipped_from, " CARRIED_COLS " FROM jobs j INDEXED BY jobs_run_state"
+    " " CARRIED_JOIN " WHERE j.run_id = ?1 AND j.state IN (?2, ?3, ?4, ?5, ?6, ?7) ORDER BY j.id";
 
 /* Columns of jobs_sql, in SELECT order. */
 enum {
@@ -88,7 +102,12 @@ enum {
 	J_LABELS,
 	J_SPEC,
 	J_SKIPPED_FROM,
-	J_SKIPPED_RUN
+	J_SKIPPED_RUN, /* the CARRIED_COLS: NULL unless the job is Skipped with a result */
+	J_FROM_STATE,
+	J_FROM_CLASS,
+	J_FROM_ERROR,
+	J_FROM_EXIT,
+	J_FROM_ATTEMPTS
 };
 
 /* The steps of the last attempt, in the order they ran. */
@@ -269,6 +288,17 @@ static int json_job(struct ctx *c, struct arl_view_json_array *arr)
 	arl_view_json_raw(job, "item", col_text(st, J_ITEM));
 	arl_view_json_col(job, "specHash", st, J_SPEC);
 	arl_view_json_col(job, "skippedFrom", st, J_SKIPPED_FROM);
+	if (sqlite3_column_type(st, J_FROM_STATE) != SQLITE_NULL) {
+		cJSON *from = cJSON_AddObjectToObject(job, "carried");
+
+		arl_view_json_col(from, "fromRun", st, J_SKIPPED_RUN);
+		arl_view_json_col(from, "fromJob", st, J_SKIPPED_FROM);
+		arl_view_json_col(from, "state", st, J_FROM_STATE);
+		arl_view_json_col(from, "errorClass", st, J_FROM_CLASS);
+		arl_view_json_col(from, "exitCode", st, J_FROM_EXIT);
+		arl_view_json_col(from, "attempts", st, J_FROM_ATTEMPTS);
+		arl_view_json_col(from, "error", st, J_FROM_ERROR);
+	}
 	steps = cJSON_AddArrayToObject(job, "steps");
 	rc = read_steps(c, job_id, &o, steps);
 	if (rc < 0)
@@ -314,9 +344,10 @@ struct csv_metrics {
 static void csv_header(const struct csv_metrics *m)
 {
 	static const char *const names[] = {
-	    "run_id",     "key",         "name",        "file",         "pool",
-	    "state",      "attempts",    "exit_code",   "error_class",  "error",
-	    "started_at", "finished_at", "duration_ms", "skipped_from",
+	    "run_id",        "key",           "name",        "file",         "pool",
+	    "state",         "attempts",      "exit_code",   "error_class",  "error",
+	    "started_at",    "finished_at",   "duration_ms", "skipped_from", "carried_from_run",
+	    "carried_state", "carried_class",
 	};
 	size_t n = sizeof(names) / sizeof(names[0]);
 
@@ -355,9 +386,10 @@ static void csv_release(struct csv_metrics *m)
 
 static int csv_row(struct ctx *c, int64_t run_id, const struct csv_metrics *m)
 {
-	static const int cols[] = {J_KEY,      J_NAME,     J_FILE,        J_POOL,  J_STATE,
-	                           J_ATTEMPTS, J_EXIT,     J_CLASS,       J_ERROR, J_STARTED,
-	                           J_FINISHED, J_DURATION, J_SKIPPED_FROM};
+	static const int cols[] = {J_KEY,          J_NAME,        J_FILE,       J_POOL,
+	                           J_STATE,        J_ATTEMPTS,    J_EXIT,       J_CLASS,
+	                           J_ERROR,        J_STARTED,     J_FINISHED,   J_DURATION,
+	                           J_SKIPPED_FROM, J_SKIPPED_RUN, J_FROM_STATE, J_FROM_CLASS};
 	size_t n = sizeof(cols) / sizeof(cols[0]), col = 0;
 	sqlite3_stmt *st = c->jobs;
 	char id[24];
@@ -400,20 +432,28 @@ static int csv_row(struct ctx *c, int64_t run_id, const struct csv_metrics *m)
 /* ---- table ---- */
 
 /* One line per job; the class and the message share the last column, which the terminal
- * width cuts first. A Skipped job says which run it succeeded in. */
+ * width cuts first. A Skipped job says which run its result comes from, and what it was. */
 static void table_row(struct arl_view_table *t, sqlite3_stmt *st)
 {
 	const char *state = col_text(st, J_STATE), *cls = col_text(st, J_CLASS);
 	const char *error = col_text(st, J_ERROR);
+	const char *from = col_text(st, J_FROM_STATE), *from_cls = col_text(st, J_FROM_CLASS);
+	const char *from_err = col_text(st, J_FROM_ERROR);
 	char dur[32], *why = NULL;
 
 	if (cls && error)
 		why = arl_xasprintf("%s: %s", cls, error);
 	else if (cls || error)
 		why = arl_xstrdup(cls ? cls : error);
-	else if (sqlite3_column_type(st, J_SKIPPED_RUN) != SQLITE_NULL)
+	else if (from && !strcmp(from, "Succeeded"))
 		why = arl_xasprintf("succeeded in run %lld",
 		                    (long long)sqlite3_column_int64(st, J_SKIPPED_RUN));
+	else if (from)
+		why = arl_xasprintf("carried from run %lld: %s%s%s%s%s%s",
+		                    (long long)sqlite3_column_int64(st, J_SKIPPED_RUN), from,
+		                    from_cls ? " (" : "", from_cls ? from_cls : "",
+		                    from_cls ? ")" : "", from_err ? ": " : "",
+		                    from_err ? from_err : "");
 	{
 		const char *cells[] = {
 		    state,
@@ -426,7 +466,7 @@ static void table_row(struct arl_view_table *t, sqlite3_stmt *st)
 		    why ? why : "",
 		};
 		const char *colors[sizeof(cells) / sizeof(cells[0])] = {
-		    arl_view_state_color(state),
+		    arl_view_state_color(from && strcmp(from, "Succeeded") ? from : state),
 		};
 
 		arl_view_table_add(t, cells, colors);
@@ -444,7 +484,8 @@ static void table_row(struct arl_view_table *t, sqlite3_stmt *st)
  */
 static const char junit_sql[] =
     "SELECT j.id, j.key, j.name, j.file, j.state, j.error_class, j.error, j.duration_ms,"
-    " j.started_at, j.attempts, j.exit_code, s.state, s.run_id, s.error_class"
+    " j.started_at, j.attempts, j.exit_code, s.state, s.run_id, s.error_class, s.error,"
+    " s.attempts, s.exit_code, s.id"
     " FROM jobs j LEFT JOIN jobs s ON s.id = j.skipped_from WHERE j.run_id = ?1"
     " ORDER BY min(j.id) OVER (PARTITION BY j.file), j.id";
 
@@ -463,7 +504,11 @@ enum {
 	U_EXIT,
 	U_FROM_STATE,
 	U_FROM_RUN,
-	U_FROM_CLASS
+	U_FROM_CLASS,
+	U_FROM_ERROR,
+	U_FROM_ATTEMPTS,
+	U_FROM_EXIT,
+	U_FROM_ID
 };
 
 /* The output kept per stream and test case: its end, where a failure shows. */
@@ -599,8 +644,9 @@ enum junit_kind { JK_PASSED, JK_FAILURE, JK_ERROR, JK_SKIPPED };
 
 /*
  * failed and timeout: the job ran and did not pass (JUnit "failure"). infra and cancelled: it
- * could not be carried out (JUnit "error"). Skipped jobs took their result from an earlier
- * run; Pending and Running ones never finished: both are JUnit "skipped".
+ * could not be carried out (JUnit "error"). A Skipped job is the result it stands for, so a
+ * carried failure stays a failure; a carried success, a Skipped job whose result is gone and
+ * Pending and Running ones (never finished) are JUnit "skipped".
  */
 static enum junit_kind junit_kind_of(const char *state, const char *cls)
 {
@@ -614,6 +660,21 @@ static enum junit_kind junit_kind_of(const char *state, const char *cls)
 	return JK_SKIPPED;
 }
 
+/* A carried result is the Skipped row's (not a success: that stays JUnit "skipped"). */
+static bool junit_carried(sqlite3_stmt *st)
+{
+	const char *from = col_text(st, U_FROM_STATE);
+
+	return !strcmp(col_text(st, U_STATE), "Skipped") && from && strcmp(from, "Succeeded");
+}
+
+static enum junit_kind junit_kind_row(sqlite3_stmt *st)
+{
+	if (junit_carried(st))
+		return junit_kind_of(col_text(st, U_FROM_STATE), col_text(st, U_FROM_CLASS));
+	return junit_kind_of(col_text(st, U_STATE), col_text(st, U_CLASS));
+}
+
 struct junit_suite {
 	size_t tests, failures, errors, skipped;
 	int64_t ms;
@@ -625,7 +686,7 @@ static void junit_count(struct junit_suite *su, sqlite3_stmt *st)
 	const char *started = col_text(st, U_STARTED);
 
 	su->tests++;
-	switch (junit_kind_of(col_text(st, U_STATE), col_text(st, U_CLASS))) {
+	switch (junit_kind_row(st)) {
 	case JK_FAILURE:
 		su->failures++;
 		break;
@@ -648,13 +709,19 @@ static void junit_count(struct junit_suite *su, sqlite3_stmt *st)
 
 static int junit_case(struct ctx *c, sqlite3_stmt *st, FILE *out)
 {
-	const char *state = col_text(st, U_STATE), *cls = col_text(st, U_CLASS);
-	const char *error = col_text(st, U_ERROR), *key = col_text(st, U_KEY);
+	bool carried = junit_carried(st);
+	const char *state = col_text(st, carried ? U_FROM_STATE : U_STATE);
+	const char *cls = col_text(st, carried ? U_FROM_CLASS : U_CLASS);
+	const char *error = col_text(st, carried ? U_FROM_ERROR : U_ERROR),
+	           *key = col_text(st, U_KEY);
+	int attempts_col = carried ? U_FROM_ATTEMPTS : U_ATTEMPTS,
+	    exit_col = carried ? U_FROM_EXIT : U_EXIT;
 	struct output o = {ARL_BUF_INIT, ARL_BUF_INIT, false, false};
 	char *classname = arl_xstrndup(key, strcspn(key, "/")), *msg = NULL;
-	enum junit_kind kind = junit_kind_of(state, cls);
+	enum junit_kind kind = junit_kind_row(st);
 
-	if (read_steps(c, sqlite3_column_int64(st, U_ID), &o, NULL) < 0) {
+	/* A carried failure shows the output of the attempt that failed. */
+	if (read_steps(c, sqlite3_column_int64(st, carried ? U_FROM_ID : U_ID), &o, NULL) < 0) {
 		free(classname);
 		output_release(&o);
 		return -1;
@@ -667,20 +734,28 @@ static int junit_case(struct ctx *c, sqlite3_stmt *st, FILE *out)
 	switch (kind) {
 	case JK_FAILURE:
 	case JK_ERROR:
-		msg = arl_xstrdup(error ? error : (cls ? cls : state));
+		if (carried)
+			msg = arl_xasprintf("carried from run %lld: %s",
+			                    (long long)sqlite3_column_int64(st, U_FROM_RUN),
+			                    error ? error : (cls ? cls : state));
+		else
+			msg = arl_xstrdup(error ? error : (cls ? cls : state));
 		fprintf(out, "      <%s", kind == JK_FAILURE ? "failure" : "error");
 		xml_attr(out, "type",
 		         cls ? cls : (strcmp(state, "Cancelled") ? "failed" : "cancelled"));
 		xml_attr(out, "message", msg);
 		fputc('>', out);
 		fprintf(out, "%s after %lld attempt%s", state,
-		        (long long)sqlite3_column_int64(st, U_ATTEMPTS),
-		        sqlite3_column_int64(st, U_ATTEMPTS) == 1 ? "" : "s");
+		        (long long)sqlite3_column_int64(st, attempts_col),
+		        sqlite3_column_int64(st, attempts_col) == 1 ? "" : "s");
+		if (carried)
+			fprintf(out, " in run %lld (carried)",
+			        (long long)sqlite3_column_int64(st, U_FROM_RUN));
 		if (cls)
 			fprintf(out, " (%s)", cls);
-		if (sqlite3_column_type(st, U_EXIT) != SQLITE_NULL)
+		if (sqlite3_column_type(st, exit_col) != SQLITE_NULL)
 			fprintf(out, ", exit code %lld",
-			        (long long)sqlite3_column_int64(st, U_EXIT));
+			        (long long)sqlite3_column_int64(st, exit_col));
 		if (error) {
 			fputs(": ", out);
 			xml_escape(out, error, strlen(error), false);
@@ -880,10 +955,16 @@ static int print_footer(struct ctx *c, int64_t run_id, bool color)
 	       color && arl_view_state_color(status) ? ARL_VIEW_RESET : "");
 	if (sqlite3_column_type(run, 4) != SQLITE_NULL)
 		printf(" in %s", arl_fmt_duration(sqlite3_column_int64(run, 4), dur, sizeof(dur)));
-	printf(": %lld jobs, %lld succeeded, %lld failed, %lld skipped, %lld cancelled\n",
+	printf(": %lld jobs, %lld succeeded, %lld failed, %lld skipped, %lld cancelled",
 	       (long long)sqlite3_column_int64(run, 5), (long long)sqlite3_column_int64(run, 6),
 	       (long long)sqlite3_column_int64(run, 7), (long long)sqlite3_column_int64(run, 8),
 	       (long long)sqlite3_column_int64(run, 9));
+	if (sqlite3_column_int64(run, 11) || sqlite3_column_int64(run, 12))
+		printf(
+		    " (of the skipped, %lld carry a failure and %lld a cancel from earlier runs)",
+		    (long long)sqlite3_column_int64(run, 11),
+		    (long long)sqlite3_column_int64(run, 12));
+	putchar('\n');
 	stmt_reset(run);
 	return 0;
 }

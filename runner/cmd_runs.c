@@ -33,7 +33,12 @@ static const char runs_sql[] =
     " coalesce(duration_ms, CASE WHEN status = 'running' THEN"
     " CAST(round((julianday('now') - julianday(started_at)) * 86400000) AS INTEGER) END),"
     " jobs_total, jobs_succeeded, jobs_failed, jobs_skipped, jobs_cancelled, exit_code,"
-    " files, host, pid, isolation, notes"
+    " files, host, pid, isolation, notes,"
+    /* Skipped jobs that stand for a failure or a cancel count as one (SPEC). */
+    " (SELECT count(*) FROM jobs k JOIN jobs f ON f.id = k.skipped_from WHERE k.run_id = runs.id"
+    " AND k.state = 'Skipped' AND f.state = 'Failed'),"
+    " (SELECT count(*) FROM jobs k JOIN jobs f ON f.id = k.skipped_from WHERE k.run_id = runs.id"
+    " AND k.state = 'Skipped' AND f.state = 'Cancelled')"
     " FROM runs ORDER BY id DESC LIMIT ?1";
 
 /* Columns of runs_sql, in SELECT order. */
@@ -54,7 +59,9 @@ enum {
 	C_HOST,
 	C_PID,
 	C_ISOLATION,
-	C_NOTES
+	C_NOTES,
+	C_CARRIED_FAILED,
+	C_CARRIED_CANCELLED
 };
 
 static const char *col_text(sqlite3_stmt *st, int c)
@@ -81,6 +88,8 @@ static void add_json(struct arl_view_json_array *arr, sqlite3_stmt *st)
 	arl_view_json_col(jobs, "failed", st, C_FAILED);
 	arl_view_json_col(jobs, "skipped", st, C_SKIPPED);
 	arl_view_json_col(jobs, "cancelled", st, C_CANCELLED);
+	arl_view_json_col(jobs, "carriedFailed", st, C_CARRIED_FAILED);
+	arl_view_json_col(jobs, "carriedCancelled", st, C_CARRIED_CANCELLED);
 	arl_view_json_col(run, "host", st, C_HOST);
 	arl_view_json_col(run, "pid", st, C_PID);
 	arl_view_json_col(run, "isolation", st, C_ISOLATION);
@@ -88,9 +97,22 @@ static void add_json(struct arl_view_json_array *arr, sqlite3_stmt *st)
 	arl_view_json_item(arr, run);
 }
 
+/*
+ * FAILED and CANCELLED count the skipped jobs that stand for a failure or a cancel too, as
+ * "N+M carried": a rerun that only carried failures forward did not succeed.
+ */
+static const char *with_carried(sqlite3_stmt *st, int own, int carried, char *buf, size_t len)
+{
+	if (!sqlite3_column_int64(st, carried))
+		return col_text(st, own);
+	snprintf(buf, len, "%lld+%lld carried", (long long)sqlite3_column_int64(st, own),
+	         (long long)sqlite3_column_int64(st, carried));
+	return buf;
+}
+
 static void add_row(struct arl_view_table *t, sqlite3_stmt *st)
 {
-	char tbuf[24], dbuf[32];
+	char tbuf[24], dbuf[32], fbuf[48], cbuf[48];
 	const char *status = col_text(st, C_STATUS);
 	const char *cells[] = {
 	    col_text(st, C_ID),
@@ -102,13 +124,15 @@ static void add_row(struct arl_view_table *t, sqlite3_stmt *st)
 	        : arl_fmt_duration(sqlite3_column_int64(st, C_DURATION), dbuf, sizeof(dbuf)),
 	    col_text(st, C_TOTAL),
 	    col_text(st, C_OK),
-	    col_text(st, C_FAILED),
+	    with_carried(st, C_FAILED, C_CARRIED_FAILED, fbuf, sizeof(fbuf)),
 	    col_text(st, C_SKIPPED),
-	    col_text(st, C_CANCELLED),
+	    with_carried(st, C_CANCELLED, C_CARRIED_CANCELLED, cbuf, sizeof(cbuf)),
 	};
 	const char *colors[sizeof(cells) / sizeof(cells[0])] = {
 	    [2] = arl_view_state_color(status),
-	    [7] = sqlite3_column_int64(st, C_FAILED) ? ARL_VIEW_RED : NULL,
+	    [7] = sqlite3_column_int64(st, C_FAILED) || sqlite3_column_int64(st, C_CARRIED_FAILED)
+	              ? ARL_VIEW_RED
+	              : NULL,
 	};
 
 	arl_view_table_add(t, cells, colors);

@@ -222,7 +222,8 @@ static const char *state_class(const char *state)
 
 struct counts {
 	uint64_t total, succeeded, failed, skipped, cancelled, unfinished, cls[5];
-	uint64_t passed, counted_failed; /* effective (rundiff.h), for the pass rate */
+	uint64_t passed, counted_failed;            /* effective (rundiff.h), for the pass rate */
+	uint64_t carried_failed, carried_cancelled; /* Skipped jobs standing for these */
 };
 
 static int read_counts(struct rep *r, struct counts *c)
@@ -261,6 +262,17 @@ static int read_counts(struct rep *r, struct counts *c)
 	if ((rc = arl_store_step(r->s, st, r->err)) == 1) {
 		c->passed = (uint64_t)sqlite3_column_int64(st, 1);
 		c->counted_failed = (uint64_t)sqlite3_column_int64(st, 2);
+	}
+	sqlite3_finalize(st);
+	if (rc < 0 || prep(r,
+	                   "SELECT count(*) FILTER (WHERE s.state = 'Failed'),"
+	                   " count(*) FILTER (WHERE s.state = 'Cancelled') FROM jobs j JOIN jobs s"
+	                   " ON s.id = j.skipped_from WHERE j.run_id = ?1 AND j.state = 'Skipped'",
+	                   &st) < 0)
+		return -1;
+	if ((rc = arl_store_step(r->s, st, r->err)) == 1) {
+		c->carried_failed = (uint64_t)sqlite3_column_int64(st, 0);
+		c->carried_cancelled = (uint64_t)sqlite3_column_int64(st, 1);
 	}
 	sqlite3_finalize(st);
 	return rc < 0 ? -1 : 0;
@@ -316,13 +328,14 @@ static int section_header(struct rep *r, const struct counts *c)
 	        "data-failed=\"%llu\" data-skipped=\"%llu\" data-cancelled=\"%llu\" "
 	        "data-class-failed=\"%llu\" data-class-timeout=\"%llu\" data-class-infra=\"%llu\" "
 	        "data-passed=\"%llu\" data-counted-failed=\"%llu\" data-pass-rate=\"%.6f\" "
-	        "data-status=\"",
+	        "data-carried-failed=\"%llu\" data-carried-cancelled=\"%llu\" data-status=\"",
 	        (long long)r->run, (unsigned long long)c->total, (unsigned long long)c->succeeded,
 	        (unsigned long long)c->failed, (unsigned long long)c->skipped,
 	        (unsigned long long)c->cancelled, (unsigned long long)c->cls[ARL_CLASS_FAILED],
 	        (unsigned long long)c->cls[ARL_CLASS_TIMEOUT],
 	        (unsigned long long)c->cls[ARL_CLASS_INFRA], (unsigned long long)c->passed,
-	        (unsigned long long)c->counted_failed, ratio(c->passed, c->counted_failed));
+	        (unsigned long long)c->counted_failed, ratio(c->passed, c->counted_failed),
+	        (unsigned long long)c->carried_failed, (unsigned long long)c->carried_cancelled);
 	esc(r, col(st, 2));
 	fputs("\">\n<main>\n<header>\n<h1>Run ", r->out);
 	fprintf(r->out, "%lld &middot; ", (long long)r->run);
@@ -373,12 +386,17 @@ static int section_header(struct rep *r, const struct counts *c)
 	        (unsigned long long)c->succeeded);
 	fprintf(r->out,
 	        "<div class=\"card\"><div class=\"k\">Failed</div><div class=\"v%s\">%llu</div>"
-	        "<div class=\"sub\">%llu failed &middot; %llu timeout &middot; %llu infra</div>"
-	        "</div>\n",
-	        c->failed ? " bad" : "", (unsigned long long)c->failed,
+	        "<div class=\"sub\">%llu failed &middot; %llu timeout &middot; %llu infra",
+	        c->failed || c->carried_failed ? " bad" : "",
+	        (unsigned long long)(c->failed + c->carried_failed),
 	        (unsigned long long)c->cls[ARL_CLASS_FAILED],
 	        (unsigned long long)c->cls[ARL_CLASS_TIMEOUT],
 	        (unsigned long long)c->cls[ARL_CLASS_INFRA]);
+	/* A skipped job counts as the result it stands for (SPEC). */
+	if (c->carried_failed)
+		fprintf(r->out, " &middot; %llu carried from earlier runs",
+		        (unsigned long long)c->carried_failed);
+	fputs("</div></div>\n", r->out);
 	fprintf(r->out,
 	        "<div class=\"card\"><div class=\"k\">Cancelled</div><div class=\"v%s\">%llu</div>"
 	        "<div class=\"sub\">%llu never finished</div></div>\n",
@@ -838,23 +856,27 @@ static int section_failed(struct rep *r, const struct counts *c)
 	size_t shown = 0;
 	int rc;
 
+	/* f: the failed job, the run's own or the one a Skipped job stands for (column 7). */
 	if (prep(r,
-	         "SELECT j.key, j.error_class, j.exit_code, j.attempts, j.duration_ms, j.error,"
+	         "SELECT j.key, f.error_class, f.exit_code, f.attempts, f.duration_ms, f.error,"
 	         " (SELECT substr(s.stderr, -" STR(
 	             TAIL_BYTES) ") FROM attempts a"
-	                         "  JOIN steps s ON s.attempt_id = a.id WHERE a.job_id = j.id"
-	                         "  AND a.number = j.attempts AND s.stderr IS NOT NULL AND "
+	                         "  JOIN steps s ON s.attempt_id = a.id WHERE a.job_id = f.id"
+	                         "  AND a.number = f.attempts AND s.stderr IS NOT NULL AND "
 	                         "s.stderr != ''"
-	                         "  ORDER BY s.state = 'Failed' DESC, s.idx DESC LIMIT 1)"
-	                         " FROM jobs j WHERE j.run_id = ?1 AND j.state = 'Failed'"
-	                         " ORDER BY j.error_class, j.key LIMIT ?2",
+	                         "  ORDER BY s.state = 'Failed' DESC, s.idx DESC LIMIT 1),"
+	                         " CASE WHEN f.id != j.id THEN f.run_id END"
+	                         " FROM jobs j JOIN jobs f ON f.id = CASE j.state WHEN 'Skipped'"
+	                         " THEN j.skipped_from ELSE j.id END"
+	                         " WHERE j.run_id = ?1 AND j.state IN ('Failed', 'Skipped')"
+	                         " AND f.state = 'Failed' ORDER BY f.error_class, j.key LIMIT ?2",
 	         &st) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 2, (int64_t)r->max_failed);
 	fprintf(r->out,
 	        "<section id=\"failures\" data-failed-total=\"%llu\">\n<h2>Failed jobs</h2>\n",
-	        (unsigned long long)c->failed);
-	if (!c->failed) {
+	        (unsigned long long)(c->failed + c->carried_failed));
+	if (!c->failed && !c->carried_failed) {
 		sqlite3_finalize(st);
 		fputs("<p class=\"ok\">No job failed.</p>\n</section>\n", r->out);
 		return 0;
@@ -868,6 +890,7 @@ static int section_failed(struct rep *r, const struct counts *c)
 	      r->out);
 	while ((rc = arl_store_step(r->s, st, r->err)) == 1) {
 		bool has_exit = sqlite3_column_type(st, 2) != SQLITE_NULL;
+		bool carried = sqlite3_column_type(st, 7) != SQLITE_NULL;
 
 		shown++;
 		fputs("<tr data-key=\"", r->out);
@@ -877,7 +900,11 @@ static int section_failed(struct rep *r, const struct counts *c)
 		fputs("\" data-exit=\"", r->out);
 		if (has_exit)
 			fprintf(r->out, "%d", sqlite3_column_int(st, 2));
-		fputs("\">", r->out);
+		fputs("\"", r->out);
+		if (carried)
+			fprintf(r->out, " data-carried-from=\"%lld\"",
+			        (long long)sqlite3_column_int64(st, 7));
+		fputs(">", r->out);
 		td_text(r, "key", col(st, 0));
 		td_text(r, "bad", col(st, 1));
 		if (has_exit)
@@ -888,6 +915,9 @@ static int section_failed(struct rep *r, const struct counts *c)
 		td_num(r, (uint64_t)sqlite3_column_int64(st, 3));
 		td_dur(r, sqlite3_column_int64(st, 4), sqlite3_column_type(st, 4) != SQLITE_NULL);
 		fputs("<td>", r->out);
+		if (carried)
+			fprintf(r->out, "<b>carried from run %lld</b> (skipped here) ",
+			        (long long)sqlite3_column_int64(st, 7));
 		esc(r, col(st, 5));
 		if (col(st, 6)) {
 			fputs("<pre>", r->out);
@@ -900,14 +930,15 @@ static int section_failed(struct rep *r, const struct counts *c)
 	if (rc < 0)
 		return -1;
 	fputs("</tbody></table>\n", r->out);
-	if (shown < c->failed)
+	if (shown < c->failed + c->carried_failed)
 		fprintf(
 		    r->out,
 		    "<p class=\"note\" id=\"failed-more\" data-more=\"%llu\">%llu more failed jobs "
 		    "not shown; list them all with <code>arl-batch results --run %lld --state "
-		    "Failed</code>.</p>\n",
-		    (unsigned long long)(c->failed - shown),
-		    (unsigned long long)(c->failed - shown), (long long)r->run);
+		    "%s</code>.</p>\n",
+		    (unsigned long long)(c->failed + c->carried_failed - shown),
+		    (unsigned long long)(c->failed + c->carried_failed - shown), (long long)r->run,
+		    c->carried_failed ? "Failed,Skipped" : "Failed");
 	fputs("</section>\n", r->out);
 	return 0;
 }

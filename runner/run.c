@@ -53,6 +53,8 @@ struct run {
 	int64_t *job_ids;           /* jobs.id of each of r.jobs */
 	size_t njobs, done;         /* njobs: all jobs of the run, skipped included */
 	size_t succeeded, failed, cancelled, skipped, by_class[5];
+	/* Of the skipped jobs, those whose standing result is not a success (SPEC: they count). */
+	size_t carried_failed, carried_cancelled, carried_class[5];
 	size_t recorded, not_started; /* results committed; jobs cancelled before they started */
 	int store_failed;
 	bool store_full; /* the first store failure was a full disk */
@@ -100,22 +102,31 @@ static void record_done(void *ctx, struct arl_sched_job *j)
 	 * Once a write failed, the jobs still to report are the ones the stop cancels: trying
 	 * each (after a 5 s busy wait, say) would only delay the stop.
 	 */
+	bool recorded = false;
+
 	if (!r->store_failed) {
 		if (arl_store_job_finish(r->store, r->job_ids[j - r->jobs], res, &err) < 0)
 			stop_on_store_failure(r, &err);
 		else
-			r->recorded++;
+			recorded = true;
 	}
+	r->recorded += recorded;
 	if (!res->nattempts)
 		r->not_started++;
 	r->done++;
-	if (res->state == ARL_STATE_SUCCEEDED)
+	/*
+	 * The summary counts what the database holds: a result that could not be written is a
+	 * job the run's end (or the repair) closes as Cancelled.
+	 */
+	if (!recorded)
+		r->cancelled++;
+	else if (res->state == ARL_STATE_SUCCEEDED)
 		r->succeeded++;
 	else if (res->state == ARL_STATE_CANCELLED)
 		r->cancelled++;
 	else
 		r->failed++;
-	r->by_class[res->cls]++;
+	r->by_class[recorded ? res->cls : ARL_CLASS_CANCELLED]++;
 	arl_events_job_finished(r->events, j->job->key, r->job_ids[j - r->jobs], res);
 	arl_progress_job_done(r->progress, (size_t)(j - r->jobs), j->job->key, res);
 }
@@ -276,7 +287,7 @@ static int next_row(void *arg, size_t k, struct arl_job_row *row, struct arl_err
 	return 0;
 }
 
-/* Records the run and its Pending jobs. */
+/* Records the run with its Pending and Skipped jobs, in one transaction. */
 static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nfiles,
                       const char *isolation, const char *notes, char (*hashes)[33],
                       const int64_t *skipped_from, int64_t *ids, struct arl_err *err)
@@ -295,10 +306,7 @@ static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nf
 	info.jobs_total = (int64_t)r->njobs;
 	info.isolation = isolation;
 	info.notes = notes;
-	if (arl_store_run_begin(r->store, &info, &r->run_id, err) < 0)
-		goto out;
-	ret = arl_store_jobs_add(r->store, r->run_id, r->njobs, next_row, &cur, ids, err);
-out:
+	ret = arl_store_run_plan(r->store, &info, r->njobs, next_row, &cur, &r->run_id, ids, err);
 	cJSON_free(cur.labels);
 	free(cur.item);
 	cJSON_free(files_json);
@@ -377,77 +385,56 @@ static void describe_isolation(struct arl_jobfile *const *files, size_t nfiles, 
 	         seen[1] && seen[2] ? "," : "", seen[2] ? "kubernetes" : "");
 }
 
-/* The state and spec of job @id, following a Skipped job to the result that stands for it. */
-static int standing_result(struct arl_store *s, int64_t id, char *state, size_t len,
-                           struct arl_err *err)
-{
-	sqlite3_stmt *st = NULL;
-	int rc;
-
-	if (arl_store_prepare(s, "SELECT state FROM jobs WHERE id = ?1", &st, NULL, err) < 0)
-		return -1;
-	sqlite3_bind_int64(st, 1, id);
-	rc = arl_store_step(s, st, err);
-	if (rc == 1)
-		snprintf(state, len, "%s", (const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	return rc;
-}
-
 /*
- * --resume and --rerun: which jobs are taken over from the latest run of this name.
- * skipped_from[k]: 0 runs the job; > 0 skips it in favour of that job; -1 skips it with no
- * earlier result (--rerun of a job the latest run did not have).
+ * --resume and --rerun: which jobs stand on an earlier result of this run name. Each key's
+ * standing result is found over all runs of the name (arl_store_job_standing()), so neither
+ * an earlier --rerun's Skipped rows nor a run killed early hide it. skipped_from[k]: 0 runs
+ * the job; > 0 skips it in favour of that (never Skipped) job. A key with no standing
+ * result runs.
  */
 static int decide_skips(struct run *r, struct arl_jobfile *const *files, size_t nfiles,
                         char (*hashes)[33], int64_t *skipped_from, struct arl_err *err)
 {
-	int64_t prev_run;
-	struct arl_err none = ARL_ERR_INIT;
-	size_t k = 0;
+	size_t k = 0, found_any = 0;
 
 	if (!r->o->resume && !r->o->rerun)
 		return 0;
-	if (arl_store_run_resolve(r->store, r->run_name, &prev_run, &none) < 0) {
-		if (!r->o->quiet)
-			fprintf(stderr, "arl-batch: no earlier run named '%s': running every job\n",
-			        r->run_name);
-		return 0;
-	}
 	for (size_t i = 0; i < nfiles; i++) {
 		for (size_t j = 0; j < files[i]->njobs; j++, k++) {
 			struct arl_store_prev p;
-			int64_t ref;
-			char state[16] = "";
-			int found = arl_store_job_prev(r->store, prev_run, files[i]->jobs[j].key,
-			                               hashes[k], &p, err);
+			bool skip;
+			int found = arl_store_job_standing(
+			    r->store, r->run_name, files[i]->jobs[j].key, hashes[k], &p, err);
 
 			if (found < 0)
 				return -1;
-			if (!found) {
-				skipped_from[k] = r->o->rerun ? -1 : 0;
+			if (!found)
 				continue;
-			}
-			ref = p.state == ARL_STATE_SKIPPED && p.skipped_from ? p.skipped_from
-			                                                     : p.job_id;
-			if (r->o->rerun) {
-				bool again = (p.state == ARL_STATE_FAILED ||
-				              p.state == ARL_STATE_CANCELLED) &&
-				             (r->o->rerun & ARL_RETRY_BIT(p.cls));
-
-				skipped_from[k] = again ? 0 : ref;
+			found_any++;
+			if (r->o->rerun)
+				/* A Cancelled job ran for none of its classes: --rerun cancelled runs it. */
+				skip = p.state == ARL_STATE_SUCCEEDED ||
+				       !((r->o->rerun & ARL_RETRY_BIT(p.cls)) ||
+				         (p.state == ARL_STATE_CANCELLED &&
+				          (r->o->rerun & ARL_RETRY_BIT(ARL_CLASS_CANCELLED))));
+			else /* --resume trusts only an unchanged success */
+				skip = p.state == ARL_STATE_SUCCEEDED && p.same_spec;
+			if (!skip)
 				continue;
-			}
-			/* --resume trusts only an unchanged success. */
-			if (!p.same_spec)
-				continue;
-			if (p.state == ARL_STATE_SKIPPED &&
-			    standing_result(r->store, ref, state, sizeof(state), err) < 0)
-				return -1;
-			if (p.state == ARL_STATE_SUCCEEDED || !strcmp(state, "Succeeded"))
-				skipped_from[k] = ref;
+			skipped_from[k] = p.job_id;
+			r->skipped++;
+			if (p.state == ARL_STATE_FAILED)
+				r->carried_failed++;
+			else if (p.state == ARL_STATE_CANCELLED)
+				r->carried_cancelled++;
+			if (p.state != ARL_STATE_SUCCEEDED)
+				r->carried_class[p.cls]++;
 		}
 	}
+	if (!found_any && !r->o->quiet)
+		fprintf(stderr,
+		        "arl-batch: no earlier result in runs named '%s': running every job\n",
+		        r->run_name);
 	return 0;
 }
 
@@ -456,7 +443,7 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	struct run r = {.o = o};
 	struct arl_err err = ARL_ERR_INIT;
 	const char *db = arl_cli_db_path(o->db_path);
-	char *sdir = NULL, iso[64], notes[1024], dbuf[32];
+	char *sdir = NULL, iso[64], notes[1024], dbuf[32], carried[160] = "";
 	void *backends[2] = {NULL, NULL};
 	int cancel[2] = {-1, -1};
 	int *pool_limits = NULL, *file_limits = NULL, code = ARL_EXIT_INCOMPLETE, lock = -1;
@@ -509,19 +496,9 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	 */
 	malloc_trim(0);
 #endif
-	/* Skipped jobs are final at once, pointing at the result that stands for them. */
-	for (k = 0; k < r.njobs; k++) {
-		struct arl_job_result skip = {.state = ARL_STATE_SKIPPED};
-
-		if (!skipped_from[k])
-			continue;
-		skip.started_ms = skip.finished_ms = arl_wall_ms();
-		if (arl_store_job_finish(r.store, all_ids[k], &skip, &err) < 0)
-			goto fail_run;
-		r.recorded++;
-		r.skipped++;
-		r.done++;
-	}
+	/* Skipped jobs were recorded final with the plan, pointing at the result that stands. */
+	r.recorded += r.skipped;
+	r.done += r.skipped;
 	snprintf(r.run_id_str, sizeof(r.run_id_str), "%lld", (long long)r.run_id);
 	if (pipe2(cancel, O_CLOEXEC | O_NONBLOCK) < 0 || install_signals() < 0) {
 		arl_error_errno(&err, errno, "cannot create pipes");
@@ -603,12 +580,12 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	/* Exit codes: the highest in SPEC's order wins (2, 130/143, 75, 3, 4, 1, 0). */
 	if (outcome.signal)
 		code = outcome.signal == SIGTERM ? ARL_EXIT_SIGTERM : ARL_EXIT_SIGINT;
-	else if (r.store_failed || r.by_class[ARL_CLASS_INFRA])
+	else if (r.store_failed || r.by_class[ARL_CLASS_INFRA] || r.carried_class[ARL_CLASS_INFRA])
 		code = ARL_EXIT_INCOMPLETE;
 	else if (outcome.stop != ARL_STOP_NONE)
 		code = ARL_EXIT_HALTED;
-	else if (r.failed || r.cancelled)
-		code = ARL_EXIT_FAILED;
+	else if (r.failed || r.cancelled || r.carried_failed || r.carried_cancelled)
+		code = ARL_EXIT_FAILED; /* a skipped job counts as the result it stands for */
 	else
 		code = ARL_EXIT_OK;
 	/* Cut short by the store: the status its repair gives a run that could not close. */
@@ -634,14 +611,21 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	if (outcome.abandoned)
 		_exit(code); /* a second signal: the workers are not waited for */
 	close_backends(backends);
+	if (r.carried_failed || r.carried_cancelled)
+		snprintf(carried, sizeof(carried),
+		         " (carried from earlier runs: %zu failed (%zu failed, %zu timeout, %zu "
+		         "infra), %zu cancelled)",
+		         r.carried_failed, r.carried_class[ARL_CLASS_FAILED],
+		         r.carried_class[ARL_CLASS_TIMEOUT], r.carried_class[ARL_CLASS_INFRA],
+		         r.carried_cancelled);
 	fprintf(
 	    stderr,
-	    "arl-batch: run %lld '%s' %s (exit %d) in %s: %zu succeeded, %zu skipped, %zu failed "
+	    "arl-batch: run %lld '%s' %s (exit %d) in %s: %zu succeeded, %zu skipped%s, %zu failed "
 	    "(%zu failed, %zu timeout, %zu infra), %zu cancelled; see: arl-batch results --db %s "
 	    "--run %lld\n",
 	    (long long)r.run_id, r.run_name, status, code,
 	    arl_fmt_duration(arl_now_ms() - r.started, dbuf, sizeof(dbuf)), r.succeeded, r.skipped,
-	    r.failed, r.by_class[ARL_CLASS_FAILED], r.by_class[ARL_CLASS_TIMEOUT],
+	    carried, r.failed, r.by_class[ARL_CLASS_FAILED], r.by_class[ARL_CLASS_TIMEOUT],
 	    r.by_class[ARL_CLASS_INFRA], r.cancelled, db, (long long)r.run_id);
 	goto out;
 

@@ -91,8 +91,10 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_USER_VERSION] = "PRAGMA user_version",
 	[S_SCHEMA_COUNT] = "SELECT count(*) FROM sqlite_schema",
 	[S_RUN_INSERT] = "INSERT INTO runs (name, status, started_at, files, jobs_total, host, pid,"
-			 " isolation, notes) VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	[S_RUN_STALE] = "SELECT id, pid FROM runs WHERE status = 'running' AND host = ?1",
+			 " isolation, notes, owner_start, owner_boot, owner_pidns)"
+			 " VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+	[S_RUN_STALE] = "SELECT id, pid, owner_start, owner_boot, owner_pidns FROM runs"
+			" WHERE status = 'running' AND host = ?1",
 	[S_RUN_IS_RUNNING] = "SELECT 1 FROM runs WHERE id = ?1 AND status = 'running'",
 	/* A job cut short keeps its own error if it had one (e.g. a retry in progress). */
 	[S_RUN_CLOSE_JOBS] = "UPDATE jobs SET state = 'Cancelled',"
@@ -156,8 +158,8 @@ static const char *const stmt_sql[S__COUNT] = {
 			 " spec_hash IS NOT NULL AND spec_hash = ?2, skipped_from FROM jobs WHERE id = ?1",
 	[S_RUN_ADD_SKIPPED] = "UPDATE runs SET jobs_skipped = jobs_skipped + ?2 WHERE id = ?1",
 	[S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, number, sandbox, state, exit_code,"
-			     " error_class, error, started_at, finished_at, duration_ms)"
-			     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+			     " error_class, error, started_at, finished_at, duration_ms, prepare_ms)"
+			     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
 	[S_STEP_INSERT] = "INSERT INTO steps (attempt_id, idx, name, type, phase, state, exit_code,"
 			  " stdout, stderr, stdout_truncated, stderr_truncated, started_at,"
 			  " finished_at, duration_ms)"
@@ -175,6 +177,7 @@ struct arl_store {
 	bool readonly; /* ARL_STORE_READONLY, or a file the OS lets us only read */
 	sqlite3_stmt *stmts[S__COUNT];
 	char host[256];
+	struct arl_owner me; /* this runner, as its run row records it */
 	/* What the authorizer refused during the current prepare (READONLY only). */
 	char denied[200];
 	/* The last failure was a full disk; a commit that succeeds clears it. */
@@ -643,33 +646,18 @@ static int close_run(struct arl_store *s, int64_t run_id, const char *status, bo
 	return 0;
 }
 
-/*
- * A runner killed with SIGKILL stays a zombie until its parent reaps it, and kill(pid, 0)
- * succeeds on a zombie. Linux says so in /proc/PID/stat: the state after "(comm) " is 'Z'.
- */
-static bool is_zombie(int64_t pid)
+bool arl_store_owner_alive(const char *host, const struct arl_owner *o)
 {
-	char state;
-	unsigned long long start;
+	struct arl_owner me;
+	char name[256];
 
-	return arl_proc_stat((long)pid, &state, &start) == 0 && state == 'Z';
-}
-
-bool arl_store_owner_alive(const char *host, int64_t pid)
-{
-	char me[256];
-
-	if (!host || pid <= 0 || pid > INT32_MAX)
+	if (!host || gethostname(name, sizeof(name)) < 0)
 		return true;
-	if (gethostname(me, sizeof(me)) < 0)
+	name[sizeof(name) - 1] = '\0';
+	if (strcmp(host, name) != 0)
 		return true;
-	me[sizeof(me) - 1] = '\0';
-	if (strcmp(host, me) != 0)
-		return true;
-	/* EPERM: it exists but belongs to someone else, which is still "alive". */
-	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
-		return false;
-	return !is_zombie(pid);
+	arl_owner_self(&me);
+	return arl_owner_gone(o, &me) == NULL;
 }
 
 static int still_running(struct arl_store *s, int64_t run_id, bool *running, struct arl_err *err)
@@ -701,6 +689,7 @@ static int recover_stale(struct arl_store *s, struct arl_err *err)
 	struct bind b = {st, SQLITE_OK};
 	struct {
 		int64_t id, pid;
+		const char *why;
 	} *dead = NULL;
 	size_t ndead = 0, cap = 0;
 	char *note = NULL;
@@ -713,13 +702,22 @@ static int recover_stale(struct arl_store *s, struct arl_err *err)
 		return -1;
 	/* Collect first, write after: no statement is mid-step while we write. */
 	while ((rc = stmt_step(s, st, op, err)) == 1) {
-		int64_t pid = sqlite3_column_int64(st, 1);
+		struct arl_owner o = {.pid = (long)sqlite3_column_int64(st, 1)};
+		const unsigned char *boot = sqlite3_column_text(st, 3);
+		const unsigned char *pidns = sqlite3_column_text(st, 4);
+		const char *why;
 
-		if (arl_store_owner_alive(s->host, pid))
+		/* Rows from before schema v2 have a pid alone, and are judged by it. */
+		if (sqlite3_column_int64(st, 2) > 0)
+			o.start = (unsigned long long)sqlite3_column_int64(st, 2);
+		snprintf(o.boot, sizeof(o.boot), "%s", boot ? (const char *)boot : "");
+		snprintf(o.pidns, sizeof(o.pidns), "%s", pidns ? (const char *)pidns : "");
+		if (!(why = arl_owner_gone(&o, &s->me)))
 			continue;
 		ARL_GROW(dead, cap, ndead + 1);
 		dead[ndead].id = sqlite3_column_int64(st, 0);
-		dead[ndead++].pid = pid;
+		dead[ndead].pid = o.pid;
+		dead[ndead++].why = why;
 	}
 	if (rc < 0)
 		goto out;
@@ -730,8 +728,9 @@ static int recover_stale(struct arl_store *s, struct arl_err *err)
 
 		arl_rfc3339_now(now);
 		free(note);
-		note = arl_xasprintf("%s: marked interrupted: its runner (pid %lld on %s) was gone",
-		                     now, (long long)dead[i].pid, s->host);
+		note = arl_xasprintf(
+		    "%s: marked interrupted: its runner (pid %lld on %s) was gone (%s)", now,
+		    (long long)dead[i].pid, s->host, dead[i].why);
 		if (tx_begin(s, op, err) < 0)
 			goto out;
 		/* Another process may have closed it since our SELECT: then leave it be. */
@@ -964,6 +963,7 @@ int arl_store_open(struct arl_store **out, const char *path, unsigned flags, str
 	if (gethostname(s->host, sizeof(s->host)) < 0)
 		snprintf(s->host, sizeof(s->host), "unknown");
 	s->host[sizeof(s->host) - 1] = '\0';
+	arl_owner_self(&s->me);
 
 	/* SQLite's "unable to open database file" does not say that the file is missing. */
 	if ((flags & (ARL_STORE_READONLY | ARL_STORE_NOCREATE)) && strcmp(path, ":memory:") &&
@@ -1081,8 +1081,8 @@ sqlite3 *arl_store_db(struct arl_store *s)
 
 /* ---- runs ---- */
 
-int arl_store_run_begin(struct arl_store *s, const struct arl_run_info *info, int64_t *run_id,
-                        struct arl_err *err)
+static int insert_run(struct arl_store *s, const struct arl_run_info *info, int64_t *run_id,
+                      struct arl_err *err)
 {
 	const char *op = "record the start of the run";
 	sqlite3_stmt *st = stmt(s, S_RUN_INSERT, op, err);
@@ -1095,13 +1095,22 @@ int arl_store_run_begin(struct arl_store *s, const struct arl_run_info *info, in
 	bind_str(&b, 3, info->files ? info->files : "[]");
 	bind_i64(&b, 4, info->jobs_total);
 	bind_str(&b, 5, s->host);
-	bind_i64(&b, 6, (int64_t)getpid());
+	bind_i64(&b, 6, (int64_t)s->me.pid);
 	bind_str(&b, 7, info->isolation);
 	bind_str(&b, 8, info->notes);
+	bind_opt_i64(&b, 9, s->me.start > 0 && s->me.start <= INT64_MAX, (int64_t)s->me.start);
+	bind_str(&b, 10, s->me.boot[0] ? s->me.boot : NULL);
+	bind_str(&b, 11, s->me.pidns[0] ? s->me.pidns : NULL);
 	if (bind_check(&b, op, err) < 0 || stmt_run(s, st, op, err) < 0)
 		return -1;
 	*run_id = sqlite3_last_insert_rowid(s->db);
 	return 0;
+}
+
+int arl_store_run_begin(struct arl_store *s, const struct arl_run_info *info, int64_t *run_id,
+                        struct arl_err *err)
+{
+	return insert_run(s, info, run_id, err);
 }
 
 int arl_store_run_finish(struct arl_store *s, int64_t run_id, const char *status, int exit_code,
@@ -1125,25 +1134,23 @@ int arl_store_run_finish(struct arl_store *s, int64_t run_id, const char *status
 
 /* ---- jobs ---- */
 
-int arl_store_jobs_add(struct arl_store *s, int64_t run_id, size_t n, arl_store_row_fn row_fn,
-                       void *arg, int64_t *ids, struct arl_err *err)
+/* Inserts the rows inside the caller's transaction; got[i] is row i's id. */
+static int insert_jobs(struct arl_store *s, int64_t run_id, size_t n, arl_store_row_fn row_fn,
+                       void *arg, int64_t *got, struct arl_err *err)
 {
 	const char *op = "record the jobs of the run";
 	sqlite3_stmt *st = stmt(s, S_JOB_INSERT, op, err);
-	int64_t *got = NULL;
-	int ret = -1;
+	struct bind b;
+	int64_t skipped = 0, now = arl_wall_ms();
 
 	if (!st)
 		return -1;
-	got = arl_xcalloc(n ? n : 1, sizeof(*got));
-	if (tx_begin(s, op, err) < 0)
-		goto out;
 	for (size_t i = 0; i < n; i++) {
 		struct arl_job_row row = {0}, *r = &row;
-		struct bind b = {st, SQLITE_OK};
 
+		b = (struct bind){st, SQLITE_OK};
 		if (row_fn(arg, i, &row, err) < 0)
-			goto out;
+			return -1;
 		bind_i64(&b, 1, run_id);
 		bind_str(&b, 2, r->key);
 		bind_str(&b, 3, r->name);
@@ -1153,23 +1160,62 @@ int arl_store_jobs_add(struct arl_store *s, int64_t run_id, size_t n, arl_store_
 		bind_str(&b, 7, r->labels ? r->labels : "{}");
 		bind_str(&b, 8, r->spec_hash);
 		bind_opt_i64(&b, 9, r->skipped_from > 0, r->skipped_from);
+		bind_time(&b, 10, now);
 		if (bind_check(&b, op, err) < 0 || stmt_run(s, st, op, err) < 0) {
 			if (!s->full)
 				arl_err_prefix(err, "job '%s'", r->key ? r->key : "(null)");
-			goto out;
+			return -1;
 		}
 		got[i] = sqlite3_last_insert_rowid(s->db);
+		skipped += r->skipped_from > 0;
 	}
-	if (tx_commit(s, op, err) < 0)
+	if (!skipped)
+		return 0;
+	if (!(st = stmt(s, S_RUN_ADD_SKIPPED, op, err)))
+		return -1;
+	b = (struct bind){st, SQLITE_OK};
+	bind_i64(&b, 1, run_id);
+	bind_i64(&b, 2, skipped);
+	if (bind_check(&b, op, err) < 0)
+		return -1;
+	return stmt_run(s, st, op, err);
+}
+
+/* jobs_add, and with @info the run row before them: one transaction either way. */
+static int add_plan(struct arl_store *s, const struct arl_run_info *info, int64_t *run_id, size_t n,
+                    arl_store_row_fn row_fn, void *arg, int64_t *ids, struct arl_err *err)
+{
+	int64_t *got = arl_xcalloc(n ? n : 1, sizeof(*got)), id = *run_id;
+	int ret = -1;
+
+	if (tx_begin(s, "record the jobs of the run", err) < 0)
+		goto out;
+	if ((info && insert_run(s, info, &id, err) < 0) ||
+	    insert_jobs(s, id, n, row_fn, arg, got, err) < 0 ||
+	    tx_commit(s, "record the jobs of the run", err) < 0)
 		goto out;
 	if (n)
 		memcpy(ids, got, n * sizeof(*ids));
+	*run_id = id;
 	ret = 0;
 out:
 	if (ret < 0)
 		tx_rollback(s);
 	free(got);
 	return ret;
+}
+
+int arl_store_jobs_add(struct arl_store *s, int64_t run_id, size_t n, arl_store_row_fn row_fn,
+                       void *arg, int64_t *ids, struct arl_err *err)
+{
+	return add_plan(s, NULL, &run_id, n, row_fn, arg, ids, err);
+}
+
+int arl_store_run_plan(struct arl_store *s, const struct arl_run_info *info, size_t n,
+                       arl_store_row_fn row_fn, void *arg, int64_t *run_id, int64_t *ids,
+                       struct arl_err *err)
+{
+	return add_plan(s, info, run_id, n, row_fn, arg, ids, err);
 }
 
 int arl_store_job_set_running(struct arl_store *s, int64_t job_id, int64_t started_ms,
@@ -1248,6 +1294,7 @@ static int put_attempt(struct arl_store *s, int64_t job_id, const struct arl_att
 	bind_time(&b, 8, a->started_ms);
 	bind_time(&b, 9, a->finished_ms);
 	bind_duration(&b, 10, a->started_ms, a->finished_ms);
+	bind_opt_i64(&b, 11, a->has_prepare, a->prepare_ms);
 	if (bind_check(&b, op, err) < 0 || stmt_run(s, st, op, err) < 0)
 		goto fail;
 	attempt_id = sqlite3_last_insert_rowid(s->db);
@@ -1464,6 +1511,86 @@ int arl_store_job_prev(struct arl_store *s, int64_t run_id, const char *key, con
 	}
 	stmt_done(st);
 	return rc;
+}
+
+/*
+ * Follows job @id through Skipped rows to the result it stands for. Returns 1 with *out filled,
+ * 0 when the chain ends at nothing (a pruned target, or an old Skipped row with none).
+ */
+static int resolve_target(struct arl_store *s, int64_t id, const char *spec_hash,
+                          struct arl_store_prev *out, struct arl_err *err)
+{
+	const char *op = "follow a skipped job to its result";
+	sqlite3_stmt *st = stmt(s, S_JOB_TARGET, op, err);
+
+	if (!st)
+		return -1;
+	/* Chains are resolved when written; old rows may hold short ones, never a cycle. */
+	for (int hop = 0; id > 0 && hop < 1000; hop++) {
+		struct bind b = {st, SQLITE_OK};
+		const char *cls;
+		int rc;
+
+		bind_i64(&b, 1, id);
+		bind_str(&b, 2, spec_hash);
+		if (bind_check(&b, op, err) < 0 || (rc = stmt_step(s, st, op, err)) < 0)
+			return -1;
+		if (rc == 0) {
+			stmt_done(st);
+			return 0;
+		}
+		out->job_id = id;
+		out->run_id = sqlite3_column_int64(st, 0);
+		out->state = state_parse((const char *)sqlite3_column_text(st, 1));
+		cls = (const char *)sqlite3_column_text(st, 2);
+		if (!cls || arl_class_parse(cls, &out->cls) < 0)
+			out->cls = ARL_CLASS_NONE;
+		out->same_spec = sqlite3_column_int(st, 3) == 1;
+		id = sqlite3_column_int64(st, 4);
+		stmt_done(st);
+		if (out->state != ARL_STATE_SKIPPED)
+			return out->state == ARL_STATE_SUCCEEDED ||
+			       out->state == ARL_STATE_FAILED || out->state == ARL_STATE_CANCELLED;
+	}
+	return 0;
+}
+
+int arl_store_job_standing(struct arl_store *s, const char *run_name, const char *key,
+                           const char *spec_hash, struct arl_store_prev *out, struct arl_err *err)
+{
+	const char *op = "look up the job's standing result";
+	sqlite3_stmt *st = stmt(s, S_JOB_STANDING, op, err);
+	struct bind b = {st, SQLITE_OK};
+	int64_t *ids = NULL;
+	size_t n = 0, cap = 0;
+	int rc, found = 0;
+
+	if (!st)
+		return -1;
+	bind_str(&b, 1, run_name);
+	bind_str(&b, 2, key);
+	if (bind_check(&b, op, err) < 0)
+		return -1;
+	/* Collected first: resolve_target() steps another statement. Usually one row is read. */
+	while ((rc = stmt_step(s, st, op, err)) == 1) {
+		const char *state = (const char *)sqlite3_column_text(st, 1);
+
+		ARL_GROW(ids, cap, n + 1);
+		ids[n++] = sqlite3_column_int64(st, 0);
+		if (state && strcmp(state, "Skipped") != 0)
+			break; /* a real result: nothing older matters */
+	}
+	stmt_done(st);
+	for (size_t i = 0; rc >= 0 && !found && i < n; i++) {
+		struct arl_store_prev p = {0};
+
+		found = resolve_target(s, ids[i], spec_hash, &p, err);
+		if (found == 1)
+			*out = p;
+		rc = found;
+	}
+	free(ids);
+	return rc < 0 ? -1 : found;
 }
 
 int arl_store_prepare(struct arl_store *s, const char *sql, sqlite3_stmt **out, const char **tail,

@@ -100,19 +100,29 @@ struct arl_job_row {
 	const char *item;      /* the foreach item as JSON text, or NULL */
 	const char *labels;    /* JSON object text; NULL: {} */
 	const char *spec_hash; /* may be NULL */
-	int64_t skipped_from;  /* jobs.id this job's earlier success comes from; 0: none */
+	int64_t skipped_from; /* jobs.id of the (non-Skipped) result this job stands for; 0: none */
 };
 
 /*
- * Inserts @n Pending jobs of @run_id in one transaction and writes their ids to ids[0..n-1]
+ * Inserts @n jobs of @run_id in one transaction and writes their ids to ids[0..n-1]
  * (caller-allocated). Row i is made by @row_fn just before it is inserted (its strings need
  * only live until the next call), so that a run of many jobs never holds all its rows at
- * once; a -1 from @row_fn (with @err set) rolls everything back. runs.jobs_total is not
- * changed: arl_store_run_begin() sets it.
+ * once; a -1 from @row_fn (with @err set) rolls everything back. A row with skipped_from is
+ * final at once (Skipped, finished now, counted in runs.jobs_skipped); the others are
+ * Pending. runs.jobs_total is not changed: arl_store_run_begin() sets it.
  */
 typedef int (*arl_store_row_fn)(void *arg, size_t i, struct arl_job_row *row, struct arl_err *err);
 int arl_store_jobs_add(struct arl_store *s, int64_t run_id, size_t n, arl_store_row_fn row_fn,
                        void *arg, int64_t *ids, struct arl_err *err);
+
+/*
+ * arl_store_run_begin() and arl_store_jobs_add() in one transaction: a run's plan (the run,
+ * its jobs, which are Skipped) is visible whole or not at all, so a runner killed while
+ * starting leaves nothing that could hide an earlier result from --resume or --rerun.
+ */
+int arl_store_run_plan(struct arl_store *s, const struct arl_run_info *info, size_t n,
+                       arl_store_row_fn row_fn, void *arg, int64_t *run_id, int64_t *ids,
+                       struct arl_err *err);
 
 /* Marks a Pending job Running since @started_ms (unix ms; 0: now). Optional. */
 int arl_store_job_set_running(struct arl_store *s, int64_t job_id, int64_t started_ms,
@@ -140,6 +150,7 @@ int arl_store_run_resolve(struct arl_store *s, const char *spec, int64_t *run_id
 /* A job of an earlier run, for --resume and --rerun. */
 struct arl_store_prev {
 	int64_t job_id;
+	int64_t run_id; /* arl_store_job_standing() only */
 	enum arl_state state;
 	enum arl_class cls;
 	bool same_spec;       /* its spec_hash equals the one asked about (both non-NULL) */
@@ -154,6 +165,16 @@ int arl_store_job_prev(struct arl_store *s, int64_t run_id, const char *key, con
                        struct arl_store_prev *out, struct arl_err *err);
 
 /*
+ * The standing result of @key among the runs named @run_name: its newest Succeeded, Failed or
+ * Cancelled row, or what its newest Skipped row stands for (followed through any number of
+ * runs), whichever is newer. Pending and Running rows, runs without the key, and Skipped rows
+ * whose result is gone are passed over. Returns 1 with *out (never Skipped; same_spec compares
+ * the standing job's spec_hash) filled, 0 when the key has no standing result, -1 on error.
+ */
+int arl_store_job_standing(struct arl_store *s, const char *run_name, const char *key,
+                           const char *spec_hash, struct arl_store_prev *out, struct arl_err *err);
+
+/*
  * For the read commands' own queries. The connection is borrowed and stays the store's.
  * arl_store_prepare() compiles the first statement of @sql (*tail: the text after it; @tail
  * may be NULL); *out is NULL when @sql holds only blanks and comments. A statement a
@@ -166,9 +187,11 @@ int arl_store_prepare(struct arl_store *s, const char *sql, sqlite3_stmt **out, 
 int arl_store_step(struct arl_store *s, sqlite3_stmt *st, struct arl_err *err);
 
 /*
- * True when @pid of @host may still be running: @host is not this host (we cannot tell), or
- * kill(pid, 0) does not fail with ESRCH. pid reuse makes "alive" a guess; "dead" is certain.
+ * True when runner @o of @host may still be running: @host is not this host (we cannot tell),
+ * or arl_owner_gone() finds no reason it is gone (another PID namespace is never judged).
+ * Fields of @o left unknown (rows from before schema v2) are not compared.
  */
-bool arl_store_owner_alive(const char *host, int64_t pid);
+struct arl_owner;
+bool arl_store_owner_alive(const char *host, const struct arl_owner *o);
 
 #endif
