@@ -52,7 +52,8 @@ static void print_text(const cJSON *o, bool markdown, bool per_job)
 	cJSON_ArrayForEach(it, runs)
 	{
 		int id = cJSON_GetObjectItem(it, "id")->valueint;
-		const char *name = cJSON_GetObjectItem(it, "name")->valuestring;
+		/* Names, keys and metric names may come from step output: escaped for the terminal. */
+		char *name = arl_term_str(cJSON_GetObjectItem(it, "name")->valuestring);
 		int pass = cJSON_GetObjectItem(it, "passed")->valueint;
 		int fail = cJSON_GetObjectItem(it, "failed")->valueint;
 		double r = cJSON_GetObjectItem(it, "passRate")->valuedouble * 100;
@@ -62,6 +63,7 @@ static void print_text(const cJSON *o, bool markdown, bool per_job)
 		else
 			printf("run %-6d %-30s pass rate %5.1f%% (%d passed, %d failed)\n", id,
 			       name, r, pass, fail);
+		free(name);
 	}
 	printf("%s%sfixed %d, broken %d, still failing %d, still passing %d, added %d, missing %d; "
 	       "infra/cancelled (not counted) %d; McNemar exact p = %.4g%s\n",
@@ -83,7 +85,12 @@ static void print_text(const cJSON *o, bool markdown, bool per_job)
 			continue;
 		printf("\n%s%s (%d):\n", h, arl_rundiff_flip_names[f], cJSON_GetArraySize(list));
 		cJSON_ArrayForEach(k, list)
-		    printf(markdown ? "- `%s`\n" : "  %s\n", k->valuestring);
+		{
+			char *key = arl_term_str(k->valuestring);
+
+			printf(markdown ? "- `%s`\n" : "  %s\n", key);
+			free(key);
+		}
 	}
 	if (cJSON_GetArraySize(cJSON_GetObjectItem(o, "metrics"))) {
 		printf(
@@ -96,7 +103,7 @@ static void print_text(const cJSON *o, bool markdown, bool per_job)
 			const cJSON *a = cJSON_GetObjectItem(it, "meanA"),
 			            *b = cJSON_GetObjectItem(it, "meanB");
 			const cJSON *dl = cJSON_GetObjectItem(it, "delta");
-			char sa[32] = "-", sb[32] = "-", sd[32] = "-";
+			char sa[32] = "-", sb[32] = "-", sd[32] = "-", *name;
 
 			if (a)
 				snprintf(sa, sizeof(sa), "%.6g", a->valuedouble);
@@ -104,18 +111,26 @@ static void print_text(const cJSON *o, bool markdown, bool per_job)
 				snprintf(sb, sizeof(sb), "%.6g", b->valuedouble);
 			if (dl)
 				snprintf(sd, sizeof(sd), "%+.6g", dl->valuedouble);
+			name = arl_term_str(cJSON_GetObjectItem(it, "name")->valuestring);
 			printf(markdown ? "| %s | %s | %s | %s |\n" : "  %-24s %12s -> %-12s %s\n",
-			       cJSON_GetObjectItem(it, "name")->valuestring, sa, sb, sd);
+			       name, sa, sb, sd);
+			free(name);
 		}
 	}
 	if (per_job && cJSON_GetArraySize(cJSON_GetObjectItem(o, "jobMetrics"))) {
 		printf("\n%smetric changes per job:\n", h);
 		cJSON_ArrayForEach(it, cJSON_GetObjectItem(o, "jobMetrics"))
-		    printf(markdown ? "- `%s` %s: %.6g -> %.6g\n" : "  %-40s %-20s %.6g -> %.6g\n",
-		           cJSON_GetObjectItem(it, "key")->valuestring,
-		           cJSON_GetObjectItem(it, "name")->valuestring,
-		           cJSON_GetObjectItem(it, "a")->valuedouble,
-		           cJSON_GetObjectItem(it, "b")->valuedouble);
+		{
+			char *key = arl_term_str(cJSON_GetObjectItem(it, "key")->valuestring);
+			char *name = arl_term_str(cJSON_GetObjectItem(it, "name")->valuestring);
+
+			printf(markdown ? "- `%s` %s: %.6g -> %.6g\n"
+			                : "  %-40s %-20s %.6g -> %.6g\n",
+			       key, name, cJSON_GetObjectItem(it, "a")->valuedouble,
+			       cJSON_GetObjectItem(it, "b")->valuedouble);
+			free(key);
+			free(name);
+		}
 	}
 }
 

@@ -74,10 +74,21 @@ enum {
 
 static const char attempts_sql[] =
     "SELECT id, number, sandbox, state, exit_code, error_class, error, started_at,"
-    " duration_ms FROM attempts WHERE job_id = ?1 ORDER BY number";
+    " duration_ms, prepare_ms FROM attempts WHERE job_id = ?1 ORDER BY number";
 
 /* Columns of attempts_sql. */
-enum { A_ID, A_NUMBER, A_SANDBOX, A_STATE, A_EXIT, A_CLASS, A_ERROR, A_STARTED, A_DURATION };
+enum {
+	A_ID,
+	A_NUMBER,
+	A_SANDBOX,
+	A_STATE,
+	A_EXIT,
+	A_CLASS,
+	A_ERROR,
+	A_STARTED,
+	A_DURATION,
+	A_PREPARE
+};
 
 static const char steps_sql[] =
     "SELECT idx, name, type, phase, state, exit_code, stdout, stderr, stdout_truncated,"
@@ -185,8 +196,11 @@ static void suggest(struct ctx *c, int64_t run_id, const char *job)
 		}
 	}
 	sqlite3_finalize(st);
-	if (best)
-		fprintf(stderr, "arl-batch: did you mean '%s'?\n", best);
+	if (best) {
+		fputs("arl-batch: did you mean '", stderr);
+		arl_term_write(stderr, best, strlen(best), false);
+		fputs("'?\n", stderr);
+	}
 	free(best);
 }
 
@@ -235,10 +249,19 @@ out:
 	return ret;
 }
 
+/* Step output and what came from it reach the terminal escaped (arl_term_write). */
+static void put(const char *s)
+{
+	arl_term_write(stdout, s, strlen(s), false);
+}
+
 static void field(const char *label, const char *value)
 {
-	if (value)
-		printf("  %-11s%s\n", label, value);
+	if (value) {
+		printf("  %-11s", label);
+		put(value);
+		fputc('\n', stdout);
+	}
 }
 
 /* Output indented under its step; a last line without a newline still ends the block. */
@@ -256,7 +279,7 @@ static void print_stream(const char *label, sqlite3_stmt *st, int col, int trunc
 		size_t n = nl ? (size_t)(nl - p) + 1 : len;
 
 		fputs("      ", stdout);
-		fwrite(p, 1, n, stdout);
+		arl_term_write(stdout, p, n, true);
 		if (!nl)
 			fputc('\n', stdout);
 		p += n;
@@ -269,9 +292,9 @@ static void print_step(struct ctx *c, sqlite3_stmt *st)
 	const char *phase = col_text(st, S_PHASE);
 	char dur[32];
 
-	printf("  step %lld %s (%s%s): ", (long long)sqlite3_column_int64(st, S_IDX) + 1,
-	       col_text(st, S_NAME), col_text(st, S_TYPE),
-	       strcmp(phase, "callback") ? "" : ", callback");
+	printf("  step %lld ", (long long)sqlite3_column_int64(st, S_IDX) + 1);
+	put(col_text(st, S_NAME));
+	printf(" (%s%s): ", col_text(st, S_TYPE), strcmp(phase, "callback") ? "" : ", callback");
 	state_word(c, col_text(st, S_STATE), NULL);
 	if (sqlite3_column_type(st, S_EXIT) != SQLITE_NULL)
 		printf(", exit %d", sqlite3_column_int(st, S_EXIT));
@@ -302,13 +325,23 @@ static int print_attempts(struct ctx *c, int64_t job_id)
 		if (sqlite3_column_type(at, A_DURATION) != SQLITE_NULL)
 			printf(", %s", arl_fmt_duration(sqlite3_column_int64(at, A_DURATION), dur,
 			                                sizeof(dur)));
-		if (col_text(at, A_SANDBOX))
-			printf(", sandbox %s", col_text(at, A_SANDBOX));
+		/* Not part of the job's timeout: shown apart from the duration it is in. */
+		if (sqlite3_column_type(at, A_PREPARE) != SQLITE_NULL)
+			printf(", prepared in %s",
+			       arl_fmt_duration(sqlite3_column_int64(at, A_PREPARE), dur,
+			                        sizeof(dur)));
+		if (col_text(at, A_SANDBOX)) {
+			fputs(", sandbox ", stdout);
+			put(col_text(at, A_SANDBOX));
+		}
 		fputc('\n', stdout);
 		if (col_text(at, A_STARTED))
 			printf("  started %s\n", col_text(at, A_STARTED));
-		if (col_text(at, A_ERROR))
-			printf("  error: %s\n", col_text(at, A_ERROR));
+		if (col_text(at, A_ERROR)) {
+			fputs("  error: ", stdout);
+			put(col_text(at, A_ERROR));
+			fputc('\n', stdout);
+		}
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, sqlite3_column_int64(at, A_ID));
 		while ((src = arl_store_step(c->store, st, &c->err)) == 1)
@@ -332,9 +365,12 @@ static int print_metrics(struct ctx *c, int64_t job_id)
 
 	if (query(c, metrics_sql, job_id, NULL, NULL, &st) < 0)
 		return -1;
-	while ((rc = arl_store_step(c->store, st, &c->err)) == 1)
-		printf("%s%s=%s", n++ ? "  " : "  metrics:   ", col_text(st, 0),
-		       col_text(st, 1) ? col_text(st, 1) : "null");
+	while ((rc = arl_store_step(c->store, st, &c->err)) == 1) {
+		fputs(n++ ? "  " : "  metrics:   ", stdout);
+		put(col_text(st, 0));
+		fputc('=', stdout);
+		put(col_text(st, 1) ? col_text(st, 1) : "null");
+	}
 	if (n)
 		fputc('\n', stdout);
 	sqlite3_finalize(st);
@@ -354,9 +390,11 @@ static int show_job(struct ctx *c, int64_t job_id)
 			arl_error(&c->err, ARL_E_INVALID, "job %lld vanished", (long long)job_id);
 		goto out;
 	}
-	printf("job %s (run %lld '%s', job id %lld)\n", col_text(st, J_KEY),
-	       (long long)sqlite3_column_int64(st, J_RUN), col_text(st, J_RUN_NAME),
-	       (long long)job_id);
+	fputs("job ", stdout);
+	put(col_text(st, J_KEY));
+	printf(" (run %lld '", (long long)sqlite3_column_int64(st, J_RUN));
+	put(col_text(st, J_RUN_NAME));
+	printf("', job id %lld)\n", (long long)job_id);
 	fputs("  state:     ", stdout);
 	state_word(c, col_text(st, J_STATE), col_text(st, J_CLASS));
 	if (sqlite3_column_type(st, J_SKIPPED_RUN) != SQLITE_NULL)

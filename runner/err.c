@@ -1,22 +1,98 @@
 #include "err.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
 #include "banned.h"
 
+/*
+ * How many bytes at @s (@len > 0) a terminal may get as they are: 0 when s[0] must be escaped
+ * (a C0 control but tab and, with @lines, newline; DEL; a C1 control, which some terminals
+ * obey in UTF-8 too; a byte of invalid UTF-8, which 8-bit terminals may read as C1).
+ */
+static size_t term_safe(const unsigned char *s, size_t len, bool lines)
+{
+	unsigned c = s[0];
+	size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+
+	if (c < 0x80)
+		return (c >= 0x20 && c != 0x7f) || c == '\t' || (lines && c == '\n');
+	if (n > len || !arl_utf8_valid((const char *)s, n) || (c == 0xc2 && s[1] < 0xa0))
+		return 0;
+	return n;
+}
+
+void arl_term_write(FILE *out, const char *s, size_t len, bool lines)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (len) {
+		size_t run = 0, n;
+
+		while (run < len && (n = term_safe(p + run, len - run, lines)))
+			run += n;
+		fwrite(p, 1, run, out);
+		p += run;
+		len -= run;
+		if (len) {
+			fprintf(out, "\\x%02x", *p);
+			p++;
+			len--;
+		}
+	}
+}
+
+size_t arl_term_escape(char *dst, size_t cap, const char *s, bool lines)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len = strlen(s), o = 0, n;
+
+	if (!cap)
+		return 0;
+	for (; len; p += n, len -= n) {
+		if ((n = term_safe(p, len, lines))) {
+			if (o + n >= cap)
+				break;
+			memcpy(dst + o, p, n);
+			o += n;
+		} else {
+			if (o + 4 >= cap)
+				break;
+			snprintf(dst + o, 5, "\\x%02x", *p);
+			o += 4;
+			n = 1;
+		}
+	}
+	dst[o] = '\0';
+	return o;
+}
+
+char *arl_term_str(const char *s)
+{
+	size_t cap = 4 * strlen(s) + 1;
+	char *d = arl_xmalloc(cap);
+
+	arl_term_escape(d, cap, s, false);
+	return d;
+}
+
 static int verror(struct arl_err *err, enum arl_errc code, struct arl_loc loc, const char *fmt,
                   va_list ap) ARL_PRINTF(4, 0);
 static int verror(struct arl_err *err, enum arl_errc code, struct arl_loc loc, const char *fmt,
                   va_list ap)
 {
+	char raw[sizeof(err->msg)];
+
 	if (!err || err->code != ARL_E_OK)
 		return -1;
 	err->code = code;
 	err->loc = loc;
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	/* Messages quote step output, server replies and file names: none may drive a terminal. */
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	arl_term_escape(err->msg, sizeof(err->msg), raw, true);
 	return -1;
 }
 
@@ -92,10 +168,11 @@ const char *arl_strerror(int errnum, char *buf, size_t len)
 void arl_diags_vadd(struct arl_diags *d, enum arl_severity sev, struct arl_loc loc, unsigned width,
                     const char *fmt, va_list ap)
 {
-	char msg[1024];
+	char raw[1024], msg[1024];
 	struct arl_diag *g;
 
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	arl_term_escape(msg, sizeof(msg), raw, false);
 	for (size_t i = 0; i < d->n; i++) {
 		g = &d->v[i];
 		/* The same node seen through defaults or a second dataset record. */

@@ -3,6 +3,7 @@
 #define ARL_ERR_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -33,6 +34,7 @@ enum arl_errc {
 	ARL_E_BACKEND,
 	ARL_E_PROTO,
 	ARL_E_CANCELLED, /* the run's cancel fd fired: not a failure of the job or the backend */
+	ARL_E_TIMEOUT,   /* a deadline the caller gave passed (e.g. getting a sandbox) */
 };
 
 /* 1-based; 0 means unknown. @path is borrowed. */
@@ -64,6 +66,17 @@ void arl_err_clear(struct arl_err *err);
 
 /* Thread-safe strerror into a caller buffer; returns @buf. */
 const char *arl_strerror(int errnum, char *buf, size_t len);
+
+/*
+ * Text for a terminal (error messages and every human-readable output): control characters
+ * (but tab, and newline when @lines), C1 controls and bytes of invalid UTF-8 become a visible
+ * \xNN, so stored step output cannot retitle the window, clear the screen or move the cursor.
+ */
+void arl_term_write(FILE *out, const char *s, size_t len, bool lines);
+/* Into @dst (@cap bytes, NUL-terminated, cut at a whole unit); returns the length. */
+size_t arl_term_escape(char *dst, size_t cap, const char *s, bool lines);
+/* A malloc()ed escaped copy of @s (newlines escaped too). */
+char *arl_term_str(const char *s);
 
 /*
  * Validation diagnostics: collected (first ARL_DIAGS_MAX kept, identical ones once),

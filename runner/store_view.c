@@ -11,11 +11,14 @@
 
 static char *clean_cell(const char *s)
 {
-	char *c = arl_xstrdup(s ? s : "-");
+	size_t cap = s ? 4 * strlen(s) + 1 : 2;
+	char *c = arl_xmalloc(cap);
 
-	/* A newline inside a cell would break the table; tabs would break the alignment. */
+	/* Other controls visibly (arl_term_escape); a newline inside a cell would break the
+	 * table and a tab the alignment: spaces. */
+	arl_term_escape(c, cap, s ? s : "-", true);
 	for (char *p = c; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+		if (*p == '\n' || *p == '\t')
 			*p = ' ';
 	return c;
 }

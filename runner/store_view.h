@@ -30,7 +30,7 @@ struct arl_view_col {
 	bool shrink; /* may be cut (with an ellipsis) to fit the terminal */
 };
 
-/* Rows are copied in; control characters in cells print as spaces. */
+/* Rows are copied in; tabs and newlines in cells print as spaces, other controls as \xNN. */
 struct arl_view_table {
 	const struct arl_view_col *cols; /* borrowed */
 	size_t ncols;

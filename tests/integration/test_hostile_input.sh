@@ -138,6 +138,49 @@ runner run --db r.db --progress none job.yaml
 check_eq "without the planted links the run succeeds" "$RC" 0
 cd "$TMP"
 
+# --- terminal control sequences in stored output (issue 12) --------------------------------
+# A step prints a title change, a screen clear, a colour, a BEL, an 8-bit CSI (invalid UTF-8)
+# and a UTF-8 C1 CSI, and names a metric with an ESC: every human-readable view shows them as
+# \xNN, never raw; json keeps the exact bytes.
+mkdir esc
+cd esc
+cat >job.yaml <<'YAML'
+version: 1
+pools: {p: {isolation: none}}
+jobs:
+  - name: j
+    steps:
+      - type: Command
+        metrics: json
+        command: ["sh", "-c", "printf 'a\\033]0;owned\\007b\\033[2Jc\\033[31md\\233e\\302\\233f\\n'; printf 'x\\033[2Jy\\n' >&2; printf '{\"m\\\\u001b[2J\": 1}\\n'; exit 3"]
+YAML
+runner run --db e.db --progress none job.yaml
+check_eq "the escape job ran and failed" "$RC" 1
+runner run --db e.db --progress none job.yaml
+# raw_ctl FILE: does FILE hold a C0 control (but tab and newline), DEL, or a C1 (raw or UTF-8)?
+raw_ctl() {
+	LC_ALL=C grep -qaP '[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]|\xc2[\x80-\x9f]' "$1"
+}
+no_ctl() {
+	! raw_ctl "$TMP/out" && ! raw_ctl "$TMP/err"
+}
+for cmd in "show j" "results" "runs" "diff --metrics" "diff --metrics --format markdown" \
+	"query select\ name\ from\ metrics" "query select\ stdout\ from\ steps"; do
+	eval "runner $cmd --db e.db"
+	check "$cmd: no control character reaches the terminal" no_ctl
+done
+runner show j --db e.db
+check_match "show: the output is there, escapes made visible" "$(cat "$TMP/out")" 'a\\x1b\]0;owned\\x07b\\x1b\[2Jc\\x1b\[31md.*e\\xc2\\x9bf'
+check_match "show: stderr too" "$(cat "$TMP/out")" 'x\\x1b\[2Jy'
+check_match "show: the metric name too" "$(cat "$TMP/out")" 'm\\x1b\[2J=1'
+runner show jj --db e.db
+check "show's 'did you mean' of a name: no raw control" no_ctl
+runner results --db e.db --format json
+check "results --format json keeps the exact bytes (JSON-escaped)" grep -q 'u001b\[2J' "$TMP/out"
+runner query --db e.db --format csv "select stdout from steps limit 1"
+check "query --format csv keeps the exact bytes" raw_ctl "$TMP/out"
+cd "$TMP"
+
 # --- maps grow in O(n) (issue 12) ------------------------------------------------------------
 # 200,000 labels took 111 s to validate (each key compared with every earlier one). No clock
 # window: the CPU time of 8x the entries is compared with the CPU time this machine took for
