@@ -208,28 +208,41 @@ static void attempt_run(const struct arl_attempt_env *env, const struct arl_job 
 	                         .run_name = env->run_name,
 	                         .attempt = attempt_str};
 	enum arl_class cls;
-	int64_t deadline;
+	int64_t deadline, asked;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
 	snprintf(attempt_str, sizeof(attempt_str), "%d", number);
 	out->number = number;
 	out->started_ms = arl_wall_ms();
-	deadline = arl_now_ms() + job->timeout_ms;
-	req.deadline_ms = deadline;
-	if (env->ops->acquire(env->backend, env->pool, &req, &sb, &err) < 0) {
+	/* Getting the sandbox has its own bound: a slow copy or pod is infra, not the steps'. */
+	asked = arl_now_ms();
+	req.deadline_ms = asked + job->prepare_timeout_ms;
+	rc = env->ops->acquire(env->backend, env->pool, &req, &sb, &err);
+	out->has_prepare = true;
+	out->prepare_ms = arl_now_ms() - asked;
+	if (rc < 0) {
 		/* Interrupted while the sandbox was being allocated (a slow backend): Cancelled. */
 		bool cancelled = err.code == ARL_E_CANCELLED;
+		char bound[32];
 
 		out->state = cancelled ? ARL_STATE_CANCELLED : ARL_STATE_FAILED;
 		out->cls = cancelled ? ARL_CLASS_CANCELLED : ARL_CLASS_INFRA;
-		out->error = arl_xasprintf("cannot allocate a sandbox from pool '%s': %s",
-		                           env->pool->name, err.msg);
+		if (err.code == ARL_E_TIMEOUT)
+			out->error = arl_xasprintf(
+			    "sandbox not ready after %s (pool '%s', the job's prepareTimeout): %s",
+			    arl_fmt_duration(job->prepare_timeout_ms, bound, sizeof(bound)),
+			    env->pool->name, err.msg);
+		else
+			out->error = arl_xasprintf("cannot allocate a sandbox from pool '%s': %s",
+			                           env->pool->name, err.msg);
 		/* The steps were never run: record them as such. */
 		for (size_t i = 0; i < job->steps.n; i++)
 			add_result(out, &job->steps.v[i], false);
 		goto out;
 	}
 	out->sandbox = arl_xstrdup(env->ops->sandbox_name(sb));
+	deadline = arl_now_ms() + job->timeout_ms;
 	cls = run_steps(env, sb, &job->steps, false, deadline, &t, job->runtime_templates, out,
 	                metrics, nmetrics, &out->error);
 	out->cls = cls;

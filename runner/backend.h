@@ -36,7 +36,12 @@ struct arl_backend_opts {
 struct arl_sandbox_req {
 	const struct arl_job *job;
 	int attempt;
-	int64_t deadline_ms; /* the attempt's deadline (arl_now_ms clock) */
+	/*
+	 * Getting the sandbox ready must end by then (arl_now_ms clock; 0: no bound), the job's
+	 * prepareTimeout: past it, acquire fails with ARL_E_TIMEOUT. The job's own timeout starts
+	 * once the sandbox is ready.
+	 */
+	int64_t deadline_ms;
 };
 
 struct arl_exec_ctx {
@@ -52,7 +57,10 @@ struct arl_backend_ops {
 	 */
 	int (*open)(void **state, const struct arl_backend_opts *o,
 	            const struct arl_pool *const *pools, size_t npools, struct arl_err *err);
-	/* A fresh sandbox from @pool for one attempt. -1 is an infra failure. */
+	/*
+	 * A fresh sandbox from @pool for one attempt. -1 is an infra failure (ARL_E_TIMEOUT: not
+	 * ready by req->deadline_ms; ARL_E_CANCELLED: the run was cancelled meanwhile).
+	 */
 	int (*acquire)(void *state, const struct arl_pool *pool, const struct arl_sandbox_req *req,
 	               struct arl_sandbox **out, struct arl_err *err);
 	/*

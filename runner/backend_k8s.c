@@ -17,8 +17,8 @@
  * - Its gRPC deadline (HTTP_CLIENT_TIMEOUT, 30 s by default) cuts any command that runs
  *   longer, whatever spec.timeout says: exit 1 and a DeadlineExceeded stderr, which we
  *   report as a timeout. Longer steps need the operator's HTTP_CLIENT_TIMEOUT raised.
- * - A Sandbox whose pool has no idle pod stays Pending forever: the attempt's deadline
- *   bounds the wait and the attempt fails as infra.
+ * - A Sandbox whose pool has no idle pod stays Pending forever: the job's prepareTimeout
+ *   bounds the wait and the attempt fails as infra; the job's timeout starts once Ready.
  * - A missing WarmPool is not an error to the operator: open() checks every pool first.
  * - Tasks are never garbage-collected: each is deleted when its result is in, and carries
  *   ttlSecondsAfterFinished as a safety net. Sandboxes carry idleTimeoutSeconds likewise.
@@ -66,7 +66,7 @@
 #define K8S_ATTEMPT_LABEL "arl.infra.io/attempt"
 #define K8S_MANAGED_LABEL ARL_K8S_GC_MANAGED_LABEL
 #define K8S_TASK_TTL_S    600    /* ttlSecondsAfterFinished: a Task we fail to delete */
-#define K8S_IDLE_MARGIN_S 600    /* idleTimeoutSeconds = the job's timeout + this */
+#define K8S_IDLE_MARGIN_S 600    /* idleTimeoutSeconds = prepareTimeout + timeout + this */
 #define K8S_GRACE_MS      2000   /* past the operator's timer, before we give up */
 #define K8S_CLEANUP_MS    60000  /* how long a DELETE may keep retrying */
 #define K8S_CANCEL_MS     5000   /* ... once the run is cancelled, from then on */
@@ -603,7 +603,7 @@ static void sandbox_free(struct arl_sandbox *sb)
 /*
  * A Sandbox for one attempt: tracked in the watch before it is created (so no event can be
  * missed), created with ?fieldValidation=Strict (a typo is a 400, not silently pruned), and
- * waited for until Ready within the attempt's deadline. Whatever fails, a Sandbox that may
+ * waited for until Ready within the job's prepareTimeout. Whatever fails, a Sandbox that may
  * exist is deleted.
  */
 static int kube_acquire(void *state, const struct arl_pool *pool, const struct arl_sandbox_req *req,
@@ -646,10 +646,11 @@ static int kube_acquire(void *state, const struct arl_pool *pool, const struct a
 	/* Always keepAlive: a keepAlive:false Sandbox may be reaped after its first Task. */
 	cJSON_AddBoolToObject(spec, "keepAlive", 1);
 	/*
-	 * The safety net if we die: idle time counts from the last Task, so one step's limit
-	 * plus a margin. A job that keeps its sandbox gets the operator's default instead.
+	 * The safety net if we die: idle time counts from the last Task, so the wait for a pod
+	 * and one step's limit plus a margin. A job that keeps its sandbox gets the operator's default instead.
 	 */
-	timeout_s = (req->job->timeout_ms + 999) / 1000 + K8S_IDLE_MARGIN_S;
+	timeout_s =
+	    (req->job->prepare_timeout_ms + req->job->timeout_ms + 999) / 1000 + K8S_IDLE_MARGIN_S;
 	if (!req->job->keep_alive)
 		cJSON_AddNumberToObject(spec, "idleTimeoutSeconds",
 		                        (double)(timeout_s > INT32_MAX ? INT32_MAX : timeout_s));
@@ -675,9 +676,9 @@ static int kube_acquire(void *state, const struct arl_pool *pool, const struct a
 	case ARL_K8S_WAIT_TIMEOUT:
 		pool_state(k, sb, why, sizeof(why));
 		arl_error(
-		    err, ARL_E_BACKEND,
+		    err, ARL_E_TIMEOUT,
 		    "sandbox '%s' not Ready after %llds (phase '%s'): no pod of pool '%s' was "
-		    "allocated within the attempt's timeout%s",
+		    "allocated within the job's prepareTimeout%s",
 		    sb->name, (long long)((arl_now_ms() - started) / 1000),
 		    v.phase[0] ? v.phase : "none yet", pool->name, why);
 		goto fail;

@@ -1,7 +1,8 @@
 /*
  * DESIGN
  *
- * A local sandbox is a directory `sb-<run>-<pid>-<n>` under the state directory. With
+ * A local sandbox is a directory `sb-<run>-<owner>-<n>` under the state directory, <owner>
+ * being the runner's pid, its start time, boot id and PID namespace (see owner_gone()). With
  * `isolation: bwrap` (the default) every Command step is its own bubblewrap invocation with
  * that directory bound read-write at /workspace; the rest of the root is built from scratch:
  *
@@ -60,7 +61,7 @@
  * completely (setsid, its output redirected) is out of our sight, as it always was; it keeps
  * the directory as its working directory and could write into whichever attempt gets it
  * next, as it could write anywhere else the user can. Spares and queued directories keep the
- * "sb-RUN-PID-N" names, so gc finds them when their runner dies; close() deletes them.
+ * "sb-RUN-OWNER-N" names, so gc finds them when their runner dies; close() deletes them.
  */
 #include "backend.h"
 #include "backend_local.h"
@@ -76,6 +77,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
@@ -89,6 +91,11 @@
 #include "banned.h"
 
 #define WS_INSIDE    "/workspace"
+/* As root, where a step's child binds its sandbox, in a mount namespace of its own. */
+#define ROOT_MNT_DIR "/run/arl-batch"
+#define ROOT_MNT     ROOT_MNT_DIR "/workspace"
+/* The sandbox uid and gid as root, unless ARL_SANDBOX_UID/ARL_SANDBOX_GID say otherwise. */
+#define SANDBOX_ID_DEFAULT 65530
 #define SANDBOX_PATH "/usr/local/bin:/usr/bin:/bin"
 #define SANDBOX_LANG "C.UTF-8"
 /* The workspace is user input: refuse absurd nesting rather than run out of fds. */
@@ -146,6 +153,9 @@ struct local {
 	char *bwrap;             /* absolute path; NULL when no pool uses bwrap */
 	struct strvec root_args; /* how /bin, /lib... look on the host */
 	struct strvec net_args;  /* extra read-only binds for network pools */
+	bool drop;               /* we are root: steps run as sb_uid/sb_gid (see DESIGN) */
+	uid_t sb_uid;
+	gid_t sb_gid;
 
 	pthread_mutex_t mu; /* lock order: mu only, never nested; guards everything below */
 	pthread_cond_t cv;  /* the preparer waits here for work or stopping */
@@ -366,16 +376,43 @@ static int rm_tree(int parent, const char *name, struct arl_err *err)
 
 /* --- copying the pool's workspace ------------------------------------------------------ */
 
-static int copy_data(int in, int out)
+/* What bounds a copy for an attempt: the job's prepareTimeout and the run's cancel. */
+struct copy_bound {
+	int64_t deadline; /* arl_now_ms clock */
+	int cancel_fd;    /* -1: none */
+};
+
+/* -1 with ARL_E_TIMEOUT or ARL_E_CANCELLED once the copy must stop; @b NULL: never. */
+static int copy_check(const struct copy_bound *b, struct arl_err *err)
+{
+	if (!b)
+		return 0;
+	if (b->cancel_fd >= 0 && arl_fd_readable(b->cancel_fd))
+		return arl_error(err, ARL_E_CANCELLED, "cancelled while copying the workspace");
+	if (arl_now_ms() >= b->deadline)
+		return arl_error(err, ARL_E_TIMEOUT, "still copying the workspace");
+	return 0;
+}
+
+/* Chunks of a file between two copy_check()s: a large file does not outlast the bound. */
+#define COPY_CHUNK ((size_t)64 << 20)
+
+static int copy_data(int in, int out, const struct copy_bound *b, struct arl_err *err)
 {
 	char buf[65536];
 	bool fallback = false;
+	size_t since = 0;
 
 	for (;;) {
 		ssize_t n;
 
+		if (since >= COPY_CHUNK) {
+			if (copy_check(b, err) < 0)
+				return -2;
+			since = 0;
+		}
 		if (!fallback) {
-			n = copy_file_range(in, NULL, out, NULL, (size_t)1 << 30, 0);
+			n = copy_file_range(in, NULL, out, NULL, COPY_CHUNK, 0);
 			if (n < 0 && errno == EINTR)
 				continue;
 			/* Across filesystems or on old kernels: the offsets are intact, so read on. */
@@ -386,6 +423,7 @@ static int copy_data(int in, int out)
 			}
 			if (n <= 0)
 				return (int)n;
+			since += (size_t)n;
 			continue;
 		}
 		n = read(in, buf, sizeof(buf));
@@ -402,6 +440,7 @@ static int copy_data(int in, int out)
 				return -1;
 			off += w;
 		}
+		since += (size_t)n;
 	}
 }
 
@@ -409,18 +448,18 @@ static int copy_data(int in, int out)
 #define COPY_MODE(st) ((st)->st_mode & 01777)
 
 static int copy_file(int sfd, int dfd, const char *name, const struct stat *st, const char *rel,
-                     struct arl_err *err)
+                     const struct copy_bound *b, struct arl_err *err)
 {
 	struct timespec times[2] = {st->st_atim, st->st_mtim};
-	int in, out = -1, rc = -1;
+	int in, out = -1, rc = -1, data = -1;
 
 	in = openat(sfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
 	if (in >= 0)
 		out = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (out >= 0 && copy_data(in, out) == 0 && fchmod(out, COPY_MODE(st)) == 0 &&
-	    futimens(out, times) == 0)
+	if (out >= 0 && (data = copy_data(in, out, b, err)) == 0 &&
+	    fchmod(out, COPY_MODE(st)) == 0 && futimens(out, times) == 0)
 		rc = 0;
-	if (rc < 0)
+	if (rc < 0 && data != -2) /* -2: copy_check() said why */
 		arl_error_errno(err, errno, "cannot copy '%s'", rel);
 	if (in >= 0)
 		close(in);
@@ -446,10 +485,12 @@ static int copy_link(int sfd, int dfd, const char *name, const struct stat *st, 
 	return 0;
 }
 
-static int copy_tree(int sfd, int dfd, struct arl_buf *rel, unsigned depth, struct arl_err *err);
+static int copy_tree(const struct local *L, int sfd, int dfd, struct arl_buf *rel, unsigned depth,
+                     const struct copy_bound *b, struct arl_err *err);
 
-static int copy_dir(int sfd, int dfd, const char *name, const struct stat *st, struct arl_buf *rel,
-                    unsigned depth, struct arl_err *err)
+static int copy_dir(const struct local *L, int sfd, int dfd, const char *name,
+                    const struct stat *st, struct arl_buf *rel, unsigned depth,
+                    const struct copy_bound *b, struct arl_err *err)
 {
 	struct timespec times[2] = {st->st_atim, st->st_mtim};
 	int in = -1, out = -1, rc = -1;
@@ -463,7 +504,7 @@ static int copy_dir(int sfd, int dfd, const char *name, const struct stat *st, s
 		arl_error_errno(err, errno, "cannot copy directory '%s'", rel->p);
 		goto out;
 	}
-	if (copy_tree(in, out, rel, depth + 1, err) < 0)
+	if (copy_tree(L, in, out, rel, depth + 1, b, err) < 0)
 		goto out;
 	/* Only now: adding entries changes the mtime, and a mode like 0555 would refuse them. */
 	if (fchmod(out, COPY_MODE(st)) < 0 || futimens(out, times) < 0) {
@@ -484,7 +525,8 @@ out:
  * (as symlinks), with permission bits and times. Sockets, FIFOs and devices are skipped:
  * they are not workspace content. @rel is the path so far, for messages.
  */
-static int copy_tree(int sfd, int dfd, struct arl_buf *rel, unsigned depth, struct arl_err *err)
+static int copy_tree(const struct local *L, int sfd, int dfd, struct arl_buf *rel, unsigned depth,
+                     const struct copy_bound *b, struct arl_err *err)
 {
 	int dup_fd = fcntl(sfd, F_DUPFD_CLOEXEC, 0);
 	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
@@ -513,15 +555,22 @@ static int copy_tree(int sfd, int dfd, struct arl_buf *rel, unsigned depth, stru
 		}
 		if (is_dot(de->d_name))
 			continue;
+		if (copy_check(b, err) < 0)
+			goto out;
 		arl_buf_addf(rel, "%s%s", mark ? "/" : "", de->d_name);
 		if (fstatat(sfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			rc = arl_error_errno(err, errno, "cannot stat '%s'", rel->p);
 		else if (S_ISDIR(st.st_mode))
-			rc = copy_dir(sfd, dfd, de->d_name, &st, rel, depth, err);
+			rc = copy_dir(L, sfd, dfd, de->d_name, &st, rel, depth, b, err);
 		else if (S_ISREG(st.st_mode))
-			rc = copy_file(sfd, dfd, de->d_name, &st, rel->p, err);
+			rc = copy_file(sfd, dfd, de->d_name, &st, rel->p, b, err);
 		else if (S_ISLNK(st.st_mode))
 			rc = copy_link(sfd, dfd, de->d_name, &st, rel->p, err);
+		/* The step's uid must be able to change what it was given (see DESIGN). */
+		if (rc == 0 && L->drop &&
+		    fchownat(dfd, de->d_name, L->sb_uid, L->sb_gid, AT_SYMLINK_NOFOLLOW) < 0)
+			rc = arl_error_errno(err, errno, "cannot hand '%s' to the sandbox uid",
+			                     rel->p);
 		if (rc < 0)
 			goto out;
 		rel->len = mark;
@@ -568,6 +617,20 @@ static bool dirattr_unchanged(const struct dirattr *now, const struct dirattr *m
 	         a->fsx_projid == b->fsx_projid && a->fsx_cowextsize == b->fsx_cowextsize));
 }
 
+/*
+ * "PID-START-BOOT-PIDNS" of this runner for its sandbox names: the boot id's first 8 hex
+ * digits, the PID namespace's inode; 0 for what cannot be read. See owner_gone().
+ */
+static char *owner_tag(void)
+{
+	struct arl_owner me;
+
+	arl_owner_self(&me);
+	return arl_xasprintf("%ld-%llu-%.8s-%s", me.pid, me.start,
+	                     strspn(me.boot, "0123456789abcdef") >= 8 ? me.boot : "0",
+	                     me.pidns[0] ? me.pidns : "0");
+}
+
 /* The next sandbox name, "sb-RUN-PID-START-BOOT-PIDNS-N": gc judges its owner by it. Owned. */
 static char *next_name(struct local *L)
 {
@@ -604,9 +667,14 @@ static int create_dir(struct local *L, struct sbdir *d, struct arl_err *err)
 	if (!name)
 		return arl_error(err, ARL_E_SYS, "cannot create a sandbox in '%s': names in use",
 		                 L->state_dir);
-	/* Exactly 0700, whatever the umask: the workspace is private to its sandbox. */
+	/*
+	 * Exactly 0700, whatever the umask: the workspace is private to its sandbox. As root,
+	 * it belongs to the sandbox uid, the only one that uses it (before the mode: chown
+	 * may clear bits).
+	 */
 	dfd = openat(L->state_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (dfd < 0 || fchmod(dfd, 0700) < 0) {
+	if (dfd < 0 || (L->drop && fchown(dfd, L->sb_uid, L->sb_gid) < 0) ||
+	    fchmod(dfd, 0700) < 0) {
 		struct arl_err ignored = ARL_ERR_INIT;
 
 		arl_error_errno(err, errno, "cannot open sandbox '%s/%s'", L->state_dir, name);
@@ -622,9 +690,12 @@ static int create_dir(struct local *L, struct sbdir *d, struct arl_err *err)
 	return dfd;
 }
 
-/* A sandbox directory for @pool: a spare one or a new one, with the pool's workspace in it. */
-static int make_sandbox(struct local *L, const struct arl_pool *pool, struct sbdir *out,
-                        struct arl_err *err)
+/*
+ * A sandbox directory for @pool: a spare one or a new one, with the pool's workspace in it.
+ * @b bounds the copy (NULL: unbounded, the warm preparer).
+ */
+static int make_sandbox(struct local *L, const struct arl_pool *pool, const struct copy_bound *b,
+                        struct sbdir *out, struct arl_err *err)
 {
 	struct arl_buf rel = ARL_BUF_INIT;
 	struct sbdir d = {0};
@@ -651,8 +722,18 @@ static int make_sandbox(struct local *L, const struct arl_pool *pool, struct sbd
 			arl_error_errno(err, errno, "cannot open workspace '%s'", pool->workspace);
 			goto out;
 		}
-		if (copy_tree(sfd, dfd, &rel, 0, err) < 0) {
-			arl_err_prefix(err, "cannot copy workspace '%s'", pool->workspace);
+		if (copy_tree(L, sfd, dfd, &rel, 0, b, err) < 0) {
+			enum arl_errc code = err->code;
+
+			if (code == ARL_E_TIMEOUT || code == ARL_E_CANCELLED) {
+				arl_err_clear(err);
+				arl_error(err, code, "%s while copying workspace '%s'",
+				          code == ARL_E_TIMEOUT ? "the job's prepareTimeout passed"
+				                                : "cancelled",
+				          pool->workspace);
+			} else {
+				arl_err_prefix(err, "cannot copy workspace '%s'", pool->workspace);
+			}
 			goto out;
 		}
 	}
@@ -897,7 +978,7 @@ static void *preparer_main(void *arg)
 		}
 		w->preparing++;
 		pthread_mutex_unlock(&L->mu);
-		rc = make_sandbox(L, w->pool, &d, &err);
+		rc = make_sandbox(L, w->pool, NULL, &d, &err);
 		pthread_mutex_lock(&L->mu);
 		w->preparing--;
 		if (rc == 0) {
@@ -933,9 +1014,33 @@ static void step_fail(struct arl_step_result *res, enum arl_class *cls, int code
 	*cls = ARL_CLASS_FAILED;
 }
 
+/* bwrap's own environment: none (the step's comes through --args, see env_args()). */
+static char *const no_env[] = {NULL};
+
+/*
+ * Who a step's process is (see DESIGN): never one with our keyrings, and as root the sandbox
+ * uid, with @ws (a sandbox directory; NULL: none) bound on ROOT_MNT where that uid can reach
+ * it. @args_fd (or -1) becomes fd 3.
+ */
+static void step_ident(const struct local *L, struct arl_spawn_ident *id, const char *ws,
+                       int args_fd)
+{
+	memset(id, 0, sizeof(*id));
+	id->new_keyring = true;
+	id->fd3 = args_fd > 2 ? args_fd : 0;
+	if (L->drop) {
+		id->set_ids = true;
+		id->uid = L->sb_uid;
+		id->gid = L->sb_gid;
+		id->bind_src = ws;
+		id->bind_dst = ws ? ROOT_MNT : NULL;
+	}
+}
+
 /*
  * The bwrap command line up to and including "--". @ws is the host directory bound at
- * /workspace, @workdir the absolute working directory inside.
+ * /workspace (as root: the mount point the child binds the sandbox on), @workdir the
+ * absolute working directory inside. The environment comes through fd 3 (env_args()).
  */
 static void bwrap_argv(const struct local *L, struct strvec *v, const char *ws, const char *workdir,
                        bool network)
@@ -944,8 +1049,21 @@ static void bwrap_argv(const struct local *L, struct strvec *v, const char *ws, 
 	                                   "--unshare-uts", "--unshare-cgroup-try"};
 	static const char *const masked[] = {"/etc/shadow", "/etc/gshadow", "/etc/shadow-",
 	                                     "/etc/gshadow-", "/etc/security/opasswd"};
+	static const char *const proc_ro[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq",
+	                                      "/proc/bus"};
 
 	sv_push(v, L->bwrap);
+	/*
+	 * As root, bwrap runs as the sandbox uid (see DESIGN) and maps it to 0 inside, as steps
+	 * had it; nested user namespaces are refused, like a plain user's would be.
+	 */
+	if (L->drop) {
+		static const char *const user[] = {"--unshare-user", "--uid", "0",
+		                                   "--gid",          "0",     "--disable-userns"};
+
+		for (size_t i = 0; i < sizeof(user) / sizeof(user[0]); i++)
+			sv_push(v, user[i]);
+	}
 	for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
 		sv_push(v, head[i]);
 	if (!network)
@@ -960,8 +1078,8 @@ static void bwrap_argv(const struct local *L, struct strvec *v, const char *ws, 
 	sv_push(v, "/etc");
 	sv_push(v, "/etc");
 	/*
-	 * A runner started as root leaves steps uid 0 (without capabilities): hide the host's
-	 * secrets that /etc would otherwise show them. -try: a file the host lacks is skipped.
+	 * The host's secrets, should /etc show them to the step's uid (it never is the host's
+	 * root now; kept as a second wall). -try: a file the host lacks is skipped.
 	 */
 	for (size_t i = 0; i < sizeof(masked) / sizeof(masked[0]); i++) {
 		sv_push(v, "--ro-bind-try");
@@ -978,6 +1096,16 @@ static void bwrap_argv(const struct local *L, struct strvec *v, const char *ws, 
 		sv_push(v, L->net_args.v[i]);
 	sv_push(v, "--proc");
 	sv_push(v, "/proc");
+	/*
+	 * Read-only over the new /proc: sysctls of the step's own namespaces would be writable
+	 * (bwrap covers these only when it can write them itself), and nothing here is a
+	 * step's business. Host sysctls are refused by uid anyway.
+	 */
+	for (size_t i = 0; i < sizeof(proc_ro) / sizeof(proc_ro[0]); i++) {
+		sv_push(v, "--ro-bind-try");
+		sv_push(v, proc_ro[i]);
+		sv_push(v, proc_ro[i]);
+	}
 	sv_push(v, "--dev");
 	sv_push(v, "/dev");
 	sv_push(v, "--tmpfs");
@@ -989,7 +1117,51 @@ static void bwrap_argv(const struct local *L, struct strvec *v, const char *ws, 
 	sv_push(v, workdir);
 	sv_push(v, "--hostname");
 	sv_push(v, "sandbox");
+	sv_push(v, "--args");
+	sv_push(v, "3");
 	sv_push(v, "--");
+}
+
+/*
+ * The step's environment as bwrap options ("--clearenv", then "--setenv K V" for each
+ * "K=V" of @env), NUL-separated in a sealed memfd for bwrap's --args: bwrap itself starts
+ * with an empty environment (so LD_PRELOAD and the like never act on the host side), and
+ * values stay out of argv, which every user can read in /proc. Returns the fd or -1.
+ */
+static int env_args(char *const *env, struct arl_err *err)
+{
+	struct arl_buf b = ARL_BUF_INIT;
+	size_t off = 0;
+	int fd = -1;
+
+	arl_buf_add(&b, "--clearenv", sizeof("--clearenv"));
+	for (char *const *e = env; *e; e++) {
+		const char *eq = strchr(*e, '=');
+
+		arl_buf_add(&b, "--setenv", sizeof("--setenv"));
+		arl_buf_add(&b, *e, (size_t)(eq - *e));
+		arl_buf_add(&b, "", 1);
+		arl_buf_add(&b, eq + 1, strlen(eq + 1) + 1);
+	}
+	fd = memfd_create("arl-bwrap-env", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	while (fd >= 0 && off < b.len) {
+		ssize_t n = write(fd, b.p + off, b.len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	if (fd < 0 || off < b.len || lseek(fd, 0, SEEK_SET) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) {
+		arl_error_errno(err, errno, "cannot pass the environment to bwrap");
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	arl_buf_release(&b);
+	return fd;
 }
 
 /*
@@ -1147,10 +1319,11 @@ static int run_command(struct local *L, struct arl_sandbox *sb, const struct arl
 	struct strvec argv = {0}, env = {0};
 	struct arl_buf msg = ARL_BUF_INIT;
 	struct arl_spawn_opts so = {0};
+	struct arl_spawn_ident id;
 	struct arl_spawn_result sr;
 	char *cwd = NULL, *prog = NULL, *wd = NULL;
 	const char *path;
-	int ret = -1, code = 1;
+	int ret = -1, code = 1, args_fd = -1;
 
 	memset(&sr, 0, sizeof(sr));
 	if (!step->argv || !step->argv[0]) {
@@ -1181,14 +1354,20 @@ static int run_command(struct local *L, struct arl_sandbox *sb, const struct arl
 			wd = arl_xstrdup(step->work_dir);
 		else
 			wd = arl_xasprintf("%s/%s", WS_INSIDE, step->work_dir);
-		bwrap_argv(L, &argv, sb->path, wd, sb->pool->network);
+		bwrap_argv(L, &argv, L->drop ? ROOT_MNT : sb->path, wd, sb->pool->network);
 		sv_push(&argv, step->argv[0]);
+		if ((args_fd = env_args(env.v, err)) < 0) {
+			*cls = ARL_CLASS_INFRA;
+			goto out;
+		}
 	}
 	for (size_t i = 1; i < step->argc && step->argv[i]; i++)
 		sv_push(&argv, step->argv[i]);
 
+	step_ident(L, &id, none ? NULL : sb->path, args_fd);
+	so.ident = &id;
 	so.argv = argv.v;
-	so.envp = env.v;
+	so.envp = none ? env.v : no_env;
 	so.cwd = cwd;
 	so.deadline_ms = ctx ? ctx->deadline_ms : 0;
 	so.capture_max = L->capture_max;
@@ -1235,6 +1414,8 @@ out:
 	sv_release(&argv);
 	sv_release(&env);
 	arl_buf_release(&msg);
+	if (args_fd >= 0)
+		close(args_fd);
 	free(cwd);
 	free(prog);
 	free(wd);
@@ -1322,12 +1503,20 @@ static int run_filepatch(struct local *L, struct arl_sandbox *sb, const struct a
 		const char *c = comps.v[i];
 		int next = openat(cur, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
+		bool made = false;
+
 		if (next < 0 && errno == ENOENT) {
-			if (mkdirat(cur, c, 0755) < 0 && errno != EEXIST) {
+			made = mkdirat(cur, c, 0755) == 0;
+			if (!made && errno != EEXIST) {
 				patch_open_error(&msg, errno, cur, &comps, i);
 				goto refused;
 			}
 			next = openat(cur, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		}
+		/* As root: the step's uid must be able to change what we made for it. */
+		if (next >= 0 && made && L->drop && fchown(next, L->sb_uid, L->sb_gid) < 0) {
+			close(next);
+			next = -1;
 		}
 		if (next < 0) {
 			patch_open_error(&msg, errno, cur, &comps, i);
@@ -1342,6 +1531,11 @@ static int run_filepatch(struct local *L, struct arl_sandbox *sb, const struct a
 	            0644);
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		patch_open_error(&msg, fd < 0 ? errno : ENXIO, cur, &comps, comps.n - 1);
+		goto refused;
+	}
+	if (L->drop && (st.st_uid != L->sb_uid || st.st_gid != L->sb_gid) &&
+	    fchown(fd, L->sb_uid, L->sb_gid) < 0) {
+		patch_open_error(&msg, errno, cur, &comps, comps.n - 1);
 		goto refused;
 	}
 	while (off < len) {
@@ -1454,6 +1648,67 @@ out:
 	return ret;
 }
 
+/* Reads id variable @name (unset: @def) into *out; 0 and anything not a plain number refused. */
+static int sandbox_id(const char *name, unsigned long def, unsigned long *out, struct arl_err *err)
+{
+	const char *v = getenv(name);
+	char *end;
+
+	if (!v || !v[0]) {
+		*out = def;
+		return 0;
+	}
+	errno = 0;
+	*out = strtoul(v, &end, 10);
+	if (*end || errno || v[0] < '0' || v[0] > '9' || *out == 0 || *out >= 0xfffffffeUL)
+		return arl_error(err, ARL_E_INVALID,
+		                 "%s '%s' is not valid: give an unprivileged numeric id "
+		                 "(1 to 4294967293; steps never run as root)",
+		                 name, v);
+	return 0;
+}
+
+/*
+ * As root, steps run as an unprivileged uid and gid, SANDBOX_ID_DEFAULT unless
+ * ARL_SANDBOX_UID and ARL_SANDBOX_GID (default: the uid) say otherwise.
+ */
+static int sandbox_ids(struct local *L, struct arl_err *err)
+{
+	unsigned long uid, gid;
+
+	if (sandbox_id("ARL_SANDBOX_UID", SANDBOX_ID_DEFAULT, &uid, err) < 0 ||
+	    sandbox_id("ARL_SANDBOX_GID", uid, &gid, err) < 0)
+		return -1;
+	L->drop = true;
+	L->sb_uid = (uid_t)uid;
+	L->sb_gid = (gid_t)gid;
+	return 0;
+}
+
+/*
+ * The mount point ROOT_MNT: a root-owned directory nobody else can write, on a path every uid
+ * can search (the state directory's may not be), made once and shared by root runners.
+ */
+static int make_root_mnt(struct arl_err *err)
+{
+	static const char *const dirs[] = {ROOT_MNT_DIR, ROOT_MNT};
+	struct stat st;
+
+	for (size_t i = 0; i < 2; i++) {
+		if (mkdir(dirs[i], 0755) < 0 && errno != EEXIST)
+			return arl_error_errno(err, errno, "cannot create '%s'", dirs[i]);
+		if (lstat(dirs[i], &st) < 0)
+			return arl_error_errno(err, errno, "cannot use '%s'", dirs[i]);
+		if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022))
+			return arl_error(err, ARL_E_SYS,
+			                 "'%s' must be a directory of root's that only root can write",
+			                 dirs[i]);
+		if ((st.st_mode & 0111) != 0111 && chmod(dirs[i], 0755) < 0)
+			return arl_error_errno(err, errno, "cannot use '%s'", dirs[i]);
+	}
+	return 0;
+}
+
 /* The absolute path of bwrap in our PATH, or NULL. */
 static char *find_bwrap(void)
 {
@@ -1530,17 +1785,33 @@ static void probe_root_layout(struct local *L)
 /* Runs `true` in a sandbox built exactly as steps' are, so open() fails with advice. */
 static int probe_bwrap(struct local *L, const char *pool_name, bool network, struct arl_err *err)
 {
-	struct strvec argv = {0}, env = {0};
+	char *env[] = {"PATH=" SANDBOX_PATH, NULL};
+	struct strvec argv = {0};
 	struct arl_spawn_opts so = {0};
+	struct arl_spawn_ident id;
 	struct arl_spawn_result sr;
-	int ret = -1;
+	struct sbdir d = {0};
+	char *ws = NULL;
+	int ret = -1, dfd, args_fd = -1;
 
 	memset(&sr, 0, sizeof(sr));
-	bwrap_argv(L, &argv, L->state_dir, WS_INSIDE, network);
+	/* A real sandbox directory, as the steps' uid gets it (ownership, the root bind). */
+	if ((dfd = create_dir(L, &d, err)) < 0) {
+		arl_err_prefix(err, "pool '%s'", pool_name);
+		goto out;
+	}
+	close(dfd);
+	ws = arl_xasprintf("%s/%s", L->state_dir, d.name);
+	bwrap_argv(L, &argv, L->drop ? ROOT_MNT : ws, WS_INSIDE, network);
 	sv_push(&argv, "true");
-	sv_push(&env, "PATH=" SANDBOX_PATH);
+	if ((args_fd = env_args(env, err)) < 0) {
+		arl_err_prefix(err, "pool '%s'", pool_name);
+		goto out;
+	}
+	step_ident(L, &id, ws, args_fd);
+	so.ident = &id;
 	so.argv = argv.v;
-	so.envp = env.v;
+	so.envp = no_env;
 	so.deadline_ms = arl_now_ms() + PROBE_TIMEOUT_MS;
 	so.capture_max = 4096;
 	so.cancel_fd = L->cancel_fd;
@@ -1562,7 +1833,7 @@ static int probe_bwrap(struct local *L, const char *pool_name, bool network, str
 		          "pool '%s': bwrap cannot create a sandbox (%.*s%s): allow unprivileged "
 		          "user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
 		          "user.max_user_namespaces=15000, "
-		          "kernel.apparmor_restrict_unprivileged_userns=0) or run as root, or set "
+		          "kernel.apparmor_restrict_unprivileged_userns=0), or set "
 		          "'isolation: none' on the pool",
 		          pool_name, n > 160 ? 160 : n, e,
 		          n ? "" : "exit status nonzero, no message");
@@ -1570,9 +1841,17 @@ static int probe_bwrap(struct local *L, const char *pool_name, bool network, str
 		ret = 0;
 	}
 out:
+	if (d.name) {
+		struct arl_err ignored = ARL_ERR_INIT;
+
+		rm_tree(L->state_fd, d.name, &ignored);
+		free(d.name);
+	}
+	if (args_fd >= 0)
+		close(args_fd);
 	arl_spawn_result_release(&sr);
 	sv_release(&argv);
-	sv_release(&env);
+	free(ws);
 	return ret;
 }
 
@@ -1631,12 +1910,15 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 	L->etc_ssh = access("/etc/ssh", F_OK) == 0;
 	L->capture_max = o->capture_max;
 	L->cancel_fd = o->cancel_fd;
+	/* Whoever starts us, a step is never the host's root (see DESIGN). */
+	if (geteuid() == 0 && sandbox_ids(L, err) < 0)
+		goto out;
 	if (open_state_dir(L, o->state_dir, err) < 0)
 		goto out;
 	/* Sweep what runners killed before their cleanup left behind (same as `arl-batch gc`). */
 	{
 		struct arl_err ignored = ARL_ERR_INIT;
-		int swept = arl_local_gc(o->state_dir, true, NULL, &ignored);
+		int swept = arl_local_gc(o->state_dir, true, NULL, NULL, &ignored);
 
 		if (swept > 0)
 			log_line("arl-batch: deleted %d sandbox%s left by runners that died", swept,
@@ -1683,6 +1965,10 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 			goto out;
 		}
 		probe_root_layout(L);
+		if (L->drop && make_root_mnt(err) < 0) {
+			arl_err_prefix(err, "pool '%s'", bwrap_pool);
+			goto out;
+		}
 		if (probe_bwrap(L, bwrap_pool, !need_netns, err) < 0)
 			goto out;
 	}
@@ -1713,6 +1999,8 @@ static int local_acquire(void *state, const struct arl_pool *pool,
 	struct arl_sandbox *sb;
 	struct warm_pool *w;
 	struct sbdir d = {0};
+	struct copy_bound b = {req && req->deadline_ms ? req->deadline_ms : INT64_MAX,
+	                       L->cancel_fd};
 
 	pthread_mutex_lock(&L->mu);
 	if ((w = find_warm(L, pool))) {
@@ -1726,8 +2014,9 @@ static int local_acquire(void *state, const struct arl_pool *pool,
 			pthread_cond_signal(&L->cv);
 	}
 	pthread_mutex_unlock(&L->mu);
-	if (!d.name && make_sandbox(L, pool, &d, err) < 0) {
-		arl_err_prefix(err, "pool '%s'", pool->name);
+	if (!d.name && make_sandbox(L, pool, &b, &d, err) < 0) {
+		if (err->code != ARL_E_TIMEOUT && err->code != ARL_E_CANCELLED)
+			arl_err_prefix(err, "pool '%s'", pool->name);
 		return -1;
 	}
 	sb = arl_xcalloc(1, sizeof(*sb));
@@ -1800,30 +2089,6 @@ static void local_release(void *state, struct arl_sandbox *sb, bool keep)
 	free(sb);
 }
 
-/*
- * The runner that made sandbox "sb-RUN-PID-N" is gone when PID is not running, or is a process
- * that started after the directory was made (the pid was reused).
- */
-static bool owner_dead(int dfd, const char *name, long boot_time, long ticks)
-{
-	long long run;
-	long pid;
-	unsigned long n;
-	struct stat st;
-	char state;
-	unsigned long long start = 0;
-
-	if (sscanf(name, "sb-%lld-%ld-%lu", &run, &pid, &n) != 3 || pid <= 0)
-		return false;
-	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
-		return true;
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || boot_time <= 0)
-		return false;
-	if (arl_proc_stat(pid, &state, &start) < 0)
-		return false;
-	return boot_time + (long)(start / (unsigned long long)ticks) > st.st_mtime + 1;
-}
-
 static long boot_time_seconds(void)
 {
 	char line[256];
@@ -1838,14 +2103,74 @@ static long boot_time_seconds(void)
 	return btime;
 }
 
-int arl_local_gc(const char *state_dir, bool remove, FILE *out, struct arl_err *err)
+/*
+ * A name of an older version, "sb-RUN-PID-N", holds only the pid: dead when it is not running;
+ * reused when its process started after the directory was born (statx birth time, which no
+ * one can set, unlike the mtime a step controls). Without a birth time a live pid keeps it.
+ */
+static const char *legacy_owner_gone(int dfd, const char *name, const struct arl_owner *o,
+                                     const struct arl_owner *me)
+{
+	const char *why = arl_owner_gone(o, me);
+	long boot = boot_time_seconds(), ticks = sysconf(_SC_CLK_TCK);
+	unsigned long long start;
+	struct statx stx;
+	char state;
+
+	if (why || boot <= 0 || ticks <= 0)
+		return why;
+	if (statx(dfd, name, AT_SYMLINK_NOFOLLOW, STATX_BTIME, &stx) < 0 ||
+	    !(stx.stx_mask & STATX_BTIME) || arl_proc_stat(o->pid, &state, &start) < 0)
+		return NULL;
+	if (boot + (long long)(start / (unsigned long long)ticks) > stx.stx_btime.tv_sec + 1)
+		return "its pid is another process now";
+	return NULL;
+}
+
+/*
+ * Why the runner that made sandbox @name is gone, or NULL: alive, not ours to judge (another
+ * PID namespace: *@foreign is set), or not a sandbox name. The identity in the name is the
+ * runner's own; a step cannot rename its directory, whose parent it cannot see.
+ */
+static const char *owner_gone(int dfd, const char *name, const struct arl_owner *me, bool *foreign)
+{
+	struct arl_owner o = {0};
+	unsigned long long pidns;
+	unsigned long n;
+	long long run;
+	char boot[9];
+	const char *why;
+	int end = 0;
+
+	*foreign = false;
+	if (sscanf(name, "sb-%lld-%ld-%llu-%8[0-9a-f]-%llu-%lu%n", &run, &o.pid, &o.start, boot,
+	           &pidns, &n, &end) != 6 ||
+	    name[end]) {
+		memset(&o, 0, sizeof(o)); /* the failed match may have filled some */
+		end = 0;
+		if (sscanf(name, "sb-%lld-%ld-%lu%n", &run, &o.pid, &n, &end) != 3 || name[end])
+			return NULL;
+		return legacy_owner_gone(dfd, name, &o, me);
+	}
+	if (strlen(boot) == 8)
+		memcpy(o.boot, boot, sizeof(boot));
+	if (pidns)
+		snprintf(o.pidns, sizeof(o.pidns), "%llu", pidns);
+	why = arl_owner_gone(&o, me);
+	*foreign = !why && o.pidns[0] && me->pidns[0] && strcmp(o.pidns, me->pidns) != 0;
+	return why;
+}
+
+int arl_local_gc(const char *state_dir, bool remove, FILE *out, int *foreign, struct arl_err *err)
 {
 	int dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	long boot = boot_time_seconds(), ticks = sysconf(_SC_CLK_TCK);
+	struct arl_owner me;
 	DIR *d;
 	struct dirent *de;
-	int found = 0;
+	int found = 0, others = 0;
 
+	if (foreign)
+		*foreign = 0;
 	if (dfd < 0)
 		return errno == ENOENT ? 0
 		                       : arl_error_errno(err, errno, "cannot open '%s'", state_dir);
@@ -1854,21 +2179,30 @@ int arl_local_gc(const char *state_dir, bool remove, FILE *out, struct arl_err *
 		close(dfd);
 		return arl_error_errno(err, errno, "cannot read '%s'", state_dir);
 	}
+	arl_owner_self(&me);
 	while ((de = readdir(d))) {
 		struct arl_err rm = ARL_ERR_INIT;
+		const char *why;
+		bool other_ns;
 
-		if (strncmp(de->d_name, "sb-", 3) || !owner_dead(dfd, de->d_name, boot, ticks))
+		if (strncmp(de->d_name, "sb-", 3))
 			continue;
+		if (!(why = owner_gone(dfd, de->d_name, &me, &other_ns))) {
+			others += other_ns;
+			continue;
+		}
 		found++;
 		if (out)
-			fprintf(out, "%s %s/%s\n", remove ? "deleting" : "orphaned", state_dir,
-			        de->d_name);
+			fprintf(out, "%s %s/%s (%s)\n", remove ? "deleting" : "orphaned", state_dir,
+			        de->d_name, why);
 		if (remove && rm_tree(dfd, de->d_name, &rm) < 0 && out)
 			fprintf(out, "arl-batch: cannot delete '%s/%s': %s\n", state_dir,
 			        de->d_name, rm.msg);
 	}
 	closedir(d);
 	close(dfd);
+	if (foreign)
+		*foreign = others;
 	return found;
 }
 

@@ -12,9 +12,11 @@
 #include "err.h"
 
 #define ARL_DEFAULT_TIMEOUT_MS 30000
-#define ARL_DEFAULT_BACKOFF_MS 1000
-#define ARL_MAX_BACKOFF_MS     300000
-#define ARL_MAX_RETRIES        10
+/* Getting a sandbox (copying a workspace, waiting for a pod) is bounded apart from timeout. */
+#define ARL_DEFAULT_PREPARE_TIMEOUT_MS 600000
+#define ARL_DEFAULT_BACKOFF_MS         1000
+#define ARL_MAX_BACKOFF_MS             300000
+#define ARL_MAX_RETRIES                10
 
 struct arl_kv {
 	char *key;
@@ -77,9 +79,10 @@ struct arl_dataset;
 
 struct arl_job {
 	char *name;
-	char *key;   /* FILE_STEM/JOB_NAME */
-	size_t pool; /* index into the file's pools */
-	int64_t timeout_ms;
+	char *key;                  /* FILE_STEM/JOB_NAME */
+	size_t pool;                /* index into the file's pools */
+	int64_t timeout_ms;         /* the steps of an attempt, from when its sandbox is ready */
+	int64_t prepare_timeout_ms; /* getting the sandbox; not in the spec hash */
 	int64_t backoff_ms;
 	int retries;
 	unsigned retry_on; /* ARL_RETRY_BIT(ARL_CLASS_x) */

@@ -66,6 +66,8 @@ struct arl_attempt_result {
 	int exit_code;
 	char *error;
 	int64_t started_ms, finished_ms;
+	bool has_prepare;   /* a sandbox was asked for (prepare_ms is how long it took) */
+	int64_t prepare_ms; /* getting it, ready or not: not part of the job's timeout */
 	struct arl_step_result *steps;
 	size_t nsteps;
 };

@@ -31,12 +31,12 @@ static const char *const top_keys[] = {"version",  "name", "concurrency", "pools
 static const char *const pool_keys[] = {"backend",   "replicas",  "isolation", "network",
                                         "workspace", "namespace", "create",    NULL};
 static const char *const create_keys[] = {"image", "sidecarImage", "testbedPath", NULL};
-static const char *const job_keys[] = {"name",      "pool",      "timeout", "retries", "retryOn",
-                                       "backoff",   "keepAlive", "env",     "labels",  "steps",
-                                       "callbacks", "foreach",   NULL};
-static const char *const defaults_keys[] = {"pool",    "timeout",   "retries", "retryOn",
-                                            "backoff", "keepAlive", "env",     "labels",
-                                            "steps",   "callbacks", NULL};
+static const char *const job_keys[] = {
+    "name",      "pool", "timeout", "prepareTimeout", "retries",   "retryOn", "backoff",
+    "keepAlive", "env",  "labels",  "steps",          "callbacks", "foreach", NULL};
+static const char *const defaults_keys[] = {"pool",    "timeout", "prepareTimeout", "retries",
+                                            "retryOn", "backoff", "keepAlive",      "env",
+                                            "labels",  "steps",   "callbacks",      NULL};
 static const char *const command_keys[] = {"name", "type",    "command", "workDir",
                                            "env",  "timeout", "metrics", NULL};
 static const char *const filepatch_keys[] = {"name", "type", "path", "content", "timeout", NULL};
@@ -971,6 +971,7 @@ static bool expand_one(struct sctx *c, const struct arl_node *jn, const cJSON *i
 	c->t.item = item;
 	c->t.job_name = NULL;
 	j.timeout_ms = ARL_DEFAULT_TIMEOUT_MS;
+	j.prepare_timeout_ms = ARL_DEFAULT_PREPARE_TIMEOUT_MS;
 	j.backoff_ms = ARL_DEFAULT_BACKOFF_MS;
 	j.retry_on = ARL_RETRY_BIT(ARL_CLASS_INFRA) | ARL_RETRY_BIT(ARL_CLASS_TIMEOUT);
 	if (!name_node) {
@@ -993,6 +994,8 @@ static bool expand_one(struct sctx *c, const struct arl_node *jn, const cJSON *i
 	c->bad |= bad;
 	if ((v = field(c, jn, "timeout")))
 		get_duration(c, v, "timeout", INT64_MAX / 4, false, &j.timeout_ms);
+	if ((v = field(c, jn, "prepareTimeout")))
+		get_duration(c, v, "prepareTimeout", INT64_MAX / 4, false, &j.prepare_timeout_ms);
 	if ((v = field(c, jn, "retries")) && get_int(c, v, "retries", 0, ARL_MAX_RETRIES, &n))
 		j.retries = (int)n;
 	if ((v = field(c, jn, "retryOn")) && want(c, v, ARL_NODE_SEQ, "retryOn")) {

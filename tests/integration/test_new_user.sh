@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# What a new user found (issue 12): getting a sandbox is not charged to the job's timeout and
+# has its own bound (prepareTimeout, infra when exceeded, attempts.prepare_ms recorded);
+# `metrics: json` says why it recorded nothing; validate refuses the FilePatch paths a local
+# pool refuses at run time. No wall-clock windows: every limit comes from what the test
+# measured here.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require_tools sqlite3 python3
+make_tmp
+unset XDG_STATE_HOME
+
+# --- preparing the sandbox is not the job's timeout --------------------------------------
+
+echo "# calibration: how long a 'true' step takes here"
+cat >"$TMP/cal.yaml" <<'EOF'
+version: 1
+pools:
+  p: {isolation: none}
+jobs:
+  - {name: c1, steps: [{type: Command, command: ["true"]}]}
+  - {name: c2, steps: [{type: Command, command: ["true"]}]}
+  - {name: c3, steps: [{type: Command, command: ["true"]}]}
+EOF
+runner run --progress none --db "$TMP/cal.db" "$TMP/cal.yaml"
+check_eq "calibration run exits 0" "$RC" 0
+STEP_MS=$(sql "$TMP/cal.db" "SELECT max(duration_ms) FROM steps")
+# The job's timeout: ample for the step, even on a busier machine than the calibration saw.
+TIMEOUT_MS=$((STEP_MS * 10 + 500))
+echo "# a 'true' step took at most ${STEP_MS} ms: the job's timeout is ${TIMEOUT_MS} ms"
+
+# A workspace of many small files (copying is per-file work, not bandwidth), grown until
+# copying it here takes twice the job's timeout.
+WS=$TMP/ws
+mkdir "$WS"
+files=0
+want=4000
+copy_ms=0
+while [ "$copy_ms" -lt $((TIMEOUT_MS * 2)) ]; do
+	python3 - "$WS" "$files" "$want" <<'EOF'
+import os, sys
+ws, have, want = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(have, want):
+    d = os.path.join(ws, "d%d" % (i // 1000))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%d" % i), "w") as f:
+        f.write("x" * 100)
+EOF
+	files=$want
+	rm -rf "$TMP/copy"
+	t0=$(now_ms)
+	cp -a "$WS" "$TMP/copy"
+	copy_ms=$(($(now_ms) - t0))
+	rm -rf "$TMP/copy"
+	if [ "$files" -ge 1024000 ]; then
+		break
+	fi
+	want=$((files * 2))
+done
+echo "# workspace: $files files, copied by cp -a in ${copy_ms} ms"
+check_ge "the workspace takes longer to copy than the job's timeout (ms)" "$copy_ms" "$TIMEOUT_MS"
+
+cat >"$TMP/slow.yaml" <<EOF
+version: 1
+pools:
+  p: {isolation: none, workspace: $WS}
+jobs:
+  - name: quick
+    timeout: ${TIMEOUT_MS}ms
+    retries: 0
+    steps: [{type: Command, command: ["true"]}]
+EOF
+runner run --progress none --db "$TMP/slow.db" "$TMP/slow.yaml"
+check_eq "a slow preparation does not time the job out: exit 0" "$RC" 0
+check_eq "the job Succeeded in one attempt" \
+	"$(sql "$TMP/slow.db" "SELECT state || ' ' || attempts || ' ' || coalesce(error, '-') FROM jobs")" \
+	"Succeeded 1 -"
+PREP_MS=$(sql "$TMP/slow.db" "SELECT coalesce(prepare_ms, -1) FROM attempts")
+check_ge "attempts.prepare_ms is recorded" "$PREP_MS" 0
+if [ "$PREP_MS" -gt "$TIMEOUT_MS" ]; then
+	ok "its preparation (${PREP_MS} ms) outlasted the job's timeout (${TIMEOUT_MS} ms)"
+else
+	echo "# note: a warm sandbox was ready first (${PREP_MS} ms); the job's success still holds"
+fi
+runner show --db "$TMP/slow.db" slow/quick
+check_match "show prints the preparation time" "$(cat "$TMP/out")" \
+	"attempt 1: Succeeded.*, prepared in [0-9.]+(ms|s)"
+
+echo "# prepareTimeout exceeded: infra, saying so, nothing left behind"
+cat >"$TMP/bound.yaml" <<EOF
+version: 1
+pools:
+  p: {isolation: none, workspace: $WS}
+jobs:
+  - name: starved
+    prepareTimeout: 1ms
+    retries: 0
+    steps: [{type: Command, command: ["true"]}]
+EOF
+runner run --progress none --db "$TMP/bound.db" "$TMP/bound.yaml"
+check_eq "run exits 3 (infra)" "$RC" 3
+check_match "the attempt is infra and says the sandbox was not ready" \
+	"$(sql "$TMP/bound.db" "SELECT error_class || ': ' || error FROM attempts")" \
+	"^infra: sandbox not ready after 1ms \\(pool 'p', the job's prepareTimeout\\): the job's prepareTimeout passed while copying workspace '$WS'$"
+check_eq "its step is recorded as not run" \
+	"$(sql "$TMP/bound.db" "SELECT state FROM steps")" "Skipped"
+check_eq "no sandbox directory is left" \
+	"$(find "$TMP/bound.db.sandboxes" -mindepth 1 -maxdepth 1 | wc -l)" 0
+
+summary
