@@ -110,6 +110,9 @@ recorded=$(sql "$DB" "SELECT count(*) FROM jobs WHERE state = 'Succeeded'" || ec
 is_count "[1] the database reads on the full disk" "$recorded" || recorded=-1
 echo "   $recorded jobs recorded before the disk was full; stderr said $said_recorded recorded, $said_not_started not started"
 check_eq "[1] the count in the message is what the database holds" "$said_recorded" "$recorded"
+said_ok=$(sed -n "s/^arl-batch: run 1 .*: \([0-9]*\) succeeded, .*/\1/p" "$TMP/err1")
+check_eq "[1] the summary's 'succeeded' is what the database holds, not what ran" \
+	"${said_ok:-no summary}" "$recorded"
 check_ge "[1] jobs were recorded before the disk filled" "$recorded" 3
 check_le "[1] ... and the disk did fill" "$recorded" 20
 check_eq "[1] every recorded job has its attempt and its 200 kB of output" \
