@@ -160,24 +160,24 @@ check_match "the summary counts the infra jobs" "$(tail -n 1 "$TMP/err")" \
 rm -f "$D/infra-on" # the "cluster" is healthy again
 echo '  - {name: late, steps: [{type: Command, command: ["true"]}]}' >>"$D/rr.yaml"
 runner run --progress none --db "$DB" --run-name rr --rerun infra "$D/rr.yaml"
-check_eq "--rerun infra exits 0 (the rerun jobs pass, the rest are Skipped)" "$RC" 0
+check_eq "--rerun infra exits 1 (the rerun jobs pass; f1's and t1's failures are carried)" "$RC" 1
 R2=$(last_run "$DB")
-check_eq "--rerun infra ran exactly the infra-ended jobs" \
-	"$(names_where "$DB" "$R2" "state != 'Skipped'")" "i1,i2"
-check_eq "... and they succeeded" "$(names_where "$DB" "$R2" "state = 'Succeeded'")" "i1,i2"
-check_eq "only those two have attempts in the rerun" \
-	"$(sql "$DB" "SELECT count(DISTINCT a.job_id) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.run_id = $R2")" 2
+check_eq "--rerun infra ran exactly the infra-ended jobs and the new one" \
+	"$(names_where "$DB" "$R2" "state != 'Skipped'")" "i1,i2,late"
+check_eq "... and they succeeded" "$(names_where "$DB" "$R2" "state = 'Succeeded'")" "i1,i2,late"
+check_eq "only those three have attempts in the rerun" \
+	"$(sql "$DB" "SELECT count(DISTINCT a.job_id) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.run_id = $R2")" 3
 check_eq "the other jobs of the earlier run are Skipped, pointing at their result in run $R1" \
 	"$(sql "$DB" "SELECT group_concat(j.name || ':' || p.state, ',') FROM (SELECT * FROM jobs
 	   WHERE run_id = $R2 AND state = 'Skipped' ORDER BY name) j JOIN jobs p ON p.id = j.skipped_from
 	   AND p.key = j.key AND p.run_id = $R1")" \
 	"f1:Failed,ok1:Succeeded,ok2:Succeeded,t1:Failed"
-check_eq "a job the earlier run did not have is Skipped with no reference" \
+check_eq "a job no earlier run had has no standing result: it runs" \
 	"$(sql "$DB" "SELECT state, ifnull(skipped_from, 'null') FROM jobs WHERE run_id = $R2 AND name = 'late'")" \
-	"Skipped|null"
+	"Succeeded|null"
 runner run --progress none --db "$DB" --run-name rr --rerun failed,timeout "$D/rr.yaml"
-check_eq "--rerun failed,timeout after that rerun finds nothing to run (its latest run is the rerun)" \
-	"$(names_where "$DB" "$(last_run "$DB")" "state != 'Skipped'")" ""
+check_eq "--rerun failed,timeout after that rerun runs the failures its Skipped rows stand for" \
+	"$(names_where "$DB" "$(last_run "$DB")" "state != 'Skipped'")" "f1,t1"
 runner run --progress none --db "$DB" --run-name rr --rerun bogus "$D/rr.yaml"
 check_eq "--rerun with an unknown class is a usage error" "$RC" 2
 runner run --progress none --db "$DB" --run-name rr --rerun infra --resume "$D/rr.yaml"
@@ -679,7 +679,8 @@ def want(what, got, exp):
         out.append("%s: got %r want %r" % (what, got, exp))
 rows = list(csv.DictReader(open(sys.argv[1], newline="")))
 hdr = next(csv.reader(open(sys.argv[1], newline="")))
-want("header", hdr[:3] + hdr[-5:], ["run_id", "key", "name", "duration_ms", "skipped_from",
+want("header", hdr[:3] + hdr[-8:], ["run_id", "key", "name", "duration_ms", "skipped_from",
+                                    "carried_from_run", "carried_state", "carried_class",
                                     "metric_acc", "metric_label", "metric_score"])
 by = {r["key"]: r for r in rows}
 want("rows", len(rows), 7)
