@@ -568,6 +568,7 @@ static int copy_tree(const struct local *L, int sfd, int dfd, struct arl_buf *re
 			rc = copy_link(sfd, dfd, de->d_name, &st, rel->p, err);
 		/* The step's uid must be able to change what it was given (see DESIGN). */
 		if (rc == 0 && L->drop &&
+		    (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) &&
 		    fchownat(dfd, de->d_name, L->sb_uid, L->sb_gid, AT_SYMLINK_NOFOLLOW) < 0)
 			rc = arl_error_errno(err, errno, "cannot hand '%s' to the sandbox uid",
 			                     rel->p);
@@ -1238,6 +1239,16 @@ static int none_cwd(const struct arl_sandbox *sb, const char *wd, char **cwd, st
 	return 0;
 }
 
+/* Host path @p as a root runner's isolation none step reaches it: under ROOT_MNT. Owned. */
+static char *mnt_path(const struct arl_sandbox *sb, const char *p)
+{
+	size_t n = strlen(sb->path);
+
+	if (!strncmp(p, sb->path, n) && (p[n] == '/' || !p[n]))
+		return arl_xasprintf("%s%s", ROOT_MNT, p + n);
+	return arl_xstrdup(p);
+}
+
 static bool is_executable(const char *path, int *why)
 {
 	struct stat st;
@@ -1321,7 +1332,7 @@ static int run_command(struct local *L, struct arl_sandbox *sb, const struct arl
 	struct arl_spawn_opts so = {0};
 	struct arl_spawn_ident id;
 	struct arl_spawn_result sr;
-	char *cwd = NULL, *prog = NULL, *wd = NULL;
+	char *cwd = NULL, *prog = NULL, *wd = NULL, *mnt_cwd = NULL;
 	const char *path;
 	int ret = -1, code = 1, args_fd = -1;
 
@@ -1330,7 +1341,8 @@ static int run_command(struct local *L, struct arl_sandbox *sb, const struct arl
 		arl_buf_addstr(&msg, "arl-batch: the Command step has no command\n");
 		goto refused;
 	}
-	if (build_env(&env, step, none ? sb->path : WS_INSIDE, &msg) < 0)
+	/* As root, isolation none steps reach their workspace at ROOT_MNT (see DESIGN). */
+	if (build_env(&env, step, !none ? WS_INSIDE : L->drop ? ROOT_MNT : sb->path, &msg) < 0)
 		goto refused;
 	if (!(path = arl_strmap_get(&step->env, "PATH")))
 		path = SANDBOX_PATH;
@@ -1339,7 +1351,12 @@ static int run_command(struct local *L, struct arl_sandbox *sb, const struct arl
 			goto refused;
 		if ((code = resolve_program(step->argv[0], path, cwd, &prog, &msg)) != 0)
 			goto refused;
-		sv_push(&argv, prog);
+		if (L->drop) {
+			mnt_cwd = mnt_path(sb, cwd);
+			sv_take(&argv, mnt_path(sb, prog));
+		} else {
+			sv_push(&argv, prog);
+		}
 	} else {
 		if (!L->bwrap) {
 			arl_error(err, ARL_E_BACKEND,
@@ -1364,7 +1381,8 @@ static int run_command(struct local *L, struct arl_sandbox *sb, const struct arl
 	for (size_t i = 1; i < step->argc && step->argv[i]; i++)
 		sv_push(&argv, step->argv[i]);
 
-	step_ident(L, &id, none ? NULL : sb->path, args_fd);
+	step_ident(L, &id, sb->path, args_fd);
+	id.cwd_path = mnt_cwd;
 	so.ident = &id;
 	so.argv = argv.v;
 	so.envp = none ? env.v : no_env;
@@ -1417,6 +1435,7 @@ out:
 	if (args_fd >= 0)
 		close(args_fd);
 	free(cwd);
+	free(mnt_cwd);
 	free(prog);
 	free(wd);
 	return ret;
@@ -1911,7 +1930,7 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 	L->capture_max = o->capture_max;
 	L->cancel_fd = o->cancel_fd;
 	/* Whoever starts us, a step is never the host's root (see DESIGN). */
-	if (geteuid() == 0 && sandbox_ids(L, err) < 0)
+	if (geteuid() == 0 && (sandbox_ids(L, err) < 0 || make_root_mnt(err) < 0))
 		goto out;
 	if (open_state_dir(L, o->state_dir, err) < 0)
 		goto out;
@@ -1965,10 +1984,6 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 			goto out;
 		}
 		probe_root_layout(L);
-		if (L->drop && make_root_mnt(err) < 0) {
-			arl_err_prefix(err, "pool '%s'", bwrap_pool);
-			goto out;
-		}
 		if (probe_bwrap(L, bwrap_pool, !need_netns, err) < 0)
 			goto out;
 	}

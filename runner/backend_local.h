@@ -8,10 +8,12 @@
 #include "err.h"
 
 /*
- * Finds sandboxes in @state_dir whose runner is gone (its pid is not running, or was reused
- * since), lists each on @out (may be NULL) and deletes them when @remove. keepAlive sandboxes
- * ("keep-*") are never touched. Returns how many were found, or -1.
+ * Finds sandboxes in @state_dir whose runner is gone, judged by arl_owner_gone() from the
+ * owner's identity in the directory's name (never from anything the sandbox can change), lists
+ * each on @out (may be NULL) and deletes them when @remove. keepAlive sandboxes ("keep-*") are
+ * never touched, nor are those of a runner in another PID namespace: *@foreign (may be NULL)
+ * counts these. Returns how many were found, or -1.
  */
-int arl_local_gc(const char *state_dir, bool remove, FILE *out, struct arl_err *err);
+int arl_local_gc(const char *state_dir, bool remove, FILE *out, int *foreign, struct arl_err *err);
 
 #endif

@@ -43,8 +43,10 @@ static void usage(FILE *out)
 	    "--yes deletes them. `run` does the same sweep when it starts (local: its state\n"
 	    "directory; kubernetes: this host's objects in the namespaces of its pools).\n"
 	    "\n"
-	    "local: the workspace directories in the state directory. keepAlive sandboxes are\n"
-	    "never touched.\n"
+	    "local: the workspace directories in the state directory whose runner is gone: its\n"
+	    "pid is not running or is another process now, or the host rebooted since (as the\n"
+	    "directory's name records them). Those of a runner in another PID namespace (another\n"
+	    "container) are counted, not touched; keepAlive sandboxes are never touched.\n"
 	    "kubernetes: the Sandboxes and Tasks labelled with an owner on this host\n"
 	    "(arl.infra.io/owner-host) whose runner is gone: its pid is not running or is\n"
 	    "another process now, or the host rebooted since. Tasks are deleted first. Objects\n"
@@ -78,7 +80,7 @@ static int gc_local(const struct gc_opts *g)
 {
 	struct arl_err err = ARL_ERR_INIT;
 	char *dir = arl_cli_state_dir(g->state, arl_cli_db_path(g->db));
-	int n = arl_local_gc(dir, g->yes, stdout, &err);
+	int foreign = 0, n = arl_local_gc(dir, g->yes, stdout, &foreign, &err);
 
 	if (n < 0)
 		fprintf(stderr, "arl-batch: %s\n", err.msg);
@@ -87,6 +89,10 @@ static int gc_local(const struct gc_opts *g)
 	else if (!g->yes)
 		printf("%d orphaned sandbox%s; run 'arl-batch gc --yes' to delete\n", n,
 		       n == 1 ? "" : "es");
+	if (foreign > 0)
+		printf("%d sandbox%s of runners in another PID namespace not checked: their pids "
+		       "mean nothing here; run gc where they run\n",
+		       foreign, foreign == 1 ? "" : "es");
 	free(dir);
 	return n < 0 ? ARL_EXIT_INCOMPLETE : 0;
 }

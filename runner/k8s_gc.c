@@ -41,51 +41,23 @@ struct found {
 
 /* --- identity ------------------------------------------------------------------------ */
 
-static void read_boot_id(char out[40])
-{
-	char line[64] = "";
-	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
-
-	out[0] = '\0';
-	if (!f)
-		return;
-	if (fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\n")] = '\0';
-		if (strlen(line) < 40 && arl_k8s_is_label_value(line))
-			memcpy(out, line, strlen(line) + 1);
-	}
-	fclose(f);
-}
-
-static void read_pidns(char out[24])
-{
-	char link[64];
-	ssize_t n = readlink("/proc/self/ns/pid", link, sizeof(link) - 1);
-	unsigned long long ino;
-
-	out[0] = '\0';
-	if (n > 0) {
-		link[n] = '\0';
-		if (sscanf(link, "pid:[%llu]", &ino) == 1)
-			snprintf(out, 24, "%llu", ino);
-	}
-}
-
 void arl_k8s_gc_self(struct arl_k8s_owner *out)
 {
-	char host[256], state;
-	unsigned long long start;
+	struct arl_owner me;
+	char host[256];
 
 	memset(out, 0, sizeof(*out));
 	if (gethostname(host, sizeof(host)) < 0)
 		snprintf(host, sizeof(host), "unknown");
 	host[sizeof(host) - 1] = '\0';
 	arl_k8s_label_value(host, out->host);
-	snprintf(out->pid, sizeof(out->pid), "%ld", (long)getpid());
-	if (arl_proc_stat((long)getpid(), &state, &start) == 0)
-		snprintf(out->start, sizeof(out->start), "%llu", start);
-	read_boot_id(out->boot);
-	read_pidns(out->pidns);
+	arl_owner_self(&me);
+	snprintf(out->pid, sizeof(out->pid), "%ld", me.pid);
+	if (me.start)
+		snprintf(out->start, sizeof(out->start), "%llu", me.start);
+	/* Both are label values already (a UUID, decimal digits). */
+	memcpy(out->boot, me.boot, sizeof(out->boot));
+	memcpy(out->pidns, me.pidns, sizeof(out->pidns));
 }
 
 void arl_k8s_gc_add_labels(cJSON *labels, const struct arl_k8s_owner *o)

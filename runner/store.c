@@ -162,8 +162,8 @@ static const char *const stmt_sql[S__COUNT] = {
 			     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
 	[S_STEP_INSERT] = "INSERT INTO steps (attempt_id, idx, name, type, phase, state, exit_code,"
 			  " stdout, stderr, stdout_truncated, stderr_truncated, started_at,"
-			  " finished_at, duration_ms)"
-			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+			  " finished_at, duration_ms, metrics_error)"
+			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
 	/* A metrics line may repeat a key (cJSON keeps both); the last one wins. */
 	[S_METRIC_INSERT] = "INSERT OR REPLACE INTO metrics (job_id, name, value)"
 			    " VALUES (?1, ?2, ?3)",
@@ -1265,6 +1265,7 @@ static int put_step(struct arl_store *s, int64_t attempt_id, size_t idx,
 	bind_time(&b, 12, sr->started_ms);
 	bind_time(&b, 13, sr->finished_ms);
 	bind_duration(&b, 14, sr->started_ms, sr->finished_ms);
+	bind_str(&b, 15, sr->metrics_error);
 	if (bind_check(&b, op, err) < 0 || stmt_run(s, st, op, err) < 0) {
 		if (!s->full)
 			arl_err_prefix(err, "step %zu '%s'", idx + 1,

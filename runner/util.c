@@ -2,11 +2,14 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "banned.h"
 
@@ -366,4 +369,75 @@ int arl_proc_stat(long pid, char *state, unsigned long long *start)
 	        state, start) != 2)
 		return -1;
 	return 0;
+}
+
+static void read_boot_id(char out[40])
+{
+	char line[64] = "";
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	size_t n;
+
+	out[0] = '\0';
+	if (!f)
+		return;
+	if (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		n = strlen(line);
+		/* A UUID: also safe in a file name and a Kubernetes label value. */
+		if (n >= 8 && n < 40 && strspn(line, "0123456789abcdef-") == n)
+			memcpy(out, line, n + 1);
+	}
+	fclose(f);
+}
+
+static void read_pidns(char out[24])
+{
+	char link[64];
+	ssize_t n = readlink("/proc/self/ns/pid", link, sizeof(link) - 1);
+	unsigned long long ino;
+
+	out[0] = '\0';
+	if (n > 0) {
+		link[n] = '\0';
+		if (sscanf(link, "pid:[%llu]", &ino) == 1)
+			snprintf(out, 24, "%llu", ino);
+	}
+}
+
+void arl_owner_self(struct arl_owner *out)
+{
+	char state;
+
+	memset(out, 0, sizeof(*out));
+	out->pid = (long)getpid();
+	if (arl_proc_stat(out->pid, &state, &out->start) < 0)
+		out->start = 0;
+	read_boot_id(out->boot);
+	read_pidns(out->pidns);
+}
+
+const char *arl_owner_gone(const struct arl_owner *o, const struct arl_owner *me)
+{
+	size_t a = strlen(o->boot), b = strlen(me->boot);
+	unsigned long long start;
+	char state;
+
+	if (a >= 8 && b >= 8 && strncmp(o->boot, me->boot, a < b ? a : b) != 0)
+		return "the host rebooted since";
+	if (o->pidns[0] && me->pidns[0] && strcmp(o->pidns, me->pidns) != 0)
+		return NULL;
+	if (o->pid <= 0 || o->pid > INT32_MAX)
+		return NULL;
+	/* EPERM: it exists but belongs to someone else, which is still "alive". */
+	if (kill((pid_t)o->pid, 0) < 0 && errno == ESRCH)
+		return "not running";
+	/* Unreadable (hidepid, or gone this instant): alive, the safe side. */
+	if (arl_proc_stat(o->pid, &state, &start) < 0)
+		return NULL;
+	/* A runner killed but not yet reaped is a zombie, which kill(pid, 0) still finds. */
+	if (state == 'Z' || state == 'X')
+		return "exited";
+	if (o->start && start != o->start)
+		return "its pid is another process now";
+	return NULL;
 }

@@ -63,6 +63,31 @@ bool arl_fd_readable(int fd);
  */
 int arl_proc_stat(long pid, char *state, unsigned long long *start);
 
+/*
+ * A runner's identity, as recorded for its runs and sandboxes: a pid names one process only
+ * within one boot and one PID namespace, and only while it is the process that started at
+ * @start. 0 or "" is unknown (older records, an unreadable /proc).
+ */
+struct arl_owner {
+	long pid;
+	unsigned long long start; /* /proc/PID/stat field 22, clock ticks since boot */
+	char boot[40];            /* /proc/sys/kernel/random/boot_id, or a prefix of it */
+	char pidns[24];           /* inode of /proc/self/ns/pid, decimal */
+};
+
+/* This process. Never fails: what cannot be read stays unknown. */
+void arl_owner_self(struct arl_owner *out);
+
+/*
+ * Judges recorded owner @o from here (@me, from arl_owner_self()). Returns why it is gone
+ * ("the host rebooted since", "not running", "exited", "its pid is another process now"), or
+ * NULL when it may be alive: a PID namespace not ours is never judged (its pids mean nothing
+ * here), nor is a pid whose /proc entry cannot be read. Unknown fields are not compared, so a
+ * record with a pid alone is judged by that pid. Boot ids are compared on the shorter length
+ * (at least 8 characters), for names that carry a short form.
+ */
+const char *arl_owner_gone(const struct arl_owner *o, const struct arl_owner *me);
+
 /* Levenshtein distance, capped; for did-you-mean suggestions. */
 unsigned arl_edit_distance(const char *a, const char *b);
 

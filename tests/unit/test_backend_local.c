@@ -28,6 +28,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,6 +38,7 @@
 #include <cmocka.h>
 
 #include "backend.h"
+#include "backend_local.h"
 #include "spawn.h"
 #include "util.h"
 #include "banned.h"
@@ -1428,6 +1430,125 @@ static void test_open_errors(void **state)
 	free(missing);
 }
 
+/* --- gc: whose sandbox is whose ------------------------------------------------------ */
+
+/* A pid no process has: a child that was reaped. */
+static pid_t gone_pid(void)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(0);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	return pid;
+}
+
+static void set_mtime(const char *path, time_t t)
+{
+	struct timespec ts[2] = {{.tv_sec = t}, {.tv_sec = t}};
+
+	assert_int_equal(utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+/* Makes directory @name in the state directory and returns its path (owned). */
+static char *mk_named(struct fx *f, const char *name)
+{
+	char *path = arl_xasprintf("%s/%s", f->state, name);
+
+	assert_int_equal(mkdir(path, 0700), 0);
+	return path;
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+/*
+ * Owners are judged by the identity in the directory's name, never by its times: a live
+ * runner's sandboxes survive gc whatever mtime their steps set; another PID namespace is
+ * never judged; a pid not running, reused (another start time) or of another boot is gone.
+ */
+static void test_gc_owner(void **state)
+{
+	struct fx *f = *state;
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_sandbox *past, *future;
+	struct arl_owner me;
+	char name[200], *live[2], *foreign, *dead, *reused, *rebooted, *legacy_live, *legacy_dead;
+	pid_t gone = gone_pid();
+	int others = -1;
+
+	arl_owner_self(&me);
+	assert_true(me.start > 0 && strlen(me.boot) >= 8 && me.pidns[0]);
+	fx_open(f, ARL_ISO_NONE, false, NULL, 2);
+	past = acquire(f);
+	future = acquire(f);
+	live[0] = host_path(f, past, "");
+	live[1] = host_path(f, future, "");
+	/* What `touch -d` in a step does to its /workspace. */
+	set_mtime(live[0], 946684800);  /* 2000-01-01 */
+	set_mtime(live[1], 4102444800); /* 2100-01-01 */
+
+	snprintf(name, sizeof(name), "sb-1-%ld-%llu-%.8s-%llu-1", (long)gone, me.start, me.boot,
+	         strtoull(me.pidns, NULL, 10) + 1);
+	foreign = mk_named(f, name);
+	snprintf(name, sizeof(name), "sb-1-%ld-%llu-%.8s-%s-2", (long)gone, me.start, me.boot,
+	         me.pidns);
+	dead = mk_named(f, name);
+	snprintf(name, sizeof(name), "sb-1-%ld-%llu-%.8s-%s-3", me.pid, me.start + 1, me.boot,
+	         me.pidns);
+	reused = mk_named(f, name);
+	snprintf(name, sizeof(name), "sb-1-%ld-%llu-%s-%s-4", me.pid, me.start,
+	         strncmp(me.boot, "00000000", 8) ? "00000000" : "11111111", me.pidns);
+	rebooted = mk_named(f, name);
+	/* Names of older versions: the pid alone; their times are not trusted either. */
+	snprintf(name, sizeof(name), "sb-1-%ld-5", me.pid);
+	legacy_live = mk_named(f, name);
+	set_mtime(legacy_live, 946684800);
+	snprintf(name, sizeof(name), "sb-1-%ld-6", (long)gone);
+	legacy_dead = mk_named(f, name);
+
+	assert_int_equal(arl_local_gc(f->state, true, NULL, &others, &err), 4);
+	assert_true(exists(live[0]));
+	assert_true(exists(live[1]));
+	assert_true(exists(legacy_live));
+	assert_true(exists(foreign));
+	assert_int_equal(others, 1);
+	assert_false(exists(dead));
+	assert_false(exists(reused));
+	assert_false(exists(rebooted));
+	assert_false(exists(legacy_dead));
+
+	/* The sandboxes are still usable, and the sweep of a second open spares them too. */
+	free(sh_ok(f, past, NULL, "touch -d 2000-01-01 . && echo x > f"));
+	{
+		struct fx g = *f;
+		struct arl_err e2 = ARL_ERR_INIT;
+
+		g.st = NULL;
+		assert_int_equal(fx_try_open(&g, ARL_ISO_NONE, false, NULL, 1, &e2), 0);
+		arl_backend_local.close(g.st);
+	}
+	assert_true(exists(live[0]) && exists(live[1]));
+	release(f, past);
+	release(f, future);
+	assert_int_equal(rmdir(foreign), 0);
+	assert_int_equal(rmdir(legacy_live), 0);
+	fx_close(f);
+	free(live[0]);
+	free(live[1]);
+	free(foreign);
+	free(dead);
+	free(reused);
+	free(rebooted);
+	free(legacy_live);
+	free(legacy_dead);
+}
+
 static void test_registry(void **state)
 {
 	(void)state;
@@ -1460,6 +1581,7 @@ int main(void)
 	    T(test_none_recycle_refused),
 	    T(test_none_lingering),
 	    T(test_none_close_all),
+	    T(test_gc_owner),
 	};
 	const struct CMUnitTest bwrap[] = {
 	    T(test_exit_codes),      T(test_env_and_workdir),

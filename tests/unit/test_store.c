@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -289,7 +290,8 @@ static void test_migrate_from_v1(void **state)
 	fclose(fp);
 	raw_exec(f->db, text);
 	free(text);
-	raw_exec(f->db, "INSERT INTO runs (name, started_at) VALUES ('old', '2026-01-01T00:00:00Z')");
+	raw_exec(f->db,
+	         "INSERT INTO runs (name, started_at) VALUES ('old', '2026-01-01T00:00:00Z')");
 	assert_int_equal(q_int(f->db, "PRAGMA user_version"), 1);
 	arl_store_close(open_rw(f->db));
 	assert_int_equal(q_int(f->db, "PRAGMA user_version"), ARL_STORE_VERSION);
@@ -298,10 +300,11 @@ static void test_migrate_from_v1(void **state)
 	snprintf(fresh, sizeof(fresh), "%s.fresh", f->db);
 	arl_store_close(open_rw(fresh));
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
-		int64_t cols = q_int(fresh, "SELECT count(*) FROM pragma_table_info('%s')", tables[i]);
+		int64_t cols =
+		    q_int(fresh, "SELECT count(*) FROM pragma_table_info('%s')", tables[i]);
 
-		assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('%s')", tables[i]),
-		                 cols);
+		assert_int_equal(
+		    q_int(f->db, "SELECT count(*) FROM pragma_table_info('%s')", tables[i]), cols);
 		for (int64_t c = 0; c < cols; c++) {
 			char sql[160];
 			int64_t h1, h2;
@@ -712,6 +715,14 @@ static pid_t dead_pid(void)
 	return pid;
 }
 
+/* A run row of schema v1: the pid alone. */
+static bool pid_alive(const char *host, pid_t pid)
+{
+	struct arl_owner o = {.pid = (long)pid};
+
+	return arl_store_owner_alive(host, &o);
+}
+
 static void test_stale_run_interrupted(void **state)
 {
 	struct fx *f = *state;
@@ -763,21 +774,106 @@ static void test_stale_run_interrupted(void **state)
 	            "SELECT error_class || '|' || error FROM jobs WHERE key = 'f/b'");
 	assert_text(f->db, "running", "SELECT status FROM runs WHERE id = 2");
 	assert_text(f->db, "running", "SELECT status FROM runs WHERE id = 3");
-	assert_true(arl_store_owner_alive(host, getpid()));
-	assert_false(arl_store_owner_alive(host, dead));
-	assert_true(arl_store_owner_alive("some-other-host", dead));
+	assert_true(pid_alive(host, getpid()));
+	assert_false(pid_alive(host, dead));
+	assert_true(pid_alive("some-other-host", dead));
 	/* A runner killed but not yet reaped is a zombie: dead too. */
 	{
+		siginfo_t si;
 		pid_t z = fork();
 
 		assert_true(z >= 0);
 		if (z == 0)
 			_exit(0);
-		for (int i = 0; i < 200 && arl_store_owner_alive(host, z); i++)
-			usleep(10000);
-		assert_false(arl_store_owner_alive(host, z));
+		/* WNOWAIT: wait until it is a zombie, and leave it one. */
+		assert_int_equal(waitid(P_PID, (id_t)z, &si, WEXITED | WNOWAIT), 0);
+		assert_false(pid_alive(host, z));
 		assert_int_equal(waitpid(z, NULL, 0), z);
 	}
+}
+
+/* A 'running' run row; @start 0 and NULL strings are NULL columns (a v1 row). */
+static void run_row(const char *db, int id, const char *host, long pid, unsigned long long start,
+                    const char *boot, const char *pidns)
+{
+	char sql[1024], st[32] = "NULL", bt[64] = "NULL", ns[48] = "NULL";
+
+	if (start)
+		snprintf(st, sizeof(st), "%llu", start);
+	if (boot)
+		snprintf(bt, sizeof(bt), "'%s'", boot);
+	if (pidns)
+		snprintf(ns, sizeof(ns), "'%s'", pidns);
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO runs (id, name, status, started_at, host, pid, owner_start,"
+	         " owner_boot, owner_pidns) VALUES (%d, 'r%d', 'running',"
+	         " '2026-01-02T03:04:05.000Z', '%s', %ld, %s, %s, %s)",
+	         id, id, host, pid, st, bt, ns);
+	raw_exec(db, sql);
+}
+
+/*
+ * A run records its runner's whole identity, and a 'running' row is judged by all of it: a
+ * pid of another PID namespace is never judged from here, one whose start time or boot is
+ * not the recorded one is gone.
+ */
+static void test_stale_run_owner(void **state)
+{
+	struct fx *f = *state;
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_run_info info = {.name = "mine", .isolation = "none"};
+	struct arl_owner me;
+	char host[256], ns[24], other_boot[40];
+	struct arl_store *s;
+	int64_t run;
+	pid_t dead = dead_pid();
+
+	arl_owner_self(&me);
+	assert_true(me.start > 0 && me.boot[0] && me.pidns[0]);
+	snprintf(other_boot, sizeof(other_boot), "%s",
+	         strcmp(me.boot, "00000000-0000-0000-0000-000000000000")
+	             ? "00000000-0000-0000-0000-000000000000"
+	             : "11111111-1111-1111-1111-111111111111");
+	s = open_rw(f->db);
+	assert_int_equal(arl_store_run_begin(s, &info, &run, &err), 0);
+	arl_store_close(s);
+	assert_text(f->db, "1",
+	            "SELECT owner_start = %llu AND owner_boot = '%s' AND"
+	            " owner_pidns = '%s' AND pid = %ld FROM runs WHERE id = %lld",
+	            me.start, me.boot, me.pidns, me.pid, (long long)run);
+
+	assert_int_equal(gethostname(host, sizeof(host)), 0);
+	host[sizeof(host) - 1] = '\0';
+	snprintf(ns, sizeof(ns), "%llu", strtoull(me.pidns, NULL, 10) + 1);
+	/* another PID namespace, its pid not running here: never judged */
+	run_row(f->db, 11, host, dead, me.start, me.boot, ns);
+	/* ours, not running: gone */
+	run_row(f->db, 12, host, dead, me.start, me.boot, me.pidns);
+	/* our pid, another start time: reused, gone */
+	run_row(f->db, 13, host, me.pid, me.start + 1, me.boot, me.pidns);
+	/* our pid and start, another boot: gone */
+	run_row(f->db, 14, host, me.pid, me.start, other_boot, me.pidns);
+	/* us: alive */
+	run_row(f->db, 15, host, me.pid, me.start, me.boot, me.pidns);
+	/* schema v1: a live pid alone is alive */
+	run_row(f->db, 16, host, me.pid, 0, NULL, NULL);
+	arl_store_close(open_rw(f->db));
+	assert_text(f->db,
+	            "11 running,12 interrupted,13 interrupted,14 interrupted,15 running,"
+	            "16 running",
+	            "SELECT group_concat(id || ' ' || status, ',') FROM"
+	            " (SELECT id, status FROM runs WHERE id > 10 ORDER BY id)");
+	assert_int_equal(q_int(f->db,
+	                       "SELECT count(*) FROM runs WHERE id = %lld AND"
+	                       " status = 'running'",
+	                       (long long)run),
+	                 1);
+	assert_int_equal(q_int(f->db, "SELECT instr(notes, 'its pid is another process now') > 0"
+	                              " FROM runs WHERE id = 13"),
+	                 1);
+	assert_int_equal(q_int(f->db, "SELECT instr(notes, 'the host rebooted since') > 0"
+	                              " FROM runs WHERE id = 14"),
+	                 1);
 }
 
 /* ---- the read-only authorizer ---- */
@@ -1111,6 +1207,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_job_finish_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_run_finish, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_run_interrupted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stale_run_owner, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_readonly_authorizer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_run_resolve_and_prev, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commands, setup, teardown),
