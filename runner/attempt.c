@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "buf.h"
 #include "schema.h"
 #include "template.h"
 #include "util.h"
@@ -50,22 +51,46 @@ static void render_step(const struct arl_step *in, const struct arl_tmpl_ctx *t,
 	out->content_len = out->content ? strlen(out->content) : 0;
 }
 
-/* `metrics: json`: the last non-empty stdout line is an object; its scalars are metrics. */
-static void collect_metrics(const struct arl_output *o, struct arl_metric **m, size_t *n)
+/* What a JSON value is, for a metric that was not kept. */
+static const char *json_kind(const cJSON *v)
+{
+	return cJSON_IsObject(v)  ? "an object"
+	       : cJSON_IsArray(v) ? "an array"
+	       : cJSON_IsNull(v)  ? "null"
+	                          : "not a scalar";
+}
+
+/* At most this many names in a metrics error; the count says how many more. */
+#define METRICS_ERROR_NAMES 5
+
+/*
+ * `metrics: json`: the last non-empty stdout line is an object; its scalars are metrics.
+ * Why nothing, or not everything, was kept goes to *why (owned; NULL when all was).
+ */
+static void collect_metrics(const struct arl_output *o, struct arl_metric **m, size_t *n,
+                            char **why)
 {
 	const char *end, *start;
+	struct arl_buf skipped = ARL_BUF_INIT;
+	size_t nskipped = 0;
 	cJSON *obj, *v;
 
-	if (!o->data || !o->len)
-		return;
-	end = o->data + o->len;
-	while (end > o->data && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+	end = o->data ? o->data + o->len : NULL;
+	while (end && end > o->data && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
 		end--;
+	if (!end || end == o->data) {
+		*why =
+		    arl_xstrdup("no output: `metrics: json` reads the last non-empty stdout line");
+		return;
+	}
 	start = end;
 	while (start > o->data && start[-1] != '\n')
 		start--;
 	obj = cJSON_ParseWithLength(start, (size_t)(end - start));
 	if (!cJSON_IsObject(obj)) {
+		*why = arl_xasprintf("the last stdout line is not a JSON object: '%.*s%s'",
+		                     (int)(end - start > 60 ? 60 : end - start), start,
+		                     end - start > 60 ? "..." : "");
 		cJSON_Delete(obj);
 		return;
 	}
@@ -73,8 +98,12 @@ static void collect_metrics(const struct arl_output *o, struct arl_metric **m, s
 	{
 		struct arl_metric *x;
 
-		if (!v->string || !(cJSON_IsNumber(v) || cJSON_IsBool(v) || cJSON_IsString(v)))
+		if (!v->string || !(cJSON_IsNumber(v) || cJSON_IsBool(v) || cJSON_IsString(v))) {
+			if (nskipped++ < METRICS_ERROR_NAMES)
+				arl_buf_addf(&skipped, "%s'%s' (%s)", nskipped > 1 ? ", " : "",
+				             v->string ? v->string : "", json_kind(v));
 			continue;
+		}
 		*m = arl_xrealloc(*m, (*n + 1) * sizeof(**m));
 		x = &(*m)[(*n)++];
 		memset(x, 0, sizeof(*x));
@@ -88,6 +117,12 @@ static void collect_metrics(const struct arl_output *o, struct arl_metric **m, s
 		}
 	}
 	cJSON_Delete(obj);
+	if (nskipped > METRICS_ERROR_NAMES)
+		arl_buf_addf(&skipped, " and %zu more", nskipped - METRICS_ERROR_NAMES);
+	if (nskipped)
+		*why = arl_xasprintf("not stored: %s; a metric is a number, boolean or string",
+		                     skipped.p);
+	arl_buf_release(&skipped);
 }
 
 static struct arl_step_result *add_result(struct arl_attempt_result *a, const struct arl_step *s,
@@ -149,7 +184,7 @@ static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sa
 		 */
 		if ((cls == ARL_CLASS_NONE || cls == ARL_CLASS_FAILED) && r->has_exit &&
 		    s->metrics_json && !callback)
-			collect_metrics(&r->out, metrics, nmetrics);
+			collect_metrics(&r->out, metrics, nmetrics, &r->metrics_error);
 		if (cls != ARL_CLASS_NONE) {
 			first = cls;
 			if (!*error && cls == ARL_CLASS_TIMEOUT)

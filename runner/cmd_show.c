@@ -92,7 +92,8 @@ enum {
 
 static const char steps_sql[] =
     "SELECT idx, name, type, phase, state, exit_code, stdout, stderr, stdout_truncated,"
-    " stderr_truncated, duration_ms FROM steps WHERE attempt_id = ?1 ORDER BY idx";
+    " stderr_truncated, duration_ms, metrics_error FROM steps WHERE attempt_id = ?1"
+    " ORDER BY idx";
 
 enum {
 	S_IDX,
@@ -105,7 +106,8 @@ enum {
 	S_STDERR,
 	S_OUT_TRUNC,
 	S_ERR_TRUNC,
-	S_DURATION
+	S_DURATION,
+	S_METRICS_ERROR
 };
 
 static const char metrics_sql[] = "SELECT name, value FROM metrics WHERE job_id = ?1 ORDER BY name";
@@ -304,6 +306,11 @@ static void print_step(struct ctx *c, sqlite3_stmt *st)
 	if (!strcmp(col_text(st, S_STATE), "Skipped"))
 		fputs(" (not run)", stdout);
 	fputc('\n', stdout);
+	if (col_text(st, S_METRICS_ERROR)) {
+		fputs("    metrics: ", stdout);
+		put(col_text(st, S_METRICS_ERROR));
+		fputc('\n', stdout);
+	}
 	print_stream("stdout", st, S_STDOUT, S_OUT_TRUNC);
 	print_stream("stderr", st, S_STDERR, S_ERR_TRUNC);
 }

@@ -236,6 +236,8 @@ static void step_events(struct arl_events *e, const char *key, int64_t job_id,
 			                        (double)span(s->started_ms, s->finished_ms));
 			cJSON_AddBoolToObject(o, "stdout_truncated", s->out.truncated);
 			cJSON_AddBoolToObject(o, "stderr_truncated", s->err.truncated);
+			if (s->metrics_error)
+				cJSON_AddStringToObject(o, "metrics_error", s->metrics_error);
 		}
 		emit(e, o);
 	}
@@ -260,6 +262,8 @@ void arl_events_attempt_finished(struct arl_events *e, const char *key, int64_t 
 	add_outcome(o, a->state, a->cls, a->has_exit, a->exit_code);
 	add_str_or_null(o, "sandbox", a->sandbox);
 	cJSON_AddNumberToObject(o, "duration_ms", (double)span(a->started_ms, a->finished_ms));
+	if (a->has_prepare)
+		cJSON_AddNumberToObject(o, "prepare_ms", (double)a->prepare_ms);
 	add_str_or_null(o, "error", a->error);
 	emit(e, o);
 }

@@ -40,6 +40,7 @@ void arl_output_release(struct arl_output *o)
 void arl_step_result_release(struct arl_step_result *s)
 {
 	free(s->name);
+	free(s->metrics_error);
 	arl_output_release(&s->out);
 	arl_output_release(&s->err);
 	memset(s, 0, sizeof(*s));

@@ -48,6 +48,7 @@ struct arl_step_result {
 	int exit_code;
 	struct arl_output out, err;
 	int64_t started_ms, finished_ms; /* wall clock, unix ms; 0 = not run */
+	char *metrics_error;             /* why `metrics: json` kept nothing, or not all */
 };
 
 struct arl_metric {

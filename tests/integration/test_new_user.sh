@@ -76,7 +76,7 @@ check_eq "a slow preparation does not time the job out: exit 0" "$RC" 0
 check_eq "the job Succeeded in one attempt" \
 	"$(sql "$TMP/slow.db" "SELECT state || ' ' || attempts || ' ' || coalesce(error, '-') FROM jobs")" \
 	"Succeeded 1 -"
-PREP_MS=$(sql "$TMP/slow.db" "SELECT coalesce(prepare_ms, -1) FROM attempts")
+PREP_MS=$(sql "$TMP/slow.db" "SELECT coalesce(prepare_ms, -1) FROM attempts" || echo -1)
 check_ge "attempts.prepare_ms is recorded" "$PREP_MS" 0
 if [ "$PREP_MS" -gt "$TIMEOUT_MS" ]; then
 	ok "its preparation (${PREP_MS} ms) outlasted the job's timeout (${TIMEOUT_MS} ms)"
@@ -107,5 +107,50 @@ check_eq "its step is recorded as not run" \
 	"$(sql "$TMP/bound.db" "SELECT state FROM steps")" "Skipped"
 check_eq "no sandbox directory is left" \
 	"$(find "$TMP/bound.db.sandboxes" -mindepth 1 -maxdepth 1 | wc -l)" 0
+
+# --- metrics: json says why it stored nothing, or not everything ------------------------
+
+cat >"$TMP/metrics.yaml" <<'EOF'
+version: 1
+pools:
+  p: {isolation: none, replicas: 4}
+jobs:
+  - name: ok
+    steps: [{type: Command, metrics: json, command: ["echo", '{"score": 1}']}]
+  - name: not-json
+    steps:
+      - {type: Command, metrics: json, command: ["sh", "-c", "echo '{\"score\": 1}'; echo done"]}
+  - name: nested
+    steps:
+      - type: Command
+        metrics: json
+        command: ["echo", '{"score": 0.5, "detail": {"x": 1}, "tags": [1], "n": null}']
+  - name: silent
+    steps: [{type: Command, metrics: json, command: ["true"]}]
+EOF
+runner run --progress none --db "$TMP/m.db" --events "$TMP/m.events" "$TMP/metrics.yaml"
+check_eq "the metrics run exits 0 (a bad metrics line does not fail the step)" "$RC" 0
+check_eq "each step records why metrics were not (all) stored" \
+	"$(sql "$TMP/m.db" "SELECT j.name || ': ' || coalesce(s.metrics_error, '-') FROM steps s
+		JOIN attempts a ON a.id = s.attempt_id JOIN jobs j ON j.id = a.job_id ORDER BY j.id")" \
+	"ok: -
+not-json: the last stdout line is not a JSON object: 'done'
+nested: not stored: 'detail' (an object), 'tags' (an array), 'n' (null); a metric is a number, boolean or string
+silent: no output: \`metrics: json\` reads the last non-empty stdout line"
+check_eq "the scalar beside them is still stored" \
+	"$(sql "$TMP/m.db" "SELECT j.name || '=' || m.value FROM metrics m
+		JOIN jobs j ON j.id = m.job_id ORDER BY j.id")" \
+	"ok=1.0
+nested=0.5"
+runner show --db "$TMP/m.db" metrics/nested
+check_match "show prints the step's metrics error" "$(cat "$TMP/out")" \
+	"step 1 step-1 \\(Command\\): Succeeded[^
+]*
+    metrics: not stored: 'detail' \\(an object\\)"
+runner report --db "$TMP/m.db" -o "$TMP/m.html"
+check_eq "report exits 0" "$RC" 0
+check_match "the report lists the steps whose metrics were not stored" "$(cat "$TMP/m.html")" \
+	"<section id=\"metric-errors\" data-total=\"3\">.*not-json.*the last stdout line is not a JSON object"
+check_eq "the step.finished events carry it" "$(grep -c '"metrics_error"' "$TMP/m.events")" 3
 
 summary
