@@ -11,6 +11,9 @@ set -euo pipefail
 
 require_tools sqlite3
 make_tmp
+# Steps need not run as this user (a root runner maps them to another uid): they may read
+# the flag files and append to the ledger.
+chmod 755 "$TMP"
 
 RUNNER_PID=
 cleanup() {
@@ -36,6 +39,7 @@ JOBFILE=$TMP/crashy.yaml
 # Every execution appends its job's name to $LEDGER; after each round the ledger is moved to
 # $LEDGER.ROUND and the round's run id noted, so each execution is tied to its run.
 : >"$LEDGER"
+chmod 666 "$LEDGER"
 : >"$TMP/rounds"
 
 KILLS=0
@@ -53,7 +57,7 @@ for round in 1 2 3 4 5; do
 	RUNNER_PID=
 	[ -f "$DB" ] || continue # killed before it created the database
 	run_id=$(sql "$DB" "SELECT max(id) FROM runs")
-	mv "$LEDGER" "$LEDGER.$round" && : >"$LEDGER"
+	mv "$LEDGER" "$LEDGER.$round" && : >"$LEDGER" && chmod 666 "$LEDGER"
 	echo "$round $run_id" >>"$TMP/rounds"
 	check_eq "round $round: integrity_check" "$(sql "$DB" "PRAGMA integrity_check")" "ok"
 	# The next command that opens the database closes the dead run.

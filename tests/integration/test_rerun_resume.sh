@@ -14,6 +14,9 @@ set -euo pipefail
 
 require_tools sqlite3 python3
 make_tmp
+# Steps need not run as this user (a root runner maps them to another uid): they may read
+# the flag files and append to the ledger.
+chmod 755 "$TMP"
 
 MARK=$$$RANDOM # slow steps run `sleep 30.$MARK`
 RUNNER_PID=
@@ -194,6 +197,7 @@ ledger_has() { [ "$(wc -l <"$LEDGER")" -ge "$1" ]; }
 # after the last round must hold.
 POINTS=("now" "ledger 200" "row" "row 0.01" "sleep 0.02" "ledger 1" "row 0.05" "ledger 500" "row" "sleep 0.15")
 : >"$LEDGER"
+chmod 666 "$LEDGER"
 : >"$D/rounds"
 KILLED=0
 round=0
@@ -219,7 +223,7 @@ for point in "${POINTS[@]}"; do
 	[ -f "$DB" ] || continue
 	runner runs --db "$DB" # closes the dead run
 	run_id=$(last_run "$DB")
-	mv "$LEDGER" "$LEDGER.$round" && : >"$LEDGER"
+	mv "$LEDGER" "$LEDGER.$round" && : >"$LEDGER" && chmod 666 "$LEDGER"
 	echo "$round $run_id" >>"$D/rounds"
 	echo "   round $round ($point): run ${run_id:-none}, $(wc -l <"$LEDGER.$round") executions," \
 		"$(sql "$DB" "SELECT count(*) FROM jobs WHERE run_id = '$run_id'") rows"
