@@ -90,14 +90,14 @@
 #include "util.h"
 #include "banned.h"
 
-#define WS_INSIDE    "/workspace"
+#define WS_INSIDE "/workspace"
 /* As root, where a step's child binds its sandbox, in a mount namespace of its own. */
 #define ROOT_MNT_DIR "/run/arl-batch"
 #define ROOT_MNT     ROOT_MNT_DIR "/workspace"
 /* The sandbox uid and gid as root, unless ARL_SANDBOX_UID/ARL_SANDBOX_GID say otherwise. */
 #define SANDBOX_ID_DEFAULT 65530
-#define SANDBOX_PATH "/usr/local/bin:/usr/bin:/bin"
-#define SANDBOX_LANG "C.UTF-8"
+#define SANDBOX_PATH       "/usr/local/bin:/usr/bin:/bin"
+#define SANDBOX_LANG       "C.UTF-8"
 /* The workspace is user input: refuse absurd nesting rather than run out of fds. */
 #define COPY_MAX_DEPTH 128
 /* Directories held open at once while deleting; deeper subtrees are moved up first. */
@@ -1719,9 +1719,9 @@ static int make_root_mnt(struct arl_err *err)
 		if (lstat(dirs[i], &st) < 0)
 			return arl_error_errno(err, errno, "cannot use '%s'", dirs[i]);
 		if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022))
-			return arl_error(err, ARL_E_SYS,
-			                 "'%s' must be a directory of root's that only root can write",
-			                 dirs[i]);
+			return arl_error(
+			    err, ARL_E_SYS,
+			    "'%s' must be a directory of root's that only root can write", dirs[i]);
 		if ((st.st_mode & 0111) != 0111 && chmod(dirs[i], 0755) < 0)
 			return arl_error_errno(err, errno, "cannot use '%s'", dirs[i]);
 	}

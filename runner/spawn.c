@@ -35,14 +35,20 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <linux/keyctl.h>
 
 #include "util.h"
 #include "banned.h"
@@ -353,6 +359,139 @@ out:
 	return ret;
 }
 
+/* What the clone()d child needs; it writes err and what only (we are stopped meanwhile). */
+struct child_args {
+	const char *prog;
+	char *const *argv, *const *envp;
+	int in_fd, out_fd, err_fd, cwd_fd;
+	const struct arl_spawn_ident *id;
+	volatile int err;          /* errno of the step that failed before exec */
+	const char *volatile what; /* that step, for the message */
+};
+
+/* The kernel's struct sigaction (glibc's differs); SIG_DFL needs no restorer. */
+struct ksigaction {
+	void (*handler)(int);
+	unsigned long flags;
+	void (*restorer)(void);
+	unsigned long long mask;
+};
+
+#define CHILD_STACK (64 * 1024)
+
+/*
+ * The child of spawn_ident(). It shares our memory and runs on the stopped thread's TLS, so
+ * it makes raw system calls only: no libc state, no sanitizer interceptor (they would touch
+ * the parent's bookkeeping), nothing that allocates. Order matters: the mount namespace and
+ * the ids need root, so they come after the fds and the directory and before the keyring,
+ * which is then created by, and owned by, the new uid.
+ */
+__attribute__((no_sanitize("address", "thread", "undefined"), noinline)) static int
+child_main(void *arg)
+{
+	struct child_args *a = arg;
+	const struct arl_spawn_ident *id = a->id;
+	struct ksigaction dfl = {.handler = SIG_DFL};
+	unsigned long long none = 0;
+
+#define CHILD_TRY(call, step)                                                                      \
+	do {                                                                                       \
+		if ((call) < 0) {                                                                  \
+			a->what = (step);                                                          \
+			goto fail;                                                                 \
+		}                                                                                  \
+	} while (0)
+	/* Handlers are copies of ours (no CLONE_SIGHAND), and exec keeps ignored signals. */
+	for (int sig = 1; sig < 65; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(none));
+	CHILD_TRY(syscall(SYS_setpgid, 0, 0), "setpgid");
+	CHILD_TRY(syscall(SYS_dup3, a->in_fd, 0, 0), "dup");
+	CHILD_TRY(syscall(SYS_dup3, a->out_fd, 1, 0), "dup");
+	CHILD_TRY(syscall(SYS_dup3, a->err_fd, 2, 0), "dup");
+	if (a->cwd_fd >= 0)
+		CHILD_TRY(syscall(SYS_fchdir, a->cwd_fd), "fchdir");
+	if (id->fd3 == 3)
+		CHILD_TRY(syscall(SYS_fcntl, 3, F_SETFD, 0), "fcntl");
+	else if (id->fd3 > 2)
+		CHILD_TRY(syscall(SYS_dup3, id->fd3, 3, 0), "dup");
+	if (id->bind_src && id->bind_dst) {
+		CHILD_TRY(syscall(SYS_unshare, CLONE_NEWNS), "unshare");
+		CHILD_TRY(syscall(SYS_mount, NULL, "/", NULL, MS_REC | MS_SLAVE, NULL), "mount");
+		CHILD_TRY(
+		    syscall(SYS_mount, id->bind_src, id->bind_dst, NULL, MS_BIND | MS_REC, NULL),
+		    "mount");
+		/* The same directory as cwd_fd, but getcwd() now names it by a path we can reach. */
+		if (id->cwd_path)
+			CHILD_TRY(syscall(SYS_chdir, id->cwd_path), "chdir");
+	}
+	if (id->set_ids) {
+		CHILD_TRY(syscall(SYS_setgroups, 0, NULL), "setgroups");
+		CHILD_TRY(syscall(SYS_setresgid, id->gid, id->gid, id->gid), "setresgid");
+		CHILD_TRY(syscall(SYS_setresuid, id->uid, id->uid, id->uid), "setresuid");
+	}
+	/* A kernel without keyrings has none of ours to hide. */
+	if (id->new_keyring && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 &&
+	    errno != ENOSYS) {
+		a->what = "keyctl";
+		goto fail;
+	}
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none));
+	syscall(SYS_execve, a->prog, a->argv, a->envp);
+	a->what = "exec";
+fail:
+	a->err = errno ? errno : EINVAL;
+	syscall(SYS_exit, 127);
+	return 127;
+#undef CHILD_TRY
+}
+
+/*
+ * posix_spawn with an identity: clone(CLONE_VM | CLONE_VFORK) as glibc's posix_spawn does
+ * (no copy of our page tables, which fork() would cost per step), on a stack of its own.
+ * Every signal is blocked around it so no handler of ours runs on the child's stack. Returns
+ * 0 with *pid set, or an errno value with *what saying which step failed.
+ */
+static int spawn_ident(const char *prog, const struct arl_spawn_opts *o, int in_fd, int out_w,
+                       int err_w, int cwd_fd, pid_t *pid, const char **what)
+{
+	struct child_args a = {.prog = prog,
+	                       .argv = o->argv,
+	                       .envp = o->envp ? o->envp : environ,
+	                       .in_fd = in_fd,
+	                       .out_fd = out_w,
+	                       .err_fd = err_w,
+	                       .cwd_fd = cwd_fd,
+	                       .id = o->ident};
+	sigset_t all, old;
+	char *stack;
+	int rc = 0;
+
+	*what = "clone";
+	stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
+	             MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack == MAP_FAILED)
+		return errno;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	*pid = clone(child_main, stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+	if (*pid < 0)
+		rc = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	munmap(stack, CHILD_STACK);
+	if (rc)
+		return rc;
+	if (a.err) {
+		/* It exited without exec: reap it here, nothing of it ran. */
+		while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		*pid = -1;
+		*what = a.what;
+		return a.err;
+	}
+	return 0;
+}
+
 /*
  * File actions and attributes: stdio from our fds, the cwd by fd, a new process group, an
  * empty signal mask (workers block every signal) and default dispositions. Returns 0 or an
@@ -447,11 +586,26 @@ int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res, 
 	prepared = true;
 
 	start = arl_now_ms();
-	rc = posix_spawn(&p.pid, prog, &fa, &attr, o->argv, o->envp ? o->envp : environ);
-	if (rc != 0) {
-		p.pid = -1;
-		arl_error_errno(err, rc, "cannot run '%s'", o->argv[0]);
-		goto out;
+	if (o->ident) {
+		const char *what = NULL;
+
+		rc = spawn_ident(prog, o, in_fd, outp[1], errp[1], cwd_fd, &p.pid, &what);
+		if (rc != 0) {
+			p.pid = -1;
+			/* exec's errors read as posix_spawn's; the other steps are named. */
+			if (!strcmp(what, "exec"))
+				arl_error_errno(err, rc, "cannot run '%s'", o->argv[0]);
+			else
+				arl_error_errno(err, rc, "cannot run '%s': %s", o->argv[0], what);
+			goto out;
+		}
+	} else {
+		rc = posix_spawn(&p.pid, prog, &fa, &attr, o->argv, o->envp ? o->envp : environ);
+		if (rc != 0) {
+			p.pid = -1;
+			arl_error_errno(err, rc, "cannot run '%s'", o->argv[0]);
+			goto out;
+		}
 	}
 	/* Our copies of the write ends must go, or the pipes never reach EOF. */
 	close(outp[1]);

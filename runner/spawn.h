@@ -10,12 +10,29 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "err.h"
 #include "result.h"
 
 #define ARL_SPAWN_DEFAULT_CAPTURE (1024 * 1024)
 #define ARL_KILL_GRACE_MS         2000
+
+/*
+ * What the child becomes before exec, beside its fds and directory. Setting any of this
+ * replaces posix_spawn by our own vfork-like child (clone with CLONE_VM | CLONE_VFORK, raw
+ * system calls only), since posix_spawn cannot change ids or namespaces.
+ */
+struct arl_spawn_ident {
+	bool set_ids; /* setgroups(0), setresgid(gid), setresuid(uid): needs root */
+	uid_t uid;
+	gid_t gid;
+	bool new_keyring; /* joins a fresh anonymous session keyring: none of ours is possessed */
+	const char *bind_src; /* with bind_dst, before the ids change: in a private mount */
+	const char *bind_dst; /* namespace (nothing propagates back), bind_src is bound here */
+	const char *cwd_path; /* with the bind: the directory, by a path through bind_dst */
+	int fd3;              /* > 2: becomes the child's fd 3; 0: none */
+};
 
 struct arl_spawn_opts {
 	char *const *argv;      /* argv[0] is searched in PATH when it has no '/' */
@@ -26,6 +43,7 @@ struct arl_spawn_opts {
 	int64_t grace_ms;       /* SIGTERM -> SIGKILL; 0: ARL_KILL_GRACE_MS */
 	int cancel_fd;          /* when readable, the child is killed as on timeout; -1: none */
 	const char *stdin_path; /* NULL: /dev/null */
+	const struct arl_spawn_ident *ident; /* NULL: the child is what we are */
 };
 /* Start from this rather than {0}: a cancel_fd of 0 would watch stdin. */
 #define ARL_SPAWN_OPTS_INIT                                                                        \
