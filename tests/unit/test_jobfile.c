@@ -246,6 +246,87 @@ static void test_spec_hash(void **state)
 	arl_diags_release(&d);
 }
 
+/* One rule for FilePatch paths on local pools: the backend's and validate's (job.h). */
+static void test_filepatch_local_rule(void **state)
+{
+	static const struct {
+		const char *path;
+		size_t settled;  /* 0: all of it */
+		const char *why; /* NULL: accepted */
+	} cases[] = {
+	    {"/workspace/a.txt", 0, NULL},
+	    {"/workspace/./d/a.txt", 0, NULL},
+	    {"/tmp/a.txt", 0, "is refused: /tmp is private to each step"},
+	    {"/etc/passwd", 0, "is outside /workspace"},
+	    {"/workspace/../etc/x", 0, "must not contain '..'"},
+	    {"/workspace/", 0, "names a directory"},
+	    {"/workspace", 0, "names a directory"},
+	    {"relative.txt", 0, "must be an absolute path"},
+	    /* Only what comes before a run-time template is judged. */
+	    {"/tmp/{{ attempt }}/x", 5, "/tmp is private"},
+	    {"/workspace/{{ attempt }}", 11, NULL},
+	    {"/{{ run.name }}/x", 1, NULL},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *p = cases[i].path;
+		char *why =
+		    arl_filepatch_local_refusal(p, cases[i].settled ? cases[i].settled : strlen(p));
+
+		if (!cases[i].why) {
+			assert_null(why);
+		} else {
+			assert_non_null(why);
+			assert_non_null(strstr(why, cases[i].why));
+		}
+		free(why);
+	}
+}
+
+/* validate refuses on local pools what they refuse at run time; Kubernetes pools decide. */
+static void test_filepatch_path_by_backend(void **state)
+{
+	struct arl_diags d = ARL_DIAGS_INIT;
+	const char *local = "version: 1\npools: {p: {}}\njobs:\n  - {name: j, steps: [{type: "
+	                    "FilePatch, path: /tmp/x, content: a}]}\n";
+	const char *k8s = "version: 1\npools: {p: {backend: kubernetes}}\njobs:\n  - {name: j, "
+	                  "steps: [{type: FilePatch, path: /tmp/x, content: a}]}\n";
+	struct arl_jobfile *f;
+
+	(void)state;
+	assert_null(parse(local, &d));
+	assert_int_equal(d.errors, 1);
+	assert_int_equal(d.v[0].line, 4);
+	assert_int_equal(d.v[0].col, 47);
+	assert_non_null(strstr(d.v[0].msg, "FilePatch path '/tmp/x' is refused"));
+	assert_non_null(strstr(d.v[0].msg, "(local pool 'p')"));
+	arl_diags_release(&d);
+	f = parse(k8s, &d);
+	assert_non_null(f);
+	assert_int_equal(d.errors, 0);
+	arl_jobfile_free(f);
+	arl_diags_release(&d);
+}
+
+/* A pool binds nothing: a template there says so; a quoted literal still renders. */
+static void test_pool_templates(void **state)
+{
+	struct arl_tmpl_ctx c = {.no_vars = "pool 'p'"};
+	struct arl_err err = ARL_ERR_INIT;
+	char *out = NULL;
+
+	(void)state;
+	assert_int_equal(arl_tmpl_render("/a/{{ item.dir }}", &c, &out, NULL, &err), -1);
+	assert_string_equal(err.msg, "'{{ item.dir }}': templates are not allowed in pool 'p'");
+	arl_err_clear(&err);
+	assert_int_equal(arl_tmpl_render("/a/{{ run.id }}", &c, &out, NULL, &err), -1);
+	assert_string_equal(err.msg, "'{{ run.id }}': templates are not allowed in pool 'p'");
+	assert_int_equal(arl_tmpl_render("/a/{{ \"{{\" }}b", &c, &out, NULL, &err), 0);
+	assert_string_equal(out, "/a/{{b");
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -256,6 +337,9 @@ int main(void)
 	    cmocka_unit_test(test_expansion),
 	    cmocka_unit_test(test_all_errors_reported),
 	    cmocka_unit_test(test_spec_hash),
+	    cmocka_unit_test(test_filepatch_local_rule),
+	    cmocka_unit_test(test_filepatch_path_by_backend),
+	    cmocka_unit_test(test_pool_templates),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
