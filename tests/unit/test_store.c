@@ -1026,6 +1026,101 @@ static void test_run_resolve_and_prev(void **state)
 	arl_store_close(s);
 }
 
+/* A run named @name with one job "f/x" (0: none; > 0 Skipped, standing on that job). */
+static int64_t plan_x(struct arl_store *s, const char *name, bool with_x, int64_t skipped_from,
+                      int64_t *run)
+{
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_run_info info = {name, NULL, 1, NULL, NULL};
+	struct arl_job_row row = {"f/x", "x", "f.yaml", NULL, NULL, NULL, "h1", skipped_from};
+	int64_t id = 0;
+
+	if (arl_store_run_plan(s, &info, with_x ? 1 : 0, row_from_array, &row, run, &id, &err) < 0)
+		fail_msg("run_plan: %s", err.msg);
+	return id;
+}
+
+static void finish_as(struct arl_store *s, int64_t job, enum arl_state st, enum arl_class cls)
+{
+	struct arl_job_result r;
+
+	memset(&r, 0, sizeof(r));
+	r.state = st;
+	r.cls = cls;
+	finish(s, job, &r);
+}
+
+/*
+ * The standing result of a key: a Skipped row stands for its target through any number of
+ * runs; runs without the key, Pending rows and dangling Skipped rows hide nothing; another
+ * run name is another history.
+ */
+static void test_standing_result(void **state)
+{
+	struct fx *f = *state;
+	struct arl_store *s = open_rw(f->db);
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_store_prev p = {0};
+	int64_t ra, rb, rx, a, b, c;
+
+	assert_int_equal(arl_store_job_standing(s, "n", "f/x", "h1", &p, &err), 0);
+	a = plan_x(s, "n", true, 0, &ra);
+	finish_as(s, a, ARL_STATE_FAILED, ARL_CLASS_TIMEOUT);
+	b = plan_x(s, "n", true, a, &rb); /* an earlier --rerun carried it: Skipped at once */
+	assert_text(f->db, "Skipped|1|0",
+	            "SELECT state || '|' || (SELECT jobs_skipped FROM runs"
+	            " WHERE id = run_id) || '|' || duration_ms FROM jobs"
+	            " WHERE id = %lld",
+	            (long long)b);
+	plan_x(s, "n", false, 0, &rx); /* killed while starting: no rows */
+	plan_x(s, "n", true, 0, &rx);  /* killed before x started: Pending */
+	c = plan_x(s, "other", true, 0, &rx);
+	finish_as(s, c, ARL_STATE_SUCCEEDED, ARL_CLASS_NONE);
+	plan_x(s, "n", true, 0, &rx);
+	sqlite3_exec(arl_store_db(s),
+	             "UPDATE jobs SET state = 'Skipped', skipped_from = NULL WHERE id = (SELECT"
+	             " max(id) FROM jobs)",
+	             NULL, NULL, NULL); /* its result was pruned */
+	assert_int_equal(arl_store_job_standing(s, "n", "f/x", "h1", &p, &err), 1);
+	assert_int_equal(p.job_id, a);
+	assert_int_equal(p.run_id, ra);
+	assert_int_equal(p.state, ARL_STATE_FAILED);
+	assert_int_equal(p.cls, ARL_CLASS_TIMEOUT);
+	assert_true(p.same_spec);
+	assert_int_equal(arl_store_job_standing(s, "n", "f/x", "h2", &p, &err), 1);
+	assert_false(p.same_spec);
+	/* An old row pointing at a Skipped row is followed to the end of the chain. */
+	plan_x(s, "n", true, b, &rx);
+	assert_int_equal(arl_store_job_standing(s, "n", "f/x", "h1", &p, &err), 1);
+	assert_int_equal(p.job_id, a);
+	assert_int_equal(arl_store_job_standing(s, "other", "f/x", "h1", &p, &err), 1);
+	assert_int_equal(p.job_id, c);
+	assert_int_equal(p.state, ARL_STATE_SUCCEEDED);
+	assert_int_equal(arl_store_job_standing(s, "n", "f/y", "h1", &p, &err), 0);
+	arl_store_close(s);
+}
+
+/* A plan is visible whole or not at all: a bad row leaves not even the run. */
+static void test_run_plan_atomic(void **state)
+{
+	struct fx *f = *state;
+	struct arl_store *s = open_rw(f->db);
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_run_info info = {"n", NULL, 2, NULL, NULL};
+	struct arl_job_row rows[2] = {
+	    {"f/x", "x", "f.yaml", NULL, NULL, NULL, "h1", 0},
+	    {"f/y", "y", "f.yaml", NULL, NULL, "{not json", "h1", 0},
+	};
+	int64_t run = 0, ids[2] = {0, 0};
+
+	assert_int_equal(arl_store_run_plan(s, &info, 2, row_from_array, rows, &run, ids, &err),
+	                 -1);
+	assert_int_equal(run, 0);
+	assert_int_equal(q_int(f->db, "SELECT count(*) FROM runs"), 0);
+	assert_int_equal(q_int(f->db, "SELECT count(*) FROM jobs"), 0);
+	arl_store_close(s);
+}
+
 /* ---- the commands ---- */
 
 /* Runs a command with stdout sent to a file; returns its exit code and the output. */
@@ -1210,6 +1305,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_stale_run_owner, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_readonly_authorizer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_run_resolve_and_prev, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_standing_result, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_run_plan_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commands, setup, teardown),
 	};
 
