@@ -145,11 +145,41 @@ unsigned arl_view_width(int fd)
 
 /* CRLF as RFC 4180 says; spreadsheet tools and Python's csv module read it, and so does
  * anything that reads LF. */
+/* A number as a spreadsheet reads it ("-3", "+1.5e-3"): no formula, so left as it is. */
+static bool plain_number(const char *s, size_t len)
+{
+	size_t i = s[0] == '-' || s[0] == '+', digits = 0;
+
+	for (; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+		digits++;
+	if (i < len && s[i] == '.')
+		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+			digits++;
+	if (digits && i < len && (s[i] == 'e' || s[i] == 'E')) {
+		size_t e = 0;
+
+		i += i + 1 < len && (s[i + 1] == '-' || s[i + 1] == '+') ? 2 : 1;
+		for (; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+			e++;
+		if (!e)
+			return false;
+	}
+	return digits && i == len;
+}
+
 void arl_view_csv(FILE *out, const char *s, size_t len, bool last)
 {
+	/*
+	 * A spreadsheet runs a cell starting with = + - @ tab or CR as a formula (step output and
+	 * metric names are the step's to choose): a leading ' makes it text, as OWASP advises.
+	 */
+	bool formula = s && len && s[0] && strchr("=+-@\t\r", s[0]) && !plain_number(s, len);
+
 	/* RFC 4180: quote a field holding a comma, a quote or a line break; double quotes. */
-	if (s && len && strcspn(s, ",\"\r\n") < len) {
+	if (formula || (s && len && strcspn(s, ",\"\r\n") < len)) {
 		fputc('"', out);
+		if (formula)
+			fputc('\'', out);
 		for (size_t i = 0; i < len; i++) {
 			if (s[i] == '"')
 				fputc('"', out);

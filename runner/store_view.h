@@ -57,7 +57,11 @@ void arl_view_table_release(struct arl_view_table *t);
 /* The terminal's width when @fd is one (else $COLUMNS, else 80); 0 when @fd is not a tty. */
 unsigned arl_view_width(int fd);
 
-/* Writes one RFC 4180 field, quoted when it must be, then ',' or (when @last) CRLF. */
+/*
+ * Writes one RFC 4180 field, quoted when it must be, then ',' or (when @last) CRLF. A field a
+ * spreadsheet would take for a formula (= + - @ tab CR first, not a plain number) gets a
+ * leading '.
+ */
 void arl_view_csv(FILE *out, const char *s, size_t len, bool last);
 
 /* Go's time.Duration.String() of @ms: "0s", "250ms", "1.234s", "2m3.5s", "1h0m0s". */

@@ -181,6 +181,34 @@ runner query --db e.db --format csv "select stdout from steps limit 1"
 check "query --format csv keeps the exact bytes" raw_ctl "$TMP/out"
 cd "$TMP"
 
+# --- CSV cells a spreadsheet would run (issue 12) --------------------------------------------
+# Job names (a template over a dataset makes them anyone's) starting with = + - @ tab or CR
+# get a leading ' in `results --format csv` and `query --format csv`; plain numbers stay.
+mkdir csv
+cd csv
+printf 'n\n=1+2\n@SUM(A1)\n+1\n-2+3\n-5\n+1.5e3\n' >names.csv
+cat >job.yaml <<'YAML'
+version: 1
+pools: {p: {isolation: none}}
+jobs:
+  - name: "{{ item.n }}"
+    foreach: {file: names.csv}
+    steps: [{type: Command, command: ["true"]}]
+YAML
+runner run --db c.db --progress none job.yaml
+check_eq "the formula-named jobs ran" "$RC" 0
+runner results --db c.db --format csv
+check_eq "results --format csv: formulas neutralized, numbers kept" "$(python3 -c '
+import csv, sys
+print(" ".join(repr(r["name"]) for r in csv.DictReader(open(sys.argv[1], newline=""))))' "$TMP/out")" \
+	"\"'=1+2\" \"'@SUM(A1)\" '+1' \"'-2+3\" '-5' '+1.5e3'"
+runner query --db c.db --format csv "select name from jobs union all select char(9) || 'x' union all select char(13) || 'y'"
+check_eq "query --format csv: the same" "$(python3 -c '
+import csv, sys
+print(" ".join(repr(r[0]) for r in list(csv.reader(open(sys.argv[1], newline="")))[1:]))' "$TMP/out")" \
+	"\"'=1+2\" \"'@SUM(A1)\" '+1' \"'-2+3\" '-5' '+1.5e3' \"'\\tx\" \"'\\ry\""
+cd "$TMP"
+
 # --- maps grow in O(n) (issue 12) ------------------------------------------------------------
 # 200,000 labels took 111 s to validate (each key compared with every earlier one). No clock
 # window: the CPU time of 8x the entries is compared with the CPU time this machine took for
