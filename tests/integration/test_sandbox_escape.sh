@@ -17,9 +17,22 @@ make_tmp
 
 VICTIM_PID=
 LISTENER_PID=
+RUNNER_PID=
+KEYS=
+LEASE=
+CORE=
 cleanup() {
 	[ -n "$VICTIM_PID" ] && kill -9 "$VICTIM_PID" 2>/dev/null
 	[ -n "$LISTENER_PID" ] && kill -9 "$LISTENER_PID" 2>/dev/null
+	[ -n "$RUNNER_PID" ] && kill -9 "$RUNNER_PID" 2>/dev/null
+	for k in $KEYS; do keyctl unlink "$k" @u >/dev/null 2>&1 || true; done
+	# Should a step have changed them after all, the host gets its values back.
+	if [ -n "$LEASE" ] && [ "$(cat /proc/sys/fs/lease-break-time)" != "$LEASE" ]; then
+		echo "$LEASE" >/proc/sys/fs/lease-break-time
+	fi
+	if [ -n "$CORE" ] && [ "$(cat /proc/sys/kernel/core_pattern)" != "$CORE" ]; then
+		echo "$CORE" >/proc/sys/kernel/core_pattern
+	fi
 	return 0
 }
 CLEANUP=cleanup
@@ -133,5 +146,116 @@ check_eq "... and nothing was written on the host" \
 check_match "the control: the listener answers on the host" \
 	"$(python3 -c "$CONNECT" "$MARK" 2>&1)" 'reached the host'
 check_eq "the control: the database holds the run" "$(sql "$DB" "SELECT count(*) FROM runs")" 1
+
+echo "# a step is never the host's root, and its env reaches only the program inside"
+# Run as root (the README's set-up), a step used to be the host's uid 0: it could write host
+# sysctls (kernel.core_pattern runs a program as root) and possess root's keyrings. And
+# bwrap ran with the step's env on the host: LD_PRELOAD and LD_DEBUG_OUTPUT acted there.
+require_tools keyctl cc
+SECRET="arl-secret-$MARK-value"
+HOLD="300.${MARK//[!0-9]/}" # the argument of the step we inspect from the host while it runs
+KEY_S=$(keyctl add user "arl-s-$MARK" "session secret" @s)
+KEY_U=$(keyctl add user "arl-u-$MARK" "user secret" @u)
+KEYS="$KEY_U"
+mkdir -p "$TMP/cwd"
+# A library that marks the host when it is loaded (a relative LD_PRELOAD: the runner's cwd).
+printf '#include <fcntl.h>\n#include <unistd.h>\n%s\n' \
+	"__attribute__((constructor)) static void m(void) { close(open(\"$TMP/preloaded-$MARK\", O_WRONLY | O_CREAT, 0644)); }" \
+	>"$TMP/evil.c"
+cc -shared -fPIC -o "$TMP/cwd/evil.so" "$TMP/evil.c"
+LEASE=$(cat /proc/sys/fs/lease-break-time)
+CORE=$(cat /proc/sys/kernel/core_pattern)
+cat >"$TMP/root.yaml" <<EOF
+version: 1
+pools:
+  p: {replicas: 2}
+jobs:
+  - name: hold
+    env: {ARL_SECRET: "$SECRET", LD_PRELOAD: ./evil.so}
+    steps: [{type: Command, command: ["sh", "-c", "echo \"env \$ARL_SECRET\"; exec sleep $HOLD"]}]
+  - name: ld-debug
+    env: {LD_DEBUG: all, LD_DEBUG_OUTPUT: "$TMP/lddebug-$MARK"}
+    steps: [{type: Command, command: ["true"]}]
+  - name: sysctl-all
+    steps:
+      - type: Command
+        command:
+          - sh
+          - -c
+          - |
+            n=0; w=0
+            for f in \$(find /proc/sys -type f); do
+              n=\$((n+1)); if (: >>"\$f") 2>/dev/null; then w=\$((w+1)); echo "writable \$f"; fi
+            done
+            echo "\$w of \$n writable"; [ "\$n" -gt 100 ]
+  - name: sysctl-lease
+    steps: [{type: Command, command: ["sh", "-c", "echo 7 > /proc/sys/fs/lease-break-time"]}]
+  - name: core-pattern
+    steps:
+      - {type: FilePatch, path: /workspace/core.sh, content: "#!/bin/sh\ntouch $TMP/core-$MARK\n"}
+      - {type: Command, command: ["sh", "-c", "chmod +x core.sh && echo \"|\$PWD/core.sh\" > /proc/sys/kernel/core_pattern"]}
+  - name: sysrq
+    steps: [{type: Command, command: ["sh", "-c", "echo h > /proc/sysrq-trigger"]}]
+  - name: keyring
+    steps:
+      - type: Command
+        command:
+          - sh
+          - -c
+          - |
+            keyctl request user arl-s-$MARK && echo "session key possessed"
+            keyctl request user arl-u-$MARK && echo "user key found"
+            keyctl print $KEY_S && echo "session key readable"
+            keyctl print $KEY_U && echo "user key readable"
+            grep -F arl- /proc/keys
+            keyctl add user own mine @s >/dev/null && echo "own keyring works"
+EOF
+cd "$TMP/cwd"
+"$ARL_BATCH" run --progress none --db "$TMP/root.db" "$TMP/root.yaml" >"$TMP/out" 2>"$TMP/err" &
+RUNNER_PID=$!
+cd - >/dev/null
+# The held step is up when its sleep is; 60 s only guards against a hang.
+for _ in $(seq 600); do
+	[ -n "$(procs_with "sleep $HOLD")" ] || ! kill -0 "$RUNNER_PID" 2>/dev/null && break
+	sleep 0.1
+done
+uids="" seen=0 leaked=""
+for pid in $(procs_with "$HOLD"); do
+	u=$(awk '/^Uid:/ {print $2 "," $3 "," $4 "," $5}' "/proc/$pid/status" 2>/dev/null) || continue
+	if [ -n "$u" ]; then
+		seen=$((seen + 1))
+		uids="$uids $u"
+	fi
+done
+# Every host process's argv, read from the host (no process carries the secret itself).
+for f in /proc/[0-9]*/cmdline; do
+	c=$(tr '\0' ' ' <"$f" 2>/dev/null) || continue
+	if [[ $c == *"$SECRET"* ]]; then leaked="$leaked ${f%/cmdline}"; fi
+done
+check_ge "the held step's processes are seen from the host (bwrap, its pid 1, the program)" "$seen" 1
+check_eq "... none of them is the host's uid 0 (real, effective, saved, fs):$uids" \
+	"$(echo "$uids" | tr ' ,' '\n\n' | grep -cx 0 || true)" 0
+check_eq "the step's secret env value is in no host process's argv" "$leaked" ""
+for pid in $(procs_with "sleep $HOLD"); do kill -TERM "$pid" 2>/dev/null || true; done
+wait_exit 60
+check_eq "the root run ends (exit 1: the probes fail)" "$RC" 1
+
+state() { sql "$TMP/root.db" "SELECT state FROM jobs WHERE name = '$1'"; }
+out() {
+	sql "$TMP/root.db" "SELECT group_concat(s.stdout, '') FROM steps s JOIN attempts a ON a.id = s.attempt_id
+		JOIN jobs j ON j.id = a.job_id WHERE j.name = '$1'"
+}
+check_eq "the program inside sees its env" "$(out hold)" "env $SECRET"
+check_eq "LD_PRELOAD of the step loaded nothing on the host" "$(find "$TMP" -name "preloaded-$MARK")" ""
+check_eq "LD_DEBUG_OUTPUT of the step wrote nothing on the host" "$(find "$TMP" -name "lddebug-$MARK*")" ""
+check_match "opening every /proc/sys file for writing fails" "$(out sysctl-all)" '^0 of [0-9]+ writable$'
+check_eq "... the job ran all of them" "$(state sysctl-all)" Succeeded
+check_eq "writing fs.lease-break-time fails" "$(state sysctl-lease)" Failed
+check_eq "... and the host's value is unchanged" "$(cat /proc/sys/fs/lease-break-time)" "$LEASE"
+check_eq "pointing kernel.core_pattern at the workspace fails" "$(state core-pattern)" Failed
+check_eq "... and the host's value is unchanged" "$(cat /proc/sys/kernel/core_pattern)" "$CORE"
+check_eq "/proc/sysrq-trigger cannot be written" "$(state sysrq)" Failed
+check_eq "the host's session and user keys are neither possessed nor readable; its own keyring works" \
+	"$(out keyring)" "own keyring works"
 
 summary
