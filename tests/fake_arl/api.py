@@ -21,6 +21,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from faults import Faults
 from store import (ApiError, Selector, decode_continue, encode_continue, json_patch, label_key_error,
                    label_value_error, merge_patch, now_rfc3339, parse_rfc3339)
 
@@ -116,6 +117,8 @@ class FakeApi:
         self.request_seq = 0
         self.request_log = open(request_log, "a", encoding="utf-8") if request_log else None
         self.down_until = 0.0
+        self.down_since = 0.0
+        self.down_pending = None     # [creates let through, resource, seconds, spec]: /_fake/down?after=
         self.stopping = threading.Event()
         self.url = None
         self.port = None
@@ -126,6 +129,26 @@ class FakeApi:
 
     def is_down(self):
         return time.time() < self.down_until
+
+    def go_down(self, seconds, spec=None):
+        if spec is not None:
+            self.faults.set(spec)
+        self.down_since = time.time()
+        self.down_until = self.down_since + seconds
+
+    def down_at_create(self, resource):
+        """Counts a create against a pending /_fake/down?after=K; True when this one starts
+        the outage (the K creates before it went through)."""
+        with self.log_lock:
+            p = self.down_pending
+            if p is None or p[1] not in (None, resource):
+                return False
+            p[0] -= 1
+            if p[0] >= 0:
+                return False
+            self.down_pending = None
+        self.go_down(p[2], p[3])
+        return True
 
     def record_down(self, method, path, query):
         """Logs a request reset by /_fake/down (status 0, fault "down"), so that a test can
@@ -362,6 +385,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.control(path)
         route = parse_route(api, path)
         verb = self.verb_of(route)
+        if verb == "create" and route and route.plural and api.down_at_create(route.resource):
+            api.record_down(self.command, path, url.query)
+            self.abort()
         self.entry = {"time": round(self.t0, 6), "method": self.command, "path": path, "query": url.query,
                       "verb": verb, "resource": route.resource if route and route.plural else None,
                       "namespace": route.ns if route else None, "name": route.name if route else None,
@@ -1176,9 +1202,21 @@ class Handler(BaseHTTPRequestHandler):
                     return self.send_json(200, {"spec": api.faults.spec})
             if path == "/_fake/down" and self.command == "POST":
                 seconds = float(self.query.get("seconds") or 10)
+                spec = body.decode("utf-8").strip() or None
+                if spec is not None:
+                    try:
+                        Faults(spec)
+                    except ValueError as e:
+                        raise bad_request(str(e))
+                if self.query.get("after"):
+                    # Down at a point of the client's progress, not of the clock: a test on a
+                    # busy machine cannot miss the middle of a run.
+                    with api.log_lock:
+                        api.down_pending = [int(self.query["after"]), self.query.get("resource"), seconds, spec]
+                    return self.send_json(200, {"downForSeconds": seconds, "afterCreates": int(self.query["after"])})
                 self.close_connection = True
                 self.send_json(200, {"downForSeconds": seconds})
-                api.down_until = time.time() + seconds
+                api.go_down(seconds, spec)
                 return
             if path == "/_fake/tokens" and self.command in ("POST", "PUT"):
                 text = body.decode("utf-8")
@@ -1208,7 +1246,9 @@ class Handler(BaseHTTPRequestHandler):
         with api.log_lock:
             nreq = api.request_seq
         return {"resourceVersion": str(store.rv), "counts": counts, "objects": objects, "pods": pods,
-                "faults": api.faults.spec, "bwrap": bool(api.operator.sidecar.bwrap), "requests": nreq}
+                "faults": api.faults.spec, "bwrap": bool(api.operator.sidecar.bwrap), "requests": nreq,
+                "down": {"since": api.down_since, "until": api.down_until,
+                         "pending": api.down_pending is not None}}
 
 
 def raise_error_fault(d):

@@ -15,6 +15,8 @@ SPEC is a comma-separated list of KEY=VALUE items; some take ':OPT=VAL' options.
                         deletecollection); default all
     :resources=R|R..    only for these resources (warmpools sandboxes tasks pods,
                         sandboxes/status ...); default all
+    :max=N              inject this fault N times at most, then never again (a test then
+                        knows the faults are over without timing them)
   latency=D             add D to every resource request (D like 50ms, 1s, or a range 10ms-200ms)
   watch-cut=D           cut every watch stream abruptly (no final chunk) after D
   watch-410=P           answer a watch with an ERROR event carrying a 410 Expired Status
@@ -67,13 +69,17 @@ class ErrorFault:
         self.after = float(opts.pop("after", "0"))
         self.verbs = set(opts.pop("verbs").split("|")) if "verbs" in opts else None
         self.resources = set(opts.pop("resources").split("|")) if "resources" in opts else None
+        self.left = int(opts.pop("max")) if "max" in opts else None
+        if self.left is not None and self.left < 0:
+            raise ValueError("%s: max must be >= 0" % key)
         if opts:
             raise ValueError("%s: unknown option(s) %s" % (key, ", ".join(opts)))
         if self.verbs and not self.verbs <= VERBS:
             raise ValueError("%s: unknown verb(s) %s" % (key, ", ".join(self.verbs - VERBS)))
 
     def applies(self, verb, resource):
-        return ((self.verbs is None or verb in self.verbs)
+        return ((self.left is None or self.left > 0)
+                and (self.verbs is None or verb in self.verbs)
                 and (self.resources is None or resource in self.resources))
 
 
@@ -181,6 +187,8 @@ class Faults:
                 if u < acc:
                     if not e.applies(verb, resource):
                         break
+                    if e.left is not None:
+                        e.left -= 1
                     if e.key == "reset":
                         d.reset = True
                     else:

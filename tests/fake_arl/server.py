@@ -35,7 +35,8 @@ DEFAULT_CRD_DIR = os.path.join(HERE, "crds")
 EPILOG = """\
 control endpoints (no auth needed; not part of the Kubernetes API, never faulted or logged):
   GET    /_fake/state            objects per kind (name, phase/state, labels), pods with
-                                 their directories, counts, current fault spec
+                                 their directories, counts, current fault spec, the last
+                                 outage (down: since, until, pending)
   GET    /_fake/requests[?since=N]  the request log as JSON lines (seq, time, method, path,
                                  query, verb, resource, namespace, name, watch, status,
                                  fault, duration_ms, userAgent, contentType for writes);
@@ -44,7 +45,11 @@ control endpoints (no auth needed; not part of the Kubernetes API, never faulted
   GET    /_fake/faults           the fault spec in force
   POST   /_fake/faults           body: a new SPEC (text, or JSON {"spec": ...}); "" clears
   POST   /_fake/down?seconds=N   for N seconds reset every connection (and cut watches)
-                                 (each reset request is logged: status 0, fault "down")
+                                 (each reset request is logged: status 0, fault "down");
+                                 a body is a fault SPEC installed when the outage begins;
+                                 &after=K: it begins at the create that follows the next K
+                                 creates (that create is the first one reset);
+                                 &resource=R: counting only the creates of R (e.g. tasks)
   POST   /_fake/tokens           body: accepted bearer tokens, one per line (rotation)
 
 fault SPEC (--faults and POST /_fake/faults):

@@ -964,6 +964,40 @@ class FaultTest(ServerTest):
         time.sleep(1.2)
         self.assertStatus(self.c.get(NS + "/tasks"), 200)
 
+    def up(self):
+        try:
+            return self.c.get("/_fake/state").json
+        except (ConnectionError, http.client.HTTPException, OSError):
+            return None
+
+    def test_down_after_creates_then_faults_that_run_out(self):
+        # The outage starts at the third create, whatever the clock says, and installs faults
+        # that stop after two injections.
+        r = self.c.post("/_fake/down?seconds=1&after=2&resource=sandboxes", b"503=1:verbs=create:max=2",
+                        ctype="text/plain")
+        self.assertEqual(r.status, 200, r.raw)
+        self.assertTrue(self.c.get("/_fake/state").json["down"]["pending"])
+        self.assertStatus(self.c.get(NS + "/sandboxes"), 200)              # only creates count,
+        self.assertStatus(self.c.post(NS + "/tasks", task("d-t", "nowhere", [cmd("s", "true")])), 201)
+        self.c.delete(NS + "/tasks/d-t")                                   # ... of sandboxes
+        for i in range(2):
+            self.assertStatus(self.c.post(NS + "/sandboxes", sandbox("d-%d" % i, pool="np")), 201)
+        with self.assertRaises((ConnectionError, http.client.HTTPException, OSError)):
+            self.c.post(NS + "/sandboxes", sandbox("d-2", pool="np"))
+        st = wait_for(self.up, what="the server back")
+        self.assertFalse(st["down"]["pending"])
+        self.assertAlmostEqual(st["down"]["until"] - st["down"]["since"], 1.0, places=3)
+        self.assertEqual(st["faults"], "503=1:verbs=create:max=2")
+        self.assertEqual([e["fault"] for e in self.requests() if e["status"] == 0][-1:], ["down"])
+        self.assertStatus(self.c.get(NS + "/sandboxes/d-2"), 404)          # reset, not carried out
+        for _ in range(2):
+            self.assertStatus(self.c.post(NS + "/sandboxes", sandbox("d-2", pool="np")), 503)
+        self.assertStatus(self.c.post(NS + "/sandboxes", sandbox("d-2", pool="np")), 201)
+        for i in range(3):
+            self.c.delete(NS + "/sandboxes/d-%d" % i)
+        self.assertStatus(self.c.post("/_fake/down?after=1", b"bogus=1", ctype="text/plain"), 400)
+        self.assertFalse(self.c.get("/_fake/state").json["down"]["pending"])
+
 
 class AuthTest(ServerTest):
     ARGS = ("--token", "s3cret", "--token", "other")

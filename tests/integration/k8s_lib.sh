@@ -53,17 +53,30 @@ start_fake() {
 
 # fake_get PATH / fake_post PATH BODY / fake_delete PATH: the control endpoints (never
 # faulted, no auth). python3's urllib rather than curl, which CI machines may lack.
+# /_fake/down resets them too, so a request that gets no answer is tried again (each is safe
+# to repeat: the server answers before it acts) for up to 120 s, longer than any outage a
+# test starts.
 fake_http() {
 	python3 - "$1" "$FAKE_URL$2" "${3-}" <<'EOF'
-import ssl, sys, urllib.request
+import http.client, ssl, sys, time, urllib.error, urllib.request
 method, url, body = sys.argv[1], sys.argv[2], sys.argv[3]
-req = urllib.request.Request(url, method=method,
-                             data=body.encode() if method == "POST" else None)
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
-with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
-    sys.stdout.buffer.write(r.read())
+end = time.monotonic() + 120
+while True:
+    req = urllib.request.Request(url, method=method,
+                                 data=body.encode() if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+            sys.stdout.buffer.write(r.read())
+        break
+    except urllib.error.HTTPError:
+        raise
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+        if time.monotonic() >= end:
+            sys.exit("fake_http %s %s: no answer: %s" % (method, url, e))
+        time.sleep(0.2)
 EOF
 }
 fake_get() { fake_http GET "$1"; }
