@@ -2104,50 +2104,12 @@ static void local_release(void *state, struct arl_sandbox *sb, bool keep)
 	free(sb);
 }
 
-static long boot_time_seconds(void)
-{
-	char line[256];
-	long btime = 0;
-	FILE *f = fopen("/proc/stat", "re");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "btime %ld", &btime) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return btime;
-}
-
-/*
- * A name of an older version, "sb-RUN-PID-N", holds only the pid: dead when it is not running;
- * reused when its process started after the directory was born (statx birth time, which no
- * one can set, unlike the mtime a step controls). Without a birth time a live pid keeps it.
- */
-static const char *legacy_owner_gone(int dfd, const char *name, const struct arl_owner *o,
-                                     const struct arl_owner *me)
-{
-	const char *why = arl_owner_gone(o, me);
-	long boot = boot_time_seconds(), ticks = sysconf(_SC_CLK_TCK);
-	unsigned long long start;
-	struct statx stx;
-	char state;
-
-	if (why || boot <= 0 || ticks <= 0)
-		return why;
-	if (statx(dfd, name, AT_SYMLINK_NOFOLLOW, STATX_BTIME, &stx) < 0 ||
-	    !(stx.stx_mask & STATX_BTIME) || arl_proc_stat(o->pid, &state, &start) < 0)
-		return NULL;
-	if (boot + (long long)(start / (unsigned long long)ticks) > stx.stx_btime.tv_sec + 1)
-		return "its pid is another process now";
-	return NULL;
-}
-
 /*
  * Why the runner that made sandbox @name is gone, or NULL: alive, not ours to judge (another
  * PID namespace: *@foreign is set), or not a sandbox name. The identity in the name is the
  * runner's own; a step cannot rename its directory, whose parent it cannot see.
  */
-static const char *owner_gone(int dfd, const char *name, const struct arl_owner *me, bool *foreign)
+static const char *owner_gone(const char *name, const struct arl_owner *me, bool *foreign)
 {
 	struct arl_owner o = {0};
 	unsigned long long pidns;
@@ -2161,11 +2123,15 @@ static const char *owner_gone(int dfd, const char *name, const struct arl_owner 
 	if (sscanf(name, "sb-%lld-%ld-%llu-%8[0-9a-f]-%llu-%lu%n", &run, &o.pid, &o.start, boot,
 	           &pidns, &n, &end) != 6 ||
 	    name[end]) {
+		/*
+		 * A name of an older version, "sb-RUN-PID-N": the pid alone, so only a pid that is
+		 * not running is certain. A reused one keeps it until that process ends.
+		 */
 		memset(&o, 0, sizeof(o)); /* the failed match may have filled some */
 		end = 0;
 		if (sscanf(name, "sb-%lld-%ld-%lu%n", &run, &o.pid, &n, &end) != 3 || name[end])
 			return NULL;
-		return legacy_owner_gone(dfd, name, &o, me);
+		return arl_owner_gone(&o, me);
 	}
 	if (strlen(boot) == 8)
 		memcpy(o.boot, boot, sizeof(boot));
@@ -2202,7 +2168,7 @@ int arl_local_gc(const char *state_dir, bool remove, FILE *out, int *foreign, st
 
 		if (strncmp(de->d_name, "sb-", 3))
 			continue;
-		if (!(why = owner_gone(dfd, de->d_name, &me, &other_ns))) {
+		if (!(why = owner_gone(de->d_name, &me, &other_ns))) {
 			others += other_ns;
 			continue;
 		}
