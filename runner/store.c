@@ -20,8 +20,9 @@
  * text, and a STRICT TEXT column would refuse a BLOB anyway.
  *
  * A runner that dies (SIGKILL, OOM, power) leaves its run 'running'. Every read-write open
- * looks for such runs of this host whose pid is gone and closes them as 'interrupted', so the
- * database never claims forever that a dead run is still going.
+ * looks for such runs of this host whose runner is gone (by pid, its start time, boot id and
+ * PID namespace: arl_owner_gone()) and closes them as 'interrupted', so the database never
+ * claims forever that a dead run is still going.
  *
  * A full disk costs only the transaction that hit it: SQLite rolls it back, what was
  * committed stays (WAL frames of a failed commit are never marked valid), and the connection
@@ -678,8 +679,8 @@ static int still_running(struct arl_store *s, int64_t run_id, bool *running, str
 }
 
 /*
- * Closes the runs of this host whose runner is gone. A run on another host is left alone:
- * we cannot see its processes. Each run is closed in its own transaction so one bad row does
+ * Closes the runs of this host whose runner is gone. A run on another host, or of another PID
+ * namespace here, is left alone: we cannot see its processes. Each run is closed in its own transaction so one bad row does
  * not keep the others open.
  */
 static int recover_stale(struct arl_store *s, struct arl_err *err)
