@@ -19,12 +19,14 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <dirent.h>
 
 #include <cmocka.h>
+#include <linux/keyctl.h>
 
 #include "spawn.h"
 #include "util.h"
@@ -282,6 +284,102 @@ static void test_path_search(void **state)
 	assert_int_equal(rmdir(dir), 0);
 	free(prog);
 	free(path_env);
+}
+
+/*
+ * An identity for the child (the local backend's steps): a fresh session keyring (a key of
+ * our session is not found), fd 3, and as root other ids and a bind in a mount namespace of
+ * its own (our mount table unchanged). Exec failures read as posix_spawn's.
+ */
+static void test_ident(void **state)
+{
+	char tmpl[] = "/tmp/arl-spawn-id-XXXXXX", *dir, *src, *dst, *cwd, *script, *desc;
+	struct arl_spawn_ident id = {0};
+	struct arl_spawn_opts o = ARL_SPAWN_OPTS_INIT;
+	struct arl_spawn_result r;
+	char *noexec[] = {"/etc/passwd", NULL};
+	int p[2];
+
+	(void)state;
+	assert_non_null(dir = mkdtemp(tmpl));
+	desc = arl_xasprintf("arl-spawn-test-%ld", (long)getpid());
+	/* Our own session keyring, holding a key a child must not find. */
+	assert_true(syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) >= 0);
+	assert_true(
+	    syscall(SYS_add_key, "user", desc, "secret", (size_t)6, KEY_SPEC_SESSION_KEYRING) >= 0);
+	script = arl_xasprintf(
+	    "keyctl request user %s >/dev/null 2>&1 && echo found || echo hidden", desc);
+	if (access("/usr/bin/keyctl", X_OK) == 0) {
+		run_sh(&o, script, &r); /* the control: without an identity, it is ours */
+		assert_string_equal(r.out.data, "found\n");
+		arl_spawn_result_release(&r);
+		id.new_keyring = true;
+		o.ident = &id;
+		run_sh(&o, script, &r);
+		assert_string_equal(r.out.data, "hidden\n");
+		arl_spawn_result_release(&r);
+	}
+	id.new_keyring = true;
+	o.ident = &id;
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(write(p[1], "on fd 3", 7), 7);
+	close(p[1]);
+	id.fd3 = p[0];
+	run_sh(&o, "cat <&3; echo; ls /proc/self/fd | wc -l", &r);
+	/* 0-3, and the fd ls reads /proc/self/fd through: nothing else of ours. */
+	assert_string_equal(r.out.data, "on fd 3\n5\n");
+	arl_spawn_result_release(&r);
+	close(p[0]);
+	id.fd3 = 0;
+	o.argv = noexec;
+	expect_start_error(&o, "cannot run '/etc/passwd': Permission denied");
+
+	if (geteuid() == 0) {
+		char *sub, *file, *want, *grep;
+
+		src = arl_xasprintf("%s/src", dir);
+		dst = arl_xasprintf("%s/dst", dir);
+		sub = arl_xasprintf("%s/sub", src);
+		cwd = arl_xasprintf("%s/sub", dst); /* sub as the child reaches it */
+		file = arl_xasprintf("%s/f", sub);
+		assert_int_equal(mkdir(src, 0700), 0);
+		assert_int_equal(mkdir(sub, 0700), 0);
+		assert_int_equal(mkdir(dst, 0755), 0);
+		assert_int_equal(chown(src, 65529, 65529), 0);
+		assert_int_equal(chown(sub, 65529, 65529), 0);
+		id = (struct arl_spawn_ident){.set_ids = true,
+		                              .uid = 65529,
+		                              .gid = 65528,
+		                              .new_keyring = true,
+		                              .bind_src = src,
+		                              .bind_dst = dst,
+		                              .cwd_path = cwd};
+		o.cwd = sub;
+		run_sh(&o, "id -u; id -g; id -G; pwd; touch f && echo written", &r);
+		want = arl_xasprintf("65529\n65528\n65528\n%s\nwritten\n", cwd);
+		assert_string_equal(r.out.data, want);
+		arl_spawn_result_release(&r);
+		assert_int_equal(unlink(file), 0); /* written through the bind */
+		grep = arl_xasprintf("grep -c ' %s ' /proc/%ld/mountinfo", dst, (long)getpid());
+		o = (struct arl_spawn_opts)ARL_SPAWN_OPTS_INIT;
+		run_sh(&o, grep, &r);
+		assert_string_equal(r.out.data,
+		                    "0\n"); /* the bind stayed in the child's namespace */
+		arl_spawn_result_release(&r);
+		assert_int_equal(rmdir(sub), 0);
+		assert_int_equal(rmdir(src), 0);
+		assert_int_equal(rmdir(dst), 0);
+		free(grep);
+		free(want);
+		free(file);
+		free(cwd);
+		free(sub);
+		free(src);
+		free(dst);
+	}
+	free(script);
+	free(desc);
+	assert_int_equal(rmdir(dir), 0);
 }
 
 static void test_start_errors(void **state)
@@ -724,14 +822,23 @@ static void cloexec_inherited_fds(void)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_memory_bounded),     cmocka_unit_test(test_exit_codes),
-	    cmocka_unit_test(test_env_and_cwd),        cmocka_unit_test(test_path_search),
-	    cmocka_unit_test(test_start_errors),       cmocka_unit_test(test_stdin),
-	    cmocka_unit_test(test_large_output),       cmocka_unit_test(test_capture_boundaries),
-	    cmocka_unit_test(test_ring_wrap),          cmocka_unit_test(test_deadline),
-	    cmocka_unit_test(test_term_ignored),       cmocka_unit_test(test_background_grandchild),
-	    cmocka_unit_test(test_escaped_grandchild), cmocka_unit_test(test_cancel),
-	    cmocka_unit_test(test_concurrent),         cmocka_unit_test(test_no_fd_leak),
+	    cmocka_unit_test(test_memory_bounded),
+	    cmocka_unit_test(test_exit_codes),
+	    cmocka_unit_test(test_env_and_cwd),
+	    cmocka_unit_test(test_path_search),
+	    cmocka_unit_test(test_start_errors),
+	    cmocka_unit_test(test_stdin),
+	    cmocka_unit_test(test_ident),
+	    cmocka_unit_test(test_large_output),
+	    cmocka_unit_test(test_capture_boundaries),
+	    cmocka_unit_test(test_ring_wrap),
+	    cmocka_unit_test(test_deadline),
+	    cmocka_unit_test(test_term_ignored),
+	    cmocka_unit_test(test_background_grandchild),
+	    cmocka_unit_test(test_escaped_grandchild),
+	    cmocka_unit_test(test_cancel),
+	    cmocka_unit_test(test_concurrent),
+	    cmocka_unit_test(test_no_fd_leak),
 	};
 
 	cloexec_inherited_fds();
