@@ -142,7 +142,7 @@ if ! unshare --pid --fork --mount-proc true 2>/dev/null || [ ! -w /proc/sys/kern
 else
 	# A pid no process has here, for the runner inside (ns_last_pid: the next one is +1).
 	p=$((20000 + $$ % 10000))
-	while [ -e "/proc/$p" ] || [ -e "/proc/$((p - 1))" ]; do
+	while [ -e "/proc/$p" ]; do
 		p=$((p + 1))
 	done
 	cat >ns.yaml <<'YAML'
@@ -155,9 +155,10 @@ jobs:
       - type: Command
         command: ["sh", "-c", "touch /workspace/ready && while [ ! -e /workspace/go ]; do sleep 0.05; done"]
 YAML
+	# --kill-child: killing unshare (the EXIT trap) takes the whole namespace with it.
 	# shellcheck disable=SC2016 # expanded by the inner shell
-	unshare --pid --fork --mount-proc sh -c \
-		'echo $(($1 - 1)) >/proc/sys/kernel/ns_last_pid && "$2" run --db u.db --progress none ns.yaml' \
+	unshare --pid --fork --kill-child --mount-proc sh -c \
+		'echo $(($1 - 1)) >/proc/sys/kernel/ns_last_pid && "$2" run --db u.db --progress none ns.yaml; exit $?' \
 		sh "$p" "$ARL_BATCH" >ns.out 2>ns.err &
 	pid=$!
 	wait_files "$pid" 1 "u.db.sandboxes/sb-*/ready"
