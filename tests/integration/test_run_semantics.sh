@@ -348,10 +348,12 @@ check_eq "invalid file: no sandbox was made" "$(ls -A "$D/invalid.db.sandboxes" 
 
 echo "# the bwrap sandbox's walls"
 echo "top secret $MARK" >"$TMP/secret.txt"
+# validate refuses the FilePatch escapes below on a local pool (tests/jobfiles/invalid/): a
+# Kubernetes pool run with --backend local brings them to the local backend's own check.
 cat >"$D/walls.yaml" <<EOF
 version: 1
 pools:
-  p: {replicas: 4}
+  p: {backend: kubernetes, replicas: 4}
 jobs:
   - name: probes
     steps:
@@ -376,7 +378,7 @@ jobs:
       - {type: Command, command: ["ln", "-s", "$TMP", "/workspace/link"]}
       - {type: FilePatch, path: "/workspace/link/arl-escape-$MARK", content: x}
 EOF
-runner run --progress none --db "$DB" "$D/walls.yaml"
+runner run --progress none --db "$DB" --backend local "$D/walls.yaml"
 check_eq "walls run exits 1 (the escapes fail)" "$RC" 1
 check_eq "sandbox: /usr and /etc read-only, a host file outside the workspace unreadable" \
 	"$(sql "$DB" "SELECT stdout FROM steps s JOIN attempts a ON a.id = s.attempt_id JOIN jobs j ON j.id = a.job_id
