@@ -43,7 +43,10 @@ static const char help_text[] =
     "                    a metric_<name> column per metric; a Skipped job shows the\n"
     "                    metrics of the result it stands for) or junit (JUnit XML: a\n"
     "                    testsuite per job file, a testcase per job, the last 4 KiB of\n"
-    "                    stdout and stderr)\n";
+    "                    stdout and stderr)\n"
+    "\n"
+    "A Skipped job counts as the result it stands for: every format shows that result as\n"
+    "carried from the run it comes from (JUnit: a carried failure is a <failure>).\n";
 
 /* Skipped jobs of the run whose standing result is @st: they count as @st (SPEC). */
 #define CARRIED_COUNT(st)                                                                          \

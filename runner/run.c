@@ -1,6 +1,7 @@
 /*
- * DESIGN: `run` in four phases. (1) Open the store and record the run with every job Pending,
- * so that a crash at any later point leaves a complete picture. (2) Open one backend per kind
+ * DESIGN: `run` in four phases. (1) Open the store and record the run with every job Pending
+ * or, standing on an earlier result (--resume, --rerun), Skipped, in one transaction, so that
+ * a crash at any later point leaves a complete picture and an earlier one leaves nothing. (2) Open one backend per kind
  * in use; a missing prerequisite (bwrap, a cluster) fails here, before any job. (3) Let the
  * scheduler run the jobs; its hooks run on this (the main) thread and commit each finished
  * job at once. (4) Close the backends (releasing warm sandboxes), finish the run row, print the
