@@ -399,9 +399,14 @@ static int section_header(struct rep *r, const struct counts *c)
 	fputs("</div></div>\n", r->out);
 	fprintf(r->out,
 	        "<div class=\"card\"><div class=\"k\">Cancelled</div><div class=\"v%s\">%llu</div>"
-	        "<div class=\"sub\">%llu never finished</div></div>\n",
-	        c->cancelled ? " warn" : "", (unsigned long long)c->cancelled,
+	        "<div class=\"sub\">%llu never finished",
+	        c->cancelled || c->carried_cancelled ? " warn" : "",
+	        (unsigned long long)(c->cancelled + c->carried_cancelled),
 	        (unsigned long long)c->unfinished);
+	if (c->carried_cancelled)
+		fprintf(r->out, " &middot; %llu carried from earlier runs",
+		        (unsigned long long)c->carried_cancelled);
+	fputs("</div></div>\n", r->out);
 	fprintf(r->out,
 	        "<div class=\"card\"><div class=\"k\">Pass rate</div><div class=\"v\">%s</div>"
 	        "<div class=\"sub\">%llu passed of %llu counted; %llu excluded</div></div>\n",

@@ -158,6 +158,10 @@ check_eq "[A] --rerun timeout carries the Cancelled jobs: nothing runs, exit 1" 
 	"$RC|$(names_where "$DB" "$(last_run "$DB")" "state != 'Skipped'")" "1|"
 check_match "[A] ... the summary counts them as carried cancels" "$(tail -n 1 "$TMP/err")" \
 	"carried from earlier runs: 0 failed \(0 failed, 0 timeout, 0 infra\), 2 cancelled"
+runner report --db "$DB" --run "$(last_run "$DB")" -o "$D/cx.html"
+check_eq "[A] ... the report: badge 'failed', 2 carried cancels" \
+	"$(grep -o 'class="badge [a-z]*"' "$D/cx.html")|$(grep -o 'data-carried-cancelled="[0-9]*"' "$D/cx.html")|$(grep -c '2 carried from earlier runs' "$D/cx.html")" \
+	"class=\"badge failed\"|data-carried-cancelled=\"2\"|1"
 runner run --progress none --db "$DB" --run-name cx --rerun cancelled "$D/cx.yaml"
 check_eq "[A] --rerun cancelled runs them: exit 0" \
 	"$RC|$(names_where "$DB" "$(last_run "$DB")" "state != 'Skipped'")" "0|s1,s2"
