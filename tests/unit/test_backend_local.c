@@ -932,6 +932,67 @@ static void test_keep(void **state)
 	free(path);
 }
 
+/*
+ * As root, steps run as the sandbox uid: the directory, the workspace copy, FilePatch files
+ * and the parents FilePatch makes are that uid's, so steps can change all of them; and
+ * ARL_SANDBOX_UID/GID refuse root and anything not a plain id.
+ */
+static void test_root_identity(void **state)
+{
+	static const char *const bad[] = {"0", "-5", "abc", "4294967295", " 7", "12x"};
+	struct fx *f = *state;
+	struct arl_err err = ARL_ERR_INIT;
+	char *ws = arl_xasprintf("%s/ws", f->root), *want, *out, *p;
+	struct arl_step_result res;
+	enum arl_class cls;
+	struct arl_sandbox *sb;
+	struct stat st;
+
+	if (geteuid() != 0) {
+		free(ws);
+		skip();
+	}
+	for (size_t i = 0; i < 2 * sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *var = i % 2 ? "ARL_SANDBOX_GID" : "ARL_SANDBOX_UID";
+
+		setenv(var, bad[i / 2], 1);
+		arl_err_clear(&err);
+		assert_int_equal(fx_try_open(f, ARL_ISO_NONE, false, NULL, 1, &err), -1);
+		assert_null(f->st);
+		want = arl_xasprintf("%s '%s' is not valid: give an unprivileged numeric id (1 to "
+		                     "4294967293; steps never run as root)",
+		                     var, bad[i / 2]);
+		assert_string_equal(err.msg, want);
+		free(want);
+		setenv("ARL_SANDBOX_UID", "65529", 1);
+		unsetenv("ARL_SANDBOX_GID");
+	}
+	make_workspace(ws);
+	fx_open(f, ARL_ISO_BWRAP, false, ws, 1);
+	sb = acquire(f);
+	patch(f, sb, "/workspace/new/dir/f.txt", "x\n", 2, &res, &cls);
+	assert_int_equal(cls, ARL_CLASS_NONE);
+	arl_step_result_release(&res);
+	for (int i = 0; i < 5; i++) {
+		static const char *const rel[] = {"", "new", "new/dir", "new/dir/f.txt",
+		                                  "sub/b.sh"};
+
+		p = host_path(f, sb, rel[i]);
+		assert_int_equal(lstat(p, &st), 0);
+		assert_int_equal(st.st_uid, TEST_SANDBOX_UID);
+		assert_int_equal(st.st_gid, TEST_SANDBOX_UID);
+		free(p);
+	}
+	out = sh_ok(f, sb, NULL,
+	            "echo y >> new/dir/f.txt && touch new/dir/g sub/c && echo z > secret && "
+	            "rm link && cat new/dir/f.txt secret");
+	assert_string_equal(out, "x\ny\nz\n");
+	free(out);
+	release(f, sb);
+	fx_close(f);
+	free(ws);
+}
+
 /* The preparer fills the warm pool up to `replicas`; close() deletes what was not used. */
 static void test_warm_pool(void **state)
 {
@@ -1602,7 +1663,7 @@ int main(void)
 	    T(test_release_hostile), T(test_keep),
 	    T(test_warm_pool),       T(test_concurrency),
 	    T(test_recycle_hostile), T(test_escaped_child),
-	    T(test_close_all),
+	    T(test_close_all),       T(test_root_identity),
 	};
 	int failed;
 
