@@ -1196,7 +1196,7 @@ static int stream(struct arl_k8s_watch *w, bool *fatal, struct arl_err *err)
 	} else {
 		arl_error(err, ARL_E_BACKEND, "cannot watch %s in namespace '%s': %s (server %s)",
 		          w->plural, w->ns, errbuf[0] ? errbuf : curl_easy_strerror(rc),
-		          arl_kubeconfig_base_url(w->c->kc));
+		          arl_kubeconfig_server_shown(w->c->kc));
 	}
 	arl_buf_release(&x.body);
 	return ret;

@@ -356,3 +356,31 @@ char *arl_k8s_base64_encode(const void *data, size_t len)
 	*o = '\0';
 	return out;
 }
+
+/* After "scheme://", else @url itself. */
+static const char *url_authority(const char *url)
+{
+	const char *p = strstr(url, "://");
+
+	return p ? p + 3 : url;
+}
+
+const char *arl_k8s_url_host(const char *url)
+{
+	const char *a = url_authority(url), *end = a + strcspn(a, "/?#"), *at = NULL;
+
+	/* The last '@' of the authority: a password may hold another, unescaped. */
+	for (const char *p = a; p < end; p++)
+		if (*p == '@')
+			at = p;
+	return at ? at + 1 : a;
+}
+
+char *arl_k8s_redact_url(const char *url)
+{
+	const char *a = url_authority(url), *host = arl_k8s_url_host(url);
+
+	if (host == a)
+		return arl_xstrdup(url);
+	return arl_xasprintf("%.*sREDACTED@%s", (int)(a - url), url, host);
+}

@@ -64,4 +64,12 @@ char *arl_k8s_base64_decode(const char *s, size_t *len);
 /* Encodes @len bytes; returns a malloc'd NUL-terminated string. */
 char *arl_k8s_base64_encode(const void *data, size_t len);
 
+/*
+ * @url for messages: userinfo ("https://user:pass@host") is a credential and becomes
+ * "REDACTED@". Returns a malloc'd string.
+ */
+char *arl_k8s_redact_url(const char *url);
+/* Where the host part of @url (after "scheme://" and any userinfo) starts. */
+const char *arl_k8s_url_host(const char *url);
+
 #endif

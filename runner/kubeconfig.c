@@ -68,6 +68,7 @@ struct kc_exec {
 
 struct arl_kubeconfig {
 	char *source, *context, *cluster, *user, *server, *namespace;
+	char *server_shown, *proxy_shown; /* for messages: userinfo redacted */
 	bool namespace_set;
 	char *ca_file, *tls_server_name, *proxy_url;
 	char *ca_data, *cert_data, *key_data; /* PEM bytes, decoded */
@@ -484,13 +485,15 @@ static int parse_cluster(struct arl_kubeconfig *kc, const struct arl_node *c, co
 		return -1;
 	if (!server || !*server)
 		return node_error(err, c, "cluster '%s' has no 'server'", kc->cluster);
-	if (strncmp(server, "https://", 8) && strncmp(server, "http://", 7))
-		return node_error(err, arl_node_get(c, "server"),
-		                  "cluster '%s': server '%s' must start with https:// or http://",
-		                  kc->cluster, server);
 	kc->server = arl_xstrdup(server);
 	while (strlen(kc->server) > 1 && kc->server[strlen(kc->server) - 1] == '/')
 		kc->server[strlen(kc->server) - 1] = '\0';
+	/* Userinfo in the URL is a credential (curl sends it as basic auth): never shown. */
+	kc->server_shown = arl_k8s_redact_url(kc->server);
+	if (strncmp(server, "https://", 8) && strncmp(server, "http://", 7))
+		return node_error(err, arl_node_get(c, "server"),
+		                  "cluster '%s': server '%s' must start with https:// or http://",
+		                  kc->cluster, kc->server_shown);
 	if (decode_data(c, "certificate-authority-data", ca_data, &kc->ca_data, &kc->ca_len, err) <
 	    0)
 		return -1;
@@ -504,6 +507,7 @@ static int parse_cluster(struct arl_kubeconfig *kc, const struct arl_node *c, co
 		    kc->cluster);
 	kc->tls_server_name = tsn && *tsn ? arl_xstrdup(tsn) : NULL;
 	kc->proxy_url = proxy && *proxy ? arl_xstrdup(proxy) : NULL;
+	kc->proxy_shown = kc->proxy_url ? arl_k8s_redact_url(kc->proxy_url) : NULL;
 	return 0;
 }
 
@@ -668,6 +672,7 @@ static int load_in_cluster(struct arl_kubeconfig *kc, const struct arl_kubeconfi
 	kc->user = arl_xstrdup("service-account");
 	kc->server = strchr(host, ':') ? arl_xasprintf("https://[%s]:%s", host, port)
 	                               : arl_xasprintf("https://%s:%s", host, port);
+	kc->server_shown = arl_xstrdup(kc->server);
 	kc->token_file = arl_xasprintf("%s/token", dir);
 	if (!file_exists(kc->token_file))
 		return arl_error(err, ARL_E_INVALID,
@@ -707,7 +712,7 @@ static int make_base_url(struct arl_kubeconfig *kc, struct arl_err *err)
 		kc->base_url = arl_xstrdup(s);
 		return 0;
 	}
-	hp = s + (https ? 8 : 7);
+	hp = arl_k8s_url_host(s);
 	slash = strchr(hp, '/');
 	if (!slash)
 		slash = hp + strlen(hp);
@@ -715,7 +720,8 @@ static int make_base_url(struct arl_kubeconfig *kc, struct arl_err *err)
 		const char *close = memchr(hp, ']', (size_t)(slash - hp));
 
 		if (!close)
-			return arl_error(err, ARL_E_INVALID, "server '%s' is not a valid URL", s);
+			return arl_error(err, ARL_E_INVALID, "server '%s' is not a valid URL",
+			                 kc->server_shown);
 		host = arl_xstrndup(hp, (size_t)(close + 1 - hp));
 		port_sep = close + 1 < slash && close[1] == ':' ? close + 1 : NULL;
 	} else {
@@ -724,8 +730,9 @@ static int make_base_url(struct arl_kubeconfig *kc, struct arl_err *err)
 	}
 	port = port_sep ? arl_xstrndup(port_sep + 1, (size_t)(slash - port_sep - 1))
 	                : arl_xstrdup(https ? "443" : "80");
-	kc->base_url = arl_xasprintf("%s://%s:%s%s", https ? "https" : "http", kc->tls_server_name,
-	                             port, slash);
+	kc->base_url = arl_xasprintf("%s://%.*s%s:%s%s", https ? "https" : "http",
+	                             (int)(hp - (s + (https ? 8 : 7))), s + (https ? 8 : 7),
+	                             kc->tls_server_name, port, slash);
 	char *map = arl_xasprintf("%s:%s:%s:%s", kc->tls_server_name, port, host, port);
 
 	kc->connect_to = curl_slist_append(NULL, map);
@@ -798,6 +805,8 @@ void arl_kubeconfig_free(struct arl_kubeconfig *kc)
 	free(kc->cluster);
 	free(kc->user);
 	free(kc->server);
+	free(kc->server_shown);
+	free(kc->proxy_shown);
 	free(kc->namespace);
 	free(kc->ca_file);
 	free(kc->tls_server_name);
@@ -839,14 +848,14 @@ void arl_kubeconfig_describe(const struct arl_kubeconfig *kc, struct arl_kubecon
 	out->context = kc->context;
 	out->cluster = kc->cluster;
 	out->user = kc->user;
-	out->server = kc->server;
+	out->server = kc->server_shown;
 	out->namespace = kc->namespace;
 	out->namespace_set = kc->namespace_set;
 	out->ca_file = kc->ca_file;
 	out->ca_data = kc->ca_data != NULL;
 	out->insecure = kc->insecure;
 	out->tls_server_name = kc->tls_server_name;
-	out->proxy_url = kc->proxy_url;
+	out->proxy_url = kc->proxy_shown;
 	out->cert_file = kc->cert_file;
 	out->key_file = kc->key_file;
 	out->cert_data = kc->cert_data != NULL;
@@ -860,6 +869,11 @@ void arl_kubeconfig_describe(const struct arl_kubeconfig *kc, struct arl_kubecon
 const char *arl_kubeconfig_base_url(const struct arl_kubeconfig *kc)
 {
 	return kc->base_url;
+}
+
+const char *arl_kubeconfig_server_shown(const struct arl_kubeconfig *kc)
+{
+	return kc->server_shown;
 }
 
 /* --- credentials ---------------------------------------------------------------------- */

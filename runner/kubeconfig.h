@@ -79,6 +79,8 @@ void arl_kubeconfig_describe(const struct arl_kubeconfig *kc, struct arl_kubecon
  * that SNI and certificate checks use it. Borrowed.
  */
 const char *arl_kubeconfig_base_url(const struct arl_kubeconfig *kc);
+/* The server URL for messages, userinfo redacted (the same as describe()'s server). */
+const char *arl_kubeconfig_server_shown(const struct arl_kubeconfig *kc);
 
 /*
  * Applies the connection settings (CA, client certificate files or data, insecure, proxy,

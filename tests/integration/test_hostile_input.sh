@@ -209,6 +209,21 @@ print(" ".join(repr(r[0]) for r in list(csv.reader(open(sys.argv[1], newline="")
 	"\"'=1+2\" \"'@SUM(A1)\" '+1' \"'-2+3\" '-5' '+1.5e3' \"'\\tx\" \"'\\ry\""
 cd "$TMP"
 
+# --- userinfo in a kubeconfig server URL (issue 12) ------------------------------------------
+# https://user:pass@host is a credential: error messages show REDACTED@host (unit.kubeconfig
+# checks describe(), tls-server-name and proxy-url).
+cat >kc-userinfo.yaml <<'YAML'
+apiVersion: v1
+kind: Config
+current-context: a
+clusters: [{name: a, cluster: {server: 'http://alice:SECRET@127.0.0.1:9'}}]
+users: [{name: u, user: {token: tok}}]
+contexts: [{name: a, context: {cluster: a, user: u, namespace: ns}}]
+YAML
+runner gc --backend kubernetes --kubeconfig kc-userinfo.yaml --db gc.db
+check_match "gc against an unreachable server fails, naming it redacted" "$(cat "$TMP/err")" "server http://REDACTED@127\.0\.0\.1:9"
+check "the password is in no message" bash -c "! grep -q SECRET '$TMP/out' '$TMP/err'"
+
 # --- maps grow in O(n) (issue 12) ------------------------------------------------------------
 # 200,000 labels took 111 s to validate (each key compared with every earlier one). No clock
 # window: the CPU time of 8x the entries is compared with the CPU time this machine took for

@@ -551,6 +551,49 @@ static void test_in_cluster(void **state)
 	free(sa);
 }
 
+/* Userinfo in server: or proxy-url: is a credential: redacted wherever the URL is shown. */
+static void test_server_userinfo_redacted(void **state)
+{
+	struct arl_kubeconfig_info i;
+	struct arl_kubeconfig *kc;
+	char *path = tmp_path("userinfo.yaml");
+	const char *msg;
+
+	(void)state;
+	write_file(path,
+	           "apiVersion: v1\nkind: Config\ncurrent-context: a\n"
+	           "clusters:\n"
+	           "  - {name: a, cluster: {server: 'https://alice:SECRET%40pw@10.0.0.1:6443/p/', "
+	           "proxy-url: 'http://carol:SECRET@proxy.test:3128'}}\n"
+	           "  - {name: t, cluster: {server: 'https://alice:SECRET@pw@10.0.0.1:6443', "
+	           "tls-server-name: api.test}}\n"
+	           "  - {name: bad, cluster: {server: 'ftp://bob:SECRET@ftp.test'}}\n"
+	           "users: [{name: u, user: {}}]\n"
+	           "contexts:\n"
+	           "  - {name: a, context: {cluster: a, user: u}}\n"
+	           "  - {name: t, context: {cluster: t, user: u}}\n"
+	           "  - {name: bad, context: {cluster: bad, user: u}}\n",
+	           0600);
+	kc = load_ok(path, "a");
+	arl_kubeconfig_describe(kc, &i);
+	assert_string_equal(i.server, "https://REDACTED@10.0.0.1:6443/p");
+	assert_string_equal(arl_kubeconfig_server_shown(kc), "https://REDACTED@10.0.0.1:6443/p");
+	assert_string_equal(i.proxy_url, "http://REDACTED@proxy.test:3128");
+	/* Requests still carry it (curl sends it as basic auth, as kubectl's client does). */
+	assert_string_equal(arl_kubeconfig_base_url(kc),
+	                    "https://alice:SECRET%40pw@10.0.0.1:6443/p");
+	arl_kubeconfig_free(kc);
+	/* The last '@' ends the userinfo; tls-server-name replaces the host, not the userinfo. */
+	kc = load_ok(path, "t");
+	arl_kubeconfig_describe(kc, &i);
+	assert_string_equal(i.server, "https://REDACTED@10.0.0.1:6443");
+	assert_string_equal(arl_kubeconfig_base_url(kc), "https://alice:SECRET@pw@api.test:6443");
+	arl_kubeconfig_free(kc);
+	msg = load_err(path, "bad", NULL); /* checks that SECRET is not in it */
+	assert_non_null(strstr(msg, "server 'ftp://REDACTED@ftp.test' must start with https://"));
+	free(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -566,6 +609,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_exec_plugin_expired, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_exec_plugin_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_in_cluster, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_server_userinfo_redacted, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
