@@ -148,10 +148,19 @@ check_eq "[A] a further --rerun failed,timeout runs nothing and exits 0" \
 	echo '  - {name: ok1, steps: [{type: Command, command: ["true"]}]}'
 } >"$D/cx.yaml"
 touch "$D/slow"
-runner run --progress none --db "$DB" --run-name cx --deadline 1s "$D/cx.yaml"
+# Interrupted once ok1 is recorded and both slow jobs are running: they end Cancelled.
+"$ARL_BATCH" run --progress none --db "$DB" --run-name cx "$D/cx.yaml" >/dev/null 2>&1 &
+RUNNER_PID=$!
+cx_started() {
+	[ "$(sql "$DB" "SELECT count(*) FROM jobs j JOIN runs r ON r.id = j.run_id WHERE r.name = 'cx'
+	     AND ((j.name = 'ok1' AND j.state = 'Succeeded') OR j.state = 'Running')" 2>/dev/null)" = 3 ]
+}
+until cx_started || ! kill -0 "$RUNNER_PID" 2>/dev/null; do sleep 0.02; done
+kill -INT "$RUNNER_PID" 2>/dev/null || true
+wait_exit 60
 C1=$(last_run "$DB")
-check_eq "[A] --deadline cancels the slow jobs (exit 4)" \
-	"$RC|$(names_where "$DB" "$C1" "state = 'Cancelled'")" "4|s1,s2"
+check_eq "[A] an interrupt cancels the slow jobs (exit 130)" \
+	"$RC|$(names_where "$DB" "$C1" "state = 'Cancelled'")" "130|s1,s2"
 rm "$D/slow"
 runner run --progress none --db "$DB" --run-name cx --rerun timeout "$D/cx.yaml"
 check_eq "[A] --rerun timeout carries the Cancelled jobs: nothing runs, exit 1" \
