@@ -768,6 +768,132 @@ static const char *const pragma_read_ok[] = {
     "module_list",  "pragma_list",    "compile_options", "data_version",
 };
 
+/*
+ * Functions a query may call: the plainly read-only built-ins (core, aggregates, windows, dates,
+ * math, JSON). Anything else is refused: fts3_tokenizer() leaks pointers and registers
+ * tokenizers, load_extension() loads code, sqlite_log() writes the log, fts5() hands out an
+ * API pointer, optimize() merges FTS segments, and a function a later SQLite adds is
+ * not known to be harmless.
+ */
+static const char *const function_ok[] = {
+    "->",
+    "->>",
+    "abs",
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atan2",
+    "atanh",
+    "avg",
+    "ceil",
+    "ceiling",
+    "changes",
+    "char",
+    "coalesce",
+    "concat",
+    "concat_ws",
+    "cos",
+    "cosh",
+    "count",
+    "cume_dist",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "date",
+    "datetime",
+    "degrees",
+    "dense_rank",
+    "exp",
+    "first_value",
+    "floor",
+    "format",
+    "glob",
+    "group_concat",
+    "hex",
+    "ifnull",
+    "iif",
+    "instr",
+    "json",
+    "json_array",
+    "json_array_length",
+    "json_extract",
+    "json_group_array",
+    "json_group_object",
+    "json_insert",
+    "json_object",
+    "json_patch",
+    "json_quote",
+    "json_remove",
+    "json_replace",
+    "json_set",
+    "json_type",
+    "json_valid",
+    "julianday",
+    "lag",
+    "last_value",
+    "lead",
+    "length",
+    "like",
+    "likelihood",
+    "likely",
+    "ln",
+    "log",
+    "log10",
+    "log2",
+    "lower",
+    "ltrim",
+    "max",
+    "min",
+    "mod",
+    "nth_value",
+    "ntile",
+    "nullif",
+    "octet_length",
+    "percent_rank",
+    "pi",
+    "pow",
+    "power",
+    "printf",
+    "quote",
+    "radians",
+    "random",
+    "randomblob",
+    "rank",
+    "replace",
+    "round",
+    "row_number",
+    "rtrim",
+    "sign",
+    "sin",
+    "sinh",
+    "soundex",
+    "sqlite_source_id",
+    "sqlite_version",
+    "sqrt",
+    "strftime",
+    "string_agg",
+    "substr",
+    "substring",
+    "sum",
+    "tan",
+    "tanh",
+    "time",
+    "timediff",
+    "total",
+    "total_changes",
+    "trim",
+    "trunc",
+    "typeof",
+    "unhex",
+    "unicode",
+    "unixepoch",
+    "unlikely",
+    "upper",
+    "zeroblob",
+};
+
 static bool in_list(const char *const *list, size_t n, const char *s)
 {
 	for (size_t i = 0; i < n; i++)
@@ -840,9 +966,14 @@ static int authorize(void *ud, int action, const char *a1, const char *a2, const
 	switch (action) {
 	case SQLITE_SELECT:
 	case SQLITE_READ:
-	case SQLITE_FUNCTION:
 	case SQLITE_RECURSIVE:
 		return SQLITE_OK;
+	case SQLITE_FUNCTION:
+		if (a2 && in_list(function_ok, sizeof(function_ok) / sizeof(function_ok[0]), a2))
+			return SQLITE_OK;
+		if (!s->denied[0])
+			snprintf(s->denied, sizeof(s->denied), "function '%s'", a2 ? a2 : "?");
+		return SQLITE_DENY;
 	case SQLITE_UPDATE:
 		/*
 		 * SQLite asks about an UPDATE of sqlite_master whenever a statement uses an

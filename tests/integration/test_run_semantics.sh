@@ -493,4 +493,19 @@ check_eq "the database is unchanged (jobs count, user_version, tables)" \
 	"$before|1"$'\n'"$version"
 check "ATTACH and VACUUM INTO created no file" test ! -e "$D/other.db" -a ! -e "$D/copy.db"
 
+echo "# query calls only plainly read-only functions (issue 12)"
+# fts3_tokenizer() leaks a pointer and registers tokenizers; the others load code, write the
+# log or hand out an API pointer. A function not on the allowlist is refused by name.
+for q in "SELECT fts3_tokenizer('simple')" "SELECT hex(FTS3_TOKENIZER('porter'))" \
+	"SELECT load_extension('/nonexistent')" "SELECT sqlite_log(1, 'x')" "SELECT fts5(NULL)" \
+	"SELECT 1 WHERE fts3_tokenizer('simple') IS NULL"; do
+	runner query --db "$DB" "$q"
+	check_eq "query refuses: $q" "$RC" 2
+	check_match "query names the function: $q" "$(cat "$TMP/err")" "read-only query: function '[a-z0-9_]+' is not allowed"
+done
+runner query --db "$DB" --format csv "SELECT count(*), max(length(key)) > 0, json_object('n', count(*)) ->> 'n', \
+	date('2026-01-02'), round(abs(-1.25), 1), row_number() OVER () FROM jobs"
+check_eq "query allows the ordinary functions (aggregate, JSON, date, math, window)" \
+	"$(tr -d '\r' <"$TMP/out" | tail -n 1)" "$before,1,$before,2026-01-02,1.3,1"
+
 summary
