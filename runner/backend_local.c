@@ -693,7 +693,7 @@ static int create_dir(struct local *L, struct sbdir *d, struct arl_err *err)
 
 /*
  * A sandbox directory for @pool: a spare one or a new one, with the pool's workspace in it.
- * @b bounds the copy (NULL: unbounded, the warm preparer).
+ * @b bounds the copy (NULL: unbounded).
  */
 static int make_sandbox(struct local *L, const struct arl_pool *pool, const struct copy_bound *b,
                         struct sbdir *out, struct arl_err *err)
@@ -979,7 +979,9 @@ static void *preparer_main(void *arg)
 		}
 		w->preparing++;
 		pthread_mutex_unlock(&L->mu);
-		rc = make_sandbox(L, w->pool, NULL, &d, &err);
+		/* No prepareTimeout here (no attempt waits), but a cancelled run stops copying. */
+		rc = make_sandbox(L, w->pool, &(struct copy_bound){INT64_MAX, L->cancel_fd}, &d,
+		                  &err);
 		pthread_mutex_lock(&L->mu);
 		w->preparing--;
 		if (rc == 0) {

@@ -108,6 +108,27 @@ check_eq "its step is recorded as not run" \
 check_eq "no sandbox directory is left" \
 	"$(find "$TMP/bound.db.sandboxes" -mindepth 1 -maxdepth 1 | wc -l)" 0
 
+echo "# SIGINT while the workspace is being copied: the copy stops, the attempt is Cancelled"
+sed 's/name: starved/name: interrupted/; /prepareTimeout/d' \
+	"$TMP/bound.yaml" >"$TMP/cancel.yaml"
+"$ARL_BATCH" run --progress none --db "$TMP/cancel.db" "$TMP/cancel.yaml" \
+	>"$TMP/out" 2>"$TMP/err" &
+RUNNER_PID=$!
+# The first file of a copy has landed: the rest takes about as long as cp -a took.
+for _ in $(seq 600); do
+	find "$TMP/cancel.db.sandboxes" -mindepth 2 -maxdepth 2 2>/dev/null | grep -q . && break
+	kill -0 "$RUNNER_PID" 2>/dev/null || break
+	sleep 0.05
+done
+kill -INT "$RUNNER_PID" 2>/dev/null || true
+wait_exit 300
+check_eq "run exits 130" "$RC" 130
+check_eq "the attempt is Cancelled while its workspace was copied" \
+	"$(sql "$TMP/cancel.db" "SELECT state || ': ' || error FROM attempts")" \
+	"Cancelled: cannot allocate a sandbox from pool 'p': cancelled while copying workspace '$WS'"
+check_eq "no sandbox directory is left" \
+	"$(find "$TMP/cancel.db.sandboxes" -mindepth 1 -maxdepth 1 | wc -l)" 0
+
 # --- metrics: json says why it stored nothing, or not everything ------------------------
 
 cat >"$TMP/metrics.yaml" <<'EOF'
