@@ -25,6 +25,12 @@ set -euo pipefail
 
 require_tools sqlite3 python3
 make_tmp
+steps_may_use # the steps test files under $TMP
+# As root, a step is the sandbox uid and reaches its workspace through a mount point of its
+# own: infra_job deletes its directory by name, in a state directory it may write (sticky).
+export XDG_STATE_HOME=$TMP/xdg
+mkdir -p "$XDG_STATE_HOME/arl-batch"
+chmod 1777 "$XDG_STATE_HOME/arl-batch"
 
 MARK=$$$RANDOM # unique: the argument of our `sleep N.$MARK` processes
 BG_PIDS=()
@@ -46,7 +52,15 @@ infra_job() {
   - name: $1
     retries: 0
     steps:
-      - {name: maybe-vanish, type: Command, command: ["sh", "-c", "if [ -e '$2' ]; then rm -rf \"\$PWD\"; fi"]}
+      - name: maybe-vanish
+        type: Command
+        command:
+          - sh
+          - -c
+          - |
+            [ -e '$2' ] || exit 0
+            m=\$(awk '\$5 == "/run/arl-batch/workspace" { print \$4 }' /proc/self/mountinfo)
+            if [ -n "\$m" ]; then rm -rf "$XDG_STATE_HOME/arl-batch/\${m##*/}"; else rm -rf "\$PWD"; fi
       - {name: patch, type: FilePatch, path: /workspace/out.txt, content: "x"}
 EOF
 }

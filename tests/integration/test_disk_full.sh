@@ -43,6 +43,7 @@ small_disk() {
 	if mountpoint -q "$MNT"; then umount "$MNT"; fi
 	mkdir -p "$MNT"
 	mount -t tmpfs -o "size=$1,mode=0755" tmpfs "$MNT"
+	steps_may_use "$MNT" # a job fills it
 }
 mkdir -p "$MNT"
 if ! mount -t tmpfs -o size=1m tmpfs "$MNT" 2>/dev/null; then
@@ -92,6 +93,7 @@ N=25 # the slow job and 24 that print 200 kB each: the 2 MB disk takes about 8 o
 	done
 } >"$TMP/out.yaml"
 : >"$LEDGER"
+steps_may_use "$LEDGER"
 "$ARL_BATCH" run --progress plain --db "$DB" --state-dir "$STATE" "$TMP/out.yaml" \
 	>"$TMP/out1" 2>"$TMP/err1" &
 RUNNER_PID=$!
