@@ -12,6 +12,7 @@ set -euo pipefail
 
 require_tools sqlite3 python3
 make_tmp
+steps_may_use # the steps read $TMP/phase
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
 
 cat >"$TMP/suite.yaml" <<EOF
