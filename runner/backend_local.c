@@ -6,19 +6,33 @@
  * `isolation: bwrap` (the default) every Command step is its own bubblewrap invocation with
  * that directory bound read-write at /workspace; the rest of the root is built from scratch:
  *
- *   bwrap --die-with-parent --unshare-pid --unshare-ipc --unshare-uts --unshare-cgroup-try
+ *   bwrap [--unshare-user --uid 0 --gid 0 --disable-userns]      (as root, see below)
+ *         --die-with-parent --unshare-pid --unshare-ipc --unshare-uts --unshare-cgroup-try
  *         [--unshare-net] --new-session --cap-drop ALL
  *         --ro-bind /usr /usr --ro-bind /etc /etc
  *         [--symlink usr/bin /bin ... | --ro-bind /lib /lib ...]   (as the host has them)
  *         [--ro-bind-try DIR DIR]        (network pools: where /etc/resolv.conf points)
- *         --proc /proc --dev /dev --tmpfs /tmp
- *         --bind SANDBOX_DIR /workspace --chdir WORKDIR --hostname sandbox -- ARGV...
+ *         --proc /proc --ro-bind-try /proc/sys /proc/sys (sysrq-trigger, irq, bus alike)
+ *         --dev /dev --tmpfs /tmp --bind SANDBOX_DIR /workspace --chdir WORKDIR
+ *         --hostname sandbox --args 3 -- ARGV...
  *
- * The environment reaches the program through bwrap's own environment (spawn's envp), not
- * --setenv: argv is world-readable in /proc, environ is not, so values stay private. It is
- * PATH=/usr/local/bin:/usr/bin:/bin, HOME=/workspace, LANG=C.UTF-8, then the step's env,
- * then ARL_WORKSPACE (always /workspace here). --cap-drop ALL matters when we run as root:
- * bwrap then creates no user namespace and would keep every capability (remount /usr rw).
+ * The environment reaches only the program: bwrap itself starts with an empty one (a step's
+ * LD_PRELOAD or LD_DEBUG_OUTPUT would otherwise act in bwrap, on the host side) and reads
+ * "--clearenv --setenv K V ..." from fd 3, a sealed memfd (argv is world-readable in /proc).
+ * It is PATH=/usr/local/bin:/usr/bin:/bin, HOME=/workspace, LANG=C.UTF-8, then the step's
+ * env, then ARL_WORKSPACE (always /workspace here).
+ *
+ * Identity: whoever starts us, a step is never the host's root. Started as root, bwrap run as
+ * root would create no user namespace, and uid 0 without capabilities still writes host
+ * sysctls (the kernel checks only the uid) and owns root's keyrings. So the child that execs
+ * bwrap (spawn's arl_spawn_ident) drops to the sandbox uid and gid (SANDBOX_ID_DEFAULT, or
+ * ARL_SANDBOX_UID/GID; never 0) and bwrap maps that uid to 0 inside. The state directory's
+ * parents may be closed to that uid, and bwrap 0.8 resolves bind sources by path (its
+ * --bind-fd too), so the child first enters a mount namespace of its own and binds the
+ * sandbox directory on ROOT_MNT, which bwrap binds from. Directories, workspace copies and
+ * FilePatch files are chowned to that uid, the directory 0700: the step can change them and
+ * no one else can. Every step, root or not, joins a fresh session keyring. Started as an
+ * ordinary user, bwrap makes its own user namespace for that user, as it always did.
  * --new-session puts the sandbox outside spawn's process group, which is fine: spawn kills
  * the outer bwrap, --die-with-parent SIGKILLs the sandbox's pid 1, and the kernel takes the
  * whole pid namespace with it. PR_SET_PDEATHSIG follows the spawning thread, and the
@@ -35,6 +49,7 @@
  *
  * `isolation: none` runs the program directly with the sandbox directory as /workspace:
  * workDir /workspace/x becomes DIR/x, HOME and ARL_WORKSPACE are DIR, argv is not rewritten.
+ * As root the step is the sandbox uid too, and DIR is ROOT_MNT, bound as for bwrap.
  *
  * Warm pool: one preparer thread keeps up to `replicas` ready directories per pool (made or
  * recycled, workspace copied in; without a workspace a spare counts as ready). acquire()
