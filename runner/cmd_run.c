@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "dataset.h"
 #include "result.h"
 #include "err.h"
 #include "jobload.h"
@@ -36,6 +37,7 @@ static void usage(FILE *out)
 	    "      --max-failures N    stop starting jobs after N failed jobs\n"
 	    "      --deadline DURATION limit for the whole run; what is left is cancelled\n"
 	    "      --capture-max BYTES output kept per step and stream (default 1048576)\n"
+	    "      --max-record BYTES  longest foreach dataset record (default 16777216)\n"
 	    "      --state-dir DIR     where sandboxes live (default: next to the database)\n"
 	    "      --progress auto|bar|plain|none\n"
 	    "                          progress on stderr: a live bar, a line per job, or nothing\n"
@@ -80,6 +82,7 @@ enum {
 	OPT_MAX_FAILURES,
 	OPT_DEADLINE,
 	OPT_CAPTURE_MAX,
+	OPT_MAX_RECORD,
 	OPT_STATE_DIR,
 	OPT_PROGRESS,
 	OPT_COLOR,
@@ -160,6 +163,7 @@ int cmd_run(int argc, char **argv)
 	    {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
 	    {"deadline", required_argument, NULL, OPT_DEADLINE},
 	    {"capture-max", required_argument, NULL, OPT_CAPTURE_MAX},
+	    {"max-record", required_argument, NULL, OPT_MAX_RECORD},
 	    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
 	    {"progress", required_argument, NULL, OPT_PROGRESS},
 	    {"color", required_argument, NULL, OPT_COLOR},
@@ -220,6 +224,11 @@ int cmd_run(int argc, char **argv)
 		case OPT_DEADLINE:
 			if (arl_parse_duration(optarg, &ro.deadline_ms) < 0 || ro.deadline_ms <= 0)
 				goto bad_value;
+			break;
+		case OPT_MAX_RECORD:
+			if (arl_parse_i64(optarg, 1024, (int64_t)ARL_DATASET_MAX_BYTES, &v) < 0)
+				goto bad_value;
+			arl_dataset_set_max_record((size_t)v);
 			break;
 		case OPT_CAPTURE_MAX:
 			if (arl_parse_i64(optarg, 1024, (int64_t)1 << 30, &v) < 0)

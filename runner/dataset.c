@@ -26,6 +26,20 @@
 /* Read-ahead of the sequential passes over a dataset file. */
 #define WINDOW ((size_t)1 << 20)
 
+static size_t max_record = ARL_DATASET_MAX_RECORD;
+
+void arl_dataset_set_max_record(size_t bytes)
+{
+	max_record = bytes;
+}
+
+size_t arl_dataset_max_record(void)
+{
+	return max_record;
+}
+
+#define TOO_BIG "record of more than %zu bytes (the limit; raise it with --max-record)"
+
 struct reader {
 	struct arl_dataset *ds;
 	struct arl_diags *diags;
@@ -172,7 +186,9 @@ static size_t inf_number(const char *s, size_t n, size_t *tok)
 struct lines {
 	int fd;
 	const char *path;
-	size_t max; /* bytes of the whole file */
+	size_t max;      /* bytes of the whole file */
+	size_t max_line; /* bytes of one line: the window grows no further */
+	bool too_long;   /* next_line() stopped at a line longer than max_line */
 	char *buf;
 	size_t cap, start, end; /* unread: buf[start, end) */
 	uint64_t off;           /* file offset of buf[start] */
@@ -192,6 +208,10 @@ static int next_line(struct lines *l, const char **p, size_t *len, uint64_t *off
 		char *nl = l->end > l->start ? memchr(s, '\n', l->end - l->start) : NULL;
 		ssize_t got;
 
+		if ((nl ? (size_t)(nl - s) : l->end - l->start) > l->max_line) {
+			l->too_long = true;
+			return arl_error(err, ARL_E_LIMIT, TOO_BIG, l->max_line);
+		}
 		if (nl || (l->eof && l->end > l->start)) {
 			*p = s;
 			*len = nl ? (size_t)(nl - s) : l->end - l->start;
@@ -293,7 +313,8 @@ static void move_diags(struct arl_diags *to, struct arl_diags *from)
  */
 static int read_jsonl(struct reader *r, int fd, const char *fs_path, struct arl_err *err)
 {
-	struct lines lr = {.fd = fd, .path = fs_path, .max = ARL_DATASET_MAX_BYTES};
+	struct lines lr = {
+	    .fd = fd, .path = fs_path, .max = ARL_DATASET_MAX_BYTES, .max_line = max_record};
 	struct arl_diags pending = ARL_DIAGS_INIT, *diags = r->diags;
 	struct arl_loc nul = {r->ds->path, 0, 0};
 	bool bad_utf8 = false;
@@ -322,10 +343,10 @@ static int read_jsonl(struct reader *r, int fd, const char *fs_path, struct arl_
 	}
 	free(lr.buf);
 	r->diags = diags;
-	if (rc < 0 || bad_utf8 || nul.line) {
+	if ((rc < 0 && !lr.too_long) || bad_utf8 || nul.line) {
 		arl_diags_release(&pending);
 		r->failed = 0;
-		if (rc < 0)
+		if (rc < 0 && !lr.too_long)
 			return -1;
 		if (bad_utf8)
 			bad_at(r, (struct arl_loc){r->ds->path, 1, 1},
@@ -335,6 +356,9 @@ static int read_jsonl(struct reader *r, int fd, const char *fs_path, struct arl_
 		return 0;
 	}
 	move_diags(diags, &pending);
+	/* Where the record starts, not where the reading stopped. */
+	if (lr.too_long)
+		bad_at(r, (struct arl_loc){r->ds->path, line + 1, 1}, TOO_BIG, max_record);
 	return 0;
 }
 
@@ -398,6 +422,36 @@ static const char *skip_ws(const char *p, const char *end)
 }
 
 /*
+ * The length of the JSON value at @p by a lexical scan (strings skipped, brackets counted),
+ * or something over @limit once it is known to be longer: nothing is built to learn it.
+ */
+static size_t value_extent(const char *p, const char *end, size_t limit)
+{
+	const char *q = p;
+	size_t depth = 0;
+
+	for (; q < end && (size_t)(q - p) <= limit; q++) {
+		if (*q == '"') {
+			for (q++; q < end && *q != '"'; q++)
+				if (*q == '\\')
+					q++;
+			if (!depth)
+				return (size_t)(q + 1 - p);
+		} else if (*q == '[' || *q == '{') {
+			depth++;
+		} else if (*q == ']' || *q == '}') {
+			if (!depth)
+				return (size_t)(q - p);
+			if (!--depth)
+				return (size_t)(q + 1 - p);
+		} else if (!depth && (*q == ',' || (unsigned char)*q <= 32)) {
+			return (size_t)(q - p);
+		}
+	}
+	return (size_t)(q - p);
+}
+
+/*
  * A valid array of records, one element at a time: each becomes a span like a .jsonl
  * record, and no tree of the whole file is built. Returns false (keeping nothing) at anything
  * unusual, and read_json() parses the file whole to report it exactly as it always has.
@@ -421,6 +475,10 @@ static bool json_elements(struct reader *r)
 		/* A byte-order mark is skipped only at the start of the text cJSON is given. */
 		if (p >= end || (unsigned char)*p == 0xEF)
 			goto fallback;
+		if (value_extent(p, end, max_record) > max_record) {
+			bad(r, (size_t)(p - s), TOO_BIG, max_record);
+			return true; /* r->failed: the dataset is refused, nothing parsed */
+		}
 		v = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &stop, 0);
 		/* Alone, an element may nest one level deeper than inside the array. */
 		if (!v || has_inf(v) || nesting(v) >= CJSON_NESTING_LIMIT) {
@@ -517,7 +575,8 @@ static char *csv_field(struct reader *r, const char **pp, const char *end, unsig
 			}
 			if (*p == '\n')
 				(*line)++;
-			arl_buf_add(&b, p, 1);
+			if (b.len <= max_record) /* past it the record is refused: keep no more */
+				arl_buf_add(&b, p, 1);
 		}
 		if (p < end && *p != ',' && *p != '\n' && *p != '\r')
 			bad(r, (size_t)(p - r->text), "text after a quoted field");
@@ -525,10 +584,12 @@ static char *csv_field(struct reader *r, const char **pp, const char *end, unsig
 			p++;
 	} else {
 		const char *s = p;
+		size_t n;
 
 		while (p < end && *p != ',' && *p != '\n')
 			p++;
-		arl_buf_add(&b, s, (size_t)(p > s && p[-1] == '\r' ? p - 1 - s : p - s));
+		n = (size_t)(p > s && p[-1] == '\r' ? p - 1 - s : p - s);
+		arl_buf_add(&b, s, n > max_record ? max_record + 1 : n);
 	}
 	*pp = p;
 	return arl_buf_detach(&b, NULL);
@@ -556,6 +617,38 @@ static size_t csv_record(struct reader *r, const char **pp, const char *end, uns
 	}
 }
 
+struct named {
+	const char *name;
+	size_t i;
+};
+
+static int named_cmp(const void *a, const void *b)
+{
+	const struct named *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* A repeated header name would silently drop a column from every record: refused (sorted,
+ * so a wide header costs n log n). */
+static void csv_unique_header(struct reader *r, char **head, size_t nh)
+{
+	struct named *v = arl_xcalloc(nh ? nh : 1, sizeof(*v));
+
+	for (size_t i = 0; i < nh; i++)
+		v[i] = (struct named){head[i], i};
+	qsort(v, nh, sizeof(*v), named_cmp);
+	for (size_t i = 1, first = 0; i < nh; i++) {
+		if (strcmp(v[i].name, v[first].name))
+			first = i;
+		else if (v[i].name[0])
+			bad(r, 0, "header column %zu repeats the name '%s' of column %zu",
+			    v[i].i + 1, v[i].name, v[first].i + 1);
+	}
+	free(v);
+}
+
 static void read_csv(struct reader *r)
 {
 	const char *p = r->text, *end = r->text + r->len;
@@ -573,6 +666,7 @@ static void read_csv(struct reader *r)
 	for (size_t i = 0; i < nh; i++)
 		if (!head[i][0])
 			bad(r, 0, "header column %zu is empty", i + 1);
+	csv_unique_header(r, head, nh);
 	while (p < end && !r->failed) {
 		unsigned start = line;
 		const char *rec = p;
@@ -584,7 +678,9 @@ static void read_csv(struct reader *r)
 			continue;
 		}
 		nr = csv_record(r, &p, end, &line, &row, &rcap);
-		if (nr != nh) {
+		if ((size_t)(p - rec) > max_record) {
+			bad(r, (size_t)(rec - r->text), TOO_BIG, max_record);
+		} else if (nr != nh) {
 			bad(r, (size_t)(rec - r->text), "record has %zu fields, the header has %zu",
 			    nr, nh);
 		} else {

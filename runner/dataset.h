@@ -19,6 +19,16 @@
 #include "err.h"
 
 #define ARL_DATASET_MAX_BYTES ((size_t)1 << 30)
+/* Default cap of one record's text: a 150 MB record cost 743 MB to validate. */
+#define ARL_DATASET_MAX_RECORD ((size_t)16 << 20)
+
+/*
+ * The cap on one record's text for the datasets loaded after it (--max-record of run and
+ * validate); a larger record is an error at its position. Not thread-safe: set it before
+ * loading.
+ */
+void arl_dataset_set_max_record(size_t bytes);
+size_t arl_dataset_max_record(void);
 
 /* Where a record is: a .jsonl line without its newline, or a .json array element. */
 struct arl_record {

@@ -224,6 +224,51 @@ runner gc --backend kubernetes --kubeconfig kc-userinfo.yaml --db gc.db
 check_match "gc against an unreachable server fails, naming it redacted" "$(cat "$TMP/err")" "server http://REDACTED@127\.0\.0\.1:9"
 check "the password is in no message" bash -c "! grep -q SECRET '$TMP/out' '$TMP/err'"
 
+# --- one dataset record is capped; CSV header names are unique (issue 12) -------------------
+# A 40 MiB record (a 150 MB one cost 743 MB) is refused where it starts, by the default cap of
+# 16 MiB, in memory bounded by what this machine needs for a tiny dataset + the file + twice
+# the cap (the old reader held several copies of the record). --max-record raises the cap.
+mkdir cap cap/data
+cd cap
+python3 - <<'PY'
+big = 'x' * (40 << 20)
+open('data/big.jsonl', 'w').write('{"a": 1}\n{"a": 2, "b": "' + big + '"}\n')
+open('data/big.json', 'w').write('[{"a": 1},\n {"a": 2, "b": "' + big + '"}]\n')
+open('data/big.csv', 'w').write('a,b\n1,\n2,"' + big + '"\n')
+open('data/dup.csv', 'w').write('a,b,a\n1,2,3\n')
+open('data/tiny.csv', 'w').write('a\n1\n')
+for n in ['big.jsonl', 'big.json', 'big.csv', 'dup.csv', 'tiny.csv']:
+    open(n.replace('.', '-') + '.yaml', 'w').write(
+        'version: 1\npools: {p: {isolation: none}}\njobs:\n  - name: "j-{{ item.a }}"\n'
+        f'    foreach: {{file: data/{n}}}\n    steps: [{{type: Command, command: ["true"]}}]\n')
+PY
+/usr/bin/time -o "$TMP/time" -f '%M' "$ARL_BATCH" validate tiny-csv.yaml >/dev/null 2>&1
+base_kb=$(tail -n 1 "$TMP/time")
+for f in big-jsonl:2:1 big-json:2:2 big-csv:3:1; do
+	name=${f%%:*} pos=${f#*:}
+	set +e
+	/usr/bin/time -o "$TMP/time" -f '%M' "$ARL_BATCH" validate "$name.yaml" >"$TMP/out" 2>"$TMP/err"
+	RC=$?
+	set -e
+	check_eq "$name: a 40 MiB record is refused" "$RC" 2
+	check_match "$name: at its position, naming the limit and the flag" "$(head -c 2000 "$TMP/err")" \
+		"data/${name/-/.}:$pos: error: record of more than 16777216 bytes \(the limit; raise it with --max-record\)"
+	check_le "$name: peak RSS within tiny ($base_kb KB) + file + 2 x cap (KB)" \
+		"$(tail -n 1 "$TMP/time")" $((base_kb + (40 + 2 * 16) * 1024))
+done
+runner validate --max-record 67108864 big-jsonl.yaml
+check_eq "validate --max-record 64 MiB accepts it" "$RC" 0
+runner run --max-record 67108864 --db cap.db --progress none big-jsonl.yaml
+check_eq "run --max-record 64 MiB runs it" "$RC" 0
+runner validate --max-record 12 big-jsonl.yaml
+check_eq "--max-record below 1024 is a usage error" "$RC" 2
+check_match "it says what is allowed" "$(cat "$TMP/err")" "--max-record must be a byte count from 1024"
+runner validate dup-csv.yaml
+check_eq "a repeated CSV header name is refused" "$RC" 2
+check_match "it names both columns, at the header" "$(cat "$TMP/err")" \
+	"data/dup.csv:1:1: error: header column 3 repeats the name 'a' of column 1"
+cd "$TMP"
+
 # --- maps grow in O(n) (issue 12) ------------------------------------------------------------
 # 200,000 labels took 111 s to validate (each key compared with every earlier one). No clock
 # window: the CPU time of 8x the entries is compared with the CPU time this machine took for

@@ -444,14 +444,95 @@ static void test_duplicate_names(void **state)
 	free(path);
 }
 
+/* One record's text is capped (--max-record), refused where the record starts. */
+static void test_record_cap(void **state)
+{
+	struct arl_diags d = ARL_DIAGS_INIT;
+	struct arl_dataset ds;
+	char big[3000], *text;
+
+	(void)state;
+	assert_int_equal(arl_dataset_max_record(), (size_t)16 << 20);
+	arl_dataset_set_max_record(1024);
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+
+	/* .jsonl: lines 1 and 2 fit (1024 bytes exactly), line 3 does not. */
+	text = arl_xasprintf("{\"a\": 1}\n{\"s\": \"%.1013s\"}\n{\"s\": \"%s\"}\n{\"a\": 2}\n", big,
+	                     big);
+	assert_int_equal(load(&ds, "cap.jsonl", text, &d), -1);
+	free(text);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.v[0].path, "cap.jsonl");
+	assert_int_equal(d.v[0].line, 3);
+	assert_int_equal(d.v[0].col, 1);
+	assert_string_equal(
+	    d.v[0].msg, "record of more than 1024 bytes (the limit; raise it with --max-record)");
+	arl_dataset_release(&ds);
+	arl_diags_release(&d);
+
+	/* .json: the element on line 3, column 3. */
+	text =
+	    arl_xasprintf("[{\"a\": 1},\n {\"s\": \"%.1013s\"},\n  {\"s\": [\"%s\"]}]", big, big);
+	assert_int_equal(load(&ds, "cap.json", text, &d), -1);
+	free(text);
+	assert_int_equal(d.n, 1);
+	assert_int_equal(d.v[0].line, 3);
+	assert_int_equal(d.v[0].col, 3);
+	assert_non_null(strstr(d.v[0].msg, "record of more than 1024 bytes"));
+	arl_dataset_release(&ds);
+	arl_diags_release(&d);
+
+	/* .csv: the record starting on line 3. */
+	text = arl_xasprintf("a,b\n1,2\n3,\"%s\"\n4,5\n", big);
+	assert_int_equal(load(&ds, "cap.csv", text, &d), -1);
+	free(text);
+	assert_int_equal(d.n, 1);
+	assert_int_equal(d.v[0].line, 3);
+	assert_int_equal(d.v[0].col, 1);
+	assert_non_null(strstr(d.v[0].msg, "record of more than 1024 bytes"));
+	arl_dataset_release(&ds);
+	arl_diags_release(&d);
+
+	arl_dataset_set_max_record(4096);
+	text = arl_xasprintf("{\"s\": \"%s\"}\n", big);
+	assert_int_equal(load(&ds, "ok.jsonl", text, &d), 0);
+	free(text);
+	assert_int_equal(ds.n, 1);
+	arl_dataset_release(&ds);
+	arl_diags_release(&d);
+	arl_dataset_set_max_record(ARL_DATASET_MAX_RECORD);
+}
+
+/* A repeated CSV header name would drop a column from every record silently. */
+static void test_csv_duplicate_header(void **state)
+{
+	struct arl_diags d = ARL_DIAGS_INIT;
+	struct arl_dataset ds;
+
+	(void)state;
+	assert_int_equal(load(&ds, "dup.csv", "a,b,a,c,b,a\n1,2,3,4,5,6\n", &d), -1);
+	assert_int_equal(d.n, 3);
+	assert_string_equal(d.v[0].msg, "header column 3 repeats the name 'a' of column 1");
+	assert_string_equal(d.v[1].msg, "header column 6 repeats the name 'a' of column 1");
+	assert_string_equal(d.v[2].msg, "header column 5 repeats the name 'b' of column 2");
+	arl_dataset_release(&ds);
+	arl_diags_release(&d);
+	assert_int_equal(load(&ds, "ok.csv", "a,b,A\n1,2,3\n", &d), 0);
+	assert_int_equal(ds.n, 1);
+	arl_dataset_release(&ds);
+	arl_diags_release(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_jsonl_records),   cmocka_unit_test(test_json_records),
-	    cmocka_unit_test(test_jsonl_errors),    cmocka_unit_test(test_number_out_of_range),
-	    cmocka_unit_test(test_long_records),    cmocka_unit_test(test_changed_file),
-	    cmocka_unit_test(test_jsonl_jobs),      cmocka_unit_test(test_many_datasets),
-	    cmocka_unit_test(test_duplicate_names),
+	    cmocka_unit_test(test_jsonl_records),        cmocka_unit_test(test_json_records),
+	    cmocka_unit_test(test_jsonl_errors),         cmocka_unit_test(test_number_out_of_range),
+	    cmocka_unit_test(test_long_records),         cmocka_unit_test(test_changed_file),
+	    cmocka_unit_test(test_jsonl_jobs),           cmocka_unit_test(test_many_datasets),
+	    cmocka_unit_test(test_duplicate_names),      cmocka_unit_test(test_record_cap),
+	    cmocka_unit_test(test_csv_duplicate_header),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
