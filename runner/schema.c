@@ -496,32 +496,52 @@ static void parse_step(struct sctx *c, const struct arl_node *n, size_t idx, str
 		parse_filepatch(c, n, s);
 }
 
+struct named_step {
+	const char *name;
+	size_t i;                  /* in the list: the first of equal names is the earliest */
+	const struct arl_node *at; /* its mapping */
+};
+
+static int named_step_cmp(const void *a, const void *b)
+{
+	const struct named_step *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
 /* A list of steps into @out; @nonempty for the main steps. */
 static void parse_steps(struct sctx *c, const struct arl_node *n, const char *name, bool nonempty,
                         const struct arl_strmap *job_env, struct arl_steps *out)
 {
+	struct named_step *by_name;
+
 	if (!want(c, n, ARL_NODE_SEQ, name))
 		return;
 	if (nonempty && n->nkids == 0)
 		diag(c, n, "'%s' must not be empty", name);
 	out->v = arl_xcalloc(n->nkids ? n->nkids : 1, sizeof(*out->v));
+	by_name = arl_xcalloc(n->nkids ? n->nkids : 1, sizeof(*by_name));
 	for (size_t i = 0; i < n->nkids; i++) {
 		const struct arl_node *sn = n->kids[i];
 
 		if (!want(c, sn, ARL_NODE_MAP, "a step"))
 			continue;
 		parse_step(c, sn, i, &out->v[out->n], job_env);
-		for (size_t j = 0; j < out->n; j++) {
-			if (!strcmp(out->v[j].name, out->v[out->n].name)) {
-				const struct arl_node *nn = arl_node_get(sn, "name");
-
-				diag(c, nn ? nn : sn, "duplicate step name '%s' in '%s'",
-				     out->v[out->n].name, name);
-				break;
-			}
-		}
+		by_name[out->n] = (struct named_step){out->v[out->n].name, i, sn};
 		out->n++;
 	}
+	/* Sorted, not each against all before it: 100,000 steps took 40 s. */
+	qsort(by_name, out->n, sizeof(*by_name), named_step_cmp);
+	for (size_t k = 1; k < out->n; k++) {
+		if (!strcmp(by_name[k].name, by_name[k - 1].name)) {
+			const struct arl_node *nn = arl_node_get(by_name[k].at, "name");
+
+			diag(c, nn ? nn : by_name[k].at, "duplicate step name '%s' in '%s'",
+			     by_name[k].name, name);
+		}
+	}
+	free(by_name);
 }
 
 static void parse_callbacks(struct sctx *c, const struct arl_node *n, struct arl_job *j,
