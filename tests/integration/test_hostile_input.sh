@@ -226,8 +226,10 @@ check "the password is in no message" bash -c "! grep -q SECRET '$TMP/out' '$TMP
 
 # --- one dataset record is capped; CSV header names are unique (issue 12) -------------------
 # A 40 MiB record (a 150 MB one cost 743 MB) is refused where it starts, by the default cap of
-# 16 MiB, in memory bounded by what this machine needs for a tiny dataset + the file + twice
-# the cap (the old reader held several copies of the record). --max-record raises the cap.
+# 16 MiB, in memory bounded by what this build needs for a tiny dataset + the file + 3x the cap
+# (the old reader held several copies of the record: 4x the file). --max-record raises the cap.
+# Under ASan, freed blocks would stay resident in its quarantine: none is kept here.
+export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=0
 mkdir cap cap/data
 cd cap
 python3 - <<'PY'
@@ -253,8 +255,8 @@ for f in big-jsonl:2:1 big-json:2:2 big-csv:3:1; do
 	check_eq "$name: a 40 MiB record is refused" "$RC" 2
 	check_match "$name: at its position, naming the limit and the flag" "$(head -c 2000 "$TMP/err")" \
 		"data/${name/-/.}:$pos: error: record of more than 16777216 bytes \(the limit; raise it with --max-record\)"
-	check_le "$name: peak RSS within tiny ($base_kb KB) + file + 2 x cap (KB)" \
-		"$(tail -n 1 "$TMP/time")" $((base_kb + (40 + 2 * 16) * 1024))
+	check_le "$name: peak RSS within tiny ($base_kb KB) + file + 3 x cap (KB)" \
+		"$(tail -n 1 "$TMP/time")" $((base_kb + (40 + 3 * 16) * 1024))
 done
 runner validate --max-record 67108864 big-jsonl.yaml
 check_eq "validate --max-record 64 MiB accepts it" "$RC" 0
