@@ -128,7 +128,9 @@ check_eq "64 MiB into /tmp: written in the step, gone in the next" \
 	   JOIN attempts a ON a.id = s.attempt_id JOIN jobs j ON j.id = a.job_id WHERE j.name = 'fill-tmp'")" \
 	"67108864,gone"
 check "64 MiB into /tmp: nothing in the host's /tmp" test ! -e "/tmp/fill-$MARK"
-check_le "capturing 1 GiB takes at most 4 times as long as \`wc -c\` reading it, plus 2 s (ms)" \
-	"$gib_ms" "$((4 * gib_null_ms + 2000))"
+# 1.4-3.1 times measured, idle or beside two CPU hogs; a capture gone wrong (a copy or a
+# syscall per byte) is many times slower than that.
+check_le "capturing 1 GiB takes at most 8 times as long as \`wc -c\` reading it, plus 2 s (ms)" \
+	"$gib_ms" "$((8 * gib_null_ms + 2000))"
 
 summary
