@@ -135,6 +135,11 @@ check_eq "the state directory as a symlink: nothing was made in its target" "$(l
 rm r.db.sandboxes
 runner run --db r.db --progress none job.yaml
 check_eq "without the planted links the run succeeds" "$RC" 0
+mkdir real
+ln -s real via
+runner run --db via/s.db --progress none job.yaml
+check_eq "a symlinked directory above the database is fine" "$RC" 0
+check "the database is in its target" test -f real/s.db
 cd "$TMP"
 
 # --- terminal control sequences in stored output (issue 12) --------------------------------
