@@ -371,8 +371,14 @@ struct child_args {
 	char *const *argv, *const *envp;
 	int in_fd, out_fd, err_fd, cwd_fd;
 	const struct arl_spawn_ident *id;
-	volatile int err;          /* errno of the step that failed before exec */
-	const char *volatile what; /* that step, for the message */
+	int report_fd; /* CLOEXEC: EOF at exec, a struct child_report when a step failed */
+	const char *what;
+};
+
+/* Why the child failed before exec: the errno and which step. */
+struct child_report {
+	int err;
+	const char *what; /* a literal: the same address in a forked child */
 };
 
 /* The kernel's struct sigaction (glibc's differs); SIG_DFL needs no restorer. */
@@ -398,6 +404,7 @@ child_main(void *arg)
 	struct child_args *a = arg;
 	const struct arl_spawn_ident *id = a->id;
 	struct ksigaction dfl = {.handler = SIG_DFL};
+	struct child_report rep;
 	unsigned long long none = 0;
 
 #define CHILD_TRY(call, step)                                                                      \
@@ -446,8 +453,10 @@ child_main(void *arg)
 	syscall(SYS_execve, a->prog, a->argv, a->envp);
 	a->what = "exec";
 fail:
-	a->err = errno ? errno : EINVAL;
-	syscall(SYS_exit, 127);
+	rep.err = errno ? errno : EINVAL;
+	rep.what = a->what;
+	syscall(SYS_write, a->report_fd, &rep, sizeof(rep));
+	syscall(SYS_exit_group, 127);
 	return 127;
 #undef CHILD_TRY
 }
@@ -469,33 +478,62 @@ static int spawn_ident(const char *prog, const struct arl_spawn_opts *o, int in_
 	                       .err_fd = err_w,
 	                       .cwd_fd = cwd_fd,
 	                       .id = o->ident};
+	struct child_report rep = {0};
 	sigset_t all, old;
-	char *stack;
-	int rc = 0;
+	char *stack = MAP_FAILED;
+	int rp[2] = {-1, -1}, rc = 0;
+	ssize_t n;
 
+	*pid = -1;
+	*what = "pipe";
+	/* The write end above fd 3, which the child's dups may overwrite. */
+	if (pipe2(rp, O_CLOEXEC) < 0 || (a.report_fd = fcntl(rp[1], F_DUPFD_CLOEXEC, 4)) < 0) {
+		rc = errno;
+		goto out;
+	}
+	close(rp[1]);
+	rp[1] = a.report_fd;
 	*what = "clone";
 	stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
 	             MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-	if (stack == MAP_FAILED)
-		return errno;
+	if (stack == MAP_FAILED) {
+		rc = errno;
+		goto out;
+	}
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
+#ifdef __SANITIZE_THREAD__
+	/* TSan's clone() interceptor runs its fork hooks in a CLONE_VM child, ruining its state. */
+	if ((*pid = fork()) == 0)
+		child_main(&a);
+#else
 	*pid = clone(child_main, stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+#endif
 	if (*pid < 0)
 		rc = errno;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	munmap(stack, CHILD_STACK);
 	if (rc)
-		return rc;
-	if (a.err) {
+		goto out;
+	close(rp[1]);
+	rp[1] = -1;
+	do
+		n = read(rp[0], &rep, sizeof(rep));
+	while (n < 0 && errno == EINTR);
+	if (n == (ssize_t)sizeof(rep)) {
 		/* It exited without exec: reap it here, nothing of it ran. */
 		while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR)
 			;
 		*pid = -1;
-		*what = a.what;
-		return a.err;
+		*what = rep.what;
+		rc = rep.err;
 	}
-	return 0;
+out:
+	if (stack != MAP_FAILED)
+		munmap(stack, CHILD_STACK);
+	for (int i = 0; i < 2; i++)
+		if (rp[i] >= 0)
+			close(rp[i]);
+	return rc;
 }
 
 /*
