@@ -25,7 +25,7 @@
  * posix_spawn cannot do it, and fork() would copy our page tables per step (3-9 ms measured
  * at 10-100 MB of RSS against 1 ms). So the child is glibc's own way, clone(CLONE_VM |
  * CLONE_VFORK) on a stack of its own, running raw system calls only (see child_main()); it
- * reports a failure before exec through memory we share, as posix_spawn does.
+ * reports a failure before exec through a CLOEXEC pipe (EOF means exec happened).
  *
  * Output is capped per stream: the first half is kept in a linear buffer, the last half in a
  * ring, so memory stays within capture_max however much the program prints.
@@ -365,7 +365,7 @@ out:
 	return ret;
 }
 
-/* What the clone()d child needs; it writes err and what only (we are stopped meanwhile). */
+/* What the clone()d child needs; it writes only what (we are stopped meanwhile). */
 struct child_args {
 	const char *prog;
 	char *const *argv, *const *envp;
