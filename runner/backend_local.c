@@ -1551,8 +1551,11 @@ static int run_filepatch(struct local *L, struct arl_sandbox *sb, const struct a
 		}
 		/* As root: the step's uid must be able to change what we made for it. */
 		if (next >= 0 && made && L->drop && fchown(next, L->sb_uid, L->sb_gid) < 0) {
+			int e = errno;
+
 			close(next);
 			next = -1;
+			errno = e;
 		}
 		if (next < 0) {
 			patch_open_error(&msg, errno, cur, &comps, i);
