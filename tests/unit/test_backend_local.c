@@ -990,6 +990,14 @@ static void test_root_identity(void **state)
 	free(out);
 	release(f, sb);
 	fx_close(f);
+	/* isolation: none too: a plain process, but as the sandbox uid, in no group of ours. */
+	fx_open(f, ARL_ISO_NONE, false, NULL, 1);
+	sb = acquire(f);
+	out = sh_ok(f, sb, NULL, "id -u; id -G; touch f && echo written");
+	assert_string_equal(out, "65529\n65529\nwritten\n");
+	free(out);
+	release(f, sb);
+	fx_close(f);
 	free(ws);
 }
 
