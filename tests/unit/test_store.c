@@ -180,6 +180,28 @@ static struct arl_store *run_with_jobs(const char *path, int64_t *run, int64_t i
 
 /* ---- migrations ---- */
 
+/* The whole of @rel (below the source tree), NUL-terminated; its length in *@len. */
+static char *read_source(const char *rel, size_t *len)
+{
+	char path[512], *text;
+	FILE *fp;
+	long n;
+
+	snprintf(path, sizeof(path), "%s/%s", SOURCE_DIR, rel);
+	fp = fopen(path, "rb");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	assert_true(n >= 0);
+	rewind(fp);
+	text = arl_xcalloc((size_t)n + 1, 1);
+	assert_int_equal(fread(text, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	if (len)
+		*len = (size_t)n;
+	return text;
+}
+
 static void test_migrate_fresh(void **state)
 {
 	struct fx *f = *state;
@@ -274,20 +296,10 @@ static void test_migrate_fresh(void **state)
 static void test_migrate_from_v1(void **state)
 {
 	struct fx *f = *state;
-	char path[512], fresh[600], *text;
-	FILE *fp;
-	long n;
+	char fresh[600], *text;
 	static const char *const tables[] = {"runs", "jobs", "attempts", "steps", "metrics"};
 
-	snprintf(path, sizeof(path), "%s/tests/unit/fixtures/store/results-v1.sql", SOURCE_DIR);
-	fp = fopen(path, "rb");
-	assert_non_null(fp);
-	fseek(fp, 0, SEEK_END);
-	n = ftell(fp);
-	rewind(fp);
-	text = arl_xcalloc((size_t)n + 1, 1);
-	assert_int_equal(fread(text, 1, (size_t)n, fp), (size_t)n);
-	fclose(fp);
+	text = read_source("tests/unit/fixtures/store/results-v1.sql", NULL);
 	raw_exec(f->db, text);
 	free(text);
 	raw_exec(f->db,
@@ -391,22 +403,12 @@ static void test_missing_db(void **state)
 /* The embedded migration is byte for byte the published schema file. */
 static void test_schema_file_is_embedded(void **state)
 {
-	char path[512], *text;
-	FILE *fp;
-	long n;
+	size_t n;
+	char *text = read_source("schemas/results.sql", &n);
 
 	(void)state;
-	snprintf(path, sizeof(path), "%s/schemas/results.sql", SOURCE_DIR);
-	fp = fopen(path, "rb");
-	assert_non_null(fp);
-	fseek(fp, 0, SEEK_END);
-	n = ftell(fp);
-	rewind(fp);
-	text = arl_xcalloc((size_t)n + 1, 1);
-	assert_int_equal(fread(text, 1, (size_t)n, fp), (size_t)n);
-	fclose(fp);
-	assert_int_equal(strlen(arl_results_sql), (size_t)n);
-	assert_memory_equal(arl_results_sql, text, (size_t)n);
+	assert_int_equal(strlen(arl_results_sql), n);
+	assert_memory_equal(arl_results_sql, text, n);
 	assert_non_null(strstr(text, "PRAGMA user_version = 2;"));
 	assert_int_equal(ARL_STORE_VERSION, 2);
 	free(text);
