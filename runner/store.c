@@ -66,7 +66,6 @@ enum stmt {
 	S_JOB_UPDATE,
 	S_JOB_CLEAR_ATTEMPTS,
 	S_JOB_CLEAR_METRICS,
-	S_JOB_PREV,
 	S_JOB_STANDING,
 	S_JOB_TARGET,
 	S_RUN_ADD_SKIPPED,
@@ -144,9 +143,6 @@ static const char *const stmt_sql[S__COUNT] = {
 			 " duration_ms = ?9 WHERE id = ?1",
 	[S_JOB_CLEAR_ATTEMPTS] = "DELETE FROM attempts WHERE job_id = ?1",
 	[S_JOB_CLEAR_METRICS] = "DELETE FROM metrics WHERE job_id = ?1",
-	[S_JOB_PREV] = "SELECT id, state, error_class, spec_hash IS NOT NULL AND spec_hash = ?3,"
-		       " skipped_from FROM jobs WHERE run_id = ?1 AND key = ?2"
-		       " ORDER BY id DESC LIMIT 1",
 	/*
 	 * A key's rows over every run of a name, newest first; Pending and Running ones are no
 	 * result (a run still going, or one cut short before the repair).
@@ -1613,37 +1609,6 @@ static enum arl_state state_parse(const char *s)
 		if (s && !strcmp(s, arl_state_name((enum arl_state)i)))
 			return (enum arl_state)i;
 	return ARL_STATE_PENDING;
-}
-
-int arl_store_job_prev(struct arl_store *s, int64_t run_id, const char *key, const char *spec_hash,
-                       struct arl_store_prev *out, struct arl_err *err)
-{
-	const char *op = "look up the job in the earlier run";
-	sqlite3_stmt *st = stmt(s, S_JOB_PREV, op, err);
-	struct bind b = {st, SQLITE_OK};
-	struct arl_store_prev p = {0};
-	const char *cls;
-	int rc;
-
-	if (!st)
-		return -1;
-	bind_i64(&b, 1, run_id);
-	bind_str(&b, 2, key);
-	bind_str(&b, 3, spec_hash);
-	if (bind_check(&b, op, err) < 0 || (rc = stmt_step(s, st, op, err)) < 0)
-		return -1;
-	if (rc == 1) {
-		p.job_id = sqlite3_column_int64(st, 0);
-		p.state = state_parse((const char *)sqlite3_column_text(st, 1));
-		cls = (const char *)sqlite3_column_text(st, 2);
-		if (!cls || arl_class_parse(cls, &p.cls) < 0)
-			p.cls = ARL_CLASS_NONE;
-		p.same_spec = sqlite3_column_int(st, 3) == 1;
-		p.skipped_from = sqlite3_column_int64(st, 4);
-		*out = p;
-	}
-	stmt_done(st);
-	return rc;
 }
 
 /*

@@ -147,22 +147,13 @@ int arl_store_job_finish(struct arl_store *s, int64_t job_id, const struct arl_j
 int arl_store_run_resolve(struct arl_store *s, const char *spec, int64_t *run_id,
                           struct arl_err *err);
 
-/* A job of an earlier run, for --resume and --rerun. */
+/* The job of an earlier run that a key's result stands on, for --resume and --rerun. */
 struct arl_store_prev {
-	int64_t job_id;
-	int64_t run_id; /* arl_store_job_standing() only */
+	int64_t job_id, run_id;
 	enum arl_state state;
 	enum arl_class cls;
-	bool same_spec;       /* its spec_hash equals the one asked about (both non-NULL) */
-	int64_t skipped_from; /* 0 unless it was itself Skipped */
+	bool same_spec; /* its spec_hash equals the one asked about (both non-NULL) */
 };
-
-/*
- * Finds the job with @key in run @run_id. Returns 1 and fills *out when found, 0 when the run
- * has no such job, -1 on error.
- */
-int arl_store_job_prev(struct arl_store *s, int64_t run_id, const char *key, const char *spec_hash,
-                       struct arl_store_prev *out, struct arl_err *err);
 
 /*
  * The standing result of @key among the runs named @run_name: its newest Succeeded, Failed or

@@ -963,14 +963,13 @@ static void test_readonly_authorizer(void **state)
 
 /* ---- reading helpers ---- */
 
-static void test_run_resolve_and_prev(void **state)
+static void test_run_resolve_and_skip_link(void **state)
 {
 	struct fx *f = *state;
 	struct arl_store *s = open_rw(f->db);
 	struct arl_err err = ARL_ERR_INIT;
 	struct arl_run_info a = {"a", NULL, 0, NULL, NULL}, b = {"b", NULL, 0, NULL, NULL};
 	struct arl_job_row row = {"f/x", "x", "f.yaml", NULL, NULL, NULL, "hash-1", 0};
-	struct arl_store_prev prev = {0};
 	int64_t id = 0, r1, r2, r3, job;
 
 	assert_int_equal(arl_store_run_resolve(s, NULL, &id, &err), -1);
@@ -999,15 +998,6 @@ static void test_run_resolve_and_prev(void **state)
 	assert_text(f->db, "[]", "SELECT files FROM runs WHERE id = 1");
 
 	assert_int_equal(add_rows(s, r2, &row, 1, &job, &err), 0);
-	assert_int_equal(arl_store_job_prev(s, r2, "f/x", "hash-1", &prev, &err), 1);
-	assert_int_equal(prev.job_id, job);
-	assert_int_equal(prev.state, ARL_STATE_PENDING);
-	assert_true(prev.same_spec);
-	assert_int_equal(arl_store_job_prev(s, r2, "f/x", "hash-2", &prev, &err), 1);
-	assert_false(prev.same_spec);
-	assert_int_equal(arl_store_job_prev(s, r2, "f/x", NULL, &prev, &err), 1);
-	assert_false(prev.same_spec);
-	assert_int_equal(arl_store_job_prev(s, r3, "f/x", "hash-1", &prev, &err), 0);
 	/* skipped_from links the new job to the old one */
 	row.skipped_from = job;
 	assert_int_equal(add_rows(s, r3, &row, 1, &id, &err), 0);
@@ -1306,7 +1296,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_stale_run_interrupted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_run_owner, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_readonly_authorizer, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_run_resolve_and_prev, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_run_resolve_and_skip_link, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_standing_result, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_run_plan_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commands, setup, teardown),
