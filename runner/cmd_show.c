@@ -1,6 +1,7 @@
 /*
  * `arl-batch show JOB`: one job's summary, then every attempt and every step with its state,
- * exit code, duration and output.
+ * exit code, duration and output. A Skipped job ran nothing: it shows the result it carries
+ * (from which run) and that job's attempts.
  *
  * JOB is a key (FILE_STEM/JOB_NAME) or a job name. Without --run it is looked up in the
  * newest run that has it, so `show` works right after any run that contained the job.
@@ -46,8 +47,10 @@ static const char all_in_run_sql[] = "SELECT key, name FROM jobs WHERE run_id = 
 static const char job_sql[] =
     "SELECT j.id, j.key, j.name, j.file, j.pool, j.state, j.attempts, j.exit_code,"
     " j.error_class, j.error, j.started_at, j.finished_at, j.duration_ms, j.item, j.labels,"
-    " j.spec_hash, (SELECT p.run_id FROM jobs p WHERE p.id = j.skipped_from), j.run_id,"
-    " r.name FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.id = ?1";
+    " j.spec_hash, s.run_id, j.run_id, r.name, s.id, s.state, s.error_class, s.error,"
+    " s.exit_code, s.attempts, (SELECT name FROM runs WHERE id = s.run_id)"
+    " FROM jobs j JOIN runs r ON r.id = j.run_id"
+    " LEFT JOIN jobs s ON j.state = 'Skipped' AND s.id = j.skipped_from WHERE j.id = ?1";
 
 /* Columns of job_sql, in SELECT order. */
 enum {
@@ -69,7 +72,14 @@ enum {
 	J_SPEC,
 	J_SKIPPED_RUN,
 	J_RUN,
-	J_RUN_NAME
+	J_RUN_NAME,
+	J_FROM_ID, /* the job a Skipped one stands for; NULL when that run was pruned */
+	J_FROM_STATE,
+	J_FROM_CLASS,
+	J_FROM_ERROR,
+	J_FROM_EXIT,
+	J_FROM_ATTEMPTS,
+	J_FROM_RUN_NAME
 };
 
 static const char attempts_sql[] =
@@ -384,10 +394,42 @@ static int print_metrics(struct ctx *c, int64_t job_id)
 	return rc < 0 ? -1 : 0;
 }
 
+/*
+ * What a Skipped job stands for (SPEC: it counts as that result): "Failed (timeout), exit 124,
+ * 2 attempts, from run 3 'nightly' (job id 17)", then that result's error.
+ */
+static void print_carried(const struct ctx *c, sqlite3_stmt *st)
+{
+	if (sqlite3_column_type(st, J_FROM_ID) == SQLITE_NULL) {
+		fputs("  carried:   nothing: the earlier result it stood for was pruned\n", stdout);
+		return;
+	}
+	fputs("  carried:   ", stdout);
+	state_word(c, col_text(st, J_FROM_STATE), col_text(st, J_FROM_CLASS));
+	if (sqlite3_column_type(st, J_FROM_EXIT) != SQLITE_NULL)
+		printf(", exit %d", sqlite3_column_int(st, J_FROM_EXIT));
+	if (sqlite3_column_type(st, J_FROM_ATTEMPTS) != SQLITE_NULL)
+		printf(", %d attempt%s", sqlite3_column_int(st, J_FROM_ATTEMPTS),
+		       sqlite3_column_int(st, J_FROM_ATTEMPTS) == 1 ? "" : "s");
+	printf(", from run %lld", (long long)sqlite3_column_int64(st, J_SKIPPED_RUN));
+	if (col_text(st, J_FROM_RUN_NAME)) {
+		fputs(" '", stdout);
+		put(col_text(st, J_FROM_RUN_NAME));
+		fputc('\'', stdout);
+	}
+	printf(" (job id %lld)\n", (long long)sqlite3_column_int64(st, J_FROM_ID));
+	if (col_text(st, J_FROM_ERROR)) {
+		fputs("  carried error: ", stdout);
+		put(col_text(st, J_FROM_ERROR));
+		fputc('\n', stdout);
+	}
+}
+
 static int show_job(struct ctx *c, int64_t job_id)
 {
 	sqlite3_stmt *st = NULL;
 	char dur[32], buf[64];
+	int64_t from_id = 0;
 	int ret = -1, rc;
 
 	if (query(c, job_sql, job_id, NULL, NULL, &st) < 0)
@@ -404,10 +446,11 @@ static int show_job(struct ctx *c, int64_t job_id)
 	printf("', job id %lld)\n", (long long)job_id);
 	fputs("  state:     ", stdout);
 	state_word(c, col_text(st, J_STATE), col_text(st, J_CLASS));
-	if (sqlite3_column_type(st, J_SKIPPED_RUN) != SQLITE_NULL)
-		printf(" (succeeded in run %lld)",
-		       (long long)sqlite3_column_int64(st, J_SKIPPED_RUN));
 	fputc('\n', stdout);
+	if (!strcmp(col_text(st, J_STATE), "Skipped")) {
+		from_id = sqlite3_column_int64(st, J_FROM_ID);
+		print_carried(c, st);
+	}
 	field("name:", col_text(st, J_NAME));
 	field("file:", col_text(st, J_FILE));
 	field("pool:", col_text(st, J_POOL));
@@ -425,7 +468,16 @@ static int show_job(struct ctx *c, int64_t job_id)
 		field("labels:", col_text(st, J_LABELS));
 	field("item:", col_text(st, J_ITEM));
 	field("spec hash:", col_text(st, J_SPEC));
-	if (print_metrics(c, job_id) < 0 || print_attempts(c, job_id) < 0)
+	/* A Skipped job ran nothing: what it carries is the standing job's metrics and attempts. */
+	if (print_metrics(c, from_id ? from_id : job_id) < 0)
+		goto out;
+	if (from_id) {
+		printf("\nattempts of run %lld, whose result this job carries (arl-batch show ",
+		       (long long)sqlite3_column_int64(st, J_SKIPPED_RUN));
+		put(col_text(st, J_KEY));
+		printf(" --run %lld):\n", (long long)sqlite3_column_int64(st, J_SKIPPED_RUN));
+	}
+	if (print_attempts(c, from_id ? from_id : job_id) < 0)
 		goto out;
 	ret = 0;
 out:

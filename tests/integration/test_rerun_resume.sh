@@ -9,6 +9,8 @@
 #      its run row shows, or a few ms later), then a final --resume: no recorded success was
 #      executed again, and every key has exactly one Succeeded row.
 #   C. prune --keep 2 reaches its fixed point in one pass: a second prune deletes nothing.
+#   D. show of a Skipped job says what result it carries and from which run, and shows that
+#      job's attempts and output.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -301,5 +303,45 @@ runner prune --db "$DB" --keep 2
 check_match "[C] a second prune deletes nothing more" "$(cat "$TMP/out")" "^pruned 0 runs"
 check_eq "[C] no dangling skipped_from" \
 	"$(sql "$DB" "SELECT count(*) FROM jobs WHERE skipped_from IS NOT NULL AND skipped_from NOT IN (SELECT id FROM jobs)")" 0
+
+# ------------------------------------------------------------------------------------------
+echo "# D. show JOB of a Skipped job says what it carries, from which run, and its attempts"
+D=$TMP/show
+mkdir -p "$D"
+DB=$D/s.db
+{
+	echo "version: 1"
+	echo "pools:"
+	echo "  p: {replicas: 2, isolation: none}"
+	echo "jobs:"
+	echo '  - {name: f1, steps: [{type: Command, command: ["sh", "-c", "echo boom-f1 >&2; exit 3"]}]}'
+	echo '  - {name: ok1, steps: [{type: Command, command: ["sh", "-c", "echo fine-ok1"]}]}'
+} >"$D/s.yaml"
+runner run --progress none --db "$DB" --run-name sh "$D/s.yaml"
+S1=$(last_run "$DB")
+F1=$(sql "$DB" "SELECT id FROM jobs WHERE run_id = $S1 AND name = 'f1'")
+runner run --progress none --db "$DB" --run-name sh --rerun infra "$D/s.yaml"
+S2=$(last_run "$DB")
+check_eq "[D] --rerun infra skipped both" "$(names_where "$DB" "$S2" "state = 'Skipped'")" "f1,ok1"
+runner show --db "$DB" s/f1
+check_eq "[D] show of a carried failure exits 0" "$RC" 0
+check_match "[D] ... it is the job of the --rerun run" "$(head -n 1 "$TMP/out")" "^job s/f1 \\(run $S2 "
+check_match "[D] ... says it carries run $S1's failure, never that it succeeded" "$(cat "$TMP/out")" \
+	"carried: +Failed, exit 3, 1 attempt, from run $S1 'sh' \\(job id $F1\\)"
+check_eq "[D] ... and never says 'succeeded'" "$(grep -ci succeeded "$TMP/out" || true)" 0
+check_match "[D] ... names the command that shows that run's job" "$(cat "$TMP/out")" \
+	"attempts of run $S1, whose result this job carries \\(arl-batch show s/f1 --run $S1\\)"
+check_match "[D] ... and shows the failed attempt with its step's stderr" "$(cat "$TMP/out")" \
+	"attempt 1: Failed, exit 3.*step 1 step-1 \\(Command\\): Failed, exit 3.*boom-f1"
+runner show --db "$DB" ok1
+check_match "[D] show of a carried success says where it succeeded, with its output" \
+	"$RC|$(tr '\n' ' ' <"$TMP/out")" "^0\\|.*carried: +Succeeded, exit 0, 1 attempt, from run $S1 .*fine-ok1"
+runner show --db "$DB" --run "$S1" s/f1
+check_eq "[D] show --run $S1 shows the original job, with no 'carried' line" \
+	"$RC|$(grep -c "carried" "$TMP/out" || true)|$(grep -c boom-f1 "$TMP/out")" "0|0|1"
+sql "$DB" "PRAGMA foreign_keys = ON; DELETE FROM runs WHERE id = $S1"
+runner show --db "$DB" s/f1
+check_match "[D] when the carried run is gone, show says so" "$RC|$(cat "$TMP/out")" \
+	"^0\\|.*carried: +nothing: the earlier result it stood for was pruned"
 
 summary
