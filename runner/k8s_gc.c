@@ -6,8 +6,6 @@
  * object is deleted only if it is the one that was judged. Everything is decided from the
  * lists: nothing is deleted on a guess, and an object whose labels are incomplete is left.
  */
-#include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +77,14 @@ static const char *label(const cJSON *labels, const char *key)
 	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* A start-time label; 0 (not compared) when absent or not a number, the side that keeps. */
+static unsigned long long owner_start(const char *s)
+{
+	int64_t v;
+
+	return s && arl_parse_i64(s, 1, INT64_MAX, &v) == 0 ? (unsigned long long)v : 0;
+}
+
 const char *arl_k8s_gc_judge(const cJSON *labels, const struct arl_k8s_owner *me,
                              const char *gone_host, bool other_boot_dead)
 {
@@ -89,8 +95,8 @@ const char *arl_k8s_gc_judge(const cJSON *labels, const struct arl_k8s_owner *me
 	const char *pidns = label(labels, ARL_K8S_GC_PIDNS_LABEL);
 	const char *managed = label(labels, ARL_K8S_GC_MANAGED_LABEL);
 	const char *run = label(labels, ARL_K8S_GC_RUN_LABEL);
-	char gone[64], state;
-	unsigned long long start;
+	struct arl_owner o = {0}, m = {0};
+	char gone[64];
 	int64_t pid;
 
 	/* Only what carries every owner label is ours to judge. */
@@ -104,27 +110,14 @@ const char *arl_k8s_gc_judge(const cJSON *labels, const struct arl_k8s_owner *me
 	}
 	if (strcmp(host, me->host) != 0)
 		return NULL;
-	if (boot && me->boot[0] && strcmp(boot, me->boot) != 0)
-		return other_boot_dead ? "the host rebooted since" : NULL;
-	/* Another container of the same name and boot: its pids are not ours to look up. */
-	if (pidns && me->pidns[0] && strcmp(pidns, me->pidns) != 0)
-		return NULL;
-	/* EPERM: it exists but belongs to someone else, which is still "alive". */
-	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
-		return "not running";
-	/* Unreadable (hidepid, or gone this instant): alive, the safe side. */
-	if (arl_proc_stat((long)pid, &state, &start) < 0)
-		return NULL;
-	if (state == 'Z' || state == 'X')
-		return "exited";
-	if (start_s) {
-		char now[24];
-
-		snprintf(now, sizeof(now), "%llu", start);
-		if (strcmp(now, start_s) != 0)
-			return "its pid is another process now";
-	}
-	return NULL;
+	/* The rest is the rule local sandboxes and runs are judged by (arl_owner_gone). */
+	o.pid = (long)pid;
+	o.start = owner_start(start_s);
+	snprintf(o.boot, sizeof(o.boot), "%s", boot ? boot : "");
+	snprintf(o.pidns, sizeof(o.pidns), "%s", pidns ? pidns : "");
+	memcpy(m.boot, me->boot, sizeof(m.boot));
+	memcpy(m.pidns, me->pidns, sizeof(m.pidns));
+	return arl_owner_gone_boot(&o, &m, other_boot_dead);
 }
 
 /* --- listing ------------------------------------------------------------------------- */

@@ -185,6 +185,11 @@ int64_t arl_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t arl_clock_now(const struct arl_clock *c)
+{
+	return c && c->now ? c->now(c->arg) : arl_now_ms();
+}
+
 int64_t arl_wall_ms(void)
 {
 	struct timespec ts;
@@ -418,12 +423,19 @@ void arl_owner_self(struct arl_owner *out)
 
 const char *arl_owner_gone(const struct arl_owner *o, const struct arl_owner *me)
 {
+	return arl_owner_gone_boot(o, me, true);
+}
+
+const char *arl_owner_gone_boot(const struct arl_owner *o, const struct arl_owner *me,
+                                bool other_boot_dead)
+{
 	size_t a = strlen(o->boot), b = strlen(me->boot);
 	unsigned long long start;
 	char state;
 
+	/* Another boot's pids mean nothing here either: judged by the boot alone. */
 	if (a >= 8 && b >= 8 && strncmp(o->boot, me->boot, a < b ? a : b) != 0)
-		return "the host rebooted since";
+		return other_boot_dead ? "the host rebooted since" : NULL;
 	if (o->pidns[0] && me->pidns[0] && strcmp(o->pidns, me->pidns) != 0)
 		return NULL;
 	if (o->pid <= 0 || o->pid > INT32_MAX)

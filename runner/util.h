@@ -31,6 +31,15 @@ const char *arl_fmt_duration(int64_t ms, char *buf, size_t len);
 
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t arl_now_ms(void);
+/*
+ * The clock a module with timeouts reads: arl_now_ms() unless @now is set (tests drive time
+ * with it). Waits stay on the real clock, for the distance the injected clock gives.
+ */
+struct arl_clock {
+	int64_t (*now)(void *arg);
+	void *arg;
+};
+int64_t arl_clock_now(const struct arl_clock *c);
 /* Current UTC time as RFC 3339 with milliseconds ("2026-01-02T03:04:05.678Z"). */
 void arl_rfc3339_now(char buf[32]);
 void arl_rfc3339(int64_t unix_ms, char buf[32]);
@@ -87,6 +96,13 @@ void arl_owner_self(struct arl_owner *out);
  * (at least 8 characters), for names that carry a short form.
  */
 const char *arl_owner_gone(const struct arl_owner *o, const struct arl_owner *me);
+
+/*
+ * arl_owner_gone(), except that an owner of another boot is gone only if @other_boot_dead;
+ * otherwise (another machine of the same name, say) it is NULL, never judged by its pid.
+ */
+const char *arl_owner_gone_boot(const struct arl_owner *o, const struct arl_owner *me,
+                                bool other_boot_dead);
 
 /* Levenshtein distance, capped; for did-you-mean suggestions. */
 unsigned arl_edit_distance(const char *a, const char *b);

@@ -1,7 +1,8 @@
 /*
  * Unit tests for k8s_gc.c's owner identity and judgement: this process is alive, a reaped or
  * zombie pid is dead, a reused pid (other start time) and a reboot (other boot id) are dead,
- * other hosts are not judged unless given up, and incomplete labels are never judged.
+ * other hosts are not judged unless given up, and incomplete labels are never judged; on this
+ * host the verdict is arl_owner_gone()'s, the rule local sandboxes and runs are judged by.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -172,6 +173,55 @@ static void test_hosts_and_labels(void **state)
 	assert_null(arl_k8s_gc_judge(NULL, &me, "elsewhere", true));
 }
 
+/* The judge of this host's objects is arl_owner_gone(): one rule for pods, sandboxes and runs. */
+static void test_same_rule_as_local(void **state)
+{
+	static const struct {
+		const char *key, *value;
+	} cases[] = {
+	    {NULL, NULL},
+	    {ARL_K8S_GC_START_LABEL, "1"},
+	    {ARL_K8S_GC_START_LABEL, "not-a-number"}, /* unknown: kept, never taken as reused */
+	    {ARL_K8S_GC_BOOT_LABEL, "00000000-0000-4000-8000-000000000000"},
+	    {ARL_K8S_GC_BOOT_LABEL, NULL}, /* filled below: a short form of this boot id */
+	    {ARL_K8S_GC_PIDNS_LABEL, "1"}, /* another PID namespace: never judged */
+	    {ARL_K8S_GC_PID_LABEL, "2147483646"},
+	};
+	struct arl_k8s_owner me;
+	struct arl_owner self;
+	char short_boot[9];
+
+	(void)state;
+	arl_k8s_gc_self(&me);
+	arl_owner_self(&self);
+	memcpy(short_boot, me.boot, sizeof(short_boot) - 1);
+	short_boot[sizeof(short_boot) - 1] = '\0';
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *value = cases[i].key && !cases[i].value ? short_boot : cases[i].value;
+		struct arl_owner o = self;
+		const char *local, *k8s;
+		char *end;
+
+		if (cases[i].key && !strcmp(cases[i].key, ARL_K8S_GC_START_LABEL)) {
+			o.start = strtoull(value, &end, 10);
+			if (*end)
+				o.start = 0;
+		} else if (cases[i].key && !strcmp(cases[i].key, ARL_K8S_GC_BOOT_LABEL)) {
+			snprintf(o.boot, sizeof(o.boot), "%s", value);
+		} else if (cases[i].key && !strcmp(cases[i].key, ARL_K8S_GC_PIDNS_LABEL)) {
+			snprintf(o.pidns, sizeof(o.pidns), "%s", value);
+		} else if (cases[i].key) {
+			o.pid = strtol(value, NULL, 10);
+		}
+		local = arl_owner_gone(&o, &self);
+		k8s = judge_with(&me, cases[i].key, value, NULL);
+		if (!local || !k8s)
+			assert_ptr_equal(local, k8s);
+		else
+			assert_string_equal(local, k8s);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -179,6 +229,7 @@ int main(void)
 	    cmocka_unit_test(test_alive_and_reused),
 	    cmocka_unit_test(test_dead_pids),
 	    cmocka_unit_test(test_hosts_and_labels),
+	    cmocka_unit_test(test_same_rule_as_local),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
