@@ -68,6 +68,7 @@ struct arl_k8s_throttle {
 	unsigned decreases, increases;
 	arl_k8s_throttle_fn fn;
 	void *arg;
+	struct arl_clock clock;
 };
 
 struct arl_k8s_throttle *arl_k8s_throttle_new(int max, arl_k8s_throttle_fn fn, void *arg)
@@ -89,6 +90,11 @@ void arl_k8s_throttle_free(struct arl_k8s_throttle *t)
 	pthread_cond_destroy(&t->cv);
 	pthread_mutex_destroy(&t->mu);
 	free(t);
+}
+
+void arl_k8s_throttle_set_clock(struct arl_k8s_throttle *t, struct arl_clock clock)
+{
+	t->clock = clock;
 }
 
 /* Unlinks @w from the queue; t->mu held. */
@@ -138,7 +144,7 @@ enum arl_k8s_throttle_wait arl_k8s_throttle_acquire(struct arl_k8s_throttle *t,
 			rc = ARL_K8S_THROTTLE_CANCELLED;
 			break;
 		}
-		now = arl_now_ms();
+		now = arl_clock_now(&t->clock);
 		if (deadline_ms && now >= deadline_ms) {
 			rc = ARL_K8S_THROTTLE_TIMEOUT;
 			break;
@@ -146,7 +152,7 @@ enum arl_k8s_throttle_wait arl_k8s_throttle_acquire(struct arl_k8s_throttle *t,
 		until = now + THROTTLE_POLL_MS;
 		if (deadline_ms && deadline_ms < until)
 			until = deadline_ms;
-		arl_cond_wait_until(&t->cv, &t->mu, until);
+		arl_cond_wait_until(&t->cv, &t->mu, arl_now_ms() + (until - now));
 	}
 	dequeue(t, &me);
 	/* The next in line may be able to go now (room left, or we gave up our turn). */

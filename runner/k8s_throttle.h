@@ -18,6 +18,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "util.h"
+
 struct arl_k8s_throttle;
 
 /* One request's hold on the window; a value the caller keeps on its stack. */
@@ -51,6 +53,8 @@ typedef void (*arl_k8s_throttle_fn)(void *arg, enum arl_k8s_throttle_change what
 struct arl_k8s_throttle *arl_k8s_throttle_new(int max, arl_k8s_throttle_fn fn, void *arg);
 /* NULL is a no-op. No slot may be held or waited for. */
 void arl_k8s_throttle_free(struct arl_k8s_throttle *t);
+/* The clock of acquire's deadlines (default arl_now_ms); set before any other use. */
+void arl_k8s_throttle_set_clock(struct arl_k8s_throttle *t, struct arl_clock clock);
 
 enum arl_k8s_throttle_wait {
 	ARL_K8S_THROTTLE_OK,
@@ -60,7 +64,7 @@ enum arl_k8s_throttle_wait {
 
 /*
  * Takes a slot for @s, waiting (first come, first served) while the window is full, until
- * @deadline_ms (arl_now_ms clock; 0: none) or until @cancel_fd (-1: none) is readable,
+ * @deadline_ms (the throttle's clock; 0: none) or until @cancel_fd (-1: none) is readable,
  * which is checked at least every 100 ms. @s must not be held; it is held only on OK.
  * A NULL @t is a window without limit.
  */

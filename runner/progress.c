@@ -42,7 +42,7 @@ enum slot_state { IDLE, RUNNING, BACKOFF, DONE };
 
 struct slot {
 	const char *key;   /* borrowed from the caller until the job is done */
-	int64_t job_since; /* arl_now_ms() of the first attempt's start */
+	int64_t job_since; /* p->clock's time of the first attempt's start */
 	enum slot_state state;
 	size_t pos; /* index in p->running while RUNNING */
 };
@@ -58,6 +58,7 @@ struct arl_progress {
 	int fd;
 	int concurrency;
 	int64_t started, status_every, next_status;
+	struct arl_clock clock;
 
 	size_t total, done, ok, failed, cancelled, by_class[5];
 	size_t retrying;
@@ -187,7 +188,7 @@ static void take_snapshot(const struct arl_progress *p, struct snapshot *s)
 	size_t remaining = p->total - p->done;
 
 	memset(s, 0, sizeof(*s));
-	s->now = arl_now_ms();
+	s->now = arl_clock_now(&p->clock);
 	s->elapsed = s->now - p->started;
 	s->rate = s->elapsed > 0 ? (double)p->finished_here * 1000.0 / (double)s->elapsed : 0;
 	s->eta = -1;
@@ -459,8 +460,9 @@ static void *progress_main(void *arg)
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	pthread_mutex_lock(&p->mu);
 	while (!p->stopping) {
-		int64_t wait =
-		    p->mode == ARL_PROGRESS_BAR ? TICK_MS : p->next_status - arl_now_ms();
+		int64_t wait = p->mode == ARL_PROGRESS_BAR
+		                   ? TICK_MS
+		                   : p->next_status - arl_clock_now(&p->clock);
 
 		/* Spurious wake-ups only cause an early redraw. */
 		if (wait > 0)
@@ -469,12 +471,12 @@ static void *progress_main(void *arg)
 			break;
 		if (p->mode == ARL_PROGRESS_BAR) {
 			draw(p);
-		} else if (arl_now_ms() >= p->next_status) {
+		} else if (arl_clock_now(&p->clock) >= p->next_status) {
 			if (p->done < p->total) {
 				add_status_line(p);
 				flush_frame(p);
 			}
-			p->next_status = arl_now_ms() + p->status_every;
+			p->next_status = arl_clock_now(&p->clock) + p->status_every;
 		}
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -512,7 +514,8 @@ int arl_progress_new(struct arl_progress **out, const struct arl_progress_opts *
 	p->slots = arl_xcalloc(o->nslots ? o->nslots : 1, sizeof(*p->slots));
 	p->running = arl_xcalloc(o->nslots ? o->nslots : 1, sizeof(*p->running));
 	p->concurrency = o->concurrency > 0 ? o->concurrency : 1;
-	p->started = arl_now_ms();
+	p->clock = o->clock;
+	p->started = arl_clock_now(&p->clock);
 	p->status_every = status_interval(o);
 	p->next_status = p->started + p->status_every;
 	pthread_mutex_init(&p->mu, NULL);
@@ -589,7 +592,7 @@ void arl_progress_job_start(struct arl_progress *p, size_t slot, const char *key
 		return;
 	pthread_mutex_lock(&p->mu);
 	p->slots[slot].key = key;
-	p->slots[slot].job_since = arl_now_ms();
+	p->slots[slot].job_since = arl_clock_now(&p->clock);
 	pthread_mutex_unlock(&p->mu);
 }
 

@@ -21,6 +21,7 @@
 
 #include "err.h"
 #include "result.h"
+#include "util.h"
 
 enum arl_progress_mode {
 	ARL_PROGRESS_AUTO,
@@ -52,6 +53,8 @@ struct arl_progress_opts {
 	int concurrency;      /* jobs in flight at most, for the ETA */
 	int64_t status_every; /* plain mode's status lines, ms; 0: $ARL_BATCH_STATUS_EVERY
 	                       * (a duration) or 30 s; -1: never */
+	/* The clock of status lines, elapsed times and the ETA; zeroed: arl_now_ms(). */
+	struct arl_clock clock;
 };
 
 struct arl_progress;
