@@ -2064,6 +2064,21 @@ static int local_acquire(void *state, const struct arl_pool *pool,
 	return 0;
 }
 
+/*
+ * Whether @sb's directory is no longer in the state directory, or is another one by that
+ * name: something on the host deleted it. Judged by the name (a held fd would keep the
+ * inode, and a removed one cannot come back); errors other than ENOENT say nothing.
+ */
+static bool sandbox_removed(const struct local *L, const struct arl_sandbox *sb)
+{
+	struct stat st;
+
+	if (fstatat(L->state_fd, sb->dir.name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT;
+	return !S_ISDIR(st.st_mode) || (sb->dir.made.ino && (st.st_dev != sb->dir.made.dev ||
+	                                                     st.st_ino != sb->dir.made.ino));
+}
+
 static int local_exec(void *state, struct arl_sandbox *sb, const struct arl_step *step,
                       const struct arl_exec_ctx *ctx, struct arl_step_result *res,
                       enum arl_class *cls, struct arl_err *err)
@@ -2080,6 +2095,20 @@ static int local_exec(void *state, struct arl_sandbox *sb, const struct arl_step
 		ret = run_filepatch(L, sb, step, res, cls, err);
 	else
 		ret = run_command(L, sb, step, ctx, res, cls, err);
+	/*
+	 * A step that failed in a directory deleted under it did nothing wrong: the failure is
+	 * the host's (infra, retried), not a result of the step. Behind bwrap a step cannot
+	 * delete its own /workspace (a mount point) nor see the state directory.
+	 */
+	if ((ret < 0 || *cls == ARL_CLASS_FAILED || *cls == ARL_CLASS_TIMEOUT) &&
+	    sandbox_removed(L, sb)) {
+		arl_err_clear(err);
+		arl_error(err, ARL_E_BACKEND,
+		          "the sandbox directory '%s' was removed from the host while the step ran",
+		          sb->path);
+		sb->tainted = true;
+		ret = -1;
+	}
 	if (ret < 0) {
 		/* The error is the attempt's; the step just has no output of its own. */
 		*cls = ARL_CLASS_INFRA;

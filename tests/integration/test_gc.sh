@@ -187,4 +187,40 @@ YAML
 		"$(sql u.db "SELECT r.status || '|' || j.state FROM runs r JOIN jobs j ON j.run_id = r.id WHERE r.id = 1")" \
 		"succeeded|Succeeded"
 fi
+
+# A sandbox directory deleted from the host while its step runs (a cleaner, an admin, another
+# tool): the step's failure is not its own. The attempt is infra, and the retry (in a new
+# sandbox) succeeds. The step waits for a file the test writes, never for a duration.
+for iso in bwrap none; do
+	cat >gone-$iso.yaml <<YAML
+version: 1
+pools: {p: {isolation: $iso}}
+jobs:
+  - name: g
+    retries: 1
+    backoff: 0s
+    steps:
+      - type: Command
+        command: ["sh", "-c", 'W=\$ARL_WORKSPACE; touch "\$W/started"; while [ -e "\$W/started" ] && [ ! -e "\$W/go" ]; do sleep 0.05; done; test -e "\$W/go"']
+YAML
+	"$ARL_BATCH" run --db gone-$iso.db --progress none gone-$iso.yaml >gone-$iso.out 2>&1 &
+	pid=$!
+	wait_files "$pid" 1 "gone-$iso.db.sandboxes/sb-*/started"
+	first=$(compgen -G "gone-$iso.db.sandboxes/sb-*/started" | head -n 1 || true)
+	[ -z "$first" ] || rm -rf "$(dirname "$first")"
+	wait_files "$pid" 1 "gone-$iso.db.sandboxes/sb-*/started"
+	second=$(compgen -G "gone-$iso.db.sandboxes/sb-*/started" | head -n 1 || true)
+	[ -z "$second" ] || touch "$(dirname "$second")/go"
+	rc=0
+	wait "$pid" || rc=$?
+	pid=
+	check_eq "[$iso] a job whose sandbox was deleted under its step succeeds on its retry" \
+		"$rc|$(sql gone-$iso.db "SELECT state || ',' || attempts FROM jobs")" "0|Succeeded,2"
+	check_eq "[$iso] ... its first attempt is infra, not a failure of the step" \
+		"$(sql gone-$iso.db "SELECT state || ',' || error_class FROM attempts WHERE number = 1")" \
+		"Failed,infra"
+	check_match "[$iso] ... and says the sandbox directory was removed" \
+		"$(sql gone-$iso.db "SELECT error FROM attempts WHERE number = 1")" \
+		"^step 'step-1': the sandbox directory '.*/gone-$iso\.db\.sandboxes/sb-[^']*' was removed from the host while the step ran\$"
+done
 summary
