@@ -22,6 +22,8 @@ SPEC is a comma-separated list of KEY=VALUE items; some take ':OPT=VAL' options.
   watch-410=P           answer a watch with an ERROR event carrying a 410 Expired Status
                         (what the API server does for a too-old resourceVersion)
   sandbox-fail=P        a Sandbox goes to phase Failed instead of Bound
+    :max=N              only the next N Sandboxes (sandbox-fail=1:max=3: exactly the next
+                        3 that get a pod fail, whatever the order of requests)
   no-idle=POOL          the pool never has an idle pod: its new pods never become Running
                         and its existing ones are not handed out (repeat the item for
                         several pools; POOL may be NS/NAME)
@@ -109,6 +111,7 @@ class Faults:
         """Parses and installs a new SPEC (raises ValueError, leaving the old one)."""
         errors, latency, watch_cut, watch_410 = [], None, None, 0.0
         sandbox_fail, no_idle, slow, forbid = 0.0, set(), 1.0, []
+        sandbox_fail_left = None
         for item in filter(None, (x.strip() for x in (spec or "").split(","))):
             head, *optparts = item.split(":")
             if "=" not in head:
@@ -124,6 +127,7 @@ class Faults:
                 errors.append(ErrorFault(key, _prob(val, key), opts))
                 continue
             scope = opts.pop("scope", None) if key == "forbid" else None
+            fail_max = opts.pop("max", None) if key == "sandbox-fail" else None
             if opts:
                 raise ValueError("fault %s takes no options" % key if key != "forbid"
                                  else "forbid: unknown option(s) %s" % ", ".join(opts))
@@ -136,6 +140,9 @@ class Faults:
                 watch_410 = _prob(val, key)
             elif key == "sandbox-fail":
                 sandbox_fail = _prob(val, key)
+                sandbox_fail_left = int(fail_max) if fail_max is not None else None
+                if sandbox_fail_left is not None and sandbox_fail_left < 0:
+                    raise ValueError("sandbox-fail: max must be >= 0")
             elif key == "no-idle":
                 no_idle.add(val)
             elif key == "slow-operator":
@@ -162,6 +169,7 @@ class Faults:
             self.watch_cut = watch_cut
             self.watch_410 = watch_410
             self.sandbox_fail_p = sandbox_fail
+            self.sandbox_fail_left = sandbox_fail_left
             self.no_idle_pools = no_idle
             self.slow = slow
             self.forbid = forbid
@@ -206,7 +214,14 @@ class Faults:
 
     def sandbox_fail(self):
         with self.lock:
-            return self.sandbox_fail_p > 0 and self.rng.random() < self.sandbox_fail_p
+            if self.sandbox_fail_left == 0 or self.sandbox_fail_p <= 0:
+                return False
+            # p = 1 draws nothing: the other faults' random sequence stays as it was
+            if self.sandbox_fail_p < 1 and self.rng.random() >= self.sandbox_fail_p:
+                return False
+            if self.sandbox_fail_left is not None:
+                self.sandbox_fail_left -= 1
+            return True
 
     def no_idle(self, ns, pool):
         with self.lock:

@@ -947,6 +947,15 @@ class FaultTest(ServerTest):
         self.assertNotIn("conditions", sb["status"])
         self.c.delete(NS + "/sandboxes/f-fail")
         self.wait_gone(NS + "/sandboxes/f-fail")
+        # :max=1: exactly the next Sandbox fails, then none
+        self.set_faults("sandbox-fail=1:max=1")
+        self.c.post(NS + "/sandboxes", sandbox("f-max1"))
+        self.wait_obj(NS + "/sandboxes/f-max1", lambda o: (o.get("status") or {}).get("phase") == "Failed")
+        self.c.post(NS + "/sandboxes", sandbox("f-max2"))
+        self.wait_obj(NS + "/sandboxes/f-max2", lambda o: (o.get("status") or {}).get("phase") == "Ready")
+        for n in ("f-max1", "f-max2"):
+            self.c.delete(NS + "/sandboxes/" + n)
+            self.wait_gone(NS + "/sandboxes/" + n)
         self.set_faults("no-idle=pool-z")
         self.c.post(NS + "/warmpools", warmpool("pool-z", replicas=1))
         self.c.post(NS + "/sandboxes", sandbox("f-z", pool="pool-z"))

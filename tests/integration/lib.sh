@@ -170,6 +170,37 @@ leftover() {
 	echo "$left" | tr '\n' ' '
 }
 
+# wait_until SECS WHAT COMMAND...: polls COMMAND until it succeeds (returns 0). After SECS, a
+# bound for a hung test and never a timing the test asserts, it records "timed out waiting for
+# WHAT" as a failure and returns 1.
+wait_until() {
+	local secs=$1 what=$2 end
+	shift 2
+	end=$(($(now_ms) + secs * 1000))
+	until "$@"; do
+		if [ "$(now_ms)" -ge "$end" ]; then
+			ko "timed out waiting for $what" "not so after $secs s: $*"
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
+# wait_pid SECS PID: waits for our background PID to exit (after SECS: killed, a failure);
+# sets RC to its exit status.
+wait_pid() {
+	if wait_until "$1" "pid $2 to exit" eval "! kill -0 $2 2>/dev/null"; then
+		set +e
+		wait "$2"
+		RC=$?
+		set -e
+	else
+		kill -9 "$2" 2>/dev/null || true
+		wait "$2" 2>/dev/null || true
+		RC=999
+	fi
+}
+
 summary() {
 	echo "$PASS passed, $FAIL failed"
 	[ "$FAIL" -eq 0 ]

@@ -32,10 +32,10 @@ JOBFILE=$TMP/sleepers.yaml
 	done
 } >"$JOBFILE"
 
-# Waits until the run has 4 jobs Running and 4 sleeps started (at most 15 s).
+# Waits until the run has 4 jobs Running and 4 sleeps started (at most 120 s: a hang's bound).
 wait_running() {
 	local db=$1 i running procs
-	for i in $(seq 150); do
+	for i in $(seq 1200); do
 		running=$(sql "$db" "SELECT count(*) FROM jobs WHERE state = 'Running'" 2>/dev/null || echo 0)
 		procs=$(pgrep -f "^sleep 20\.$MARK" | wc -l || true)
 		if [ "$running" = 4 ] && [ "$procs" -ge 4 ]; then
@@ -47,7 +47,7 @@ wait_running() {
 		fi
 		sleep 0.1
 	done
-	echo "   after 15 s: $running jobs Running, $procs sleeps"
+	echo "   after 120 s: $running jobs Running, $procs sleeps"
 	return 1
 }
 
@@ -68,9 +68,12 @@ interrupt() {
 		ko "[$sig] 4 jobs Running, 4 sleeps started"
 	fi
 	kill -s "$sig" "$RUNNER_PID"
-	wait_exit 10
+	wait_exit 300 # a hang's bound (RC 999), not a timing
 	echo "   measured: $sig -> runner exit after ${ELAPSED_MS} ms"
-	check_eq "[$sig] the runner exits $want within 10 s" "$RC" "$want"
+	check_eq "[$sig] the runner exits $want" "$RC" "$want"
+	# Promptly: it cut the running steps rather than waiting out their sleep 20.
+	check_le "[$sig] the interrupted steps were cut before their sleep 20 ended (longest, ms)" \
+		"$(sql "$DB" "SELECT ifnull(max(duration_ms), 20000) FROM steps")" 19999
 	check_eq "[$sig] no process of the run left (sleep 20.$MARK)" "$(leftover "20\.$MARK")" ""
 	check_eq "[$sig] no sandbox directory left in the state dir" \
 		"$(find "$STATE" -mindepth 1 -maxdepth 1 ! -name '.*' 2>/dev/null | head -n 5)" ""
@@ -107,7 +110,7 @@ else
 fi
 children=$(procs_with "20\.$MARK" | tr '\n' ' ')
 kill -9 "$RUNNER_PID"
-wait_exit 10
+wait_exit 300
 check_eq "[KILL] the runner died of SIGKILL" "$RC" 137
 left=$(leftover "20\.$MARK")
 check_eq "[KILL] bwrap --die-with-parent: no process of the run left" "$left" ""

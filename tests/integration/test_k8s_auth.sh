@@ -142,7 +142,10 @@ EOF
 "$ARL_BATCH" run --progress none --db "$TMP/file.db" --events "$TMP/file.events" --kubeconfig "$TMP/file.kc" "$TMP/slow.yaml" \
 	>"$TMP/out" 2>"$TMP/err" &
 pid=$!
-sleep 1
+# Rotate while the first step runs (its Task Running), not after a guessed second: the run
+# has used the old token and its next Task needs the new one.
+task_running() { fake_get /_fake/state | grep -q '"state": *"Running"'; }
+check "the first step is running before the rotation" wait_until 120 "the first step's Task to run" task_running
 printf 'SECRET-second\n' >"$TMP/token.new"
 mv "$TMP/token.new" "$TMP/token"
 fake_post /_fake/tokens "SECRET-second"
