@@ -418,11 +418,7 @@ static void print_carried(const struct ctx *c, sqlite3_stmt *st)
 		fputc('\'', stdout);
 	}
 	printf(" (job id %lld)\n", (long long)sqlite3_column_int64(st, J_FROM_ID));
-	if (col_text(st, J_FROM_ERROR)) {
-		fputs("  carried error: ", stdout);
-		put(col_text(st, J_FROM_ERROR));
-		fputc('\n', stdout);
-	}
+	field("error:", col_text(st, J_FROM_ERROR));
 }
 
 static int show_job(struct ctx *c, int64_t job_id)
@@ -454,7 +450,9 @@ static int show_job(struct ctx *c, int64_t job_id)
 	field("name:", col_text(st, J_NAME));
 	field("file:", col_text(st, J_FILE));
 	field("pool:", col_text(st, J_POOL));
-	field("attempts:", col_text(st, J_ATTEMPTS));
+	/* A Skipped job's own 0 attempts would contradict its carried line. */
+	if (!from_id)
+		field("attempts:", col_text(st, J_ATTEMPTS));
 	field("exit code:", col_text(st, J_EXIT));
 	field("started:", col_text(st, J_STARTED));
 	field("finished:", col_text(st, J_FINISHED));
