@@ -314,7 +314,7 @@ static void handle_done(struct state *s, struct work *w)
 	struct arl_job_result *r = &j->result;
 	const struct arl_attempt_result *a;
 	enum arl_class cls;
-	int64_t now = arl_now_ms();
+	int64_t now = arl_clock_now(&s->o->clock);
 
 	s->running--;
 	s->pool_running[j->pool_slot]--;
@@ -445,7 +445,7 @@ int arl_sched_run(struct arl_sched_job *jobs, size_t n, const struct arl_sched_o
 	while (s.remaining > 0) {
 		struct pollfd pfd[2] = {{.fd = s.w.notify[0], .events = POLLIN},
 		                        {.fd = o->signal_fd, .events = POLLIN}};
-		int64_t now = arl_now_ms(), timeout, next;
+		int64_t now = arl_clock_now(&o->clock), timeout, next;
 
 		if (o->deadline_ms && now >= o->deadline_ms)
 			stop(&s, ARL_STOP_DEADLINE, true);

@@ -17,6 +17,7 @@
 #include "err.h"
 #include "job.h"
 #include "result.h"
+#include "util.h"
 
 struct arl_sched_job {
 	const struct arl_job *job;
@@ -25,7 +26,7 @@ struct arl_sched_job {
 	size_t file_slot;           /* index into arl_sched_opts.file_limits */
 	/* Scheduler-private from here. */
 	int attempts;
-	int64_t not_before; /* backoff: earliest next attempt (arl_now_ms) */
+	int64_t not_before; /* backoff: earliest next attempt (the opts' clock) */
 	int64_t next_backoff;
 	struct arl_job_result result;
 };
@@ -46,9 +47,11 @@ struct arl_sched_opts {
 	const int *file_limits; /* 0: none */
 	size_t nfile_slots;
 	int max_failures;    /* 0: none */
-	int64_t deadline_ms; /* absolute (arl_now_ms); 0: none */
+	int64_t deadline_ms; /* absolute (on @clock); 0: none */
 	int cancel_wfd;      /* written once to cancel in-flight work (the backends watch it) */
 	int signal_fd;       /* self-pipe: one byte per signal received; -1: none */
+	/* The clock of the deadline and of backoff; zeroed: arl_now_ms(). */
+	struct arl_clock clock;
 	/* Set by a hook when the run cannot go on (results can no longer be recorded): in-flight
 	 * jobs are cancelled and nothing new starts, as on SIGINT. NULL: never. */
 	const bool *abort;

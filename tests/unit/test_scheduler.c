@@ -1,6 +1,8 @@
 /*
  * The scheduler against a scripted fake backend: a step's argv[0] says what it does
- * ("ok", "fail", "sleep:MS", "infra", "block" until cancelled).
+ * ("ok", "fail", "sleep:MS", "infra", "block" until cancelled, "gate:N" until N steps or all
+ * the unfinished ones are in flight). Tests that set fx.fake_clock run the scheduler on the
+ * test's clock, which moves only when a "sleep:MS" step or the test moves it.
  */
 #include <errno.h>
 #include <poll.h>
@@ -23,8 +25,40 @@ struct arl_sandbox {
 	int id;
 };
 
-static atomic_int in_flight, max_in_flight, acquired, released;
+static atomic_int in_flight, max_in_flight, acquired, released, finished;
+static atomic_int cancels_seen; /* "block" steps that the cancel pipe ended */
+static _Atomic int64_t clock_ms;
+static atomic_int clock_reads, dispatched;
 static int cancel_pipe[2];
+
+static int64_t test_now(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&clock_reads, 1);
+	return atomic_load(&clock_ms);
+}
+
+/* Sets the clock to @ms and returns once the scheduler has looked at it twice since. */
+static void set_clock_and_let_it_look(int64_t ms)
+{
+	int reads;
+
+	atomic_store(&clock_ms, ms);
+	reads = atomic_load(&clock_reads);
+	while (atomic_load(&clock_reads) < reads + 2)
+		usleep(1000);
+}
+
+static bool fake_clock; /* set by a test before run() */
+static int jobs_in_run; /* set by run() */
+
+/* What the steps did, on the test's clock. */
+struct exec_rec {
+	const struct arl_step *step;
+	int64_t start, end;
+};
+static struct exec_rec exec_log[64];
+static atomic_int nexec;
 
 static int fake_acquire(void *st, const struct arl_pool *pool, const struct arl_sandbox_req *req,
                         struct arl_sandbox **out, struct arl_err *err)
@@ -46,12 +80,23 @@ static int fake_exec(void *st, struct arl_sandbox *sb, const struct arl_step *st
 	(void)st, (void)sb, (void)ctx;
 	while (now > max && !atomic_compare_exchange_weak(&max_in_flight, &max, now))
 		;
+	int64_t start = atomic_load(&clock_ms);
+
 	res->started_ms = arl_wall_ms();
 	*cls = ARL_CLASS_NONE;
 	res->state = ARL_STATE_SUCCEEDED;
 	res->has_exit = true;
 	if (!strncmp(what, "sleep:", 6)) {
-		usleep((useconds_t)atoi(what + 6) * 1000);
+		if (fake_clock)
+			atomic_fetch_add(&clock_ms, atoi(what + 6));
+		else
+			usleep((useconds_t)atoi(what + 6) * 1000);
+	} else if (!strncmp(what, "gate:", 5)) {
+		int n = atoi(what + 5);
+
+		while (atomic_load(&in_flight) < n &&
+		       atomic_load(&in_flight) < jobs_in_run - atomic_load(&finished))
+			usleep(1000);
 	} else if (!strcmp(what, "fail")) {
 		res->exit_code = 1;
 		res->state = ARL_STATE_FAILED;
@@ -61,11 +106,20 @@ static int fake_exec(void *st, struct arl_sandbox *sb, const struct arl_step *st
 	} else if (!strcmp(what, "block")) {
 		struct pollfd p = {.fd = cancel_pipe[0], .events = POLLIN};
 
-		poll(&p, 1, 10000);
+		/* Only the cancel ends it (a hang is the failure; ctest's timeout reports it). */
+		if (poll(&p, 1, -1) == 1 && (p.revents & POLLIN))
+			atomic_fetch_add(&cancels_seen, 1);
 		res->state = ARL_STATE_FAILED;
 		*cls = ARL_CLASS_CANCELLED;
 	}
 	res->finished_ms = arl_wall_ms();
+	{
+		int i = atomic_fetch_add(&nexec, 1);
+
+		assert_true(i < (int)(sizeof(exec_log) / sizeof(exec_log[0])));
+		exec_log[i] = (struct exec_rec){step, start, atomic_load(&clock_ms)};
+	}
+	atomic_fetch_add(&finished, 1);
 	atomic_fetch_sub(&in_flight, 1);
 	return ret;
 }
@@ -142,6 +196,7 @@ static void on_attempt_start(void *ctx, struct arl_sched_job *j, int number)
 {
 	(void)ctx;
 	fx.attempt_starts++;
+	atomic_fetch_add(&dispatched, 1);
 	assert_int_equal(number, (int)j->result.nattempts + 1);
 }
 
@@ -172,6 +227,13 @@ static int setup(void **state)
 	atomic_store(&max_in_flight, 0);
 	atomic_store(&acquired, 0);
 	atomic_store(&released, 0);
+	atomic_store(&finished, 0);
+	atomic_store(&cancels_seen, 0);
+	atomic_store(&nexec, 0);
+	atomic_store(&clock_ms, 0);
+	atomic_store(&clock_reads, 0);
+	atomic_store(&dispatched, 0);
+	fake_clock = false;
 	assert_int_equal(pipe(cancel_pipe), 0);
 	assert_int_equal(pipe(fx.sig_pipe), 0);
 	return 0;
@@ -214,7 +276,10 @@ static void run(int concurrency, int max_failures, int64_t deadline_in_ms,
 	o.file_limits = fx.file_limits;
 	o.nfile_slots = 1;
 	o.max_failures = max_failures;
-	o.deadline_ms = deadline_in_ms ? arl_now_ms() + deadline_in_ms : 0;
+	jobs_in_run = (int)fx.n;
+	if (fake_clock)
+		o.clock = (struct arl_clock){test_now, NULL};
+	o.deadline_ms = deadline_in_ms ? arl_clock_now(&o.clock) + deadline_in_ms : 0;
 	o.cancel_wfd = cancel_pipe[1];
 	o.signal_fd = fx.sig_pipe[0];
 	o.on_done = on_done;
@@ -238,6 +303,25 @@ static void run(int concurrency, int max_failures, int64_t deadline_in_ms,
 	}
 }
 
+/* The @nth (0-based) step run of job @i, from the log. */
+static const struct exec_rec *exec_of(size_t i, int nth)
+{
+	int seen = 0;
+
+	for (int k = 0; k < atomic_load(&nexec); k++)
+		if (exec_log[k].step == &fx.jobs[i].steps.v[0] && seen++ == nth)
+			return &exec_log[k];
+	fail_msg("job %zu has no step run #%d", i, nth);
+	return NULL;
+}
+
+/* Until @n steps are in flight. */
+static void until_in_flight(int n)
+{
+	while (atomic_load(&in_flight) < n)
+		usleep(1000);
+}
+
 #define RETRY_ALL                                                                                  \
 	(ARL_RETRY_BIT(ARL_CLASS_FAILED) | ARL_RETRY_BIT(ARL_CLASS_TIMEOUT) |                      \
 	 ARL_RETRY_BIT(ARL_CLASS_INFRA))
@@ -252,7 +336,7 @@ static void test_all_succeed_within_limits(void **state)
 		char name[16];
 
 		snprintf(name, sizeof(name), "j%d", i);
-		add_job(name, "sleep:20", 0, 0, 0, 0);
+		add_job(name, "gate:2", 0, 0, 0, 0);
 	}
 	run(4, 0, 0, &out);
 	assert_int_equal(out.stop, ARL_STOP_NONE);
@@ -275,7 +359,7 @@ static void test_global_limit(void **state)
 		char name[16];
 
 		snprintf(name, sizeof(name), "j%d", i);
-		add_job(name, "sleep:20", (size_t)(i % 2), 0, 0, 0);
+		add_job(name, "gate:3", (size_t)(i % 2), 0, 0, 0);
 	}
 	run(3, 0, 0, &out);
 	assert_int_equal(atomic_load(&max_in_flight), 3);
@@ -303,21 +387,37 @@ static void test_retries_and_retry_on(void **state)
 	assert_int_equal(fx.retries, 2 + 1); /* "retried" twice, "infra" once */
 }
 
+static atomic_int early; /* attempts started before their time */
+
+/* Once both first attempts are over, the clock goes to 1 ms before the retry is due, then to it. */
+static void *walk_through_the_backoff(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&finished) < 2)
+		usleep(1000);
+	set_clock_and_let_it_look(299);
+	atomic_store(&early, atomic_load(&dispatched) - 2);
+	atomic_store(&clock_ms, 300);
+	return NULL;
+}
+
 static void test_backoff_holds_no_worker(void **state)
 {
 	struct arl_sched_outcome out;
-	const struct arl_job_result *a, *b;
+	pthread_t t;
 
 	(void)state;
+	fake_clock = true;
 	add_job("flaky", "fail", 0, 1, RETRY_ALL, 300);
 	add_job("other", "sleep:50", 0, 0, 0, 0);
+	assert_int_equal(pthread_create(&t, NULL, walk_through_the_backoff, NULL), 0);
 	run(1, 0, 0, &out);
-	a = &fx.sj[0].result;
-	b = &fx.sj[1].result;
-	assert_int_equal(a->nattempts, 2);
-	/* With one worker, "other" ran while "flaky" waited out its backoff. */
-	assert_true(b->attempts[0].started_ms < a->attempts[1].started_ms);
-	assert_true(a->attempts[1].started_ms - a->attempts[0].finished_ms >= 290);
+	pthread_join(t, NULL);
+	assert_int_equal(fx.sj[0].result.nattempts, 2);
+	/* With one worker, "other" ran while "flaky" waited out its backoff, all of it. */
+	assert_true(exec_of(1, 0)->start < exec_of(0, 1)->start);
+	assert_int_equal(atomic_load(&early), 0);
+	assert_int_equal(exec_of(0, 1)->start - exec_of(0, 0)->end, 300);
 }
 
 /* A retry goes to the front of its pool's queue, not behind the whole backlog. */
@@ -326,6 +426,7 @@ static void test_retry_goes_first(void **state)
 	struct arl_sched_outcome out;
 
 	(void)state;
+	fake_clock = true;
 	add_job("flaky", "fail", 0, 1, RETRY_ALL, 10); /* due while q0 runs */
 	for (int i = 0; i < 4; i++) {
 		char name[16];
@@ -361,18 +462,34 @@ static void test_max_failures_cancels_the_rest(void **state)
 	}
 }
 
+/* Once both stuck jobs run, the clock reaches the deadline. */
+static void *pass_the_deadline(void *arg)
+{
+	(void)arg;
+	until_in_flight(2);
+	set_clock_and_let_it_look(199);
+	atomic_store(&early, atomic_load(&cancels_seen));
+	atomic_store(&clock_ms, 200);
+	return NULL;
+}
+
 static void test_deadline_cancels_in_flight(void **state)
 {
 	struct arl_sched_outcome out;
-	int64_t t0 = arl_now_ms();
+	pthread_t t;
 
 	(void)state;
+	fake_clock = true;
 	add_job("stuck1", "block", 0, 3, RETRY_ALL, 10);
 	add_job("stuck2", "block", 0, 0, 0, 0);
 	add_job("queued", "ok", 0, 0, 0, 0);
+	assert_int_equal(pthread_create(&t, NULL, pass_the_deadline, NULL), 0);
 	run(2, 0, 200, &out);
+	pthread_join(t, NULL);
 	assert_int_equal(out.stop, ARL_STOP_DEADLINE);
-	assert_true(arl_now_ms() - t0 < 5000);
+	/* Not a millisecond early; and the cancel, not a time-out of their own, ended both. */
+	assert_int_equal(atomic_load(&early), 0);
+	assert_int_equal(atomic_load(&cancels_seen), 2);
 	for (size_t i = 0; i < fx.n; i++)
 		assert_int_equal(fx.sj[i].result.state, ARL_STATE_CANCELLED);
 	/* A cancelled attempt is not retried. */
@@ -384,7 +501,7 @@ static void *send_sigint(void *arg)
 	unsigned char b = SIGINT;
 
 	(void)arg;
-	usleep(150 * 1000);
+	until_in_flight(1); /* "stuck" runs */
 	assert_int_equal(write(fx.sig_pipe[1], &b, 1), 1);
 	return NULL;
 }
@@ -403,6 +520,7 @@ static void test_signal_cancels(void **state)
 	pthread_join(t, NULL);
 	assert_int_equal(out.stop, ARL_STOP_SIGNAL);
 	assert_int_equal(out.signal, SIGINT);
+	assert_int_equal(atomic_load(&cancels_seen), 1); /* "stuck" was running, and cancelled */
 	for (size_t i = 0; i < fx.n; i++)
 		assert_int_equal(fx.sj[i].result.state, ARL_STATE_CANCELLED);
 	assert_int_equal(atomic_load(&acquired), atomic_load(&released));
@@ -429,6 +547,7 @@ static void test_abort_from_a_hook(void **state)
 	assert_int_equal(fx.sj[0].result.state, ARL_STATE_SUCCEEDED);
 	assert_int_equal(fx.sj[1].result.state, ARL_STATE_CANCELLED);
 	assert_int_equal(fx.sj[1].result.nattempts, 1); /* cancelled, not retried */
+	assert_int_equal(atomic_load(&cancels_seen), 1);
 	for (size_t i = 2; i < fx.n; i++)
 		assert_int_equal(fx.sj[i].result.nattempts, 0);
 	assert_int_equal(atomic_load(&acquired), atomic_load(&released));
