@@ -186,10 +186,7 @@ sqlite3 "$DB" <"$TMP/hold" >"$TMP/hold.out" 2>&1 &
 HOLDER_PID=$!
 exec 3>"$TMP/hold"
 echo "SELECT 'holding', count(*) FROM runs;" >&3
-for i in $(seq 100); do
-	grep -q holding "$TMP/hold.out" && break
-	sleep 0.05
-done
+wait_until 120 "the reader to hold the database" grep -q holding "$TMP/hold.out" || true
 check_match "[2] another reader holds the database open" "$(cat "$TMP/hold.out")" '^holding\|1'
 "$ARL_BATCH" run --progress plain --db "$DB" --state-dir "$STATE" "$TMP/fill.yaml" \
 	>"$TMP/out2" 2>"$TMP/err2" &

@@ -117,10 +117,11 @@ capture() {
 	tmux -L "$SOCK" capture-pane -p ${2:+"$2"} -t "$1" | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}'
 }
 
-# wait_exit NAME FILE: captures every 0.25 s into FILE.N until the run printed EXIT=.
+# wait_exit NAME FILE: captures every 0.25 s into FILE.N until the run printed EXIT= (for at
+# most 1200 captures: a hang's bound; a busy machine only makes more of them).
 wait_exit() {
 	local i
-	for i in $(seq 1 160); do
+	for i in $(seq 1 1200); do
 		capture "$1" >"$2.$i"
 		capture "$1" -e >"$2.e.$i"
 		if grep -q '^EXIT=' "$2.$i"; then
@@ -169,14 +170,20 @@ check_eq "no colour in any capture" "$(cat "$TMP"/nocolor.e.* | grep -c $'\x1b\\
 
 echo "# tmux: a resize to a narrower window"
 start_run narrow 160 -u NO_COLOR
-for i in $(seq 1 40); do
+wide_bar() {
 	capture narrow >"$TMP/narrow.before"
-	grep -q 'longest: ' "$TMP/narrow.before" && break
-	sleep 0.2
-done
+	grep -q 'longest: ' "$TMP/narrow.before"
+}
+wait_until 120 "the wide bar with its longest job" wide_bar || true
 tmux -L "$SOCK" resize-window -t narrow -x 72
-sleep 0.8
-capture narrow >"$TMP/narrow.after"
+# Until the runner has redrawn for the new width (not a guessed 0.8 s): tmux only cuts the
+# old bar at 72 columns, the redraw erases it. A runner that never does fails here.
+narrow_bar() {
+	capture narrow >"$TMP/narrow.after"
+	[ "$(grep -cE '[0-9]+/12  ok ' "$TMP/narrow.after")" = 1 ] &&
+		! grep -qE 'longest:|elapsed [0-9]+s  ETA .*longest' "$TMP/narrow.after"
+}
+wait_until 120 "the bar redrawn for 72 columns, no fragment of the wide one left" narrow_bar || true
 widest=$(LC_ALL=C.UTF-8 wc -L <"$TMP/narrow.after")
 check_le "after the resize, nothing is wider than the new width" "$widest" 72
 check_eq "... and exactly one bar is on the screen (the old one erased, no fragments)" \

@@ -424,7 +424,7 @@ while True:
         break
 EOF
 LISTENER=$!
-for _ in $(seq 50); do [ -s "$D/port" ] && break; sleep 0.1; done
+wait_until 120 "the listener's port file" test -s "$D/port"
 PORT=$(cat "$D/port")
 check "the listener on 127.0.0.1:$PORT accepts connections from the host" \
 	python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1)"
