@@ -250,10 +250,10 @@ $POOL
 jobs:
   - {name: quick, steps: [{type: Command, command: ["true"]}]}
 EOF
-# wait_holder PID: waits (at most 10 s) until the lock file of run 'lk' names PID.
+# wait_holder PID: waits (at most 120 s: a hang's bound) until the lock file of run 'lk' names PID.
 wait_holder() {
 	local i
-	for i in $(seq 100); do
+	for i in $(seq 1200); do
 		if grep -qs "^pid $1 " "$DB".lock-lk-*; then return 0; fi
 		sleep 0.1
 	done
@@ -309,10 +309,10 @@ EOF
 VICTIM=$!
 BG_PIDS+=("$VICTIM")
 check "the victim run takes the lock" wait_holder "$VICTIM"
-# wait_job_running PID: waits (at most 10 s) until the run of PID has its job Running.
+# wait_job_running PID: waits (at most 120 s) until the run of PID has its job Running.
 wait_job_running() {
 	local i
-	for i in $(seq 100); do
+	for i in $(seq 1200); do
 		if [ "$(sql "$DB" "SELECT count(*) FROM jobs j JOIN runs r ON r.id = j.run_id
 		        WHERE r.pid = $1 AND j.state = 'Running'" 2>/dev/null)" = 1 ]; then return 0; fi
 		sleep 0.1
