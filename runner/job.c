@@ -12,31 +12,19 @@
 /* Up to this many entries a scan is cheaper than an index (and most maps are this small). */
 #define STRMAP_SCAN_MAX 8
 
-/* The slot of @key in the index: its entry's, or the empty one where it would go. */
-static size_t *strmap_slot(const struct arl_strmap *m, const char *key)
+static const char *strmap_key(const void *m, size_t i)
 {
-	size_t mask = m->nslot - 1, i = (size_t)arl_fnv1a(key) & mask;
-
-	while (m->slot[i] && strcmp(m->v[m->slot[i] - 1].key, key))
-		i = (i + 1) & mask;
-	return &m->slot[i];
+	return ((const struct arl_strmap *)m)->v[i].key;
 }
 
-/* Linear probing at most half full: set and get stay O(1) on average, a map O(n). */
-static void strmap_reindex(struct arl_strmap *m, size_t want)
+static size_t *strmap_slot(const struct arl_strmap *m, const char *key)
 {
-	free(m->slot);
-	m->nslot = 32;
-	while (m->nslot < 2 * want)
-		m->nslot *= 2;
-	m->slot = arl_xcalloc(m->nslot, sizeof(*m->slot));
-	for (size_t i = 0; i < m->n; i++)
-		*strmap_slot(m, m->v[i].key) = i + 1;
+	return arl_strindex_slot(&m->index, key, strmap_key, m);
 }
 
 static struct arl_kv *strmap_find(const struct arl_strmap *m, const char *key)
 {
-	if (m->slot) {
+	if (m->index.slot) {
 		size_t s = *strmap_slot(m, key);
 
 		return s ? &m->v[s - 1] : NULL;
@@ -51,8 +39,8 @@ void arl_strmap_set(struct arl_strmap *m, const char *key, const char *val)
 {
 	struct arl_kv *kv;
 
-	if (m->n >= STRMAP_SCAN_MAX && 2 * (m->n + 1) > m->nslot)
-		strmap_reindex(m, m->n + 1);
+	if (m->n >= STRMAP_SCAN_MAX)
+		arl_strindex_reserve(&m->index, m->n + 1, m->n, strmap_key, m);
 	if ((kv = strmap_find(m, key))) {
 		free(kv->val);
 		kv->val = arl_xstrdup(val);
@@ -65,7 +53,7 @@ void arl_strmap_set(struct arl_strmap *m, const char *key, const char *val)
 	m->v[m->n].key = arl_xstrdup(key);
 	m->v[m->n].val = arl_xstrdup(val);
 	m->n++;
-	if (m->slot)
+	if (m->index.slot)
 		*strmap_slot(m, key) = m->n;
 }
 
@@ -83,7 +71,7 @@ void arl_strmap_release(struct arl_strmap *m)
 		free(m->v[i].val);
 	}
 	free(m->v);
-	free(m->slot);
+	free(m->index.slot);
 	memset(m, 0, sizeof(*m));
 }
 

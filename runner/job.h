@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "util.h"
 
 #define ARL_DEFAULT_TIMEOUT_MS 30000
 /* Getting a sandbox (copying a workspace, waiting for a pod) is bounded apart from timeout. */
@@ -26,9 +27,8 @@ struct arl_kv {
 struct arl_strmap {
 	struct arl_kv *v;
 	size_t n;
-	size_t cap;   /* of v, when arl_strmap_set() grows it */
-	size_t *slot; /* hash index: 1 + an index into v, 0 empty; NULL while the map is small */
-	size_t nslot; /* a power of two, at least twice n */
+	size_t cap;                /* of v, when arl_strmap_set() grows it */
+	struct arl_strindex index; /* empty while the map is small */
 };
 
 enum arl_backend_kind { ARL_BACKEND_LOCAL, ARL_BACKEND_KUBERNETES };

@@ -330,6 +330,31 @@ uint64_t arl_fnv1a(const char *s)
 	return arl_fnv1a_n(s, strlen(s));
 }
 
+size_t *arl_strindex_slot(const struct arl_strindex *x, const char *key, arl_strindex_key_fn key_of,
+                          const void *owner)
+{
+	size_t mask = x->nslot - 1, i = (size_t)arl_fnv1a(key) & mask;
+
+	while (x->slot[i] && strcmp(key_of(owner, x->slot[i] - 1), key))
+		i = (i + 1) & mask;
+	return &x->slot[i];
+}
+
+void arl_strindex_reserve(struct arl_strindex *x, size_t want, size_t n, arl_strindex_key_fn key_of,
+                          const void *owner)
+{
+	if (2 * want <= x->nslot)
+		return;
+	free(x->slot);
+	if (!x->nslot)
+		x->nslot = 32;
+	while (x->nslot < 2 * want)
+		x->nslot *= 2;
+	x->slot = arl_xcalloc(x->nslot, sizeof(*x->slot));
+	for (size_t i = 0; i < n; i++)
+		*arl_strindex_slot(x, key_of(owner, i), key_of, owner) = i + 1;
+}
+
 void arl_cond_init_monotonic(pthread_cond_t *cv)
 {
 	pthread_condattr_t a;

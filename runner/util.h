@@ -56,6 +56,27 @@ uint64_t arl_fnv1a(const char *s);
 uint64_t arl_fnv1a_n(const char *p, size_t n);
 
 /*
+ * A hash index over strings its owner keeps (open addressing, at most half full, so lookups
+ * stay O(1) on average): a slot holds 1 + the number of an entry, 0 when empty. @key_of names
+ * entry i of @owner. Zero-initialised it is empty; free(slot) releases it.
+ */
+struct arl_strindex {
+	size_t *slot;
+	size_t nslot; /* a power of two, 0 while empty */
+};
+typedef const char *(*arl_strindex_key_fn)(const void *owner, size_t i);
+
+/* The slot of @key: its entry's, or the empty one where it would go. @x must not be empty. */
+size_t *arl_strindex_slot(const struct arl_strindex *x, const char *key, arl_strindex_key_fn key_of,
+                          const void *owner);
+/*
+ * Makes room for @want entries, re-indexing entries 0..@n-1 in order when it grows (so of
+ * equal keys the later one holds the slot).
+ */
+void arl_strindex_reserve(struct arl_strindex *x, size_t want, size_t n, arl_strindex_key_fn key_of,
+                          const void *owner);
+
+/*
  * Condition variables that time out on CLOCK_MONOTONIC, the clock of arl_now_ms() deadlines
  * (a wall-clock step must not stretch or cut a wait). arl_cond_wait_until() waits, @mu held,
  * until signalled or the arl_now_ms() time @until_ms; spurious wake-ups are the caller's.

@@ -28,8 +28,7 @@ struct loader {
 	size_t depth, capstack;
 	struct anchor *anchors;
 	size_t nanchors, capanchors;
-	uint32_t *slot; /* hash index of anchors: 1 + the newest of a name, 0 empty */
-	size_t nslot;   /* a power of two, at least twice nanchors */
+	struct arl_strindex index; /* of anchors: the newest of a name */
 	size_t expansion;
 	int failed;
 };
@@ -80,14 +79,9 @@ static struct arl_node *new_node(struct loader *l, enum arl_node_kind kind, yaml
 	return n;
 }
 
-/* The slot of @name: its anchor's, or the empty one where it would go. */
-static uint32_t *anchor_slot(const struct loader *l, const char *name)
+static const char *anchor_name(const void *l, size_t i)
 {
-	size_t mask = l->nslot - 1, i = (size_t)arl_fnv1a(name) & mask;
-
-	while (l->slot[i] && strcmp(l->anchors[l->slot[i] - 1].name, name))
-		i = (i + 1) & mask;
-	return &l->slot[i];
+	return ((const struct loader *)l)->anchors[i].name;
 }
 
 /*
@@ -98,25 +92,19 @@ static int add_anchor(struct loader *l, const yaml_char_t *name, struct arl_node
 {
 	if (l->nanchors >= ARL_YAML_MAX_ANCHORS)
 		return fail(l, mark_of(n), "more than %u anchors", ARL_YAML_MAX_ANCHORS);
-	if (2 * (l->nanchors + 1) > l->nslot) {
-		free(l->slot);
-		l->nslot = l->nslot ? 2 * l->nslot : 64;
-		l->slot = arl_xcalloc(l->nslot, sizeof(*l->slot));
-		for (size_t i = 0; i < l->nanchors; i++)
-			*anchor_slot(l, l->anchors[i].name) = (uint32_t)i + 1;
-	}
+	arl_strindex_reserve(&l->index, l->nanchors + 1, l->nanchors, anchor_name, l);
 	ARL_GROW(l->anchors, l->capanchors, l->nanchors + 1);
 	l->anchors[l->nanchors].name = arl_xstrdup((const char *)name);
 	l->anchors[l->nanchors].node = n;
 	l->nanchors++;
 	/* A redefined anchor shadows the earlier one: the slot points at the newest. */
-	*anchor_slot(l, (const char *)name) = (uint32_t)l->nanchors;
+	*arl_strindex_slot(&l->index, (const char *)name, anchor_name, l) = l->nanchors;
 	return 0;
 }
 
 static struct anchor *find_anchor(struct loader *l, const char *name)
 {
-	uint32_t s = l->nslot ? *anchor_slot(l, name) : 0;
+	size_t s = l->index.slot ? *arl_strindex_slot(&l->index, name, anchor_name, l) : 0;
 
 	return s ? &l->anchors[s - 1] : NULL;
 }
@@ -378,7 +366,7 @@ out_doc:
 	for (size_t i = 0; i < l.nanchors; i++)
 		free(l.anchors[i].name);
 	free(l.anchors);
-	free(l.slot);
+	free(l.index.slot);
 	free(l.stack);
 	arl_doc_free(l.doc);
 	return ret;
