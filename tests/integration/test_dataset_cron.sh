@@ -237,12 +237,13 @@ echo "# overlapping runs: the per-name lock"
 D=$TMP/lock
 mkdir -p "$D"
 DB=$D/l.db
-# The holder runs until the test creates $D/release (or $D is gone), not for a guessed time.
+# The holder runs until the test creates $D/release (or $D is gone), not for a guessed time
+# (nor the default 30 s timeout).
 cat >"$D/hold.yaml" <<EOF
 version: 1
 $POOL
 jobs:
-  - {name: hold, steps: [{type: Command, command: ["sh", "-c", "while [ -d '$D' ] && [ ! -e '$D/release' ]; do sleep 0.$MARK; done"]}]}
+  - {name: hold, timeout: 1h, steps: [{type: Command, command: ["sh", "-c", "while [ -d '$D' ] && [ ! -e '$D/release' ]; do sleep 0.$MARK; done"]}]}
 EOF
 cat >"$D/quick.yaml" <<EOF
 version: 1
