@@ -242,11 +242,11 @@ static void signal_group(const struct proc *p, int sig)
 		kill(p->pid, sig);
 }
 
-static void terminate(struct proc *p, int64_t grace_ms)
+static void terminate(struct proc *p, int64_t now, int64_t grace_ms)
 {
 	p->terminating = true;
 	signal_group(p, SIGTERM);
-	p->kill_at = arl_now_ms() + grace_ms;
+	p->kill_at = now + grace_ms;
 }
 
 /* Waits for the child, retrying on EINTR; returns the exit code (128+signal when killed). */
@@ -313,7 +313,7 @@ static int watch(struct proc *p, struct capture cap[2], const struct arl_spawn_o
 			pfd[nfds++] = (struct pollfd){.fd = o->cancel_fd, .events = POLLIN};
 		}
 
-		now = arl_now_ms();
+		now = arl_clock_now(&o->clock);
 		wake = INT64_MAX;
 		if (p->exited)
 			wake = drain_until;
@@ -332,7 +332,7 @@ static int watch(struct proc *p, struct capture cap[2], const struct arl_spawn_o
 				p->kill_at = 0;
 			} else {
 				r->timed_out = true;
-				terminate(p, grace_ms);
+				terminate(p, now, grace_ms);
 			}
 			continue;
 		}
@@ -352,11 +352,11 @@ static int watch(struct proc *p, struct capture cap[2], const struct arl_spawn_o
 			p->exited = true;
 			/* Background children would hold the pipes open for as long as they run. */
 			signal_group(p, SIGKILL);
-			drain_until = arl_now_ms() + DRAIN_MS;
+			drain_until = arl_clock_now(&o->clock) + DRAIN_MS;
 		}
 		if (icancel >= 0 && pfd[icancel].revents && !p->exited) {
 			r->cancelled = true;
-			terminate(p, grace_ms);
+			terminate(p, arl_clock_now(&o->clock), grace_ms);
 		}
 	}
 	ret = 0;
@@ -434,15 +434,23 @@ child_main(void *arg)
 		CHILD_TRY(
 		    syscall(SYS_mount, id->bind_src, id->bind_dst, NULL, MS_BIND | MS_REC, NULL),
 		    "mount");
-		/* The same directory as cwd_fd, but getcwd() now names it by a path we can reach. */
-		if (id->cwd_path)
-			CHILD_TRY(syscall(SYS_chdir, id->cwd_path), "chdir");
 	}
 	if (id->set_ids) {
 		CHILD_TRY(syscall(SYS_setgroups, 0, NULL), "setgroups");
 		CHILD_TRY(syscall(SYS_setresgid, id->gid, id->gid, id->gid), "setresgid");
+		/*
+		 * This also makes our shared mm non-dumpable (commit_creds()), so a root runner
+		 * stays so after its first such step: no core dumps, /proc/PID files root's only.
+		 * Kept as a hardening; setting it back would race with other workers' spawns.
+		 */
 		CHILD_TRY(syscall(SYS_setresuid, id->uid, id->uid, id->uid), "setresuid");
 	}
+	/*
+	 * By path and as the new ids: a symlink the step planted in its workspace must not
+	 * take it where only we (root) could go.
+	 */
+	if (id->cwd_path)
+		CHILD_TRY(syscall(SYS_chdir, id->cwd_path), "chdir");
 	/* A kernel without keyrings has none of ours to hide. */
 	if (id->new_keyring && syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 &&
 	    errno != ENOSYS) {

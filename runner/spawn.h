@@ -14,6 +14,7 @@
 
 #include "err.h"
 #include "result.h"
+#include "util.h"
 
 #define ARL_SPAWN_DEFAULT_CAPTURE (1024 * 1024)
 #define ARL_KILL_GRACE_MS         2000
@@ -30,7 +31,7 @@ struct arl_spawn_ident {
 	bool new_keyring; /* joins a fresh anonymous session keyring: none of ours is possessed */
 	const char *bind_src; /* with bind_dst, before the ids change: in a private mount */
 	const char *bind_dst; /* namespace (nothing propagates back), bind_src is bound here */
-	const char *cwd_path; /* with the bind: the directory, by a path through bind_dst */
+	const char *cwd_path; /* entered by path after the ids change (with opts.cwd NULL) */
 	int fd3;              /* > 2: becomes the child's fd 3; 0: none */
 };
 
@@ -38,12 +39,14 @@ struct arl_spawn_opts {
 	char *const *argv;      /* argv[0] is searched in PATH when it has no '/' */
 	char *const *envp;      /* the child's whole environment; NULL: inherit */
 	const char *cwd;        /* NULL: inherit */
-	int64_t deadline_ms;    /* absolute, on arl_now_ms()'s clock; 0: none */
+	int64_t deadline_ms;    /* absolute, on @clock; 0: none */
 	size_t capture_max;     /* per stream; 0: ARL_SPAWN_DEFAULT_CAPTURE */
 	int64_t grace_ms;       /* SIGTERM -> SIGKILL; 0: ARL_KILL_GRACE_MS */
 	int cancel_fd;          /* when readable, the child is killed as on timeout; -1: none */
 	const char *stdin_path; /* NULL: /dev/null */
 	const struct arl_spawn_ident *ident; /* NULL: the child is what we are */
+	/* The clock of the deadline, the grace and the drain; zeroed: arl_now_ms(). */
+	struct arl_clock clock;
 };
 /* Start from this rather than {0}: a cancel_fd of 0 would watch stdin. */
 #define ARL_SPAWN_OPTS_INIT                                                                        \

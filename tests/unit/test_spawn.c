@@ -12,6 +12,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -514,23 +515,111 @@ static void test_ring_wrap(void **state)
 	free(full);
 }
 
+/*
+ * The clock of the deadline tests: it moves only when the driver thread says so, and counts
+ * the looks spawn takes at it.
+ */
+static _Atomic int64_t clock_ms;
+static atomic_int clock_reads;
+
+static int64_t test_now(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&clock_reads, 1);
+	return atomic_load(&clock_ms);
+}
+
+/*
+ * Sets the clock to @ms and returns once spawn has looked at it three times since: once a
+ * signal is sent, spawn's next look waits for the child's exit, so a step killed at @ms is
+ * seen dead here.
+ */
+static void set_clock_and_let_it_look(int64_t ms)
+{
+	int reads;
+
+	atomic_store(&clock_ms, ms);
+	reads = atomic_load(&clock_reads);
+	while (atomic_load(&clock_reads) < reads + 3)
+		usleep(1000);
+}
+
+/*
+ * Drives the clock past a step's deadline (and its grace): waits for the script to write its
+ * pid to @ready, then stops 1 ms short of each time and records whether the step was still
+ * alive there, before going to the time itself.
+ */
+struct clock_driver {
+	char ready[64];
+	int64_t deadline, grace; /* grace 0: no SIGKILL step to walk through */
+	atomic_bool alive_before_deadline, alive_before_kill;
+};
+
+static void *drive_clock(void *arg)
+{
+	struct clock_driver *d = arg;
+	pid_t pid = 0;
+	FILE *f;
+
+	while (pid <= 0) {
+		if ((f = fopen(d->ready, "r"))) {
+			if (fscanf(f, "%d", &pid) != 1)
+				pid = 0;
+			fclose(f);
+		}
+		if (pid <= 0)
+			usleep(1000);
+	}
+	set_clock_and_let_it_look(d->deadline - 1);
+	atomic_store(&d->alive_before_deadline, !is_dead(pid));
+	if (d->grace) {
+		set_clock_and_let_it_look(d->deadline); /* SIGTERM: the grace starts here */
+		set_clock_and_let_it_look(d->deadline + d->grace - 1);
+		atomic_store(&d->alive_before_kill, !is_dead(pid));
+		atomic_store(&clock_ms, d->deadline + d->grace);
+	} else {
+		atomic_store(&clock_ms, d->deadline);
+	}
+	return NULL;
+}
+
+/* Runs @script on the test clock, @d driving it; "$READY" names the pid file. */
+static void run_on_test_clock(struct arl_spawn_opts *o, struct clock_driver *d, const char *script,
+                              struct arl_spawn_result *r)
+{
+	char *full;
+	pthread_t t;
+
+	snprintf(d->ready, sizeof(d->ready), "/tmp/arl-test-spawn-ready-%ld", (long)getpid());
+	unlink(d->ready);
+	full = arl_xasprintf("READY=%s; %s", d->ready, script);
+	atomic_store(&clock_ms, 0);
+	atomic_store(&clock_reads, 0);
+	o->clock = (struct arl_clock){test_now, NULL};
+	o->deadline_ms = d->deadline;
+	assert_int_equal(pthread_create(&t, NULL, drive_clock, d), 0);
+	run_sh(o, full, r);
+	pthread_join(t, NULL);
+	unlink(d->ready);
+	free(full);
+}
+
 static void test_deadline(void **state)
 {
 	struct arl_spawn_opts o = ARL_SPAWN_OPTS_INIT;
 	struct arl_spawn_result r;
-	int64_t t0 = arl_now_ms();
+	struct clock_driver d = {.deadline = 500};
 	pid_t pid;
 
 	(void)state;
-	o.deadline_ms = t0 + 500;
-	run_sh(&o, "echo $$; exec sleep 30", &r);
+	run_on_test_clock(&o, &d, "echo $$; echo $$ >$READY.t; mv $READY.t $READY; exec sleep 30",
+	                  &r);
 	assert_true(r.timed_out);
 	assert_false(r.cancelled);
 	assert_false(r.lingering);
+	/* SIGTERM is sent no earlier than the deadline, and sleep died of it (not of a SIGKILL). */
+	assert_true(atomic_load(&d.alive_before_deadline));
 	assert_int_equal(r.exit_code, 128 + SIGTERM);
-	/* SIGTERM is sent no earlier than the deadline; sleep dies of it at once. */
-	assert_in_range(arl_now_ms() - t0, 500, 1500);
-	assert_in_range(r.duration_ms, 0, arl_now_ms() - t0);
 	pid = first_pid(&r.out);
 	/* Reaped, and its group is empty. */
 	assert_int_equal(kill(pid, 0), -1);
@@ -545,16 +634,19 @@ static void test_term_ignored(void **state)
 {
 	struct arl_spawn_opts o = ARL_SPAWN_OPTS_INIT;
 	struct arl_spawn_result r;
-	int64_t t0 = arl_now_ms();
+	struct clock_driver d = {.deadline = 500, .grace = 500};
 	pid_t pid;
 
 	(void)state;
-	o.deadline_ms = t0 + 500;
 	o.grace_ms = 500;
-	run_sh(&o, "trap '' TERM; echo $$; exec sleep 30", &r);
+	run_on_test_clock(&o, &d,
+	                  "trap '' TERM; echo $$; echo $$ >$READY.t; mv $READY.t $READY; "
+	                  "exec sleep 30",
+	                  &r);
 	assert_true(r.timed_out);
+	assert_true(atomic_load(&d.alive_before_deadline));
+	assert_true(atomic_load(&d.alive_before_kill)); /* the grace was given in full */
 	assert_int_equal(r.exit_code, 128 + SIGKILL);
-	assert_in_range(arl_now_ms() - t0, 1000, 3000);
 	pid = first_pid(&r.out);
 	assert_int_equal(kill(pid, 0), -1);
 	arl_spawn_result_release(&r);
