@@ -169,8 +169,10 @@ struct local {
 	struct strvec root_args; /* how /bin, /lib... look on the host */
 	struct strvec net_args;  /* extra read-only binds for network pools */
 	bool drop;               /* we are root: steps run as sb_uid/sb_gid (see DESIGN) */
-	uid_t sb_uid;
+	uid_t sb_uid;            /* bwrap steps (and the probe) */
 	gid_t sb_gid;
+	uid_t none_uid; /* isolation none steps: never sb_uid */
+	gid_t none_gid;
 
 	pthread_mutex_t mu; /* lock order: mu only, never nested; guards everything below */
 	pthread_cond_t cv;  /* the preparer waits here for work or stopping */
@@ -395,7 +397,20 @@ static int rm_tree(int parent, const char *name, struct arl_err *err)
 struct copy_bound {
 	int64_t deadline; /* arl_now_ms clock */
 	int cancel_fd;    /* -1: none */
+	uid_t uid;        /* as root: who gets the copy (make_sandbox() sets them) */
+	gid_t gid;
 };
+
+/* As root, the host uid (and gid) @pool's steps run as, which owns its directories. */
+static uid_t pool_uid(const struct local *L, const struct arl_pool *pool)
+{
+	return pool->isolation == ARL_ISO_NONE ? L->none_uid : L->sb_uid;
+}
+
+static gid_t pool_gid(const struct local *L, const struct arl_pool *pool)
+{
+	return pool->isolation == ARL_ISO_NONE ? L->none_gid : L->sb_gid;
+}
 
 /* -1 with ARL_E_TIMEOUT or ARL_E_CANCELLED once the copy must stop; @b NULL: never. */
 static int copy_check(const struct copy_bound *b, struct arl_err *err)
@@ -584,7 +599,7 @@ static int copy_tree(const struct local *L, int sfd, int dfd, struct arl_buf *re
 		/* The step's uid must be able to change what it was given (see DESIGN). */
 		if (rc == 0 && L->drop &&
 		    (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) &&
-		    fchownat(dfd, de->d_name, L->sb_uid, L->sb_gid, AT_SYMLINK_NOFOLLOW) < 0)
+		    fchownat(dfd, de->d_name, b->uid, b->gid, AT_SYMLINK_NOFOLLOW) < 0)
 			rc = arl_error_errno(err, errno, "cannot hand '%s' to the sandbox uid",
 			                     rel->p);
 		if (rc < 0)
@@ -658,11 +673,24 @@ static char *next_name(struct local *L)
 	return arl_xasprintf("sb-%lld-%s-%lu", (long long)L->run_id, L->owner, n);
 }
 
+/* Deletes what is left of a sandbox directory on an error path and frees its name. */
+static void drop_dir(struct local *L, struct sbdir *d)
+{
+	struct arl_err ignored = ARL_ERR_INIT;
+
+	if (!d->name)
+		return;
+	rm_tree(L->state_fd, d->name, &ignored);
+	free(d->name);
+	d->name = NULL;
+}
+
 /*
- * Makes a new, empty sandbox directory, mode 0700 whatever the umask, and notes what it is
- * like for recycling. Returns an fd of it (the caller closes it), or -1.
+ * Makes a new, empty sandbox directory, mode 0700 whatever the umask, owned by @uid and @gid
+ * as root, and notes what it is like for recycling. Returns an fd of it (the caller closes
+ * it), or -1.
  */
-static int create_dir(struct local *L, struct sbdir *d, struct arl_err *err)
+static int create_dir(struct local *L, uid_t uid, gid_t gid, struct sbdir *d, struct arl_err *err)
 {
 	char *name = NULL;
 	int dfd;
@@ -689,8 +717,7 @@ static int create_dir(struct local *L, struct sbdir *d, struct arl_err *err)
 	 * may clear bits).
 	 */
 	dfd = openat(L->state_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (dfd < 0 || (L->drop && fchown(dfd, L->sb_uid, L->sb_gid) < 0) ||
-	    fchmod(dfd, 0700) < 0) {
+	if (dfd < 0 || (L->drop && fchown(dfd, uid, gid) < 0) || fchmod(dfd, 0700) < 0) {
 		struct arl_err ignored = ARL_ERR_INIT;
 
 		arl_error_errno(err, errno, "cannot open sandbox '%s/%s'", L->state_dir, name);
@@ -715,17 +742,32 @@ static int make_sandbox(struct local *L, const struct arl_pool *pool, const stru
 {
 	struct arl_buf rel = ARL_BUF_INIT;
 	struct sbdir d = {0};
+	struct copy_bound cb = b ? *b : (struct copy_bound){INT64_MAX, -1, 0, 0};
 	int sfd = -1, dfd = -1, ret = -1;
 
+	cb.uid = pool_uid(L, pool);
+	cb.gid = pool_gid(L, pool);
 	pthread_mutex_lock(&L->mu);
 	if (L->nspare)
 		d = L->spare[--L->nspare];
 	pthread_mutex_unlock(&L->mu);
 	if (!d.name) {
-		if ((dfd = create_dir(L, &d, err)) < 0)
+		if ((dfd = create_dir(L, cb.uid, cb.gid, &d, err)) < 0)
 			return -1;
-	} else if (pool->workspace) {
+	} else if (pool->workspace || (L->drop && (d.made.uid != cb.uid || d.made.gid != cb.gid))) {
 		dfd = openat(L->state_fd, d.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		/* Spares serve every pool: one of the other uid's changes hands (mode stays 0700). */
+		if (dfd >= 0 && L->drop && (d.made.uid != cb.uid || d.made.gid != cb.gid)) {
+			if (fchown(dfd, cb.uid, cb.gid) < 0) {
+				int e = errno;
+
+				close(dfd);
+				dfd = -1;
+				errno = e;
+			}
+			d.made.uid = cb.uid;
+			d.made.gid = cb.gid;
+		}
 		if (dfd < 0) {
 			arl_error_errno(err, errno, "cannot open sandbox '%s/%s'", L->state_dir,
 			                d.name);
@@ -738,7 +780,7 @@ static int make_sandbox(struct local *L, const struct arl_pool *pool, const stru
 			arl_error_errno(err, errno, "cannot open workspace '%s'", pool->workspace);
 			goto out;
 		}
-		if (copy_tree(L, sfd, dfd, &rel, 0, b, err) < 0) {
+		if (copy_tree(L, sfd, dfd, &rel, 0, &cb, err) < 0) {
 			enum arl_errc code = err->code;
 
 			if (code == ARL_E_TIMEOUT || code == ARL_E_CANCELLED) {
@@ -757,12 +799,7 @@ static int make_sandbox(struct local *L, const struct arl_pool *pool, const stru
 	d.name = NULL;
 	ret = 0;
 out:
-	if (d.name) {
-		struct arl_err ignored = ARL_ERR_INIT;
-
-		rm_tree(L->state_fd, d.name, &ignored);
-		free(d.name);
-	}
+	drop_dir(L, &d);
 	if (sfd >= 0)
 		close(sfd);
 	if (dfd >= 0)
@@ -995,8 +1032,8 @@ static void *preparer_main(void *arg)
 		w->preparing++;
 		pthread_mutex_unlock(&L->mu);
 		/* No prepareTimeout here (no attempt waits), but a cancelled run stops copying. */
-		rc = make_sandbox(L, w->pool, &(struct copy_bound){INT64_MAX, L->cancel_fd}, &d,
-		                  &err);
+		rc = make_sandbox(L, w->pool, &(struct copy_bound){INT64_MAX, L->cancel_fd, 0, 0},
+		                  &d, &err);
 		pthread_mutex_lock(&L->mu);
 		w->preparing--;
 		if (rc == 0) {
@@ -1036,11 +1073,11 @@ static void step_fail(struct arl_step_result *res, enum arl_class *cls, int code
 static char *const no_env[] = {NULL};
 
 /*
- * Who a step's process is (see DESIGN): never one with our keyrings, and as root the sandbox
- * uid, with @ws (a sandbox directory; NULL: none) bound on ROOT_MNT where that uid can reach
- * it. @args_fd (or -1) becomes fd 3.
+ * Who a step's process is (see DESIGN): never one with our keyrings, and as root the uid of
+ * bwrap steps or, @none, of isolation none steps, with the sandbox directory @ws_fd (an O_PATH
+ * fd; -1: none) bound on ROOT_MNT where that uid can reach it. @args_fd (or -1) becomes fd 3.
  */
-static void step_ident(const struct local *L, struct arl_spawn_ident *id, const char *ws,
+static void step_ident(const struct local *L, bool none, struct arl_spawn_ident *id, int ws_fd,
                        int args_fd)
 {
 	memset(id, 0, sizeof(*id));
@@ -1048,11 +1085,25 @@ static void step_ident(const struct local *L, struct arl_spawn_ident *id, const 
 	id->fd3 = args_fd > 2 ? args_fd : 0;
 	if (L->drop) {
 		id->set_ids = true;
-		id->uid = L->sb_uid;
-		id->gid = L->sb_gid;
-		id->bind_src = ws;
-		id->bind_dst = ws ? ROOT_MNT : NULL;
+		id->uid = none ? L->none_uid : L->sb_uid;
+		id->gid = none ? L->none_gid : L->sb_gid;
+		id->bind_fd = ws_fd;
+		id->bind_dst = ws_fd > 2 ? ROOT_MNT : NULL;
 	}
+}
+
+/*
+ * An O_PATH fd of sandbox @name for step_ident() (the caller closes it): the child binds that
+ * very directory, resolving no path as root.
+ */
+static int sandbox_fd(const struct local *L, const char *name, struct arl_err *err)
+{
+	int fd = openat(L->state_fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return arl_error_errno(err, errno, "cannot open sandbox '%s/%s'", L->state_dir,
+		                       name);
+	return fd;
 }
 
 /*
@@ -1351,7 +1402,7 @@ static int run_command(struct local *L, struct arl_sandbox *sb, const struct arl
 	struct arl_spawn_result sr;
 	char *cwd = NULL, *prog = NULL, *wd = NULL, *mnt_cwd = NULL;
 	const char *path;
-	int ret = -1, code = 1, args_fd = -1;
+	int ret = -1, code = 1, args_fd = -1, ws_fd = -1;
 
 	memset(&sr, 0, sizeof(sr));
 	if (!step->argv || !step->argv[0]) {
@@ -1398,12 +1449,17 @@ static int run_command(struct local *L, struct arl_sandbox *sb, const struct arl
 	for (size_t i = 1; i < step->argc && step->argv[i]; i++)
 		sv_push(&argv, step->argv[i]);
 
-	step_ident(L, &id, sb->path, args_fd);
+	if (L->drop && (ws_fd = sandbox_fd(L, sb->dir.name, err)) < 0) {
+		*cls = ARL_CLASS_INFRA;
+		goto out;
+	}
+	step_ident(L, none, &id, ws_fd, args_fd);
+	/* As root, the child enters workDir as the step's uid (see DESIGN), never as ours. */
 	id.cwd_path = mnt_cwd;
 	so.ident = &id;
 	so.argv = argv.v;
 	so.envp = none ? env.v : no_env;
-	so.cwd = cwd;
+	so.cwd = mnt_cwd ? NULL : cwd;
 	so.deadline_ms = ctx ? ctx->deadline_ms : 0;
 	so.capture_max = L->capture_max;
 	so.cancel_fd = L->cancel_fd;
@@ -1451,6 +1507,8 @@ out:
 	arl_buf_release(&msg);
 	if (args_fd >= 0)
 		close(args_fd);
+	if (ws_fd >= 0)
+		close(ws_fd);
 	free(cwd);
 	free(mnt_cwd);
 	free(prog);
@@ -1550,7 +1608,8 @@ static int run_filepatch(struct local *L, struct arl_sandbox *sb, const struct a
 			next = openat(cur, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		}
 		/* As root: the step's uid must be able to change what we made for it. */
-		if (next >= 0 && made && L->drop && fchown(next, L->sb_uid, L->sb_gid) < 0) {
+		if (next >= 0 && made && L->drop &&
+		    fchown(next, pool_uid(L, sb->pool), pool_gid(L, sb->pool)) < 0) {
 			int e = errno;
 
 			close(next);
@@ -1572,8 +1631,8 @@ static int run_filepatch(struct local *L, struct arl_sandbox *sb, const struct a
 		patch_open_error(&msg, fd < 0 ? errno : ENXIO, cur, &comps, comps.n - 1);
 		goto refused;
 	}
-	if (L->drop && (st.st_uid != L->sb_uid || st.st_gid != L->sb_gid) &&
-	    fchown(fd, L->sb_uid, L->sb_gid) < 0) {
+	if (L->drop && (st.st_uid != pool_uid(L, sb->pool) || st.st_gid != pool_gid(L, sb->pool)) &&
+	    fchown(fd, pool_uid(L, sb->pool), pool_gid(L, sb->pool)) < 0) {
 		patch_open_error(&msg, errno, cur, &comps, comps.n - 1);
 		goto refused;
 	}
@@ -1709,18 +1768,33 @@ static int sandbox_id(const char *name, unsigned long def, unsigned long *out, s
 
 /*
  * As root, steps run as an unprivileged uid and gid, SANDBOX_ID_DEFAULT unless
- * ARL_SANDBOX_UID and ARL_SANDBOX_GID (default: the uid) say otherwise.
+ * ARL_SANDBOX_UID and ARL_SANDBOX_GID (default: the uid) say otherwise; isolation none steps
+ * as ARL_SANDBOX_NONE_UID (default: that uid + 1) and ARL_SANDBOX_NONE_GID (default: theirs).
  */
 static int sandbox_ids(struct local *L, struct arl_err *err)
 {
-	unsigned long uid, gid;
+	unsigned long uid, gid, nuid, ngid;
 
 	if (sandbox_id("ARL_SANDBOX_UID", SANDBOX_ID_DEFAULT, &uid, err) < 0 ||
-	    sandbox_id("ARL_SANDBOX_GID", uid, &gid, err) < 0)
+	    sandbox_id("ARL_SANDBOX_GID", uid, &gid, err) < 0 ||
+	    sandbox_id("ARL_SANDBOX_NONE_UID", uid + 1, &nuid, err) < 0 ||
+	    sandbox_id("ARL_SANDBOX_NONE_GID", nuid, &ngid, err) < 0)
 		return -1;
+	/*
+	 * A process an isolation none step leaves behind would, as bwrap's uid, own every later
+	 * bwrap step's user namespace: their /proc/PID/root, environ, signals, ptrace.
+	 */
+	if (nuid == uid || nuid >= 0xfffffffeUL)
+		return arl_error(
+		    err, ARL_E_INVALID,
+		    "ARL_SANDBOX_NONE_UID '%lu' is not valid: isolation none steps need "
+		    "an unprivileged id of their own, not ARL_SANDBOX_UID's (%lu)",
+		    nuid, uid);
 	L->drop = true;
 	L->sb_uid = (uid_t)uid;
 	L->sb_gid = (gid_t)gid;
+	L->none_uid = (uid_t)nuid;
+	L->none_gid = (gid_t)ngid;
 	return 0;
 }
 
@@ -1831,11 +1905,11 @@ static int probe_bwrap(struct local *L, const char *pool_name, bool network, str
 	struct arl_spawn_result sr;
 	struct sbdir d = {0};
 	char *ws = NULL;
-	int ret = -1, dfd, args_fd = -1;
+	int ret = -1, dfd, args_fd = -1, ws_fd = -1;
 
 	memset(&sr, 0, sizeof(sr));
 	/* A real sandbox directory, as the steps' uid gets it (ownership, the root bind). */
-	if ((dfd = create_dir(L, &d, err)) < 0) {
+	if ((dfd = create_dir(L, L->sb_uid, L->sb_gid, &d, err)) < 0) {
 		arl_err_prefix(err, "pool '%s'", pool_name);
 		goto out;
 	}
@@ -1843,11 +1917,12 @@ static int probe_bwrap(struct local *L, const char *pool_name, bool network, str
 	ws = arl_xasprintf("%s/%s", L->state_dir, d.name);
 	bwrap_argv(L, &argv, L->drop ? ROOT_MNT : ws, WS_INSIDE, network);
 	sv_push(&argv, "true");
-	if ((args_fd = env_args(env, err)) < 0) {
+	if ((args_fd = env_args(env, err)) < 0 ||
+	    (L->drop && (ws_fd = sandbox_fd(L, d.name, err)) < 0)) {
 		arl_err_prefix(err, "pool '%s'", pool_name);
 		goto out;
 	}
-	step_ident(L, &id, ws, args_fd);
+	step_ident(L, false, &id, ws_fd, args_fd);
 	so.ident = &id;
 	so.argv = argv.v;
 	so.envp = no_env;
@@ -1880,14 +1955,11 @@ static int probe_bwrap(struct local *L, const char *pool_name, bool network, str
 		ret = 0;
 	}
 out:
-	if (d.name) {
-		struct arl_err ignored = ARL_ERR_INIT;
-
-		rm_tree(L->state_fd, d.name, &ignored);
-		free(d.name);
-	}
+	drop_dir(L, &d);
 	if (args_fd >= 0)
 		close(args_fd);
+	if (ws_fd >= 0)
+		close(ws_fd);
 	arl_spawn_result_release(&sr);
 	sv_release(&argv);
 	free(ws);
@@ -2034,8 +2106,8 @@ static int local_acquire(void *state, const struct arl_pool *pool,
 	struct arl_sandbox *sb;
 	struct warm_pool *w;
 	struct sbdir d = {0};
-	struct copy_bound b = {req && req->deadline_ms ? req->deadline_ms : INT64_MAX,
-	                       L->cancel_fd};
+	struct copy_bound b = {req && req->deadline_ms ? req->deadline_ms : INT64_MAX, L->cancel_fd,
+	                       0, 0};
 
 	pthread_mutex_lock(&L->mu);
 	if ((w = find_warm(L, pool))) {

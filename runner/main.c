@@ -5,7 +5,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <linux/close_range.h>
 
 #include "cli.h"
 #include "err.h"
@@ -46,6 +49,29 @@ static void sanitize_fds(void)
 	}
 }
 
+/*
+ * Whatever the launching shell, cron or CI left open (a pipe it waits on, a terminal) must not
+ * reach steps, which would inherit it through every spawn. Marked CLOEXEC, not closed:
+ * libraries may already hold some (and we hold none of our own yet).
+ */
+static void cloexec_inherited_fds(void)
+{
+	int maxfd;
+
+	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+		return;
+	/* Before Linux 5.11 (EINVAL for the flag) or without close_range (ENOSYS). */
+	maxfd = (int)sysconf(_SC_OPEN_MAX);
+	if (maxfd < 0 || maxfd > 1 << 20)
+		maxfd = 1 << 20;
+	for (int fd = 3; fd < maxfd; fd++) {
+		int fl = fcntl(fd, F_GETFD);
+
+		if (fl >= 0 && !(fl & FD_CLOEXEC))
+			fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+	}
+}
+
 static int finish_stdout(int code)
 {
 	if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -61,6 +87,7 @@ int main(int argc, char **argv)
 	const char *name;
 
 	sanitize_fds();
+	cloexec_inherited_fds();
 	signal(SIGPIPE, SIG_IGN);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "arl-batch: cannot initialise libcurl\n");

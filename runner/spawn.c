@@ -428,12 +428,25 @@ child_main(void *arg)
 		CHILD_TRY(syscall(SYS_fcntl, 3, F_SETFD, 0), "fcntl");
 	else if (id->fd3 > 2)
 		CHILD_TRY(syscall(SYS_dup3, id->fd3, 3, 0), "dup");
-	if (id->bind_src && id->bind_dst) {
+	if ((id->bind_fd > 2 || id->bind_src) && id->bind_dst) {
+		long tree = -1;
+
+		/* A detached copy of the fd's mount: in our namespace, as a bind source must be. */
+		if (id->bind_fd > 2)
+			CHILD_TRY(tree = syscall(SYS_open_tree, id->bind_fd, "",
+			                         OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+			                             AT_EMPTY_PATH | AT_RECURSIVE),
+			          "open_tree");
 		CHILD_TRY(syscall(SYS_unshare, CLONE_NEWNS), "unshare");
 		CHILD_TRY(syscall(SYS_mount, NULL, "/", NULL, MS_REC | MS_SLAVE, NULL), "mount");
-		CHILD_TRY(
-		    syscall(SYS_mount, id->bind_src, id->bind_dst, NULL, MS_BIND | MS_REC, NULL),
-		    "mount");
+		if (tree >= 0)
+			CHILD_TRY(syscall(SYS_move_mount, (int)tree, "", AT_FDCWD, id->bind_dst,
+			                  MOVE_MOUNT_F_EMPTY_PATH),
+			          "move_mount");
+		else
+			CHILD_TRY(syscall(SYS_mount, id->bind_src, id->bind_dst, NULL,
+			                  MS_BIND | MS_REC, NULL),
+			          "mount");
 	}
 	if (id->set_ids) {
 		CHILD_TRY(syscall(SYS_setgroups, 0, NULL), "setgroups");

@@ -31,6 +31,7 @@ struct arl_spawn_ident {
 	bool new_keyring; /* joins a fresh anonymous session keyring: none of ours is possessed */
 	const char *bind_src; /* with bind_dst, before the ids change: in a private mount */
 	const char *bind_dst; /* namespace (nothing propagates back), bind_src is bound here */
+	int bind_fd;          /* > 2: bound instead of bind_src (no path resolved as root) */
 	const char *cwd_path; /* entered by path after the ids change (with opts.cwd NULL) */
 	int fd3;              /* > 2: becomes the child's fd 3; 0: none */
 };

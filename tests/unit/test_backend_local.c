@@ -56,11 +56,13 @@ struct fx {
 
 static bool have_python;
 
-/* The host uid steps run as: ours, or as root the sandbox uid main() sets. */
+/* The host uid steps run as: ours, or as root the sandbox uid main() sets (+ 1: none's). */
 #define TEST_SANDBOX_UID 65529
-static uid_t step_uid(void)
+static uid_t step_uid(const struct fx *f)
 {
-	return geteuid() ? geteuid() : TEST_SANDBOX_UID;
+	if (geteuid())
+		return geteuid();
+	return f->pool.isolation == ARL_ISO_NONE ? TEST_SANDBOX_UID + 1 : TEST_SANDBOX_UID;
 }
 
 /* rm -rf that also copes with the mode-0 directories some tests leave. */
@@ -442,7 +444,7 @@ static void check_fresh(struct fx *f, struct arl_sandbox *sb)
 	assert_string_equal(out, "0\n700\n");
 	assert_int_equal(lstat(path, &st), 0);
 	assert_int_equal(st.st_mode, S_IFDIR | 0700);
-	assert_int_equal(st.st_uid, step_uid());
+	assert_int_equal(st.st_uid, step_uid(f));
 	free(out);
 	free(path);
 }
@@ -990,14 +992,43 @@ static void test_root_identity(void **state)
 	free(out);
 	release(f, sb);
 	fx_close(f);
-	/* isolation: none too: a plain process, but as the sandbox uid, in no group of ours. */
-	fx_open(f, ARL_ISO_NONE, false, NULL, 1);
+	/*
+	 * isolation: none too: a plain process in no group of ours, but never bwrap's uid (a
+	 * process it leaves behind would own bwrap steps' user namespaces): uid + 1 by default,
+	 * and ARL_SANDBOX_NONE_UID may not be bwrap's uid, nor root.
+	 */
+	fx_open(f, ARL_ISO_NONE, false, ws, 1);
 	sb = acquire(f);
+	patch(f, sb, "/workspace/new/f.txt", "x\n", 2, &res, &cls);
+	assert_int_equal(cls, ARL_CLASS_NONE);
+	arl_step_result_release(&res);
+	for (int i = 0; i < 4; i++) {
+		static const char *const rel[] = {"", "new", "new/f.txt", "sub/b.sh"};
+
+		p = host_path(f, sb, rel[i]);
+		assert_int_equal(lstat(p, &st), 0);
+		assert_int_equal(st.st_uid, TEST_SANDBOX_UID + 1);
+		free(p);
+	}
 	out = sh_ok(f, sb, NULL, "id -u; id -G; touch f && echo written");
-	assert_string_equal(out, "65529\n65529\nwritten\n");
+	assert_string_equal(out, "65530\n65530\nwritten\n");
 	free(out);
 	release(f, sb);
 	fx_close(f);
+	for (int i = 0; i < 2; i++) {
+		setenv("ARL_SANDBOX_NONE_UID", i ? "0" : "65529", 1);
+		arl_err_clear(&err);
+		assert_int_equal(fx_try_open(f, ARL_ISO_NONE, false, NULL, 1, &err), -1);
+		assert_null(f->st);
+		assert_string_equal(err.msg,
+		                    i ? "ARL_SANDBOX_NONE_UID '0' is not valid: give an "
+		                        "unprivileged numeric id (1 to 4294967293; steps "
+		                        "never run as root)"
+		                      : "ARL_SANDBOX_NONE_UID '65529' is not valid: isolation "
+		                        "none steps need an unprivileged id of their own, "
+		                        "not ARL_SANDBOX_UID's (65529)");
+	}
+	unsetenv("ARL_SANDBOX_NONE_UID");
 	free(ws);
 }
 

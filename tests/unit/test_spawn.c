@@ -674,19 +674,85 @@ static void test_background_grandchild(void **state)
 	arl_spawn_result_release(&r);
 }
 
+#define DRAIN_MS 1000 /* spawn.c's */
+
+/*
+ * Drives the clock through the drain after the script's exit: waits for the script (its pid
+ * in @ready) to be dead and spawn to have seen it on a still clock, then stops 1 ms short of
+ * the drain's end, then goes to it. Stops early once spawn has returned.
+ */
+struct drain_driver {
+	char ready[64];
+	atomic_bool returned;           /* set by the caller once spawn returned */
+	atomic_bool returned_undrained; /* spawn returned with the clock still at 0 */
+	atomic_bool reading_before_end; /* still reading 1 ms before the drain's end */
+};
+
+/* Like set_clock_and_let_it_look(), but done once spawn has returned. */
+static void look_unless_returned(struct drain_driver *d, int64_t ms)
+{
+	int reads;
+
+	atomic_store(&clock_ms, ms);
+	reads = atomic_load(&clock_reads);
+	while (atomic_load(&clock_reads) < reads + 3 && !atomic_load(&d->returned))
+		usleep(1000);
+}
+
+static void *drive_drain(void *arg)
+{
+	struct drain_driver *d = arg;
+	pid_t pid = 0;
+	FILE *f;
+
+	while (pid <= 0) {
+		if ((f = fopen(d->ready, "r"))) {
+			if (fscanf(f, "%d", &pid) != 1)
+				pid = 0;
+			fclose(f);
+		}
+		if (pid <= 0)
+			usleep(1000);
+	}
+	while (!is_dead(pid))
+		usleep(1000);
+	look_unless_returned(d, 0);
+	if (atomic_load(&d->returned)) {
+		atomic_store(&d->returned_undrained, true);
+		return NULL;
+	}
+	look_unless_returned(d, DRAIN_MS - 1);
+	atomic_store(&d->reading_before_end, !atomic_load(&d->returned));
+	atomic_store(&clock_ms, DRAIN_MS);
+	return NULL;
+}
+
 /*
  * Runs @script, which starts `setsid sleep 30` with @redirect and prints its pid once
  * setsid() ran (before that, our group kill would still reach it); kills that pid after.
+ * The drain runs on the test's clock, driven by @d.
  */
-static void run_escaped(const char *redirect, struct arl_spawn_result *r)
+static void run_escaped(const char *redirect, struct drain_driver *d, struct arl_spawn_result *r)
 {
 	struct arl_spawn_opts o = ARL_SPAWN_OPTS_INIT;
-	char *script = arl_xasprintf("setsid sleep 30 %s & p=$!;"
-	                             "while [ \"$(cut -d' ' -f6 /proc/$p/stat)\" != $p ]; do :; "
-	                             "done; echo $p",
-	                             redirect);
+	char *script;
+	pthread_t t;
 
+	memset(d, 0, sizeof(*d));
+	snprintf(d->ready, sizeof(d->ready), "/tmp/arl-test-spawn-escaped-%ld", (long)getpid());
+	unlink(d->ready);
+	script = arl_xasprintf("setsid sleep 30 %s & p=$!;"
+	                       "while [ \"$(cut -d' ' -f6 /proc/$p/stat)\" != $p ]; do :; "
+	                       "done; echo $p; echo $$ >%s.t; mv %s.t %s",
+	                       redirect, d->ready, d->ready, d->ready);
+	atomic_store(&clock_ms, 0);
+	atomic_store(&clock_reads, 0);
+	o.clock = (struct arl_clock){test_now, NULL};
+	assert_int_equal(pthread_create(&t, NULL, drive_drain, d), 0);
 	run_sh(&o, script, r);
+	atomic_store(&d->returned, true);
+	pthread_join(t, NULL);
+	unlink(d->ready);
 	kill(first_pid(&r->out), SIGKILL);
 	assert_int_equal(r->exit_code, 0);
 	assert_false(r->timed_out);
@@ -695,32 +761,33 @@ static void run_escaped(const char *redirect, struct arl_spawn_result *r)
 }
 
 /*
- * One that left the group cannot be killed by us: we stop reading after the drain time and
- * say so (lingering), whichever stream it kept; the backend then never reuses the workspace.
+ * One that left the group cannot be killed by us: we stop reading after the drain time (not
+ * before) and say so (lingering), whichever stream it kept; the backend then never reuses the
+ * workspace.
  */
 static void test_escaped_grandchild(void **state)
 {
 	struct arl_spawn_result r;
+	struct drain_driver d;
 
 	(void)state;
 	if (access("/usr/bin/setsid", X_OK) < 0)
 		skip();
-	run_escaped("", &r);
+	run_escaped("", &d, &r);
 	assert_true(r.lingering);
-	assert_in_range(r.duration_ms, 1000, 3000);
+	assert_true(atomic_load(&d.reading_before_end));
 	arl_spawn_result_release(&r);
-	run_escaped(">/dev/null", &r); /* stderr only */
+	run_escaped(">/dev/null", &d, &r); /* stderr only */
 	assert_true(r.lingering);
-	assert_in_range(r.duration_ms, 1000, 3000);
+	assert_true(atomic_load(&d.reading_before_end));
 	arl_spawn_result_release(&r);
 	/* Detached completely, it is out of our sight: no drain, nothing to report. */
-	run_escaped(">/dev/null 2>&1", &r);
+	run_escaped(">/dev/null 2>&1", &d, &r);
 	assert_false(r.lingering);
-	assert_in_range(r.duration_ms, 0, 900);
+	assert_true(atomic_load(&d.returned_undrained));
 	arl_spawn_result_release(&r);
 }
 
-/* Writes the cancel once the script has written its pid to @ready. */
 struct cancel_when_ready {
 	char ready[64];
 	int fd;
