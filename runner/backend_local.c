@@ -1464,6 +1464,13 @@ static int run_command(struct local *L, struct arl_sandbox *sb, const struct arl
 	so.capture_max = L->capture_max;
 	so.cancel_fd = L->cancel_fd;
 	if (arl_spawn_run(&so, &sr, err) < 0) {
+		/* As root, workDir is entered as the step's uid: what it may not enter, it fails. */
+		if (mnt_cwd && err->code == ARL_E_INVALID) {
+			arl_buf_addf(&msg, "arl-batch: workDir '%s': %s\n",
+			             step->work_dir ? step->work_dir : WS_INSIDE, err->msg);
+			arl_err_clear(err);
+			goto refused;
+		}
 		sb->tainted = true; /* rare, and maybe after the start: take no chances */
 		*cls = ARL_CLASS_INFRA;
 		goto out;

@@ -655,6 +655,7 @@ int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res, 
 	start = arl_now_ms();
 	if (o->ident) {
 		const char *what = NULL;
+		char ebuf[128];
 
 		rc = spawn_ident(prog, o, in_fd, outp[1], errp[1], cwd_fd, &p.pid, &what);
 		if (rc != 0) {
@@ -662,6 +663,10 @@ int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res, 
 			/* exec's errors read as posix_spawn's; the other steps are named. */
 			if (!strcmp(what, "exec"))
 				arl_error_errno(err, rc, "cannot run '%s'", o->argv[0]);
+			else if (!strcmp(what, "chdir"))
+				/* ARL_E_INVALID: the directory's fault, not the machine's. */
+				arl_error(err, ARL_E_INVALID, "cannot change directory to '%s': %s",
+				          o->ident->cwd_path, arl_strerror(rc, ebuf, sizeof(ebuf)));
 			else
 				arl_error_errno(err, rc, "cannot run '%s': %s", o->argv[0], what);
 			goto out;

@@ -41,16 +41,16 @@ make_tmp() {
 	trap 'rc=$?; if [ -n "${CLEANUP:-}" ]; then "$CLEANUP" || true; fi; rm -rf "$TMP"; exit $rc' EXIT
 }
 
-# steps_may_use [PATH...]: run as root, arl-batch runs steps (isolation: none too) as the
+# steps_may_use [PATH...]: run as root, arl-batch runs isolation none steps as their own
 # sandbox uid, not as us: let it reach $TMP and own each PATH (a missing one is made an empty
 # file), as an ordinary user's steps could use the user's files.
 steps_may_use() {
-	local p uid=${ARL_SANDBOX_UID:-65530}
+	local p uid=${ARL_SANDBOX_NONE_UID:-$((${ARL_SANDBOX_UID:-65530} + 1))}
 	[ "$(id -u)" = 0 ] || return 0
 	chmod o+x "$TMP"
 	for p in "$@"; do
 		[ -e "$p" ] || : >"$p"
-		chown "$uid:${ARL_SANDBOX_GID:-$uid}" "$p"
+		chown "$uid:${ARL_SANDBOX_NONE_GID:-$uid}" "$p"
 	done
 }
 

@@ -18,6 +18,7 @@ make_tmp
 VICTIM_PID=
 LISTENER_PID=
 RUNNER_PID=
+LINGER_PID=
 KEYS=
 LEASE=
 CORE=
@@ -25,6 +26,7 @@ cleanup() {
 	[ -n "$VICTIM_PID" ] && kill -9 "$VICTIM_PID" 2>/dev/null
 	[ -n "$LISTENER_PID" ] && kill -9 "$LISTENER_PID" 2>/dev/null
 	[ -n "$RUNNER_PID" ] && kill -9 "$RUNNER_PID" 2>/dev/null
+	[ -n "$LINGER_PID" ] && kill -9 "$LINGER_PID" 2>/dev/null
 	for k in $KEYS; do keyctl unlink "$k" @u >/dev/null 2>&1 || true; done
 	# Should a step have changed them after all, the host gets its values back.
 	if [ -n "$LEASE" ] && [ "$(cat /proc/sys/fs/lease-break-time)" != "$LEASE" ]; then
@@ -257,5 +259,121 @@ check_eq "... and the host's value is unchanged" "$(cat /proc/sys/kernel/core_pa
 check_eq "/proc/sysrq-trigger cannot be written" "$(state sysrq)" Failed
 check_eq "the host's session and user keys are neither possessed nor readable; its own keyring works" \
 	"$(out keyring)" "own keyring works"
+
+echo "# inherited fds reach no step"
+# A runner started by cron or CI inherits their fds (a pipe they wait on); steps must not.
+cat >"$TMP/fds.yaml" <<EOF
+version: 1
+pools:
+  b: {}
+  n: {isolation: none}
+jobs:
+  - {name: fds-bwrap, pool: b, steps: [{type: Command, command: ["ls", "/proc/self/fd"]}]}
+  - {name: fds-none, pool: n, steps: [{type: Command, command: ["ls", "/proc/self/fd"]}]}
+EOF
+set +e
+"$ARL_BATCH" run --progress none --db "$TMP/fds.db" "$TMP/fds.yaml" >"$TMP/out" 2>"$TMP/err" 9>/dev/null 8</etc/hostname 7>&1
+RC=$?
+set -e
+check_eq "the run with fds 7-9 open succeeds" "$RC" 0
+[ "$RC" = 0 ] || cat "$TMP/err"
+fds() {
+	sql "$TMP/fds.db" "SELECT s.stdout FROM steps s JOIN attempts a ON a.id = s.attempt_id
+		JOIN jobs j ON j.id = a.job_id WHERE j.name = '$1'"
+}
+# 3 is the directory ls reads (bwrap closes its --args fd 3 before the program runs).
+check_eq "a bwrap step holds only 0-2 (and ls its directory)" "$(fds fds-bwrap | tr -s '\n' ' ')" "0 1 2 3 "
+check_eq "an isolation none step holds only 0-2 (and ls its directory)" "$(fds fds-none | tr -s '\n' ' ')" "0 1 2 3 "
+
+if [ "$(id -u)" = 0 ]; then
+	echo "# as root: isolation none steps cannot reach bwrap steps, nor where only root can go"
+	# A root-only directory holding a world-readable one: only root's cwd could get there.
+	mkdir -p "$TMP/rootonly/sub"
+	echo "root-only $MARK" >"$TMP/rootonly/sub/secret.txt"
+	chmod 0700 "$TMP/rootonly"
+	chmod 0755 "$TMP/rootonly/sub"
+	chmod 0644 "$TMP/rootonly/sub/secret.txt"
+	cat >"$TMP/cwd.yaml" <<EOF
+version: 1
+pools: {n: {isolation: none}}
+jobs:
+  - name: cwd-symlink
+    pool: n
+    steps:
+      - {type: Command, command: ["ln", "-s", "$TMP/rootonly/sub", "w"]}
+      - {type: Command, workDir: /workspace/w, command: ["cat", "secret.txt"]}
+EOF
+	runner run --progress none --db "$TMP/cwd.db" "$TMP/cwd.yaml"
+	check_eq "a workDir through a planted symlink into a root-only directory: the run fails" "$RC" 1
+	check_eq "... the job failed" "$(sql "$TMP/cwd.db" "SELECT state FROM jobs WHERE name = 'cwd-symlink'")" Failed
+	check_eq "... no output carries the root-only file" \
+		"$(sql "$TMP/cwd.db" "SELECT count(*) FROM steps WHERE instr(stdout, 'root-only') OR instr(stderr, 'root-only')")
+$(grep -c "root-only $MARK" "$TMP/out" "$TMP/err" | grep -vc ':0$' || true)" "0
+0"
+	check_match "... the step failed, saying the directory cannot be entered" \
+		"$(sql "$TMP/cwd.db" "SELECT group_concat(a.error_class || ': ' || s.stderr, ' ') FROM steps s
+			JOIN attempts a ON a.id = s.attempt_id WHERE s.name = 'step-2'")" \
+		"^failed: arl-batch: workDir '/workspace/w': cannot change directory to '/run/arl-batch/workspace/w': Permission denied"
+
+	# An isolation none step leaves a process behind (setsid, output elsewhere). It then looks,
+	# when told to, for a bwrap step of another run on another database: its workspace file
+	# through /proc/PID/root, its environment through /proc/PID/environ.
+	LG=$TMP/lg
+	mkdir "$LG"
+	chmod 0777 "$LG"
+	chmod o+x "$TMP"
+	VSECRET="victim-env-$MARK"
+	VHOLD="301.${MARK//[!0-9]/}"
+	cat >"$LG/scan.sh" <<EOF
+echo \$\$ >$LG/pid
+while [ ! -e $LG/go ]; do sleep 0.05; done
+seen=0
+for p in /proc/[0-9]*; do
+	case "\$(tr '\\0' ' ' <\$p/cmdline 2>/dev/null)" in *"$VHOLD"*) ;; *) continue ;; esac
+	seen=\$((seen + 1))
+	cat \$p/root/workspace/marker.txt >>$LG/read 2>/dev/null
+	tr '\\0' '\\n' <\$p/environ >>$LG/read 2>/dev/null
+	kill -0 \${p#/proc/} 2>/dev/null && echo "signalled \$p" >>$LG/read
+done
+echo \$seen >$LG/seen
+: >$LG/done
+while [ ! -e $LG/stop ]; do sleep 0.05; done
+EOF
+	cat >"$TMP/linger.yaml" <<EOF
+version: 1
+pools: {n: {isolation: none}}
+jobs:
+  - name: linger
+    pool: n
+    steps: [{type: Command, command: ["sh", "-c", "setsid sh $LG/scan.sh </dev/null >/dev/null 2>&1 & while [ ! -s $LG/pid ]; do sleep 0.05; done"]}]
+EOF
+	cat >"$TMP/victim.yaml" <<EOF
+version: 1
+pools: {b: {}}
+jobs:
+  - name: victim
+    pool: b
+    env: {VICTIM_SECRET: "$VSECRET"}
+    steps: [{type: Command, command: ["sh", "-c", "echo 'workspace $VSECRET' > /workspace/marker.txt; exec sleep $VHOLD"]}]
+EOF
+	runner run --progress none --db "$TMP/linger.db" "$TMP/linger.yaml"
+	check_eq "the isolation none run that leaves a process behind succeeds" "$RC" 0
+	wait_until 120 "the left-behind process" test -s "$LG/pid"
+	LINGER_PID=$(cat "$LG/pid")
+	"$ARL_BATCH" run --progress none --db "$TMP/victim.db" "$TMP/victim.yaml" >"$TMP/vout" 2>"$TMP/verr" &
+	RUNNER_PID=$!
+	wait_until 120 "the victim step to hold" eval '[ -n "$(procs_with "sleep $VHOLD")" ]'
+	: >"$LG/go"
+	wait_until 120 "the left-behind process to look" test -e "$LG/done"
+	check_ge "the left-behind process saw the victim's processes in /proc" "$(cat "$LG/seen" 2>/dev/null || echo 0)" 1
+	check_eq "... but read neither its workspace file nor its environment, nor signalled it" \
+		"$(cat "$LG/read" 2>/dev/null)" ""
+	for pid in $(procs_with "sleep $VHOLD"); do kill -TERM "$pid" 2>/dev/null || true; done
+	wait_exit 120
+	check_eq "the victim run ends" "$RC" 1
+	: >"$LG/stop"
+	wait_until 120 "the left-behind process to end" eval '! kill -0 "$LINGER_PID" 2>/dev/null'
+	LINGER_PID=
+fi
 
 summary
