@@ -29,7 +29,7 @@
  * ARL_SANDBOX_UID/GID; never 0) and bwrap maps that uid to 0 inside. The state directory's
  * parents may be closed to that uid, and bwrap 0.8 resolves bind sources by path (its
  * --bind-fd too), so the child first enters a mount namespace of its own and binds the
- * sandbox directory on ROOT_MNT, which bwrap binds from. Directories, workspace copies and
+ * sandbox directory, from an O_PATH fd, on ROOT_MNT, which bwrap binds from. Directories, workspace copies and
  * FilePatch files are chowned to that uid, the directory 0700: the step can change them and
  * no one else can. Every step, root or not, joins a fresh session keyring. Started as an
  * ordinary user, bwrap makes its own user namespace for that user, as it always did.
@@ -49,7 +49,12 @@
  *
  * `isolation: none` runs the program directly with the sandbox directory as /workspace:
  * workDir /workspace/x becomes DIR/x, HOME and ARL_WORKSPACE are DIR, argv is not rewritten.
- * As root the step is the sandbox uid too, and DIR is ROOT_MNT, bound as for bwrap.
+ * As root DIR is ROOT_MNT, bound as for bwrap, and the step is a uid of its own (none_uid),
+ * never bwrap's: what it leaves behind (setsid) would otherwise own every later bwrap step's
+ * user namespace (/proc/PID/root, environ, signals). Its directories are that uid's (a spare
+ * changes hands when the other kind of pool takes it). The child enters workDir by path after
+ * the ids change, so a symlink the step planted leads only where that uid may go. We do not
+ * kill none_uid's processes at release: every none step of every root runner shares it.
  *
  * Warm pool: one preparer thread keeps up to `replicas` ready directories per pool (made or
  * recycled, workspace copied in; without a workspace a spare counts as ready). acquire()
