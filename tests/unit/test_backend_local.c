@@ -818,8 +818,10 @@ static void check_timeout(struct fx *f, struct arl_sandbox *sb)
 	t0 = arl_now_ms() - t0;
 	assert_int_equal(cls, ARL_CLASS_TIMEOUT);
 	assert_int_equal(res.state, ARL_STATE_FAILED);
-	assert_true(res.has_exit && res.exit_code > 128);
-	assert_true(t0 >= 900 && t0 < 2500);
+	/* Killed by the SIGTERM sent at the timeout (not a SIGKILL after the grace), not before. */
+	assert_true(res.has_exit);
+	assert_int_equal(res.exit_code, 128 + SIGTERM);
+	assert_true(t0 >= 900);
 	assert_string_equal(res.out.data, "");
 	arl_step_result_release(&res);
 	wait_no_procs(marker);
@@ -839,12 +841,19 @@ static void test_timeout(void **state)
 	fx_close(f);
 }
 
-static void *cancel_later(void *arg)
-{
-	int fd = *(int *)arg;
+struct cancel_when_running {
+	const char *marker; /* in the argv of the step's sleep only */
+	int fd;
+};
 
-	usleep(300 * 1000);
-	assert_int_equal(write(fd, "x", 1), 1);
+/* Cancels once the step's sleep runs (a hang here is the failure; ctest's timeout ends it). */
+static void *cancel_when_running(void *arg)
+{
+	struct cancel_when_running *c = arg;
+
+	while (count_procs(c->marker) == 0)
+		usleep(1000);
+	assert_int_equal(write(c->fd, "x", 1), 1);
 	return NULL;
 }
 
@@ -854,23 +863,30 @@ static void check_cancel(struct fx *f, enum arl_isolation iso)
 	struct arl_step_result res;
 	enum arl_class cls;
 	struct arl_sandbox *sb;
+	struct cancel_when_running c;
 	pthread_t t;
 	int p[2];
-	int64_t t0;
+	char marker[64], *script;
 
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	f->cancel_fd = p[0];
 	fx_open(f, iso, false, NULL, 1);
 	sb = acquire(f);
-	assert_int_equal(pthread_create(&t, NULL, cancel_later, &p[1]), 0);
-	t0 = arl_now_ms();
-	sh_env(f, sb, NULL, "sleep 30", 20000, &res, &cls, NULL);
-	t0 = arl_now_ms() - t0;
+	/* Through a variable, so that only sleep's argv shows the marker, not sh's or bwrap's. */
+	snprintf(marker, sizeof(marker), "sleep 38.%ld", (long)getpid() % 100000 + 100000);
+	script = arl_xasprintf("s=%s; sleep $s; echo after", marker + strlen("sleep "));
+	c = (struct cancel_when_running){marker, p[1]};
+	assert_int_equal(pthread_create(&t, NULL, cancel_when_running, &c), 0);
+	sh_env(f, sb, NULL, script, 20000, &res, &cls, NULL);
 	pthread_join(t, NULL);
 	assert_int_equal(cls, ARL_CLASS_CANCELLED);
 	assert_int_equal(res.state, ARL_STATE_FAILED);
-	assert_true(t0 < 2500);
+	/* Killed by the SIGTERM the cancel sent, not by a SIGKILL after the grace. */
+	assert_true(res.has_exit);
+	assert_int_equal(res.exit_code, 128 + SIGTERM);
+	assert_string_equal(res.out.data, "");
 	arl_step_result_release(&res);
+	free(script);
 	release_deleted(f, sb);
 	fx_close(f);
 	close(p[0]);
