@@ -21,6 +21,7 @@
 
 #include "k8s_throttle.h"
 #include "util.h"
+#include "fake_clock.h"
 #include "banned.h"
 
 static struct arl_k8s_throttle_stats stats_of(struct arl_k8s_throttle *t)
@@ -34,29 +35,14 @@ static struct arl_k8s_throttle_stats stats_of(struct arl_k8s_throttle *t)
 #define WINDOW(t)    (stats_of(t).window)
 #define IN_FLIGHT(t) (stats_of(t).in_flight)
 
-/*
- * The throttle's clock in the tests: each read returns the time and then moves it on by
- * clock_step (0: it moves only when the test stores a new time).
- */
-static _Atomic int64_t clock_ms, clock_step, clock_last;
-
-static int64_t test_now(void *arg)
-{
-	int64_t now = atomic_fetch_add(&clock_ms, atomic_load(&clock_step));
-
-	(void)arg;
-	atomic_store(&clock_last, now);
-	return now;
-}
-
 static struct arl_k8s_throttle *new_on_test_clock(int max, int64_t start, int64_t step)
 {
 	struct arl_k8s_throttle *t = arl_k8s_throttle_new(max, NULL, NULL);
 
-	atomic_store(&clock_ms, start);
-	atomic_store(&clock_step, step);
-	atomic_store(&clock_last, -1);
-	arl_k8s_throttle_set_clock(t, (struct arl_clock){test_now, NULL});
+	atomic_store(&fake_clock_ms, start);
+	atomic_store(&fake_clock_step, step);
+	atomic_store(&fake_clock_last, -1);
+	arl_k8s_throttle_set_clock(t, (struct arl_clock){fake_clock_now, NULL});
 	return t;
 }
 
@@ -109,7 +95,7 @@ static void test_window_bounds_slots(void **state)
 	 * look at the clock that reaches it (1000, 1050, 1100, 1150).
 	 */
 	assert_int_equal(arl_k8s_throttle_acquire(t, &s[3], 1150, -1), ARL_K8S_THROTTLE_TIMEOUT);
-	assert_int_equal(atomic_load(&clock_last), 1150);
+	assert_int_equal(atomic_load(&fake_clock_last), 1150);
 	assert_false(s[3].held);
 	assert_int_equal(IN_FLIGHT(t), 3);
 	assert_int_equal(stats_of(t).waiting, 0);
@@ -398,7 +384,7 @@ static void test_timed_out_head_does_not_block_the_queue(void **state)
 		until_waiting(t, i + 1);
 	}
 	/* Both queued; now the head's deadline (and only the head's) passes. */
-	atomic_store(&clock_ms, 200);
+	atomic_store(&fake_clock_ms, 200);
 	pthread_join(th[0], NULL);
 	assert_int_equal(a[0].rc, ARL_K8S_THROTTLE_TIMEOUT);
 	until_waiting(t, 1);

@@ -21,6 +21,7 @@
 #include "buf.h"
 #include "progress.h"
 #include "util.h"
+#include "fake_clock.h"
 #include "banned.h"
 
 static int fds[2];
@@ -273,17 +274,6 @@ static void test_plain_has_no_escapes(void **state)
 	free(out);
 }
 
-/* The test's clock: it moves only when the test says so, and counts who looks. */
-static _Atomic int64_t fake_ms;
-static atomic_int fake_reads;
-
-static int64_t fake_now(void *arg)
-{
-	(void)arg;
-	atomic_fetch_add(&fake_reads, 1);
-	return atomic_load(&fake_ms);
-}
-
 /* Reads the pipe until a whole line containing @needle has come: the thread printed it. */
 static char *read_line_with(const char *needle)
 {
@@ -308,25 +298,25 @@ static void test_plain_status_lines(void **state)
 	                              .total = 3,
 	                              .nslots = 3,
 	                              .concurrency = 2,
-	                              .clock = {fake_now, NULL}};
+	                              .clock = {fake_clock_now, NULL}};
 	struct arl_progress *p = NULL;
 	struct arl_err err = ARL_ERR_INIT;
 	char *first, *rest;
 	int reads;
 
 	(void)state;
-	atomic_store(&fake_ms, 5000);
+	atomic_store(&fake_clock_ms, 5000);
 	setenv("ARL_BATCH_STATUS_EVERY", "50ms", 1);
 	assert_int_equal(arl_progress_new(&p, &o, &err), 0);
 	assert_int_equal(arl_progress_mode(p), ARL_PROGRESS_PLAIN);
 	arl_progress_job_start(p, 0, "t/slow");
 	arl_progress_attempt_start(p, 0, 1);
 	/* One step past the first status time: exactly one line, with the times it implies. */
-	atomic_store(&fake_ms, 5000 + 61000);
+	atomic_store(&fake_clock_ms, 5000 + 61000);
 	first = read_line_with("arl-batch: status: ");
 	/* The thread goes on looking at the clock; let it look a few more times. */
-	reads = atomic_load(&fake_reads);
-	while (atomic_load(&fake_reads) < reads + 6)
+	reads = atomic_load(&fake_clock_reads);
+	while (atomic_load(&fake_clock_reads) < reads + 6)
 		usleep(1000);
 	arl_progress_free(p);
 	rest = drain();

@@ -20,6 +20,7 @@
 
 #include "scheduler.h"
 #include "util.h"
+#include "fake_clock.h"
 
 struct arl_sandbox {
 	int id;
@@ -27,27 +28,8 @@ struct arl_sandbox {
 
 static atomic_int in_flight, max_in_flight, acquired, released, finished;
 static atomic_int cancels_seen; /* "block" steps that the cancel pipe ended */
-static _Atomic int64_t clock_ms;
-static atomic_int clock_reads, dispatched;
+static atomic_int dispatched;
 static int cancel_pipe[2];
-
-static int64_t test_now(void *arg)
-{
-	(void)arg;
-	atomic_fetch_add(&clock_reads, 1);
-	return atomic_load(&clock_ms);
-}
-
-/* Sets the clock to @ms and returns once the scheduler has looked at it twice since. */
-static void set_clock_and_let_it_look(int64_t ms)
-{
-	int reads;
-
-	atomic_store(&clock_ms, ms);
-	reads = atomic_load(&clock_reads);
-	while (atomic_load(&clock_reads) < reads + 2)
-		usleep(1000);
-}
 
 static bool fake_clock; /* set by a test before run() */
 static int jobs_in_run; /* set by run() */
@@ -80,7 +62,7 @@ static int fake_exec(void *st, struct arl_sandbox *sb, const struct arl_step *st
 	(void)st, (void)sb, (void)ctx;
 	while (now > max && !atomic_compare_exchange_weak(&max_in_flight, &max, now))
 		;
-	int64_t start = atomic_load(&clock_ms);
+	int64_t start = atomic_load(&fake_clock_ms);
 
 	res->started_ms = arl_wall_ms();
 	*cls = ARL_CLASS_NONE;
@@ -88,7 +70,7 @@ static int fake_exec(void *st, struct arl_sandbox *sb, const struct arl_step *st
 	res->has_exit = true;
 	if (!strncmp(what, "sleep:", 6)) {
 		if (fake_clock)
-			atomic_fetch_add(&clock_ms, atoi(what + 6));
+			atomic_fetch_add(&fake_clock_ms, atoi(what + 6));
 		else
 			usleep((useconds_t)atoi(what + 6) * 1000);
 	} else if (!strncmp(what, "gate:", 5)) {
@@ -117,7 +99,7 @@ static int fake_exec(void *st, struct arl_sandbox *sb, const struct arl_step *st
 		int i = atomic_fetch_add(&nexec, 1);
 
 		assert_true(i < (int)(sizeof(exec_log) / sizeof(exec_log[0])));
-		exec_log[i] = (struct exec_rec){step, start, atomic_load(&clock_ms)};
+		exec_log[i] = (struct exec_rec){step, start, atomic_load(&fake_clock_ms)};
 	}
 	atomic_fetch_add(&finished, 1);
 	atomic_fetch_sub(&in_flight, 1);
@@ -233,8 +215,8 @@ static int setup(void **state)
 	atomic_store(&finished, 0);
 	atomic_store(&cancels_seen, 0);
 	atomic_store(&nexec, 0);
-	atomic_store(&clock_ms, 0);
-	atomic_store(&clock_reads, 0);
+	atomic_store(&fake_clock_ms, 0);
+	atomic_store(&fake_clock_reads, 0);
 	atomic_store(&dispatched, 0);
 	fake_clock = false;
 	assert_int_equal(pipe(cancel_pipe), 0);
@@ -281,7 +263,7 @@ static void run(int concurrency, int max_failures, int64_t deadline_in_ms,
 	o.max_failures = max_failures;
 	jobs_in_run = (int)fx.n;
 	if (fake_clock)
-		o.clock = (struct arl_clock){test_now, NULL};
+		o.clock = (struct arl_clock){fake_clock_now, NULL};
 	o.deadline_ms = deadline_in_ms ? arl_clock_now(&o.clock) + deadline_in_ms : 0;
 	o.cancel_wfd = cancel_pipe[1];
 	o.signal_fd = fx.sig_pipe[0];
@@ -404,9 +386,9 @@ static void *walk_through_the_backoff(void *arg)
 	(void)arg;
 	while (atomic_load(&finished) < 2)
 		usleep(1000);
-	set_clock_and_let_it_look(299);
+	fake_clock_set(299, 2); /* the scheduler looked twice */
 	atomic_store(&early, atomic_load(&dispatched) - 2);
-	atomic_store(&clock_ms, 300);
+	atomic_store(&fake_clock_ms, 300);
 	return NULL;
 }
 
@@ -476,9 +458,9 @@ static void *pass_the_deadline(void *arg)
 {
 	(void)arg;
 	until_in_flight(2);
-	set_clock_and_let_it_look(199);
+	fake_clock_set(199, 2); /* the scheduler looked twice */
 	atomic_store(&early, atomic_load(&cancels_seen));
-	atomic_store(&clock_ms, 200);
+	atomic_store(&fake_clock_ms, 200);
 	return NULL;
 }
 

@@ -31,6 +31,7 @@
 
 #include "spawn.h"
 #include "util.h"
+#include "fake_clock.h"
 #include "banned.h"
 
 #define MIB (1024 * 1024)
@@ -520,32 +521,13 @@ static void test_ring_wrap(void **state)
 }
 
 /*
- * The clock of the deadline tests: it moves only when the driver thread says so, and counts
- * the looks spawn takes at it.
- */
-static _Atomic int64_t clock_ms;
-static atomic_int clock_reads;
-
-static int64_t test_now(void *arg)
-{
-	(void)arg;
-	atomic_fetch_add(&clock_reads, 1);
-	return atomic_load(&clock_ms);
-}
-
-/*
  * Sets the clock to @ms and returns once spawn has looked at it three times since: once a
  * signal is sent, spawn's next look waits for the child's exit, so a step killed at @ms is
  * seen dead here.
  */
 static void set_clock_and_let_it_look(int64_t ms)
 {
-	int reads;
-
-	atomic_store(&clock_ms, ms);
-	reads = atomic_load(&clock_reads);
-	while (atomic_load(&clock_reads) < reads + 3)
-		usleep(1000);
+	fake_clock_set(ms, 3);
 }
 
 /*
@@ -580,9 +562,9 @@ static void *drive_clock(void *arg)
 		set_clock_and_let_it_look(d->deadline); /* SIGTERM: the grace starts here */
 		set_clock_and_let_it_look(d->deadline + d->grace - 1);
 		atomic_store(&d->alive_before_kill, !is_dead(pid));
-		atomic_store(&clock_ms, d->deadline + d->grace);
+		atomic_store(&fake_clock_ms, d->deadline + d->grace);
 	} else {
-		atomic_store(&clock_ms, d->deadline);
+		atomic_store(&fake_clock_ms, d->deadline);
 	}
 	return NULL;
 }
@@ -597,9 +579,9 @@ static void run_on_test_clock(struct arl_spawn_opts *o, struct clock_driver *d, 
 	snprintf(d->ready, sizeof(d->ready), "/tmp/arl-test-spawn-ready-%ld", (long)getpid());
 	unlink(d->ready);
 	full = arl_xasprintf("READY=%s; %s", d->ready, script);
-	atomic_store(&clock_ms, 0);
-	atomic_store(&clock_reads, 0);
-	o->clock = (struct arl_clock){test_now, NULL};
+	atomic_store(&fake_clock_ms, 0);
+	atomic_store(&fake_clock_reads, 0);
+	o->clock = (struct arl_clock){fake_clock_now, NULL};
 	o->deadline_ms = d->deadline;
 	assert_int_equal(pthread_create(&t, NULL, drive_clock, d), 0);
 	run_sh(o, full, r);
@@ -696,9 +678,9 @@ static void look_unless_returned(struct drain_driver *d, int64_t ms)
 {
 	int reads;
 
-	atomic_store(&clock_ms, ms);
-	reads = atomic_load(&clock_reads);
-	while (atomic_load(&clock_reads) < reads + 3 && !atomic_load(&d->returned))
+	atomic_store(&fake_clock_ms, ms);
+	reads = atomic_load(&fake_clock_reads);
+	while (atomic_load(&fake_clock_reads) < reads + 3 && !atomic_load(&d->returned))
 		usleep(1000);
 }
 
@@ -726,7 +708,7 @@ static void *drive_drain(void *arg)
 	}
 	look_unless_returned(d, DRAIN_MS - 1);
 	atomic_store(&d->reading_before_end, !atomic_load(&d->returned));
-	atomic_store(&clock_ms, DRAIN_MS);
+	atomic_store(&fake_clock_ms, DRAIN_MS);
 	return NULL;
 }
 
@@ -748,9 +730,9 @@ static void run_escaped(const char *redirect, struct drain_driver *d, struct arl
 	                       "while [ \"$(cut -d' ' -f6 /proc/$p/stat)\" != $p ]; do :; "
 	                       "done; echo $p; echo $$ >%s.t; mv %s.t %s",
 	                       redirect, d->ready, d->ready, d->ready);
-	atomic_store(&clock_ms, 0);
-	atomic_store(&clock_reads, 0);
-	o.clock = (struct arl_clock){test_now, NULL};
+	atomic_store(&fake_clock_ms, 0);
+	atomic_store(&fake_clock_reads, 0);
+	o.clock = (struct arl_clock){fake_clock_now, NULL};
 	assert_int_equal(pthread_create(&t, NULL, drive_drain, d), 0);
 	run_sh(&o, script, r);
 	atomic_store(&d->returned, true);
@@ -824,8 +806,8 @@ static void test_cancel(void **state)
 	assert_int_equal(pthread_create(&th, NULL, cancel_when_ready, &c), 0);
 	o.cancel_fd = p[0];
 	/* A deadline on a clock that stands still: only the cancel can end the step. */
-	atomic_store(&clock_ms, 0);
-	o.clock = (struct arl_clock){test_now, NULL};
+	atomic_store(&fake_clock_ms, 0);
+	o.clock = (struct arl_clock){fake_clock_now, NULL};
 	o.deadline_ms = 10000;
 	script = arl_xasprintf("echo $$; : >%s; exec sleep 30", c.ready);
 	run_sh(&o, script, &r);
