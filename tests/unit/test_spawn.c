@@ -541,14 +541,14 @@ struct clock_driver {
 	atomic_bool alive_before_deadline, alive_before_kill;
 };
 
-static void *drive_clock(void *arg)
+/* The pid a step wrote to @path, once it is there. */
+static pid_t wait_for_pid_file(const char *path)
 {
-	struct clock_driver *d = arg;
 	pid_t pid = 0;
 	FILE *f;
 
 	while (pid <= 0) {
-		if ((f = fopen(d->ready, "r"))) {
+		if ((f = fopen(path, "r"))) {
 			if (fscanf(f, "%d", &pid) != 1)
 				pid = 0;
 			fclose(f);
@@ -556,6 +556,14 @@ static void *drive_clock(void *arg)
 		if (pid <= 0)
 			usleep(1000);
 	}
+	return pid;
+}
+
+static void *drive_clock(void *arg)
+{
+	struct clock_driver *d = arg;
+	pid_t pid = wait_for_pid_file(d->ready);
+
 	set_clock_and_let_it_look(d->deadline - 1);
 	atomic_store(&d->alive_before_deadline, !is_dead(pid));
 	if (d->grace) {
@@ -687,18 +695,8 @@ static void look_unless_returned(struct drain_driver *d, int64_t ms)
 static void *drive_drain(void *arg)
 {
 	struct drain_driver *d = arg;
-	pid_t pid = 0;
-	FILE *f;
+	pid_t pid = wait_for_pid_file(d->ready);
 
-	while (pid <= 0) {
-		if ((f = fopen(d->ready, "r"))) {
-			if (fscanf(f, "%d", &pid) != 1)
-				pid = 0;
-			fclose(f);
-		}
-		if (pid <= 0)
-			usleep(1000);
-	}
 	while (!is_dead(pid))
 		usleep(1000);
 	look_unless_returned(d, 0);
