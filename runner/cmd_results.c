@@ -48,17 +48,11 @@ static const char help_text[] =
     "A Skipped job counts as the result it stands for: every format shows that result as\n"
     "carried from the run it comes from (JUnit: a carried failure is a <failure>).\n";
 
-/* Skipped jobs of the run whose standing result is @st: they count as @st (SPEC). */
-#define CARRIED_COUNT(st)                                                                          \
-	"(SELECT count(*) FROM jobs k JOIN jobs f ON f.id = k.skipped_from WHERE k.run_id = "      \
-	"runs.id"                                                                                  \
-	" AND k.state = 'Skipped' AND f.state = '" st "')"
-
 static const char run_sql[] =
     "SELECT id, name, status, started_at, duration_ms, jobs_total, jobs_succeeded,"
-    " jobs_failed, jobs_skipped, jobs_cancelled, host, " CARRIED_COUNT(
+    " jobs_failed, jobs_skipped, jobs_cancelled, host, " ARL_SQL_RUN_CARRIED(
         "Failed") ","
-                  " " CARRIED_COUNT("Cancelled") " FROM runs WHERE id = ?1";
+                  " " ARL_SQL_RUN_CARRIED("Cancelled") " FROM runs WHERE id = ?1";
 
 /*
  * A Skipped job is reported with the result it stands for (s), marked as carried: a carried

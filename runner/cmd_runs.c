@@ -34,12 +34,8 @@ static const char runs_sql[] =
     " CAST(round((julianday('now') - julianday(started_at)) * 86400000) AS INTEGER) END),"
     " jobs_total, jobs_succeeded, jobs_failed, jobs_skipped, jobs_cancelled, exit_code,"
     " files, host, pid, isolation, notes,"
-    /* Skipped jobs that stand for a failure or a cancel count as one (SPEC). */
-    " (SELECT count(*) FROM jobs k JOIN jobs f ON f.id = k.skipped_from WHERE k.run_id = runs.id"
-    " AND k.state = 'Skipped' AND f.state = 'Failed'),"
-    " (SELECT count(*) FROM jobs k JOIN jobs f ON f.id = k.skipped_from WHERE k.run_id = runs.id"
-    " AND k.state = 'Skipped' AND f.state = 'Cancelled')"
-    " FROM runs ORDER BY id DESC LIMIT ?1";
+    " " ARL_SQL_RUN_CARRIED("Failed") ", " ARL_SQL_RUN_CARRIED(
+        "Cancelled") " FROM runs ORDER BY id DESC LIMIT ?1";
 
 /* Columns of runs_sql, in SELECT order. */
 enum {

@@ -265,9 +265,8 @@ static int read_counts(struct rep *r, struct counts *c)
 	}
 	sqlite3_finalize(st);
 	if (rc < 0 || prep(r,
-	                   "SELECT count(*) FILTER (WHERE s.state = 'Failed'),"
-	                   " count(*) FILTER (WHERE s.state = 'Cancelled') FROM jobs j JOIN jobs s"
-	                   " ON s.id = j.skipped_from WHERE j.run_id = ?1 AND j.state = 'Skipped'",
+	                   "SELECT " ARL_SQL_RUN_CARRIED("Failed") ", " ARL_SQL_RUN_CARRIED(
+	                       "Cancelled") " FROM runs WHERE id = ?1",
 	                   &st) < 0)
 		return -1;
 	if ((rc = arl_store_step(r->s, st, r->err)) == 1) {

@@ -166,6 +166,14 @@ int arl_store_job_standing(struct arl_store *s, const char *run_name, const char
                            const char *spec_hash, struct arl_store_prev *out, struct arl_err *err);
 
 /*
+ * SQL for the read commands: how many Skipped jobs of the run in the enclosing query's
+ * `runs` row stand for a result of @state, i.e. count as one (SPEC).
+ */
+#define ARL_SQL_RUN_CARRIED(state)                                                                 \
+	"(SELECT count(*) FROM jobs k JOIN jobs f ON f.id = k.skipped_from"                        \
+	" WHERE k.run_id = runs.id AND k.state = 'Skipped' AND f.state = '" state "')"
+
+/*
  * For the read commands' own queries. The connection is borrowed and stays the store's.
  * arl_store_prepare() compiles the first statement of @sql (*tail: the text after it; @tail
  * may be NULL); *out is NULL when @sql holds only blanks and comments. A statement a
