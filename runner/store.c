@@ -33,6 +33,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1114,6 +1115,16 @@ int arl_store_open(struct arl_store **out, const char *path, unsigned flags, str
 		if (check_db_files(path, real, err) < 0)
 			goto out;
 		oflags |= SQLITE_OPEN_NOFOLLOW;
+	}
+	/*
+	 * It holds every step's output: readable by its owner only (SQLite would make it 0644,
+	 * and gives its -wal and -shm the database's mode). A file made meanwhile is taken as is.
+	 */
+	if (fresh) {
+		int fd = open(real, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+		if (fd >= 0)
+			close(fd);
 	}
 	rc = sqlite3_open_v2(real ? real : path, &s->db, oflags, NULL);
 	if (rc == SQLITE_CANTOPEN_SYMLINK ||

@@ -520,4 +520,9 @@ runner query --db "$DB" --format csv "SELECT count(*), max(length(key)) > 0, jso
 check_eq "query allows the ordinary functions (aggregate, JSON, date, math, window)" \
 	"$(tr -d '\r' <"$TMP/out" | tail -n 1)" "$before,1,$before,2026-01-02,1.3,1"
 
+echo "# the database is its owner's alone"
+# It holds every step's output; an isolation: none step (another uid as root) must not read it.
+check_eq "a new database, its -wal and -shm are mode 600" \
+	"$(stat -c %a "$DB" "$DB-wal" "$DB-shm" 2>/dev/null | sort -u)" "600"
+
 summary
