@@ -10,7 +10,7 @@
 
 #include <linux/close_range.h>
 
-#include "cli.h"
+#include "cmd/cli.h"
 #include "err.h"
 #include "banned.h"
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "dataset.h"
+#include "jobfile/dataset.h"
 #include "err.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -7,8 +7,8 @@
 #include <stdint.h>
 
 #include "err.h"
-#include "job.h"
-#include "schema.h"
+#include "jobfile/job.h"
+#include "jobfile/schema.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,8 +14,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "k8s_client.h"
-#include "k8s_text.h"
+#include "k8s/k8s_client.h"
+#include "k8s/k8s_text.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

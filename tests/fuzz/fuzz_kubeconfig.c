@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "err.h"
-#include "kubeconfig.h"
+#include "k8s/kubeconfig.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -37,8 +37,8 @@
 
 #include <cmocka.h>
 
-#include "backend.h"
-#include "backend_local.h"
+#include "backend/backend.h"
+#include "local/backend_local.h"
 #include "spawn.h"
 #include "util.h"
 #include "banned.h"

@@ -15,10 +15,10 @@
 
 #include <cmocka.h>
 
-#include "dataset.h"
-#include "job.h"
-#include "schema.h"
-#include "select.h"
+#include "jobfile/dataset.h"
+#include "jobfile/job.h"
+#include "jobfile/schema.h"
+#include "jobfile/select.h"
 #include "util.h"
 
 static char dir[64];

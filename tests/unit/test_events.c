@@ -17,7 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "buf.h"
-#include "events.h"
+#include "run/events.h"
 #include "util.h"
 #include "banned.h"
 

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "html.h"
+#include "view/html.h"
 #include "util.h"
 #include "banned.h"
 

@@ -9,11 +9,11 @@
 #include <cmocka.h>
 
 #include "buf.h"
-#include "job.h"
-#include "schema.h"
-#include "template.h"
+#include "jobfile/job.h"
+#include "jobfile/schema.h"
+#include "jobfile/template.h"
 #include "util.h"
-#include "yaml_load.h"
+#include "jobfile/yaml_load.h"
 
 static void test_durations(void **state)
 {

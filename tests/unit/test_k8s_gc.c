@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "k8s_gc.h"
+#include "k8s/k8s_gc.h"
 #include "util.h"
 #include "banned.h"
 

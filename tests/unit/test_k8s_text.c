@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "k8s_text.h"
+#include "k8s/k8s_text.h"
 #include "util.h"
 #include "banned.h"
 

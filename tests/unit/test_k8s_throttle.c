@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "k8s_throttle.h"
+#include "k8s/k8s_throttle.h"
 #include "util.h"
 #include "fake_clock.h"
 #include "banned.h"

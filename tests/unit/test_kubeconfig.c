@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "kubeconfig.h"
+#include "k8s/kubeconfig.h"
 #include "util.h"
 #include "banned.h"
 

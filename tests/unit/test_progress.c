@@ -19,7 +19,7 @@
 #include <cmocka.h>
 
 #include "buf.h"
-#include "progress.h"
+#include "run/progress.h"
 #include "util.h"
 #include "fake_clock.h"
 #include "banned.h"

@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "scheduler.h"
+#include "run/scheduler.h"
 #include "util.h"
 #include "fake_clock.h"
 

@@ -21,10 +21,10 @@
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
 
-#include "cli.h"
+#include "cmd/cli.h"
 #include "result.h"
-#include "store.h"
-#include "store_migrations.h"
+#include "store/store.h"
+#include "store/store_migrations.h"
 #include "util.h"
 #include "banned.h"
 

@@ -1,0 +1,15 @@
+/* Loading job files from disk for the commands: read, parse, print diagnostics. */
+#ifndef ARL_JOBLOAD_H
+#define ARL_JOBLOAD_H
+
+#include <stdio.h>
+
+#include "jobfile/job.h"
+
+/*
+ * Loads and validates @path; diagnostics (errors and warnings) are printed to @diag_out with
+ * source snippets. Returns 0 and sets *out when valid, -1 otherwise.
+ */
+int arl_jobfile_load(const char *path, struct arl_jobfile **out, FILE *diag_out);
+
+#endif

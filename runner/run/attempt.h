@@ -1,0 +1,29 @@
+/*
+ * One attempt of one job, on a worker thread: acquire a fresh sandbox from the job's pool, run
+ * the steps in order until one fails, run the callbacks, collect metrics, release the sandbox.
+ */
+#ifndef ARL_ATTEMPT_H
+#define ARL_ATTEMPT_H
+
+#include "backend/backend.h"
+#include "jobfile/job.h"
+#include "result.h"
+
+struct arl_attempt_env {
+	const struct arl_backend_ops *ops;
+	void *backend;
+	const struct arl_pool *pool;
+	const struct arl_jobfile
+	    *file; /* to materialize lazy (foreach) jobs; may be NULL otherwise */
+	const char *run_id, *run_name; /* for {{ run.id }} and {{ run.name }} */
+};
+
+/*
+ * Runs attempt @number (1-based) of @job. Always fills @out (an infra failure is a result,
+ * not an error) and, for a successful Command step with `metrics: json`, appends to
+ * the metrics array (*metrics, *nmetrics; owned by the caller).
+ */
+void arl_attempt_run(const struct arl_attempt_env *env, const struct arl_job *job, int number,
+                     struct arl_attempt_result *out, struct arl_metric **metrics, size_t *nmetrics);
+
+#endif
