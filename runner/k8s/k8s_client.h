@@ -1,7 +1,8 @@
 /*
  * A thin Kubernetes REST client over libcurl and cJSON, shared by every worker thread of a
- * run: one CURLSH share handle (connections, DNS, TLS sessions) behind lock callbacks, easy
- * handles lent to one thread at a time, a client-side token-bucket rate limit (--kube-qps,
+ * run: one CURLSH share handle (DNS cache and TLS sessions only: connections are deliberately
+ * not shared, see k8s_client.c) behind lock callbacks, easy handles lent to one thread at a
+ * time, each keeping its own connection, a client-side token-bucket rate limit (--kube-qps,
  * --kube-burst), timeouts on every request, bounded response bodies, and retries with
  * exponential backoff and jitter for 5xx, 429 (honouring Retry-After) and connection
  * failures, for the requests that are safe to repeat. Creates may also go through a window
