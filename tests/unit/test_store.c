@@ -25,6 +25,7 @@
 #include "result.h"
 #include "store/store.h"
 #include "store/store_migrations.h"
+#include "store/store_rows.h"
 #include "util.h"
 #include "banned.h"
 
@@ -1279,6 +1280,130 @@ static void test_commands(void **state)
 	assert_int_equal(q_int(f->db, "SELECT count(*) FROM jobs"), 3);
 }
 
+/* ---- the row mapper: columns read by name into a struct ---- */
+
+struct row {
+	int64_t id;
+	int n;
+	bool n_null;
+	double x;
+	char *label;
+	bool label_null;
+	enum arl_state state;
+	enum arl_class cls;
+	bool cls_null;
+};
+
+static const struct arl_col row_cols[] = {
+    ARL_COL(struct row, id, ARL_COL_INT64),
+    ARL_COL_N(struct row, n, ARL_COL_INT, n_null),
+    ARL_COL(struct row, x, ARL_COL_DOUBLE),
+    ARL_COL_N(struct row, label, ARL_COL_TEXT, label_null),
+    ARL_COL(struct row, state, ARL_COL_STATE),
+    ARL_COL_N(struct row, cls, ARL_COL_CLASS, cls_null),
+};
+#define NROW_COLS (sizeof(row_cols) / sizeof(row_cols[0]))
+
+static sqlite3_stmt *mem_prepare(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	return st;
+}
+
+static void test_rows_by_name(void **state)
+{
+	(void)state;
+	sqlite3 *db = NULL;
+	struct arl_err err = ARL_ERR_INIT;
+	int idx[NROW_COLS];
+	struct row r;
+	char *kept;
+
+	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+	/* the columns in another order than the struct's, and under other names (AS) */
+	sqlite3_stmt *st = mem_prepare(
+	    db, "SELECT 'timeout' AS cls, 'Failed' AS state, 'a\x01b' AS label, 2.5 AS x, 7 AS n,"
+	        " 9000000000 AS id"
+	        " UNION ALL SELECT NULL, 'Succeeded', NULL, 0, NULL, 2 ORDER BY id DESC");
+	assert_int_equal(arl_rows_bind(st, row_cols, NROW_COLS, idx, &err), 0);
+
+	memset(&r, 0xff, sizeof(r));
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	arl_rows_read(st, row_cols, NROW_COLS, idx, &r);
+	assert_true(r.id == 9000000000LL);
+	assert_int_equal(r.n, 7);
+	assert_false(r.n_null);
+	assert_true(r.x == 2.5);
+	assert_string_equal(r.label, "a\x01b");
+	assert_false(r.label_null);
+	assert_int_equal(r.state, ARL_STATE_FAILED);
+	assert_int_equal(r.cls, ARL_CLASS_TIMEOUT);
+	assert_false(r.cls_null);
+	/* TEXT is the caller's own copy: it outlives the row and the statement */
+	kept = r.label;
+	r.label = NULL;
+
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	arl_rows_read(st, row_cols, NROW_COLS, idx, &r);
+	assert_true(r.id == 2);
+	assert_int_equal(r.n, 0);
+	assert_true(r.n_null);
+	assert_null(r.label);
+	assert_true(r.label_null);
+	assert_int_equal(r.state, ARL_STATE_SUCCEEDED);
+	assert_int_equal(r.cls, ARL_CLASS_NONE);
+	assert_true(r.cls_null);
+	arl_rows_free(row_cols, NROW_COLS, &r);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	assert_string_equal(kept, "a\x01b");
+	free(kept);
+
+	/* arl_rows_free() frees every TEXT field and leaves it NULL */
+	st = mem_prepare(db, "SELECT 1 AS id, 2 AS n, 3 AS x, 'l' AS label, 'Running' AS state,"
+	                     " 'infra' AS cls");
+	assert_int_equal(arl_rows_bind(st, row_cols, NROW_COLS, idx, &err), 0);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	arl_rows_read(st, row_cols, NROW_COLS, idx, &r);
+	assert_string_equal(r.label, "l");
+	assert_int_equal(r.state, ARL_STATE_RUNNING);
+	assert_int_equal(r.cls, ARL_CLASS_INFRA);
+	arl_rows_free(row_cols, NROW_COLS, &r);
+	assert_null(r.label);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+static void test_rows_missing_column(void **state)
+{
+	(void)state;
+	sqlite3 *db = NULL;
+	struct arl_err err = ARL_ERR_INIT;
+	int idx[NROW_COLS];
+
+	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+	/* a renamed column fails at bind time, naming the column and the query */
+	sqlite3_stmt *st = mem_prepare(db, "SELECT 1 AS id, 2 AS n, 3 AS x, 'l' AS labels,"
+	                                   " 'Running' AS state, NULL AS cls");
+	assert_int_equal(arl_rows_bind(st, row_cols, NROW_COLS, idx, &err), -1);
+	assert_int_equal(err.code, ARL_E_DB);
+	assert_string_equal(err.msg, "column 'label' missing from query 'SELECT 1 AS id, 2 AS n,"
+	                             " 3 AS x, 'l' AS labels, 'Running' AS ...'");
+	sqlite3_finalize(st);
+
+	/* a name that matches two result columns is refused, not read from either */
+	err = (struct arl_err)ARL_ERR_INIT;
+	st = mem_prepare(db, "SELECT 1 AS id, 2 AS n, 3 AS x, 'l' AS label, 'Running' AS state,"
+	                     " NULL AS cls, 5 AS id");
+	assert_int_equal(arl_rows_bind(st, row_cols, NROW_COLS, idx, &err), -1);
+	assert_int_equal(err.code, ARL_E_DB);
+	assert_non_null(strstr(err.msg, "column 'id' is ambiguous in query 'SELECT 1 AS id"));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1300,6 +1425,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_standing_result, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_run_plan_atomic, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_commands, setup, teardown),
+	    cmocka_unit_test(test_rows_by_name),
+	    cmocka_unit_test(test_rows_missing_column),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,125 @@
+/*
+ * The row mapper: result columns found by name once per statement, then copied into a
+ * struct at the offsets its column table gives.
+ */
+#include "store/store_rows.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "result.h"
+#include "util.h"
+#include "banned.h"
+
+/* How much of a query's SQL an error shows: enough to recognise it on one line. */
+#define QUERY_SHOWN 60
+
+static int col_error(sqlite3_stmt *st, const char *name, const char *what, struct arl_err *err)
+{
+	const char *sql = sqlite3_sql(st);
+	size_t len = 0;
+
+	if (!sql)
+		sql = "";
+	while (sql[len] && sql[len] != '\n' && len < QUERY_SHOWN)
+		len++;
+	return arl_error(err, ARL_E_DB, "column '%s' %s query '%.*s%s'", name, what, (int)len, sql,
+	                 sql[len] ? "..." : "");
+}
+
+int arl_rows_bind(sqlite3_stmt *st, const struct arl_col *cols, size_t n, int *idx,
+                  struct arl_err *err)
+{
+	int ncols = sqlite3_column_count(st);
+
+	for (size_t i = 0; i < n; i++) {
+		idx[i] = -1;
+		for (int c = 0; c < ncols; c++) {
+			const char *name = sqlite3_column_name(st, c);
+
+			if (!name || strcmp(name, cols[i].name) != 0)
+				continue;
+			if (idx[i] >= 0)
+				return col_error(st, cols[i].name, "is ambiguous in", err);
+			idx[i] = c;
+		}
+		if (idx[i] < 0)
+			return col_error(st, cols[i].name, "missing from", err);
+	}
+	return 0;
+}
+
+static enum arl_state state_of(const char *s)
+{
+	for (int i = ARL_STATE_PENDING; i <= ARL_STATE_CANCELLED; i++)
+		if (!strcmp(s, arl_state_name((enum arl_state)i)))
+			return (enum arl_state)i;
+	return ARL_STATE_PENDING;
+}
+
+static char *text_copy(sqlite3_stmt *st, int c)
+{
+	const unsigned char *p = sqlite3_column_text(st, c);
+
+	/* column_bytes after column_text: the length of the text just converted */
+	return p ? arl_xstrndup((const char *)p, (size_t)sqlite3_column_bytes(st, c)) : NULL;
+}
+
+void arl_rows_read(sqlite3_stmt *st, const struct arl_col *cols, size_t n, const int *idx,
+                   void *out)
+{
+	char *base = out;
+
+	for (size_t i = 0; i < n; i++) {
+		void *field = base + cols[i].off;
+		int c = idx[i];
+		bool null = sqlite3_column_type(st, c) == SQLITE_NULL;
+
+		if (cols[i].null_off != ARL_COL_NO_NULL)
+			*(bool *)(void *)(base + cols[i].null_off) = null;
+		switch (cols[i].type) {
+		case ARL_COL_INT64:
+			*(int64_t *)field = sqlite3_column_int64(st, c);
+			break;
+		case ARL_COL_INT:
+			*(int *)field = sqlite3_column_int(st, c);
+			break;
+		case ARL_COL_DOUBLE:
+			*(double *)field = sqlite3_column_double(st, c);
+			break;
+		case ARL_COL_TEXT:
+			*(char **)field = null ? NULL : text_copy(st, c);
+			break;
+		case ARL_COL_STATE:
+			*(enum arl_state *)field =
+			    null ? ARL_STATE_PENDING
+			         : state_of((const char *)sqlite3_column_text(st, c));
+			break;
+		case ARL_COL_CLASS: {
+			enum arl_class cls = ARL_CLASS_NONE;
+
+			if (null ||
+			    arl_class_parse((const char *)sqlite3_column_text(st, c), &cls) < 0)
+				cls = ARL_CLASS_NONE;
+			*(enum arl_class *)field = cls;
+			break;
+		}
+		}
+	}
+}
+
+void arl_rows_free(const struct arl_col *cols, size_t n, void *out)
+{
+	char *base = out;
+
+	for (size_t i = 0; i < n; i++) {
+		if (cols[i].type != ARL_COL_TEXT)
+			continue;
+		char **field = (char **)(void *)(base + cols[i].off);
+
+		free(*field);
+		*field = NULL;
+	}
+}

@@ -1,0 +1,77 @@
+/*
+ * Reading result rows into structs by column name (after FreeBSD pkg's column_mapping).
+ * Internal to runner/store/: the store's typed readers use it; nothing outside includes it.
+ *
+ * A reader describes its struct once, as a table of columns:
+ *
+ *	static const struct arl_col job_cols[] = {
+ *		ARL_COL(struct arl_job_view, id, ARL_COL_INT64),
+ *		ARL_COL_N(struct arl_job_view, exit_code, ARL_COL_INT, exit_null),
+ *		ARL_COL_AS(struct arl_job_view, cls, "error_class", ARL_COL_CLASS),
+ *	};
+ *
+ * binds it to a prepared statement once (arl_rows_bind() finds each name among the result
+ * columns), then fills the struct from every row (arl_rows_read()). A column renamed or
+ * dropped from the query fails at bind time, naming the column, instead of shifting reads.
+ */
+#ifndef ARL_STORE_ROWS_H
+#define ARL_STORE_ROWS_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+
+#include "err.h"
+
+enum arl_col_type {
+	ARL_COL_INT64,  /* int64_t; NULL reads 0 */
+	ARL_COL_INT,    /* int; NULL reads 0 */
+	ARL_COL_DOUBLE, /* double; NULL reads 0 */
+	ARL_COL_TEXT,   /* char *, an owned copy (arl_rows_free()); NULL stays NULL */
+	ARL_COL_STATE,  /* enum arl_state from its name; NULL or unknown reads ARL_STATE_PENDING */
+	ARL_COL_CLASS,  /* enum arl_class from its name; NULL or unknown reads ARL_CLASS_NONE */
+};
+
+/* null_off of a column whose NULL needs no flag of its own. */
+#define ARL_COL_NO_NULL ((size_t)-1)
+
+struct arl_col {
+	const char *name; /* the result column's name (its AS alias, if any) */
+	enum arl_col_type type;
+	size_t off; /* offset of the field in the struct */
+	size_t
+	    null_off; /* offset of a bool set to whether the column is NULL, or ARL_COL_NO_NULL */
+};
+
+/* A field read from the result column of the same name. */
+#define ARL_COL(T, field, type)                                                                    \
+	{                                                                                          \
+#field, (type), offsetof(T, field), ARL_COL_NO_NULL                                \
+	}
+/* The same, with @nullflag (a bool field) telling whether the column was NULL. */
+#define ARL_COL_N(T, field, type, nullflag)                                                        \
+	{                                                                                          \
+#field, (type), offsetof(T, field), offsetof(T, nullflag)                          \
+	}
+/* A field read from the result column @colname. */
+#define ARL_COL_AS(T, field, colname, type)                                                        \
+	{                                                                                          \
+		(colname), (type), offsetof(T, field), ARL_COL_NO_NULL                             \
+	}
+
+/*
+ * Resolves each of @cols (@n of them) among the result columns of @st and writes their
+ * indexes to idx[0..n-1] (caller-allocated). A name that is missing, or that names two
+ * result columns, fails with ARL_E_DB: "column 'x' missing from query '...'" (the query
+ * shown by the start of its SQL). Call once per prepared statement.
+ */
+int arl_rows_bind(sqlite3_stmt *st, const struct arl_col *cols, size_t n, int *idx,
+                  struct arl_err *err);
+
+/* Fills @out from the current row of @st (after a step that returned a row). */
+void arl_rows_read(sqlite3_stmt *st, const struct arl_col *cols, size_t n, const int *idx,
+                   void *out);
+
+/* Frees the TEXT fields of @out and sets them to NULL; @out may then be read into again. */
+void arl_rows_free(const struct arl_col *cols, size_t n, void *out);
+
+#endif
