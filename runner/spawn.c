@@ -187,31 +187,13 @@ static void capture_release(struct capture *c)
 	capture_init(c, 0);
 }
 
-/*
- * execvp()'s search, but in the PATH of the child's environment (posix_spawnp would use
- * ours) and relative to the child's working directory @dirfd. Names with a '/' are used as
- * they are. The result is malloc'd.
- */
-static int find_program(const char *name, char *const *envp, int dirfd, char **out,
-                        struct arl_err *err)
+int arl_spawn_search_path(const char *name, const char *path, int dirfd, char **out)
 {
-	const char *path = NULL, *p, *end;
+	const char *p, *end;
 	int why = ENOENT;
 	struct stat st;
 	char *cand;
 
-	if (strchr(name, '/')) {
-		*out = arl_xstrdup(name);
-		return 0;
-	}
-	for (char *const *e = envp; e && *e && !path; e++)
-		if (!strncmp(*e, "PATH=", 5))
-			path = *e + 5;
-	/* getenv() is safe here: nothing in the runner calls setenv() once threads run. */
-	if (!path)
-		path = getenv("PATH");
-	if (!path)
-		path = DEFAULT_PATH;
 	for (p = path;; p = end + 1) {
 		end = strchrnul(p, ':');
 		/* An empty entry means the current directory, as in execvp(). */
@@ -231,6 +213,34 @@ static int find_program(const char *name, char *const *envp, int dirfd, char **o
 		if (!*end)
 			break;
 	}
+	return why;
+}
+
+/*
+ * execvp()'s search, but in the PATH of the child's environment (posix_spawnp would use
+ * ours) and relative to the child's working directory @dirfd. Names with a '/' are used as
+ * they are. The result is malloc'd.
+ */
+static int find_program(const char *name, char *const *envp, int dirfd, char **out,
+                        struct arl_err *err)
+{
+	const char *path = NULL;
+	int why;
+
+	if (strchr(name, '/')) {
+		*out = arl_xstrdup(name);
+		return 0;
+	}
+	for (char *const *e = envp; e && *e && !path; e++)
+		if (!strncmp(*e, "PATH=", 5))
+			path = *e + 5;
+	/* getenv() is safe here: nothing in the runner calls setenv() once threads run. */
+	if (!path)
+		path = getenv("PATH");
+	if (!path)
+		path = DEFAULT_PATH;
+	if ((why = arl_spawn_search_path(name, path, dirfd, out)) == 0)
+		return 0;
 	return arl_error_errno(err, why, "cannot run '%s'", name);
 }
 

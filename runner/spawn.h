@@ -78,4 +78,12 @@ int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res,
                   struct arl_err *err);
 void arl_spawn_result_release(struct arl_spawn_result *res);
 
+/*
+ * Finds program @name as execvp() does, in the ':'-separated @path, relative entries (and an
+ * empty one, the current directory) against @dirfd; with @dirfd -1 only absolute entries
+ * count. Returns 0 with *@out (malloc'd; relative when its entry is), or ENOENT, or EACCES when
+ * found but not executable.
+ */
+int arl_spawn_search_path(const char *name, const char *path, int dirfd, char **out);
+
 #endif

@@ -1,0 +1,306 @@
+/*
+ * A Command step: its environment and working directory, the program found as a shell would
+ * (isolation none) or the bwrap command line, and the spawn (see DESIGN in backend_local.c).
+ */
+#include "local/command.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "local/bwrap.h"
+#include "local/identity.h"
+#include "local/local.h"
+#include "spawn.h"
+#include "util.h"
+#include "banned.h"
+
+/*
+ * The program's environment: our defaults, the step's env over them, ARL_WORKSPACE last so
+ * it always tells the truth. @ws is the workspace as the program sees it.
+ */
+static int build_env(struct strvec *env, const struct arl_step *step, const char *ws,
+                     struct arl_buf *msg)
+{
+	const struct arl_kv defaults[] = {
+	    {"PATH", SANDBOX_PATH}, {"HOME", (char *)ws}, {"LANG", SANDBOX_LANG}};
+
+	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+		if (!arl_strmap_get(&step->env, defaults[i].key))
+			arl_local_sv_take(env,
+			                  arl_xasprintf("%s=%s", defaults[i].key, defaults[i].val));
+	for (size_t i = 0; i < step->env.n; i++) {
+		const struct arl_kv *kv = &step->env.v[i];
+
+		if (!kv->key[0] || strchr(kv->key, '=')) {
+			arl_buf_addf(msg, "arl-batch: env name '%s' is not valid\n", kv->key);
+			return -1;
+		}
+		if (strcmp(kv->key, "ARL_WORKSPACE"))
+			arl_local_sv_take(env,
+			                  arl_xasprintf("%s=%s", kv->key, kv->val ? kv->val : ""));
+	}
+	arl_local_sv_take(env, arl_xasprintf("ARL_WORKSPACE=%s", ws));
+	return 0;
+}
+
+/* True when a '..' component appears in @path. */
+static bool has_dotdot(const char *path)
+{
+	for (const char *p = path; (p = strstr(p, "..")); p += 2)
+		if ((p == path || p[-1] == '/') && (p[2] == '/' || !p[2]))
+			return true;
+	return false;
+}
+
+/* The part of @path after "/workspace", or NULL when it is not inside it. */
+static const char *strip_ws(const char *path)
+{
+	size_t n = strlen(WS_INSIDE);
+
+	if (strncmp(path, WS_INSIDE, n) || (path[n] && path[n] != '/'))
+		return NULL;
+	return path + n;
+}
+
+/* isolation none: workDir /workspace/x is DIR/x, and it must exist. */
+static int none_cwd(const struct arl_sandbox *sb, const char *wd, char **cwd, struct arl_buf *msg)
+{
+	const char *rel;
+	struct stat st;
+
+	if (!wd)
+		wd = WS_INSIDE;
+	if (!(rel = wd[0] == '/' ? strip_ws(wd) : wd)) {
+		arl_buf_addf(
+		    msg, "arl-batch: workDir '%s' must be inside /workspace with isolation: none\n",
+		    wd);
+		return -1;
+	}
+	if (has_dotdot(rel)) {
+		arl_buf_addf(msg, "arl-batch: workDir '%s' must not contain '..'\n", wd);
+		return -1;
+	}
+	*cwd = arl_xasprintf("%s%s%s", sb->path, rel[0] == '/' || !rel[0] ? "" : "/", rel);
+	if (stat(*cwd, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		arl_buf_addf(msg, "arl-batch: workDir '%s' does not exist in the sandbox\n", wd);
+		free(*cwd);
+		*cwd = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* Host path @p as a root runner's isolation none step reaches it: under ROOT_MNT. Owned. */
+static char *mnt_path(const struct arl_sandbox *sb, const char *p)
+{
+	size_t n = strlen(sb->path);
+
+	if (!strncmp(p, sb->path, n) && (p[n] == '/' || !p[n]))
+		return arl_xasprintf("%s%s", ROOT_MNT, p + n);
+	return arl_xstrdup(p);
+}
+
+static bool is_executable(const char *path, int *why)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		*why = errno;
+		return false;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		*why = EISDIR;
+		return false;
+	}
+	if (access(path, X_OK) < 0) {
+		*why = errno;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * isolation none: finds @prog as a shell would (in @path, relative names against @cwd) so
+ * that a missing program is the step's failure (127, or 126 when not executable), not an
+ * infra error from spawn. Returns 0 and sets *out, or the exit code with @msg filled.
+ */
+static int resolve_program(const char *prog, const char *path, const char *cwd, char **out,
+                           struct arl_buf *msg)
+{
+	char ebuf[128], *found = NULL;
+	int why = ENOENT, dirfd;
+
+	if (strchr(prog, '/')) {
+		char *full = prog[0] == '/' ? arl_xstrdup(prog) : arl_xasprintf("%s/%s", cwd, prog);
+
+		if (is_executable(full, &why)) {
+			*out = full;
+			return 0;
+		}
+		free(full);
+		arl_buf_addf(msg, "arl-batch: cannot run '%s': %s\n", prog,
+		             arl_strerror(why, ebuf, sizeof(ebuf)));
+		return why == ENOENT || why == ENOTDIR ? 127 : 126;
+	}
+	dirfd = open(cwd, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	why = arl_spawn_search_path(prog, path, dirfd, &found);
+	if (dirfd >= 0)
+		close(dirfd);
+	if (why == 0) {
+		/* Relative PATH entries were searched in @cwd: name the program from there. */
+		if (found[0] == '/')
+			*out = found;
+		else
+			*out = arl_xasprintf("%s/%s", cwd,
+			                     strncmp(found, "./", 2) ? found : found + 2);
+		if (*out != found)
+			free(found);
+		return 0;
+	}
+	if (why == EACCES) {
+		arl_buf_addf(msg, "arl-batch: cannot run '%s': Permission denied\n", prog);
+		return 126;
+	}
+	arl_buf_addf(msg, "arl-batch: command '%s' not found in PATH '%s'\n", prog, path);
+	return 127;
+}
+
+int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct arl_step *step,
+                          const struct arl_exec_ctx *ctx, struct arl_step_result *res,
+                          enum arl_class *cls, struct arl_err *err)
+{
+	bool none = sb->pool->isolation == ARL_ISO_NONE;
+	struct strvec argv = {0}, env = {0};
+	struct arl_buf msg = ARL_BUF_INIT;
+	struct arl_spawn_opts so = {0};
+	struct arl_spawn_ident id;
+	struct arl_spawn_result sr;
+	char *cwd = NULL, *prog = NULL, *wd = NULL, *mnt_cwd = NULL;
+	const char *path;
+	int ret = -1, code = 1, args_fd = -1, ws_fd = -1;
+
+	memset(&sr, 0, sizeof(sr));
+	if (!step->argv || !step->argv[0]) {
+		arl_buf_addstr(&msg, "arl-batch: the Command step has no command\n");
+		goto refused;
+	}
+	/* As root, isolation none steps reach their workspace at ROOT_MNT (see DESIGN in backend_local.c). */
+	if (build_env(&env, step, !none ? WS_INSIDE : L->drop ? ROOT_MNT : sb->path, &msg) < 0)
+		goto refused;
+	if (!(path = arl_strmap_get(&step->env, "PATH")))
+		path = SANDBOX_PATH;
+	if (none) {
+		if (none_cwd(sb, step->work_dir, &cwd, &msg) < 0)
+			goto refused;
+		if ((code = resolve_program(step->argv[0], path, cwd, &prog, &msg)) != 0)
+			goto refused;
+		if (L->drop) {
+			mnt_cwd = mnt_path(sb, cwd);
+			arl_local_sv_take(&argv, mnt_path(sb, prog));
+		} else {
+			arl_local_sv_push(&argv, prog);
+		}
+	} else {
+		if (!L->bwrap) {
+			arl_error(err, ARL_E_BACKEND,
+			          "pool '%s' uses bwrap, which open() did not check",
+			          sb->pool->name);
+			*cls = ARL_CLASS_INFRA;
+			goto out;
+		}
+		if (!step->work_dir)
+			wd = arl_xstrdup(WS_INSIDE);
+		else if (step->work_dir[0] == '/')
+			wd = arl_xstrdup(step->work_dir);
+		else
+			wd = arl_xasprintf("%s/%s", WS_INSIDE, step->work_dir);
+		arl_local_bwrap_argv(L, &argv, L->drop ? ROOT_MNT : sb->path, wd,
+		                     sb->pool->network);
+		arl_local_sv_push(&argv, step->argv[0]);
+		if ((args_fd = arl_local_env_args(env.v, err)) < 0) {
+			*cls = ARL_CLASS_INFRA;
+			goto out;
+		}
+	}
+	for (size_t i = 1; i < step->argc && step->argv[i]; i++)
+		arl_local_sv_push(&argv, step->argv[i]);
+
+	if (L->drop && (ws_fd = arl_local_sandbox_fd(L, sb->dir.name, err)) < 0) {
+		*cls = ARL_CLASS_INFRA;
+		goto out;
+	}
+	arl_local_step_ident(L, none, &id, ws_fd, args_fd);
+	/* As root, the child enters workDir as the step's uid (see DESIGN in backend_local.c), never as ours. */
+	id.cwd_path = mnt_cwd;
+	so.ident = &id;
+	so.argv = argv.v;
+	so.envp = none ? env.v : arl_local_no_env;
+	so.cwd = mnt_cwd ? NULL : cwd;
+	so.deadline_ms = ctx ? ctx->deadline_ms : 0;
+	so.capture_max = L->capture_max;
+	so.cancel_fd = L->cancel_fd;
+	if (arl_spawn_run(&so, &sr, err) < 0) {
+		/* As root, workDir is entered as the step's uid: what it may not enter, it fails. */
+		if (mnt_cwd && err->code == ARL_E_INVALID) {
+			arl_buf_addf(&msg, "arl-batch: workDir '%s': %s\n",
+			             step->work_dir ? step->work_dir : WS_INSIDE, err->msg);
+			arl_err_clear(err);
+			goto refused;
+		}
+		sb->tainted = true; /* rare, and maybe after the start: take no chances */
+		*cls = ARL_CLASS_INFRA;
+		goto out;
+	}
+	/* Killed, or output still held from outside the group: something may still run. */
+	if (sr.timed_out || sr.cancelled || sr.lingering)
+		sb->tainted = true;
+	res->has_exit = true;
+	res->exit_code = sr.exit_code;
+	/* bwrap reports a program it cannot start as its own exit 1; say 127 as a shell would. */
+	if (sr.exit_code == 1 && sr.err.data && !strncmp(sr.err.data, "bwrap: execvp ", 14))
+		res->exit_code = 127;
+	arl_output_release(&res->out);
+	arl_output_release(&res->err);
+	res->out = sr.out;
+	res->err = sr.err;
+	memset(&sr.out, 0, sizeof(sr.out));
+	memset(&sr.err, 0, sizeof(sr.err));
+	if (sr.cancelled) {
+		res->state = ARL_STATE_FAILED;
+		*cls = ARL_CLASS_CANCELLED;
+	} else if (sr.timed_out) {
+		res->state = ARL_STATE_FAILED;
+		*cls = ARL_CLASS_TIMEOUT;
+	} else if (sr.exit_code != 0) {
+		res->state = ARL_STATE_FAILED;
+		*cls = ARL_CLASS_FAILED;
+	} else {
+		res->state = ARL_STATE_SUCCEEDED;
+		*cls = ARL_CLASS_NONE;
+	}
+	arl_spawn_result_release(&sr);
+	ret = 0;
+	goto out;
+refused:
+	arl_local_step_fail(res, cls, code, msg.p);
+	ret = 0;
+out:
+	arl_local_sv_release(&argv);
+	arl_local_sv_release(&env);
+	arl_buf_release(&msg);
+	if (args_fd >= 0)
+		close(args_fd);
+	if (ws_fd >= 0)
+		close(ws_fd);
+	free(cwd);
+	free(mnt_cwd);
+	free(prog);
+	free(wd);
+	return ret;
+}

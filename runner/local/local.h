@@ -1,0 +1,78 @@
+/* The local backend's state, shared by the modules of runner/local/ (not a public header). */
+#ifndef ARL_LOCAL_LOCAL_H
+#define ARL_LOCAL_LOCAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "backend/backend.h"
+#include "local/sandbox_dir.h"
+#include "local/strvec.h"
+#include "util.h"
+
+#define WS_INSIDE    "/workspace"
+#define SANDBOX_PATH "/usr/local/bin:/usr/bin:/bin"
+#define SANDBOX_LANG "C.UTF-8"
+
+struct warm_pool {
+	const struct arl_pool *pool; /* borrowed: the job file outlives the backend */
+	struct sbdir *ready;         /* prepared, unused sandbox directories */
+	size_t nready, cap;
+	size_t preparing; /* being prepared by the preparer right now */
+	bool failed;      /* the last preparation failed: retry only after the next acquire */
+};
+
+struct local {
+	char *state_dir; /* canonical, absolute */
+	int state_fd;    /* every sandbox is created and deleted relative to this fd */
+	int64_t run_id;
+	char *owner;    /* "PID-START-BOOT-PIDNS" in sandbox names, for gc (owner_gone) */
+	bool etc_ssh;   /* the host has /etc/ssh: bwrap hides it under a tmpfs */
+	size_t backlog; /* most directories queued for the preparer, and most spare ones */
+	size_t capture_max;
+	int cancel_fd;
+	char *bwrap;             /* absolute path; NULL when no pool uses bwrap */
+	struct strvec root_args; /* how /bin, /lib... look on the host */
+	struct strvec net_args;  /* extra read-only binds for network pools */
+	bool drop;               /* we are root: steps run as sb_uid/sb_gid (see DESIGN) */
+	uid_t sb_uid;            /* bwrap steps (and the probe) */
+	gid_t sb_gid;
+	uid_t none_uid; /* isolation none steps: never sb_uid */
+	gid_t none_gid;
+
+	pthread_mutex_t mu; /* lock order: mu only, never nested; guards everything below */
+	pthread_cond_t cv;  /* the preparer waits here for work or stopping */
+	struct warm_pool *warm;
+	size_t nwarm;
+	struct sbdir *dirty; /* released, renamed, to be emptied (oldest first) or deleted */
+	size_t ndirty, capdirty;
+	struct sbdir *spare; /* emptied and checked: the next sandboxes of any pool */
+	size_t nspare, capspare;
+	unsigned long counter;
+	bool stopping;
+	bool preparer_running;
+	pthread_t preparer;
+};
+
+struct arl_sandbox {
+	const struct arl_pool *pool;
+	struct sbdir dir; /* dir.name is the sandbox's name */
+	char *path;       /* absolute */
+	char *job;        /* for messages; may be NULL */
+	bool tainted;     /* a step may have left a process behind: delete, never recycle */
+};
+
+/* One write() per line to stderr, so lines from several workers never interleave. */
+void arl_local_log_line(const char *fmt, ...) ARL_PRINTF(1, 2);
+
+/* Replaces @o with a copy of @s (NULL: empty). */
+void arl_local_set_output(struct arl_output *o, const char *s);
+
+/* A step that failed before (or instead of) running anything: a FAILED step, not infra. */
+void arl_local_step_fail(struct arl_step_result *res, enum arl_class *cls, int code,
+                         const char *msg);
+
+#endif

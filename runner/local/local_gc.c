@@ -1,0 +1,96 @@
+/* `arl-batch gc` for the local backend: sandboxes whose runner is gone. */
+#include "local/backend_local.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "local/tree.h"
+#include "util.h"
+#include "banned.h"
+
+/*
+ * Why the runner that made sandbox @name is gone, or NULL: alive, not ours to judge (another
+ * PID namespace: *@foreign is set), or not a sandbox name. The identity in the name is the
+ * runner's own; a step cannot rename its directory, whose parent it cannot see.
+ */
+static const char *owner_gone(const char *name, const struct arl_owner *me, bool *foreign)
+{
+	struct arl_owner o = {0};
+	unsigned long long pidns;
+	unsigned long n;
+	long long run;
+	char boot[9];
+	const char *why;
+	int end = 0;
+
+	*foreign = false;
+	if (sscanf(name, "sb-%lld-%ld-%llu-%8[0-9a-f]-%llu-%lu%n", &run, &o.pid, &o.start, boot,
+	           &pidns, &n, &end) != 6 ||
+	    name[end]) {
+		/*
+		 * A name of an older version, "sb-RUN-PID-N": the pid alone, so only a pid that is
+		 * not running is certain. A reused one keeps it until that process ends.
+		 */
+		memset(&o, 0, sizeof(o)); /* the failed match may have filled some */
+		end = 0;
+		if (sscanf(name, "sb-%lld-%ld-%lu%n", &run, &o.pid, &n, &end) != 3 || name[end])
+			return NULL;
+		return arl_owner_gone(&o, me);
+	}
+	if (strlen(boot) == 8)
+		memcpy(o.boot, boot, sizeof(boot));
+	if (pidns)
+		snprintf(o.pidns, sizeof(o.pidns), "%llu", pidns);
+	why = arl_owner_gone(&o, me);
+	*foreign = !why && o.pidns[0] && me->pidns[0] && strcmp(o.pidns, me->pidns) != 0;
+	return why;
+}
+
+int arl_local_gc(const char *state_dir, bool remove, FILE *out, int *foreign, struct arl_err *err)
+{
+	int dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct arl_owner me;
+	DIR *d;
+	struct dirent *de;
+	int found = 0, others = 0;
+
+	if (foreign)
+		*foreign = 0;
+	if (dfd < 0)
+		return errno == ENOENT ? 0
+		                       : arl_error_errno(err, errno, "cannot open '%s'", state_dir);
+	d = fdopendir(dup(dfd));
+	if (!d) {
+		close(dfd);
+		return arl_error_errno(err, errno, "cannot read '%s'", state_dir);
+	}
+	arl_owner_self(&me);
+	while ((de = readdir(d))) {
+		struct arl_err rm = ARL_ERR_INIT;
+		const char *why;
+		bool other_ns;
+
+		if (strncmp(de->d_name, "sb-", 3))
+			continue;
+		if (!(why = owner_gone(de->d_name, &me, &other_ns))) {
+			others += other_ns;
+			continue;
+		}
+		found++;
+		if (out)
+			fprintf(out, "%s %s/%s (%s)\n", remove ? "deleting" : "orphaned", state_dir,
+			        de->d_name, why);
+		if (remove && arl_local_rm_tree(dfd, de->d_name, &rm) < 0 && out)
+			fprintf(out, "arl-batch: cannot delete '%s/%s': %s\n", state_dir,
+			        de->d_name, rm.msg);
+	}
+	closedir(d);
+	close(dfd);
+	if (foreign)
+		*foreign = others;
+	return found;
+}
