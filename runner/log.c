@@ -118,6 +118,15 @@ void arl_log_warn(const char *fmt, ...)
 	va_end(ap);
 }
 
+void arl_log_info(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	emit(NULL, fmt, ap);
+	va_end(ap);
+}
+
 void arl_log_cmd_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
@@ -130,6 +139,24 @@ void arl_log_cmd_error(const char *cmd, const char *fmt, ...)
 void arl_log_err(const char *cmd, const struct arl_err *err)
 {
 	arl_log_cmd_error(cmd, "%s", err && err->msg[0] ? err->msg : "unknown error");
+}
+
+void arl_log_fatal(const char *fmt, ...)
+{
+	char buf[512];
+	size_t n = sizeof(ARL_LOG_PREFIX) - 1;
+	va_list ap;
+	int m;
+
+	memcpy(buf, ARL_LOG_PREFIX, n);
+	va_start(ap, fmt);
+	m = vsnprintf(buf + n, sizeof(buf) - n - 1, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		m = 0;
+	n += (size_t)m < sizeof(buf) - n - 1 ? (size_t)m : sizeof(buf) - n - 2;
+	buf[n++] = '\n';
+	write_fd2(buf, n);
 }
 
 FILE *arl_log_begin(struct arl_log_blob *b)

@@ -24,13 +24,20 @@
  * terminal (arl_term_escape, newlines kept): it may quote file names and server replies.
  */
 void arl_log_error(const char *fmt, ...) ARL_PRINTF(1, 2);
-/* The form warnings have always had, "arl-batch: MSG\n"; a separate call for a later -q. */
+/* Warnings and news (a sandbox kept, a window shrunk) have the same form; a later -q tells. */
 void arl_log_warn(const char *fmt, ...) ARL_PRINTF(1, 2);
+void arl_log_info(const char *fmt, ...) ARL_PRINTF(1, 2);
 /* A command's message: "arl-batch CMD: MSG\n"; @cmd NULL is arl_log_error(). */
 void arl_log_cmd_error(const char *cmd, const char *fmt, ...) ARL_PRINTF(2, 3);
 void arl_log_verror(const char *cmd, const char *fmt, va_list ap) ARL_PRINTF(2, 0);
 /* @err's message in arl_log_cmd_error()'s form; "unknown error" when it has none. */
 void arl_log_err(const char *cmd, const struct arl_err *err);
+
+/*
+ * Last words before abort() (out of memory): "arl-batch: MSG\n" straight to fd 2, taking no
+ * lock and skipping the sink, whose lock the dying thread may hold. Not escaped.
+ */
+void arl_log_fatal(const char *fmt, ...) ARL_PRINTF(1, 2);
 
 /* Pre-formatted text (whole lines, escaped by the caller where it must be), as is. */
 void arl_log_write(const char *text, size_t len);

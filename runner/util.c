@@ -11,11 +11,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "banned.h"
 
 static void oom(size_t n)
 {
-	fprintf(stderr, "arl-batch: out of memory allocating %zu bytes\n", n);
+	arl_log_fatal("out of memory allocating %zu bytes", n);
 	abort();
 }
 

@@ -107,29 +107,12 @@
 #include "local/identity.h"
 #include "local/local.h"
 #include "local/sandbox_dir.h"
+#include "log.h"
 #include "util.h"
 #include "banned.h"
 
 /* Released directories queued for the preparer, and spares kept, at the least. */
 #define BACKLOG_MIN 4
-
-/* One write() per line, so lines from several workers never interleave. */
-void arl_local_log_line(const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof(line) - 2)
-		n = (int)sizeof(line) - 2;
-	line[n++] = '\n';
-	(void)!write(STDERR_FILENO, line, (size_t)n);
-}
 
 void arl_local_set_output(struct arl_output *o, const char *s)
 {
@@ -286,9 +269,8 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 		int swept = arl_local_gc(o->state_dir, true, NULL, NULL, &ignored);
 
 		if (swept > 0)
-			arl_local_log_line(
-			    "arl-batch: deleted %d sandbox%s left by runners that died", swept,
-			    swept == 1 ? "" : "es");
+			arl_log_info("deleted %d sandbox%s left by runners that died", swept,
+			             swept == 1 ? "" : "es");
 	}
 	L->warm = arl_xcalloc(npools ? npools : 1, sizeof(*L->warm));
 	for (size_t i = 0; i < npools; i++) {
@@ -467,9 +449,8 @@ static void local_release(void *state, struct arl_sandbox *sb, bool keep)
 		                        ? kept
 		                        : sb->dir.name;
 
-		arl_local_log_line("arl-batch: %s%s%skeeping sandbox '%s/%s' (keepAlive)",
-		                   sb->job ? "job '" : "", sb->job ? sb->job : "",
-		                   sb->job ? "': " : "", L->state_dir, where);
+		arl_log_info("%s%s%skeeping sandbox '%s/%s' (keepAlive)", sb->job ? "job '" : "",
+		             sb->job ? sb->job : "", sb->job ? "': " : "", L->state_dir, where);
 		free(kept);
 	} else {
 		arl_local_retire(L, sb);

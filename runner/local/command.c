@@ -16,6 +16,7 @@
 #include "local/bwrap.h"
 #include "local/identity.h"
 #include "local/local.h"
+#include "log.h"
 #include "spawn.h"
 #include "util.h"
 #include "banned.h"
@@ -38,7 +39,7 @@ static int build_env(struct strvec *env, const struct arl_step *step, const char
 		const struct arl_kv *kv = &step->env.v[i];
 
 		if (!kv->key[0] || strchr(kv->key, '=')) {
-			arl_buf_addf(msg, "arl-batch: env name '%s' is not valid\n", kv->key);
+			arl_buf_addf(msg, ARL_LOG_PREFIX "env name '%s' is not valid\n", kv->key);
 			return -1;
 		}
 		if (strcmp(kv->key, "ARL_WORKSPACE"))
@@ -77,18 +78,20 @@ static int none_cwd(const struct arl_sandbox *sb, const char *wd, char **cwd, st
 	if (!wd)
 		wd = WS_INSIDE;
 	if (!(rel = wd[0] == '/' ? strip_ws(wd) : wd)) {
-		arl_buf_addf(
-		    msg, "arl-batch: workDir '%s' must be inside /workspace with isolation: none\n",
-		    wd);
+		arl_buf_addf(msg,
+		             ARL_LOG_PREFIX
+		             "workDir '%s' must be inside /workspace with isolation: none\n",
+		             wd);
 		return -1;
 	}
 	if (has_dotdot(rel)) {
-		arl_buf_addf(msg, "arl-batch: workDir '%s' must not contain '..'\n", wd);
+		arl_buf_addf(msg, ARL_LOG_PREFIX "workDir '%s' must not contain '..'\n", wd);
 		return -1;
 	}
 	*cwd = arl_xasprintf("%s%s%s", sb->path, rel[0] == '/' || !rel[0] ? "" : "/", rel);
 	if (stat(*cwd, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		arl_buf_addf(msg, "arl-batch: workDir '%s' does not exist in the sandbox\n", wd);
+		arl_buf_addf(msg, ARL_LOG_PREFIX "workDir '%s' does not exist in the sandbox\n",
+		             wd);
 		free(*cwd);
 		*cwd = NULL;
 		return -1;
@@ -144,7 +147,7 @@ static int resolve_program(const char *prog, const char *path, const char *cwd, 
 			return 0;
 		}
 		free(full);
-		arl_buf_addf(msg, "arl-batch: cannot run '%s': %s\n", prog,
+		arl_buf_addf(msg, ARL_LOG_PREFIX "cannot run '%s': %s\n", prog,
 		             arl_strerror(why, ebuf, sizeof(ebuf)));
 		return why == ENOENT || why == ENOTDIR ? 127 : 126;
 	}
@@ -164,10 +167,10 @@ static int resolve_program(const char *prog, const char *path, const char *cwd, 
 		return 0;
 	}
 	if (why == EACCES) {
-		arl_buf_addf(msg, "arl-batch: cannot run '%s': Permission denied\n", prog);
+		arl_buf_addf(msg, ARL_LOG_PREFIX "cannot run '%s': Permission denied\n", prog);
 		return 126;
 	}
-	arl_buf_addf(msg, "arl-batch: command '%s' not found in PATH '%s'\n", prog, path);
+	arl_buf_addf(msg, ARL_LOG_PREFIX "command '%s' not found in PATH '%s'\n", prog, path);
 	return 127;
 }
 
@@ -187,7 +190,7 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 
 	memset(&sr, 0, sizeof(sr));
 	if (!step->argv || !step->argv[0]) {
-		arl_buf_addstr(&msg, "arl-batch: the Command step has no command\n");
+		arl_buf_addstr(&msg, ARL_LOG_PREFIX "the Command step has no command\n");
 		goto refused;
 	}
 	/* As root, isolation none steps reach their workspace at ROOT_MNT (see DESIGN in backend_local.c). */
@@ -248,7 +251,7 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 	if (arl_spawn_run(&so, &sr, err) < 0) {
 		/* As root, workDir is entered as the step's uid: what it may not enter, it fails. */
 		if (mnt_cwd && err->code == ARL_E_INVALID) {
-			arl_buf_addf(&msg, "arl-batch: workDir '%s': %s\n",
+			arl_buf_addf(&msg, ARL_LOG_PREFIX "workDir '%s': %s\n",
 			             step->work_dir ? step->work_dir : WS_INSIDE, err->msg);
 			arl_err_clear(err);
 			goto refused;

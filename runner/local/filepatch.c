@@ -17,6 +17,7 @@
 #include "buf.h"
 #include "local/identity.h"
 #include "local/local.h"
+#include "log.h"
 #include "util.h"
 #include "banned.h"
 
@@ -31,7 +32,7 @@ static int patch_components(const char *path, struct strvec *comps, struct arl_b
 
 	/* The same rule `validate` applies to local pools (job.h). */
 	if (why) {
-		arl_buf_addf(msg, "arl-batch: %s\n", why);
+		arl_buf_addf(msg, ARL_LOG_PREFIX "%s\n", why);
 		free(why);
 		return -1;
 	}
@@ -54,24 +55,26 @@ static void patch_open_error(struct arl_buf *msg, int errnum, int fd, const stru
 	for (size_t k = 0; k <= i; k++)
 		arl_buf_addf(&shown, "/%s", comps->v[k]);
 	if (errnum == EISDIR) {
-		arl_buf_addf(msg, "arl-batch: FilePatch refused: '%s' is a directory\n", shown.p);
+		arl_buf_addf(msg, ARL_LOG_PREFIX "FilePatch refused: '%s' is a directory\n",
+		             shown.p);
 	} else if ((errnum == ELOOP || errnum == ENOTDIR || errnum == ENXIO) &&
 	           !fstatat(fd, comps->v[i], &st, AT_SYMLINK_NOFOLLOW)) {
 		if (S_ISLNK(st.st_mode))
-			arl_buf_addf(
-			    msg,
-			    "arl-batch: FilePatch refused: '%s' is a symlink, and FilePatch "
-			    "never follows symlinks\n",
-			    shown.p);
+			arl_buf_addf(msg,
+			             ARL_LOG_PREFIX
+			             "FilePatch refused: '%s' is a symlink, and FilePatch "
+			             "never follows symlinks\n",
+			             shown.p);
 		else if (i + 1 < comps->n && !S_ISDIR(st.st_mode))
-			arl_buf_addf(msg, "arl-batch: FilePatch refused: '%s' is not a directory\n",
+			arl_buf_addf(msg,
+			             ARL_LOG_PREFIX "FilePatch refused: '%s' is not a directory\n",
 			             shown.p);
 		else
-			arl_buf_addf(msg,
-			             "arl-batch: FilePatch refused: '%s' is not a regular file\n",
-			             shown.p);
+			arl_buf_addf(
+			    msg, ARL_LOG_PREFIX "FilePatch refused: '%s' is not a regular file\n",
+			    shown.p);
 	} else {
-		arl_buf_addf(msg, "arl-batch: FilePatch cannot open '%s': %s\n", shown.p,
+		arl_buf_addf(msg, ARL_LOG_PREFIX "FilePatch cannot open '%s': %s\n", shown.p,
 		             arl_strerror(errnum, ebuf, sizeof(ebuf)));
 	}
 	arl_buf_release(&shown);
@@ -149,7 +152,7 @@ int arl_local_run_filepatch(struct local *L, struct arl_sandbox *sb, const struc
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			arl_buf_addf(&msg, "arl-batch: FilePatch cannot write '%s': %s\n",
+			arl_buf_addf(&msg, ARL_LOG_PREFIX "FilePatch cannot write '%s': %s\n",
 			             step->path, arl_strerror(errno, ebuf, sizeof(ebuf)));
 			goto refused;
 		}
@@ -157,7 +160,7 @@ int arl_local_run_filepatch(struct local *L, struct arl_sandbox *sb, const struc
 	}
 	if (close(fd) < 0) {
 		fd = -1;
-		arl_buf_addf(&msg, "arl-batch: FilePatch cannot write '%s': %s\n", step->path,
+		arl_buf_addf(&msg, ARL_LOG_PREFIX "FilePatch cannot write '%s': %s\n", step->path,
 		             arl_strerror(errno, ebuf, sizeof(ebuf)));
 		goto refused;
 	}

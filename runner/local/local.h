@@ -65,9 +65,6 @@ struct arl_sandbox {
 	bool tainted;     /* a step may have left a process behind: delete, never recycle */
 };
 
-/* One write() per line to stderr, so lines from several workers never interleave. */
-void arl_local_log_line(const char *fmt, ...) ARL_PRINTF(1, 2);
-
 /* Replaces @o with a copy of @s (NULL: empty). */
 void arl_local_set_output(struct arl_output *o, const char *s);
 

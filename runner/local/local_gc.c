@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "local/tree.h"
+#include "log.h"
 #include "util.h"
 #include "banned.h"
 
@@ -85,7 +86,7 @@ int arl_local_gc(const char *state_dir, bool remove, FILE *out, int *foreign, st
 			fprintf(out, "%s %s/%s (%s)\n", remove ? "deleting" : "orphaned", state_dir,
 			        de->d_name, why);
 		if (remove && arl_local_rm_tree(dfd, de->d_name, &rm) < 0 && out)
-			fprintf(out, "arl-batch: cannot delete '%s/%s': %s\n", state_dir,
+			fprintf(out, ARL_LOG_PREFIX "cannot delete '%s/%s': %s\n", state_dir,
 			        de->d_name, rm.msg);
 	}
 	closedir(d);

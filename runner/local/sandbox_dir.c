@@ -19,6 +19,7 @@
 
 #include "local/identity.h"
 #include "local/local.h"
+#include "log.h"
 #include "util.h"
 #include "banned.h"
 
@@ -225,8 +226,7 @@ void arl_local_discard(struct local *L, struct sbdir *d)
 	struct arl_err err = ARL_ERR_INIT;
 
 	if (arl_local_rm_tree(L->state_fd, d->name, &err) < 0)
-		arl_local_log_line("arl-batch: cannot delete sandbox '%s/%s': %s", L->state_dir,
-		                   d->name, err.msg);
+		arl_log_warn("cannot delete sandbox '%s/%s': %s", L->state_dir, d->name, err.msg);
 	free(d->name);
 	d->name = NULL;
 }

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "log.h"
 #include "view/store_view.h"
 #include "util.h"
 #include "banned.h"
@@ -495,6 +496,8 @@ static int64_t status_interval(const struct arl_progress_opts *o)
 	return DEFAULT_EVERY;
 }
 
+static arl_log_sink_fn log_sink;
+
 int arl_progress_new(struct arl_progress **out, const struct arl_progress_opts *o,
                      struct arl_err *err)
 {
@@ -509,7 +512,7 @@ int arl_progress_new(struct arl_progress **out, const struct arl_progress_opts *
 	p->color = arl_progress_use_color(o->color, o->fd);
 	p->fd = o->fd;
 	p->total = o->total;
-	p->done = p->ok = o->skipped; /* skipped jobs count as succeeded (SPEC exit codes) */
+	p->done = p->ok = o->skipped; /* skipped jobs count as succeeded (docs/cli.md) */
 	p->nslots = o->nslots;
 	p->slots = arl_xcalloc(o->nslots ? o->nslots : 1, sizeof(*p->slots));
 	p->running = arl_xcalloc(o->nslots ? o->nslots : 1, sizeof(*p->running));
@@ -528,6 +531,8 @@ int arl_progress_new(struct arl_progress **out, const struct arl_progress_opts *
 		}
 		p->has_thread = true;
 	}
+	if (p->mode == ARL_PROGRESS_BAR)
+		arl_log_set_sink(log_sink, p);
 	*out = p;
 	return 0;
 }
@@ -536,6 +541,8 @@ void arl_progress_free(struct arl_progress *p)
 {
 	if (!p)
 		return;
+	if (p->mode == ARL_PROGRESS_BAR)
+		arl_log_set_sink(NULL, NULL); /* returns once no message is being drawn */
 	pthread_mutex_lock(&p->mu);
 	p->stopping = true;
 	pthread_cond_signal(&p->cv);
@@ -655,6 +662,18 @@ void arl_progress_retry(struct arl_progress *p, size_t slot, int number, enum ar
 	pthread_mutex_unlock(&p->mu);
 }
 
+/* The log's sink while the bar is up: a message clears the bar, prints and redraws it. */
+static void log_sink(void *arg, const char *text, size_t len)
+{
+	struct arl_progress *p = arg;
+
+	pthread_mutex_lock(&p->mu);
+	add_line_above(p);
+	arl_buf_add(&p->frame, text, len);
+	finish_lines(p);
+	pthread_mutex_unlock(&p->mu);
+}
+
 void arl_progress_job_done(struct arl_progress *p, size_t slot, const char *key,
                            const struct arl_job_result *res)
 {
@@ -737,7 +756,7 @@ void arl_progress_printf(struct arl_progress *p, const char *fmt, ...)
 		arl_buf_addstr(&msg, "\n");
 	free(text);
 	if (!p) {
-		fputs(msg.p, stderr);
+		arl_log_write(msg.p, msg.len);
 		arl_buf_release(&msg);
 		return;
 	}
