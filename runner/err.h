@@ -1,4 +1,4 @@
-/* Errors, source locations, validation diagnostics and the exit codes of SPEC.md. */
+/* Errors, source locations, validation diagnostics and the exit codes (docs/cli.md). */
 #ifndef ARL_ERR_H
 #define ARL_ERR_H
 
@@ -9,7 +9,7 @@
 
 #define ARL_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
-/* Exit codes of `run` (SPEC.md); other commands use 0, 1, 2 and 3. */
+/* Exit codes of `run` (docs/cli.md, 'Exit codes of run'); other commands use 0, 1, 2 and 3. */
 enum {
 	ARL_EXIT_OK = 0,
 	ARL_EXIT_FAILED = 1,     /* a job failed after its retries */

@@ -19,7 +19,7 @@ enum arl_state {
 	ARL_STATE_CANCELLED,
 };
 
-/* Why an attempt or job did not succeed (SPEC "failure classes"). */
+/* Why an attempt or job did not succeed (docs/database.md, 'States and failure classes'). */
 enum arl_class {
 	ARL_CLASS_NONE,
 	ARL_CLASS_FAILED,  /* a step exited non-zero */

@@ -4,9 +4,10 @@
 -- BEGIN IMMEDIATE .. COMMIT, to create a new database; `sqlite3 new.db < schemas/results.sql`
 -- makes a database the runner accepts as-is. It ends by setting PRAGMA user_version, which the
 -- runner checks against the version it was built for. Later versions keep this file as the full
--- current schema and add an upgrade step to runner/store_migrations.h.
+-- current schema and add an upgrade step to runner/store/store_migrations.h.
 --
--- The tables and columns of SPEC.md are the stable contract; the others are marked "extra".
+-- docs/database.md describes every table and column. Those not marked "extra" are the stable
+-- contract.
 -- Times are RFC 3339 UTC text with milliseconds ("2026-01-02T03:04:05.678Z"), durations are
 -- integer milliseconds, and a NULL time or duration means "did not happen" (a step never run,
 -- a run still going). JSON columns hold compact JSON text.

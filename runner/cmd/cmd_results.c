@@ -56,7 +56,7 @@ static const char run_sql[] =
 
 /*
  * A Skipped job is reported with the result it stands for (s), marked as carried: a carried
- * failure is a failure of this run too (SPEC), whatever state its own row has.
+ * failure is a failure of this run too (docs/database.md), whatever state its own row has.
  */
 #define CARRIED_COLS "s.run_id, s.state, s.error_class, s.error, s.exit_code, s.attempts"
 #define CARRIED_JOIN "LEFT JOIN jobs s ON j.state = 'Skipped' AND s.id = j.skipped_from"

@@ -96,7 +96,7 @@ int arl_k8s_parse_time(const char *s, int64_t *ms)
 /*
  * time.ParseDuration's grammar: [-+]? ( digits? [.digits]? unit )+, or "0" alone. A bare
  * number without a unit is refused as Go refuses it, which matters because the operator
- * cannot decode an object whose spec.timeout does not parse (OPERATOR.md §1).
+ * cannot decode an object whose spec.timeout does not parse (docs/kubernetes.md, 'Traps').
  */
 int arl_k8s_parse_go_duration(const char *s, int64_t *ns)
 {
@@ -256,7 +256,8 @@ void arl_k8s_sandbox_name(int64_t run_id, const char *job_key, int attempt, cons
 
 /*
  * Random, not a timestamp: the SDK's session-<seconds> names collide when two sessions
- * start within a second (OPERATOR.md §3); modulo bias over 36 letters is irrelevant here.
+ * start within a second (docs/kubernetes.md, 'Traps'); modulo bias over 36 letters is
+ * irrelevant here.
  */
 void arl_k8s_random_suffix(char *out, size_t n)
 {

@@ -26,7 +26,7 @@ struct arl_warmpool_spec {
 	const char *testbed_path;   /* NULL: no testbed volume */
 };
 
-/* The WarmPool object WarmPoolManager.create_warmpool sends (OPERATOR.md §3). Owned. */
+/* The WarmPool object WarmPoolManager.create_warmpool sends (docs/kubernetes.md). Owned. */
 cJSON *arl_warmpool_body(const struct arl_warmpool_spec *s);
 
 /* Ready as the SDK decides it: status.readyReplicas >= spec.replicas > 0. */

@@ -5,7 +5,7 @@
  * in use; a missing prerequisite (bwrap, a cluster) fails here, before any job. (3) Let the
  * scheduler run the jobs; its hooks run on this (the main) thread and commit each finished
  * job at once. (4) Close the backends (releasing warm sandboxes), finish the run row, print the
- * summary and map the outcome to SPEC's exit codes.
+ * summary and map the outcome to the exit codes of docs/cli.md.
  */
 #include "run/run.h"
 
@@ -54,7 +54,7 @@ struct run {
 	int64_t *job_ids;           /* jobs.id of each of r.jobs */
 	size_t njobs, done;         /* njobs: all jobs of the run, skipped included */
 	size_t succeeded, failed, cancelled, skipped, by_class[5];
-	/* Of the skipped jobs, those whose standing result is not a success (SPEC: they count). */
+	/* Of the skipped jobs, those whose standing result is not a success (they count). */
 	size_t carried_failed, carried_cancelled, carried_class[5];
 	size_t recorded, not_started; /* results committed; jobs cancelled before they started */
 	int store_failed;
@@ -578,7 +578,7 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	arl_progress_free(r.progress);
 	r.progress = NULL;
 
-	/* Exit codes: the highest in SPEC's order wins (2, 130/143, 75, 3, 4, 1, 0). */
+	/* Exit codes: the first in docs/cli.md's order wins (2, 130/143, 75, 3, 4, 1, 0). */
 	if (outcome.signal)
 		code = outcome.signal == SIGTERM ? ARL_EXIT_SIGTERM : ARL_EXIT_SIGINT;
 	else if (r.store_failed || r.by_class[ARL_CLASS_INFRA] || r.carried_class[ARL_CLASS_INFRA])

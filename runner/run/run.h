@@ -35,7 +35,7 @@ struct arl_run_opts {
 		0                                                                                  \
 	}
 
-/* Runs every job of @files (borrowed); returns the exit code of SPEC.md. */
+/* Runs every job of @files (borrowed); returns the exit code (docs/cli.md). */
 int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struct arl_run_opts *o);
 
 #endif

@@ -4,7 +4,8 @@
  * The store is one SQLite connection owned by the main thread. Workers never see it: the
  * scheduler hands each finished job to the main thread, which calls arl_store_job_finish().
  * That keeps SQLite in its simplest threading mode and makes "each finished job is committed
- * before the runner moves on" (SPEC) a plain sequence of transactions.
+ * before the runner moves on" (docs/database.md, 'When things are written') a plain sequence
+ * of transactions.
  *
  * Concurrency between processes comes from WAL: readers (`results`, `query`, a second run's
  * --resume lookup) never block the writer, and writers take the lock up front with

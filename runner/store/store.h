@@ -1,5 +1,5 @@
 /*
- * The results store: the SQLite database of SPEC.md "Results database" (schemas/results.sql).
+ * The results store: the SQLite database of docs/database.md (schemas/results.sql).
  *
  * A struct arl_store is one connection. Thread-safety: use it from one thread only (the main
  * thread); workers report outcomes through the scheduler and never touch the store. Several
@@ -167,7 +167,8 @@ int arl_store_job_standing(struct arl_store *s, const char *run_name, const char
 
 /*
  * SQL for the read commands: how many Skipped jobs of the run in the enclosing query's
- * `runs` row stand for a result of @state, i.e. count as one (SPEC).
+ * `runs` row stand for a result of @state, i.e. count as one (docs/database.md, 'States and
+ * failure classes').
  */
 #define ARL_SQL_RUN_CARRIED(state)                                                                 \
 	"(SELECT count(*) FROM jobs k JOIN jobs f ON f.id = k.skipped_from"                        \

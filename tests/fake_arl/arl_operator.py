@@ -3,7 +3,7 @@
 (Named arl_operator, not operator: a module called operator would shadow the standard
 library's, which collections imports.)
 
-Semantics are those of the afa0e55 operator (see shared/arl-crds/OPERATOR.md), with the
+Semantics are those of the afa0e55 operator (see docs/kubernetes.md), with the
 one 9ed7431 choice the project wants: a deleted Sandbox's pod is deleted, and the pool
 (which keeps `replicas` IDLE pods, afa0e55's `needed := replicas - totalIdle`) makes a
 fresh one, so every Sandbox starts from a clean workspace.
@@ -519,7 +519,7 @@ class Operator:
             self._ttl(task)
             return
         # The operator decodes the whole object into its Go type; a timeout that is not a
-        # Go duration makes that fail, so the Task is never reconciled (OPERATOR.md).
+        # Go duration makes that fail, so the Task is never reconciled (docs/kubernetes.md).
         timeout_ns = 0
         if spec.get("timeout") is not None:
             try:

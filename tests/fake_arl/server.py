@@ -199,7 +199,7 @@ def write_kubeconfig(path, url, namespace, ca=None, token=None, client=None):
 
 
 def warmpool_body(ns, name, replicas):
-    """What the SDK's WarmPoolManager.create_warmpool builds (OPERATOR.md §3)."""
+    """What the SDK's WarmPoolManager.create_warmpool builds (docs/kubernetes.md)."""
     mounts = [{"name": "workspace", "mountPath": "/workspace"}]
     return {"apiVersion": "arl.infra.io/v1alpha1", "kind": "WarmPool",
             "metadata": {"name": name, "namespace": ns, "uid": "", "generation": 1},

@@ -93,7 +93,7 @@ ended=$(sql "$DB" "SELECT count(*) FROM jobs WHERE state = 'Succeeded'
                    OR (state = 'Failed' AND error_class = 'infra')")
 check_eq "every job Succeeded, or ended as infra once its attempts ran out" "$ended" 48
 infra_jobs=$(sql "$DB" "SELECT count(*) FROM jobs WHERE state = 'Failed'")
-check_eq "exit code per SPEC (0, or 3 for jobs ended as infra)" "$RC" \
+check_eq "exit code per docs/cli.md (0, or 3 for jobs ended as infra)" "$RC" \
 	"$([ "$infra_jobs" = 0 ] && echo 0 || echo 3)"
 check_eq "no attempt failed or timed out: the outage is infra" \
 	"$(sql "$DB" "SELECT count(*) FROM attempts WHERE state != 'Succeeded' AND error_class != 'infra'")" 0
