@@ -11,7 +11,7 @@
 #include "jobfile/jobload.h"
 #include "run/progress.h"
 #include "run/run.h"
-#include "jobfile/schema.h"
+#include "jobfile/expand.h"
 #include "run/runlock.h"
 #include "jobfile/select.h"
 #include "util.h"

@@ -16,6 +16,8 @@
 #include <cjson/cJSON.h>
 
 #include "jobfile/dataset.h"
+#include "jobfile/expand.h"
+#include "jobfile/fields.h"
 #include "result.h"
 #include "jobfile/template.h"
 #include "util.h"
@@ -37,18 +39,10 @@ static const char *const job_keys[] = {
 static const char *const defaults_keys[] = {"pool",    "timeout", "prepareTimeout", "retries",
                                             "retryOn", "backoff", "keepAlive",      "env",
                                             "labels",  "steps",   "callbacks",      NULL};
-static const char *const command_keys[] = {"name", "type",    "command", "workDir",
-                                           "env",  "timeout", "metrics", NULL};
-static const char *const filepatch_keys[] = {"name", "type", "path", "content", "timeout", NULL};
-static const char *const callback_keys[] = {"on_task_success", "on_task_failure",
-                                            "on_task_complete", NULL};
 static const char *const foreach_keys[] = {"file", "items", "matrix", NULL};
 
 static const char *const backend_names[] = {"local", "kubernetes", NULL};
 static const char *const isolation_names[] = {"bwrap", "none", NULL};
-static const char *const step_types[] = {"Command", "FilePatch", NULL};
-static const char *const retry_names[] = {"failed", "timeout", "infra", NULL};
-static const char *const metrics_names[] = {"json", NULL};
 
 /*
  * Job names seen, for the duplicate check: a hash and where the name is, 8 bytes a job. The
@@ -67,17 +61,11 @@ struct rejected_name {
 };
 
 struct sctx {
-	struct arl_diags *d;
-	const char *path;
+	struct arl_fields r; /* reads the file's fields; r.t is t, r.origin is origin */
 	char *dir;
 	struct arl_jobfile *f;
-	const struct arl_node *defaults;
 	struct arl_tmpl_ctx t;
 	char origin[200]; /* which item is being expanded, for template errors; "" if none */
-	bool deferred;    /* a rendered string kept run-time expressions */
-	bool bad;         /* the job being expanded has an error */
-	const struct arl_pool *pool; /* the job's, once known; NULL if it names none */
-	bool again;                  /* materializing a validated job: names were checked at load */
 	struct name_slot *names;
 	size_t nnames_cap, nnames;
 	size_t pending; /* 1 + slot of the name of the job being expanded; 0: none */
@@ -85,16 +73,15 @@ struct sctx {
 	size_t nrejected, caprejected;
 };
 
+/* The loader's shorthands for fields.c on its context. */
 static void diag(struct sctx *c, const struct arl_node *n, const char *fmt, ...) ARL_PRINTF(3, 4);
 static void diag(struct sctx *c, const struct arl_node *n, const char *fmt, ...)
 {
 	va_list ap;
-	struct arl_loc loc = n ? n->loc : (struct arl_loc){c->path, 1, 1};
 
 	va_start(ap, fmt);
-	arl_diags_vadd(c->d, ARL_SEV_ERROR, loc, arl_node_width(n), fmt, ap);
+	arl_field_vdiag(&c->r, n, fmt, ap);
 	va_end(ap);
-	c->bad = true;
 }
 
 static void warn(struct sctx *c, const struct arl_node *n, const char *fmt, ...) ARL_PRINTF(3, 4);
@@ -103,301 +90,42 @@ static void warn(struct sctx *c, const struct arl_node *n, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	arl_diags_vadd(c->d, ARL_SEV_WARNING, n->loc, arl_node_width(n), fmt, ap);
+	arl_field_vwarn(&c->r, n, fmt, ap);
 	va_end(ap);
 }
 
-static const char *suggest(const char *key, const char *const *words)
-{
-	const char *best = NULL;
-	unsigned best_d = 99, limit = strlen(key) <= 4 ? 1 : strlen(key) <= 8 ? 2 : 3;
-
-	for (size_t i = 0; words[i]; i++) {
-		unsigned dist = arl_edit_distance(key, words[i]);
-
-		if (strcasecmp(key, words[i]) == 0)
-			dist = 0;
-		/* "on_complete" for "on_task_complete": a long key inside the word is a match. */
-		else if (strlen(key) >= 5 && (strstr(words[i], key) ||
-		                              (strlen(words[i]) >= 5 && strstr(key, words[i]))))
-			dist = limit;
-		else if (strlen(key) >= 6 && strlen(words[i]) > 8 &&
-		         !strcmp(key + strlen(key) - 6, words[i] + strlen(words[i]) - 6))
-			dist = limit;
-		if (dist < best_d) {
-			best_d = dist;
-			best = words[i];
-		}
-	}
-	return best_d <= limit ? best : NULL;
-}
-
-static bool in_list(const char *s, const char *const *words)
-{
-	for (size_t i = 0; words[i]; i++)
-		if (!strcmp(s, words[i]))
-			return true;
-	return false;
-}
-
-static void unknown_key(struct sctx *c, const struct arl_node *k, const char *where,
-                        const char *const *allowed)
-{
-	const char *s = suggest(k->str, allowed);
-
-	if (s)
-		diag(c, k, "unknown key '%s' in %s; did you mean '%s'?", k->str, where, s);
-	else
-		diag(c, k, "unknown key '%s' in %s", k->str, where);
-}
-
-/* Reports keys of @map not in @allowed; every key must be a string. */
 static void check_keys(struct sctx *c, const struct arl_node *map, const char *where,
                        const char *const *allowed)
 {
-	for (size_t i = 0; i + 1 < map->nkids; i += 2) {
-		const struct arl_node *k = map->kids[i];
-
-		if (k->kind != ARL_NODE_SCALAR)
-			diag(c, k, "keys in %s must be strings, got %s", where,
-			     arl_node_describe(k));
-		else if (!in_list(k->str, allowed))
-			unknown_key(c, k, where, allowed);
-	}
+	arl_field_check_keys(&c->r, map, where, allowed);
 }
 
 static bool want(struct sctx *c, const struct arl_node *n, enum arl_node_kind kind,
                  const char *name)
 {
-	static const char *const kinds[] = {"a scalar", "a list", "a mapping"};
-
-	if (n->kind == kind)
-		return true;
-	diag(c, n, "'%s' must be %s, got %s", name, kinds[kind], arl_node_describe(n));
-	return false;
+	return arl_field_want(&c->r, n, kind, name);
 }
 
-static bool is_string(const struct arl_node *n)
-{
-	return n->kind == ARL_NODE_SCALAR && !strcmp(arl_node_describe(n), "a string");
-}
-
-/* Renders load-time templates of @s; errors name the expanded item. */
-static char *render(struct sctx *c, const struct arl_node *n, const char *s)
-{
-	struct arl_err err = ARL_ERR_INIT;
-	bool deferred = false;
-	char *out;
-
-	if (!arl_tmpl_has(s))
-		return arl_xstrdup(s);
-	if (arl_tmpl_render(s, &c->t, &out, &deferred, &err) < 0) {
-		if (c->origin[0])
-			diag(c, n, "%s (%s)", err.msg, c->origin);
-		else
-			diag(c, n, "%s", err.msg);
-		return NULL;
-	}
-	c->deferred |= deferred;
-	return out;
-}
-
-/* A string field, rendered. NULL (with a diagnostic) when it is not a string. */
 static char *get_str(struct sctx *c, const struct arl_node *n, const char *name)
 {
-	if (!is_string(n)) {
-		diag(c, n, "'%s' must be a string, got %s", name, arl_node_describe(n));
-		return NULL;
-	}
-	return render(c, n, n->str);
+	return arl_field_str(&c->r, n, name);
 }
 
 static bool get_int(struct sctx *c, const struct arl_node *n, const char *name, int64_t min,
                     int64_t max, int64_t *out)
 {
-	int64_t v;
-
-	if (n->kind != ARL_NODE_SCALAR || !n->plain ||
-	    arl_parse_i64(n->str, INT64_MIN, INT64_MAX, &v) < 0) {
-		diag(c, n, "'%s' must be an integer, got %s", name, arl_node_describe(n));
-		return false;
-	}
-	if (v < min || v > max) {
-		if (max == INT32_MAX)
-			diag(c, n, "'%s' must be at least %lld, got %lld", name, (long long)min,
-			     (long long)v);
-		else
-			diag(c, n, "'%s' must be between %lld and %lld, got %lld", name,
-			     (long long)min, (long long)max, (long long)v);
-		return false;
-	}
-	*out = v;
-	return true;
+	return arl_field_int(&c->r, n, name, min, max, out);
 }
 
 static bool get_bool(struct sctx *c, const struct arl_node *n, const char *name, bool *out)
 {
-	if (!arl_node_is_bool(n, out)) {
-		diag(c, n, "'%s' must be a boolean (true or false), got %s", name,
-		     arl_node_describe(n));
-		return false;
-	}
-	return true;
-}
-
-/* A duration in (0, max_ms]; 0 too when @zero_ok. */
-static bool get_duration(struct sctx *c, const struct arl_node *n, const char *name, int64_t max_ms,
-                         bool zero_ok, int64_t *out)
-{
-	int64_t ms;
-	char buf[32];
-
-	if (n->kind != ARL_NODE_SCALAR || arl_parse_duration(n->str, &ms) < 0) {
-		diag(c, n, "'%s' must be a duration like \"90s\", \"5m\" or \"1h30m\", got %s%s%s",
-		     name, n->kind == ARL_NODE_SCALAR ? "'" : "",
-		     n->kind == ARL_NODE_SCALAR ? n->str : arl_node_describe(n),
-		     n->kind == ARL_NODE_SCALAR ? "'" : "");
-		return false;
-	}
-	if (ms <= 0 && !zero_ok) {
-		diag(c, n, "'%s' must be longer than 0", name);
-		return false;
-	}
-	if (ms > max_ms) {
-		diag(c, n, "'%s' must be at most %s", name,
-		     arl_fmt_duration(max_ms, buf, sizeof(buf)));
-		return false;
-	}
-	*out = ms;
-	return true;
+	return arl_field_bool(&c->r, n, name, out);
 }
 
 static bool get_enum(struct sctx *c, const struct arl_node *n, const char *name,
                      const char *const *choices, int *out)
 {
-	char list[200] = "";
-	const char *s;
-
-	if (n->kind == ARL_NODE_SCALAR) {
-		for (int i = 0; choices[i]; i++) {
-			if (!strcmp(n->str, choices[i])) {
-				*out = i;
-				return true;
-			}
-		}
-	}
-	for (int i = 0; choices[i]; i++) {
-		size_t o = strlen(list);
-
-		snprintf(list + o, sizeof(list) - o, "%s'%s'", i ? ", " : "", choices[i]);
-	}
-	s = n->kind == ARL_NODE_SCALAR ? suggest(n->str, choices) : NULL;
-	if (s)
-		diag(c, n, "'%s' must be one of %s, got '%s'; did you mean '%s'?", name, list,
-		     n->str, s);
-	else if (n->kind == ARL_NODE_SCALAR)
-		diag(c, n, "'%s' must be one of %s, got '%s'", name, list, n->str);
-	else
-		diag(c, n, "'%s' must be one of %s, got %s", name, list, arl_node_describe(n));
-	return false;
-}
-
-/* A job's field, falling back to defaults. */
-static const struct arl_node *field(struct sctx *c, const struct arl_node *job, const char *key)
-{
-	const struct arl_node *n = arl_node_get(job, key);
-
-	return n ? n : arl_node_get(c->defaults, key);
-}
-
-static bool env_name_ok(const char *s)
-{
-	if (!*s || (*s >= '0' && *s <= '9'))
-		return false;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '_'))
-			return false;
-	return true;
-}
-
-/* Adds the string map @n (env or labels) to @m, later keys overriding. */
-static void get_strmap(struct sctx *c, const struct arl_node *n, const char *name, bool is_env,
-                       struct arl_strmap *m)
-{
-	if (!n || !want(c, n, ARL_NODE_MAP, name))
-		return;
-	for (size_t i = 0; i + 1 < n->nkids; i += 2) {
-		const struct arl_node *k = n->kids[i], *v = n->kids[i + 1];
-		char *val;
-
-		if (k->kind != ARL_NODE_SCALAR || !k->len) {
-			diag(c, k, "keys of '%s' must be non-empty strings", name);
-			continue;
-		}
-		if (is_env && !env_name_ok(k->str)) {
-			diag(c, k, "'%s' is not a valid environment variable name", k->str);
-			continue;
-		}
-		if (v->kind != ARL_NODE_SCALAR || arl_node_is_null(v)) {
-			diag(c, v, "'%s.%s' must be a string, got %s", name, k->str,
-			     arl_node_describe(v));
-			continue;
-		}
-		val = render(c, v, v->str);
-		if (val) {
-			arl_strmap_set(m, k->str, val);
-			free(val);
-		}
-	}
-}
-
-static void parse_command(struct sctx *c, const struct arl_node *n, struct arl_step *s,
-                          const struct arl_strmap *job_env)
-{
-	const struct arl_node *v;
-	int64_t ms;
-
-	v = arl_node_get(n, "command");
-	if (!v) {
-		diag(c, n, "missing required key 'command' in a Command step");
-	} else if (want(c, v, ARL_NODE_SEQ, "command")) {
-		if (!v->nkids)
-			diag(c, v, "'command' must not be empty");
-		s->argv = arl_xcalloc(v->nkids + 1, sizeof(*s->argv));
-		for (size_t i = 0; i < v->nkids; i++) {
-			char *a;
-
-			if (!is_string(v->kids[i]) && v->kids[i]->kind == ARL_NODE_SCALAR) {
-				/* As Kubernetes does: quoting keeps "5" from becoming a number. */
-				diag(c, v->kids[i],
-				     "'command' arguments must be strings, got %s (quote it: "
-				     "\"%s\")",
-				     arl_node_describe(v->kids[i]), v->kids[i]->str);
-				continue;
-			}
-			a = get_str(c, v->kids[i], "command");
-
-			if (a)
-				s->argv[s->argc++] = a;
-		}
-	}
-	if ((v = arl_node_get(n, "workDir")) && (s->work_dir = get_str(c, v, "workDir")) &&
-	    s->work_dir[0] != '/')
-		diag(c, v, "'workDir' must be an absolute path inside the sandbox, got '%s'",
-		     s->work_dir);
-	for (size_t i = 0; job_env && i < job_env->n; i++)
-		arl_strmap_set(&s->env, job_env->v[i].key, job_env->v[i].val);
-	get_strmap(c, arl_node_get(n, "env"), "env", true, &s->env);
-	if ((v = arl_node_get(n, "timeout")) &&
-	    get_duration(c, v, "timeout", INT64_MAX / 4, false, &ms))
-		s->timeout_ms = ms;
-	if ((v = arl_node_get(n, "metrics"))) {
-		int m;
-
-		if (get_enum(c, v, "metrics", metrics_names, &m))
-			s->metrics_json = true;
-	}
+	return arl_field_enum(&c->r, n, name, choices, out);
 }
 
 /*
@@ -405,159 +133,29 @@ static void parse_command(struct sctx *c, const struct arl_node *n, struct arl_s
  * say so here, at the path. A run-time template ({{ attempt }}) leaves only the directories
  * before it to judge.
  */
-static void check_local_path(struct sctx *c, const struct arl_node *n, const char *path,
-                             bool deferred)
+static bool check_local_path(void *arg, const struct arl_node *n, const struct arl_pool *pool,
+                             const char *path, bool deferred)
 {
+	struct sctx *c = arg;
 	size_t settled = strlen(path);
 	const char *t;
 	char *why;
 
-	/* Materializing: `run --backend` may have changed the pool since; the backend judges. */
-	if (c->again || !c->pool || c->pool->backend != ARL_BACKEND_LOCAL)
-		return;
+	if (!pool || pool->backend != ARL_BACKEND_LOCAL)
+		return true;
 	if (deferred && (t = strstr(path, "{{"))) {
 		settled = (size_t)(t - path);
 		while (settled && path[settled - 1] != '/')
 			settled--;
 	}
 	if (!(why = arl_filepatch_local_refusal(path, settled)))
-		return;
+		return true;
 	if (c->origin[0])
-		diag(c, n, "%s (local pool '%s'; %s)", why, c->pool->name, c->origin);
+		diag(c, n, "%s (local pool '%s'; %s)", why, pool->name, c->origin);
 	else
-		diag(c, n, "%s (local pool '%s')", why, c->pool->name);
+		diag(c, n, "%s (local pool '%s')", why, pool->name);
 	free(why);
-}
-
-static void parse_filepatch(struct sctx *c, const struct arl_node *n, struct arl_step *s)
-{
-	const struct arl_node *v;
-
-	v = arl_node_get(n, "path");
-	if (!v) {
-		diag(c, n, "missing required key 'path' in a FilePatch step");
-	} else {
-		bool deferred = c->deferred;
-
-		c->deferred = false;
-		if ((s->path = get_str(c, v, "path")) && s->path[0] != '/')
-			diag(c, v, "'path' must be an absolute path inside the sandbox, got '%s'",
-			     s->path);
-		else if (s->path)
-			check_local_path(c, v, s->path, c->deferred);
-		c->deferred |= deferred;
-	}
-	if ((v = arl_node_get(n, "timeout")))
-		get_duration(c, v, "timeout", INT64_MAX / 4, false, &s->timeout_ms);
-	v = arl_node_get(n, "content");
-	if (!v) {
-		diag(c, n, "missing required key 'content' in a FilePatch step");
-	} else if (v->kind == ARL_NODE_SCALAR && arl_node_is_null(v) && v->plain) {
-		s->content = arl_xstrdup(""); /* "content:" alone: an empty file */
-	} else if ((s->content = get_str(c, v, "content"))) {
-		s->content_len = strlen(s->content);
-	}
-}
-
-static void parse_step(struct sctx *c, const struct arl_node *n, size_t idx, struct arl_step *s,
-                       const struct arl_strmap *job_env)
-{
-	const struct arl_node *v = arl_node_get(n, "type");
-	const char *const *keys;
-	const char *where;
-	int type = -1;
-
-	if (!v)
-		diag(c, n, "missing required key 'type' in a step (Command or FilePatch)");
-	else if (!get_enum(c, v, "type", step_types, &type))
-		type = -1;
-	s->type = type == 1 ? ARL_STEP_FILEPATCH : ARL_STEP_COMMAND;
-	keys = type == 1 ? filepatch_keys : command_keys;
-	where = type == 1 ? "a FilePatch step" : "a Command step";
-	for (size_t i = 0; type >= 0 && i + 1 < n->nkids; i += 2) {
-		const struct arl_node *k = n->kids[i];
-		const char *const *other = type == 1 ? command_keys : filepatch_keys;
-
-		if (k->kind != ARL_NODE_SCALAR)
-			diag(c, k, "keys in a step must be strings");
-		else if (!in_list(k->str, keys) && in_list(k->str, other))
-			diag(c, k, "unknown key '%s' in %s ('%s' belongs to %s steps)", k->str,
-			     where, k->str, type == 1 ? "Command" : "FilePatch");
-		else if (!in_list(k->str, keys))
-			unknown_key(c, k, where, keys);
-	}
-	if ((v = arl_node_get(n, "name")))
-		s->name = get_str(c, v, "name");
-	if (!s->name)
-		s->name = arl_xasprintf("step-%zu", idx + 1);
-	if (type == 0)
-		parse_command(c, n, s, job_env);
-	else if (type == 1)
-		parse_filepatch(c, n, s);
-}
-
-struct named_step {
-	const char *name;
-	size_t i;                  /* in the list: the first of equal names is the earliest */
-	const struct arl_node *at; /* its mapping */
-};
-
-static int named_step_cmp(const void *a, const void *b)
-{
-	const struct named_step *x = a, *y = b;
-	int c = strcmp(x->name, y->name);
-
-	return c ? c : (x->i > y->i) - (x->i < y->i);
-}
-
-/* A list of steps into @out; @nonempty for the main steps. */
-static void parse_steps(struct sctx *c, const struct arl_node *n, const char *name, bool nonempty,
-                        const struct arl_strmap *job_env, struct arl_steps *out)
-{
-	struct named_step *by_name;
-
-	if (!want(c, n, ARL_NODE_SEQ, name))
-		return;
-	if (nonempty && n->nkids == 0)
-		diag(c, n, "'%s' must not be empty", name);
-	out->v = arl_xcalloc(n->nkids ? n->nkids : 1, sizeof(*out->v));
-	by_name = arl_xcalloc(n->nkids ? n->nkids : 1, sizeof(*by_name));
-	for (size_t i = 0; i < n->nkids; i++) {
-		const struct arl_node *sn = n->kids[i];
-
-		if (!want(c, sn, ARL_NODE_MAP, "a step"))
-			continue;
-		parse_step(c, sn, i, &out->v[out->n], job_env);
-		by_name[out->n] = (struct named_step){out->v[out->n].name, i, sn};
-		out->n++;
-	}
-	/* Sorted, not each against all before it: 100,000 steps took 40 s. */
-	qsort(by_name, out->n, sizeof(*by_name), named_step_cmp);
-	for (size_t k = 1; k < out->n; k++) {
-		if (!strcmp(by_name[k].name, by_name[k - 1].name)) {
-			const struct arl_node *nn = arl_node_get(by_name[k].at, "name");
-
-			diag(c, nn ? nn : by_name[k].at, "duplicate step name '%s' in '%s'",
-			     by_name[k].name, name);
-		}
-	}
-	free(by_name);
-}
-
-static void parse_callbacks(struct sctx *c, const struct arl_node *n, struct arl_job *j,
-                            const struct arl_strmap *env)
-{
-	const struct arl_node *v;
-
-	if (!want(c, n, ARL_NODE_MAP, "callbacks"))
-		return;
-	check_keys(c, n, "callbacks", callback_keys);
-	if ((v = arl_node_get(n, "on_task_success")))
-		parse_steps(c, v, "on_task_success", false, env, &j->on_success);
-	if ((v = arl_node_get(n, "on_task_failure")))
-		parse_steps(c, v, "on_task_failure", false, env, &j->on_failure);
-	if ((v = arl_node_get(n, "on_task_complete")))
-		parse_steps(c, v, "on_task_complete", false, env, &j->on_complete);
+	return false;
 }
 
 static bool name_ok(struct sctx *c, const struct arl_node *n, const char *name)
@@ -578,51 +176,6 @@ static bool name_ok(struct sctx *c, const struct arl_node *n, const char *name)
 		}
 	}
 	return true;
-}
-
-static void parse_pool_ref(struct sctx *c, const struct arl_node *jn, const struct arl_node *v,
-                           struct arl_job *j)
-{
-	char *name, list[256] = "";
-	const char *names[64];
-	size_t k = 0;
-
-	if (!v) {
-		if (c->f->npools == 1) {
-			j->pool = 0;
-			return;
-		}
-		if (c->f->npools == 0) {
-			c->bad = true; /* reported once at 'pools' */
-			return;
-		}
-		if (c->f->npools > 1)
-			diag(c, jn,
-			     "job '%s' names no pool and the file defines %zu; set 'pool' "
-			     "or 'defaults.pool'",
-			     j->name ? j->name : "?", c->f->npools);
-		return;
-	}
-	name = get_str(c, v, "pool");
-	if (!name)
-		return;
-	for (size_t i = 0; i < c->f->npools; i++) {
-		if (!strcmp(c->f->pools[i].name, name)) {
-			j->pool = i;
-			free(name);
-			return;
-		}
-		if (k < 63)
-			names[k++] = c->f->pools[i].name;
-		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s'%s'", i ? ", " : "",
-		         c->f->pools[i].name);
-	}
-	names[k] = NULL;
-	if (suggest(name, names))
-		diag(c, v, "unknown pool '%s'; did you mean '%s'?", name, suggest(name, names));
-	else
-		diag(c, v, "unknown pool '%s' (defined: %s)", name, c->f->npools ? list : "none");
-	free(name);
 }
 
 /* The name a slot refers to, and (if @loc) where it was written. */
@@ -655,7 +208,7 @@ static size_t name_slot(const struct sctx *c, uint32_t hash, const char *name)
 }
 
 /* Job names must be unique after expansion: dataset fan-out makes this a hash, not a scan. */
-static void check_unique(struct sctx *c, const struct arl_node *at, const char *name)
+static bool check_unique(struct sctx *c, const struct arl_node *at, const char *name)
 {
 	uint32_t hash = (uint32_t)arl_fnv1a(name);
 	struct arl_loc first;
@@ -678,17 +231,27 @@ static void check_unique(struct sctx *c, const struct arl_node *at, const char *
 		slot_name(c, c->names[i].ref, &first);
 		diag(c, at, "duplicate job name '%s' (first at %u:%u)%s%s", name, first.line,
 		     first.col, c->origin[0] ? "; " : "", c->origin);
-		return;
+		return false;
 	}
-	/* The job will be f->jobs[njobs] if it is valid; expand_one() settles it. */
+	/* The job will be f->jobs[njobs] if it is valid; expand() settles it. */
 	c->names[i] = (struct name_slot){hash, (uint32_t)c->f->njobs + 1};
 	c->pending = i + 1;
 	c->nnames++;
+	return true;
+}
+
+static bool check_name(void *arg, const struct arl_node *at, const char *name)
+{
+	struct sctx *c = arg;
+
+	return name_ok(c, at, name) && check_unique(c, at, name);
 }
 
 /* The job whose name was just checked is rejected: its slot keeps a copy of the name. */
-static void reject_name(struct sctx *c, const char *name, struct arl_loc loc)
+static void reject_name(void *arg, const char *name, struct arl_loc loc)
 {
+	struct sctx *c = arg;
+
 	if (!c->pending)
 		return;
 	ARL_GROW(c->rejected, c->caprejected, c->nrejected + 1);
@@ -936,12 +499,12 @@ static bool load_items(struct sctx *c, const struct arl_node *fe, struct items *
 		} else {
 			it->ds = arl_xmalloc(sizeof(*it->ds));
 			ok = arl_dataset_load(it->ds, strcmp(c->dir, ".") ? fs : rel, fs, file->loc,
-			                      c->d) == 0;
+			                      c->r.d) == 0;
 		}
 		free(rel);
 		free(fs);
 		if (!ok) {
-			c->bad = true;
+			c->r.bad = true;
 			return false;
 		}
 		it->n = it->ds->n;
@@ -975,93 +538,14 @@ static bool load_items(struct sctx *c, const struct arl_node *fe, struct items *
 	return load_matrix(c, matrix, it);
 }
 
-/* One job from node @jn with @item bound into *out; false (and *out empty) on errors. */
-static bool expand_one(struct sctx *c, const struct arl_node *jn, const cJSON *item,
-                       struct arl_job *out)
+/* Expands job @jn with @item bound, validating it as the loader does. */
+static bool expand(struct sctx *c, const struct arl_node *jn, const cJSON *item,
+                   struct arl_job *out)
 {
-	struct arl_job j = {0};
-	const struct arl_node *v, *name_node = arl_node_get(jn, "name");
-	struct arl_strmap env = {0};
-	int64_t n;
-	bool name_deferred, bad;
+	const struct arl_expand_checks checks = {check_name, reject_name, check_local_path, c};
 
-	c->bad = false;
-	c->deferred = false;
 	c->pending = 0;
-	c->t.item = item;
-	c->t.job_name = NULL;
-	j.timeout_ms = ARL_DEFAULT_TIMEOUT_MS;
-	j.prepare_timeout_ms = ARL_DEFAULT_PREPARE_TIMEOUT_MS;
-	j.backoff_ms = ARL_DEFAULT_BACKOFF_MS;
-	j.retry_on = ARL_RETRY_BIT(ARL_CLASS_INFRA) | ARL_RETRY_BIT(ARL_CLASS_TIMEOUT);
-	if (!name_node) {
-		diag(c, jn, "missing required key 'name' in job");
-	} else if ((j.name = get_str(c, name_node, "name"))) {
-		name_deferred = c->deferred;
-		if (name_deferred) {
-			diag(c, name_node,
-			     "job names cannot use run.* or attempt: a name must be "
-			     "stable across runs");
-		} else if (name_ok(c, name_node, j.name) && !c->again) {
-			check_unique(c, name_node, j.name);
-		}
-	}
-	c->t.job_name = j.name;
-	bad = c->bad;
-	c->bad = false;
-	parse_pool_ref(c, jn, field(c, jn, "pool"), &j);
-	c->pool = c->bad ? NULL : &c->f->pools[j.pool];
-	c->bad |= bad;
-	if ((v = field(c, jn, "timeout")))
-		get_duration(c, v, "timeout", INT64_MAX / 4, false, &j.timeout_ms);
-	if ((v = field(c, jn, "prepareTimeout")))
-		get_duration(c, v, "prepareTimeout", INT64_MAX / 4, false, &j.prepare_timeout_ms);
-	if ((v = field(c, jn, "retries")) && get_int(c, v, "retries", 0, ARL_MAX_RETRIES, &n))
-		j.retries = (int)n;
-	if ((v = field(c, jn, "retryOn")) && want(c, v, ARL_NODE_SEQ, "retryOn")) {
-		j.retry_on = 0;
-		for (size_t i = 0; i < v->nkids; i++) {
-			int e;
-
-			if (get_enum(c, v->kids[i], "retryOn", retry_names, &e))
-				j.retry_on |= ARL_RETRY_BIT(e == 0   ? ARL_CLASS_FAILED
-				                            : e == 1 ? ARL_CLASS_TIMEOUT
-				                                     : ARL_CLASS_INFRA);
-		}
-	}
-	if ((v = field(c, jn, "backoff")))
-		get_duration(c, v, "backoff", ARL_MAX_BACKOFF_MS, true, &j.backoff_ms);
-	if ((v = field(c, jn, "keepAlive")))
-		get_bool(c, v, "keepAlive", &j.keep_alive);
-	/* env and labels merge key by key: the job's entries over the defaults'. */
-	get_strmap(c, arl_node_get(c->defaults, "env"), "env", true, &env);
-	get_strmap(c, arl_node_get(jn, "env"), "env", true, &env);
-	get_strmap(c, arl_node_get(c->defaults, "labels"), "labels", false, &j.labels);
-	get_strmap(c, arl_node_get(jn, "labels"), "labels", false, &j.labels);
-	if (!(v = field(c, jn, "steps")))
-		diag(c, jn, "missing required key 'steps' in job");
-	else
-		parse_steps(c, v, "steps", true, &env, &j.steps);
-	if ((v = field(c, jn, "callbacks")))
-		parse_callbacks(c, v, &j, &env);
-	arl_strmap_release(&env);
-	if (c->bad) {
-		if (j.name)
-			reject_name(c, j.name, name_node->loc);
-		arl_job_release(&j);
-		return false;
-	}
-	if (item) {
-		char *s = cJSON_PrintUnformatted(item);
-
-		j.item = arl_xstrdup(s);
-		cJSON_free(s);
-	}
-	j.runtime_templates = c->deferred;
-	j.key = arl_xasprintf("%s/%s", c->f->stem, j.name);
-	j.node = jn;
-	*out = j;
-	return true;
+	return arl_expand_job(c->f, jn, item, c->origin, &checks, c->r.d, out);
 }
 
 /*
@@ -1150,7 +634,7 @@ static void parse_job(struct sctx *c, const struct arl_node *jn)
 		struct arl_job j;
 
 		c->origin[0] = '\0';
-		if (expand_one(c, jn, NULL, &j))
+		if (expand(c, jn, NULL, &j))
 			add_job(c, &j);
 		return;
 	}
@@ -1177,15 +661,15 @@ static void parse_job(struct sctx *c, const struct arl_node *jn)
 			struct arl_loc loc = {it.ds->path, it.ds->lines[i], 1};
 
 			if (rec)
-				arl_diags_add(c->d, ARL_SEV_ERROR, loc, 1,
+				arl_diags_add(c->r.d, ARL_SEV_ERROR, loc, 1,
 				              "record %zu must be a JSON object", i + 1);
 			else
-				arl_diags_add(c->d, ARL_SEV_ERROR, loc, 1, "%s", err.msg);
+				arl_diags_add(c->r.d, ARL_SEV_ERROR, loc, 1, "%s", err.msg);
 			cJSON_Delete(rec);
 			break;
 		}
 		describe_item(c, &it, i);
-		if (expand_one(c, jn, rec, &j)) {
+		if (expand(c, jn, rec, &j)) {
 			if (it.ds && it.ds->recs) {
 				j.dataset = it.ds;
 				j.record = (uint32_t)i;
@@ -1260,7 +744,7 @@ static void parse_top(struct sctx *c, const struct arl_node *root)
 		}
 	}
 	if ((v = arl_node_get(root, "defaults")) && want(c, v, ARL_NODE_MAP, "defaults")) {
-		c->defaults = v;
+		c->f->defaults = v;
 		check_keys(c, v, "defaults", defaults_keys);
 	}
 	jobs = arl_node_get(root, "jobs");
@@ -1278,14 +762,16 @@ int arl_jobfile_parse(const char *path, const char *buf, size_t len, struct arl_
                       struct arl_diags *diags)
 {
 	struct arl_doc *doc = NULL;
-	struct sctx c = {.d = diags, .path = path};
+	struct sctx c = {.r = {.d = diags, .path = path}};
 	size_t before = diags->errors;
 	char *tmp;
 	int ret = -1;
 
 	if (arl_yaml_load_mem(path, buf, len, &doc, diags) < 0)
 		return -1;
-	c.path = doc->path;
+	c.r.path = doc->path;
+	c.r.t = &c.t;
+	c.r.origin = c.origin;
 	tmp = arl_xstrdup(path);
 	c.dir = arl_xstrdup(dirname(tmp));
 	free(tmp);
@@ -1300,7 +786,6 @@ int arl_jobfile_parse(const char *path, const char *buf, size_t len, struct arl_
 		}
 		/* Lazy jobs expand again from the document: it lives as long as the file. */
 		c.f->doc = doc;
-		c.f->defaults = c.defaults;
 		c.f->dir = c.dir;
 		*out = c.f;
 		c.f = NULL;
@@ -1316,42 +801,4 @@ int arl_jobfile_parse(const char *path, const char *buf, size_t len, struct arl_
 	free(c.dir);
 	arl_doc_free(doc);
 	return ret;
-}
-
-int arl_job_materialize(const struct arl_jobfile *f, const struct arl_job *j, struct arl_job *out,
-                        struct arl_err *err)
-{
-	struct arl_diags diags = ARL_DIAGS_INIT;
-	struct sctx c = {.d = &diags,
-	                 .path = f->path,
-	                 .dir = f->dir,
-	                 .f = (struct arl_jobfile *)f,
-	                 .defaults = f->defaults,
-	                 .again = true};
-	cJSON *item = NULL;
-	bool ok;
-
-	if (!j->lazy || !j->node)
-		return arl_error(err, ARL_E_INVALID, "job '%s' has no source to expand", j->name);
-	if (j->dataset) {
-		if (arl_dataset_read(j->dataset, j->record, &item, err) < 0) {
-			arl_err_prefix(err, "job '%s'", j->name);
-			return -1;
-		}
-	} else if (!(item = cJSON_Parse(j->item))) {
-		return arl_error(err, ARL_E_INVALID, "job '%s': its item is not valid JSON",
-		                 j->name);
-	}
-	ok = expand_one(&c, j->node, item, out);
-	cJSON_Delete(item);
-	if (!ok) {
-		/* The file was validated with this very item: only a bug gets here. */
-		arl_error(err, ARL_E_INVALID, "job '%s' no longer expands: %s", j->name,
-		          diags.n ? diags.v[0].msg : "?");
-		arl_diags_release(&diags);
-		return -1;
-	}
-	arl_diags_release(&diags);
-	memcpy(out->spec_hash, j->spec_hash, sizeof(out->spec_hash));
-	return 0;
 }

@@ -1,8 +1,8 @@
 /*
- * Job-file validation and expansion: the node tree of yaml_load.c -> struct arl_jobfile, with
- * defaults merged under jobs, foreach expanded and load-time templates rendered. Every problem
- * is collected in the caller's diagnostics (the whole file is checked, not just up to the first
- * error).
+ * Job-file validation: the node tree of yaml_load.c -> struct arl_jobfile, with defaults merged
+ * under jobs, foreach expanded (each job by expand.c) and load-time templates rendered. Every
+ * problem is collected in the caller's diagnostics (the whole file is checked, not just up to
+ * the first error).
  */
 #ifndef ARL_SCHEMA_H
 #define ARL_SCHEMA_H
@@ -19,12 +19,5 @@
  */
 int arl_jobfile_parse(const char *path, const char *buf, size_t len, struct arl_jobfile **out,
                       struct arl_diags *diags);
-
-/*
- * The full job for a lazy one (steps and callbacks expanded with its item); a job that is not
- * lazy is copied. Thread-safe: @f is only read. *out is released with arl_job_release().
- */
-int arl_job_materialize(const struct arl_jobfile *f, const struct arl_job *j, struct arl_job *out,
-                        struct arl_err *err);
 
 #endif

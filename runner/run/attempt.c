@@ -7,7 +7,7 @@
 #include <cjson/cJSON.h>
 
 #include "buf.h"
-#include "jobfile/schema.h"
+#include "jobfile/expand.h"
 #include "jobfile/template.h"
 #include "util.h"
 #include "banned.h"

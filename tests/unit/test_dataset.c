@@ -17,6 +17,7 @@
 
 #include "jobfile/dataset.h"
 #include "jobfile/job.h"
+#include "jobfile/expand.h"
 #include "jobfile/schema.h"
 #include "jobfile/select.h"
 #include "util.h"

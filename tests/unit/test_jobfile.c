@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "buf.h"
+#include "jobfile/expand.h"
 #include "jobfile/job.h"
 #include "jobfile/schema.h"
 #include "jobfile/template.h"
@@ -205,6 +206,150 @@ static void test_expansion(void **state)
 	arl_diags_release(&d);
 }
 
+static void assert_steps_equal(const struct arl_steps *a, const struct arl_steps *b)
+{
+	assert_int_equal(a->n, b->n);
+	for (size_t i = 0; i < a->n; i++) {
+		const struct arl_step *x = &a->v[i], *y = &b->v[i];
+
+		assert_string_equal(x->name, y->name);
+		assert_int_equal(x->type, y->type);
+		assert_int_equal(x->argc, y->argc);
+		for (size_t k = 0; k < x->argc; k++)
+			assert_string_equal(x->argv[k], y->argv[k]);
+		assert_true(!x->work_dir == !y->work_dir);
+		if (x->work_dir)
+			assert_string_equal(x->work_dir, y->work_dir);
+		assert_int_equal(x->env.n, y->env.n);
+		for (size_t k = 0; k < x->env.n; k++)
+			assert_string_equal(arl_strmap_get(&y->env, x->env.v[k].key),
+			                    x->env.v[k].val);
+		assert_int_equal(x->timeout_ms, y->timeout_ms);
+		assert_int_equal(x->metrics_json, y->metrics_json);
+		assert_true(!x->path == !y->path);
+		if (x->path)
+			assert_string_equal(x->path, y->path);
+		assert_int_equal(x->content_len, y->content_len);
+		if (x->content)
+			assert_memory_equal(x->content, y->content, x->content_len);
+	}
+}
+
+/* What the loader keeps of a job (lazy or not) is what expanding it again gives. */
+static void assert_job_matches(const struct arl_job *kept, const struct arl_job *again)
+{
+	assert_string_equal(kept->name, again->name);
+	assert_string_equal(kept->key, again->key);
+	assert_int_equal(kept->pool, again->pool);
+	assert_int_equal(kept->timeout_ms, again->timeout_ms);
+	assert_int_equal(kept->prepare_timeout_ms, again->prepare_timeout_ms);
+	assert_int_equal(kept->backoff_ms, again->backoff_ms);
+	assert_int_equal(kept->retries, again->retries);
+	assert_int_equal(kept->retry_on, again->retry_on);
+	assert_int_equal(kept->keep_alive, again->keep_alive);
+	assert_int_equal(kept->runtime_templates, again->runtime_templates);
+	assert_ptr_equal(kept->node, again->node);
+	assert_int_equal(kept->labels.n, again->labels.n);
+	for (size_t k = 0; k < kept->labels.n; k++)
+		assert_string_equal(arl_strmap_get(&again->labels, kept->labels.v[k].key),
+		                    kept->labels.v[k].val);
+}
+
+/*
+ * The job that runs is the job that was checked: a lazy job expanded again on the worker
+ * (no loader checks, a read-only file) has the steps, callbacks, env, limits and item the
+ * load-time hash was computed from, and a job kept whole expands again to the same steps.
+ */
+static void test_reexpansion_is_the_validated_job(void **state)
+{
+	struct arl_diags d = ARL_DIAGS_INIT;
+	struct arl_jobfile *f;
+	const char *text =
+	    "version: 1\n"
+	    "pools: {p: {replicas: 2}, q: {}}\n"
+	    "defaults:\n"
+	    "  pool: p\n"
+	    "  env: {A: d, B: \"{{ job.name }}\"}\n"
+	    "  labels: {team: t, of: \"{{ job.name }}\"}\n"
+	    "  timeout: 2m\n"
+	    "  retries: 3\n"
+	    "  retryOn: [failed]\n"
+	    "  callbacks: {on_task_complete: [{type: Command, command: [echo, done]}]}\n"
+	    "jobs:\n"
+	    "  - name: \"i-{{ item.k }}\"\n"
+	    "    prepareTimeout: 5m\n"
+	    "    backoff: 0s\n"
+	    "    keepAlive: true\n"
+	    "    labels: {kind: \"{{ item.k }}\"}\n"
+	    "    env: {A: \"job-{{ item.k }}\"}\n"
+	    "    foreach: {items: [{k: x, n: 1}, {k: y, n: [1, 2]}]}\n"
+	    "    steps:\n"
+	    "      - {type: Command, name: run, command: [sh, -c, \"echo {{ item.n }} "
+	    "{{ attempt }}\"], workDir: /workspace/w, timeout: 10s, metrics: json,\n"
+	    "         env: {C: \"{{ run.id }}\"}}\n"
+	    "      - {type: FilePatch, path: \"/workspace/{{ item.k }}.txt\", content: \"k={{ "
+	    "item.k }}\\n\"}\n"
+	    "    callbacks:\n"
+	    "      on_task_failure: [{type: Command, command: [echo, \"{{ item.k }} failed\"]}]\n"
+	    "  - name: \"m-{{ item.a }}-{{ item.b }}\"\n"
+	    "    pool: q\n"
+	    "    labels: {kind: m}\n"
+	    "    foreach: {matrix: {a: [1, true], b: [\"s\", 2.5]}}\n"
+	    "    steps: [{type: Command, command: [echo, \"{{ item.a }}/{{ item.b }}\"]}]\n"
+	    "  - name: whole\n"
+	    "    labels: {kind: w}\n"
+	    "    steps:\n"
+	    "      - {type: Command, command: [echo, \"{{ job.name }} {{ run.name }}\"]}\n"
+	    "      - type: FilePatch\n"
+	    "        path: /workspace/e\n"
+	    "        content:\n";
+	const struct arl_job *whole;
+	struct arl_job again;
+
+	(void)state;
+	f = parse(text, &d);
+	assert_int_equal(d.errors, 0);
+	assert_non_null(f);
+	assert_int_equal(f->njobs, 7);
+	for (size_t i = 0; i < 6; i++) {
+		const struct arl_job *j = &f->jobs[i];
+		struct arl_job full;
+		struct arl_err err = ARL_ERR_INIT;
+		char hash[33];
+
+		assert_true(j->lazy);
+		assert_int_equal(arl_job_materialize(f, j, &full, &err), 0);
+		assert_job_matches(j, &full);
+		assert_false(full.lazy);
+		/* Computed at load from the job as validated, before its steps were dropped. */
+		arl_job_spec_hash(&full, &f->pools[full.pool], hash);
+		assert_string_equal(hash, j->spec_hash);
+		assert_string_equal(full.item, j->item);
+		/* A job's own callbacks replace the defaults' whole. */
+		assert_int_equal(full.on_complete.n, i < 2 ? 0 : 1);
+		assert_int_equal(full.on_failure.n, i < 2 ? 1 : 0);
+		arl_job_release(&full);
+	}
+	assert_string_equal(arl_strmap_get(&f->jobs[1].labels, "kind"), "y");
+	assert_string_equal(arl_strmap_get(&f->jobs[5].labels, "kind"), "m");
+	assert_string_equal(arl_strmap_get(&f->jobs[5].labels, "of"), "m-true-2.5");
+	assert_int_equal(f->jobs[5].pool, 1);
+	assert_true(f->jobs[0].runtime_templates);
+	/* A job kept whole: the worker's expansion gives the very steps validation kept. */
+	whole = &f->jobs[6];
+	assert_false(whole->lazy);
+	assert_true(arl_expand_job(f, whole->node, NULL, "", NULL, &d, &again));
+	assert_int_equal(d.errors, 0);
+	assert_job_matches(whole, &again);
+	assert_steps_equal(&whole->steps, &again.steps);
+	assert_steps_equal(&whole->on_success, &again.on_success);
+	assert_steps_equal(&whole->on_failure, &again.on_failure);
+	assert_steps_equal(&whole->on_complete, &again.on_complete);
+	arl_job_release(&again);
+	arl_jobfile_free(f);
+	arl_diags_release(&d);
+}
+
 static void test_all_errors_reported(void **state)
 {
 	struct arl_diags d = ARL_DIAGS_INIT;
@@ -335,6 +480,7 @@ int main(void)
 	    cmocka_unit_test(test_template_values_are_not_templates),
 	    cmocka_unit_test(test_yaml_limits),
 	    cmocka_unit_test(test_expansion),
+	    cmocka_unit_test(test_reexpansion_is_the_validated_job),
 	    cmocka_unit_test(test_all_errors_reported),
 	    cmocka_unit_test(test_spec_hash),
 	    cmocka_unit_test(test_filepatch_local_rule),
