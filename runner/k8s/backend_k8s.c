@@ -51,6 +51,7 @@
 #include "backend/backend.h"
 #include "buf.h"
 #include "k8s/k8s_client.h"
+#include "k8s/k8s_watch.h"
 #include "k8s/k8s_throttle.h"
 #include "k8s/k8s_gc.h"
 #include "k8s/k8s_text.h"
