@@ -25,6 +25,7 @@
 
 #include "buf.h"
 #include "k8s/k8s_client_internal.h"
+#include "k8s/k8s_creds.h"
 #include "k8s/k8s_text.h"
 #include "util.h"
 #include "banned.h"

@@ -19,8 +19,8 @@
  * Secrets (tokens, keys, passwords) stay inside this module and the curl handles it
  * configures: no error message, log line or accessor below prints them.
  *
- * Thread-safety: after arl_kubeconfig_load() the object is shared by all threads;
- * arl_kubeconfig_curl_auth() and arl_kubeconfig_invalidate() lock internally.
+ * Thread-safety: after arl_kubeconfig_load() the object is shared by all threads; the live
+ * credentials (k8s_creds.h) lock internally.
  */
 #ifndef ARL_KUBECONFIG_H
 #define ARL_KUBECONFIG_H
@@ -87,27 +87,5 @@ const char *arl_kubeconfig_server_shown(const struct arl_kubeconfig *kc);
  * tls-server-name) to a libcurl easy handle (CURL *). Call once per handle.
  */
 int arl_kubeconfig_curl_setup(const struct arl_kubeconfig *kc, void *curl, struct arl_err *err);
-
-/*
- * Applies the current credentials to the handle for one request: appends an Authorization
- * header to *headers (a struct curl_slist **) and sets client certificates from an exec
- * plugin. Re-reads a changed token file and runs an exec plugin whose credential is missing
- * or expired (other threads wait for it). Thread-safe.
- */
-int arl_kubeconfig_curl_auth(struct arl_kubeconfig *kc, void *curl, void *headers,
-                             struct arl_err *err);
-
-/*
- * The server answered 401: forget cached exec credentials and token-file contents so the
- * next arl_kubeconfig_curl_auth() fetches fresh ones. Returns true when there was anything
- * to refresh (a retry may help).
- */
-bool arl_kubeconfig_invalidate(struct arl_kubeconfig *kc);
-
-/*
- * The bearer token the next request would send, in a malloc'd string (NULL: none), for tests
- * only: production code goes through arl_kubeconfig_curl_auth().
- */
-int arl_kubeconfig_token_for_test(struct arl_kubeconfig *kc, char **out, struct arl_err *err);
 
 #endif

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "k8s/k8s_creds.h"
 #include "k8s/kubeconfig.h"
 #include "util.h"
 #include "banned.h"
