@@ -6,13 +6,13 @@
  * or any kubernetes option): a bare `gc` must not reach for whatever $KUBECONFIG happens to
  * point at, and must not hang on a cluster that is down.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "local/backend_local.h"
 #include "cmd/cli.h"
+#include "cmd/options.h"
 #include "err.h"
 #include "k8s/k8s_client.h"
 #include "k8s/k8s_gc.h"
@@ -22,8 +22,6 @@
 
 #define GC_K8S_TRIES 4 /* tries of a request that failed for want of a connection, a 5xx... */
 
-enum { OPT_KUBECONFIG = 256, OPT_CONTEXT, OPT_HOST };
-
 enum { GC_LOCAL = 1, GC_K8S = 2 };
 
 struct gc_opts {
@@ -32,49 +30,33 @@ struct gc_opts {
 	const char *kubeconfig, *context, *ns, *host;
 };
 
-static void usage(FILE *out)
-{
-	fputs(
-	    "usage: arl-batch gc [--yes] [--backend local|kubernetes|all] [--db PATH]\n"
-	    "                    [--state-dir DIR] [--kubeconfig PATH] [--context NAME]\n"
-	    "                    [--namespace NS] [--host NAME]\n"
-	    "\n"
-	    "Lists the sandboxes whose runner is no longer running, e.g. after `kill -9`; with\n"
-	    "--yes deletes them. `run` does the same sweep when it starts (local: its state\n"
-	    "directory; kubernetes: this host's objects in the namespaces of its pools).\n"
-	    "\n"
-	    "local: the workspace directories in the state directory whose runner is gone: its\n"
-	    "pid is not running or is another process now, or the host rebooted since (as the\n"
-	    "directory's name records them). Those of a runner in another PID namespace (another\n"
-	    "container) are counted, not touched; keepAlive sandboxes are never touched.\n"
-	    "kubernetes: the Sandboxes and Tasks labelled with an owner on this host\n"
-	    "(arl.infra.io/owner-host) whose runner is gone: its pid is not running or is\n"
-	    "another process now, or the host rebooted since. Tasks are deleted first. Objects\n"
-	    "of other hosts are counted, not touched: their runners cannot be seen from here\n"
-	    "(see --host). Objects without the owner labels and keepAlive Sandboxes are never\n"
-	    "touched.\n"
-	    "\n"
-	    "  -y, --yes          delete what is found (default: only list it)\n"
-	    "  -b, --backend B    local, kubernetes or all (default: local, and kubernetes too\n"
-	    "                     when a kubernetes option below is given)\n"
-	    "      --db PATH      local: the database whose sandboxes to check (they live in\n"
-	    "                     PATH.sandboxes unless --state-dir or $XDG_STATE_HOME says "
-	    "otherwise)\n"
-	    "      --state-dir D  local: the sandboxes' directory, as given to `run --state-dir`\n"
-	    "      --kubeconfig P kubernetes: the kubeconfig (default $KUBECONFIG,\n"
-	    "                     ~/.kube/config, in-cluster)\n"
-	    "      --context NAME kubernetes: the kubeconfig context (default: the current one)\n"
-	    "  -n, --namespace NS kubernetes: look in NS only (default: every namespace, or the\n"
-	    "                     context's when listing across namespaces is forbidden)\n"
-	    "      --host NAME    kubernetes: host NAME is gone for good: all the objects it\n"
-	    "                     owns are orphans, whatever their pids (naming this host is the\n"
-	    "                     default: its runners are checked)\n"
-	    "\n"
-	    "Exit status: 0 done (whether or not anything was found), 2 usage error, 3 the\n"
-	    "state directory could not be read, the cluster could not be reached, or a\n"
-	    "deletion failed.\n",
-	    out);
-}
+static const char *const synopsis[] = {"gc [--yes] [--backend local|kubernetes|all] [--db PATH]",
+                                       "   [--state-dir DIR] [--kubeconfig PATH] [--context NAME]",
+                                       "   [--namespace NS] [--host NAME]", NULL};
+
+static const char about[] =
+    "Lists the sandboxes whose runner is no longer running, e.g. after `kill -9`; with\n"
+    "--yes deletes them. `run` does the same sweep when it starts (local: its state\n"
+    "directory; kubernetes: this host's objects in the namespaces of its pools).\n"
+    "\n"
+    "local: the workspace directories in the state directory whose runner is gone: its\n"
+    "pid is not running or is another process now, or the host rebooted since (as the\n"
+    "directory's name records them). Those of a runner in another PID namespace (another\n"
+    "container) are counted, not touched; keepAlive sandboxes are never touched.\n"
+    "kubernetes: the Sandboxes and Tasks labelled with an owner on this host\n"
+    "(arl.infra.io/owner-host) whose runner is gone: its pid is not running or is\n"
+    "another process now, or the host rebooted since. Tasks are deleted first. Objects\n"
+    "of other hosts are counted, not touched: their runners cannot be seen from here\n"
+    "(see --host). Objects without the owner labels and keepAlive Sandboxes are never\n"
+    "touched.\n";
+
+static const char epilog[] =
+    "Exit status: 0 done (whether or not anything was found), 2 usage error, 3 the\n"
+    "state directory could not be read, the cluster could not be reached, or a\n"
+    "deletion failed.\n";
+
+static const struct arl_opt_choice backends[] = {
+    {"local", GC_LOCAL}, {"kubernetes", GC_K8S}, {"all", GC_LOCAL | GC_K8S}, {NULL, 0}};
 
 static int gc_local(const struct gc_opts *g)
 {
@@ -170,83 +152,51 @@ out:
 
 int cmd_gc(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"yes", no_argument, NULL, 'y'},
-	    {"db", required_argument, NULL, 'd'},
-	    {"state-dir", required_argument, NULL, 's'},
-	    {"backend", required_argument, NULL, 'b'},
-	    {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
-	    {"context", required_argument, NULL, OPT_CONTEXT},
-	    {"namespace", required_argument, NULL, 'n'},
-	    {"host", required_argument, NULL, OPT_HOST},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
 	struct gc_opts g = {0};
-	const char *backend = NULL;
 	bool k8s_opts;
-	int c, which, code = 0, rc;
+	int which = 0, code = 0, rc, n;
+	const struct arl_option opts[] = {
+	    ARL_OPT_FLAG('y', "yes", &g.yes, "delete what is found (default: only list it)"),
+	    ARL_OPT_CHOICE('b', "backend", &which, backends,
+	                   "local, kubernetes or all (default: local, and kubernetes\n"
+	                   "too when a kubernetes option below is given)"),
+	    ARL_OPT_STRING(0, "db", &g.db, "PATH",
+	                   "local: the database whose sandboxes to check (they live\n"
+	                   "in PATH.sandboxes unless --state-dir or $XDG_STATE_HOME\n"
+	                   "says otherwise)"),
+	    ARL_OPT_STRING(0, "state-dir", &g.state, "D",
+	                   "local: the sandboxes' directory, as given to\n"
+	                   "`run --state-dir`"),
+	    ARL_OPT_STRING(0, "kubeconfig", &g.kubeconfig, "P",
+	                   "kubernetes: the kubeconfig (default $KUBECONFIG,\n"
+	                   "~/.kube/config, in-cluster)"),
+	    ARL_OPT_STRING(0, "context", &g.context, "NAME",
+	                   "kubernetes: the kubeconfig context (default: the\n"
+	                   "current one)"),
+	    ARL_OPT_STRING('n', "namespace", &g.ns, "NS",
+	                   "kubernetes: look in NS only (default: every namespace,\n"
+	                   "or the context's when listing across namespaces is\n"
+	                   "forbidden)"),
+	    ARL_OPT_STRING(0, "host", &g.host, "NAME",
+	                   "kubernetes: host NAME is gone for good: all the objects\n"
+	                   "it owns are orphans, whatever their pids (naming this\n"
+	                   "host is the default: its runners are checked)"),
+	    ARL_OPT_END(),
+	};
+	const struct arl_command_usage u = {
+	    .name = "gc", .synopsis = synopsis, .about = about, .options = opts, .epilog = epilog};
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "yb:n:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'y':
-			g.yes = true;
-			break;
-		case 'd':
-			g.db = optarg;
-			break;
-		case 's':
-			g.state = optarg;
-			break;
-		case 'b':
-			backend = optarg;
-			break;
-		case OPT_KUBECONFIG:
-			g.kubeconfig = optarg;
-			break;
-		case OPT_CONTEXT:
-			g.context = optarg;
-			break;
-		case 'n':
-			g.ns = optarg;
-			break;
-		case OPT_HOST:
-			g.host = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return ARL_EXIT_USAGE;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "arl-batch gc: unexpected argument '%s'\n", argv[optind]);
-		usage(stderr);
-		return ARL_EXIT_USAGE;
-	}
+	if ((n = arl_options_parse(&u, argc, argv, 0, &code)) < 0)
+		return code;
+	if (n > 0)
+		return arl_options_error(&u, "unexpected argument '%s'", argv[0]);
 	k8s_opts = g.kubeconfig || g.context || g.ns || g.host;
-	if (!backend)
+	if (!which)
 		which = GC_LOCAL | (k8s_opts ? GC_K8S : 0);
-	else if (!strcmp(backend, "local"))
-		which = GC_LOCAL;
-	else if (!strcmp(backend, "kubernetes"))
-		which = GC_K8S;
-	else if (!strcmp(backend, "all"))
-		which = GC_LOCAL | GC_K8S;
-	else {
-		fprintf(stderr,
-		        "arl-batch gc: unknown backend '%s' (expected local, kubernetes or all)\n",
-		        backend);
-		return ARL_EXIT_USAGE;
-	}
-	if (!(which & GC_K8S) && k8s_opts) {
-		fprintf(stderr, "arl-batch gc: --kubeconfig, --context, --namespace and --host are "
-		                "for the kubernetes backend, not with --backend local\n");
-		return ARL_EXIT_USAGE;
-	}
+	if (!(which & GC_K8S) && k8s_opts)
+		return arl_options_error(&u,
+		                         "--kubeconfig, --context, --namespace and --host are "
+		                         "for the kubernetes backend, not with --backend local");
 	if (which & GC_LOCAL && (rc = gc_local(&g)) != 0)
 		code = rc;
 	if (which & GC_K8S && (rc = gc_kubernetes(&g)) != 0)

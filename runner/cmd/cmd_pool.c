@@ -2,7 +2,6 @@
  * `arl-batch pool create|get|list|wait|delete`: ARL WarmPools, as the SDK's WarmPoolManager
  * manages them, over the same kubeconfig handling and REST client as the kubernetes backend.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "cmd/cli.h"
+#include "cmd/options.h"
 #include "err.h"
 #include "k8s/k8s_client.h"
 #include "k8s/kubeconfig.h"
@@ -19,66 +19,36 @@
 
 #define POOL_WAIT_DEFAULT_MS 300000 /* the SDK's WarmPoolManager timeout */
 
-static void usage(FILE *out)
-{
-	fputs(
-	    "usage: arl-batch pool create NAME --image IMG --sidecar-image IMG [--replicas N]\n"
-	    "                        [--testbed-path P] [--workspace-path P] [--wait]\n"
-	    "                        [--command ARG]... [-- CMD ARGS...]\n"
-	    "       arl-batch pool get NAME [--output table|json]\n"
-	    "       arl-batch pool list [--output table|json]\n"
-	    "       arl-batch pool wait NAME [--timeout DURATION]\n"
-	    "       arl-batch pool delete NAME [--ignore-not-found]\n"
-	    "\n"
-	    "Manages ARL WarmPools (arl.infra.io/v1alpha1) the way the SDK's WarmPoolManager\n"
-	    "does: `create` sends the same body as create_warmpool() (an executor container\n"
-	    "running the command, default /bin/sh -c 'sleep infinity', a sidecar with ports\n"
-	    "8080/9090, a shared 'workspace' emptyDir, and a 'testbed' one with --testbed-path).\n"
-	    "A pool is ready when status.readyReplicas >= spec.replicas > 0.\n"
-	    "\n"
-	    "  -n, --namespace NS      namespace (default: the context's, else 'default')\n"
-	    "      --kubeconfig PATH   kubeconfig (default $KUBECONFIG, ~/.kube/config, "
-	    "in-cluster)\n"
-	    "      --context NAME      kubeconfig context (default: the current one)\n"
-	    "      --image IMG         create: the executor image\n"
-	    "      --sidecar-image IMG create: the ARL sidecar image\n"
-	    "      --replicas N        create: idle pods to keep warm (default 2)\n"
-	    "      --testbed-path P    create: also mount a 'testbed' volume at P\n"
-	    "      --workspace-path P  create: where 'workspace' is mounted (default /workspace)\n"
-	    "      --command ARG       create: one word of the executor's command (repeatable);\n"
-	    "                          words after '--' are appended too\n"
-	    "      --wait              create: wait until the pool is ready (see --timeout)\n"
-	    "      --timeout DURATION  wait, create --wait: give up after this (default 5m)\n"
-	    "  -o, --output FORMAT     get, list: table (default) or json\n"
-	    "      --ignore-not-found  delete: a missing pool is not an error\n"
-	    "  -h, --help              show this help\n"
-	    "\n"
-	    "Exit status: 0 done, 1 not found or not ready in time, 2 usage error, 3 the API\n"
-	    "could not be reached or refused the request.\n",
-	    out);
-}
+static const char *const synopsis[] = {
+    "pool create NAME --image IMG --sidecar-image IMG [--replicas N]",
+    "       [--testbed-path P] [--workspace-path P] [--wait]",
+    "       [--command ARG]... [-- CMD ARGS...]",
+    "pool get NAME [--output table|json]",
+    "pool list [--output table|json]",
+    "pool wait NAME [--timeout DURATION]",
+    "pool delete NAME [--ignore-not-found]",
+    NULL};
 
-enum {
-	OPT_KUBECONFIG = 256,
-	OPT_CONTEXT,
-	OPT_IMAGE,
-	OPT_SIDECAR,
-	OPT_REPLICAS,
-	OPT_TESTBED,
-	OPT_WORKSPACE,
-	OPT_COMMAND,
-	OPT_WAIT,
-	OPT_TIMEOUT,
-	OPT_IGNORE_NOT_FOUND,
-};
+static const char about[] =
+    "Manages ARL WarmPools (arl.infra.io/v1alpha1) the way the SDK's WarmPoolManager\n"
+    "does: `create` sends the same body as create_warmpool() (an executor container\n"
+    "running the command, default /bin/sh -c 'sleep infinity', a sidecar with ports\n"
+    "8080/9090, a shared 'workspace' emptyDir, and a 'testbed' one with --testbed-path).\n"
+    "A pool is ready when status.readyReplicas >= spec.replicas > 0.\n";
+
+static const char epilog[] =
+    "Exit status: 0 done, 1 not found or not ready in time, 2 usage error, 3 the API\n"
+    "could not be reached or refused the request.\n";
+
+static const struct arl_opt_choice outputs[] = {{"table", 0}, {"json", 1}, {NULL, 0}};
 
 struct pool_opts {
 	const char *kubeconfig, *context, *ns;
 	const char *image, *sidecar, *testbed, *workspace;
 	int replicas;
-	const char **command;
-	size_t ncommand;
-	bool wait, ignore_missing, json;
+	struct arl_opt_strings command;
+	bool wait, ignore_missing;
+	int json;
 	int64_t timeout_ms;
 };
 
@@ -131,11 +101,8 @@ static int do_create(struct arl_k8s *c, const char *ns, const char *name, struct
 	                                 .testbed_path = po->testbed};
 	int ret;
 
-	if (po->ncommand) {
-		po->command = arl_xrealloc(po->command, (po->ncommand + 1) * sizeof(*po->command));
-		po->command[po->ncommand] = NULL;
-		spec.command = po->command;
-	}
+	if (po->command.n)
+		spec.command = po->command.v;
 	if (arl_warmpool_create(c, &spec, NULL, err) < 0)
 		return -1;
 	printf("warmpool '%s' created in namespace '%s' (%d replicas)\n", name, ns, po->replicas);
@@ -253,139 +220,92 @@ out:
  */
 int cmd_pool(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"namespace", required_argument, NULL, 'n'},
-	    {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
-	    {"context", required_argument, NULL, OPT_CONTEXT},
-	    {"image", required_argument, NULL, OPT_IMAGE},
-	    {"sidecar-image", required_argument, NULL, OPT_SIDECAR},
-	    {"replicas", required_argument, NULL, OPT_REPLICAS},
-	    {"testbed-path", required_argument, NULL, OPT_TESTBED},
-	    {"workspace-path", required_argument, NULL, OPT_WORKSPACE},
-	    {"command", required_argument, NULL, OPT_COMMAND},
-	    {"wait", no_argument, NULL, OPT_WAIT},
-	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
-	    {"output", required_argument, NULL, 'o'},
-	    {"ignore-not-found", no_argument, NULL, OPT_IGNORE_NOT_FOUND},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
 	static const char *const verbs[] = {"create", "get", "list", "wait", "delete"};
 	struct pool_opts po = {.replicas = 2, .timeout_ms = POOL_WAIT_DEFAULT_MS};
-	const char *verb, *name = NULL;
-	int c, code = ARL_EXIT_USAGE;
+	const char *name = NULL, *what;
+	char verb[32];
+	int code = ARL_EXIT_USAGE, n, i = 0;
 	bool known = false;
-	int64_t v;
+	const struct arl_option opts[] = {
+	    ARL_OPT_STRING('n', "namespace", &po.ns, "NS",
+	                   "namespace (default: the context's, else 'default')"),
+	    ARL_OPT_STRING(0, "kubeconfig", &po.kubeconfig, "PATH",
+	                   "kubeconfig (default $KUBECONFIG, ~/.kube/config, in-cluster)"),
+	    ARL_OPT_STRING(0, "context", &po.context, "NAME",
+	                   "kubeconfig context (default: the current one)"),
+	    ARL_OPT_STRING(0, "image", &po.image, "IMG", "create: the executor image"),
+	    ARL_OPT_STRING(0, "sidecar-image", &po.sidecar, "IMG", "create: the ARL sidecar image"),
+	    ARL_OPT_INT(0, "replicas", &po.replicas, 0, INT32_MAX, "N",
+	                "create: idle pods to keep warm (default 2)"),
+	    ARL_OPT_STRING(0, "testbed-path", &po.testbed, "P",
+	                   "create: also mount a 'testbed' volume at P"),
+	    ARL_OPT_STRING(0, "workspace-path", &po.workspace, "P",
+	                   "create: where 'workspace' is mounted (default /workspace)"),
+	    ARL_OPT_STRINGS(0, "command", &po.command, "ARG",
+	                    "create: one word of the executor's command (repeatable);\n"
+	                    "words after '--' are appended too"),
+	    ARL_OPT_FLAG(0, "wait", &po.wait,
+	                 "create: wait until the pool is ready (see --timeout)"),
+	    ARL_OPT_DURATION(0, "timeout", &po.timeout_ms, 0, INT64_MAX, "DURATION",
+	                     "wait, create --wait: give up after this (default 5m)"),
+	    ARL_OPT_CHOICE('o', "output", &po.json, outputs, "get, list: table (default) or json"),
+	    ARL_OPT_FLAG(0, "ignore-not-found", &po.ignore_missing,
+	                 "delete: a missing pool is not an error"),
+	    ARL_OPT_END(),
+	};
+	struct arl_command_usage u = {.name = "pool",
+	                              .synopsis = synopsis,
+	                              .about = about,
+	                              .options = opts,
+	                              .epilog = epilog};
 
-	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-		usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? ARL_EXIT_USAGE : 0;
+	/* `pool [--help]`, then the verb, whose name the messages carry. */
+	if (argc < 2 || argv[1][0] == '-') {
+		if (arl_options_parse(&u, argc, argv, ARL_OPTS_STOP_AT_OPERAND, &code) < 0)
+			return code;
+		free(po.command.v);
+		return arl_options_error(&u, "give a subcommand first: create, get, list, wait or "
+		                             "delete");
 	}
-	verb = argv[1];
-	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-		known = known || !strcmp(verb, verbs[i]);
-	if (!known) {
-		fprintf(stderr, "arl-batch pool: unknown subcommand '%s'\n", verb);
-		usage(stderr);
-		return ARL_EXIT_USAGE;
-	}
-	optind = 1;
-	while ((c = getopt_long(argc - 1, argv + 1, "n:o:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'n':
-			po.ns = optarg;
-			break;
-		case OPT_KUBECONFIG:
-			po.kubeconfig = optarg;
-			break;
-		case OPT_CONTEXT:
-			po.context = optarg;
-			break;
-		case OPT_IMAGE:
-			po.image = optarg;
-			break;
-		case OPT_SIDECAR:
-			po.sidecar = optarg;
-			break;
-		case OPT_REPLICAS:
-			if (arl_parse_i64(optarg, 0, INT32_MAX, &v) < 0)
-				goto bad_value;
-			po.replicas = (int)v;
-			break;
-		case OPT_TESTBED:
-			po.testbed = optarg;
-			break;
-		case OPT_WORKSPACE:
-			po.workspace = optarg;
-			break;
-		case OPT_COMMAND:
-			po.command =
-			    arl_xrealloc(po.command, (po.ncommand + 2) * sizeof(*po.command));
-			po.command[po.ncommand++] = optarg;
-			break;
-		case OPT_WAIT:
-			po.wait = true;
-			break;
-		case OPT_TIMEOUT:
-			if (arl_parse_duration(optarg, &po.timeout_ms) < 0)
-				goto bad_value;
-			break;
-		case 'o':
-			if (strcmp(optarg, "json") && strcmp(optarg, "table"))
-				goto bad_value;
-			po.json = !strcmp(optarg, "json");
-			break;
-		case OPT_IGNORE_NOT_FOUND:
-			po.ignore_missing = true;
-			break;
-		case 'h':
-			usage(stdout);
-			code = 0;
-			goto out;
-		default:
-			usage(stderr);
+	for (size_t k = 0; k < sizeof(verbs) / sizeof(verbs[0]); k++)
+		known = known || !strcmp(argv[1], verbs[k]);
+	if (!known)
+		return arl_options_error(&u, "unknown subcommand '%s'", argv[1]);
+	what = argv[1];
+	snprintf(verb, sizeof(verb), "pool %s", what);
+	u.name = verb;
+	if ((n = arl_options_parse(&u, argc - 1, argv + 1, 0, &code)) < 0)
+		return code;
+	argv++; /* the operands are argv[0..n-1] */
+	if (strcmp(what, "list")) {
+		if (i >= n) {
+			arl_options_error(&u, "a pool NAME is required");
 			goto out;
 		}
-	}
-	/* argv+1 was parsed: optind counts from the verb. */
-	if (strcmp(verb, "list")) {
-		if (optind >= argc - 1) {
-			fprintf(stderr, "arl-batch pool %s: a pool NAME is required\n", verb);
-			goto out;
-		}
-		name = argv[1 + optind++];
+		name = argv[i++];
 		if (!arl_is_dns_label(name)) {
-			fprintf(
-			    stderr,
-			    "arl-batch pool %s: '%s' is not a valid WarmPool name (a DNS label: "
-			    "lowercase letters, digits and '-', at most 63)\n",
-			    verb, name);
+			arl_options_error(
+			    &u,
+			    "'%s' is not a valid WarmPool name (a DNS label: lowercase "
+			    "letters, digits and '-', at most 63)",
+			    name);
 			goto out;
 		}
 	}
-	if (!strcmp(verb, "create")) {
-		for (; optind < argc - 1; optind++) {
-			po.command =
-			    arl_xrealloc(po.command, (po.ncommand + 2) * sizeof(*po.command));
-			po.command[po.ncommand++] = argv[1 + optind];
-		}
+	if (!strcmp(what, "create")) {
+		for (; i < n; i++)
+			arl_opt_strings_add(&po.command, argv[i]);
 		if (!po.image || !po.sidecar) {
-			fprintf(stderr, "arl-batch pool create: --image and --sidecar-image are "
-			                "required\n");
+			arl_options_error(&u, "--image and --sidecar-image are required");
 			goto out;
 		}
 	}
-	if (optind < argc - 1) {
-		fprintf(stderr, "arl-batch pool %s: unexpected argument '%s'\n", verb,
-		        argv[1 + optind]);
+	if (i < n) {
+		arl_options_error(&u, "unexpected argument '%s'", argv[i]);
 		goto out;
 	}
-	code = run_verb(verb, name, &po);
+	code = run_verb(what, name, &po);
 out:
-	free(po.command);
+	free(po.command.v);
 	return code;
-bad_value:
-	fprintf(stderr, "arl-batch pool %s: invalid value '%s'\n", verb, optarg);
-	free(po.command);
-	return ARL_EXIT_USAGE;
 }

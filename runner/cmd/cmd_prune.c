@@ -1,5 +1,4 @@
 /* `arl-batch prune`: delete old runs with everything under them, then reclaim the space. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,30 +7,20 @@
 #include <sqlite3.h>
 
 #include "cmd/cli.h"
+#include "cmd/options.h"
 #include "err.h"
 #include "store/store.h"
 #include "util.h"
 #include "banned.h"
 
-static void usage(FILE *out)
-{
-	fputs(
-	    "usage: arl-batch prune [--db PATH] (--keep N | --older-than DURATION) [--name NAME]\n"
-	    "                       [--dry-run]\n"
-	    "\n"
-	    "Deletes old runs with their jobs, attempts, steps and metrics, then reclaims the\n"
-	    "space (VACUUM). A run still in progress is never deleted, nor one\n"
-	    "whose results a later --resume run stands on (its Skipped jobs point at them).\n"
-	    "\n"
-	    "      --keep N             keep the N newest runs of each run name\n"
-	    "      --older-than D       delete runs started more than D ago (e.g. 30d is not a\n"
-	    "                           duration: use 720h)\n"
-	    "      --name NAME          only runs of this name\n"
-	    "  -n, --dry-run            list what would be deleted\n"
-	    "      --db PATH            results database (default $ARL_BATCH_DB, else "
-	    "./arl-batch.db)\n",
-	    out);
-}
+static const char *const synopsis[] = {
+    "prune [--db PATH] (--keep N | --older-than DURATION) [--name NAME]", "      [--dry-run]",
+    NULL};
+
+static const char about[] =
+    "Deletes old runs with their jobs, attempts, steps and metrics, then reclaims the\n"
+    "space (VACUUM). A run still in progress is never deleted, nor one\n"
+    "whose results a later --resume run stands on (its Skipped jobs point at them).\n";
 
 static long long file_size(const char *path)
 {
@@ -42,18 +31,9 @@ static long long file_size(const char *path)
 
 int cmd_prune(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"db", required_argument, NULL, 'd'},
-	    {"keep", required_argument, NULL, 'k'},
-	    {"older-than", required_argument, NULL, 'o'},
-	    {"name", required_argument, NULL, 'N'},
-	    {"dry-run", no_argument, NULL, 'n'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
 	const char *db_opt = NULL, *name = NULL;
 	int64_t keep = -1, older_ms = -1;
-	int c, dry = 0, ret = ARL_EXIT_INCOMPLETE;
+	int n, dry = 0, ret = ARL_EXIT_INCOMPLETE;
 	struct arl_store *s = NULL;
 	struct arl_err err = ARL_ERR_INIT;
 	sqlite3_stmt *st = NULL;
@@ -66,39 +46,28 @@ int cmd_prune(int argc, char **argv)
 		char *name, *started;
 	} *cand = NULL;
 	size_t ncand = 0, cap = 0;
+	const struct arl_option opts[] = {
+	    ARL_OPT_INT(0, "keep", &keep, 0, INT32_MAX, "N",
+	                "keep the N newest runs of each run name"),
+	    ARL_OPT_DURATION(0, "older-than", &older_ms, 0, INT64_MAX, "D",
+	                     "delete runs started more than D ago (e.g. 30d is not a\n"
+	                     "duration: use 720h)"),
+	    ARL_OPT_STRING(0, "name", &name, "NAME", "only runs of this name"),
+	    ARL_OPT_FLAG('n', "dry-run", &dry, "list what would be deleted"),
+	    ARL_OPT_STRING(0, "db", &db_opt, "PATH",
+	                   "results database (default $ARL_BATCH_DB, else ./arl-batch.db)"),
+	    ARL_OPT_END(),
+	};
+	const struct arl_command_usage u = {
+	    .name = "prune", .synopsis = synopsis, .about = about, .options = opts};
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "nh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'd':
-			db_opt = optarg;
-			break;
-		case 'k':
-			if (arl_parse_i64(optarg, 0, INT32_MAX, &keep) < 0)
-				goto bad;
-			break;
-		case 'o':
-			if (arl_parse_duration(optarg, &older_ms) < 0)
-				goto bad;
-			break;
-		case 'N':
-			name = optarg;
-			break;
-		case 'n':
-			dry = 1;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return ARL_EXIT_USAGE;
-		}
-	}
-	if ((keep < 0 && older_ms < 0) || optind < argc) {
-		usage(stderr);
-		return ARL_EXIT_USAGE;
-	}
+	if ((n = arl_options_parse(&u, argc, argv, 0, &ret)) < 0)
+		return ret;
+	if (n > 0)
+		return arl_options_error(&u, "unexpected argument '%s'", argv[0]);
+	if (keep < 0 && older_ms < 0)
+		return arl_options_error(&u, "which runs? give --keep N or --older-than DURATION");
+	ret = ARL_EXIT_INCOMPLETE;
 	if (older_ms >= 0)
 		arl_rfc3339(arl_wall_ms() - older_ms, cutoff);
 	if (arl_store_open(&s, arl_cli_db_path(db_opt), ARL_STORE_NOCREATE, &err) < 0)
@@ -204,7 +173,4 @@ out:
 	free(cand);
 	arl_store_close(s);
 	return ret;
-bad:
-	fprintf(stderr, "arl-batch prune: invalid value '%s'\n", optarg);
-	return ARL_EXIT_USAGE;
 }

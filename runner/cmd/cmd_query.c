@@ -8,7 +8,6 @@
  * Exit: 0 printed, 1 the SQL failed (syntax, unknown table, runtime error), 2 usage,
  * including a statement that would write, 3 the database could not be opened.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 
 #include "buf.h"
 #include "cmd/cli.h"
+#include "cmd/options.h"
 #include "err.h"
 #include "store/store.h"
 #include "view/store_view.h"
@@ -24,25 +24,23 @@
 
 #define SQL_MAX (1u << 20)
 
-static const char usage_text[] =
-    "usage: arl-batch query [--db PATH] [--format table|csv|json] SQL|-\n";
+static const char *const synopsis[] = {"query [--db PATH] [--format table|csv|json] SQL|-", NULL};
 
-static const char help_text[] =
-    "\n"
+static const char about[] =
     "Run one read-only SQL statement over the results database and print its rows. The\n"
     "words of SQL are joined with spaces; '-' reads the statement from standard input.\n"
     "Statements that write (INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, ATTACH, pragmas\n"
     "that set a value, transactions) are refused. Tables: runs, jobs, attempts, steps,\n"
-    "metrics (see schemas/results.sql).\n"
-    "\n"
-    "  --db PATH         results database (default $ARL_BATCH_DB, else ./arl-batch.db)\n"
-    "  --format FORMAT   table (default; NULL shows as NULL), csv (RFC 4180, with a header\n"
-    "                    row; NULL is an empty field) or json (an array of objects)\n"
-    "\n"
+    "metrics (see schemas/results.sql).\n";
+
+static const char epilog[] =
     "Exit status: 0 ok, 1 the SQL failed, 2 usage or a refused statement, 3 the database\n"
     "could not be opened.\n";
 
 enum format { F_TABLE, F_CSV, F_JSON };
+
+static const struct arl_opt_choice formats[] = {
+    {"table", F_TABLE}, {"csv", F_CSV}, {"json", F_JSON}, {NULL, 0}};
 
 /* Table and CSV text of a value; BLOBs as an SQL hex literal. *owned is freed by the caller. */
 static const char *cell_text(sqlite3_stmt *st, int col, const char *null, char **owned)
@@ -153,55 +151,32 @@ static int print_rows(struct arl_store *store, sqlite3_stmt *st, enum format for
 
 int cmd_query(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"db", required_argument, NULL, 'd'},
-	    {"format", required_argument, NULL, 'f'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
 	struct arl_err err = ARL_ERR_INIT;
 	struct arl_buf sql = ARL_BUF_INIT;
 	struct arl_store *store = NULL;
 	sqlite3_stmt *st = NULL, *more = NULL;
-	const char *db = NULL, *format_arg = "table", *tail = NULL;
-	enum format format;
-	int ch, ret = ARL_EXIT_USAGE;
+	const char *db = NULL, *tail = NULL;
+	int format = F_TABLE, nwords, ret = ARL_EXIT_USAGE;
+	const struct arl_option opts[] = {
+	    ARL_OPT_STRING(0, "db", &db, "PATH",
+	                   "results database (default $ARL_BATCH_DB, else ./arl-batch.db)"),
+	    ARL_OPT_CHOICE(0, "format", &format, formats,
+	                   "table (default; NULL shows as NULL), csv (RFC 4180,\n"
+	                   "with a header row; NULL is an empty field) or json (an\n"
+	                   "array of objects)"),
+	    ARL_OPT_END(),
+	};
+	const struct arl_command_usage u = {.name = "query",
+	                                    .synopsis = synopsis,
+	                                    .about = about,
+	                                    .options = opts,
+	                                    .epilog = epilog};
 
-	optind = 0; /* glibc: rescan from argv[1] with fresh state */
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'd':
-			db = optarg;
-			break;
-		case 'f':
-			format_arg = optarg;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			fputs(help_text, stdout);
-			return ARL_EXIT_OK;
-		default:
-			return arl_view_bad_option("query", ch, argv, usage_text);
-		}
-	}
-	if (!strcmp(format_arg, "table")) {
-		format = F_TABLE;
-	} else if (!strcmp(format_arg, "csv")) {
-		format = F_CSV;
-	} else if (!strcmp(format_arg, "json")) {
-		format = F_JSON;
-	} else {
-		fprintf(stderr, "arl-batch query: --format must be table, csv or json, got '%s'\n",
-		        format_arg);
-		return ARL_EXIT_USAGE;
-	}
-	if (optind >= argc) {
-		fprintf(stderr, "arl-batch query: no SQL given\n");
-		fputs(usage_text, stderr);
-		return ARL_EXIT_USAGE;
-	}
-	if (read_sql(argc - optind, argv + optind, &sql, &err) < 0)
+	if ((nwords = arl_options_parse(&u, argc, argv, 0, &ret)) < 0)
+		return ret;
+	if (nwords == 0)
+		return arl_options_error(&u, "no SQL given");
+	if (read_sql(nwords, argv, &sql, &err) < 0)
 		goto out;
 
 	if (arl_store_open(&store, arl_cli_db_path(db), ARL_STORE_READONLY, &err) < 0) {
@@ -222,7 +197,7 @@ int cmd_query(int argc, char **argv)
 		arl_error(&err, ARL_E_USAGE, "give one SQL statement at a time");
 		goto out;
 	}
-	if (print_rows(store, st, format, &err) < 0) {
+	if (print_rows(store, st, (enum format)format, &err) < 0) {
 		ret = ARL_EXIT_FAILED;
 		goto out;
 	}

@@ -7,7 +7,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 
 #include "cmd/cli.h"
+#include "cmd/options.h"
 #include "err.h"
 #include "view/report.h"
 #include "store/store.h"
@@ -22,23 +22,14 @@
 #include "util.h"
 #include "banned.h"
 
-static const char usage_text[] =
-    "usage: arl-batch report [--db PATH] [--run RUN] [--compare RUN] -o FILE.html\n";
+static const char *const synopsis[] = {
+    "report [--db PATH] [--run RUN] [--compare RUN] [--max-failed N]", "       -o FILE.html", NULL};
 
-static const char help_text[] =
-    "\n"
+static const char about[] =
     "Writes one self-contained HTML file (no network, no external scripts or fonts) with the\n"
     "run's summary, pass rates overall, per pool and per label, job durations, attempts\n"
     "and retries, the slowest jobs, the failed jobs with the tail of their stderr, and the\n"
-    "distributions of their metrics.\n"
-    "\n"
-    "  --db PATH       results database (default $ARL_BATCH_DB, else ./arl-batch.db)\n"
-    "  --run RUN       a run id, 'latest' (the default) or a run name (its latest run)\n"
-    "  --compare RUN   add the comparison with RUN as the baseline: flips (fixed, broken,\n"
-    "                  still failing), pass rates, McNemar's test, metric deltas\n"
-    "  -o, --output FILE\n"
-    "                  where to write the report ('-': standard output)\n"
-    "  --max-failed N  rows of the failed-jobs table (default 200)\n";
+    "distributions of their metrics.\n";
 
 /* Writes the report to @path through a temporary file renamed into place. */
 static int write_report(struct arl_store *s, const struct arl_report_opts *ro, const char *path,
@@ -100,61 +91,37 @@ out:
 
 int cmd_report(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"db", required_argument, NULL, 'd'},
-	    {"run", required_argument, NULL, 'r'},
-	    {"compare", required_argument, NULL, 'c'},
-	    {"output", required_argument, NULL, 'o'},
-	    {"max-failed", required_argument, NULL, 'm'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
 	const char *db = NULL, *run = NULL, *compare = NULL, *output = NULL;
 	struct arl_report_opts ro = {0};
 	struct arl_store *s = NULL;
 	struct arl_err err = ARL_ERR_INIT;
-	int64_t v;
-	int ch, ret = ARL_EXIT_INCOMPLETE;
+	int n, ret = ARL_EXIT_INCOMPLETE;
+	const struct arl_option opts[] = {
+	    ARL_OPT_STRING(0, "db", &db, "PATH",
+	                   "results database (default $ARL_BATCH_DB, else ./arl-batch.db)"),
+	    ARL_OPT_STRING(0, "run", &run, "RUN",
+	                   "a run id, 'latest' (the default) or a run name (its\n"
+	                   "latest run)"),
+	    ARL_OPT_STRING(0, "compare", &compare, "RUN",
+	                   "add the comparison with RUN as the baseline: flips\n"
+	                   "(fixed, broken, still failing), pass rates, McNemar's\n"
+	                   "test, metric deltas"),
+	    ARL_OPT_STRING('o', "output", &output, "FILE",
+	                   "where to write the report ('-': standard output)"),
+	    ARL_OPT_INT(0, "max-failed", &ro.max_failed, 1, 100000, "N",
+	                "rows of the failed-jobs table (default 200)"),
+	    ARL_OPT_END(),
+	};
+	const struct arl_command_usage u = {
+	    .name = "report", .synopsis = synopsis, .about = about, .options = opts};
 
-	optind = 0; /* glibc: rescan from argv[1] with fresh state */
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'd':
-			db = optarg;
-			break;
-		case 'r':
-			run = optarg;
-			break;
-		case 'c':
-			compare = optarg;
-			break;
-		case 'o':
-			output = optarg;
-			break;
-		case 'm':
-			if (arl_parse_i64(optarg, 1, 100000, &v) < 0) {
-				fprintf(stderr,
-				        "arl-batch report: invalid value '%s' for --max-failed\n",
-				        optarg);
-				return ARL_EXIT_USAGE;
-			}
-			ro.max_failed = (size_t)v;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			fputs(help_text, stdout);
-			return ARL_EXIT_OK;
-		default:
-			return arl_view_bad_option("report", ch, argv, usage_text);
-		}
-	}
-	if (optind < argc || !output) {
-		fprintf(stderr, "arl-batch report: %s\n",
-		        optind < argc ? "unexpected argument" : "where to? give -o FILE.html");
-		fputs(usage_text, stderr);
-		return ARL_EXIT_USAGE;
-	}
+	if ((n = arl_options_parse(&u, argc, argv, 0, &ret)) < 0)
+		return ret;
+	if (n > 0)
+		return arl_options_error(&u, "unexpected argument '%s'", argv[0]);
+	if (!output)
+		return arl_options_error(&u, "where to? give -o FILE.html");
+	ret = ARL_EXIT_INCOMPLETE;
 	/* Read-write, never creating: opening repairs runs whose runner died (see show). */
 	if (arl_store_open(&s, arl_cli_db_path(db), ARL_STORE_NOCREATE, &err) < 0)
 		goto out;

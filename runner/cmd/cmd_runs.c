@@ -3,29 +3,26 @@
  *
  * Exit: 0 listed (even none), 2 usage, 3 the database could not be opened or read.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cmd/cli.h"
+#include "cmd/options.h"
 #include "err.h"
 #include "store/store.h"
 #include "view/store_view.h"
 #include "util.h"
 #include "banned.h"
 
-static const char usage_text[] =
-    "usage: arl-batch runs [--db PATH] [-n|--limit N] [--format table|json]\n";
+static const char *const synopsis[] = {"runs [--db PATH] [-n|--limit N] [--format table|json]",
+                                       NULL};
 
-static const char help_text[] =
-    "\n"
+static const char about[] =
     "List runs, newest first: id, name, status, start time (UTC), duration, and how many\n"
-    "jobs there were and how they ended. A run still going shows its time so far.\n"
-    "\n"
-    "  --db PATH         results database (default $ARL_BATCH_DB, else ./arl-batch.db)\n"
-    "  -n, --limit N     at most N runs (default 20; 0: all)\n"
-    "  --format FORMAT   table (default) or json (an array of run objects)\n";
+    "jobs there were and how they ended. A run still going shows its time so far.\n";
+
+static const struct arl_opt_choice formats[] = {{"table", 0}, {"json", 1}, {NULL, 0}};
 
 /* Elapsed time of a run still going, so `runs` shows that it is alive and for how long. */
 static const char runs_sql[] =
@@ -136,13 +133,6 @@ static void add_row(struct arl_view_table *t, sqlite3_stmt *st)
 
 int cmd_runs(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"db", required_argument, NULL, 'd'},
-	    {"limit", required_argument, NULL, 'n'},
-	    {"format", required_argument, NULL, 'f'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
 	static const struct arl_view_col cols[] = {
 	    {"ID", true, false},       {"NAME", false, true},
 	    {"STATUS", false, false},  {"STARTED (UTC)", false, false},
@@ -155,47 +145,27 @@ int cmd_runs(int argc, char **argv)
 	struct arl_err err = ARL_ERR_INIT;
 	struct arl_store *store = NULL;
 	sqlite3_stmt *st = NULL;
-	const char *db = NULL, *format = "table";
+	const char *db = NULL, *format;
 	int64_t limit = 20;
-	int c, rc, ret = ARL_EXIT_INCOMPLETE;
+	int fmt = 0, rc, ret = ARL_EXIT_INCOMPLETE;
+	const struct arl_option opts[] = {
+	    ARL_OPT_STRING(0, "db", &db, "PATH",
+	                   "results database (default $ARL_BATCH_DB, else ./arl-batch.db)"),
+	    ARL_OPT_INT('n', "limit", &limit, 0, INT32_MAX, "N",
+	                "at most N runs (default 20; 0: all)"),
+	    ARL_OPT_CHOICE(0, "format", &fmt, formats,
+	                   "table (default) or json (an array of run objects)"),
+	    ARL_OPT_END(),
+	};
+	const struct arl_command_usage u = {
+	    .name = "runs", .synopsis = synopsis, .about = about, .options = opts};
 
-	/* glibc: 0 rescans from argv[1] and resets getopt's state (cmd_x may run twice). */
-	optind = 0;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":hn:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'd':
-			db = optarg;
-			break;
-		case 'n':
-			if (arl_parse_i64(optarg, 0, INT32_MAX, &limit) < 0) {
-				fprintf(stderr,
-				        "arl-batch runs: --limit must be a number >= 0, got '%s'\n",
-				        optarg);
-				return ARL_EXIT_USAGE;
-			}
-			break;
-		case 'f':
-			format = optarg;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			fputs(help_text, stdout);
-			return ARL_EXIT_OK;
-		default:
-			return arl_view_bad_option("runs", c, argv, usage_text);
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "arl-batch runs: unexpected argument '%s'\n", argv[optind]);
-		fputs(usage_text, stderr);
-		return ARL_EXIT_USAGE;
-	}
-	if (strcmp(format, "table") && strcmp(format, "json")) {
-		fprintf(stderr, "arl-batch runs: --format must be table or json, got '%s'\n",
-		        format);
-		return ARL_EXIT_USAGE;
-	}
+	if ((rc = arl_options_parse(&u, argc, argv, 0, &ret)) < 0)
+		return ret;
+	if (rc > 0)
+		return arl_options_error(&u, "unexpected argument '%s'", argv[0]);
+	format = formats[fmt].name;
+	ret = ARL_EXIT_INCOMPLETE;
 
 	/*
 	 * Read-write (but never creating) rather than read-only: opening repairs runs whose

@@ -9,7 +9,6 @@
  * Exit: 0 shown, 1 no such job or run (or an ambiguous name), 2 usage, 3 the database could
  * not be opened or read.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,21 +17,18 @@
 
 #include "buf.h"
 #include "cmd/cli.h"
+#include "cmd/options.h"
 #include "err.h"
 #include "store/store.h"
 #include "view/store_view.h"
 #include "util.h"
 #include "banned.h"
 
-static const char usage_text[] = "usage: arl-batch show [--db PATH] [--run RUN] JOB\n";
+static const char *const synopsis[] = {"show [--db PATH] [--run RUN] JOB", NULL};
 
-static const char help_text[] =
-    "\n"
+static const char about[] =
     "Show a job's attempts and steps with their output. JOB is a key (FILE_STEM/JOB_NAME)\n"
-    "or a job name.\n"
-    "\n"
-    "  --db PATH   results database (default $ARL_BATCH_DB, else ./arl-batch.db)\n"
-    "  --run RUN   a run id, 'latest', or a run name (default: the newest run with JOB)\n";
+    "or a job name.\n";
 
 static const char newest_by_key_sql[] =
     "SELECT run_id FROM jobs WHERE key = ?1 ORDER BY id DESC LIMIT 1";
@@ -485,43 +481,29 @@ out:
 
 int cmd_show(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"db", required_argument, NULL, 'd'},
-	    {"run", required_argument, NULL, 'r'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
 	struct ctx c = {.err = ARL_ERR_INIT};
 	const char *db = NULL, *run = NULL, *job;
 	int64_t run_id = 0, job_id = 0, suggest_run = 0;
 	bool found, ambiguous = false;
-	int ch, rc, ret = ARL_EXIT_INCOMPLETE;
+	int rc, ret = ARL_EXIT_INCOMPLETE;
+	const struct arl_option opts[] = {
+	    ARL_OPT_STRING(0, "db", &db, "PATH",
+	                   "results database (default $ARL_BATCH_DB, else ./arl-batch.db)"),
+	    ARL_OPT_STRING(0, "run", &run, "RUN",
+	                   "a run id, 'latest', or a run name (default: the newest\n"
+	                   "run with JOB)"),
+	    ARL_OPT_END(),
+	};
+	const struct arl_command_usage u = {
+	    .name = "show", .synopsis = synopsis, .about = about, .options = opts};
 
-	optind = 0; /* glibc: rescan from argv[1] with fresh state */
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'd':
-			db = optarg;
-			break;
-		case 'r':
-			run = optarg;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			fputs(help_text, stdout);
-			return ARL_EXIT_OK;
-		default:
-			return arl_view_bad_option("show", ch, argv, usage_text);
-		}
-	}
-	if (argc - optind != 1) {
-		fprintf(stderr, "arl-batch show: %s\n",
-		        optind < argc ? "give one JOB" : "which job? give a key or a name");
-		fputs(usage_text, stderr);
-		return ARL_EXIT_USAGE;
-	}
-	job = argv[optind];
+	if ((rc = arl_options_parse(&u, argc, argv, 0, &ret)) < 0)
+		return ret;
+	if (rc != 1)
+		return arl_options_error(&u, "%s",
+		                         rc ? "give one JOB" : "which job? give a key or a name");
+	ret = ARL_EXIT_INCOMPLETE;
+	job = argv[0];
 	c.color = arl_cli_color(STDOUT_FILENO);
 
 	/*

@@ -39,8 +39,14 @@ static const char *opt_name(const struct arl_option *o, char *buf, size_t len)
 
 static void print_synopsis(const struct arl_command_usage *u, FILE *out)
 {
-	for (size_t i = 0; u->synopsis && u->synopsis[i]; i++)
-		fprintf(out, "%s arl-batch %s\n", i ? "      " : "usage:", u->synopsis[i]);
+	for (size_t i = 0; u->synopsis && u->synopsis[i]; i++) {
+		const char *line = u->synopsis[i];
+
+		if (line[0] == ' ') /* continues the line above */
+			fprintf(out, "%17s%s\n", "", line);
+		else
+			fprintf(out, "%s arl-batch %s\n", i ? "      " : "usage:", line);
+	}
 }
 
 static void vusage_error(const struct arl_command_usage *u, const char *fmt, va_list ap)
@@ -231,8 +237,7 @@ static int apply(const struct arl_option *o, const char *arg, struct arl_err *wh
 		return 0;
 	case ARL_OPT_SIZE:
 		if (parse_size(arg, &v) < 0 || v < lo || v > hi) {
-			describe_range(o, lo, hi, "a byte count (a number, or with Ki, Mi or Gi)",
-			               why);
+			describe_range(o, lo, hi, "a byte count", why);
 			return -1;
 		}
 		store_number(o, v);

@@ -122,8 +122,9 @@ struct arl_option {
 
 /* A command as its messages and its --help show it. */
 struct arl_command_usage {
-	const char *name;                 /* "run": messages say "arl-batch run: "; NULL: none */
-	const char *const *synopsis;      /* after "usage: arl-batch ", one per line; NULL ends */
+	const char *name; /* "run": messages say "arl-batch run: "; NULL: none */
+	/* After "usage: arl-batch ", one per line, NULL-terminated; " ..." continues a line. */
+	const char *const *synopsis;
 	const char *about;                /* between the synopsis and the options; may be NULL */
 	const struct arl_option *options; /* ends with ARL_OPT_END() */
 	const char *epilog;               /* after the options (exit status); may be NULL */

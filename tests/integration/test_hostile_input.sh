@@ -268,7 +268,8 @@ runner run --max-record 67108864 --db cap.db --progress none big-jsonl.yaml
 check_eq "run --max-record 64 MiB runs it" "$RC" 0
 runner validate --max-record 12 big-jsonl.yaml
 check_eq "--max-record below 1024 is a usage error" "$RC" 2
-check_match "it says what is allowed" "$(cat "$TMP/err")" "--max-record must be a byte count from 1024"
+check_match "it says what is allowed" "$(cat "$TMP/err")" \
+	"invalid value '12' for --max-record: expected a byte count from 1024"
 runner validate dup-csv.yaml
 check_eq "a repeated CSV header name is refused" "$RC" 2
 check_match "it names both columns, at the header" "$(cat "$TMP/err")" \

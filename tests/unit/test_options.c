@@ -167,7 +167,7 @@ static void test_sizes(void **state)
 
 		snprintf(msg, sizeof(msg),
 		         "arl-batch t: invalid value '%s' for --capture-max: expected a byte count "
-		         "(a number, or with Ki, Mi or Gi) from 1024 to 1073741824",
+		         "from 1024 to 1073741824",
 		         bad[i]);
 		refused(WORDS("--capture-max", bad[i]), msg);
 	}
