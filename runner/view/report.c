@@ -18,26 +18,27 @@
 #include <strings.h>
 
 #include <cjson/cJSON.h>
-#include <sqlite3.h>
 
 #include "buf.h"
 #include "view/html.h"
 #include "view/rundiff.h"
+#include "store/store_diff.h"
+#include "store/store_report.h"
 #include "view/store_view.h"
 #include "util.h"
 #include "banned.h"
 
 #define DEFAULT_MAX_FAILED 200
 #define DEFAULT_MAX_ROWS   25
+#define MAX_POOLS          200
 #define MAX_LABEL_KEYS     20
 #define MAX_LABEL_VALUES   40 /* a label with more values (an instance id) is not broken down */
 #define MAX_METRICS        40
 #define DURATION_BINS      24
 #define METRIC_BINS        20
+#define TEXT_VALUES        8 /* the most common values shown of a text metric */
 #define TAIL_BYTES         1500
 #define TAIL_LINES         20
-#define STR_(x)            #x
-#define STR(x)             STR_(x)
 
 struct rep {
 	struct arl_store *s;
@@ -46,16 +47,10 @@ struct rep {
 	int64_t run;
 	size_t max_failed, max_rows;
 	struct arl_err *err;
+	/* What a section's row callbacks count as they go. */
+	size_t nfailed, nchanges;
+	int64_t nmetrics, nmetric_errors, metric_errors_total;
 };
-
-/* The run's jobs with a Skipped job replaced by the state and class it stands for. */
-#define RUN_JOBS                                                                                   \
-	"WITH rj AS (SELECT j.id, j.pool, j.labels,"                                               \
-	" coalesce(s.state, CASE j.state WHEN 'Skipped' THEN 'Succeeded' ELSE j.state END) AS st," \
-	" coalesce(s.error_class, j.error_class) AS cls"                                           \
-	" FROM jobs j LEFT JOIN jobs s ON j.state = 'Skipped' AND s.id = j.skipped_from"           \
-	" WHERE j.run_id = ?1) "
-#define AGG " count(*), sum(st = 'Succeeded'), sum(st = 'Failed' AND cls IN ('failed', 'timeout'))"
 
 static const char *const page_css =
     ":root{--bg:#fff;--fg:#1d2330;--mute:#5d6778;--line:#e3e7ee;--card:#f6f8fb;"
@@ -128,20 +123,6 @@ static const char *const page_js =
     "b.setAttribute('data-rendered','ok');})();";
 
 /* ---- small helpers ---- */
-
-static const char *col(sqlite3_stmt *st, int i)
-{
-	return (const char *)sqlite3_column_text(st, i);
-}
-
-/* Prepares @sql with ?1 bound to the run (every query here is about one run). */
-static int prep(struct rep *r, const char *sql, sqlite3_stmt **st)
-{
-	if (arl_store_prepare(r->s, sql, st, NULL, r->err) < 0)
-		return -1;
-	sqlite3_bind_int64(*st, 1, r->run);
-	return 0;
-}
 
 static void esc(struct rep *r, const char *s)
 {
@@ -228,53 +209,24 @@ struct counts {
 
 static int read_counts(struct rep *r, struct counts *c)
 {
-	sqlite3_stmt *st = NULL;
-	int rc;
+	struct arl_report_counts k;
 
+	if (arl_store_report_counts(r->s, r->run, &k, r->err) < 0)
+		return -1;
 	memset(c, 0, sizeof(*c));
-	if (prep(r, "SELECT state, error_class, count(*) FROM jobs WHERE run_id = ?1 GROUP BY 1, 2",
-	         &st) < 0)
-		return -1;
-	while ((rc = arl_store_step(r->s, st, r->err)) == 1) {
-		const char *state = col(st, 0), *cls = col(st, 1);
-		uint64_t n = (uint64_t)sqlite3_column_int64(st, 2);
-		enum arl_class k = ARL_CLASS_NONE;
-
-		c->total += n;
-		if (!strcmp(state, "Succeeded"))
-			c->succeeded += n;
-		else if (!strcmp(state, "Failed"))
-			c->failed += n;
-		else if (!strcmp(state, "Skipped"))
-			c->skipped += n;
-		else if (!strcmp(state, "Cancelled"))
-			c->cancelled += n;
-		else
-			c->unfinished += n;
-		if (cls && arl_class_parse(cls, &k) == 0)
-			c->cls[k] += n;
-	}
-	sqlite3_finalize(st);
-	if (rc < 0)
-		return -1;
-	if (prep(r, RUN_JOBS "SELECT" AGG " FROM rj", &st) < 0)
-		return -1;
-	if ((rc = arl_store_step(r->s, st, r->err)) == 1) {
-		c->passed = (uint64_t)sqlite3_column_int64(st, 1);
-		c->counted_failed = (uint64_t)sqlite3_column_int64(st, 2);
-	}
-	sqlite3_finalize(st);
-	if (rc < 0 || prep(r,
-	                   "SELECT " ARL_SQL_RUN_CARRIED("Failed") ", " ARL_SQL_RUN_CARRIED(
-	                       "Cancelled") " FROM runs WHERE id = ?1",
-	                   &st) < 0)
-		return -1;
-	if ((rc = arl_store_step(r->s, st, r->err)) == 1) {
-		c->carried_failed = (uint64_t)sqlite3_column_int64(st, 0);
-		c->carried_cancelled = (uint64_t)sqlite3_column_int64(st, 1);
-	}
-	sqlite3_finalize(st);
-	return rc < 0 ? -1 : 0;
+	c->total = k.total;
+	c->succeeded = k.state[ARL_STATE_SUCCEEDED];
+	c->failed = k.state[ARL_STATE_FAILED];
+	c->skipped = k.state[ARL_STATE_SKIPPED];
+	c->cancelled = k.state[ARL_STATE_CANCELLED];
+	c->unfinished = k.total - c->succeeded - c->failed - c->skipped - c->cancelled;
+	_Static_assert(sizeof(c->cls) == sizeof(k.cls), "one count per class");
+	memcpy(c->cls, k.cls, sizeof(c->cls));
+	c->passed = k.passed;
+	c->counted_failed = k.counted_failed;
+	c->carried_failed = k.carried_failed;
+	c->carried_cancelled = k.carried_cancelled;
+	return 0;
 }
 
 static void files_list(struct rep *r, const char *json)
@@ -297,21 +249,11 @@ static void files_list(struct rep *r, const char *json)
 
 static int section_header(struct rep *r, const struct counts *c)
 {
-	sqlite3_stmt *st = NULL;
+	struct arl_report_run run;
 	char t[24], d[32], p[16];
-	int rc;
 
-	if (prep(r,
-	         "SELECT id, name, status, started_at, finished_at, duration_ms, exit_code, host,"
-	         " isolation, notes, files FROM runs WHERE id = ?1",
-	         &st) < 0)
+	if (arl_store_report_run(r->s, r->run, &run, r->err) < 0)
 		return -1;
-	if ((rc = arl_store_step(r->s, st, r->err)) != 1) {
-		sqlite3_finalize(st);
-		if (rc == 0)
-			arl_error(r->err, ARL_E_INVALID, "no run %lld", (long long)r->run);
-		return -1;
-	}
 	fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
 	      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
 	      /* The page may not fetch anything: inline style and script only. */
@@ -320,7 +262,7 @@ static int section_header(struct rep *r, const struct counts *c)
 	      "<title>arl-batch report: run ",
 	      r->out);
 	fprintf(r->out, "%lld ", (long long)r->run);
-	esc(r, col(st, 1));
+	esc(r, run.name);
 	fprintf(r->out, "</title>\n<style>%s</style>\n</head>\n", page_css);
 	fprintf(r->out,
 	        "<body data-run-id=\"%lld\" data-jobs-total=\"%llu\" data-succeeded=\"%llu\" "
@@ -335,43 +277,43 @@ static int section_header(struct rep *r, const struct counts *c)
 	        (unsigned long long)c->cls[ARL_CLASS_INFRA], (unsigned long long)c->passed,
 	        (unsigned long long)c->counted_failed, ratio(c->passed, c->counted_failed),
 	        (unsigned long long)c->carried_failed, (unsigned long long)c->carried_cancelled);
-	esc(r, col(st, 2));
+	esc(r, run.status);
 	fputs("\">\n<main>\n<header>\n<h1>Run ", r->out);
 	fprintf(r->out, "%lld &middot; ", (long long)r->run);
-	esc(r, col(st, 1));
+	esc(r, run.name);
 	fputs("<span class=\"badge ", r->out);
-	esc(r, col(st, 2));
+	esc(r, run.status);
 	fputs("\">", r->out);
-	esc(r, col(st, 2));
+	esc(r, run.status);
 	fputs("</span></h1>\n<div class=\"meta\">", r->out);
 	fputs("<span>started <b>", r->out);
-	esc(r, arl_view_time(col(st, 3), t));
+	esc(r, arl_view_time(run.started_at, t));
 	fputs(" UTC</b></span>", r->out);
-	if (sqlite3_column_type(st, 5) != SQLITE_NULL)
+	if (!run.duration_null)
 		fprintf(r->out, "<span>took <b>%s</b></span>",
-		        arl_view_go_duration(sqlite3_column_int64(st, 5), d, sizeof(d)));
-	if (sqlite3_column_type(st, 6) != SQLITE_NULL)
-		fprintf(r->out, "<span>exit <b>%d</b></span>", sqlite3_column_int(st, 6));
-	if (col(st, 7)) {
+		        arl_view_go_duration(run.duration_ms, d, sizeof(d)));
+	if (!run.exit_null)
+		fprintf(r->out, "<span>exit <b>%d</b></span>", run.exit_code);
+	if (run.host) {
 		fputs("<span>host <b>", r->out);
-		esc(r, col(st, 7));
+		esc(r, run.host);
 		fputs("</b></span>", r->out);
 	}
-	if (col(st, 8)) {
+	if (run.isolation) {
 		fputs("<span>isolation <b>", r->out);
-		esc(r, col(st, 8));
+		esc(r, run.isolation);
 		fputs("</b></span>", r->out);
 	}
 	fputs("<span>files <b>", r->out);
-	files_list(r, col(st, 10));
+	files_list(r, run.files);
 	fputs("</b></span></div>\n", r->out);
-	if (col(st, 9)) {
+	if (run.notes) {
 		fputs("<p class=\"note\">", r->out);
-		esc(r, col(st, 9));
+		esc(r, run.notes);
 		fputs("</p>\n", r->out);
 	}
 	fputs("</header>\n", r->out);
-	sqlite3_finalize(st);
+	arl_report_run_release(&run);
 
 	/* The cards. */
 	fputs("<section id=\"summary\" class=\"cards\">\n", r->out);
@@ -391,7 +333,7 @@ static int section_header(struct rep *r, const struct counts *c)
 	        (unsigned long long)c->cls[ARL_CLASS_FAILED],
 	        (unsigned long long)c->cls[ARL_CLASS_TIMEOUT],
 	        (unsigned long long)c->cls[ARL_CLASS_INFRA]);
-	/* A skipped job counts as the result it stands for (SPEC). */
+	/* A skipped job counts as the result it stands for (docs/database.md). */
 	if (c->carried_failed)
 		fprintf(r->out, " &middot; %llu carried from earlier runs",
 		        (unsigned long long)c->carried_failed);
@@ -417,56 +359,77 @@ static int section_header(struct rep *r, const struct counts *c)
 }
 
 static void group_row(struct rep *r, const char *kind, const char *name, const char *shown,
-                      sqlite3_stmt *st, int first)
+                      const struct arl_report_group *g)
 {
-	uint64_t total = (uint64_t)sqlite3_column_int64(st, first),
-	         passed = (uint64_t)sqlite3_column_int64(st, first + 1),
-	         failed = (uint64_t)sqlite3_column_int64(st, first + 2);
 	char p[16];
 
 	fprintf(r->out, "<tr data-group=\"%s\" data-name=\"", kind);
 	esc(r, name);
 	fprintf(r->out, "\" data-total=\"%llu\" data-passed=\"%llu\" data-failed=\"%llu\">",
-	        (unsigned long long)total, (unsigned long long)passed, (unsigned long long)failed);
+	        (unsigned long long)g->total, (unsigned long long)g->passed,
+	        (unsigned long long)g->failed);
 	td_text(r, "key", shown);
-	td_num(r, total);
-	td_num(r, passed);
-	td_num(r, failed);
-	td_num(r, total - passed - failed);
-	fprintf(r->out, "<td class=\"n\" data-v=\"%.6f\">%s", ratio(passed, failed),
-	        pct(passed, failed, p, sizeof(p)));
-	arl_html_ratio_bar(r->out, ratio(passed, failed));
+	td_num(r, g->total);
+	td_num(r, g->passed);
+	td_num(r, g->failed);
+	td_num(r, g->total - g->passed - g->failed);
+	fprintf(r->out, "<td class=\"n\" data-v=\"%.6f\">%s", ratio(g->passed, g->failed),
+	        pct(g->passed, g->failed, p, sizeof(p)));
+	arl_html_ratio_bar(r->out, ratio(g->passed, g->failed));
 	fputs("</td></tr>\n", r->out);
 }
 
-static int label_rows(struct rep *r, const char *key)
+static int pool_row(void *arg, const struct arl_report_group *g, struct arl_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	int rc;
+	struct rep *r = arg;
+	char *shown = arl_xasprintf("pool %s", g->name ? g->name : "-");
 
-	if (prep(r,
-	         RUN_JOBS "SELECT l.value," AGG " FROM rj, json_each(rj.labels) l"
-	                  " WHERE l.key = ?2 GROUP BY l.value ORDER BY l.value",
-	         &st) < 0)
-		return -1;
-	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-	while ((rc = arl_store_step(r->s, st, r->err)) == 1) {
-		char *name = arl_xasprintf("%s=%s", key, col(st, 0) ? col(st, 0) : "null");
-		char *shown = arl_xasprintf("label %s", name);
+	(void)err;
+	group_row(r, "pool", g->name ? g->name : "-", shown, g);
+	free(shown);
+	return 0;
+}
 
-		group_row(r, "label", name, shown, st, 1);
-		free(name);
-		free(shown);
+struct label_rows {
+	struct rep *r;
+	const char *key;
+	struct arl_buf many; /* the labels not broken down */
+	int nkeys;
+};
+
+static int label_row(void *arg, const struct arl_report_group *g, struct arl_err *err)
+{
+	struct label_rows *l = arg;
+	char *name = arl_xasprintf("%s=%s", l->key, g->name ? g->name : "null");
+	char *shown = arl_xasprintf("label %s", name);
+
+	(void)err;
+	group_row(l->r, "label", name, shown, g);
+	free(name);
+	free(shown);
+	return 0;
+}
+
+/* Labels with few values are broken down; one per job (an id) would be noise. */
+static int label_key(void *arg, const struct arl_report_label_key *k, struct arl_err *err)
+{
+	struct label_rows *l = arg;
+
+	if (k->nvalues > MAX_LABEL_VALUES || l->nkeys >= MAX_LABEL_KEYS) {
+		arl_buf_addf(&l->many, "%s%s (%lld values)", l->many.len ? ", " : "", k->key,
+		             (long long)k->nvalues);
+		return 0;
 	}
-	sqlite3_finalize(st);
-	return rc < 0 ? -1 : 0;
+	l->nkeys++;
+	l->key = k->key;
+	return arl_store_report_pass_by_label(l->r->s, l->r->run, k->key, label_row, l, err);
 }
 
 static int section_pass_rates(struct rep *r)
 {
-	sqlite3_stmt *st = NULL, *keys = NULL;
-	struct arl_buf many = ARL_BUF_INIT;
-	int rc, ret = -1;
+	struct label_rows labels = {.r = r, .many = ARL_BUF_INIT};
+	struct arl_report_group all;
+	int ret = -1;
 
 	fputs("<section id=\"pass-rates\">\n<h2>Pass rate</h2>\n"
 	      "<p class=\"note\">Pass rate = passed / (passed + failed). Failed counts the classes "
@@ -476,55 +439,22 @@ static int section_pass_rates(struct rep *r)
 	      "<th class=\"n\">Jobs</th><th class=\"n\">Passed</th><th class=\"n\">Failed</th>"
 	      "<th class=\"n\">Excluded</th><th class=\"n\">Pass rate</th></tr></thead><tbody>\n",
 	      r->out);
-	if (prep(r, RUN_JOBS "SELECT" AGG " FROM rj", &st) < 0)
+	if (arl_store_report_pass_all(r->s, r->run, &all, r->err) < 0)
 		goto out;
-	if ((rc = arl_store_step(r->s, st, r->err)) < 0)
-		goto out;
-	if (rc == 1)
-		group_row(r, "all", "all", "all jobs", st, 0);
-	sqlite3_finalize(st);
-	st = NULL;
-	if (prep(r, RUN_JOBS "SELECT pool," AGG " FROM rj GROUP BY pool ORDER BY pool LIMIT 200",
-	         &st) < 0)
-		goto out;
-	while ((rc = arl_store_step(r->s, st, r->err)) == 1) {
-		char *shown = arl_xasprintf("pool %s", col(st, 0) ? col(st, 0) : "-");
-
-		group_row(r, "pool", col(st, 0) ? col(st, 0) : "-", shown, st, 1);
-		free(shown);
-	}
-	if (rc < 0)
-		goto out;
-	/* Labels with few values are broken down; one per job (an id) would be noise. */
-	if (prep(r,
-	         RUN_JOBS "SELECT l.key, count(DISTINCT l.value) FROM rj, json_each(rj.labels) l"
-	                  " GROUP BY l.key ORDER BY l.key",
-	         &keys) < 0)
-		goto out;
-	for (int nkeys = 0; (rc = arl_store_step(r->s, keys, r->err)) == 1;) {
-		if (sqlite3_column_int64(keys, 1) > MAX_LABEL_VALUES || nkeys >= MAX_LABEL_KEYS) {
-			arl_buf_addf(&many, "%s%s (%lld values)", many.len ? ", " : "",
-			             col(keys, 0), (long long)sqlite3_column_int64(keys, 1));
-			continue;
-		}
-		nkeys++;
-		if (label_rows(r, col(keys, 0)) < 0)
-			goto out;
-	}
-	if (rc < 0)
+	group_row(r, "all", "all", "all jobs", &all);
+	if (arl_store_report_pass_by_pool(r->s, r->run, MAX_POOLS, pool_row, r, r->err) < 0 ||
+	    arl_store_report_label_keys(r->s, r->run, label_key, &labels, r->err) < 0)
 		goto out;
 	fputs("</tbody></table>\n", r->out);
-	if (many.len) {
+	if (labels.many.len) {
 		fputs("<p class=\"note\">Not broken down (too many values): labels ", r->out);
-		esc(r, many.p);
+		esc(r, labels.many.p);
 		fputs(".</p>\n", r->out);
 	}
 	fputs("</section>\n", r->out);
 	ret = 0;
 out:
-	sqlite3_finalize(st);
-	sqlite3_finalize(keys);
-	arl_buf_release(&many);
+	arl_buf_release(&labels.many);
 	return ret;
 }
 
@@ -572,38 +502,48 @@ static int64_t dur_edge(size_t i, int64_t lo, int64_t hi, size_t n, bool log_sca
 	return lo + (int64_t)((double)(hi - lo) * (double)i / (double)n);
 }
 
+/* Every duration (clamped at 0) with its series: 0 Succeeded, 1 Failed, 2 Cancelled. */
+struct durations {
+	int64_t *v;
+	unsigned char *state;
+	size_t n, cap;
+};
+
+static int add_duration(void *arg, const struct arl_report_duration *row, struct arl_err *err)
+{
+	struct durations *d = arg;
+	size_t oldcap = d->cap;
+
+	(void)err;
+	ARL_GROW(d->v, d->cap, d->n + 1);
+	if (d->cap != oldcap)
+		d->state = arl_xrealloc(d->state, d->cap);
+	d->v[d->n] = row->ms < 0 ? 0 : row->ms;
+	d->state[d->n++] = row->state == ARL_STATE_SUCCEEDED ? 0
+	                   : row->state == ARL_STATE_FAILED  ? 1
+	                                                     : 2;
+	return 0;
+}
+
 static int section_durations(struct rep *r)
 {
 	static const char *const series[] = {"Succeeded", "Failed", "Cancelled"};
-	sqlite3_stmt *st = NULL;
-	int64_t *v = NULL, *sorted = NULL, lo, hi;
-	unsigned char *state = NULL;
-	size_t n = 0, cap = 0, nbins;
+	struct durations all = {0};
+	int64_t *v, *sorted = NULL, lo, hi;
+	unsigned char *state;
+	size_t n, nbins;
 	uint64_t counts[3 * DURATION_BINS] = {0};
 	char *labels[DURATION_BINS] = {NULL};
 	char a[32], b[32], c[32], d[32], e[32];
 	double mean = 0;
 	bool log_scale;
-	int rc, ret = -1;
+	int ret = -1;
 
-	if (prep(r,
-	         "SELECT duration_ms, state FROM jobs WHERE run_id = ?1 AND duration_ms IS NOT NULL"
-	         " AND state IN ('Succeeded', 'Failed', 'Cancelled') AND attempts > 0",
-	         &st) < 0)
-		return -1;
-	while ((rc = arl_store_step(r->s, st, r->err)) == 1) {
-		size_t oldcap = cap;
-		const char *s = col(st, 1);
-
-		ARL_GROW(v, cap, n + 1);
-		if (cap != oldcap)
-			state = arl_xrealloc(state, cap);
-		v[n] = sqlite3_column_int64(st, 0) < 0 ? 0 : sqlite3_column_int64(st, 0);
-		state[n++] = !strcmp(s, "Succeeded") ? 0 : !strcmp(s, "Failed") ? 1 : 2;
-	}
-	sqlite3_finalize(st);
-	if (rc < 0)
+	if (arl_store_report_durations(r->s, r->run, add_duration, &all, r->err) < 0)
 		goto out;
+	v = all.v;
+	state = all.state;
+	n = all.n;
 	fprintf(r->out, "<section id=\"durations\" data-count=\"%zu\">\n<h2>Job durations</h2>\n",
 	        n);
 	if (!n) {
@@ -672,57 +612,65 @@ static int section_durations(struct rep *r)
 out:
 	for (size_t i = 0; i < DURATION_BINS; i++)
 		free(labels[i]);
-	free(v);
+	free(all.v);
 	free(sorted);
-	free(state);
+	free(all.state);
 	return ret;
+}
+
+enum { MAXA = 11 }; /* retries are 0..10 */
+
+/* Jobs by attempts (capped at MAXA) and series: 0 Succeeded, 1 Failed, 2 Cancelled. */
+struct attempt_counts {
+	uint64_t counts[3 * MAXA], retried[3];
+	int maxa;
+};
+
+static int add_attempts(void *arg, const struct arl_report_attempts *row, struct arl_err *err)
+{
+	struct attempt_counts *ac = arg;
+	int a = row->attempts > MAXA ? MAXA : row->attempts;
+	int k = row->state == ARL_STATE_SUCCEEDED ? 0 : row->state == ARL_STATE_FAILED ? 1 : 2;
+
+	(void)err;
+	ac->maxa = a > ac->maxa ? a : ac->maxa;
+	ac->counts[k * MAXA + (a - 1)] += row->jobs;
+	if (a > 1)
+		ac->retried[k] += row->jobs;
+	return 0;
+}
+
+static int retry_row(void *arg, const struct arl_report_retries *row, struct arl_err *err)
+{
+	struct rep *r = arg;
+
+	(void)err;
+	fputs("<tr data-class=\"", r->out);
+	esc(r, row->cls);
+	fputs("\">", r->out);
+	td_text(r, NULL, row->cls);
+	td_num(r, row->retries);
+	td_num(r, row->succeeded);
+	td_num(r, row->failed);
+	td_num(r, row->cancelled);
+	fputs("</tr>\n", r->out);
+	return 0;
 }
 
 static int section_attempts(struct rep *r)
 {
 	static const char *const series[] = {"Succeeded", "Failed", "Cancelled"};
-	enum { MAXA = 11 }; /* retries are 0..10 */
-	sqlite3_stmt *st = NULL;
-	uint64_t counts[3 * MAXA] = {0}, retried[3] = {0}, nattempts = 0, nok = 0;
+	struct attempt_counts ac = {.maxa = 1};
+	uint64_t *counts = ac.counts, *retried = ac.retried, nattempts = 0, nok = 0;
 	char *labels[MAXA];
-	int maxa = 1, rc, ret = -1;
+	int maxa, ret = -1;
 
 	for (int i = 0; i < MAXA; i++)
 		labels[i] = arl_xasprintf("%d attempt%s", i + 1, i ? "s" : "");
-	if (prep(r,
-	         "SELECT attempts, state, count(*) FROM jobs WHERE run_id = ?1 AND attempts > 0"
-	         " AND state IN ('Succeeded', 'Failed', 'Cancelled') GROUP BY 1, 2",
-	         &st) < 0)
+	if (arl_store_report_attempts(r->s, r->run, add_attempts, &ac, r->err) < 0 ||
+	    arl_store_report_attempt_totals(r->s, r->run, &nattempts, &nok, r->err) < 0)
 		goto out;
-	while ((rc = arl_store_step(r->s, st, r->err)) == 1) {
-		int a = sqlite3_column_int(st, 0);
-		const char *s = col(st, 1);
-		int k = !strcmp(s, "Succeeded") ? 0 : !strcmp(s, "Failed") ? 1 : 2;
-		uint64_t n = (uint64_t)sqlite3_column_int64(st, 2);
-
-		a = a > MAXA ? MAXA : a;
-		maxa = a > maxa ? a : maxa;
-		counts[k * MAXA + (size_t)(a - 1)] += n;
-		if (a > 1)
-			retried[k] += n;
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if (rc < 0)
-		goto out;
-	if (prep(r,
-	         "SELECT count(*), sum(a.state = 'Succeeded') FROM attempts a"
-	         " JOIN jobs j ON j.id = a.job_id WHERE j.run_id = ?1",
-	         &st) < 0)
-		goto out;
-	if ((rc = arl_store_step(r->s, st, r->err)) == 1) {
-		nattempts = (uint64_t)sqlite3_column_int64(st, 0);
-		nok = (uint64_t)sqlite3_column_int64(st, 1);
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if (rc < 0)
-		goto out;
+	maxa = ac.maxa;
 	fprintf(
 	    r->out,
 	    "<section id=\"attempts\" data-attempts=\"%llu\" data-retried=\"%llu\" "
@@ -767,71 +715,47 @@ static int section_attempts(struct rep *r)
 	      "<th class=\"n\">Retries</th><th class=\"n\">Job then succeeded</th>"
 	      "<th class=\"n\">Failed</th><th class=\"n\">Cancelled</th></tr></thead><tbody>\n",
 	      r->out);
-	if (prep(r,
-	         "SELECT coalesce(a.error_class, '-'), count(*), sum(j.state = 'Succeeded'),"
-	         " sum(j.state = 'Failed'), sum(j.state = 'Cancelled') FROM attempts a"
-	         " JOIN jobs j ON j.id = a.job_id WHERE j.run_id = ?1 AND a.number < j.attempts"
-	         " GROUP BY 1 ORDER BY 2 DESC",
-	         &st) < 0)
-		goto out;
-	while ((rc = arl_store_step(r->s, st, r->err)) == 1) {
-		fputs("<tr data-class=\"", r->out);
-		esc(r, col(st, 0));
-		fputs("\">", r->out);
-		td_text(r, NULL, col(st, 0));
-		for (int i = 1; i <= 4; i++)
-			td_num(r, (uint64_t)sqlite3_column_int64(st, i));
-		fputs("</tr>\n", r->out);
-	}
-	if (rc < 0)
+	if (arl_store_report_retries(r->s, r->run, retry_row, r, r->err) < 0)
 		goto out;
 	fputs("</tbody></table>\n</div></div>\n</section>\n", r->out);
 	ret = 0;
 out:
-	sqlite3_finalize(st);
 	for (int i = 0; i < MAXA; i++)
 		free(labels[i]);
 	return ret;
 }
 
+static int slow_row(void *arg, const struct arl_report_slow_job *j, struct arl_err *err)
+{
+	struct rep *r = arg;
+	const char *cls = j->error_class;
+	char state[64];
+
+	(void)err;
+	/* "Failed (timeout)", but not "Failed (failed)" nor "Cancelled (cancelled)". */
+	if (cls && !strncasecmp(j->state, cls, strlen(cls)))
+		cls = NULL;
+	snprintf(state, sizeof(state), "%s%s%s%s", j->state, cls ? " (" : "", cls ? cls : "",
+	         cls ? ")" : "");
+	fputs("<tr data-key=\"", r->out);
+	esc(r, j->key);
+	fprintf(r->out, "\" data-duration=\"%lld\">", (long long)j->duration_ms);
+	td_text(r, "key", j->key);
+	td_text(r, state_class(j->state), state);
+	td_dur(r, j->duration_ms, true);
+	td_num(r, (uint64_t)j->attempts);
+	td_text(r, NULL, j->pool);
+	fputs("</tr>\n", r->out);
+	return 0;
+}
+
 static int section_slowest(struct rep *r)
 {
-	sqlite3_stmt *st = NULL;
-	int rc;
-
-	if (prep(r,
-	         "SELECT key, state, error_class, duration_ms, attempts, pool FROM jobs"
-	         " WHERE run_id = ?1 AND duration_ms IS NOT NULL AND attempts > 0"
-	         " ORDER BY duration_ms DESC, key LIMIT ?2",
-	         &st) < 0)
-		return -1;
-	sqlite3_bind_int64(st, 2, (int64_t)r->max_rows);
 	fputs("<section id=\"slowest\">\n<h2>Slowest jobs</h2>\n<table class=\"sortable\">"
 	      "<thead><tr><th>Job</th><th>State</th><th class=\"n\">Duration</th>"
 	      "<th class=\"n\">Attempts</th><th>Pool</th></tr></thead><tbody>\n",
 	      r->out);
-	while ((rc = arl_store_step(r->s, st, r->err)) == 1) {
-		const char *cls = col(st, 2);
-		char state[64];
-
-		/* "Failed (timeout)", but not "Failed (failed)" nor "Cancelled (cancelled)". */
-		if (cls && !strncasecmp(col(st, 1), cls, strlen(cls)))
-			cls = NULL;
-		snprintf(state, sizeof(state), "%s%s%s%s", col(st, 1), cls ? " (" : "",
-		         cls ? cls : "", cls ? ")" : "");
-		fputs("<tr data-key=\"", r->out);
-		esc(r, col(st, 0));
-		fprintf(r->out, "\" data-duration=\"%lld\">",
-		        (long long)sqlite3_column_int64(st, 3));
-		td_text(r, "key", col(st, 0));
-		td_text(r, state_class(col(st, 1)), state);
-		td_dur(r, sqlite3_column_int64(st, 3), true);
-		td_num(r, (uint64_t)sqlite3_column_int64(st, 4));
-		td_text(r, NULL, col(st, 5));
-		fputs("</tr>\n", r->out);
-	}
-	sqlite3_finalize(st);
-	if (rc < 0)
+	if (arl_store_report_slowest(r->s, r->run, r->max_rows, slow_row, r, r->err) < 0)
 		return -1;
 	fputs("</tbody></table>\n</section>\n", r->out);
 	return 0;
@@ -854,34 +778,52 @@ static void tail_lines(struct rep *r, const char *s, size_t len)
 	arl_html_escn(r->out, s + start, len - start);
 }
 
+static int failed_row(void *arg, const struct arl_report_failed_job *j, struct arl_err *err)
+{
+	struct rep *r = arg;
+
+	(void)err;
+	r->nfailed++;
+	fputs("<tr data-key=\"", r->out);
+	esc(r, j->key);
+	fputs("\" data-class=\"", r->out);
+	esc(r, j->error_class);
+	fputs("\" data-exit=\"", r->out);
+	if (!j->exit_null)
+		fprintf(r->out, "%d", j->exit_code);
+	fputs("\"", r->out);
+	if (!j->carried_null)
+		fprintf(r->out, " data-carried-from=\"%lld\"", (long long)j->carried_from);
+	fputs(">", r->out);
+	td_text(r, "key", j->key);
+	td_text(r, "bad", j->error_class);
+	if (!j->exit_null)
+		fprintf(r->out, "<td class=\"n\" data-v=\"%d\">%d</td>", j->exit_code,
+		        j->exit_code);
+	else
+		fputs("<td class=\"n\" data-v=\"\">-</td>", r->out);
+	td_num(r, (uint64_t)j->attempts);
+	td_dur(r, j->duration_ms, !j->duration_null);
+	fputs("<td>", r->out);
+	if (!j->carried_null)
+		fprintf(r->out, "<b>carried from run %lld</b> (skipped here) ",
+		        (long long)j->carried_from);
+	esc(r, j->error);
+	if (j->stderr_tail) {
+		fputs("<pre>", r->out);
+		tail_lines(r, j->stderr_tail, strlen(j->stderr_tail));
+		fputs("</pre>", r->out);
+	}
+	fputs("</td></tr>\n", r->out);
+	return 0;
+}
+
 static int section_failed(struct rep *r, const struct counts *c)
 {
-	sqlite3_stmt *st = NULL;
-	size_t shown = 0;
-	int rc;
-
-	/* f: the failed job, the run's own or the one a Skipped job stands for (column 7). */
-	if (prep(r,
-	         "SELECT j.key, f.error_class, f.exit_code, f.attempts, f.duration_ms, f.error,"
-	         " (SELECT substr(s.stderr, -" STR(
-	             TAIL_BYTES) ") FROM attempts a"
-	                         "  JOIN steps s ON s.attempt_id = a.id WHERE a.job_id = f.id"
-	                         "  AND a.number = f.attempts AND s.stderr IS NOT NULL AND "
-	                         "s.stderr != ''"
-	                         "  ORDER BY s.state = 'Failed' DESC, s.idx DESC LIMIT 1),"
-	                         " CASE WHEN f.id != j.id THEN f.run_id END"
-	                         " FROM jobs j JOIN jobs f ON f.id = CASE j.state WHEN 'Skipped'"
-	                         " THEN j.skipped_from ELSE j.id END"
-	                         " WHERE j.run_id = ?1 AND j.state IN ('Failed', 'Skipped')"
-	                         " AND f.state = 'Failed' ORDER BY f.error_class, j.key LIMIT ?2",
-	         &st) < 0)
-		return -1;
-	sqlite3_bind_int64(st, 2, (int64_t)r->max_failed);
 	fprintf(r->out,
 	        "<section id=\"failures\" data-failed-total=\"%llu\">\n<h2>Failed jobs</h2>\n",
 	        (unsigned long long)(c->failed + c->carried_failed));
 	if (!c->failed && !c->carried_failed) {
-		sqlite3_finalize(st);
 		fputs("<p class=\"ok\">No job failed.</p>\n</section>\n", r->out);
 		return 0;
 	}
@@ -892,57 +834,20 @@ static int section_failed(struct rep *r, const struct counts *c)
 	      "<th class=\"n\">Duration</th><th>Error and the tail of stderr</th></tr></thead>"
 	      "<tbody>\n",
 	      r->out);
-	while ((rc = arl_store_step(r->s, st, r->err)) == 1) {
-		bool has_exit = sqlite3_column_type(st, 2) != SQLITE_NULL;
-		bool carried = sqlite3_column_type(st, 7) != SQLITE_NULL;
-
-		shown++;
-		fputs("<tr data-key=\"", r->out);
-		esc(r, col(st, 0));
-		fputs("\" data-class=\"", r->out);
-		esc(r, col(st, 1));
-		fputs("\" data-exit=\"", r->out);
-		if (has_exit)
-			fprintf(r->out, "%d", sqlite3_column_int(st, 2));
-		fputs("\"", r->out);
-		if (carried)
-			fprintf(r->out, " data-carried-from=\"%lld\"",
-			        (long long)sqlite3_column_int64(st, 7));
-		fputs(">", r->out);
-		td_text(r, "key", col(st, 0));
-		td_text(r, "bad", col(st, 1));
-		if (has_exit)
-			fprintf(r->out, "<td class=\"n\" data-v=\"%d\">%d</td>",
-			        sqlite3_column_int(st, 2), sqlite3_column_int(st, 2));
-		else
-			fputs("<td class=\"n\" data-v=\"\">-</td>", r->out);
-		td_num(r, (uint64_t)sqlite3_column_int64(st, 3));
-		td_dur(r, sqlite3_column_int64(st, 4), sqlite3_column_type(st, 4) != SQLITE_NULL);
-		fputs("<td>", r->out);
-		if (carried)
-			fprintf(r->out, "<b>carried from run %lld</b> (skipped here) ",
-			        (long long)sqlite3_column_int64(st, 7));
-		esc(r, col(st, 5));
-		if (col(st, 6)) {
-			fputs("<pre>", r->out);
-			tail_lines(r, col(st, 6), (size_t)sqlite3_column_bytes(st, 6));
-			fputs("</pre>", r->out);
-		}
-		fputs("</td></tr>\n", r->out);
-	}
-	sqlite3_finalize(st);
-	if (rc < 0)
+	r->nfailed = 0;
+	if (arl_store_report_failed(r->s, r->run, r->max_failed, TAIL_BYTES, failed_row, r,
+	                            r->err) < 0)
 		return -1;
 	fputs("</tbody></table>\n", r->out);
-	if (shown < c->failed + c->carried_failed)
+	if (r->nfailed < c->failed + c->carried_failed)
 		fprintf(
 		    r->out,
 		    "<p class=\"note\" id=\"failed-more\" data-more=\"%llu\">%llu more failed jobs "
 		    "not shown; list them all with <code>arl-batch results --run %lld --state "
 		    "%s</code>.</p>\n",
-		    (unsigned long long)(c->failed + c->carried_failed - shown),
-		    (unsigned long long)(c->failed + c->carried_failed - shown), (long long)r->run,
-		    c->carried_failed ? "Failed,Skipped" : "Failed");
+		    (unsigned long long)(c->failed + c->carried_failed - r->nfailed),
+		    (unsigned long long)(c->failed + c->carried_failed - r->nfailed),
+		    (long long)r->run, c->carried_failed ? "Failed,Skipped" : "Failed");
 	fputs("</section>\n", r->out);
 	return 0;
 }
@@ -951,46 +856,15 @@ static int section_failed(struct rep *r, const struct counts *c)
 static int metric_numeric(struct rep *r, const char *name, int64_t count, double lo, double hi,
                           double mean)
 {
-	sqlite3_stmt *st = NULL;
 	uint64_t counts[METRIC_BINS] = {0};
 	char *labels[METRIC_BINS] = {NULL};
 	char b1[32], b2[32], b3[32], b4[32], b5[32];
 	size_t nbins = hi > lo ? bins_for((size_t)count, METRIC_BINS) : 1;
 	double median = lo;
-	int rc, ret = -1;
+	int ret = -1;
 
-	if (prep(r,
-	         "SELECT CASE WHEN ?3 <= ?2 THEN 0 ELSE min(CAST((m.value - ?2) * ?4 / (?3 - ?2)"
-	         " AS INTEGER), ?4 - 1) END, count(*) FROM metrics m JOIN jobs j ON j.id = m.job_id"
-	         " WHERE j.run_id = ?1 AND m.name = ?5 AND typeof(m.value) IN ('integer', 'real')"
-	         " GROUP BY 1",
-	         &st) < 0)
-		return -1;
-	sqlite3_bind_double(st, 2, lo);
-	sqlite3_bind_double(st, 3, hi);
-	sqlite3_bind_int64(st, 4, (int64_t)nbins);
-	sqlite3_bind_text(st, 5, name, -1, SQLITE_STATIC);
-	while ((rc = arl_store_step(r->s, st, r->err)) == 1) {
-		int64_t b = sqlite3_column_int64(st, 0);
-
-		if (b >= 0 && (size_t)b < nbins)
-			counts[b] += (uint64_t)sqlite3_column_int64(st, 1);
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if (rc < 0)
-		goto out;
-	if (prep(r,
-	         "SELECT m.value FROM metrics m JOIN jobs j ON j.id = m.job_id WHERE j.run_id = ?1"
-	         " AND m.name = ?2 AND typeof(m.value) IN ('integer', 'real')"
-	         " ORDER BY m.value LIMIT 1 OFFSET ?3",
-	         &st) < 0)
-		goto out;
-	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, (count - 1) / 2);
-	if ((rc = arl_store_step(r->s, st, r->err)) == 1)
-		median = sqlite3_column_double(st, 0);
-	if (rc < 0)
+	if (arl_store_report_metric_bins(r->s, r->run, name, lo, hi, nbins, counts, r->err) < 0 ||
+	    arl_store_report_metric_nth(r->s, r->run, name, (count - 1) / 2, &median, r->err) < 0)
 		goto out;
 	for (size_t i = 0; i < nbins; i++)
 		labels[i] = arl_xasprintf(
@@ -1020,25 +894,26 @@ static int metric_numeric(struct rep *r, const char *name, int64_t count, double
 	fputs("</div>\n", r->out);
 	ret = 0;
 out:
-	sqlite3_finalize(st);
 	for (size_t i = 0; i < METRIC_BINS; i++)
 		free(labels[i]);
 	return ret;
 }
 
+static int value_row(void *arg, const struct arl_report_metric_value *v, struct arl_err *err)
+{
+	struct rep *r = arg;
+
+	(void)err;
+	fputs("<tr>", r->out);
+	td_text(r, "key", v->value ? v->value : "null");
+	td_num(r, v->jobs);
+	fputs("</tr>\n", r->out);
+	return 0;
+}
+
 /* A text metric: its most common values. */
 static int metric_text(struct rep *r, const char *name, int64_t count)
 {
-	sqlite3_stmt *st = NULL;
-	int rc;
-
-	if (prep(r,
-	         "SELECT CAST(m.value AS TEXT), count(*) FROM metrics m JOIN jobs j ON j.id ="
-	         " m.job_id WHERE j.run_id = ?1 AND m.name = ?2 GROUP BY 1 ORDER BY 2 DESC, 1"
-	         " LIMIT 8",
-	         &st) < 0)
-		return -1;
-	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
 	fputs("<div class=\"metric\" data-metric=\"", r->out);
 	esc(r, name);
 	fprintf(r->out, "\" data-kind=\"text\" data-count=\"%lld\">\n<h3>", (long long)count);
@@ -1046,132 +921,123 @@ static int metric_text(struct rep *r, const char *name, int64_t count)
 	fputs("</h3>\n<table><thead><tr><th>Value</th><th class=\"n\">Jobs</th></tr></thead>"
 	      "<tbody>\n",
 	      r->out);
-	while ((rc = arl_store_step(r->s, st, r->err)) == 1) {
-		fputs("<tr>", r->out);
-		td_text(r, "key", col(st, 0) ? col(st, 0) : "null");
-		td_num(r, (uint64_t)sqlite3_column_int64(st, 1));
-		fputs("</tr>\n", r->out);
-	}
-	sqlite3_finalize(st);
-	if (rc < 0)
+	if (arl_store_report_metric_values(r->s, r->run, name, TEXT_VALUES, value_row, r, r->err) <
+	    0)
 		return -1;
 	fputs("</tbody></table>\n</div>\n", r->out);
 	return 0;
 }
 
-static int section_metrics(struct rep *r)
+static int metric_section_row(void *arg, const struct arl_report_metric *m, struct arl_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	int n = 0, rc, ret = -1;
+	struct rep *r = arg;
 
-	if (prep(r,
-	         "SELECT m.name, count(*), sum(typeof(m.value) IN ('integer', 'real')),"
-	         " min(CASE WHEN typeof(m.value) IN ('integer', 'real') THEN m.value END),"
-	         " max(CASE WHEN typeof(m.value) IN ('integer', 'real') THEN m.value END),"
-	         " avg(CASE WHEN typeof(m.value) IN ('integer', 'real') THEN m.value END)"
-	         " FROM metrics m JOIN jobs j ON j.id = m.job_id WHERE j.run_id = ?1"
-	         " GROUP BY m.name ORDER BY m.name",
-	         &st) < 0)
-		return -1;
-	while ((rc = arl_store_step(r->s, st, r->err)) == 1) {
-		char *name = arl_xstrdup(col(st, 0));
-		int64_t count = sqlite3_column_int64(st, 1), numeric = sqlite3_column_int64(st, 2);
-
-		if (!n++)
-			fputs(
-			    "<section id=\"metrics\">\n<h2>Metrics</h2>\n<p class=\"note\">From "
-			    "the last attempt of each job (steps with <code>metrics: json</code>)."
-			    "</p>\n<div class=\"grid2\">\n",
-			    r->out);
-		if (n > MAX_METRICS) {
-			free(name);
-			continue;
-		}
-		rc = numeric ? metric_numeric(r, name, numeric, sqlite3_column_double(st, 3),
-		                              sqlite3_column_double(st, 4),
-		                              sqlite3_column_double(st, 5))
-		             : metric_text(r, name, count);
-		free(name);
-		if (rc < 0)
-			goto out;
-	}
-	if (rc < 0)
-		goto out;
-	if (n)
-		fprintf(r->out, "</div>\n%s</section>\n",
-		        n > MAX_METRICS ? "<p class=\"note\">More metrics not shown.</p>\n" : "");
-	ret = 0;
-out:
-	sqlite3_finalize(st);
-	return ret;
+	(void)err;
+	if (!r->nmetrics++)
+		fputs("<section id=\"metrics\">\n<h2>Metrics</h2>\n<p class=\"note\">From "
+		      "the last attempt of each job (steps with <code>metrics: json</code>)."
+		      "</p>\n<div class=\"grid2\">\n",
+		      r->out);
+	if (r->nmetrics > MAX_METRICS)
+		return 0;
+	return m->numeric ? metric_numeric(r, m->name, m->numeric, m->min, m->max, m->mean)
+	                  : metric_text(r, m->name, m->count);
 }
 
-/* Steps whose `metrics: json` stored nothing, or not all, in the jobs' last attempts. */
-static int section_metric_errors(struct rep *r)
+static int section_metrics(struct rep *r)
 {
-	sqlite3_stmt *st = NULL;
-	int64_t total = 0, shown = 0;
-	int rc;
-
-	if (prep(r,
-	         "SELECT j.key, s.name, s.metrics_error, count(*) OVER () FROM jobs j"
-	         " JOIN attempts a ON a.job_id = j.id AND a.number = j.attempts"
-	         " JOIN steps s ON s.attempt_id = a.id"
-	         " WHERE j.run_id = ?1 AND s.metrics_error IS NOT NULL ORDER BY j.key, s.idx"
-	         " LIMIT ?2",
-	         &st) < 0)
+	r->nmetrics = 0;
+	if (arl_store_report_metrics(r->s, r->run, metric_section_row, r, r->err) < 0)
 		return -1;
-	sqlite3_bind_int64(st, 2, (int64_t)r->max_failed);
-	while ((rc = arl_store_step(r->s, st, r->err)) == 1) {
-		if (!shown++) {
-			total = sqlite3_column_int64(st, 3);
-			fprintf(r->out,
-			        "<section id=\"metric-errors\" data-total=\"%lld\">\n"
-			        "<h2>Metrics not recorded</h2>\n<p class=\"note\">Steps with "
-			        "<code>metrics: json</code> whose metrics were not all stored, and "
-			        "why.</p>\n<table><thead><tr><th>Job</th><th>Step</th><th>Why</th>"
-			        "</tr></thead><tbody>\n",
-			        (long long)total);
-		}
-		fputs("<tr>", r->out);
-		td_text(r, "key", col(st, 0));
-		td_text(r, NULL, col(st, 1));
-		td_text(r, "bad", col(st, 2));
-		fputs("</tr>\n", r->out);
-	}
-	sqlite3_finalize(st);
-	if (rc < 0)
-		return -1;
-	if (shown)
-		fprintf(r->out, "</tbody></table>\n%s</section>\n",
-		        total > shown ? "<p class=\"note\">More not shown.</p>\n" : "");
+	if (r->nmetrics)
+		fprintf(r->out, "</div>\n%s</section>\n",
+		        r->nmetrics > MAX_METRICS
+		            ? "<p class=\"note\">More metrics not shown.</p>\n"
+		            : "");
 	return 0;
 }
 
-static void key_list(struct rep *r, const cJSON *jobs, const char *flip, const char *title,
-                     size_t max)
+/* Steps whose `metrics: json` stored nothing, or not all, in the jobs' last attempts. */
+static int metric_error_row(void *arg, const struct arl_report_metric_error *e, struct arl_err *err)
 {
-	const cJSON *list = cJSON_GetObjectItem(jobs, flip), *it;
-	size_t n = 0, total = (size_t)cJSON_GetArraySize(list);
+	struct rep *r = arg;
 
-	if (!total)
+	(void)err;
+	if (!r->nmetric_errors++) {
+		r->metric_errors_total = e->total;
+		fprintf(r->out,
+		        "<section id=\"metric-errors\" data-total=\"%lld\">\n"
+		        "<h2>Metrics not recorded</h2>\n<p class=\"note\">Steps with "
+		        "<code>metrics: json</code> whose metrics were not all stored, and "
+		        "why.</p>\n<table><thead><tr><th>Job</th><th>Step</th><th>Why</th>"
+		        "</tr></thead><tbody>\n",
+		        (long long)e->total);
+	}
+	fputs("<tr>", r->out);
+	td_text(r, "key", e->key);
+	td_text(r, NULL, e->step);
+	td_text(r, "bad", e->error);
+	fputs("</tr>\n", r->out);
+	return 0;
+}
+
+static int section_metric_errors(struct rep *r)
+{
+	r->nmetric_errors = 0;
+	r->metric_errors_total = 0;
+	if (arl_store_report_metric_errors(r->s, r->run, r->max_failed, metric_error_row, r,
+	                                   r->err) < 0)
+		return -1;
+	if (r->nmetric_errors)
+		fprintf(r->out, "</tbody></table>\n%s</section>\n",
+		        r->metric_errors_total > r->nmetric_errors
+		            ? "<p class=\"note\">More not shown.</p>\n"
+		            : "");
+	return 0;
+}
+
+static void key_list(struct rep *r, const struct arl_rundiff *d, enum arl_rundiff_flip flip,
+                     const char *title, size_t max)
+{
+	const struct arl_rundiff_keys *list = &d->keys[flip];
+
+	if (!list->n)
 		return;
 	fprintf(r->out,
 	        "<div class=\"flips\" data-flip=\"%s\" data-count=\"%zu\"><h3>%s (%zu)</h3>"
 	        "<table><tbody>\n",
-	        flip, total, title, total);
-	cJSON_ArrayForEach(it, list)
-	{
-		if (n++ == max)
-			break;
+	        arl_rundiff_flip_names[flip], list->n, title, list->n);
+	for (size_t i = 0; i < list->n && i < max; i++) {
 		fputs("<tr>", r->out);
-		td_text(r, "key", it->valuestring);
+		td_text(r, "key", list->v[i]);
 		fputs("</tr>\n", r->out);
 	}
 	fputs("</tbody></table>", r->out);
-	if (total > max)
-		fprintf(r->out, "<p class=\"note\">%zu more not shown.</p>", total - max);
+	if (list->n > max)
+		fprintf(r->out, "<p class=\"note\">%zu more not shown.</p>", list->n - max);
 	fputs("</div>\n", r->out);
+}
+
+static int job_metric_row(void *arg, const struct arl_diff_job_metric *m, struct arl_err *err)
+{
+	struct rep *r = arg;
+	char b1[32], b2[32], b3[32];
+
+	(void)err;
+	if (!r->nchanges++)
+		fputs("<h3>Largest metric changes per job</h3>\n<table class=\"sortable\">"
+		      "<thead><tr><th>Job</th><th>Metric</th><th class=\"n\">Before</th>"
+		      "<th class=\"n\">Now</th><th "
+		      "class=\"n\">Delta</th></tr></thead><tbody>\n",
+		      r->out);
+	fputs("<tr>", r->out);
+	td_text(r, "key", m->key);
+	td_text(r, NULL, m->name);
+	td_text(r, "n", arl_html_num(m->a, b1, sizeof(b1)));
+	td_text(r, "n", arl_html_num(m->b, b2, sizeof(b2)));
+	fprintf(r->out, "<td class=\"n\" data-v=\"%.17g\">%s%s</td></tr>\n", m->b - m->a,
+	        m->b - m->a > 0 ? "+" : "", arl_html_num(m->b - m->a, b3, sizeof(b3)));
+	return 0;
 }
 
 static int section_compare(struct rep *r)
@@ -1179,126 +1045,84 @@ static int section_compare(struct rep *r)
 	static const char *const titles[] = {
 	    "Fixed", "Broken",  "Still failing",     "Still passing",
 	    "Added", "Missing", "Infra or cancelled"};
-	static const char *const job_metric_sql =
-	    "SELECT a.key, ma.name, ma.value, mb.value FROM jobs a"
-	    " JOIN jobs b ON b.key = a.key AND b.run_id = ?1"
-	    " JOIN metrics ma ON ma.job_id = a.id JOIN metrics mb ON mb.job_id = b.id"
-	    " AND mb.name = ma.name WHERE a.run_id = ?2"
-	    " AND typeof(ma.value) IN ('integer', 'real') AND typeof(mb.value) IN ('integer', "
-	    "'real')"
-	    " AND ma.value != mb.value ORDER BY abs(mb.value - ma.value) DESC, a.key LIMIT ?3";
-	cJSON *d = NULL, *it;
-	const cJSON *counts, *jobs, *runs;
-	sqlite3_stmt *st = NULL;
+	struct arl_rundiff d;
 	char b1[32], b2[32], b3[32];
-	int rc, ret = -1, nchanges = 0;
+	int ret = -1;
 
-	if (arl_rundiff_json(r->s, r->o->compare_id, r->run, false, &d, r->err) < 0)
+	if (arl_rundiff(r->s, r->o->compare_id, r->run, false, &d, r->err) < 0)
 		return -1;
-	counts = cJSON_GetObjectItem(d, "counts");
-	jobs = cJSON_GetObjectItem(d, "jobs");
-	runs = cJSON_GetObjectItem(d, "runs");
 	fprintf(r->out, "<section id=\"compare\" data-baseline=\"%lld\"",
 	        (long long)r->o->compare_id);
 	for (int f = 0; f < ARL_RUNDIFF_NFLIPS; f++)
-		fprintf(r->out, " data-%s=\"%d\"", arl_rundiff_flip_names[f],
-		        cJSON_GetObjectItem(counts, arl_rundiff_flip_names[f])->valueint);
+		fprintf(r->out, " data-%s=\"%zu\"", arl_rundiff_flip_names[f], d.counts[f]);
 	fprintf(r->out, ">\n<h2>Compared with run %lld</h2>\n", (long long)r->o->compare_id);
 	fputs("<table><thead><tr><th>Run</th><th class=\"n\">Passed</th><th class=\"n\">Failed</th>"
 	      "<th class=\"n\">Pass rate</th></tr></thead><tbody>\n",
 	      r->out);
-	cJSON_ArrayForEach(it, runs)
-	{
-		int pass = cJSON_GetObjectItem(it, "passed")->valueint,
-		    fail = cJSON_GetObjectItem(it, "failed")->valueint;
-		char *label = arl_xasprintf("run %d %s", cJSON_GetObjectItem(it, "id")->valueint,
-		                            cJSON_GetObjectItem(it, "name")->valuestring);
+	for (int side = 0; side < 2; side++) {
+		const struct arl_rundiff_run *rn = &d.runs[side];
+		char *label = arl_xasprintf("run %lld %s", (long long)rn->id, rn->name);
 
 		fputs("<tr>", r->out);
 		td_text(r, "key", label);
-		td_num(r, (uint64_t)pass);
-		td_num(r, (uint64_t)fail);
-		fprintf(r->out, "<td class=\"n\">%s",
-		        pct((uint64_t)pass, (uint64_t)fail, b1, sizeof(b1)));
-		arl_html_ratio_bar(r->out, ratio((uint64_t)pass, (uint64_t)fail));
+		td_num(r, rn->passed);
+		td_num(r, rn->failed);
+		fprintf(r->out, "<td class=\"n\">%s", pct(rn->passed, rn->failed, b1, sizeof(b1)));
+		arl_html_ratio_bar(r->out, ratio(rn->passed, rn->failed));
 		fputs("</td></tr>\n", r->out);
 		free(label);
 	}
 	fputs("</tbody></table>\n<p>", r->out);
 	for (int f = 0; f < ARL_RUNDIFF_NFLIPS; f++)
-		fprintf(r->out, "%s<b class=\"%s\">%d</b> %s", f ? " &middot; " : "",
-		        f == 0   ? "ok"
-		        : f == 1 ? "bad"
-		                 : "",
-		        cJSON_GetObjectItem(counts, arl_rundiff_flip_names[f])->valueint,
-		        titles[f]);
+		fprintf(r->out, "%s<b class=\"%s\">%zu</b> %s", f ? " &middot; " : "",
+		        f == ARL_FLIP_FIXED    ? "ok"
+		        : f == ARL_FLIP_BROKEN ? "bad"
+		                               : "",
+		        d.counts[f], titles[f]);
 	fprintf(r->out,
 	        ". McNemar's exact test on the flips: p = %.4g (infra and cancelled jobs are not "
 	        "counted).</p>\n<div class=\"grid2\">\n",
-	        cJSON_GetObjectItem(d, "mcnemarP")->valuedouble);
-	key_list(r, jobs, "broken", "Broken (passed before, fail now)", r->max_rows * 4);
-	key_list(r, jobs, "fixed", "Fixed (failed before, pass now)", r->max_rows * 4);
-	key_list(r, jobs, "still_failing", "Still failing", r->max_rows);
-	key_list(r, jobs, "added", "Added", r->max_rows);
-	key_list(r, jobs, "missing", "Missing", r->max_rows);
-	key_list(r, jobs, "infra", "Infra or cancelled in either run", r->max_rows);
+	        d.mcnemar_p);
+	key_list(r, &d, ARL_FLIP_BROKEN, "Broken (passed before, fail now)", r->max_rows * 4);
+	key_list(r, &d, ARL_FLIP_FIXED, "Fixed (failed before, pass now)", r->max_rows * 4);
+	key_list(r, &d, ARL_FLIP_STILL_FAILING, "Still failing", r->max_rows);
+	key_list(r, &d, ARL_FLIP_ADDED, "Added", r->max_rows);
+	key_list(r, &d, ARL_FLIP_MISSING, "Missing", r->max_rows);
+	key_list(r, &d, ARL_FLIP_INFRA, "Infra or cancelled in either run", r->max_rows);
 	fputs("</div>\n", r->out);
-	if (cJSON_GetArraySize(cJSON_GetObjectItem(d, "metrics"))) {
+	if (d.nmetrics) {
 		fputs(
 		    "<h3>Metric means</h3>\n<table class=\"sortable\" id=\"metric-deltas\"><thead>"
 		    "<tr><th>Metric</th><th class=\"n\">Before</th><th class=\"n\">Now</th>"
 		    "<th class=\"n\">Delta</th></tr></thead><tbody>\n",
 		    r->out);
-		cJSON_ArrayForEach(it, cJSON_GetObjectItem(d, "metrics"))
-		{
-			const cJSON *a = cJSON_GetObjectItem(it, "meanA"),
-			            *b = cJSON_GetObjectItem(it, "meanB"),
-			            *dl = cJSON_GetObjectItem(it, "delta");
+		for (size_t i = 0; i < d.nmetrics; i++) {
+			const struct arl_rundiff_metric *m = &d.metrics[i];
 
 			fputs("<tr data-metric=\"", r->out);
-			esc(r, cJSON_GetObjectItem(it, "name")->valuestring);
+			esc(r, m->name);
 			fputs("\">", r->out);
-			td_text(r, "key", cJSON_GetObjectItem(it, "name")->valuestring);
-			td_text(r, "n", a ? arl_html_num(a->valuedouble, b1, sizeof(b1)) : "-");
-			td_text(r, "n", b ? arl_html_num(b->valuedouble, b2, sizeof(b2)) : "-");
-			if (dl)
+			td_text(r, "key", m->name);
+			td_text(r, "n", m->has_a ? arl_html_num(m->mean_a, b1, sizeof(b1)) : "-");
+			td_text(r, "n", m->has_b ? arl_html_num(m->mean_b, b2, sizeof(b2)) : "-");
+			if (m->has_a && m->has_b)
 				fprintf(r->out, "<td class=\"n\" data-v=\"%.17g\">%s%s</td>",
-				        dl->valuedouble, dl->valuedouble > 0 ? "+" : "",
-				        arl_html_num(dl->valuedouble, b3, sizeof(b3)));
+				        m->delta, m->delta > 0 ? "+" : "",
+				        arl_html_num(m->delta, b3, sizeof(b3)));
 			else
 				fputs("<td class=\"n\" data-v=\"\">-</td>", r->out);
 			fputs("</tr>\n", r->out);
 		}
 		fputs("</tbody></table>\n", r->out);
 	}
-	if (prep(r, job_metric_sql, &st) < 0)
+	r->nchanges = 0;
+	if (arl_store_diff_job_metrics(r->s, r->o->compare_id, r->run, r->max_rows * 2,
+	                               job_metric_row, r, r->err) < 0)
 		goto out;
-	sqlite3_bind_int64(st, 2, r->o->compare_id);
-	sqlite3_bind_int64(st, 3, (int64_t)r->max_rows * 2);
-	while ((rc = arl_store_step(r->s, st, r->err)) == 1) {
-		double a = sqlite3_column_double(st, 2), b = sqlite3_column_double(st, 3);
-
-		if (!nchanges++)
-			fputs("<h3>Largest metric changes per job</h3>\n<table class=\"sortable\">"
-			      "<thead><tr><th>Job</th><th>Metric</th><th class=\"n\">Before</th>"
-			      "<th class=\"n\">Now</th><th "
-			      "class=\"n\">Delta</th></tr></thead><tbody>\n",
-			      r->out);
-		fputs("<tr>", r->out);
-		td_text(r, "key", col(st, 0));
-		td_text(r, NULL, col(st, 1));
-		td_text(r, "n", arl_html_num(a, b1, sizeof(b1)));
-		td_text(r, "n", arl_html_num(b, b2, sizeof(b2)));
-		fprintf(r->out, "<td class=\"n\" data-v=\"%.17g\">%s%s</td></tr>\n", b - a,
-		        b - a > 0 ? "+" : "", arl_html_num(b - a, b3, sizeof(b3)));
-	}
-	if (rc < 0)
-		goto out;
-	fprintf(r->out, "%s</section>\n", nchanges ? "</tbody></table>\n" : "");
+	fprintf(r->out, "%s</section>\n", r->nchanges ? "</tbody></table>\n" : "");
 	ret = 0;
 out:
-	sqlite3_finalize(st);
-	cJSON_Delete(d);
+	arl_rundiff_release(&d);
 	return ret;
 }
 

@@ -10,126 +10,62 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/store_diff.h"
 #include "util.h"
 #include "banned.h"
 
 enum outcome { PASS, FAIL, OTHER }; /* OTHER: infra, cancelled, never ran */
-enum flip { FIXED, BROKEN, STILL_FAILING, STILL_PASSING, ADDED, MISSING, INFRA, NFLIPS };
-_Static_assert(NFLIPS == ARL_RUNDIFF_NFLIPS, "rundiff.h names every flip");
 
 const char *const arl_rundiff_flip_names[] = {"fixed", "broken",  "still_failing", "still_passing",
                                               "added", "missing", "infra"};
 
-struct entry {
-	char *key;
-	enum outcome a, b;
-	bool in_a, in_b;
-	enum flip flip;
-};
-
-struct diff {
-	int64_t run[2];
-	char *name[2];
-	struct entry *v;
-	size_t n, cap;
-	size_t count[NFLIPS];
-	size_t pass[2], fail[2];
-};
-
-/* Skipped jobs stand for the result they point at; a Skipped with none counts as passed. */
-static const char job_sql[] =
-    "SELECT j.key, coalesce(s.state, CASE j.state WHEN 'Skipped' THEN 'Succeeded' ELSE j.state "
-    "END),"
-    " coalesce(s.error_class, j.error_class)"
-    " FROM jobs j LEFT JOIN jobs s ON j.state = 'Skipped' AND s.id = j.skipped_from"
-    " WHERE j.run_id = ?1 ORDER BY j.key";
-
-static enum outcome classify(const char *state, const char *cls)
+static enum outcome classify(enum arl_state state, enum arl_class cls)
 {
-	if (state && !strcmp(state, "Succeeded"))
+	if (state == ARL_STATE_SUCCEEDED)
 		return PASS;
-	if (state && !strcmp(state, "Failed") && cls &&
-	    (!strcmp(cls, "failed") || !strcmp(cls, "timeout")))
+	if (state == ARL_STATE_FAILED && (cls == ARL_CLASS_FAILED || cls == ARL_CLASS_TIMEOUT))
 		return FAIL;
 	return OTHER;
 }
 
-static int entry_cmp(const void *x, const void *y)
+static enum arl_rundiff_flip flip_of(const struct arl_diff_job *j, enum outcome a, enum outcome b)
 {
-	return strcmp(((const struct entry *)x)->key, ((const struct entry *)y)->key);
+	if (!j->in_a)
+		return ARL_FLIP_ADDED;
+	if (!j->in_b)
+		return ARL_FLIP_MISSING;
+	if (a == OTHER || b == OTHER)
+		return ARL_FLIP_INFRA;
+	if (a == FAIL && b == PASS)
+		return ARL_FLIP_FIXED;
+	if (a == PASS && b == FAIL)
+		return ARL_FLIP_BROKEN;
+	return a == FAIL ? ARL_FLIP_STILL_FAILING : ARL_FLIP_STILL_PASSING;
 }
 
-/* Looks @key up among the first @n entries (side A's, sorted by key). */
-static struct entry *find(struct diff *d, size_t n, const char *key)
+static void count_side(struct arl_rundiff_run *r, bool in, enum outcome o)
 {
-	struct entry probe = {.key = (char *)key};
-
-	return bsearch(&probe, d->v, n, sizeof(*d->v), entry_cmp);
+	if (in && o != OTHER)
+		o == PASS ? r->passed++ : r->failed++;
 }
 
-static int load_side(struct arl_store *s, struct diff *d, int side, struct arl_err *err)
+static int on_job(void *arg, const struct arl_diff_job *j, struct arl_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	size_t before = d->n;
-	int rc;
+	struct arl_rundiff *d = arg;
+	enum outcome a = classify(j->state_a, j->cls_a), b = classify(j->state_b, j->cls_b);
+	enum arl_rundiff_flip f = flip_of(j, a, b);
 
-	if (arl_store_prepare(s, job_sql, &st, NULL, err) < 0)
-		return -1;
-	sqlite3_bind_int64(st, 1, d->run[side]);
-	while ((rc = arl_store_step(s, st, err)) == 1) {
-		const char *key = (const char *)sqlite3_column_text(st, 0);
-		enum outcome o = classify((const char *)sqlite3_column_text(st, 1),
-		                          (const char *)sqlite3_column_text(st, 2));
-		/* B's new keys are appended after A's sorted block: search only that block. */
-		struct entry *e = side ? find(d, before, key) : NULL;
+	(void)err;
+	count_side(&d->runs[0], j->in_a, a);
+	count_side(&d->runs[1], j->in_b, b);
+	d->counts[f]++;
+	if (f != ARL_FLIP_STILL_PASSING) {
+		struct arl_rundiff_keys *k = &d->keys[f];
 
-		if (!e) {
-			ARL_GROW(d->v, d->cap, d->n + 1);
-			e = &d->v[d->n++];
-			memset(e, 0, sizeof(*e));
-			e->key = arl_xstrdup(key);
-		}
-		if (side) {
-			e->in_b = true;
-			e->b = o;
-		} else {
-			e->in_a = true;
-			e->a = o;
-		}
+		ARL_GROW(k->v, k->cap, k->n + 1);
+		k->v[k->n++] = arl_xstrdup(j->key);
 	}
-	sqlite3_finalize(st);
-	if (rc < 0)
-		return -1;
-	/* Side A is read in key order; B's additions are appended, so re-sort for lookups. */
-	qsort(d->v, d->n, sizeof(*d->v), entry_cmp);
 	return 0;
-}
-
-static void classify_all(struct diff *d)
-{
-	for (size_t i = 0; i < d->n; i++) {
-		struct entry *e = &d->v[i];
-
-		if (e->in_a && e->a != OTHER)
-			e->a == PASS ? d->pass[0]++ : d->fail[0]++;
-		if (e->in_b && e->b != OTHER)
-			e->b == PASS ? d->pass[1]++ : d->fail[1]++;
-		if (!e->in_a)
-			e->flip = ADDED;
-		else if (!e->in_b)
-			e->flip = MISSING;
-		else if (e->a == OTHER || e->b == OTHER)
-			e->flip = INFRA;
-		else if (e->a == FAIL && e->b == PASS)
-			e->flip = FIXED;
-		else if (e->a == PASS && e->b == FAIL)
-			e->flip = BROKEN;
-		else if (e->a == FAIL)
-			e->flip = STILL_FAILING;
-		else
-			e->flip = STILL_PASSING;
-		d->count[e->flip]++;
-	}
 }
 
 /* McNemar's exact test: two-sided binomial p-value of b broken vs c fixed, p = 1/2. */
@@ -151,155 +87,161 @@ static double rate(size_t pass, size_t fail)
 	return pass + fail ? (double)pass / (double)(pass + fail) : 0;
 }
 
-/* A Skipped job's metrics are those of the job whose result stands for it. */
-static const char metric_sql[] =
-    "SELECT m.name, avg(m.value), count(*) FROM jobs j JOIN metrics m ON m.job_id ="
-    " CASE WHEN j.state = 'Skipped' AND j.skipped_from IS NOT NULL THEN j.skipped_from"
-    " ELSE j.id END"
-    " WHERE j.run_id = ?1 AND typeof(m.value) IN ('integer', 'real') GROUP BY m.name";
+struct mean_side {
+	struct arl_rundiff *d;
+	int side;
+};
 
-static const char job_metric_sql[] =
-    "SELECT a.key, ma.name, ma.value, mb.value FROM jobs a"
-    " JOIN jobs b ON b.key = a.key AND b.run_id = ?2"
-    " JOIN metrics ma ON ma.job_id = a.id JOIN metrics mb ON mb.job_id = b.id AND mb.name = ma.name"
-    " WHERE a.run_id = ?1 AND typeof(ma.value) IN ('integer','real')"
-    " AND typeof(mb.value) IN ('integer','real') AND ma.value != mb.value ORDER BY a.key, ma.name";
-
-/* Metric means of both runs, as a JSON array (the table and markdown print from it too). */
-static int metrics_json(struct arl_store *s, const struct diff *d, bool per_job, cJSON *out,
-                        struct arl_err *err)
+static int on_mean(void *arg, const struct arl_diff_metric_mean *row, struct arl_err *err)
 {
-	cJSON *means = cJSON_AddArrayToObject(out, "metrics");
-	sqlite3_stmt *st = NULL;
-	int rc = 0;
+	struct mean_side *ms = arg;
+	struct arl_rundiff *d = ms->d;
+	struct arl_rundiff_metric *m = NULL;
 
-	for (int side = 0; side < 2 && rc >= 0; side++) {
-		if (arl_store_prepare(s, metric_sql, &st, NULL, err) < 0)
-			return -1;
-		sqlite3_bind_int64(st, 1, d->run[side]);
-		while ((rc = arl_store_step(s, st, err)) == 1) {
-			const char *name = (const char *)sqlite3_column_text(st, 0);
-			cJSON *m = NULL, *it;
-
-			cJSON_ArrayForEach(
-			    it, means) if (!strcmp(cJSON_GetObjectItem(it, "name")->valuestring,
-			                           name)) m = it;
-			if (!m) {
-				m = cJSON_CreateObject();
-				cJSON_AddItemToArray(means, m);
-				cJSON_AddStringToObject(m, "name", name);
-			}
-			cJSON_AddNumberToObject(m, side ? "meanB" : "meanA",
-			                        sqlite3_column_double(st, 1));
-		}
-		sqlite3_finalize(st);
+	(void)err;
+	for (size_t i = 0; i < d->nmetrics && !m; i++)
+		if (!strcmp(d->metrics[i].name, row->name))
+			m = &d->metrics[i];
+	if (!m) {
+		ARL_GROW(d->metrics, d->metrics_cap, d->nmetrics + 1);
+		m = &d->metrics[d->nmetrics++];
+		memset(m, 0, sizeof(*m));
+		m->name = arl_xstrdup(row->name);
 	}
-	if (rc < 0)
-		return -1;
-	{
-		cJSON *it;
-
-		cJSON_ArrayForEach(it, means)
-		{
-			cJSON *a = cJSON_GetObjectItem(it, "meanA"),
-			      *b = cJSON_GetObjectItem(it, "meanB");
-
-			if (a && b)
-				cJSON_AddNumberToObject(it, "delta",
-				                        b->valuedouble - a->valuedouble);
-		}
+	if (ms->side) {
+		m->has_b = true;
+		m->mean_b = row->mean;
+	} else {
+		m->has_a = true;
+		m->mean_a = row->mean;
 	}
-	if (!per_job)
-		return 0;
-	means = cJSON_AddArrayToObject(out, "jobMetrics");
-	if (arl_store_prepare(s, job_metric_sql, &st, NULL, err) < 0)
-		return -1;
-	sqlite3_bind_int64(st, 1, d->run[0]);
-	sqlite3_bind_int64(st, 2, d->run[1]);
-	while ((rc = arl_store_step(s, st, err)) == 1) {
-		cJSON *m = cJSON_CreateObject();
-
-		cJSON_AddItemToArray(means, m);
-		cJSON_AddStringToObject(m, "key", (const char *)sqlite3_column_text(st, 0));
-		cJSON_AddStringToObject(m, "name", (const char *)sqlite3_column_text(st, 1));
-		cJSON_AddNumberToObject(m, "a", sqlite3_column_double(st, 2));
-		cJSON_AddNumberToObject(m, "b", sqlite3_column_double(st, 3));
-		cJSON_AddNumberToObject(
-		    m, "delta", sqlite3_column_double(st, 3) - sqlite3_column_double(st, 2));
-	}
-	sqlite3_finalize(st);
-	return rc < 0 ? -1 : 0;
+	return 0;
 }
 
-static cJSON *to_json(const struct diff *d, double p)
+static int on_job_metric(void *arg, const struct arl_diff_job_metric *row, struct arl_err *err)
 {
-	cJSON *o = cJSON_CreateObject(), *runs = cJSON_AddArrayToObject(o, "runs");
-	cJSON *counts = cJSON_AddObjectToObject(o, "counts"),
-	      *jobs = cJSON_AddObjectToObject(o, "jobs");
+	struct arl_rundiff *d = arg;
+	struct arl_rundiff_job_metric *m;
 
-	for (int side = 0; side < 2; side++) {
-		cJSON *r = cJSON_CreateObject();
-
-		cJSON_AddItemToArray(runs, r);
-		cJSON_AddNumberToObject(r, "id", (double)d->run[side]);
-		cJSON_AddStringToObject(r, "name", d->name[side]);
-		cJSON_AddNumberToObject(r, "passed", (double)d->pass[side]);
-		cJSON_AddNumberToObject(r, "failed", (double)d->fail[side]);
-		cJSON_AddNumberToObject(r, "passRate", rate(d->pass[side], d->fail[side]));
-	}
-	for (int f = 0; f < NFLIPS; f++) {
-		cJSON *list = cJSON_AddArrayToObject(jobs, arl_rundiff_flip_names[f]);
-
-		cJSON_AddNumberToObject(counts, arl_rundiff_flip_names[f], (double)d->count[f]);
-		if (f == STILL_PASSING)
-			continue; /* the bulk of a good run: counted, not listed */
-		for (size_t i = 0; i < d->n; i++)
-			if ((int)d->v[i].flip == f)
-				cJSON_AddItemToArray(list, cJSON_CreateString(d->v[i].key));
-	}
-	cJSON_AddNumberToObject(o, "mcnemarP", p);
-	return o;
+	(void)err;
+	ARL_GROW(d->job_metrics, d->job_metrics_cap, d->njob_metrics + 1);
+	m = &d->job_metrics[d->njob_metrics++];
+	m->key = arl_xstrdup(row->key);
+	m->name = arl_xstrdup(row->name);
+	m->a = row->a;
+	m->b = row->b;
+	m->delta = row->b - row->a;
+	return 0;
 }
 
 char *arl_rundiff_run_name(struct arl_store *s, int64_t id)
 {
-	sqlite3_stmt *st = NULL;
 	struct arl_err err = ARL_ERR_INIT;
 	char *name = NULL;
 
-	if (arl_store_prepare(s, "SELECT name FROM runs WHERE id = ?1", &st, NULL, &err) < 0)
-		return arl_xstrdup("?");
-	sqlite3_bind_int64(st, 1, id);
-	if (arl_store_step(s, st, &err) == 1)
-		name = arl_xstrdup((const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	return name ? name : arl_xstrdup("?");
+	return arl_store_diff_run_name(s, id, &name, &err) == 1 ? name : arl_xstrdup("?");
 }
 
-int arl_rundiff_json(struct arl_store *s, int64_t run_a, int64_t run_b, bool per_job, cJSON **out,
-                     struct arl_err *err)
+int arl_rundiff(struct arl_store *s, int64_t run_a, int64_t run_b, bool per_job,
+                struct arl_rundiff *out, struct arl_err *err)
 {
-	struct diff d = {.run = {run_a, run_b}};
-	cJSON *o = NULL;
-	int ret = -1;
+	struct arl_rundiff d = {.runs = {{.id = run_a}, {.id = run_b}}, .per_job = per_job};
 
-	d.name[0] = arl_rundiff_run_name(s, run_a);
-	d.name[1] = arl_rundiff_run_name(s, run_b);
-	if (load_side(s, &d, 0, err) < 0 || load_side(s, &d, 1, err) < 0)
-		goto out;
-	classify_all(&d);
-	o = to_json(&d, mcnemar_exact(d.count[BROKEN], d.count[FIXED]));
-	if (metrics_json(s, &d, per_job, o, err) < 0)
-		goto out;
-	*out = o;
-	o = NULL;
-	ret = 0;
-out:
-	cJSON_Delete(o);
-	for (size_t i = 0; i < d.n; i++)
-		free(d.v[i].key);
-	free(d.v);
-	free(d.name[0]);
-	free(d.name[1]);
-	return ret;
+	d.runs[0].name = arl_rundiff_run_name(s, run_a);
+	d.runs[1].name = arl_rundiff_run_name(s, run_b);
+	if (arl_store_diff_jobs(s, run_a, run_b, on_job, &d, err) < 0)
+		goto fail;
+	for (int side = 0; side < 2; side++) {
+		struct mean_side ms = {&d, side};
+
+		d.runs[side].pass_rate = rate(d.runs[side].passed, d.runs[side].failed);
+		if (arl_store_diff_metric_means(s, d.runs[side].id, on_mean, &ms, err) < 0)
+			goto fail;
+	}
+	for (size_t i = 0; i < d.nmetrics; i++)
+		if (d.metrics[i].has_a && d.metrics[i].has_b)
+			d.metrics[i].delta = d.metrics[i].mean_b - d.metrics[i].mean_a;
+	d.mcnemar_p = mcnemar_exact(d.counts[ARL_FLIP_BROKEN], d.counts[ARL_FLIP_FIXED]);
+	if (per_job && arl_store_diff_job_metrics(s, run_a, run_b, 0, on_job_metric, &d, err) < 0)
+		goto fail;
+	*out = d;
+	return 0;
+fail:
+	arl_rundiff_release(&d);
+	return -1;
+}
+
+void arl_rundiff_release(struct arl_rundiff *d)
+{
+	for (int side = 0; side < 2; side++)
+		free(d->runs[side].name);
+	for (int f = 0; f < ARL_RUNDIFF_NFLIPS; f++) {
+		for (size_t i = 0; i < d->keys[f].n; i++)
+			free(d->keys[f].v[i]);
+		free(d->keys[f].v);
+	}
+	for (size_t i = 0; i < d->nmetrics; i++)
+		free(d->metrics[i].name);
+	free(d->metrics);
+	for (size_t i = 0; i < d->njob_metrics; i++) {
+		free(d->job_metrics[i].key);
+		free(d->job_metrics[i].name);
+	}
+	free(d->job_metrics);
+	memset(d, 0, sizeof(*d));
+}
+
+cJSON *arl_rundiff_json(const struct arl_rundiff *d)
+{
+	cJSON *o = cJSON_CreateObject(), *runs = cJSON_AddArrayToObject(o, "runs");
+	cJSON *counts = cJSON_AddObjectToObject(o, "counts"),
+	      *jobs = cJSON_AddObjectToObject(o, "jobs"), *list;
+
+	for (int side = 0; side < 2; side++) {
+		const struct arl_rundiff_run *rn = &d->runs[side];
+		cJSON *r = cJSON_CreateObject();
+
+		cJSON_AddItemToArray(runs, r);
+		cJSON_AddNumberToObject(r, "id", (double)rn->id);
+		cJSON_AddStringToObject(r, "name", rn->name);
+		cJSON_AddNumberToObject(r, "passed", (double)rn->passed);
+		cJSON_AddNumberToObject(r, "failed", (double)rn->failed);
+		cJSON_AddNumberToObject(r, "passRate", rn->pass_rate);
+	}
+	for (int f = 0; f < ARL_RUNDIFF_NFLIPS; f++) {
+		list = cJSON_AddArrayToObject(jobs, arl_rundiff_flip_names[f]);
+		cJSON_AddNumberToObject(counts, arl_rundiff_flip_names[f], (double)d->counts[f]);
+		for (size_t i = 0; i < d->keys[f].n; i++)
+			cJSON_AddItemToArray(list, cJSON_CreateString(d->keys[f].v[i]));
+	}
+	cJSON_AddNumberToObject(o, "mcnemarP", d->mcnemar_p);
+	list = cJSON_AddArrayToObject(o, "metrics");
+	for (size_t i = 0; i < d->nmetrics; i++) {
+		const struct arl_rundiff_metric *m = &d->metrics[i];
+		cJSON *it = cJSON_CreateObject();
+
+		cJSON_AddItemToArray(list, it);
+		cJSON_AddStringToObject(it, "name", m->name);
+		if (m->has_a)
+			cJSON_AddNumberToObject(it, "meanA", m->mean_a);
+		if (m->has_b)
+			cJSON_AddNumberToObject(it, "meanB", m->mean_b);
+		if (m->has_a && m->has_b)
+			cJSON_AddNumberToObject(it, "delta", m->delta);
+	}
+	if (!d->per_job)
+		return o;
+	list = cJSON_AddArrayToObject(o, "jobMetrics");
+	for (size_t i = 0; i < d->njob_metrics; i++) {
+		const struct arl_rundiff_job_metric *m = &d->job_metrics[i];
+		cJSON *it = cJSON_CreateObject();
+
+		cJSON_AddItemToArray(list, it);
+		cJSON_AddStringToObject(it, "key", m->key);
+		cJSON_AddStringToObject(it, "name", m->name);
+		cJSON_AddNumberToObject(it, "a", m->a);
+		cJSON_AddNumberToObject(it, "b", m->b);
+		cJSON_AddNumberToObject(it, "delta", m->delta);
+	}
+	return o;
 }

@@ -1,0 +1,254 @@
+/*
+ * The two runs' jobs are read as two key-ordered streams and merged, so a comparison of two
+ * runs of 100 000 jobs holds one row of each at a time.
+ */
+#include "store/store_diff.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_rows.h"
+#include "util.h"
+#include "banned.h"
+
+#define NCOLS(cols) (sizeof(cols) / sizeof((cols)[0]))
+
+/* Skipped jobs stand for the result they point at; a Skipped with none counts as passed. */
+static const char job_sql[] =
+    "SELECT j.key AS key,"
+    " coalesce(s.state, CASE j.state WHEN 'Skipped' THEN 'Succeeded' ELSE j.state END) AS state,"
+    " coalesce(s.error_class, j.error_class) AS cls"
+    " FROM jobs j LEFT JOIN jobs s ON j.state = 'Skipped' AND s.id = j.skipped_from"
+    " WHERE j.run_id = ?1 ORDER BY j.key";
+
+struct side_row {
+	char *key;
+	enum arl_state state;
+	enum arl_class cls;
+};
+
+static const struct arl_col side_cols[] = {
+    ARL_COL(struct side_row, key, ARL_COL_TEXT),
+    ARL_COL(struct side_row, state, ARL_COL_STATE),
+    ARL_COL(struct side_row, cls, ARL_COL_CLASS),
+};
+
+/* One run's jobs, in key order; rc is 1 while row holds a row. */
+struct side {
+	sqlite3_stmt *st;
+	int idx[NCOLS(side_cols)];
+	struct side_row row;
+	int rc;
+};
+
+static int side_next(struct arl_store *s, struct side *d, struct arl_err *err)
+{
+	arl_rows_free(side_cols, NCOLS(side_cols), &d->row);
+	d->rc = arl_store_step(s, d->st, err);
+	if (d->rc == 1)
+		arl_rows_read(d->st, side_cols, NCOLS(side_cols), d->idx, &d->row);
+	return d->rc;
+}
+
+static int side_open(struct arl_store *s, int64_t run, struct side *d, struct arl_err *err)
+{
+	if (arl_store_prepare(s, job_sql, &d->st, NULL, err) < 0 ||
+	    arl_rows_bind(d->st, side_cols, NCOLS(side_cols), d->idx, err) < 0)
+		return -1;
+	sqlite3_bind_int64(d->st, 1, run);
+	return side_next(s, d, err) < 0 ? -1 : 0;
+}
+
+static void side_close(struct side *d)
+{
+	arl_rows_free(side_cols, NCOLS(side_cols), &d->row);
+	sqlite3_finalize(d->st);
+}
+
+int arl_store_diff_jobs(struct arl_store *s, int64_t run_a, int64_t run_b, arl_diff_job_fn fn,
+                        void *arg, struct arl_err *err)
+{
+	struct side a = {0}, b = {0};
+	int ret = -1;
+
+	if (side_open(s, run_a, &a, err) < 0 || side_open(s, run_b, &b, err) < 0)
+		goto out;
+	while (a.rc == 1 || b.rc == 1) {
+		/* ORDER BY uses BINARY collation: byte order, as strcmp on NUL-free text. */
+		int c = a.rc != 1 ? 1 : b.rc != 1 ? -1 : strcmp(a.row.key, b.row.key);
+		struct arl_diff_job j = {0};
+
+		if (c <= 0) {
+			j.key = a.row.key;
+			j.in_a = true;
+			j.state_a = a.row.state;
+			j.cls_a = a.row.cls;
+		}
+		if (c >= 0) {
+			j.key = b.row.key;
+			j.in_b = true;
+			j.state_b = b.row.state;
+			j.cls_b = b.row.cls;
+		}
+		if (fn(arg, &j, err) < 0)
+			goto out;
+		if ((c <= 0 && side_next(s, &a, err) < 0) || (c >= 0 && side_next(s, &b, err) < 0))
+			goto out;
+	}
+	ret = 0;
+out:
+	side_close(&a);
+	side_close(&b);
+	return ret;
+}
+
+/* A Skipped job's metrics are those of the job whose result stands for it. */
+static const char mean_sql[] =
+    "SELECT m.name AS name, avg(m.value) AS mean, count(*) AS count FROM jobs j"
+    " JOIN metrics m ON m.job_id ="
+    " CASE WHEN j.state = 'Skipped' AND j.skipped_from IS NOT NULL THEN j.skipped_from"
+    " ELSE j.id END"
+    " WHERE j.run_id = ?1 AND typeof(m.value) IN ('integer', 'real') GROUP BY m.name";
+
+static const struct arl_col mean_cols[] = {
+    ARL_COL(struct arl_diff_metric_mean, name, ARL_COL_TEXT),
+    ARL_COL(struct arl_diff_metric_mean, mean, ARL_COL_DOUBLE),
+    ARL_COL(struct arl_diff_metric_mean, count, ARL_COL_INT64),
+};
+
+int arl_store_diff_metric_means(struct arl_store *s, int64_t run, arl_diff_mean_fn fn, void *arg,
+                                struct arl_err *err)
+{
+	struct arl_diff_metric_mean row = {0};
+	int idx[NCOLS(mean_cols)];
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (arl_store_prepare(s, mean_sql, &st, NULL, err) < 0)
+		return -1;
+	if (arl_rows_bind(st, mean_cols, NCOLS(mean_cols), idx, err) < 0) {
+		sqlite3_finalize(st);
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, run);
+	while ((rc = arl_store_step(s, st, err)) == 1) {
+		arl_rows_read(st, mean_cols, NCOLS(mean_cols), idx, &row);
+		rc = fn(arg, &row, err);
+		arl_rows_free(mean_cols, NCOLS(mean_cols), &row);
+		if (rc < 0)
+			break;
+	}
+	sqlite3_finalize(st);
+	return rc < 0 ? -1 : 0;
+}
+
+#define JOB_METRIC_SQL(order)                                                                      \
+	"SELECT a.key AS key, ma.name AS name, ma.value AS a, mb.value AS b FROM jobs a"           \
+	" JOIN jobs b ON b.key = a.key AND b.run_id = ?2"                                          \
+	" JOIN metrics ma ON ma.job_id = a.id JOIN metrics mb ON mb.job_id = b.id"                 \
+	" AND mb.name = ma.name WHERE a.run_id = ?1"                                               \
+	" AND typeof(ma.value) IN ('integer', 'real') AND typeof(mb.value) IN ('integer', 'real')" \
+	" AND ma.value != mb.value ORDER BY " order
+
+static const struct arl_col job_metric_cols[] = {
+    ARL_COL(struct arl_diff_job_metric, key, ARL_COL_TEXT),
+    ARL_COL(struct arl_diff_job_metric, name, ARL_COL_TEXT),
+    ARL_COL(struct arl_diff_job_metric, a, ARL_COL_DOUBLE),
+    ARL_COL(struct arl_diff_job_metric, b, ARL_COL_DOUBLE),
+};
+
+int arl_store_diff_job_metrics(struct arl_store *s, int64_t run_a, int64_t run_b, size_t largest,
+                               arl_diff_job_metric_fn fn, void *arg, struct arl_err *err)
+{
+	struct arl_diff_job_metric row = {0};
+	int idx[NCOLS(job_metric_cols)];
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (arl_store_prepare(s,
+	                      largest
+	                          ? JOB_METRIC_SQL("abs(mb.value - ma.value) DESC, a.key LIMIT ?3")
+	                          : JOB_METRIC_SQL("a.key, ma.name"),
+	                      &st, NULL, err) < 0)
+		return -1;
+	if (arl_rows_bind(st, job_metric_cols, NCOLS(job_metric_cols), idx, err) < 0) {
+		sqlite3_finalize(st);
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, run_a);
+	sqlite3_bind_int64(st, 2, run_b);
+	if (largest)
+		sqlite3_bind_int64(st, 3, (int64_t)largest);
+	while ((rc = arl_store_step(s, st, err)) == 1) {
+		arl_rows_read(st, job_metric_cols, NCOLS(job_metric_cols), idx, &row);
+		rc = fn(arg, &row, err);
+		arl_rows_free(job_metric_cols, NCOLS(job_metric_cols), &row);
+		if (rc < 0)
+			break;
+	}
+	sqlite3_finalize(st);
+	return rc < 0 ? -1 : 0;
+}
+
+struct run_name {
+	char *name;
+};
+
+static const struct arl_col run_name_cols[] = {ARL_COL(struct run_name, name, ARL_COL_TEXT)};
+
+int arl_store_diff_run_name(struct arl_store *s, int64_t id, char **name, struct arl_err *err)
+{
+	struct run_name row = {0};
+	int idx[1];
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	if (arl_store_prepare(s, "SELECT name FROM runs WHERE id = ?1", &st, NULL, err) < 0)
+		return -1;
+	if (arl_rows_bind(st, run_name_cols, 1, idx, err) == 0) {
+		sqlite3_bind_int64(st, 1, id);
+		rc = arl_store_step(s, st, err);
+		if (rc == 1) {
+			arl_rows_read(st, run_name_cols, 1, idx, &row);
+			*name = row.name;
+			rc = row.name ? 1 : 0;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+struct run_before {
+	int64_t id;
+	bool none;
+};
+
+static const struct arl_col run_before_cols[] = {
+    ARL_COL_N(struct run_before, id, ARL_COL_INT64, none)};
+
+int arl_store_diff_run_before(struct arl_store *s, const char *name, int64_t below, int64_t *id,
+                              struct arl_err *err)
+{
+	struct run_before row = {0};
+	int idx[1];
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	if (arl_store_prepare(s, "SELECT max(id) AS id FROM runs WHERE name = ?1 AND id < ?2", &st,
+	                      NULL, err) < 0)
+		return -1;
+	if (arl_rows_bind(st, run_before_cols, 1, idx, err) == 0) {
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, below);
+		rc = arl_store_step(s, st, err);
+		if (rc == 1) {
+			arl_rows_read(st, run_before_cols, 1, idx, &row);
+			if (row.none)
+				rc = 0;
+			else
+				*id = row.id;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
