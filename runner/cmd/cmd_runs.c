@@ -11,6 +11,7 @@
 #include "cmd/options.h"
 #include "err.h"
 #include "store/store.h"
+#include "store/store_runs.h"
 #include "view/store_view.h"
 #include "util.h"
 #include "banned.h"
@@ -24,111 +25,90 @@ static const char about[] =
 
 static const struct arl_opt_choice formats[] = {{"table", 0}, {"json", 1}, {NULL, 0}};
 
-/* Elapsed time of a run still going, so `runs` shows that it is alive and for how long. */
-static const char runs_sql[] =
-    "SELECT id, name, status, started_at, finished_at,"
-    " coalesce(duration_ms, CASE WHEN status = 'running' THEN"
-    " CAST(round((julianday('now') - julianday(started_at)) * 86400000) AS INTEGER) END),"
-    " jobs_total, jobs_succeeded, jobs_failed, jobs_skipped, jobs_cancelled, exit_code,"
-    " files, host, pid, isolation, notes,"
-    " " ARL_SQL_RUN_CARRIED("Failed") ", " ARL_SQL_RUN_CARRIED(
-        "Cancelled") " FROM runs ORDER BY id DESC LIMIT ?1";
-
-/* Columns of runs_sql, in SELECT order. */
-enum {
-	C_ID,
-	C_NAME,
-	C_STATUS,
-	C_STARTED,
-	C_FINISHED,
-	C_DURATION,
-	C_TOTAL,
-	C_OK,
-	C_FAILED,
-	C_SKIPPED,
-	C_CANCELLED,
-	C_EXIT,
-	C_FILES,
-	C_HOST,
-	C_PID,
-	C_ISOLATION,
-	C_NOTES,
-	C_CARRIED_FAILED,
-	C_CARRIED_CANCELLED
-};
-
-static const char *col_text(sqlite3_stmt *st, int c)
+static void json_int(cJSON *obj, const char *name, bool null, int64_t v)
 {
-	return (const char *)sqlite3_column_text(st, c);
+	/* Doubles hold integers exactly up to 2^53: ids, counts and ms all fit. */
+	if (null)
+		cJSON_AddNullToObject(obj, name);
+	else
+		cJSON_AddNumberToObject(obj, name, (double)v);
 }
 
-/* camelCase like `results --format json`; the counts nested under "jobs". */
-static void add_json(struct arl_view_json_array *arr, sqlite3_stmt *st)
+static void add_json(struct arl_view_json_array *arr, const struct arl_run_view *r)
 {
 	cJSON *run = cJSON_CreateObject(), *jobs;
 
-	arl_view_json_col(run, "id", st, C_ID);
-	arl_view_json_col(run, "name", st, C_NAME);
-	arl_view_json_col(run, "status", st, C_STATUS);
-	arl_view_json_col(run, "startedAt", st, C_STARTED);
-	arl_view_json_col(run, "finishedAt", st, C_FINISHED);
-	arl_view_json_col(run, "durationMs", st, C_DURATION);
-	arl_view_json_col(run, "exitCode", st, C_EXIT);
-	arl_view_json_raw(run, "files", col_text(st, C_FILES));
+	json_int(run, "id", false, r->id);
+	arl_view_json_str(run, "name", r->name);
+	arl_view_json_str(run, "status", r->status);
+	arl_view_json_str(run, "startedAt", r->started_at);
+	arl_view_json_str(run, "finishedAt", r->finished_at);
+	json_int(run, "durationMs", r->duration_null, r->duration_ms);
+	json_int(run, "exitCode", r->exit_null, r->exit_code);
+	arl_view_json_raw(run, "files", r->files);
 	jobs = cJSON_AddObjectToObject(run, "jobs");
-	arl_view_json_col(jobs, "total", st, C_TOTAL);
-	arl_view_json_col(jobs, "succeeded", st, C_OK);
-	arl_view_json_col(jobs, "failed", st, C_FAILED);
-	arl_view_json_col(jobs, "skipped", st, C_SKIPPED);
-	arl_view_json_col(jobs, "cancelled", st, C_CANCELLED);
-	arl_view_json_col(jobs, "carriedFailed", st, C_CARRIED_FAILED);
-	arl_view_json_col(jobs, "carriedCancelled", st, C_CARRIED_CANCELLED);
-	arl_view_json_col(run, "host", st, C_HOST);
-	arl_view_json_col(run, "pid", st, C_PID);
-	arl_view_json_col(run, "isolation", st, C_ISOLATION);
-	arl_view_json_col(run, "notes", st, C_NOTES);
+	json_int(jobs, "total", false, r->jobs_total);
+	json_int(jobs, "succeeded", false, r->jobs_succeeded);
+	json_int(jobs, "failed", false, r->jobs_failed);
+	json_int(jobs, "skipped", false, r->jobs_skipped);
+	json_int(jobs, "cancelled", false, r->jobs_cancelled);
+	json_int(jobs, "carriedFailed", false, r->carried_failed);
+	json_int(jobs, "carriedCancelled", false, r->carried_cancelled);
+	arl_view_json_str(run, "host", r->host);
+	json_int(run, "pid", r->pid_null, r->pid);
+	arl_view_json_str(run, "isolation", r->isolation);
+	arl_view_json_str(run, "notes", r->notes);
 	arl_view_json_item(arr, run);
 }
 
-/*
- * FAILED and CANCELLED count the skipped jobs that stand for a failure or a cancel too, as
- * "N+M carried": a rerun that only carried failures forward did not succeed.
- */
-static const char *with_carried(sqlite3_stmt *st, int own, int carried, char *buf, size_t len)
+static const char *count(int64_t own, int64_t carried, char *buf, size_t len)
 {
-	if (!sqlite3_column_int64(st, carried))
-		return col_text(st, own);
-	snprintf(buf, len, "%lld+%lld carried", (long long)sqlite3_column_int64(st, own),
-	         (long long)sqlite3_column_int64(st, carried));
+	if (!carried)
+		snprintf(buf, len, "%lld", (long long)own);
+	else
+		snprintf(buf, len, "%lld+%lld carried", (long long)own, (long long)carried);
 	return buf;
 }
 
-static void add_row(struct arl_view_table *t, sqlite3_stmt *st)
+static void add_row(struct arl_view_table *t, const struct arl_run_view *r)
 {
-	char tbuf[24], dbuf[32], fbuf[48], cbuf[48];
-	const char *status = col_text(st, C_STATUS);
+	char tbuf[24], dbuf[32], ibuf[24], nbuf[24], obuf[24], fbuf[48], sbuf[24], cbuf[48];
 	const char *cells[] = {
-	    col_text(st, C_ID),
-	    col_text(st, C_NAME),
-	    status,
-	    arl_view_time(col_text(st, C_STARTED), tbuf),
-	    sqlite3_column_type(st, C_DURATION) == SQLITE_NULL
-	        ? NULL
-	        : arl_fmt_duration(sqlite3_column_int64(st, C_DURATION), dbuf, sizeof(dbuf)),
-	    col_text(st, C_TOTAL),
-	    col_text(st, C_OK),
-	    with_carried(st, C_FAILED, C_CARRIED_FAILED, fbuf, sizeof(fbuf)),
-	    col_text(st, C_SKIPPED),
-	    with_carried(st, C_CANCELLED, C_CARRIED_CANCELLED, cbuf, sizeof(cbuf)),
+	    count(r->id, 0, ibuf, sizeof(ibuf)),
+	    r->name,
+	    r->status,
+	    arl_view_time(r->started_at, tbuf),
+	    r->duration_null ? NULL : arl_fmt_duration(r->duration_ms, dbuf, sizeof(dbuf)),
+	    count(r->jobs_total, 0, nbuf, sizeof(nbuf)),
+	    count(r->jobs_succeeded, 0, obuf, sizeof(obuf)),
+	    count(r->jobs_failed, r->carried_failed, fbuf, sizeof(fbuf)),
+	    count(r->jobs_skipped, 0, sbuf, sizeof(sbuf)),
+	    count(r->jobs_cancelled, r->carried_cancelled, cbuf, sizeof(cbuf)),
 	};
 	const char *colors[sizeof(cells) / sizeof(cells[0])] = {
-	    [2] = arl_view_state_color(status),
-	    [7] = sqlite3_column_int64(st, C_FAILED) || sqlite3_column_int64(st, C_CARRIED_FAILED)
-	              ? ARL_VIEW_RED
-	              : NULL,
+	    [2] = arl_view_state_color(r->status),
+	    [7] = r->jobs_failed || r->carried_failed ? ARL_VIEW_RED : NULL,
 	};
 
 	arl_view_table_add(t, cells, colors);
+}
+
+struct listing {
+	bool json;
+	struct arl_view_table *table;
+	struct arl_view_json_array *arr;
+};
+
+static int add_run(void *arg, const struct arl_run_view *r, struct arl_err *err)
+{
+	struct listing *l = arg;
+
+	(void)err;
+	if (l->json)
+		add_json(l->arr, r);
+	else
+		add_row(l->table, r);
+	return 0;
 }
 
 int cmd_runs(int argc, char **argv)
@@ -142,9 +122,9 @@ int cmd_runs(int argc, char **argv)
 	};
 	struct arl_view_table table = ARL_VIEW_TABLE_INIT(cols, sizeof(cols) / sizeof(cols[0]));
 	struct arl_view_json_array arr = {stdout, 0};
+	struct listing listing = {false, &table, &arr};
 	struct arl_err err = ARL_ERR_INIT;
 	struct arl_store *store = NULL;
-	sqlite3_stmt *st = NULL;
 	const char *db = NULL, *format;
 	int64_t limit = 20;
 	int fmt = 0, rc, ret = ARL_EXIT_INCOMPLETE;
@@ -165,6 +145,7 @@ int cmd_runs(int argc, char **argv)
 	if (rc > 0)
 		return arl_options_error(&u, "unexpected argument '%s'", argv[0]);
 	format = formats[fmt].name;
+	listing.json = !strcmp(format, "json");
 	ret = ARL_EXIT_INCOMPLETE;
 
 	/*
@@ -172,16 +153,7 @@ int cmd_runs(int argc, char **argv)
 	 * runner died, so a crashed run shows as interrupted instead of running forever.
 	 */
 	if (arl_store_open(&store, arl_cli_db_path(db), ARL_STORE_NOCREATE, &err) < 0 ||
-	    arl_store_prepare(store, runs_sql, &st, NULL, &err) < 0)
-		goto out;
-	sqlite3_bind_int64(st, 1, limit ? limit : -1); /* LIMIT -1: no limit */
-	while ((rc = arl_store_step(store, st, &err)) == 1) {
-		if (!strcmp(format, "json"))
-			add_json(&arr, st);
-		else
-			add_row(&table, st);
-	}
-	if (rc < 0)
+	    arl_runs_each(store, limit, add_run, &listing, &err) < 0)
 		goto out;
 	if (!strcmp(format, "json"))
 		arl_view_json_end(&arr);
@@ -194,7 +166,6 @@ int cmd_runs(int argc, char **argv)
 out:
 	if (ret != ARL_EXIT_OK)
 		arl_view_error(&err);
-	sqlite3_finalize(st);
 	arl_store_close(store);
 	arl_view_table_release(&table);
 	return ret;

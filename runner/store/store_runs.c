@@ -17,6 +17,7 @@
 	" " ARL_SQL_RUN_CARRIED("Cancelled") " AS carried_cancelled FROM runs"
 
 static const char run_get_sql[] = RUN_COLS("duration_ms") " WHERE id = ?1";
+/* Elapsed time of a run still going, so `runs` shows that it is alive and for how long. */
 static const char runs_sql[] =
 	RUN_COLS("coalesce(duration_ms, CASE WHEN status = 'running' THEN"
 		 " CAST(round((julianday('now') - julianday(started_at)) * 86400000) AS INTEGER) END)")
