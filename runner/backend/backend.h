@@ -16,6 +16,7 @@
 #include "err.h"
 #include "jobfile/job.h"
 #include "result.h"
+#include "util.h"
 
 struct arl_sandbox; /* backend-private */
 
@@ -64,8 +65,10 @@ struct arl_backend_ops {
 	int (*acquire)(void *state, const struct arl_pool *pool, const struct arl_sandbox_req *req,
 	               struct arl_sandbox **out, struct arl_err *err);
 	/*
-	 * Runs one step. Fills @res (state, exit code, output, times) and *cls: NONE on success,
-	 * FAILED, TIMEOUT or CANCELLED. Returns -1 only for a backend failure (infra).
+	 * Runs one step: sets *cls (NONE on success, FAILED, TIMEOUT or CANCELLED) and fills
+	 * @res's exit code and output, and its times only where the backend knows them better.
+	 * Returns -1 only for a backend failure (infra). Called through arl_backend_exec(),
+	 * which does the rest of @res.
 	 */
 	int (*exec)(void *state, struct arl_sandbox *sb, const struct arl_step *step,
 	            const struct arl_exec_ctx *ctx, struct arl_step_result *res,
@@ -83,5 +86,62 @@ const char *arl_backend_kind_name(enum arl_backend_kind kind);
 
 extern const struct arl_backend_ops arl_backend_local;
 extern const struct arl_backend_ops arl_backend_kubernetes;
+
+/*
+ * Forwarders: the scheduler reaches a backend through these, not through its ops. They do
+ * once what every backend would repeat: a step result's name, type and times, its outputs,
+ * and its state, which follows from the class the backend reports (one outcome, not two).
+ */
+static inline int arl_backend_acquire(const struct arl_backend_ops *b, void *state,
+                                      const struct arl_pool *pool,
+                                      const struct arl_sandbox_req *req, struct arl_sandbox **out,
+                                      struct arl_err *err)
+{
+	*out = NULL;
+	return b->acquire(state, pool, req, out, err);
+}
+
+/*
+ * Runs @step in @sb. *cls: NONE, FAILED, TIMEOUT, CANCELLED, or INFRA when the backend failed
+ * (-1, with @err). @res->state is SUCCEEDED exactly when *cls is NONE.
+ */
+static inline int arl_backend_exec(const struct arl_backend_ops *b, void *state,
+                                   struct arl_sandbox *sb, const struct arl_step *step,
+                                   const struct arl_exec_ctx *ctx, struct arl_step_result *res,
+                                   enum arl_class *cls, struct arl_err *err)
+{
+	int rc;
+
+	if (!res->name)
+		res->name = arl_xstrdup(step->name ? step->name : "");
+	res->type = step->type == ARL_STEP_FILEPATCH ? "FilePatch" : "Command";
+	res->started_ms = arl_wall_ms();
+	res->finished_ms = 0;
+	*cls = ARL_CLASS_NONE;
+	rc = b->exec(state, sb, step, ctx, res, cls, err);
+	if (rc < 0)
+		*cls = ARL_CLASS_INFRA; /* the error is the attempt's */
+	res->state = *cls == ARL_CLASS_NONE ? ARL_STATE_SUCCEEDED : ARL_STATE_FAILED;
+	/* It ran: no output is an empty one. */
+	if (!res->out.data)
+		res->out.data = arl_xstrdup("");
+	if (!res->err.data)
+		res->err.data = arl_xstrdup("");
+	if (!res->finished_ms)
+		res->finished_ms = arl_wall_ms();
+	return rc;
+}
+
+static inline const char *arl_backend_sandbox_name(const struct arl_backend_ops *b,
+                                                   const struct arl_sandbox *sb)
+{
+	return b->sandbox_name(sb);
+}
+
+static inline void arl_backend_release(const struct arl_backend_ops *b, void *state,
+                                       struct arl_sandbox *sb, bool keep)
+{
+	b->release(state, sb, keep);
+}
 
 #endif

@@ -883,11 +883,6 @@ static int kube_exec(void *state, struct arl_sandbox *sb, const struct arl_step 
 	enum arl_k8s_wait wr;
 	int ret = -1;
 
-	if (!res->name)
-		res->name = arl_xstrdup(step->name ? step->name : "");
-	res->type = step->type == ARL_STEP_FILEPATCH ? "FilePatch" : "Command";
-	res->started_ms = arl_wall_ms();
-	res->state = ARL_STATE_FAILED;
 	*cls = ARL_CLASS_INFRA;
 	snprintf(name, sizeof(name), "%s-%d", sb->name, ++sb->tasks);
 	if (left <= 0) {
@@ -981,13 +976,12 @@ static int kube_exec(void *state, struct arl_sandbox *sb, const struct arl_step 
 		*cls = ARL_CLASS_FAILED;
 	} else {
 		*cls = ARL_CLASS_NONE;
-		res->state = ARL_STATE_SUCCEEDED;
 	}
 	set_output(&res->out, v.out, k->capture_max);
 	set_output(&res->err, v.err, k->capture_max);
 	v.out = v.err = NULL;
 	if (*cls == ARL_CLASS_INFRA) {
-		ret = -1; /* attempt.c records the message and the infra class */
+		ret = -1; /* arl_backend_exec() records the infra class, attempt.c the message */
 		goto cleanup;
 	}
 	ret = 0;

@@ -125,7 +125,6 @@ void arl_local_set_output(struct arl_output *o, const char *s)
 void arl_local_step_fail(struct arl_step_result *res, enum arl_class *cls, int code,
                          const char *msg)
 {
-	res->state = ARL_STATE_FAILED;
 	res->has_exit = true;
 	res->exit_code = code;
 	arl_local_set_output(&res->out, "");
@@ -395,11 +394,6 @@ static int local_exec(void *state, struct arl_sandbox *sb, const struct arl_step
 	struct local *L = state;
 	int ret;
 
-	if (!res->name)
-		res->name = arl_xstrdup(step->name ? step->name : "");
-	res->type = step->type == ARL_STEP_FILEPATCH ? "FilePatch" : "Command";
-	res->started_ms = arl_wall_ms();
-	*cls = ARL_CLASS_NONE;
 	if (step->type == ARL_STEP_FILEPATCH)
 		ret = arl_local_run_filepatch(L, sb, step, res, cls, err);
 	else
@@ -418,16 +412,6 @@ static int local_exec(void *state, struct arl_sandbox *sb, const struct arl_step
 		sb->tainted = true;
 		ret = -1;
 	}
-	if (ret < 0) {
-		/* The error is the attempt's; the step just has no output of its own. */
-		*cls = ARL_CLASS_INFRA;
-		res->state = ARL_STATE_FAILED;
-		if (!res->out.data)
-			arl_local_set_output(&res->out, "");
-		if (!res->err.data)
-			arl_local_set_output(&res->err, "");
-	}
-	res->finished_ms = arl_wall_ms();
 	return ret;
 }
 

@@ -274,19 +274,14 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 	res->err = sr.err;
 	memset(&sr.out, 0, sizeof(sr.out));
 	memset(&sr.err, 0, sizeof(sr.err));
-	if (sr.cancelled) {
-		res->state = ARL_STATE_FAILED;
+	if (sr.cancelled)
 		*cls = ARL_CLASS_CANCELLED;
-	} else if (sr.timed_out) {
-		res->state = ARL_STATE_FAILED;
+	else if (sr.timed_out)
 		*cls = ARL_CLASS_TIMEOUT;
-	} else if (sr.exit_code != 0) {
-		res->state = ARL_STATE_FAILED;
+	else if (sr.exit_code != 0)
 		*cls = ARL_CLASS_FAILED;
-	} else {
-		res->state = ARL_STATE_SUCCEEDED;
+	else
 		*cls = ARL_CLASS_NONE;
-	}
 	arl_spawn_result_release(&sr);
 	ret = 0;
 	goto out;

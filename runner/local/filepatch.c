@@ -166,7 +166,6 @@ int arl_local_run_filepatch(struct local *L, struct arl_sandbox *sb, const struc
 	}
 	fd = -1;
 	arl_buf_addf(&msg, "File created: %s\n", step->path); /* ARL's wording */
-	res->state = ARL_STATE_SUCCEEDED;
 	res->has_exit = true;
 	res->exit_code = 0;
 	arl_local_set_output(&res->out, msg.p);

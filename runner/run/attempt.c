@@ -169,10 +169,8 @@ static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sa
 		}
 		if (render)
 			render_step(s, t, &rendered);
-		if (env->ops->exec(env->backend, sb, render ? &rendered : s, &ctx, r, &cls, &err) <
-		    0) {
-			cls = ARL_CLASS_INFRA;
-			r->state = ARL_STATE_FAILED;
+		if (arl_backend_exec(env->ops, env->backend, sb, render ? &rendered : s, &ctx, r,
+		                     &cls, &err) < 0) {
 			if (!*error)
 				*error = arl_xasprintf("step '%s': %s", s->name, err.msg);
 		}
@@ -253,7 +251,7 @@ static void attempt_run(const struct arl_attempt_env *env, const struct arl_job 
 	/* Getting the sandbox has its own bound: a slow copy or pod is infra, not the steps'. */
 	asked = arl_now_ms();
 	req.deadline_ms = asked + job->prepare_timeout_ms;
-	rc = env->ops->acquire(env->backend, env->pool, &req, &sb, &err);
+	rc = arl_backend_acquire(env->ops, env->backend, env->pool, &req, &sb, &err);
 	out->has_prepare = true;
 	out->prepare_ms = arl_now_ms() - asked;
 	if (rc < 0) {
@@ -276,7 +274,7 @@ static void attempt_run(const struct arl_attempt_env *env, const struct arl_job 
 			add_result(out, &job->steps.v[i], false);
 		goto out;
 	}
-	out->sandbox = arl_xstrdup(env->ops->sandbox_name(sb));
+	out->sandbox = arl_xstrdup(arl_backend_sandbox_name(env->ops, sb));
 	deadline = arl_now_ms() + job->timeout_ms;
 	cls = run_steps(env, sb, &job->steps, false, deadline, &t, job->runtime_templates, out,
 	                metrics, nmetrics, &out->error);
@@ -301,7 +299,7 @@ static void attempt_run(const struct arl_attempt_env *env, const struct arl_job 
 		          out, metrics, nmetrics, &ignored);
 		free(ignored);
 	}
-	env->ops->release(env->backend, sb, job->keep_alive);
+	arl_backend_release(env->ops, env->backend, sb, job->keep_alive);
 out:
 	out->finished_ms = arl_wall_ms();
 }

@@ -225,7 +225,7 @@ static void exec_step(struct fx *f, struct arl_sandbox *sb, const struct arl_ste
 	struct arl_err err = ARL_ERR_INIT;
 
 	memset(res, 0, sizeof(*res));
-	if (arl_backend_local.exec(f->st, sb, step, &ctx, res, cls, &err) < 0)
+	if (arl_backend_exec(&arl_backend_local, f->st, sb, step, &ctx, res, cls, &err) < 0)
 		fail_msg("exec: %s", err.msg);
 	assert_non_null(res->out.data);
 	assert_non_null(res->err.data);
@@ -1104,11 +1104,13 @@ static void *worker_main(void *arg)
 		if (arl_backend_local.acquire(w->f->st, &w->f->pool, &req, &sb, &err) < 0)
 			continue;
 		memset(&res, 0, sizeof(res));
-		if (arl_backend_local.exec(w->f->st, sb, &p, &ctx, &res, &cls, &err) == 0 &&
+		if (arl_backend_exec(&arl_backend_local, w->f->st, sb, &p, &ctx, &res, &cls,
+		                     &err) == 0 &&
 		    cls == ARL_CLASS_NONE) {
 			arl_step_result_release(&res);
 			memset(&res, 0, sizeof(res));
-			if (arl_backend_local.exec(w->f->st, sb, &c, &ctx, &res, &cls, &err) == 0 &&
+			if (arl_backend_exec(&arl_backend_local, w->f->st, sb, &c, &ctx, &res, &cls,
+			                     &err) == 0 &&
 			    cls == ARL_CLASS_NONE && !strcmp(res.out.data, content))
 				w->ok++;
 		}

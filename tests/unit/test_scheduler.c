@@ -64,9 +64,8 @@ static int fake_exec(void *st, struct arl_sandbox *sb, const struct arl_step *st
 		;
 	int64_t start = atomic_load(&fake_clock_ms);
 
-	res->started_ms = arl_wall_ms();
+	/* As a backend does: the class only; arl_backend_exec() derives the step's state. */
 	*cls = ARL_CLASS_NONE;
-	res->state = ARL_STATE_SUCCEEDED;
 	res->has_exit = true;
 	if (!strncmp(what, "sleep:", 6)) {
 		if (fake_clock)
@@ -81,7 +80,6 @@ static int fake_exec(void *st, struct arl_sandbox *sb, const struct arl_step *st
 			usleep(1000);
 	} else if (!strcmp(what, "fail")) {
 		res->exit_code = 1;
-		res->state = ARL_STATE_FAILED;
 		*cls = ARL_CLASS_FAILED;
 	} else if (!strcmp(what, "infra")) {
 		ret = arl_error(err, ARL_E_BACKEND, "scripted infra failure");
@@ -91,10 +89,8 @@ static int fake_exec(void *st, struct arl_sandbox *sb, const struct arl_step *st
 		/* Only the cancel ends it (a hang is the failure; ctest's timeout reports it). */
 		if (poll(&p, 1, -1) == 1 && (p.revents & POLLIN))
 			atomic_fetch_add(&cancels_seen, 1);
-		res->state = ARL_STATE_FAILED;
 		*cls = ARL_CLASS_CANCELLED;
 	}
-	res->finished_ms = arl_wall_ms();
 	{
 		int i = atomic_fetch_add(&nexec, 1);
 
