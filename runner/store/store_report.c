@@ -12,7 +12,9 @@
 #include "banned.h"
 
 #define NCOLS(cols) (sizeof(cols) / sizeof((cols)[0]))
-#define MAX_COLS    8
+#define MAX_COLS    12 /* the widest column table below */
+/* A table of @cols fits struct query's indexes. */
+#define FITS(cols) _Static_assert(NCOLS(cols) <= MAX_COLS, #cols " fits struct query")
 
 /* The run's jobs with a Skipped job replaced by the state and class it stands for. */
 #define RUN_JOBS                                                                                   \
@@ -103,6 +105,7 @@ static const struct arl_col state_count_cols[] = {
     ARL_COL_AS(struct state_count, cls, "error_class", ARL_COL_CLASS),
     ARL_COL(struct state_count, n, ARL_COL_INT64),
 };
+FITS(state_count_cols);
 
 static const struct arl_col group_cols[] = {
     ARL_COL(struct arl_report_group, name, ARL_COL_TEXT),
@@ -110,6 +113,7 @@ static const struct arl_col group_cols[] = {
     ARL_COL(struct arl_report_group, passed, ARL_COL_INT64),
     ARL_COL(struct arl_report_group, failed, ARL_COL_INT64),
 };
+FITS(group_cols);
 
 struct carried {
 	int64_t failed, cancelled;
@@ -119,6 +123,7 @@ static const struct arl_col carried_cols[] = {
     ARL_COL_AS(struct carried, failed, "carried_failed", ARL_COL_INT64),
     ARL_COL_AS(struct carried, cancelled, "carried_cancelled", ARL_COL_INT64),
 };
+FITS(carried_cols);
 
 int arl_store_report_counts(struct arl_store *s, int64_t run, struct arl_report_counts *out,
                             struct arl_err *err)
@@ -211,6 +216,7 @@ static const struct arl_col label_key_cols[] = {
     ARL_COL(struct arl_report_label_key, key, ARL_COL_TEXT),
     ARL_COL(struct arl_report_label_key, nvalues, ARL_COL_INT64),
 };
+FITS(label_key_cols);
 CALLER(call_label_key, arl_report_label_key_fn, struct arl_report_label_key)
 
 int arl_store_report_label_keys(struct arl_store *s, int64_t run, arl_report_label_key_fn fn,
@@ -240,6 +246,7 @@ static const struct arl_col run_cols[] = {
     ARL_COL(struct arl_report_run, notes, ARL_COL_TEXT),
     ARL_COL(struct arl_report_run, files, ARL_COL_TEXT),
 };
+FITS(run_cols);
 
 int arl_store_report_run(struct arl_store *s, int64_t run, struct arl_report_run *out,
                          struct arl_err *err)
@@ -271,6 +278,7 @@ static const struct arl_col duration_cols[] = {
     ARL_COL(struct arl_report_duration, ms, ARL_COL_INT64),
     ARL_COL(struct arl_report_duration, state, ARL_COL_STATE),
 };
+FITS(duration_cols);
 CALLER(call_duration, arl_report_duration_fn, struct arl_report_duration)
 
 int arl_store_report_durations(struct arl_store *s, int64_t run, arl_report_duration_fn fn,
@@ -293,6 +301,7 @@ static const struct arl_col attempts_cols[] = {
     ARL_COL(struct arl_report_attempts, state, ARL_COL_STATE),
     ARL_COL(struct arl_report_attempts, jobs, ARL_COL_INT64),
 };
+FITS(attempts_cols);
 CALLER(call_attempts, arl_report_attempts_fn, struct arl_report_attempts)
 
 int arl_store_report_attempts(struct arl_store *s, int64_t run, arl_report_attempts_fn fn,
@@ -318,6 +327,7 @@ static const struct arl_col attempt_totals_cols[] = {
     ARL_COL(struct attempt_totals, attempts, ARL_COL_INT64),
     ARL_COL(struct attempt_totals, succeeded, ARL_COL_INT64),
 };
+FITS(attempt_totals_cols);
 
 int arl_store_report_attempt_totals(struct arl_store *s, int64_t run, uint64_t *attempts,
                                     uint64_t *succeeded, struct arl_err *err)
@@ -343,6 +353,7 @@ static const struct arl_col retries_cols[] = {
     ARL_COL(struct arl_report_retries, failed, ARL_COL_INT64),
     ARL_COL(struct arl_report_retries, cancelled, ARL_COL_INT64),
 };
+FITS(retries_cols);
 CALLER(call_retries, arl_report_retries_fn, struct arl_report_retries)
 
 int arl_store_report_retries(struct arl_store *s, int64_t run, arl_report_retries_fn fn, void *arg,
@@ -373,6 +384,7 @@ static const struct arl_col slow_cols[] = {
     ARL_COL(struct arl_report_slow_job, attempts, ARL_COL_INT64),
     ARL_COL(struct arl_report_slow_job, pool, ARL_COL_TEXT),
 };
+FITS(slow_cols);
 CALLER(call_slow, arl_report_slow_fn, struct arl_report_slow_job)
 
 int arl_store_report_slowest(struct arl_store *s, int64_t run, size_t limit, arl_report_slow_fn fn,
@@ -401,6 +413,7 @@ static const struct arl_col failed_cols[] = {
     ARL_COL(struct arl_report_failed_job, stderr_tail, ARL_COL_TEXT),
     ARL_COL_N(struct arl_report_failed_job, carried_from, ARL_COL_INT64, carried_null),
 };
+FITS(failed_cols);
 CALLER(call_failed, arl_report_failed_fn, struct arl_report_failed_job)
 
 int arl_store_report_failed(struct arl_store *s, int64_t run, size_t limit, size_t tail_bytes,
@@ -442,6 +455,7 @@ static const struct arl_col metric_cols[] = {
     ARL_COL(struct arl_report_metric, max, ARL_COL_DOUBLE),
     ARL_COL(struct arl_report_metric, mean, ARL_COL_DOUBLE),
 };
+FITS(metric_cols);
 CALLER(call_metric, arl_report_metric_fn, struct arl_report_metric)
 
 int arl_store_report_metrics(struct arl_store *s, int64_t run, arl_report_metric_fn fn, void *arg,
@@ -480,6 +494,7 @@ static const struct arl_col metric_bin_cols[] = {
     ARL_COL(struct metric_bin, bin, ARL_COL_INT64),
     ARL_COL(struct metric_bin, n, ARL_COL_INT64),
 };
+FITS(metric_bin_cols);
 
 int arl_store_report_metric_bins(struct arl_store *s, int64_t run, const char *name, double lo,
                                  double hi, size_t nbins, uint64_t *counts, struct arl_err *err)
@@ -516,6 +531,7 @@ struct metric_value {
 static const struct arl_col metric_nth_cols[] = {
     ARL_COL(struct metric_value, value, ARL_COL_DOUBLE),
 };
+FITS(metric_nth_cols);
 
 int arl_store_report_metric_nth(struct arl_store *s, int64_t run, const char *name, int64_t nth,
                                 double *out, struct arl_err *err)
@@ -541,6 +557,7 @@ static const struct arl_col metric_value_cols[] = {
     ARL_COL(struct arl_report_metric_value, value, ARL_COL_TEXT),
     ARL_COL(struct arl_report_metric_value, jobs, ARL_COL_INT64),
 };
+FITS(metric_value_cols);
 CALLER(call_metric_value, arl_report_value_fn, struct arl_report_metric_value)
 
 int arl_store_report_metric_values(struct arl_store *s, int64_t run, const char *name, size_t limit,
@@ -566,6 +583,7 @@ static const struct arl_col metric_error_cols[] = {
     ARL_COL(struct arl_report_metric_error, error, ARL_COL_TEXT),
     ARL_COL(struct arl_report_metric_error, total, ARL_COL_INT64),
 };
+FITS(metric_error_cols);
 CALLER(call_metric_error, arl_report_metric_error_fn, struct arl_report_metric_error)
 
 int arl_store_report_metric_errors(struct arl_store *s, int64_t run, size_t limit,
