@@ -48,6 +48,11 @@ void arl_log_puts(const char *text)
 	arl_log_write(text, strlen(text));
 }
 
+int arl_log_fd(void)
+{
+	return STDERR_FILENO;
+}
+
 void arl_log_set_sink(arl_log_sink_fn *fn, void *arg)
 {
 	pthread_mutex_lock(&log_mu);

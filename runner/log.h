@@ -56,6 +56,9 @@ struct arl_log_blob {
 FILE *arl_log_begin(struct arl_log_blob *b);
 void arl_log_end(struct arl_log_blob *b);
 
+/* The descriptor behind it all (2), for the progress bar, which draws there itself. */
+int arl_log_fd(void);
+
 /*
  * Where messages go instead of fd 2: @fn gets each message whole (@text ends with '\n', is
  * not NUL-terminated). NULL restores fd 2. Once arl_log_set_sink() returns, the sink it

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -10,8 +11,11 @@
 
 #include <linux/close_range.h>
 
+#include "cmd/builtin_backends.h"
 #include "cmd/cli.h"
+#include "cmd/options.h"
 #include "err.h"
+#include "log.h"
 #include "banned.h"
 
 static const struct arl_cmd commands[] = {
@@ -28,13 +32,14 @@ static const struct arl_cmd commands[] = {
     {"pool", cmd_pool, "manage ARL WarmPools (kubernetes): create, get, list, wait, delete"},
 };
 
-static void usage(FILE *out)
+static void list_commands(FILE *out)
 {
-	fputs("usage: arl-batch [--version] [--help] COMMAND [ARGS]\n\ncommands:\n", out);
+	fputs("\ncommands:\n", out);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
-	fputs("\n'arl-batch COMMAND --help' describes a command's options.\n", out);
 }
+
+static const char *const synopsis[] = {"[--version] [--help] COMMAND [ARGS]", NULL};
 
 /* A child spawned with fd 1 closed would write its results into whatever we open next. */
 static void sanitize_fds(void)
@@ -76,7 +81,7 @@ static int finish_stdout(int code)
 {
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		if (errno != EPIPE)
-			fprintf(stderr, "arl-batch: error writing to standard output\n");
+			arl_log_error("error writing to standard output");
 		return code ? code : ARL_EXIT_INCOMPLETE;
 	}
 	return code;
@@ -84,37 +89,49 @@ static int finish_stdout(int code)
 
 int main(int argc, char **argv)
 {
-	const char *name;
+	bool version = false;
+	const struct arl_option opts[] = {
+	    ARL_OPT_FLAG(0, "version", &version, "print the version"),
+	    ARL_OPT_END(),
+	};
+	const struct arl_command_usage u = {
+	    .synopsis = synopsis,
+	    .options = opts,
+	    .more = list_commands,
+	    .epilog = "'arl-batch COMMAND --help' describes a command's options.\n"};
+	int n, code;
 
 	sanitize_fds();
 	cloexec_inherited_fds();
 	signal(SIGPIPE, SIG_IGN);
+	arl_register_builtin_backends();
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		fprintf(stderr, "arl-batch: cannot initialise libcurl\n");
+		arl_log_error("cannot initialise libcurl");
 		return ARL_EXIT_INCOMPLETE;
 	}
-	if (argc < 2) {
-		usage(stderr);
-		return ARL_EXIT_USAGE;
-	}
-	name = argv[1];
-	if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
-		usage(stdout);
-		return finish_stdout(0);
-	}
-	if (!strcmp(name, "--version") || !strcmp(name, "version")) {
+	if ((n = arl_options_parse(&u, argc, argv, ARL_OPTS_STOP_AT_OPERAND, &code)) < 0)
+		return finish_stdout(code);
+	if (version || (n > 0 && !strcmp(argv[0], "version"))) {
 		printf("arl-batch %s\n", ARL_VERSION);
 		return finish_stdout(0);
 	}
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		if (!strcmp(name, commands[i].name)) {
-			int code = commands[i].fn(argc - 1, argv + 1);
+	if (n == 0) {
+		struct arl_log_blob b;
 
+		arl_options_usage(&u, arl_log_begin(&b));
+		arl_log_end(&b);
+		return ARL_EXIT_USAGE;
+	}
+	if (!strcmp(argv[0], "help")) {
+		arl_options_usage(&u, stdout);
+		return finish_stdout(0);
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (!strcmp(argv[0], commands[i].name)) {
+			code = commands[i].fn(n, argv);
 			curl_global_cleanup();
 			return finish_stdout(code);
 		}
 	}
-	fprintf(stderr, "arl-batch: unknown command '%s'\n\n", name);
-	usage(stderr);
-	return ARL_EXIT_USAGE;
+	return arl_options_error(&u, "unknown command '%s'", argv[0]);
 }

@@ -15,10 +15,24 @@
 
 #include "err.h"
 #include "jobfile/job.h"
+#include "jobfile/pool_kind.h"
 #include "result.h"
 #include "util.h"
 
 struct arl_sandbox; /* backend-private */
+
+/* A command-line option a backend owns (`run --kubeconfig PATH`), as given. */
+struct arl_backend_setting {
+	const char *name; /* the long option without dashes: "kubeconfig" */
+	const char *value;
+};
+
+/* An option a backend accepts: ops->options, ending with {NULL}. */
+struct arl_backend_option {
+	const char *name; /* the long option without dashes */
+	/* 0 when @value will do; else -1 with what is expected in @err. NULL: any value. */
+	int (*check)(const char *value, struct arl_err *err);
+};
 
 struct arl_backend_opts {
 	const char *state_dir; /* where the backend may keep sandboxes (local workspaces) */
@@ -26,11 +40,9 @@ struct arl_backend_opts {
 	const char *run_name;
 	size_t capture_max; /* per stream of a step; 0: default */
 	int cancel_fd;      /* readable once the run is cancelled; -1: never */
-	/* kubernetes */
-	const char *kubeconfig;   /* --kubeconfig; NULL: $KUBECONFIG, ~/.kube/config, in-cluster */
-	const char *kube_context; /* --context; NULL: the current context */
-	double kube_qps;          /* --kube-qps; 0: scaled to the pools' replicas */
-	int kube_burst;           /* --kube-burst; 0: scaled likewise */
+	/* Every backend's settings, checked by their owners: each reads its own (the last wins). */
+	const struct arl_backend_setting *settings;
+	size_t nsettings;
 };
 
 /* What the scheduler knows of the attempt a sandbox is for (names, labels, owner). */
@@ -51,7 +63,8 @@ struct arl_exec_ctx {
 };
 
 struct arl_backend_ops {
-	const char *name;
+	const struct arl_pool_kind *pool;         /* its name and its pools' own keys */
+	const struct arl_backend_option *options; /* NULL: none */
 	/*
 	 * Checks prerequisites and prepares the given pools (all of this backend); fails at run
 	 * start with an error saying what to install or set. *state is the backend's handle.
@@ -81,11 +94,29 @@ struct arl_backend_ops {
 	void (*close)(void *state);
 };
 
-const struct arl_backend_ops *arl_backend_get(enum arl_backend_kind kind);
-const char *arl_backend_kind_name(enum arl_backend_kind kind);
+/*
+ * The registry (redis's connTypeRegister): backends are registered once at startup, before any
+ * job file is loaded (their pool kinds with them), and looked up by name. The first registered
+ * is the backend of a pool that names none.
+ */
+void arl_backend_register(const struct arl_backend_ops *ops);
+/* NULL: no backend of that name. */
+const struct arl_backend_ops *arl_backend_find(const char *name);
+/* The @i-th registered backend; NULL past the last. */
+const struct arl_backend_ops *arl_backend_at(size_t i);
+/* The registered backend whose pools are of @kind (NULL: none). */
+const struct arl_backend_ops *arl_backend_of(const struct arl_pool_kind *kind);
+/* The option @name some registered backend owns, or NULL. */
+const struct arl_backend_option *arl_backend_option_find(const char *name);
+/* 0 when a registered backend owns option @name and accepts @value; else -1 with @err. */
+int arl_backend_option_check(const char *name, const char *value, struct arl_err *err);
+/* The value of setting @name in @o (the last given), or NULL. */
+const char *arl_backend_setting(const struct arl_backend_opts *o, const char *name);
 
-extern const struct arl_backend_ops arl_backend_local;
-extern const struct arl_backend_ops arl_backend_kubernetes;
+static inline const char *arl_backend_name(const struct arl_backend_ops *ops)
+{
+	return ops->pool->name;
+}
 
 /*
  * Forwarders: the scheduler reaches a backend through these, not through its ops. They do

@@ -1,14 +1,17 @@
 /* `arl-batch run FILE...`: load every file, then print the plan (--dry-run) or run it. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "cmd/cli.h"
+#include "cmd/options.h"
 #include "jobfile/dataset.h"
 #include "result.h"
 #include "err.h"
 #include "jobfile/jobload.h"
+#include "log.h"
+#include "jobfile/pool_parse.h"
 #include "run/progress.h"
 #include "run/run.h"
 #include "jobfile/expand.h"
@@ -17,87 +20,28 @@
 #include "util.h"
 #include "banned.h"
 
-static void usage(FILE *out)
-{
-	fputs(
-	    "usage: arl-batch run [OPTIONS] FILE...\n"
-	    "\n"
-	    "Runs the jobs of the given job files in sandboxes and records every run, job,\n"
-	    "attempt and step in the results database.\n"
-	    "\n"
-	    "  -j, --concurrency N     jobs in flight at most (default: sum of the pools' "
-	    "replicas)\n"
-	    "      --db PATH           results database (default $ARL_BATCH_DB, else "
-	    "./arl-batch.db)\n"
-	    "      --run-name NAME     label of the run (default: the files' batch names)\n"
-	    "      --dry-run           validate, expand and print the plan; run nothing\n"
-	    "      --backend local|kubernetes\n"
-	    "                          run every pool on this backend\n"
-	    "      --fail-fast         stop starting jobs after the first failed job\n"
-	    "      --max-failures N    stop starting jobs after N failed jobs\n"
-	    "      --deadline DURATION limit for the whole run; what is left is cancelled\n"
-	    "      --capture-max BYTES output kept per step and stream (default 1048576)\n"
-	    "      --max-record BYTES  longest foreach dataset record (default 16777216)\n"
-	    "      --state-dir DIR     where sandboxes live (default: next to the database)\n"
-	    "      --progress auto|bar|plain|none\n"
-	    "                          progress on stderr: a live bar, a line per job, or nothing\n"
-	    "                          (default auto: the bar on a terminal, else plain)\n"
-	    "      --color auto|always|never\n"
-	    "                          colour on stderr (default auto: a terminal, NO_COLOR "
-	    "unset)\n"
-	    "      --events FILE       write JSON Lines events of the run to FILE ('-': stdout)\n"
-	    "      --resume            skip jobs whose standing result in runs of this name (the\n"
-	    "                          newest, a skipped job's being what it stands for)\n"
-	    "                          succeeded unchanged (same spec hash)\n"
-	    "      --rerun CLASSES     run only jobs whose standing result failed in these\n"
-	    "                          classes (comma-separated: failed,timeout,infra,cancelled);\n"
-	    "                          the others are skipped and count as what they stand for\n"
-	    "      --only GLOB         run only jobs whose name (or key) matches\n"
-	    "      --limit N           at most N jobs per file\n"
-	    "      --shard I/N         run only shard I of N (1-based; a stable split by job key)\n"
-	    "      --overlap forbid|wait|allow\n"
-	    "                          another run of this name holds the lock: exit 75 (forbid,\n"
-	    "                          the default), wait for it, or run anyway\n"
-	    "      --kubeconfig PATH   kubernetes: the kubeconfig (default $KUBECONFIG,\n"
-	    "                          ~/.kube/config, else the in-cluster service account)\n"
-	    "      --context NAME      kubernetes: the kubeconfig context (default: current)\n"
-	    "      --kube-qps N        kubernetes: API requests per second (default: 10 per\n"
-	    "                          kubernetes pool replica, at least 50)\n"
-	    "      --kube-burst N      kubernetes: API request burst (default: 2 per replica,\n"
-	    "                          at least 100)\n"
-	    "  -h, --help              show this help\n"
-	    "\n"
-	    "Exit status: 0 all succeeded, 1 a job failed, 2 invalid input (nothing ran),\n"
-	    "3 results incomplete (infra failures, database or backend trouble), 4 halted by\n"
-	    "--deadline/--fail-fast/--max-failures, 130/143 interrupted.\n",
-	    out);
-}
+static const char *const synopsis[] = {"run [OPTIONS] FILE...", NULL};
 
-enum {
-	OPT_DB = 256,
-	OPT_RUN_NAME,
-	OPT_DRY_RUN,
-	OPT_BACKEND,
-	OPT_FAIL_FAST,
-	OPT_MAX_FAILURES,
-	OPT_DEADLINE,
-	OPT_CAPTURE_MAX,
-	OPT_MAX_RECORD,
-	OPT_STATE_DIR,
-	OPT_PROGRESS,
-	OPT_COLOR,
-	OPT_EVENTS,
-	OPT_RESUME,
-	OPT_RERUN,
-	OPT_ONLY,
-	OPT_LIMIT,
-	OPT_SHARD,
-	OPT_OVERLAP,
-	OPT_KUBECONFIG,
-	OPT_CONTEXT,
-	OPT_KUBE_QPS,
-	OPT_KUBE_BURST,
-};
+static const char about[] =
+    "Runs the jobs of the given job files in sandboxes and records every run, job,\n"
+    "attempt and step in the results database.\n";
+
+static const char epilog[] =
+    "Exit status: 0 all succeeded, 1 a job failed, 2 invalid input (nothing ran),\n"
+    "3 results incomplete (infra failures, database or backend trouble), 4 halted by\n"
+    "--deadline/--fail-fast/--max-failures, 130/143 interrupted.\n";
+
+static const struct arl_opt_choice progress_modes[] = {{"auto", ARL_PROGRESS_AUTO},
+                                                       {"bar", ARL_PROGRESS_BAR},
+                                                       {"plain", ARL_PROGRESS_PLAIN},
+                                                       {"none", ARL_PROGRESS_NONE},
+                                                       {NULL, 0}};
+static const struct arl_opt_choice color_modes[] = {
+    {"auto", ARL_COLOR_AUTO}, {"always", ARL_COLOR_ALWAYS}, {"never", ARL_COLOR_NEVER}, {NULL, 0}};
+static const struct arl_opt_choice overlaps[] = {{"forbid", ARL_OVERLAP_FORBID},
+                                                 {"wait", ARL_OVERLAP_WAIT},
+                                                 {"allow", ARL_OVERLAP_ALLOW},
+                                                 {NULL, 0}};
 
 static void print_plan(struct arl_jobfile *const *files, size_t nfiles)
 {
@@ -112,8 +56,7 @@ static void print_plan(struct arl_jobfile *const *files, size_t nfiles)
 			const struct arl_job *j = &f->jobs[k];
 			const struct arl_pool *p = &f->pools[j->pool];
 
-			printf("%-40s %-16s %-10s %-8s %-8d ", j->key, p->name,
-			       p->backend == ARL_BACKEND_KUBERNETES ? "kubernetes" : "local",
+			printf("%-40s %-16s %-10s %-8s %-8d ", j->key, p->name, p->kind->name,
 			       arl_fmt_duration(j->timeout_ms, tbuf, sizeof(tbuf)), j->retries);
 			struct arl_job full;
 			struct arl_err err = ARL_ERR_INIT;
@@ -130,222 +73,201 @@ static void print_plan(struct arl_jobfile *const *files, size_t nfiles)
 	}
 }
 
-/* "infra,timeout" -> ARL_RETRY_BIT()s. */
-static int parse_classes(const char *s, unsigned *out)
+/* The options a backend owns (--kubeconfig ...), checked by it and handed to it as given. */
+struct backend_settings {
+	struct arl_backend_setting v[32];
+	size_t n;
+};
+
+static int add_backend_setting(struct backend_settings *s, const char *name, const char *value,
+                               struct arl_err *err)
+{
+	size_t i = 0;
+
+	if (arl_backend_option_check(name, value, err) < 0)
+		return -1;
+	while (i < s->n && strcmp(s->v[i].name, name))
+		i++; /* given again: the last wins */
+	if (i == sizeof(s->v) / sizeof(s->v[0]))
+		return arl_error(err, ARL_E_USAGE, "too many backend options");
+	s->v[i] = (struct arl_backend_setting){name, value};
+	s->n += i == s->n;
+	return 0;
+}
+
+/* --kubeconfig and the other options a backend owns: value is the struct backend_settings. */
+static int backend_setting(const struct arl_option *o, const char *arg, struct arl_err *err)
+{
+	return add_backend_setting(o->value, o->long_name, arg, err);
+}
+
+/* --backend NAME: a registered backend. */
+static int pick_backend(const struct arl_option *o, const char *arg, struct arl_err *err)
+{
+	const struct arl_backend_ops *b = arl_backend_find(arg), *x;
+	char names[256] = "";
+	size_t len = 0;
+
+	if (b) {
+		*(const struct arl_backend_ops **)o->value = b;
+		return 0;
+	}
+	for (size_t i = 0; (x = arl_backend_at(i)) && len < sizeof(names); i++)
+		len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s",
+		                        !i                      ? ""
+		                        : arl_backend_at(i + 1) ? ", "
+		                                                : " or ",
+		                        arl_backend_name(x));
+	return arl_error(err, ARL_E_USAGE, "expected %s", names);
+}
+
+/* --rerun "infra,timeout" -> ARL_RETRY_BIT()s in *(unsigned *)o->value. */
+static int parse_classes(const struct arl_option *o, const char *arg, struct arl_err *err)
 {
 	char buf[128];
 	unsigned bits = 0;
 
-	snprintf(buf, sizeof(buf), "%s", s);
+	snprintf(buf, sizeof(buf), "%s", arg);
 	for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save)) {
 		enum arl_class c;
 
 		if (arl_class_parse(tok, &c) < 0)
-			return -1;
-		bits |= ARL_RETRY_BIT(c);
+			bits = 0;
+		else
+			bits |= ARL_RETRY_BIT(c);
+		if (!bits)
+			break;
 	}
 	if (!bits)
-		return -1;
-	*out = bits;
+		return arl_error(err, ARL_E_USAGE,
+		                 "expected classes among failed, timeout, infra and cancelled, "
+		                 "comma-separated");
+	*(unsigned *)o->value = bits;
+	return 0;
+}
+
+/* --shard I/N into the struct arl_select. */
+static int parse_shard(const struct arl_option *o, const char *arg, struct arl_err *err)
+{
+	struct arl_select *sel = o->value;
+
+	if (arl_select_parse_shard(arg, &sel->shard_index, &sel->shard_count) < 0)
+		return arl_error(err, ARL_E_USAGE, "expected I/N with 1 <= I <= N");
 	return 0;
 }
 
 int cmd_run(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"concurrency", required_argument, NULL, 'j'},
-	    {"db", required_argument, NULL, OPT_DB},
-	    {"run-name", required_argument, NULL, OPT_RUN_NAME},
-	    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
-	    {"backend", required_argument, NULL, OPT_BACKEND},
-	    {"fail-fast", no_argument, NULL, OPT_FAIL_FAST},
-	    {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
-	    {"deadline", required_argument, NULL, OPT_DEADLINE},
-	    {"capture-max", required_argument, NULL, OPT_CAPTURE_MAX},
-	    {"max-record", required_argument, NULL, OPT_MAX_RECORD},
-	    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
-	    {"progress", required_argument, NULL, OPT_PROGRESS},
-	    {"color", required_argument, NULL, OPT_COLOR},
-	    {"events", required_argument, NULL, OPT_EVENTS},
-	    {"resume", no_argument, NULL, OPT_RESUME},
-	    {"rerun", required_argument, NULL, OPT_RERUN},
-	    {"only", required_argument, NULL, OPT_ONLY},
-	    {"limit", required_argument, NULL, OPT_LIMIT},
-	    {"shard", required_argument, NULL, OPT_SHARD},
-	    {"overlap", required_argument, NULL, OPT_OVERLAP},
-	    {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
-	    {"context", required_argument, NULL, OPT_CONTEXT},
-	    {"kube-qps", required_argument, NULL, OPT_KUBE_QPS},
-	    {"kube-burst", required_argument, NULL, OPT_KUBE_BURST},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
 	struct arl_run_opts ro = ARL_RUN_OPTS_INIT;
+	const struct arl_backend_ops *backend = NULL;
+	struct backend_settings settings = {.n = 0};
 	struct arl_select sel = {0};
 	struct arl_jobfile **files = NULL;
-	size_t nfiles = 0;
-	int c, ret = ARL_EXIT_USAGE, bad = 0, dry = 0, backend = -1, li;
-	int64_t v;
+	const char *db = NULL, *state = NULL;
+	char *state_dir = NULL;
+	size_t nfiles = 0, max_record = 0;
+	int ret = ARL_EXIT_USAGE, bad = 0, dry = 0, n;
+	const struct arl_option opts[] = {
+	    ARL_OPT_INT('j', "concurrency", &ro.concurrency, 1, 100000, "N",
+	                "jobs in flight at most (default: sum of the pools' replicas)"),
+	    ARL_OPT_STRING(0, "db", &db, "PATH",
+	                   "results database (default $ARL_BATCH_DB, else ./arl-batch.db)"),
+	    ARL_OPT_STRING(0, "run-name", &ro.run_name, "NAME",
+	                   "label of the run (default: the files' batch names)"),
+	    ARL_OPT_FLAG(0, "dry-run", &dry, "validate, expand and print the plan; run nothing"),
+	    ARL_OPT_CALLBACK(0, "backend", &backend, pick_backend, "local|kubernetes",
+	                     "run every pool on this backend"),
+	    ARL_OPT_SET(0, "fail-fast", &ro.max_failures, 1,
+	                "stop starting jobs after the first failed job"),
+	    ARL_OPT_INT(0, "max-failures", &ro.max_failures, 1, INT32_MAX, "N",
+	                "stop starting jobs after N failed jobs"),
+	    ARL_OPT_DURATION(0, "deadline", &ro.deadline_ms, 1, INT64_MAX, "DURATION",
+	                     "limit for the whole run; what is left is cancelled"),
+	    ARL_OPT_SIZE(0, "capture-max", &ro.capture_max, 1024, (int64_t)1 << 30, "BYTES",
+	                 "output kept per step and stream (default 1048576; 1Mi)"),
+	    ARL_OPT_SIZE(0, "max-record", &max_record, 1024, (int64_t)ARL_DATASET_MAX_BYTES,
+	                 "BYTES", "longest foreach dataset record (default 16777216; 16Mi)"),
+	    ARL_OPT_STRING(0, "state-dir", &state, "DIR",
+	                   "where sandboxes live (default: next to the database)"),
+	    ARL_OPT_CHOICE(0, "progress", &ro.progress, progress_modes,
+	                   "progress on stderr: a live bar, a line per job, or nothing\n"
+	                   "(default auto: the bar on a terminal, else plain)"),
+	    ARL_OPT_CHOICE(0, "color", &ro.color, color_modes,
+	                   "colour on stderr (default auto: a terminal, NO_COLOR unset)"),
+	    ARL_OPT_STRING(0, "events", &ro.events_path, "FILE",
+	                   "write JSON Lines events of the run to FILE ('-': stdout)"),
+	    ARL_OPT_FLAG(0, "resume", &ro.resume,
+	                 "skip jobs whose standing result in runs of this name (the\n"
+	                 "newest, a skipped job's being what it stands for)\n"
+	                 "succeeded unchanged (same spec hash)"),
+	    ARL_OPT_CALLBACK(0, "rerun", &ro.rerun, parse_classes, "CLASSES",
+	                     "run only jobs whose standing result failed in these\n"
+	                     "classes (comma-separated: failed,timeout,infra,cancelled);\n"
+	                     "the others are skipped and count as what they stand for"),
+	    ARL_OPT_STRING(0, "only", &sel.only, "GLOB",
+	                   "run only jobs whose name (or key) matches"),
+	    ARL_OPT_INT(0, "limit", &sel.limit, 1, INT64_MAX, "N", "at most N jobs per file"),
+	    ARL_OPT_CALLBACK(0, "shard", &sel, parse_shard, "I/N",
+	                     "run only shard I of N (1-based; a stable split by job key)"),
+	    ARL_OPT_CHOICE(0, "overlap", &ro.overlap, overlaps,
+	                   "another run of this name holds the lock: exit 75 (forbid,\n"
+	                   "the default), wait for it, or run anyway"),
+	    ARL_OPT_CALLBACK(0, "kubeconfig", &settings, backend_setting, "PATH",
+	                     "kubernetes: the kubeconfig (default $KUBECONFIG,\n"
+	                     "~/.kube/config, else the in-cluster service account)"),
+	    ARL_OPT_CALLBACK(0, "context", &settings, backend_setting, "NAME",
+	                     "kubernetes: the kubeconfig context (default: current)"),
+	    ARL_OPT_CALLBACK(0, "kube-qps", &settings, backend_setting, "N",
+	                     "kubernetes: API requests per second (default: 10 per\n"
+	                     "kubernetes pool replica, at least 50)"),
+	    ARL_OPT_CALLBACK(0, "kube-burst", &settings, backend_setting, "N",
+	                     "kubernetes: API request burst (default: 2 per replica,\n"
+	                     "at least 100)"),
+	    ARL_OPT_END(),
+	};
+	const struct arl_command_usage u = {
+	    .name = "run", .synopsis = synopsis, .about = about, .options = opts, .epilog = epilog};
 
-	optind = 1;
-	while ((li = -1, c = getopt_long(argc, argv, "j:h", opts, &li)) != -1) {
-		switch (c) {
-		case 'j':
-			if (arl_parse_i64(optarg, 1, 100000, &v) < 0)
-				goto bad_value;
-			ro.concurrency = (int)v;
-			break;
-		case OPT_DB:
-			ro.db_path = optarg;
-			break;
-		case OPT_RUN_NAME:
-			ro.run_name = optarg;
-			break;
-		case OPT_DRY_RUN:
-			dry = 1;
-			break;
-		case OPT_BACKEND:
-			if (!strcmp(optarg, "local"))
-				backend = ARL_BACKEND_LOCAL;
-			else if (!strcmp(optarg, "kubernetes"))
-				backend = ARL_BACKEND_KUBERNETES;
-			else
-				goto bad_value;
-			break;
-		case OPT_FAIL_FAST:
-			ro.max_failures = 1;
-			break;
-		case OPT_MAX_FAILURES:
-			if (arl_parse_i64(optarg, 1, INT32_MAX, &v) < 0)
-				goto bad_value;
-			ro.max_failures = (int)v;
-			break;
-		case OPT_DEADLINE:
-			if (arl_parse_duration(optarg, &ro.deadline_ms) < 0 || ro.deadline_ms <= 0)
-				goto bad_value;
-			break;
-		case OPT_MAX_RECORD:
-			if (arl_parse_i64(optarg, 1024, (int64_t)ARL_DATASET_MAX_BYTES, &v) < 0)
-				goto bad_value;
-			arl_dataset_set_max_record((size_t)v);
-			break;
-		case OPT_CAPTURE_MAX:
-			if (arl_parse_i64(optarg, 1024, (int64_t)1 << 30, &v) < 0)
-				goto bad_value;
-			ro.capture_max = (size_t)v;
-			break;
-		case OPT_STATE_DIR:
-			ro.state_dir = optarg;
-			break;
-		case OPT_KUBECONFIG:
-			ro.kubeconfig = optarg;
-			break;
-		case OPT_CONTEXT:
-			ro.kube_context = optarg;
-			break;
-		case OPT_KUBE_QPS:
-			if (arl_parse_i64(optarg, 1, 100000, &v) < 0)
-				goto bad_value;
-			ro.kube_qps = (double)v;
-			break;
-		case OPT_KUBE_BURST:
-			if (arl_parse_i64(optarg, 1, 100000, &v) < 0)
-				goto bad_value;
-			ro.kube_burst = (int)v;
-			break;
-		case OPT_PROGRESS: {
-			enum arl_progress_mode m;
-
-			if (arl_progress_parse_mode(optarg, &m) < 0)
-				goto bad_value;
-			ro.progress = (int)m;
-			ro.quiet = m == ARL_PROGRESS_NONE;
-			break;
-		}
-		case OPT_COLOR: {
-			enum arl_color_mode m;
-
-			if (arl_progress_parse_color(optarg, &m) < 0)
-				goto bad_value;
-			ro.color = (int)m;
-			break;
-		}
-		case OPT_EVENTS:
-			ro.events_path = optarg;
-			break;
-		case OPT_RESUME:
-			ro.resume = 1;
-			break;
-		case OPT_RERUN:
-			if (parse_classes(optarg, &ro.rerun) < 0)
-				goto bad_value;
-			break;
-		case OPT_ONLY:
-			sel.only = optarg;
-			break;
-		case OPT_LIMIT:
-			if (arl_parse_i64(optarg, 1, INT64_MAX, &v) < 0)
-				goto bad_value;
-			sel.limit = (size_t)v;
-			break;
-		case OPT_SHARD:
-			if (arl_select_parse_shard(optarg, &sel.shard_index, &sel.shard_count) < 0)
-				goto bad_value;
-			break;
-		case OPT_OVERLAP:
-			if (!strcmp(optarg, "forbid"))
-				ro.overlap = ARL_OVERLAP_FORBID;
-			else if (!strcmp(optarg, "wait"))
-				ro.overlap = ARL_OVERLAP_WAIT;
-			else if (!strcmp(optarg, "allow"))
-				ro.overlap = ARL_OVERLAP_ALLOW;
-			else
-				goto bad_value;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return ARL_EXIT_USAGE;
-		}
-	}
-	if (ro.resume && ro.rerun) {
-		fputs("arl-batch run: --resume and --rerun cannot be combined\n", stderr);
-		return ARL_EXIT_USAGE;
-	}
-	if (optind >= argc) {
-		fputs("arl-batch run: no job files given\n", stderr);
-		usage(stderr);
-		return ARL_EXIT_USAGE;
-	}
-	files = arl_xcalloc((size_t)(argc - optind), sizeof(*files));
-	for (int i = optind; i < argc; i++) {
+	if ((n = arl_options_parse(&u, argc, argv, 0, &ret)) < 0)
+		return ret;
+	if (ro.resume && ro.rerun)
+		return arl_options_error(&u, "--resume and --rerun cannot be combined");
+	if (n == 0)
+		return arl_options_error(&u, "no job files given");
+	ro.quiet = ro.progress == ARL_PROGRESS_NONE;
+	ro.backend_settings = settings.v;
+	ro.nbackend_settings = settings.n;
+	if (max_record)
+		arl_dataset_set_max_record(max_record);
+	/* run/ resolves nothing from the environment: the paths are the command line's. */
+	ro.db_path = arl_cli_db_path(db);
+	ro.state_dir = state_dir = arl_cli_state_dir(state, ro.db_path);
+	files = arl_xcalloc((size_t)n, sizeof(*files));
+	for (int i = 0; i < n; i++) {
 		struct arl_jobfile *f = NULL;
+		struct arl_log_blob diags;
+		int rc = arl_jobfile_load(argv[i], &f, arl_log_begin(&diags));
 
-		if (arl_jobfile_load(argv[i], &f, stderr) < 0) {
+		arl_log_end(&diags); /* a file's diagnostics, whole */
+		if (rc < 0) {
 			bad++;
 			continue;
 		}
 		for (size_t k = 0; k < nfiles; k++) {
 			if (!strcmp(files[k]->stem, f->stem)) {
-				fprintf(
-				    stderr,
-				    "arl-batch: '%s' and '%s' have the same name '%s': job keys "
-				    "(FILE_STEM/JOB_NAME) would collide\n",
-				    files[k]->path, f->path, f->stem);
+				arl_log_error("'%s' and '%s' have the same name '%s': job keys "
+				              "(FILE_STEM/JOB_NAME) would collide",
+				              files[k]->path, f->path, f->stem);
 				bad++;
 			}
 		}
-		if (backend >= 0)
-			for (size_t p = 0; p < f->npools; p++)
-				f->pools[p].backend = (enum arl_backend_kind)backend;
+		if (backend)
+			arl_jobfile_set_backend(f, backend->pool);
 		files[nfiles++] = f;
 	}
 	if (bad) {
-		fprintf(stderr, "arl-batch: nothing was run: %d invalid file%s\n", bad,
-		        bad == 1 ? "" : "s");
+		arl_log_error("nothing was run: %d invalid file%s", bad, bad == 1 ? "" : "s");
 		goto out;
 	}
 	arl_select_apply(files, nfiles, &sel);
@@ -359,9 +281,6 @@ out:
 	for (size_t i = 0; i < nfiles; i++)
 		arl_jobfile_free(files[i]);
 	free(files);
+	free(state_dir);
 	return ret;
-bad_value:
-	fprintf(stderr, "arl-batch run: invalid value '%s' for %s%s (see --help)\n", optarg,
-	        li >= 0 ? "--" : "-", li >= 0 ? opts[li].name : "j");
-	return ARL_EXIT_USAGE;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "jobfile/dataset.h"
+#include "jobfile/pool_kind.h"
 #include "util.h"
 #include "jobfile/yaml_load.h"
 #include "banned.h"
@@ -145,11 +146,8 @@ void arl_jobfile_free(struct arl_jobfile *f)
 		struct arl_pool *p = &f->pools[i];
 
 		free(p->name);
-		free(p->workspace);
-		free(p->namespace);
-		free(p->image);
-		free(p->sidecar_image);
-		free(p->testbed_path);
+		if (p->kind)
+			arl_pool_config_free(p->kind, p->config);
 	}
 	free(f->pools);
 	for (size_t i = 0; i < f->njobs; i++)
@@ -169,11 +167,11 @@ void arl_jobfile_free(struct arl_jobfile *f)
 }
 
 /* Two FNV-1a streams with different seeds: a 128-bit change detector, not a MAC. */
-struct hasher {
+struct arl_spec_hasher {
 	uint64_t a, b;
 };
 
-static void hash_bytes(struct hasher *h, const void *p, size_t n)
+static void hash_bytes(struct arl_spec_hasher *h, const void *p, size_t n)
 {
 	const unsigned char *s = p;
 
@@ -184,7 +182,7 @@ static void hash_bytes(struct hasher *h, const void *p, size_t n)
 }
 
 /* Strings are length-prefixed so that ("ab","c") and ("a","bc") differ. */
-static void hash_str(struct hasher *h, const char *s)
+static void hash_str(struct arl_spec_hasher *h, const char *s)
 {
 	uint64_t n = s ? strlen(s) : UINT64_MAX;
 
@@ -193,12 +191,22 @@ static void hash_str(struct hasher *h, const char *s)
 		hash_bytes(h, s, strlen(s));
 }
 
-static void hash_i64(struct hasher *h, int64_t v)
+static void hash_i64(struct arl_spec_hasher *h, int64_t v)
 {
 	hash_bytes(h, &v, sizeof(v));
 }
 
-static void hash_steps(struct hasher *h, const struct arl_steps *steps)
+void arl_spec_hash_i64(struct arl_spec_hasher *h, int64_t v)
+{
+	hash_i64(h, v);
+}
+
+void arl_spec_hash_str(struct arl_spec_hasher *h, const char *s)
+{
+	hash_str(h, s);
+}
+
+static void hash_steps(struct arl_spec_hasher *h, const struct arl_steps *steps)
 {
 	hash_i64(h, (int64_t)steps->n);
 	for (size_t i = 0; i < steps->n; i++) {
@@ -224,7 +232,7 @@ static void hash_steps(struct hasher *h, const struct arl_steps *steps)
 
 void arl_job_spec_hash(const struct arl_job *j, const struct arl_pool *p, char out[33])
 {
-	struct hasher h = {1469598103934665603ULL, 0x84222325cbf29ce4ULL};
+	struct arl_spec_hasher h = {1469598103934665603ULL, 0x84222325cbf29ce4ULL};
 
 	hash_str(&h, "arl-batch spec v1");
 	hash_steps(&h, &j->steps);
@@ -233,14 +241,8 @@ void arl_job_spec_hash(const struct arl_job *j, const struct arl_pool *p, char o
 	hash_steps(&h, &j->on_complete);
 	hash_i64(&h, j->timeout_ms);
 	hash_str(&h, j->item);
-	hash_i64(&h, p->backend);
-	hash_i64(&h, p->isolation);
-	hash_i64(&h, p->network);
-	hash_str(&h, p->workspace);
-	hash_str(&h, p->namespace);
-	hash_str(&h, p->image);
-	hash_str(&h, p->sidecar_image);
-	hash_str(&h, p->testbed_path);
+	if (p->kind)
+		arl_pool_config_hash(p->kind, p->config, &h);
 	snprintf(out, 33, "%016llx%016llx", (unsigned long long)h.a, (unsigned long long)h.b);
 }
 

@@ -31,22 +31,17 @@ struct arl_strmap {
 	struct arl_strindex index; /* empty while the map is small */
 };
 
-enum arl_backend_kind { ARL_BACKEND_LOCAL, ARL_BACKEND_KUBERNETES };
-enum arl_isolation { ARL_ISO_BWRAP, ARL_ISO_NONE };
+struct arl_node;
+struct arl_pool_kind;
 
+/* What every backend's pool has; the rest of its mapping is the backend's (pool_kind.h). */
 struct arl_pool {
 	char *name;
 	struct arl_loc loc;
-	enum arl_backend_kind backend;
+	const struct arl_pool_kind *kind; /* its backend's: kind->name is its 'backend:' */
+	void *config;                     /* the backend's keys, parsed by kind->keys */
 	int replicas;
-	/* local */
-	enum arl_isolation isolation;
-	bool network;
-	char *workspace; /* absolute path, or NULL */
-	/* kubernetes */
-	char *namespace; /* NULL: the context's namespace */
-	bool create;
-	char *image, *sidecar_image, *testbed_path;
+	const struct arl_node *node; /* its mapping in the file's document */
 };
 
 enum arl_step_type { ARL_STEP_COMMAND, ARL_STEP_FILEPATCH };
@@ -73,7 +68,6 @@ struct arl_steps {
 /* Bits of enum arl_class (result.h) that are retried. */
 #define ARL_RETRY_BIT(cls) (1u << (cls))
 
-struct arl_node;
 struct arl_doc;
 struct arl_dataset;
 

@@ -11,13 +11,14 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
 #include "jobfile/dataset.h"
 #include "jobfile/expand.h"
 #include "jobfile/fields.h"
+#include "jobfile/pool_kind.h"
+#include "jobfile/pool_parse.h"
 #include "result.h"
 #include "jobfile/template.h"
 #include "util.h"
@@ -30,9 +31,6 @@
 
 static const char *const top_keys[] = {"version",  "name", "concurrency", "pools",
                                        "defaults", "jobs", NULL};
-static const char *const pool_keys[] = {"backend",   "replicas",  "isolation", "network",
-                                        "workspace", "namespace", "create",    NULL};
-static const char *const create_keys[] = {"image", "sidecarImage", "testbedPath", NULL};
 static const char *const job_keys[] = {
     "name",      "pool", "timeout", "prepareTimeout", "retries",   "retryOn", "backoff",
     "keepAlive", "env",  "labels",  "steps",          "callbacks", "foreach", NULL};
@@ -40,9 +38,6 @@ static const char *const defaults_keys[] = {"pool",    "timeout", "prepareTimeou
                                             "retryOn", "backoff", "keepAlive",      "env",
                                             "labels",  "steps",   "callbacks",      NULL};
 static const char *const foreach_keys[] = {"file", "items", "matrix", NULL};
-
-static const char *const backend_names[] = {"local", "kubernetes", NULL};
-static const char *const isolation_names[] = {"bwrap", "none", NULL};
 
 /*
  * Job names seen, for the duplicate check: a hash and where the name is, 8 bytes a job. The
@@ -84,16 +79,6 @@ static void diag(struct sctx *c, const struct arl_node *n, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void warn(struct sctx *c, const struct arl_node *n, const char *fmt, ...) ARL_PRINTF(3, 4);
-static void warn(struct sctx *c, const struct arl_node *n, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	arl_field_vwarn(&c->r, n, fmt, ap);
-	va_end(ap);
-}
-
 static void check_keys(struct sctx *c, const struct arl_node *map, const char *where,
                        const char *const *allowed)
 {
@@ -117,21 +102,10 @@ static bool get_int(struct sctx *c, const struct arl_node *n, const char *name, 
 	return arl_field_int(&c->r, n, name, min, max, out);
 }
 
-static bool get_bool(struct sctx *c, const struct arl_node *n, const char *name, bool *out)
-{
-	return arl_field_bool(&c->r, n, name, out);
-}
-
-static bool get_enum(struct sctx *c, const struct arl_node *n, const char *name,
-                     const char *const *choices, int *out)
-{
-	return arl_field_enum(&c->r, n, name, choices, out);
-}
-
 /*
- * A local pool refuses a FilePatch path outside /workspace in every attempt (class failed):
- * say so here, at the path. A run-time template ({{ attempt }}) leaves only the directories
- * before it to judge.
+ * A pool may refuse a FilePatch path in every attempt (class failed; a local pool one outside
+ * /workspace): say so here, at the path. A run-time template ({{ attempt }}) leaves only the
+ * directories before it to judge.
  */
 static bool check_local_path(void *arg, const struct arl_node *n, const struct arl_pool *pool,
                              const char *path, bool deferred)
@@ -141,19 +115,19 @@ static bool check_local_path(void *arg, const struct arl_node *n, const struct a
 	const char *t;
 	char *why;
 
-	if (!pool || pool->backend != ARL_BACKEND_LOCAL)
+	if (!pool || !pool->kind || !pool->kind->filepatch_refusal)
 		return true;
 	if (deferred && (t = strstr(path, "{{"))) {
 		settled = (size_t)(t - path);
 		while (settled && path[settled - 1] != '/')
 			settled--;
 	}
-	if (!(why = arl_filepatch_local_refusal(path, settled)))
+	if (!(why = pool->kind->filepatch_refusal(path, settled)))
 		return true;
 	if (c->origin[0])
-		diag(c, n, "%s (local pool '%s'; %s)", why, pool->name, c->origin);
+		diag(c, n, "%s (%s pool '%s'; %s)", why, pool->kind->name, pool->name, c->origin);
 	else
-		diag(c, n, "%s (local pool '%s')", why, pool->name);
+		diag(c, n, "%s (%s pool '%s')", why, pool->kind->name, pool->name);
 	free(why);
 	return false;
 }
@@ -259,94 +233,6 @@ static void reject_name(void *arg, const char *name, struct arl_loc loc)
 	c->rejected[c->nrejected++].loc = loc;
 	c->names[c->pending - 1].ref = REJECTED | (uint32_t)c->nrejected;
 	c->pending = 0;
-}
-
-static void parse_pool(struct sctx *c, const struct arl_node *k, const struct arl_node *n,
-                       struct arl_pool *p)
-{
-	const struct arl_node *v;
-	char where[120], scope[120];
-	int e;
-	int64_t i;
-
-	p->name = arl_xstrdup(k->str);
-	p->loc = k->loc;
-	p->replicas = 1;
-	/* Nothing is bound here: without this, "{{ item.x }}" blamed a missing foreach item. */
-	snprintf(scope, sizeof(scope), "pool '%.60s', which all its jobs share", k->str);
-	c->t.no_vars = scope;
-	if (!arl_is_dns_label(k->str))
-		diag(c, k,
-		     "pool name '%s' is not a DNS label (lowercase letters, digits and '-', "
-		     "at most 63)",
-		     k->str);
-	if (!want(c, n, ARL_NODE_MAP, "pool"))
-		goto out;
-	snprintf(where, sizeof(where), "pool '%s'", k->str);
-	check_keys(c, n, where, pool_keys);
-	if ((v = arl_node_get(n, "backend")) && get_enum(c, v, "backend", backend_names, &e))
-		p->backend = (enum arl_backend_kind)e;
-	if ((v = arl_node_get(n, "replicas")) && get_int(c, v, "replicas", 1, INT32_MAX, &i)) {
-		if (i > 10000)
-			diag(c, v, "'replicas' must be between 1 and 10000, got %lld",
-			     (long long)i);
-		else
-			p->replicas = (int)i;
-	}
-	if ((v = arl_node_get(n, "isolation")) && get_enum(c, v, "isolation", isolation_names, &e))
-		p->isolation = (enum arl_isolation)e;
-	if ((v = arl_node_get(n, "network")))
-		get_bool(c, v, "network", &p->network);
-	if ((v = arl_node_get(n, "workspace")) && (p->workspace = get_str(c, v, "workspace"))) {
-		struct stat st;
-		char *real;
-		char *abs = p->workspace[0] == '/' ? arl_xstrdup(p->workspace)
-		                                   : arl_xasprintf("%s/%s", c->dir, p->workspace);
-
-		if (stat(abs, &st) < 0 || !S_ISDIR(st.st_mode))
-			diag(c, v, "workspace directory '%s' does not exist", p->workspace);
-		/* The backend wants it absolute; a relatively named job file gives a relative one. */
-		else if ((real = realpath(abs, NULL))) {
-			free(abs);
-			abs = real;
-		}
-		free(p->workspace);
-		p->workspace = abs;
-	}
-	if ((v = arl_node_get(n, "namespace")) && (p->namespace = get_str(c, v, "namespace")) &&
-	    !arl_is_dns_label(p->namespace))
-		diag(c, v,
-		     "namespace '%s' is not a DNS label (lowercase letters, digits and '-', "
-		     "at most 63)",
-		     p->namespace);
-	if ((v = arl_node_get(n, "create")) && want(c, v, ARL_NODE_MAP, "create")) {
-		const struct arl_node *w;
-
-		p->create = true;
-		check_keys(c, v, "'create'", create_keys);
-		if (!(w = arl_node_get(v, "image")))
-			diag(c, v, "missing required key 'image' in 'create'");
-		else
-			p->image = get_str(c, w, "image");
-		if ((w = arl_node_get(v, "sidecarImage")))
-			p->sidecar_image = get_str(c, w, "sidecarImage");
-		if ((w = arl_node_get(v, "testbedPath")))
-			p->testbed_path = get_str(c, w, "testbedPath");
-	}
-	/* Fields of the other backend are harmless but probably a mistake. */
-	for (size_t j = 0; j + 1 < n->nkids; j += 2) {
-		const char *key = n->kids[j]->str;
-		bool local_only = key && (!strcmp(key, "isolation") || !strcmp(key, "network") ||
-		                          !strcmp(key, "workspace"));
-		bool k8s_only = key && (!strcmp(key, "namespace") || !strcmp(key, "create"));
-
-		if ((p->backend == ARL_BACKEND_KUBERNETES && local_only) ||
-		    (p->backend == ARL_BACKEND_LOCAL && k8s_only))
-			warn(c, n->kids[j], "'%s' has no effect on a %s pool", key,
-			     backend_names[p->backend]);
-	}
-out:
-	c->t.no_vars = NULL;
 }
 
 /* A YAML node as JSON: plain scalars keep their YAML type, quoted ones are strings. */
@@ -739,8 +625,8 @@ static void parse_top(struct sctx *c, const struct arl_node *root)
 				diag(c, pools->kids[i], "pool names must be strings");
 				continue;
 			}
-			parse_pool(c, pools->kids[i], pools->kids[i + 1],
-			           &c->f->pools[c->f->npools++]);
+			arl_pool_parse(&c->r, c->dir, pools->kids[i], pools->kids[i + 1],
+			               &c->f->pools[c->f->npools++]);
 		}
 	}
 	if ((v = arl_node_get(root, "defaults")) && want(c, v, ARL_NODE_MAP, "defaults")) {

@@ -3,7 +3,7 @@
  *
  * The kubernetes backend runs each attempt on ARL-Infra: one Sandbox bound from the pool's
  * WarmPool, and one Task per step on it, because the operator reports a single combined
- * result per Task (OPERATOR.md §2). Requests per attempt: POST and DELETE of the Sandbox;
+ * result per Task (docs/kubernetes.md). Requests per attempt: POST and DELETE of the Sandbox;
  * per step: POST and DELETE of its Task. Everything in between (Sandbox Ready, Task done)
  * comes from two watch streams per namespace (sandboxes, tasks) shared by all workers and
  * selected by the run's label, so waiting costs nothing however long a step runs.
@@ -29,7 +29,7 @@
  * Tasks add "-<step>"), and every object carries labels naming the run, the job and the
  * owner (host, pid) so that `arl-batch gc` can find what a dead run left behind.
  *
- * An API server that refuses or goes away (OPERATOR.md aside, the plain Kubernetes trouble):
+ * An API server that refuses or goes away (not the operator's traps but plain Kubernetes trouble):
  * creates retry until the attempt's deadline, through a window of creates in flight that
  * halves while the server keeps refusing and grows back after (k8s_throttle.h), so a herd
  * of workers does not hammer a server that is down or coming back. Deletes retry until the
@@ -48,12 +48,16 @@
 
 #include <cjson/cJSON.h>
 
+#include "k8s/backend_k8s.h"
+
 #include "backend/backend.h"
 #include "buf.h"
+#include "log.h"
 #include "k8s/k8s_client.h"
 #include "k8s/k8s_watch.h"
 #include "k8s/k8s_throttle.h"
 #include "k8s/k8s_gc.h"
+#include "k8s/k8s_pool.h"
 #include "k8s/k8s_text.h"
 #include "k8s/kubeconfig.h"
 #include "spawn.h"
@@ -117,25 +121,6 @@ struct arl_sandbox {
 	struct arl_sandbox *prev, *next; /* kube.live, until released */
 };
 
-static void log_line(const char *fmt, ...) ARL_PRINTF(1, 2);
-/* Worker threads log too: one write(2) per line keeps their lines whole. */
-static void log_line(const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof(buf) - 2)
-		n = (int)sizeof(buf) - 2;
-	buf[n++] = '\n';
-	(void)!write(2, buf, (size_t)n); /* one write: lines from threads do not interleave */
-}
-
 static struct kpool *find_pool(struct kube *k, const struct arl_pool *pool)
 {
 	for (size_t i = 0; i < k->npools; i++)
@@ -181,12 +166,12 @@ static void on_window(void *arg, enum arl_k8s_throttle_change what, int from, in
 {
 	(void)arg;
 	if (what == ARL_K8S_THROTTLE_RECOVERED)
-		log_line("arl-batch: kubernetes: server answering again, creation window grew back "
-		         "from %d to %d",
-		         from, to);
+		arl_log_info("kubernetes: server answering again, creation window grew back "
+		             "from %d to %d",
+		             from, to);
 	else
-		log_line("arl-batch: kubernetes: server refusing, creation window %d -> %d%s", from,
-		         to, to == 1 ? " (one create at a time)" : "");
+		arl_log_info("kubernetes: server refusing, creation window %d -> %d%s", from, to,
+		             to == 1 ? " (one create at a time)" : "");
 }
 
 /*
@@ -286,7 +271,7 @@ static bool delete_obj(struct kube *k, const char *plural, struct kns *ns, const
 		arl_err_clear(&err);
 	}
 	if (rc < 0 && resp.status != 404) {
-		log_line("arl-batch: kubernetes: %s; it is labelled for `arl-batch gc`", err.msg);
+		arl_log_warn("kubernetes: %s; it is labelled for `arl-batch gc`", err.msg);
 		ok = false;
 	}
 	arl_k8s_resp_release(&resp);
@@ -329,7 +314,9 @@ static int check_pool(struct kube *k, const struct arl_pool *p, const char *ns, 
 			    p->name, ns);
 		return 0;
 	}
-	if (!p->create) {
+	const struct arl_k8s_pool *kp = arl_k8s_pool(p);
+
+	if (!kp->create) {
 		names = arl_warmpool_names(k->c, ns);
 		arl_error(err, ARL_E_BACKEND,
 		          "warmpool '%s' does not exist in namespace '%s' (warmpools there: %s); "
@@ -341,13 +328,13 @@ static int check_pool(struct kube *k, const struct arl_pool *p, const char *ns, 
 	}
 	struct arl_warmpool_spec spec = {.name = p->name,
 	                                 .namespace = ns,
-	                                 .image = p->image,
-	                                 .sidecar_image = p->sidecar_image,
+	                                 .image = kp->image,
+	                                 .sidecar_image = kp->sidecar_image,
 	                                 .replicas = p->replicas > 0 ? p->replicas : 1,
-	                                 .testbed_path = p->testbed_path};
+	                                 .testbed_path = kp->testbed_path};
 
-	log_line("arl-batch: creating warmpool '%s' in namespace '%s' (%d replicas of '%s')",
-	         p->name, ns, spec.replicas, p->image ? p->image : "");
+	arl_log_info("creating warmpool '%s' in namespace '%s' (%d replicas of '%s')", p->name, ns,
+	             spec.replicas, kp->image ? kp->image : "");
 	if (arl_warmpool_create(k->c, &spec, NULL, err) < 0 ||
 	    arl_warmpool_wait_ready(k->c, ns, p->name, arl_now_ms() + K8S_POOL_READY_MS,
 	                            k->cancel_fd, err) < 0)
@@ -384,24 +371,24 @@ static void kube_close(void *state)
 			left += arl_k8s_watch_drain(k->nss[i].sandboxes, drain);
 	}
 	if (left)
-		log_line("arl-batch: kubernetes: %zu deleted object%s not gone yet after %d s "
-		         "(the operator removes its finalizers)",
-		         left, left == 1 ? "" : "s", K8S_DRAIN_MS / 1000);
+		arl_log_warn("kubernetes: %zu deleted object%s not gone yet after %d s "
+		             "(the operator removes its finalizers)",
+		             left, left == 1 ? "" : "s", K8S_DRAIN_MS / 1000);
 	if (getenv("ARL_K8S_STATS") && k->c) {
 		struct arl_k8s_stats st;
 
 		arl_k8s_get_stats(k->c, &st);
-		log_line("arl-batch: kubernetes: %llu requests (%llu retries, %llu watch "
-		         "connections, %llu lists)",
-		         (unsigned long long)st.requests, (unsigned long long)st.retries,
-		         (unsigned long long)st.watch_connects, (unsigned long long)st.relists);
+		arl_log_info("kubernetes: %llu requests (%llu retries, %llu watch "
+		             "connections, %llu lists)",
+		             (unsigned long long)st.requests, (unsigned long long)st.retries,
+		             (unsigned long long)st.watch_connects, (unsigned long long)st.relists);
 		if (k->throttle) {
 			struct arl_k8s_throttle_stats ts;
 
 			arl_k8s_throttle_get_stats(k->throttle, &ts);
-			log_line("arl-batch: kubernetes: creation window %d of %d (%u decreases, "
-			         "%u increases)",
-			         ts.window, ts.max, ts.decreases, ts.increases);
+			arl_log_info("kubernetes: creation window %d of %d (%u decreases, "
+			             "%u increases)",
+			             ts.window, ts.max, ts.decreases, ts.increases);
 		}
 	}
 	for (size_t i = 0; i < k->nns; i++) {
@@ -424,14 +411,37 @@ static void kube_close(void *state)
  * 4), and a burst that lets every one of them start at once. Server refusals are handled by
  * backing off, not by this limit.
  */
+#define K8S_MAX_RATE 100000
+
+static int check_rate(const char *value, struct arl_err *err)
+{
+	int64_t v;
+
+	if (arl_parse_i64(value, 1, K8S_MAX_RATE, &v) < 0)
+		return arl_error(err, ARL_E_USAGE, "expected a number from 1 to %d", K8S_MAX_RATE);
+	return 0;
+}
+
+/* `run`'s options for this backend, read by kube_open(). */
+static const struct arl_backend_option kube_options[] = {
+    {"kubeconfig", NULL}, /* unset: $KUBECONFIG, ~/.kube/config, in-cluster */
+    {"context", NULL},    /* unset: the current context */
+    {"kube-qps", check_rate}, {"kube-burst", check_rate}, {NULL, NULL},
+};
+
 static void set_rate(struct arl_k8s_opts *co, const struct arl_backend_opts *o, int inflight)
 {
 	co->qps = 10.0 * inflight < ARL_K8S_DEFAULT_QPS ? ARL_K8S_DEFAULT_QPS : 10.0 * inflight;
 	co->burst = 2 * inflight < ARL_K8S_DEFAULT_BURST ? ARL_K8S_DEFAULT_BURST : 2 * inflight;
-	if (o->kube_qps > 0)
-		co->qps = o->kube_qps;
-	if (o->kube_burst > 0)
-		co->burst = o->kube_burst;
+	const char *qps = arl_backend_setting(o, "kube-qps");
+	const char *burst = arl_backend_setting(o, "kube-burst");
+	int64_t v;
+
+	/* Checked when given (check_rate): a bad value never gets here. */
+	if (qps && arl_parse_i64(qps, 1, K8S_MAX_RATE, &v) == 0)
+		co->qps = (double)v;
+	if (burst && arl_parse_i64(burst, 1, K8S_MAX_RATE, &v) == 0)
+		co->burst = (int)v;
 }
 
 /*
@@ -443,6 +453,8 @@ static void sweep_dead_owners(struct kube *k)
 	struct arl_k8s_gc_opts go = ARL_K8S_GC_OPTS_INIT;
 	struct arl_k8s_gc_result res;
 	struct arl_err e = ARL_ERR_INIT;
+	struct arl_log_blob lines;
+	int rc;
 	const char **names = arl_xcalloc(k->nns ? k->nns : 1, sizeof(*names));
 
 	for (size_t i = 0; i < k->nns; i++)
@@ -451,11 +463,13 @@ static void sweep_dead_owners(struct kube *k)
 	go.nnamespaces = k->nns;
 	go.remove = true;
 	go.same_boot_only = true;
-	go.out = stderr;
-	go.prefix = "arl-batch: kubernetes: ";
+	go.out = arl_log_begin(&lines);
+	go.prefix = ARL_LOG_PREFIX "kubernetes: ";
 	go.cancel_fd = k->cancel_fd;
-	if (k->nns && arl_k8s_gc_sweep(k->c, &go, &res, &e) < 0 && e.code != ARL_E_CANCELLED)
-		log_line("arl-batch: kubernetes: cannot sweep what dead runners left: %s", e.msg);
+	rc = k->nns ? arl_k8s_gc_sweep(k->c, &go, &res, &e) : 0;
+	arl_log_end(&lines); /* the sweep's lines, whole */
+	if (rc < 0 && e.code != ARL_E_CANCELLED)
+		arl_log_warn("kubernetes: cannot sweep what dead runners left: %s", e.msg);
 	free(names);
 }
 
@@ -479,8 +493,8 @@ static int kube_open(void **state, const struct arl_backend_opts *o,
 	k->run_id = o->run_id;
 	k->cancel_fd = o->cancel_fd;
 	k->capture_max = o->capture_max ? o->capture_max : ARL_SPAWN_DEFAULT_CAPTURE;
-	ko.path = o->kubeconfig;
-	ko.context = o->kube_context;
+	ko.path = arl_backend_setting(o, "kubeconfig");
+	ko.context = arl_backend_setting(o, "context");
 	for (size_t i = 0; i < npools; i++)
 		k->inflight += pools[i]->replicas;
 	set_rate(&co, o, k->inflight);
@@ -499,7 +513,8 @@ static int kube_open(void **state, const struct arl_backend_opts *o,
 	k->pools = arl_xcalloc(npools ? npools : 1, sizeof(*k->pools));
 	for (size_t i = 0; i < npools; i++) {
 		const struct arl_pool *p = pools[i];
-		const char *ns = p->namespace ? p->namespace : info.namespace;
+		const struct arl_k8s_pool *kp = arl_k8s_pool(p);
+		const char *ns = kp->namespace ? kp->namespace : info.namespace;
 		bool seen = false;
 
 		k->pools[k->npools].pool = p;
@@ -508,10 +523,10 @@ static int kube_open(void **state, const struct arl_backend_opts *o,
 		for (size_t j = 0; j < i; j++)
 			seen = seen || (!strcmp(pools[j]->name, p->name) &&
 			                !strcmp(k->pools[j].ns->name, ns));
-		if (p->workspace && !seen)
-			log_line("arl-batch: pool '%s': 'workspace' is a local-backend setting; on "
-			         "kubernetes the WarmPool's pods provide /workspace",
-			         p->name);
+		if (kp->workspace_given && !seen)
+			arl_log_warn("pool '%s': 'workspace' is a local-backend setting; on "
+			             "kubernetes the WarmPool's pods provide /workspace",
+			             p->name);
 		if (!seen && check_pool(k, p, ns, err) < 0) {
 			arl_err_prefix(err, "pool '%s' (context '%s', server %s)", p->name,
 			               info.context, info.server);
@@ -530,8 +545,8 @@ static int kube_open(void **state, const struct arl_backend_opts *o,
 			goto fail;
 		}
 	}
-	log_line("arl-batch: kubernetes: context '%s' (%s), objects labelled %s", info.context,
-	         info.server, k->owner_label);
+	arl_log_info("kubernetes: context '%s' (%s), objects labelled %s", info.context,
+	             info.server, k->owner_label);
 	*state = k;
 	return 0;
 fail:
@@ -892,7 +907,7 @@ static int kube_exec(void *state, struct arl_sandbox *sb, const struct arl_step 
 		ret = 0;
 		goto out;
 	}
-	/* The operator's own timer: the time left, whole seconds, rounded up (OPERATOR.md §2). */
+	/* The operator's timer: the time left, whole seconds, rounded up (docs/kubernetes.md). */
 	arl_k8s_format_timeout(left, tmo, sizeof(tmo));
 	wait_until = now + ((left + 999) / 1000) * 1000 + K8S_GRACE_MS;
 
@@ -1023,9 +1038,9 @@ static void kube_release(void *state, struct arl_sandbox *sb, bool keep)
 		sb->next->prev = sb->prev;
 	pthread_mutex_unlock(&k->mu);
 	if (keep) {
-		log_line("arl-batch: keeping sandbox '%s' in namespace '%s' (keepAlive); delete it "
-		         "with: kubectl delete sandboxes.arl.infra.io -n %s %s",
-		         sb->name, sb->ns->name, sb->ns->name, sb->name);
+		arl_log_info("keeping sandbox '%s' in namespace '%s' (keepAlive); delete it "
+		             "with: kubectl delete sandboxes.arl.infra.io -n %s %s",
+		             sb->name, sb->ns->name, sb->ns->name, sb->name);
 		arl_k8s_watch_untrack(sb->ns->sandboxes, sb->name);
 	} else if (delete_obj(k, "sandboxes", sb->ns, sb->name)) {
 		arl_k8s_watch_forget(sb->ns->sandboxes, sb->name);
@@ -1036,7 +1051,8 @@ static void kube_release(void *state, struct arl_sandbox *sb, bool keep)
 }
 
 const struct arl_backend_ops arl_backend_kubernetes = {
-    .name = "kubernetes",
+    .pool = &arl_k8s_pool_kind,
+    .options = kube_options,
     .open = kube_open,
     .acquire = kube_acquire,
     .exec = kube_exec,

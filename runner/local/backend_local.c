@@ -274,27 +274,28 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 	L->warm = arl_xcalloc(npools ? npools : 1, sizeof(*L->warm));
 	for (size_t i = 0; i < npools; i++) {
 		const struct arl_pool *p = pools[i];
+		const struct arl_local_pool *lp = arl_local_pool(p);
 		struct stat st;
 
-		if (p->workspace) {
+		if (lp->workspace) {
 			int e = 0;
 
-			if (p->workspace[0] != '/')
+			if (lp->workspace[0] != '/')
 				e = EINVAL; /* the loader makes it absolute; a relative one is a bug */
-			else if (stat(p->workspace, &st) < 0)
+			else if (stat(lp->workspace, &st) < 0)
 				e = errno;
 			else if (!S_ISDIR(st.st_mode))
 				e = ENOTDIR;
 			if (e) {
 				arl_error_errno(err, e, "pool '%s': cannot use workspace '%s'",
-				                p->name, p->workspace);
+				                p->name, lp->workspace);
 				goto out;
 			}
 		}
-		if (p->isolation == ARL_ISO_BWRAP) {
+		if (lp->isolation == ARL_ISO_BWRAP) {
 			if (!bwrap_pool)
 				bwrap_pool = p->name;
-			if (!p->network)
+			if (!lp->network)
 				need_netns = true;
 		}
 		L->warm[L->nwarm++].pool = p;
@@ -446,7 +447,7 @@ static void local_release(void *state, struct arl_sandbox *sb, bool keep)
 }
 
 const struct arl_backend_ops arl_backend_local = {
-    .name = "local",
+    .pool = &arl_local_pool_kind,
     .open = local_open,
     .acquire = local_acquire,
     .exec = local_exec,

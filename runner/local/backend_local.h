@@ -5,7 +5,10 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "backend/backend.h"
 #include "err.h"
+
+extern const struct arl_backend_ops arl_backend_local;
 
 /*
  * Finds sandboxes in @state_dir whose runner is gone, judged by arl_owner_gone() from the

@@ -178,7 +178,7 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
                           const struct arl_exec_ctx *ctx, struct arl_step_result *res,
                           enum arl_class *cls, struct arl_err *err)
 {
-	bool none = sb->pool->isolation == ARL_ISO_NONE;
+	bool none = arl_local_pool(sb->pool)->isolation == ARL_ISO_NONE;
 	struct strvec argv = {0}, env = {0};
 	struct arl_buf msg = ARL_BUF_INIT;
 	struct arl_spawn_opts so = {0};
@@ -224,7 +224,7 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 		else
 			wd = arl_xasprintf("%s/%s", WS_INSIDE, step->work_dir);
 		arl_local_bwrap_argv(L, &argv, L->drop ? ROOT_MNT : sb->path, wd,
-		                     sb->pool->network);
+		                     arl_local_pool(sb->pool)->network);
 		arl_local_sv_push(&argv, step->argv[0]);
 		if ((args_fd = arl_local_env_args(env.v, err)) < 0) {
 			*cls = ARL_CLASS_INFRA;

@@ -18,12 +18,12 @@
 /* As root, the host uid (and gid) @pool's steps run as, which owns its directories. */
 uid_t arl_local_pool_uid(const struct local *L, const struct arl_pool *pool)
 {
-	return pool->isolation == ARL_ISO_NONE ? L->none_uid : L->sb_uid;
+	return arl_local_pool(pool)->isolation == ARL_ISO_NONE ? L->none_uid : L->sb_uid;
 }
 
 gid_t arl_local_pool_gid(const struct local *L, const struct arl_pool *pool)
 {
-	return pool->isolation == ARL_ISO_NONE ? L->none_gid : L->sb_gid;
+	return arl_local_pool(pool)->isolation == ARL_ISO_NONE ? L->none_gid : L->sb_gid;
 }
 
 /*

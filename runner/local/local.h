@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "backend/backend.h"
+#include "local/local_pool.h"
 #include "local/sandbox_dir.h"
 #include "local/strvec.h"
 #include "util.h"

@@ -154,6 +154,7 @@ int arl_local_make_sandbox(struct local *L, const struct arl_pool *pool, const s
 	struct arl_buf rel = ARL_BUF_INIT;
 	struct sbdir d = {0};
 	struct copy_bound cb = b ? *b : (struct copy_bound){.deadline = INT64_MAX, .cancel_fd = -1};
+	const char *workspace = arl_local_pool(pool)->workspace;
 	int sfd = -1, dfd = -1, ret = -1;
 
 	cb.chown = L->drop;
@@ -166,7 +167,7 @@ int arl_local_make_sandbox(struct local *L, const struct arl_pool *pool, const s
 	if (!d.name) {
 		if ((dfd = arl_local_create_dir(L, cb.uid, cb.gid, &d, err)) < 0)
 			return -1;
-	} else if (pool->workspace || (L->drop && (d.made.uid != cb.uid || d.made.gid != cb.gid))) {
+	} else if (workspace || (L->drop && (d.made.uid != cb.uid || d.made.gid != cb.gid))) {
 		dfd = openat(L->state_fd, d.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		/* Spares serve every pool: one of the other uid's changes hands (mode stays 0700). */
 		if (dfd >= 0 && L->drop && (d.made.uid != cb.uid || d.made.gid != cb.gid)) {
@@ -186,10 +187,10 @@ int arl_local_make_sandbox(struct local *L, const struct arl_pool *pool, const s
 			goto out;
 		}
 	}
-	if (pool->workspace) {
+	if (workspace) {
 		arl_buf_add(&rel, "", 0);
-		if ((sfd = open(pool->workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-			arl_error_errno(err, errno, "cannot open workspace '%s'", pool->workspace);
+		if ((sfd = open(workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+			arl_error_errno(err, errno, "cannot open workspace '%s'", workspace);
 			goto out;
 		}
 		if (arl_local_copy_tree(sfd, dfd, &rel, 0, &cb, err) < 0) {
@@ -200,9 +201,9 @@ int arl_local_make_sandbox(struct local *L, const struct arl_pool *pool, const s
 				arl_error(err, code, "%s while copying workspace '%s'",
 				          code == ARL_E_TIMEOUT ? "the job's prepareTimeout passed"
 				                                : "cancelled",
-				          pool->workspace);
+				          workspace);
 			} else {
-				arl_err_prefix(err, "cannot copy workspace '%s'", pool->workspace);
+				arl_err_prefix(err, "cannot copy workspace '%s'", workspace);
 			}
 			goto out;
 		}
@@ -367,7 +368,8 @@ bool arl_local_pool_short(const struct local *L, const struct warm_pool *w)
 {
 	size_t want = w->pool->replicas > 0 ? (size_t)w->pool->replicas : 0;
 
-	return w->nready + w->preparing + (w->pool->workspace ? 0 : L->nspare) < want;
+	return w->nready + w->preparing + (arl_local_pool(w->pool)->workspace ? 0 : L->nspare) <
+	       want;
 }
 
 /* The next pool (round robin from *next) short of warm sandboxes; called with mu held. */

@@ -23,8 +23,8 @@
 #include <cjson/cJSON.h>
 
 #include "backend/backend.h"
-#include "cmd/cli.h"
 #include "err.h"
+#include "log.h"
 #include "run/events.h"
 #include "run/progress.h"
 #include "run/runlock.h"
@@ -173,7 +173,7 @@ static int start_views(struct run *r, struct arl_jobfile *const *files, size_t n
 	struct arl_progress_opts po = {.mode = r->o->quiet ? ARL_PROGRESS_NONE
 	                                                   : (enum arl_progress_mode)r->o->progress,
 	                               .color = (enum arl_color_mode)r->o->color,
-	                               .fd = STDERR_FILENO,
+	                               .fd = arl_log_fd(),
 	                               .total = r->njobs,
 	                               .skipped = r->skipped,
 	                               .nslots = nrun,
@@ -202,7 +202,7 @@ static void finish_views(struct run *r, const char *status, int code)
 	if (status)
 		arl_events_run_finished(r->events, status, code, arl_now_ms() - r->started, &c);
 	if (arl_events_close(r->events, &err) < 0)
-		fprintf(stderr, "arl-batch: %s\n", err.msg);
+		arl_log_err(NULL, &err);
 	r->events = NULL;
 }
 
@@ -315,75 +315,111 @@ static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nf
 	return ret;
 }
 
-/* Opens the backend of each kind in use; *states[kind] is its handle. */
-static int open_backends(struct arl_jobfile *const *files, size_t nfiles,
-                         const struct arl_backend_opts *bo, void *states[2], struct arl_err *err)
+/* Which registered backend (arl_backend_at()) runs pools of @kind; their count if none. */
+static size_t backend_slot(const struct arl_pool_kind *kind)
 {
-	for (int kind = 0; kind < 2; kind++) {
+	const struct arl_backend_ops *ops;
+	size_t b = 0;
+
+	while ((ops = arl_backend_at(b)) && ops->pool != kind)
+		b++;
+	return b;
+}
+
+static size_t backend_count(void)
+{
+	return backend_slot(NULL);
+}
+
+/* Opens every backend with a pool in use; states[b] is arl_backend_at(b)'s handle. */
+static int open_backends(struct arl_jobfile *const *files, size_t nfiles,
+                         const struct arl_backend_opts *bo, void **states, struct arl_err *err)
+{
+	const struct arl_backend_ops *ops;
+
+	for (size_t i = 0; i < nfiles; i++)
+		for (size_t p = 0; p < files[i]->npools; p++)
+			if (backend_slot(files[i]->pools[p].kind) == backend_count())
+				return arl_error(
+				    err, ARL_E_BACKEND,
+				    "pool '%s' uses the %s backend, which is not available",
+				    files[i]->pools[p].name, files[i]->pools[p].kind->name);
+	for (size_t b = 0; (ops = arl_backend_at(b)); b++) {
 		const struct arl_pool **pools = NULL;
 		size_t n = 0;
-		const struct arl_backend_ops *ops = arl_backend_get((enum arl_backend_kind)kind);
 		int rc;
 
 		for (size_t i = 0; i < nfiles; i++)
 			for (size_t p = 0; p < files[i]->npools; p++)
-				if ((int)files[i]->pools[p].backend == kind) {
+				if (files[i]->pools[p].kind == ops->pool) {
 					pools = arl_xrealloc(pools, (n + 1) * sizeof(*pools));
 					pools[n++] = &files[i]->pools[p];
 				}
 		if (!n)
 			continue;
-		if (!ops) {
-			arl_error(err, ARL_E_BACKEND,
-			          "pool '%s' uses the %s backend, which is not available",
-			          pools[0]->name,
-			          arl_backend_kind_name((enum arl_backend_kind)kind));
-			free(pools);
-			return -1;
-		}
-		rc = ops->open(&states[kind], bo, pools, n, err);
+		rc = ops->open(&states[b], bo, pools, n, err);
 		free(pools);
 		if (rc < 0) {
-			arl_err_prefix(err, "%s backend", ops->name);
+			arl_err_prefix(err, "%s backend", arl_backend_name(ops));
 			return -1;
 		}
 	}
 	return 0;
 }
 
-static void close_backends(void *states[2])
+static void close_backends(void **states)
 {
-	for (int kind = 0; kind < 2; kind++) {
-		const struct arl_backend_ops *ops = arl_backend_get((enum arl_backend_kind)kind);
+	const struct arl_backend_ops *ops;
 
-		if (ops && states[kind])
-			ops->close(states[kind]);
-		states[kind] = NULL;
+	for (size_t b = 0; states && (ops = arl_backend_at(b)); b++) {
+		if (states[b])
+			ops->close(states[b]);
+		states[b] = NULL;
 	}
 }
 
+/*
+ * The run's isolation: the labels of the pools in use ("bwrap,none", "kubernetes"), in the
+ * order the backends list them, and their notes (a pool that runs steps as plain processes).
+ */
 static void describe_isolation(struct arl_jobfile *const *files, size_t nfiles, char *iso,
                                size_t isolen, char *notes, size_t nlen)
 {
-	bool seen[3] = {false, false, false}; /* bwrap, none, kubernetes */
+	const struct arl_pool_kind *kind;
 
 	notes[0] = iso[0] = '\0';
-	for (size_t i = 0; i < nfiles; i++) {
-		for (size_t p = 0; p < files[i]->npools; p++) {
-			const struct arl_pool *pool = &files[i]->pools[p];
-			int k = pool->backend == ARL_BACKEND_KUBERNETES ? 2 : (int)pool->isolation;
+	for (size_t x = 0; (kind = arl_pool_kind_at(x)); x++) {
+		size_t nlabels = 1;
 
-			seen[k] = true;
-			if (k == 1)
-				snprintf(notes + strlen(notes), nlen - strlen(notes),
-				         "%spool '%s' (%s): isolation none, steps run as plain "
-				         "processes",
-				         notes[0] ? "; " : "", pool->name, files[i]->path);
+		while (kind->isolation_labels && kind->isolation_labels[nlabels])
+			nlabels++;
+		for (size_t l = 0; l < nlabels; l++) {
+			bool seen = false;
+
+			for (size_t i = 0; i < nfiles; i++) {
+				for (size_t p = 0; p < files[i]->npools; p++) {
+					const struct arl_pool *pool = &files[i]->pools[p];
+					const char *note = NULL;
+
+					if (pool->kind != kind ||
+					    (kind->isolation ? kind->isolation(pool->config, &note)
+					                     : 0) != l)
+						continue;
+					seen = true;
+					if (note)
+						snprintf(
+						    notes + strlen(notes), nlen - strlen(notes),
+						    "%spool '%s' (%s): %s", notes[0] ? "; " : "",
+						    pool->name, files[i]->path, note);
+				}
+			}
+			if (seen)
+				snprintf(iso + strlen(iso), isolen - strlen(iso), "%s%s",
+				         iso[0] ? "," : "",
+				         kind->isolation_labels ? kind->isolation_labels[l]
+				                                : kind->name);
 		}
 	}
-	snprintf(iso, isolen, "%s%s%s%s%s", seen[0] ? "bwrap" : "",
-	         seen[0] && (seen[1] || seen[2]) ? "," : "", seen[1] ? "none" : "",
-	         seen[1] && seen[2] ? "," : "", seen[2] ? "kubernetes" : "");
 }
 
 /*
@@ -433,9 +469,8 @@ static int decide_skips(struct run *r, struct arl_jobfile *const *files, size_t 
 		}
 	}
 	if (!found_any && !r->o->quiet)
-		fprintf(stderr,
-		        "arl-batch: no earlier result in runs named '%s': running every job\n",
-		        r->run_name);
+		arl_log_info("no earlier result in runs named '%s': running every job",
+		             r->run_name);
 	return 0;
 }
 
@@ -443,9 +478,9 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 {
 	struct run r = {.o = o};
 	struct arl_err err = ARL_ERR_INIT;
-	const char *db = arl_cli_db_path(o->db_path);
-	char *sdir = NULL, iso[64], notes[1024], dbuf[32], carried[160] = "";
-	void *backends[2] = {NULL, NULL};
+	const char *db = o->db_path;
+	char iso[64], notes[1024], dbuf[32], carried[160] = "";
+	void **backends = arl_xcalloc(backend_count() + 1, sizeof(*backends));
 	int cancel[2] = {-1, -1};
 	int *pool_limits = NULL, *file_limits = NULL, code = ARL_EXIT_INCOMPLETE, lock = -1;
 	size_t npools = 0, k = 0, nrun = 0;
@@ -470,7 +505,7 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	/* The lock comes first: a second cron run must not even touch the database. */
 	switch (arl_runlock_take(db, r.run_name, (enum arl_overlap)o->overlap, &lock, &err)) {
 	case 1:
-		fprintf(stderr, "arl-batch: %s\n", err.msg);
+		arl_log_err(NULL, &err);
 		code = ARL_EXIT_LOCKED;
 		goto out;
 	case -1:
@@ -505,16 +540,13 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 		arl_error_errno(&err, errno, "cannot create pipes");
 		goto fail_run;
 	}
-	sdir = arl_cli_state_dir(o->state_dir, db);
-	bo = (struct arl_backend_opts){.state_dir = sdir,
+	bo = (struct arl_backend_opts){.state_dir = o->state_dir,
 	                               .run_id = r.run_id,
 	                               .run_name = r.run_name,
 	                               .capture_max = o->capture_max,
 	                               .cancel_fd = cancel[0],
-	                               .kubeconfig = o->kubeconfig,
-	                               .kube_context = o->kube_context,
-	                               .kube_qps = o->kube_qps,
-	                               .kube_burst = o->kube_burst};
+	                               .settings = o->backend_settings,
+	                               .nsettings = o->nbackend_settings};
 	if (open_backends(files, nfiles, &bo, backends, &err) < 0)
 		goto fail_run;
 
@@ -539,12 +571,13 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 			sj->job = job;
 			sj->pool_slot = base + job->pool;
 			sj->file_slot = i;
-			sj->env = (struct arl_attempt_env){.ops = arl_backend_get(pool->backend),
-			                                   .backend = backends[pool->backend],
-			                                   .pool = pool,
-			                                   .file = files[i],
-			                                   .run_id = r.run_id_str,
-			                                   .run_name = r.run_name};
+			sj->env = (struct arl_attempt_env){
+			    .ops = arl_backend_at(backend_slot(pool->kind)),
+			    .backend = backends[backend_slot(pool->kind)],
+			    .pool = pool,
+			    .file = files[i],
+			    .run_id = r.run_id_str,
+			    .run_name = r.run_name};
 		}
 	}
 	if (o->concurrency)
@@ -567,11 +600,9 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	if (start_views(&r, files, nfiles, skipped_from, all_ids, nrun, so.concurrency, &err) < 0)
 		goto fail_run;
 	if (!o->quiet)
-		arl_progress_printf(
-		    r.progress,
-		    "arl-batch: run %lld '%s': %zu job%s (%zu skipped), up to %d at once\n",
-		    (long long)r.run_id, r.run_name, r.njobs, r.njobs == 1 ? "" : "s", r.skipped,
-		    so.concurrency);
+		arl_log_info("run %lld '%s': %zu job%s (%zu skipped), up to %d at once",
+		             (long long)r.run_id, r.run_name, r.njobs, r.njobs == 1 ? "" : "s",
+		             r.skipped, so.concurrency);
 	if (arl_sched_run(r.jobs, nrun, &so, &outcome, &err) < 0)
 		goto fail_run;
 	/* The bar is cleared before anything else is printed. */
@@ -602,12 +633,10 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 		status = "interrupted";
 	}
 	if (r.store_failed)
-		fprintf(
-		    stderr,
-		    "arl-batch: %s (%zu of %zu jobs recorded, %zu not started); %srun again with "
-		    "--resume\n",
-		    r.store_err.msg, r.recorded, r.njobs, r.not_started,
-		    r.store_full ? "free space and " : "");
+		arl_log_error("%s (%zu of %zu jobs recorded, %zu not started); %srun again with "
+		              "--resume",
+		              r.store_err.msg, r.recorded, r.njobs, r.not_started,
+		              r.store_full ? "free space and " : "");
 	finish_views(&r, status, code);
 	if (outcome.abandoned)
 		_exit(code); /* a second signal: the workers are not waited for */
@@ -619,11 +648,10 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 		         r.carried_failed, r.carried_class[ARL_CLASS_FAILED],
 		         r.carried_class[ARL_CLASS_TIMEOUT], r.carried_class[ARL_CLASS_INFRA],
 		         r.carried_cancelled);
-	fprintf(
-	    stderr,
-	    "arl-batch: run %lld '%s' %s (exit %d) in %s: %zu succeeded, %zu skipped%s, %zu failed "
+	arl_log_info(
+	    "run %lld '%s' %s (exit %d) in %s: %zu succeeded, %zu skipped%s, %zu failed "
 	    "(%zu failed, %zu timeout, %zu infra), %zu cancelled; see: arl-batch results --db %s "
-	    "--run %lld\n",
+	    "--run %lld",
 	    (long long)r.run_id, r.run_name, status, code,
 	    arl_fmt_duration(arl_now_ms() - r.started, dbuf, sizeof(dbuf)), r.succeeded, r.skipped,
 	    carried, r.failed, r.by_class[ARL_CLASS_FAILED], r.by_class[ARL_CLASS_TIMEOUT],
@@ -633,14 +661,14 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 fail_run:
 	arl_progress_free(r.progress);
 	r.progress = NULL;
-	fprintf(stderr, "arl-batch: %s\n", err.msg);
+	arl_log_err(NULL, &err);
 	finish_views(&r, "failed", ARL_EXIT_INCOMPLETE);
 	arl_store_run_finish(r.store, r.run_id, "failed", ARL_EXIT_INCOMPLETE, &err);
 	close_backends(backends);
 	code = ARL_EXIT_INCOMPLETE;
 	goto out;
 fail:
-	fprintf(stderr, "arl-batch: %s\n", err.msg);
+	arl_log_err(NULL, &err);
 	code = ARL_EXIT_INCOMPLETE;
 out:
 	finish_views(&r, NULL, 0);
@@ -661,7 +689,7 @@ out:
 	arl_store_close(r.store);
 	free(pool_limits);
 	free(file_limits);
-	free(sdir);
+	free(backends);
 	free(r.jobs);
 	free(r.job_ids);
 	free(r.run_name);

@@ -10,25 +10,26 @@
 
 #include "jobfile/job.h"
 
+struct arl_backend_setting;
+
 struct arl_run_opts {
-	const char *db_path;      /* NULL: $ARL_BATCH_DB or ./arl-batch.db */
-	const char *run_name;     /* NULL: the files' batch names joined with '+' */
-	const char *state_dir;    /* NULL: next to the database */
-	int concurrency;          /* 0: sum of the pools' replicas */
-	int max_failures;         /* 0: no limit */
-	int64_t deadline_ms;      /* 0: none */
-	size_t capture_max;       /* 0: default */
-	int quiet;                /* no progress lines */
-	int progress;             /* enum arl_progress_mode (progress.h): --progress */
-	int color;                /* enum arl_color_mode: --color */
-	const char *events_path;  /* --events: JSON Lines file, "-" for stdout; NULL: none */
-	const char *kubeconfig;   /* --kubeconfig (kubernetes backend) */
-	const char *kube_context; /* --context */
-	double kube_qps;          /* --kube-qps; 0: default */
-	int kube_burst;           /* --kube-burst; 0: default */
-	int resume;               /* skip jobs whose unchanged success stands in the latest run */
-	unsigned rerun;           /* ARL_RETRY_BIT()s: run only the latest run's jobs ended so */
-	int overlap;              /* enum arl_overlap (runlock.h) */
+	const char *db_path;     /* the results database (cmd/ resolves the default) */
+	const char *run_name;    /* NULL: the files' batch names joined with '+' */
+	const char *state_dir;   /* where local sandboxes live (cmd/ resolves the default) */
+	int concurrency;         /* 0: sum of the pools' replicas */
+	int max_failures;        /* 0: no limit */
+	int64_t deadline_ms;     /* 0: none */
+	size_t capture_max;      /* 0: default */
+	int quiet;               /* no progress lines */
+	int progress;            /* enum arl_progress_mode (progress.h): --progress */
+	int color;               /* enum arl_color_mode: --color */
+	const char *events_path; /* --events: JSON Lines file, "-" for stdout; NULL: none */
+	/* Options the backends own (--kubeconfig ...), checked by them when given. */
+	const struct arl_backend_setting *backend_settings;
+	size_t nbackend_settings;
+	int resume;     /* skip jobs whose unchanged success stands in the latest run */
+	unsigned rerun; /* ARL_RETRY_BIT()s: run only the latest run's jobs ended so */
+	int overlap;    /* enum arl_overlap (runlock.h) */
 };
 #define ARL_RUN_OPTS_INIT                                                                          \
 	{                                                                                          \

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cmd/builtin_backends.h"
 #include "err.h"
 #include "jobfile/job.h"
 #include "jobfile/schema.h"
@@ -17,6 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct arl_diags diags = ARL_DIAGS_INIT;
 	struct arl_jobfile *f = NULL;
 
+	arl_register_builtin_backends(); /* once; later calls find them registered */
 	if (arl_jobfile_parse("/nonexistent-fuzz-dir/fuzz.yaml", (const char *)data, size, &f,
 	                      &diags) == 0)
 		arl_jobfile_free(f);

@@ -38,7 +38,9 @@
 #include <cmocka.h>
 
 #include "backend/backend.h"
+#include "cmd/builtin_backends.h"
 #include "local/backend_local.h"
+#include "local/local_pool.h"
 #include "spawn.h"
 #include "util.h"
 #include "banned.h"
@@ -49,6 +51,7 @@ struct fx {
 	char root[256];  /* private temp dir of the test */
 	char state[300]; /* the backend's state_dir, inside root */
 	struct arl_pool pool;
+	struct arl_local_pool local; /* pool.config */
 	const struct arl_pool *pools[1];
 	void *st;
 	int cancel_fd;
@@ -62,7 +65,7 @@ static uid_t step_uid(const struct fx *f)
 {
 	if (geteuid())
 		return geteuid();
-	return f->pool.isolation == ARL_ISO_NONE ? TEST_SANDBOX_UID + 1 : TEST_SANDBOX_UID;
+	return f->local.isolation == ARL_ISO_NONE ? TEST_SANDBOX_UID + 1 : TEST_SANDBOX_UID;
 }
 
 /* rm -rf that also copes with the mode-0 directories some tests leave. */
@@ -184,10 +187,11 @@ static int fx_try_open(struct fx *f, enum arl_isolation iso, bool network, const
 	    .state_dir = f->state, .run_id = 7, .run_name = "t", .cancel_fd = f->cancel_fd};
 
 	f->pool.name = "pool";
-	f->pool.backend = ARL_BACKEND_LOCAL;
-	f->pool.isolation = iso;
-	f->pool.network = network;
-	f->pool.workspace = (char *)workspace;
+	f->pool.kind = &arl_local_pool_kind;
+	f->pool.config = &f->local;
+	f->local.isolation = iso;
+	f->local.network = network;
+	f->local.workspace = (char *)workspace;
 	f->pool.replicas = replicas;
 	return arl_backend_local.open(&f->st, &o, f->pools, 1, err);
 }
@@ -1680,11 +1684,16 @@ static void test_gc_owner(void **state)
 static void test_registry(void **state)
 {
 	(void)state;
-	assert_ptr_equal(arl_backend_get(ARL_BACKEND_LOCAL), &arl_backend_local);
-	assert_ptr_not_equal(arl_backend_get(ARL_BACKEND_KUBERNETES), &arl_backend_local);
-	assert_string_equal(arl_backend_kind_name(ARL_BACKEND_LOCAL), "local");
-	assert_string_equal(arl_backend_kind_name(ARL_BACKEND_KUBERNETES), "kubernetes");
-	assert_string_equal(arl_backend_local.name, "local");
+	arl_register_builtin_backends();
+	assert_ptr_equal(arl_backend_find("local"), &arl_backend_local);
+	assert_non_null(arl_backend_find("kubernetes"));
+	assert_ptr_not_equal(arl_backend_find("kubernetes"), &arl_backend_local);
+	assert_string_equal(arl_backend_name(arl_backend_find("local")), "local");
+	assert_string_equal(arl_backend_name(arl_backend_find("kubernetes")), "kubernetes");
+	assert_string_equal(arl_backend_name(&arl_backend_local), "local");
+	/* A pool that names no backend is local: the first registered. */
+	assert_ptr_equal(arl_backend_at(0), &arl_backend_local);
+	assert_ptr_equal(arl_pool_kind_at(0), arl_backend_local.pool);
 }
 
 /* The same check the style guide names for skipping: can bwrap make namespaces here? */

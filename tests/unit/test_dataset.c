@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "cmd/builtin_backends.h"
 #include "jobfile/dataset.h"
 #include "jobfile/job.h"
 #include "jobfile/expand.h"
@@ -536,5 +537,6 @@ int main(void)
 	    cmocka_unit_test(test_csv_duplicate_header),
 	};
 
+	arl_register_builtin_backends(); /* the pools' backends, as main() does */
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "buf.h"
+#include "cmd/builtin_backends.h"
 #include "jobfile/expand.h"
 #include "jobfile/job.h"
 #include "jobfile/schema.h"
@@ -488,5 +489,6 @@ int main(void)
 	    cmocka_unit_test(test_pool_templates),
 	};
 
+	arl_register_builtin_backends(); /* the pools' backends, as main() does */
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -115,8 +115,11 @@ static void fake_release(void *st, struct arl_sandbox *sb, bool keep)
 	free(sb);
 }
 
+static const struct arl_pool_key no_keys[] = {{.name = NULL}};
+static const struct arl_pool_kind fake_kind = {.name = "fake", .keys = no_keys};
+
 static const struct arl_backend_ops fake_ops = {
-    .name = "fake",
+    .pool = &fake_kind,
     .acquire = fake_acquire,
     .exec = fake_exec,
     .sandbox_name = fake_name,

@@ -1,0 +1,76 @@
+#include "k8s/k8s_pool.h"
+
+#include <stddef.h>
+
+#include "util.h"
+#include "banned.h"
+
+static void check_namespace(struct arl_pool_ctx *c, const struct arl_node *v, void *field)
+{
+	const char *ns = *(char **)field;
+
+	if (!arl_is_dns_label(ns))
+		arl_pool_error(
+		    c, v,
+		    "namespace '%s' is not a DNS label (lowercase letters, digits and '-', "
+		    "at most 63)",
+		    ns);
+}
+
+static const struct arl_pool_key create_keys[] = {
+    {.name = "image",
+     .type = ARL_POOL_KEY_STRING,
+     .required = true,
+     .offset = offsetof(struct arl_k8s_pool, image)},
+    {.name = "sidecarImage",
+     .type = ARL_POOL_KEY_STRING,
+     .offset = offsetof(struct arl_k8s_pool, sidecar_image)},
+    {.name = "testbedPath",
+     .type = ARL_POOL_KEY_STRING,
+     .offset = offsetof(struct arl_k8s_pool, testbed_path)},
+    {.name = NULL},
+};
+
+static const struct arl_pool_key k8s_keys[] = {
+    {.name = "namespace",
+     .type = ARL_POOL_KEY_STRING,
+     .offset = offsetof(struct arl_k8s_pool, namespace),
+     .check = check_namespace},
+    {.name = "create",
+     .type = ARL_POOL_KEY_MAP,
+     .offset = offsetof(struct arl_k8s_pool, create),
+     .keys = create_keys},
+    {.name = NULL},
+};
+
+/* `run --backend kubernetes` on a local pool: its workspace is reported at open. */
+static void k8s_finish(struct arl_pool_ctx *c, const struct arl_node *pool, void *config)
+{
+	struct arl_k8s_pool *kp = config;
+
+	(void)c;
+	kp->workspace_given = arl_node_get(pool, "workspace") != NULL;
+}
+
+/* As spec v1 hashed a kubernetes pool, so --resume trusts what earlier versions recorded. */
+static void k8s_hash(const void *config, struct arl_spec_hasher *h)
+{
+	const struct arl_k8s_pool *kp = config;
+
+	arl_spec_hash_i64(h, 1); /* the kubernetes backend's number then */
+	arl_spec_hash_i64(h, 0); /* the local keys, unset */
+	arl_spec_hash_i64(h, 0);
+	arl_spec_hash_str(h, NULL);
+	arl_spec_hash_str(h, kp->namespace);
+	arl_spec_hash_str(h, kp->image);
+	arl_spec_hash_str(h, kp->sidecar_image);
+	arl_spec_hash_str(h, kp->testbed_path);
+}
+
+const struct arl_pool_kind arl_k8s_pool_kind = {
+    .name = "kubernetes",
+    .keys = k8s_keys,
+    .config_size = sizeof(struct arl_k8s_pool),
+    .finish = k8s_finish,
+    .hash = k8s_hash,
+};

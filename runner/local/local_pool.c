@@ -1,0 +1,78 @@
+#include "local/local_pool.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "util.h"
+#include "banned.h"
+
+static const char *const isolation_names[] = {"bwrap", "none", NULL};
+
+/* The backend wants it absolute; a relatively named job file gives a relative one. */
+static void check_workspace(struct arl_pool_ctx *c, const struct arl_node *v, void *field)
+{
+	char **ws = field;
+	struct stat st;
+	char *real;
+	char *abs =
+	    (*ws)[0] == '/' ? arl_xstrdup(*ws) : arl_xasprintf("%s/%s", arl_pool_dir(c), *ws);
+
+	if (stat(abs, &st) < 0 || !S_ISDIR(st.st_mode))
+		arl_pool_error(c, v, "workspace directory '%s' does not exist", *ws);
+	else if ((real = realpath(abs, NULL))) {
+		free(abs);
+		abs = real;
+	}
+	free(*ws);
+	*ws = abs;
+}
+
+static const struct arl_pool_key local_keys[] = {
+    {.name = "isolation",
+     .type = ARL_POOL_KEY_ENUM,
+     .offset = offsetof(struct arl_local_pool, isolation),
+     .choices = isolation_names},
+    {.name = "network",
+     .type = ARL_POOL_KEY_BOOL,
+     .offset = offsetof(struct arl_local_pool, network)},
+    {.name = "workspace",
+     .type = ARL_POOL_KEY_STRING,
+     .offset = offsetof(struct arl_local_pool, workspace),
+     .check = check_workspace},
+    {.name = NULL},
+};
+
+/* As spec v1 hashed a local pool, so --resume trusts what earlier versions recorded. */
+static void local_hash(const void *config, struct arl_spec_hasher *h)
+{
+	const struct arl_local_pool *lp = config;
+
+	arl_spec_hash_i64(h, 0); /* the local backend's number then */
+	arl_spec_hash_i64(h, lp->isolation);
+	arl_spec_hash_i64(h, lp->network);
+	arl_spec_hash_str(h, lp->workspace);
+	for (int i = 0; i < 4; i++) /* the kubernetes keys, unset */
+		arl_spec_hash_str(h, NULL);
+}
+
+static const char *const isolation_labels[] = {"bwrap", "none", NULL};
+
+static size_t local_isolation(const void *config, const char **note)
+{
+	const struct arl_local_pool *lp = config;
+
+	if (lp->isolation == ARL_ISO_NONE)
+		*note = "isolation none, steps run as plain processes";
+	return lp->isolation == ARL_ISO_NONE ? 1 : 0;
+}
+
+const struct arl_pool_kind arl_local_pool_kind = {
+    .name = "local",
+    .keys = local_keys,
+    .config_size = sizeof(struct arl_local_pool),
+    .hash = local_hash,
+    .filepatch_refusal = arl_filepatch_local_refusal,
+    .isolation_labels = isolation_labels,
+    .isolation = local_isolation,
+};

@@ -1,0 +1,261 @@
+/*
+ * The backend boundary: a backend the loader and the runner have never heard of (the fake
+ * one of fake_backend.c) is registered beside the built-in ones, its pools are checked by its
+ * own key table (file:line:col diagnostics), and real job files run on it through the entry
+ * point `arl-batch run` uses, into a results database.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "backend/backend.h"
+#include "cmd/builtin_backends.h"
+#include "fake_backend.h"
+#include "jobfile/jobload.h"
+#include "jobfile/pool_parse.h"
+#include "run/progress.h"
+#include "run/run.h"
+#include "util.h"
+
+struct fx {
+	char dir[64];
+	char path[128];
+	char *diags; /* what loading printed */
+};
+
+static int setup(void **state)
+{
+	struct fx *f = arl_xcalloc(1, sizeof(*f));
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_backend_registry.XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f->diags);
+	free(f);
+	return 0;
+}
+
+/* Writes @yaml to DIR/fake.yaml and loads it; f->diags holds what the loader printed. */
+static int load(struct fx *f, const char *yaml, struct arl_jobfile **out)
+{
+	FILE *fp, *diag;
+	size_t len = 0;
+	int rc;
+
+	snprintf(f->path, sizeof(f->path), "%s/fake.yaml", f->dir);
+	fp = fopen(f->path, "w");
+	assert_non_null(fp);
+	fputs(yaml, fp);
+	assert_int_equal(fclose(fp), 0);
+	free(f->diags);
+	f->diags = NULL;
+	diag = open_memstream(&f->diags, &len);
+	assert_non_null(diag);
+	rc = arl_jobfile_load(f->path, out, diag);
+	fclose(diag);
+	return rc;
+}
+
+/* Fails, showing what was printed, unless loading printed "PATH:@want". */
+static void assert_printed(const struct fx *f, const char *want)
+{
+	char *line = arl_xasprintf("%s:%s", f->path, want);
+
+	if (!strstr(f->diags, line))
+		fail_msg("no '%s' in:\n%s", line, f->diags);
+	free(line);
+}
+
+/* The rows of @sql over DIR/results.db, one "a|b|c" line each. */
+static char *query(const struct fx *f, const char *sql)
+{
+	char db[128];
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	char *out = arl_xstrdup("");
+
+	snprintf(db, sizeof(db), "%s/results.db", f->dir);
+	assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		for (int c = 0; c < sqlite3_column_count(st); c++) {
+			const char *v = (const char *)sqlite3_column_text(st, c);
+			char *next = arl_xasprintf("%s%s%s", out, c ? "|" : "", v ? v : "");
+
+			free(out);
+			out = next;
+		}
+		char *next = arl_xasprintf("%s\n", out);
+
+		free(out);
+		out = next;
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return out;
+}
+
+static const char *const fake_file =
+    "version: 1\n"
+    "pools:\n"
+    "  greeter:\n"
+    "    backend: fake\n"
+    "    greeting: hello\n"
+    "    replicas: 2\n"
+    "jobs:\n"
+    "  - name: ok\n"
+    "    pool: greeter\n"
+    "    steps:\n"
+    "      - {name: say, type: Command, command: [\"true\", world]}\n"
+    "  - name: bad\n"
+    "    pool: greeter\n"
+    "    steps:\n"
+    "      - {name: say, type: Command, command: [\"false\"]}\n"
+    "      - {name: never, type: Command, command: [\"true\"]}\n";
+
+static void test_fake_backend_runs_jobs(void **state)
+{
+	struct fx *f = *state;
+	struct arl_jobfile *file = NULL;
+	struct arl_run_opts ro = ARL_RUN_OPTS_INIT;
+	char db[128];
+	char *rows;
+
+	assert_int_equal(load(f, fake_file, &file), 0);
+	assert_string_equal(f->diags, "");
+	assert_ptr_equal(file->pools[0].kind, arl_fake_backend.pool);
+	assert_string_equal(((const struct arl_fake_pool *)file->pools[0].config)->greeting,
+	                    "hello");
+
+	snprintf(db, sizeof(db), "%s/results.db", f->dir);
+	ro.db_path = db;
+	ro.quiet = 1;
+	ro.progress = ARL_PROGRESS_NONE;
+	/* Exit 1: a job failed (the runner's exit codes). */
+	assert_int_equal(arl_run_execute(&file, 1, &ro), 1);
+	assert_int_equal(arl_fake_backend_opened, 1);
+
+	rows = query(f, "SELECT key, state, ifnull(error_class, ''), exit_code FROM jobs "
+	                "ORDER BY key");
+	assert_string_equal(rows, "fake/bad|Failed|failed|1\nfake/ok|Succeeded||0\n");
+	free(rows);
+	rows = query(f, "SELECT j.name, s.name, s.state, s.stdout FROM steps s "
+	                "JOIN attempts a ON a.id = s.attempt_id JOIN jobs j ON j.id = a.job_id "
+	                "ORDER BY j.name, s.idx");
+	assert_string_equal(rows, "bad|say|Failed|hello\n\n"
+	                          "bad|never|Skipped|\n"
+	                          "ok|say|Succeeded|hello world\n\n");
+	free(rows);
+	rows = query(f, "SELECT count(*) FROM attempts WHERE sandbox LIKE 'fake-%'");
+	assert_string_equal(rows, "2\n");
+	free(rows);
+	/* With no labels of its own, a backend's pools record its name as the isolation. */
+	rows = query(f, "SELECT isolation FROM runs");
+	assert_string_equal(rows, "fake\n");
+	free(rows);
+	arl_jobfile_free(file);
+}
+
+/* The fake's own key table judges its pools, with the loader's locations and words. */
+static void test_fake_keys_are_checked(void **state)
+{
+	struct fx *f = *state;
+	struct arl_jobfile *file = NULL;
+
+	assert_int_equal(load(f,
+	                      "version: 1\n"
+	                      "pools:\n"
+	                      "  greeter:\n"
+	                      "    backend: fake\n"
+	                      "    greting: hello\n"
+	                      "jobs:\n"
+	                      "  - {name: j, pool: greeter, steps: [{name: s, type: Command, "
+	                      "command: [\"true\"]}]}\n",
+	                      &file),
+	                 -1);
+	assert_printed(f, "5:5: error: unknown key 'greting' in pool 'greeter'; did you mean "
+	                  "'greeting'?");
+	assert_printed(f, "4:5: error: missing required key 'greeting' in pool 'greeter'");
+
+	assert_int_equal(load(f,
+	                      "version: 1\n"
+	                      "pools:\n"
+	                      "  greeter: {backend: fake, greeting: [a, b]}\n"
+	                      "jobs:\n"
+	                      "  - {name: j, pool: greeter, steps: [{name: s, type: Command, "
+	                      "command: [\"true\"]}]}\n",
+	                      &file),
+	                 -1);
+	assert_printed(f, "3:38: error: 'greeting' must be a string, got a list");
+}
+
+/* 'backend:' takes the registered names; other backends' keys have no effect. */
+static void test_backend_names_and_foreign_keys(void **state)
+{
+	struct fx *f = *state;
+	struct arl_jobfile *file = NULL;
+
+	assert_int_equal(
+	    load(f,
+	         "version: 1\n"
+	         "pools:\n"
+	         "  p: {backend: fak}\n"
+	         "jobs:\n"
+	         "  - {name: j, pool: p, steps: [{name: s, type: Command, command: [\"true\"]}]}\n",
+	         &file),
+	    -1);
+	assert_printed(f, "3:16: error: 'backend' must be one of 'local', 'kubernetes', "
+	                  "'fake', got 'fak'; did you mean 'fake'?");
+
+	assert_int_equal(
+	    load(f,
+	         "version: 1\n"
+	         "pools:\n"
+	         "  p: {isolation: none, greeting: hi}\n"
+	         "  q: {backend: fake, greeting: hi, isolation: none}\n"
+	         "jobs:\n"
+	         "  - {name: j, pool: p, steps: [{name: s, type: Command, command: [\"true\"]}]}\n",
+	         &file),
+	    0);
+	assert_printed(f, "3:24: warning: 'greeting' has no effect on a local pool");
+	assert_printed(f, "4:36: warning: 'isolation' has no effect on a fake pool");
+
+	/* `run --backend fake`: the local pool's config is the fake's, read from its mapping. */
+	arl_jobfile_set_backend(file, arl_fake_backend.pool);
+	assert_ptr_equal(file->pools[0].kind, arl_fake_backend.pool);
+	assert_string_equal(((const struct arl_fake_pool *)file->pools[0].config)->greeting, "hi");
+	arl_jobfile_free(file);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_fake_backend_runs_jobs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fake_keys_are_checked, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_backend_names_and_foreign_keys, setup, teardown),
+	};
+
+	arl_register_builtin_backends();
+	arl_backend_register(&arl_fake_backend); /* the third: nothing else names it */
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
