@@ -4,12 +4,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <sqlite3.h>
-
 #include "cmd/cli.h"
 #include "cmd/options.h"
 #include "err.h"
+#include "log.h"
 #include "store/store.h"
+#include "store/store_prune.h"
 #include "util.h"
 #include "banned.h"
 
@@ -29,6 +29,14 @@ static long long file_size(const char *path)
 	return stat(path, &st) == 0 ? (long long)st.st_size : 0;
 }
 
+static void print_run(void *arg, const struct arl_pruned_run *r)
+{
+	const int *dry = arg;
+
+	printf("%s run %lld '%s' started %s (%lld jobs)\n", *dry ? "would delete" : "deleting",
+	       (long long)r->id, r->name, r->started_at, (long long)r->jobs_total);
+}
+
 int cmd_prune(int argc, char **argv)
 {
 	const char *db_opt = NULL, *name = NULL;
@@ -36,16 +44,10 @@ int cmd_prune(int argc, char **argv)
 	int n, dry = 0, ret = ARL_EXIT_INCOMPLETE;
 	struct arl_store *s = NULL;
 	struct arl_err err = ARL_ERR_INIT;
-	sqlite3_stmt *st = NULL;
 	char cutoff[32] = "";
-	long long before, after, runs = 0, jobs = 0;
-	const char *sel, *stands;
-	sqlite3_stmt *used = NULL;
-	struct {
-		int64_t id, jobs;
-		char *name, *started;
-	} *cand = NULL;
-	size_t ncand = 0, cap = 0;
+	long long before, after;
+	int64_t runs = 0, jobs = 0;
+	struct arl_prune_opts po;
 	const struct arl_option opts[] = {
 	    ARL_OPT_INT(0, "keep", &keep, 0, INT32_MAX, "N",
 	                "keep the N newest runs of each run name"),
@@ -73,104 +75,21 @@ int cmd_prune(int argc, char **argv)
 	if (arl_store_open(&s, arl_cli_db_path(db_opt), ARL_STORE_NOCREATE, &err) < 0)
 		goto fail;
 	before = file_size(arl_store_path(s));
-	/*
-	 * The runs to delete: beyond the newest @keep of their name, or started before the
-	 * cutoff; never one still running (opening the store already marked dead ones). Newest
-	 * first: whether a kept run stands on a run is known only once the newer runs, which are
-	 * the only ones that can, are decided, so one prune reaches the fixed point.
-	 */
-	sel = "SELECT id, name, started_at, jobs_total FROM runs r WHERE status != 'running'"
-	      " AND (?3 IS NULL OR name = ?3) AND ("
-	      "  (?1 >= 0 AND (SELECT count(*) FROM runs n WHERE n.name = r.name AND n.id > r.id) "
-	      ">= ?1)"
-	      "  OR (?2 IS NOT NULL AND started_at < ?2)) ORDER BY id DESC";
-	/* A run whose results a run that stays stands on stays, or --resume would redo them. */
-	stands = "SELECT 1 FROM jobs t JOIN jobs k ON k.skipped_from = t.id"
-	         " WHERE t.run_id = ?1 AND k.run_id != ?1 LIMIT 1";
-	if (arl_store_prepare(s, sel, &st, NULL, &err) < 0 ||
-	    arl_store_prepare(s, stands, &used, NULL, &err) < 0)
+	po.keep = keep;
+	po.before = cutoff[0] ? cutoff : NULL;
+	po.name = name;
+	po.dry_run = dry != 0;
+	if (arl_store_prune(s, &po, print_run, &dry, &runs, &jobs, &err) < 0)
 		goto fail;
-	sqlite3_bind_int64(st, 1, keep);
-	if (cutoff[0])
-		sqlite3_bind_text(st, 2, cutoff, -1, SQLITE_STATIC);
-	if (name)
-		sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
-	if (sqlite3_exec(arl_store_db(s), "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		arl_error(&err, ARL_E_DB, "cannot start a transaction: %s",
-		          sqlite3_errmsg(arl_store_db(s)));
-		goto fail;
-	}
-	for (;;) {
-		int rc = arl_store_step(s, st, &err);
-
-		if (rc < 0)
-			goto rollback;
-		if (rc == 0)
-			break;
-		ARL_GROW(cand, cap, ncand + 1);
-		cand[ncand].id = sqlite3_column_int64(st, 0);
-		cand[ncand].jobs = sqlite3_column_int64(st, 3);
-		cand[ncand].name = arl_xstrdup((const char *)sqlite3_column_text(st, 1));
-		cand[ncand++].started = arl_xstrdup((const char *)sqlite3_column_text(st, 2));
-	}
-	/* Deleted even for --dry-run (rolled back below), so that it lists the same runs. */
-	for (size_t i = 0; i < ncand; i++) {
-		char del[96];
-		int rc;
-
-		sqlite3_reset(used);
-		sqlite3_bind_int64(used, 1, cand[i].id);
-		if ((rc = arl_store_step(s, used, &err)) < 0)
-			goto rollback;
-		if (rc == 1)
-			continue;
-		runs++;
-		jobs += cand[i].jobs;
-		printf("%s run %lld '%s' started %s (%lld jobs)\n",
-		       dry ? "would delete" : "deleting", (long long)cand[i].id, cand[i].name,
-		       cand[i].started, (long long)cand[i].jobs);
-		/* Attempts, steps and metrics go by ON DELETE CASCADE. */
-		snprintf(del, sizeof(del), "DELETE FROM runs WHERE id = %lld",
-		         (long long)cand[i].id);
-		if (sqlite3_exec(arl_store_db(s), del, NULL, NULL, NULL) != SQLITE_OK) {
-			arl_error(&err, ARL_E_DB, "%s: %s", del, sqlite3_errmsg(arl_store_db(s)));
-			goto rollback;
-		}
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	sqlite3_finalize(used);
-	used = NULL;
-	if (sqlite3_exec(arl_store_db(s), dry ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL) !=
-	    SQLITE_OK) {
-		arl_error(&err, ARL_E_DB, "cannot commit: %s", sqlite3_errmsg(arl_store_db(s)));
-		goto rollback;
-	}
-	if (!dry && runs &&
-	    (sqlite3_exec(arl_store_db(s), "VACUUM", NULL, NULL, NULL) != SQLITE_OK ||
-	     sqlite3_exec(arl_store_db(s), "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL) !=
-	         SQLITE_OK)) {
-		arl_error(&err, ARL_E_DB, "cannot reclaim space: %s",
-		          sqlite3_errmsg(arl_store_db(s)));
-		goto fail;
-	}
 	after = file_size(arl_store_path(s));
 	printf("%s %lld run%s (%lld jobs); database %lld -> %lld bytes\n",
-	       dry ? "would prune" : "pruned", runs, runs == 1 ? "" : "s", jobs, before, after);
+	       dry ? "would prune" : "pruned", (long long)runs, runs == 1 ? "" : "s",
+	       (long long)jobs, before, after);
 	ret = 0;
 	goto out;
-rollback:
-	sqlite3_exec(arl_store_db(s), "ROLLBACK", NULL, NULL, NULL);
 fail:
-	fprintf(stderr, "arl-batch: %s\n", err.msg);
+	arl_log_err(NULL, &err);
 out:
-	sqlite3_finalize(st);
-	sqlite3_finalize(used);
-	for (size_t i = 0; i < ncand; i++) {
-		free(cand[i].name);
-		free(cand[i].started);
-	}
-	free(cand);
 	arl_store_close(s);
 	return ret;
 }
