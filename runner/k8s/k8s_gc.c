@@ -271,6 +271,7 @@ static int delete_found(struct arl_k8s *c, const struct found *f, int cancel_fd,
 	struct arl_k8s_req r = ARL_K8S_REQ_INIT;
 	struct arl_k8s_resp resp = ARL_K8S_RESP_INIT;
 	cJSON *body = cJSON_CreateObject();
+	struct arl_err e = ARL_ERR_INIT;
 	int ret = 0;
 
 	cJSON_AddStringToObject(body, "apiVersion", "v1");
@@ -288,13 +289,12 @@ static int delete_found(struct arl_k8s *c, const struct found *f, int cancel_fd,
 	r.retry = ARL_K8S_RETRY_SAFE;
 	r.deadline_ms = arl_now_ms() + GC_REQUEST_MS;
 	r.cancel_fd = cancel_fd;
-	/* 404: gone already. 409: the uid changed, so this name is a new object, not ours. */
-	if (arl_k8s_request(c, &r, &resp, err) < 0) {
-		if (resp.status == 404 || resp.status == 409)
-			arl_err_clear(err);
-		else
-			ret = -1;
-	}
+	/*
+	 * 404: gone already. 409: the uid changed, so this name is a new object, not ours.
+	 * Judged on an error of our own, so that a caller's earlier error is never erased.
+	 */
+	if (arl_k8s_request(c, &r, &resp, &e) < 0 && resp.status != 404 && resp.status != 409)
+		ret = arl_error(err, e.code, "%s", e.msg);
 	arl_k8s_resp_release(&resp);
 	cJSON_Delete(body);
 	free(path);
@@ -354,6 +354,8 @@ int arl_k8s_gc_sweep(struct arl_k8s *c, const struct arl_k8s_gc_opts *o,
 	char host[64], *selector;
 	cJSON *lists[2] = {NULL, NULL};
 	long status = 0;
+	/* The cluster-scope listing's own: a 403 there is an answer, not the caller's error. */
+	struct arl_err first = ARL_ERR_INIT;
 	struct found *found = NULL;
 	size_t nfound = 0, cap = 0;
 	int ret = -1;
@@ -366,13 +368,14 @@ int arl_k8s_gc_sweep(struct arl_k8s *c, const struct arl_k8s_gc_opts *o,
 		scope = cluster;
 		nscope = 1;
 	}
-	if (list_scope(c, scope, nscope, selector, o->cancel_fd, lists, &status, err) < 0) {
+	if (list_scope(c, scope, nscope, selector, o->cancel_fd, lists, &status, &first) < 0) {
 		/* Forbidden at the cluster scope (a namespaced Role): look where we may. */
-		if (status != 403 || o->nnamespaces || !o->fallback_ns)
+		if (status != 403 || o->nnamespaces || !o->fallback_ns) {
+			arl_error(err, first.code, "%s", first.msg);
 			goto out;
+		}
 		res->fell_back = true;
-		snprintf(res->fallback_why, sizeof(res->fallback_why), "%s", err->msg);
-		arl_err_clear(err);
+		snprintf(res->fallback_why, sizeof(res->fallback_why), "%s", first.msg);
 		if (list_scope(c, &o->fallback_ns, 1, selector, o->cancel_fd, lists, &status, err) <
 		    0)
 			goto out;

@@ -207,6 +207,8 @@ static int relist(struct arl_k8s_watch *w, struct arl_err *err)
 	for (;;) {
 		struct arl_k8s_req req = w->list_req;
 		struct arl_k8s_resp resp = ARL_K8S_RESP_INIT;
+		struct arl_err e =
+		    ARL_ERR_INIT; /* a 410 is an answer here, not the caller's error */
 		char *ec = cont ? curl_easy_escape(NULL, cont, 0) : NULL, *path;
 		const cJSON *items, *it;
 		const char *next;
@@ -217,12 +219,11 @@ static int relist(struct arl_k8s_watch *w, struct arl_err *err)
 		req.path = path;
 		req.deadline_ms = arl_now_ms() + 120000;
 		req.cancel_fd = w->stop_pipe[0];
-		if (arl_k8s_request(w->c, &req, &resp, err) < 0) {
+		if (arl_k8s_request(w->c, &req, &resp, &e) < 0) {
 			free(path);
 			/* An expired continue token: start the list again, once. */
 			if (resp.status == 410 && cont && !restarts++) {
 				arl_k8s_resp_release(&resp);
-				arl_err_clear(err);
 				free(cont);
 				cont = NULL;
 				for (size_t i = 0; i < nnames; i++)
@@ -230,6 +231,7 @@ static int relist(struct arl_k8s_watch *w, struct arl_err *err)
 				nnames = 0;
 				continue;
 			}
+			arl_error(err, e.code, "%s", e.msg);
 			arl_k8s_resp_release(&resp);
 			goto out;
 		}

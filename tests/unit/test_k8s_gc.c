@@ -2,8 +2,13 @@
  * Unit tests for k8s_gc.c's owner identity and judgement: this process is alive, a reaped or
  * zombie pid is dead, a reused pid (other start time) and a reboot (other boot id) are dead,
  * other hosts are not judged unless given up, and incomplete labels are never judged; on this
- * host the verdict is arl_owner_gone()'s, the rule local sandboxes and runs are judged by.
+ * host the verdict is arl_owner_gone()'s, the rule local sandboxes and runs are judged by;
+ * and against a one-thread fake API server, that a sweep's expected refusals (403 at the
+ * cluster scope, 404 for an orphan gone already) never erase an error its caller already had.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -12,12 +17,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "k8s/k8s_client.h"
 #include "k8s/k8s_gc.h"
+#include "k8s/kubeconfig.h"
 #include "util.h"
 #include "banned.h"
 
@@ -222,6 +230,203 @@ static void test_same_rule_as_local(void **state)
 	}
 }
 
+/* --- a sweep against a fake API server ------------------------------------------------- */
+
+/*
+ * The fake server: one connection at a time, one request each ("Connection: close"). Lists
+ * at the cluster scope are forbidden (403); namespace ns1 holds @task_items Tasks and no
+ * Sandboxes; every DELETE answers 404 (gone already).
+ */
+struct fake_api {
+	int fd;
+	int port;
+	pthread_t thread;
+	const char *task_items; /* JSON array text */
+	int deletes;            /* DELETEs answered */
+};
+
+static void fake_reply(int fd, int code, const char *body)
+{
+	char head[256];
+	int n = snprintf(head, sizeof(head),
+	                 "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu"
+	                 "\r\nConnection: close\r\n\r\n",
+	                 code, strlen(body));
+
+	assert_true(write(fd, head, (size_t)n) == n);
+	assert_true(write(fd, body, strlen(body)) == (ssize_t)strlen(body));
+}
+
+static void *fake_api_main(void *arg)
+{
+	struct fake_api *f = arg;
+	int c;
+
+	while ((c = accept(f->fd, NULL, NULL)) >= 0) {
+		char req[8192], body[4096];
+		size_t len = 0;
+		ssize_t n;
+
+		/* The head is enough: no request of a sweep needs its body read back. */
+		while (len + 1 < sizeof(req) &&
+		       (n = read(c, req + len, sizeof(req) - 1 - len)) > 0) {
+			len += (size_t)n;
+			req[len] = '\0';
+			if (strstr(req, "\r\n\r\n"))
+				break;
+		}
+		req[len] = '\0';
+		if (!strncmp(req, "DELETE ", 7)) {
+			f->deletes++;
+			fake_reply(
+			    c, 404,
+			    "{\"kind\":\"Status\",\"code\":404,\"message\":\"tasks not found\"}");
+		} else if (!strncmp(req, "GET /apis/arl.infra.io/v1alpha1/namespaces/ns1/tasks?",
+		                    53)) {
+			snprintf(body, sizeof(body),
+			         "{\"kind\":\"TaskList\",\"metadata\":{},\"items\":%s}",
+			         f->task_items);
+			fake_reply(c, 200, body);
+		} else if (!strncmp(req, "GET /apis/arl.infra.io/v1alpha1/namespaces/ns1/", 47)) {
+			fake_reply(c, 200,
+			           "{\"kind\":\"SandboxList\",\"metadata\":{},\"items\":[]}");
+		} else {
+			fake_reply(c, 403,
+			           "{\"kind\":\"Status\",\"code\":403,\"message\":\"listing at the "
+			           "cluster scope is forbidden\"}");
+		}
+		close(c);
+	}
+	return NULL;
+}
+
+static void fake_api_start(struct fake_api *f, const char *task_items)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+
+	memset(f, 0, sizeof(*f));
+	f->task_items = task_items;
+	f->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(f->fd >= 0);
+	assert_int_equal(bind(f->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(f->fd, 16), 0);
+	assert_int_equal(getsockname(f->fd, (struct sockaddr *)&a, &alen), 0);
+	f->port = ntohs(a.sin_port);
+	assert_int_equal(pthread_create(&f->thread, NULL, fake_api_main, f), 0);
+}
+
+static void fake_api_stop(struct fake_api *f)
+{
+	/* shutdown() ends the blocked accept(); the thread returns. */
+	shutdown(f->fd, SHUT_RDWR);
+	pthread_join(f->thread, NULL);
+	close(f->fd);
+}
+
+/* A client of @f, through a kubeconfig written to @dir. */
+static struct arl_k8s *fake_client(const struct fake_api *f, const char *dir)
+{
+	struct arl_kubeconfig_opts ko = ARL_KUBECONFIG_OPTS_INIT;
+	struct arl_k8s_opts co = ARL_K8S_OPTS_INIT;
+	struct arl_kubeconfig *kc = NULL;
+	struct arl_k8s *c = NULL;
+	struct arl_err err = ARL_ERR_INIT;
+	char *path = arl_xasprintf("%s/kubeconfig", dir);
+	FILE *fp = fopen(path, "w");
+
+	assert_non_null(fp);
+	fprintf(fp,
+	        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+	        "clusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:%d\n"
+	        "contexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n"
+	        "    namespace: ns1\n"
+	        "users:\n- name: u\n  user: {}\n",
+	        f->port);
+	assert_int_equal(fclose(fp), 0);
+	ko.path = path;
+	co.max_tries = 1;
+	if (arl_kubeconfig_load(&kc, &ko, &err) < 0 || arl_k8s_new(&c, kc, &co, &err) < 0)
+		fail_msg("%s", err.msg);
+	free(path);
+	return c;
+}
+
+/*
+ * Falling back from a forbidden cluster scope and finding an orphan deleted already are
+ * answers, not failures: the caller's earlier error stays as it was, and fallback_why is
+ * the 403's own message. (Both were once judged on the caller's error and then cleared it.)
+ */
+static void test_sweep_keeps_caller_error(void **state)
+{
+	char dir[] = "/tmp/arl-test-k8s-gc-XXXXXX", pid[16], *items, *task;
+	const char *const ns1[] = {"ns1"};
+	struct arl_k8s_gc_opts o = ARL_K8S_GC_OPTS_INIT;
+	struct arl_k8s_gc_result res;
+	struct arl_k8s_owner me;
+	struct arl_err err = ARL_ERR_INIT;
+	struct fake_api f;
+	struct arl_k8s *c;
+	cJSON *labels;
+	pid_t child;
+	int status;
+
+	(void)state;
+	/* An orphan of this host: its owner's pid has exited and been reaped. */
+	arl_k8s_gc_self(&me);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0)
+		_exit(0);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	snprintf(pid, sizeof(pid), "%ld", (long)child);
+	labels = labels_of(&me);
+	set_label(labels, ARL_K8S_GC_PID_LABEL, pid);
+	task = cJSON_PrintUnformatted(labels);
+	items = arl_xasprintf("[{\"kind\":\"Task\",\"metadata\":{\"name\":\"t1\",\"namespace\":"
+	                      "\"ns1\",\"uid\":\"u1\",\"labels\":%s}}]",
+	                      task);
+	cJSON_free(task);
+	cJSON_Delete(labels);
+	assert_non_null(mkdtemp(dir));
+	fake_api_start(&f, items);
+	c = fake_client(&f, dir);
+
+	/* The cluster scope is forbidden: fall back to ns1, where the Task is gone already. */
+	arl_error(&err, ARL_E_IO, "an earlier failure");
+	o.remove = true;
+	o.fallback_ns = "ns1";
+	assert_int_equal(arl_k8s_gc_sweep(c, &o, &res, &err), 0);
+	assert_true(res.fell_back);
+	assert_non_null(strstr(res.fallback_why, "forbidden"));
+	assert_int_equal(res.orphans, 1);
+	assert_int_equal(res.failed, 0);
+	assert_int_equal(f.deletes, 1);
+	assert_int_equal(err.code, ARL_E_IO);
+	assert_string_equal(err.msg, "an earlier failure");
+
+	/* The namespace named: only the 404 of the DELETE. */
+	o.namespaces = ns1;
+	o.nnamespaces = 1;
+	assert_int_equal(arl_k8s_gc_sweep(c, &o, &res, &err), 0);
+	assert_false(res.fell_back);
+	assert_int_equal(res.orphans, 1);
+	assert_int_equal(res.failed, 0);
+	assert_int_equal(f.deletes, 2);
+	assert_string_equal(err.msg, "an earlier failure");
+
+	arl_k8s_free(c);
+	fake_api_stop(&f);
+	free(items);
+	{
+		char *kcpath = arl_xasprintf("%s/kubeconfig", dir);
+
+		unlink(kcpath);
+		free(kcpath);
+	}
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -230,6 +435,7 @@ int main(void)
 	    cmocka_unit_test(test_dead_pids),
 	    cmocka_unit_test(test_hosts_and_labels),
 	    cmocka_unit_test(test_same_rule_as_local),
+	    cmocka_unit_test(test_sweep_keeps_caller_error),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
