@@ -392,6 +392,41 @@ static void test_spec_hash(void **state)
 	arl_diags_release(&d);
 }
 
+/*
+ * A pool's part of the spec hash is what earlier versions recorded (these values come from
+ * the version before backends owned their pool keys), so --resume still trusts their results.
+ */
+static void test_spec_hash_is_stable(void **state)
+{
+	static const struct {
+		const char *pool, *hash;
+	} cases[] = {
+	    {"{}", "66e5d405a6b7bd4780938007b4580fd3"},
+	    {"{isolation: none, network: true, workspace: /tmp}",
+	     "fd93cfa921061f3dcdff6da0ec337869"},
+	    {"{backend: kubernetes, namespace: ns, create: {image: img, sidecarImage: sc, "
+	     "testbedPath: /tb}}",
+	     "206c27ba94ac7a47f18e74a96d1af8ad"},
+	    {"{backend: kubernetes}", "cd599094432db246f98a7e43152a68d2"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct arl_diags d = ARL_DIAGS_INIT;
+		char *text =
+		    arl_xasprintf("version: 1\npools: {p: %s}\njobs:\n  - {name: j, steps: "
+		                  "[{type: Command, command: [\"true\"]}]}\n",
+		                  cases[i].pool);
+		struct arl_jobfile *f = parse(text, &d);
+
+		assert_non_null(f);
+		assert_string_equal(f->jobs[0].spec_hash, cases[i].hash);
+		arl_jobfile_free(f);
+		arl_diags_release(&d);
+		free(text);
+	}
+}
+
 /* One rule for FilePatch paths on local pools: the backend's and validate's (job.h). */
 static void test_filepatch_local_rule(void **state)
 {
@@ -484,6 +519,7 @@ int main(void)
 	    cmocka_unit_test(test_reexpansion_is_the_validated_job),
 	    cmocka_unit_test(test_all_errors_reported),
 	    cmocka_unit_test(test_spec_hash),
+	    cmocka_unit_test(test_spec_hash_is_stable),
 	    cmocka_unit_test(test_filepatch_local_rule),
 	    cmocka_unit_test(test_filepatch_path_by_backend),
 	    cmocka_unit_test(test_pool_templates),
