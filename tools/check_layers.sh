@@ -38,4 +38,41 @@ while IFS= read -r file; do
 		bad=1
 	done < <(grep -n '^#include "' "$file" | sed -E 's/^([0-9]+):#include "([^"]+)".*/\1:\2/')
 done < <(find . -name '*.[ch]' | sort)
+
+# One owner for stderr: only the log module (log.c) and the progress bar, which draws on it
+# under the lock the log's sink takes, write there. Code only: comments and string and
+# character literals are blanked first ("stderr" is also a column of the results database).
+while IFS=$'\t' read -r where text; do
+	echo "runner/${where#./}: writes to stderr (only log.c and run/progress.c may; use log.h):" \
+		"${text#"${text%%[![:space:]]*}"}"
+	bad=1
+done < <(find . -name '*.[ch]' ! -path ./log.c ! -path ./run/progress.c | sort | xargs awk '
+	FNR == 1 { incomment = 0 }
+	{
+		line = $0; code = ""
+		while (line != "") {
+			if (incomment) {
+				i = index(line, "*/")
+				if (!i) { line = ""; break }
+				line = substr(line, i + 2); incomment = 0; code = code " "
+				continue
+			}
+			c = substr(line, 1, 1); d = substr(line, 1, 2)
+			if (d == "/*") { incomment = 1; line = substr(line, 3); continue }
+			if (d == "//") break
+			if (c == "\"" || c == "\047") {
+				j = 2
+				while (j <= length(line) && substr(line, j, 1) != c)
+					j += substr(line, j, 1) == "\\" ? 2 : 1
+				line = substr(line, j + 1); code = code "\"\""
+				continue
+			}
+			code = code c; line = substr(line, 2)
+		}
+		w = "(^|[^A-Za-z0-9_])"; e = "([^A-Za-z0-9_]|$)"
+		if (code ~ (w "(stderr|STDERR_FILENO)" e) || code ~ (w "perror[ \t]*[(]") ||
+		    code ~ (w "(write|dprintf)[ \t]*[(][ \t]*2[ \t]*,") ||
+		    code ~ /^[ \t]*#[ \t]*include[ \t]*<err[.]h>/)
+			print FILENAME ":" FNR "\t" $0
+	}')
 exit $bad

@@ -12,6 +12,7 @@
 #include "cmd/cli.h"
 #include "cmd/options.h"
 #include "err.h"
+#include "log.h"
 #include "view/rundiff.h"
 #include "store/store.h"
 #include "store/store_diff.h"
@@ -189,7 +190,7 @@ int cmd_diff(int argc, char **argv)
 	ret = fail_on_regression && d.counts[ARL_FLIP_BROKEN] ? 1 : 0;
 	goto out;
 fail:
-	fprintf(stderr, "arl-batch: %s\n", err.msg);
+	arl_log_err(NULL, &err);
 	ret = err.code == ARL_E_INVALID ? 1 : ARL_EXIT_INCOMPLETE;
 out:
 	arl_rundiff_release(&d);

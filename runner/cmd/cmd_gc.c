@@ -14,6 +14,7 @@
 #include "cmd/cli.h"
 #include "cmd/options.h"
 #include "err.h"
+#include "log.h"
 #include "k8s/k8s_client.h"
 #include "k8s/k8s_gc.h"
 #include "k8s/kubeconfig.h"
@@ -65,7 +66,7 @@ static int gc_local(const struct gc_opts *g)
 	int foreign = 0, n = arl_local_gc(dir, g->yes, stdout, &foreign, &err);
 
 	if (n < 0)
-		fprintf(stderr, "arl-batch: %s\n", err.msg);
+		arl_log_err(NULL, &err);
 	else if (n == 0)
 		printf("no orphaned sandboxes in %s\n", dir);
 	else if (!g->yes)
@@ -116,10 +117,10 @@ static int gc_kubernetes(const struct gc_opts *g)
 		goto out;
 	}
 	if (res.fell_back)
-		fprintf(stderr,
-		        "arl-batch gc: cannot list across namespaces (%s): looked in namespace "
-		        "'%s' only; --namespace NS looks in another\n",
-		        res.fallback_why, info.namespace);
+		arl_log_cmd_error("gc",
+		                  "cannot list across namespaces (%s): looked in namespace "
+		                  "'%s' only; --namespace NS looks in another",
+		                  res.fallback_why, info.namespace);
 	scope_ns = g->ns ? g->ns : res.fell_back ? info.namespace : NULL;
 	if (scope_ns)
 		snprintf(where, sizeof(where), "context '%s', namespace '%s'", info.context,
@@ -144,7 +145,7 @@ static int gc_kubernetes(const struct gc_opts *g)
 	code = ARL_EXIT_OK;
 out:
 	if (err.code != ARL_E_OK)
-		fprintf(stderr, "arl-batch gc: kubernetes: %s\n", err.msg);
+		arl_log_cmd_error("gc", "kubernetes: %s", err.msg);
 	arl_k8s_free(c);
 	arl_kubeconfig_free(kc);
 	return code;

@@ -11,6 +11,7 @@
 #include "cmd/cli.h"
 #include "cmd/options.h"
 #include "err.h"
+#include "log.h"
 #include "k8s/k8s_client.h"
 #include "k8s/kubeconfig.h"
 #include "util.h"
@@ -144,11 +145,10 @@ static int run_verb(const char *verb, const char *name, struct pool_opts *po)
 		if (!obj) {
 			char *names = arl_warmpool_names(c, ns);
 
-			fprintf(
-			    stderr,
-			    "arl-batch pool: warmpool '%s' not found in namespace '%s' (warmpools "
-			    "there: %s)\n",
-			    name, ns, names);
+			arl_log_cmd_error("pool",
+			                  "warmpool '%s' not found in namespace '%s' (warmpools "
+			                  "there: %s)",
+			                  name, ns, names);
 			free(names);
 			code = ARL_EXIT_FAILED;
 			goto out;
@@ -173,9 +173,8 @@ static int run_verb(const char *verb, const char *name, struct pool_opts *po)
 		if (arl_warmpool_get(c, ns, name, -1, &obj, &err) < 0)
 			goto out;
 		if (!obj) {
-			fprintf(stderr,
-			        "arl-batch pool: warmpool '%s' not found in namespace '%s'\n", name,
-			        ns);
+			arl_log_cmd_error("pool", "warmpool '%s' not found in namespace '%s'", name,
+			                  ns);
 			code = ARL_EXIT_FAILED;
 			goto out;
 		}
@@ -191,9 +190,8 @@ static int run_verb(const char *verb, const char *name, struct pool_opts *po)
 		if (arl_warmpool_get(c, ns, name, -1, &obj, &err) < 0)
 			goto out;
 		if (!obj && !po->ignore_missing) {
-			fprintf(stderr,
-			        "arl-batch pool: warmpool '%s' not found in namespace '%s'\n", name,
-			        ns);
+			arl_log_cmd_error("pool", "warmpool '%s' not found in namespace '%s'", name,
+			                  ns);
 			code = ARL_EXIT_FAILED;
 			goto out;
 		}
@@ -204,8 +202,12 @@ static int run_verb(const char *verb, const char *name, struct pool_opts *po)
 	}
 	code = ARL_EXIT_OK;
 out:
-	if (err.code != ARL_E_OK)
-		fprintf(stderr, "arl-batch pool %s: %s\n", verb, err.msg);
+	if (err.code != ARL_E_OK) {
+		char who[64];
+
+		snprintf(who, sizeof(who), "pool %s", verb);
+		arl_log_err(who, &err);
+	}
 	cJSON_Delete(obj);
 	if (c)
 		arl_k8s_free(c);

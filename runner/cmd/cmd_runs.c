@@ -10,6 +10,7 @@
 #include "cmd/cli.h"
 #include "cmd/options.h"
 #include "err.h"
+#include "log.h"
 #include "store/store.h"
 #include "store/store_runs.h"
 #include "view/store_view.h"
@@ -161,7 +162,7 @@ int cmd_runs(int argc, char **argv)
 		arl_view_table_print(&table, stdout, arl_view_width(STDOUT_FILENO),
 		                     arl_cli_color(STDOUT_FILENO));
 	else /* stderr: a script parsing the table sees an empty list, not a message */
-		fprintf(stderr, "arl-batch: no runs in '%s'\n", arl_store_path(store));
+		arl_log_info("no runs in '%s'", arl_store_path(store));
 	ret = ARL_EXIT_OK;
 out:
 	if (ret != ARL_EXIT_OK)

@@ -19,6 +19,7 @@
 #include "cmd/cli.h"
 #include "cmd/options.h"
 #include "err.h"
+#include "log.h"
 #include "store/store.h"
 #include "store/store_jobs.h"
 #include "view/store_view.h"
@@ -98,9 +99,10 @@ static void suggest(struct ctx *c, int64_t run_id, const char *job)
 	(void)arl_job_refs_each(c->reader, run_id, consider, &sg, &ignored);
 	best = sg.best;
 	if (best) {
-		fputs("arl-batch: did you mean '", stderr);
-		arl_term_write(stderr, best, strlen(best), false);
-		fputs("'?\n", stderr);
+		char *shown = arl_term_str(best); /* a newline in it is escaped too */
+
+		arl_log_info("did you mean '%s'?", shown);
+		free(shown);
 	}
 	free(best);
 }

@@ -7,6 +7,7 @@
 #include "cmd/options.h"
 #include "jobfile/dataset.h"
 #include "err.h"
+#include "log.h"
 #include "jobfile/jobload.h"
 #include "util.h"
 #include "banned.h"
@@ -45,8 +46,11 @@ int cmd_validate(int argc, char **argv)
 		return arl_options_error(&u, "no job files given");
 	for (int i = 0; i < nfiles; i++) {
 		struct arl_jobfile *f = NULL;
+		struct arl_log_blob diags;
+		int rc = arl_jobfile_load(argv[i], &f, arl_log_begin(&diags));
 
-		if (arl_jobfile_load(argv[i], &f, stderr) < 0) {
+		arl_log_end(&diags); /* a file's diagnostics, whole */
+		if (rc < 0) {
 			bad++;
 			continue;
 		}

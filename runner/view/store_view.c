@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
+#include "log.h"
 
 #include "util.h"
 #include "banned.h"
@@ -258,24 +259,6 @@ const char *arl_view_state_color(const char *state)
 	return NULL;
 }
 
-int arl_view_bad_option(const char *cmd, int c, char **argv, const char *usage)
-{
-	const char *word = optind > 0 ? argv[optind - 1] : "";
-	char opt[64];
-
-	/* For long options getopt sets optopt to the option's value, not what was typed. */
-	if (!strncmp(word, "--", 2))
-		snprintf(opt, sizeof(opt), "%.*s", (int)strcspn(word, "="), word);
-	else
-		snprintf(opt, sizeof(opt), "-%c", optopt ? optopt : '?');
-	if (c == ':')
-		fprintf(stderr, "arl-batch %s: option '%s' needs a value\n", cmd, opt);
-	else
-		fprintf(stderr, "arl-batch %s: unknown option '%s'\n", cmd, opt);
-	fputs(usage, stderr);
-	return ARL_EXIT_USAGE;
-}
-
 void arl_view_json_str(cJSON *obj, const char *name, const char *s)
 {
 	if (s)
@@ -354,5 +337,5 @@ void arl_view_json_end(struct arl_view_json_array *a)
 
 void arl_view_error(const struct arl_err *err)
 {
-	fprintf(stderr, "arl-batch: %s\n", err->msg[0] ? err->msg : "unknown error");
+	arl_log_err(NULL, err);
 }

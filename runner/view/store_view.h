@@ -94,11 +94,6 @@ void arl_view_json_item(struct arl_view_json_array *a, cJSON *item);
 /* Closes the array ("[]" when empty). */
 void arl_view_json_end(struct arl_view_json_array *a);
 
-/*
- * Prints getopt_long's complaint (@c is '?' or ':' from an optstring starting with ':') as
- * "arl-batch CMD: ...", then @usage; returns ARL_EXIT_USAGE.
- */
-int arl_view_bad_option(const char *cmd, int c, char **argv, const char *usage);
 /* Prints "arl-batch: MESSAGE" on stderr. */
 void arl_view_error(const struct arl_err *err);
 
