@@ -217,8 +217,8 @@ out:
 }
 
 /*
- * Options may come before or after NAME (getopt permutes); everything after NAME that is not
- * an option, or after "--", is the executor's command for `create`.
+ * Options may come before or after NAME; everything after NAME that is not an option, or
+ * after "--", is the executor's command for `create`.
  */
 int cmd_pool(int argc, char **argv)
 {

@@ -1,12 +1,11 @@
 #include "view/store_view.h"
 
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
-#include "log.h"
 
+#include "log.h"
 #include "util.h"
 #include "banned.h"
 
@@ -267,27 +266,34 @@ void arl_view_json_str(cJSON *obj, const char *name, const char *s)
 		cJSON_AddNullToObject(obj, name);
 }
 
-void arl_view_json_col(cJSON *obj, const char *name, sqlite3_stmt *st, int col)
+void arl_view_json_int(cJSON *obj, const char *name, bool null, int64_t v)
 {
-	switch (sqlite3_column_type(st, col)) {
-	case SQLITE_INTEGER:
-		/* Doubles hold integers exactly up to 2^53: ids, counts and ms all fit. */
-		cJSON_AddNumberToObject(obj, name, (double)sqlite3_column_int64(st, col));
-		break;
-	case SQLITE_FLOAT:
-		cJSON_AddNumberToObject(obj, name, sqlite3_column_double(st, col));
-		break;
-	case SQLITE_TEXT:
-		cJSON_AddStringToObject(obj, name, (const char *)sqlite3_column_text(st, col));
-		break;
-	case SQLITE_BLOB: {
-		const unsigned char *p = sqlite3_column_blob(st, col);
-		size_t n = (size_t)sqlite3_column_bytes(st, col);
-		char *hex = arl_xmalloc(n * 2 + 1);
+	/* Doubles hold integers exactly up to 2^53: ids, counts and ms all fit. */
+	if (null)
+		cJSON_AddNullToObject(obj, name);
+	else
+		cJSON_AddNumberToObject(obj, name, (double)v);
+}
 
-		for (size_t i = 0; i < n; i++)
+void arl_view_json_value(cJSON *obj, const char *name, const struct arl_value *v)
+{
+	switch (v->type) {
+	case ARL_VALUE_INT:
+		arl_view_json_int(obj, name, false, v->i);
+		break;
+	case ARL_VALUE_REAL:
+		cJSON_AddNumberToObject(obj, name, v->d);
+		break;
+	case ARL_VALUE_TEXT:
+		cJSON_AddStringToObject(obj, name, v->p);
+		break;
+	case ARL_VALUE_BLOB: {
+		const unsigned char *p = (const unsigned char *)v->p;
+		char *hex = arl_xmalloc(v->len * 2 + 1);
+
+		for (size_t i = 0; i < v->len; i++)
 			snprintf(hex + 2 * i, 3, "%02x", p[i]);
-		hex[n * 2] = '\0';
+		hex[v->len * 2] = '\0';
 		cJSON_AddStringToObject(obj, name, hex);
 		free(hex);
 		break;

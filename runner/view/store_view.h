@@ -12,9 +12,9 @@
 #include <stdio.h>
 
 #include <cjson/cJSON.h>
-#include <sqlite3.h>
 
 #include "err.h"
+#include "store/store_query.h"
 
 #define ARL_VIEW_BOLD   "\033[1m"
 #define ARL_VIEW_DIM    "\033[2m"
@@ -72,12 +72,13 @@ const char *arl_view_time(const char *rfc3339, char buf[24]);
 const char *arl_view_state_color(const char *state);
 
 /*
- * JSON. arl_view_json_col() adds column @col of the current row of @st to @obj as @name:
- * integers and reals as numbers, text as a string, NULL as null, a BLOB as a hex string.
- * arl_view_json_raw() adds stored JSON text parsed (null when NULL; the text itself when it
- * does not parse). arl_view_json_str() adds a string or, for NULL, null.
+ * JSON. arl_view_json_value() adds @v to @obj as @name: integers and reals as numbers, text
+ * as a string, NULL as null, a BLOB as a hex string. arl_view_json_int() adds an integer or,
+ * when @null, null. arl_view_json_raw() adds stored JSON text parsed (null when NULL; the
+ * text itself when it does not parse). arl_view_json_str() adds a string or, for NULL, null.
  */
-void arl_view_json_col(cJSON *obj, const char *name, sqlite3_stmt *st, int col);
+void arl_view_json_value(cJSON *obj, const char *name, const struct arl_value *v);
+void arl_view_json_int(cJSON *obj, const char *name, bool null, int64_t v);
 void arl_view_json_raw(cJSON *obj, const char *name, const char *json);
 void arl_view_json_str(cJSON *obj, const char *name, const char *s);
 
