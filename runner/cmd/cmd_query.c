@@ -18,6 +18,7 @@
 #include "cmd/options.h"
 #include "err.h"
 #include "store/store.h"
+#include "store/store_query.h"
 #include "view/store_view.h"
 #include "util.h"
 #include "banned.h"
@@ -43,28 +44,27 @@ static const struct arl_opt_choice formats[] = {
     {"table", F_TABLE}, {"csv", F_CSV}, {"json", F_JSON}, {NULL, 0}};
 
 /* Table and CSV text of a value; BLOBs as an SQL hex literal. *owned is freed by the caller. */
-static const char *cell_text(sqlite3_stmt *st, int col, const char *null, char **owned)
+static const char *cell_text(const struct arl_value *v, const char *null, char **owned)
 {
 	*owned = NULL;
-	switch (sqlite3_column_type(st, col)) {
-	case SQLITE_NULL:
+	switch (v->type) {
+	case ARL_VALUE_NULL:
 		return null;
-	case SQLITE_BLOB: {
-		const unsigned char *p = sqlite3_column_blob(st, col);
-		size_t n = (size_t)sqlite3_column_bytes(st, col);
-		char *hex = arl_xmalloc(n * 2 + 4);
+	case ARL_VALUE_BLOB: {
+		const unsigned char *p = (const unsigned char *)v->p;
+		char *hex = arl_xmalloc(v->len * 2 + 4);
 
 		hex[0] = 'X';
 		hex[1] = '\'';
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < v->len; i++)
 			snprintf(hex + 2 + 2 * i, 3, "%02x", p[i]);
-		hex[2 + 2 * n] = '\'';
-		hex[3 + 2 * n] = '\0';
+		hex[2 + 2 * v->len] = '\'';
+		hex[3 + 2 * v->len] = '\0';
 		*owned = hex;
 		return hex;
 	}
 	default:
-		return (const char *)sqlite3_column_text(st, col);
+		return v->p;
 	}
 }
 
@@ -81,42 +81,44 @@ static int read_sql(int argc, char **argv, struct arl_buf *sql, struct arl_err *
 	return 0;
 }
 
-static int print_rows(struct arl_store *store, sqlite3_stmt *st, enum format format,
-                      struct arl_err *err)
+static int print_rows(struct arl_query *q, enum format format, struct arl_err *err)
 {
-	int ncols = sqlite3_column_count(st), rc;
-	struct arl_view_col *cols = arl_xcalloc((size_t)ncols + 1, sizeof(*cols));
-	bool *numeric = arl_xcalloc((size_t)ncols + 1, sizeof(*numeric));
-	const char **cells = arl_xcalloc((size_t)ncols + 1, sizeof(*cells));
-	char **owned = arl_xcalloc((size_t)ncols + 1, sizeof(*owned));
-	char **names = arl_xcalloc((size_t)ncols + 1, sizeof(*names));
-	struct arl_view_table table = ARL_VIEW_TABLE_INIT(cols, (size_t)ncols);
+	size_t ncols = arl_query_columns(q);
+	struct arl_view_col *cols = arl_xcalloc(ncols + 1, sizeof(*cols));
+	bool *numeric = arl_xcalloc(ncols + 1, sizeof(*numeric));
+	const char **cells = arl_xcalloc(ncols + 1, sizeof(*cells));
+	char **owned = arl_xcalloc(ncols + 1, sizeof(*owned));
+	struct arl_view_table table = ARL_VIEW_TABLE_INIT(cols, ncols);
 	struct arl_view_json_array arr = {stdout, 0};
+	struct arl_value v;
+	int rc;
 
-	/* Copied: the first step may re-prepare the statement, which frees the names. */
-	for (int i = 0; i < ncols; i++) {
-		cols[i].title = names[i] = arl_xstrdup(sqlite3_column_name(st, i));
+	for (size_t i = 0; i < ncols; i++) {
+		cols[i].title = arl_query_column_name(q, i);
 		cols[i].shrink = true;
 		numeric[i] = true;
 		if (format == F_CSV)
 			arl_view_csv(stdout, cols[i].title, strlen(cols[i].title), i + 1 == ncols);
 	}
-	while ((rc = arl_store_step(store, st, err)) == 1) {
+	while ((rc = arl_query_next(q, err)) == 1) {
 		if (format == F_JSON) {
 			cJSON *row = cJSON_CreateObject();
 
 			/* A repeated column name would make a JSON object with duplicate keys. */
-			for (int i = 0; i < ncols; i++)
-				if (!cJSON_GetObjectItemCaseSensitive(row, cols[i].title))
-					arl_view_json_col(row, cols[i].title, st, i);
+			for (size_t i = 0; i < ncols; i++) {
+				if (cJSON_GetObjectItemCaseSensitive(row, cols[i].title))
+					continue;
+				arl_query_value(q, i, &v);
+				arl_view_json_value(row, cols[i].title, &v);
+			}
 			arl_view_json_item(&arr, row);
 			continue;
 		}
-		for (int i = 0; i < ncols; i++) {
-			int type = sqlite3_column_type(st, i);
-
-			cells[i] = cell_text(st, i, format == F_CSV ? NULL : "NULL", &owned[i]);
-			if (type != SQLITE_INTEGER && type != SQLITE_FLOAT && type != SQLITE_NULL)
+		for (size_t i = 0; i < ncols; i++) {
+			arl_query_value(q, i, &v);
+			cells[i] = cell_text(&v, format == F_CSV ? NULL : "NULL", &owned[i]);
+			if (v.type != ARL_VALUE_INT && v.type != ARL_VALUE_REAL &&
+			    v.type != ARL_VALUE_NULL)
 				numeric[i] = false;
 			if (format == F_CSV)
 				arl_view_csv(stdout, cells[i], cells[i] ? strlen(cells[i]) : 0,
@@ -124,7 +126,7 @@ static int print_rows(struct arl_store *store, sqlite3_stmt *st, enum format for
 		}
 		if (format == F_TABLE)
 			arl_view_table_add(&table, cells, NULL);
-		for (int i = 0; i < ncols; i++) {
+		for (size_t i = 0; i < ncols; i++) {
 			free(owned[i]);
 			owned[i] = NULL;
 		}
@@ -133,15 +135,12 @@ static int print_rows(struct arl_store *store, sqlite3_stmt *st, enum format for
 		arl_view_json_end(&arr);
 	if (rc == 0 && format == F_TABLE && ncols) {
 		/* Numbers align right, once every value of the column is known to be one. */
-		for (int i = 0; i < ncols; i++)
+		for (size_t i = 0; i < ncols; i++)
 			cols[i].right = numeric[i] && table.nrows;
 		arl_view_table_print(&table, stdout, arl_view_width(STDOUT_FILENO),
 		                     arl_cli_color(STDOUT_FILENO));
 	}
 	arl_view_table_release(&table);
-	for (int i = 0; i < ncols; i++)
-		free(names[i]);
-	free(names);
 	free(owned);
 	free(cells);
 	free(numeric);
@@ -154,8 +153,8 @@ int cmd_query(int argc, char **argv)
 	struct arl_err err = ARL_ERR_INIT;
 	struct arl_buf sql = ARL_BUF_INIT;
 	struct arl_store *store = NULL;
-	sqlite3_stmt *st = NULL, *more = NULL;
-	const char *db = NULL, *tail = NULL;
+	struct arl_query *q = NULL;
+	const char *db = NULL;
 	int format = F_TABLE, nwords, ret = ARL_EXIT_USAGE;
 	const struct arl_option opts[] = {
 	    ARL_OPT_STRING(0, "db", &db, "PATH",
@@ -183,21 +182,11 @@ int cmd_query(int argc, char **argv)
 		ret = ARL_EXIT_INCOMPLETE;
 		goto out;
 	}
-	if (arl_store_prepare(store, sql.p, &st, &tail, &err) < 0) {
+	if (arl_query_prepare(store, sql.p, &q, &err) < 0) {
 		ret = err.code == ARL_E_USAGE ? ARL_EXIT_USAGE : ARL_EXIT_FAILED;
 		goto out;
 	}
-	if (!st) {
-		arl_error(&err, ARL_E_USAGE, "the SQL holds no statement");
-		goto out;
-	}
-	/* Anything but blanks and comments after the first statement is a second one. */
-	if (tail && *tail && (arl_store_prepare(store, tail, &more, NULL, &err) < 0 || more)) {
-		arl_err_clear(&err);
-		arl_error(&err, ARL_E_USAGE, "give one SQL statement at a time");
-		goto out;
-	}
-	if (print_rows(store, st, (enum format)format, &err) < 0) {
+	if (print_rows(q, (enum format)format, &err) < 0) {
 		ret = ARL_EXIT_FAILED;
 		goto out;
 	}
@@ -205,8 +194,7 @@ int cmd_query(int argc, char **argv)
 out:
 	if (ret != ARL_EXIT_OK)
 		arl_view_error(&err);
-	sqlite3_finalize(more);
-	sqlite3_finalize(st);
+	arl_query_free(q);
 	arl_store_close(store);
 	arl_buf_release(&sql);
 	return ret;

@@ -112,15 +112,6 @@ struct step_acc {
 	cJSON *steps;
 };
 
-static void json_int(cJSON *obj, const char *name, bool null, int64_t v)
-{
-	/* Doubles hold integers exactly up to 2^53: ids, counts and ms all fit. */
-	if (null)
-		cJSON_AddNullToObject(obj, name);
-	else
-		cJSON_AddNumberToObject(obj, name, (double)v);
-}
-
 static int add_step(void *arg, const struct arl_step_view *st, struct arl_err *err)
 {
 	struct step_acc *acc = arg;
@@ -135,8 +126,8 @@ static int add_step(void *arg, const struct arl_step_view *st, struct arl_err *e
 		arl_view_json_str(s, "type", st->type);
 		arl_view_json_str(s, "phase", st->callback ? "callback" : "main");
 		arl_view_json_str(s, "state", arl_state_name(st->state));
-		json_int(s, "exitCode", st->exit_null, st->exit_code);
-		json_int(s, "durationMs", st->duration_null, st->duration_ms);
+		arl_view_json_int(s, "exitCode", st->exit_null, st->exit_code);
+		arl_view_json_int(s, "durationMs", st->duration_null, st->duration_ms);
 	}
 	if (st->callback)
 		return 0;
@@ -176,7 +167,7 @@ static int json_job(struct ctx *c, const struct arl_job_view *j, struct arl_err 
 	arl_view_json_raw(md, "labels", j->labels);
 	status = cJSON_AddObjectToObject(job, "status");
 	arl_view_json_str(status, "state", arl_state_name(j->state));
-	json_int(status, "exitCode", j->exit_null, j->exit_code);
+	arl_view_json_int(status, "exitCode", j->exit_null, j->exit_code);
 	/* Filled below, once the steps are read; added now to keep the Task's field order. */
 	cJSON_AddStringToObject(status, "stdout", "");
 	cJSON_AddStringToObject(status, "stderr", "");
@@ -186,25 +177,25 @@ static int json_job(struct ctx *c, const struct arl_job_view *j, struct arl_err 
 	arl_view_json_str(status, "startTime", j->started_at);
 	arl_view_json_str(status, "completionTime", j->finished_at);
 
-	json_int(job, "id", false, j->id);
+	arl_view_json_int(job, "id", false, j->id);
 	arl_view_json_str(job, "key", j->key);
 	arl_view_json_str(job, "file", j->file);
 	arl_view_json_str(job, "pool", j->pool);
-	json_int(job, "attempts", false, j->attempts);
+	arl_view_json_int(job, "attempts", false, j->attempts);
 	arl_view_json_str(job, "errorClass", arl_class_name(j->cls));
 	arl_view_json_str(job, "error", j->error);
 	arl_view_json_raw(job, "item", j->item);
 	arl_view_json_str(job, "specHash", j->spec_hash);
-	json_int(job, "skippedFrom", j->skipped_from_null, j->skipped_from);
+	arl_view_json_int(job, "skippedFrom", j->skipped_from_null, j->skipped_from);
 	if (!j->from_null) {
 		cJSON *from = cJSON_AddObjectToObject(job, "carried");
 
-		json_int(from, "fromRun", false, j->from_run);
-		json_int(from, "fromJob", j->skipped_from_null, j->skipped_from);
+		arl_view_json_int(from, "fromRun", false, j->from_run);
+		arl_view_json_int(from, "fromJob", j->skipped_from_null, j->skipped_from);
 		arl_view_json_str(from, "state", arl_state_name(j->from_state));
 		arl_view_json_str(from, "errorClass", arl_class_name(j->from_cls));
-		json_int(from, "exitCode", j->from_exit_null, j->from_exit);
-		json_int(from, "attempts", false, j->from_attempts);
+		arl_view_json_int(from, "exitCode", j->from_exit_null, j->from_exit);
+		arl_view_json_int(from, "attempts", false, j->from_attempts);
 		arl_view_json_str(from, "error", j->from_error);
 	}
 	acc.steps = cJSON_AddArrayToObject(job, "steps");

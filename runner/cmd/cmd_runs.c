@@ -26,37 +26,28 @@ static const char about[] =
 
 static const struct arl_opt_choice formats[] = {{"table", 0}, {"json", 1}, {NULL, 0}};
 
-static void json_int(cJSON *obj, const char *name, bool null, int64_t v)
-{
-	/* Doubles hold integers exactly up to 2^53: ids, counts and ms all fit. */
-	if (null)
-		cJSON_AddNullToObject(obj, name);
-	else
-		cJSON_AddNumberToObject(obj, name, (double)v);
-}
-
 static void add_json(struct arl_view_json_array *arr, const struct arl_run_view *r)
 {
 	cJSON *run = cJSON_CreateObject(), *jobs;
 
-	json_int(run, "id", false, r->id);
+	arl_view_json_int(run, "id", false, r->id);
 	arl_view_json_str(run, "name", r->name);
 	arl_view_json_str(run, "status", r->status);
 	arl_view_json_str(run, "startedAt", r->started_at);
 	arl_view_json_str(run, "finishedAt", r->finished_at);
-	json_int(run, "durationMs", r->duration_null, r->duration_ms);
-	json_int(run, "exitCode", r->exit_null, r->exit_code);
+	arl_view_json_int(run, "durationMs", r->duration_null, r->duration_ms);
+	arl_view_json_int(run, "exitCode", r->exit_null, r->exit_code);
 	arl_view_json_raw(run, "files", r->files);
 	jobs = cJSON_AddObjectToObject(run, "jobs");
-	json_int(jobs, "total", false, r->jobs_total);
-	json_int(jobs, "succeeded", false, r->jobs_succeeded);
-	json_int(jobs, "failed", false, r->jobs_failed);
-	json_int(jobs, "skipped", false, r->jobs_skipped);
-	json_int(jobs, "cancelled", false, r->jobs_cancelled);
-	json_int(jobs, "carriedFailed", false, r->carried_failed);
-	json_int(jobs, "carriedCancelled", false, r->carried_cancelled);
+	arl_view_json_int(jobs, "total", false, r->jobs_total);
+	arl_view_json_int(jobs, "succeeded", false, r->jobs_succeeded);
+	arl_view_json_int(jobs, "failed", false, r->jobs_failed);
+	arl_view_json_int(jobs, "skipped", false, r->jobs_skipped);
+	arl_view_json_int(jobs, "cancelled", false, r->jobs_cancelled);
+	arl_view_json_int(jobs, "carriedFailed", false, r->carried_failed);
+	arl_view_json_int(jobs, "carriedCancelled", false, r->carried_cancelled);
 	arl_view_json_str(run, "host", r->host);
-	json_int(run, "pid", r->pid_null, r->pid);
+	arl_view_json_int(run, "pid", r->pid_null, r->pid);
 	arl_view_json_str(run, "isolation", r->isolation);
 	arl_view_json_str(run, "notes", r->notes);
 	arl_view_json_item(arr, run);

@@ -95,7 +95,7 @@ void arl_view_json_item(struct arl_view_json_array *a, cJSON *item);
 /* Closes the array ("[]" when empty). */
 void arl_view_json_end(struct arl_view_json_array *a);
 
-/* Prints "arl-batch: MESSAGE" on stderr. */
+/* Prints "arl-batch: MESSAGE" on stderr (arl_log_err). */
 void arl_view_error(const struct arl_err *err);
 
 #endif
