@@ -1,10 +1,12 @@
 /*
- * DESIGN: the counters live in one struct under one mutex (lock order: p->mu only, never
- * nested). The run's main thread updates them from the scheduler's hooks; a progress thread
+ * DESIGN: the counters live in one struct under one mutex (lock order: log.c's mutex, then
+ * p->mu; nothing is called with p->mu held that could take another). The run's main thread updates them from the scheduler's hooks; a progress thread
  * wakes every 200 ms to redraw the bar (the elapsed time, the rate and the ages of the
  * running jobs change even when no job does) or, in plain mode, to print a status line when
  * one is due. Every byte this module writes goes out under the mutex with one write() per
- * frame, so a message, a job line and a redraw can never interleave.
+ * frame, so a message, a job line and a redraw can never interleave. While the bar is up it
+ * is the log's sink (log.h): a message from any thread, a backend's worker included, clears
+ * the bar, prints and redraws under that mutex instead of landing in the middle of the bar.
  *
  * The bar is one line that never reaches the last column (a line that does makes some
  * terminals wrap at once, and the next "\r" would then return to the wrong row). The width
@@ -49,7 +51,7 @@ struct slot {
 };
 
 struct arl_progress {
-	pthread_mutex_t mu; /* lock order: mu only */
+	pthread_mutex_t mu; /* lock order: log.c's mutex (the sink), then mu */
 	pthread_cond_t cv;  /* signalled to stop the thread */
 	pthread_t thread;
 	bool has_thread, stopping;
@@ -435,8 +437,8 @@ static void add_status_line(struct arl_progress *p)
 	take_snapshot(p, &s);
 	failed_text(p, fbuf, sizeof(fbuf), true, true);
 	arl_buf_addf(&p->frame,
-	             "arl-batch: status: %zu/%zu done, %zu succeeded, %s, %zu cancelled, %zu "
-	             "running, %zu retrying, %.2f jobs/s, elapsed %s, ETA %s",
+	             ARL_LOG_PREFIX "status: %zu/%zu done, %zu succeeded, %s, %zu cancelled, %zu "
+	                            "running, %zu retrying, %.2f jobs/s, elapsed %s, ETA %s",
 	             p->done, p->total, p->ok, fbuf, p->cancelled, p->nrunning, p->retrying, s.rate,
 	             fmt_clock(s.elapsed, t1, sizeof(t1)),
 	             s.eta >= 0 ? fmt_clock(s.eta, t2, sizeof(t2)) : "unknown");

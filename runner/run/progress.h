@@ -11,7 +11,9 @@
  * Thread-safety: every function may be called from any thread; the run calls them from the
  * main thread. A progress thread redraws the bar (every 200 ms) and prints plain mode's status
  * lines; one mutex serialises it with the callers, so a message printed through
- * arl_progress_printf() clears the bar, prints and redraws without interleaving.
+ * arl_progress_printf() clears the bar, prints and redraws without interleaving. In bar mode
+ * the display also takes the log's messages over (arl_log_set_sink, from arl_progress_new()
+ * to arl_progress_free()), so arl_log_*() from any thread does the same.
  */
 #ifndef ARL_PROGRESS_H
 #define ARL_PROGRESS_H
@@ -90,7 +92,7 @@ void arl_progress_job_done(struct arl_progress *p, size_t slot, const char *key,
 
 /*
  * Prints a message line (a newline is added when missing) above the bar. With @p NULL it
- * goes straight to stderr.
+ * goes through the log (log.h).
  */
 void arl_progress_printf(struct arl_progress *p, const char *fmt, ...) ARL_PRINTF(2, 3);
 
