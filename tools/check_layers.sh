@@ -75,4 +75,14 @@ done < <(find . -name '*.[ch]' ! -path ./log.c ! -path ./run/progress.c | sort |
 		    code ~ /^[ \t]*#[ \t]*include[ \t]*<err[.]h>/)
 			print FILENAME ":" FNR "\t" $0
 	}')
+# The store owns the schema: only runner/store/ talks to SQLite (sqlite3_*, <sqlite3.h>) or
+# includes its internal headers; everything else reads through its typed readers.
+while IFS=: read -r file line text; do
+	echo "runner/${file#./}:$line: uses SQLite or the store's internals (only runner/store/" \
+		"may; read through a store reader such as store/store_jobs.h):" \
+		"${text#"${text%%[![:space:]]*}"}"
+	bad=1
+done < <(find . -name '*.[ch]' ! -path './store/*' | sort |
+	xargs grep -nE 'sqlite3|"store/store_(internal|rows)\.h"' /dev/null || true)
+
 exit $bad

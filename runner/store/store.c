@@ -43,6 +43,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "store/store_internal.h"
 #include "store/store_migrations.h"
 #include "util.h"
 #include "banned.h"

@@ -18,7 +18,6 @@
 #ifndef ARL_STORE_H
 #define ARL_STORE_H
 
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,7 +32,7 @@ enum {
 	/*
 	 * For `query`: SQLITE_OPEN_READONLY, no migration, and an authorizer that refuses
 	 * every statement that could write (INSERT, UPDATE, DELETE, CREATE, DROP, ALTER,
-	 * ATTACH, DETACH, transactions, pragmas that set a value): arl_store_prepare() then
+	 * ATTACH, DETACH, transactions, pragmas that set a value): arl_query_prepare() then
 	 * fails with ARL_E_USAGE and a message naming what was refused.
 	 */
 	ARL_STORE_READONLY = 1u << 0,
@@ -164,27 +163,6 @@ struct arl_store_prev {
  */
 int arl_store_job_standing(struct arl_store *s, const char *run_name, const char *key,
                            const char *spec_hash, struct arl_store_prev *out, struct arl_err *err);
-
-/*
- * SQL for the read commands: how many Skipped jobs of the run in the enclosing query's
- * `runs` row stand for a result of @state, i.e. count as one (docs/database.md, 'States and
- * failure classes').
- */
-#define ARL_SQL_RUN_CARRIED(state)                                                                 \
-	"(SELECT count(*) FROM jobs k JOIN jobs f ON f.id = k.skipped_from"                        \
-	" WHERE k.run_id = runs.id AND k.state = 'Skipped' AND f.state = '" state "')"
-
-/*
- * For the read commands' own queries. The connection is borrowed and stays the store's.
- * arl_store_prepare() compiles the first statement of @sql (*tail: the text after it; @tail
- * may be NULL); *out is NULL when @sql holds only blanks and comments. A statement a
- * READONLY store refuses fails with ARL_E_USAGE, any other error with ARL_E_DB. The caller
- * finalizes *out. arl_store_step() returns 1 for a row, 0 when done, -1 on error.
- */
-sqlite3 *arl_store_db(struct arl_store *s);
-int arl_store_prepare(struct arl_store *s, const char *sql, sqlite3_stmt **out, const char **tail,
-                      struct arl_err *err);
-int arl_store_step(struct arl_store *s, sqlite3_stmt *st, struct arl_err *err);
 
 /*
  * True when runner @o of @host may still be running: @host is not this host (we cannot tell),

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "store/store.h"
+#include "store/store_internal.h"
 #include "store/store_rows.h"
 #include "util.h"
 #include "banned.h"

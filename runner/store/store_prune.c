@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "store/store.h"
+#include "store/store_internal.h"
 #include "store/store_rows.h"
 #include "util.h"
 #include "banned.h"

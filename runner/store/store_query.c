@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "store/store.h"
+#include "store/store_internal.h"
 #include "util.h"
 #include "banned.h"
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/store_internal.h"
 #include "store/store_rows.h"
 #include "util.h"
 #include "banned.h"

@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "store/store.h"
+#include "store/store_internal.h"
 #include "store/store_rows.h"
 #include "banned.h"
 

@@ -24,6 +24,7 @@
 #include "cmd/cli.h"
 #include "result.h"
 #include "store/store.h"
+#include "store/store_internal.h"
 #include "store/store_migrations.h"
 #include "store/store_rows.h"
 #include "util.h"
