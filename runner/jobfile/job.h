@@ -143,12 +143,4 @@ void arl_jobfile_free(struct arl_jobfile *f);
  */
 void arl_job_spec_hash(const struct arl_job *j, const struct arl_pool *pool, char out[33]);
 
-/*
- * The local backend's rule for a FilePatch path, written once for the backend and for
- * validation: NULL when @path is a file plainly inside /workspace, else why not (owned, no
- * trailing newline). @settled < strlen(path): only its first @settled bytes are known (the
- * rest is a run-time template); what they decide is judged.
- */
-char *arl_filepatch_local_refusal(const char *path, size_t settled);
-
 #endif

@@ -2,6 +2,7 @@
 
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include "util.h"
@@ -65,6 +66,47 @@ static size_t local_isolation(const void *config, const char **note)
 	if (lp->isolation == ARL_ISO_NONE)
 		*note = "isolation none, steps run as plain processes";
 	return lp->isolation == ARL_ISO_NONE ? 1 : 0;
+}
+
+char *arl_filepatch_local_refusal(const char *path, size_t settled)
+{
+	char *copy, *save = NULL, *first = NULL;
+	size_t ncomps = 0;
+	char *why = NULL;
+
+	if (!path || path[0] != '/')
+		return arl_xasprintf(
+		    "FilePatch path '%s' must be an absolute path inside /workspace",
+		    path ? path : "");
+	copy = arl_xstrndup(path, settled);
+	for (const char *p = copy; (p = strstr(p, "..")); p += 2) {
+		if ((p == copy || p[-1] == '/') && (p[2] == '/' || !p[2])) {
+			why = arl_xasprintf("FilePatch path '%s' must not contain '..'", path);
+			goto out;
+		}
+	}
+	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(c, "."))
+			continue;
+		if (!ncomps++)
+			first = c;
+	}
+	if (settled < strlen(path) && !ncomps)
+		goto out; /* nothing settled yet */
+	if (first && !strcmp(first, "tmp"))
+		why = arl_xasprintf("FilePatch path '%s' is refused: /tmp is private to each step "
+		                    "on the local backend, so the file would be gone before the "
+		                    "next step; write it under /workspace",
+		                    path);
+	else if (!first || strcmp(first, "workspace"))
+		why = arl_xasprintf("FilePatch path '%s' is outside /workspace, the only writable "
+		                    "place that persists between steps",
+		                    path);
+	else if (settled == strlen(path) && (ncomps < 2 || path[settled - 1] == '/'))
+		why = arl_xasprintf("FilePatch path '%s' names a directory, not a file", path);
+out:
+	free(copy);
+	return why;
 }
 
 const struct arl_pool_kind arl_local_pool_kind = {

@@ -16,6 +16,7 @@
 #include "jobfile/template.h"
 #include "util.h"
 #include "jobfile/yaml_load.h"
+#include "local/local_pool.h"
 
 static void test_durations(void **state)
 {
