@@ -1,6 +1,7 @@
 /*
  * DESIGN: the page is written top to bottom in one pass, one function per section, each
- * running its own aggregate queries. Nothing is kept in memory beyond one section's numbers,
+ * formatting the aggregates and capped lists its store readers (store/store_report.h) hand
+ * it, row by row. Nothing is kept in memory beyond one section's numbers,
  * except the job durations (one int64 per job, for exact percentiles; 800 KB at 100 000
  * jobs), which is cheaper than the three sorted scans SQLite would need for them.
  *
