@@ -1,8 +1,10 @@
 #include "result.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
 #include "banned.h"
 
 const char *arl_state_name(enum arl_state s)
@@ -29,6 +31,29 @@ int arl_class_parse(const char *s, enum arl_class *out)
 		}
 	}
 	return -1;
+}
+
+void arl_output_take(struct arl_output *o, char *s, size_t max)
+{
+	size_t len = strlen(s), half = max / 2, mlen;
+	uint64_t dropped = len - 2 * half;
+	char marker[80];
+
+	arl_output_release(o);
+	if (!max || len <= max) {
+		o->data = s;
+		o->len = len;
+		return;
+	}
+	mlen = (size_t)snprintf(marker, sizeof(marker), ARL_OUTPUT_ELIDED, dropped);
+	o->len = 2 * half + mlen;
+	o->data = arl_xmalloc(o->len + 1);
+	memcpy(o->data, s, half);
+	memcpy(o->data + half, marker, mlen);
+	memcpy(o->data + half + mlen, s + len - half, half);
+	o->data[o->len] = '\0';
+	o->truncated = true;
+	free(s);
 }
 
 void arl_output_release(struct arl_output *o)

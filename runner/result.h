@@ -6,6 +6,7 @@
 #ifndef ARL_RESULT_H
 #define ARL_RESULT_H
 
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -86,6 +87,14 @@ struct arl_job_result {
 	size_t nmetrics;
 };
 
+/* What stands for the middle of an output longer than its capture limit (bytes dropped). */
+#define ARL_OUTPUT_ELIDED "\n[... %" PRIu64 " bytes truncated ...]\n"
+
+/*
+ * Sets @o to @s (NUL-terminated, taken over). Longer than @max (0: no limit), only its first
+ * and last @max/2 bytes are kept around ARL_OUTPUT_ELIDED, as spawn.c keeps a local step's.
+ */
+void arl_output_take(struct arl_output *o, char *s, size_t max);
 void arl_output_release(struct arl_output *o);
 void arl_step_result_release(struct arl_step_result *s);
 void arl_attempt_result_release(struct arl_attempt_result *a);

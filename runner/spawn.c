@@ -157,8 +157,7 @@ static void capture_finish(struct capture *c, struct arl_output *out)
 	char *d;
 
 	if (dropped)
-		mlen = (size_t)snprintf(marker, sizeof(marker),
-		                        "\n[... %" PRIu64 " bytes truncated ...]\n", dropped);
+		mlen = (size_t)snprintf(marker, sizeof(marker), ARL_OUTPUT_ELIDED, dropped);
 	len = c->head_len + mlen + c->ring_len;
 	d = arl_xmalloc(len + 1);
 	if (c->head_len)

@@ -51,7 +51,6 @@
 #include "k8s/backend_k8s.h"
 
 #include "backend/backend.h"
-#include "buf.h"
 #include "log.h"
 #include "k8s/k8s_client.h"
 #include "k8s/k8s_watch.h"
@@ -770,28 +769,6 @@ static int task_settled(const cJSON *obj, bool deleted, void *arg)
 	return deleted;
 }
 
-/* Keeps head and tail of @s when longer than @max, as spawn.c does for local steps. */
-static void set_output(struct arl_output *o, char *s, size_t max)
-{
-	size_t len = strlen(s);
-
-	arl_output_release(o);
-	if (len <= max) {
-		o->data = s;
-		o->len = len;
-		return;
-	}
-	struct arl_buf b = ARL_BUF_INIT;
-	size_t half = max / 2;
-
-	arl_buf_add(&b, s, half);
-	arl_buf_addf(&b, "\n[... %zu bytes truncated ...]\n", len - 2 * half);
-	arl_buf_add(&b, s + len - half, half);
-	o->data = arl_buf_detach(&b, &o->len);
-	o->truncated = true;
-	free(s);
-}
-
 /* Appends @step to the Task's spec.steps as ARL's TaskStep. */
 static void task_step(cJSON *steps, const struct arl_step *step)
 {
@@ -992,8 +969,8 @@ static int kube_exec(void *state, struct arl_sandbox *sb, const struct arl_step 
 	} else {
 		*cls = ARL_CLASS_NONE;
 	}
-	set_output(&res->out, v.out, k->capture_max);
-	set_output(&res->err, v.err, k->capture_max);
+	arl_output_take(&res->out, v.out, k->capture_max);
+	arl_output_take(&res->err, v.err, k->capture_max);
 	v.out = v.err = NULL;
 	if (*cls == ARL_CLASS_INFRA) {
 		ret = -1; /* arl_backend_exec() records the infra class, attempt.c the message */

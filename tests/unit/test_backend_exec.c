@@ -1,6 +1,7 @@
 /*
  * The backend forwarders (backend.h): a backend reports a step's class and its own output; the
  * step's state, name, type, times and empty outputs are filled once, by arl_backend_exec().
+ * And the one head-and-tail clipping of an output (result.h) that backends share.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -129,12 +130,32 @@ static void test_backend_times_kept(void **state)
 	arl_step_result_release(&res);
 }
 
+/* A backend that gets a step's whole output keeps what spawn.c keeps of a local one. */
+static void test_output_clipped(void **state)
+{
+	struct arl_output o = {0};
+
+	(void)state;
+	arl_output_take(&o, arl_xstrdup("0123456789"), 0);
+	assert_string_equal(o.data, "0123456789");
+	assert_false(o.truncated);
+	arl_output_take(&o, arl_xstrdup("0123456789"), 10);
+	assert_int_equal(o.len, 10);
+	assert_false(o.truncated);
+	arl_output_take(&o, arl_xstrdup("0123456789"), 5);
+	assert_string_equal(o.data, "01\n[... 6 bytes truncated ...]\n89");
+	assert_int_equal(o.len, strlen(o.data));
+	assert_true(o.truncated);
+	arl_output_release(&o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_state_follows_class),
 	    cmocka_unit_test(test_infra),
 	    cmocka_unit_test(test_backend_times_kept),
+	    cmocka_unit_test(test_output_clipped),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
