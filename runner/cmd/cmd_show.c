@@ -279,8 +279,8 @@ static int print_metrics(struct ctx *c, int64_t job_id)
 }
 
 /*
- * What a Skipped job stands for (SPEC: it counts as that result): "Failed (timeout), exit 124,
- * 2 attempts, from run 3 'nightly' (job id 17)", then that result's error.
+ * What a Skipped job stands for (it counts as that result, docs/database.md): "Failed
+ * (timeout), exit 124, 2 attempts, from run 3 'nightly' (job id 17)", then that result's error.
  */
 static void print_carried(const struct ctx *c, const struct arl_job_view *j)
 {

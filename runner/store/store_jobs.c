@@ -18,7 +18,7 @@
 /* clang-format off */
 /*
  * A Skipped job is read with the result it stands for (s): a carried failure is a failure of
- * this run too (SPEC), whatever state its own row has.
+ * this run too (docs/database.md), whatever state its own row has.
  */
 #define JOB_COLS                                                                                   \
 	"j.id AS id, j.run_id AS run_id, j.key AS key, j.name AS name, j.file AS file,"            \

@@ -28,9 +28,9 @@ void arl_job_reader_new(struct arl_store *s, struct arl_job_reader **out);
 void arl_job_reader_free(struct arl_job_reader *r);
 
 /*
- * A job row. A Skipped job stands for an earlier result (SPEC: it counts as that result): the
- * from_* fields describe that result and are NULL/0 (from_null) when the job is not Skipped or
- * its result was pruned.
+ * A job row. A Skipped job stands for an earlier result (it counts as that result,
+ * docs/database.md): the from_* fields describe that result and are NULL/0 (from_null) when
+ * the job is not Skipped or its result was pruned.
  */
 struct arl_job_view {
 	int64_t id, run_id;
