@@ -68,40 +68,6 @@ struct sctx {
 	size_t nrejected, caprejected;
 };
 
-/* The loader's shorthands for fields.c on its context. */
-static void diag(struct sctx *c, const struct arl_node *n, const char *fmt, ...) ARL_PRINTF(3, 4);
-static void diag(struct sctx *c, const struct arl_node *n, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	arl_field_vdiag(&c->r, n, fmt, ap);
-	va_end(ap);
-}
-
-static void check_keys(struct sctx *c, const struct arl_node *map, const char *where,
-                       const char *const *allowed)
-{
-	arl_field_check_keys(&c->r, map, where, allowed);
-}
-
-static bool want(struct sctx *c, const struct arl_node *n, enum arl_node_kind kind,
-                 const char *name)
-{
-	return arl_field_want(&c->r, n, kind, name);
-}
-
-static char *get_str(struct sctx *c, const struct arl_node *n, const char *name)
-{
-	return arl_field_str(&c->r, n, name);
-}
-
-static bool get_int(struct sctx *c, const struct arl_node *n, const char *name, int64_t min,
-                    int64_t max, int64_t *out)
-{
-	return arl_field_int(&c->r, n, name, min, max, out);
-}
-
 /*
  * A pool may refuse a FilePatch path in every attempt (class failed; a local pool one outside
  * /workspace): say so here, at the path. A run-time template ({{ attempt }}) leaves only the
@@ -125,9 +91,10 @@ static bool check_local_path(void *arg, const struct arl_node *n, const struct a
 	if (!(why = pool->kind->filepatch_refusal(path, settled)))
 		return true;
 	if (c->origin[0])
-		diag(c, n, "%s (%s pool '%s'; %s)", why, pool->kind->name, pool->name, c->origin);
+		arl_field_diag(&c->r, n, "%s (%s pool '%s'; %s)", why, pool->kind->name, pool->name,
+		               c->origin);
 	else
-		diag(c, n, "%s (%s pool '%s')", why, pool->kind->name, pool->name);
+		arl_field_diag(&c->r, n, "%s (%s pool '%s')", why, pool->kind->name, pool->name);
 	free(why);
 	return false;
 }
@@ -135,17 +102,20 @@ static bool check_local_path(void *arg, const struct arl_node *n, const struct a
 static bool name_ok(struct sctx *c, const struct arl_node *n, const char *name)
 {
 	if (!*name) {
-		diag(c, n, "job name must not be empty%s%s", c->origin[0] ? " " : "", c->origin);
+		arl_field_diag(&c->r, n, "job name must not be empty%s%s", c->origin[0] ? " " : "",
+		               c->origin);
 		return false;
 	}
 	if (strlen(name) > MAX_NAME_LEN) {
-		diag(c, n, "job name '%.40s...' is longer than %d characters", name, MAX_NAME_LEN);
+		arl_field_diag(&c->r, n, "job name '%.40s...' is longer than %d characters", name,
+		               MAX_NAME_LEN);
 		return false;
 	}
 	for (const char *p = name; *p; p++) {
 		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '/') {
-			diag(c, n, "job name '%s' must not contain '/' or control characters",
-			     name);
+			arl_field_diag(&c->r, n,
+			               "job name '%s' must not contain '/' or control characters",
+			               name);
 			return false;
 		}
 	}
@@ -203,8 +173,8 @@ static bool check_unique(struct sctx *c, const struct arl_node *at, const char *
 	i = name_slot(c, hash, name);
 	if (c->names[i].ref) {
 		slot_name(c, c->names[i].ref, &first);
-		diag(c, at, "duplicate job name '%s' (first at %u:%u)%s%s", name, first.line,
-		     first.col, c->origin[0] ? "; " : "", c->origin);
+		arl_field_diag(&c->r, at, "duplicate job name '%s' (first at %u:%u)%s%s", name,
+		               first.line, first.col, c->origin[0] ? "; " : "", c->origin);
 		return false;
 	}
 	/* The job will be f->jobs[njobs] if it is valid; expand() settles it. */
@@ -310,25 +280,27 @@ static bool load_matrix(struct sctx *c, const struct arl_node *m, struct items *
 {
 	size_t total = 1, nkeys = m->nkids / 2;
 
-	if (!want(c, m, ARL_NODE_MAP, "matrix"))
+	if (!arl_field_want(&c->r, m, ARL_NODE_MAP, "matrix"))
 		return false;
 	if (!nkeys) {
-		diag(c, m, "'matrix' must not be empty");
+		arl_field_diag(&c->r, m, "'matrix' must not be empty");
 		return false;
 	}
 	for (size_t k = 0; k < nkeys; k++) {
 		const struct arl_node *vals = m->kids[2 * k + 1];
 
-		if (!want(c, vals, ARL_NODE_SEQ,
-		          m->kids[2 * k]->str ? m->kids[2 * k]->str : "matrix"))
+		if (!arl_field_want(&c->r, vals, ARL_NODE_SEQ,
+		                    m->kids[2 * k]->str ? m->kids[2 * k]->str : "matrix"))
 			return false;
 		if (!vals->nkids) {
-			diag(c, vals, "matrix axis '%s' must not be empty", m->kids[2 * k]->str);
+			arl_field_diag(&c->r, vals, "matrix axis '%s' must not be empty",
+			               m->kids[2 * k]->str);
 			return false;
 		}
 		total *= vals->nkids;
 		if (total > MAX_JOBS_PER_FILE) {
-			diag(c, m, "matrix expands to more than %d jobs", MAX_JOBS_PER_FILE);
+			arl_field_diag(&c->r, m, "matrix expands to more than %d jobs",
+			               MAX_JOBS_PER_FILE);
 			return false;
 		}
 	}
@@ -359,28 +331,30 @@ static bool load_items(struct sctx *c, const struct arl_node *fe, struct items *
 	int sources;
 
 	memset(it, 0, sizeof(*it));
-	if (!want(c, fe, ARL_NODE_MAP, "foreach"))
+	if (!arl_field_want(&c->r, fe, ARL_NODE_MAP, "foreach"))
 		return false;
-	check_keys(c, fe, "'foreach'", foreach_keys);
+	arl_field_check_keys(&c->r, fe, "'foreach'", foreach_keys);
 	file = arl_node_get(fe, "file");
 	items = arl_node_get(fe, "items");
 	matrix = arl_node_get(fe, "matrix");
 	sources = !!file + !!items + !!matrix;
 	if (sources != 1) {
-		diag(c, fe, "'foreach' needs exactly one of 'file', 'items' or 'matrix'");
+		arl_field_diag(&c->r, fe,
+		               "'foreach' needs exactly one of 'file', 'items' or 'matrix'");
 		return false;
 	}
 	if (file) {
 		char *rel, *fs;
 		bool ok;
 
-		if (!(rel = get_str(c, file, "file")))
+		if (!(rel = arl_field_str(&c->r, file, "file")))
 			return false;
 		fs = rel[0] == '/' ? arl_xstrdup(rel) : arl_xasprintf("%s/%s", c->dir, rel);
 		it->from = FROM_FILE;
 		if (!has_suffix(rel, ".jsonl") && !has_suffix(rel, ".json") &&
 		    !has_suffix(rel, ".csv")) {
-			diag(c, file, "dataset '%s' must be .jsonl, .json or .csv", rel);
+			arl_field_diag(&c->r, file, "dataset '%s' must be .jsonl, .json or .csv",
+			               rel);
 			ok = false;
 		} else {
 			it->ds = arl_xmalloc(sizeof(*it->ds));
@@ -395,25 +369,27 @@ static bool load_items(struct sctx *c, const struct arl_node *fe, struct items *
 		}
 		it->n = it->ds->n;
 		if (!it->n) {
-			diag(c, file, "dataset '%s' has no records", it->ds->path);
+			arl_field_diag(&c->r, file, "dataset '%s' has no records", it->ds->path);
 			return false;
 		}
 		return true;
 	}
 	if (items) {
-		if (!want(c, items, ARL_NODE_SEQ, "items"))
+		if (!arl_field_want(&c->r, items, ARL_NODE_SEQ, "items"))
 			return false;
 		if (!items->nkids) {
-			diag(c, items, "'items' must not be empty");
+			arl_field_diag(&c->r, items, "'items' must not be empty");
 			return false;
 		}
-		for (size_t i = 0; i < items->nkids; i++)
-			if (items->kids[i]->kind != ARL_NODE_MAP)
-				return diag(
-				           c, items->kids[i],
-				           "each item of 'foreach.items' must be a mapping, got %s",
-				           arl_node_describe(items->kids[i])),
-				       false;
+		for (size_t i = 0; i < items->nkids; i++) {
+			if (items->kids[i]->kind != ARL_NODE_MAP) {
+				arl_field_diag(
+				    &c->r, items->kids[i],
+				    "each item of 'foreach.items' must be a mapping, got %s",
+				    arl_node_describe(items->kids[i]));
+				return false;
+			}
+		}
 		it->from = FROM_ITEMS;
 		it->owned = node_json(items);
 		it->v = arl_xcalloc(items->nkids ? items->nkids : 1, sizeof(*it->v));
@@ -512,9 +488,9 @@ static void parse_job(struct sctx *c, const struct arl_node *jn)
 	const struct arl_node *fe;
 	struct items it;
 
-	if (!want(c, jn, ARL_NODE_MAP, "each job"))
+	if (!arl_field_want(&c->r, jn, ARL_NODE_MAP, "each job"))
 		return;
-	check_keys(c, jn, "job", job_keys);
+	arl_field_check_keys(&c->r, jn, "job", job_keys);
 	fe = arl_node_get(jn, "foreach");
 	if (!fe) {
 		struct arl_job j;
@@ -535,7 +511,8 @@ static void parse_job(struct sctx *c, const struct arl_node *jn)
 	}
 	for (size_t i = 0; i < it.n; i++) {
 		if (c->f->njobs >= MAX_JOBS_PER_FILE) {
-			diag(c, fe, "more than %d jobs in one file", MAX_JOBS_PER_FILE);
+			arl_field_diag(&c->r, fe, "more than %d jobs in one file",
+			               MAX_JOBS_PER_FILE);
 			break;
 		}
 		struct arl_job j;
@@ -590,55 +567,57 @@ static void parse_top(struct sctx *c, const struct arl_node *root)
 	int64_t n;
 
 	if (!root || root->kind != ARL_NODE_MAP) {
-		diag(c, root,
-		     "a job file must be a mapping with 'version', 'pools' and 'jobs', got %s",
-		     root ? arl_node_describe(root) : "an empty document");
+		arl_field_diag(
+		    &c->r, root,
+		    "a job file must be a mapping with 'version', 'pools' and 'jobs', got %s",
+		    root ? arl_node_describe(root) : "an empty document");
 		return;
 	}
-	check_keys(c, root, "the job file", top_keys);
+	arl_field_check_keys(&c->r, root, "the job file", top_keys);
 	if (!(v = arl_node_get(root, "version")))
-		diag(c, root, "missing required key 'version' (add 'version: 1')");
+		arl_field_diag(&c->r, root, "missing required key 'version' (add 'version: 1')");
 	else if (v->kind != ARL_NODE_SCALAR)
-		diag(c, v, "'version' must be 1, got %s", arl_node_describe(v));
+		arl_field_diag(&c->r, v, "'version' must be 1, got %s", arl_node_describe(v));
 	else if (!v->plain || strcmp(v->str, "1"))
-		diag(c, v, "'version' must be 1 (a number), got %s'%s'",
-		     v->plain ? "" : "the string ", v->str);
+		arl_field_diag(&c->r, v, "'version' must be 1 (a number), got %s'%s'",
+		               v->plain ? "" : "the string ", v->str);
 	if ((v = arl_node_get(root, "name"))) {
 		c->t.no_vars = "the file's 'name'";
-		c->f->name = get_str(c, v, "name");
+		c->f->name = arl_field_str(&c->r, v, "name");
 		c->t.no_vars = NULL;
 	}
 	if (!c->f->name)
 		c->f->name = arl_xstrdup(c->f->stem);
 	if ((v = arl_node_get(root, "concurrency")) &&
-	    get_int(c, v, "concurrency", 1, INT32_MAX, &n))
+	    arl_field_int(&c->r, v, "concurrency", 1, INT32_MAX, &n))
 		c->f->concurrency = (int)n;
 	pools = arl_node_get(root, "pools");
 	if (!pools) {
-		diag(c, root, "missing required key 'pools'");
-	} else if (want(c, pools, ARL_NODE_MAP, "pools")) {
+		arl_field_diag(&c->r, root, "missing required key 'pools'");
+	} else if (arl_field_want(&c->r, pools, ARL_NODE_MAP, "pools")) {
 		if (!pools->nkids)
-			diag(c, pools, "'pools' must not be empty");
+			arl_field_diag(&c->r, pools, "'pools' must not be empty");
 		c->f->pools = arl_xcalloc(pools->nkids / 2 + 1, sizeof(*c->f->pools));
 		for (size_t i = 0; i + 1 < pools->nkids; i += 2) {
 			if (pools->kids[i]->kind != ARL_NODE_SCALAR) {
-				diag(c, pools->kids[i], "pool names must be strings");
+				arl_field_diag(&c->r, pools->kids[i], "pool names must be strings");
 				continue;
 			}
 			arl_pool_parse(&c->r, c->dir, pools->kids[i], pools->kids[i + 1],
 			               &c->f->pools[c->f->npools++]);
 		}
 	}
-	if ((v = arl_node_get(root, "defaults")) && want(c, v, ARL_NODE_MAP, "defaults")) {
+	if ((v = arl_node_get(root, "defaults")) &&
+	    arl_field_want(&c->r, v, ARL_NODE_MAP, "defaults")) {
 		c->f->defaults = v;
-		check_keys(c, v, "defaults", defaults_keys);
+		arl_field_check_keys(&c->r, v, "defaults", defaults_keys);
 	}
 	jobs = arl_node_get(root, "jobs");
 	if (!jobs) {
-		diag(c, root, "missing required key 'jobs'");
-	} else if (want(c, jobs, ARL_NODE_SEQ, "jobs")) {
+		arl_field_diag(&c->r, root, "missing required key 'jobs'");
+	} else if (arl_field_want(&c->r, jobs, ARL_NODE_SEQ, "jobs")) {
 		if (!jobs->nkids)
-			diag(c, jobs, "'jobs' must not be empty");
+			arl_field_diag(&c->r, jobs, "'jobs' must not be empty");
 		for (size_t i = 0; i < jobs->nkids; i++)
 			parse_job(c, jobs->kids[i]);
 	}
