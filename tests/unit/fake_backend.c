@@ -52,7 +52,6 @@ static int fake_exec(void *state, struct arl_sandbox *sb, const struct arl_step 
 	bool ok = step->type != ARL_STEP_COMMAND || !strcmp(step->argv[0], "true");
 
 	(void)state, (void)ctx, (void)err;
-	res->started_ms = arl_wall_ms();
 	if (step->type == ARL_STEP_COMMAND) {
 		arl_buf_addstr(&out, sb->pool->greeting);
 		for (size_t i = 1; i < step->argc; i++)
@@ -62,9 +61,7 @@ static int fake_exec(void *state, struct arl_sandbox *sb, const struct arl_step 
 		res->has_exit = true;
 		res->exit_code = ok ? 0 : 1;
 	}
-	res->state = ok ? ARL_STATE_SUCCEEDED : ARL_STATE_FAILED;
-	*cls = ok ? ARL_CLASS_NONE : ARL_CLASS_FAILED;
-	res->finished_ms = arl_wall_ms();
+	*cls = ok ? ARL_CLASS_NONE : ARL_CLASS_FAILED; /* arl_backend_exec() does the rest */
 	return 0;
 }
 
