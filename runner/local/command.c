@@ -184,6 +184,7 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 	struct arl_spawn_opts so = {0};
 	struct arl_spawn_ident id;
 	struct arl_spawn_result sr;
+	struct arl_err spawn_err = ARL_ERR_INIT; /* a refused workDir is the step's, not ours */
 	char *cwd = NULL, *prog = NULL, *wd = NULL, *mnt_cwd = NULL;
 	const char *path;
 	int ret = -1, code = 1, args_fd = -1, ws_fd = -1;
@@ -248,14 +249,14 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 	so.deadline_ms = ctx ? ctx->deadline_ms : 0;
 	so.capture_max = L->capture_max;
 	so.cancel_fd = L->cancel_fd;
-	if (arl_spawn_run(&so, &sr, err) < 0) {
+	if (arl_spawn_run(&so, &sr, &spawn_err) < 0) {
 		/* As root, workDir is entered as the step's uid: what it may not enter, it fails. */
-		if (mnt_cwd && err->code == ARL_E_INVALID) {
+		if (mnt_cwd && spawn_err.code == ARL_E_INVALID) {
 			arl_buf_addf(&msg, ARL_LOG_PREFIX "workDir '%s': %s\n",
-			             step->work_dir ? step->work_dir : WS_INSIDE, err->msg);
-			arl_err_clear(err);
+			             step->work_dir ? step->work_dir : WS_INSIDE, spawn_err.msg);
 			goto refused;
 		}
+		arl_error(err, spawn_err.code, "%s", spawn_err.msg);
 		sb->tainted = true; /* rare, and maybe after the start: take no chances */
 		*cls = ARL_CLASS_INFRA;
 		goto out;

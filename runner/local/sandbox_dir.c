@@ -188,22 +188,25 @@ int arl_local_make_sandbox(struct local *L, const struct arl_pool *pool, const s
 		}
 	}
 	if (workspace) {
+		/* The copy's own error, reworded before it reaches the caller's. */
+		struct arl_err copy_err = ARL_ERR_INIT;
+
 		arl_buf_add(&rel, "", 0);
 		if ((sfd = open(workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 			arl_error_errno(err, errno, "cannot open workspace '%s'", workspace);
 			goto out;
 		}
-		if (arl_local_copy_tree(sfd, dfd, &rel, 0, &cb, err) < 0) {
-			enum arl_errc code = err->code;
+		if (arl_local_copy_tree(sfd, dfd, &rel, 0, &cb, &copy_err) < 0) {
+			enum arl_errc code = copy_err.code;
 
 			if (code == ARL_E_TIMEOUT || code == ARL_E_CANCELLED) {
-				arl_err_clear(err);
 				arl_error(err, code, "%s while copying workspace '%s'",
 				          code == ARL_E_TIMEOUT ? "the job's prepareTimeout passed"
 				                                : "cancelled",
 				          workspace);
 			} else {
-				arl_err_prefix(err, "cannot copy workspace '%s'", workspace);
+				arl_err_prefix(&copy_err, "cannot copy workspace '%s'", workspace);
+				arl_error(err, code, "%s", copy_err.msg);
 			}
 			goto out;
 		}
