@@ -2,8 +2,9 @@
  * DESIGN: one mutex (lock order: log_mu, then the sink's own locks) guards the sink and is
  * held while a message goes out, so messages never interleave and a sink being replaced is
  * never running. Messages are formatted before the lock is taken, into a stack buffer that
- * grows on the heap only for long ones; out of memory they are cut, never lost (util's
- * out-of-memory message comes through here).
+ * grows on the heap only for long ones; out of memory they are cut, never lost.
+ * arl_log_fatal() takes no lock at all: util's out-of-memory abort may come from a thread
+ * that holds the sink's lock.
  */
 #include "log.h"
 

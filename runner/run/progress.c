@@ -672,6 +672,8 @@ static void log_sink(void *arg, const char *text, size_t len)
 	pthread_mutex_lock(&p->mu);
 	add_line_above(p);
 	arl_buf_add(&p->frame, text, len);
+	if (len && text[len - 1] != '\n')
+		arl_buf_addstr(&p->frame, "\n"); /* the bar goes on a line of its own */
 	finish_lines(p);
 	pthread_mutex_unlock(&p->mu);
 }

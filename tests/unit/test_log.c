@@ -354,6 +354,7 @@ static void test_bar_sink(void **state)
 	/* From another thread, as the backends' workers do. */
 	assert_int_equal(pthread_create(&th, NULL, keepalive_worker, NULL), 0);
 	pthread_join(th, NULL);
+	arl_log_puts("raw text without its newline");
 	arl_progress_free(p);
 	/* Once the bar is gone, messages go to fd 2 again. */
 	s = on_fd2(say_after_bar);
@@ -373,6 +374,10 @@ static void test_bar_sink(void **state)
 	at += strlen(msg);
 	assert_non_null(strstr(at, "0/3"));
 	assert_non_null(strstr(at, "running 1"));
+	/* Raw text that does not end its line still leaves the bar a line of its own. */
+	at = strstr(at, "\r\033[Kraw text without its newline\n");
+	assert_non_null(at);
+	assert_non_null(strstr(at, "0/3"));
 	free(s);
 	unsetenv("COLUMNS");
 }
