@@ -393,12 +393,14 @@ static int local_exec(void *state, struct arl_sandbox *sb, const struct arl_step
                       enum arl_class *cls, struct arl_err *err)
 {
 	struct local *L = state;
+	/* The step's own error: a removed sandbox replaces it before it reaches the caller's. */
+	struct arl_err step_err = ARL_ERR_INIT;
 	int ret;
 
 	if (step->type == ARL_STEP_FILEPATCH)
-		ret = arl_local_run_filepatch(L, sb, step, res, cls, err);
+		ret = arl_local_run_filepatch(L, sb, step, res, cls, &step_err);
 	else
-		ret = arl_local_run_command(L, sb, step, ctx, res, cls, err);
+		ret = arl_local_run_command(L, sb, step, ctx, res, cls, &step_err);
 	/*
 	 * A step that failed in a directory deleted under it did nothing wrong: the failure is
 	 * the host's (infra, retried), not a result of the step. Behind bwrap a step cannot
@@ -406,12 +408,13 @@ static int local_exec(void *state, struct arl_sandbox *sb, const struct arl_step
 	 */
 	if ((ret < 0 || *cls == ARL_CLASS_FAILED || *cls == ARL_CLASS_TIMEOUT) &&
 	    sandbox_removed(L, sb)) {
-		arl_err_clear(err);
 		arl_error(err, ARL_E_BACKEND,
 		          "the sandbox directory '%s' was removed from the host while the step ran",
 		          sb->path);
 		sb->tainted = true;
 		ret = -1;
+	} else if (ret < 0) {
+		arl_error(err, step_err.code, "%s", step_err.msg);
 	}
 	return ret;
 }
