@@ -34,14 +34,6 @@ const struct arl_backend_ops *arl_backend_at(size_t i)
 	return i < nbackends ? backends[i] : NULL;
 }
 
-const struct arl_backend_ops *arl_backend_of(const struct arl_pool_kind *kind)
-{
-	for (size_t i = 0; kind && i < nbackends; i++)
-		if (backends[i]->pool == kind)
-			return backends[i];
-	return NULL;
-}
-
 const struct arl_backend_option *arl_backend_option_find(const char *name)
 {
 	for (size_t i = 0; i < nbackends; i++)

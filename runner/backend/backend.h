@@ -32,6 +32,7 @@ struct arl_backend_option {
 	const char *name; /* the long option without dashes */
 	/* 0 when @value will do; else -1 with what is expected in @err. NULL: any value. */
 	int (*check)(const char *value, struct arl_err *err);
+	const char *argh, *help; /* `run --help`: the value's name and what the option does */
 };
 
 struct arl_backend_opts {
@@ -104,8 +105,6 @@ void arl_backend_register(const struct arl_backend_ops *ops);
 const struct arl_backend_ops *arl_backend_find(const char *name);
 /* The @i-th registered backend; NULL past the last. */
 const struct arl_backend_ops *arl_backend_at(size_t i);
-/* The registered backend whose pools are of @kind (NULL: none). */
-const struct arl_backend_ops *arl_backend_of(const struct arl_pool_kind *kind);
 /* The option @name some registered backend owns, or NULL. */
 const struct arl_backend_option *arl_backend_option_find(const char *name);
 /* 0 when a registered backend owns option @name and accepts @value; else -1 with @err. */

@@ -11,7 +11,6 @@
 #include "err.h"
 #include "jobfile/jobload.h"
 #include "log.h"
-#include "jobfile/pool_parse.h"
 #include "run/progress.h"
 #include "run/run.h"
 #include "jobfile/expand.h"
@@ -101,6 +100,29 @@ static int backend_setting(const struct arl_option *o, const char *arg, struct a
 	return add_backend_setting(o->value, o->long_name, arg, err);
 }
 
+/*
+ * @fixed (@n options), then the options every registered backend owns (kubernetes:
+ * --kubeconfig ...), collected into @settings for the backends to read; then the end.
+ */
+static struct arl_option *with_backend_options(const struct arl_option *fixed, size_t n,
+                                               struct backend_settings *settings)
+{
+	const struct arl_backend_ops *b;
+	struct arl_option *opts;
+	size_t total = n + 1;
+
+	for (size_t i = 0; (b = arl_backend_at(i)); i++)
+		for (const struct arl_backend_option *o = b->options; o && o->name; o++)
+			total++;
+	opts = arl_xcalloc(total, sizeof(*opts)); /* zeroed: the last is ARL_OPT_END() */
+	memcpy(opts, fixed, n * sizeof(*fixed));
+	for (size_t i = 0; (b = arl_backend_at(i)); i++)
+		for (const struct arl_backend_option *o = b->options; o && o->name; o++)
+			opts[n++] = (struct arl_option)ARL_OPT_CALLBACK(
+			    0, o->name, settings, backend_setting, o->argh, o->help);
+	return opts;
+}
+
 /* --backend NAME: a registered backend. */
 static int pick_backend(const struct arl_option *o, const char *arg, struct arl_err *err)
 {
@@ -168,7 +190,7 @@ int cmd_run(int argc, char **argv)
 	char *state_dir = NULL;
 	size_t nfiles = 0, max_record = 0;
 	int ret = ARL_EXIT_USAGE, bad = 0, dry = 0, n;
-	const struct arl_option opts[] = {
+	const struct arl_option fixed[] = {
 	    ARL_OPT_INT('j', "concurrency", &ro.concurrency, 1, 100000, "N",
 	                "jobs in flight at most (default: sum of the pools' replicas)"),
 	    ARL_OPT_STRING(0, "db", &db, "PATH",
@@ -213,23 +235,15 @@ int cmd_run(int argc, char **argv)
 	    ARL_OPT_CHOICE(0, "overlap", &ro.overlap, overlaps,
 	                   "another run of this name holds the lock: exit 75 (forbid,\n"
 	                   "the default), wait for it, or run anyway"),
-	    ARL_OPT_CALLBACK(0, "kubeconfig", &settings, backend_setting, "PATH",
-	                     "kubernetes: the kubeconfig (default $KUBECONFIG,\n"
-	                     "~/.kube/config, else the in-cluster service account)"),
-	    ARL_OPT_CALLBACK(0, "context", &settings, backend_setting, "NAME",
-	                     "kubernetes: the kubeconfig context (default: current)"),
-	    ARL_OPT_CALLBACK(0, "kube-qps", &settings, backend_setting, "N",
-	                     "kubernetes: API requests per second (default: 10 per\n"
-	                     "kubernetes pool replica, at least 50)"),
-	    ARL_OPT_CALLBACK(0, "kube-burst", &settings, backend_setting, "N",
-	                     "kubernetes: API request burst (default: 2 per replica,\n"
-	                     "at least 100)"),
-	    ARL_OPT_END(),
 	};
+	struct arl_option *opts =
+	    with_backend_options(fixed, sizeof(fixed) / sizeof(fixed[0]), &settings);
 	const struct arl_command_usage u = {
 	    .name = "run", .synopsis = synopsis, .about = about, .options = opts, .epilog = epilog};
 
-	if ((n = arl_options_parse(&u, argc, argv, 0, &ret)) < 0)
+	n = arl_options_parse(&u, argc, argv, 0, &ret);
+	free(opts); /* parsed: the values are in place */
+	if (n < 0)
 		return ret;
 	if (ro.resume && ro.rerun)
 		return arl_options_error(&u, "--resume and --rerun cannot be combined");
@@ -247,7 +261,8 @@ int cmd_run(int argc, char **argv)
 	for (int i = 0; i < n; i++) {
 		struct arl_jobfile *f = NULL;
 		struct arl_log_blob diags;
-		int rc = arl_jobfile_load(argv[i], &f, arl_log_begin(&diags));
+		int rc = arl_jobfile_load_on(argv[i], backend ? backend->pool : NULL, &f,
+		                             arl_log_begin(&diags));
 
 		arl_log_end(&diags); /* a file's diagnostics, whole */
 		if (rc < 0) {
@@ -262,8 +277,6 @@ int cmd_run(int argc, char **argv)
 				bad++;
 			}
 		}
-		if (backend)
-			arl_jobfile_set_backend(f, backend->pool);
 		files[nfiles++] = f;
 	}
 	if (bad) {

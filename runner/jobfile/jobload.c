@@ -1,12 +1,20 @@
 #include "jobfile/jobload.h"
 
 #include "buf.h"
+#include "jobfile/pool_parse.h"
 #include "jobfile/schema.h"
 #include "jobfile/yaml_load.h"
 #include "banned.h"
 
 int arl_jobfile_load(const char *path, struct arl_jobfile **out, FILE *diag_out)
 {
+	return arl_jobfile_load_on(path, NULL, out, diag_out);
+}
+
+int arl_jobfile_load_on(const char *path, const struct arl_pool_kind *backend,
+                        struct arl_jobfile **out, FILE *diag_out)
+{
+	struct arl_jobfile *f = NULL;
 	struct arl_buf src = ARL_BUF_INIT;
 	struct arl_err err = ARL_ERR_INIT;
 	struct arl_diags diags = ARL_DIAGS_INIT;
@@ -24,7 +32,13 @@ int arl_jobfile_load(const char *path, struct arl_jobfile **out, FILE *diag_out)
 		arl_buf_release(&src);
 		return -1;
 	}
-	ret = arl_jobfile_parse(path, src.p, src.len, out, &diags);
+	ret = arl_jobfile_parse(path, src.p, src.len, &f, &diags);
+	if (ret == 0 && backend && arl_jobfile_set_backend(f, backend, &diags) < 0) {
+		arl_jobfile_free(f);
+		ret = -1;
+	}
+	if (ret == 0)
+		*out = f;
 	arl_diags_print(&diags, diag_out, path, src.p, src.len);
 	if (ret < 0)
 		fprintf(diag_out, "%s: %zu error%s%s\n", path, diags.errors,

@@ -12,4 +12,11 @@
  */
 int arl_jobfile_load(const char *path, struct arl_jobfile **out, FILE *diag_out);
 
+/*
+ * The same, with every pool put on @backend's kind (`run --backend`; NULL: as the file says):
+ * a key that kind requires and the pool lacks is an error here.
+ */
+int arl_jobfile_load_on(const char *path, const struct arl_pool_kind *backend,
+                        struct arl_jobfile **out, FILE *diag_out);
+
 #endif

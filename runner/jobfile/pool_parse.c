@@ -244,11 +244,12 @@ out:
 	r->t = saved;
 }
 
-void arl_jobfile_set_backend(struct arl_jobfile *f, const struct arl_pool_kind *kind)
+int arl_jobfile_set_backend(struct arl_jobfile *f, const struct arl_pool_kind *kind,
+                            struct arl_diags *diags)
 {
-	struct arl_diags scratch = ARL_DIAGS_INIT;
 	struct arl_tmpl_ctx none = {0}, t;
-	struct arl_fields r = {.d = &scratch, .path = f->path, .t = &none, .origin = ""};
+	struct arl_fields r = {.d = diags, .path = f->path, .t = &none, .origin = ""};
+	size_t before = diags->errors;
 	struct arl_pool_ctx c = {&r, f->dir};
 	char where[120], scope[120];
 
@@ -264,5 +265,5 @@ void arl_jobfile_set_backend(struct arl_jobfile *f, const struct arl_pool_kind *
 		p->config = parse_config(&c, p->node, kind, where, true);
 		r.t = &none;
 	}
-	arl_diags_release(&scratch);
+	return diags->errors == before ? 0 : -1;
 }

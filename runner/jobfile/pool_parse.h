@@ -19,8 +19,10 @@ void arl_pool_parse(struct arl_fields *r, const char *dir, const struct arl_node
 
 /*
  * Puts every pool of the loaded @f on @kind's backend (`run --backend`), its config parsed
- * again from the pool's mapping by @kind's table. The keys were all checked at load.
+ * again from the pool's mapping by @kind's table. Every key was checked at load: what is left
+ * to report in @diags is a key @kind requires that a pool lacks (then -1).
  */
-void arl_jobfile_set_backend(struct arl_jobfile *f, const struct arl_pool_kind *kind);
+int arl_jobfile_set_backend(struct arl_jobfile *f, const struct arl_pool_kind *kind,
+                            struct arl_diags *diags);
 
 #endif

@@ -423,9 +423,17 @@ static int check_rate(const char *value, struct arl_err *err)
 
 /* `run`'s options for this backend, read by kube_open(). */
 static const struct arl_backend_option kube_options[] = {
-    {"kubeconfig", NULL}, /* unset: $KUBECONFIG, ~/.kube/config, in-cluster */
-    {"context", NULL},    /* unset: the current context */
-    {"kube-qps", check_rate}, {"kube-burst", check_rate}, {NULL, NULL},
+    {"kubeconfig", NULL, "PATH",
+     "kubernetes: the kubeconfig (default $KUBECONFIG,\n"
+     "~/.kube/config, else the in-cluster service account)"},
+    {"context", NULL, "NAME", "kubernetes: the kubeconfig context (default: current)"},
+    {"kube-qps", check_rate, "N",
+     "kubernetes: API requests per second (default: 10 per\n"
+     "kubernetes pool replica, at least 50)"},
+    {"kube-burst", check_rate, "N",
+     "kubernetes: API request burst (default: 2 per replica,\n"
+     "at least 100)"},
+    {NULL, NULL, NULL, NULL},
 };
 
 static void set_rate(struct arl_k8s_opts *co, const struct arl_backend_opts *o, int inflight)

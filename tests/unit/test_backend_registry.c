@@ -20,7 +20,6 @@
 #include "cmd/builtin_backends.h"
 #include "fake_backend.h"
 #include "jobfile/jobload.h"
-#include "jobfile/pool_parse.h"
 #include "run/progress.h"
 #include "run/run.h"
 #include "util.h"
@@ -55,25 +54,33 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Writes @yaml to DIR/fake.yaml and loads it; f->diags holds what the loader printed. */
-static int load(struct fx *f, const char *yaml, struct arl_jobfile **out)
+/* Loads DIR/fake.yaml with its pools on @backend (NULL: theirs); f->diags: what was printed. */
+static int load_on(struct fx *f, const struct arl_pool_kind *backend, struct arl_jobfile **out)
 {
-	FILE *fp, *diag;
+	FILE *diag;
 	size_t len = 0;
 	int rc;
+
+	free(f->diags);
+	f->diags = NULL;
+	diag = open_memstream(&f->diags, &len);
+	assert_non_null(diag);
+	rc = arl_jobfile_load_on(f->path, backend, out, diag);
+	fclose(diag);
+	return rc;
+}
+
+/* Writes @yaml to DIR/fake.yaml and loads it. */
+static int load(struct fx *f, const char *yaml, struct arl_jobfile **out)
+{
+	FILE *fp;
 
 	snprintf(f->path, sizeof(f->path), "%s/fake.yaml", f->dir);
 	fp = fopen(f->path, "w");
 	assert_non_null(fp);
 	fputs(yaml, fp);
 	assert_int_equal(fclose(fp), 0);
-	free(f->diags);
-	f->diags = NULL;
-	diag = open_memstream(&f->diags, &len);
-	assert_non_null(diag);
-	rc = arl_jobfile_load(f->path, out, diag);
-	fclose(diag);
-	return rc;
+	return load_on(f, NULL, out);
 }
 
 /* Fails, showing what was printed, unless loading printed "PATH:@want". */
@@ -240,11 +247,46 @@ static void test_backend_names_and_foreign_keys(void **state)
 	assert_printed(f, "3:24: warning: 'greeting' has no effect on a local pool");
 	assert_printed(f, "4:36: warning: 'isolation' has no effect on a fake pool");
 
-	/* `run --backend fake`: the local pool's config is the fake's, read from its mapping. */
-	arl_jobfile_set_backend(file, arl_fake_backend.pool);
+	arl_jobfile_free(file);
+}
+
+/* `run --backend fake`: each pool's config is the fake's, read from the pool's mapping. */
+static void test_run_on_another_backend(void **state)
+{
+	struct fx *f = *state;
+	struct arl_jobfile *file = NULL;
+
+	assert_int_equal(load(f,
+	                      "version: 1\n"
+	                      "pools:\n"
+	                      "  p: {isolation: none, greeting: hi}\n"
+	                      "jobs:\n"
+	                      "  - {name: j, pool: p, steps: [{name: s, type: Command, command: "
+	                      "[\"true\"]}]}\n",
+	                      &file),
+	                 0);
+	arl_jobfile_free(file);
+	file = NULL;
+	assert_int_equal(load_on(f, arl_fake_backend.pool, &file), 0);
 	assert_ptr_equal(file->pools[0].kind, arl_fake_backend.pool);
 	assert_string_equal(((const struct arl_fake_pool *)file->pools[0].config)->greeting, "hi");
 	arl_jobfile_free(file);
+
+	/* A key the fake requires and a local pool lacks is an error, where the pool is. */
+	assert_int_equal(load(f,
+	                      "version: 1\n"
+	                      "pools:\n"
+	                      "  p: {isolation: none}\n"
+	                      "jobs:\n"
+	                      "  - {name: j, pool: p, steps: [{name: s, type: Command, command: "
+	                      "[\"true\"]}]}\n",
+	                      &file),
+	                 0);
+	arl_jobfile_free(file);
+	file = NULL;
+	assert_int_equal(load_on(f, arl_fake_backend.pool, &file), -1);
+	assert_null(file);
+	assert_printed(f, "3:6: error: missing required key 'greeting' in pool 'p'");
 }
 
 int main(void)
@@ -253,6 +295,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_fake_backend_runs_jobs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fake_keys_are_checked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backend_names_and_foreign_keys, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_run_on_another_backend, setup, teardown),
 	};
 
 	arl_register_builtin_backends();
