@@ -6,6 +6,11 @@
  *
  * Thread-safety: open/close run on the main thread; acquire, exec and release are called from
  * many worker threads at once, each on its own sandbox.
+ *
+ * Adding a backend: a folder with its ops table, whose pool kind (jobfile/pool_kind.h) names
+ * it and lists the pool keys it owns, and whose options list the `run` options it reads from
+ * arl_backend_opts.settings; one line in cmd/builtin_backends.c registers it. The loader,
+ * the runner and `run`'s command line find it by name (tests/unit/fake_backend.c is one).
  */
 #ifndef ARL_BACKEND_H
 #define ARL_BACKEND_H
