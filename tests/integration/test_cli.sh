@@ -65,6 +65,9 @@ usage_error "run --deadline" run \
 usage_error "run --progress" run \
 	"arl-batch run: invalid value 'fancy' for --progress: expected auto, bar, plain or none" \
 	run --progress fancy three.yaml
+usage_error "run --kube-qps (an option the kubernetes backend owns and checks)" run \
+	"arl-batch run: invalid value '0' for --kube-qps: expected a number from 1 to 100000" \
+	run --kube-qps 0 three.yaml
 usage_error "validate --max-record" validate \
 	"arl-batch validate: invalid value '12' for --max-record: expected a byte count from 1024 to 1073741824" \
 	validate --max-record 12 three.yaml
@@ -136,6 +139,8 @@ check_match "run --help: an option with its value's name and help" "$(cat "$TMP/
 	$'\n  -j, --concurrency N     jobs in flight at most'
 check_match "run --help: a choice lists its names" "$(cat "$TMP/out")" \
 	$'\n      --progress auto\\|bar\\|plain\\|none\n'
+check_match "run --help: the backends' own options, from their tables" "$(cat "$TMP/out")" \
+	$'\n      --kubeconfig PATH   kubernetes: the kubeconfig'
 runner validate -h
 check_match "-h is --help" "$(head -n 1 "$TMP/out")" "^usage: arl-batch validate "
 
