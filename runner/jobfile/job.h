@@ -1,6 +1,7 @@
 /*
  * The job model: a job file's pools and its jobs after defaults, foreach expansion and
- * templates. Built by schema.c; read-only afterwards, so threads may share it.
+ * templates. Built by schema.c (each job by expand.c); read-only afterwards, so threads may
+ * share it.
  */
 #ifndef ARL_JOB_H
 #define ARL_JOB_H
@@ -90,8 +91,8 @@ struct arl_job {
 	char *item;
 	/*
 	 * A foreach job is kept light: name, key, limits, labels, its item (or where its record
-	 * is) and spec hash, but no steps. arl_job_materialize() expands it again from @node when
-	 * it is about to run, so memory per job stays small however large the dataset.
+	 * is) and spec hash, but no steps. arl_job_materialize() (expand.h) expands it again from
+	 * @node when it is about to run, so memory per job stays small however large the dataset.
 	 */
 	const struct arl_node *node;       /* its job mapping in the file's document */
 	const struct arl_dataset *dataset; /* record @record of it is the item; else NULL */
