@@ -10,7 +10,8 @@
 #include "util.h"
 #include "banned.h"
 
-#define HELP_COL 26 /* where the help of an option starts in --help */
+#define HELP_COL  26 /* where the help of an option starts in --help */
+#define USAGE_COL 17 /* strlen("usage: arl-batch "): where a synopsis continues */
 
 static const struct arl_option help_option =
     ARL_OPT_FLAG('h', "help", (bool *)NULL, "show this help");
@@ -43,7 +44,7 @@ static void print_synopsis(const struct arl_command_usage *u, FILE *out)
 		const char *line = u->synopsis[i];
 
 		if (line[0] == ' ') /* continues the line above */
-			fprintf(out, "%17s%s\n", "", line);
+			fprintf(out, "%*s%s\n", USAGE_COL, "", line);
 		else
 			fprintf(out, "%s arl-batch %s\n", i ? "      " : "usage:", line);
 	}
@@ -204,10 +205,12 @@ static int apply(const struct arl_option *o, const char *arg, struct arl_err *wh
 	int64_t v = 0, lo = o->min, hi = o->max;
 
 	/* The bounds a value must have to fit where it goes. */
-	if (o->width == ARL_OPT_W_INT)
-		lo = lo < INT_MIN ? INT_MIN : lo, hi = hi > INT_MAX ? INT_MAX : hi;
-	else if (o->width == ARL_OPT_W_SIZE && lo < 0)
+	if (o->width == ARL_OPT_W_INT) {
+		lo = lo < INT_MIN ? INT_MIN : lo;
+		hi = hi > INT_MAX ? INT_MAX : hi;
+	} else if (o->width == ARL_OPT_W_SIZE && lo < 0) {
 		lo = 0;
+	}
 	switch (o->type) {
 	case ARL_OPT_FLAG:
 		if (o->width == ARL_OPT_W_BOOL)

@@ -149,7 +149,8 @@ void arl_options_usage(const struct arl_command_usage *u, FILE *out);
 
 /*
  * A usage error found after parsing, in the same form as the parser's ("arl-batch CMD: MSG",
- * the synopsis, the pointer to --help) on stderr. Returns ARL_EXIT_USAGE.
+ * the synopsis, the pointer to --help) on stderr. Reads only @u's name and synopsis. Returns
+ * ARL_EXIT_USAGE.
  */
 int arl_options_error(const struct arl_command_usage *u, const char *fmt, ...) ARL_PRINTF(2, 3);
 
