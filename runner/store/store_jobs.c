@@ -29,6 +29,14 @@
 	" s.id AS from_id, s.run_id AS from_run, s.state AS from_state,"                           \
 	" s.error_class AS from_class, s.error AS from_error, s.exit_code AS from_exit,"           \
 	" s.attempts AS from_attempts"
+/* What a job ended as, for ARL_JOBS_BY_FILE: its sort carries every column it reads. */
+#define JOB_OUTCOME_COLS                                                                           \
+	"j.id AS id, j.key AS key, j.name AS name, j.file AS file, j.state AS state,"              \
+	" j.attempts AS attempts, j.exit_code AS exit_code, j.error_class AS error_class,"         \
+	" j.error AS error, j.started_at AS started_at, j.duration_ms AS duration_ms,"             \
+	" s.id AS from_id, s.run_id AS from_run, s.state AS from_state,"                           \
+	" s.error_class AS from_class, s.error AS from_error, s.exit_code AS from_exit,"           \
+	" s.attempts AS from_attempts"
 #define CARRIED_JOIN "LEFT JOIN jobs s ON j.state = 'Skipped' AND s.id = j.skipped_from"
 
 enum query {
@@ -66,7 +74,7 @@ static const char *const query_sql[Q__COUNT] = {
 			  " WHERE j.run_id = ?1 AND j.state IN (?2, ?3, ?4, ?5, ?6, ?7) ORDER BY j.id",
 	/* The window function keeps the recorded order even for a run whose files' jobs were
 	 * interleaved. */
-	[Q_JOBS_BY_FILE] = "SELECT " JOB_COLS " FROM jobs j " CARRIED_JOIN
+	[Q_JOBS_BY_FILE] = "SELECT " JOB_OUTCOME_COLS " FROM jobs j " CARRIED_JOIN
 			   " WHERE j.run_id = ?1 ORDER BY min(j.id) OVER (PARTITION BY j.file), j.id",
 	[Q_JOB_GET] = "SELECT " JOB_COLS ", r.name AS run_name,"
 		      " (SELECT name FROM runs WHERE id = s.run_id) AS from_run_name"
@@ -97,6 +105,27 @@ static const char *const query_sql[Q__COUNT] = {
 
 #define J(field, type)        ARL_COL(struct arl_job_view, field, type)
 #define JN(field, type, flag) ARL_COL_N(struct arl_job_view, field, type, flag)
+static const struct arl_col job_outcome_cols[] = {
+    J(id, ARL_COL_INT64),
+    J(key, ARL_COL_TEXT),
+    J(name, ARL_COL_TEXT),
+    J(file, ARL_COL_TEXT),
+    J(state, ARL_COL_STATE),
+    J(attempts, ARL_COL_INT),
+    JN(exit_code, ARL_COL_INT, exit_null),
+    ARL_COL_AS(struct arl_job_view, cls, "error_class", ARL_COL_CLASS),
+    J(error, ARL_COL_TEXT),
+    J(started_at, ARL_COL_TEXT),
+    JN(duration_ms, ARL_COL_INT64, duration_null),
+    JN(from_id, ARL_COL_INT64, from_null),
+    J(from_run, ARL_COL_INT64),
+    J(from_state, ARL_COL_STATE),
+    ARL_COL_AS(struct arl_job_view, from_cls, "from_class", ARL_COL_CLASS),
+    J(from_error, ARL_COL_TEXT),
+    JN(from_exit, ARL_COL_INT, from_exit_null),
+    J(from_attempts, ARL_COL_INT),
+};
+
 static const struct arl_col job_cols[] = {
     J(id, ARL_COL_INT64),
     J(run_id, ARL_COL_INT64),
@@ -196,18 +225,12 @@ static const struct {
 	const struct arl_col *cols;
 	size_t n;
 } query_cols[Q__COUNT] = {
-    [Q_JOBS] = {job_cols, NJOB_LIST_COLS},
-    [Q_JOBS_STATES] = {job_cols, NJOB_LIST_COLS},
-    [Q_JOBS_BY_FILE] = {job_cols, NJOB_LIST_COLS},
-    [Q_JOB_GET] = {job_cols, NJOB_COLS},
-    [Q_NEWEST_BY_KEY] = {COLS(run_ref_cols)},
-    [Q_NEWEST_BY_NAME] = {COLS(run_ref_cols)},
-    [Q_REFS_MATCHING] = {COLS(ref_cols)},
-    [Q_REFS_ALL] = {COLS(ref_cols)},
-    [Q_ATTEMPTS] = {COLS(attempt_cols)},
-    [Q_STEPS] = {COLS(step_cols)},
-    [Q_LAST_STEPS] = {COLS(step_cols)},
-    [Q_METRICS] = {COLS(metric_cols)},
+    [Q_JOBS] = {job_cols, NJOB_LIST_COLS},       [Q_JOBS_STATES] = {job_cols, NJOB_LIST_COLS},
+    [Q_JOBS_BY_FILE] = {COLS(job_outcome_cols)}, [Q_JOB_GET] = {job_cols, NJOB_COLS},
+    [Q_NEWEST_BY_KEY] = {COLS(run_ref_cols)},    [Q_NEWEST_BY_NAME] = {COLS(run_ref_cols)},
+    [Q_REFS_MATCHING] = {COLS(ref_cols)},        [Q_REFS_ALL] = {COLS(ref_cols)},
+    [Q_ATTEMPTS] = {COLS(attempt_cols)},         [Q_STEPS] = {COLS(step_cols)},
+    [Q_LAST_STEPS] = {COLS(step_cols)},          [Q_METRICS] = {COLS(metric_cols)},
     [Q_METRIC_NAMES] = {COLS(name_cols)},
 };
 
@@ -261,13 +284,17 @@ static sqlite3_stmt *start(struct arl_job_reader *r, enum query q, struct arl_er
 	return r->st[q];
 }
 
-/* Reads the next row of @q into @row: 1, 0 when done, -1 on error. */
+/*
+ * Reads the next row of @q into @row, its strings borrowed from the statement (no copy per
+ * row: a large run streams through the callbacks): 1, 0 when done, -1 on error.
+ */
 static int next(struct arl_job_reader *r, enum query q, void *row, struct arl_err *err)
 {
 	int rc = arl_store_step(r->store, r->st[q], err);
 
 	if (rc == 1)
-		arl_rows_read(r->st[q], query_cols[q].cols, query_cols[q].n, r->idx[q], row);
+		arl_rows_read_borrowed(r->st[q], query_cols[q].cols, query_cols[q].n, r->idx[q],
+		                       row);
 	return rc;
 }
 
@@ -277,11 +304,6 @@ static void finish(struct arl_job_reader *r, enum query q)
 	sqlite3_reset(r->st[q]);
 	sqlite3_clear_bindings(r->st[q]);
 	r->busy[q] = false;
-}
-
-static void row_free(enum query q, void *row)
-{
-	arl_rows_free(query_cols[q].cols, query_cols[q].n, row);
 }
 
 void arl_job_view_release(struct arl_job_view *j)
@@ -308,7 +330,6 @@ int arl_jobs_each(struct arl_job_reader *r, int64_t run_id, unsigned states,
 	while ((rc = next(r, q, &j, err)) == 1) {
 		if (!states || (states & (1u << j.state)))
 			rc = fn(arg, &j, err);
-		row_free(q, &j);
 		if (rc < 0)
 			break;
 	}
@@ -326,7 +347,9 @@ int arl_job_get(struct arl_job_reader *r, int64_t job_id, struct arl_job_view *o
 	if (!st)
 		return -1;
 	sqlite3_bind_int64(st, 1, job_id);
-	rc = next(r, Q_JOB_GET, &j, err);
+	rc = arl_store_step(r->store, st, err);
+	if (rc == 1) /* owned: the caller keeps the row */
+		arl_rows_read(st, job_cols, NJOB_COLS, r->idx[Q_JOB_GET], &j);
 	finish(r, Q_JOB_GET);
 	if (rc == 1)
 		*out = j;
@@ -365,7 +388,6 @@ static int refs(struct arl_job_reader *r, enum query q, int64_t run_id, const ch
 		sqlite3_bind_text(st, 2, job, -1, SQLITE_TRANSIENT);
 	while ((rc = next(r, q, &ref, err)) == 1) {
 		rc = fn(arg, &ref, err);
-		row_free(q, &ref);
 		if (rc < 0)
 			break;
 	}
@@ -397,7 +419,6 @@ int arl_job_attempts(struct arl_job_reader *r, int64_t job_id, arl_attempt_fn fn
 	sqlite3_bind_int64(st, 1, job_id);
 	while ((rc = next(r, Q_ATTEMPTS, &a, err)) == 1) {
 		rc = fn(arg, &a, err);
-		row_free(Q_ATTEMPTS, &a);
 		if (rc < 0)
 			break;
 	}
@@ -417,7 +438,6 @@ static int steps(struct arl_job_reader *r, enum query q, int64_t id, arl_step_fn
 	sqlite3_bind_int64(st, 1, id);
 	while ((rc = next(r, q, &s, err)) == 1) {
 		rc = fn(arg, &s, err);
-		row_free(q, &s);
 		if (rc < 0)
 			break;
 	}
@@ -449,7 +469,6 @@ int arl_job_metrics(struct arl_job_reader *r, int64_t job_id, arl_metric_fn fn, 
 	sqlite3_bind_int64(st, 1, job_id);
 	while ((rc = next(r, Q_METRICS, &m, err)) == 1) {
 		rc = fn(arg, &m, err);
-		row_free(Q_METRICS, &m);
 		if (rc < 0)
 			break;
 	}
@@ -469,7 +488,6 @@ int arl_run_metric_names(struct arl_job_reader *r, int64_t run_id, arl_name_fn f
 	sqlite3_bind_int64(st, 1, run_id);
 	while ((rc = next(r, Q_METRIC_NAMES, &n, err)) == 1) {
 		rc = fn(arg, n.name, err);
-		row_free(Q_METRIC_NAMES, &n);
 		if (rc < 0)
 			break;
 	}

@@ -65,8 +65,13 @@ void arl_job_view_release(struct arl_job_view *j);
 typedef int (*arl_job_fn)(void *arg, const struct arl_job_view *job, struct arl_err *err);
 
 enum arl_jobs_order {
-	ARL_JOBS_BY_ID,   /* the order they were recorded */
-	ARL_JOBS_BY_FILE, /* the jobs of a file together, files by their first job, then by id */
+	ARL_JOBS_BY_ID, /* the order they were recorded */
+	/*
+	 * The jobs of a file together, files by their first job, then by id; the outcome only:
+	 * run_id, pool, finished_at, item, labels, spec_hash and skipped_from stay NULL/0
+	 * (the sort carries every column read).
+	 */
+	ARL_JOBS_BY_FILE,
 };
 
 /*

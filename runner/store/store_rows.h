@@ -71,6 +71,13 @@ int arl_rows_bind(sqlite3_stmt *st, const struct arl_col *cols, size_t n, int *i
 void arl_rows_read(sqlite3_stmt *st, const struct arl_col *cols, size_t n, const int *idx,
                    void *out);
 
+/*
+ * The same without copies: TEXT fields point into @st, valid until it is stepped, reset or
+ * finalized. For readers that hand each row to a callback; never arl_rows_free() such a row.
+ */
+void arl_rows_read_borrowed(sqlite3_stmt *st, const struct arl_col *cols, size_t n, const int *idx,
+                            void *out);
+
 /* Frees the TEXT fields of @out and sets them to NULL; @out may then be read into again. */
 void arl_rows_free(const struct arl_col *cols, size_t n, void *out);
 

@@ -95,9 +95,8 @@ int arl_runs_each(struct arl_store *s, int64_t limit, arl_run_fn fn, void *arg, 
 		return -1;
 	sqlite3_bind_int64(st, 1, limit ? limit : -1); /* LIMIT -1: no limit */
 	while ((rc = arl_store_step(s, st, err)) == 1) {
-		arl_rows_read(st, run_cols, NRUN_COLS, idx, &r);
+		arl_rows_read_borrowed(st, run_cols, NRUN_COLS, idx, &r);
 		rc = fn(arg, &r, err);
-		arl_run_view_release(&r);
 		if (rc < 0)
 			break;
 	}
