@@ -51,6 +51,8 @@ static void print_synopsis(const struct arl_command_usage *u, FILE *out)
 }
 
 static void vusage_error(const struct arl_command_usage *u, const char *fmt, va_list ap)
+    ARL_PRINTF(2, 0);
+static void vusage_error(const struct arl_command_usage *u, const char *fmt, va_list ap)
 {
 	struct arl_log_blob hint;
 	FILE *out;
