@@ -25,6 +25,7 @@
 #include "result.h"
 #include "store/store.h"
 #include "store/store_internal.h"
+#include "store/store_jobs.h"
 #include "store/store_migrations.h"
 #include "store/store_rows.h"
 #include "util.h"
@@ -1405,6 +1406,84 @@ static void test_rows_missing_column(void **state)
 	sqlite3_close(db);
 }
 
+/* ---- the job readers ---- */
+
+struct seen_jobs {
+	struct arl_job_reader *r;
+	char keys[256];
+	bool reenter;
+	int reenter_rc;
+	struct arl_err reenter_err;
+};
+
+static int see_job(void *arg, const struct arl_job_view *j, struct arl_err *err)
+{
+	struct seen_jobs *sj = arg;
+
+	(void)err;
+	snprintf(sj->keys + strlen(sj->keys), sizeof(sj->keys) - strlen(sj->keys), "%s%s:%s:%s",
+	         sj->keys[0] ? " " : "", j->key, arl_state_name(j->state),
+	         arl_class_name(j->cls) ? arl_class_name(j->cls) : "-");
+	assert_true(j->from_null);
+	if (sj->reenter) {
+		sj->reenter = false;
+		sj->reenter_rc = arl_jobs_each(sj->r, j->run_id, 0, ARL_JOBS_BY_ID, see_job, sj,
+		                               &sj->reenter_err);
+	}
+	return 0;
+}
+
+static void test_job_readers(void **state)
+{
+	struct fx *f = *state;
+	int64_t run, ids[3];
+	struct arl_store *s = run_with_jobs(f->db, &run, ids);
+	struct seen_jobs sj = {.reenter_err = ARL_ERR_INIT};
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_job_view j;
+
+	finish_as(s, ids[1], ARL_STATE_FAILED, ARL_CLASS_TIMEOUT);
+	arl_job_reader_new(s, &sj.r);
+
+	assert_int_equal(arl_jobs_each(sj.r, run, 0, ARL_JOBS_BY_ID, see_job, &sj, &err), 0);
+	assert_string_equal(sj.keys, "smoke/a:Pending:- smoke/b:Failed:timeout smoke/c:Pending:-");
+	/* --state: only the states asked for, by both orders */
+	sj.keys[0] = '\0';
+	assert_int_equal(
+	    arl_jobs_each(sj.r, run, 1u << ARL_STATE_FAILED, ARL_JOBS_BY_ID, see_job, &sj, &err),
+	    0);
+	assert_int_equal(
+	    arl_jobs_each(sj.r, run, 1u << ARL_STATE_FAILED, ARL_JOBS_BY_FILE, see_job, &sj, &err),
+	    0);
+	assert_string_equal(sj.keys, "smoke/b:Failed:timeout smoke/b:Failed:timeout");
+
+	/* a reader's query reentered from its own callback fails instead of resetting it */
+	sj.keys[0] = '\0';
+	sj.reenter = true;
+	assert_int_equal(arl_jobs_each(sj.r, run, 0, ARL_JOBS_BY_ID, see_job, &sj, &err), 0);
+	assert_int_equal(sj.reenter_rc, -1);
+	assert_int_equal(sj.reenter_err.code, ARL_E_DB);
+
+	/* one job, with its run's name, owned by the caller */
+	assert_int_equal(arl_job_get(sj.r, ids[1], &j, &err), 1);
+	assert_string_equal(j.key, "smoke/b");
+	assert_string_equal(j.run_name, "nightly");
+	assert_string_equal(j.item, "{\"n\":2}");
+	assert_string_equal(j.labels, "{}");
+	assert_string_equal(j.pool, "p");
+	assert_int_equal(j.state, ARL_STATE_FAILED);
+	assert_int_equal(j.cls, ARL_CLASS_TIMEOUT);
+	assert_true(j.exit_null);
+	assert_true(j.from_null);
+	assert_null(j.from_run_name);
+	arl_job_view_release(&j);
+	assert_null(j.key);
+	assert_int_equal(arl_job_get(sj.r, ids[2] + 100, &j, &err), 0);
+
+	arl_job_reader_free(sj.r);
+	arl_store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1428,6 +1507,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_commands, setup, teardown),
 	    cmocka_unit_test(test_rows_by_name),
 	    cmocka_unit_test(test_rows_missing_column),
+	    cmocka_unit_test_setup_teardown(test_job_readers, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
