@@ -68,12 +68,6 @@ struct ctx {
 	struct arl_err err;
 };
 
-/* The concatenated output of a job's last attempt, as a Task would report it. */
-struct output {
-	struct arl_buf out, err;
-	bool out_trunc, err_trunc;
-};
-
 /* --state: "failed,Skipped" -> a bit per state in *(unsigned *)o->value. */
 static int parse_states(const struct arl_option *o, const char *arg, struct arl_err *err)
 {
@@ -100,22 +94,15 @@ static int parse_states(const struct arl_option *o, const char *arg, struct arl_
 	return ret;
 }
 
-static void output_release(struct output *o)
-{
-	arl_buf_release(&o->out);
-	arl_buf_release(&o->err);
-}
-
-/* Adds the main steps' output to an output and, when steps is not NULL, one object per step. */
+/* A step of the last attempt: its object in "steps" (when steps is not NULL), its output. */
 struct step_acc {
-	struct output *o;
+	struct arl_view_output *o;
 	cJSON *steps;
 };
 
 static int add_step(void *arg, const struct arl_step_view *st, struct arl_err *err)
 {
 	struct step_acc *acc = arg;
-	struct output *o = acc->o;
 
 	(void)err;
 	if (acc->steps) {
@@ -129,14 +116,7 @@ static int add_step(void *arg, const struct arl_step_view *st, struct arl_err *e
 		arl_view_json_int(s, "exitCode", st->exit_null, st->exit_code);
 		arl_view_json_int(s, "durationMs", st->duration_null, st->duration_ms);
 	}
-	if (st->callback)
-		return 0;
-	if (st->out)
-		arl_buf_add(&o->out, st->out, strlen(st->out));
-	if (st->err)
-		arl_buf_add(&o->err, st->err, strlen(st->err));
-	o->out_trunc |= st->out_truncated != 0;
-	o->err_trunc |= st->err_truncated != 0;
+	arl_view_output_add(acc->o, st);
 	return 0;
 }
 
@@ -157,7 +137,7 @@ static int json_metric(void *arg, const struct arl_metric_view *m, struct arl_er
 static int json_job(struct ctx *c, const struct arl_job_view *j, struct arl_err *err)
 {
 	cJSON *job = cJSON_CreateObject(), *md, *status, *metrics;
-	struct output o = {ARL_BUF_INIT, ARL_BUF_INIT, false, false};
+	struct arl_view_output o = ARL_VIEW_OUTPUT_INIT;
 	struct step_acc acc = {&o, NULL};
 	char dur[32];
 	int rc;
@@ -212,7 +192,7 @@ static int json_job(struct ctx *c, const struct arl_job_view *j, struct arl_err 
 	metrics = cJSON_AddObjectToObject(job, "metrics");
 	rc = arl_job_metrics(c->reader, j->id, json_metric, metrics, err);
 out:
-	output_release(&o);
+	arl_view_output_release(&o);
 	if (rc < 0) {
 		cJSON_Delete(job);
 		return -1;

@@ -284,6 +284,16 @@ static sqlite3_stmt *start(struct arl_job_reader *r, enum query q, struct arl_er
 	return r->st[q];
 }
 
+/* start() with ?1 bound to @id, the one parameter of most queries. */
+static bool start_id(struct arl_job_reader *r, enum query q, int64_t id, struct arl_err *err)
+{
+	sqlite3_stmt *st = start(r, q, err);
+
+	if (st)
+		sqlite3_bind_int64(st, 1, id);
+	return st != NULL;
+}
+
 /*
  * Reads the next row of @q into @row, its strings borrowed from the statement (no copy per
  * row: a large run streams through the callbacks): 1, 0 when done, -1 on error.
@@ -298,12 +308,13 @@ static int next(struct arl_job_reader *r, enum query q, void *row, struct arl_er
 	return rc;
 }
 
-/* Resets @q so that it holds no read transaction open between calls. */
-static void finish(struct arl_job_reader *r, enum query q)
+/* Resets @q so that it holds no read transaction open between calls; returns 0 or -1 by @rc. */
+static int finish(struct arl_job_reader *r, enum query q, int rc)
 {
 	sqlite3_reset(r->st[q]);
 	sqlite3_clear_bindings(r->st[q]);
 	r->busy[q] = false;
+	return rc < 0 ? -1 : 0;
 }
 
 void arl_job_view_release(struct arl_job_view *j)
@@ -315,42 +326,37 @@ int arl_jobs_each(struct arl_job_reader *r, int64_t run_id, unsigned states,
                   enum arl_jobs_order order, arl_job_fn fn, void *arg, struct arl_err *err)
 {
 	enum query q = order == ARL_JOBS_BY_FILE ? Q_JOBS_BY_FILE : states ? Q_JOBS_STATES : Q_JOBS;
-	sqlite3_stmt *st = start(r, q, err);
 	struct arl_job_view j = {0};
 	int rc;
 
-	if (!st)
+	if (!start_id(r, q, run_id, err))
 		return -1;
-	sqlite3_bind_int64(st, 1, run_id);
 	if (q == Q_JOBS_STATES)
 		for (int i = ARL_STATE_PENDING, p = 2; i <= ARL_STATE_CANCELLED; i++)
 			if (states & (1u << i))
-				sqlite3_bind_text(st, p++, arl_state_name((enum arl_state)i), -1,
-				                  SQLITE_STATIC);
-	while ((rc = next(r, q, &j, err)) == 1) {
-		if (!states || (states & (1u << j.state)))
-			rc = fn(arg, &j, err);
-		if (rc < 0)
+				sqlite3_bind_text(r->st[q], p++, arl_state_name((enum arl_state)i),
+				                  -1, SQLITE_STATIC);
+	/* By file the states are filtered here: the window function wants every job. */
+	while ((rc = next(r, q, &j, err)) == 1)
+		if ((!states || (states & (1u << j.state))) && fn(arg, &j, err) < 0) {
+			rc = -1;
 			break;
-	}
-	finish(r, q);
-	return rc < 0 ? -1 : 0;
+		}
+	return finish(r, q, rc);
 }
 
 int arl_job_get(struct arl_job_reader *r, int64_t job_id, struct arl_job_view *out,
                 struct arl_err *err)
 {
-	sqlite3_stmt *st = start(r, Q_JOB_GET, err);
 	struct arl_job_view j = {0};
 	int rc;
 
-	if (!st)
+	if (!start_id(r, Q_JOB_GET, job_id, err))
 		return -1;
-	sqlite3_bind_int64(st, 1, job_id);
-	rc = arl_store_step(r->store, st, err);
+	rc = arl_store_step(r->store, r->st[Q_JOB_GET], err);
 	if (rc == 1) /* owned: the caller keeps the row */
-		arl_rows_read(st, job_cols, NJOB_COLS, r->idx[Q_JOB_GET], &j);
-	finish(r, Q_JOB_GET);
+		arl_rows_read(r->st[Q_JOB_GET], job_cols, NJOB_COLS, r->idx[Q_JOB_GET], &j);
+	finish(r, Q_JOB_GET, rc);
 	if (rc == 1)
 		*out = j;
 	return rc;
@@ -368,131 +374,102 @@ int arl_job_newest_run(struct arl_job_reader *r, const char *job, bool by_name, 
 		return -1;
 	sqlite3_bind_text(st, 1, job, -1, SQLITE_TRANSIENT);
 	rc = next(r, q, &ref, err);
-	finish(r, q);
+	finish(r, q, rc);
 	if (rc == 1)
 		*run_id = ref.run_id;
 	return rc;
 }
 
-static int refs(struct arl_job_reader *r, enum query q, int64_t run_id, const char *job,
-                arl_job_ref_fn fn, void *arg, struct arl_err *err)
-{
-	sqlite3_stmt *st = start(r, q, err);
-	struct arl_job_ref ref = {0};
-	int rc;
-
-	if (!st)
-		return -1;
-	sqlite3_bind_int64(st, 1, run_id);
-	if (job)
-		sqlite3_bind_text(st, 2, job, -1, SQLITE_TRANSIENT);
-	while ((rc = next(r, q, &ref, err)) == 1) {
-		rc = fn(arg, &ref, err);
-		if (rc < 0)
-			break;
-	}
-	finish(r, q);
-	return rc < 0 ? -1 : 0;
-}
-
 int arl_job_refs_matching(struct arl_job_reader *r, int64_t run_id, const char *job,
                           arl_job_ref_fn fn, void *arg, struct arl_err *err)
 {
-	return refs(r, Q_REFS_MATCHING, run_id, job, fn, arg, err);
+	struct arl_job_ref ref = {0};
+	int rc;
+
+	if (!start_id(r, Q_REFS_MATCHING, run_id, err))
+		return -1;
+	sqlite3_bind_text(r->st[Q_REFS_MATCHING], 2, job, -1, SQLITE_TRANSIENT);
+	while ((rc = next(r, Q_REFS_MATCHING, &ref, err)) == 1 && (rc = fn(arg, &ref, err)) == 0)
+		;
+	return finish(r, Q_REFS_MATCHING, rc);
 }
 
 int arl_job_refs_each(struct arl_job_reader *r, int64_t run_id, arl_job_ref_fn fn, void *arg,
                       struct arl_err *err)
 {
-	return refs(r, Q_REFS_ALL, run_id, NULL, fn, arg, err);
+	struct arl_job_ref ref = {0};
+	int rc;
+
+	if (!start_id(r, Q_REFS_ALL, run_id, err))
+		return -1;
+	while ((rc = next(r, Q_REFS_ALL, &ref, err)) == 1 && (rc = fn(arg, &ref, err)) == 0)
+		;
+	return finish(r, Q_REFS_ALL, rc);
 }
 
 int arl_job_attempts(struct arl_job_reader *r, int64_t job_id, arl_attempt_fn fn, void *arg,
                      struct arl_err *err)
 {
-	sqlite3_stmt *st = start(r, Q_ATTEMPTS, err);
 	struct arl_attempt_view a = {0};
 	int rc;
 
-	if (!st)
+	if (!start_id(r, Q_ATTEMPTS, job_id, err))
 		return -1;
-	sqlite3_bind_int64(st, 1, job_id);
-	while ((rc = next(r, Q_ATTEMPTS, &a, err)) == 1) {
-		rc = fn(arg, &a, err);
-		if (rc < 0)
-			break;
-	}
-	finish(r, Q_ATTEMPTS);
-	return rc < 0 ? -1 : 0;
-}
-
-static int steps(struct arl_job_reader *r, enum query q, int64_t id, arl_step_fn fn, void *arg,
-                 struct arl_err *err)
-{
-	sqlite3_stmt *st = start(r, q, err);
-	struct arl_step_view s = {0};
-	int rc;
-
-	if (!st)
-		return -1;
-	sqlite3_bind_int64(st, 1, id);
-	while ((rc = next(r, q, &s, err)) == 1) {
-		rc = fn(arg, &s, err);
-		if (rc < 0)
-			break;
-	}
-	finish(r, q);
-	return rc < 0 ? -1 : 0;
+	while ((rc = next(r, Q_ATTEMPTS, &a, err)) == 1 && (rc = fn(arg, &a, err)) == 0)
+		;
+	return finish(r, Q_ATTEMPTS, rc);
 }
 
 int arl_attempt_steps(struct arl_job_reader *r, int64_t attempt_id, arl_step_fn fn, void *arg,
                       struct arl_err *err)
 {
-	return steps(r, Q_STEPS, attempt_id, fn, arg, err);
+	struct arl_step_view st = {0};
+	int rc;
+
+	if (!start_id(r, Q_STEPS, attempt_id, err))
+		return -1;
+	while ((rc = next(r, Q_STEPS, &st, err)) == 1 && (rc = fn(arg, &st, err)) == 0)
+		;
+	return finish(r, Q_STEPS, rc);
 }
 
 int arl_job_last_steps(struct arl_job_reader *r, int64_t job_id, arl_step_fn fn, void *arg,
                        struct arl_err *err)
 {
-	return steps(r, Q_LAST_STEPS, job_id, fn, arg, err);
+	struct arl_step_view st = {0};
+	int rc;
+
+	if (!start_id(r, Q_LAST_STEPS, job_id, err))
+		return -1;
+	while ((rc = next(r, Q_LAST_STEPS, &st, err)) == 1 && (rc = fn(arg, &st, err)) == 0)
+		;
+	return finish(r, Q_LAST_STEPS, rc);
 }
 
 int arl_job_metrics(struct arl_job_reader *r, int64_t job_id, arl_metric_fn fn, void *arg,
                     struct arl_err *err)
 {
-	sqlite3_stmt *st = start(r, Q_METRICS, err);
 	struct arl_metric_view m = {0};
 	int rc;
 
-	if (!st)
+	if (!start_id(r, Q_METRICS, job_id, err))
 		return -1;
-	sqlite3_bind_int64(st, 1, job_id);
-	while ((rc = next(r, Q_METRICS, &m, err)) == 1) {
-		rc = fn(arg, &m, err);
-		if (rc < 0)
-			break;
-	}
-	finish(r, Q_METRICS);
-	return rc < 0 ? -1 : 0;
+	while ((rc = next(r, Q_METRICS, &m, err)) == 1 && (rc = fn(arg, &m, err)) == 0)
+		;
+	return finish(r, Q_METRICS, rc);
 }
 
 int arl_run_metric_names(struct arl_job_reader *r, int64_t run_id, arl_name_fn fn, void *arg,
                          struct arl_err *err)
 {
-	sqlite3_stmt *st = start(r, Q_METRIC_NAMES, err);
 	struct name_row n = {0};
 	int rc;
 
-	if (!st)
+	if (!start_id(r, Q_METRIC_NAMES, run_id, err))
 		return -1;
-	sqlite3_bind_int64(st, 1, run_id);
-	while ((rc = next(r, Q_METRIC_NAMES, &n, err)) == 1) {
-		rc = fn(arg, n.name, err);
-		if (rc < 0)
-			break;
-	}
-	finish(r, Q_METRIC_NAMES);
-	return rc < 0 ? -1 : 0;
+	while ((rc = next(r, Q_METRIC_NAMES, &n, err)) == 1 && (rc = fn(arg, n.name, err)) == 0)
+		;
+	return finish(r, Q_METRIC_NAMES, rc);
 }
 
 bool arl_job_reader_snapshot(struct arl_job_reader *r)

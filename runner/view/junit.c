@@ -10,6 +10,7 @@
 #include "store/store_jobs.h"
 #include "store/store_runs.h"
 #include "util.h"
+#include "view/store_view.h"
 #include "banned.h"
 
 /* The output kept per stream and test case: its end, where a failure shows. */
@@ -141,28 +142,6 @@ static void junit_tail(FILE *out, const char *tag, const struct arl_buf *b, bool
 	fprintf(out, "</%s>\n", tag);
 }
 
-/* The concatenated output of the main steps of a job's last attempt. */
-struct output {
-	struct arl_buf out, err;
-	bool out_trunc, err_trunc;
-};
-
-static int add_output(void *arg, const struct arl_step_view *st, struct arl_err *err)
-{
-	struct output *o = arg;
-
-	(void)err;
-	if (st->callback)
-		return 0;
-	if (st->out)
-		arl_buf_add(&o->out, st->out, strlen(st->out));
-	if (st->err)
-		arl_buf_add(&o->err, st->err, strlen(st->err));
-	o->out_trunc |= st->out_truncated != 0;
-	o->err_trunc |= st->err_truncated != 0;
-	return 0;
-}
-
 enum junit_kind { JK_PASSED, JK_FAILURE, JK_ERROR, JK_SKIPPED };
 
 /*
@@ -250,15 +229,15 @@ static int junit_case(struct junit *u, const struct arl_job_view *j, struct arl_
 	int attempts = carried ? j->from_attempts : j->attempts;
 	bool has_exit = carried ? !j->from_exit_null : !j->exit_null;
 	int exit_code = carried ? j->from_exit : j->exit_code;
-	struct output o = {ARL_BUF_INIT, ARL_BUF_INIT, false, false};
+	struct arl_view_output o = ARL_VIEW_OUTPUT_INIT;
 	char *classname = arl_xstrndup(j->key, strcspn(j->key, "/")), *msg = NULL;
 	enum junit_kind kind = junit_kind_row(j);
 
 	/* A carried failure shows the output of the attempt that failed. */
-	if (arl_job_last_steps(u->reader, carried ? j->from_id : j->id, add_output, &o, err) < 0) {
+	if (arl_job_last_steps(u->reader, carried ? j->from_id : j->id, arl_view_output_step, &o,
+	                       err) < 0) {
 		free(classname);
-		arl_buf_release(&o.out);
-		arl_buf_release(&o.err);
+		arl_view_output_release(&o);
 		return -1;
 	}
 	fputs("    <testcase", out);
@@ -316,8 +295,7 @@ static int junit_case(struct junit *u, const struct arl_job_view *j, struct arl_
 	fputs("    </testcase>\n", out);
 	free(msg);
 	free(classname);
-	arl_buf_release(&o.out);
-	arl_buf_release(&o.err);
+	arl_view_output_release(&o);
 	return 0;
 }
 

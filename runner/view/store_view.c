@@ -341,6 +341,31 @@ void arl_view_json_end(struct arl_view_json_array *a)
 	fputs(a->n ? "\n]\n" : "[]\n", a->out);
 }
 
+void arl_view_output_add(struct arl_view_output *o, const struct arl_step_view *st)
+{
+	if (st->callback)
+		return;
+	if (st->out)
+		arl_buf_add(&o->out, st->out, strlen(st->out));
+	if (st->err)
+		arl_buf_add(&o->err, st->err, strlen(st->err));
+	o->out_trunc |= st->out_truncated != 0;
+	o->err_trunc |= st->err_truncated != 0;
+}
+
+int arl_view_output_step(void *arg, const struct arl_step_view *st, struct arl_err *err)
+{
+	(void)err;
+	arl_view_output_add(arg, st);
+	return 0;
+}
+
+void arl_view_output_release(struct arl_view_output *o)
+{
+	arl_buf_release(&o->out);
+	arl_buf_release(&o->err);
+}
+
 void arl_view_error(const struct arl_err *err)
 {
 	arl_log_err(NULL, err);

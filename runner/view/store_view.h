@@ -13,7 +13,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "buf.h"
 #include "err.h"
+#include "store/store_jobs.h"
 #include "store/store_query.h"
 
 #define ARL_VIEW_BOLD   "\033[1m"
@@ -94,6 +96,23 @@ struct arl_view_json_array {
 void arl_view_json_item(struct arl_view_json_array *a, cJSON *item);
 /* Closes the array ("[]" when empty). */
 void arl_view_json_end(struct arl_view_json_array *a);
+
+/*
+ * The output of a job's last attempt as an ARL Task reports it: the concatenated stdout and
+ * stderr of its main steps (callbacks, which the SDK runs as separate Tasks, are left out).
+ */
+struct arl_view_output {
+	struct arl_buf out, err;
+	bool out_trunc, err_trunc; /* a step's stored output was itself truncated */
+};
+#define ARL_VIEW_OUTPUT_INIT                                                                       \
+	{                                                                                          \
+		ARL_BUF_INIT, ARL_BUF_INIT, false, false                                           \
+	}
+void arl_view_output_add(struct arl_view_output *o, const struct arl_step_view *st);
+/* arl_view_output_add() as an arl_step_fn for arl_job_last_steps(): @arg is the output. */
+int arl_view_output_step(void *arg, const struct arl_step_view *st, struct arl_err *err);
+void arl_view_output_release(struct arl_view_output *o);
 
 /* Prints "arl-batch: MESSAGE" on stderr (arl_log_err). */
 void arl_view_error(const struct arl_err *err);
