@@ -26,6 +26,7 @@
 #include "store/store.h"
 #include "store/store_internal.h"
 #include "store/store_jobs.h"
+#include "store/store_query.h"
 #include "store/store_migrations.h"
 #include "store/store_rows.h"
 #include "util.h"
@@ -1484,6 +1485,69 @@ static void test_job_readers(void **state)
 	arl_store_close(s);
 }
 
+/* ---- the user's SQL: one statement, typed values, read-only ---- */
+
+static void test_query_cursor(void **state)
+{
+	struct fx *f = *state;
+	int64_t run, ids[3];
+	struct arl_store *s = run_with_jobs(f->db, &run, ids);
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_query *q = NULL;
+	struct arl_value v;
+
+	arl_store_close(s);
+	assert_int_equal(arl_store_open(&s, f->db, ARL_STORE_READONLY, &err), 0);
+	assert_int_equal(
+	    arl_query_prepare(s, "SELECT 7 AS i, 2.5 AS d, 'x' AS t, NULL AS n, x'0aff' AS b", &q,
+	                      &err),
+	    0);
+	assert_int_equal(arl_query_columns(q), 5);
+	assert_string_equal(arl_query_column_name(q, 4), "b");
+	assert_int_equal(arl_query_next(q, &err), 1);
+	arl_query_value(q, 0, &v);
+	assert_int_equal(v.type, ARL_VALUE_INT);
+	assert_true(v.i == 7);
+	assert_string_equal(v.p, "7");
+	arl_query_value(q, 1, &v);
+	assert_int_equal(v.type, ARL_VALUE_REAL);
+	assert_true(v.d == 2.5);
+	assert_string_equal(v.p, "2.5");
+	arl_query_value(q, 2, &v);
+	assert_int_equal(v.type, ARL_VALUE_TEXT);
+	assert_string_equal(v.p, "x");
+	arl_query_value(q, 3, &v);
+	assert_int_equal(v.type, ARL_VALUE_NULL);
+	assert_null(v.p);
+	arl_query_value(q, 4, &v);
+	assert_int_equal(v.type, ARL_VALUE_BLOB);
+	assert_int_equal(v.len, 2);
+	assert_memory_equal(v.p, "\x0a\xff", 2);
+	assert_int_equal(arl_query_next(q, &err), 0);
+	arl_query_free(q);
+	q = NULL;
+
+	assert_int_equal(arl_query_prepare(s, "SELECT 1; SELECT 2", &q, &err), -1);
+	assert_int_equal(err.code, ARL_E_USAGE);
+	assert_string_equal(err.msg, "give one SQL statement at a time");
+	arl_err_clear(&err);
+	assert_int_equal(arl_query_prepare(s, "SELECT 1; -- done", &q, &err), 0);
+	arl_query_free(q);
+	q = NULL;
+	assert_int_equal(arl_query_prepare(s, " /* nothing */ ", &q, &err), -1);
+	assert_int_equal(err.code, ARL_E_USAGE);
+	assert_string_equal(err.msg, "the SQL holds no statement");
+	arl_err_clear(&err);
+	assert_int_equal(arl_query_prepare(s, "DELETE FROM jobs", &q, &err), -1);
+	assert_int_equal(err.code, ARL_E_USAGE);
+	assert_non_null(strstr(err.msg, "read-only query: "));
+	arl_err_clear(&err);
+	assert_int_equal(arl_query_prepare(s, "SELECT nope FROM jobs", &q, &err), -1);
+	assert_int_equal(err.code, ARL_E_DB);
+	assert_null(q);
+	arl_store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1508,6 +1572,7 @@ int main(void)
 	    cmocka_unit_test(test_rows_by_name),
 	    cmocka_unit_test(test_rows_missing_column),
 	    cmocka_unit_test_setup_teardown(test_job_readers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_query_cursor, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
