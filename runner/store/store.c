@@ -45,6 +45,7 @@
 
 #include "store/store_internal.h"
 #include "store/store_migrations.h"
+#include "store/store_rows.h"
 #include "util.h"
 #include "banned.h"
 
@@ -155,7 +156,8 @@ static const char *const stmt_sql[S__COUNT] = {
 			   " AND state IN ('Succeeded', 'Failed', 'Cancelled', 'Skipped')"
 			   " ORDER BY id DESC",
 	[S_JOB_TARGET] = "SELECT run_id, state, error_class,"
-			 " spec_hash IS NOT NULL AND spec_hash = ?2, skipped_from FROM jobs WHERE id = ?1",
+			 " spec_hash IS NOT NULL AND spec_hash = ?2 AS same_spec, skipped_from"
+			 " FROM jobs WHERE id = ?1",
 	[S_RUN_ADD_SKIPPED] = "UPDATE runs SET jobs_skipped = jobs_skipped + ?2 WHERE id = ?1",
 	[S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, number, sandbox, state, exit_code,"
 			     " error_class, error, started_at, finished_at, duration_ms, prepare_ms)"
@@ -170,12 +172,76 @@ static const char *const stmt_sql[S__COUNT] = {
 };
 /* clang-format on */
 
+/* The rows the statements above return, read by column name (store_rows.h). */
+struct stale_row {
+	int64_t id, pid, owner_start;
+	char *owner_boot, *owner_pidns; /* NULL in rows from before schema v2 */
+};
+struct old_row {
+	int64_t run_id;
+	char *state;
+};
+struct standing_row {
+	int64_t id;
+	enum arl_state state;
+};
+struct target_row {
+	int64_t run_id, skipped_from;
+	enum arl_state state;
+	enum arl_class error_class;
+	int same_spec;
+};
+
+static const struct arl_col stale_cols[] = {
+    ARL_COL(struct stale_row, id, ARL_COL_INT64),
+    ARL_COL(struct stale_row, pid, ARL_COL_INT64),
+    ARL_COL(struct stale_row, owner_start, ARL_COL_INT64),
+    ARL_COL(struct stale_row, owner_boot, ARL_COL_TEXT),
+    ARL_COL(struct stale_row, owner_pidns, ARL_COL_TEXT),
+};
+static const struct arl_col old_cols[] = {
+    ARL_COL(struct old_row, run_id, ARL_COL_INT64),
+    ARL_COL(struct old_row, state, ARL_COL_TEXT),
+};
+static const struct arl_col standing_cols[] = {
+    ARL_COL(struct standing_row, id, ARL_COL_INT64),
+    ARL_COL(struct standing_row, state, ARL_COL_STATE),
+};
+static const struct arl_col target_cols[] = {
+    ARL_COL(struct target_row, run_id, ARL_COL_INT64),
+    ARL_COL(struct target_row, state, ARL_COL_STATE),
+    ARL_COL(struct target_row, error_class, ARL_COL_CLASS),
+    ARL_COL(struct target_row, same_spec, ARL_COL_INT),
+    ARL_COL(struct target_row, skipped_from, ARL_COL_INT64),
+};
+
+#define ROW_COLS_MAX 5
+#define COLS(t)                                                                                    \
+	{                                                                                          \
+		(t), sizeof(t) / sizeof((t)[0])                                                    \
+	}
+static const struct {
+	const struct arl_col *cols;
+	size_t n;
+} stmt_cols[S__COUNT] = {
+    [S_RUN_STALE] = COLS(stale_cols),
+    [S_JOB_OLD] = COLS(old_cols),
+    [S_JOB_STANDING] = COLS(standing_cols),
+    [S_JOB_TARGET] = COLS(target_cols),
+};
+#undef COLS
+#define FITS(t) (sizeof(t) / sizeof((t)[0]) <= ROW_COLS_MAX)
+_Static_assert(FITS(stale_cols) && FITS(old_cols) && FITS(standing_cols) && FITS(target_cols),
+               "a statement's row has more columns than struct arl_store keeps indexes for");
+#undef FITS
+
 struct arl_store {
 	sqlite3 *db;
 	char *path;
 	unsigned flags;
 	bool readonly; /* ARL_STORE_READONLY, or a file the OS lets us only read */
 	sqlite3_stmt *stmts[S__COUNT];
+	int idx[S__COUNT][ROW_COLS_MAX]; /* where stmt_cols[] are among each one's columns */
 	char host[256];
 	struct arl_owner me; /* this runner, as its run row records it */
 	/* What the authorizer refused during the current prepare (READONLY only). */
@@ -244,8 +310,18 @@ static sqlite3_stmt *stmt(struct arl_store *s, enum stmt id, const char *op, str
 		db_fail(s, err, op, stmt_sql[id]);
 		sqlite3_finalize(s->stmts[id]);
 		s->stmts[id] = NULL;
+	} else if (stmt_cols[id].n && arl_rows_bind(s->stmts[id], stmt_cols[id].cols,
+	                                            stmt_cols[id].n, s->idx[id], err) < 0) {
+		sqlite3_finalize(s->stmts[id]);
+		s->stmts[id] = NULL;
 	}
 	return s->stmts[id];
+}
+
+/* The current row of statement @id into @row, its text borrowed until the next step. */
+static void stmt_row(struct arl_store *s, enum stmt id, void *row)
+{
+	arl_rows_read_borrowed(s->stmts[id], stmt_cols[id].cols, stmt_cols[id].n, s->idx[id], row);
 }
 
 /* Ready for the next use: no bound values kept alive, no read transaction held. */
@@ -702,20 +778,21 @@ static int recover_stale(struct arl_store *s, struct arl_err *err)
 		return -1;
 	/* Collect first, write after: no statement is mid-step while we write. */
 	while ((rc = stmt_step(s, st, op, err)) == 1) {
-		struct arl_owner o = {.pid = (long)sqlite3_column_int64(st, 1)};
-		const unsigned char *boot = sqlite3_column_text(st, 3);
-		const unsigned char *pidns = sqlite3_column_text(st, 4);
+		struct stale_row row;
+		struct arl_owner o = {0};
 		const char *why;
 
+		stmt_row(s, S_RUN_STALE, &row);
+		o.pid = (long)row.pid;
 		/* Rows from before schema v2 have a pid alone, and are judged by it. */
-		if (sqlite3_column_int64(st, 2) > 0)
-			o.start = (unsigned long long)sqlite3_column_int64(st, 2);
-		snprintf(o.boot, sizeof(o.boot), "%s", boot ? (const char *)boot : "");
-		snprintf(o.pidns, sizeof(o.pidns), "%s", pidns ? (const char *)pidns : "");
+		if (row.owner_start > 0)
+			o.start = (unsigned long long)row.owner_start;
+		snprintf(o.boot, sizeof(o.boot), "%s", row.owner_boot ? row.owner_boot : "");
+		snprintf(o.pidns, sizeof(o.pidns), "%s", row.owner_pidns ? row.owner_pidns : "");
 		if (!(why = arl_owner_gone(&o, &s->me)))
 			continue;
 		ARL_GROW(dead, cap, ndead + 1);
-		dead[ndead].id = sqlite3_column_int64(st, 0);
+		dead[ndead].id = row.id;
 		dead[ndead].pid = o.pid;
 		dead[ndead++].why = why;
 	}
@@ -1502,6 +1579,7 @@ static int job_old(struct arl_store *s, int64_t job_id, int64_t *run_id, char *s
 	const char *op = "read the job";
 	sqlite3_stmt *st = stmt(s, S_JOB_OLD, op, err);
 	struct bind b = {st, SQLITE_OK};
+	struct old_row row;
 	int rc;
 
 	if (!st)
@@ -1516,8 +1594,9 @@ static int job_old(struct arl_store *s, int64_t job_id, int64_t *run_id, char *s
 		stmt_done(st);
 		return arl_error(err, ARL_E_DB, "cannot %s: no job %lld", op, (long long)job_id);
 	}
-	*run_id = sqlite3_column_int64(st, 0);
-	snprintf(state, len, "%s", (const char *)sqlite3_column_text(st, 1));
+	stmt_row(s, S_JOB_OLD, &row);
+	*run_id = row.run_id;
+	snprintf(state, len, "%s", row.state);
 	stmt_done(st);
 	return 0;
 }
@@ -1619,14 +1698,6 @@ int arl_store_run_resolve(struct arl_store *s, const char *spec, int64_t *run_id
 	return 0;
 }
 
-static enum arl_state state_parse(const char *s)
-{
-	for (int i = ARL_STATE_PENDING; i <= ARL_STATE_CANCELLED; i++)
-		if (s && !strcmp(s, arl_state_name((enum arl_state)i)))
-			return (enum arl_state)i;
-	return ARL_STATE_PENDING;
-}
-
 /*
  * Follows job @id through Skipped rows to the result it stands for. Returns 1 with *out filled,
  * 0 when the chain ends at nothing (a pruned target, or an old Skipped row with none).
@@ -1642,7 +1713,7 @@ static int resolve_target(struct arl_store *s, int64_t id, const char *spec_hash
 	/* Chains are resolved when written; old rows may hold short ones, never a cycle. */
 	for (int hop = 0; id > 0 && hop < 1000; hop++) {
 		struct bind b = {st, SQLITE_OK};
-		const char *cls;
+		struct target_row row;
 		int rc;
 
 		bind_i64(&b, 1, id);
@@ -1653,14 +1724,13 @@ static int resolve_target(struct arl_store *s, int64_t id, const char *spec_hash
 			stmt_done(st);
 			return 0;
 		}
+		stmt_row(s, S_JOB_TARGET, &row);
 		out->job_id = id;
-		out->run_id = sqlite3_column_int64(st, 0);
-		out->state = state_parse((const char *)sqlite3_column_text(st, 1));
-		cls = (const char *)sqlite3_column_text(st, 2);
-		if (!cls || arl_class_parse(cls, &out->cls) < 0)
-			out->cls = ARL_CLASS_NONE;
-		out->same_spec = sqlite3_column_int(st, 3) == 1;
-		id = sqlite3_column_int64(st, 4);
+		out->run_id = row.run_id;
+		out->state = row.state;
+		out->cls = row.error_class;
+		out->same_spec = row.same_spec == 1;
+		id = row.skipped_from;
 		stmt_done(st);
 		if (out->state != ARL_STATE_SKIPPED)
 			return out->state == ARL_STATE_SUCCEEDED ||
@@ -1687,11 +1757,12 @@ int arl_store_job_standing(struct arl_store *s, const char *run_name, const char
 		return -1;
 	/* Collected first: resolve_target() steps another statement. Usually one row is read. */
 	while ((rc = stmt_step(s, st, op, err)) == 1) {
-		const char *state = (const char *)sqlite3_column_text(st, 1);
+		struct standing_row row;
 
+		stmt_row(s, S_JOB_STANDING, &row);
 		ARL_GROW(ids, cap, n + 1);
-		ids[n++] = sqlite3_column_int64(st, 0);
-		if (state && strcmp(state, "Skipped") != 0)
+		ids[n++] = row.id;
+		if (row.state != ARL_STATE_SKIPPED)
 			break; /* a real result: nothing older matters */
 	}
 	stmt_done(st);
