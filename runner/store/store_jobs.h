@@ -7,8 +7,9 @@
  * returns -1 too.
  *
  * A struct arl_job_reader keeps its statements compiled between calls: the per-job readers
- * (steps, metrics) run once per job of a large run. One reader serves one thread; a reader
- * may be used from inside another reader's callback, but not from inside its own.
+ * (steps, metrics) run once per job of a large run. One reader serves one thread. A callback
+ * may call another of the reader's functions (the steps of each job listed), but not the one
+ * it is called from: that fails with ARL_E_DB.
  */
 #ifndef ARL_STORE_JOBS_H
 #define ARL_STORE_JOBS_H
