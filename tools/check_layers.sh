@@ -11,7 +11,9 @@ allowed() { # FOLDER -> the folders it may include besides its own and the core
 	jobfile | store) echo "" ;;
 	backend) echo "jobfile" ;;
 	view) echo "store" ;;
-	local | k8s) echo "jobfile backend" ;;
+	agent) echo "" ;; # the sandbox agent: a static program, not even the core (see below)
+	local) echo "jobfile backend agent" ;;
+	k8s) echo "jobfile backend" ;;
 	run) echo "jobfile store backend view" ;;
 	cmd) echo "jobfile store backend view run local k8s" ;;
 	*) echo "?" ;;
@@ -32,7 +34,8 @@ while IFS= read -r file; do
 	[ "$file" = "./main.c" ] && ok="cmd"
 	while IFS=: read -r line inc; do
 		case "$inc" in */*) to=${inc%%/*} ;; *) to=core ;; esac
-		[ "$to" = core ] || [ "$to" = "$from" ] && continue
+		[ "$to" = "$from" ] && continue
+		[ "$to" = core ] && [ "$from" != agent ] && continue
 		case " $ok " in *" $to "*) continue ;; esac
 		echo "runner/${file#./}:$line: '$from' may not include \"$inc\""
 		bad=1
