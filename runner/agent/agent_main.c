@@ -521,6 +521,8 @@ static void open_file(struct agent *a, uint32_t id, const unsigned char *p, size
 	             (mode_t)mode);
 	if (w->fd < 0 && errno == ELOOP)
 		write_fail(w, errno, "refusing to write", w->path, "it is a symlink");
+	else if (w->fd < 0 && errno == ENXIO) /* a FIFO without reader, a socket */
+		write_fail(w, errno, "refusing to write", w->path, "not a regular file");
 	else if (w->fd < 0)
 		write_fail(w, errno, "cannot open", w->path, NULL);
 	else if (fstat(w->fd, &st) < 0)
