@@ -1,14 +1,15 @@
 #!/bin/sh
 # Builds the fuzz targets with clang, replays a seed corpus for each (made from the example
 # and test files), then fuzzes: the job-file loader for ${FUZZ_SECONDS:-60} seconds, the
-# dataset readers, the kubeconfig reader and the API-server JSON readers for
-# ${FUZZ_SECONDS_EACH:-20} seconds each. Any crash, leak or sanitizer report fails the script.
+# dataset readers, the kubeconfig reader, the API-server JSON readers and the sandbox agent's
+# frames as the runner reads them for ${FUZZ_SECONDS_EACH:-20} seconds each. Any crash, leak
+# or sanitizer report fails the script.
 set -eu
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${FUZZ_BUILD:-$src/build-fuzz}
 CC=clang cmake -S "$src" -B "$build" -DARL_FUZZ=ON -DARL_SANITIZE=address,undefined >/dev/null
 cmake --build "$build" --target fuzz_jobfile fuzz_dataset fuzz_kubeconfig fuzz_k8s_json \
-	-j2 >/dev/null
+	fuzz_agent_frames -j2 >/dev/null
 
 # fuzz TARGET SECONDS: runs TARGET over its corpus $build/fuzz-corpus/TARGET.
 fuzz() {
@@ -17,7 +18,8 @@ fuzz() {
 }
 
 c=$build/fuzz-corpus
-mkdir -p "$c/fuzz_jobfile" "$c/fuzz_dataset" "$c/fuzz_kubeconfig" "$c/fuzz_k8s_json"
+mkdir -p "$c/fuzz_jobfile" "$c/fuzz_dataset" "$c/fuzz_kubeconfig" "$c/fuzz_k8s_json" \
+	"$c/fuzz_agent_frames"
 cp "$src"/jobs/*.yaml "$src"/tests/jobfiles/valid/*.yaml "$src"/tests/jobfiles/invalid/*.yaml \
 	"$c/fuzz_jobfile"/
 
@@ -46,8 +48,16 @@ printf '%s' '{"kind":"SandboxList","metadata":{"resourceVersion":"30","continue"
 printf '%s' '{"kind":"WarmPool","metadata":{"name":"py"},"spec":{"replicas":2},"status":{"readyReplicas":1}}' >"$j/warmpool"
 printf '%s' '{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1","status":{"token":"x","expirationTimestamp":"2030-01-01T00:00:00Z"}}' >"$j/exec"
 
+# Sandbox agent seeds: frames after a 2-byte little-endian length (fuzz_agent_frames.c).
+# HELLO (protocol 1, pid 1); STDOUT "hi\n", STDERR "e", EXIT 0 for request 1; OK for 2.
+a=$c/fuzz_agent_frames
+hello='\020\000\000\000\000\000\000\000\001\000\000\000\001\000\000\000'
+printf "\020\000$hello\013\000\021\000\000\000\001\000\000\000hi\n\011\000\022\000\000\000\001\000\000\000e\020\000\023\000\000\000\001\000\000\000\000\000\000\000\000\000\000\000\010\000\024\000\000\000\002\000\000\000" >"$a/session"
+# A killed step, then an ERROR for the write.
+printf "\020\000$hello\020\000\023\000\000\000\001\000\000\000\001\000\000\000\011\000\000\000\020\000\025\000\000\000\002\000\000\000\002\000\000\000nope" >"$a/errors"
+
 fuzz fuzz_jobfile "${FUZZ_SECONDS:-60}"
-for t in fuzz_dataset fuzz_kubeconfig fuzz_k8s_json; do
+for t in fuzz_dataset fuzz_kubeconfig fuzz_k8s_json fuzz_agent_frames; do
 	fuzz "$t" "${FUZZ_SECONDS_EACH:-20}"
 done
 echo "fuzz: no crash, leak or sanitizer report"
