@@ -364,7 +364,7 @@ static void start_step(struct agent *a, uint32_t id, unsigned char *p, size_t le
 	argv = calloc((size_t)argc + 1, sizeof(*argv));
 	env = calloc((size_t)envc + 1, sizeof(*env));
 	if (!argv || !env) {
-		send_error(a, id, ENOMEM, "cannot start '%s': out of memory", (char *)p + 8);
+		send_error(a, id, ENOMEM, "cannot start the step: out of memory");
 		goto out;
 	}
 	q = (char *)p + 8;
@@ -586,10 +586,8 @@ static void on_exec_frame(struct agent *a, const struct arl_proto_frame *f)
 	if (a->exec_len + f->len > ARL_PROTO_EXEC_MAX)
 		fatal(a, 0, "EXEC request larger than the protocol allows");
 	buf = realloc(a->exec_buf, a->exec_len + f->len + 1);
-	if (!buf) {
-		send_error(a, f->id, ENOMEM, "EXEC request: out of memory");
-		_exit(1);
-	}
+	if (!buf)
+		fatal(a, ENOMEM, "EXEC request");
 	memcpy(buf + a->exec_len, f->payload, f->len);
 	a->exec_buf = buf;
 	a->exec_len += f->len;

@@ -346,7 +346,9 @@ int arl_agent_signal(struct arl_agent *a, uint32_t id, int sig, struct arl_err *
 
 	if (a->broken)
 		return arl_error(err, ARL_E_BACKEND, "sandbox agent connection is broken");
-	if (a->busy_kind != REQ_EXEC || a->busy_id != id || sig < 1 || sig > 64)
+	if (sig < 1 || sig > 64)
+		return arl_error(err, ARL_E_INVALID, "sandbox agent: no signal %d", sig);
+	if (a->busy_kind != REQ_EXEC || a->busy_id != id)
 		return 0; /* ended already (or never ran): nothing left to signal */
 	arl_proto_put_u32(p, (uint32_t)sig);
 	return send_frame(a, ARL_PROTO_SIGNAL, 0, id, p, sizeof(p), NULL, 0, err);

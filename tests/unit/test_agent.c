@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <elf.h>
 
 #include <cmocka.h>
 
@@ -821,6 +822,103 @@ static void test_close_ends_pid_namespace(void **state)
 	assert_true(WIFEXITED(status));
 }
 
+/* True when @path is an ELF program without an interpreter: linked statically. */
+static bool is_static(const char *path)
+{
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph;
+	bool interp = false;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &eh, sizeof(eh), 0), (ssize_t)sizeof(eh));
+	for (unsigned i = 0; i < eh.e_phnum; i++) {
+		off_t at = (off_t)(eh.e_phoff + (Elf64_Off)i * eh.e_phentsize);
+
+		assert_int_equal(pread(fd, &ph, sizeof(ph), at), (ssize_t)sizeof(ph));
+		interp = interp || ph.p_type == PT_INTERP;
+	}
+	close(fd);
+	return !interp;
+}
+
+/*
+ * The static agent as it will run: PID 1 of a bwrap sandbox whose root holds nothing but the
+ * agent itself (no shared library, no shell), serving a WRITE and running a program.
+ */
+static void test_static_in_empty_root(void **state)
+{
+	char root[] = "/tmp/arl-agent-root-XXXXXX";
+	char cmd[512], agent[256];
+	char *argv[] = {"bwrap",
+	                "--unshare-all",
+	                "--unshare-user",
+	                "--uid",
+	                "0",
+	                "--gid",
+	                "0",
+	                "--as-pid-1",
+	                "--die-with-parent",
+	                "--ro-bind",
+	                root,
+	                "/",
+	                "--dev",
+	                "/dev",
+	                "--proc",
+	                "/proc",
+	                "--tmpfs",
+	                "/tmp",
+	                "/arl-batch-agent",
+	                "--fd",
+	                "3",
+	                NULL};
+	char *usage_argv[] = {"/arl-batch-agent", NULL};
+	char *sh_argv[] = {"sh", "-c", "true", NULL};
+	posix_spawn_file_actions_t fa;
+	struct arl_err err = ARL_ERR_INIT;
+	struct agent_proc ap;
+	struct step_out o;
+	int sv[2], child_end, status;
+
+	(void)state;
+	if (!is_static(ARL_AGENT_BIN) ||
+	    system("bwrap --unshare-all --ro-bind / / true 2>/dev/null") != 0)
+		skip(); /* a sanitizer build links it dynamically; no bwrap here */
+	assert_non_null(mkdtemp(root));
+	snprintf(agent, sizeof(agent), "%s/arl-batch-agent", root);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && mkdir '%s/dev' '%s/proc' '%s/tmp'",
+	         ARL_AGENT_BIN, agent, root, root, root);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	child_end = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
+	close(sv[1]);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, child_end, 3);
+	assert_int_equal(posix_spawnp(&ap.pid, "bwrap", &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	close(child_end);
+	if (arl_agent_open(&ap.a, sv[0], 0, &err) < 0)
+		fail_msg("arl_agent_open: %s", err.msg);
+	assert_int_equal(arl_agent_pid(ap.a), 1);
+
+	write_file(ap.a, "/tmp/a/b", 0600, "x", 1, &o);
+	assert_false(o.error);
+	run_step(ap.a, usage_argv, "/tmp/a", &o); /* the only program there is */
+	assert_int_equal(o.exit_code, 2);
+	assert_non_null(o.out.p);
+	assert_non_null(strstr(o.out.p, "usage: arl-batch-agent --fd N"));
+	step_out_release(&o);
+	run_step(ap.a, sh_argv, "/", &o);
+	assert_true(o.error);
+	assert_string_equal(o.text, "cannot run 'sh': No such file or directory");
+
+	arl_agent_free(ap.a);
+	assert_int_equal(waitpid(ap.pid, &status, 0), ap.pid);
+	assert_true(WIFEXITED(status));
+	snprintf(cmd, sizeof(cmd), "rm -r '%s'", root);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void test_agent_path(void **state)
 {
 	struct arl_err err = ARL_ERR_INIT;
@@ -856,6 +954,7 @@ int main(void)
 	    cmocka_unit_test(test_open_checks_hello),
 	    cmocka_unit_test(test_hardening),
 	    cmocka_unit_test(test_close_ends_pid_namespace),
+	    cmocka_unit_test(test_static_in_empty_root),
 	    cmocka_unit_test(test_agent_path),
 	};
 
