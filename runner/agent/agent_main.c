@@ -85,6 +85,8 @@ struct agent {
 	unsigned char frame[ARL_PROTO_FRAME_MAX];
 };
 
+static void quit(struct agent *a, int status) __attribute__((noreturn));
+
 /* Sends one frame; the runner gone (EPIPE) ends the agent, since the sandbox ends with it. */
 static void send_frame(struct agent *a, unsigned type, uint32_t id, const void *p1, size_t n1,
                        const void *p2, size_t n2)
@@ -96,7 +98,7 @@ static void send_frame(struct agent *a, unsigned type, uint32_t id, const void *
 	arl_proto_put_header(hdr, type, 0, id);
 	while (sendmsg(a->sock, &m, MSG_NOSIGNAL) < 0)
 		if (errno != EINTR)
-			_exit(1);
+			quit(a, 1);
 }
 
 static void send_u32s(struct agent *a, unsigned type, uint32_t id, uint32_t x, uint32_t y)
@@ -142,7 +144,7 @@ static void fatal(struct agent *a, int errnum, const char *what)
 		           strerror_r(errnum, ebuf, sizeof(ebuf)));
 	else
 		send_error(a, 0, EPROTO, "sandbox agent: protocol error: %s", what);
-	_exit(1);
+	quit(a, 1);
 }
 
 static const char *errtext(int errnum, char *buf, size_t len)
@@ -695,6 +697,14 @@ static void kill_descendants(struct agent *a)
 	}
 }
 
+/* As PID 1, our exit ends the namespace and every process in it; elsewhere we end them. */
+static void quit(struct agent *a, int status)
+{
+	if (!a->pid1)
+		kill_descendants(a);
+	exit(status);
+}
+
 static void serve(struct agent *a)
 {
 	struct pollfd *pfd = NULL;
@@ -801,8 +811,5 @@ int main(int argc, char **argv)
 	harden(a);
 	send_u32s(a, ARL_PROTO_HELLO, 0, ARL_PROTO_VERSION, (uint32_t)getpid());
 	serve(a);
-	/* As PID 1, our exit ends the namespace and every process in it. */
-	if (!a->pid1)
-		kill_descendants(a);
-	return 0;
+	quit(a, 0);
 }

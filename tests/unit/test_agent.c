@@ -44,8 +44,11 @@ struct agent_proc {
 	struct arl_agent *a;
 };
 
-/* Starts the agent on fd 3 of a socketpair, under `unshare --pid --fork` with @pidns. */
-static int start_agent(struct agent_proc *ap, bool pidns)
+/*
+ * Spawns the agent on fd 3 of a socketpair, under `unshare --pid --fork` with @pidns; returns
+ * our end of the socket.
+ */
+static int spawn_agent(pid_t *pid, bool pidns)
 {
 	posix_spawn_file_actions_t fa;
 	char *plain[] = {"arl-batch-agent", "--fd", "3", NULL};
@@ -55,7 +58,6 @@ static int start_agent(struct agent_proc *ap, bool pidns)
 	                   "--pid",       "--fork", "--kill-child",
 	                   ARL_AGENT_BIN, "--fd",   "3",
 	                   NULL};
-	struct arl_err err = ARL_ERR_INIT;
 	int sv[2], child_end, rc;
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
@@ -65,14 +67,23 @@ static int start_agent(struct agent_proc *ap, bool pidns)
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, child_end, 3);
 	if (pidns)
-		rc = posix_spawnp(&ap->pid, "unshare", &fa, NULL, geteuid() ? ns_user : ns_root,
-		                  environ);
+		rc =
+		    posix_spawnp(pid, "unshare", &fa, NULL, geteuid() ? ns_user : ns_root, environ);
 	else
-		rc = posix_spawn(&ap->pid, ARL_AGENT_BIN, &fa, NULL, plain, environ);
+		rc = posix_spawn(pid, ARL_AGENT_BIN, &fa, NULL, plain, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	close(child_end);
 	assert_int_equal(rc, 0);
-	if (arl_agent_open(&ap->a, sv[0], 0, &err) < 0) {
+	return sv[0];
+}
+
+/* Starts the agent and connects a client; -1 when @pidns and no PID namespace is ours. */
+static int start_agent(struct agent_proc *ap, bool pidns)
+{
+	struct arl_err err = ARL_ERR_INIT;
+	int fd = spawn_agent(&ap->pid, pidns);
+
+	if (arl_agent_open(&ap->a, fd, 0, &err) < 0) {
 		int status;
 
 		waitpid(ap->pid, &status, 0);
@@ -723,6 +734,51 @@ static void test_open_checks_hello(void **state)
 	close(sv[1]);
 }
 
+/* A request the agent cannot understand: it says why (id 0) and exits, never guesses. */
+static void test_agent_refuses_bad_request(void **state)
+{
+	static const struct {
+		unsigned char frame[16];
+		size_t len;
+		const char *why;
+	} bad[] = {
+	    {{99, 0, 0, 0, 1, 0, 0, 0}, 8, "unknown frame type from the runner"},
+	    {{ARL_PROTO_SIGNAL, 0, 0, 0, 1, 0, 0, 0, 9, 0, 0}, 11, "malformed SIGNAL frame"},
+	    {{ARL_PROTO_EXEC, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0},
+	     16,
+	     "malformed EXEC frame"},
+	    {{ARL_PROTO_WRITE_DATA, 0, 0, 0, 7, 0, 0, 0, 'x'}, 9, "WRITE_DATA frame without WRITE"},
+	    {{ARL_PROTO_SIGNAL, 0, 1, 0, 1, 0, 0, 0, 9, 0, 0, 0}, 12, "reserved header bits set"},
+	};
+	unsigned char buf[ARL_PROTO_FRAME_MAX];
+	struct arl_agent_event ev;
+	struct arl_err err = ARL_ERR_INIT;
+	char want[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		pid_t pid;
+		int status, fd = spawn_agent(&pid, false);
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+		assert_int_equal(arl_agent_decode(buf, (size_t)n, &ev, &err), 0);
+		assert_int_equal(ev.kind, ARL_AGENT_HELLO);
+		assert_int_equal(send(fd, bad[i].frame, bad[i].len, 0), (ssize_t)bad[i].len);
+		n = recv(fd, buf, sizeof(buf), 0);
+		assert_int_equal(arl_agent_decode(buf, (size_t)n, &ev, &err), 0);
+		assert_int_equal(ev.kind, ARL_AGENT_ERROR);
+		assert_int_equal(ev.id, 0);
+		snprintf(want, sizeof(want), "sandbox agent: protocol error: %s", bad[i].why);
+		assert_int_equal(ev.len, strlen(want));
+		assert_memory_equal(ev.data, want, ev.len);
+		assert_int_equal(recv(fd, buf, sizeof(buf), 0), 0); /* then it is gone */
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 1);
+		close(fd);
+	}
+}
+
 /* ---- hardening and the end ---- */
 
 static void test_hardening(void **state)
@@ -952,6 +1008,7 @@ int main(void)
 	    cmocka_unit_test(test_write_refuses_symlink_and_fifo),
 	    cmocka_unit_test(test_forged_frames),
 	    cmocka_unit_test(test_open_checks_hello),
+	    cmocka_unit_test(test_agent_refuses_bad_request),
 	    cmocka_unit_test(test_hardening),
 	    cmocka_unit_test(test_close_ends_pid_namespace),
 	    cmocka_unit_test(test_static_in_empty_root),
