@@ -424,6 +424,45 @@ static void test_background_and_signal(void **state)
 	wait_exit(second[0]);
 }
 
+/*
+ * A deadline that passed or a cancel fd that fired leaves the request outstanding: the caller
+ * signals the step and reads on to its EXIT (as the runner's timeout will).
+ */
+static void test_deadline_and_cancel(void **state)
+{
+	char *argv[] = {"sleep", "1000", NULL};
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_agent_event ev;
+	struct agent_proc ap;
+	struct step_out o = {0};
+	int cancel[2];
+	uint32_t id;
+
+	(void)state;
+	assert_int_equal(pipe2(cancel, O_CLOEXEC), 0);
+	start_agent(&ap, false);
+	id = exec_step(ap.a, argv, "/");
+	assert_int_equal(arl_agent_next(ap.a, arl_now_ms() - 1, -1, &ev, &err), -1);
+	assert_int_equal(err.code, ARL_E_TIMEOUT);
+	assert_int_equal(write(cancel[1], "x", 1), 1);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(arl_agent_next(ap.a, 0, cancel[0], &ev, &err), -1);
+	assert_int_equal(err.code, ARL_E_CANCELLED);
+	/* One request at a time: a second one is refused while the step runs. */
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(arl_agent_exec(ap.a, argv, step_env, "/", &id, &err), -1);
+	assert_string_equal(err.msg, "sandbox agent: request 1 still outstanding (one at a time)");
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(arl_agent_signal(ap.a, 1, SIGKILL, &err), 0);
+	while (!take_event(ap.a, 1, &o))
+		;
+	assert_int_equal(o.exit_code, 128 + SIGKILL);
+	step_out_release(&o);
+	stop_agent(&ap);
+	close(cancel[0]);
+	close(cancel[1]);
+}
+
 /* ---- files ---- */
 
 static void expect_file(const char *path, const char *data, size_t len, mode_t mode)
@@ -1004,6 +1043,7 @@ int main(void)
 	    cmocka_unit_test(test_env_and_workdir),
 	    cmocka_unit_test(test_start_errors),
 	    cmocka_unit_test(test_background_and_signal),
+	    cmocka_unit_test(test_deadline_and_cancel),
 	    cmocka_unit_test(test_write),
 	    cmocka_unit_test(test_write_refuses_symlink_and_fifo),
 	    cmocka_unit_test(test_forged_frames),
