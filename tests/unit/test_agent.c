@@ -424,6 +424,33 @@ static void test_background_and_signal(void **state)
 	wait_exit(second[0]);
 }
 
+/* An orphan a step left is adopted and reaped when it dies: no zombie accumulates. */
+static void test_orphans_reaped(void **state)
+{
+	struct agent_proc ap;
+	struct step_out o;
+	int fd;
+	long pid;
+
+	(void)state;
+	start_agent(&ap, false);
+	run_sh(ap.a, "sleep 1000 & echo $!", &o);
+	pid = strtol(o.out.p, NULL, 10);
+	step_out_release(&o);
+	fd = pidfd_of(pid);
+	assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
+	wait_exit(fd); /* a zombie now, the agent's child */
+	/*
+	 * The agent reaps every zombie there is whenever a child exits: by the end of the
+	 * second step it has seen the first one's exit after the orphan's.
+	 */
+	expect_sh(ap.a, "true", "", "", 0);
+	expect_sh(ap.a, "true", "", "", 0);
+	assert_int_equal(kill((pid_t)pid, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	stop_agent(&ap);
+}
+
 /*
  * A deadline that passed or a cancel fd that fired leaves the request outstanding: the caller
  * signals the step and reads on to its EXIT (as the runner's timeout will).
@@ -1043,6 +1070,7 @@ int main(void)
 	    cmocka_unit_test(test_env_and_workdir),
 	    cmocka_unit_test(test_start_errors),
 	    cmocka_unit_test(test_background_and_signal),
+	    cmocka_unit_test(test_orphans_reaped),
 	    cmocka_unit_test(test_deadline_and_cancel),
 	    cmocka_unit_test(test_write),
 	    cmocka_unit_test(test_write_refuses_symlink_and_fifo),
