@@ -6,7 +6,8 @@
  * infra error of the sandbox, after which the connection refuses every call.
  *
  * One request (EXEC or WRITE) is outstanding at a time; arl_agent_next() is called until its
- * last event (EXIT, OK or ERROR). A connection is used by one thread at a time.
+ * last event (EXIT, OK or ERROR), even past a capture limit: the agent waits while its frames
+ * go unread, and so would a SIGNAL. A connection is used by one thread at a time.
  */
 #ifndef ARL_LOCAL_AGENT_CLIENT_H
 #define ARL_LOCAL_AGENT_CLIENT_H
