@@ -22,16 +22,18 @@ int arl_query_prepare(struct arl_store *s, const char *sql, struct arl_query **o
 	sqlite3_stmt *st = NULL, *more = NULL;
 	const char *tail = NULL;
 	struct arl_query *q;
+	struct arl_err second = {0};
 
 	if (arl_store_prepare(s, sql, &st, &tail, err) < 0)
 		return -1;
 	if (!st)
 		return arl_error(err, ARL_E_USAGE, "the SQL holds no statement");
-	/* Anything but blanks and comments after the first statement is a second one. */
-	if (tail && *tail && (arl_store_prepare(s, tail, &more, NULL, err) < 0 || more)) {
+	/* Anything but blanks and comments after the first statement is a second one; its own
+	 * prepare error is only a sign of that, so it goes to a local error. */
+	if (tail && *tail && (arl_store_prepare(s, tail, &more, NULL, &second) < 0 || more)) {
 		sqlite3_finalize(more);
 		sqlite3_finalize(st);
-		arl_err_clear(err);
+		arl_err_clear(&second);
 		return arl_error(err, ARL_E_USAGE, "give one SQL statement at a time");
 	}
 	q = arl_xcalloc(1, sizeof(*q));

@@ -1531,6 +1531,20 @@ static void test_query_cursor(void **state)
 	assert_int_equal(err.code, ARL_E_USAGE);
 	assert_string_equal(err.msg, "give one SQL statement at a time");
 	arl_err_clear(&err);
+	/* a second statement that does not even compile is still a second statement */
+	assert_int_equal(arl_query_prepare(s, "SELECT 1; SELECT nope FROM nowhere", &q, &err), -1);
+	assert_int_equal(err.code, ARL_E_USAGE);
+	assert_string_equal(err.msg, "give one SQL statement at a time");
+	/* the caller's error is the caller's: the first one stays, as everywhere */
+	assert_int_equal(arl_query_prepare(s, "SELECT 1; SELECT 2", &q, &err), -1);
+	assert_string_equal(err.msg, "give one SQL statement at a time");
+	arl_err_clear(&err);
+	arl_error(&err, ARL_E_IO, "an earlier error");
+	assert_int_equal(arl_query_prepare(s, "SELECT 1; SELECT nope FROM nowhere", &q, &err), -1);
+	assert_int_equal(err.code, ARL_E_IO);
+	assert_string_equal(err.msg, "an earlier error");
+	assert_null(q);
+	arl_err_clear(&err);
 	assert_int_equal(arl_query_prepare(s, "SELECT 1; -- done", &q, &err), 0);
 	arl_query_free(q);
 	q = NULL;
