@@ -106,6 +106,9 @@ int arl_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 	return 0;
 }
 
+/* The longest duration read (about 31,700 years), either way it is written. */
+#define DURATION_MAX_MS INT64_C(1000000000000000)
+
 int arl_parse_duration(const char *s, int64_t *ms)
 {
 	static const struct {
@@ -117,7 +120,7 @@ int arl_parse_duration(const char *s, int64_t *ms)
 
 	if (!s || !*s)
 		return -1;
-	if (arl_parse_i64(s, 0, INT64_MAX / 1000, ms) == 0) {
+	if (arl_parse_i64(s, 0, DURATION_MAX_MS / 1000, ms) == 0) {
 		*ms *= 1000;
 		return 0;
 	}
@@ -146,7 +149,7 @@ int arl_parse_duration(const char *s, int64_t *ms)
 		total += v * units[i].ms;
 		p += strlen(units[i].unit);
 	}
-	if (total > 1e15)
+	if (total > (double)DURATION_MAX_MS)
 		return -1;
 	*ms = (int64_t)(total + 0.5);
 	return 0;
@@ -201,16 +204,30 @@ int64_t arl_wall_ms(void)
 
 void arl_rfc3339(int64_t unix_ms, char buf[32])
 {
-	time_t t = (time_t)(unix_ms / 1000);
+	int64_t sec = unix_ms / 1000, ms = unix_ms % 1000;
+	time_t t;
 	struct tm tm;
 
-	gmtime_r(&t, &tm);
+	if (ms < 0) { /* floored: a time before 1970 keeps its milliseconds in [0, 999] */
+		ms += 1000;
+		sec--;
+	}
+	t = (time_t)sec;
+
+	/*
+	 * Years outside 0000-9999 clamp to the ends of that range, which keeps the text in
+	 * order with every other time (prune compares it as text).
+	 */
+	if (!gmtime_r(&t, &tm) || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900) {
+		snprintf(buf, 32, "%s",
+		         unix_ms < 0 ? "0000-01-01T00:00:00.000Z" : "9999-12-31T23:59:59.999Z");
+		return;
+	}
 	/* The unsigned modulos only tell the compiler each field fits. */
 	snprintf(buf, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ",
 	         (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
 	         (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u,
-	         (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u,
-	         (unsigned)(unix_ms % 1000));
+	         (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u, (unsigned)ms);
 }
 
 void arl_rfc3339_now(char buf[32])

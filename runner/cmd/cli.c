@@ -17,6 +17,11 @@ const char *arl_cli_db_path(const char *opt)
 	return "arl-batch.db";
 }
 
+int arl_cli_unexpected(const struct arl_command_usage *u, const char *arg)
+{
+	return arl_options_error(u, "unexpected argument '%s'", arg);
+}
+
 int arl_cli_color(int fd)
 {
 	const char *nc = getenv("NO_COLOR");

@@ -2,6 +2,8 @@
 #ifndef ARL_CLI_H
 #define ARL_CLI_H
 
+#include "cmd/options.h"
+
 struct arl_cmd {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -22,6 +24,12 @@ int cmd_pool(int argc, char **argv);
 
 /* The results database: --db, else $ARL_BATCH_DB, else ./arl-batch.db (borrowed). */
 const char *arl_cli_db_path(const char *opt);
+/* --db PATH into the const char * at @v, for arl_cli_db_path(). */
+#define ARL_OPT_DB(v)                                                                              \
+	ARL_OPT_STRING(0, "db", v, "PATH",                                                         \
+	               "results database (default $ARL_BATCH_DB, else ./arl-batch.db)")
+/* An operand @u takes no more of, as a usage error; returns ARL_EXIT_USAGE. */
+int arl_cli_unexpected(const struct arl_command_usage *u, const char *arg);
 /*
  * Where local sandboxes live: @opt (--state-dir), else $XDG_STATE_HOME/arl-batch, else
  * "<db>.sandboxes" beside the database. Returns a new string.

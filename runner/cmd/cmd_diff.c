@@ -146,8 +146,7 @@ int cmd_diff(int argc, char **argv)
 	struct arl_rundiff d = {0};
 	int format = F_TABLE, nruns, ret = ARL_EXIT_INCOMPLETE;
 	const struct arl_option opts[] = {
-	    ARL_OPT_STRING(0, "db", &db_opt, "PATH",
-	                   "results database (default $ARL_BATCH_DB, else ./arl-batch.db)"),
+	    ARL_OPT_DB(&db_opt),
 	    ARL_OPT_CHOICE(0, "format", &format, formats, "table (default), json or markdown"),
 	    ARL_OPT_FLAG(0, "metrics", &per_job, "also list metric deltas per job"),
 	    ARL_OPT_FLAG(0, "fail-on-regression", &fail_on_regression, "exit 1 when any job broke"),
@@ -159,7 +158,7 @@ int cmd_diff(int argc, char **argv)
 	if ((nruns = arl_options_parse(&u, argc, argv, 0, &ret)) < 0)
 		return ret;
 	if (nruns > 2)
-		return arl_options_error(&u, "unexpected argument '%s'", argv[2]);
+		return arl_cli_unexpected(&u, argv[2]);
 	ret = ARL_EXIT_INCOMPLETE;
 	if (arl_store_open(&s, arl_cli_db_path(db_opt), ARL_STORE_NOCREATE, &err) < 0)
 		goto fail;

@@ -190,7 +190,7 @@ int cmd_gc(int argc, char **argv)
 	if ((n = arl_options_parse(&u, argc, argv, 0, &code)) < 0)
 		return code;
 	if (n > 0)
-		return arl_options_error(&u, "unexpected argument '%s'", argv[0]);
+		return arl_cli_unexpected(&u, argv[0]);
 	k8s_opts = g.kubeconfig || g.context || g.ns || g.host;
 	if (!which)
 		which = GC_LOCAL | (k8s_opts ? GC_K8S : 0);

@@ -303,7 +303,7 @@ int cmd_pool(int argc, char **argv)
 		}
 	}
 	if (i < n) {
-		arl_options_error(&u, "unexpected argument '%s'", argv[i]);
+		arl_cli_unexpected(&u, argv[i]);
 		goto out;
 	}
 	code = run_verb(what, name, &po);

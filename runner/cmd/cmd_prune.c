@@ -56,8 +56,7 @@ int cmd_prune(int argc, char **argv)
 	                     "duration: use 720h)"),
 	    ARL_OPT_STRING(0, "name", &name, "NAME", "only runs of this name"),
 	    ARL_OPT_FLAG('n', "dry-run", &dry, "list what would be deleted"),
-	    ARL_OPT_STRING(0, "db", &db_opt, "PATH",
-	                   "results database (default $ARL_BATCH_DB, else ./arl-batch.db)"),
+	    ARL_OPT_DB(&db_opt),
 	    ARL_OPT_END(),
 	};
 	const struct arl_command_usage u = {
@@ -66,7 +65,7 @@ int cmd_prune(int argc, char **argv)
 	if ((n = arl_options_parse(&u, argc, argv, 0, &ret)) < 0)
 		return ret;
 	if (n > 0)
-		return arl_options_error(&u, "unexpected argument '%s'", argv[0]);
+		return arl_cli_unexpected(&u, argv[0]);
 	if (keep < 0 && older_ms < 0)
 		return arl_options_error(&u, "which runs? give --keep N or --older-than DURATION");
 	ret = ARL_EXIT_INCOMPLETE;

@@ -32,7 +32,7 @@ static const char about[] =
     "words of SQL are joined with spaces; '-' reads the statement from standard input.\n"
     "Statements that write (INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, ATTACH, pragmas\n"
     "that set a value, transactions) are refused. Tables: runs, jobs, attempts, steps,\n"
-    "metrics (see schemas/results.sql).\n";
+    "metrics (see schemas/results.sql). Give SQL that starts with '-' after --.\n";
 
 static const char epilog[] =
     "Exit status: 0 ok, 1 the SQL failed, 2 usage or a refused statement, 3 the database\n"
@@ -157,8 +157,7 @@ int cmd_query(int argc, char **argv)
 	const char *db = NULL;
 	int format = F_TABLE, nwords, ret = ARL_EXIT_USAGE;
 	const struct arl_option opts[] = {
-	    ARL_OPT_STRING(0, "db", &db, "PATH",
-	                   "results database (default $ARL_BATCH_DB, else ./arl-batch.db)"),
+	    ARL_OPT_DB(&db),
 	    ARL_OPT_CHOICE(0, "format", &format, formats,
 	                   "table (default; NULL shows as NULL), csv (RFC 4180,\n"
 	                   "with a header row; NULL is an empty field) or json (an\n"

@@ -97,8 +97,7 @@ int cmd_report(int argc, char **argv)
 	struct arl_err err = ARL_ERR_INIT;
 	int n, ret = ARL_EXIT_INCOMPLETE;
 	const struct arl_option opts[] = {
-	    ARL_OPT_STRING(0, "db", &db, "PATH",
-	                   "results database (default $ARL_BATCH_DB, else ./arl-batch.db)"),
+	    ARL_OPT_DB(&db),
 	    ARL_OPT_STRING(0, "run", &run, "RUN",
 	                   "a run id, 'latest' (the default) or a run name (its\n"
 	                   "latest run)"),
@@ -118,7 +117,7 @@ int cmd_report(int argc, char **argv)
 	if ((n = arl_options_parse(&u, argc, argv, 0, &ret)) < 0)
 		return ret;
 	if (n > 0)
-		return arl_options_error(&u, "unexpected argument '%s'", argv[0]);
+		return arl_cli_unexpected(&u, argv[0]);
 	if (!output)
 		return arl_options_error(&u, "where to? give -o FILE.html");
 	ret = ARL_EXIT_INCOMPLETE;

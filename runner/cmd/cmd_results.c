@@ -441,8 +441,7 @@ int cmd_results(int argc, char **argv)
 	int64_t run_id;
 	int format = F_TABLE, n, ret = ARL_EXIT_INCOMPLETE;
 	const struct arl_option opts[] = {
-	    ARL_OPT_STRING(0, "db", &db, "PATH",
-	                   "results database (default $ARL_BATCH_DB, else ./arl-batch.db)"),
+	    ARL_OPT_DB(&db),
 	    ARL_OPT_STRING(0, "run", &run, "RUN",
 	                   "a run id, 'latest' (the default), or a run name (its\n"
 	                   "latest run)"),
@@ -466,7 +465,7 @@ int cmd_results(int argc, char **argv)
 	if ((n = arl_options_parse(&u, argc, argv, 0, &ret)) < 0)
 		return ret;
 	if (n > 0)
-		return arl_options_error(&u, "unexpected argument '%s'", argv[0]);
+		return arl_cli_unexpected(&u, argv[0]);
 	ret = ARL_EXIT_INCOMPLETE;
 	c.format = (enum format)format;
 

@@ -193,8 +193,7 @@ int cmd_run(int argc, char **argv)
 	const struct arl_option fixed[] = {
 	    ARL_OPT_INT('j', "concurrency", &ro.concurrency, 1, 100000, "N",
 	                "jobs in flight at most (default: sum of the pools' replicas)"),
-	    ARL_OPT_STRING(0, "db", &db, "PATH",
-	                   "results database (default $ARL_BATCH_DB, else ./arl-batch.db)"),
+	    ARL_OPT_DB(&db),
 	    ARL_OPT_STRING(0, "run-name", &ro.run_name, "NAME",
 	                   "label of the run (default: the files' batch names)"),
 	    ARL_OPT_FLAG(0, "dry-run", &dry, "validate, expand and print the plan; run nothing"),
@@ -238,11 +237,12 @@ int cmd_run(int argc, char **argv)
 	};
 	struct arl_option *opts =
 	    with_backend_options(fixed, sizeof(fixed) / sizeof(fixed[0]), &settings);
-	const struct arl_command_usage u = {
+	struct arl_command_usage u = {
 	    .name = "run", .synopsis = synopsis, .about = about, .options = opts, .epilog = epilog};
 
 	n = arl_options_parse(&u, argc, argv, 0, &ret);
-	free(opts); /* parsed: the values are in place */
+	free(opts);       /* parsed: the values are in place */
+	u.options = NULL; /* later usage errors read only the name and synopsis */
 	if (n < 0)
 		return ret;
 	if (ro.resume && ro.rerun)

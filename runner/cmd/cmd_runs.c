@@ -121,8 +121,7 @@ int cmd_runs(int argc, char **argv)
 	int64_t limit = 20;
 	int fmt = 0, rc, ret = ARL_EXIT_INCOMPLETE;
 	const struct arl_option opts[] = {
-	    ARL_OPT_STRING(0, "db", &db, "PATH",
-	                   "results database (default $ARL_BATCH_DB, else ./arl-batch.db)"),
+	    ARL_OPT_DB(&db),
 	    ARL_OPT_INT('n', "limit", &limit, 0, INT32_MAX, "N",
 	                "at most N runs (default 20; 0: all)"),
 	    ARL_OPT_CHOICE(0, "format", &fmt, formats,
@@ -135,7 +134,7 @@ int cmd_runs(int argc, char **argv)
 	if ((rc = arl_options_parse(&u, argc, argv, 0, &ret)) < 0)
 		return ret;
 	if (rc > 0)
-		return arl_options_error(&u, "unexpected argument '%s'", argv[0]);
+		return arl_cli_unexpected(&u, argv[0]);
 	format = formats[fmt].name;
 	listing.json = !strcmp(format, "json");
 	ret = ARL_EXIT_INCOMPLETE;

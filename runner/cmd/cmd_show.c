@@ -375,8 +375,7 @@ int cmd_show(int argc, char **argv)
 	bool found, ambiguous = false;
 	int rc, ret = ARL_EXIT_INCOMPLETE;
 	const struct arl_option opts[] = {
-	    ARL_OPT_STRING(0, "db", &db, "PATH",
-	                   "results database (default $ARL_BATCH_DB, else ./arl-batch.db)"),
+	    ARL_OPT_DB(&db),
 	    ARL_OPT_STRING(0, "run", &run, "RUN",
 	                   "a run id, 'latest', or a run name (default: the newest\n"
 	                   "run with JOB)"),

@@ -213,6 +213,8 @@ static int apply(const struct arl_option *o, const char *arg, struct arl_err *wh
 	} else if (o->width == ARL_OPT_W_SIZE && lo < 0) {
 		lo = 0;
 	}
+	if (o->type == ARL_OPT_DURATION && hi > ARL_OPT_DURATION_MAX)
+		hi = ARL_OPT_DURATION_MAX;
 	switch (o->type) {
 	case ARL_OPT_FLAG:
 		if (o->width == ARL_OPT_W_BOOL)
@@ -233,13 +235,19 @@ static int apply(const struct arl_option *o, const char *arg, struct arl_err *wh
 		}
 		store_number(o, v);
 		return 0;
-	case ARL_OPT_DURATION:
-		if (arl_parse_duration(arg, &v) < 0 || v < lo || v > hi) {
-			describe_range(o, lo, hi, "a duration", why);
-			return -1;
+	case ARL_OPT_DURATION: {
+		bool read = arl_parse_duration(arg, &v) == 0;
+
+		if (read && v >= lo && v <= hi) {
+			store_number(o, v);
+			return 0;
 		}
-		store_number(o, v);
-		return 0;
+		/* An option without a limit of its own names the cap only to a value past it. */
+		describe_range(o, lo,
+		               (read && v > hi) || o->max < ARL_OPT_DURATION_MAX ? hi : INT64_MAX,
+		               "a duration", why);
+		return -1;
+	}
 	case ARL_OPT_SIZE:
 		if (parse_size(arg, &v) < 0 || v < lo || v > hi) {
 			describe_range(o, lo, hi, "a byte count", why);
@@ -281,6 +289,8 @@ static const struct arl_option *find_long(const struct arl_command_usage *u, con
 	size_t nfound = 0;
 
 	*ambiguous = false;
+	if (len == 0) /* "--=x": no name, which every name would extend */
+		return NULL;
 	for (const struct arl_option *o = u->options;; o++) {
 		if (o->type == ARL_OPT_END)
 			o = &help_option;
@@ -346,8 +356,9 @@ static int parse_long(const struct arl_command_usage *u, int argc, char **argv, 
 
 	o = find_long(u, word, len, &ambiguous);
 	if (!o) {
+		/* Without a name, the whole word says what was given. */
 		arl_options_error(u, "%s option '--%.*s'", ambiguous ? "ambiguous" : "unknown",
-		                  (int)len, word);
+		                  (int)(len ? len : strlen(word)), word);
 		return -1;
 	}
 	if (!takes_value(o)) {

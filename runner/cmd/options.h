@@ -38,6 +38,8 @@ enum arl_opt_width { ARL_OPT_W_NONE, ARL_OPT_W_BOOL, ARL_OPT_W_INT, ARL_OPT_W_I6
 #define ARL_OPT_WIDTH_(p)                                                                          \
 	_Generic((p), bool *: ARL_OPT_W_BOOL, int *: ARL_OPT_W_INT, int64_t *: ARL_OPT_W_I64,      \
 	         size_t *: ARL_OPT_W_SIZE)
+/* A flag sets a bool or an int: any other pointer is a compile error. */
+#define ARL_OPT_FLAG_WIDTH_(p) _Generic((p), bool * : ARL_OPT_W_BOOL, int * : ARL_OPT_W_INT)
 
 /* @v itself, but a compile error unless it has type @T. */
 #define ARL_OPT_PTR_(T, v) (1 ? (v) : (T)0)
@@ -77,7 +79,7 @@ struct arl_option {
 #define ARL_OPT_SET(s, l, v, val, h)                                                               \
 	{                                                                                          \
 		.type = ARL_OPT_FLAG, .short_name = (s), .long_name = (l), .value = (v),           \
-		.width = ARL_OPT_WIDTH_(v), .set = (val), .help = (h)                              \
+		.width = ARL_OPT_FLAG_WIDTH_(v), .set = (val), .help = (h)                         \
 	}
 #define ARL_OPT_STRING(s, l, v, a, h)                                                              \
 	{                                                                                          \
@@ -94,6 +96,12 @@ struct arl_option {
 		.type = ARL_OPT_INT, .short_name = (s), .long_name = (l), .value = (v),            \
 		.width = ARL_OPT_WIDTH_(v), .min = (lo), .max = (hi), .argh = (a), .help = (h)     \
 	}
+/*
+ * The longest duration any option takes, whatever its table says: 100 years (876000h), so a
+ * clock in ms plus or minus one never overflows. A table's max of INT64_MAX means no limit of
+ * its own, and its message names none unless a value goes past this one.
+ */
+#define ARL_OPT_DURATION_MAX ((int64_t)876000 * 3600 * 1000)
 #define ARL_OPT_DURATION(s, l, v, lo, hi, a, h)                                                    \
 	{                                                                                          \
 		.type = ARL_OPT_DURATION, .short_name = (s), .long_name = (l),                     \

@@ -587,7 +587,10 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	so.file_limits = file_limits;
 	so.nfile_slots = nfiles;
 	so.max_failures = o->max_failures;
-	so.deadline_ms = o->deadline_ms ? r.started + o->deadline_ms : 0;
+	/* Saturated: a deadline past the clock's end is no deadline sooner. */
+	so.deadline_ms = !o->deadline_ms                          ? 0
+	                 : o->deadline_ms > INT64_MAX - r.started ? INT64_MAX
+	                                                          : r.started + o->deadline_ms;
 	so.cancel_wfd = cancel[1];
 	so.signal_fd = sig_pipe[0];
 	so.abort = &r.abort;

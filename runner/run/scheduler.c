@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -462,6 +463,9 @@ int arl_sched_run(struct arl_sched_job *jobs, size_t n, const struct arl_sched_o
 		if (o->deadline_ms && !s.stopping &&
 		    (timeout < 0 || o->deadline_ms - now < timeout))
 			timeout = o->deadline_ms - now;
+		/* A wait past poll()'s int of ms wakes early and waits again. */
+		if (timeout >= INT_MAX)
+			timeout = INT_MAX - 1;
 		if (poll(pfd, o->signal_fd >= 0 ? 2 : 1, timeout < 0 ? -1 : (int)(timeout + 1)) <
 		        0 &&
 		    errno != EINTR) {

@@ -62,6 +62,14 @@ usage_error "run -j (named by its long name)" run \
 usage_error "run --deadline" run \
 	"arl-batch run: invalid value 'soon' for --deadline: expected a duration of at least 1ms, such as 90s, 5m or 1h30m" \
 	run --deadline soon three.yaml
+# Durations stop at 100 years: a deadline past a clock's end overflowed it (the run stopped at
+# once), and a cutoff before year 0 pruned runs started today.
+usage_error "run --deadline past what a duration is read to" run \
+	"arl-batch run: invalid value '9223372036854775' for --deadline: expected a duration of at least 1ms, such as 90s, 5m or 1h30m" \
+	run --deadline 9223372036854775 three.yaml
+usage_error "prune --older-than past 100 years" prune \
+	"arl-batch prune: invalid value '100000000h' for --older-than: expected a duration from 0s to 876000h" \
+	prune --older-than 100000000h --dry-run
 usage_error "run --progress" run \
 	"arl-batch run: invalid value 'fancy' for --progress: expected auto, bar, plain or none" \
 	run --progress fancy three.yaml
@@ -116,10 +124,15 @@ usage_error "the top level's flag given a value" "" \
 	"arl-batch: option '--version' takes no value" --version=2
 usage_error "an ambiguous abbreviation" run "arl-batch run: ambiguous option '--co'" \
 	run --co 2 three.yaml
+usage_error "no name is no abbreviation" run "arl-batch run: unknown option '--=x'" \
+	run --=x three.yaml
 
 echo "# usage errors found after parsing, in the same form"
 usage_error "run without files" run "arl-batch run: no job files given" run --dry-run
 usage_error "runs with an operand" runs "arl-batch runs: unexpected argument 'x'" runs x
+usage_error "prune with an operand" prune "arl-batch prune: unexpected argument 'x'" \
+	prune --keep 1 x
+usage_error "diff with a third run" diff "arl-batch diff: unexpected argument '3'" diff 1 2 3
 usage_error "report without -o" report "arl-batch report: where to? give -o FILE.html" report
 usage_error "an unknown command" "" "arl-batch: unknown command 'frobnicate'" frobnicate
 
@@ -141,6 +154,12 @@ check_match "run --help: a choice lists its names" "$(cat "$TMP/out")" \
 	$'\n      --progress auto\\|bar\\|plain\\|none\n'
 check_match "run --help: the backends' own options, from their tables" "$(cat "$TMP/out")" \
 	$'\n      --kubeconfig PATH   kubernetes: the kubeconfig'
+for cmd in run runs results show query diff report prune; do
+	runner $cmd --help
+	check_eq "$cmd --help: --db, the same in every command" \
+		"$(grep -- '^      --db PATH' "$TMP/out")" \
+		'      --db PATH           results database (default $ARL_BATCH_DB, else ./arl-batch.db)'
+done
 runner validate -h
 check_match "-h is --help" "$(head -n 1 "$TMP/out")" "^usage: arl-batch validate "
 

@@ -489,6 +489,13 @@ check_eq "query SELECT count(*) FROM jobs exits 0" "$RC" 0
 check_match "query SELECT prints the count" "$(cat "$TMP/out")" "(^|[^0-9])$before([^0-9]|$)"
 runner query --db "$DB" --format csv "SELECT count(*) AS n FROM jobs"
 check_eq "query --format csv (CRLF per RFC 4180)" "$(tr -d '\r' <"$TMP/out")" $'n\n'"$before"
+# SQL that starts with a comment reads as an option, as it did with getopt: after -- it is SQL.
+runner query --db "$DB" $'-- how many\nSELECT count(*) FROM jobs'
+check_eq "query '-- ...' is an unknown option (exit 2)" "$RC:$(head -n 1 "$TMP/err")" \
+	"2:arl-batch query: unknown option '-- how many"
+runner query --db "$DB" --format csv -- $'-- how many\nSELECT count(*) AS n FROM jobs'
+check_eq "query -- '-- ...': the SQL, comment and all" "$RC:$(tr -d '\r' <"$TMP/out")" \
+	"0:n"$'\n'"$before"
 for q in "DELETE FROM jobs" \
 	"ATTACH DATABASE '$D/other.db' AS other" \
 	"UPDATE jobs SET state = 'Failed'" \

@@ -28,6 +28,10 @@ static void test_durations(void **state)
 	          {"0", 0},           {"1m30s500ms", 90500}, {"0.25h", 900000}};
 	static const char *const bad[] = {"",   "abc",  "1.5", "-5",   "1h30",
 	                                  "2d", "10 s", "s",   "1..5s"};
+	/* The longest, 1e15 ms, either way it is written (bare seconds overflowed ms before). */
+	static const char *const longest[] = {"1000000000000", "1000000000000s"};
+	static const char *const too_long[] = {"1000000000001", "1000000000001s",
+	                                       "9223372036854775"};
 	int64_t ms;
 
 	(void)state;
@@ -37,6 +41,12 @@ static void test_durations(void **state)
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_equal(arl_parse_duration(bad[i], &ms), -1);
+	for (size_t i = 0; i < sizeof(longest) / sizeof(longest[0]); i++) {
+		assert_int_equal(arl_parse_duration(longest[i], &ms), 0);
+		assert_int_equal(ms, INT64_C(1000000000000000));
+	}
+	for (size_t i = 0; i < sizeof(too_long) / sizeof(too_long[0]); i++)
+		assert_int_equal(arl_parse_duration(too_long[i], &ms), -1);
 }
 
 static char *render(const char *s, const char *item_json, bool runtime, bool *deferred)

@@ -145,6 +145,15 @@ static void test_durations(void **state)
 	refused(WORDS("--deadline", "soon"), "arl-batch t: invalid value 'soon' for --deadline: "
 	                                     "expected a duration of at least 1ms, such as 90s, 5m "
 	                                     "or 1h30m");
+	/* Every duration stops at 100 years, so a clock plus one cannot overflow. */
+	assert_int_equal(parse(&v, WORDS("--deadline", "876000h"), &ops, 0, &code), 0);
+	assert_int_equal(v.deadline, ARL_OPT_DURATION_MAX);
+	refused(WORDS("--deadline", "876000h1ms"),
+	        "arl-batch t: invalid value '876000h1ms' for --deadline: expected a duration from "
+	        "1ms to 876000h");
+	refused(WORDS("--deadline", "9223372036854775"),
+	        "arl-batch t: invalid value '9223372036854775' for --deadline: expected a duration "
+	        "of at least 1ms, such as 90s, 5m or 1h30m");
 }
 
 static void test_sizes(void **state)
@@ -219,6 +228,8 @@ static void test_missing_and_unknown(void **state)
 	refused(WORDS("FILE", "-j"), "arl-batch t: option '-j' needs a value");
 	refused(WORDS("--foo"), "arl-batch t: unknown option '--foo'");
 	refused(WORDS("--foo=1"), "arl-batch t: unknown option '--foo'");
+	/* No name is no option, not an abbreviation of them all. */
+	refused(WORDS("--=1"), "arl-batch t: unknown option '--=1'");
 	refused(WORDS("-x"), "arl-batch t: unknown option '-x'");
 	refused(WORDS("-yx"), "arl-batch t: unknown option '-x'");
 	refused(WORDS("--dry-run=1"), "arl-batch t: option '--dry-run' takes no value");
