@@ -36,7 +36,7 @@ const struct arl_pool_kind *arl_pool_kind_at(size_t i)
 static void free_keys(const struct arl_pool_key *keys, void *config)
 {
 	for (const struct arl_pool_key *k = keys; k->name; k++) {
-		if (k->type == ARL_POOL_KEY_STRING)
+		if (k->type == ARL_POOL_KEY_STRING || k->type == ARL_POOL_KEY_SCALAR)
 			free(*(char **)((char *)config + k->offset));
 		else if (k->type == ARL_POOL_KEY_MAP)
 			free_keys(k->keys, config);
@@ -60,6 +60,7 @@ static void hash_keys(const struct arl_pool_key *keys, const void *config,
 		arl_spec_hash_str(h, k->name);
 		switch (k->type) {
 		case ARL_POOL_KEY_STRING:
+		case ARL_POOL_KEY_SCALAR:
 			arl_spec_hash_str(h, *(char *const *)field);
 			break;
 		case ARL_POOL_KEY_BOOL:

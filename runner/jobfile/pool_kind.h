@@ -23,6 +23,7 @@ enum arl_pool_key_type {
 	ARL_POOL_KEY_BOOL,   /* bool */
 	ARL_POOL_KEY_ENUM,   /* int: the index of the value in .choices */
 	ARL_POOL_KEY_MAP,    /* bool: true when present; its own keys in .keys */
+	ARL_POOL_KEY_SCALAR, /* char *, owned: a number or a string as written (no templates) */
 };
 
 struct arl_pool_ctx; /* the loader's, handed to check callbacks */

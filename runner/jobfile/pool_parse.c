@@ -116,6 +116,14 @@ static void parse_keys(struct arl_pool_ctx *c, const struct arl_node *map,
 		case ARL_POOL_KEY_STRING:
 			ok = (*(char **)field = arl_field_str(c->r, v, k->name)) != NULL;
 			break;
+		case ARL_POOL_KEY_SCALAR:
+			if (v->kind != ARL_NODE_SCALAR || arl_node_is_null(v) ||
+			    arl_node_is_bool(v, NULL))
+				arl_field_diag(c->r, v, "'%s' must be a number or a string, got %s",
+				               k->name, arl_node_describe(v));
+			else
+				ok = (*(char **)field = arl_xstrdup(v->str)) != NULL;
+			break;
 		case ARL_POOL_KEY_BOOL:
 			ok = arl_field_bool(c->r, v, k->name, field);
 			break;

@@ -31,6 +31,8 @@ static const struct arl_pool_key create_keys[] = {
     {.name = NULL},
 };
 
+ARL_RESOURCES_INNER_KEYS(resource_keys, struct arl_k8s_pool, resources);
+
 static const struct arl_pool_key k8s_keys[] = {
     {.name = "namespace",
      .type = ARL_POOL_KEY_STRING,
@@ -40,6 +42,7 @@ static const struct arl_pool_key k8s_keys[] = {
      .type = ARL_POOL_KEY_MAP,
      .offset = offsetof(struct arl_k8s_pool, create),
      .keys = create_keys},
+    ARL_RESOURCES_KEY(resource_keys, struct arl_k8s_pool, resources),
     {.name = NULL},
 };
 
@@ -65,6 +68,7 @@ static void k8s_hash(const void *config, struct arl_spec_hasher *h)
 	arl_spec_hash_str(h, kp->image);
 	arl_spec_hash_str(h, kp->sidecar_image);
 	arl_spec_hash_str(h, kp->testbed_path);
+	arl_resources_hash(&kp->resources, h);
 }
 
 const struct arl_pool_kind arl_k8s_pool_kind = {

@@ -29,6 +29,8 @@ static void check_workspace(struct arl_pool_ctx *c, const struct arl_node *v, vo
 	*ws = abs;
 }
 
+ARL_RESOURCES_INNER_KEYS(resource_keys, struct arl_local_pool, resources);
+
 static const struct arl_pool_key local_keys[] = {
     {.name = "isolation",
      .type = ARL_POOL_KEY_ENUM,
@@ -41,6 +43,7 @@ static const struct arl_pool_key local_keys[] = {
      .type = ARL_POOL_KEY_STRING,
      .offset = offsetof(struct arl_local_pool, workspace),
      .check = check_workspace},
+    ARL_RESOURCES_KEY(resource_keys, struct arl_local_pool, resources),
     {.name = NULL},
 };
 
@@ -55,6 +58,7 @@ static void local_hash(const void *config, struct arl_spec_hasher *h)
 	arl_spec_hash_str(h, lp->workspace);
 	for (int i = 0; i < 4; i++) /* the kubernetes keys, unset */
 		arl_spec_hash_str(h, NULL);
+	arl_resources_hash(&lp->resources, h);
 }
 
 static const char *const isolation_labels[] = {"bwrap", "none", NULL};

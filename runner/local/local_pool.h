@@ -1,4 +1,4 @@
-/* A local pool's own keys (pool_kind.h): isolation, network and workspace. */
+/* A local pool's own keys (pool_kind.h): isolation, network, workspace and resources. */
 #ifndef ARL_LOCAL_POOL_H
 #define ARL_LOCAL_POOL_H
 
@@ -6,13 +6,15 @@
 
 #include "jobfile/job.h"
 #include "jobfile/pool_kind.h"
+#include "jobfile/resources.h"
 
 enum arl_isolation { ARL_ISO_BWRAP, ARL_ISO_NONE };
 
 struct arl_local_pool {
 	int isolation; /* enum arl_isolation */
 	bool network;
-	char *workspace; /* absolute path, or NULL */
+	char *workspace;                     /* absolute path, or NULL */
+	struct arl_pool_resources resources; /* enforced with cgroups (local/cgroup.h) */
 };
 
 extern const struct arl_pool_kind arl_local_pool_kind;
