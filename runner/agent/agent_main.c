@@ -48,6 +48,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent/mounts.h"
 #include "agent/protocol.h"
 
 #define STEPS_MAX  64 /* steps running at once */
@@ -766,9 +767,10 @@ static void serve(struct agent *a)
 
 static int usage(void)
 {
-	fputs("usage: arl-batch-agent --fd N\n"
+	fputs("usage: arl-batch-agent --fd N [MOUNT PLAN]\n"
 	      "The sandbox agent of arl-batch: started by the runner as the first process of a\n"
-	      "sandbox, it serves requests on the socket N it inherits.\n",
+	      "sandbox, it serves requests on the socket N it inherits, after mounting MOUNT PLAN\n"
+	      "(--overlay TARGET LOWERS UPPER WORK, --mask PATH, --tmpfs PATH, --detach PATH).\n",
 	      stdout);
 	return 2;
 }
@@ -779,11 +781,15 @@ int main(int argc, char **argv)
 	struct agent *a = &agent;
 	struct stat st;
 	sigset_t chld;
-	char *end;
+	char *end, plan_msg[ARL_PROTO_TEXT_MAX];
 	long fd;
 
-	if (argc != 3 || strcmp(argv[1], "--fd"))
+	if (argc < 3 || strcmp(argv[1], "--fd"))
 		return usage();
+	if (arl_agent_plan_check(argv + 3, argc - 3, plan_msg, sizeof(plan_msg)) < 0) {
+		printf("arl-batch-agent: %s\n", plan_msg);
+		return usage();
+	}
 	errno = 0;
 	fd = strtol(argv[2], &end, 10);
 	if (errno || *end || end == argv[2] || fd < 3 || fd > INT_MAX)
@@ -808,6 +814,9 @@ int main(int argc, char **argv)
 	a->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (a->devnull < 0)
 		fatal(a, errno, "cannot open '/dev/null'");
+	/* The copy-on-write root, while the agent still has the capabilities to mount it. */
+	if (arl_agent_plan_apply(argv + 3, argc - 3, plan_msg, sizeof(plan_msg)) < 0)
+		fatal(a, errno, plan_msg);
 	harden(a);
 	send_u32s(a, ARL_PROTO_HELLO, 0, ARL_PROTO_VERSION, (uint32_t)getpid());
 	serve(a);

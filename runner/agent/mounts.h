@@ -1,0 +1,33 @@
+/*
+ * The agent's mount plan: the copy-on-write root the runner asks for on the agent's command
+ * line, mounted inside the sandbox's user and mount namespaces before the agent drops its
+ * capabilities (see DESIGN in mounts.c). libc only, like the rest of the agent.
+ */
+#ifndef ARL_AGENT_MOUNTS_H
+#define ARL_AGENT_MOUNTS_H
+
+#include <stddef.h>
+
+/*
+ * The plan's options, each followed by its operands (all absolute paths):
+ *   --overlay TARGET LOWERS UPPER WORK  an overlay on TARGET; LOWERS is colon-separated,
+ *                                       top first; UPPER and WORK on one mount
+ *   --mask PATH                         /dev/null bound read-only over PATH, if it exists
+ *   --tmpfs PATH                        an empty tmpfs over PATH, if it is a directory
+ *   --detach PATH                       PATH unmounted (lazily): the layers' staging place
+ * Applied in the order given.
+ */
+
+/*
+ * Checks @args[0..@n) as a plan without mounting anything. Returns 0, or -1 with a message
+ * (naming the option or path) in @msg.
+ */
+int arl_agent_plan_check(char *const *args, int n, char *msg, size_t len);
+
+/*
+ * Mounts a checked plan. Returns 0, or -1 with errno set and what failed in @msg; what was
+ * mounted before stays (the sandbox is abandoned on an error).
+ */
+int arl_agent_plan_apply(char *const *args, int n, char *msg, size_t len);
+
+#endif

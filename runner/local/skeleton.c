@@ -1,0 +1,166 @@
+/*
+ * The skeleton layer (skeleton.h).
+ *
+ * DESIGN
+ * - In the sandbox's user namespace only the uid bwrap runs as is mapped (to 0). A host
+ *   tree's directories, owned by host root, show as nobody there, so nothing could be
+ *   created in them even through an overlay. The skeleton, the top lower layer, gives every
+ *   directory the mapped owner (overlayfs takes a merged directory's attributes from its
+ *   topmost layer), so uid 0 inside may create, delete and rename anywhere; files still come
+ *   from the host tree with their host owners: a root-owned 0600 file stays unreadable and
+ *   cannot be changed in place (copy-up is refused), only replaced by a rename. Host root is
+ *   never idmapped to the sandbox, which would hand it every root-owned secret.
+ * - Nothing but directories: no file's data or secret is ever copied, and the layer is
+ *   small (/usr and /etc here: a few thousand directories), built once per run.
+ * - A directory is made 0700 first and given its mode after its children, so a 0555 one
+ *   can be filled. Every step goes through a directory fd with O_NOFOLLOW: a tree changing
+ *   underneath (an entry removed, a directory swapped for a symlink) is skipped, never
+ *   followed.
+ */
+#include "local/skeleton.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "util.h"
+#include "banned.h"
+
+#define SKELETON_DEPTH_MAX 256
+
+struct skel {
+	uid_t uid;
+	gid_t gid;
+	bool chown;
+	struct arl_buf rel; /* the path below src, for messages */
+	struct arl_err *err;
+};
+
+/* Gives @dfd (made by us) its owner and @mode, after its children. */
+static int finish_dir(struct skel *s, int dfd, mode_t mode)
+{
+	if (s->chown && fchown(dfd, s->uid, s->gid) < 0)
+		return arl_error_errno(s->err, errno, "cannot chown skeleton directory '%s'",
+		                       s->rel.len ? s->rel.p : "/");
+	if (fchmod(dfd, mode & 07777) < 0)
+		return arl_error_errno(s->err, errno, "cannot chmod skeleton directory '%s'",
+		                       s->rel.len ? s->rel.p : "/");
+	return 0;
+}
+
+static int copy_dirs(struct skel *s, int sfd, int dfd, unsigned depth);
+
+/* Copies the directory entry @name of @sfd (already known to be one) into @dfd. */
+static int copy_one(struct skel *s, int sfd, int dfd, const char *name, unsigned depth)
+{
+	size_t mark = s->rel.len;
+	struct stat st;
+	int csfd, cdfd, ret = 0;
+
+	csfd = openat(sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (csfd < 0 && (errno == ENOENT || errno == ENOTDIR || errno == ELOOP))
+		return 0; /* gone, or no longer a directory */
+	if (csfd < 0 && errno == EACCES)
+		csfd = openat(sfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (csfd < 0 || fstat(csfd, &st) < 0) {
+		int e = errno;
+
+		if (csfd >= 0)
+			close(csfd);
+		if (e == ENOENT || e == ENOTDIR || e == ELOOP)
+			return 0;
+		return arl_error_errno(s->err, e, "cannot open '%s/%s'", s->rel.len ? s->rel.p : "",
+		                       name);
+	}
+	arl_buf_addf(&s->rel, "/%s", name);
+	if (mkdirat(dfd, name, 0700) < 0 ||
+	    (cdfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+		ret =
+		    arl_error_errno(s->err, errno, "cannot make skeleton directory '%s'", s->rel.p);
+	} else {
+		ret = copy_dirs(s, csfd, cdfd, depth + 1);
+		if (ret == 0)
+			ret = finish_dir(s, cdfd, st.st_mode);
+		close(cdfd);
+	}
+	close(csfd);
+	s->rel.len = mark;
+	s->rel.p[mark] = '\0';
+	return ret;
+}
+
+/* Copies the directories in @sfd into @dfd; @sfd may be an O_PATH fd (unreadable: none). */
+static int copy_dirs(struct skel *s, int sfd, int dfd, unsigned depth)
+{
+	struct dirent *de;
+	DIR *dir;
+	int rfd, ret = 0;
+
+	if (depth >= SKELETON_DEPTH_MAX)
+		return 0; /* deeper directories stay the host's own (nobody inside) */
+	rfd = openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rfd < 0 && (errno == EACCES || errno == EBADF))
+		return 0; /* not ours to read: made empty */
+	if (rfd < 0)
+		return arl_error_errno(s->err, errno, "cannot read '%s'",
+		                       s->rel.len ? s->rel.p : "/");
+	if (!(dir = fdopendir(rfd))) {
+		close(rfd);
+		return arl_error_errno(s->err, errno, "cannot read '%s'",
+		                       s->rel.len ? s->rel.p : "/");
+	}
+	while (ret == 0 && (errno = 0, de = readdir(dir))) {
+		struct stat st;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (de->d_type == DT_UNKNOWN) {
+			if (fstatat(sfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISDIR(st.st_mode))
+				continue;
+		} else if (de->d_type != DT_DIR) {
+			continue;
+		}
+		ret = copy_one(s, sfd, dfd, de->d_name, depth);
+	}
+	if (ret == 0 && errno)
+		ret =
+		    arl_error_errno(s->err, errno, "cannot read '%s'", s->rel.len ? s->rel.p : "/");
+	closedir(dir);
+	return ret;
+}
+
+int arl_local_skeleton_build(const char *src, const char *dst, uid_t uid, gid_t gid,
+                             struct arl_err *err)
+{
+	struct skel s = {uid, gid, uid != geteuid() || gid != getegid(), ARL_BUF_INIT, err};
+	struct stat st;
+	int sfd, dfd = -1, ret = -1;
+
+	sfd = open(src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sfd < 0 || fstat(sfd, &st) < 0) {
+		arl_error_errno(err, errno, "cannot open '%s' for its skeleton", src);
+		goto out;
+	}
+	if (mkdir(dst, 0700) < 0 ||
+	    (dfd = open(dst, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+		arl_error_errno(err, errno, "cannot make skeleton directory '%s'", dst);
+		goto out;
+	}
+	if (copy_dirs(&s, sfd, dfd, 0) == 0 && finish_dir(&s, dfd, st.st_mode) == 0)
+		ret = 0;
+	if (ret < 0)
+		arl_err_prefix(err, "skeleton of '%s'", src);
+out:
+	if (sfd >= 0)
+		close(sfd);
+	if (dfd >= 0)
+		close(dfd);
+	arl_buf_release(&s.rel);
+	return ret;
+}
