@@ -298,7 +298,7 @@ int arl_store_report_durations(struct arl_store *s, int64_t run, arl_report_dura
 }
 
 static const struct arl_col attempts_cols[] = {
-    ARL_COL(struct arl_report_attempts, attempts, ARL_COL_INT),
+    ARL_COL(struct arl_report_attempts, attempts, ARL_COL_INT64),
     ARL_COL(struct arl_report_attempts, state, ARL_COL_STATE),
     ARL_COL(struct arl_report_attempts, jobs, ARL_COL_INT64),
 };

@@ -82,7 +82,7 @@ int arl_store_report_durations(struct arl_store *s, int64_t run, arl_report_dura
 
 /* Jobs that ran, by their number of attempts and end state (Succeeded, Failed, Cancelled). */
 struct arl_report_attempts {
-	int attempts;
+	int64_t attempts; /* as stored: a crafted database may hold any integer */
 	enum arl_state state;
 	uint64_t jobs;
 };

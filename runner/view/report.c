@@ -630,7 +630,8 @@ struct attempt_counts {
 static int add_attempts(void *arg, const struct arl_report_attempts *row, struct arl_err *err)
 {
 	struct attempt_counts *ac = arg;
-	int a = row->attempts > MAXA ? MAXA : row->attempts;
+	/* the query asks attempts > 0; clamped anyway, as an index into counts */
+	int a = row->attempts < 1 ? 1 : row->attempts > MAXA ? MAXA : (int)row->attempts;
 	int k = row->state == ARL_STATE_SUCCEEDED ? 0 : row->state == ARL_STATE_FAILED ? 1 : 2;
 
 	(void)err;

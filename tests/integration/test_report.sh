@@ -168,6 +168,18 @@ check_eq "... and no file written" "$(ls "$TMP"/x.html* 2>/dev/null | wc -l)" 0
 runner report --db "$TMP/r.db" -o "$TMP/no/such/dir/r.html"
 check_eq "an unwritable path: exit 3" "$RC" 3
 
+echo "# a crafted database: attempts beyond 32 bits"
+cp "$TMP/r.db" "$TMP/crafted.db"
+ENDED=$(sql "$TMP/crafted.db" "SELECT count(*) FROM jobs WHERE run_id = 1 AND attempts > 0
+	AND state IN ('Succeeded', 'Failed', 'Cancelled')")
+# 2^32 read as an int was 0 and 2^31 was INT_MIN: both indexed the chart's counts out of bounds
+sql "$TMP/crafted.db" "UPDATE jobs SET attempts = 4294967296 WHERE run_id = 1 AND state = 'Succeeded';
+	UPDATE jobs SET attempts = 2147483648 WHERE run_id = 1 AND state != 'Succeeded'"
+runner report --db "$TMP/crafted.db" --run 1 -o "$TMP/crafted.html"
+check_eq "report of a crafted database exits 0" "$RC" 0
+check_match "... every ended job in the last bin, as retried" "$(cat "$TMP/crafted.html")" \
+	"<section id=\"attempts\" data-attempts=\"[0-9]*\" data-retried=\"$ENDED\""
+
 # --- headless Chromium ----------------------------------------------------------------------
 
 if [ -z "$CHROMIUM" ]; then
