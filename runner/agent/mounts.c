@@ -12,7 +12,8 @@
  *   overlayfs makes WORK/work mode 0 and probes O_TMPFILE in it with the mounter's
  *   credentials; without DAC_OVERRIDE that probe fails and the kernel says "upper fs does
  *   not support tmpfile" and refuses a writable mount. The agent drops every capability
- *   right after (agent_main.c).
+ *   right after (agent_main.c), the bounding set too, which takes CAP_SETPCAP: the runner
+ *   gives bwrap exactly these three (--cap-add).
  * - In a user namespace the kernel requires "userxattr" (overlay metadata in user.*
  *   xattrs). Paths go into the option string unescaped, so a plan naming a path with ',',
  *   ':' (outside LOWERS' separators) or '\' is refused.

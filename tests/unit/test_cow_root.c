@@ -1,0 +1,364 @@
+/*
+ * The copy-on-write root as a mechanism (local/skeleton.c, agent/mounts.c), before the local
+ * backend starts its containers with it: a bwrap sandbox made by hand as the runner will make
+ * it (run as the sandbox uid when we are root, as ourselves otherwise), whose first process
+ * is the agent mounting /usr, /etc and /workspace as overlays [skeleton, host tree] + an
+ * upper in the sandbox's directory. Writes to /usr/local and /etc succeed and persist across
+ * steps, the host and the pool's workspace are unchanged, /etc/shadow stays unreadable,
+ * two sandboxes do not see each other's writes, the upper layer outlives the sandbox (what
+ * keepAlive keeps) and is deleted with it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "buf.h"
+#include "err.h"
+#include "local/agent_client.h"
+#include "local/skeleton.h"
+#include "local/tree.h"
+
+#define SANDBOX_UID 65530 /* who bwrap runs as when we are root (ARL_SANDBOX_UID's default) */
+
+static char state[] = "/tmp/arl-cow-XXXXXX";
+static uid_t sb_uid;
+static gid_t sb_gid;
+static char *step_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+
+struct sandbox {
+	pid_t pid; /* bwrap */
+	struct arl_agent *a;
+	char dir[256]; /* the sandbox's own directory: uppers and work dirs */
+};
+
+struct step_out {
+	struct arl_buf out, err;
+	int exit_code;
+};
+
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	if (system(cmd) != 0)
+		fail_msg("'%s' failed", cmd);
+}
+
+/* Makes @path (under the state dir) owned by the sandbox's uid, as the runner would. */
+static void mkdir_sb(const char *path)
+{
+	assert_int_equal(mkdir(path, 0755), 0);
+	assert_int_equal(chown(path, sb_uid, sb_gid), 0);
+}
+
+/* Starts a sandbox over directory @name of the state dir. */
+static void start(struct sandbox *sb, const char *name)
+{
+	static const char *const trees[] = {"usr", "etc", "workspace"};
+	char args[96][300], *argv[97];
+	struct arl_err err = ARL_ERR_INIT;
+	int n = 0, sv[2];
+
+#define ARG(...)                                                                                   \
+	(assert_true(n < 96), snprintf(args[n], sizeof(args[n]), __VA_ARGS__), argv[n] = args[n],  \
+	 n++)
+	snprintf(sb->dir, sizeof(sb->dir), "%s/%s", state, name);
+	mkdir_sb(sb->dir);
+	for (int u = 0; u < 2; u++) {
+		char p[300];
+
+		snprintf(p, sizeof(p), "%s/%s", sb->dir, u ? "work" : "upper");
+		mkdir_sb(p);
+		for (size_t t = 0; t < 3; t++) {
+			snprintf(p, sizeof(p), "%s/%s/%s", sb->dir, u ? "work" : "upper", trees[t]);
+			mkdir_sb(p);
+		}
+	}
+	ARG("bwrap");
+	ARG("--unshare-user");
+	ARG("--uid");
+	ARG("0");
+	ARG("--gid");
+	ARG("0");
+	ARG("--die-with-parent");
+	ARG("--unshare-pid");
+	ARG("--unshare-net");
+	ARG("--unshare-ipc");
+	ARG("--new-session");
+	/* For the agent only: it drops every capability before the first step. */
+	ARG("--cap-add");
+	ARG("CAP_SYS_ADMIN");
+	ARG("--cap-add");
+	ARG("CAP_DAC_OVERRIDE");
+	ARG("--cap-add");
+	ARG("CAP_SETPCAP"); /* to drop the bounding set */
+	ARG("--tmpfs");
+	ARG("/.arl"); /* the staging place, detached once mounted */
+	ARG("--ro-bind");
+	ARG("/usr");
+	ARG("/.arl/low/usr");
+	ARG("--ro-bind");
+	ARG("/etc");
+	ARG("/.arl/low/etc");
+	ARG("--ro-bind");
+	ARG("%s/pool-workspace", state);
+	ARG("/.arl/low/workspace");
+	ARG("--ro-bind");
+	ARG("%s/skel", state);
+	ARG("/.arl/skel");
+	ARG("--bind");
+	ARG("%s", sb->dir);
+	ARG("/.arl/sb");
+	ARG("--ro-bind");
+	ARG("%s", ARL_AGENT_BIN);
+	ARG("/.arl/agent");
+	ARG("--dir");
+	ARG("/usr");
+	ARG("--dir");
+	ARG("/etc");
+	ARG("--dir");
+	ARG("/workspace");
+	ARG("--symlink");
+	ARG("usr/bin");
+	ARG("/bin");
+	ARG("--symlink");
+	ARG("usr/lib");
+	ARG("/lib");
+	ARG("--symlink");
+	ARG("usr/lib64");
+	ARG("/lib64");
+	ARG("--proc");
+	ARG("/proc");
+	ARG("--dev");
+	ARG("/dev");
+	ARG("--tmpfs");
+	ARG("/tmp");
+	ARG("/.arl/agent");
+	ARG("--fd");
+	ARG("3");
+	for (size_t t = 0; t < 3; t++) {
+		ARG("--overlay");
+		ARG("/%s", trees[t]);
+		if (t < 2)
+			ARG("/.arl/skel/%s:/.arl/low/%s", trees[t], trees[t]);
+		else
+			ARG("/.arl/low/workspace");
+		ARG("/.arl/sb/upper/%s", trees[t]);
+		ARG("/.arl/sb/work/%s", trees[t]);
+	}
+	ARG("--mask");
+	ARG("/etc/shadow");
+	ARG("--detach");
+	ARG("/.arl");
+	argv[n] = NULL;
+#undef ARG
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	sb->pid = fork();
+	assert_true(sb->pid >= 0);
+	if (sb->pid == 0) {
+		if (dup2(sv[1], 3) < 0)
+			_exit(127);
+		if (geteuid() == 0 &&
+		    (setgroups(0, NULL) < 0 || setresgid(sb_gid, sb_gid, sb_gid) < 0 ||
+		     setresuid(sb_uid, sb_uid, sb_uid) < 0))
+			_exit(127);
+		execvp("bwrap", argv);
+		_exit(127);
+	}
+	close(sv[1]);
+	if (arl_agent_open(&sb->a, sv[0], 0, &err) < 0)
+		fail_msg("the sandbox did not start: %s", err.msg);
+}
+
+/* Ends the sandbox (the agent exits, and bwrap with it), keeping its directory. */
+static void stop(struct sandbox *sb)
+{
+	int status;
+
+	arl_agent_free(sb->a);
+	sb->a = NULL;
+	assert_int_equal(waitpid(sb->pid, &status, 0), sb->pid);
+}
+
+static void run_sh(struct sandbox *sb, const char *script, struct step_out *o)
+{
+	char *argv[] = {"/bin/sh", "-c", (char *)script, NULL};
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_agent_event ev;
+	uint32_t id;
+
+	memset(o, 0, sizeof(*o));
+	if (arl_agent_exec(sb->a, argv, step_env, "/", &id, &err) < 0)
+		fail_msg("arl_agent_exec: %s", err.msg);
+	for (;;) {
+		if (arl_agent_next(sb->a, 0, -1, &ev, &err) < 0)
+			fail_msg("arl_agent_next: %s", err.msg);
+		if (ev.kind == ARL_AGENT_STDOUT)
+			arl_buf_add(&o->out, ev.data, ev.len);
+		else if (ev.kind == ARL_AGENT_STDERR)
+			arl_buf_add(&o->err, ev.data, ev.len);
+		else if (ev.kind == ARL_AGENT_EXIT)
+			break;
+		else
+			fail_msg("'%s': %.*s", script, (int)ev.len, ev.data);
+	}
+	o->exit_code = ev.exit_code;
+}
+
+/* Runs @script and expects its stdout to be @out and its exit status @code. */
+static void expect_sh(struct sandbox *sb, const char *script, const char *out, int code)
+{
+	struct step_out o;
+
+	run_sh(sb, script, &o);
+	if (o.exit_code != code || strcmp(o.out.len ? o.out.p : "", out))
+		fail_msg("'%s': exit %d, stdout '%s' (wanted %d, '%s'), stderr '%s'", script,
+		         o.exit_code, o.out.len ? o.out.p : "", code, out,
+		         o.err.len ? o.err.p : "");
+	arl_buf_release(&o.out);
+	arl_buf_release(&o.err);
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+static int setup(void **st)
+{
+	struct arl_err err = ARL_ERR_INIT;
+	char p[300];
+
+	(void)st;
+	if (system("bwrap --unshare-user --ro-bind / / true 2>/dev/null") != 0 ||
+	    system("unshare -Urm sh -c 'd=$(mktemp -d) && mkdir $d/l $d/u $d/w $d/m && "
+	           "mount -t overlay -o lowerdir=$d/l,upperdir=$d/u,workdir=$d/w,userxattr x $d/m; "
+	           "r=$?; umount $d/m 2>/dev/null; rm -rf $d; exit $r' 2>/dev/null") != 0) {
+		fprintf(stderr, "no bwrap user namespace or no overlay in one here\n");
+		exit(77);
+	}
+	sb_uid = geteuid() == 0 ? SANDBOX_UID : geteuid();
+	sb_gid = geteuid() == 0 ? SANDBOX_UID : getegid();
+	if (!mkdtemp(state))
+		return -1;
+	chmod(state, 0755);
+	snprintf(p, sizeof(p), "%s/skel", state);
+	mkdir_sb(p);
+	snprintf(p, sizeof(p), "%s/skel/usr", state);
+	if (arl_local_skeleton_build("/usr", p, sb_uid, sb_gid, &err) < 0)
+		fail_msg("%s", err.msg);
+	snprintf(p, sizeof(p), "%s/skel/etc", state);
+	if (arl_local_skeleton_build("/etc", p, sb_uid, sb_gid, &err) < 0)
+		fail_msg("%s", err.msg);
+	/* The pool's workspace as a lower: owned by the mapped uid, so writable in place. */
+	snprintf(p, sizeof(p), "%s/pool-workspace", state);
+	mkdir_sb(p);
+	sh("echo orig > %s/pool-workspace/src.txt && mkdir %s/pool-workspace/pkg && "
+	   "chown -R %u:%u %s/pool-workspace",
+	   state, state, (unsigned)sb_uid, (unsigned)sb_gid, state);
+	return 0;
+}
+
+static int teardown(void **st)
+{
+	struct arl_err err = ARL_ERR_INIT;
+
+	(void)st;
+	if (arl_local_rm_tree(AT_FDCWD, state, &err) < 0)
+		fprintf(stderr, "%s\n", err.msg);
+	return 0;
+}
+
+static void test_writable_root(void **st)
+{
+	struct sandbox a, b;
+	char p[400];
+
+	(void)st;
+	start(&a, "sb-a");
+	expect_sh(&a, "id -u", "0\n", 0);
+	/* /usr/local and /etc are the sandbox's own, and stay so across steps. */
+	expect_sh(&a,
+	          "echo hi > /usr/local/arl-cow && mkdir -p /usr/local/lib/arl-cow/pkg && "
+	          "echo y > /etc/arl-cow && echo z > /usr/local/lib/arl-cow/pkg/m.py",
+	          "", 0);
+	expect_sh(&a, "cat /usr/local/arl-cow /etc/arl-cow /usr/local/lib/arl-cow/pkg/m.py",
+	          "hi\ny\nz\n", 0);
+	/* Host files: readable as the host allows, replaced only by a rename. */
+	expect_sh(&a, "test -s /etc/passwd && ! (echo x >> /etc/passwd) 2>/dev/null", "", 0);
+	expect_sh(&a,
+	          "cp /etc/passwd /etc/p.new && echo x >> /etc/p.new && mv /etc/p.new /etc/passwd "
+	          "&& tail -n1 /etc/passwd",
+	          "x\n", 0);
+	expect_sh(&a, "cat /etc/shadow | wc -c", "0\n", 0);     /* masked */
+	expect_sh(&a, "! cat /etc/gshadow 2>/dev/null", "", 0); /* root's 0640: not ours */
+	/* The staging place is gone, and the capabilities the agent had with it. */
+	expect_sh(&a, "ls -A /.arl", "", 0);
+	expect_sh(&a, "grep -E '^Cap(Eff|Bnd)' /proc/self/status",
+	          "CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\n", 0);
+	/* The workspace is written in place through its overlay. */
+	expect_sh(&a,
+	          "echo changed > /workspace/src.txt && echo n > /workspace/pkg/new && "
+	          "cat /workspace/src.txt",
+	          "changed\n", 0);
+
+	/* Nothing reached the host or the pool's workspace; the upper took it all. */
+	assert_false(exists("/usr/local/arl-cow"));
+	assert_false(exists("/etc/arl-cow"));
+	assert_false(exists("/etc/p.new"));
+	sh("tail -n1 /etc/passwd | grep -qvx x");
+	sh("grep -qx orig %s/pool-workspace/src.txt && test ! -e %s/pool-workspace/pkg/new", state,
+	   state);
+	snprintf(p, sizeof(p), "%s/upper/usr/local/arl-cow", a.dir);
+	assert_true(exists(p));
+
+	/* A second sandbox over the same layers sees none of it. */
+	start(&b, "sb-b");
+	expect_sh(
+	    &b, "test ! -e /usr/local/arl-cow && test ! -e /etc/arl-cow && cat /workspace/src.txt",
+	    "orig\n", 0);
+	stop(&b);
+
+	/* The upper layer outlives the sandbox (what keepAlive keeps) and goes with its directory. */
+	stop(&a);
+	assert_true(exists(p));
+	{
+		struct arl_err err = ARL_ERR_INIT;
+
+		if (arl_local_rm_tree(AT_FDCWD, a.dir, &err) < 0)
+			fail_msg("%s", err.msg);
+		assert_false(exists(a.dir));
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_writable_root),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
