@@ -112,7 +112,7 @@ static int add_step(void *arg, const struct arl_step_view *st, struct arl_err *e
 		arl_view_json_str(s, "name", st->name);
 		arl_view_json_str(s, "type", st->type);
 		arl_view_json_str(s, "phase", st->callback ? "callback" : "main");
-		arl_view_json_str(s, "state", arl_state_name(st->state));
+		arl_view_json_str(s, "state", st->state_name);
 		arl_view_json_int(s, "exitCode", st->exit_null, st->exit_code);
 		arl_view_json_int(s, "durationMs", st->duration_null, st->duration_ms);
 	}
@@ -146,7 +146,7 @@ static int json_job(struct ctx *c, const struct arl_job_view *j, struct arl_err 
 	arl_view_json_str(md, "name", j->name);
 	arl_view_json_raw(md, "labels", j->labels);
 	status = cJSON_AddObjectToObject(job, "status");
-	arl_view_json_str(status, "state", arl_state_name(j->state));
+	arl_view_json_str(status, "state", j->state_name);
 	arl_view_json_int(status, "exitCode", j->exit_null, j->exit_code);
 	/* Filled below, once the steps are read; added now to keep the Task's field order. */
 	cJSON_AddStringToObject(status, "stdout", "");
@@ -162,7 +162,7 @@ static int json_job(struct ctx *c, const struct arl_job_view *j, struct arl_err 
 	arl_view_json_str(job, "file", j->file);
 	arl_view_json_str(job, "pool", j->pool);
 	arl_view_json_int(job, "attempts", false, j->attempts);
-	arl_view_json_str(job, "errorClass", arl_class_name(j->cls));
+	arl_view_json_str(job, "errorClass", j->cls_name);
 	arl_view_json_str(job, "error", j->error);
 	arl_view_json_raw(job, "item", j->item);
 	arl_view_json_str(job, "specHash", j->spec_hash);
@@ -172,8 +172,8 @@ static int json_job(struct ctx *c, const struct arl_job_view *j, struct arl_err 
 
 		arl_view_json_int(from, "fromRun", false, j->from_run);
 		arl_view_json_int(from, "fromJob", j->skipped_from_null, j->skipped_from);
-		arl_view_json_str(from, "state", arl_state_name(j->from_state));
-		arl_view_json_str(from, "errorClass", arl_class_name(j->from_cls));
+		arl_view_json_str(from, "state", j->from_state_name);
+		arl_view_json_str(from, "errorClass", j->from_cls_name);
 		arl_view_json_int(from, "exitCode", j->from_exit_null, j->from_exit);
 		arl_view_json_int(from, "attempts", false, j->from_attempts);
 		arl_view_json_str(from, "error", j->from_error);
@@ -281,18 +281,18 @@ static int csv_row(struct ctx *c, const struct arl_job_view *j, struct arl_err *
 	    j->name,
 	    j->file,
 	    j->pool,
-	    arl_state_name(j->state),
+	    j->state_name,
 	    csv_int(false, j->attempts, att, sizeof(att)),
 	    csv_int(j->exit_null, j->exit_code, ex, sizeof(ex)),
-	    arl_class_name(j->cls),
+	    j->cls_name,
 	    j->error,
 	    j->started_at,
 	    j->finished_at,
 	    csv_int(j->duration_null, j->duration_ms, dur, sizeof(dur)),
 	    csv_int(j->skipped_from_null, j->skipped_from, from, sizeof(from)),
 	    csv_int(j->from_null, j->from_run, from_run, sizeof(from_run)),
-	    j->from_null ? NULL : arl_state_name(j->from_state),
-	    j->from_null ? NULL : arl_class_name(j->from_cls),
+	    j->from_null ? NULL : j->from_state_name,
+	    j->from_null ? NULL : j->from_cls_name,
 	};
 	size_t n = sizeof(fields) / sizeof(fields[0]);
 	struct csv_merge g = {m, 0};
@@ -320,10 +320,10 @@ static int csv_row(struct ctx *c, const struct arl_job_view *j, struct arl_err *
  * width cuts first. A Skipped job says which run its result comes from, and what it was. */
 static void table_row(struct arl_view_table *t, const struct arl_job_view *j)
 {
-	const char *state = arl_state_name(j->state), *cls = arl_class_name(j->cls);
+	const char *state = j->state_name, *cls = j->cls_name;
 	const char *error = j->error;
-	const char *from = j->from_null ? NULL : arl_state_name(j->from_state);
-	const char *from_cls = j->from_null ? NULL : arl_class_name(j->from_cls);
+	const char *from = j->from_null ? NULL : j->from_state_name;
+	const char *from_cls = j->from_null ? NULL : j->from_cls_name;
 	const char *from_err = j->from_error;
 	char dur[32], att[24], ex[24], *why = NULL;
 

@@ -209,9 +209,9 @@ static int print_step(void *arg, const struct arl_step_view *st, struct arl_err 
 	printf("  step %lld ", (long long)st->idx + 1);
 	put(st->name);
 	printf(" (%s%s): ", st->type, st->callback ? ", callback" : "");
-	state_word(c, arl_state_name(st->state), NULL);
+	state_word(c, st->state_name, NULL);
 	if (!st->exit_null)
-		printf(", exit %d", st->exit_code);
+		printf(", exit %lld", (long long)st->exit_code);
 	if (!st->duration_null)
 		printf(", %s", arl_fmt_duration(st->duration_ms, dur, sizeof(dur)));
 	if (st->state == ARL_STATE_SKIPPED)
@@ -233,9 +233,9 @@ static int print_attempt(void *arg, const struct arl_attempt_view *a, struct arl
 	char dur[32];
 
 	printf("\nattempt %d: ", a->number);
-	state_word(c, arl_state_name(a->state), arl_class_name(a->cls));
+	state_word(c, a->state_name, a->cls_name);
 	if (!a->exit_null)
-		printf(", exit %d", a->exit_code);
+		printf(", exit %lld", (long long)a->exit_code);
 	if (!a->duration_null)
 		printf(", %s", arl_fmt_duration(a->duration_ms, dur, sizeof(dur)));
 	/* Not part of the job's timeout: shown apart from the duration it is in. */
@@ -289,9 +289,9 @@ static void print_carried(const struct ctx *c, const struct arl_job_view *j)
 		return;
 	}
 	fputs("  carried:   ", stdout);
-	state_word(c, arl_state_name(j->from_state), arl_class_name(j->from_cls));
+	state_word(c, j->from_state_name, j->from_cls_name);
 	if (!j->from_exit_null)
-		printf(", exit %d", j->from_exit);
+		printf(", exit %lld", (long long)j->from_exit);
 	printf(", %d attempt%s", j->from_attempts, j->from_attempts == 1 ? "" : "s");
 	printf(", from run %lld", (long long)j->from_run);
 	if (j->from_run_name) {
@@ -321,7 +321,7 @@ static int show_job(struct ctx *c, int64_t job_id)
 	put(j.run_name);
 	printf("', job id %lld)\n", (long long)job_id);
 	fputs("  state:     ", stdout);
-	state_word(c, arl_state_name(j.state), arl_class_name(j.cls));
+	state_word(c, j.state_name, j.cls_name);
 	fputc('\n', stdout);
 	if (j.state == ARL_STATE_SKIPPED) {
 		from_id = j.from_null ? 0 : j.from_id;
@@ -336,7 +336,7 @@ static int show_job(struct ctx *c, int64_t job_id)
 		field("attempts:", buf);
 	}
 	if (!j.exit_null) {
-		snprintf(buf, sizeof(buf), "%d", j.exit_code);
+		snprintf(buf, sizeof(buf), "%lld", (long long)j.exit_code);
 		field("exit code:", buf);
 	}
 	field("started:", j.started_at);

@@ -38,9 +38,14 @@ struct arl_job_view {
 	char *key, *name, *file, *pool;
 	enum arl_state state;
 	int attempts;
-	int exit_code;
+	int64_t exit_code;
 	bool exit_null;
 	enum arl_class cls; /* error_class; ARL_CLASS_NONE when NULL */
+	/*
+	 * state and error_class as stored, for display: a crafted database may hold a name this
+	 * build does not know (state reads Pending and cls none), and the views print it as is.
+	 */
+	char *state_name, *cls_name;
 	char *error;
 	char *started_at, *finished_at; /* RFC 3339 UTC, or NULL */
 	int64_t duration_ms;
@@ -53,8 +58,9 @@ struct arl_job_view {
 	bool from_null;
 	enum arl_state from_state;
 	enum arl_class from_cls;
+	char *from_state_name, *from_cls_name; /* as stored, as state_name */
 	char *from_error;
-	int from_exit;
+	int64_t from_exit;
 	bool from_exit_null;
 	int from_attempts;
 
@@ -110,9 +116,10 @@ struct arl_attempt_view {
 	int number;
 	char *sandbox;
 	enum arl_state state;
-	int exit_code;
+	int64_t exit_code;
 	bool exit_null;
 	enum arl_class cls;
+	char *state_name, *cls_name; /* as stored, as in struct arl_job_view */
 	char *error, *started_at;
 	int64_t duration_ms, prepare_ms;
 	bool duration_null, prepare_null; /* prepare_null: no sandbox was asked for */
@@ -128,7 +135,8 @@ struct arl_step_view {
 	char *name, *type;
 	int callback; /* phase: callback (else main) */
 	enum arl_state state;
-	int exit_code;
+	char *state_name; /* as stored, as in struct arl_job_view */
+	int64_t exit_code;
 	bool exit_null;
 	int64_t duration_ms;
 	bool duration_null;

@@ -39,7 +39,7 @@ static const struct arl_col run_cols[] = {
     R(jobs_failed, ARL_COL_INT64),
     R(jobs_skipped, ARL_COL_INT64),
     R(jobs_cancelled, ARL_COL_INT64),
-    RN(exit_code, ARL_COL_INT, exit_null),
+    RN(exit_code, ARL_COL_INT64, exit_null),
     R(files, ARL_COL_TEXT),
     R(host, ARL_COL_TEXT),
     RN(pid, ARL_COL_INT64, pid_null),

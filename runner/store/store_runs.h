@@ -22,7 +22,7 @@ struct arl_run_view {
 	int64_t jobs_total, jobs_succeeded, jobs_failed, jobs_skipped, jobs_cancelled;
 	/* Skipped jobs that stand for a failure or a cancel of an earlier run (count as one). */
 	int64_t carried_failed, carried_cancelled;
-	int exit_code;
+	int64_t exit_code;
 	bool exit_null;
 	char *files; /* JSON array text */
 	char *host;

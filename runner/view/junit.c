@@ -223,12 +223,12 @@ static int junit_case(struct junit *u, const struct arl_job_view *j, struct arl_
 {
 	FILE *out = u->out;
 	bool carried = junit_carried(j);
-	const char *state = arl_state_name(carried ? j->from_state : j->state);
-	const char *cls = arl_class_name(carried ? j->from_cls : j->cls);
+	const char *state = carried ? j->from_state_name : j->state_name;
+	const char *cls = carried ? j->from_cls_name : j->cls_name;
 	const char *error = carried ? j->from_error : j->error;
 	int attempts = carried ? j->from_attempts : j->attempts;
 	bool has_exit = carried ? !j->from_exit_null : !j->exit_null;
-	int exit_code = carried ? j->from_exit : j->exit_code;
+	int64_t exit_code = carried ? j->from_exit : j->exit_code;
 	struct arl_view_output o = ARL_VIEW_OUTPUT_INIT;
 	char *classname = arl_xstrndup(j->key, strcspn(j->key, "/")), *msg = NULL;
 	enum junit_kind kind = junit_kind_row(j);
@@ -264,7 +264,7 @@ static int junit_case(struct junit *u, const struct arl_job_view *j, struct arl_
 		if (cls)
 			fprintf(out, " (%s)", cls);
 		if (has_exit)
-			fprintf(out, ", exit code %d", exit_code);
+			fprintf(out, ", exit code %lld", (long long)exit_code);
 		if (error) {
 			fputs(": ", out);
 			xml_escape(out, error, strlen(error), false);
@@ -273,10 +273,10 @@ static int junit_case(struct junit *u, const struct arl_job_view *j, struct arl_
 		break;
 	case JK_SKIPPED:
 		if (!strcmp(state, "Skipped") && !j->from_null) {
-			const char *fc = arl_class_name(j->from_cls);
+			const char *fc = j->from_cls_name;
 
 			msg = arl_xasprintf("the result of run %lld stands: %s%s%s%s",
-			                    (long long)j->from_run, arl_state_name(j->from_state),
+			                    (long long)j->from_run, j->from_state_name,
 			                    fc ? " (" : "", fc ? fc : "", fc ? ")" : "");
 		} else if (!strcmp(state, "Skipped")) {
 			msg = arl_xstrdup("skipped: the earlier result it stood for was pruned");
