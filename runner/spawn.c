@@ -56,6 +56,7 @@
 
 #include <linux/keyctl.h>
 
+#include "capture.h"
 #include "util.h"
 #include "banned.h"
 
@@ -66,16 +67,6 @@
 /* glibc's execvp() default when PATH is unset. */
 #define DEFAULT_PATH "/bin:/usr/bin"
 
-/* One captured stream: the first head_max bytes as they came, the last ring_max in a ring. */
-struct capture {
-	int fd; /* read end of the pipe; -1 once at EOF */
-	char *head;
-	size_t head_len, head_alloc, head_max;
-	char *ring;
-	size_t ring_start, ring_len, ring_alloc, ring_max;
-	uint64_t total; /* everything read, kept or not */
-};
-
 /* The child from spawn to reap. */
 struct proc {
 	pid_t pid; /* > 0 from posix_spawn until reaped */
@@ -84,107 +75,6 @@ struct proc {
 	bool terminating; /* SIGTERM sent (deadline or cancel) */
 	int64_t kill_at;  /* when to escalate to SIGKILL; 0: not pending */
 };
-
-static size_t min_size(size_t a, size_t b)
-{
-	return a < b ? a : b;
-}
-
-/* Grows *p to hold @need bytes, doubling but never past @max (need <= max). */
-static void grow_to(char **p, size_t *alloc, size_t need, size_t max)
-{
-	size_t n = *alloc ? *alloc : 4096;
-
-	if (need <= *alloc)
-		return;
-	while (n < need)
-		n = n > max / 2 ? max : n * 2;
-	n = min_size(n, max);
-	*p = arl_xrealloc(*p, n);
-	*alloc = n;
-}
-
-static void capture_init(struct capture *c, size_t max)
-{
-	memset(c, 0, sizeof(*c));
-	c->fd = -1;
-	c->head_max = max / 2;
-	c->ring_max = max - c->head_max;
-}
-
-static void capture_add(struct capture *c, const char *p, size_t n)
-{
-	size_t take, end, first;
-
-	c->total += n;
-	take = min_size(n, c->head_max - c->head_len);
-	if (take) {
-		grow_to(&c->head, &c->head_alloc, c->head_len + take, c->head_max);
-		memcpy(c->head + c->head_len, p, take);
-		c->head_len += take;
-		p += take;
-		n -= take;
-	}
-	if (!n)
-		return;
-	if (n > c->ring_max) {
-		p += n - c->ring_max;
-		n = c->ring_max;
-	}
-	/*
-	 * The ring grows lazily so small outputs stay small. It can only wrap once it is fully
-	 * allocated: until then ring_start is 0 and ring_len + n fits in what grow_to() gave us.
-	 */
-	grow_to(&c->ring, &c->ring_alloc, min_size(c->ring_len + n, c->ring_max), c->ring_max);
-	end = (c->ring_start + c->ring_len) % c->ring_max;
-	first = min_size(n, c->ring_max - end);
-	memcpy(c->ring + end, p, first);
-	memcpy(c->ring, p + first, n - first);
-	if (c->ring_len + n > c->ring_max) {
-		c->ring_start = (c->ring_start + c->ring_len + n - c->ring_max) % c->ring_max;
-		c->ring_len = c->ring_max;
-	} else {
-		c->ring_len += n;
-	}
-}
-
-/* Moves the captured bytes into @out as head + marker + tail and frees the capture. */
-static void capture_finish(struct capture *c, struct arl_output *out)
-{
-	char marker[80];
-	size_t mlen = 0, len, first;
-	uint64_t dropped = c->total - c->head_len - c->ring_len;
-	char *d;
-
-	if (dropped)
-		mlen = (size_t)snprintf(marker, sizeof(marker), ARL_OUTPUT_ELIDED, dropped);
-	len = c->head_len + mlen + c->ring_len;
-	d = arl_xmalloc(len + 1);
-	if (c->head_len)
-		memcpy(d, c->head, c->head_len);
-	memcpy(d + c->head_len, marker, mlen);
-	if (c->ring_len) {
-		first = min_size(c->ring_len, c->ring_max - c->ring_start);
-		memcpy(d + c->head_len + mlen, c->ring + c->ring_start, first);
-		memcpy(d + c->head_len + mlen + first, c->ring, c->ring_len - first);
-	}
-	d[len] = '\0';
-	out->data = d;
-	out->len = len;
-	out->truncated = dropped != 0;
-	free(c->head);
-	free(c->ring);
-	c->head = c->ring = NULL;
-}
-
-static void capture_release(struct capture *c)
-{
-	free(c->head);
-	free(c->ring);
-	if (c->fd >= 0)
-		close(c->fd);
-	capture_init(c, 0);
-}
 
 int arl_spawn_search_path(const char *name, const char *path, int dirfd, char **out)
 {
@@ -272,7 +162,7 @@ static int reap(struct proc *p)
 }
 
 /* One read from a readable pipe; closes it at EOF or on a read error. */
-static void capture_read(struct capture *c, char *buf)
+static void capture_read(struct arl_capture *c, char *buf)
 {
 	ssize_t n;
 
@@ -280,7 +170,7 @@ static void capture_read(struct capture *c, char *buf)
 		n = read(c->fd, buf, READ_CHUNK);
 	while (n < 0 && errno == EINTR);
 	if (n > 0) {
-		capture_add(c, buf, (size_t)n);
+		arl_capture_add(c, buf, (size_t)n);
 		return;
 	}
 	close(c->fd);
@@ -292,7 +182,7 @@ static void capture_read(struct capture *c, char *buf)
  * the cancel fd, and on the main process's exit kills what is left of its group and drains
  * the pipes for at most DRAIN_MS. Returns with the child exited but not reaped.
  */
-static int watch(struct proc *p, struct capture cap[2], const struct arl_spawn_opts *o,
+static int watch(struct proc *p, struct arl_capture cap[2], const struct arl_spawn_opts *o,
                  int64_t grace_ms, struct arl_spawn_result *r, struct arl_err *err)
 {
 	struct pollfd pfd[4];
@@ -428,6 +318,8 @@ child_main(void *arg)
 		if (sig != SIGKILL && sig != SIGSTOP)
 			syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(none));
 	CHILD_TRY(syscall(SYS_setpgid, 0, 0), "setpgid");
+	for (size_t i = 0; i < id->ncgroup_fds; i++) /* "0": the writer itself */
+		CHILD_TRY(syscall(SYS_write, id->cgroup_fds[i], "0", 1), "join cgroup");
 	CHILD_TRY(syscall(SYS_dup3, a->in_fd, 0, 0), "dup");
 	CHILD_TRY(syscall(SYS_dup3, a->out_fd, 1, 0), "dup");
 	CHILD_TRY(syscall(SYS_dup3, a->err_fd, 2, 0), "dup");
@@ -438,13 +330,18 @@ child_main(void *arg)
 	else if (id->fd3 > 2)
 		CHILD_TRY(syscall(SYS_dup3, id->fd3, 3, 0), "dup");
 	if ((id->bind_fd > 2 || id->bind_src) && id->bind_dst) {
-		long tree = -1;
+		long tree = -1, tree2 = -1;
 
 		/* A detached copy of the fd's mount: in our namespace, as a bind source must be. */
 		if (id->bind_fd > 2)
 			CHILD_TRY(tree = syscall(SYS_open_tree, id->bind_fd, "",
 			                         OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
 			                             AT_EMPTY_PATH | AT_RECURSIVE),
+			          "open_tree");
+		if (id->bind2_fd > 2 && id->bind2_dst)
+			CHILD_TRY(tree2 =
+			              syscall(SYS_open_tree, id->bind2_fd, "",
+			                      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH),
 			          "open_tree");
 		CHILD_TRY(syscall(SYS_unshare, CLONE_NEWNS), "unshare");
 		CHILD_TRY(syscall(SYS_mount, NULL, "/", NULL, MS_REC | MS_SLAVE, NULL), "mount");
@@ -456,6 +353,10 @@ child_main(void *arg)
 			CHILD_TRY(syscall(SYS_mount, id->bind_src, id->bind_dst, NULL,
 			                  MS_BIND | MS_REC, NULL),
 			          "mount");
+		if (tree2 >= 0)
+			CHILD_TRY(syscall(SYS_move_mount, (int)tree2, "", AT_FDCWD, id->bind2_dst,
+			                  MOVE_MOUNT_F_EMPTY_PATH),
+			          "move_mount");
 	}
 	if (id->set_ids) {
 		CHILD_TRY(syscall(SYS_setgroups, 0, NULL), "setgroups");
@@ -604,7 +505,7 @@ static int spawn_prepare(posix_spawn_file_actions_t *fa, posix_spawnattr_t *attr
 int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res, struct arl_err *err)
 {
 	struct arl_spawn_result r = {0};
-	struct capture cap[2];
+	struct arl_capture cap[2];
 	struct proc p = {.pid = -1, .pidfd = -1};
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -616,8 +517,8 @@ int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res, 
 	const char *in_path = o->stdin_path ? o->stdin_path : "/dev/null";
 	char *prog = NULL;
 
-	capture_init(&cap[0], capture_max);
-	capture_init(&cap[1], capture_max);
+	arl_capture_init(&cap[0], capture_max);
+	arl_capture_init(&cap[1], capture_max);
 	if (!o->argv || !o->argv[0] || !o->argv[0][0]) {
 		arl_error(err, ARL_E_INVALID, "cannot run an empty command");
 		goto out;
@@ -706,8 +607,8 @@ int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res, 
 		goto out;
 	r.exit_code = reap(&p);
 	r.duration_ms = arl_now_ms() - start;
-	capture_finish(&cap[0], &r.out);
-	capture_finish(&cap[1], &r.err);
+	arl_capture_finish(&cap[0], &r.out);
+	arl_capture_finish(&cap[1], &r.err);
 	*res = r;
 	ret = 0;
 out:
@@ -718,8 +619,8 @@ out:
 	}
 	if (p.pidfd >= 0)
 		close(p.pidfd);
-	capture_release(&cap[0]);
-	capture_release(&cap[1]);
+	arl_capture_release(&cap[0]);
+	arl_capture_release(&cap[1]);
 	for (int i = 0; i < 2; i++) {
 		if (outp[i] >= 0)
 			close(outp[i]);
@@ -745,4 +646,74 @@ void arl_spawn_result_release(struct arl_spawn_result *res)
 	arl_output_release(&res->out);
 	arl_output_release(&res->err);
 	memset(res, 0, sizeof(*res));
+}
+
+int arl_spawn_start(const struct arl_spawn_opts *o, int out_fd, pid_t *pid, int *pidfd,
+                    struct arl_err *err)
+{
+	const struct arl_spawn_ident none = {0};
+	struct arl_spawn_opts so = *o;
+	const char *what = NULL;
+	char *prog = NULL;
+	int in_fd = -1, rc, ret = -1;
+
+	*pid = -1;
+	*pidfd = -1;
+	if (!so.ident)
+		so.ident = &none;
+	if (!o->argv || !o->argv[0] || !o->argv[0][0]) {
+		arl_error(err, ARL_E_INVALID, "cannot run an empty command");
+		goto out;
+	}
+	if ((in_fd = open("/dev/null", O_RDONLY | O_NOCTTY | O_CLOEXEC)) < 0) {
+		arl_error_errno(err, errno, "cannot open '/dev/null'");
+		goto out;
+	}
+	if (find_program(o->argv[0], o->envp, AT_FDCWD, &prog, err) < 0)
+		goto out;
+	rc = spawn_ident(prog, &so, in_fd, out_fd, out_fd, -1, pid, &what);
+	if (rc != 0) {
+		*pid = -1;
+		arl_error_errno(err, rc, "cannot run '%s'%s%s", o->argv[0],
+		                strcmp(what, "exec") ? ": " : "", strcmp(what, "exec") ? what : "");
+		goto out;
+	}
+	*pidfd = (int)syscall(SYS_pidfd_open, *pid, 0);
+	if (*pidfd < 0) {
+		arl_error_errno(err, errno, "cannot watch '%s': pidfd_open", o->argv[0]);
+		arl_spawn_stop(*pid, -1, 0);
+		*pid = -1;
+		goto out;
+	}
+	ret = 0;
+out:
+	if (in_fd >= 0)
+		close(in_fd);
+	free(prog);
+	return ret;
+}
+
+int arl_spawn_stop(pid_t pid, int pidfd, int64_t wait_ms)
+{
+	struct proc p = {.pid = pid, .pidfd = pidfd};
+	struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+	int64_t until = arl_now_ms() + wait_ms;
+	int code;
+
+	while (pidfd >= 0 && wait_ms > 0) {
+		int64_t left = until - arl_now_ms();
+		int n;
+
+		if (left <= 0)
+			break;
+		n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+		if (n > 0 || (n < 0 && errno != EINTR))
+			break;
+	}
+	/* Unreaped, its pid still holds the group's number: the kill cannot hit another's. */
+	signal_group(&p, SIGKILL);
+	code = reap(&p);
+	if (pidfd >= 0)
+		close(pidfd);
+	return code;
 }

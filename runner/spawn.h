@@ -32,8 +32,13 @@ struct arl_spawn_ident {
 	const char *bind_src; /* with bind_dst, before the ids change: in a private mount */
 	const char *bind_dst; /* namespace (nothing propagates back), bind_src is bound here */
 	int bind_fd;          /* > 2: bound instead of bind_src (no path resolved as root) */
+	int bind2_fd;         /* > 2, with bind2_dst: a second O_PATH fd bound there alike */
+	const char *bind2_dst;
 	const char *cwd_path; /* entered by path after the ids change (with opts.cwd NULL) */
 	int fd3;              /* > 2: becomes the child's fd 3; 0: none */
+	/* cgroup.procs files (open for writing) the child joins first, so all it starts is in. */
+	const int *cgroup_fds;
+	size_t ncgroup_fds;
 };
 
 struct arl_spawn_opts {
@@ -77,6 +82,19 @@ struct arl_spawn_result {
 int arl_spawn_run(const struct arl_spawn_opts *o, struct arl_spawn_result *res,
                   struct arl_err *err);
 void arl_spawn_result_release(struct arl_spawn_result *res);
+
+/*
+ * Starts a long-lived program (@o's argv, envp, cwd and ident; stdin /dev/null) with stdout
+ * and stderr on @out_fd, in its own process group, and returns at once: *@pid and a pidfd
+ * *@pidfd of it. The caller ends it with arl_spawn_stop(). -1 when it could not be started.
+ */
+int arl_spawn_start(const struct arl_spawn_opts *o, int out_fd, pid_t *pid, int *pidfd,
+                    struct arl_err *err);
+/*
+ * Waits up to @wait_ms (0: not at all) for a started program to exit, then SIGKILLs its
+ * process group, reaps it and closes @pidfd. Returns its exit status (128 + signal).
+ */
+int arl_spawn_stop(pid_t pid, int pidfd, int64_t wait_ms);
 
 /*
  * Finds program @name as execvp() does, in the ':'-separated @path, relative entries (and an

@@ -103,8 +103,11 @@
 #include "backend/backend.h"
 #include "local/bwrap.h"
 #include "local/command.h"
+#include "local/container.h"
+#include "local/agent_client.h"
 #include "local/filepatch.h"
 #include "local/identity.h"
+#include "local/limits.h"
 #include "local/local.h"
 #include "local/sandbox_dir.h"
 #include "log.h"
@@ -233,6 +236,8 @@ static void local_close(void *state)
 	free(L->state_dir);
 	free(L->owner);
 	free(L->bwrap);
+	free(L->agent);
+	arl_cgroups_close(L->cgroups);
 	arl_local_sv_release(&L->root_args);
 	arl_local_sv_release(&L->net_args);
 	pthread_cond_destroy(&L->cv);
@@ -303,6 +308,8 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 	}
 	if (L->backlog < BACKLOG_MIN)
 		L->backlog = BACKLOG_MIN;
+	if (arl_local_limits_open(L, pools, npools, err) < 0)
+		goto out;
 	if (bwrap_pool) {
 		if (!(L->bwrap = arl_local_find_bwrap())) {
 			arl_error(
@@ -310,6 +317,15 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 			    "pool '%s': bubblewrap is not installed (no 'bwrap' in PATH): "
 			    "apt-get install bubblewrap, or set 'isolation: none' on the pool",
 			    bwrap_pool);
+			goto out;
+		}
+		const char *agent = getenv("ARL_BATCH_AGENT");
+
+		/* Where an install or a test keeps the agent elsewhere than beside us. */
+		if (agent && agent[0] == '/')
+			L->agent = arl_xstrdup(agent);
+		else if (arl_agent_path(&L->agent, err) < 0) {
+			arl_err_prefix(err, "pool '%s'", bwrap_pool);
 			goto out;
 		}
 		arl_local_probe_root_layout(L);
@@ -334,6 +350,8 @@ out:
 }
 
 /* --- the ops table ------------------------------------------------------------------- */
+
+static void local_release(void *state, struct arl_sandbox *sb, bool keep);
 
 static int local_acquire(void *state, const struct arl_pool *pool,
                          const struct arl_sandbox_req *req, struct arl_sandbox **out,
@@ -369,6 +387,20 @@ static int local_acquire(void *state, const struct arl_pool *pool,
 	sb->path = arl_xasprintf("%s/%s", L->state_dir, d.name);
 	if (req && req->job && req->job->name)
 		sb->job = arl_xstrdup(req->job->name);
+	sb->bwrap_pid = sb->bwrap_pidfd = -1;
+	if (arl_local_limits_create(L, sb, err) < 0) {
+		arl_err_prefix(err, "pool '%s'", pool->name);
+		local_release(L, sb, false);
+		return -1;
+	}
+	if (arl_local_pool(pool)->isolation == ARL_ISO_BWRAP &&
+	    arl_local_container_start(L, sb, arl_local_pool(pool)->network,
+	                              req ? req->deadline_ms : 0, err) < 0) {
+		if (err->code != ARL_E_TIMEOUT && err->code != ARL_E_CANCELLED)
+			arl_err_prefix(err, "pool '%s': cannot start the sandbox", pool->name);
+		local_release(L, sb, false);
+		return -1;
+	}
 	*out = sb;
 	return 0;
 }
@@ -430,6 +462,9 @@ static void local_release(void *state, struct arl_sandbox *sb, bool keep)
 
 	if (!sb)
 		return;
+	/* The whole PID namespace ends here: nothing of the sandbox outlives its attempt. */
+	arl_local_container_stop(sb);
+	arl_local_limits_release(sb);
 	if (keep) {
 		/* "keep-" takes it out of gc's sight: an ownerless sb-* directory is garbage. */
 		char *kept = arl_xasprintf("keep-%s", sb->dir.name);

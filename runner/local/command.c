@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,9 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "local/bwrap.h"
+#include "capture.h"
+#include "local/agent_client.h"
+#include "local/container.h"
 #include "local/identity.h"
 #include "local/local.h"
 #include "log.h"
@@ -174,6 +177,107 @@ static int resolve_program(const char *prog, const char *path, const char *cwd, 
 	return 127;
 }
 
+/* Ends a step the agent could not start as a shell would: 127 missing, 126 not runnable. */
+static int start_failed(const struct arl_agent_event *ev, struct arl_step_result *res,
+                        enum arl_class *cls, struct arl_buf *msg)
+{
+	int code = 1; /* a workDir bwrap could not enter was its exit 1 */
+
+	if (!strncmp(ev->data, "cannot run ", 11))
+		code = ev->errnum == ENOENT || ev->errnum == ENOTDIR ? 127 : 126;
+	else if (strncmp(ev->data, "cannot change to work directory ", 32))
+		return -1; /* pipe, fork, too many steps: the sandbox's trouble */
+	arl_buf_addf(msg, ARL_LOG_PREFIX "%s\n", ev->data);
+	arl_local_step_fail(res, cls, code, msg->p);
+	return 0;
+}
+
+/*
+ * A Command step through the sandbox's agent (see DESIGN in backend_local.c): output into the
+ * same capture as spawn's, the deadline and the cancel fd as SIGTERM to the step's group,
+ * SIGKILL after ARL_KILL_GRACE_MS. What the agent cannot be trusted to say is infra.
+ */
+static int run_in_container(struct local *L, struct arl_sandbox *sb, char *const *argv,
+                            char *const *env, const char *wd, const struct arl_exec_ctx *ctx,
+                            struct arl_step_result *res, enum arl_class *cls, struct arl_err *err)
+{
+	struct arl_capture cap[2];
+	struct arl_agent_event ev;
+	struct arl_buf msg = ARL_BUF_INIT;
+	int64_t deadline = ctx ? ctx->deadline_ms : 0, kill_at = 0;
+	int cancel_fd = L->cancel_fd, ret = -1;
+	bool timed_out = false, cancelled = false;
+	uint32_t id;
+
+	arl_capture_init(&cap[0], L->capture_max ? L->capture_max : ARL_SPAWN_DEFAULT_CAPTURE);
+	arl_capture_init(&cap[1], L->capture_max ? L->capture_max : ARL_SPAWN_DEFAULT_CAPTURE);
+	if (!sb->agent) {
+		arl_error(err, ARL_E_BACKEND, "the sandbox's container is not running");
+		goto infra;
+	}
+	if (arl_agent_exec(sb->agent, argv, env, wd, &id, err) < 0)
+		goto infra;
+	for (;;) {
+		struct arl_err e = ARL_ERR_INIT;
+
+		if (arl_agent_next(sb->agent, kill_at ? kill_at : deadline, cancel_fd, &ev, &e) <
+		    0) {
+			if (e.code != ARL_E_TIMEOUT && e.code != ARL_E_CANCELLED) {
+				arl_error(err, e.code, "%s", e.msg);
+				goto infra;
+			}
+			/* The first cause is recorded; the group gets SIGTERM, then SIGKILL. */
+			if (!timed_out && !cancelled) {
+				timed_out = e.code == ARL_E_TIMEOUT;
+				cancelled = e.code == ARL_E_CANCELLED;
+			}
+			cancel_fd = -1;
+			sb->tainted = true;
+			if (arl_agent_signal(sb->agent, id, kill_at ? SIGKILL : SIGTERM, err) < 0)
+				goto infra;
+			deadline = 0;
+			kill_at = kill_at ? 0 : arl_now_ms() + ARL_KILL_GRACE_MS;
+			continue;
+		}
+		if (ev.kind == ARL_AGENT_STDOUT || ev.kind == ARL_AGENT_STDERR)
+			arl_capture_add(&cap[ev.kind == ARL_AGENT_STDERR], ev.data, ev.len);
+		else if (ev.kind == ARL_AGENT_EXIT)
+			break;
+		else if (ev.kind == ARL_AGENT_ERROR && start_failed(&ev, res, cls, &msg) == 0)
+			goto done;
+		else {
+			arl_error(err, ARL_E_BACKEND, "the sandbox could not start the step: %s",
+			          ev.kind == ARL_AGENT_ERROR ? ev.data : "unexpected reply");
+			goto infra;
+		}
+	}
+	res->has_exit = true;
+	res->exit_code = ev.exit_code;
+	arl_output_release(&res->out);
+	arl_output_release(&res->err);
+	arl_capture_finish(&cap[0], &res->out);
+	arl_capture_finish(&cap[1], &res->err);
+	if (cancelled)
+		*cls = ARL_CLASS_CANCELLED;
+	else if (timed_out)
+		*cls = ARL_CLASS_TIMEOUT;
+	else
+		*cls = ev.exit_code != 0 ? ARL_CLASS_FAILED : ARL_CLASS_NONE;
+done:
+	ret = 0;
+	goto out;
+infra:
+	/* A dead agent, a malformed frame: the attempt's sandbox is gone, never a step result. */
+	*cls = ARL_CLASS_INFRA;
+	sb->tainted = true;
+	arl_local_container_stop(sb);
+out:
+	arl_capture_release(&cap[0]);
+	arl_capture_release(&cap[1]);
+	arl_buf_release(&msg);
+	return ret;
+}
+
 int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct arl_step *step,
                           const struct arl_exec_ctx *ctx, struct arl_step_result *res,
                           enum arl_class *cls, struct arl_err *err)
@@ -187,7 +291,7 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 	struct arl_err spawn_err = ARL_ERR_INIT; /* a refused workDir is the step's, not ours */
 	char *cwd = NULL, *prog = NULL, *wd = NULL, *mnt_cwd = NULL;
 	const char *path;
-	int ret = -1, code = 1, args_fd = -1, ws_fd = -1;
+	int ret = -1, code = 1, ws_fd = -1;
 
 	memset(&sr, 0, sizeof(sr));
 	if (!step->argv || !step->argv[0]) {
@@ -211,26 +315,16 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 			arl_local_sv_push(&argv, prog);
 		}
 	} else {
-		if (!L->bwrap) {
-			arl_error(err, ARL_E_BACKEND,
-			          "pool '%s' uses bwrap, which open() did not check",
-			          sb->pool->name);
-			*cls = ARL_CLASS_INFRA;
-			goto out;
-		}
 		if (!step->work_dir)
 			wd = arl_xstrdup(WS_INSIDE);
 		else if (step->work_dir[0] == '/')
 			wd = arl_xstrdup(step->work_dir);
 		else
 			wd = arl_xasprintf("%s/%s", WS_INSIDE, step->work_dir);
-		arl_local_bwrap_argv(L, &argv, L->drop ? ROOT_MNT : sb->path, wd,
-		                     arl_local_pool(sb->pool)->network);
-		arl_local_sv_push(&argv, step->argv[0]);
-		if ((args_fd = arl_local_env_args(env.v, err)) < 0) {
-			*cls = ARL_CLASS_INFRA;
-			goto out;
-		}
+		for (size_t i = 0; i < step->argc && step->argv[i]; i++)
+			arl_local_sv_push(&argv, step->argv[i]);
+		ret = run_in_container(L, sb, argv.v, env.v, wd, ctx, res, cls, err);
+		goto out;
 	}
 	for (size_t i = 1; i < step->argc && step->argv[i]; i++)
 		arl_local_sv_push(&argv, step->argv[i]);
@@ -239,12 +333,12 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 		*cls = ARL_CLASS_INFRA;
 		goto out;
 	}
-	arl_local_step_ident(L, none, &id, ws_fd, args_fd);
+	arl_local_step_ident(L, none, &id, ws_fd, -1);
 	/* As root, the child enters workDir as the step's uid (see DESIGN in backend_local.c), never as ours. */
 	id.cwd_path = mnt_cwd;
 	so.ident = &id;
 	so.argv = argv.v;
-	so.envp = none ? env.v : arl_local_no_env;
+	so.envp = env.v;
 	so.cwd = mnt_cwd ? NULL : cwd;
 	so.deadline_ms = ctx ? ctx->deadline_ms : 0;
 	so.capture_max = L->capture_max;
@@ -266,9 +360,6 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 		sb->tainted = true;
 	res->has_exit = true;
 	res->exit_code = sr.exit_code;
-	/* bwrap reports a program it cannot start as its own exit 1; say 127 as a shell would. */
-	if (sr.exit_code == 1 && sr.err.data && !strncmp(sr.err.data, "bwrap: execvp ", 14))
-		res->exit_code = 127;
 	arl_output_release(&res->out);
 	arl_output_release(&res->err);
 	res->out = sr.out;
@@ -293,8 +384,6 @@ out:
 	arl_local_sv_release(&argv);
 	arl_local_sv_release(&env);
 	arl_buf_release(&msg);
-	if (args_fd >= 0)
-		close(args_fd);
 	if (ws_fd >= 0)
 		close(ws_fd);
 	free(cwd);

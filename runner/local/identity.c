@@ -133,5 +133,22 @@ int arl_local_make_root_mnt(struct arl_err *err)
 		if ((st.st_mode & 0111) != 0111 && chmod(dirs[i], 0755) < 0)
 			return arl_error_errno(err, errno, "cannot use '%s'", dirs[i]);
 	}
+	/* A file mount point: the agent is bound on it in the child's own mount namespace. */
+	{
+		int fd = open(ROOT_AGENT, O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			int e = errno;
+
+			if (fd >= 0)
+				close(fd);
+			return arl_error_errno(err, e, "cannot create '%s'", ROOT_AGENT);
+		}
+		close(fd);
+		if (!S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022))
+			return arl_error(err, ARL_E_SYS,
+			                 "'%s' must be a file of root's that only root can write",
+			                 ROOT_AGENT);
+	}
 	return 0;
 }

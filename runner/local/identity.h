@@ -15,6 +15,8 @@
 /* As root, where a step's child binds its sandbox, in a mount namespace of its own. */
 #define ROOT_MNT_DIR "/run/arl-batch"
 #define ROOT_MNT     ROOT_MNT_DIR "/workspace"
+/* As root, where a container's child binds the sandbox agent (an empty file of root's). */
+#define ROOT_AGENT ROOT_MNT_DIR "/agent"
 
 struct local;
 struct arl_pool;

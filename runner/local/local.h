@@ -9,14 +9,19 @@
 #include <sys/types.h>
 
 #include "backend/backend.h"
+#include "local/cgroup.h"
 #include "local/local_pool.h"
 #include "local/sandbox_dir.h"
 #include "local/strvec.h"
 #include "util.h"
 
-#define WS_INSIDE    "/workspace"
+#define WS_INSIDE "/workspace"
+/* Where the sandbox agent is bound, read-only, in a container. */
+#define AGENT_INSIDE "/.arl-batch-agent"
 #define SANDBOX_PATH "/usr/local/bin:/usr/bin:/bin"
 #define SANDBOX_LANG "C.UTF-8"
+
+struct arl_agent;
 
 struct warm_pool {
 	const struct arl_pool *pool; /* borrowed: the job file outlives the backend */
@@ -36,6 +41,7 @@ struct local {
 	size_t capture_max;
 	int cancel_fd;
 	char *bwrap;             /* absolute path; NULL when no pool uses bwrap */
+	char *agent;             /* arl-batch-agent's absolute path; NULL alike */
 	struct strvec root_args; /* how /bin, /lib... look on the host */
 	struct strvec net_args;  /* extra read-only binds for network pools */
 	bool drop;               /* we are root: steps run as sb_uid/sb_gid (see DESIGN) */
@@ -43,6 +49,7 @@ struct local {
 	gid_t sb_gid;
 	uid_t none_uid; /* isolation none steps: never sb_uid */
 	gid_t none_gid;
+	struct arl_cgroups *cgroups; /* where sandboxes' cgroups go; NULL: no pool limits */
 
 	pthread_mutex_t mu; /* lock order: mu only, never nested; guards everything below */
 	pthread_cond_t cv;  /* the preparer waits here for work or stopping */
@@ -60,10 +67,14 @@ struct local {
 
 struct arl_sandbox {
 	const struct arl_pool *pool;
-	struct sbdir dir; /* dir.name is the sandbox's name */
-	char *path;       /* absolute */
-	char *job;        /* for messages; may be NULL */
-	bool tainted;     /* a step may have left a process behind: delete, never recycle */
+	struct sbdir dir;        /* dir.name is the sandbox's name */
+	char *path;              /* absolute */
+	char *job;               /* for messages; may be NULL */
+	bool tainted;            /* a step may have left a process behind: delete, never recycle */
+	struct arl_agent *agent; /* bwrap pools: the container's agent (local/container.h) */
+	pid_t bwrap_pid;         /* > 0 while the container runs */
+	int bwrap_pidfd;
+	struct arl_cgroup *cgroup; /* the pool's resources (local/cgroup.h); NULL: none */
 };
 
 /* Replaces @o with a copy of @s (NULL: empty). */

@@ -1735,6 +1735,8 @@ int main(void)
 	have_python = access("/usr/bin/python3", X_OK) == 0;
 	/* Not the default: the variable is what sets it (test_sandbox_uid). */
 	setenv("ARL_SANDBOX_UID", "65529", 1);
+	/* This program is not installed beside the agent that containers start with. */
+	setenv("ARL_BATCH_AGENT", ARL_AGENT_BIN, 1);
 	failed = cmocka_run_group_tests_name("backend_local.common", common, NULL, NULL);
 	if (!bwrap_usable()) {
 		fprintf(stderr, "bwrap cannot create namespaces here: skipping the bwrap tests\n");
