@@ -50,6 +50,7 @@ struct arl_step_result {
 	struct arl_output out, err;
 	int64_t started_ms, finished_ms; /* wall clock, unix ms; 0 = not run */
 	char *metrics_error;             /* why `metrics: json` kept nothing, or not all */
+	const char *reason; /* static: why the backend ended it, as Kubernetes says ("OOMKilled") */
 };
 
 struct arl_metric {

@@ -1,17 +1,17 @@
 #include "jobfile/resources.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
 #include "banned.h"
 
-/* Far below INT64_MAX, so that rounding and scaling stay exact in a long double. */
-#define QUANTITY_MAX ((long double)(1LL << 62))
+/* Far below INT64_MAX, so that scaling in 128 bits never overflows before the check. */
+#define QUANTITY_MAX ((__int128)1 << 62)
+#define DIGITS_MAX   30 /* significant digits kept; 10^30 * 2^60 * 1000 fits in 128 bits */
 
-/* resource.Quantity's suffixes: binary SI, then decimal SI (exponent of ten). */
-static int suffix_scale(const char *s, long double *scale)
+/* resource.Quantity's suffixes: binary SI, decimal SI, or a decimal exponent. */
+static int suffix_scale(const char *s, int *exp2, int *exp10)
 {
 	static const struct {
 		const char *sfx;
@@ -20,23 +20,22 @@ static int suffix_scale(const char *s, long double *scale)
 	             {"Pi", 50, 0}, {"Ei", 60, 0}, {"n", 0, -9},  {"u", 0, -6},
 	             {"m", 0, -3},  {"", 0, 0},    {"k", 0, 3},   {"M", 0, 6},
 	             {"G", 0, 9},   {"T", 0, 12},  {"P", 0, 15},  {"E", 0, 18}};
+	int64_t e;
 
+	*exp2 = *exp10 = 0;
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		if (!strcmp(s, table[i].sfx)) {
-			*scale = ldexpl(powl(10.0L, table[i].exp10), table[i].exp2);
+			*exp2 = table[i].exp2;
+			*exp10 = table[i].exp10;
 			return 0;
 		}
 	}
-	/* A decimal exponent: e or E, an optionally signed integer. */
-	if ((s[0] == 'e' || s[0] == 'E') && s[1]) {
-		const char *p = s + 1;
-		int64_t e;
-
-		if (*p == '+' || *p == '-')
-			p++;
-		if (*p < '0' || *p > '9' || arl_parse_i64(s + 1, -30, 30, &e) < 0)
-			return -1;
-		*scale = powl(10.0L, (long double)e);
+	/* e or E and an optionally signed integer ("1E" alone is exa, above). */
+	if ((s[0] == 'e' || s[0] == 'E') && s[1] &&
+	    ((s[1] >= '0' && s[1] <= '9') ||
+	     ((s[1] == '+' || s[1] == '-') && s[2] >= '0' && s[2] <= '9')) &&
+	    arl_parse_i64(s + 1, -100, 100, &e) == 0) {
+		*exp10 = (int)e;
 		return 0;
 	}
 	return -1;
@@ -45,20 +44,47 @@ static int suffix_scale(const char *s, long double *scale)
 int arl_quantity_parse(const char *s, int64_t per_unit, int64_t *out)
 {
 	const char *p = s;
-	long double v = 0, frac = 1, scale;
-	bool digits = false, neg = false;
+	__int128 v = 0;
+	int ndigits = 0, exp2, exp10, frac = 0;
+	bool digits = false, neg = false, dropped = false, rest;
 
 	if (*p == '+' || *p == '-')
 		neg = *p++ == '-';
-	for (; *p >= '0' && *p <= '9'; p++, digits = true)
-		if ((v = v * 10 + (*p - '0')) > QUANTITY_MAX)
+	for (; *p >= '0' && *p <= '9'; p++, digits = true) {
+		if (ndigits >= DIGITS_MAX)
 			return -1;
-	if (*p == '.')
-		for (p++; *p >= '0' && *p <= '9'; p++, digits = true)
-			v += (*p - '0') * (frac /= 10);
-	if (!digits || suffix_scale(p, &scale) < 0)
+		v = v * 10 + (*p - '0');
+		ndigits += v > 0;
+	}
+	if (*p == '.') {
+		for (p++; *p >= '0' && *p <= '9'; p++, digits = true) {
+			if (ndigits >= DIGITS_MAX) {
+				dropped |= *p != '0'; /* past what matters, but it rounds up */
+				continue;
+			}
+			v = v * 10 + (*p - '0');
+			ndigits += v > 0;
+			frac++;
+		}
+	}
+	if (!digits || suffix_scale(p, &exp2, &exp10) < 0)
 		return -1;
-	v = ceill(v * scale * (long double)per_unit);
+	exp10 -= frac;
+	v *= per_unit;
+	for (; exp2 > 0 && v; exp2--)
+		if ((v *= 2) > QUANTITY_MAX)
+			return -1;
+	for (; exp10 > 0 && v; exp10--)
+		if ((v *= 10) > QUANTITY_MAX)
+			return -1;
+	/* Kubernetes rounds a fraction of the unit up. */
+	rest = dropped;
+	for (; exp10 < 0 && v; exp10++) {
+		rest |= v % 10 != 0;
+		v /= 10;
+	}
+	if (rest)
+		v++;
 	if (v > QUANTITY_MAX)
 		return -1;
 	*out = neg ? -(int64_t)v : (int64_t)v;

@@ -18,6 +18,7 @@
 #include "local/agent_client.h"
 #include "local/container.h"
 #include "local/identity.h"
+#include "local/limits.h"
 #include "local/local.h"
 #include "log.h"
 #include "spawn.h"
@@ -291,7 +292,8 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 	struct arl_err spawn_err = ARL_ERR_INIT; /* a refused workDir is the step's, not ours */
 	char *cwd = NULL, *prog = NULL, *wd = NULL, *mnt_cwd = NULL;
 	const char *path;
-	int ret = -1, code = 1, ws_fd = -1;
+	int ret = -1, code = 1, ws_fd = -1, cg_fds[ARL_CGROUP_MAX_FDS], ncg = 0;
+	uint64_t oom_mark = arl_local_oom_mark(sb);
 
 	memset(&sr, 0, sizeof(sr));
 	if (!step->argv || !step->argv[0]) {
@@ -324,6 +326,8 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 		for (size_t i = 0; i < step->argc && step->argv[i]; i++)
 			arl_local_sv_push(&argv, step->argv[i]);
 		ret = run_in_container(L, sb, argv.v, env.v, wd, ctx, res, cls, err);
+		if (ret == 0)
+			arl_local_oom_check(sb, oom_mark, res, cls);
 		goto out;
 	}
 	for (size_t i = 1; i < step->argc && step->argv[i]; i++)
@@ -343,6 +347,10 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 	so.deadline_ms = ctx ? ctx->deadline_ms : 0;
 	so.capture_max = L->capture_max;
 	so.cancel_fd = L->cancel_fd;
+	if ((ncg = arl_local_limits_join(sb, &id, cg_fds, err)) < 0) {
+		*cls = ARL_CLASS_INFRA;
+		goto out;
+	}
 	if (arl_spawn_run(&so, &sr, &spawn_err) < 0) {
 		/* As root, workDir is entered as the step's uid: what it may not enter, it fails. */
 		if (mnt_cwd && spawn_err.code == ARL_E_INVALID) {
@@ -374,6 +382,7 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 		*cls = ARL_CLASS_FAILED;
 	else
 		*cls = ARL_CLASS_NONE;
+	arl_local_oom_check(sb, oom_mark, res, cls);
 	arl_spawn_result_release(&sr);
 	ret = 0;
 	goto out;
@@ -386,6 +395,7 @@ out:
 	arl_buf_release(&msg);
 	if (ws_fd >= 0)
 		close(ws_fd);
+	arl_local_limits_join_done(cg_fds, ncg);
 	free(cwd);
 	free(mnt_cwd);
 	free(prog);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "local/cgroup.h"
 #include "local/tree.h"
 #include "log.h"
 #include "util.h"
@@ -51,6 +52,14 @@ static const char *owner_gone(const char *name, const struct arl_owner *me, bool
 	return why;
 }
 
+/* For arl_cgroups_sweep(): a sandbox's cgroup goes with its runner, as its directory does. */
+static const char *cgroup_gone(const char *name, void *arg)
+{
+	bool foreign;
+
+	return owner_gone(name, arg, &foreign);
+}
+
 int arl_local_gc(const char *state_dir, bool remove, FILE *out, int *foreign, struct arl_err *err)
 {
 	int dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -91,6 +100,8 @@ int arl_local_gc(const char *state_dir, bool remove, FILE *out, int *foreign, st
 	}
 	closedir(d);
 	close(dfd);
+	/* Their cgroups (resources-limited pools, local/cgroup.h): named alike, not counted. */
+	arl_cgroups_sweep(NULL, remove, cgroup_gone, &me, out);
 	if (foreign)
 		*foreign = others;
 	return found;

@@ -188,8 +188,10 @@ static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sa
 			if (!*error && cls == ARL_CLASS_TIMEOUT)
 				*error = arl_xasprintf("step '%s' timed out", s->name);
 			else if (!*error && cls == ARL_CLASS_FAILED)
-				*error = arl_xasprintf("step '%s' exited with %d", s->name,
-				                       r->exit_code);
+				*error =
+				    arl_xasprintf("step '%s' exited with %d%s%s%s", s->name,
+				                  r->exit_code, r->reason ? " (" : "",
+				                  r->reason ? r->reason : "", r->reason ? ")" : "");
 		}
 		if (r->has_exit && !callback) {
 			a->has_exit = true;
