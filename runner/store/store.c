@@ -215,7 +215,6 @@ static const struct arl_col target_cols[] = {
     ARL_COL(struct target_row, skipped_from, ARL_COL_INT64),
 };
 
-#define ROW_COLS_MAX 5
 #define COLS(t)                                                                                    \
 	{                                                                                          \
 		(t), sizeof(t) / sizeof((t)[0])                                                    \
@@ -230,10 +229,10 @@ static const struct {
     [S_JOB_TARGET] = COLS(target_cols),
 };
 #undef COLS
-#define FITS(t) (sizeof(t) / sizeof((t)[0]) <= ROW_COLS_MAX)
-_Static_assert(FITS(stale_cols) && FITS(old_cols) && FITS(standing_cols) && FITS(target_cols),
-               "a statement's row has more columns than struct arl_store keeps indexes for");
-#undef FITS
+ARL_COLS_FIT(stale_cols);
+ARL_COLS_FIT(old_cols);
+ARL_COLS_FIT(standing_cols);
+ARL_COLS_FIT(target_cols);
 
 struct arl_store {
 	sqlite3 *db;
@@ -241,7 +240,7 @@ struct arl_store {
 	unsigned flags;
 	bool readonly; /* ARL_STORE_READONLY, or a file the OS lets us only read */
 	sqlite3_stmt *stmts[S__COUNT];
-	int idx[S__COUNT][ROW_COLS_MAX]; /* where stmt_cols[] are among each one's columns */
+	struct arl_rows_query rows[S__COUNT]; /* stmt_cols[] bound to stmts[], rows borrowed */
 	char host[256];
 	struct arl_owner me; /* this runner, as its run row records it */
 	/* What the authorizer refused during the current prepare (READONLY only). */
@@ -310,8 +309,9 @@ static sqlite3_stmt *stmt(struct arl_store *s, enum stmt id, const char *op, str
 		db_fail(s, err, op, stmt_sql[id]);
 		sqlite3_finalize(s->stmts[id]);
 		s->stmts[id] = NULL;
-	} else if (stmt_cols[id].n && arl_rows_bind(s->stmts[id], stmt_cols[id].cols,
-	                                            stmt_cols[id].n, s->idx[id], err) < 0) {
+	} else if (stmt_cols[id].n &&
+	           arl_rows_attach(&s->rows[id], s->stmts[id], stmt_cols[id].cols, stmt_cols[id].n,
+	                           true, err) < 0) {
 		sqlite3_finalize(s->stmts[id]);
 		s->stmts[id] = NULL;
 	}
@@ -321,7 +321,7 @@ static sqlite3_stmt *stmt(struct arl_store *s, enum stmt id, const char *op, str
 /* The current row of statement @id into @row, its text borrowed until the next step. */
 static void stmt_row(struct arl_store *s, enum stmt id, void *row)
 {
-	arl_rows_read_borrowed(s->stmts[id], stmt_cols[id].cols, stmt_cols[id].n, s->idx[id], row);
+	arl_rows_get(&s->rows[id], row);
 }
 
 /* Ready for the next use: no bound values kept alive, no read transaction held. */

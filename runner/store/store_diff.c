@@ -12,8 +12,6 @@
 #include "util.h"
 #include "banned.h"
 
-#define NCOLS(cols) (sizeof(cols) / sizeof((cols)[0]))
-
 /* Skipped jobs stand for the result they point at; a Skipped with none counts as passed. */
 static const char job_sql[] =
     "SELECT j.key AS key,"
@@ -36,34 +34,29 @@ static const struct arl_col side_cols[] = {
 
 /* One run's jobs, in key order; rc is 1 while row holds a row. */
 struct side {
-	sqlite3_stmt *st;
-	int idx[NCOLS(side_cols)];
+	struct arl_rows_query q;
 	struct side_row row;
 	int rc;
 };
 
 static int side_next(struct arl_store *s, struct side *d, struct arl_err *err)
 {
-	arl_rows_free(side_cols, NCOLS(side_cols), &d->row);
-	d->rc = arl_store_step(s, d->st, err);
-	if (d->rc == 1)
-		arl_rows_read(d->st, side_cols, NCOLS(side_cols), d->idx, &d->row);
-	return d->rc;
+	arl_rows_free(side_cols, ARL_NCOLS(side_cols), &d->row);
+	return d->rc = arl_rows_next(s, &d->q, &d->row, err);
 }
 
 static int side_open(struct arl_store *s, int64_t run, struct side *d, struct arl_err *err)
 {
-	if (arl_store_prepare(s, job_sql, &d->st, NULL, err) < 0 ||
-	    arl_rows_bind(d->st, side_cols, NCOLS(side_cols), d->idx, err) < 0)
+	if (arl_rows_open(&d->q, s, job_sql, side_cols, ARL_NCOLS(side_cols), err) < 0)
 		return -1;
-	sqlite3_bind_int64(d->st, 1, run);
+	sqlite3_bind_int64(d->q.st, 1, run);
 	return side_next(s, d, err) < 0 ? -1 : 0;
 }
 
 static void side_close(struct side *d)
 {
-	arl_rows_free(side_cols, NCOLS(side_cols), &d->row);
-	sqlite3_finalize(d->st);
+	arl_rows_free(side_cols, ARL_NCOLS(side_cols), &d->row);
+	arl_rows_close(&d->q);
 }
 
 int arl_store_diff_jobs(struct arl_store *s, int64_t run_a, int64_t run_b, arl_diff_job_fn fn,
@@ -117,30 +110,18 @@ static const struct arl_col mean_cols[] = {
     ARL_COL(struct arl_diff_metric_mean, count, ARL_COL_INT64),
 };
 
+ARL_ROWS_CALLER(call_mean, arl_diff_mean_fn, struct arl_diff_metric_mean)
+
 int arl_store_diff_metric_means(struct arl_store *s, int64_t run, arl_diff_mean_fn fn, void *arg,
                                 struct arl_err *err)
 {
 	struct arl_diff_metric_mean row = {0};
-	int idx[NCOLS(mean_cols)];
-	sqlite3_stmt *st = NULL;
-	int rc;
+	struct arl_rows_query q;
 
-	if (arl_store_prepare(s, mean_sql, &st, NULL, err) < 0)
+	if (arl_rows_open(&q, s, mean_sql, mean_cols, ARL_NCOLS(mean_cols), err) < 0)
 		return -1;
-	if (arl_rows_bind(st, mean_cols, NCOLS(mean_cols), idx, err) < 0) {
-		sqlite3_finalize(st);
-		return -1;
-	}
-	sqlite3_bind_int64(st, 1, run);
-	while ((rc = arl_store_step(s, st, err)) == 1) {
-		arl_rows_read(st, mean_cols, NCOLS(mean_cols), idx, &row);
-		rc = fn(arg, &row, err);
-		arl_rows_free(mean_cols, NCOLS(mean_cols), &row);
-		if (rc < 0)
-			break;
-	}
-	sqlite3_finalize(st);
-	return rc < 0 ? -1 : 0;
+	sqlite3_bind_int64(q.st, 1, run);
+	return arl_rows_each(s, &q, &row, call_mean, &fn, arg, err);
 }
 
 #define JOB_METRIC_SQL(order)                                                                      \
@@ -158,37 +139,24 @@ static const struct arl_col job_metric_cols[] = {
     ARL_COL(struct arl_diff_job_metric, b, ARL_COL_DOUBLE),
 };
 
+ARL_ROWS_CALLER(call_job_metric, arl_diff_job_metric_fn, struct arl_diff_job_metric)
+
 int arl_store_diff_job_metrics(struct arl_store *s, int64_t run_a, int64_t run_b, size_t largest,
                                arl_diff_job_metric_fn fn, void *arg, struct arl_err *err)
 {
 	struct arl_diff_job_metric row = {0};
-	int idx[NCOLS(job_metric_cols)];
-	sqlite3_stmt *st = NULL;
-	int rc;
+	struct arl_rows_query q;
 
-	if (arl_store_prepare(s,
-	                      largest
-	                          ? JOB_METRIC_SQL("abs(mb.value - ma.value) DESC, a.key LIMIT ?3")
+	if (arl_rows_open(&q, s,
+	                  largest ? JOB_METRIC_SQL("abs(mb.value - ma.value) DESC, a.key LIMIT ?3")
 	                          : JOB_METRIC_SQL("a.key, ma.name"),
-	                      &st, NULL, err) < 0)
+	                  job_metric_cols, ARL_NCOLS(job_metric_cols), err) < 0)
 		return -1;
-	if (arl_rows_bind(st, job_metric_cols, NCOLS(job_metric_cols), idx, err) < 0) {
-		sqlite3_finalize(st);
-		return -1;
-	}
-	sqlite3_bind_int64(st, 1, run_a);
-	sqlite3_bind_int64(st, 2, run_b);
+	sqlite3_bind_int64(q.st, 1, run_a);
+	sqlite3_bind_int64(q.st, 2, run_b);
 	if (largest)
-		sqlite3_bind_int64(st, 3, (int64_t)largest);
-	while ((rc = arl_store_step(s, st, err)) == 1) {
-		arl_rows_read(st, job_metric_cols, NCOLS(job_metric_cols), idx, &row);
-		rc = fn(arg, &row, err);
-		arl_rows_free(job_metric_cols, NCOLS(job_metric_cols), &row);
-		if (rc < 0)
-			break;
-	}
-	sqlite3_finalize(st);
-	return rc < 0 ? -1 : 0;
+		sqlite3_bind_int64(q.st, 3, (int64_t)largest);
+	return arl_rows_each(s, &q, &row, call_job_metric, &fn, arg, err);
 }
 
 struct run_name {
@@ -200,22 +168,17 @@ static const struct arl_col run_name_cols[] = {ARL_COL(struct run_name, name, AR
 int arl_store_diff_run_name(struct arl_store *s, int64_t id, char **name, struct arl_err *err)
 {
 	struct run_name row = {0};
-	int idx[1];
-	sqlite3_stmt *st = NULL;
-	int rc = -1;
+	struct arl_rows_query q;
+	int rc;
 
-	if (arl_store_prepare(s, "SELECT name FROM runs WHERE id = ?1", &st, NULL, err) < 0)
+	if (arl_rows_open(&q, s, "SELECT name FROM runs WHERE id = ?1", run_name_cols,
+	                  ARL_NCOLS(run_name_cols), err) < 0)
 		return -1;
-	if (arl_rows_bind(st, run_name_cols, 1, idx, err) == 0) {
-		sqlite3_bind_int64(st, 1, id);
-		rc = arl_store_step(s, st, err);
-		if (rc == 1) {
-			arl_rows_read(st, run_name_cols, 1, idx, &row);
-			*name = row.name;
-			rc = row.name ? 1 : 0;
-		}
+	sqlite3_bind_int64(q.st, 1, id);
+	if ((rc = arl_rows_one(s, &q, &row, err)) == 1) {
+		*name = row.name;
+		rc = row.name ? 1 : 0;
 	}
-	sqlite3_finalize(st);
 	return rc;
 }
 
@@ -231,25 +194,19 @@ int arl_store_diff_run_before(struct arl_store *s, const char *name, int64_t bel
                               struct arl_err *err)
 {
 	struct run_before row = {0};
-	int idx[1];
-	sqlite3_stmt *st = NULL;
-	int rc = -1;
+	struct arl_rows_query q;
+	int rc;
 
-	if (arl_store_prepare(s, "SELECT max(id) AS id FROM runs WHERE name = ?1 AND id < ?2", &st,
-	                      NULL, err) < 0)
+	if (arl_rows_open(&q, s, "SELECT max(id) AS id FROM runs WHERE name = ?1 AND id < ?2",
+	                  run_before_cols, ARL_NCOLS(run_before_cols), err) < 0)
 		return -1;
-	if (arl_rows_bind(st, run_before_cols, 1, idx, err) == 0) {
-		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, below);
-		rc = arl_store_step(s, st, err);
-		if (rc == 1) {
-			arl_rows_read(st, run_before_cols, 1, idx, &row);
-			if (row.none)
-				rc = 0;
-			else
-				*id = row.id;
-		}
+	sqlite3_bind_text(q.st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q.st, 2, below);
+	if ((rc = arl_rows_one(s, &q, &row, err)) == 1) {
+		if (row.none)
+			rc = 0;
+		else
+			*id = row.id;
 	}
-	sqlite3_finalize(st);
 	return rc;
 }

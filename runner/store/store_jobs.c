@@ -231,7 +231,8 @@ struct name_row {
 };
 static const struct arl_col name_cols[] = {ARL_COL(struct name_row, name, ARL_COL_TEXT)};
 
-#define COLS(t) (t), (sizeof(t) / sizeof((t)[0]))
+ARL_COLS_FIT(job_cols);
+#define COLS(t) (t), ARL_NCOLS(t)
 static const struct {
 	const struct arl_col *cols;
 	size_t n;
@@ -247,8 +248,7 @@ static const struct {
 
 struct arl_job_reader {
 	struct arl_store *store;
-	sqlite3_stmt *st[Q__COUNT];
-	int *idx[Q__COUNT];
+	struct arl_rows_query q[Q__COUNT]; /* st NULL until first used, then kept */
 	bool busy[Q__COUNT];
 };
 
@@ -264,10 +264,8 @@ void arl_job_reader_free(struct arl_job_reader *r)
 {
 	if (!r)
 		return;
-	for (size_t i = 0; i < Q__COUNT; i++) {
-		sqlite3_finalize(r->st[i]);
-		free(r->idx[i]);
-	}
+	for (size_t i = 0; i < Q__COUNT; i++)
+		sqlite3_finalize(r->q[i].st);
 	free(r);
 }
 
@@ -278,21 +276,21 @@ static sqlite3_stmt *start(struct arl_job_reader *r, enum query q, struct arl_er
 		arl_error(err, ARL_E_DB, "a job reader query was reentered");
 		return NULL;
 	}
-	if (!r->st[q]) {
+	if (!r->q[q].st) {
 		sqlite3_stmt *st = NULL;
-		int *idx = arl_xcalloc(query_cols[q].n, sizeof(*idx));
 
+		/* Rows borrow their text (a large run streams through the callbacks without a
+		 * copy per row), but for arl_job_get()'s, which the caller keeps. */
 		if (arl_store_prepare(r->store, query_sql[q], &st, NULL, err) < 0 ||
-		    arl_rows_bind(st, query_cols[q].cols, query_cols[q].n, idx, err) < 0) {
+		    arl_rows_attach(&r->q[q], st, query_cols[q].cols, query_cols[q].n,
+		                    q != Q_JOB_GET, err) < 0) {
 			sqlite3_finalize(st);
-			free(idx);
+			r->q[q].st = NULL;
 			return NULL;
 		}
-		r->st[q] = st;
-		r->idx[q] = idx;
 	}
 	r->busy[q] = true;
-	return r->st[q];
+	return r->q[q].st;
 }
 
 /* start() with ?1 bound to @id, the one parameter of most queries. */
@@ -305,28 +303,31 @@ static bool start_id(struct arl_job_reader *r, enum query q, int64_t id, struct 
 	return st != NULL;
 }
 
-/*
- * Reads the next row of @q into @row, its strings borrowed from the statement (no copy per
- * row: a large run streams through the callbacks): 1, 0 when done, -1 on error.
- */
+/* The next row of @q into @row: 1, 0 when done, -1 on error. */
 static int next(struct arl_job_reader *r, enum query q, void *row, struct arl_err *err)
 {
-	int rc = arl_store_step(r->store, r->st[q], err);
-
-	if (rc == 1)
-		arl_rows_read_borrowed(r->st[q], query_cols[q].cols, query_cols[q].n, r->idx[q],
-		                       row);
-	return rc;
+	return arl_rows_next(r->store, &r->q[q], row, err);
 }
 
 /* Resets @q so that it holds no read transaction open between calls; returns 0 or -1 by @rc. */
 static int finish(struct arl_job_reader *r, enum query q, int rc)
 {
-	sqlite3_reset(r->st[q]);
-	sqlite3_clear_bindings(r->st[q]);
+	arl_rows_close(&r->q[q]);
 	r->busy[q] = false;
 	return rc < 0 ? -1 : 0;
 }
+
+/* Hands every row of @q, started, to the typed callback *@fn; then finishes @q. */
+static int each(struct arl_job_reader *r, enum query q, void *row, arl_rows_call_fn call,
+                const void *fn, void *arg, struct arl_err *err)
+{
+	return finish(r, q, arl_rows_each(r->store, &r->q[q], row, call, fn, arg, err));
+}
+
+ARL_ROWS_CALLER(call_ref, arl_job_ref_fn, struct arl_job_ref)
+ARL_ROWS_CALLER(call_attempt, arl_attempt_fn, struct arl_attempt_view)
+ARL_ROWS_CALLER(call_step, arl_step_fn, struct arl_step_view)
+ARL_ROWS_CALLER(call_metric, arl_metric_fn, struct arl_metric_view)
 
 void arl_job_view_release(struct arl_job_view *j)
 {
@@ -345,8 +346,9 @@ int arl_jobs_each(struct arl_job_reader *r, int64_t run_id, unsigned states,
 	if (q == Q_JOBS_STATES)
 		for (int i = ARL_STATE_PENDING, p = 2; i <= ARL_STATE_CANCELLED; i++)
 			if (states & (1u << i))
-				sqlite3_bind_text(r->st[q], p++, arl_state_name((enum arl_state)i),
-				                  -1, SQLITE_STATIC);
+				sqlite3_bind_text(r->q[q].st, p++,
+				                  arl_state_name((enum arl_state)i), -1,
+				                  SQLITE_STATIC);
 	/* By file the states are filtered here: the window function wants every job. */
 	while ((rc = next(r, q, &j, err)) == 1)
 		if ((!states || (states & (1u << j.state))) && fn(arg, &j, err) < 0) {
@@ -364,9 +366,7 @@ int arl_job_get(struct arl_job_reader *r, int64_t job_id, struct arl_job_view *o
 
 	if (!start_id(r, Q_JOB_GET, job_id, err))
 		return -1;
-	rc = arl_store_step(r->store, r->st[Q_JOB_GET], err);
-	if (rc == 1) /* owned: the caller keeps the row */
-		arl_rows_read(r->st[Q_JOB_GET], job_cols, NJOB_COLS, r->idx[Q_JOB_GET], &j);
+	rc = next(r, Q_JOB_GET, &j, err); /* owned: the caller keeps the row */
 	finish(r, Q_JOB_GET, rc);
 	if (rc == 1)
 		*out = j;
@@ -395,79 +395,61 @@ int arl_job_refs_matching(struct arl_job_reader *r, int64_t run_id, const char *
                           arl_job_ref_fn fn, void *arg, struct arl_err *err)
 {
 	struct arl_job_ref ref = {0};
-	int rc;
 
 	if (!start_id(r, Q_REFS_MATCHING, run_id, err))
 		return -1;
-	sqlite3_bind_text(r->st[Q_REFS_MATCHING], 2, job, -1, SQLITE_TRANSIENT);
-	while ((rc = next(r, Q_REFS_MATCHING, &ref, err)) == 1 && (rc = fn(arg, &ref, err)) == 0)
-		;
-	return finish(r, Q_REFS_MATCHING, rc);
+	sqlite3_bind_text(r->q[Q_REFS_MATCHING].st, 2, job, -1, SQLITE_TRANSIENT);
+	return each(r, Q_REFS_MATCHING, &ref, call_ref, &fn, arg, err);
 }
 
 int arl_job_refs_each(struct arl_job_reader *r, int64_t run_id, arl_job_ref_fn fn, void *arg,
                       struct arl_err *err)
 {
 	struct arl_job_ref ref = {0};
-	int rc;
 
 	if (!start_id(r, Q_REFS_ALL, run_id, err))
 		return -1;
-	while ((rc = next(r, Q_REFS_ALL, &ref, err)) == 1 && (rc = fn(arg, &ref, err)) == 0)
-		;
-	return finish(r, Q_REFS_ALL, rc);
+	return each(r, Q_REFS_ALL, &ref, call_ref, &fn, arg, err);
 }
 
 int arl_job_attempts(struct arl_job_reader *r, int64_t job_id, arl_attempt_fn fn, void *arg,
                      struct arl_err *err)
 {
 	struct arl_attempt_view a = {0};
-	int rc;
 
 	if (!start_id(r, Q_ATTEMPTS, job_id, err))
 		return -1;
-	while ((rc = next(r, Q_ATTEMPTS, &a, err)) == 1 && (rc = fn(arg, &a, err)) == 0)
-		;
-	return finish(r, Q_ATTEMPTS, rc);
+	return each(r, Q_ATTEMPTS, &a, call_attempt, &fn, arg, err);
 }
 
 int arl_attempt_steps(struct arl_job_reader *r, int64_t attempt_id, arl_step_fn fn, void *arg,
                       struct arl_err *err)
 {
 	struct arl_step_view st = {0};
-	int rc;
 
 	if (!start_id(r, Q_STEPS, attempt_id, err))
 		return -1;
-	while ((rc = next(r, Q_STEPS, &st, err)) == 1 && (rc = fn(arg, &st, err)) == 0)
-		;
-	return finish(r, Q_STEPS, rc);
+	return each(r, Q_STEPS, &st, call_step, &fn, arg, err);
 }
 
 int arl_job_last_steps(struct arl_job_reader *r, int64_t job_id, arl_step_fn fn, void *arg,
                        struct arl_err *err)
 {
 	struct arl_step_view st = {0};
-	int rc;
 
 	if (!start_id(r, Q_LAST_STEPS, job_id, err))
 		return -1;
-	while ((rc = next(r, Q_LAST_STEPS, &st, err)) == 1 && (rc = fn(arg, &st, err)) == 0)
-		;
-	return finish(r, Q_LAST_STEPS, rc);
+	return each(r, Q_LAST_STEPS, &st, call_step, &fn, arg, err);
 }
 
 int arl_job_metrics(struct arl_job_reader *r, int64_t job_id, arl_metric_fn fn, void *arg,
                     struct arl_err *err)
 {
 	struct arl_metric_view m = {0};
-	int rc;
 
 	if (!start_id(r, Q_METRICS, job_id, err))
 		return -1;
-	while ((rc = next(r, Q_METRICS, &m, err)) == 1 && (rc = fn(arg, &m, err)) == 0)
-		;
-	return finish(r, Q_METRICS, rc);
+	return each(r, Q_METRICS, &m, call_metric, &fn, arg, err);
 }
 
 int arl_run_metric_names(struct arl_job_reader *r, int64_t run_id, arl_name_fn fn, void *arg,

@@ -32,7 +32,8 @@ static const struct arl_col run_cols[] = {
     ARL_COL(struct arl_pruned_run, started_at, ARL_COL_TEXT),
     ARL_COL(struct arl_pruned_run, jobs_total, ARL_COL_INT64),
 };
-#define NRUN_COLS (sizeof(run_cols) / sizeof(run_cols[0]))
+#define NRUN_COLS ARL_NCOLS(run_cols)
+ARL_COLS_FIT(run_cols);
 
 static int exec(struct arl_store *s, const char *sql, const char *what, struct arl_err *err)
 {
@@ -46,34 +47,35 @@ static int exec(struct arl_store *s, const char *sql, const char *what, struct a
 int arl_store_prune(struct arl_store *s, const struct arl_prune_opts *o, arl_prune_fn fn, void *arg,
                     int64_t *runs, int64_t *jobs, struct arl_err *err)
 {
-	sqlite3_stmt *st = NULL, *used = NULL;
+	struct arl_rows_query q = {0};
+	sqlite3_stmt *used = NULL;
 	struct arl_pruned_run *cand = NULL;
 	size_t ncand = 0, cap = 0;
 	int64_t nruns = 0, njobs = 0;
-	int idx[NRUN_COLS], ret = -1;
+	int ret = -1;
 	bool in_tx = false;
 
-	if (arl_store_prepare(s, candidates_sql, &st, NULL, err) < 0 ||
-	    arl_rows_bind(st, run_cols, NRUN_COLS, idx, err) < 0 ||
+	if (arl_rows_open(&q, s, candidates_sql, run_cols, NRUN_COLS, err) < 0 ||
 	    arl_store_prepare(s, stands_sql, &used, NULL, err) < 0)
 		goto out;
-	sqlite3_bind_int64(st, 1, o->keep);
+	sqlite3_bind_int64(q.st, 1, o->keep);
 	if (o->before)
-		sqlite3_bind_text(st, 2, o->before, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q.st, 2, o->before, -1, SQLITE_STATIC);
 	if (o->name)
-		sqlite3_bind_text(st, 3, o->name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q.st, 3, o->name, -1, SQLITE_STATIC);
 	if (exec(s, "BEGIN IMMEDIATE", "cannot start a transaction", err) < 0)
 		goto out;
 	in_tx = true;
 	for (;;) {
-		int rc = arl_store_step(s, st, err);
+		struct arl_pruned_run run = {0};
+		int rc = arl_rows_next(s, &q, &run, err);
 
 		if (rc < 0)
 			goto out;
 		if (rc == 0)
 			break;
 		ARL_GROW(cand, cap, ncand + 1);
-		arl_rows_read(st, run_cols, NRUN_COLS, idx, &cand[ncand++]);
+		cand[ncand++] = run;
 	}
 	for (size_t i = 0; i < ncand; i++) {
 		char del[96];
@@ -94,8 +96,7 @@ int arl_store_prune(struct arl_store *s, const struct arl_prune_opts *o, arl_pru
 		if (exec(s, del, NULL, err) < 0)
 			goto out;
 	}
-	sqlite3_finalize(st);
-	st = NULL;
+	arl_rows_close(&q);
 	sqlite3_finalize(used);
 	used = NULL;
 	if (exec(s, o->dry_run ? "ROLLBACK" : "COMMIT", "cannot commit", err) < 0)
@@ -111,7 +112,7 @@ int arl_store_prune(struct arl_store *s, const struct arl_prune_opts *o, arl_pru
 out:
 	if (in_tx)
 		sqlite3_exec(arl_store_db(s), "ROLLBACK", NULL, NULL, NULL);
-	sqlite3_finalize(st);
+	arl_rows_close(&q);
 	sqlite3_finalize(used);
 	for (size_t i = 0; i < ncand; i++)
 		arl_rows_free(run_cols, NRUN_COLS, &cand[i]);

@@ -12,11 +12,6 @@
 #include "util.h"
 #include "banned.h"
 
-#define NCOLS(cols) (sizeof(cols) / sizeof((cols)[0]))
-#define MAX_COLS    12 /* the widest column table below */
-/* A table of @cols fits struct query's indexes. */
-#define FITS(cols) _Static_assert(NCOLS(cols) <= MAX_COLS, #cols " fits struct query")
-
 /* The run's jobs with a Skipped job replaced by the state and class it stands for. */
 #define RUN_JOBS                                                                                   \
 	"WITH rj AS (SELECT j.id, j.pool, j.labels,"                                               \
@@ -29,68 +24,14 @@
 	" count(*) AS total, sum(st = 'Succeeded') AS passed,"                                     \
 	" sum(st = 'Failed' AND cls IN ('failed', 'timeout')) AS failed"
 
-/* A prepared statement with its columns bound by name; ?1 is the run. */
-struct query {
-	sqlite3_stmt *st;
-	const struct arl_col *cols;
-	size_t n;
-	int idx[MAX_COLS];
-};
-
-static int query_open(struct arl_store *s, struct query *q, const char *sql,
+/* Opens @sql with @cols bound by name and ?1 bound to the run, as every query here has. */
+static int query_open(struct arl_store *s, struct arl_rows_query *q, const char *sql,
                       const struct arl_col *cols, size_t n, int64_t run, struct arl_err *err)
 {
-	q->st = NULL;
-	q->cols = cols;
-	q->n = n;
-	if (arl_store_prepare(s, sql, &q->st, NULL, err) < 0)
+	if (arl_rows_open(q, s, sql, cols, n, err) < 0)
 		return -1;
-	if (arl_rows_bind(q->st, cols, n, q->idx, err) < 0) {
-		sqlite3_finalize(q->st);
-		q->st = NULL;
-		return -1;
-	}
 	sqlite3_bind_int64(q->st, 1, run);
 	return 0;
-}
-
-/* Calls the typed callback @fn (a pointer to it) with @row. */
-typedef int (*call_fn)(const void *fn, void *arg, const void *row, struct arl_err *err);
-
-#define CALLER(name, fn_type, row_type)                                                            \
-	static int name(const void *fn, void *arg, const void *row, struct arl_err *err)           \
-	{                                                                                          \
-		return (*(const fn_type *)fn)(arg, (const row_type *)row, err);                    \
-	}
-
-/* Hands every row of @q to @fn, then finalizes @q. */
-static int query_each(struct arl_store *s, struct query *q, void *row, call_fn call, const void *fn,
-                      void *arg, struct arl_err *err)
-{
-	int rc;
-
-	while ((rc = arl_store_step(s, q->st, err)) == 1) {
-		arl_rows_read(q->st, q->cols, q->n, q->idx, row);
-		rc = call(fn, arg, row, err);
-		arl_rows_free(q->cols, q->n, row);
-		if (rc < 0)
-			break;
-	}
-	sqlite3_finalize(q->st);
-	q->st = NULL;
-	return rc < 0 ? -1 : 0;
-}
-
-/* Reads the first row of @q into @row (1; the caller frees its text), or 0; finalizes @q. */
-static int query_one(struct arl_store *s, struct query *q, void *row, struct arl_err *err)
-{
-	int rc = arl_store_step(s, q->st, err);
-
-	if (rc == 1)
-		arl_rows_read(q->st, q->cols, q->n, q->idx, row);
-	sqlite3_finalize(q->st);
-	q->st = NULL;
-	return rc;
 }
 
 /* ---- counts ---- */
@@ -106,7 +47,7 @@ static const struct arl_col state_count_cols[] = {
     ARL_COL_AS(struct state_count, cls, "error_class", ARL_COL_CLASS),
     ARL_COL(struct state_count, n, ARL_COL_INT64),
 };
-FITS(state_count_cols);
+ARL_COLS_FIT(state_count_cols);
 
 static const struct arl_col group_cols[] = {
     ARL_COL(struct arl_report_group, name, ARL_COL_TEXT),
@@ -114,7 +55,7 @@ static const struct arl_col group_cols[] = {
     ARL_COL(struct arl_report_group, passed, ARL_COL_INT64),
     ARL_COL(struct arl_report_group, failed, ARL_COL_INT64),
 };
-FITS(group_cols);
+ARL_COLS_FIT(group_cols);
 
 struct carried {
 	int64_t failed, cancelled;
@@ -124,7 +65,7 @@ static const struct arl_col carried_cols[] = {
     ARL_COL_AS(struct carried, failed, "carried_failed", ARL_COL_INT64),
     ARL_COL_AS(struct carried, cancelled, "carried_cancelled", ARL_COL_INT64),
 };
-FITS(carried_cols);
+ARL_COLS_FIT(carried_cols);
 
 int arl_store_report_counts(struct arl_store *s, int64_t run, struct arl_report_counts *out,
                             struct arl_err *err)
@@ -133,21 +74,20 @@ int arl_store_report_counts(struct arl_store *s, int64_t run, struct arl_report_
 	struct state_count row;
 	struct arl_report_group all;
 	struct carried carried = {0};
-	struct query q;
+	struct arl_rows_query q;
 	int rc;
 
 	if (query_open(s, &q,
 	               "SELECT state, error_class, count(*) AS n FROM jobs WHERE run_id = ?1"
 	               " GROUP BY 1, 2",
-	               state_count_cols, NCOLS(state_count_cols), run, err) < 0)
+	               state_count_cols, ARL_NCOLS(state_count_cols), run, err) < 0)
 		return -1;
-	while ((rc = arl_store_step(s, q.st, err)) == 1) {
-		arl_rows_read(q.st, q.cols, q.n, q.idx, &row);
+	while ((rc = arl_rows_next(s, &q, &row, err)) == 1) {
 		c.total += (uint64_t)row.n;
 		c.state[row.state] += (uint64_t)row.n;
 		c.cls[row.cls] += (uint64_t)row.n;
 	}
-	sqlite3_finalize(q.st);
+	arl_rows_close(&q);
 	if (rc < 0 || arl_store_report_pass_all(s, run, &all, err) < 0)
 		return -1;
 	c.passed = all.passed;
@@ -157,8 +97,8 @@ int arl_store_report_counts(struct arl_store *s, int64_t run, struct arl_report_
 	        "SELECT " ARL_SQL_RUN_CARRIED("Failed") " AS carried_failed, " ARL_SQL_RUN_CARRIED(
 	            "Cancelled") " AS carried_cancelled"
 	                         " FROM runs WHERE id = ?1",
-	        carried_cols, NCOLS(carried_cols), run, err) < 0 ||
-	    query_one(s, &q, &carried, err) < 0)
+	        carried_cols, ARL_NCOLS(carried_cols), run, err) < 0 ||
+	    arl_rows_one(s, &q, &carried, err) < 0)
 		return -1;
 	c.carried_failed = (uint64_t)carried.failed;
 	c.carried_cancelled = (uint64_t)carried.cancelled;
@@ -170,68 +110,68 @@ int arl_store_report_pass_all(struct arl_store *s, int64_t run, struct arl_repor
                               struct arl_err *err)
 {
 	struct arl_report_group g = {0};
-	struct query q;
+	struct arl_rows_query q;
 
 	/* An aggregate: one row, whose name is NULL. */
 	if (query_open(s, &q, RUN_JOBS "SELECT NULL AS name," AGG " FROM rj", group_cols,
-	               NCOLS(group_cols), run, err) < 0 ||
-	    query_one(s, &q, &g, err) < 0)
+	               ARL_NCOLS(group_cols), run, err) < 0 ||
+	    arl_rows_one(s, &q, &g, err) < 0)
 		return -1;
 	*out = g;
 	return 0;
 }
 
-CALLER(call_group, arl_report_group_fn, struct arl_report_group)
+ARL_ROWS_CALLER(call_group, arl_report_group_fn, struct arl_report_group)
 
 int arl_store_report_pass_by_pool(struct arl_store *s, int64_t run, size_t limit,
                                   arl_report_group_fn fn, void *arg, struct arl_err *err)
 {
 	struct arl_report_group row;
-	struct query q;
+	struct arl_rows_query q;
 
 	if (query_open(s, &q,
 	               RUN_JOBS "SELECT pool AS name," AGG
 	                        " FROM rj GROUP BY pool ORDER BY pool LIMIT ?2",
-	               group_cols, NCOLS(group_cols), run, err) < 0)
+	               group_cols, ARL_NCOLS(group_cols), run, err) < 0)
 		return -1;
 	sqlite3_bind_int64(q.st, 2, (int64_t)limit);
-	return query_each(s, &q, &row, call_group, &fn, arg, err);
+	return arl_rows_each(s, &q, &row, call_group, &fn, arg, err);
 }
 
 int arl_store_report_pass_by_label(struct arl_store *s, int64_t run, const char *key,
                                    arl_report_group_fn fn, void *arg, struct arl_err *err)
 {
 	struct arl_report_group row;
-	struct query q;
+	struct arl_rows_query q;
 
 	if (query_open(s, &q,
 	               RUN_JOBS "SELECT l.value AS name," AGG " FROM rj, json_each(rj.labels) l"
 	                        " WHERE l.key = ?2 GROUP BY l.value ORDER BY l.value",
-	               group_cols, NCOLS(group_cols), run, err) < 0)
+	               group_cols, ARL_NCOLS(group_cols), run, err) < 0)
 		return -1;
 	sqlite3_bind_text(q.st, 2, key, -1, SQLITE_STATIC);
-	return query_each(s, &q, &row, call_group, &fn, arg, err);
+	return arl_rows_each(s, &q, &row, call_group, &fn, arg, err);
 }
 
 static const struct arl_col label_key_cols[] = {
     ARL_COL(struct arl_report_label_key, key, ARL_COL_TEXT),
     ARL_COL(struct arl_report_label_key, nvalues, ARL_COL_INT64),
 };
-FITS(label_key_cols);
-CALLER(call_label_key, arl_report_label_key_fn, struct arl_report_label_key)
+ARL_COLS_FIT(label_key_cols);
+ARL_ROWS_CALLER(call_label_key, arl_report_label_key_fn, struct arl_report_label_key)
 
 int arl_store_report_label_keys(struct arl_store *s, int64_t run, arl_report_label_key_fn fn,
                                 void *arg, struct arl_err *err)
 {
 	struct arl_report_label_key row;
-	struct query q;
+	struct arl_rows_query q;
 
 	if (query_open(s, &q,
 	               RUN_JOBS "SELECT l.key AS key, count(DISTINCT l.value) AS nvalues"
 	                        " FROM rj, json_each(rj.labels) l GROUP BY l.key ORDER BY l.key",
-	               label_key_cols, NCOLS(label_key_cols), run, err) < 0)
+	               label_key_cols, ARL_NCOLS(label_key_cols), run, err) < 0)
 		return -1;
-	return query_each(s, &q, &row, call_label_key, &fn, arg, err);
+	return arl_rows_each(s, &q, &row, call_label_key, &fn, arg, err);
 }
 
 /* ---- the run ---- */
@@ -247,20 +187,20 @@ static const struct arl_col run_cols[] = {
     ARL_COL(struct arl_report_run, notes, ARL_COL_TEXT),
     ARL_COL(struct arl_report_run, files, ARL_COL_TEXT),
 };
-FITS(run_cols);
+ARL_COLS_FIT(run_cols);
 
 int arl_store_report_run(struct arl_store *s, int64_t run, struct arl_report_run *out,
                          struct arl_err *err)
 {
 	struct arl_report_run r = {0};
-	struct query q;
+	struct arl_rows_query q;
 	int rc;
 
 	if (query_open(s, &q,
 	               "SELECT name, status, started_at, duration_ms, exit_code, host, isolation,"
 	               " notes, files FROM runs WHERE id = ?1",
-	               run_cols, NCOLS(run_cols), run, err) < 0 ||
-	    (rc = query_one(s, &q, &r, err)) < 0)
+	               run_cols, ARL_NCOLS(run_cols), run, err) < 0 ||
+	    (rc = arl_rows_one(s, &q, &r, err)) < 0)
 		return -1;
 	if (rc == 0)
 		return arl_error(err, ARL_E_INVALID, "no run %lld", (long long)run);
@@ -270,7 +210,7 @@ int arl_store_report_run(struct arl_store *s, int64_t run, struct arl_report_run
 
 void arl_report_run_release(struct arl_report_run *r)
 {
-	arl_rows_free(run_cols, NCOLS(run_cols), r);
+	arl_rows_free(run_cols, ARL_NCOLS(run_cols), r);
 }
 
 /* ---- durations and attempts ---- */
@@ -279,22 +219,22 @@ static const struct arl_col duration_cols[] = {
     ARL_COL(struct arl_report_duration, ms, ARL_COL_INT64),
     ARL_COL(struct arl_report_duration, state, ARL_COL_STATE),
 };
-FITS(duration_cols);
-CALLER(call_duration, arl_report_duration_fn, struct arl_report_duration)
+ARL_COLS_FIT(duration_cols);
+ARL_ROWS_CALLER(call_duration, arl_report_duration_fn, struct arl_report_duration)
 
 int arl_store_report_durations(struct arl_store *s, int64_t run, arl_report_duration_fn fn,
                                void *arg, struct arl_err *err)
 {
 	struct arl_report_duration row;
-	struct query q;
+	struct arl_rows_query q;
 
 	if (query_open(s, &q,
 	               "SELECT duration_ms AS ms, state FROM jobs WHERE run_id = ?1"
 	               " AND duration_ms IS NOT NULL"
 	               " AND state IN ('Succeeded', 'Failed', 'Cancelled') AND attempts > 0",
-	               duration_cols, NCOLS(duration_cols), run, err) < 0)
+	               duration_cols, ARL_NCOLS(duration_cols), run, err) < 0)
 		return -1;
-	return query_each(s, &q, &row, call_duration, &fn, arg, err);
+	return arl_rows_each(s, &q, &row, call_duration, &fn, arg, err);
 }
 
 static const struct arl_col attempts_cols[] = {
@@ -302,22 +242,22 @@ static const struct arl_col attempts_cols[] = {
     ARL_COL(struct arl_report_attempts, state, ARL_COL_STATE),
     ARL_COL(struct arl_report_attempts, jobs, ARL_COL_INT64),
 };
-FITS(attempts_cols);
-CALLER(call_attempts, arl_report_attempts_fn, struct arl_report_attempts)
+ARL_COLS_FIT(attempts_cols);
+ARL_ROWS_CALLER(call_attempts, arl_report_attempts_fn, struct arl_report_attempts)
 
 int arl_store_report_attempts(struct arl_store *s, int64_t run, arl_report_attempts_fn fn,
                               void *arg, struct arl_err *err)
 {
 	struct arl_report_attempts row;
-	struct query q;
+	struct arl_rows_query q;
 
 	if (query_open(s, &q,
 	               "SELECT attempts, state, count(*) AS jobs FROM jobs WHERE run_id = ?1"
 	               " AND attempts > 0 AND state IN ('Succeeded', 'Failed', 'Cancelled')"
 	               " GROUP BY 1, 2",
-	               attempts_cols, NCOLS(attempts_cols), run, err) < 0)
+	               attempts_cols, ARL_NCOLS(attempts_cols), run, err) < 0)
 		return -1;
-	return query_each(s, &q, &row, call_attempts, &fn, arg, err);
+	return arl_rows_each(s, &q, &row, call_attempts, &fn, arg, err);
 }
 
 struct attempt_totals {
@@ -328,19 +268,19 @@ static const struct arl_col attempt_totals_cols[] = {
     ARL_COL(struct attempt_totals, attempts, ARL_COL_INT64),
     ARL_COL(struct attempt_totals, succeeded, ARL_COL_INT64),
 };
-FITS(attempt_totals_cols);
+ARL_COLS_FIT(attempt_totals_cols);
 
 int arl_store_report_attempt_totals(struct arl_store *s, int64_t run, uint64_t *attempts,
                                     uint64_t *succeeded, struct arl_err *err)
 {
 	struct attempt_totals t = {0};
-	struct query q;
+	struct arl_rows_query q;
 
 	if (query_open(s, &q,
 	               "SELECT count(*) AS attempts, sum(a.state = 'Succeeded') AS succeeded"
 	               " FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.run_id = ?1",
-	               attempt_totals_cols, NCOLS(attempt_totals_cols), run, err) < 0 ||
-	    query_one(s, &q, &t, err) < 0)
+	               attempt_totals_cols, ARL_NCOLS(attempt_totals_cols), run, err) < 0 ||
+	    arl_rows_one(s, &q, &t, err) < 0)
 		return -1;
 	*attempts = (uint64_t)t.attempts;
 	*succeeded = (uint64_t)t.succeeded;
@@ -354,14 +294,14 @@ static const struct arl_col retries_cols[] = {
     ARL_COL(struct arl_report_retries, failed, ARL_COL_INT64),
     ARL_COL(struct arl_report_retries, cancelled, ARL_COL_INT64),
 };
-FITS(retries_cols);
-CALLER(call_retries, arl_report_retries_fn, struct arl_report_retries)
+ARL_COLS_FIT(retries_cols);
+ARL_ROWS_CALLER(call_retries, arl_report_retries_fn, struct arl_report_retries)
 
 int arl_store_report_retries(struct arl_store *s, int64_t run, arl_report_retries_fn fn, void *arg,
                              struct arl_err *err)
 {
 	struct arl_report_retries row;
-	struct query q;
+	struct arl_rows_query q;
 
 	if (query_open(
 	        s, &q,
@@ -370,9 +310,9 @@ int arl_store_report_retries(struct arl_store *s, int64_t run, arl_report_retrie
 	        " sum(j.state = 'Cancelled') AS cancelled FROM attempts a"
 	        " JOIN jobs j ON j.id = a.job_id WHERE j.run_id = ?1"
 	        " AND a.number < j.attempts GROUP BY 1 ORDER BY 2 DESC",
-	        retries_cols, NCOLS(retries_cols), run, err) < 0)
+	        retries_cols, ARL_NCOLS(retries_cols), run, err) < 0)
 		return -1;
-	return query_each(s, &q, &row, call_retries, &fn, arg, err);
+	return arl_rows_each(s, &q, &row, call_retries, &fn, arg, err);
 }
 
 /* ---- jobs ---- */
@@ -385,23 +325,23 @@ static const struct arl_col slow_cols[] = {
     ARL_COL(struct arl_report_slow_job, attempts, ARL_COL_INT64),
     ARL_COL(struct arl_report_slow_job, pool, ARL_COL_TEXT),
 };
-FITS(slow_cols);
-CALLER(call_slow, arl_report_slow_fn, struct arl_report_slow_job)
+ARL_COLS_FIT(slow_cols);
+ARL_ROWS_CALLER(call_slow, arl_report_slow_fn, struct arl_report_slow_job)
 
 int arl_store_report_slowest(struct arl_store *s, int64_t run, size_t limit, arl_report_slow_fn fn,
                              void *arg, struct arl_err *err)
 {
 	struct arl_report_slow_job row;
-	struct query q;
+	struct arl_rows_query q;
 
 	if (query_open(s, &q,
 	               "SELECT key, state, error_class, duration_ms, attempts, pool FROM jobs"
 	               " WHERE run_id = ?1 AND duration_ms IS NOT NULL AND attempts > 0"
 	               " ORDER BY duration_ms DESC, key LIMIT ?2",
-	               slow_cols, NCOLS(slow_cols), run, err) < 0)
+	               slow_cols, ARL_NCOLS(slow_cols), run, err) < 0)
 		return -1;
 	sqlite3_bind_int64(q.st, 2, (int64_t)limit);
-	return query_each(s, &q, &row, call_slow, &fn, arg, err);
+	return arl_rows_each(s, &q, &row, call_slow, &fn, arg, err);
 }
 
 static const struct arl_col failed_cols[] = {
@@ -414,14 +354,14 @@ static const struct arl_col failed_cols[] = {
     ARL_COL(struct arl_report_failed_job, stderr_tail, ARL_COL_TEXT),
     ARL_COL_N(struct arl_report_failed_job, carried_from, ARL_COL_INT64, carried_null),
 };
-FITS(failed_cols);
-CALLER(call_failed, arl_report_failed_fn, struct arl_report_failed_job)
+ARL_COLS_FIT(failed_cols);
+ARL_ROWS_CALLER(call_failed, arl_report_failed_fn, struct arl_report_failed_job)
 
 int arl_store_report_failed(struct arl_store *s, int64_t run, size_t limit, size_t tail_bytes,
                             arl_report_failed_fn fn, void *arg, struct arl_err *err)
 {
 	struct arl_report_failed_job row;
-	struct query q;
+	struct arl_rows_query q;
 
 	/* f: the failed job, the run's own or the one a Skipped job stands for. */
 	if (query_open(
@@ -437,11 +377,11 @@ int arl_store_report_failed(struct arl_store *s, int64_t run, size_t limit, size
 	        " THEN j.skipped_from ELSE j.id END"
 	        " WHERE j.run_id = ?1 AND j.state IN ('Failed', 'Skipped')"
 	        " AND f.state = 'Failed' ORDER BY f.error_class, j.key LIMIT ?2",
-	        failed_cols, NCOLS(failed_cols), run, err) < 0)
+	        failed_cols, ARL_NCOLS(failed_cols), run, err) < 0)
 		return -1;
 	sqlite3_bind_int64(q.st, 2, (int64_t)limit);
 	sqlite3_bind_int64(q.st, 3, (int64_t)tail_bytes);
-	return query_each(s, &q, &row, call_failed, &fn, arg, err);
+	return arl_rows_each(s, &q, &row, call_failed, &fn, arg, err);
 }
 
 /* ---- metrics ---- */
@@ -456,14 +396,14 @@ static const struct arl_col metric_cols[] = {
     ARL_COL(struct arl_report_metric, max, ARL_COL_DOUBLE),
     ARL_COL(struct arl_report_metric, mean, ARL_COL_DOUBLE),
 };
-FITS(metric_cols);
-CALLER(call_metric, arl_report_metric_fn, struct arl_report_metric)
+ARL_COLS_FIT(metric_cols);
+ARL_ROWS_CALLER(call_metric, arl_report_metric_fn, struct arl_report_metric)
 
 int arl_store_report_metrics(struct arl_store *s, int64_t run, arl_report_metric_fn fn, void *arg,
                              struct arl_err *err)
 {
 	struct arl_report_metric row;
-	struct query q;
+	struct arl_rows_query q;
 
 	if (query_open(
 	        s, &q,
@@ -482,9 +422,9 @@ int arl_store_report_metrics(struct arl_store *s, int64_t run, arl_report_metric
 	                                                                    "j.run_id = ?1"
 	                                                                    " GROUP BY m.name "
 	                                                                    "ORDER BY m.name",
-	        metric_cols, NCOLS(metric_cols), run, err) < 0)
+	        metric_cols, ARL_NCOLS(metric_cols), run, err) < 0)
 		return -1;
-	return query_each(s, &q, &row, call_metric, &fn, arg, err);
+	return arl_rows_each(s, &q, &row, call_metric, &fn, arg, err);
 }
 
 struct metric_bin {
@@ -495,13 +435,13 @@ static const struct arl_col metric_bin_cols[] = {
     ARL_COL(struct metric_bin, bin, ARL_COL_INT64),
     ARL_COL(struct metric_bin, n, ARL_COL_INT64),
 };
-FITS(metric_bin_cols);
+ARL_COLS_FIT(metric_bin_cols);
 
 int arl_store_report_metric_bins(struct arl_store *s, int64_t run, const char *name, double lo,
                                  double hi, size_t nbins, uint64_t *counts, struct arl_err *err)
 {
 	struct metric_bin row;
-	struct query q;
+	struct arl_rows_query q;
 	int rc;
 
 	if (query_open(
@@ -510,18 +450,17 @@ int arl_store_report_metric_bins(struct arl_store *s, int64_t run, const char *n
 	        " AS INTEGER), ?4 - 1) END AS bin, count(*) AS n FROM metrics m"
 	        " JOIN jobs j ON j.id = m.job_id WHERE j.run_id = ?1 AND m.name = ?5"
 	        " AND " NUMERIC("m.value") " GROUP BY 1",
-	        metric_bin_cols, NCOLS(metric_bin_cols), run, err) < 0)
+	        metric_bin_cols, ARL_NCOLS(metric_bin_cols), run, err) < 0)
 		return -1;
 	sqlite3_bind_double(q.st, 2, lo);
 	sqlite3_bind_double(q.st, 3, hi);
 	sqlite3_bind_int64(q.st, 4, (int64_t)nbins);
 	sqlite3_bind_text(q.st, 5, name, -1, SQLITE_STATIC);
-	while ((rc = arl_store_step(s, q.st, err)) == 1) {
-		arl_rows_read(q.st, q.cols, q.n, q.idx, &row);
+	while ((rc = arl_rows_next(s, &q, &row, err)) == 1) {
 		if (row.bin >= 0 && (size_t)row.bin < nbins)
 			counts[row.bin] += (uint64_t)row.n;
 	}
-	sqlite3_finalize(q.st);
+	arl_rows_close(&q);
 	return rc < 0 ? -1 : 0;
 }
 
@@ -532,24 +471,24 @@ struct metric_value {
 static const struct arl_col metric_nth_cols[] = {
     ARL_COL(struct metric_value, value, ARL_COL_DOUBLE),
 };
-FITS(metric_nth_cols);
+ARL_COLS_FIT(metric_nth_cols);
 
 int arl_store_report_metric_nth(struct arl_store *s, int64_t run, const char *name, int64_t nth,
                                 double *out, struct arl_err *err)
 {
 	struct metric_value row;
-	struct query q;
+	struct arl_rows_query q;
 	int rc;
 
 	if (query_open(s, &q,
 	               "SELECT m.value AS value FROM metrics m JOIN jobs j ON j.id = m.job_id"
 	               " WHERE j.run_id = ?1 AND m.name = ?2 AND " NUMERIC(
 	                   "m.value") " ORDER BY m.value LIMIT 1 OFFSET ?3",
-	               metric_nth_cols, NCOLS(metric_nth_cols), run, err) < 0)
+	               metric_nth_cols, ARL_NCOLS(metric_nth_cols), run, err) < 0)
 		return -1;
 	sqlite3_bind_text(q.st, 2, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q.st, 3, nth);
-	if ((rc = query_one(s, &q, &row, err)) == 1)
+	if ((rc = arl_rows_one(s, &q, &row, err)) == 1)
 		*out = row.value;
 	return rc;
 }
@@ -558,24 +497,24 @@ static const struct arl_col metric_value_cols[] = {
     ARL_COL(struct arl_report_metric_value, value, ARL_COL_TEXT),
     ARL_COL(struct arl_report_metric_value, jobs, ARL_COL_INT64),
 };
-FITS(metric_value_cols);
-CALLER(call_metric_value, arl_report_value_fn, struct arl_report_metric_value)
+ARL_COLS_FIT(metric_value_cols);
+ARL_ROWS_CALLER(call_metric_value, arl_report_value_fn, struct arl_report_metric_value)
 
 int arl_store_report_metric_values(struct arl_store *s, int64_t run, const char *name, size_t limit,
                                    arl_report_value_fn fn, void *arg, struct arl_err *err)
 {
 	struct arl_report_metric_value row;
-	struct query q;
+	struct arl_rows_query q;
 
 	if (query_open(s, &q,
 	               "SELECT CAST(m.value AS TEXT) AS value, count(*) AS jobs FROM metrics m"
 	               " JOIN jobs j ON j.id = m.job_id WHERE j.run_id = ?1 AND m.name = ?2"
 	               " GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?3",
-	               metric_value_cols, NCOLS(metric_value_cols), run, err) < 0)
+	               metric_value_cols, ARL_NCOLS(metric_value_cols), run, err) < 0)
 		return -1;
 	sqlite3_bind_text(q.st, 2, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q.st, 3, (int64_t)limit);
-	return query_each(s, &q, &row, call_metric_value, &fn, arg, err);
+	return arl_rows_each(s, &q, &row, call_metric_value, &fn, arg, err);
 }
 
 static const struct arl_col metric_error_cols[] = {
@@ -584,14 +523,14 @@ static const struct arl_col metric_error_cols[] = {
     ARL_COL(struct arl_report_metric_error, error, ARL_COL_TEXT),
     ARL_COL(struct arl_report_metric_error, total, ARL_COL_INT64),
 };
-FITS(metric_error_cols);
-CALLER(call_metric_error, arl_report_metric_error_fn, struct arl_report_metric_error)
+ARL_COLS_FIT(metric_error_cols);
+ARL_ROWS_CALLER(call_metric_error, arl_report_metric_error_fn, struct arl_report_metric_error)
 
 int arl_store_report_metric_errors(struct arl_store *s, int64_t run, size_t limit,
                                    arl_report_metric_error_fn fn, void *arg, struct arl_err *err)
 {
 	struct arl_report_metric_error row;
-	struct query q;
+	struct arl_rows_query q;
 
 	if (query_open(s, &q,
 	               "SELECT j.key AS key, s.name AS step, s.metrics_error AS error,"
@@ -600,8 +539,8 @@ int arl_store_report_metric_errors(struct arl_store *s, int64_t run, size_t limi
 	               " JOIN steps s ON s.attempt_id = a.id"
 	               " WHERE j.run_id = ?1 AND s.metrics_error IS NOT NULL ORDER BY j.key, s.idx"
 	               " LIMIT ?2",
-	               metric_error_cols, NCOLS(metric_error_cols), run, err) < 0)
+	               metric_error_cols, ARL_NCOLS(metric_error_cols), run, err) < 0)
 		return -1;
 	sqlite3_bind_int64(q.st, 2, (int64_t)limit);
-	return query_each(s, &q, &row, call_metric_error, &fn, arg, err);
+	return arl_rows_each(s, &q, &row, call_metric_error, &fn, arg, err);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "result.h"
+#include "store/store_internal.h"
 #include "util.h"
 #include "banned.h"
 
@@ -144,5 +145,87 @@ void arl_rows_free(const struct arl_col *cols, size_t n, void *out)
 
 		free(*field);
 		*field = NULL;
+	}
+}
+
+int arl_rows_attach(struct arl_rows_query *q, sqlite3_stmt *st, const struct arl_col *cols,
+                    size_t n, bool borrowed, struct arl_err *err)
+{
+	q->st = st;
+	q->cols = cols;
+	q->n = n;
+	q->borrowed = borrowed;
+	q->owns = false;
+	if (n > ARL_ROWS_MAX_COLS) /* the tables are checked at compile time (ARL_COLS_FIT) */
+		return arl_error(err, ARL_E_DB, "a query reads more than %d columns",
+		                 ARL_ROWS_MAX_COLS);
+	return arl_rows_bind(st, cols, n, q->idx, err);
+}
+
+int arl_rows_open(struct arl_rows_query *q, struct arl_store *s, const char *sql,
+                  const struct arl_col *cols, size_t n, struct arl_err *err)
+{
+	sqlite3_stmt *st = NULL;
+
+	q->st = NULL;
+	if (arl_store_prepare(s, sql, &st, NULL, err) < 0)
+		return -1;
+	if (arl_rows_attach(q, st, cols, n, false, err) < 0) {
+		sqlite3_finalize(st);
+		q->st = NULL;
+		return -1;
+	}
+	q->owns = true;
+	return 0;
+}
+
+void arl_rows_get(const struct arl_rows_query *q, void *row)
+{
+	read_row(q->st, q->cols, q->n, q->idx, row, !q->borrowed);
+}
+
+int arl_rows_next(struct arl_store *s, struct arl_rows_query *q, void *row, struct arl_err *err)
+{
+	int rc = arl_store_step(s, q->st, err);
+
+	if (rc == 1)
+		arl_rows_get(q, row);
+	return rc;
+}
+
+int arl_rows_each(struct arl_store *s, struct arl_rows_query *q, void *row, arl_rows_call_fn call,
+                  const void *fn, void *arg, struct arl_err *err)
+{
+	int rc;
+
+	while ((rc = arl_rows_next(s, q, row, err)) == 1) {
+		rc = call(fn, arg, row, err);
+		if (!q->borrowed)
+			arl_rows_free(q->cols, q->n, row);
+		if (rc < 0)
+			break;
+	}
+	arl_rows_close(q);
+	return rc < 0 ? -1 : 0;
+}
+
+int arl_rows_one(struct arl_store *s, struct arl_rows_query *q, void *row, struct arl_err *err)
+{
+	int rc = arl_rows_next(s, q, row, err);
+
+	arl_rows_close(q);
+	return rc;
+}
+
+void arl_rows_close(struct arl_rows_query *q)
+{
+	if (!q->st)
+		return;
+	if (q->owns) {
+		sqlite3_finalize(q->st);
+		q->st = NULL;
+	} else {
+		sqlite3_reset(q->st);
+		sqlite3_clear_bindings(q->st);
 	}
 }

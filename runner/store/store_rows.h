@@ -18,6 +18,7 @@
 #define ARL_STORE_ROWS_H
 
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "err.h"
@@ -80,5 +81,55 @@ void arl_rows_read_borrowed(sqlite3_stmt *st, const struct arl_col *cols, size_t
 
 /* Frees the TEXT fields of @out and sets them to NULL; @out may then be read into again. */
 void arl_rows_free(const struct arl_col *cols, size_t n, void *out);
+
+/* ---- a statement with its column table: how every reader of the store runs its SQL ---- */
+
+#define ARL_NCOLS(cols)   (sizeof(cols) / sizeof((cols)[0]))
+#define ARL_ROWS_MAX_COLS 32 /* the widest column table (a job's, 29) */
+#define ARL_COLS_FIT(cols)                                                                         \
+	_Static_assert(ARL_NCOLS(cols) <= ARL_ROWS_MAX_COLS, #cols " fits struct arl_rows_query")
+
+struct arl_store;
+
+struct arl_rows_query {
+	sqlite3_stmt *st;
+	const struct arl_col *cols;
+	size_t n;
+	bool borrowed; /* rows' TEXT point into st, valid until the next step (no copy per row) */
+	bool owns;     /* arl_rows_close() finalizes st */
+	int idx[ARL_ROWS_MAX_COLS];
+};
+
+/*
+ * Binds @cols (@n of them) to @st, a statement the caller keeps (a cached one: reset, never
+ * finalized, by arl_rows_close()). @borrowed: rows borrow their text from @st.
+ */
+int arl_rows_attach(struct arl_rows_query *q, sqlite3_stmt *st, const struct arl_col *cols,
+                    size_t n, bool borrowed, struct arl_err *err);
+/* Compiles @sql on @s and binds @cols; the query owns the statement. Rows are copies. */
+int arl_rows_open(struct arl_rows_query *q, struct arl_store *s, const char *sql,
+                  const struct arl_col *cols, size_t n, struct arl_err *err);
+/* The current row (after a step that returned one) into @row, for a caller that steps. */
+void arl_rows_get(const struct arl_rows_query *q, void *row);
+/* The next row into @row: 1, 0 when done, -1 on error. A copied row is the caller's to free
+ * (arl_rows_free()) before it is read into again. */
+int arl_rows_next(struct arl_store *s, struct arl_rows_query *q, void *row, struct arl_err *err);
+
+/* Calls the typed callback *@fn (a pointer to it) with @row: see ARL_ROWS_CALLER. */
+typedef int (*arl_rows_call_fn)(const void *fn, void *arg, const void *row, struct arl_err *err);
+#define ARL_ROWS_CALLER(name, fn_type, row_type)                                                   \
+	static int name(const void *fn, void *arg, const void *row, struct arl_err *err)           \
+	{                                                                                          \
+		return (*(const fn_type *)fn)(arg, (const row_type *)row, err);                    \
+	}
+
+/* Hands every row, read into @row, to @call until it returns < 0 (a copied row is freed after
+ * each call), then closes @q: 0 or -1. */
+int arl_rows_each(struct arl_store *s, struct arl_rows_query *q, void *row, arl_rows_call_fn call,
+                  const void *fn, void *arg, struct arl_err *err);
+/* The first row into @row (1; a copied row is the caller's to free), or 0; then closes @q. */
+int arl_rows_one(struct arl_store *s, struct arl_rows_query *q, void *row, struct arl_err *err);
+/* Finalizes an owned statement, resets a kept one (no bound value or read transaction held). */
+void arl_rows_close(struct arl_rows_query *q);
 
 #endif

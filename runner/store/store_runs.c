@@ -50,56 +50,34 @@ static const struct arl_col run_cols[] = {
 };
 #undef R
 #undef RN
-#define NRUN_COLS (sizeof(run_cols) / sizeof(run_cols[0]))
+#define NRUN_COLS ARL_NCOLS(run_cols)
+ARL_COLS_FIT(run_cols);
 
 void arl_run_view_release(struct arl_run_view *r)
 {
 	arl_rows_free(run_cols, NRUN_COLS, r);
 }
 
-/* Prepares @sql with the run columns found; the caller binds, steps and finalizes. */
-static sqlite3_stmt *prepare(struct arl_store *s, const char *sql, int *idx, struct arl_err *err)
-{
-	sqlite3_stmt *st = NULL;
-
-	if (arl_store_prepare(s, sql, &st, NULL, err) < 0 ||
-	    arl_rows_bind(st, run_cols, NRUN_COLS, idx, err) < 0) {
-		sqlite3_finalize(st);
-		return NULL;
-	}
-	return st;
-}
-
 int arl_run_get(struct arl_store *s, int64_t run_id, struct arl_run_view *out, struct arl_err *err)
 {
-	int idx[NRUN_COLS], rc;
-	sqlite3_stmt *st = prepare(s, run_get_sql, idx, err);
+	struct arl_rows_query q;
 
-	if (!st)
+	if (arl_rows_open(&q, s, run_get_sql, run_cols, NRUN_COLS, err) < 0)
 		return -1;
-	sqlite3_bind_int64(st, 1, run_id);
-	rc = arl_store_step(s, st, err);
-	if (rc == 1)
-		arl_rows_read(st, run_cols, NRUN_COLS, idx, out);
-	sqlite3_finalize(st);
-	return rc;
+	sqlite3_bind_int64(q.st, 1, run_id);
+	return arl_rows_one(s, &q, out, err);
 }
+
+ARL_ROWS_CALLER(call_run, arl_run_fn, struct arl_run_view)
 
 int arl_runs_each(struct arl_store *s, int64_t limit, arl_run_fn fn, void *arg, struct arl_err *err)
 {
-	int idx[NRUN_COLS], rc;
-	sqlite3_stmt *st = prepare(s, runs_sql, idx, err);
+	struct arl_rows_query q;
 	struct arl_run_view r = {0};
 
-	if (!st)
+	if (arl_rows_open(&q, s, runs_sql, run_cols, NRUN_COLS, err) < 0)
 		return -1;
-	sqlite3_bind_int64(st, 1, limit ? limit : -1); /* LIMIT -1: no limit */
-	while ((rc = arl_store_step(s, st, err)) == 1) {
-		arl_rows_read_borrowed(st, run_cols, NRUN_COLS, idx, &r);
-		rc = fn(arg, &r, err);
-		if (rc < 0)
-			break;
-	}
-	sqlite3_finalize(st);
-	return rc < 0 ? -1 : 0;
+	q.borrowed = true; /* each row is the callback's for the call only */
+	sqlite3_bind_int64(q.st, 1, limit ? limit : -1); /* LIMIT -1: no limit */
+	return arl_rows_each(s, &q, &r, call_run, &fn, arg, err);
 }
