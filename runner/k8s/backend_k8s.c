@@ -330,7 +330,9 @@ static int check_pool(struct kube *k, const struct arl_pool *p, const char *ns, 
 	                                 .image = kp->image,
 	                                 .sidecar_image = kp->sidecar_image,
 	                                 .replicas = p->replicas > 0 ? p->replicas : 1,
-	                                 .testbed_path = kp->testbed_path};
+	                                 .testbed_path = kp->testbed_path,
+	                                 .memory = kp->resources.memory,
+	                                 .cpus = kp->resources.cpus};
 
 	arl_log_info("creating warmpool '%s' in namespace '%s' (%d replicas of '%s')", p->name, ns,
 	             spec.replicas, kp->image ? kp->image : "");

@@ -10,6 +10,25 @@
 
 #define WARMPOOL_POLL_MS 1000
 
+/* A pool's resources: as requests and limits both, so the pod is Guaranteed as local is. */
+static void add_resources(cJSON *container, const struct arl_warmpool_spec *s)
+{
+	const char *const kinds[] = {"requests", "limits"};
+	cJSON *res;
+
+	if (!s->memory && !s->cpus)
+		return;
+	res = cJSON_AddObjectToObject(container, "resources");
+	for (size_t i = 0; i < 2; i++) {
+		cJSON *m = cJSON_AddObjectToObject(res, kinds[i]);
+
+		if (s->memory)
+			cJSON_AddStringToObject(m, "memory", s->memory);
+		if (s->cpus)
+			cJSON_AddStringToObject(m, "cpu", s->cpus);
+	}
+}
+
 /* The volumeMounts both containers share: workspace, and testbed when asked for. */
 static void add_mounts(cJSON *container, const struct arl_warmpool_spec *s)
 {
@@ -69,6 +88,7 @@ cJSON *arl_warmpool_body(const struct arl_warmpool_spec *s)
 	for (size_t i = 0; cmd[i]; i++)
 		cJSON_AddItemToArray(arr, cJSON_CreateString(cmd[i]));
 	add_mounts(c, s);
+	add_resources(c, s);
 
 	if (s->sidecar_image) {
 		c = cJSON_CreateObject();

@@ -24,6 +24,8 @@ struct arl_warmpool_spec {
 	const char *const *command; /* NULL-terminated; NULL: /bin/sh -c "sleep infinity" */
 	const char *workspace_path; /* NULL: /workspace */
 	const char *testbed_path;   /* NULL: no testbed volume */
+	/* The executor's requests and limits, Kubernetes quantities (a pool's resources:). */
+	const char *memory, *cpus; /* NULL: not set */
 };
 
 /* The WarmPool object WarmPoolManager.create_warmpool sends (docs/kubernetes.md). Owned. */

@@ -88,6 +88,26 @@ print(p["spec"]["replicas"], c[0]["image"], c[1]["image"],
 runner run --progress none --db "$TMP/create2.db" --kubeconfig "$KC" "$TMP/create.yaml"
 check_eq "a second run uses the existing pool" "$RC" 0
 
+echo "# resources: go into the executor's requests and limits, as written"
+cat >"$TMP/res.yaml" <<'EOF'
+version: 1
+pools:
+  limited:
+    backend: kubernetes
+    resources: {memory: 2Gi, cpus: "1.5", pids: 1024}
+    create: {image: "python:3.9-slim"}
+jobs:
+  - {name: hello, steps: [{type: Command, command: [echo, hello]}]}
+EOF
+runner run --progress none --db "$TMP/res.db" --kubeconfig "$KC" "$TMP/res.yaml"
+check_eq "a pool with resources is created and runs" "$RC" 0
+runner pool get limited -o json --kubeconfig "$KC"
+check_eq "the executor's resources are the file's" "$(python3 -c '
+import json, sys
+c = json.load(open(sys.argv[1]))["spec"]["template"]["spec"]["containers"][0]
+print(json.dumps(c.get("resources"), sort_keys=True))' "$TMP/out")" \
+	'{"limits": {"cpu": "1.5", "memory": "2Gi"}, "requests": {"cpu": "1.5", "memory": "2Gi"}}'
+
 echo "# a missing pool without create: fails the run at its start"
 cat >"$TMP/missing.yaml" <<'EOF'
 version: 1
