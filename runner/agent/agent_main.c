@@ -770,7 +770,8 @@ static int usage(void)
 	fputs("usage: arl-batch-agent --fd N [MOUNT PLAN]\n"
 	      "The sandbox agent of arl-batch: started by the runner as the first process of a\n"
 	      "sandbox, it serves requests on the socket N it inherits, after mounting MOUNT PLAN\n"
-	      "(--overlay TARGET LOWERS UPPER WORK, --mask PATH, --tmpfs PATH, --detach PATH).\n",
+	      "(--overlay TARGET LOWERS UPPER WORK, --mask PATH, --tmpfs PATH, --detach PATH,\n"
+	      "--no-userns DIR).\n",
 	      stdout);
 	return 2;
 }

@@ -12,8 +12,8 @@
  *   overlayfs makes WORK/work mode 0 and probes O_TMPFILE in it with the mounter's
  *   credentials; without DAC_OVERRIDE that probe fails and the kernel says "upper fs does
  *   not support tmpfile" and refuses a writable mount. The agent drops every capability
- *   right after (agent_main.c), the bounding set too, which takes CAP_SETPCAP: the runner
- *   gives bwrap exactly these three (--cap-add).
+ *   right after (agent_main.c), the bounding set too, which takes CAP_SETPCAP; --no-userns
+ *   takes CAP_SYS_RESOURCE. The runner gives bwrap exactly these four (--cap-add).
  * - In a user namespace the kernel requires "userxattr" (overlay metadata in user.*
  *   xattrs). Paths go into the option string unescaped, so a plan naming a path with ',',
  *   ':' (outside LOWERS' separators) or '\' is refused.
@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct plan_op {
 	const char *name;
@@ -34,10 +35,7 @@ struct plan_op {
 };
 
 static const struct plan_op plan_ops[] = {
-    {"--overlay", 4},
-    {"--mask", 1},
-    {"--tmpfs", 1},
-    {"--detach", 1},
+    {"--overlay", 4}, {"--mask", 1}, {"--tmpfs", 1}, {"--detach", 1}, {"--no-userns", 1},
 };
 
 static const struct plan_op *find_op(const char *name)
@@ -155,6 +153,39 @@ static int mount_tmpfs(const char *path, char *msg, size_t len)
 	return 0;
 }
 
+/*
+ * No user namespace may be created in the sandbox's (bwrap's --disable-userns nests the
+ * sandbox in a second user namespace, where the agent could no longer mount). The limit is
+ * the sandbox namespace's own sysctl, which uid 0 without capabilities cannot raise again;
+ * written through a procfs of our own at @dir, since steps' /proc/sys is read-only.
+ */
+static int forbid_userns(const char *dir, char *msg, size_t len)
+{
+	int fd = -1, ok;
+
+	if ((mkdir(dir, 0700) < 0 && errno != EEXIST) ||
+	    mount("proc", dir, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+		snprintf(msg, len, "cannot mount a procfs on '%s'", dir);
+		return -1;
+	}
+	{
+		char path[PATH_MAX];
+
+		snprintf(path, sizeof(path), "%s/sys/user/max_user_namespaces", dir);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+	}
+	ok = fd >= 0 && write(fd, "0\n", 2) == 2;
+	if (!ok)
+		snprintf(msg, len, "cannot forbid user namespaces");
+	if (fd >= 0)
+		close(fd);
+	if (umount2(dir, MNT_DETACH) < 0 && ok) {
+		snprintf(msg, len, "cannot detach '%s'", dir);
+		ok = 0;
+	}
+	return ok ? 0 : -1;
+}
+
 int arl_agent_plan_apply(char *const *args, int n, char *msg, size_t len)
 {
 	for (int i = 0; i < n;) {
@@ -168,6 +199,8 @@ int arl_agent_plan_apply(char *const *args, int n, char *msg, size_t len)
 			r = mount_mask(a[0], msg, len);
 		else if (!strcmp(op->name, "--tmpfs"))
 			r = mount_tmpfs(a[0], msg, len);
+		else if (!strcmp(op->name, "--no-userns"))
+			r = forbid_userns(a[0], msg, len);
 		else if ((r = umount2(a[0], MNT_DETACH)) < 0)
 			snprintf(msg, len, "cannot detach '%s'", a[0]);
 		if (r < 0)

@@ -15,6 +15,8 @@
  *   --mask PATH                         /dev/null bound read-only over PATH, if it exists
  *   --tmpfs PATH                        an empty tmpfs over PATH, if it is a directory
  *   --detach PATH                       PATH unmounted (lazily): the layers' staging place
+ *   --no-userns DIR                     no user namespace may be created any more (a procfs
+ *                                       is mounted on DIR for that, then detached)
  * Applied in the order given.
  */
 

@@ -30,7 +30,8 @@
 #include "buf.h"
 #include "err.h"
 #include "local/agent_client.h"
-#include "local/skeleton.h"
+#include "local/cow_root.h"
+#include "local/strvec.h"
 #include "local/tree.h"
 
 #define SANDBOX_UID 65530 /* who bwrap runs as when we are root (ARL_SANDBOX_UID's default) */
@@ -38,6 +39,7 @@
 static char state[] = "/tmp/arl-cow-XXXXXX";
 static uid_t sb_uid;
 static gid_t sb_gid;
+static struct cow_root cow;
 static char *step_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
 
 struct sandbox {
@@ -71,107 +73,63 @@ static void mkdir_sb(const char *path)
 	assert_int_equal(chown(path, sb_uid, sb_gid), 0);
 }
 
-/* Starts a sandbox over directory @name of the state dir. */
+/* Starts a sandbox over directory @name of the state dir, as a container will be started. */
 static void start(struct sandbox *sb, const char *name)
 {
-	static const char *const trees[] = {"usr", "etc", "workspace"};
-	char args[96][300], *argv[97];
+	static const char *const head[] = {"bwrap",
+	                                   "--unshare-user",
+	                                   "--uid",
+	                                   "0",
+	                                   "--gid",
+	                                   "0",
+	                                   "--die-with-parent",
+	                                   "--unshare-pid",
+	                                   "--as-pid-1",
+	                                   "--unshare-net",
+	                                   "--unshare-ipc",
+	                                   "--new-session",
+	                                   "--symlink",
+	                                   "usr/bin",
+	                                   "/bin",
+	                                   "--symlink",
+	                                   "usr/lib",
+	                                   "/lib",
+	                                   "--symlink",
+	                                   "usr/lib64",
+	                                   "/lib64",
+	                                   "--proc",
+	                                   "/proc",
+	                                   "--ro-bind", /* as containers have it */
+	                                   "/proc/sys",
+	                                   "/proc/sys",
+	                                   "--dev",
+	                                   "/dev",
+	                                   "--tmpfs",
+	                                   "/tmp",
+	                                   "--ro-bind",
+	                                   ARL_AGENT_BIN,
+	                                   "/.arl-batch-agent"};
+	static const char *const masks[] = {"/etc/shadow", "/etc/no-such-file"};
+	struct strvec argv = {0};
 	struct arl_err err = ARL_ERR_INIT;
-	int n = 0, sv[2];
+	char ws[300];
+	int sv[2], fd;
 
-#define ARG(...)                                                                                   \
-	(assert_true(n < 96), snprintf(args[n], sizeof(args[n]), __VA_ARGS__), argv[n] = args[n],  \
-	 n++)
 	snprintf(sb->dir, sizeof(sb->dir), "%s/%s", state, name);
 	mkdir_sb(sb->dir);
-	for (int u = 0; u < 2; u++) {
-		char p[300];
-
-		snprintf(p, sizeof(p), "%s/%s", sb->dir, u ? "work" : "upper");
-		mkdir_sb(p);
-		for (size_t t = 0; t < 3; t++) {
-			snprintf(p, sizeof(p), "%s/%s/%s", sb->dir, u ? "work" : "upper", trees[t]);
-			mkdir_sb(p);
-		}
-	}
-	ARG("bwrap");
-	ARG("--unshare-user");
-	ARG("--uid");
-	ARG("0");
-	ARG("--gid");
-	ARG("0");
-	ARG("--die-with-parent");
-	ARG("--unshare-pid");
-	ARG("--unshare-net");
-	ARG("--unshare-ipc");
-	ARG("--new-session");
-	/* For the agent only: it drops every capability before the first step. */
-	ARG("--cap-add");
-	ARG("CAP_SYS_ADMIN");
-	ARG("--cap-add");
-	ARG("CAP_DAC_OVERRIDE");
-	ARG("--cap-add");
-	ARG("CAP_SETPCAP"); /* to drop the bounding set */
-	ARG("--tmpfs");
-	ARG("/.arl"); /* the staging place, detached once mounted */
-	ARG("--ro-bind");
-	ARG("/usr");
-	ARG("/.arl/low/usr");
-	ARG("--ro-bind");
-	ARG("/etc");
-	ARG("/.arl/low/etc");
-	ARG("--ro-bind");
-	ARG("%s/pool-workspace", state);
-	ARG("/.arl/low/workspace");
-	ARG("--ro-bind");
-	ARG("%s/skel", state);
-	ARG("/.arl/skel");
-	ARG("--bind");
-	ARG("%s", sb->dir);
-	ARG("/.arl/sb");
-	ARG("--ro-bind");
-	ARG("%s", ARL_AGENT_BIN);
-	ARG("/.arl/agent");
-	ARG("--dir");
-	ARG("/usr");
-	ARG("--dir");
-	ARG("/etc");
-	ARG("--dir");
-	ARG("/workspace");
-	ARG("--symlink");
-	ARG("usr/bin");
-	ARG("/bin");
-	ARG("--symlink");
-	ARG("usr/lib");
-	ARG("/lib");
-	ARG("--symlink");
-	ARG("usr/lib64");
-	ARG("/lib64");
-	ARG("--proc");
-	ARG("/proc");
-	ARG("--dev");
-	ARG("/dev");
-	ARG("--tmpfs");
-	ARG("/tmp");
-	ARG("/.arl/agent");
-	ARG("--fd");
-	ARG("3");
-	for (size_t t = 0; t < 3; t++) {
-		ARG("--overlay");
-		ARG("/%s", trees[t]);
-		if (t < 2)
-			ARG("/.arl/skel/%s:/.arl/low/%s", trees[t], trees[t]);
-		else
-			ARG("/.arl/low/workspace");
-		ARG("/.arl/sb/upper/%s", trees[t]);
-		ARG("/.arl/sb/work/%s", trees[t]);
-	}
-	ARG("--mask");
-	ARG("/etc/shadow");
-	ARG("--detach");
-	ARG("/.arl");
-	argv[n] = NULL;
-#undef ARG
+	assert_true((fd = open(sb->dir, O_RDONLY | O_DIRECTORY)) >= 0);
+	if (arl_cow_root_make_uppers(&cow, fd, &err) < 0)
+		fail_msg("%s", err.msg);
+	close(fd);
+	for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
+		arl_local_sv_push(&argv, head[i]);
+	snprintf(ws, sizeof(ws), "%s/pool-workspace", state);
+	arl_cow_root_bwrap_args(&cow, &argv, sb->dir, ws);
+	arl_local_sv_push(&argv, "--");
+	arl_local_sv_push(&argv, "/.arl-batch-agent");
+	arl_local_sv_push(&argv, "--fd");
+	arl_local_sv_push(&argv, "3");
+	arl_cow_root_plan(&cow, &argv, masks, 2, NULL);
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	sb->pid = fork();
@@ -183,10 +141,11 @@ static void start(struct sandbox *sb, const char *name)
 		    (setgroups(0, NULL) < 0 || setresgid(sb_gid, sb_gid, sb_gid) < 0 ||
 		     setresuid(sb_uid, sb_uid, sb_uid) < 0))
 			_exit(127);
-		execvp("bwrap", argv);
+		execvp("bwrap", argv.v);
 		_exit(127);
 	}
 	close(sv[1]);
+	arl_local_sv_release(&argv);
 	if (arl_agent_open(&sb->a, sv[0], 0, &err) < 0)
 		fail_msg("the sandbox did not start: %s", err.msg);
 }
@@ -265,14 +224,13 @@ static int setup(void **st)
 	if (!mkdtemp(state))
 		return -1;
 	chmod(state, 0755);
-	snprintf(p, sizeof(p), "%s/skel", state);
-	mkdir_sb(p);
-	snprintf(p, sizeof(p), "%s/skel/usr", state);
-	if (arl_local_skeleton_build("/usr", p, sb_uid, sb_gid, &err) < 0)
-		fail_msg("%s", err.msg);
-	snprintf(p, sizeof(p), "%s/skel/etc", state);
-	if (arl_local_skeleton_build("/etc", p, sb_uid, sb_gid, &err) < 0)
-		fail_msg("%s", err.msg);
+	{
+		static const char *const trees[] = {"/usr", "/etc"};
+
+		snprintf(p, sizeof(p), "%s/skel", state);
+		if (arl_cow_root_open(&cow, p, trees, 2, sb_uid, sb_gid, &err) < 0)
+			fail_msg("%s", err.msg);
+	}
 	/* The pool's workspace as a lower: owned by the mapped uid, so writable in place. */
 	snprintf(p, sizeof(p), "%s/pool-workspace", state);
 	mkdir_sb(p);
@@ -287,6 +245,7 @@ static int teardown(void **st)
 	struct arl_err err = ARL_ERR_INIT;
 
 	(void)st;
+	arl_cow_root_close(&cow);
 	if (arl_local_rm_tree(AT_FDCWD, state, &err) < 0)
 		fprintf(stderr, "%s\n", err.msg);
 	return 0;
@@ -316,9 +275,12 @@ static void test_writable_root(void **st)
 	expect_sh(&a, "cat /etc/shadow | wc -c", "0\n", 0);     /* masked */
 	expect_sh(&a, "! cat /etc/gshadow 2>/dev/null", "", 0); /* root's 0640: not ours */
 	/* The staging place is gone, and the capabilities the agent had with it. */
-	expect_sh(&a, "ls -A /.arl", "", 0);
+	expect_sh(&a, "ls -A " COW_STAGING, "", 0);
 	expect_sh(&a, "grep -E '^Cap(Eff|Bnd)' /proc/self/status",
 	          "CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\n", 0);
+	/* No nested user namespace (what bwrap's --disable-userns did). */
+	expect_sh(&a, "cat /proc/sys/user/max_user_namespaces; unshare -U true 2>/dev/null", "0\n",
+	          1);
 	/* The workspace is written in place through its overlay. */
 	expect_sh(&a,
 	          "echo changed > /workspace/src.txt && echo n > /workspace/pkg/new && "

@@ -262,7 +262,8 @@ static void test_plan_check(void **state)
 	expect_plan(1, NULL, 0);
 	expect_plan(1, NULL, 9, "--overlay", "/usr", "/s/skel/usr:/s/low/usr", "/s/sb/u/usr",
 	            "/s/sb/w/usr", "--mask", "/etc/shadow", "--detach", "/s");
-	expect_plan(1, NULL, 2, "--tmpfs", "/etc/ssh");
+	expect_plan(1, NULL, 4, "--tmpfs", "/etc/ssh", "--no-userns", "/s/proc");
+	expect_plan(0, "'--no-userns' needs 1 operand", 1, "--no-userns");
 	expect_plan(0, "unknown mount plan option '--bind'", 3, "--bind", "/a", "/b");
 	expect_plan(0, "'--overlay' needs 4 operands", 4, "--overlay", "/usr", "/l", "/u");
 	expect_plan(0, "'--mask' needs 1 operand", 1, "--mask");
