@@ -18,6 +18,7 @@ export BENCH_TSV
 trap 'rm -f "$BENCH_TSV"' EXIT
 start=$(date +%s)
 "$src/bench/local_throughput.sh" "${LOCAL_N:-1000}" "${LOCAL_ROUNDS:-3}" >&2
+"$src/bench/local_steps.sh" "${STEPS_J:-200}" "${LOCAL_ROUNDS:-3}" >&2
 # shellcheck disable=SC2086
 "$src/bench/dataset_scale.sh" ${SCALE_SIZES:-1000 10000 100000} >&2
 "$src/bench/store_scale.sh" "${STORE_TOTAL:-1000000}" "${STORE_N1:-10000}" 5 >&2

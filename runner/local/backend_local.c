@@ -3,44 +3,56 @@
  *
  * A local sandbox is a directory `sb-<run>-<owner>-<n>` under the state directory, <owner>
  * being the runner's pid, its start time, boot id and PID namespace (see owner_gone(), local_gc.c). With
- * `isolation: bwrap` (the default) every Command step is its own bubblewrap invocation with
- * that directory bound read-write at /workspace; the rest of the root is built from scratch:
+ * `isolation: bwrap` (the default) an attempt's sandbox is one container, started at acquire
+ * and ended at release (container.c): a bubblewrap whose first process is the sandbox agent
+ * (runner/agent/, bound read-only at /.arl-batch-agent), serving fd 3, one end of a
+ * SOCK_SEQPACKET socketpair. The sandbox directory is bound read-write at /workspace; the
+ * rest of the root is built from scratch:
  *
- *   bwrap [--unshare-user --uid 0 --gid 0 --disable-userns]      (as root, see below)
- *         --die-with-parent --unshare-pid --unshare-ipc --unshare-uts --unshare-cgroup-try
- *         [--unshare-net] --new-session --cap-drop ALL
- *         --ro-bind /usr /usr --ro-bind /etc /etc
+ *   bwrap --unshare-user --uid 0 --gid 0 --disable-userns --die-with-parent --unshare-pid
+ *         --as-pid-1 --unshare-ipc --unshare-uts --unshare-cgroup-try [--unshare-net]
+ *         --new-session --cap-drop ALL --ro-bind /usr /usr --ro-bind /etc /etc
  *         [--symlink usr/bin /bin ... | --ro-bind /lib /lib ...]   (as the host has them)
  *         [--ro-bind-try DIR DIR]        (network pools: where /etc/resolv.conf points)
  *         --proc /proc --ro-bind-try /proc/sys /proc/sys (sysrq-trigger, irq, bus alike)
- *         --dev /dev --tmpfs /tmp --bind SANDBOX_DIR /workspace --chdir WORKDIR
- *         --hostname sandbox --args 3 -- ARGV...
+ *         --dev /dev --tmpfs /tmp --bind SANDBOX_DIR /workspace --ro-bind AGENT /.arl-batch-agent
+ *         --chdir /workspace --hostname sandbox -- /.arl-batch-agent --fd 3 [MOUNT PLAN]
  *
- * The environment reaches only the program: bwrap itself starts with an empty one (a step's
- * LD_PRELOAD or LD_DEBUG_OUTPUT would otherwise act in bwrap, on the host side) and reads
- * "--clearenv --setenv K V ..." from fd 3, a sealed memfd (argv is world-readable in /proc).
- * It is PATH=/usr/local/bin:/usr/bin:/bin, HOME=/workspace, LANG=C.UTF-8, then the step's
- * env, then ARL_WORKSPACE (always /workspace here).
+ * A Command step is one EXEC (argv, env, workDir) to the agent, which runs it in a session
+ * (so a process group) of its own and streams its stdout and stderr into spawn's capture
+ * (capture.c: same caps and markers). The step ends when its first process does (pod
+ * semantics): what it started in the background keeps running, and /tmp and every file keep
+ * their contents, until release. A step's timeout or the run's cancel sends SIGTERM to the
+ * step's group, SIGKILL after ARL_KILL_GRACE_MS; the agent kills what is left of a signalled
+ * group when its leader ends. A program the agent cannot start is the step's exit 127 (126
+ * when not runnable, 1 for a workDir it cannot enter), as a shell's; any other agent error, a
+ * malformed frame or a dead agent is an infra failure of the attempt, and the container is
+ * ended. Release closes the socket: the agent, PID 1, exits and the kernel ends the whole PID
+ * namespace; bwrap is reaped (killed if it lingers). A runner killed outright takes it along
+ * (--die-with-parent). bwrap and the agent start with an empty environment; a step's is
+ * exactly PATH=/usr/local/bin:/usr/bin:/bin, HOME=/workspace, LANG=C.UTF-8, then the step's
+ * env, then ARL_WORKSPACE (always /workspace here), sent in its EXEC (argv in /proc is
+ * world-readable; frames are not).
  *
- * Identity: whoever starts us, a step is never the host's root. Started as root, bwrap run as
+ * Identity: whoever starts us, a step is uid 0 in a user namespace mapped to an unprivileged
+ * host uid, never the host's root. Started as root, bwrap run as
  * root would create no user namespace, and uid 0 without capabilities still writes host
  * sysctls (the kernel checks only the uid) and owns root's keyrings. So the child that execs
  * bwrap (spawn's arl_spawn_ident) drops to the sandbox uid and gid (SANDBOX_ID_DEFAULT, or
- * ARL_SANDBOX_UID/GID; never 0) and bwrap maps that uid to 0 inside. The state directory's
+ * ARL_SANDBOX_UID/GID; never 0) and bwrap maps that uid to 0 inside; started as an ordinary
+ * user, bwrap maps that user's uid. The state directory's
  * parents may be closed to that uid, and bwrap 0.8 resolves bind sources by path (its
  * --bind-fd too), so the child first enters a mount namespace of its own and binds the
- * sandbox directory, from an O_PATH fd, on ROOT_MNT, which bwrap binds from. Directories, workspace copies and
+ * sandbox directory, from an O_PATH fd, on ROOT_MNT, which bwrap binds from (the agent
+ * alike, on ROOT_AGENT). Directories, workspace copies and
  * FilePatch files are chowned to that uid, the directory 0700: the step can change them and
- * no one else can. Every step, root or not, joins a fresh session keyring. Started as an
- * ordinary user, bwrap makes its own user namespace for that user, as it always did.
- * --new-session puts the sandbox outside spawn's process group, which is fine: spawn kills
- * the outer bwrap, --die-with-parent SIGKILLs the sandbox's pid 1, and the kernel takes the
- * whole pid namespace with it. PR_SET_PDEATHSIG follows the spawning thread, and the
- * scheduler's workers live for the whole run.
+ * no one else can. Every container, root or not, joins a fresh session keyring.
+ * --die-with-parent SIGKILLs the sandbox's pid 1 when the thread that started bwrap goes,
+ * and the kernel takes the whole pid namespace with it. PR_SET_PDEATHSIG follows the
+ * spawning thread, and the scheduler's workers live for the whole run.
  *
- * Each step gets a fresh /tmp, so state carries over between steps only in /workspace; that
- * is why FilePatch accepts only paths inside /workspace. FilePatch writes from the runner
- * into the sandbox directory: the path is split into components ('..' refused) and opened
+ * FilePatch accepts only paths inside /workspace, and writes from the runner into the
+ * sandbox directory, the container's /workspace itself (the steps' view, not a copy): the path is split into components ('..' refused) and opened
  * one component at a time from the directory's fd with O_NOFOLLOW, creating parents, so a
  * symlink planted by an earlier step can never redirect the write outside (Linux's openat2
  * RESOLVE_IN_ROOT would instead follow such a link to a different file than the sandbox
@@ -81,7 +93,7 @@
  * What fails the checks is deleted as before, and so is the directory of an attempt that may
  * have left a process behind: a step killed on timeout or cancel (a dying sandbox can still
  * write for a moment), or one whose output was still held by a process outside its group.
- * With bwrap nothing of a step outlives it otherwise: pid 1 of the sandbox takes every
+ * With bwrap nothing of an attempt outlives its release: the agent, pid 1, takes every
  * process of its namespace with it. With isolation: none, a process a step detached
  * completely (setsid, its output redirected) is out of our sight, as it always was; it keeps
  * the directory as its working directory and could write into whichever attempt gets it
