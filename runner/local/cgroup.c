@@ -170,24 +170,55 @@ static bool needs(const struct arl_limits *w, enum ctl c)
 	                       : w->cpu_millis > 0;
 }
 
+/* Our cgroup in the v2 hierarchy (owned), or NULL when we are in none. */
+static char *v2_base(const struct arl_cgroup_env *env)
+{
+	const char *root = env_root(env);
+	char *f = join(root, "cgroup.controllers"), *mnt, *path, *list, *base = NULL;
+
+	mnt = access(f, F_OK) == 0 ? arl_xstrdup(root) : join(root, "unified");
+	if (self_path(env, "", &path, &list) == 0) {
+		base = join(mnt, path);
+		free(path);
+		free(list);
+	}
+	free(mnt);
+	free(f);
+	return base;
+}
+
+/* Our cgroup in controller @c's v1 hierarchy (owned; it may not exist), or NULL. */
+static char *v1_base(const struct arl_cgroup_env *env, enum ctl c)
+{
+	char *path, *list, *dir, *base;
+
+	if (self_path(env, ctl_names[c], &path, &list) < 0)
+		return NULL;
+	/* Comounted controllers ("cpu,cpuacct") are usually linked by each name too. */
+	dir = join(env_root(env), ctl_names[c]);
+	if (!is_dir(dir)) {
+		free(dir);
+		dir = join(env_root(env), list);
+	}
+	base = join(dir, path);
+	free(dir);
+	free(path);
+	free(list);
+	return base;
+}
+
 static int open_v2(const struct arl_cgroup_env *env, const struct arl_limits *want,
                    struct arl_cgroups *cgs, struct arl_buf *why)
 {
-	const char *root = env_root(env);
-	char *mnt = NULL, *path = NULL, *list = NULL, *base = NULL, *f = NULL, *text = NULL;
+	char *base = v2_base(env), *f = NULL, *text = NULL;
 	struct arl_buf enable = ARL_BUF_INIT;
 	char ebuf[128];
 	int ret = -1;
 
-	f = join(root, "cgroup.controllers");
-	mnt = access(f, F_OK) == 0 ? arl_xstrdup(root) : join(root, "unified");
-	free(f);
-	f = NULL;
-	if (self_path(env, "", &path, &list) < 0) {
+	if (!base) {
 		arl_buf_addstr(why, "this process is in no cgroup v2");
 		goto out;
 	}
-	base = join(mnt, path);
 	f = join(base, "cgroup.controllers");
 	text = read_text(f);
 	free(f);
@@ -223,9 +254,6 @@ out:
 	free(text);
 	free(f);
 	free(base);
-	free(list);
-	free(path);
-	free(mnt);
 	return ret;
 }
 
@@ -233,24 +261,14 @@ static int open_v1(const struct arl_cgroup_env *env, const struct arl_limits *wa
                    struct arl_cgroups *cgs, struct arl_buf *why)
 {
 	for (int c = 0; c < NCTL; c++) {
-		char *path = NULL, *list = NULL, *dir, *base;
+		char *base;
 
 		if (!needs(want, c))
 			continue;
-		if (self_path(env, ctl_names[c], &path, &list) < 0) {
+		if (!(base = v1_base(env, c))) {
 			arl_buf_addf(why, "no %s controller is mounted", ctl_names[c]);
 			return -1;
 		}
-		/* Comounted controllers ("cpu,cpuacct") are usually linked by each name too. */
-		dir = join(env_root(env), ctl_names[c]);
-		if (!is_dir(dir)) {
-			free(dir);
-			dir = join(env_root(env), list);
-		}
-		base = join(dir, path);
-		free(dir);
-		free(path);
-		free(list);
 		cgs->base[cgs->n] = base;
 		cgs->ctl[cgs->n++] = c;
 		if (!is_dir(base)) {
@@ -551,49 +569,38 @@ int arl_cgroup_destroy(struct arl_cgroup *cg, struct arl_err *err)
 int arl_cgroups_sweep(const struct arl_cgroup_env *env, bool remove,
                       const char *(*gone)(const char *name, void *arg), void *arg, FILE *out)
 {
-	const struct arl_limits all = {.memory_bytes = 1, .cpu_millis = 1, .pids = 1};
-	struct arl_cgroups v2 = {0}, v1 = {0};
-	struct arl_buf ignored = ARL_BUF_INIT;
+	char *bases[1 + NCTL];
+	size_t n = 0;
 	int found = 0;
 
-	/* Every hierarchy a runner could have used, as far as each opens. */
-	open_v2(env, &all, &v2, &ignored);
-	for (int c = 0; c < NCTL; c++) {
-		struct arl_limits one = {0};
+	/* Every hierarchy a runner could have used; nothing is created here. */
+	bases[n++] = v2_base(env);
+	for (int c = 0; c < NCTL; c++)
+		bases[n++] = v1_base(env, c);
+	for (size_t i = 0; i < n; i++) {
+		DIR *d = bases[i] ? opendir(bases[i]) : NULL;
+		struct dirent *de;
 
-		*(c == CTL_MEMORY ? &one.memory_bytes
-		  : c == CTL_PIDS ? &one.pids
-		                  : &one.cpu_millis) = 1;
-		open_v1(env, &one, &v1, &ignored);
-	}
-	for (int h = 0; h < 2; h++) {
-		struct arl_cgroups *cgs = h ? &v1 : &v2;
+		while (d && (de = readdir(d))) {
+			struct arl_err e = ARL_ERR_INIT;
+			const char *why;
+			char *dir;
 
-		for (size_t i = 0; i < cgs->n; i++) {
-			DIR *d = opendir(cgs->base[i]);
-			struct dirent *de;
-
-			while (d && (de = readdir(d))) {
-				const char *why;
-				char *dir;
-				struct arl_err e = ARL_ERR_INIT;
-
-				if (strncmp(de->d_name, "sb-", 3) || !(why = gone(de->d_name, arg)))
-					continue;
-				found++;
-				dir = arl_xasprintf("%s/%s", cgs->base[i], de->d_name);
-				if (out)
-					fprintf(out, "%s cgroup %s (%s)\n",
-					        remove ? "deleting" : "orphaned", dir, why);
-				if (remove && remove_one(dir, env && env->fake, &e) < 0 && out)
-					fprintf(out, ARL_LOG_PREFIX "%s\n", e.msg);
-				free(dir);
-			}
-			if (d)
-				closedir(d);
+			if (strncmp(de->d_name, "sb-", 3) || de->d_type != DT_DIR ||
+			    !(why = gone(de->d_name, arg)))
+				continue;
+			found++;
+			dir = arl_xasprintf("%s/%s", bases[i], de->d_name);
+			if (out)
+				fprintf(out, "%s cgroup %s (%s)\n",
+				        remove ? "deleting" : "orphaned", dir, why);
+			if (remove && remove_one(dir, env && env->fake, &e) < 0 && out)
+				fprintf(out, ARL_LOG_PREFIX "%s\n", e.msg);
+			free(dir);
 		}
-		reset(cgs);
+		if (d)
+			closedir(d);
+		free(bases[i]);
 	}
-	arl_buf_release(&ignored);
 	return found;
 }
