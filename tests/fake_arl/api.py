@@ -1246,7 +1246,9 @@ class Handler(BaseHTTPRequestHandler):
         with api.log_lock:
             nreq = api.request_seq
         return {"resourceVersion": str(store.rv), "counts": counts, "objects": objects, "pods": pods,
-                "faults": api.faults.spec, "bwrap": bool(api.operator.sidecar.bwrap), "requests": nreq,
+                "faults": api.faults.spec, "bwrap": bool(api.operator.sidecar.bwrap),
+                "podContainers": bool(api.operator.sidecar.bwrap) and not api.operator.sidecar.containers_broken,
+                "requests": nreq,
                 "down": {"since": api.down_since, "until": api.down_until,
                          "pending": api.down_pending is not None}}
 

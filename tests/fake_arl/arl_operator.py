@@ -33,12 +33,12 @@ import itertools
 import os
 import random
 import re
-import shutil
 import sys
 import threading
 import time
 import uuid
 
+import pod_container
 from executor import Pod, Sidecar, go_join, make_pod_dirs
 from gotime import duration_string, parse_duration
 from store import ApiError, now_rfc3339, parse_rfc3339
@@ -108,7 +108,7 @@ class Operator:
     def __init__(self, store, crds, faults, workdir, *, pod_delay=0.2, sandbox_delay=0.05,
                  task_delay=0.0, retry_interval=0.5, pending_interval=0.5,
                  idle_timeout_default=3600, grpc_timeout=30, task_workers=4,
-                 use_bwrap=True, pool_seeds=None, seed=1, verbose=False):
+                 use_bwrap=True, pool_seeds=None, seed=1, verbose=False, pod_containers=True):
         self.store = store
         self.crds = crds
         self.faults = faults
@@ -130,7 +130,8 @@ class Operator:
         self.bad_timeout_logged = set()
         self.failures = {}                        # key -> consecutive failed reconciles
         self.instance = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:8])
-        self.sidecar = Sidecar(use_bwrap=use_bwrap, instance=self.instance, log=self.log)
+        self.sidecar = Sidecar(use_bwrap=use_bwrap, instance=self.instance, log=self.log,
+                               pod_containers=pod_containers)
         self.ctl_queue = WorkQueue()              # warmpools, sandboxes, pod timers
         self.task_queue = WorkQueue()
         self.threads = []
@@ -168,9 +169,12 @@ class Operator:
         with self.mu:
             pods = list(self.pods.values())
             self.pods.clear()
+        for p in pods:
+            self.sidecar.stop_pod(p)
         self.sidecar.kill_pod_processes(None)
         for p in pods:
-            shutil.rmtree(p.root, ignore_errors=True)
+            pod_container.rmtree(p.root)
+        self.sidecar.remove_shared()
 
     def _worker(self, queue, fn):
         while True:
@@ -313,6 +317,12 @@ class Operator:
                 # injected: stuck (e.g. image pull); look again later in case the fault goes
                 self.ctl_queue.add(("pod", ns, name), 0.5)
                 return
+        # the container is the pod's: started before it counts as Running
+        self.sidecar.start_pod(pod)
+        with self.mu:
+            if pod.deleting:
+                self.sidecar.stop_pod(pod)
+                return
             pod.phase = "Running"
         self._enqueue("warmpools", ns, pod.pool)
         # The real sandbox controller only notices on its next retry; waking the pending
@@ -326,8 +336,9 @@ class Operator:
         with self.mu:
             pod.deleting = True
             self.pods.pop((pod.namespace, pod.name), None)
+        self.sidecar.stop_pod(pod)
         self.sidecar.kill_pod_processes(pod.uid)
-        shutil.rmtree(pod.root, ignore_errors=True)
+        pod_container.rmtree(pod.root)
         self.log("pod %s/%s deleted", pod.namespace, pod.name)
 
     # ---- WarmPool ---------------------------------------------------------------------

@@ -36,10 +36,17 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 
+import pod_container
+
 MAX_TOKEN = 64 * 1024   # bufio.MaxScanTokenSize
+UNAVAILABLE_MSG = ("Failed to execute command: rpc error: code = Unavailable desc = connection "
+                   "error: desc = \"transport: Error while dialing: dial tcp 127.0.0.1:9090: "
+                   "connect: connection refused\"\n")
 DEADLINE_MSG = ("Failed to execute command: gRPC stream receive failed: rpc error: "
                 "code = DeadlineExceeded desc = context deadline exceeded\n")
 
@@ -71,6 +78,7 @@ class Pod:
         self.phase = "Pending"
         self.deleting = False
         self.created = time.time()
+        self.container = None          # pod_container.Container once Running (with bwrap)
 
     @property
     def workspace(self):
@@ -84,10 +92,13 @@ class Pod:
 
 
 class Sidecar:
-    def __init__(self, use_bwrap=True, instance="fake-arl", log=None):
+    def __init__(self, use_bwrap=True, instance="fake-arl", log=None, pod_containers=True):
         self.instance = instance       # tags every process (FAKE_ARL_POD=<instance>/<pod uid>)
         self.log = log or (lambda *a: None)
         self.bwrap = shutil.which("bwrap") if use_bwrap else None
+        self.shared = None             # pod_container.Shared, made by the first container
+        self.shared_mu = threading.Lock()
+        self.containers_broken = not pod_containers   # then each step gets a bwrap of its own
         if self.bwrap and not self._bwrap_works():
             self.log("bwrap is installed but cannot create a sandbox here; running steps directly")
             self.bwrap = None
@@ -100,6 +111,34 @@ class Sidecar:
                 self.links[p] = os.readlink(p)
             elif os.path.isdir(p):
                 self.ro_dirs.append(p)
+
+    # ---- the pod's container ----------------------------------------------------------
+
+    def start_pod(self, pod):
+        """Starts pod's persistent container (with bwrap). When that cannot work here,
+        says so once and leaves the pod to the per-command bwrap of earlier versions."""
+        if not self.bwrap or self.containers_broken or pod.container is not None:
+            return
+        with self.shared_mu:
+            if self.shared is None:
+                # named like the server's temp dir, so a next server removes it after a SIGKILL
+                self.shared = pod_container.Shared(tempfile.mkdtemp(prefix="fake-arl.%d." % os.getpid()))
+        try:
+            pod.container = pod_container.Container.start(self.shared, pod, self.bwrap, self.ro_dirs, self.links)
+        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+            if pod.deleting:
+                return        # deleted while it started
+            self.containers_broken = True
+            sys.stderr.write("fake-arl: %s; every step now runs in its own bwrap\n" % e)
+
+    def stop_pod(self, pod):
+        c, pod.container = pod.container, None
+        if c is not None:
+            c.stop()
+
+    def remove_shared(self):
+        if self.shared is not None:
+            pod_container.rmtree(self.shared.base)
 
     def _bwrap_works(self):
         try:
@@ -161,9 +200,9 @@ class Sidecar:
         if not argv:
             return "", "no command specified", 1
         if not os.path.isdir(pod.root):
-            return "", ("Failed to execute command: rpc error: code = Unavailable desc = connection "
-                        "error: desc = \"transport: Error while dialing: dial tcp 127.0.0.1:9090: "
-                        "connect: connection refused\"\n"), 1
+            return "", UNAVAILABLE_MSG, 1
+        if pod.container is not None:
+            return self._execute_in_container(pod, argv, env, workdir, timeout_s, grpc_timeout_s)
         host_wd = self.to_host(pod, workdir)
         if host_wd is None or not os.path.isdir(host_wd):
             return "", "failed to start command: chdir %s: no such file or directory" % workdir, 1
@@ -171,9 +210,7 @@ class Sidecar:
         if err:
             return "", "failed to start command: " + err, 1
 
-        full_env = dict(os.environ)
-        full_env.update(env or {})
-        full_env["FAKE_ARL_POD"] = "%s/%s" % (self.instance, pod.uid)
+        full_env = self._step_env(pod, env)
         if self.bwrap:
             cmd = [self.bwrap, "--die-with-parent"]
             for d in self.ro_dirs:
@@ -196,13 +233,7 @@ class Sidecar:
         out, errc = _Capture(proc.stdout.fileno()), _Capture(proc.stderr.fileno())
         out.start()
         errc.start()
-        # Which deadline fires first: the gRPC context is created before the sidecar's
-        # timer starts, so with equal values the gRPC deadline wins.
-        limit, kind = None, None
-        if timeout_s > 0:
-            limit, kind = timeout_s, "timer"
-        if grpc_timeout_s > 0 and (limit is None or grpc_timeout_s <= limit):
-            limit, kind = grpc_timeout_s, "grpc"
+        limit, kind = _first_deadline(timeout_s, grpc_timeout_s)
         killed = None
         try:
             proc.wait(timeout=limit)
@@ -219,17 +250,53 @@ class Sidecar:
         errc.join()
         proc.stdout.close()
         proc.stderr.close()
-        if killed == "grpc":
-            return "", DEADLINE_MSG, 1
-        if pod.deleting:
-            # the pod was deleted under the command (its Sandbox or pool deleted): the
-            # operator's gRPC stream breaks and the step's output is lost
-            return "", ("Failed to execute command: gRPC stream receive failed: rpc error: code = "
-                        "Unavailable desc = error reading from server: EOF\n"), 1
-        code = proc.returncode
-        if killed == "timer" or code < 0:
-            code = -1     # exec.ExitError.ExitCode() is -1 for a signal
-        return "".join(out.lines), "".join(errc.lines), code
+        return _step_result(pod, killed, proc.returncode, out, errc)
+
+    def _step_env(self, pod, env):
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        full_env["FAKE_ARL_POD"] = "%s/%s" % (self.instance, pod.uid)
+        return full_env
+
+    def _execute_in_container(self, pod, argv, env, workdir, timeout_s, grpc_timeout_s):
+        """exec into the pod's container: same filesystem, PID namespace and /tmp as
+        every other step of the pod; the timer kills the direct process only."""
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            conn, _pid = pod.container.exec(argv, self._step_env(pod, env), go_join(workdir), out_w, err_w)
+        except pod_container.StartError as e:
+            os.close(out_r)
+            os.close(err_r)
+            return "", "failed to start command: %s" % e, 1
+        except OSError:
+            os.close(out_r)
+            os.close(err_r)
+            return "", UNAVAILABLE_MSG, 1
+        out, errc = _Capture(out_r), _Capture(err_r)
+        out.start()
+        errc.start()
+        limit, kind = _first_deadline(timeout_s, grpc_timeout_s)
+        killed, code = None, -1
+        try:
+            code = pod_container.wait_exit(conn, limit)
+            if code is None:
+                killed = kind
+                pod_container.kill(conn)      # the direct process only, like cmd.Process.Kill()
+                code = pod_container.wait_exit(conn, None)
+        except (OSError, ValueError, KeyError):
+            killed = killed or "lost"         # the container ended under the step
+        finally:
+            conn.close()
+        out.proc_exited.set()
+        errc.proc_exited.set()
+        out.join()
+        errc.join()
+        os.close(out_r)
+        os.close(err_r)
+        if killed == "lost" and not pod.deleting:
+            return "", UNAVAILABLE_MSG, 1
+        return _step_result(pod, killed, code, out, errc)
 
     # ---- UpdateFiles ------------------------------------------------------------------
 
@@ -247,6 +314,11 @@ class Sidecar:
             # out of /workspace). The fake refuses rather than write outside the pod.
             return "failed to write file %s: outside the pod volumes (fake-arl refuses)" % full_path
         d = os.path.dirname(host)
+        created = None                 # the topmost directory makedirs creates
+        if not os.path.exists(d):
+            created = d
+            while not os.path.exists(os.path.dirname(created)):
+                created = os.path.dirname(created)
         try:
             os.makedirs(d, mode=0o755, exist_ok=True)
         except OSError as e:
@@ -255,6 +327,8 @@ class Sidecar:
             fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content.encode("utf-8"))
+            # written by the pod's root: its steps may change it
+            pod_container.chown_to_pod(created or host)
         except OSError as e:
             return "failed to write file %s: %s" % (full_path, e.strerror)
         return None
@@ -286,6 +360,30 @@ class Sidecar:
             if not found:
                 return
             time.sleep(0.02)
+
+
+def _first_deadline(timeout_s, grpc_timeout_s):
+    """Which deadline fires first: the gRPC context is created before the sidecar's
+    timer starts, so with equal values the gRPC deadline wins."""
+    limit, kind = None, None
+    if timeout_s > 0:
+        limit, kind = timeout_s, "timer"
+    if grpc_timeout_s > 0 and (limit is None or grpc_timeout_s <= limit):
+        limit, kind = grpc_timeout_s, "grpc"
+    return limit, kind
+
+
+def _step_result(pod, killed, code, out, errc):
+    if killed == "grpc":
+        return "", DEADLINE_MSG, 1
+    if pod.deleting:
+        # the pod was deleted under the command (its Sandbox or pool deleted): the
+        # operator's gRPC stream breaks and the step's output is lost
+        return "", ("Failed to execute command: gRPC stream receive failed: rpc error: code = "
+                    "Unavailable desc = error reading from server: EOF\n"), 1
+    if killed == "timer" or code < 0:
+        code = -1     # exec.ExitError.ExitCode() is -1 for a signal
+    return "".join(out.lines), "".join(errc.lines), code
 
 
 class _Capture(threading.Thread):
@@ -356,4 +454,6 @@ def make_pod_dirs(root, volume_mounts, seed_dir=None):
         mounts[mp] = host
     if seed_dir:
         shutil.copytree(seed_dir, mounts["/workspace"], dirs_exist_ok=True, symlinks=True)
+        pod_container.chown_to_pod(mounts["/workspace"])
+        os.chmod(mounts["/workspace"], 0o777)
     return mounts

@@ -125,6 +125,10 @@ def parse_args(argv):
     g.add_argument("--no-bwrap", action="store_true",
                    help="run steps directly on the host (cwd mapped into the pod dir) instead of in "
                         "bubblewrap; /workspace paths in arguments then do not work")
+    g.add_argument("--no-pod-container", action="store_true",
+                   help="run each step in a bwrap of its own (the model before issue 14: no /tmp, "
+                        "no writes outside the volumes, no background process shared across steps) "
+                        "instead of exec'ing it into the pod's one persistent container")
     g.add_argument("--faults", default="", metavar="SPEC", help="fault injection, see below")
     a = p.parse_args(argv)
     host, _, port = a.listen.rpartition(":")
@@ -284,6 +288,7 @@ def main(argv=None):
                       task_delay=a.task_delay, retry_interval=a.retry_interval,
                       pending_interval=a.pending_interval, idle_timeout_default=a.idle_timeout_default,
                       grpc_timeout=a.grpc_timeout, task_workers=a.task_workers, use_bwrap=not a.no_bwrap,
+                      pod_containers=not a.no_pod_container,
                       pool_seeds=seeds, seed=a.seed, verbose=a.verbose)
         for ns, name, reps in pools:
             body = warmpool_body(ns, name, reps)
@@ -295,7 +300,7 @@ def main(argv=None):
         ssl_ctx, ca_data, client = None, None, None
         if a.tls:
             certs = os.path.join(tmp, "certs")
-            os.makedirs(certs)
+            os.makedirs(certs, mode=0o700)   # its parent is traversable by the pods' uid
             make_certs(certs, client=a.client_cert)
             ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ssl_ctx.load_cert_chain(os.path.join(certs, "server.crt"), os.path.join(certs, "server.key"))

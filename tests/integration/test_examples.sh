@@ -10,7 +10,10 @@ require_tools sqlite3 python3
 make_tmp
 
 DB=$TMP/examples.db
-JOBS=("$SOURCE_DIR"/jobs/*.yaml)
+# Examples marked '# Needs: one container per sandbox' (10-service, 11-install) run in
+# test_pod_semantics.sh on both backends until the local backend's one container per attempt
+# (issue 14) lands; then they join here (and the counts below grow).
+mapfile -t JOBS < <(grep -L '^# Needs: one container per sandbox' "$SOURCE_DIR"/jobs/*.yaml)
 NJOBFILES=${#JOBS[@]}
 
 echo "# validate"

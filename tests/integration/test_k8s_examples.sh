@@ -12,7 +12,10 @@ make_tmp
 start_fake --pool sandbox=4 --pool swebench=3 \
 	--pool-seed "swebench=$SOURCE_DIR/jobs/fixtures/calc"
 
-JOBS=("$SOURCE_DIR"/jobs/*.yaml)
+# Examples marked '# Needs: one container per sandbox' (10-service, 11-install) run in
+# test_pod_semantics.sh on both backends until the local backend's one container per attempt
+# (issue 14) lands; then they join here (and the counts below grow).
+mapfile -t JOBS < <(grep -L '^# Needs: one container per sandbox' "$SOURCE_DIR"/jobs/*.yaml)
 K8S=$TMP/k8s.db
 LOCAL=$TMP/local.db
 
