@@ -1407,6 +1407,87 @@ static void test_rows_missing_column(void **state)
 	sqlite3_close(db);
 }
 
+/* The query type every reader runs its SQL with: opened by name, rows copied or borrowed. */
+struct label_acc {
+	char seen[64];
+	const char *last; /* a borrowed row's label, as the callback saw it */
+	int stop_at;
+};
+
+static int acc_label(void *arg, const struct row *r, struct arl_err *err)
+{
+	struct label_acc *a = arg;
+
+	strncat(a->seen, r->label ? r->label : "-", sizeof(a->seen) - strlen(a->seen) - 1);
+	a->last = r->label;
+	if (a->stop_at && r->id == a->stop_at)
+		return arl_error(err, ARL_E_INVALID, "stop at %lld", (long long)r->id);
+	return 0;
+}
+typedef int (*row_fn)(void *arg, const struct row *r, struct arl_err *err);
+ARL_ROWS_CALLER(call_row, row_fn, struct row)
+
+static void test_rows_query(void **state)
+{
+	struct fx *f = *state;
+	struct arl_store *s = open_rw(f->db);
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_rows_query q;
+	struct label_acc acc = {{0}, NULL, 0};
+	struct row r = {0};
+	row_fn fn = acc_label;
+	static const char three[] =
+	    "WITH t(id) AS (VALUES (1), (2), (3)) SELECT id, id * 10 AS n, 0.5 AS x,"
+	    " 'r' || id AS label, 'Succeeded' AS state, NULL AS cls FROM t ORDER BY id";
+
+	/* every row to the callback, then closed (ASan: nothing copied is left) */
+	assert_int_equal(arl_rows_open(&q, s, three, row_cols, NROW_COLS, &err), 0);
+	assert_int_equal(arl_rows_each(s, &q, &r, call_row, &fn, &acc, &err), 0);
+	assert_string_equal(acc.seen, "r1r2r3");
+	assert_null(q.st);
+	assert_null(r.label); /* copied rows are freed after each call */
+
+	/* a callback's error stops the rows and is the reader's */
+	memset(&acc, 0, sizeof(acc));
+	acc.stop_at = 2;
+	assert_int_equal(arl_rows_open(&q, s, three, row_cols, NROW_COLS, &err), 0);
+	assert_int_equal(arl_rows_each(s, &q, &r, call_row, &fn, &acc, &err), -1);
+	assert_string_equal(acc.seen, "r1r2");
+	assert_string_equal(err.msg, "stop at 2");
+	arl_err_clear(&err);
+
+	/* borrowed rows point into the statement, no copy */
+	memset(&acc, 0, sizeof(acc));
+	assert_int_equal(arl_rows_open(&q, s, three, row_cols, NROW_COLS, &err), 0);
+	q.borrowed = true;
+	assert_int_equal(arl_rows_next(s, &q, &r, &err), 1);
+	assert_ptr_equal(r.label, (const char *)sqlite3_column_text(q.st, 3));
+	arl_rows_close(&q);
+	assert_null(q.st);
+
+	/* the first row only, the caller's to free; none is 0 */
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(arl_rows_open(&q, s, three, row_cols, NROW_COLS, &err), 0);
+	assert_int_equal(arl_rows_one(s, &q, &r, &err), 1);
+	assert_true(r.id == 1);
+	assert_int_equal(r.n, 10);
+	assert_string_equal(r.label, "r1");
+	arl_rows_free(row_cols, NROW_COLS, &r);
+	assert_int_equal(arl_rows_open(&q, s,
+	                               "SELECT 1 AS id, 2 AS n, 3 AS x, 'l' AS label,"
+	                               " 'Running' AS state, NULL AS cls WHERE 0",
+	                               row_cols, NROW_COLS, &err),
+	                 0);
+	assert_int_equal(arl_rows_one(s, &q, &r, &err), 0);
+
+	/* a column missing from the query fails at open, by its name; nothing stays open */
+	assert_int_equal(arl_rows_open(&q, s, "SELECT 1 AS id", row_cols, NROW_COLS, &err), -1);
+	assert_int_equal(err.code, ARL_E_DB);
+	assert_string_equal(err.msg, "column 'n' missing from query 'SELECT 1 AS id'");
+	assert_null(q.st);
+	arl_store_close(s);
+}
+
 /* ---- the job readers ---- */
 
 struct seen_jobs {
@@ -1585,6 +1666,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_commands, setup, teardown),
 	    cmocka_unit_test(test_rows_by_name),
 	    cmocka_unit_test(test_rows_missing_column),
+	    cmocka_unit_test_setup_teardown(test_rows_query, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_job_readers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_query_cursor, setup, teardown),
 	};
