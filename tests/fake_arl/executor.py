@@ -3,11 +3,12 @@
 A fake pod is a directory on the host (Pod.root) holding one directory per volume;
 `workspace` is bound at /workspace, other volumes the pool template mounts into its
 `sidecar` container (e.g. the swebench sample's `testbed` at /testbed) at their
-mountPath. Each Command step runs under bubblewrap with these binds, read-only /usr
-and /etc, a private /tmp, /proc and /dev, so `/workspace/...` in a command means the
-same as in a real pod. Without a usable bwrap (or with --no-bwrap) commands run
-directly on the host with cwd mapped into the pod directory; absolute /workspace paths
-in arguments then do NOT work (the fallback is for machines without bwrap).
+mountPath. With bwrap, each pod is one persistent container (pod_container.py) that
+every Command step is exec'd into. Otherwise (--no-pod-container, or a host where it
+cannot start) each step runs under a bubblewrap of its own with these binds, read-only
+/usr and /etc, a private /tmp, /proc and /dev; without a usable bwrap (or with
+--no-bwrap) commands run directly on the host with cwd mapped into the pod directory,
+and absolute /workspace paths in arguments then do NOT work.
 
 Behaviour copied from the afa0e55 sidecar (pkg/sidecar/service.go) and operator gRPC
 client:
@@ -17,18 +18,18 @@ client:
 - output is read line by line (bufio.Scanner): every line, including an unterminated
   last one, ends with "\\n"; a trailing "\\r" is dropped; a line of 64 KiB or more stops
   the capture of that stream (and it is no longer drained);
-- the per-command timer (timeoutSeconds) kills the direct process only (bwrap, whose
-  --die-with-parent takes the command with it); its children survive in the pod, as in
-  a real container, until the pod is deleted. A killed command reports exit -1, with
-  the output so far;
+- the per-command timer (timeoutSeconds) kills the direct process only (in a pod's
+  container, the program itself; per-command bwrap: bwrap, whose --die-with-parent
+  takes the command with it); its children survive in the pod, as in a real container,
+  until the pod is deleted. A killed command reports exit -1, with the output so far;
 - cmd.Wait closes the pipes once the direct process has exited, so background
   processes that inherited stdout do not hold the step open (here: reading stops
   0.1 s after the exit once the pipe is quiet);
 - the operator's gRPC deadline (HTTP_CLIENT_TIMEOUT, --grpc-timeout, 30 s) cuts a
   longer command: exit 1, stderr "Failed to execute command: ... DeadlineExceeded ...",
   and that step's output is lost.
-Known difference: under bwrap a command that dies from a signal it did not get from
-the timer reports 128+N (bwrap's exit status) where a real pod reports -1.
+Known difference (per-command bwrap only): a command that dies from a signal it did not
+get from the timer reports 128+N (bwrap's exit status) where a real pod reports -1.
 """
 
 import os

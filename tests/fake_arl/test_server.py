@@ -1132,6 +1132,81 @@ class NoBwrapTest(ServerTest):
         self.assertFalse(json.loads(self.c.get("/_fake/state").raw)["bwrap"])
 
 
+def procs_with_env(entry):
+    """Host pids whose environment holds entry (bytes, NAME=VALUE)."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/environ" % pid, "rb") as fh:
+                if entry in fh.read().split(b"\0"):
+                    pids.append(int(pid))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+class PodContainerTest(ServerTest):
+    """A pod is one persistent container: steps of every Task on a Sandbox share its
+    processes, /tmp and a writable root whose writes never reach the host; the timer kills
+    the direct process only; deleting the Sandbox (its pod) ends everything in it."""
+    ARGS = ("--pool", "pool-a=2", "--pod-delay", "0")
+
+    def setUp(self):
+        if not json.loads(self.c.get("/_fake/state").raw)["podContainers"]:
+            self.skipTest("bwrap cannot run pod containers here")
+
+    def test_steps_share_one_container(self):
+        mark = "FAKE_ARL_TEST_MARK=%d" % os.getpid()
+        self.ready_sandbox("pc", keepAlive=True)
+        t = self.run_task("pc1", "pc", [cmd("w", "sh", "-c",
+                                            "sleep 300 </dev/null >/dev/null 2>&1 & echo $! > /tmp/bg.pid; "
+                                            "echo kept > /tmp/t; mkdir -p /usr/local/share/fake-arl-test; "
+                                            "echo installed > /usr/local/share/fake-arl-test/f; "
+                                            "echo etc > /etc/fake-arl-test; echo root > /fake-arl-test",
+                                            env={mark.split("=")[0]: mark.split("=")[1]})])
+        self.assertEqual((t["status"]["state"], t["status"].get("stderr", "")), ("Succeeded", ""), t["status"])
+        t = self.run_task("pc2", "pc", [cmd("r", "sh", "-c",
+                                            "kill -0 $(cat /tmp/bg.pid) && echo alive; "
+                                            "cat /tmp/t /usr/local/share/fake-arl-test/f /etc/fake-arl-test "
+                                            "/fake-arl-test; cat /proc/1/comm; id -u; cat /proc/self/uid_map")])
+        self.assertEqual(t["status"]["state"], "Succeeded", t["status"])
+        out = t["status"]["stdout"].split()
+        self.assertEqual(out[:7], ["alive", "kept", "installed", "etc", "root", "bwrap", "0"])
+        uid = "65533" if os.geteuid() == 0 else str(os.geteuid())
+        self.assertEqual(out[7:], ["0", uid, "1"])          # uid 0 inside is no host root
+        for p in ("/usr/local/share/fake-arl-test", "/etc/fake-arl-test", "/fake-arl-test"):
+            self.assertFalse(os.path.exists(p), p)
+        self.assertEqual(len(procs_with_env(mark.encode())), 1)     # the background sleep
+        self.assertStatus(self.c.delete(NS + "/sandboxes/pc"), 200)
+        self.wait_gone(NS + "/sandboxes/pc")
+        wait_for(lambda: not procs_with_env(mark.encode()), what="the pod's processes to end")
+
+    def test_timer_kills_the_direct_process_only(self):
+        self.ready_sandbox("pt", keepAlive=True)
+        t = self.run_task("pt1", "pt", [cmd("k", "sh", "-c",
+                                            "sleep 300 </dev/null >/dev/null 2>&1 & echo $! > /tmp/child.pid; "
+                                            "echo started; wait")], timeout="1s")
+        self.assertEqual((t["status"]["state"], t["status"]["exitCode"], t["status"]["stdout"]),
+                         ("Failed", -1, "started\n"))
+        t = self.run_task("pt2", "pt", [cmd("c", "sh", "-c", "kill -0 $(cat /tmp/child.pid) && echo child alive"),
+                                        cmd("s", "sh", "-c", "kill -TERM $$")])
+        self.assertEqual(t["status"]["stdout"], "child alive\n")
+        self.assertEqual(t["status"]["exitCode"], -1)       # a signal: -1, as a real pod says
+        self.assertStatus(self.c.delete(NS + "/sandboxes/pt"), 200)
+        self.wait_gone(NS + "/sandboxes/pt")
+
+    def test_filepatch_belongs_to_the_steps(self):
+        self.ready_sandbox("pf", keepAlive=True)
+        t = self.run_task("pf1", "pf", [{"name": "p", "type": "FilePatch", "path": "/workspace/d/e/p.sh",
+                                         "content": "echo one\n"},
+                                        cmd("c", "sh", "-c", "echo 'echo two' >> /workspace/d/e/p.sh && "
+                                            "sh /workspace/d/e/p.sh && touch /workspace/d/new")])
+        self.assertEqual((t["status"]["state"], t["status"]["stdout"]),
+                         ("Succeeded", "File created: /workspace/d/e/p.sh\none\ntwo\n"), t["status"])
+        self.assertStatus(self.c.delete(NS + "/sandboxes/pf"), 200)
+        self.wait_gone(NS + "/sandboxes/pf")
+
+
 class StressTest(ServerTest):
     """Many sessions at once through 5xx/429/resets and cut watches: every one ends with
     the right output, and nothing is left behind."""
