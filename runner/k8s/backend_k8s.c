@@ -291,6 +291,35 @@ static struct kns *ns_get(struct kube *k, const char *name)
 	return &k->nss[k->nns++];
 }
 
+/* The first container's limit @key ("memory", "cpu") of WarmPool @wp, or NULL. */
+static const char *pool_limit(const cJSON *wp, const char *key)
+{
+	const char *const path[] = {"spec", "template", "spec", "containers"};
+	const cJSON *c = wp;
+	char *at;
+	const char *v;
+
+	for (size_t i = 0; c && i < sizeof(path) / sizeof(path[0]); i++)
+		c = cJSON_GetObjectItemCaseSensitive(c, path[i]);
+	if (!cJSON_IsArray(c) || !(c = cJSON_GetArrayItem(c, 0)))
+		return NULL;
+	at = arl_xasprintf("resources.limits.%s", key);
+	v = arl_k8s_get_str(c, at);
+	free(at);
+	return v;
+}
+
+/* Whether the file's quantity @want differs from the pool's @have (NULL: none). */
+static bool limit_differs(const char *want, const char *have, int64_t per_unit)
+{
+	int64_t a, b;
+
+	if (!want)
+		return false;
+	return !have || arl_quantity_parse(want, per_unit, &a) < 0 ||
+	       arl_quantity_parse(have, per_unit, &b) < 0 || a != b;
+}
+
 /* Checks (and with `create:`, creates and waits for) the WarmPool behind @p. */
 static int check_pool(struct kube *k, const struct arl_pool *p, const char *ns, struct arl_err *err)
 {
@@ -301,9 +330,19 @@ static int check_pool(struct kube *k, const struct arl_pool *p, const char *ns, 
 	if (arl_warmpool_get(k->c, ns, p->name, k->cancel_fd, &wp, err) < 0)
 		return -1;
 	if (wp) {
+		const struct arl_pool_resources *r = &arl_k8s_pool(p)->resources;
 		bool zero = arl_k8s_get_int(wp, "spec.replicas", 0, INT32_MAX, &replicas) == 0 &&
 		            replicas == 0;
 
+		/* A pod's limits are its WarmPool's: the file's apply only to a pool it creates. */
+		if (limit_differs(r->memory, pool_limit(wp, "memory"), 1) ||
+		    limit_differs(r->cpus, pool_limit(wp, "cpu"), 1000))
+			arl_log_warn(
+			    "pool '%s': warmpool '%s' in namespace '%s' exists with other "
+			    "limits than the pool's resources (memory %s, cpus %s), and its "
+			    "pods keep them; delete it to have a run create it with these",
+			    p->name, p->name, ns, r->memory ? r->memory : "unset",
+			    r->cpus ? r->cpus : "unset");
 		cJSON_Delete(wp);
 		if (zero)
 			return arl_error(

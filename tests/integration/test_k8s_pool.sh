@@ -108,6 +108,16 @@ c = json.load(open(sys.argv[1]))["spec"]["template"]["spec"]["containers"][0]
 print(json.dumps(c.get("resources"), sort_keys=True))' "$TMP/out")" \
 	'{"limits": {"cpu": "1.5", "memory": "2Gi"}, "requests": {"cpu": "1.5", "memory": "2Gi"}}'
 
+sed 's/memory: 2Gi/memory: 2048Mi/' "$TMP/res.yaml" >"$TMP/res-same.yaml"
+runner run --progress none --db "$TMP/res2.db" --kubeconfig "$KC" "$TMP/res-same.yaml"
+check_eq "the existing pool with the same limits (2048Mi == 2Gi) runs" "$RC" 0
+check_eq "... without a warning" "$(grep -c 'exists with other limits' "$TMP/err" || true)" 0
+sed 's/memory: 2Gi/memory: 4Gi/' "$TMP/res.yaml" >"$TMP/res-other.yaml"
+runner run --progress none --db "$TMP/res3.db" --kubeconfig "$KC" "$TMP/res-other.yaml"
+check_eq "an existing pool with other limits still runs" "$RC" 0
+check_match "... and the run warns that its pods keep the pool's own" "$(cat "$TMP/err")" \
+	"pool 'limited': warmpool 'limited' in namespace 'default' exists with other limits than the pool's resources \\(memory 4Gi, cpus 1.5\\)"
+
 echo "# a missing pool without create: fails the run at its start"
 cat >"$TMP/missing.yaml" <<'EOF'
 version: 1
