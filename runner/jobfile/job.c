@@ -148,6 +148,9 @@ void arl_jobfile_free(struct arl_jobfile *f)
 		free(p->name);
 		if (p->kind)
 			arl_pool_config_free(p->kind, p->config);
+		for (size_t k = 0; k < p->nothers; k++)
+			arl_pool_config_free(p->others[k].kind, p->others[k].config);
+		free(p->others);
 	}
 	free(f->pools);
 	for (size_t i = 0; i < f->njobs; i++)
@@ -242,6 +245,6 @@ void arl_job_spec_hash(const struct arl_job *j, const struct arl_pool *p, char o
 	hash_i64(&h, j->timeout_ms);
 	hash_str(&h, j->item);
 	if (p->kind)
-		arl_pool_config_hash(p->kind, p->config, &h);
+		arl_pool_spec_hash(p, &h);
 	snprintf(out, 33, "%016llx%016llx", (unsigned long long)h.a, (unsigned long long)h.b);
 }

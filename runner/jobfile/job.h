@@ -35,12 +35,24 @@ struct arl_strmap {
 struct arl_node;
 struct arl_pool_kind;
 
+/* Another kind's keys in a pool's mapping. */
+struct arl_pool_other {
+	const struct arl_pool_kind *kind;
+	void *config;
+};
+
 /* What every backend's pool has; the rest of its mapping is the backend's (pool_kind.h). */
 struct arl_pool {
 	char *name;
 	struct arl_loc loc;
 	const struct arl_pool_kind *kind; /* its backend's: kind->name is its 'backend:' */
 	void *config;                     /* the backend's keys, parsed by kind->keys */
+	/*
+	 * The other kinds whose keys the mapping also has, each parsed by its own table: they
+	 * have no effect, but a job's spec hash reads them (pool_kind.h). Owned.
+	 */
+	struct arl_pool_other *others;
+	size_t nothers;
 	int replicas;
 	const struct arl_node *node; /* its mapping in the file's document */
 };

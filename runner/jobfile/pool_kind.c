@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jobfile/job.h"
 #include "banned.h"
 
 /* A handful of backends at most; registered at startup, read-only afterwards. */
@@ -77,13 +78,37 @@ static void hash_keys(const struct arl_pool_key *keys, const void *config,
 	}
 }
 
-void arl_pool_config_hash(const struct arl_pool_kind *k, const void *config,
-                          struct arl_spec_hasher *h)
+const void *arl_pool_config_of(const struct arl_pool *p, const struct arl_pool_kind *k)
 {
-	if (k->hash) {
-		k->hash(config, h);
+	if (k == p->kind)
+		return p->config;
+	for (size_t i = 0; i < p->nothers; i++)
+		if (p->others[i].kind == k)
+			return p->others[i].config;
+	return NULL;
+}
+
+/* The registered kind spec v1 numbered @n, or NULL. */
+static const struct arl_pool_kind *v1_kind(int n)
+{
+	const struct arl_pool_kind *k;
+
+	for (size_t i = 0; (k = arl_pool_kind_at(i)); i++)
+		if (k->hash && k->v1_number == n)
+			return k;
+	return NULL;
+}
+
+void arl_pool_spec_hash(const struct arl_pool *p, struct arl_spec_hasher *h)
+{
+	const struct arl_pool_kind *k;
+
+	if (!p->kind->hash) {
+		arl_spec_hash_str(h, p->kind->name);
+		hash_keys(p->kind->keys, p->config, h);
 		return;
 	}
-	arl_spec_hash_str(h, k->name);
-	hash_keys(k->keys, config, h);
+	arl_spec_hash_i64(h, p->kind->v1_number);
+	for (int n = 0; (k = v1_kind(n)); n++)
+		k->hash(arl_pool_config_of(p, k), h);
 }

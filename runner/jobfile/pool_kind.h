@@ -47,8 +47,16 @@ struct arl_pool_kind {
 	size_t config_size;              /* the config starts zeroed: zero is every default */
 	/* Optional: after the keys, given the whole pool mapping (what no single key says). */
 	void (*finish)(struct arl_pool_ctx *c, const struct arl_node *pool, void *config);
-	/* Optional: the config's part of a job's spec hash; NULL: the keys' values in order. */
+	/*
+	 * A job's spec hash keeps spec v1's layout for the two kinds it knew (local and
+	 * kubernetes), so that --resume trusts what earlier versions recorded: the pool's kind's
+	 * .v1_number, then each v1 kind's part in .v1_number order, read from that kind's keys in
+	 * the pool's mapping whatever the pool's kind (v1 read every key of every pool). @config
+	 * is NULL when the mapping has none of them. NULL .hash: a kind v1 did not know, whose
+	 * pools hash its name and its keys' values in order.
+	 */
 	void (*hash)(const void *config, struct arl_spec_hasher *h);
+	int v1_number; /* with .hash: the backend's number in spec v1 */
 	/* Optional: why a FilePatch to @path fails in every attempt here (job.h), or NULL. */
 	char *(*filepatch_refusal)(const char *path, size_t settled);
 	/*
@@ -74,9 +82,11 @@ const struct arl_pool_kind *arl_pool_kind_at(size_t i);
 
 /* Frees @config (and the strings its keys own). NULL is a no-op. */
 void arl_pool_config_free(const struct arl_pool_kind *k, void *config);
-/* The config's part of a job's spec hash: kind->hash, or the name and the keys' values. */
-void arl_pool_config_hash(const struct arl_pool_kind *k, const void *config,
-                          struct arl_spec_hasher *h);
+struct arl_pool;
+/* @p's part of a job's spec hash (see .hash). */
+void arl_pool_spec_hash(const struct arl_pool *p, struct arl_spec_hasher *h);
+/* The config of @k's keys in @p's mapping: @p's own, another's, or NULL when it has none. */
+const void *arl_pool_config_of(const struct arl_pool *p, const struct arl_pool_kind *k);
 
 /* For kind->hash: what goes into a job's spec hash. */
 void arl_spec_hash_i64(struct arl_spec_hasher *h, int64_t v);

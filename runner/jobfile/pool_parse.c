@@ -168,6 +168,12 @@ static bool has_any_key(const struct arl_node *n, const struct arl_pool_key *key
 	return false;
 }
 
+static void add_other(struct arl_pool *p, const struct arl_pool_kind *kind, void *config)
+{
+	p->others = arl_xrealloc(p->others, (p->nothers + 1) * sizeof(*p->others));
+	p->others[p->nothers++] = (struct arl_pool_other){kind, config};
+}
+
 /* Pool strings see nothing: without this, "{{ item.x }}" blamed a missing foreach item. */
 static void scope_pool(struct arl_fields *r, struct arl_tmpl_ctx *t, const char *name, char *scope,
                        size_t len)
@@ -229,7 +235,7 @@ void arl_pool_parse(struct arl_fields *r, const char *dir, const struct arl_node
 		if (kind == p->kind)
 			p->config = parse_config(&c, n, kind, where, true);
 		else if (has_any_key(n, kind->keys))
-			arl_pool_config_free(kind, parse_config(&c, n, kind, where, false));
+			add_other(p, kind, parse_config(&c, n, kind, where, false));
 	}
 	/* Keys of another backend are harmless but probably a mistake. */
 	for (size_t j = 0; j + 1 < n->nkids; j += 2) {
@@ -266,7 +272,15 @@ int arl_jobfile_set_backend(struct arl_jobfile *f, const struct arl_pool_kind *k
 
 		if (p->kind == kind)
 			continue;
-		arl_pool_config_free(p->kind, p->config);
+		/* The keys of its old kind become another kind's; @kind's are parsed as its own. */
+		for (size_t k = 0; k < p->nothers; k++) {
+			if (p->others[k].kind == kind) {
+				arl_pool_config_free(kind, p->others[k].config);
+				p->others[k] = p->others[--p->nothers];
+				break;
+			}
+		}
+		add_other(p, p->kind, p->config);
 		p->kind = kind;
 		scope_pool(&r, &t, p->name, scope, sizeof(scope));
 		snprintf(where, sizeof(where), "pool '%s'", p->name);

@@ -55,20 +55,16 @@ static void k8s_finish(struct arl_pool_ctx *c, const struct arl_node *pool, void
 	kp->workspace_given = arl_node_get(pool, "workspace") != NULL;
 }
 
-/* As spec v1 hashed a kubernetes pool, so --resume trusts what earlier versions recorded. */
+/* Its part of spec v1's layout (pool_kind.h): the kubernetes keys, unset without @config. */
 static void k8s_hash(const void *config, struct arl_spec_hasher *h)
 {
-	const struct arl_k8s_pool *kp = config;
+	static const struct arl_k8s_pool unset;
+	const struct arl_k8s_pool *kp = config ? config : &unset;
 
-	arl_spec_hash_i64(h, 1); /* the kubernetes backend's number then */
-	arl_spec_hash_i64(h, 0); /* the local keys, unset */
-	arl_spec_hash_i64(h, 0);
-	arl_spec_hash_str(h, NULL);
 	arl_spec_hash_str(h, kp->namespace);
 	arl_spec_hash_str(h, kp->image);
 	arl_spec_hash_str(h, kp->sidecar_image);
 	arl_spec_hash_str(h, kp->testbed_path);
-	arl_resources_hash(&kp->resources, h);
 }
 
 const struct arl_pool_kind arl_k8s_pool_kind = {
@@ -77,4 +73,5 @@ const struct arl_pool_kind arl_k8s_pool_kind = {
     .config_size = sizeof(struct arl_k8s_pool),
     .finish = k8s_finish,
     .hash = k8s_hash,
+    .v1_number = 1,
 };

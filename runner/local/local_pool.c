@@ -47,17 +47,16 @@ static const struct arl_pool_key local_keys[] = {
     {.name = NULL},
 };
 
-/* As spec v1 hashed a local pool, so --resume trusts what earlier versions recorded. */
+/* Its part of spec v1's layout (pool_kind.h): the local keys, unset without @config. */
 static void local_hash(const void *config, struct arl_spec_hasher *h)
 {
-	const struct arl_local_pool *lp = config;
+	static const struct arl_local_pool unset;
+	const struct arl_local_pool *lp = config ? config : &unset;
 
-	arl_spec_hash_i64(h, 0); /* the local backend's number then */
 	arl_spec_hash_i64(h, lp->isolation);
 	arl_spec_hash_i64(h, lp->network);
 	arl_spec_hash_str(h, lp->workspace);
-	for (int i = 0; i < 4; i++) /* the kubernetes keys, unset */
-		arl_spec_hash_str(h, NULL);
+	/* Both kinds parse resources:, and it is hashed here once (nothing when unset). */
 	arl_resources_hash(&lp->resources, h);
 }
 
@@ -118,6 +117,7 @@ const struct arl_pool_kind arl_local_pool_kind = {
     .keys = local_keys,
     .config_size = sizeof(struct arl_local_pool),
     .hash = local_hash,
+    .v1_number = 0,
     .filepatch_refusal = arl_filepatch_local_refusal,
     .isolation_labels = isolation_labels,
     .isolation = local_isolation,

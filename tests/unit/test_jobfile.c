@@ -419,6 +419,14 @@ static void test_spec_hash_is_stable(void **state)
 	     "testbedPath: /tb}}",
 	     "206c27ba94ac7a47f18e74a96d1af8ad"},
 	    {"{backend: kubernetes}", "cd599094432db246f98a7e43152a68d2"},
+	    /* Another backend's keys have no effect but were hashed all the same. */
+	    {"{isolation: none, namespace: foo}", "3938f4cc2897537f13278a324bfe6f36"},
+	    {"{backend: kubernetes, network: true}", "d5d52b65e8db3b072570dc740e400d93"},
+	    {"{isolation: none, network: true, create: {image: img, testbedPath: /tb}}",
+	     "95927b6aabaaa373c2bc57fc4e3955cd"},
+	    {"{backend: kubernetes, namespace: ns, isolation: none, workspace: /tmp, "
+	     "create: {image: img, sidecarImage: sc}}",
+	     "f1df5493d58736cec25a5fe0c8adfadd"},
 	};
 
 	(void)state;
