@@ -24,8 +24,8 @@ jobs:
   - name: "t-{{ item.i }}"
     foreach: {file: items.jsonl}
     steps:
-      - {type: Command, command: ["sh", "-c", "echo one > /tmp/a"]}
-      - {type: Command, command: ["cat", "/tmp/a"]}
+      - {type: Command, command: ["sh", "-c", "echo one > /workspace/a"]}
+      - {type: Command, command: ["cat", "/workspace/a"]}
       - {type: Command, command: ["true"]}
       - {type: Command, command: ["sh", "-c", "echo \$HOME"]}
       - {type: Command, command: ["true"]}
