@@ -62,7 +62,7 @@ struct arl_pool_kind {
 	/*
 	 * What a run records as its isolation: every label this kind gives, in the order they are
 	 * listed, and the index of a pool's, with a note for the run's notes (*note may stay NULL).
-	 * NULL: the kind's name for every pool.
+	 * NULL or an empty list: the kind's name for every pool.
 	 */
 	const char *const *isolation_labels;
 	size_t (*isolation)(const void *config, const char **note);

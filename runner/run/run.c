@@ -389,10 +389,15 @@ static void describe_isolation(struct arl_jobfile *const *files, size_t nfiles, 
 
 	notes[0] = iso[0] = '\0';
 	for (size_t x = 0; (kind = arl_pool_kind_at(x)); x++) {
-		size_t nlabels = 1;
+		const char *const *labels = kind->isolation_labels;
+		size_t nlabels = 0;
 
-		while (kind->isolation_labels && kind->isolation_labels[nlabels])
+		while (labels && labels[nlabels])
 			nlabels++;
+		if (!nlabels) { /* none listed: its name, for every pool */
+			labels = NULL;
+			nlabels = 1;
+		}
 		for (size_t l = 0; l < nlabels; l++) {
 			bool seen = false;
 
@@ -415,9 +420,7 @@ static void describe_isolation(struct arl_jobfile *const *files, size_t nfiles, 
 			}
 			if (seen)
 				snprintf(iso + strlen(iso), isolen - strlen(iso), "%s%s",
-				         iso[0] ? "," : "",
-				         kind->isolation_labels ? kind->isolation_labels[l]
-				                                : kind->name);
+				         iso[0] ? "," : "", labels ? labels[l] : kind->name);
 		}
 	}
 }

@@ -22,8 +22,19 @@ static const struct arl_pool_key fake_keys[] = {
     {.name = NULL},
 };
 
-static const struct arl_pool_kind fake_kind = {
-    .name = "fake", .keys = fake_keys, .config_size = sizeof(struct arl_fake_pool)};
+/*
+ * An empty label list: its pools record the kind's name. A label follows it in memory, which
+ * a reader going past the list's end would take for one of its own.
+ */
+static const struct {
+	const char *const labels[1];
+	const char *past_the_end;
+} no_labels = {{NULL}, "past-the-end"};
+
+static const struct arl_pool_kind fake_kind = {.name = "fake",
+                                               .keys = fake_keys,
+                                               .config_size = sizeof(struct arl_fake_pool),
+                                               .isolation_labels = no_labels.labels};
 
 static int fake_open(void **state, const struct arl_backend_opts *o,
                      const struct arl_pool *const *pools, size_t npools, struct arl_err *err)
