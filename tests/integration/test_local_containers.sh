@@ -2,7 +2,8 @@
 # One container per attempt (issue 14), local backend with bwrap: a server started in step 1
 # answers in step 2; /tmp keeps its files across steps; a step's timeout kills that step's
 # process group only (a process an earlier step left keeps running); releasing the sandbox
-# leaves no bwrap and, as root, no process of the sandbox uid; a runner killed with SIGKILL
+# leaves no bwrap and, as root, no process of the sandbox uid; an agent killed under a step
+# makes the attempt infra, with no step result recorded; a runner killed with SIGKILL
 # leaves nothing running (bwrap --die-with-parent) and `gc` deletes its sandbox directory.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -79,6 +80,31 @@ check_eq "a step's timeout: recorded as timeout" \
 check_eq "a step's timeout kills its own group only: an earlier step's process lives on" \
 	"$(stdout step-timeout callback 0)" "sleep 301.$MARK"
 check_eq "release leaves no bwrap and no process of the sandbox" "$(leftovers)" ""
+
+# The agent killed under a running step: the attempt is infra, and no step result is recorded
+# for what the dead agent could not report.
+DB=$TMP/agent.db
+cat >"$TMP/agent.yaml" <<EOF
+version: 1
+pools:
+  p: {replicas: 1}
+jobs:
+  - {name: orphaned, retries: 0, timeout: 600s, steps: [{type: Command, command: ["sleep", "404.$MARK"]}]}
+EOF
+"$ARL_BATCH" run --progress none --db "$DB" "$TMP/agent.yaml" >"$TMP/agent.out" 2>&1 &
+RUNNER_PID=$!
+if wait_until 120 "the step to start" eval "[ -n \"\$(procs_with '^sleep 404\\.$MARK')\" ]"; then
+	# The step's parent is the agent (PID 1 of the sandbox).
+	kill -9 "$(ps -o ppid= -p "$(procs_with "^sleep 404\\.$MARK" | head -1)" | tr -d ' ')"
+fi
+wait_pid 120 "$RUNNER_PID"
+RUNNER_PID=
+check_eq "a dead agent: the run exits 3 (results incomplete: infra)" "$RC" 3
+check_eq "a dead agent: the attempt is infra" \
+	"$(sql "$DB" "SELECT state || ':' || error_class FROM attempts")" "Failed:infra"
+check_eq "a dead agent: no step result recorded" \
+	"$(sql "$DB" "SELECT count(*) FROM steps WHERE exit_code IS NOT NULL")" 0
+check_eq "a dead agent: nothing of the sandbox left" "$(leftovers)" ""
 
 # kill -9 of the runner while a step runs: nothing of the sandbox survives, gc cleans up.
 DB=$TMP/killed.db
