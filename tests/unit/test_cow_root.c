@@ -36,7 +36,8 @@
 
 #define SANDBOX_UID 65530 /* who bwrap runs as when we are root (ARL_SANDBOX_UID's default) */
 
-static char state[] = "/tmp/arl-cow-XXXXXX";
+/* Not /tmp: the sandbox uid must reach it, and /tmp may be root's alone. */
+static char state[] = "/var/tmp/arl-cow-XXXXXX";
 static uid_t sb_uid;
 static gid_t sb_gid;
 static struct cow_root cow;
@@ -213,7 +214,7 @@ static int setup(void **st)
 
 	(void)st;
 	if (system("bwrap --unshare-user --ro-bind / / true 2>/dev/null") != 0 ||
-	    system("unshare -Urm sh -c 'd=$(mktemp -d) && mkdir $d/l $d/u $d/w $d/m && "
+	    system("unshare -Urm sh -c 'd=$(mktemp -d -p /var/tmp) && mkdir $d/l $d/u $d/w $d/m && "
 	           "mount -t overlay -o lowerdir=$d/l,upperdir=$d/u,workdir=$d/w,userxattr x $d/m; "
 	           "r=$?; umount $d/m 2>/dev/null; rm -rf $d; exit $r' 2>/dev/null") != 0) {
 		fprintf(stderr, "no bwrap user namespace or no overlay in one here\n");
