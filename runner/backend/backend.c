@@ -11,14 +11,43 @@
 static const struct arl_backend_ops *backends[MAX_BACKENDS];
 static size_t nbackends;
 
-void arl_backend_register(const struct arl_backend_ops *ops)
+/* The registered backend other than @self that owns option @name, or NULL. */
+static const struct arl_backend_ops *option_owner(const char *name,
+                                                  const struct arl_backend_ops *self)
 {
-	if (arl_backend_find(arl_backend_name(ops)))
-		return;
+	for (size_t i = 0; i < nbackends; i++)
+		for (const struct arl_backend_option *o = backends[i]->options; o && o->name; o++)
+			if (backends[i] != self && !strcmp(o->name, name))
+				return backends[i];
+	return NULL;
+}
+
+int arl_backend_register(const struct arl_backend_ops *ops, struct arl_err *err)
+{
+	const struct arl_backend_ops *same = arl_backend_find(arl_backend_name(ops)), *owner;
+
+	if (same == ops)
+		return 0;
+	if (same)
+		return arl_error(err, ARL_E_INVALID, "backend '%s' is registered already",
+		                 arl_backend_name(ops));
+	/* `run` parses every backend's options: a name two of them use would reach only one. */
+	for (const struct arl_backend_option *o = ops->options; o && o->name; o++) {
+		if ((owner = option_owner(o->name, ops)))
+			return arl_error(err, ARL_E_INVALID,
+			                 "backend '%s': option '--%s' is backend '%s''s already",
+			                 arl_backend_name(ops), o->name, arl_backend_name(owner));
+		for (const struct arl_backend_option *p = ops->options; p != o; p++)
+			if (!strcmp(p->name, o->name))
+				return arl_error(err, ARL_E_INVALID,
+				                 "backend '%s': option '--%s' is listed twice",
+				                 arl_backend_name(ops), o->name);
+	}
 	if (nbackends == MAX_BACKENDS)
 		abort(); /* a build with more backends raises MAX_BACKENDS */
 	backends[nbackends++] = ops;
 	arl_pool_kind_register(ops->pool);
+	return 0;
 }
 
 const struct arl_backend_ops *arl_backend_find(const char *name)

@@ -105,7 +105,11 @@ struct arl_backend_ops {
  * job file is loaded (their pool kinds with them), and looked up by name. The first registered
  * is the backend of a pool that names none.
  */
-void arl_backend_register(const struct arl_backend_ops *ops);
+/*
+ * Registering the same ops again does nothing. -1 with @err: another backend has its name or
+ * one of its options, or it lists an option twice (`run` would parse only one of them).
+ */
+int arl_backend_register(const struct arl_backend_ops *ops, struct arl_err *err);
 /* NULL: no backend of that name. */
 const struct arl_backend_ops *arl_backend_find(const char *name);
 /* The @i-th registered backend; NULL past the last. */

@@ -289,6 +289,48 @@ static void test_run_on_another_backend(void **state)
 	assert_printed(f, "3:6: error: missing required key 'greeting' in pool 'p'");
 }
 
+static const struct arl_pool_key no_keys[] = {{.name = NULL}};
+static const struct arl_pool_kind clash_kind = {.name = "clash", .keys = no_keys};
+static const struct arl_pool_kind fake_again_kind = {.name = "fake", .keys = no_keys};
+
+/* @ops when registering it succeeds; else NULL, the error being @want. */
+static const struct arl_backend_ops *registered(const struct arl_backend_ops *ops, const char *want)
+{
+	struct arl_err err = ARL_ERR_INIT;
+
+	if (arl_backend_register(ops, &err) == 0)
+		return ops;
+	assert_string_equal(err.msg, want);
+	return NULL;
+}
+
+/* `run` parses every backend's options: two backends may not both own one, nor share a name. */
+static void test_clashes_are_refused(void **state)
+{
+	static const struct arl_backend_option kubeconfig[] = {{.name = "kubeconfig"}, {NULL}};
+	static const struct arl_backend_option twice[] = {
+	    {.name = "colour"}, {.name = "clash-x"}, {.name = "clash-x"}, {NULL}};
+	static const struct arl_backend_ops takes_kubeconfig = {.pool = &clash_kind,
+	                                                        .options = kubeconfig};
+	static const struct arl_backend_ops lists_twice = {.pool = &clash_kind, .options = twice};
+	static const struct arl_backend_ops another_fake = {.pool = &fake_again_kind};
+	struct arl_err err = ARL_ERR_INIT;
+
+	(void)state;
+	assert_null(registered(&takes_kubeconfig, "backend 'clash': option '--kubeconfig' is "
+	                                          "backend 'kubernetes''s already"));
+	assert_null(
+	    registered(&lists_twice, "backend 'clash': option '--clash-x' is listed twice"));
+	assert_null(registered(&another_fake, "backend 'fake' is registered already"));
+	assert_null(arl_backend_find("clash"));
+	assert_null(arl_pool_kind_find("clash"));
+	assert_ptr_equal(arl_backend_find("fake"), &arl_fake_backend);
+	assert_ptr_equal(arl_backend_option_find("kubeconfig"),
+	                 arl_backend_find("kubernetes")->options);
+	/* The same backend again is no clash. */
+	assert_int_equal(arl_backend_register(&arl_fake_backend, &err), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -296,9 +338,15 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_fake_keys_are_checked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backend_names_and_foreign_keys, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_run_on_another_backend, setup, teardown),
+	    cmocka_unit_test(test_clashes_are_refused),
 	};
+	struct arl_err err = ARL_ERR_INIT;
 
 	arl_register_builtin_backends();
-	arl_backend_register(&arl_fake_backend); /* the third: nothing else names it */
+	/* The third: nothing else names it. */
+	if (arl_backend_register(&arl_fake_backend, &err) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		return 1;
+	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
