@@ -166,8 +166,10 @@ class Container:
         cmd += ["--ro-bind", os.path.join(shared.base, "pod_agent.py"), AGENT_PATH]
 
         sock_path = os.path.join(cdir, "agent.sock")
+        log_path = os.path.join(cdir, "container.log")   # not a pipe: nobody reads it while it runs
         lsock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         life_r, life_w = os.pipe()
+        log = open(log_path, "wb")
         try:
             lsock.bind(sock_path)
             lsock.listen(64)
@@ -182,7 +184,7 @@ class Container:
                 pre = ["setpriv", "--reuid", str(uid), "--regid", str(uid), "--clear-groups"]
             argv = pre + ["unshare", "--user", "--map-root-user", "--mount", PYTHON, "-c", stage]
             proc = subprocess.Popen(argv, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, pass_fds=(lsock.fileno(), life_r),
+                                    stderr=log, pass_fds=(lsock.fileno(), life_r),
                                     env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
         except OSError:
             lsock.close()
@@ -190,17 +192,17 @@ class Container:
             raise
         finally:
             os.close(life_r)
+            log.close()
         lsock.close()
         ready = proc.stdout.readline()
         proc.stdout.close()
         if ready != b"ready\n":
             os.close(life_w)
             proc.kill()
-            err = proc.stderr.read().decode("utf-8", "replace").strip()
             proc.wait()
-            proc.stderr.close()
+            with open(log_path, "rb") as fh:
+                err = fh.read(4096).decode("utf-8", "replace").strip()
             raise RuntimeError("pod container did not start: %s" % (err or "no reason given"))
-        # stderr stays open but unread: bwrap writes nothing after the start
         return Container(proc, life_w, sock_path)
 
     def exec(self, argv, env, cwd, out_w, err_w):
@@ -235,7 +237,6 @@ class Container:
         except OSError:
             pass
         self.proc.wait()
-        self.proc.stderr.close()
 
 
 class StartError(Exception):
