@@ -123,24 +123,35 @@ static struct arl_option *with_backend_options(const struct arl_option *fixed, s
 	return opts;
 }
 
+/* The registered backends' names into @buf: "a, b or c" (@sep NULL) or "a|b|c" (@sep "|"). */
+static const char *backend_names(char *buf, size_t size, const char *sep)
+{
+	const struct arl_backend_ops *x;
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; (x = arl_backend_at(i)) && len < size; i++)
+		len += (size_t)snprintf(buf + len, size - len, "%s%s",
+		                        !i                      ? ""
+		                        : sep                   ? sep
+		                        : arl_backend_at(i + 1) ? ", "
+		                                                : " or ",
+		                        arl_backend_name(x));
+	return buf;
+}
+
 /* --backend NAME: a registered backend. */
 static int pick_backend(const struct arl_option *o, const char *arg, struct arl_err *err)
 {
-	const struct arl_backend_ops *b = arl_backend_find(arg), *x;
-	char names[256] = "";
-	size_t len = 0;
+	const struct arl_backend_ops *b = arl_backend_find(arg);
+	char names[256];
 
 	if (b) {
 		*(const struct arl_backend_ops **)o->value = b;
 		return 0;
 	}
-	for (size_t i = 0; (x = arl_backend_at(i)) && len < sizeof(names); i++)
-		len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s",
-		                        !i                      ? ""
-		                        : arl_backend_at(i + 1) ? ", "
-		                                                : " or ",
-		                        arl_backend_name(x));
-	return arl_error(err, ARL_E_USAGE, "expected %s", names);
+	return arl_error(err, ARL_E_USAGE, "expected %s",
+	                 backend_names(names, sizeof(names), NULL));
 }
 
 /* --rerun "infra,timeout" -> ARL_RETRY_BIT()s in *(unsigned *)o->value. */
@@ -190,6 +201,7 @@ int cmd_run(int argc, char **argv)
 	char *state_dir = NULL;
 	size_t nfiles = 0, max_record = 0;
 	int ret = ARL_EXIT_USAGE, bad = 0, dry = 0, n;
+	char backend_argh[256];
 	const struct arl_option fixed[] = {
 	    ARL_OPT_INT('j', "concurrency", &ro.concurrency, 1, 100000, "N",
 	                "jobs in flight at most (default: sum of the pools' replicas)"),
@@ -197,7 +209,8 @@ int cmd_run(int argc, char **argv)
 	    ARL_OPT_STRING(0, "run-name", &ro.run_name, "NAME",
 	                   "label of the run (default: the files' batch names)"),
 	    ARL_OPT_FLAG(0, "dry-run", &dry, "validate, expand and print the plan; run nothing"),
-	    ARL_OPT_CALLBACK(0, "backend", &backend, pick_backend, "local|kubernetes",
+	    ARL_OPT_CALLBACK(0, "backend", &backend, pick_backend,
+	                     backend_names(backend_argh, sizeof(backend_argh), "|"),
 	                     "run every pool on this backend"),
 	    ARL_OPT_SET(0, "fail-fast", &ro.max_failures, 1,
 	                "stop starting jobs after the first failed job"),

@@ -4,6 +4,7 @@
  * own key table (file:line:col diagnostics), and real job files run on it through the entry
  * point `arl-batch run` uses, into a results database.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 
 #include "backend/backend.h"
 #include "cmd/builtin_backends.h"
+#include "cmd/cli.h"
 #include "fake_backend.h"
 #include "jobfile/jobload.h"
 #include "run/progress.h"
@@ -289,6 +291,39 @@ static void test_run_on_another_backend(void **state)
 	assert_printed(f, "3:6: error: missing required key 'greeting' in pool 'p'");
 }
 
+/* `run --help` names every registered backend as --backend's values, the fake one too. */
+static void test_run_help_names_the_backends(void **state)
+{
+	struct fx *f = *state;
+	char *argv[] = {"run", "--help", NULL}, out[160], *text;
+	int saved, fd;
+	FILE *fp;
+	long len;
+
+	snprintf(out, sizeof(out), "%s/help.txt", f->dir);
+	fflush(stdout);
+	saved = dup(1);
+	fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(saved >= 0 && fd >= 0);
+	dup2(fd, 1);
+	close(fd);
+	assert_int_equal(cmd_run(2, argv), 0);
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	fp = fopen(out, "r");
+	assert_non_null(fp);
+	fseek(fp, 0, SEEK_END);
+	len = ftell(fp);
+	rewind(fp);
+	text = arl_xcalloc(1, (size_t)len + 1);
+	assert_int_equal(fread(text, 1, (size_t)len, fp), (size_t)len);
+	fclose(fp);
+	if (!strstr(text, "      --backend local|kubernetes|fake\n"))
+		fail_msg("no '--backend local|kubernetes|fake' in:\n%s", text);
+	free(text);
+}
+
 static const struct arl_pool_key no_keys[] = {{.name = NULL}};
 static const struct arl_pool_kind clash_kind = {.name = "clash", .keys = no_keys};
 static const struct arl_pool_kind fake_again_kind = {.name = "fake", .keys = no_keys};
@@ -338,6 +373,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_fake_keys_are_checked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backend_names_and_foreign_keys, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_run_on_another_backend, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_run_help_names_the_backends, setup, teardown),
 	    cmocka_unit_test(test_clashes_are_refused),
 	};
 	struct arl_err err = ARL_ERR_INIT;
