@@ -10,9 +10,9 @@ require_tools sqlite3 python3
 make_tmp
 
 DB=$TMP/examples.db
-# Examples marked '# Needs: one container per sandbox' (10-service, 11-install) run in
-# test_pod_semantics.sh on both backends until the local backend's one container per attempt
-# (issue 14) lands; then they join here (and the counts below grow).
+# Examples marked '# Needs: one container per sandbox' (11-install: a writable root) run in
+# test_pod_semantics.sh on both backends until the local backend has what they need (issue 14's
+# copy-on-write root); then they join here (and the counts below grow).
 mapfile -t JOBS < <(grep -L '^# Needs: one container per sandbox' "$SOURCE_DIR"/jobs/*.yaml)
 NJOBFILES=${#JOBS[@]}
 
@@ -24,7 +24,7 @@ check_eq "validate prints one line per file" "$(grep -c ': ok' "$TMP/out" || tru
 echo "# run --dry-run"
 runner run --dry-run --progress none --db "$TMP/dry.db" "${JOBS[@]}"
 check_eq "run --dry-run exits 0" "$RC" 0
-check_eq "--dry-run prints a header and one line per job (19 jobs)" "$(wc -l <"$TMP/out")" 20
+check_eq "--dry-run prints a header and one line per job (20 jobs)" "$(wc -l <"$TMP/out")" 21
 check_match "--dry-run header names the columns" "$(head -n1 "$TMP/out")" '^KEY +POOL'
 for key in 01-basic/basic 05-error-handling/flaky 06-timeout/step-timeout \
 	09-swebench/swe-demo__calc-101 09-swebench/swe-demo__calc-105; do
@@ -39,7 +39,7 @@ fi
 echo "# run jobs/*.yaml"
 runner run --progress plain --db "$DB" "${JOBS[@]}"
 check_eq "run exits 1 (some examples fail on purpose)" "$RC" 1
-check_match "progress lines go to stderr" "$(cat "$TMP/err")" '\[19/19\]'
+check_match "progress lines go to stderr" "$(cat "$TMP/err")" '\[20/20\]'
 check_eq "stdout of run is empty" "$(cat "$TMP/out")" ""
 
 # state|attempts|exit_code|error_class of one job, by key.
@@ -64,9 +64,9 @@ echo "# the run row"
 check_eq "one run row" "$(sql "$DB" 'SELECT count(*) FROM runs')" 1
 check_eq "run status failed, exit code 1, finished" \
 	"$(sql "$DB" 'SELECT status, exit_code, finished_at IS NOT NULL FROM runs')" "failed|1|1"
-check_eq "run counters: 19 total, 12 succeeded, 7 failed, 0 skipped, 0 cancelled" \
+check_eq "run counters: 20 total, 13 succeeded, 7 failed, 0 skipped, 0 cancelled" \
 	"$(sql "$DB" 'SELECT jobs_total, jobs_succeeded, jobs_failed, jobs_skipped, jobs_cancelled FROM runs')" \
-	"19|12|7|0|0"
+	"20|13|7|0|0"
 check_eq "run counters agree with the jobs table" \
 	"$(sql "$DB" "SELECT jobs_total = (SELECT count(*) FROM jobs WHERE run_id = r.id)
 	   AND jobs_succeeded = (SELECT count(*) FROM jobs WHERE run_id = r.id AND state = 'Succeeded')
@@ -86,8 +86,9 @@ check_eq "jobs.attempts equals its attempts rows, numbered 1..N" \
 check_eq "every key is FILE_STEM/JOB_NAME" \
 	"$(sql "$DB" "SELECT count(*) FROM jobs WHERE key NOT LIKE '%/' || name")" 0
 
-echo "# 01..04, 07: succeed"
-for key in 01-basic/basic 02-pipeline/pipeline 03-env/env 04-workdir/workdir 07-session/session; do
+echo "# 01..04, 07, 10: succeed"
+for key in 01-basic/basic 02-pipeline/pipeline 03-env/env 04-workdir/workdir 07-session/session \
+	10-service/service; do
 	check_eq "$key Succeeded in 1 attempt, exit 0" "$(job $key)" "Succeeded|1|0|"
 done
 check_eq "01-basic: count_lines printed 3" \
@@ -219,7 +220,7 @@ check_eq "only the keepAlive sandbox (07-session) is left in the state dir" "$le
 echo "# read commands"
 runner results --db "$DB" --format json
 check_eq "results --format json exits 0" "$RC" 0
-check_eq "results json: 19 Task-shaped objects whose states match the db" \
+check_eq "results json: 20 Task-shaped objects whose states match the db" \
 	"$(python3 - "$TMP/out" <<'EOF'
 import json, sys
 a = json.load(open(sys.argv[1]))
@@ -227,7 +228,7 @@ assert isinstance(a, list), type(a)
 print(len(a), sorted({t["status"]["state"] for t in a}),
       {t["metadata"]["name"]: t["status"]["exitCode"] for t in a}["exit-42"])
 EOF
-)" "19 ['Failed', 'Succeeded'] 42"
+)" "20 ['Failed', 'Succeeded'] 42"
 runner show --db "$DB" 05-error-handling/exit-42
 check_eq "show exits 0" "$RC" 0
 check_match "show prints the step's stderr and the skipped step" "$(cat "$TMP/out")" 'something went wrong.*never_runs'
