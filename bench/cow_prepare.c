@@ -128,7 +128,11 @@ int main(int argc, char **argv)
 	}
 	uid = geteuid() == 0 ? 65530 : geteuid();
 	gid = geteuid() == 0 ? 65530 : getegid();
-	snprintf(skel, sizeof(skel), "%s/skel", argv[2]);
+	/* On a tmpfs, as the runner keeps it: 17,000 mkdirs take ~0.2 s there, ~2.5 s on ext4. */
+	snprintf(skel, sizeof(skel), "/dev/shm/arl-bench-skel-XXXXXX");
+	if (!copy && (!mkdtemp(skel) || chmod(skel, 0755) < 0))
+		die(skel, NULL);
+	strcat(skel, "/skel");
 	t0 = now_ms();
 	if (!copy && arl_cow_root_open(&c, skel, trees, 2, uid, gid, &err) < 0)
 		die("skeleton", &err);
@@ -160,7 +164,10 @@ int main(int argc, char **argv)
 		if (arl_local_rm_tree(AT_FDCWD, dir, &err) < 0)
 			die("rm", &err);
 	}
-	if (!copy)
+	if (!copy) {
 		arl_cow_root_close(&c);
+		*strrchr(skel, '/') = '\0';
+		rmdir(skel);
+	}
 	return 0;
 }

@@ -26,7 +26,9 @@ struct cow_root {
 
 /*
  * Builds, in new directory @skel_dir, the skeleton of each host tree of @trees (absolute,
- * top-level: "/usr"), owned by @uid/@gid. -1 with nothing left behind on failure.
+ * top-level: "/usr"), owned by @uid/@gid. -1 with nothing left behind on failure. Put it on a
+ * tmpfs the sandbox uid can reach: /usr and /etc here are 17,000 directories, made in
+ * ~0.25 s on a tmpfs and ~2.5 s on ext4 (bench/cow_prepare.sh).
  */
 int arl_cow_root_open(struct cow_root *c, const char *skel_dir, const char *const *trees,
                       size_t ntrees, uid_t uid, gid_t gid, struct arl_err *err);

@@ -12,6 +12,8 @@
  *   never idmapped to the sandbox, which would hand it every root-owned secret.
  * - Nothing but directories: no file's data or secret is ever copied, and the layer is
  *   small (/usr and /etc here: a few thousand directories), built once per run.
+ * - As root, the skeleton shows no more than its owner could list on the host: a directory
+ *   closed to it (/etc/ssl/private, 0700 root) is made empty, never its children's names.
  * - A directory is made 0700 first and given its mode after its children, so a 0555 one
  *   can be filled. Every step goes through a directory fd with O_NOFOLLOW: a tree changing
  *   underneath (an entry removed, a directory swapped for a symlink) is skipped, never
@@ -55,6 +57,18 @@ static int finish_dir(struct skel *s, int dfd, mode_t mode)
 
 static int copy_dirs(struct skel *s, int sfd, int dfd, unsigned depth);
 
+/*
+ * Whether the skeleton's owner could list directory @st itself: building for another uid
+ * (as root), a directory it may not read is made empty, so the skeleton never shows the
+ * sandbox a name root alone can see. Building for ourselves the kernel judges (EACCES).
+ */
+static bool owner_may_list(const struct skel *s, const struct stat *st)
+{
+	mode_t need = st->st_uid == s->uid ? 0500 : st->st_gid == s->gid ? 0050 : 0005;
+
+	return !s->chown || (st->st_mode & need) == need;
+}
+
 /* Copies the directory entry @name of @sfd (already known to be one) into @dfd. */
 static int copy_one(struct skel *s, int sfd, int dfd, const char *name, unsigned depth)
 {
@@ -83,7 +97,7 @@ static int copy_one(struct skel *s, int sfd, int dfd, const char *name, unsigned
 		ret =
 		    arl_error_errno(s->err, errno, "cannot make skeleton directory '%s'", s->rel.p);
 	} else {
-		ret = copy_dirs(s, csfd, cdfd, depth + 1);
+		ret = owner_may_list(s, &st) ? copy_dirs(s, csfd, cdfd, depth + 1) : 0;
 		if (ret == 0)
 			ret = finish_dir(s, cdfd, st.st_mode);
 		close(cdfd);
@@ -152,7 +166,8 @@ int arl_local_skeleton_build(const char *src, const char *dst, uid_t uid, gid_t 
 		arl_error_errno(err, errno, "cannot make skeleton directory '%s'", dst);
 		goto out;
 	}
-	if (copy_dirs(&s, sfd, dfd, 0) == 0 && finish_dir(&s, dfd, st.st_mode) == 0)
+	if ((!owner_may_list(&s, &st) || copy_dirs(&s, sfd, dfd, 0) == 0) &&
+	    finish_dir(&s, dfd, st.st_mode) == 0)
 		ret = 0;
 	if (ret < 0)
 		arl_err_prefix(err, "skeleton of '%s'", src);

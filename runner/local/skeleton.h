@@ -15,7 +15,8 @@
  * Creates directory @dst (it must not exist) and under it every directory of host tree @src
  * with the same names and permission bits, owned by @uid/@gid (chowned only when that is not
  * already who we are). Symlinks are never followed; what vanishes or changes type while it
- * is read is skipped, and a directory we may not read is made empty. Returns 0, or -1 with
+ * is read is skipped, and a directory we, or @uid/@gid (without supplementary groups) when
+ * building for another uid, may not list is made empty. Returns 0, or -1 with
  * @dst partly built (the caller deletes it).
  */
 int arl_local_skeleton_build(const char *src, const char *dst, uid_t uid, gid_t gid,

@@ -100,7 +100,7 @@ static void test_dirs_modes_owners(void **state)
 
 	(void)state;
 	owner(&uid, &gid);
-	mk("src", 0751);
+	mk("src", 0775);
 	mk("src/a", 0755);
 	mk("src/a/ro", 0755);
 	mk("src/a/ro/deep", 0700);
@@ -123,7 +123,7 @@ static void test_dirs_modes_owners(void **state)
 	path_of(dst, sizeof(dst), "skel");
 	if (arl_local_skeleton_build(src, dst, uid, gid, &err) < 0)
 		fail_msg("%s", err.msg);
-	expect_dir("skel", 0751, uid, gid);
+	expect_dir("skel", 0775, uid, gid);
 	expect_dir("skel/a", 0755, uid, gid);
 	expect_dir("skel/a/ro", 0555, uid, gid);
 	expect_dir("skel/a/ro/deep", 0700, uid, gid);
@@ -133,6 +133,39 @@ static void test_dirs_modes_owners(void **state)
 	expect_absent("skel/a/fifo");
 	expect_absent("skel/link"); /* a symlinked directory is not followed */
 	expect_absent("skel/link/secret");
+}
+
+/*
+ * As root, for the sandbox's uid: a directory that uid could not list (root's 0700, or 0750
+ * of a group it is not in) is made, empty; one it could list is filled.
+ */
+static void test_closed_to_owner_made_empty(void **state)
+{
+	struct arl_err err = ARL_ERR_INIT;
+	char src[512], dst[512];
+	uid_t uid;
+	gid_t gid;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip(); /* building for another uid takes root */
+	owner(&uid, &gid);
+	mk("src", 0755);
+	mk("src/private", 0700);
+	mk("src/private/secret-name", 0755);
+	mk("src/group", 0750);
+	mk("src/group/inner", 0755);
+	mk("src/open", 0705);
+	mk("src/open/inner", 0755);
+	path_of(src, sizeof(src), "src");
+	path_of(dst, sizeof(dst), "skel");
+	if (arl_local_skeleton_build(src, dst, uid, gid, &err) < 0)
+		fail_msg("%s", err.msg);
+	expect_dir("skel/private", 0700, uid, gid);
+	expect_absent("skel/private/secret-name");
+	expect_dir("skel/group", 0750, uid, gid);
+	expect_absent("skel/group/inner");
+	expect_dir("skel/open/inner", 0755, uid, gid);
 }
 
 /* A directory we may not read (as an ordinary user: mode 0 on our own) is made, empty. */
@@ -281,6 +314,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_dirs_modes_owners, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unreadable_made_empty, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_closed_to_owner_made_empty, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tree_changing_underneath, setup, teardown),
 	    cmocka_unit_test(test_plan_check),
