@@ -37,7 +37,17 @@ struct arl_backend_option {
 	const char *name; /* the long option without dashes */
 	/* 0 when @value will do; else -1 with what is expected in @err. NULL: any value. */
 	int (*check)(const char *value, struct arl_err *err);
-	const char *argh, *help; /* `run --help`: the value's name and what the option does */
+	const char *argh, *help; /* `--help`: the value's name and what the option does */
+	char short_name;         /* 0: none */
+};
+
+/* What `arl-batch gc` hands each backend it sweeps. */
+struct arl_backend_gc_opts {
+	bool yes;              /* delete what is found (else only list it) */
+	const char *state_dir; /* as `run` has it: where local sandboxes live */
+	/* The gc options given (every backend's gc_options; each reads its own). */
+	const struct arl_backend_setting *settings;
+	size_t nsettings;
 };
 
 struct arl_backend_opts {
@@ -98,6 +108,14 @@ struct arl_backend_ops {
 	void (*release)(void *state, struct arl_sandbox *sb, bool keep);
 	/* Releases everything still held (warm sandboxes) and frees the state. NULL is a no-op. */
 	void (*close)(void *state);
+	/*
+	 * Optional: `arl-batch gc` here, which lists (with g->yes deletes) the sandboxes whose
+	 * runner is gone, on stdout. Returns an exit code: ARL_EXIT_OK, or ARL_EXIT_INCOMPLETE
+	 * when the sweep could not be done (said on stderr).
+	 */
+	int (*gc)(const struct arl_backend_gc_opts *g);
+	/* gc's options this backend owns ({NULL}-ended; NULL: none): one given selects it. */
+	const struct arl_backend_option *gc_options;
 };
 
 /*

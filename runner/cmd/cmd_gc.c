@@ -6,34 +6,21 @@
  * or any kubernetes option): a bare `gc` must not reach for whatever $KUBECONFIG happens to
  * point at, and must not hang on a cluster that is down.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "local/backend_local.h"
+#include "backend/backend.h"
 #include "cmd/cli.h"
 #include "cmd/options.h"
 #include "err.h"
-#include "log.h"
-#include "k8s/k8s_client.h"
-#include "k8s/k8s_gc.h"
-#include "k8s/kubeconfig.h"
 #include "util.h"
 #include "banned.h"
 
-#define GC_K8S_TRIES 4 /* tries of a request that failed for want of a connection, a 5xx... */
-
-enum { GC_LOCAL = 1, GC_K8S = 2 };
-
-struct gc_opts {
-	bool yes;
-	const char *db, *state;
-	const char *kubeconfig, *context, *ns, *host;
-};
-
-static const char *const synopsis[] = {"gc [--yes] [--backend local|kubernetes|all] [--db PATH]",
-                                       "   [--state-dir DIR] [--kubeconfig PATH] [--context NAME]",
-                                       "   [--namespace NS] [--host NAME]", NULL};
+#define GC_MAX_BACKENDS   16 /* as the registry */
+#define GC_MAX_SETTINGS   32
+#define GC_SYNOPSIS_WIDTH 60 /* a synopsis line is wrapped before it is longer */
 
 static const char about[] =
     "Lists the sandboxes whose runner is no longer running, e.g. after `kill -9`; with\n"
@@ -56,151 +43,211 @@ static const char epilog[] =
     "state directory could not be read, the cluster could not be reached, or a\n"
     "deletion failed.\n";
 
-static const struct arl_opt_choice backends[] = {
-    {"local", GC_LOCAL}, {"kubernetes", GC_K8S}, {"all", GC_LOCAL | GC_K8S}, {NULL, 0}};
+/* The backends' gc options as given (struct arl_backend_setting). */
+struct gc_settings {
+	struct arl_backend_setting v[GC_MAX_SETTINGS];
+	size_t n;
+};
 
-static int gc_local(const struct gc_opts *g)
+static int gc_setting(const struct arl_option *o, const char *arg, struct arl_err *err)
 {
-	struct arl_err err = ARL_ERR_INIT;
-	char *dir = arl_cli_state_dir(g->state, arl_cli_db_path(g->db));
-	int foreign = 0, n = arl_local_gc(dir, g->yes, stdout, &foreign, &err);
+	struct gc_settings *s = o->value;
 
-	if (n < 0)
-		arl_log_err(NULL, &err);
-	else if (n == 0)
-		printf("no orphaned sandboxes in %s\n", dir);
-	else if (!g->yes)
-		printf("%d orphaned sandbox%s; run 'arl-batch gc --yes' to delete\n", n,
-		       n == 1 ? "" : "es");
-	if (foreign > 0)
-		printf("%d sandbox%s of runners in another PID namespace not checked: their pids "
-		       "mean nothing here; run gc where they run\n",
-		       foreign, foreign == 1 ? "" : "es");
-	free(dir);
-	return n < 0 ? ARL_EXIT_INCOMPLETE : 0;
+	if (s->n == GC_MAX_SETTINGS)
+		return arl_error(err, ARL_E_USAGE, "too many backend options");
+	s->v[s->n++] = (struct arl_backend_setting){o->long_name, arg};
+	return 0;
 }
 
-static int gc_kubernetes(const struct gc_opts *g)
-{
-	struct arl_kubeconfig_opts ko = ARL_KUBECONFIG_OPTS_INIT;
-	struct arl_k8s_opts co = ARL_K8S_OPTS_INIT;
-	struct arl_k8s_gc_opts go = ARL_K8S_GC_OPTS_INIT;
-	struct arl_k8s_gc_result res;
-	struct arl_kubeconfig *kc = NULL;
-	struct arl_kubeconfig_info info;
-	struct arl_k8s *c = NULL;
-	struct arl_err err = ARL_ERR_INIT;
-	const char *scope_ns;
-	char where[512];
-	int code = ARL_EXIT_INCOMPLETE, live, rc;
+/* What the registry gives gc: the backends that have one, and the texts naming them. */
+struct gc_backends {
+	const struct arl_backend_ops *ops[GC_MAX_BACKENDS];
+	size_t n;
+	struct arl_opt_choice choices[GC_MAX_BACKENDS + 2]; /* each (bit i), all, end */
+	char backend_help[512];
+	char synopsis_text[1024];
+	const char *synopsis[16];
+};
 
-	ko.path = g->kubeconfig;
-	ko.context = g->context;
-	if (arl_kubeconfig_load(&kc, &ko, &err) < 0)
-		goto out;
-	arl_kubeconfig_describe(kc, &info);
-	/* A command at a terminal: a cluster that is down fails in seconds, not a minute. */
-	co.max_tries = GC_K8S_TRIES;
-	rc = arl_k8s_new(&c, kc, &co, &err);
-	kc = NULL; /* the client's, even on failure */
-	if (rc < 0)
-		goto out;
-	go.namespaces = g->ns ? &g->ns : NULL;
-	go.nnamespaces = g->ns ? 1 : 0;
-	go.fallback_ns = info.namespace;
-	go.host = g->host;
-	go.remove = g->yes;
-	go.others = !g->host; /* with --host, only that host's objects are looked at */
-	go.out = stdout;
-	if (arl_k8s_gc_sweep(c, &go, &res, &err) < 0) {
-		arl_err_prefix(&err, "context '%s', server %s", info.context, info.server);
-		goto out;
+/* Appends to the string in @buf (@size bytes), truncating. */
+static void append(char *buf, size_t size, const char *fmt, ...) ARL_PRINTF(3, 4);
+static void append(char *buf, size_t size, const char *fmt, ...)
+{
+	size_t len = strlen(buf);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf + len, size - len, fmt, ap);
+	va_end(ap);
+}
+
+/* Appends the names of @b's backends from @from on, "a, b" (@last: the last separator). */
+static void add_names(char *buf, size_t size, const struct gc_backends *b, size_t from,
+                      const char *last, const char *suffix)
+{
+	for (size_t i = from; i < b->n; i++)
+		snprintf(buf + strlen(buf), size - strlen(buf), "%s%s%s",
+		         i == from      ? ""
+		         : i + 1 < b->n ? ", "
+		                        : last,
+		         arl_backend_name(b->ops[i]), suffix);
+}
+
+/* Adds @word to the synopsis, starting a new line when this one would grow too long. */
+static void add_word(struct gc_backends *b, size_t *line, const char *word)
+{
+	char *t = b->synopsis_text, *cur = (char *)b->synopsis[*line];
+	size_t used = strlen(cur);
+
+	if (used + 1 + strlen(word) > GC_SYNOPSIS_WIDTH && *line + 2 < 16) {
+		char *next = cur + used + 1;
+
+		b->synopsis[++*line] = next;
+		snprintf(next, sizeof(b->synopsis_text) - (size_t)(next - t), "   %s", word);
+		return;
 	}
-	if (res.fell_back)
-		arl_log_cmd_error("gc",
-		                  "cannot list across namespaces (%s): looked in namespace "
-		                  "'%s' only; --namespace NS looks in another",
-		                  res.fallback_why, info.namespace);
-	scope_ns = g->ns ? g->ns : res.fell_back ? info.namespace : NULL;
-	if (scope_ns)
-		snprintf(where, sizeof(where), "context '%s', namespace '%s'", info.context,
-		         scope_ns);
-	else
-		snprintf(where, sizeof(where), "context '%s', all namespaces", info.context);
-	live = res.orphans - res.terminating;
-	if (res.orphans == 0)
-		printf("no orphaned Sandboxes or Tasks in %s\n", where);
-	else if (!g->yes && live > 0)
-		printf("%d orphaned object%s in %s; run again with --yes to delete\n", res.orphans,
-		       res.orphans == 1 ? "" : "s", where);
-	else if (live > 0)
-		printf("%d orphaned object%s deleted in %s\n", live, live == 1 ? "" : "s", where);
-	if (res.terminating)
-		printf("%d of them already being deleted (the operator removes its finalizers)\n",
-		       res.terminating);
-	if (res.others)
-		printf("%d object%s of other hosts (%s) not checked: their runners cannot be seen "
-		       "from here; --host NAME gives up a host that is gone\n",
-		       res.others, res.others == 1 ? "" : "s", res.other_hosts);
-	code = ARL_EXIT_OK;
-out:
-	if (err.code != ARL_E_OK)
-		arl_log_cmd_error("gc", "kubernetes: %s", err.msg);
-	arl_k8s_free(c);
-	arl_kubeconfig_free(kc);
-	return code;
+	snprintf(cur + used, sizeof(b->synopsis_text) - (size_t)(cur + used - t), " %s", word);
+}
+
+static void gc_backends(struct gc_backends *b)
+{
+	const struct arl_backend_ops *ops;
+	int all = 0;
+	size_t line = 0;
+	char word[160];
+
+	for (size_t i = 0; (ops = arl_backend_at(i)) && b->n < GC_MAX_BACKENDS; i++) {
+		if (!ops->gc)
+			continue;
+		b->choices[b->n] = (struct arl_opt_choice){arl_backend_name(ops), 1 << b->n};
+		all |= 1 << b->n;
+		b->ops[b->n++] = ops;
+	}
+	b->choices[b->n] = (struct arl_opt_choice){"all", all};
+	/* "local, kubernetes or all (default: local, and kubernetes too when ...)" */
+	add_names(b->backend_help, sizeof(b->backend_help), b, 0, ", ", "");
+	snprintf(b->backend_help + strlen(b->backend_help),
+	         sizeof(b->backend_help) - strlen(b->backend_help), " or all (default: %s",
+	         b->n ? arl_backend_name(b->ops[0]) : "none");
+	if (b->n > 1) {
+		append(b->backend_help, sizeof(b->backend_help), "%s", ", and ");
+		add_names(b->backend_help, sizeof(b->backend_help), b, 1, " and ", "");
+		append(b->backend_help, sizeof(b->backend_help), "%s", "\ntoo when a ");
+		add_names(b->backend_help, sizeof(b->backend_help), b, 1, " or ", "");
+		append(b->backend_help, sizeof(b->backend_help), "%s", " option below is given");
+	}
+	append(b->backend_help, sizeof(b->backend_help), "%s", ")");
+
+	b->synopsis[0] = b->synopsis_text;
+	snprintf(b->synopsis_text, sizeof(b->synopsis_text), "gc [--yes] [--backend ");
+	for (size_t i = 0; b->choices[i].name; i++)
+		snprintf(b->synopsis_text + strlen(b->synopsis_text),
+		         sizeof(b->synopsis_text) - strlen(b->synopsis_text), "%s%s", i ? "|" : "",
+		         b->choices[i].name);
+	append(b->synopsis_text, sizeof(b->synopsis_text), "%s", "]");
+	add_word(b, &line, "[--db PATH]");
+	add_word(b, &line, "[--state-dir DIR]");
+	for (size_t i = 0; i < b->n; i++) {
+		for (const struct arl_backend_option *o = b->ops[i]->gc_options; o && o->name;
+		     o++) {
+			snprintf(word, sizeof(word), "[--%s %s]", o->name, o->argh);
+			add_word(b, &line, word);
+		}
+	}
+	b->synopsis[line + 1] = NULL;
+}
+
+/* Whether a gc option of @ops is in @s. */
+static bool given_for(const struct arl_backend_ops *ops, const struct gc_settings *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		for (const struct arl_backend_option *o = ops->gc_options; o && o->name; o++)
+			if (!strcmp(o->name, s->v[i].name))
+				return true;
+	return false;
+}
+
+/* "--kubeconfig, --context, --namespace and --host are for the kubernetes backend, ..." */
+static int not_for(const struct arl_command_usage *u, const struct arl_backend_ops *ops,
+                   const char *chosen)
+{
+	char names[512] = "";
+	const struct arl_backend_option *o;
+
+	for (o = ops->gc_options; o && o->name; o++)
+		snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s--%s",
+		         o == ops->gc_options ? ""
+		         : o[1].name          ? ", "
+		                              : " and ",
+		         o->name);
+	return arl_options_error(u, "%s %s for the %s backend, not with --backend %s", names,
+	                         o - ops->gc_options > 1 ? "are" : "is", arl_backend_name(ops),
+	                         chosen);
 }
 
 int cmd_gc(int argc, char **argv)
 {
-	struct gc_opts g = {0};
-	bool k8s_opts;
+	struct gc_backends b = {.n = 0};
+	struct gc_settings settings = {.n = 0};
+	struct arl_backend_gc_opts go = {.yes = false};
+	struct arl_option opts[GC_MAX_SETTINGS + 8];
+	const char *db = NULL, *state = NULL;
+	char *state_dir;
+	size_t nopts = 0;
 	int which = 0, code = 0, rc, n;
-	const struct arl_option opts[] = {
-	    ARL_OPT_FLAG('y', "yes", &g.yes, "delete what is found (default: only list it)"),
-	    ARL_OPT_CHOICE('b', "backend", &which, backends,
-	                   "local, kubernetes or all (default: local, and kubernetes\n"
-	                   "too when a kubernetes option below is given)"),
-	    ARL_OPT_STRING(0, "db", &g.db, "PATH",
-	                   "local: the database whose sandboxes to check (they live\n"
-	                   "in PATH.sandboxes unless --state-dir or $XDG_STATE_HOME\n"
-	                   "says otherwise)"),
-	    ARL_OPT_STRING(0, "state-dir", &g.state, "D",
-	                   "local: the sandboxes' directory, as given to\n"
-	                   "`run --state-dir`"),
-	    ARL_OPT_STRING(0, "kubeconfig", &g.kubeconfig, "P",
-	                   "kubernetes: the kubeconfig (default $KUBECONFIG,\n"
-	                   "~/.kube/config, in-cluster)"),
-	    ARL_OPT_STRING(0, "context", &g.context, "NAME",
-	                   "kubernetes: the kubeconfig context (default: the\n"
-	                   "current one)"),
-	    ARL_OPT_STRING('n', "namespace", &g.ns, "NS",
-	                   "kubernetes: look in NS only (default: every namespace,\n"
-	                   "or the context's when listing across namespaces is\n"
-	                   "forbidden)"),
-	    ARL_OPT_STRING(0, "host", &g.host, "NAME",
-	                   "kubernetes: host NAME is gone for good: all the objects\n"
-	                   "it owns are orphans, whatever their pids (naming this\n"
-	                   "host is the default: its runners are checked)"),
-	    ARL_OPT_END(),
-	};
-	const struct arl_command_usage u = {
-	    .name = "gc", .synopsis = synopsis, .about = about, .options = opts, .epilog = epilog};
+
+	gc_backends(&b);
+	opts[nopts++] = (struct arl_option)ARL_OPT_FLAG(
+	    'y', "yes", &go.yes, "delete what is found (default: only list it)");
+	opts[nopts++] =
+	    (struct arl_option)ARL_OPT_CHOICE('b', "backend", &which, b.choices, b.backend_help);
+	opts[nopts++] = (struct arl_option)ARL_OPT_STRING(
+	    0, "db", &db, "PATH",
+	    "local: the database whose sandboxes to check (they live\n"
+	    "in PATH.sandboxes unless --state-dir or $XDG_STATE_HOME\n"
+	    "says otherwise)");
+	opts[nopts++] = (struct arl_option)ARL_OPT_STRING(0, "state-dir", &state, "D",
+	                                                  "local: the sandboxes' directory, as "
+	                                                  "given to\n`run --state-dir`");
+	for (size_t i = 0; i < b.n; i++)
+		for (const struct arl_backend_option *o = b.ops[i]->gc_options;
+		     o && o->name && nopts + 1 < sizeof(opts) / sizeof(opts[0]); o++)
+			opts[nopts++] = (struct arl_option)ARL_OPT_CALLBACK(
+			    o->short_name, o->name, &settings, gc_setting, o->argh, o->help);
+	opts[nopts] = (struct arl_option)ARL_OPT_END();
+	const struct arl_command_usage u = {.name = "gc",
+	                                    .synopsis = b.synopsis,
+	                                    .about = about,
+	                                    .options = opts,
+	                                    .epilog = epilog};
 
 	if ((n = arl_options_parse(&u, argc, argv, 0, &code)) < 0)
 		return code;
 	if (n > 0)
 		return arl_cli_unexpected(&u, argv[0]);
-	k8s_opts = g.kubeconfig || g.context || g.ns || g.host;
-	if (!which)
-		which = GC_LOCAL | (k8s_opts ? GC_K8S : 0);
-	if (!(which & GC_K8S) && k8s_opts)
-		return arl_options_error(&u,
-		                         "--kubeconfig, --context, --namespace and --host are "
-		                         "for the kubernetes backend, not with --backend local");
-	if (which & GC_LOCAL && (rc = gc_local(&g)) != 0)
-		code = rc;
-	if (which & GC_K8S && (rc = gc_kubernetes(&g)) != 0)
-		code = rc;
+	if (!which) {
+		/* The first backend, and any other whose options are given: a bare `gc` must not
+		 * reach for a cluster (whatever $KUBECONFIG points at, and it may be down). */
+		for (size_t i = 0; i < b.n; i++)
+			if (!i || given_for(b.ops[i], &settings))
+				which |= 1 << i;
+	}
+	for (size_t i = 0; i < b.n; i++) {
+		if (!(which & 1 << i) && given_for(b.ops[i], &settings)) {
+			const char *chosen = "";
+
+			for (size_t c = 0; b.choices[c].name; c++)
+				if (b.choices[c].value == which)
+					chosen = b.choices[c].name;
+			return not_for(&u, b.ops[i], chosen);
+		}
+	}
+	go.state_dir = state_dir = arl_cli_state_dir(state, arl_cli_db_path(db));
+	go.settings = settings.v;
+	go.nsettings = settings.n;
+	for (size_t i = 0; i < b.n; i++)
+		if (which & 1 << i && (rc = b.ops[i]->gc(&go)) != 0)
+			code = rc;
+	free(state_dir);
 	return code;
 }

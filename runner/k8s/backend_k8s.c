@@ -466,15 +466,18 @@ static int check_rate(const char *value, struct arl_err *err)
 static const struct arl_backend_option kube_options[] = {
     {"kubeconfig", NULL, "PATH",
      "kubernetes: the kubeconfig (default $KUBECONFIG,\n"
-     "~/.kube/config, else the in-cluster service account)"},
-    {"context", NULL, "NAME", "kubernetes: the kubeconfig context (default: current)"},
+     "~/.kube/config, else the in-cluster service account)",
+     0},
+    {"context", NULL, "NAME", "kubernetes: the kubeconfig context (default: current)", 0},
     {"kube-qps", check_rate, "N",
      "kubernetes: API requests per second (default: 10 per\n"
-     "kubernetes pool replica, at least 50)"},
+     "kubernetes pool replica, at least 50)",
+     0},
     {"kube-burst", check_rate, "N",
      "kubernetes: API request burst (default: 2 per replica,\n"
-     "at least 100)"},
-    {NULL, NULL, NULL, NULL},
+     "at least 100)",
+     0},
+    {NULL, NULL, NULL, NULL, 0},
 };
 
 static void set_rate(struct arl_k8s_opts *co, const struct arl_backend_opts *o, int inflight)
@@ -1085,4 +1088,6 @@ const struct arl_backend_ops arl_backend_kubernetes = {
     .sandbox_name = kube_sandbox_name,
     .release = kube_release,
     .close = kube_close,
+    .gc = arl_k8s_backend_gc,
+    .gc_options = arl_k8s_gc_options,
 };

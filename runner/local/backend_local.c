@@ -504,4 +504,5 @@ const struct arl_backend_ops arl_backend_local = {
     .sandbox_name = local_sandbox_name,
     .release = local_release,
     .close = local_close,
+    .gc = arl_local_backend_gc,
 };

@@ -10,6 +10,9 @@
 
 extern const struct arl_backend_ops arl_backend_local;
 
+/* Its gc op (backend.h): arl_local_gc() over g->state_dir, with what it found said. */
+int arl_local_backend_gc(const struct arl_backend_gc_opts *g);
+
 /*
  * Finds sandboxes in @state_dir whose runner is gone, judged by arl_owner_gone() from the
  * owner's identity in the directory's name (never from anything the sandbox can change), lists

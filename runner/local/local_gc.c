@@ -106,3 +106,22 @@ int arl_local_gc(const char *state_dir, bool remove, FILE *out, int *foreign, st
 		*foreign = others;
 	return found;
 }
+
+int arl_local_backend_gc(const struct arl_backend_gc_opts *g)
+{
+	struct arl_err err = ARL_ERR_INIT;
+	int foreign = 0, n = arl_local_gc(g->state_dir, g->yes, stdout, &foreign, &err);
+
+	if (n < 0)
+		arl_log_err(NULL, &err);
+	else if (n == 0)
+		printf("no orphaned sandboxes in %s\n", g->state_dir);
+	else if (!g->yes)
+		printf("%d orphaned sandbox%s; run 'arl-batch gc --yes' to delete\n", n,
+		       n == 1 ? "" : "es");
+	if (foreign > 0)
+		printf("%d sandbox%s of runners in another PID namespace not checked: their pids "
+		       "mean nothing here; run gc where they run\n",
+		       foreign, foreign == 1 ? "" : "es");
+	return n < 0 ? ARL_EXIT_INCOMPLETE : ARL_EXIT_OK;
+}

@@ -87,6 +87,21 @@ static void fake_release(void *state, struct arl_sandbox *sb, bool keep)
 	free(sb);
 }
 
+/* gc: says what it was given. */
+static int fake_gc(const struct arl_backend_gc_opts *g)
+{
+	const struct arl_backend_opts o = {.settings = g->settings, .nsettings = g->nsettings};
+	const char *where = arl_backend_setting(&o, "fake-where");
+
+	printf("fake gc%s in %s\n", g->yes ? " --yes" : "", where ? where : "?");
+	return 0;
+}
+
+static const struct arl_backend_option fake_gc_options[] = {
+    {.name = "fake-where", .argh = "W", .help = "fake: where to look"},
+    {.name = NULL},
+};
+
 const struct arl_backend_ops arl_fake_backend = {
     .pool = &fake_kind,
     .open = fake_open,
@@ -95,4 +110,6 @@ const struct arl_backend_ops arl_fake_backend = {
     .sandbox_name = fake_sandbox_name,
     .release = fake_release,
     .close = free,
+    .gc = fake_gc,
+    .gc_options = fake_gc_options,
 };

@@ -291,23 +291,24 @@ static void test_run_on_another_backend(void **state)
 	assert_printed(f, "3:6: error: missing required key 'greeting' in pool 'p'");
 }
 
-/* `run --help` names every registered backend as --backend's values, the fake one too. */
-static void test_run_help_names_the_backends(void **state)
+/* What @cmd(@argv) printed on stdout, in *@text (owned); returns its exit code. */
+static int captured(struct fx *f, int (*cmd)(int, char **), char **argv, char **text)
 {
-	struct fx *f = *state;
-	char *argv[] = {"run", "--help", NULL}, out[160], *text;
-	int saved, fd;
+	char out[160];
+	int saved, fd, argc = 0, rc;
 	FILE *fp;
 	long len;
 
-	snprintf(out, sizeof(out), "%s/help.txt", f->dir);
+	while (argv[argc])
+		argc++;
+	snprintf(out, sizeof(out), "%s/stdout.txt", f->dir);
 	fflush(stdout);
 	saved = dup(1);
 	fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	assert_true(saved >= 0 && fd >= 0);
 	dup2(fd, 1);
 	close(fd);
-	assert_int_equal(cmd_run(2, argv), 0);
+	rc = cmd(argc, argv);
 	fflush(stdout);
 	dup2(saved, 1);
 	close(saved);
@@ -316,11 +317,47 @@ static void test_run_help_names_the_backends(void **state)
 	fseek(fp, 0, SEEK_END);
 	len = ftell(fp);
 	rewind(fp);
-	text = arl_xcalloc(1, (size_t)len + 1);
-	assert_int_equal(fread(text, 1, (size_t)len, fp), (size_t)len);
+	*text = arl_xcalloc(1, (size_t)len + 1);
+	assert_int_equal(fread(*text, 1, (size_t)len, fp), (size_t)len);
 	fclose(fp);
-	if (!strstr(text, "      --backend local|kubernetes|fake\n"))
-		fail_msg("no '--backend local|kubernetes|fake' in:\n%s", text);
+	return rc;
+}
+
+static void assert_has(const char *text, const char *want)
+{
+	if (!strstr(text, want))
+		fail_msg("no '%s' in:\n%s", want, text);
+}
+
+/* `run --help` names every registered backend as --backend's values, the fake one too. */
+static void test_run_help_names_the_backends(void **state)
+{
+	char *argv[] = {"run", "--help", NULL}, *text;
+
+	assert_int_equal(captured(*state, cmd_run, argv, &text), 0);
+	assert_has(text, "      --backend local|kubernetes|fake\n");
+	free(text);
+}
+
+/* `gc` sweeps through the registry: the fake's gc, chosen by name or by its own option. */
+static void test_gc_reaches_every_backend(void **state)
+{
+	char *help[] = {"gc", "--help", NULL};
+	char *fake[] = {"gc", "--backend", "fake", "--fake-where", "here", "--yes", NULL};
+	char *wrong[] = {"gc", "--backend", "kubernetes", "--fake-where", "here", NULL};
+	char *text;
+
+	assert_int_equal(captured(*state, cmd_gc, help, &text), 0);
+	assert_has(text, "usage: arl-batch gc [--yes] [--backend local|kubernetes|fake|all]");
+	assert_has(text, "[--host NAME] [--fake-where W]\n");
+	assert_has(text, "      --fake-where W      fake: where to look\n");
+	free(text);
+	assert_int_equal(captured(*state, cmd_gc, fake, &text), 0);
+	assert_string_equal(text, "fake gc --yes in here\n");
+	free(text);
+	/* Its option with another backend only: a usage error, nothing swept. */
+	assert_int_equal(captured(*state, cmd_gc, wrong, &text), 2);
+	assert_string_equal(text, "");
 	free(text);
 }
 
@@ -374,6 +411,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_backend_names_and_foreign_keys, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_run_on_another_backend, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_run_help_names_the_backends, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gc_reaches_every_backend, setup, teardown),
 	    cmocka_unit_test(test_clashes_are_refused),
 	};
 	struct arl_err err = ARL_ERR_INIT;
