@@ -404,11 +404,45 @@ static int parse_short(const struct arl_command_usage *u, int argc, char **argv,
 	return 0;
 }
 
+/*
+ * Whether @a and @b share a name, which only one of them would ever get: a backend's option
+ * (merged into run's and gc's tables from the registry) named like the command's own.
+ */
+static bool same_name(const struct arl_option *a, const struct arl_option *b)
+{
+	return (a->long_name && b->long_name && !strcmp(a->long_name, b->long_name)) ||
+	       (a->short_name && a->short_name == b->short_name);
+}
+
+static const struct arl_option *name_clash(const struct arl_command_usage *u)
+{
+	for (const struct arl_option *o = u->options; o->type != ARL_OPT_END; o++) {
+		if (same_name(o, &help_option))
+			return o;
+		for (const struct arl_option *p = u->options; p != o; p++)
+			if (same_name(o, p))
+				return o;
+	}
+	return NULL;
+}
+
 int arl_options_parse(const struct arl_command_usage *u, int argc, char **argv, unsigned flags,
                       int *code)
 {
+	const struct arl_option *clash = name_clash(u);
 	bool operands_only = false;
 	int n = 0, rc;
+
+	if (clash) { /* a build whose backends' options clash with the command's */
+		if (clash->long_name)
+			arl_log_cmd_error(u->name, "option '--%s' is defined twice",
+			                  clash->long_name);
+		else
+			arl_log_cmd_error(u->name, "option '-%c' is defined twice",
+			                  clash->short_name);
+		*code = ARL_EXIT_INCOMPLETE;
+		return -1;
+	}
 
 	/* Operands move down: n <= i, so a word is read before its slot is reused. */
 	for (int i = 1; i < argc; i++) {

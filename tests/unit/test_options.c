@@ -237,6 +237,44 @@ static void test_missing_and_unknown(void **state)
 	refused(WORDS("--c", "1"), "arl-batch t: ambiguous option '--c'");
 }
 
+/* Names two options share (a backend's like the command's own) stop the command at once. */
+static void test_clashing_names(void **state)
+{
+	static const char *const synopsis[] = {"t", NULL};
+	bool a = false, b = false;
+	const struct arl_option longs[] = {ARL_OPT_FLAG(0, "deadline", &a, "the command's"),
+	                                   ARL_OPT_FLAG(0, "deadline", &b, "a backend's"),
+	                                   ARL_OPT_END()};
+	const struct arl_option shorts[] = {ARL_OPT_FLAG('n', "dry-run", &a, "the command's"),
+	                                    ARL_OPT_FLAG('n', "namespace", &b, "a backend's"),
+	                                    ARL_OPT_END()};
+	const struct arl_option help[] = {ARL_OPT_FLAG(0, "help", &a, "a backend's"),
+	                                  ARL_OPT_END()};
+	const struct {
+		const struct arl_option *opts;
+		const char *said;
+	} cases[] = {
+	    {longs, "arl-batch t: option '--deadline' is defined twice\n"},
+	    {shorts, "arl-batch t: option '--namespace' is defined twice\n"},
+	    {help, "arl-batch t: option '--help' is defined twice\n"},
+	};
+	char *argv[] = {"t", "--dry-run", NULL};
+	int code;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct arl_command_usage u = {
+		    .name = "t", .synopsis = synopsis, .options = cases[i].opts};
+
+		said[0] = '\0';
+		code = -1;
+		assert_int_equal(arl_options_parse(&u, 2, argv, 0, &code), -1);
+		assert_int_equal(code, ARL_EXIT_INCOMPLETE);
+		assert_string_equal(said, cases[i].said);
+		assert_false(a || b);
+	}
+}
+
 static void test_operands(void **state)
 {
 	struct vals v = {0};
@@ -322,10 +360,11 @@ static int setup(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_ranges),     cmocka_unit_test(test_durations),
-	    cmocka_unit_test(test_sizes),      cmocka_unit_test(test_choice_and_callback),
-	    cmocka_unit_test(test_repeatable), cmocka_unit_test(test_missing_and_unknown),
-	    cmocka_unit_test(test_operands),   cmocka_unit_test(test_help_text),
+	    cmocka_unit_test(test_ranges),         cmocka_unit_test(test_durations),
+	    cmocka_unit_test(test_sizes),          cmocka_unit_test(test_choice_and_callback),
+	    cmocka_unit_test(test_repeatable),     cmocka_unit_test(test_missing_and_unknown),
+	    cmocka_unit_test(test_operands),       cmocka_unit_test(test_help_text),
+	    cmocka_unit_test(test_clashing_names),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
