@@ -56,10 +56,21 @@ def chown_to_pod(path):
 
 
 def rmtree(path):
-    """shutil.rmtree that also removes an overlay's workdir (its `work` is mode 000)."""
-    def fix(func, p, _exc):
+    """shutil.rmtree that also removes an overlay's workdir (its `work` is mode 000 and,
+    for a server that is not root, its own). Only directories strictly inside path ever
+    have their mode changed; any other error is ignored."""
+    top = os.path.abspath(path)
+
+    def inside(p):
+        return os.path.abspath(p).startswith(top + "/")
+
+    def fix(_func, p, _exc):
+        if not inside(p):
+            return
         try:
-            os.chmod(os.path.dirname(p), 0o700)
+            parent = os.path.dirname(os.path.abspath(p))
+            if inside(parent):
+                os.chmod(parent, 0o700)
             if os.path.isdir(p) and not os.path.islink(p):
                 os.chmod(p, 0o700)
                 shutil.rmtree(p, ignore_errors=True)
@@ -68,6 +79,8 @@ def rmtree(path):
         except OSError:
             pass
     shutil.rmtree(path, onerror=fix)
+    if os.path.isdir(top) and not os.path.islink(top):
+        shutil.rmtree(top, ignore_errors=True)      # after a fix inside, the rmdir of top
 
 
 def _let_pod_uid_through(pod_root):

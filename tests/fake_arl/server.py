@@ -24,6 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from api import FakeApi, Server          # noqa: E402
+import pod_container                     # noqa: E402
 from arl_operator import Operator        # noqa: E402
 from faults import Faults, __doc__ as FAULTS_DOC   # noqa: E402
 from schema import load_crds             # noqa: E402
@@ -238,7 +239,7 @@ def sweep_stale_dirs():
             try:
                 os.kill(int(parts[1]), 0)
             except ProcessLookupError:
-                shutil.rmtree(os.path.join(base, d), ignore_errors=True)
+                pod_container.rmtree(os.path.join(base, d))     # overlay workdirs are mode 000
             except OSError:
                 pass
 
