@@ -9,8 +9,9 @@
  *
  * Adding a backend: a folder with its ops table, whose pool kind (jobfile/pool_kind.h) names
  * it and lists the pool keys it owns, and whose options list the `run` options it reads from
- * arl_backend_opts.settings; one line in cmd/builtin_backends.c registers it. The loader,
- * the runner and `run`'s command line find it by name (tests/unit/fake_backend.c is one).
+ * arl_backend_opts.settings; optionally a gc op with its own gc options. One line in
+ * cmd/builtin_backends.c registers it. The loader, the runner and the command lines of `run`
+ * and `gc` find it by name (tests/unit/fake_backend.c is one).
  */
 #ifndef ARL_BACKEND_H
 #define ARL_BACKEND_H
