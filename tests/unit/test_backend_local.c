@@ -612,6 +612,71 @@ static void test_exit_codes(void **state)
 	fx_close(f);
 }
 
+/*
+ * One container per attempt: what a step leaves (a process, /tmp, a file outside /workspace)
+ * is there for the next step, its env is not; a program the agent cannot start is the step's
+ * 127 or 126, an unenterable workDir its 1, each with the agent's reason; a container that
+ * cannot start (no agent there) fails acquire, naming the sandbox, and leaves nothing.
+ */
+static void test_container(void **state)
+{
+	struct fx *f = *state;
+	struct arl_step_result res;
+	enum arl_class cls;
+	struct arl_sandbox *sb = NULL;
+	struct arl_sandbox_req req = {.attempt = 1};
+	struct arl_err err = ARL_ERR_INIT;
+	char *argv[] = {"no-such-program-arl", NULL};
+	struct arl_step step = {.name = "x", .type = ARL_STEP_COMMAND, .argv = argv, .argc = 1};
+	char *out;
+
+	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
+	sb = acquire(f);
+	free(sh_ok(f, sb, NULL,
+	           "sleep 300 & echo $! > /tmp/pid; echo kept > /tmp/f; export GONE=1; echo x > "
+	           "/dev/shm/y 2>/dev/null; true"));
+	out = sh_ok(f, sb, NULL, "kill -0 $(cat /tmp/pid) && cat /tmp/f; echo \"${GONE-unset}\"");
+	assert_string_equal(out, "kept\nunset\n");
+	free(out);
+	exec_step(f, sb, &step, 0, &res, &cls);
+	assert_int_equal(cls, ARL_CLASS_FAILED);
+	assert_int_equal(res.exit_code, 127);
+	assert_string_equal(
+	    res.err.data,
+	    "arl-batch: cannot run 'no-such-program-arl': No such file or directory\n");
+	arl_step_result_release(&res);
+	free(sh_ok(f, sb, NULL, "printf '#!/bin/sh\\n' > s.sh; chmod 644 s.sh"));
+	argv[0] = "./s.sh";
+	exec_step(f, sb, &step, 0, &res, &cls);
+	assert_int_equal(res.exit_code, 126);
+	assert_non_null(strstr(res.err.data, "cannot run './s.sh': Permission denied"));
+	arl_step_result_release(&res);
+	sh_env(f, sb, "/workspace/nope", "pwd", 0, &res, &cls, NULL);
+	assert_int_equal(cls, ARL_CLASS_FAILED);
+	assert_int_equal(res.exit_code, 1);
+	assert_non_null(strstr(res.err.data, "cannot change to work directory '/workspace/nope'"));
+	arl_step_result_release(&res);
+	release(f, sb);
+	fx_close(f);
+
+	/* No agent at that path: acquire fails and says so; the directory goes. */
+	setenv("ARL_BATCH_AGENT", "/no/such/arl-batch-agent", 1);
+	assert_int_equal(fx_try_open(f, ARL_ISO_BWRAP, false, NULL, 1, &err), -1);
+	assert_non_null(strstr(err.msg, "bwrap cannot create a sandbox"));
+	setenv("ARL_BATCH_AGENT", "/bin/true", 1); /* starts, never says HELLO */
+	arl_err_clear(&err);
+	assert_int_equal(fx_try_open(f, ARL_ISO_BWRAP, false, NULL, 1, &err), -1);
+	assert_non_null(strstr(err.msg, "bwrap cannot create a sandbox"));
+	setenv("ARL_BATCH_AGENT", ARL_AGENT_BIN, 1);
+	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
+	setenv("ARL_BATCH_AGENT", "/bin/true", 1); /* read at open: this one still works */
+	sb = NULL;
+	assert_int_equal(arl_backend_local.acquire(f->st, &f->pool, &req, &sb, &err), 0);
+	release(f, sb);
+	setenv("ARL_BATCH_AGENT", ARL_AGENT_BIN, 1);
+	fx_close(f);
+}
+
 static void test_env_and_workdir(void **state)
 {
 	struct fx *f = *state;
@@ -1729,6 +1794,7 @@ int main(void)
 	    T(test_warm_pool),       T(test_concurrency),
 	    T(test_recycle_hostile), T(test_escaped_child),
 	    T(test_close_all),       T(test_root_identity),
+	    T(test_container),
 	};
 	int failed;
 
