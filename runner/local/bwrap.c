@@ -67,6 +67,14 @@ void arl_local_bwrap_argv(const struct local *L, struct strvec *v, const char *w
 	arl_local_sv_push(v, "--new-session");
 	arl_local_sv_push(v, "--cap-drop");
 	arl_local_sv_push(v, "ALL");
+	/*
+	 * A mount plan needs CAP_SYS_ADMIN (of the sandbox's user namespace only) in the agent,
+	 * which drops every capability before its HELLO, so before any step runs.
+	 */
+	if (plan && plan->n) {
+		arl_local_sv_push(v, "--cap-add");
+		arl_local_sv_push(v, "CAP_SYS_ADMIN");
+	}
 	arl_local_sv_push(v, "--ro-bind");
 	arl_local_sv_push(v, "/usr");
 	arl_local_sv_push(v, "/usr");
