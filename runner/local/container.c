@@ -119,11 +119,12 @@ int arl_local_container_start(struct local *L, struct arl_sandbox *sb, bool netw
 		          line[0] ? line : why.msg);
 	}
 out:
-	if (ret < 0)
-		arl_local_container_stop(sb);
+	/* The socket first: an agent that started sees EOF and ends its namespace at once. */
 	for (int i = 0; i < 2; i++)
 		if (sv[i] >= 0)
 			close(sv[i]);
+	if (ret < 0)
+		arl_local_container_stop(sb);
 	if (out_fd >= 0)
 		close(out_fd);
 	if (ws_fd >= 0)
