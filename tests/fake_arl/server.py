@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -226,7 +227,15 @@ def split_ns(s, default_ns):
     return default_ns, s
 
 
-STOP = threading.Event()
+# Set by SIGTERM/SIGINT. A plain flag, not a threading.Event: a handler runs in the main thread
+# between two bytecodes, possibly inside Event.wait() with the Event's lock held, and
+# Event.set() would then wait for that lock for ever (a hang seen under `ctest -j2`).
+STOP = False
+
+
+def _stop(signum, frame):
+    global STOP
+    STOP = True
 
 
 def sweep_stale_dirs():
@@ -247,8 +256,8 @@ def sweep_stale_dirs():
 def main(argv=None):
     # SIGTERM/SIGINT end the main loop below, which cleans up; installed first so a
     # signal during start-up is not lost either.
-    signal.signal(signal.SIGTERM, lambda signum, frame: STOP.set())
-    signal.signal(signal.SIGINT, lambda signum, frame: STOP.set())
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     a = parse_args(sys.argv[1:] if argv is None else argv)
     import re
     import uuid
@@ -331,8 +340,8 @@ def main(argv=None):
         if a.verbose:
             sys.stderr.write("fake-arl: serving %s (pods in %s, bwrap %s)\n"
                              % (url, workdir, "on" if op.sidecar.bwrap else "off"))
-        while not STOP.wait(0.5):
-            pass
+        while not STOP:
+            time.sleep(0.2)
     finally:
         api.stopping.set()
         server.shutdown()
