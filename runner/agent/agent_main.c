@@ -477,16 +477,31 @@ static void write_fail(struct file_write *w, int errnum, const char *what, const
 	w->fd = -1;
 }
 
-/* mkdir -p of @path's parent, following what is there as a step would. */
+/*
+ * mkdir -p of @path's parent. A symlink among the parents is refused, as FilePatch always
+ * did: the agent has no more rights than a step, but a link a step planted must not send a
+ * patch elsewhere than its path says.
+ */
 static int make_parents(char *path, struct file_write *w)
 {
 	for (char *c = strchr(path + 1, '/'); c; c = strchr(c + 1, '/')) {
-		int rc;
+		struct stat st;
+		int rc = 0;
 
 		*c = '\0';
-		rc = mkdir(path, 0755) < 0 && errno != EEXIST ? -1 : 0;
-		if (rc < 0)
+		if (mkdir(path, 0755) < 0 && errno != EEXIST) {
 			write_fail(w, errno, "cannot create directory", path, NULL);
+			rc = -1;
+		} else if (lstat(path, &st) < 0) {
+			write_fail(w, errno, "cannot create directory", path, NULL);
+			rc = -1;
+		} else if (S_ISLNK(st.st_mode)) {
+			write_fail(w, ELOOP, "refusing to write", path, "it is a symlink");
+			rc = -1;
+		} else if (!S_ISDIR(st.st_mode)) {
+			write_fail(w, ENOTDIR, "refusing to write", path, "not a directory");
+			rc = -1;
+		}
 		*c = '/';
 		if (rc < 0)
 			return -1;
@@ -524,6 +539,8 @@ static void open_file(struct agent *a, uint32_t id, const unsigned char *p, size
 	             (mode_t)mode);
 	if (w->fd < 0 && errno == ELOOP)
 		write_fail(w, errno, "refusing to write", w->path, "it is a symlink");
+	else if (w->fd < 0 && errno == EISDIR)
+		write_fail(w, errno, "refusing to write", w->path, "it is a directory");
 	else if (w->fd < 0 && errno == ENXIO) /* a FIFO without reader, a socket */
 		write_fail(w, errno, "refusing to write", w->path, "not a regular file");
 	else if (w->fd < 0)

@@ -359,7 +359,7 @@ int arl_agent_write(struct arl_agent *a, const char *path, unsigned mode, const 
 {
 	const char *d = data;
 	unsigned char m[4];
-	uint32_t rid;
+	uint32_t rid = 0; /* set by begin(); -O3 cannot see that through its early returns */
 
 	if (path[0] != '/' || strlen(path) + 1 > ARL_PROTO_DATA_MAX - sizeof(m) || mode & ~0777u)
 		return arl_error(

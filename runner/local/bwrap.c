@@ -32,10 +32,12 @@ char *const arl_local_no_env[] = {NULL};
  * The command line of a sandbox's container: bwrap, whose first process is the agent
  * @agent (a host path, as root the mount point the child binds it on) serving fd 3, with
  * the sandbox directory @ws (as root: the mount point the child binds it on) at /workspace.
- * The agent's mount plan (@plan, or NULL) follows its "--fd 3".
+ * With the copy-on-write root (L->cow.skel), @ws holds the uppers instead and /workspace is
+ * an overlay on @ws_lower (NULL: an empty one); the agent mounts it from the plan after its
+ * "--fd 3".
  */
 void arl_local_bwrap_argv(const struct local *L, struct strvec *v, const char *ws,
-                          const char *agent, bool network, const struct strvec *plan)
+                          const char *ws_lower, const char *agent, bool network)
 {
 	/*
 	 * uid 0 in a user namespace of its own, mapped to the uid bwrap runs as: the sandbox uid
@@ -58,23 +60,31 @@ void arl_local_bwrap_argv(const struct local *L, struct strvec *v, const char *w
 	                                     "/etc/gshadow-", "/etc/security/opasswd"};
 	static const char *const proc_ro[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq",
 	                                      "/proc/bus"};
+	const bool cow = L->cow.skel != NULL;
 
 	arl_local_sv_push(v, L->bwrap);
 	for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
-		arl_local_sv_push(v, head[i]);
+		/*
+		 * --disable-userns nests the sandbox in a second user namespace, where the agent
+		 * cannot mount: the plan's --no-userns forbids them instead (cow_root.h).
+		 */
+		if (!cow || strcmp(head[i], "--disable-userns"))
+			arl_local_sv_push(v, head[i]);
 	if (!network)
 		arl_local_sv_push(v, "--unshare-net");
 	arl_local_sv_push(v, "--new-session");
+	if (cow) {
+		/*
+		 * The agent mounts the overlays with the few capabilities (of the sandbox's user
+		 * namespace only) these add, and drops them all before its HELLO, so before any
+		 * step runs; the binds under /usr and /etc are made by the agent too, as an
+		 * overlay on /etc would hide bwrap's.
+		 */
+		arl_cow_root_bwrap_args(&L->cow, v, ws, ws_lower);
+		goto rest;
+	}
 	arl_local_sv_push(v, "--cap-drop");
 	arl_local_sv_push(v, "ALL");
-	/*
-	 * A mount plan needs CAP_SYS_ADMIN (of the sandbox's user namespace only) in the agent,
-	 * which drops every capability before its HELLO, so before any step runs.
-	 */
-	if (plan && plan->n) {
-		arl_local_sv_push(v, "--cap-add");
-		arl_local_sv_push(v, "CAP_SYS_ADMIN");
-	}
 	arl_local_sv_push(v, "--ro-bind");
 	arl_local_sv_push(v, "/usr");
 	arl_local_sv_push(v, "/usr");
@@ -94,8 +104,14 @@ void arl_local_bwrap_argv(const struct local *L, struct strvec *v, const char *w
 		arl_local_sv_push(v, "--tmpfs");
 		arl_local_sv_push(v, "/etc/ssh");
 	}
-	for (size_t i = 0; i < L->root_args.n; i++)
-		arl_local_sv_push(v, L->root_args.v[i]);
+rest:
+	for (size_t i = 0; i < L->root_args.n; i += 3) {
+		/* Real directories are trees of the copy-on-write root (backend open). */
+		if (cow && !strcmp(L->root_args.v[i], "--ro-bind"))
+			continue;
+		for (size_t k = i; k < i + 3; k++)
+			arl_local_sv_push(v, L->root_args.v[k]);
+	}
 	for (size_t i = 0; network && i < L->net_args.n; i++)
 		arl_local_sv_push(v, L->net_args.v[i]);
 	arl_local_sv_push(v, "--proc");
@@ -114,9 +130,11 @@ void arl_local_bwrap_argv(const struct local *L, struct strvec *v, const char *w
 	arl_local_sv_push(v, "/dev");
 	arl_local_sv_push(v, "--tmpfs");
 	arl_local_sv_push(v, "/tmp");
-	arl_local_sv_push(v, "--bind");
-	arl_local_sv_push(v, ws);
-	arl_local_sv_push(v, WS_INSIDE);
+	if (!cow) {
+		arl_local_sv_push(v, "--bind");
+		arl_local_sv_push(v, ws);
+		arl_local_sv_push(v, WS_INSIDE);
+	}
 	arl_local_sv_push(v, "--ro-bind");
 	arl_local_sv_push(v, agent);
 	arl_local_sv_push(v, AGENT_INSIDE);
@@ -128,9 +146,9 @@ void arl_local_bwrap_argv(const struct local *L, struct strvec *v, const char *w
 	arl_local_sv_push(v, AGENT_INSIDE);
 	arl_local_sv_push(v, "--fd");
 	arl_local_sv_push(v, "3");
-	/* The mount plan: mounted by the agent before it drops its capabilities. */
-	for (size_t i = 0; plan && i < plan->n; i++)
-		arl_local_sv_push(v, plan->v[i]);
+	if (cow)
+		arl_cow_root_plan(&L->cow, v, masked, sizeof(masked) / sizeof(masked[0]),
+		                  L->etc_ssh ? "/etc/ssh" : NULL);
 }
 
 /* The absolute path of bwrap in our PATH, or NULL. */
@@ -207,6 +225,12 @@ int arl_local_probe_bwrap(struct local *L, const char *pool_name, bool network, 
 	/* A real sandbox directory, as the steps' uid gets it (ownership, the root bind). */
 	if ((dfd = arl_local_create_dir(L, L->sb_uid, L->sb_gid, &sb.dir, err)) < 0) {
 		arl_err_prefix(err, "pool '%s'", pool_name);
+		return -1;
+	}
+	if (L->cow.skel && arl_cow_root_make_uppers(&L->cow, dfd, err) < 0) {
+		arl_err_prefix(err, "pool '%s'", pool_name);
+		close(dfd);
+		arl_local_drop_dir(L, &sb.dir);
 		return -1;
 	}
 	close(dfd);

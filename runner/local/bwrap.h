@@ -14,11 +14,12 @@ extern char *const arl_local_no_env[];
 
 /*
  * Appends the command line of a sandbox's container to @v: bwrap with the agent @agent (a
- * host path) as its first process on fd 3, @ws (a host directory) at /workspace, and the
- * agent's mount plan @plan (NULL: none).
+ * host path) as its first process on fd 3 and sandbox directory @ws (a host directory) at
+ * /workspace, or, with the copy-on-write root (L->cow.skel), holding the uppers of /usr,
+ * /etc... and of /workspace, whose lower is @ws_lower (NULL: empty), and the agent's plan.
  */
 void arl_local_bwrap_argv(const struct local *L, struct strvec *v, const char *ws,
-                          const char *agent, bool network, const struct strvec *plan);
+                          const char *ws_lower, const char *agent, bool network);
 
 /* The absolute path of bwrap in our PATH, or NULL. */
 char *arl_local_find_bwrap(void);

@@ -110,6 +110,12 @@ int arl_cow_root_make_uppers(const struct cow_root *c, int sbfd, struct arl_err 
 			const char *t = i < c->trees.n ? c->trees.v[i] : WS_TREE;
 			int fd = make_owned(c, kfd, t + 1, err);
 
+			/* The workspace's root was 0700 when it was the sandbox directory. */
+			if (fd >= 0 && i == c->trees.n && k == 0 && fchmod(fd, 0700) < 0) {
+				arl_error_errno(err, errno, "cannot chmod the workspace's upper");
+				close(fd);
+				fd = -1;
+			}
 			if (fd < 0) {
 				close(kfd);
 				kfd = -1;

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "local/agent_client.h"
+#include "local/container.h"
 #include "local/identity.h"
 #include "local/local.h"
 #include "log.h"
@@ -80,6 +82,30 @@ static void patch_open_error(struct arl_buf *msg, int errnum, int fd, const stru
 	arl_buf_release(&shown);
 }
 
+/*
+ * With the copy-on-write root /workspace is an overlay, which a write into the sandbox
+ * directory would bypass (overlayfs leaves changes to a mounted upper undefined): the agent
+ * writes the file, with the steps' view. It runs as they do, without capabilities, so a
+ * symlink a step planted in a parent leads only where a step could write anyway.
+ */
+static int patch_via_agent(struct arl_sandbox *sb, const struct arl_step *step, struct arl_buf *msg,
+                           struct arl_err *err)
+{
+	struct arl_agent_event ev;
+	uint32_t id;
+
+	if (arl_agent_write(sb->agent, step->path, 0644, step->content ? step->content : "",
+	                    step->content ? step->content_len : 0, &id, err) < 0 ||
+	    arl_agent_next(sb->agent, 0, -1, &ev, err) < 0)
+		return -1;
+	if (ev.kind == ARL_AGENT_OK)
+		return 0;
+	if (ev.kind != ARL_AGENT_ERROR)
+		return arl_error(err, ARL_E_PROTO, "sandbox agent: unexpected answer to a WRITE");
+	arl_buf_addf(msg, ARL_LOG_PREFIX "FilePatch refused: %.*s\n", (int)ev.len, ev.data);
+	return 1;
+}
+
 int arl_local_run_filepatch(struct local *L, struct arl_sandbox *sb, const struct arl_step *step,
                             struct arl_step_result *res, enum arl_class *cls, struct arl_err *err)
 {
@@ -93,6 +119,20 @@ int arl_local_run_filepatch(struct local *L, struct arl_sandbox *sb, const struc
 
 	if (patch_components(step->path, &comps, &msg) < 0)
 		goto refused;
+	if (L->cow.skel && sb->agent) {
+		int rc = patch_via_agent(sb, step, &msg, err);
+
+		if (rc < 0) {
+			/* A dead agent or a malformed frame: the sandbox is gone (command.c). */
+			*cls = ARL_CLASS_INFRA;
+			sb->tainted = true;
+			arl_local_container_stop(sb);
+			goto out;
+		}
+		if (rc > 0)
+			goto refused;
+		goto created;
+	}
 	cur = openat(L->state_fd, sb->dir.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (cur < 0) {
 		arl_error_errno(err, errno, "cannot open sandbox '%s'", sb->path);
@@ -165,6 +205,7 @@ int arl_local_run_filepatch(struct local *L, struct arl_sandbox *sb, const struc
 		goto refused;
 	}
 	fd = -1;
+created:
 	arl_buf_addf(&msg, "File created: %s\n", step->path); /* ARL's wording */
 	res->has_exit = true;
 	res->exit_code = 0;

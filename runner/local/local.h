@@ -10,6 +10,7 @@
 
 #include "backend/backend.h"
 #include "local/cgroup.h"
+#include "local/cow_root.h"
 #include "local/local_pool.h"
 #include "local/sandbox_dir.h"
 #include "local/strvec.h"
@@ -50,6 +51,12 @@ struct local {
 	uid_t none_uid; /* isolation none steps: never sb_uid */
 	gid_t none_gid;
 	struct arl_cgroups *cgroups; /* where sandboxes' cgroups go; NULL: no pool limits */
+	/*
+	 * bwrap pools' copy-on-write root (cow_root.h); cow.skel NULL: none (isolation none
+	 * only, or the overlay fallback: the workspace is copied and /usr, /etc are read-only).
+	 */
+	struct cow_root cow;
+	char *cow_dir; /* mkdtemp'd parent of cow.skel, removed at close */
 
 	pthread_mutex_t mu; /* lock order: mu only, never nested; guards everything below */
 	pthread_cond_t cv;  /* the preparer waits here for work or stopping */

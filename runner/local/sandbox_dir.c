@@ -144,9 +144,19 @@ int arl_local_create_dir(struct local *L, uid_t uid, gid_t gid, struct sbdir *d,
 	return dfd;
 }
 
+const char *arl_local_ws_lower(const struct local *L, const struct arl_pool *pool)
+{
+	const struct arl_local_pool *lp = pool ? arl_local_pool(pool) : NULL;
+
+	if (!lp || !L->cow.skel || lp->isolation != ARL_ISO_BWRAP || L->drop)
+		return NULL;
+	return lp->workspace;
+}
+
 /*
- * A sandbox directory for @pool: a spare one or a new one, with the pool's workspace in it.
- * @b bounds the copy (NULL: unbounded).
+ * A sandbox directory for @pool: a spare one or a new one, with the pool's workspace in it
+ * (copied, or with the copy-on-write root its uppers, the workspace then being a lower
+ * layer, or copied into the workspace's upper as root). @b bounds the copy (NULL: unbounded).
  */
 int arl_local_make_sandbox(struct local *L, const struct arl_pool *pool, const struct copy_bound *b,
                            struct sbdir *out, struct arl_err *err)
@@ -155,6 +165,7 @@ int arl_local_make_sandbox(struct local *L, const struct arl_pool *pool, const s
 	struct sbdir d = {0};
 	struct copy_bound cb = b ? *b : (struct copy_bound){.deadline = INT64_MAX, .cancel_fd = -1};
 	const char *workspace = arl_local_pool(pool)->workspace;
+	const bool cow = L->cow.skel && arl_local_pool(pool)->isolation == ARL_ISO_BWRAP;
 	int sfd = -1, dfd = -1, ret = -1;
 
 	cb.chown = L->drop;
@@ -167,7 +178,8 @@ int arl_local_make_sandbox(struct local *L, const struct arl_pool *pool, const s
 	if (!d.name) {
 		if ((dfd = arl_local_create_dir(L, cb.uid, cb.gid, &d, err)) < 0)
 			return -1;
-	} else if (workspace || (L->drop && (d.made.uid != cb.uid || d.made.gid != cb.gid))) {
+	} else if (workspace || cow ||
+	           (L->drop && (d.made.uid != cb.uid || d.made.gid != cb.gid))) {
 		dfd = openat(L->state_fd, d.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		/* Spares serve every pool: one of the other uid's changes hands (mode stays 0700). */
 		if (dfd >= 0 && L->drop && (d.made.uid != cb.uid || d.made.gid != cb.gid)) {
@@ -185,6 +197,26 @@ int arl_local_make_sandbox(struct local *L, const struct arl_pool *pool, const s
 			arl_error_errno(err, errno, "cannot open sandbox '%s/%s'", L->state_dir,
 			                d.name);
 			goto out;
+		}
+	}
+	if (cow) {
+		int up;
+
+		/* Two mkdirs per tree: O(1) in the workspace's size (cow_root.h). */
+		if (arl_cow_root_make_uppers(&L->cow, dfd, err) < 0)
+			goto out;
+		if (arl_local_ws_lower(L, pool))
+			workspace = NULL; /* a lower layer, not copied */
+		if (workspace) {
+			up = openat(dfd, "upper/workspace",
+			            O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (up < 0) {
+				arl_error_errno(err, errno, "cannot open sandbox '%s/%s'",
+				                L->state_dir, d.name);
+				goto out;
+			}
+			close(dfd);
+			dfd = up;
 		}
 	}
 	if (workspace) {

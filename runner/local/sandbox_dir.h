@@ -60,6 +60,13 @@ void arl_local_discard(struct local *L, struct sbdir *d);
 int arl_local_make_sandbox(struct local *L, const struct arl_pool *pool, const struct copy_bound *b,
                            struct sbdir *out, struct arl_err *err);
 
+/*
+ * With the copy-on-write root, the lower layer of @pool's /workspace: the pool's workspace
+ * itself when we are not root (our files, writable in place); NULL otherwise (none, or as
+ * root: files of host uids the sandbox cannot map are copied into its upper instead).
+ */
+const char *arl_local_ws_lower(const struct local *L, const struct arl_pool *pool);
+
 /* Takes a released sandbox's directory out of sight: a spare, queued, or deleted. */
 void arl_local_retire(struct local *L, struct arl_sandbox *sb);
 

@@ -216,9 +216,24 @@ static struct arl_sandbox *acquire(struct fx *f)
 	return sb;
 }
 
+/*
+ * Where @rel of a sandbox's /workspace is on the host: in the sandbox directory, or in its
+ * workspace's upper layer when /workspace is a copy-on-write overlay (bwrap pools). "": the
+ * sandbox directory itself.
+ */
 static char *host_path(struct fx *f, struct arl_sandbox *sb, const char *rel)
 {
-	return arl_xasprintf("%s/%s/%s", f->state, arl_backend_local.sandbox_name(sb), rel);
+	char *upper =
+	    arl_xasprintf("%s/%s/upper/workspace", f->state, arl_backend_local.sandbox_name(sb));
+	struct stat st;
+	char *p;
+
+	if (rel[0] && lstat(upper, &st) == 0 && S_ISDIR(st.st_mode))
+		p = arl_xasprintf("%s/%s", upper, rel);
+	else
+		p = arl_xasprintf("%s/%s/%s", f->state, arl_backend_local.sandbox_name(sb), rel);
+	free(upper);
+	return p;
 }
 
 /* Runs @step with a deadline @timeout_ms from now (0: none); asserts exec() returned 0. */
@@ -554,8 +569,13 @@ static void check_filepatch(struct fx *f, struct arl_sandbox *sb)
 	free(host);
 }
 
-static void check_filepatch_refusals(struct fx *f, struct arl_sandbox *sb)
+/*
+ * @agent: the sandbox's agent writes the file (bwrap pools: /workspace is an overlay), and
+ * words the refusals its way.
+ */
+static void check_filepatch_refusals(struct fx *f, struct arl_sandbox *sb, bool agent)
 {
+#define LINK(p) (agent ? "'" p "': it is a symlink" : "'" p "' is a symlink")
 	char *outside = arl_xasprintf("%s/outside", f->root);
 	char *script;
 
@@ -575,16 +595,21 @@ static void check_filepatch_refusals(struct fx *f, struct arl_sandbox *sb)
 	                       outside, outside, outside);
 	free(sh_ok(f, sb, NULL, script));
 	free(script);
-	patch_refused(f, sb, "/workspace/link/x", "'/workspace/link' is a symlink");
-	patch_refused(f, sb, "/workspace/link/sub/x", "'/workspace/link' is a symlink");
-	patch_refused(f, sb, "/workspace/flink", "'/workspace/flink' is a symlink");
-	patch_refused(f, sb, "/workspace/up/x", "'/workspace/up' is a symlink");
-	patch_refused(f, sb, "/workspace/d/inner/x", "'/workspace/d/inner' is a symlink");
-	patch_refused(f, sb, "/workspace/fifo", "is not a regular file");
-	patch_refused(f, sb, "/workspace/file/x", "'/workspace/file' is not a directory");
-	patch_refused(f, sb, "/workspace/d", "'/workspace/d' is a directory");
+	patch_refused(f, sb, "/workspace/link/x", LINK("/workspace/link"));
+	patch_refused(f, sb, "/workspace/link/sub/x", LINK("/workspace/link"));
+	patch_refused(f, sb, "/workspace/flink", LINK("/workspace/flink"));
+	patch_refused(f, sb, "/workspace/up/x", LINK("/workspace/up"));
+	patch_refused(f, sb, "/workspace/d/inner/x", LINK("/workspace/d/inner"));
+	patch_refused(f, sb, "/workspace/fifo", "not a regular file");
+	patch_refused(f, sb, "/workspace/file/x",
+	              agent ? "'/workspace/file': not a directory"
+	                    : "'/workspace/file' is not a directory");
+	patch_refused(f, sb, "/workspace/d",
+	              agent ? "'/workspace/d': it is a directory"
+	                    : "'/workspace/d' is a directory");
 	assert_int_equal(count_entries(outside), 0);
 	free(outside);
+#undef LINK
 }
 
 /* --- bwrap -------------------------------------------------------------------------- */
@@ -724,7 +749,7 @@ static void test_filepatch(void **state)
 	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
 	sb = acquire(f);
 	check_filepatch(f, sb);
-	check_filepatch_refusals(f, sb);
+	check_filepatch_refusals(f, sb, true);
 	release(f, sb);
 	fx_close(f);
 }
@@ -740,9 +765,22 @@ static void test_isolation(void **state)
 	write_file(hostfile, "secret\n", 0644);
 	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
 	sb = acquire(f);
-	assert_int_not_equal(sh_fails(f, sb, "touch /usr/arl-evil"), 0);
-	assert_int_not_equal(sh_fails(f, sb, "touch /etc/arl-evil"), 0);
-	assert_int_not_equal(sh_fails(f, sb, "mount -o remount,rw /usr"), 0);
+	/* /usr and /etc are copy-on-write: writable inside, never on the host. */
+	script = arl_xasprintf("touch /usr/arl-test-%ld /etc/arl-test-%ld && echo ok",
+	                       (long)getpid(), (long)getpid());
+	out = sh_ok(f, sb, NULL, script);
+	assert_string_equal(out, "ok\n");
+	free(out);
+	free(script);
+	script = arl_xasprintf("/usr/arl-test-%ld", (long)getpid());
+	assert_int_equal(access(script, F_OK), -1);
+	free(script);
+	script = arl_xasprintf("/etc/arl-test-%ld", (long)getpid());
+	assert_int_equal(access(script, F_OK), -1);
+	free(script);
+	assert_int_not_equal(sh_fails(f, sb, "cat /etc/shadow | grep -q ."), 0);
+	assert_int_not_equal(sh_fails(f, sb, "mount -o remount,ro /usr"), 0);
+	assert_int_not_equal(sh_fails(f, sb, "unshare -U true"), 0);
 	script = arl_xasprintf("test -e '%s'", hostfile);
 	assert_int_equal(sh_fails(f, sb, script), 1);
 	free(script);
@@ -1547,7 +1585,7 @@ static void test_none_filepatch(void **state)
 	fx_open(f, ARL_ISO_NONE, false, NULL, 1);
 	sb = acquire(f);
 	check_filepatch(f, sb);
-	check_filepatch_refusals(f, sb);
+	check_filepatch_refusals(f, sb, false);
 	release(f, sb);
 	fx_close(f);
 }
