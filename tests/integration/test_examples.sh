@@ -10,9 +10,8 @@ require_tools sqlite3 python3
 make_tmp
 
 DB=$TMP/examples.db
-# Examples marked '# Needs: one container per sandbox' (11-install: a writable root) run in
-# test_pod_semantics.sh on both backends until the local backend has what they need (issue 14's
-# copy-on-write root); then they join here (and the counts below grow).
+# An example marked '# Needs: one container per sandbox' runs only in test_pod_semantics.sh
+# (on both backends) until the local backend has what it needs; then it joins here.
 mapfile -t JOBS < <(grep -L '^# Needs: one container per sandbox' "$SOURCE_DIR"/jobs/*.yaml)
 NJOBFILES=${#JOBS[@]}
 
@@ -24,7 +23,7 @@ check_eq "validate prints one line per file" "$(grep -c ': ok' "$TMP/out" || tru
 echo "# run --dry-run"
 runner run --dry-run --progress none --db "$TMP/dry.db" "${JOBS[@]}"
 check_eq "run --dry-run exits 0" "$RC" 0
-check_eq "--dry-run prints a header and one line per job (20 jobs)" "$(wc -l <"$TMP/out")" 21
+check_eq "--dry-run prints a header and one line per job (21 jobs)" "$(wc -l <"$TMP/out")" 22
 check_match "--dry-run header names the columns" "$(head -n1 "$TMP/out")" '^KEY +POOL'
 for key in 01-basic/basic 05-error-handling/flaky 06-timeout/step-timeout \
 	09-swebench/swe-demo__calc-101 09-swebench/swe-demo__calc-105; do
@@ -39,7 +38,7 @@ fi
 echo "# run jobs/*.yaml"
 runner run --progress plain --db "$DB" "${JOBS[@]}"
 check_eq "run exits 1 (some examples fail on purpose)" "$RC" 1
-check_match "progress lines go to stderr" "$(cat "$TMP/err")" '\[20/20\]'
+check_match "progress lines go to stderr" "$(cat "$TMP/err")" '\[21/21\]'
 check_eq "stdout of run is empty" "$(cat "$TMP/out")" ""
 
 # state|attempts|exit_code|error_class of one job, by key.
@@ -64,9 +63,9 @@ echo "# the run row"
 check_eq "one run row" "$(sql "$DB" 'SELECT count(*) FROM runs')" 1
 check_eq "run status failed, exit code 1, finished" \
 	"$(sql "$DB" 'SELECT status, exit_code, finished_at IS NOT NULL FROM runs')" "failed|1|1"
-check_eq "run counters: 20 total, 13 succeeded, 7 failed, 0 skipped, 0 cancelled" \
+check_eq "run counters: 21 total, 14 succeeded, 7 failed, 0 skipped, 0 cancelled" \
 	"$(sql "$DB" 'SELECT jobs_total, jobs_succeeded, jobs_failed, jobs_skipped, jobs_cancelled FROM runs')" \
-	"20|13|7|0|0"
+	"21|14|7|0|0"
 check_eq "run counters agree with the jobs table" \
 	"$(sql "$DB" "SELECT jobs_total = (SELECT count(*) FROM jobs WHERE run_id = r.id)
 	   AND jobs_succeeded = (SELECT count(*) FROM jobs WHERE run_id = r.id AND state = 'Succeeded')
@@ -220,7 +219,7 @@ check_eq "only the keepAlive sandbox (07-session) is left in the state dir" "$le
 echo "# read commands"
 runner results --db "$DB" --format json
 check_eq "results --format json exits 0" "$RC" 0
-check_eq "results json: 20 Task-shaped objects whose states match the db" \
+check_eq "results json: 21 Task-shaped objects whose states match the db" \
 	"$(python3 - "$TMP/out" <<'EOF'
 import json, sys
 a = json.load(open(sys.argv[1]))
@@ -228,7 +227,7 @@ assert isinstance(a, list), type(a)
 print(len(a), sorted({t["status"]["state"] for t in a}),
       {t["metadata"]["name"]: t["status"]["exitCode"] for t in a}["exit-42"])
 EOF
-)" "20 ['Failed', 'Succeeded'] 42"
+)" "21 ['Failed', 'Succeeded'] 42"
 runner show --db "$DB" 05-error-handling/exit-42
 check_eq "show exits 0" "$RC" 0
 check_match "show prints the step's stderr and the skipped step" "$(cat "$TMP/out")" 'something went wrong.*never_runs'

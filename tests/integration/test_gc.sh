@@ -3,6 +3,10 @@
 # alone, whatever times its steps give their /workspace, and so are a runner's in another PID
 # namespace (its run is not marked interrupted either); those of a runner killed with -9 are
 # found, listed and deleted; keepAlive ones stay.
+# A bwrap sandbox's /workspace is an overlay whose upper layer is SANDBOX/upper/workspace:
+# the test reads steps' files there, and lets waiting steps go with a signal (SIGUSR1 to the
+# step's shell, found by a marker), as overlayfs never shows a file written into its upper
+# from outside to a step that already looked for it.
 set -euo pipefail
 . "$SOURCE_DIR/tests/integration/lib.sh"
 require_bwrap
@@ -26,6 +30,11 @@ wait_files() {
 	done
 }
 marker="sleep 20.$$"
+# go MARK [SIG]: signals (USR1 by default) the steps whose command carries MARK.
+go() {
+	local p
+	for p in $(procs_with "$1"); do kill -"${2:-USR1}" "$p" 2>/dev/null || true; done
+}
 mark="touch /workspace/started; $marker"
 cat >slow.yaml <<YAML
 version: 1
@@ -50,7 +59,7 @@ check_eq "gc leaves keepAlive sandboxes" "1" "$(ls k.db.sandboxes | grep -c '^ke
 
 "$ARL_BATCH" run --db g.db --progress none slow.yaml 2>/dev/null &
 pid=$!
-wait_files "$pid" 2 "g.db.sandboxes/sb-*/started"
+wait_files "$pid" 2 "g.db.sandboxes/sb-*/upper/workspace/started"
 "$ARL_BATCH" gc --db g.db --yes >gc-live.out
 check_match "gc spares a live runner's sandboxes" "$(cat gc-live.out)" '^no orphaned sandboxes'
 check_eq "live sandboxes still there" "yes" "$([ "$(ls g.db.sandboxes | grep -c '^sb-')" -ge 2 ] && echo yes || echo no)"
@@ -70,7 +79,7 @@ check_eq "gc --yes deletes them" "0" "$(ls g.db.sandboxes | grep -c '^sb-' || tr
 # The sweep at run start: orphans of a killed run are gone after the next run.
 "$ARL_BATCH" run --db g.db --progress none slow.yaml 2>/dev/null &
 pid=$!
-wait_files "$pid" 2 "g.db.sandboxes/sb-*/started"
+wait_files "$pid" 2 "g.db.sandboxes/sb-*/upper/workspace/started"
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 pid=
@@ -90,8 +99,8 @@ jobs:
     timeout: 600s
     steps:
       - type: Command
-        command: ["sh", "-c", "touch /workspace/ready && touch -d {{ item.d }} /workspace/. &&
-          while [ ! -e /workspace/go ]; do sleep 0.05; done"]
+        command: ["sh", "-c", "trap 'exit 0' USR1; touch /workspace/ready && touch -d {{ item.d }} /workspace/. &&
+          while :; do sleep 0.05; done # arl-go-touchy"]
 YAML
 cat >quick.yaml <<'YAML'
 version: 1
@@ -101,8 +110,8 @@ jobs:
 YAML
 "$ARL_BATCH" run --db t.db --progress none touchy.yaml >touchy.out 2>touchy.err &
 pid=$!
-wait_files "$pid" 2 "t.db.sandboxes/sb-*/ready"
-dirs=$(dirname t.db.sandboxes/sb-*/ready)
+wait_files "$pid" 2 "t.db.sandboxes/sb-*/upper/workspace/ready"
+dirs=$(dirname t.db.sandboxes/sb-*/upper/workspace/ready)
 # The step's touch -d comes after its ready file: wait for the directory times it sets.
 for d in $dirs; do
 	while t=$(stat -c %Y "$d" 2>/dev/null) && [ "$t" -gt 946771200 ] && [ "$t" -lt 4102358400 ]; do
@@ -123,9 +132,7 @@ for d in $dirs; do
 	[ -d "$d" ] || gone=$((gone + 1))
 done
 check_eq "both live sandboxes survive gc and the second run's sweep (none gone)" "$gone" "0"
-for d in $dirs; do
-	touch "$d/go" 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
-done
+go arl-go-touchy
 rc=0
 wait "$pid" || rc=$?
 pid=
@@ -153,7 +160,7 @@ jobs:
     timeout: 600s
     steps:
       - type: Command
-        command: ["sh", "-c", "touch /workspace/ready && while [ ! -e /workspace/go ]; do sleep 0.05; done"]
+        command: ["sh", "-c", "trap 'exit 0' USR1; touch /workspace/ready && while :; do sleep 0.05; done # arl-go-ns"]
 YAML
 	# --kill-child: killing unshare (the EXIT trap) takes the whole namespace with it.
 	# shellcheck disable=SC2016 # expanded by the inner shell
@@ -161,8 +168,8 @@ YAML
 		'echo $(($1 - 1)) >/proc/sys/kernel/ns_last_pid && "$2" run --db u.db --progress none ns.yaml; exit $?' \
 		sh "$p" "$ARL_BATCH" >ns.out 2>ns.err &
 	pid=$!
-	wait_files "$pid" 1 "u.db.sandboxes/sb-*/ready"
-	d=$(dirname u.db.sandboxes/sb-*/ready)
+	wait_files "$pid" 1 "u.db.sandboxes/sb-*/upper/workspace/ready"
+	d=$(dirname "$(dirname "$(dirname u.db.sandboxes/sb-*/upper/workspace/ready)")")
 	check_eq "the runner inside has pid $p there" "$(sql u.db "SELECT pid FROM runs WHERE id = 1")" "$p"
 	if [ -e "/proc/$p" ]; then
 		echo "note - pid $p was taken here meanwhile: this part shows less than it could"
@@ -178,7 +185,7 @@ YAML
 	"$ARL_BATCH" run --db u.db --progress none quick.yaml 2>/dev/null
 	check_eq "the other namespace's sandbox survives gc and a run's sweep" \
 		"$([ -d "$d" ] && echo yes || echo no)" "yes"
-	touch "$d/go" 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
+	go arl-go-ns
 	rc=0
 	wait "$pid" || rc=$?
 	pid=
@@ -201,16 +208,20 @@ jobs:
     backoff: 0s
     steps:
       - type: Command
-        command: ["sh", "-c", 'W=\$ARL_WORKSPACE; touch "\$W/started"; while [ -e "\$W/started" ] && [ ! -e "\$W/go" ]; do sleep 0.05; done; test -e "\$W/go"']
+        command: ["sh", "-c", 'trap "exit 0" USR1; trap "exit 1" USR2; touch "\$ARL_WORKSPACE/started"; while :; do sleep 0.05; done # arl-go-gone-$iso']
 YAML
+	# Where a step's /workspace/started is on the host, and its sandbox directory.
+	started="gone-$iso.db.sandboxes/sb-*/started"
+	[ $iso = none ] || started="gone-$iso.db.sandboxes/sb-*/upper/workspace/started"
 	"$ARL_BATCH" run --db gone-$iso.db --progress none gone-$iso.yaml >gone-$iso.out 2>&1 &
 	pid=$!
-	wait_files "$pid" 1 "gone-$iso.db.sandboxes/sb-*/started"
-	first=$(compgen -G "gone-$iso.db.sandboxes/sb-*/started" | head -n 1 || true)
-	[ -z "$first" ] || rm -rf "$(dirname "$first")"
-	wait_files "$pid" 1 "gone-$iso.db.sandboxes/sb-*/started"
-	second=$(compgen -G "gone-$iso.db.sandboxes/sb-*/started" | head -n 1 || true)
-	[ -z "$second" ] || touch "$(dirname "$second")/go"
+	wait_files "$pid" 1 "$started"
+	first=$(compgen -G "$started" | head -n 1 || true)
+	# The step, whose files went with its directory, fails on its own (USR2: as it would
+	# by finding them gone, which it cannot through an overlay).
+	[ -z "$first" ] || { rm -rf "${first%%.sandboxes/*}.sandboxes/$(echo "${first#*.sandboxes/}" | cut -d/ -f1)" && go "arl-go-gone-$iso" USR2; }
+	wait_files "$pid" 1 "$started"
+	go "arl-go-gone-$iso"
 	rc=0
 	wait "$pid" || rc=$?
 	pid=

@@ -12,9 +12,8 @@ make_tmp
 start_fake --pool sandbox=4 --pool swebench=3 \
 	--pool-seed "swebench=$SOURCE_DIR/jobs/fixtures/calc"
 
-# Examples marked '# Needs: one container per sandbox' (11-install: a writable root) run in
-# test_pod_semantics.sh on both backends until the local backend has what they need (issue 14's
-# copy-on-write root); then they join here (and the counts below grow).
+# An example marked '# Needs: one container per sandbox' runs only in test_pod_semantics.sh
+# (on both backends) until the local backend has what it needs; then it joins here.
 mapfile -t JOBS < <(grep -L '^# Needs: one container per sandbox' "$SOURCE_DIR"/jobs/*.yaml)
 K8S=$TMP/k8s.db
 LOCAL=$TMP/local.db
@@ -27,7 +26,7 @@ check_eq "kubernetes run exits 1, as the local one" "$RC" 1
 if [ "$RC" != 1 ]; then
 	sed 's/^/       /' "$TMP/err" | tail -n 30
 fi
-check_match "progress lines on stderr" "$(cat "$TMP/err")" '\[20/20\]'
+check_match "progress lines on stderr" "$(cat "$TMP/err")" '\[21/21\]'
 check_match "the pool's workspace: is reported as local-only" "$(cat "$TMP/err")" \
 	"pool 'swebench': 'workspace' is a local-backend setting"
 

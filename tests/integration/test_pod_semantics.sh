@@ -14,7 +14,7 @@ set -euo pipefail
 
 # Jobs (FILE_STEM/JOB_NAME) whose local results still differ from ARL's pod semantics: the
 # local container's root is not writable until its copy-on-write root lands (issue 14).
-KNOWN_LOCAL_GAPS="files/tmp-and-usr-local 11-install/install"
+KNOWN_LOCAL_GAPS=""
 
 require_fake
 make_tmp

@@ -552,8 +552,21 @@ static void test_write(void **state)
 	write_file(ap.a, path, 0644, "q", 1, &o);
 	assert_true(o.error);
 	assert_int_equal(o.errnum, ENOTDIR);
-	snprintf(want, sizeof(want), "cannot open '%s': Not a directory", path);
+	snprintf(want, sizeof(want), "refusing to write '%s/a/b/c.txt': not a directory", dir);
 	assert_string_equal(o.text, want);
+	/* A parent that is a symlink (to a directory) is refused, not followed. */
+	snprintf(path, sizeof(path), "%s/ln", dir);
+	assert_int_equal(symlink("a", path), 0);
+	snprintf(path, sizeof(path), "%s/ln/b/x", dir);
+	write_file(ap.a, path, 0644, "q", 1, &o);
+	assert_true(o.error);
+	assert_int_equal(o.errnum, ELOOP);
+	snprintf(want, sizeof(want), "refusing to write '%s/ln': it is a symlink", dir);
+	assert_string_equal(o.text, want);
+	snprintf(path, sizeof(path), "%s/a/b/x", dir);
+	assert_int_equal(access(path, F_OK), -1);
+	snprintf(path, sizeof(path), "%s/ln", dir);
+	unlink(path);
 	expect_sh(ap.a, "echo serving", "serving\n", "", 0);
 	stop_agent(&ap);
 	free(big);
