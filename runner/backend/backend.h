@@ -117,6 +117,11 @@ struct arl_backend_ops {
 	int (*gc)(const struct arl_backend_gc_opts *g);
 	/* gc's options this backend owns ({NULL}-ended; NULL: none): one given selects it. */
 	const struct arl_backend_option *gc_options;
+	/*
+	 * Optional: what the run records in runs.notes about this backend once open() is done
+	 * (a fallback it took), or NULL. Borrowed until close().
+	 */
+	const char *(*note)(void *state);
 };
 
 /*

@@ -219,6 +219,13 @@ out:
 /* Test hook: as if the kernel refused the overlay (the fallback path, see cow_open()). */
 #define NO_OVERLAY_ENV "ARL_BATCH_NO_OVERLAY"
 
+static bool no_overlay_forced(void)
+{
+	const char *v = getenv(NO_OVERLAY_ENV);
+
+	return v && !strcmp(v, "1");
+}
+
 static void cow_close(struct local *L)
 {
 	char ebuf[128];
@@ -245,7 +252,7 @@ static void cow_open(struct local *L)
 	char tmpl[] = "/dev/shm/arl-batch-skel-XXXXXX";
 	char ebuf[128], *skel;
 
-	if (getenv(NO_OVERLAY_ENV) && getenv(NO_OVERLAY_ENV)[0] == '1')
+	if (no_overlay_forced())
 		return;
 	for (size_t i = 0; i + 2 < L->root_args.n && n < 8; i += 3)
 		if (!strcmp(L->root_args.v[i], "--ro-bind"))
@@ -298,6 +305,7 @@ static void local_close(void *state)
 	free(L->owner);
 	free(L->bwrap);
 	free(L->agent);
+	free(L->cow_note);
 	cow_close(L);
 	arl_cgroups_close(L->cgroups);
 	arl_local_sv_release(&L->root_args);
@@ -305,6 +313,11 @@ static void local_close(void *state)
 	pthread_cond_destroy(&L->cv);
 	pthread_mutex_destroy(&L->mu);
 	free(L);
+}
+
+static const char *local_note(void *state)
+{
+	return ((struct local *)state)->cow_note;
 }
 
 static int local_open(void **state, const struct arl_backend_opts *o,
@@ -396,11 +409,23 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 			/* Where the overlay cannot be mounted, today's copy, said once. */
 			if (!strstr(err->msg, "cannot mount an overlay"))
 				goto out;
-			arl_log_warn("%s; sandboxes copy their workspace and see /usr and /etc "
-			             "read-only",
-			             err->msg);
+			L->cow_note = arl_xasprintf("%s", err->msg);
 			*err = (struct arl_err)ARL_ERR_INIT;
 			cow_close(L);
+		} else if (!L->cow.skel) {
+			L->cow_note = arl_xstrdup(no_overlay_forced()
+			                              ? NO_OVERLAY_ENV "=1: no copy-on-write root"
+			                              : "no copy-on-write root (no skeleton)");
+		}
+		if (L->cow_note) {
+			char *full =
+			    arl_xasprintf("local sandboxes: %s: workspaces are copied, and "
+			                  "/usr and /etc are read-only",
+			                  L->cow_note);
+
+			free(L->cow_note);
+			L->cow_note = full;
+			arl_log_warn("%s", full);
 		}
 		if (!L->cow.skel && arl_local_probe_bwrap(L, bwrap_pool, !need_netns, err) < 0)
 			goto out;
@@ -566,4 +591,5 @@ const struct arl_backend_ops arl_backend_local = {
     .release = local_release,
     .close = local_close,
     .gc = arl_local_backend_gc,
+    .note = local_note,
 };

@@ -56,7 +56,8 @@ struct local {
 	 * only, or the overlay fallback: the workspace is copied and /usr, /etc are read-only).
 	 */
 	struct cow_root cow;
-	char *cow_dir; /* mkdtemp'd parent of cow.skel, removed at close */
+	char *cow_dir;  /* mkdtemp'd parent of cow.skel, removed at close */
+	char *cow_note; /* the fallback taken, for runs.notes; NULL: none */
 
 	pthread_mutex_t mu; /* lock order: mu only, never nested; guards everything below */
 	pthread_cond_t cv;  /* the preparer waits here for work or stopping */

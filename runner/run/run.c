@@ -552,6 +552,13 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	                               .nsettings = o->nbackend_settings};
 	if (open_backends(files, nfiles, &bo, backends, &err) < 0)
 		goto fail_run;
+	for (size_t b = 0; arl_backend_at(b); b++) {
+		const struct arl_backend_ops *ops = arl_backend_at(b);
+		const char *note = backends[b] && ops->note ? ops->note(backends[b]) : NULL;
+
+		if (note && arl_store_run_add_note(r.store, r.run_id, note, &err) < 0)
+			goto fail_run;
+	}
 
 	pool_limits = arl_xcalloc(npools ? npools : 1, sizeof(int));
 	file_limits = arl_xcalloc(nfiles ? nfiles : 1, sizeof(int));

@@ -73,6 +73,7 @@ enum stmt {
 	S_JOB_STANDING,
 	S_JOB_TARGET,
 	S_RUN_ADD_SKIPPED,
+	S_RUN_ADD_NOTE,
 	S_ATTEMPT_INSERT,
 	S_STEP_INSERT,
 	S_METRIC_INSERT,
@@ -159,6 +160,8 @@ static const char *const stmt_sql[S__COUNT] = {
 			 " spec_hash IS NOT NULL AND spec_hash = ?2 AS same_spec, skipped_from"
 			 " FROM jobs WHERE id = ?1",
 	[S_RUN_ADD_SKIPPED] = "UPDATE runs SET jobs_skipped = jobs_skipped + ?2 WHERE id = ?1",
+	[S_RUN_ADD_NOTE] = "UPDATE runs SET notes = CASE WHEN notes IS NULL OR notes = '' THEN ?2"
+			   " ELSE notes || '; ' || ?2 END WHERE id = ?1",
 	[S_ATTEMPT_INSERT] = "INSERT INTO attempts (job_id, number, sandbox, state, exit_code,"
 			     " error_class, error, started_at, finished_at, duration_ms, prepare_ms)"
 			     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -1351,6 +1354,23 @@ int arl_store_run_finish(struct arl_store *s, int64_t run_id, const char *status
 		return -1;
 	}
 	return 0;
+}
+
+int arl_store_run_add_note(struct arl_store *s, int64_t run_id, const char *note,
+                           struct arl_err *err)
+{
+	const char *op = "record a note of the run";
+	sqlite3_stmt *st = stmt(s, S_RUN_ADD_NOTE, op, err);
+	struct bind b;
+
+	if (!st)
+		return -1;
+	b = (struct bind){st, SQLITE_OK};
+	bind_i64(&b, 1, run_id);
+	bind_str(&b, 2, note);
+	if (bind_check(&b, op, err) < 0)
+		return -1;
+	return stmt_run(s, st, op, err);
 }
 
 /* ---- jobs ---- */

@@ -90,6 +90,10 @@ int arl_store_run_begin(struct arl_store *s, const struct arl_run_info *info, in
 int arl_store_run_finish(struct arl_store *s, int64_t run_id, const char *status, int exit_code,
                          struct arl_err *err);
 
+/* Appends @note to run @run_id's notes ("; " between notes): what the run learned late. */
+int arl_store_run_add_note(struct arl_store *s, int64_t run_id, const char *note,
+                           struct arl_err *err);
+
 /* One job row to insert. Every pointer is borrowed for the call. */
 struct arl_job_row {
 	const char *key; /* FILE_STEM/JOB_NAME */

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The copy-on-write root of local containers (issue 14), through arl-batch, as root and (when
+# we are root) as uid 65534 via setpriv with a state directory of its own: writes to
+# /usr/local and /etc succeed inside and persist across steps, the host is unchanged,
+# /etc/shadow stays unreadable, workspace writes do not reach the pool's workspace, two
+# sandboxes do not see each other's writes, keepAlive keeps the upper layer and release
+# removes it; ARL_BATCH_NO_OVERLAY=1 forces the fallback (today's copy), which says so once
+# on stderr and in runs.notes.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require_bwrap
+require_tools sqlite3
+make_tmp
+
+MARK=$$$RANDOM
+NOBODY=65534
+
+# stdout DB JOB N: the recorded stdout of the job's main step N (from 0).
+stdout() {
+	sql "$1" "SELECT s.stdout FROM steps s JOIN attempts a ON a.id = s.attempt_id
+	   JOIN jobs j ON j.id = a.job_id WHERE j.name = '$2' AND s.phase = 'main'
+	   ORDER BY s.idx LIMIT 1 OFFSET $3"
+}
+
+# as WHO CMD...: runs CMD as root (ourselves) or as uid 65534; sets RC, stdout/stderr in $TMP.
+as() {
+	local who=$1
+	shift
+	set +e
+	if [ "$who" = root ]; then
+		"$@" >"$TMP/out" 2>"$TMP/err"
+	else
+		setpriv --reuid $NOBODY --regid $NOBODY --clear-groups env HOME=/ "$@" >"$TMP/out" 2>"$TMP/err"
+	fi
+	RC=$?
+	set -e
+}
+
+# suite WHO: the checks, as WHO, in a directory WHO owns.
+suite() {
+	local who=$1 dir=$TMP/$1 db ws kept
+	db=$dir/cow.db
+	ws=$dir/ws
+	mkdir -p "$ws/pkg"
+	echo orig >"$ws/src.txt"
+	[ "$who" = root ] || chown -R $NOBODY:$NOBODY "$dir"
+	cat >"$dir/cow.yaml" <<EOF
+version: 1
+pools:
+  p: {replicas: 2, workspace: $ws}
+jobs:
+  - name: writer
+    steps:
+      - {type: Command, command: ["sh", "-c", "echo u-$MARK > /usr/local/arl-cow-$MARK && echo e-$MARK > /etc/arl-cow-$MARK && echo changed > /workspace/src.txt && echo new > /workspace/pkg/new.txt"]}
+      - {type: FilePatch, path: /workspace/pkg/patched.txt, content: "patched"}
+      - {type: Command, command: ["sh", "-c", "cat /usr/local/arl-cow-$MARK /etc/arl-cow-$MARK /workspace/src.txt /workspace/pkg/new.txt /workspace/pkg/patched.txt; echo; cat /etc/shadow >/dev/null 2>&1 && echo shadow-readable || echo shadow-hidden"]}
+  - name: other
+    steps:
+      - {type: Command, command: ["sh", "-c", "test -e /usr/local/arl-cow-$MARK && echo seen || echo isolated; cat /workspace/src.txt"]}
+  - name: kept
+    keepAlive: true
+    steps:
+      - {type: Command, command: ["sh", "-c", "echo k > /usr/local/kept-$MARK"]}
+EOF
+	as "$who" "$ARL_BATCH" run --progress none --db "$db" "$dir/cow.yaml"
+	check_eq "[$who] the run succeeds" "$RC" 0
+	[ "$RC" = 0 ] || sed 's/^/       /' "$TMP/err" | tail -n 20
+	check_eq "[$who] /usr/local, /etc and /workspace writes persist across steps; /etc/shadow hidden" \
+		"$(stdout "$db" writer 2)" "u-$MARK
+e-$MARK
+changed
+new
+patched
+shadow-hidden"
+	check_eq "[$who] another sandbox sees none of it, and the pool's workspace as it was" \
+		"$(stdout "$db" other 0)" "isolated
+orig"
+	check_eq "[$who] the host's /usr/local and /etc are unchanged" \
+		"$(ls /usr/local/arl-cow-$MARK /etc/arl-cow-$MARK /usr/local/kept-$MARK 2>/dev/null || true)" ""
+	check_eq "[$who] the pool's workspace is unchanged" \
+		"$(cat "$ws/src.txt"; find "$ws" | sort | sed "s|^$ws||" | tr '\n' ' ')" "orig
+ /pkg /src.txt "
+	check_eq "[$who] no runs.notes (no fallback)" "$(sql "$db" 'SELECT ifnull(notes, "") FROM runs')" ""
+	kept=$(sql "$db" "SELECT a.sandbox FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.name = 'kept'")
+	check_eq "[$who] keepAlive keeps the sandbox's upper layer" \
+		"$(cat "$db.sandboxes/keep-$kept/upper/usr/local/kept-$MARK" 2>/dev/null || true)" "k"
+	check_eq "[$who] released sandboxes are gone (only the kept one is left)" \
+		"$(find "$db.sandboxes" -mindepth 1 -maxdepth 1 ! -name '.*' -printf '%f\n' | sort)" "keep-$kept"
+	check_eq "[$who] no skeleton is left in /dev/shm" \
+		"$(find /dev/shm -maxdepth 1 -name 'arl-batch-skel-*' -user "$([ "$who" = root ] && echo "${ARL_SANDBOX_UID:-65530}" || echo $NOBODY)" -newer "$dir/cow.yaml" | wc -l)" 0
+
+	# The fallback, forced: one warning, in runs.notes too; /usr is read-only again.
+	cat >"$dir/fallback.yaml" <<EOF
+version: 1
+pools:
+  p: {replicas: 2, workspace: $ws}
+jobs:
+  - name: ro
+    steps:
+      - {type: Command, command: ["sh", "-c", "touch /usr/local/arl-cow-$MARK 2>/dev/null && echo writable || echo read-only; cat /workspace/src.txt"]}
+EOF
+	as "$who" env ARL_BATCH_NO_OVERLAY=1 "$ARL_BATCH" run --progress none --db "$dir/fb.db" "$dir/fallback.yaml"
+	check_eq "[$who] fallback: the run succeeds" "$RC" 0
+	check_eq "[$who] fallback: /usr is read-only, the workspace copied" "$(stdout "$dir/fb.db" ro 0)" "read-only
+orig"
+	check_eq "[$who] fallback: one warning on stderr" \
+		"$(grep -c 'no copy-on-write root' "$TMP/err" || true)" 1
+	check_match "[$who] fallback: recorded in runs.notes" \
+		"$(sql "$dir/fb.db" 'SELECT notes FROM runs')" 'ARL_BATCH_NO_OVERLAY=1: no copy-on-write root'
+}
+
+suite root
+if [ "$(id -u)" = 0 ]; then
+	chmod 0755 "$TMP"
+	suite nobody
+else
+	echo "skip - not root: the uid $NOBODY part is not run (this run was the non-root one)"
+fi
+summary
