@@ -6,8 +6,9 @@
  * `isolation: bwrap` (the default) an attempt's sandbox is one container, started at acquire
  * and ended at release (container.c): a bubblewrap whose first process is the sandbox agent
  * (runner/agent/, bound read-only at /.arl-batch-agent), serving fd 3, one end of a
- * SOCK_SEQPACKET socketpair. The sandbox directory is bound read-write at /workspace; the
- * rest of the root is built from scratch:
+ * SOCK_SEQPACKET socketpair. Without the copy-on-write root (the fallback, below) the
+ * sandbox directory is bound read-write at /workspace and the rest of the root is built
+ * from scratch:
  *
  *   bwrap --unshare-user --uid 0 --gid 0 --disable-userns --die-with-parent --unshare-pid
  *         --as-pid-1 --unshare-ipc --unshare-uts --unshare-cgroup-try [--unshare-net]
@@ -17,6 +18,17 @@
  *         --proc /proc --ro-bind-try /proc/sys /proc/sys (sysrq-trigger, irq, bus alike)
  *         --dev /dev --tmpfs /tmp --bind SANDBOX_DIR /workspace --ro-bind AGENT /.arl-batch-agent
  *         --chdir /workspace --hostname sandbox -- /.arl-batch-agent --fd 3 [MOUNT PLAN]
+ *
+ * With the copy-on-write root (the default; cow_root.h), "--disable-userns", "--cap-drop
+ * ALL", the /usr and /etc binds, their masks and the /workspace bind give way to: the four
+ * capabilities the agent needs to mount (it drops them all before its HELLO), the run's
+ * skeleton, each host tree, the pool's workspace (not as root: its files belong to host
+ * uids the sandbox cannot map, so root copies it into the upper instead) and the sandbox
+ * directory (holding upper/ and work/) bound under COW_STAGING; the agent's plan mounts an
+ * overlay on each tree and on /workspace, masks the secrets again, forbids user namespaces
+ * and detaches COW_STAGING. open() builds the skeleton in /dev/shm and probes a container
+ * with it; when the agent cannot mount an overlay (or ARL_BATCH_NO_OVERLAY=1), the run
+ * falls back to the layout above, said once on stderr and in runs.notes (the note op).
  *
  * A Command step is one EXEC (argv, env, workDir) to the agent, which runs it in a session
  * (so a process group) of its own and streams its stdout and stderr into spawn's capture
@@ -51,7 +63,10 @@
  * and the kernel takes the whole pid namespace with it. PR_SET_PDEATHSIG follows the
  * spawning thread, and the scheduler's workers live for the whole run.
  *
- * FilePatch accepts only paths inside /workspace, and writes from the runner into the
+ * FilePatch accepts only paths inside /workspace. With the copy-on-write root the agent
+ * writes it (a WRITE frame), as overlayfs ignores changes made to a mounted upper layer
+ * from outside; a symlink among the path's components is refused there too. Otherwise it
+ * is written from the runner into the
  * sandbox directory, the container's /workspace itself (the steps' view, not a copy): the path is split into components ('..' refused) and opened
  * one component at a time from the directory's fd with O_NOFOLLOW, creating parents, so a
  * symlink planted by an earlier step can never redirect the write outside (Linux's openat2

@@ -392,9 +392,10 @@ jobs:
 EOF
 runner run --progress none --db "$DB" --backend local "$D/walls.yaml"
 check_eq "walls run exits 1 (the escapes fail)" "$RC" 1
-check_eq "sandbox: /usr and /etc read-only, a host file outside the workspace unreadable" \
+# /usr and /etc are copy-on-write (writable inside, never on the host: the check below).
+check_eq "sandbox: /usr and /etc writable inside, a host file outside the workspace unreadable" \
 	"$(sql "$DB" "SELECT stdout FROM steps s JOIN attempts a ON a.id = s.attempt_id JOIN jobs j ON j.id = a.job_id
-	   WHERE j.name = 'probes'")" $'/usr read-only\n/etc read-only\nsecret hidden\nhost hidden'
+	   WHERE j.name = 'probes'")" $'/usr writable\n/etc writable\nsecret hidden\nhost hidden'
 check "sandbox: nothing written to the host's /usr or /etc" \
 	test ! -e "/usr/arl-probe-$MARK" -a ! -e "/etc/arl-probe-$MARK"
 check_eq "FilePatch outside /workspace, with '..', or through a symlink: each step Failed" \
