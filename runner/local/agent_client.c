@@ -300,7 +300,7 @@ int arl_agent_exec(struct arl_agent *a, char *const argv[], char *const envp[], 
 	struct arl_buf p = ARL_BUF_INIT;
 	unsigned char counts[8];
 	size_t argc = 0, envc = 0, off = 0;
-	uint32_t rid;
+	uint32_t rid = 0; /* set by begin(); -O3 cannot see that through its early returns */
 	int ret = -1, rc;
 
 	while (argv[argc])
