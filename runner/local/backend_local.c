@@ -419,6 +419,7 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 			goto out;
 		}
 		arl_local_probe_root_layout(L);
+		L->agent_dynamic = arl_local_elf_dynamic(L->agent);
 		cow_open(L);
 		if (L->cow.skel && arl_local_probe_bwrap(L, bwrap_pool, !need_netns, err) < 0) {
 			/* Where the overlay cannot be mounted, today's copy, said once. */

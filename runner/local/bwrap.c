@@ -4,6 +4,7 @@
  */
 #include "local/bwrap.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -80,6 +81,15 @@ void arl_local_bwrap_argv(const struct local *L, struct strvec *v, const char *w
 		 * step runs; the binds under /usr and /etc are made by the agent too, as an
 		 * overlay on /etc would hide bwrap's.
 		 */
+		/*
+		 * A dynamic agent (a sanitizer build's) needs the host's loader before its
+		 * overlay goes on /usr; a release build's is static.
+		 */
+		if (L->agent_dynamic) {
+			arl_local_sv_push(v, "--ro-bind");
+			arl_local_sv_push(v, "/usr");
+			arl_local_sv_push(v, "/usr");
+		}
 		arl_cow_root_bwrap_args(&L->cow, v, ws, ws_lower);
 		goto rest;
 	}
@@ -149,6 +159,28 @@ rest:
 	if (cow)
 		arl_cow_root_plan(&L->cow, v, masked, sizeof(masked) / sizeof(masked[0]),
 		                  L->etc_ssh ? "/etc/ssh" : NULL);
+}
+
+bool arl_local_elf_dynamic(const char *path)
+{
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph;
+	bool interp = false;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	if (pread(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh) &&
+	    !memcmp(eh.e_ident, ELFMAG, SELFMAG) && eh.e_ident[EI_CLASS] == ELFCLASS64)
+		for (unsigned i = 0; i < eh.e_phnum && !interp; i++) {
+			off_t at = (off_t)(eh.e_phoff + (Elf64_Off)i * eh.e_phentsize);
+
+			if (pread(fd, &ph, sizeof(ph), at) != (ssize_t)sizeof(ph))
+				break;
+			interp = ph.p_type == PT_INTERP;
+		}
+	close(fd);
+	return interp;
 }
 
 /* The absolute path of bwrap in our PATH, or NULL. */

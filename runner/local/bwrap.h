@@ -21,6 +21,9 @@ extern char *const arl_local_no_env[];
 void arl_local_bwrap_argv(const struct local *L, struct strvec *v, const char *ws,
                           const char *ws_lower, const char *agent, bool network);
 
+/* Whether the 64-bit ELF program @path has a program interpreter (is dynamically linked). */
+bool arl_local_elf_dynamic(const char *path);
+
 /* The absolute path of bwrap in our PATH, or NULL. */
 char *arl_local_find_bwrap(void);
 

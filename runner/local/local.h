@@ -43,6 +43,7 @@ struct local {
 	int cancel_fd;
 	char *bwrap;             /* absolute path; NULL when no pool uses bwrap */
 	char *agent;             /* arl-batch-agent's absolute path; NULL alike */
+	bool agent_dynamic;      /* it has a program interpreter (sanitizer builds) */
 	struct strvec root_args; /* how /bin, /lib... look on the host */
 	struct strvec net_args;  /* extra read-only binds for network pools */
 	bool drop;               /* we are root: steps run as sb_uid/sb_gid (see DESIGN) */
