@@ -264,20 +264,25 @@ static void cow_open(struct local *L)
 	struct arl_err why = ARL_ERR_INIT;
 	const char *trees[8] = {"/usr", "/etc"};
 	size_t n = 2;
-	char tmpl[] = "/dev/shm/arl-batch-skel-XXXXXX";
-	char ebuf[128], *skel;
+	static unsigned long seq;
+	char ebuf[128], *skel, *tmpl;
 
 	if (no_overlay_forced())
 		return;
 	for (size_t i = 0; i + 2 < L->root_args.n && n < 8; i += 3)
 		if (!strcmp(L->root_args.v[i], "--ro-bind"))
 			trees[n++] = L->root_args.v[i + 1];
-	if (!mkdtemp(tmpl) || chmod(tmpl, 0755) < 0) {
-		arl_log_warn("cannot make a skeleton directory in /dev/shm: %s",
+	/* Named like a sandbox, for gc; /dev/shm is sticky, so no one else can swap it. */
+	tmpl =
+	    arl_xasprintf(COW_SKEL_DIR "/" COW_SKEL_PREFIX "sb-%lld-%s-%lu", (long long)L->run_id,
+	                  L->owner, __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
+	if (mkdir(tmpl, 0700) < 0 || chmod(tmpl, 0755) < 0) {
+		arl_log_warn("cannot make skeleton directory '%s': %s", tmpl,
 		             arl_strerror(errno, ebuf, sizeof(ebuf)));
+		free(tmpl);
 		return;
 	}
-	L->cow_dir = arl_xstrdup(tmpl);
+	L->cow_dir = tmpl;
 	skel = arl_xasprintf("%s/skel", tmpl);
 	if (arl_cow_root_open(&L->cow, skel, trees, n, L->drop ? L->sb_uid : geteuid(),
 	                      L->drop ? L->sb_gid : getegid(), &why) < 0) {

@@ -13,6 +13,13 @@
 #include "err.h"
 #include "local/strvec.h"
 
+/*
+ * Where runs build their skeletons: SKEL_DIR/SKEL_PREFIX + a sandbox-like name
+ * ("sb-RUN-OWNER-N"), so gc finds those of a runner killed with -9 (local_gc.c).
+ */
+#define COW_SKEL_DIR    "/dev/shm"
+#define COW_SKEL_PREFIX "arl-batch-skel-"
+
 /* Where a container sees the layers until the agent has mounted them (then detached). */
 #define COW_STAGING "/.arl-layers"
 

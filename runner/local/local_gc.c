@@ -6,9 +6,11 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "local/cgroup.h"
+#include "local/cow_root.h"
 #include "local/tree.h"
 #include "log.h"
 #include "util.h"
@@ -60,6 +62,33 @@ static const char *cgroup_gone(const char *name, void *arg)
 	return owner_gone(name, arg, &foreign);
 }
 
+/*
+ * Deletes (when @remove) the copy-on-write skeletons of runners that are gone, ours only
+ * (cow_root.h): a run's own goes at its close, one killed with -9 leaves it in a tmpfs.
+ */
+static void sweep_skeletons(const struct arl_owner *me, bool remove)
+{
+	DIR *d = remove ? opendir(COW_SKEL_DIR) : NULL;
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		struct arl_err rm = ARL_ERR_INIT;
+		const char *name = de->d_name + strlen(COW_SKEL_PREFIX);
+		struct stat st;
+		bool other_ns;
+
+		if (strncmp(de->d_name, COW_SKEL_PREFIX, strlen(COW_SKEL_PREFIX)) ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+		    !owner_gone(name, me, &other_ns))
+			continue;
+		if (arl_local_rm_tree(dirfd(d), de->d_name, &rm) < 0)
+			arl_log_warn("cannot delete '" COW_SKEL_DIR "/%s': %s", de->d_name, rm.msg);
+	}
+	if (d)
+		closedir(d);
+}
+
 int arl_local_gc(const char *state_dir, bool remove, FILE *out, int *foreign, struct arl_err *err)
 {
 	int dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -100,6 +129,7 @@ int arl_local_gc(const char *state_dir, bool remove, FILE *out, int *foreign, st
 	}
 	closedir(d);
 	close(dfd);
+	sweep_skeletons(&me, remove);
 	/* Their cgroups (resources-limited pools, local/cgroup.h): named alike, not counted. */
 	arl_cgroups_sweep(NULL, remove, cgroup_gone, &me, out);
 	if (foreign)

@@ -5,7 +5,7 @@
 # /etc/shadow stays unreadable, workspace writes do not reach the pool's workspace, two
 # sandboxes do not see each other's writes, keepAlive keeps the upper layer and release
 # removes it; ARL_BATCH_NO_OVERLAY=1 forces the fallback (today's copy), which says so once
-# on stderr and in runs.notes.
+# on stderr and in runs.notes; gc deletes the skeleton of a runner killed with -9.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -110,7 +110,30 @@ orig"
 		"$(sql "$dir/fb.db" 'SELECT notes FROM runs')" 'ARL_BATCH_NO_OVERLAY=1: no copy-on-write root'
 }
 
+# A runner killed with -9 cannot delete its skeleton: gc (and the next run's sweep) does.
+skeleton_gc() {
+	local db=$TMP/killed.db pid skel
+	cat >"$TMP/killed.yaml" <<EOF
+version: 1
+pools:
+  p: {}
+jobs:
+  - {name: sleeper, timeout: 600s, steps: [{type: Command, command: ["sleep", "405.$MARK"]}]}
+EOF
+	"$ARL_BATCH" run --progress none --db "$db" "$TMP/killed.yaml" >/dev/null 2>&1 &
+	pid=$!
+	wait_until 120 "the step to start" eval "[ -n \"\$(procs_with '^sleep 405\\.$MARK')\" ]"
+	skel=$(compgen -G "/dev/shm/arl-batch-skel-sb-*-$pid-*" || true)
+	kill -9 "$pid"
+	{ wait "$pid"; } 2>/dev/null || true
+	check "the killed runner's skeleton is left in /dev/shm" test -n "$skel" -a -d "$skel"
+	runner gc --db "$db" --yes
+	check_eq "gc --yes exits 0" "$RC" 0
+	check "gc --yes deletes the dead runner's skeleton" test ! -e "${skel:-/nonexistent}"
+}
+
 suite root
+skeleton_gc
 if [ "$(id -u)" = 0 ]; then
 	chmod 0755 "$TMP"
 	suite nobody
