@@ -87,10 +87,7 @@ jobs:
       - {type: Command, command: ["sh", "-c", "stat -c %s /tmp/fill-$MARK && rm /tmp/fill-$MARK && echo gone"]}
 EOF
 	set +e
-	# Under ASan, freed blocks sit in a 256 MB quarantine and count as RSS (the run's other
-	# allocations reached 141 MB that way once the copy-on-write root came in): keep it small so
-	# the peak is the runner's own. Other builds ignore the variable.
-	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=8" \
+	ASAN_OPTIONS="$ASAN_SMALL_QUARANTINE" \
 		/usr/bin/time -o "$TMP/rss" -f %M "$ARL_BATCH" run --progress none --db "$DB" \
 		"$TMP/floods.yaml" >"$TMP/out" 2>"$TMP/err"
 	RC=$?

@@ -268,8 +268,8 @@ jobs:
 EOF
 	if [ -x /usr/bin/time ] && /usr/bin/time -f %M true >/dev/null 2>&1; then
 		set +e
-		/usr/bin/time -f %M -o "$D/rss" "$ARL_BATCH" run --progress none --db "$DB" "$D/big.yaml" \
-			>"$TMP/out" 2>"$TMP/err"
+		ASAN_OPTIONS="$ASAN_SMALL_QUARANTINE" /usr/bin/time -f %M -o "$D/rss" \
+			"$ARL_BATCH" run --progress none --db "$DB" "$D/big.yaml" >"$TMP/out" 2>"$TMP/err"
 		RC=$?
 		set -e
 		rss_kb=$(tail -n1 "$D/rss")
