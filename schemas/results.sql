@@ -1,4 +1,4 @@
--- arl-batch results database, schema version 2.
+-- arl-batch results database, schema version 3.
 --
 -- This file is the schema. The runner embeds this exact text at build time and runs it, inside one
 -- BEGIN IMMEDIATE .. COMMIT, to create a new database; `sqlite3 new.db < schemas/results.sql`
@@ -38,7 +38,11 @@ CREATE TABLE runs (
 	-- boot and PID namespace, and only while it is still the process that started then
 	owner_start    INTEGER,                           -- start time of pid (clock ticks after boot)
 	owner_boot     TEXT,                              -- /proc/sys/kernel/random/boot_id
-	owner_pidns    TEXT                               -- the PID namespace (st_ino of /proc/self/ns/pid)
+	owner_pidns    TEXT,                              -- the PID namespace (st_ino of /proc/self/ns/pid)
+	-- v3: the run's parameters as a JSON object (job-file defaults, then --set); never secrets
+	params         TEXT    CHECK (params IS NULL OR (json_valid(params) AND json_type(params) = 'object')),
+	-- v3: why no new job started before the end, e.g. 'budget cost_usd 25 reached (25.4)'
+	halted_by      TEXT
 ) STRICT;
 
 -- "The latest run of this name" (--resume, --rerun, --overlap, `results --run NAME`).
@@ -129,4 +133,21 @@ CREATE TABLE metrics (
 
 CREATE UNIQUE INDEX metrics_job ON metrics (job_id, name);
 
-PRAGMA user_version = 2;
+-- Files kept from an attempt (v3): collected before its sandbox is released, failed and
+-- timed-out attempts included. The content is stored once per digest beside the database, in
+-- DB.artifacts/sha256/AB/ABCDEF... (AB: the digest's first two hex digits). A file that could
+-- not be kept (over its size cap, unreadable) has a NULL sha256 and its reason in error.
+CREATE TABLE artifacts (
+	id         INTEGER PRIMARY KEY,
+	attempt_id INTEGER NOT NULL REFERENCES attempts (id) ON DELETE CASCADE,
+	path       TEXT    NOT NULL,                      -- the file's path inside the sandbox
+	size       INTEGER NOT NULL DEFAULT 0 CHECK (size >= 0),
+	sha256     TEXT    CHECK (sha256 IS NULL OR length(sha256) = 64),
+	error      TEXT
+) STRICT;
+
+CREATE UNIQUE INDEX artifacts_attempt ON artifacts (attempt_id, path);
+-- prune keeps a stored file while any row still names its digest.
+CREATE INDEX artifacts_sha256 ON artifacts (sha256) WHERE sha256 IS NOT NULL;
+
+PRAGMA user_version = 3;

@@ -26,13 +26,26 @@ struct arl_migration {
 
 /* Ends with a {0, 0, NULL} sentinel: ISO C has no empty arrays. */
 static const struct arl_migration arl_migrations[] = {
-    {0, 2, arl_results_sql},
+    {0, 3, arl_results_sql},
     {1, 2,
      "ALTER TABLE runs ADD COLUMN owner_start INTEGER;"
      "ALTER TABLE runs ADD COLUMN owner_boot TEXT;"
      "ALTER TABLE runs ADD COLUMN owner_pidns TEXT;"
      "ALTER TABLE attempts ADD COLUMN prepare_ms INTEGER;"
      "ALTER TABLE steps ADD COLUMN metrics_error TEXT;"},
+    {2, 3,
+     "ALTER TABLE runs ADD COLUMN params TEXT CHECK (params IS NULL OR (json_valid(params) AND "
+     "json_type(params) = 'object'));"
+     "ALTER TABLE runs ADD COLUMN halted_by TEXT;"
+     "CREATE TABLE artifacts ("
+     " id INTEGER PRIMARY KEY,"
+     " attempt_id INTEGER NOT NULL REFERENCES attempts (id) ON DELETE CASCADE,"
+     " path TEXT NOT NULL,"
+     " size INTEGER NOT NULL DEFAULT 0 CHECK (size >= 0),"
+     " sha256 TEXT CHECK (sha256 IS NULL OR length(sha256) = 64),"
+     " error TEXT) STRICT;"
+     "CREATE UNIQUE INDEX artifacts_attempt ON artifacts (attempt_id, path);"
+     "CREATE INDEX artifacts_sha256 ON artifacts (sha256) WHERE sha256 IS NOT NULL;"},
     {0, 0, NULL},
 };
 
