@@ -30,7 +30,6 @@ done
 [ "$(id -u)" != 0 ] || chown -R 65530:65530 "$tmp/big" "$tmp/empty"
 echo "workspace: $(find "$tmp/big" -type f | wc -l) files, $(du -sm "$tmp/big" | cut -f1) MB"
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 : >"$tmp/cow-empty" && : >"$tmp/cow-big" && : >"$tmp/copy-big"
 for r in $(seq 1 "$rounds"); do
 	for side in empty big; do

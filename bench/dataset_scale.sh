@@ -80,7 +80,6 @@ for n in "${sizes[@]}"; do
 		"${okjobs[$n]}" "$(echo "${dbsize[$n]} / 1048576" | bc -l)" \
 		"$(echo "${wall[run,$n]} * 1000 / $n" | bc -l)"
 done
-tsv() { [ -z "${BENCH_TSV:-}" ] || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_TSV"; }
 for n in "${sizes[@]}"; do
 	for p in validate dry-run run; do
 		tsv scale "$p, $n jobs: peak RSS MiB / wall s" \

@@ -29,8 +29,6 @@ cleanup() { [ -z "$fake_pid" ] || { kill "$fake_pid" 2>/dev/null; wait "$fake_pi
 trap cleanup EXIT
 crd=()
 [ -d "$src/../shared/arl-crds" ] && crd=(--crd-dir "$src/../shared/arl-crds")
-tsv() { [ -z "${BENCH_TSV:-}" ] || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_TSV"; }
-median() { sort -n | awk '{a[NR]=$1} END {printf "%.4f\n", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 tck=$(getconf CLK_TCK)
 # CPU seconds of PID and its waited-for children so far.
 cpu_of() { awk -v t="$tck" '{ sub(/^.*\) /, ""); printf "%.3f\n", ($12 + $13 + $14 + $15) / t }' "/proc/$1/stat"; }
@@ -86,10 +84,10 @@ YAML
 	done
 	ok=$(sqlite3 "$tmp/k-$c-1.db" "SELECT count(*) FROM jobs WHERE state = 'Succeeded'")
 	for side in arl sdk; do
-		mw=$(echo "${w[$side]}" | tr ' ' '\n' | grep . | median)
-		mr=$(echo "${rq[$side]}" | tr ' ' '\n' | grep . | median)
-		ms=$(echo "${sc[$side]}" | tr ' ' '\n' | grep . | median)
-		mc=$(echo "${cc[$side]}" | tr ' ' '\n' | grep . | median)
+		mw=$(echo "${w[$side]}" | tr ' ' '\n' | grep . | median %.4f)
+		mr=$(echo "${rq[$side]}" | tr ' ' '\n' | grep . | median %.4f)
+		ms=$(echo "${sc[$side]}" | tr ' ' '\n' | grep . | median %.4f)
+		mc=$(echo "${cc[$side]}" | tr ' ' '\n' | grep . | median %.4f)
 		declare "jps_$side=$(echo "$n / $mw" | bc -l)" "rpj_$side=$(echo "$mr / $n" | bc -l)"
 		declare "srv_$side=$ms" "cli_$side=$mc"
 		printf '%-8s %6d  %-10s %8.1f %8.2f %9.2f %9.2f %8.2f\n' "$c" "$n" \

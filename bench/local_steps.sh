@@ -32,24 +32,15 @@ jobs:
 YAML
 seq 1 "$jobs" | sed 's/.*/{"i": &}/' >"$tmp/items.jsonl"
 mkdir -p "$tmp/ws"
-bwrap_argv="--die-with-parent --unshare-pid --unshare-net --ro-bind /usr /usr --ro-bind /etc /etc --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --proc /proc --dev /dev --tmpfs /tmp --bind $tmp/ws /workspace --chdir /workspace"
+bwrap_argv=$(bare_bwrap_argv "$tmp/ws")
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-tsv() { [ -z "${BENCH_TSV:-}" ] || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_TSV"; }
 side_bwraploop() { seq 1 "$steps" | xargs -P 2 -n 1 sh -c "bwrap $bwrap_argv true" _; }
 side_steps() { (cd "$tmp" && "$bin" run --db "$tmp/steps-$r.db" --progress none -j 2 steps.yaml 2>/dev/null); }
 
 declare -A t c
-TIMEFORMAT='%R %U %S'
-measure() {
-	local w u s
-	read -r w u s < <({ time "side_$1" >/dev/null 2>&1; } 2>&1)
-	t[$1]+="$w "
-	c[$1]+="$(echo "$u + $s" | bc) "
-}
 for r in $(seq 1 "$rounds"); do
-	measure bwraploop
-	measure steps
+	time_side bwraploop
+	time_side steps
 done
 recorded=$(sqlite3 "$tmp/steps-1.db" "SELECT count(*) FROM jobs WHERE state='Succeeded'")
 printf '%d jobs x 5 steps, -j 2, median of %d rounds (seconds); %s jobs Succeeded\n' "$jobs" "$rounds" "$recorded"

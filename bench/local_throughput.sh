@@ -32,14 +32,12 @@ YAML
 done
 seq 1 "$n" | sed 's/.*/{"i": &}/' >"$tmp/items.jsonl"
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-bwrap_argv="--die-with-parent --unshare-pid --unshare-net --ro-bind /usr /usr --ro-bind /etc /etc --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --proc /proc --dev /dev --tmpfs /tmp --bind $tmp/ws /workspace --chdir /workspace"
+bwrap_argv=$(bare_bwrap_argv "$tmp/ws")
 mkdir -p "$tmp/ws"
 
 declare -A t c
 have_parallel=
 if parallel --version 2>/dev/null | grep -q 'GNU parallel'; then have_parallel=1; else echo "GNU parallel is not installed (Debian package parallel): that comparison is skipped"; fi
-tsv() { [ -z "${BENCH_TSV:-}" ] || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_TSV"; }
 
 # The sides; $r is the round. Their own output is not part of the measure.
 side_xargs() { seq 1 "$n" | xargs -P 2 -n 1 sh -c 'true' _; }
@@ -49,20 +47,13 @@ side_bwraploop() { seq 1 "$n" | xargs -P 2 -n 1 sh -c "bwrap $bwrap_argv true" _
 side_bwrap() { (cd "$tmp" && "$bin" run --db "$tmp/bwrap-$r.db" --progress none -j 2 bench-bwrap.yaml 2>/dev/null); }
 
 # Wall (bash's `time`: real) and CPU (user + sys of the side's processes, children included).
-TIMEFORMAT='%R %U %S'
-measure() {
-	local w u s
-	read -r w u s < <({ time "side_$1" >/dev/null 2>&1; } 2>&1)
-	t[$1]+="$w "
-	c[$1]+="$(echo "$u + $s" | bc) "
-}
 for r in $(seq 1 "$rounds"); do
 	# Alternate the sides within a round so that machine noise hits both.
-	measure xargs
-	[ -z "$have_parallel" ] || measure parallel
-	measure none
-	measure bwraploop
-	measure bwrap
+	time_side xargs
+	[ -z "$have_parallel" ] || time_side parallel
+	time_side none
+	time_side bwraploop
+	time_side bwrap
 done
 recorded=$(sqlite3 "$tmp/bwrap-1.db" "SELECT count(*) FROM jobs WHERE state='Succeeded'")
 recorded_none=$(sqlite3 "$tmp/none-1.db" "SELECT count(*) FROM jobs WHERE state='Succeeded'")

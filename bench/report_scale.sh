@@ -25,7 +25,6 @@ command -v chromium >/dev/null || { echo "chromium is not installed"; exit 1; }
 
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc | awk '{printf "%.3f", $1}'; }
-median() { sort -n | awk '{a[NR]=$1} END {printf "%.3f\n", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 db=${REPORT_DB:-}
 if [ -z "$db" ]; then
@@ -73,7 +72,7 @@ for _ in 1 2 3; do
 	"$bin" report --db "$db" -o "$tmp/report.html"
 	gen+="$(since "$s") "
 done
-echo "report generation: median $(echo "$gen" | tr ' ' '\n' | grep . | median) s (runs: $gen)"
+echo "report generation: median $(echo "$gen" | tr ' ' '\n' | grep . | median %.3f) s (runs: $gen)"
 echo "report size: $(stat -c %s "$tmp/report.html") bytes, $(gzip -c "$tmp/report.html" | wc -c) gzipped"
 
 chrome() {
@@ -91,8 +90,8 @@ for _ in 1 2 3; do
 	s=$(now); chrome --hide-scrollbars --window-size=1280,2000 --screenshot="$tmp/shot.png" "file://$tmp/report.html" >/dev/null; shot+="$(since "$s") "
 done
 grep -q 'data-rendered="ok"' "$tmp/dom.html" && echo "page script ran: yes" || echo "page script ran: NO"
-b=$(echo "$base" | tr ' ' '\n' | grep . | median)
-l=$(echo "$load" | tr ' ' '\n' | grep . | median)
+b=$(echo "$base" | tr ' ' '\n' | grep . | median %.3f)
+l=$(echo "$load" | tr ' ' '\n' | grep . | median %.3f)
 echo "chromium: empty page $b s, report $l s (load and dump the DOM; difference $(echo "$l - $b" | bc | awk '{printf "%.3f", $1}') s)"
 echo "chromium: page script done at median $(echo "$script" | tr ' ' '\n' | grep . | median | cut -d. -f1) ms after navigation start (runs: $script)"
 echo "chromium: screenshot 1280x2000 median $(echo "$shot" | tr ' ' '\n' | grep . | median) s"

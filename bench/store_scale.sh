@@ -28,8 +28,6 @@ tmp=$(mktemp -d)
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc | awk '{printf "%.4f", $1}'; }
-median() { sort -n | awk '{a[NR]=$1} END {printf "%.4f\n", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-tsv() { [ -z "${BENCH_TSV:-}" ] || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_TSV"; }
 
 # 1. Insert throughput.
 seq 1 "$n1" | sed 's/.*/{"i": &}/' >"$tmp/ins.jsonl"
@@ -125,8 +123,8 @@ for _ in $(seq 1 "$rounds"); do
 	s=$(now); "$bin" results --db "$tmp/big.db" --state Failed >"$tmp/failed.txt"; res+="$(since "$s") "
 	s=$(now); "$bin" diff --db "$tmp/big.db" >"$tmp/diff.txt" || true; dif+="$(since "$s") "
 done
-mr=$(echo "$res" | tr ' ' '\n' | grep . | median)
-md=$(echo "$dif" | tr ' ' '\n' | grep . | median)
+mr=$(echo "$res" | tr ' ' '\n' | grep . | median %.4f)
+md=$(echo "$dif" | tr ' ' '\n' | grep . | median %.4f)
 echo "results --state Failed ($(($(wc -l <"$tmp/failed.txt") - 1)) lines): median $mr s (runs: $res)"
 echo "diff (latest vs previous, $(grep -c . "$tmp/diff.txt") lines): median $md s (runs: $dif)"
 tsv store "results --state Failed, $nj jobs (ms)" "$(echo "$mr * 1000" | bc | awk '{printf "%.0f", $1}')" "200" "$(echo "$mr * 1000 / 200" | bc -l | awk '{printf "%.2f", $1}')" "target <200 ms; ratio = / target"
