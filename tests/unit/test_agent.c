@@ -25,9 +25,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <dirent.h>
-#include <elf.h>
 
 #include <cmocka.h>
+
+#include "static_elf.h"
 
 #include "agent/protocol.h"
 #include "local/agent_client.h"
@@ -957,26 +958,6 @@ static void test_close_ends_pid_namespace(void **state)
 	assert_true(WIFEXITED(status));
 }
 
-/* True when @path is an ELF program without an interpreter: linked statically. */
-static bool is_static(const char *path)
-{
-	Elf64_Ehdr eh;
-	Elf64_Phdr ph;
-	bool interp = false;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	assert_true(fd >= 0);
-	assert_int_equal(pread(fd, &eh, sizeof(eh), 0), (ssize_t)sizeof(eh));
-	for (unsigned i = 0; i < eh.e_phnum; i++) {
-		off_t at = (off_t)(eh.e_phoff + (Elf64_Off)i * eh.e_phentsize);
-
-		assert_int_equal(pread(fd, &ph, sizeof(ph), at), (ssize_t)sizeof(ph));
-		interp = interp || ph.p_type == PT_INTERP;
-	}
-	close(fd);
-	return !interp;
-}
-
 /*
  * The static agent as it will run: PID 1 of a bwrap sandbox whose root holds nothing but the
  * agent itself (no shared library, no shell), serving a WRITE and running a program.
@@ -1016,7 +997,7 @@ static void test_static_in_empty_root(void **state)
 	int sv[2], child_end, status;
 
 	(void)state;
-	if (!is_static(ARL_AGENT_BIN) ||
+	if (!is_static_elf(ARL_AGENT_BIN) ||
 	    system("bwrap --unshare-all --ro-bind / / true 2>/dev/null") != 0)
 		skip(); /* a sanitizer build links it dynamically; no bwrap here */
 	assert_non_null(mkdtemp(root));

@@ -8,7 +8,6 @@
  * two sandboxes do not see each other's writes, the upper layer outlives the sandbox (what
  * keepAlive keeps) and is deleted with it.
  */
-#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -27,6 +26,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "static_elf.h"
 
 #include "buf.h"
 #include "err.h"
@@ -73,26 +74,6 @@ static void mkdir_sb(const char *path)
 {
 	assert_int_equal(mkdir(path, 0755), 0);
 	assert_int_equal(chown(path, sb_uid, sb_gid), 0);
-}
-
-/* Whether @path is a static ELF program (no PT_INTERP), as the agent is outside sanitizer builds. */
-static bool is_static(const char *path)
-{
-	Elf64_Ehdr eh;
-	Elf64_Phdr ph;
-	bool interp = false;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	assert_true(fd >= 0);
-	assert_int_equal(pread(fd, &eh, sizeof(eh), 0), (ssize_t)sizeof(eh));
-	for (unsigned i = 0; i < eh.e_phnum; i++) {
-		off_t at = (off_t)(eh.e_phoff + (Elf64_Off)i * eh.e_phentsize);
-
-		assert_int_equal(pread(fd, &ph, sizeof(ph), at), (ssize_t)sizeof(ph));
-		interp = interp || ph.p_type == PT_INTERP;
-	}
-	close(fd);
-	return !interp;
 }
 
 /* Starts a sandbox over directory @name of the state dir, as a container will be started. */
@@ -145,7 +126,7 @@ static void start(struct sandbox *sb, const char *name)
 	close(fd);
 	for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
 		arl_local_sv_push(&argv, head[i]);
-	if (!is_static(ARL_AGENT_BIN)) { /* a sanitizer build's agent needs the host's loader */
+	if (!is_static_elf(ARL_AGENT_BIN)) { /* a sanitizer build's agent needs the host's loader */
 		arl_local_sv_push(&argv, "--ro-bind");
 		arl_local_sv_push(&argv, "/usr");
 		arl_local_sv_push(&argv, "/usr");
