@@ -8,14 +8,14 @@ cd "$(dirname "$0")/../runner"
 allowed() { # FOLDER -> the folders it may include besides its own and the core
 	case "$1" in
 	core) echo "" ;;
-	jobfile | store) echo "" ;;
+	jobfile | store | image) echo "" ;;
 	backend) echo "jobfile" ;;
 	view) echo "store" ;;
 	agent) echo "" ;; # the sandbox agent: a static program, not even the core (see below)
-	local) echo "jobfile backend agent" ;;
+	local) echo "jobfile backend agent image" ;;
 	k8s) echo "jobfile backend" ;;
 	run) echo "jobfile store backend view" ;;
-	cmd) echo "jobfile store backend view run local k8s" ;;
+	cmd) echo "jobfile store backend view run local k8s image" ;;
 	*) echo "?" ;;
 	esac
 }
