@@ -54,7 +54,7 @@ struct csv_metrics {
 
 static const struct arl_view_col table_cols[] = {
     {"STATE", false, false}, {"JOB", false, true},      {"ATTEMPTS", true, false},
-    {"EXIT", true, false},   {"DURATION", true, false}, {"ERROR", false, true},
+    {"EXIT", true, false},   {"DURATION", true, false}, {"REASON", false, true},
 };
 
 struct ctx {
@@ -120,6 +120,28 @@ static int add_step(void *arg, const struct arl_step_view *st, struct arl_err *e
 	return 0;
 }
 
+/*
+ * *@out: why job @j did not succeed (arl_view_reason()), NULL when it did. A Skipped job gives
+ * the reason of the result it stands for. Reads the failing step only for failed jobs.
+ */
+static int job_reason(struct ctx *c, const struct arl_job_view *j, char **out, struct arl_err *err)
+{
+	bool carried = !j->from_null;
+	const char *cls = carried ? j->from_cls_name : j->cls_name;
+	const char *error = carried ? j->from_error : j->error;
+	struct arl_failing_step f = {0};
+	int rc = 0;
+
+	*out = NULL;
+	if (!cls)
+		return 0;
+	if ((rc = arl_job_failing_step(c->reader, carried ? j->from_id : j->id, &f, err)) < 0)
+		return -1;
+	*out = arl_view_reason(rc ? f.name : NULL, cls, error, f.err_tail);
+	arl_failing_step_release(&f);
+	return 0;
+}
+
 /* ---- json ---- */
 
 static int json_metric(void *arg, const struct arl_metric_view *m, struct arl_err *err)
@@ -139,7 +161,7 @@ static int json_job(struct ctx *c, const struct arl_job_view *j, struct arl_err 
 	cJSON *job = cJSON_CreateObject(), *md, *status, *metrics;
 	struct arl_view_output o = ARL_VIEW_OUTPUT_INIT;
 	struct step_acc acc = {&o, NULL};
-	char dur[32];
+	char dur[32], *reason = NULL;
 	int rc;
 
 	md = cJSON_AddObjectToObject(job, "metadata");
@@ -164,6 +186,9 @@ static int json_job(struct ctx *c, const struct arl_job_view *j, struct arl_err 
 	arl_view_json_int(job, "attempts", false, j->attempts);
 	arl_view_json_str(job, "errorClass", j->cls_name);
 	arl_view_json_str(job, "error", j->error);
+	if ((rc = job_reason(c, j, &reason, err)) < 0)
+		goto out;
+	arl_view_json_str(job, "reason", reason);
 	arl_view_json_raw(job, "item", j->item);
 	arl_view_json_str(job, "specHash", j->spec_hash);
 	arl_view_json_int(job, "skippedFrom", j->skipped_from_null, j->skipped_from);
@@ -192,6 +217,7 @@ static int json_job(struct ctx *c, const struct arl_job_view *j, struct arl_err 
 	metrics = cJSON_AddObjectToObject(job, "metrics");
 	rc = arl_job_metrics(c->reader, j->id, json_metric, metrics, err);
 out:
+	free(reason);
 	arl_view_output_release(&o);
 	if (rc < 0) {
 		cJSON_Delete(job);
@@ -209,7 +235,7 @@ static void csv_header(const struct csv_metrics *m)
 	    "run_id",        "key",           "name",        "file",         "pool",
 	    "state",         "attempts",      "exit_code",   "error_class",  "error",
 	    "started_at",    "finished_at",   "duration_ms", "skipped_from", "carried_from_run",
-	    "carried_state", "carried_class",
+	    "carried_state", "carried_class", "reason",
 	};
 	size_t n = sizeof(names) / sizeof(names[0]);
 
@@ -275,7 +301,7 @@ static const char *csv_int(bool null, int64_t v, char *buf, size_t len)
 static int csv_row(struct ctx *c, const struct arl_job_view *j, struct arl_err *err)
 {
 	const struct csv_metrics *m = &c->metrics;
-	char run[24], att[24], ex[24], dur[24], from[24], from_run[24];
+	char run[24], att[24], ex[24], dur[24], from[24], from_run[24], *reason = NULL;
 	const char *fields[] = {
 	    j->key,
 	    j->name,
@@ -293,9 +319,14 @@ static int csv_row(struct ctx *c, const struct arl_job_view *j, struct arl_err *
 	    csv_int(j->from_null, j->from_run, from_run, sizeof(from_run)),
 	    j->from_null ? NULL : j->from_state_name,
 	    j->from_null ? NULL : j->from_cls_name,
+	    NULL, /* reason, below */
 	};
 	size_t n = sizeof(fields) / sizeof(fields[0]);
 	struct csv_merge g = {m, 0};
+
+	if (job_reason(c, j, &reason, err) < 0)
+		return -1;
+	fields[n - 1] = reason;
 
 	snprintf(run, sizeof(run), "%lld", (long long)j->run_id);
 	arl_view_csv(stdout, run, strlen(run), false);
@@ -303,6 +334,7 @@ static int csv_row(struct ctx *c, const struct arl_job_view *j, struct arl_err *
 	for (size_t i = 0; i < n; i++)
 		arl_view_csv(stdout, fields[i], fields[i] ? strlen(fields[i]) : 0,
 		             i + 1 == n && !m->n);
+	free(reason);
 	if (!m->n)
 		return 0;
 	/* Both lists are in name order (SQLite's BINARY collation is strcmp's): merge them. */
@@ -316,28 +348,27 @@ static int csv_row(struct ctx *c, const struct arl_job_view *j, struct arl_err *
 
 /* ---- table ---- */
 
-/* One line per job; the class and the message share the last column, which the terminal
+/* One line per job; its reason (arl_view_reason()) is the last column, which the terminal
  * width cuts first. A Skipped job says which run its result comes from, and what it was. */
-static void table_row(struct arl_view_table *t, const struct arl_job_view *j)
+static int table_row(struct ctx *c, const struct arl_job_view *j, struct arl_err *err)
 {
 	const char *state = j->state_name, *cls = j->cls_name;
 	const char *error = j->error;
 	const char *from = j->from_null ? NULL : j->from_state_name;
-	const char *from_cls = j->from_null ? NULL : j->from_cls_name;
-	const char *from_err = j->from_error;
-	char dur[32], att[24], ex[24], *why = NULL;
+	char dur[32], att[24], ex[24], *why = NULL, *reason = NULL;
 
-	if (cls && error)
-		why = arl_xasprintf("%s: %s", cls, error);
-	else if (cls || error)
+	if (job_reason(c, j, &reason, err) < 0)
+		return -1;
+	if (!from && reason) {
+		why = reason;
+		reason = NULL;
+	} else if (!from && error)
 		why = arl_xstrdup(cls ? cls : error);
 	else if (from && !strcmp(from, "Succeeded"))
 		why = arl_xasprintf("succeeded in run %lld", (long long)j->from_run);
 	else if (from)
-		why = arl_xasprintf("carried from run %lld: %s%s%s%s%s%s", (long long)j->from_run,
-		                    from, from_cls ? " (" : "", from_cls ? from_cls : "",
-		                    from_cls ? ")" : "", from_err ? ": " : "",
-		                    from_err ? from_err : "");
+		why = arl_xasprintf("carried from run %lld (%s)%s%s", (long long)j->from_run, from,
+		                    reason ? ": " : "", reason ? reason : "");
 	{
 		const char *cells[] = {
 		    state,
@@ -351,9 +382,11 @@ static void table_row(struct arl_view_table *t, const struct arl_job_view *j)
 		    arl_view_state_color(from && strcmp(from, "Succeeded") ? from : state),
 		};
 
-		arl_view_table_add(t, cells, colors);
+		arl_view_table_add(&c->table, cells, colors);
 	}
 	free(why);
+	free(reason);
+	return 0;
 }
 
 /* ---- the command ---- */
@@ -396,8 +429,7 @@ static int print_job(void *arg, const struct arl_job_view *j, struct arl_err *er
 	case F_CSV:
 		return csv_row(c, j, err);
 	default:
-		table_row(&c->table, j);
-		return 0;
+		return table_row(c, j, err);
 	}
 }
 

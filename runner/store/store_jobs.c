@@ -53,6 +53,7 @@ enum query {
 	Q_LAST_STEPS,
 	Q_METRICS,
 	Q_METRIC_NAMES,
+	Q_FAILING_STEP,
 	Q__COUNT
 };
 
@@ -100,6 +101,14 @@ static const char *const query_sql[Q__COUNT] = {
 	[Q_METRIC_NAMES] = "SELECT DISTINCT m.name AS name FROM jobs j"
 			   " JOIN metrics m ON m.job_id = coalesce(j.skipped_from, j.id)"
 			   " WHERE j.run_id = ?1 ORDER BY m.name",
+	/*
+	 * The first main step that failed in the last attempt, with the end of its stderr only:
+	 * a reason per failed job must not read each job's whole output.
+	 */
+	[Q_FAILING_STEP] = "SELECT name, substr(stderr, -4096) AS err_tail" /* ARL_FAILING_TAIL */
+			   " FROM steps WHERE attempt_id ="
+			   " (SELECT id FROM attempts WHERE job_id = ?1 ORDER BY number DESC LIMIT 1)"
+			   " AND phase = 'main' AND state = 'Failed' ORDER BY idx LIMIT 1",
 };
 /* clang-format on */
 
@@ -226,6 +235,11 @@ static const struct arl_col metric_cols[] = {
     ARL_COL(struct arl_metric_view, is_number, ARL_COL_INT),
 };
 
+static const struct arl_col failing_cols[] = {
+    ARL_COL(struct arl_failing_step, name, ARL_COL_TEXT),
+    ARL_COL(struct arl_failing_step, err_tail, ARL_COL_TEXT),
+};
+
 struct name_row {
 	char *name;
 };
@@ -243,7 +257,7 @@ static const struct {
     [Q_REFS_MATCHING] = {COLS(ref_cols)},        [Q_REFS_ALL] = {COLS(ref_cols)},
     [Q_ATTEMPTS] = {COLS(attempt_cols)},         [Q_STEPS] = {COLS(step_cols)},
     [Q_LAST_STEPS] = {COLS(step_cols)},          [Q_METRICS] = {COLS(metric_cols)},
-    [Q_METRIC_NAMES] = {COLS(name_cols)},
+    [Q_METRIC_NAMES] = {COLS(name_cols)},        [Q_FAILING_STEP] = {COLS(failing_cols)},
 };
 
 struct arl_job_reader {
@@ -463,6 +477,30 @@ int arl_run_metric_names(struct arl_job_reader *r, int64_t run_id, arl_name_fn f
 	while ((rc = next(r, Q_METRIC_NAMES, &n, err)) == 1 && (rc = fn(arg, n.name, err)) == 0)
 		;
 	return finish(r, Q_METRIC_NAMES, rc);
+}
+
+int arl_job_failing_step(struct arl_job_reader *r, int64_t job_id, struct arl_failing_step *out,
+                         struct arl_err *err)
+{
+	struct arl_failing_step f = {0};
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!start_id(r, Q_FAILING_STEP, job_id, err))
+		return -1;
+	rc = next(r, Q_FAILING_STEP, &f, err);
+	if (rc == 1) {
+		out->name = arl_xstrdup(f.name ? f.name : "");
+		out->err_tail = f.err_tail ? arl_xstrdup(f.err_tail) : NULL;
+	}
+	return finish(r, Q_FAILING_STEP, rc) < 0 ? -1 : rc;
+}
+
+void arl_failing_step_release(struct arl_failing_step *f)
+{
+	free(f->name);
+	free(f->err_tail);
+	memset(f, 0, sizeof(*f));
 }
 
 bool arl_job_reader_snapshot(struct arl_job_reader *r)

@@ -170,6 +170,19 @@ typedef int (*arl_name_fn)(void *arg, const char *name, struct arl_err *err);
 int arl_run_metric_names(struct arl_job_reader *r, int64_t run_id, arl_name_fn fn, void *arg,
                          struct arl_err *err);
 
+/* How much of a failing step's stderr arl_job_failing_step() reads: its end. */
+#define ARL_FAILING_TAIL 4096
+
+/* The first main step that failed in a job's last attempt (the one that ended it). */
+struct arl_failing_step {
+	char *name;
+	char *err_tail; /* the last ARL_FAILING_TAIL characters of its stderr, or NULL */
+};
+/* 1 with *@out filled (arl_failing_step_release()), 0 when no main step failed, -1 on error. */
+int arl_job_failing_step(struct arl_job_reader *r, int64_t job_id, struct arl_failing_step *out,
+                         struct arl_err *err);
+void arl_failing_step_release(struct arl_failing_step *f);
+
 /*
  * One read transaction over the reads that follow, so that several passes see the same
  * snapshot even of a run in progress. Best effort: when it cannot begin, the reads go on

@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "log.h"
 #include "util.h"
 #include "banned.h"
@@ -369,4 +370,57 @@ void arl_view_output_release(struct arl_view_output *o)
 void arl_view_error(const struct arl_err *err)
 {
 	arl_log_err(NULL, err);
+}
+
+/* The last line of @s with something besides blanks, as [*start, *end); false when none. */
+static bool last_line(const char *s, const char **start, const char **end)
+{
+	const char *e = s + strlen(s), *b;
+
+	while (e > s) {
+		while (e > s && (e[-1] == '\n' || e[-1] == '\r'))
+			e--;
+		b = e;
+		while (b > s && b[-1] != '\n')
+			b--;
+		for (const char *p = b; p < e; p++)
+			if (*p != ' ' && *p != '\t' && *p != '\r') {
+				while (e > p && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+					e--;
+				*start = p;
+				*end = e;
+				return true;
+			}
+		e = b;
+	}
+	return false;
+}
+
+char *arl_view_reason(const char *step, const char *cls, const char *error, const char *err_tail)
+{
+	struct arl_buf b = ARL_BUF_INIT;
+	const char *ls = NULL, *le = NULL, *detail = error;
+	char *line = NULL;
+	size_t keep;
+
+	if (!cls)
+		return NULL;
+	if (step && step[0])
+		arl_buf_addf(&b, "%s: ", step);
+	arl_buf_addstr(&b, cls);
+	if (step && !strcmp(cls, "failed") && err_tail && last_line(err_tail, &ls, &le)) {
+		line = arl_xstrndup(ls, (size_t)(le - ls));
+		detail = line;
+	} else if (step && detail && !strncmp(detail, "step '", 6) &&
+	           !strncmp(detail + 6, step, strlen(step)) && detail[6 + strlen(step)] == '\'') {
+		/* "step 'x' timed out" -> "timed out": the step is already named. */
+		detail += 7 + strlen(step);
+		detail += strspn(detail, ": ");
+	}
+	if (detail && detail[0]) {
+		keep = arl_utf8_prefix(detail, ARL_VIEW_REASON_COLS);
+		arl_buf_addf(&b, ": %.*s%s", (int)keep, detail, detail[keep] ? "\u2026" : "");
+	}
+	free(line);
+	return arl_buf_detach(&b, NULL);
 }

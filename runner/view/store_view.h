@@ -117,4 +117,14 @@ void arl_view_output_release(struct arl_view_output *o);
 /* Prints "arl-batch: MESSAGE" on stderr (arl_log_err). */
 void arl_view_error(const struct arl_err *err);
 
+/* A reason's detail is cut to this many columns (an ellipsis marks the cut). */
+#define ARL_VIEW_REASON_COLS 200
+/*
+ * Why a job did not succeed, in one line: "STEP: CLASS: DETAIL". DETAIL is the last non-empty
+ * line of the failing step's stderr (@err_tail, its end) for class failed, else the job's
+ * @error (a timeout's, an infra failure's message) without its "step 'STEP'" prefix. @step
+ * NULL: no step failed (a sandbox that never came). NULL when @cls is NULL. Owned.
+ */
+char *arl_view_reason(const char *step, const char *cls, const char *error, const char *err_tail);
+
 #endif
