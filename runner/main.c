@@ -28,6 +28,7 @@ static const struct arl_cmd commands[] = {
     {"diff", cmd_diff, "jobs fixed, broken, still failing, added and missing between two runs"},
     {"report", cmd_report, "write a run's self-contained HTML report"},
     {"prune", cmd_prune, "delete old runs and reclaim space"},
+    {"merge", cmd_merge, "merge the runs of several databases (shards) into one"},
     {"gc", cmd_gc, "find (and delete) sandboxes whose runner died"},
     {"pool", cmd_pool, "manage ARL WarmPools (kubernetes): create, get, list, wait, delete"},
 };
