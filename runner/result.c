@@ -76,6 +76,11 @@ void arl_attempt_result_release(struct arl_attempt_result *a)
 	for (size_t i = 0; i < a->nsteps; i++)
 		arl_step_result_release(&a->steps[i]);
 	free(a->steps);
+	for (size_t i = 0; i < a->nartifacts; i++) {
+		free(a->artifacts[i].path);
+		free(a->artifacts[i].error);
+	}
+	free(a->artifacts);
 	free(a->sandbox);
 	free(a->error);
 	memset(a, 0, sizeof(*a));

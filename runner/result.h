@@ -60,6 +60,14 @@ struct arl_metric {
 	char *text;
 };
 
+/* A file an attempt kept (`artifacts:`), or one it could not keep (@error set, no content). */
+struct arl_artifact {
+	char *path; /* inside the sandbox */
+	int64_t size;
+	char sha256[65]; /* "" when not kept */
+	char *error;
+};
+
 struct arl_attempt_result {
 	int number; /* 1-based */
 	char *sandbox;
@@ -73,6 +81,8 @@ struct arl_attempt_result {
 	int64_t prepare_ms; /* getting it, ready or not: not part of the job's timeout */
 	struct arl_step_result *steps;
 	size_t nsteps;
+	struct arl_artifact *artifacts;
+	size_t nartifacts;
 };
 
 struct arl_job_result {

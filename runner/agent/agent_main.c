@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "agent/mounts.h"
+#include "agent/collect.h"
 #include "agent/protocol.h"
 
 #define STEPS_MAX  64 /* steps running at once */
@@ -802,6 +803,9 @@ int main(int argc, char **argv)
 	char *end, plan_msg[ARL_PROTO_TEXT_MAX];
 	long fd;
 
+	/* A step's helper, not the sandbox's first process: the job's artifacts on stdout. */
+	if (argc > 1 && !strcmp(argv[1], "--collect"))
+		return arl_collect_main(argc, argv);
 	if (argc < 3 || strcmp(argv[1], "--fd"))
 		return usage();
 	if (arl_agent_plan_check(argv + 3, argc - 3, plan_msg, sizeof(plan_msg)) < 0) {

@@ -79,6 +79,24 @@ struct arl_exec_ctx {
 	bool step_limited;   /* the deadline is the step's own timeout */
 };
 
+/*
+ * Where a backend's collect op sends the files an attempt keeps (run/attempt.c enforces the
+ * caps; a backend's own bounds only save it work). For each file found: begin() with the
+ * index of the pattern that matched and its path as the steps see it; when it returns 0,
+ * data() with its bytes, then end() with NULL when all of them were sent or why not. A -1
+ * from data() means the file is refused (over a cap): stop reading it, still call end().
+ * A file that cannot be read at all (not a regular file, a symlink) is begin() then end()
+ * with the reason.
+ */
+struct arl_artifact_sink {
+	void *arg;
+	/* @size: the file's size when found, as the row's size if it is not read; -1: unknown */
+	int (*begin)(void *arg, size_t spec, const char *path, int64_t size);
+	int (*data)(void *arg, const void *p, size_t n);
+	void (*end)(void *arg, const char *error);
+	int64_t max_size; /* the most bytes a file may have: more is refused */
+};
+
 struct arl_backend_ops {
 	const struct arl_pool_kind *pool;         /* its name and its pools' own keys */
 	const struct arl_backend_option *options; /* NULL: none */
@@ -122,6 +140,16 @@ struct arl_backend_ops {
 	 * (a fallback it took), or NULL. Borrowed until close().
 	 */
 	const char *(*note)(void *state);
+	/*
+	 * Optional: sends the files matching the glob patterns @specs in @sb, as its steps see
+	 * them, to @sink; called after the steps and callbacks, before release. Only regular
+	 * files, never through a symlink. Stops by @deadline_ms (arl_now_ms clock). -1 with
+	 * @err: the rest could not be collected (what was sent stays sent). NULL: the backend
+	 * keeps no files (validate says so for its pools).
+	 */
+	int (*collect)(void *state, struct arl_sandbox *sb, const struct arl_artifact_spec *specs,
+	               size_t nspecs, const struct arl_artifact_sink *sink, int64_t deadline_ms,
+	               struct arl_err *err);
 };
 
 /*

@@ -6,11 +6,13 @@
  */
 #include "jobfile/expand.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "jobfile/dataset.h"
 #include "jobfile/fields.h"
+#include "jobfile/resources.h"
 #include "jobfile/template.h"
 #include "jobfile/yaml_load.h"
 #include "result.h"
@@ -25,6 +27,7 @@ static const char *const callback_keys[] = {"on_task_success", "on_task_failure"
 static const char *const step_types[] = {"Command", "FilePatch", NULL};
 static const char *const retry_names[] = {"failed", "timeout", "infra", NULL};
 static const char *const metrics_names[] = {"json", NULL};
+static const char *const artifact_keys[] = {"path", "maxSize", NULL};
 
 /* One expansion in progress. */
 struct expand {
@@ -280,6 +283,89 @@ static void parse_callbacks(struct expand *c, const struct arl_node *n, struct a
 		parse_steps(c, v, "on_task_complete", false, env, &j->on_complete);
 }
 
+static void warn(struct expand *c, const struct arl_node *n, const char *fmt, ...) ARL_PRINTF(3, 4);
+static void warn(struct expand *c, const struct arl_node *n, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	arl_field_vwarn(&c->r, n, fmt, ap);
+	va_end(ap);
+}
+
+/* Why @path cannot name files to keep, or NULL: absolute, no '.', '..' or empty component. */
+static const char *artifact_path_problem(const char *path)
+{
+	if (path[0] != '/')
+		return "must be an absolute path inside the sandbox";
+	for (const char *p = path + 1;; p++) {
+		const char *e = strchr(p, '/');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+
+		if (n == 0)
+			return "has an empty component";
+		if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return "must not have '.' or '..' components";
+		if (!e)
+			return NULL;
+		p = e;
+	}
+}
+
+/* `artifacts: [{path, maxSize}]` into j->artifacts. */
+static void parse_artifacts(struct expand *c, const struct arl_node *n, struct arl_job *j)
+{
+	if (!arl_field_want(&c->r, n, ARL_NODE_SEQ, "artifacts"))
+		return;
+	if (n->nkids > ARL_ARTIFACTS_MAX_SPECS) {
+		arl_field_diag(&c->r, n, "'artifacts' has %zu entries; at most %d are allowed",
+		               n->nkids, ARL_ARTIFACTS_MAX_SPECS);
+		return;
+	}
+	j->artifacts = arl_xcalloc(n->nkids ? n->nkids : 1, sizeof(*j->artifacts));
+	for (size_t i = 0; i < n->nkids; i++) {
+		const struct arl_node *a = n->kids[i], *v;
+		struct arl_artifact_spec *sp = &j->artifacts[j->nartifacts];
+		const char *why;
+		char *path;
+
+		if (!arl_field_want(&c->r, a, ARL_NODE_MAP, "an artifact"))
+			continue;
+		arl_field_check_keys(&c->r, a, "an artifact", artifact_keys);
+		if (!(v = arl_node_get(a, "path"))) {
+			arl_field_diag(&c->r, a, "missing required key 'path' in an artifact");
+			continue;
+		}
+		if (!(path = arl_field_str(&c->r, v, "path")))
+			continue;
+		if ((why = artifact_path_problem(path))) {
+			arl_field_diag(&c->r, v, "artifact path '%s' %s", path, why);
+			free(path);
+			continue;
+		}
+		sp->path = path;
+		sp->max_size = ARL_ARTIFACT_MAX_SIZE;
+		if ((v = arl_node_get(a, "maxSize"))) {
+			int64_t b;
+
+			if (v->kind != ARL_NODE_SCALAR || arl_node_is_null(v) ||
+			    arl_quantity_parse(v->str, 1, &b) < 0 || b <= 0 ||
+			    b > ARL_ARTIFACT_MAX_MAXSIZE)
+				arl_field_diag(&c->r, v,
+				               "'maxSize' must be a size from 1 to 1Gi (a quantity "
+				               "such as 512Ki or 10Mi), got %s",
+				               v->kind == ARL_NODE_SCALAR ? v->str
+				                                          : arl_node_describe(v));
+			else
+				sp->max_size = b;
+		}
+		j->nartifacts++;
+	}
+	if (j->nartifacts && c->pool && c->pool->kind && c->pool->kind->artifacts_refusal)
+		warn(c, n, "artifacts are not collected on %s pools (pool '%s'): %s",
+		     c->pool->kind->name, c->pool->name, c->pool->kind->artifacts_refusal);
+}
+
 static void parse_pool_ref(struct expand *c, const struct arl_node *jn, const struct arl_node *v,
                            struct arl_job *j)
 {
@@ -392,6 +478,8 @@ static bool expand_one(struct expand *c, const struct arl_node *jn, struct arl_j
 		parse_steps(c, v, "steps", true, &env, &j.steps);
 	if ((v = field(c, jn, "callbacks")))
 		parse_callbacks(c, v, &j, &env);
+	if ((v = field(c, jn, "artifacts")))
+		parse_artifacts(c, v, &j);
 	arl_strmap_release(&env);
 	if (c->r.bad) {
 		if (j.name && c->checks && c->checks->rejected)

@@ -111,6 +111,9 @@ void arl_job_release(struct arl_job *j)
 	arl_steps_release(&j->on_success);
 	arl_steps_release(&j->on_failure);
 	arl_steps_release(&j->on_complete);
+	for (size_t i = 0; i < j->nartifacts; i++)
+		free(j->artifacts[i].path);
+	free(j->artifacts);
 	free(j->item);
 	memset(j, 0, sizeof(*j));
 }

@@ -81,6 +81,22 @@ struct arl_steps {
 /* Bits of enum arl_class (result.h) that are retried. */
 #define ARL_RETRY_BIT(cls) (1u << (cls))
 
+/*
+ * `artifacts:` files kept from every attempt (glob patterns; a path matched by several is kept
+ * once). Defaults and bounds: one file at most ARL_ARTIFACT_MAX_SIZE unless its maxSize says
+ * otherwise, an attempt's at most ARL_ARTIFACTS_MAX_TOTAL bytes and ARL_ARTIFACTS_MAX_FILES files.
+ */
+#define ARL_ARTIFACT_MAX_SIZE    (10LL << 20)
+#define ARL_ARTIFACT_MAX_MAXSIZE (1LL << 30) /* the largest maxSize accepted */
+#define ARL_ARTIFACTS_MAX_TOTAL  (1LL << 30)
+#define ARL_ARTIFACTS_MAX_FILES  1000
+#define ARL_ARTIFACTS_MAX_SPECS  100
+
+struct arl_artifact_spec {
+	char *path;       /* absolute; may hold *, ? and [...] in any component */
+	int64_t max_size; /* bytes */
+};
+
 struct arl_doc;
 struct arl_dataset;
 
@@ -96,6 +112,9 @@ struct arl_job {
 	struct arl_strmap labels;
 	struct arl_steps steps;
 	struct arl_steps on_success, on_failure, on_complete;
+	/* Not in the spec hash: which files are kept does not change the result. */
+	struct arl_artifact_spec *artifacts;
+	size_t nartifacts;
 	/*
 	 * The foreach item as compact JSON, or NULL. NULL too for a job made from a dataset
 	 * record (.jsonl, .json), read from the file again when needed: use arl_job_item().

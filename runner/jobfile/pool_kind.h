@@ -57,6 +57,8 @@ struct arl_pool_kind {
 	 */
 	void (*hash)(const void *config, struct arl_spec_hasher *h);
 	int v1_number; /* with .hash: the backend's number in spec v1 */
+	/* Why this kind's pools keep no `artifacts:` (validate warns at the key), or NULL. */
+	const char *artifacts_refusal;
 	/* Optional: why a FilePatch to @path fails in every attempt here (job.h), or NULL. */
 	char *(*filepatch_refusal)(const char *path, size_t settled);
 	/*

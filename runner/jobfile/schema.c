@@ -32,11 +32,11 @@
 static const char *const top_keys[] = {"version",  "name", "concurrency", "pools",
                                        "defaults", "jobs", NULL};
 static const char *const job_keys[] = {
-    "name",      "pool", "timeout", "prepareTimeout", "retries",   "retryOn", "backoff",
-    "keepAlive", "env",  "labels",  "steps",          "callbacks", "foreach", NULL};
-static const char *const defaults_keys[] = {"pool",    "timeout", "prepareTimeout", "retries",
-                                            "retryOn", "backoff", "keepAlive",      "env",
-                                            "labels",  "steps",   "callbacks",      NULL};
+    "name", "pool",   "timeout", "prepareTimeout", "retries", "retryOn",   "backoff", "keepAlive",
+    "env",  "labels", "steps",   "callbacks",      "foreach", "artifacts", NULL};
+static const char *const defaults_keys[] = {
+    "pool", "timeout", "prepareTimeout", "retries",   "retryOn",   "backoff", "keepAlive",
+    "env",  "labels",  "steps",          "callbacks", "artifacts", NULL};
 static const char *const foreach_keys[] = {"file", "items", "matrix", NULL};
 
 /*
@@ -457,6 +457,11 @@ static void add_job(struct sctx *c, struct arl_job *j)
 		arl_steps_release(&j->on_success);
 		arl_steps_release(&j->on_failure);
 		arl_steps_release(&j->on_complete);
+		for (size_t i = 0; i < j->nartifacts; i++)
+			free(j->artifacts[i].path);
+		free(j->artifacts);
+		j->artifacts = NULL;
+		j->nartifacts = 0;
 		j->lazy = true;
 	}
 	if (j->dataset) { /* hashed: from now on the record is read from the file */

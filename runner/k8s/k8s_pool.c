@@ -74,4 +74,6 @@ const struct arl_pool_kind arl_k8s_pool_kind = {
     .finish = k8s_finish,
     .hash = k8s_hash,
     .v1_number = 1,
+    .artifacts_refusal = "the ARL API's Task path has no file download, and a Task's output "
+                         "(about 1.5 MiB in etcd, shared by all its steps) is no place for files",
 };

@@ -116,6 +116,7 @@
  * "sb-RUN-OWNER-N" names, so gc finds them when their runner dies; close() deletes them.
  */
 #include "local/backend_local.h"
+#include "local/collect.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -613,4 +614,5 @@ const struct arl_backend_ops arl_backend_local = {
     .close = local_close,
     .gc = arl_local_backend_gc,
     .note = local_note,
+    .collect = arl_local_collect,
 };

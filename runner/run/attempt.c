@@ -1,5 +1,6 @@
 #include "run/attempt.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "buf.h"
 #include "jobfile/expand.h"
 #include "jobfile/template.h"
+#include "store/store_artifacts.h"
 #include "util.h"
 #include "banned.h"
 
@@ -201,6 +203,188 @@ static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sa
 	return first;
 }
 
+/* The files of one attempt being kept: the sink the backend's collect op fills. */
+struct keep {
+	struct arl_attempt_result *out;
+	const struct arl_artifact_spec *specs;
+	size_t nspecs;
+	size_t *matched; /* files found per pattern */
+	const char *dir;
+	struct arl_blob *blob;
+	struct arl_artifact *cur; /* the file being received; NULL: none, or not kept */
+	size_t spec;
+	int64_t total;     /* bytes kept by the attempt */
+	bool too_many;     /* ARL_ARTIFACTS_MAX_FILES reached (one row says so) */
+	int64_t size_hint; /* the size the backend saw, for a file not read */
+};
+
+static struct arl_artifact *keep_add(struct keep *k, const char *path, int64_t size)
+{
+	struct arl_attempt_result *a = k->out;
+	struct arl_artifact *x;
+
+	a->artifacts = arl_xrealloc(a->artifacts, (a->nartifacts + 1) * sizeof(*a->artifacts));
+	x = &a->artifacts[a->nartifacts++];
+	memset(x, 0, sizeof(*x));
+	x->path = arl_xstrdup(path);
+	x->size = size > 0 ? size : 0;
+	return x;
+}
+
+/* The file being received is not kept, for @why. */
+static void keep_refuse(struct keep *k, char *why)
+{
+	arl_blob_abort(k->blob);
+	k->blob = NULL;
+	if (k->cur && !k->cur->error)
+		k->cur->error = why;
+	else
+		free(why);
+	if (k->cur) {
+		k->cur->sha256[0] = '\0';
+		if (k->size_hint > k->cur->size)
+			k->cur->size = k->size_hint;
+	}
+	k->cur = NULL;
+}
+
+static int keep_begin(void *arg, size_t spec, const char *path, int64_t size)
+{
+	struct keep *k = arg;
+	struct arl_err err = ARL_ERR_INIT;
+
+	if (k->cur) /* a backend that skipped end() */
+		keep_refuse(k, arl_xstrdup("not kept: cut short"));
+	if (spec >= k->nspecs || !path || path[0] != '/')
+		return -1;
+	k->matched[spec]++;
+	for (size_t i = 0; i < k->out->nartifacts; i++)
+		if (!strcmp(k->out->artifacts[i].path, path))
+			return -1; /* matched by an earlier pattern */
+	if (k->out->nartifacts >= ARL_ARTIFACTS_MAX_FILES) {
+		if (!k->too_many)
+			keep_add(k, path, size)->error = arl_xasprintf(
+			    "not kept: an attempt keeps at most %d files", ARL_ARTIFACTS_MAX_FILES);
+		k->too_many = true;
+		return -1;
+	}
+	k->cur = keep_add(k, path, 0);
+	k->spec = spec;
+	k->size_hint = size;
+	if (!k->dir) {
+		keep_refuse(k, arl_xstrdup("not kept: the run has no database to store it in"));
+		return -1;
+	}
+	if (arl_blob_begin(k->dir, &k->blob, &err) < 0) {
+		keep_refuse(k, arl_xasprintf("not kept: %s", err.msg));
+		return -1;
+	}
+	return 0;
+}
+
+static int keep_data(void *arg, const void *p, size_t n)
+{
+	struct keep *k = arg;
+	struct arl_err err = ARL_ERR_INIT;
+	int64_t max = k->specs[k->spec].max_size;
+	char bound[32];
+
+	if (!k->cur)
+		return -1;
+	k->cur->size += (int64_t)n;
+	if (k->cur->size > max) {
+		snprintf(bound, sizeof(bound), "%" PRId64, max);
+		keep_refuse(k,
+		            arl_xasprintf("not kept: larger than its maxSize (%s allowed)", bound));
+		return -1;
+	}
+	if (k->total + (int64_t)n > ARL_ARTIFACTS_MAX_TOTAL) {
+		keep_refuse(k, arl_xasprintf("not kept: the attempt's artifacts would pass %lld "
+		                             "bytes in all",
+		                             (long long)ARL_ARTIFACTS_MAX_TOTAL));
+		return -1;
+	}
+	k->total += (int64_t)n;
+	if (arl_blob_write(k->blob, p, n, &err) < 0) {
+		keep_refuse(k, arl_xasprintf("not kept: %s", err.msg));
+		return -1;
+	}
+	return 0;
+}
+
+static void keep_end(void *arg, const char *error)
+{
+	struct keep *k = arg;
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_artifact *x = k->cur;
+
+	if (!x)
+		return;
+	if (error) {
+		keep_refuse(k, arl_xasprintf("not kept: %s", error));
+		return;
+	}
+	k->cur = NULL;
+	if (arl_blob_commit(k->blob, x->sha256, &err) < 0) {
+		x->sha256[0] = '\0';
+		x->error = arl_xasprintf("not kept: %s", err.msg);
+	}
+	k->blob = NULL;
+}
+
+/*
+ * The job's `artifacts:` from @sb into the store and out->artifacts, before its release. A
+ * pattern that matched nothing gets a row saying so; a backend that cannot keep files, one
+ * per pattern saying that.
+ */
+static void collect_artifacts(const struct arl_attempt_env *env, const struct arl_job *job,
+                              struct arl_sandbox *sb, const struct arl_tmpl_ctx *t,
+                              struct arl_attempt_result *out)
+{
+	struct arl_artifact_spec *specs;
+	struct keep k = {.out = out, .nspecs = job->nartifacts, .dir = env->artifacts_dir};
+	struct arl_artifact_sink sink = {
+	    .arg = &k, .begin = keep_begin, .data = keep_data, .end = keep_end, .max_size = 0};
+	struct arl_err err = ARL_ERR_INIT;
+	char *failed = NULL;
+
+	if (!job->nartifacts)
+		return;
+	specs = arl_xcalloc(job->nartifacts, sizeof(*specs));
+	for (size_t i = 0; i < job->nartifacts; i++) {
+		specs[i].path = job->runtime_templates ? render_rt(job->artifacts[i].path, t)
+		                                       : arl_xstrdup(job->artifacts[i].path);
+		specs[i].max_size = job->artifacts[i].max_size;
+		if (specs[i].max_size > sink.max_size)
+			sink.max_size = specs[i].max_size;
+	}
+	k.specs = specs;
+	k.matched = arl_xcalloc(job->nartifacts, sizeof(*k.matched));
+	if (!env->ops->collect)
+		failed = arl_xasprintf("not collected: %s pools keep no files",
+		                       arl_backend_name(env->ops));
+	else if (env->ops->collect(env->backend, sb, specs, job->nartifacts, &sink,
+	                           arl_now_ms() + ARL_ARTIFACTS_COLLECT_MS, &err) < 0)
+		failed = arl_xasprintf("not collected: %s", err.msg);
+	keep_refuse(&k, failed ? arl_xstrdup(failed) : arl_xstrdup("not kept: cut short"));
+	for (size_t i = 0; i < job->nartifacts; i++) {
+		bool seen = false;
+
+		if (k.matched[i])
+			continue;
+		for (size_t j = 0; j < out->nartifacts && !seen; j++)
+			seen = !strcmp(out->artifacts[j].path, specs[i].path);
+		if (!seen)
+			keep_add(&k, specs[i].path, 0)->error =
+			    failed ? arl_xstrdup(failed) : arl_xstrdup("no file matches");
+	}
+	for (size_t i = 0; i < job->nartifacts; i++)
+		free(specs[i].path);
+	free(specs);
+	free(k.matched);
+	free(failed);
+}
+
 static void attempt_run(const struct arl_attempt_env *env, const struct arl_job *job, int number,
                         struct arl_attempt_result *out, struct arl_metric **metrics,
                         size_t *nmetrics);
@@ -301,6 +485,8 @@ static void attempt_run(const struct arl_attempt_env *env, const struct arl_job 
 		          out, metrics, nmetrics, &ignored);
 		free(ignored);
 	}
+	/* Failed and timed-out attempts too: their files are what explains them. */
+	collect_artifacts(env, job, sb, &t, out);
 	arl_backend_release(env->ops, env->backend, sb, job->keep_alive);
 out:
 	out->finished_ms = arl_wall_ms();

@@ -16,7 +16,11 @@ struct arl_attempt_env {
 	const struct arl_jobfile
 	    *file; /* to materialize lazy (foreach) jobs; may be NULL otherwise */
 	const char *run_id, *run_name; /* for {{ run.id }} and {{ run.name }} */
+	const char *artifacts_dir;     /* where kept files are stored (store_artifacts.h) */
 };
+
+/* The most an attempt waits for its artifacts to be collected. */
+#define ARL_ARTIFACTS_COLLECT_MS 300000
 
 /*
  * Runs attempt @number (1-based) of @job. Always fills @out (an infra failure is a result,

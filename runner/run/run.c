@@ -30,6 +30,7 @@
 #include "run/runlock.h"
 #include "run/scheduler.h"
 #include "store/store.h"
+#include "store/store_artifacts.h"
 #include "util.h"
 #include "banned.h"
 
@@ -64,6 +65,7 @@ struct run {
 	int64_t started;
 	struct arl_progress *progress; /* while jobs run, everything for stderr goes through it */
 	struct arl_events *events;     /* --events, or NULL */
+	char *artifacts_dir;           /* beside the database (store_artifacts.h) */
 };
 
 /*
@@ -517,7 +519,9 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	r.started = arl_now_ms(); /* the run's time, not the wait for the lock */
 	if (o->events_path && arl_events_open(&r.events, o->events_path, &err) < 0)
 		goto fail;
-	if (arl_store_open(&r.store, db, 0, &err) < 0)
+	if (arl_store_open(&r.store, db, 0, &err) == 0)
+		r.artifacts_dir = arl_artifacts_dir(arl_store_path(r.store));
+	if (!r.store)
 		goto fail;
 	for (size_t i = 0; i < nfiles; i++)
 		for (size_t j = 0; j < files[i]->njobs; j++, k++)
@@ -587,7 +591,8 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 			    .pool = pool,
 			    .file = files[i],
 			    .run_id = r.run_id_str,
-			    .run_name = r.run_name};
+			    .run_name = r.run_name,
+			    .artifacts_dir = r.artifacts_dir};
 		}
 	}
 	if (o->concurrency)
@@ -706,5 +711,6 @@ out:
 	free(r.jobs);
 	free(r.job_ids);
 	free(r.run_name);
+	free(r.artifacts_dir);
 	return code;
 }

@@ -77,6 +77,7 @@ enum stmt {
 	S_ATTEMPT_INSERT,
 	S_STEP_INSERT,
 	S_METRIC_INSERT,
+	S_ARTIFACT_INSERT,
 	S__COUNT
 };
 
@@ -172,6 +173,9 @@ static const char *const stmt_sql[S__COUNT] = {
 	/* A metrics line may repeat a key (cJSON keeps both); the last one wins. */
 	[S_METRIC_INSERT] = "INSERT OR REPLACE INTO metrics (job_id, name, value)"
 			    " VALUES (?1, ?2, ?3)",
+	/* A path kept twice by one attempt (two patterns) is one row: the first. */
+	[S_ARTIFACT_INSERT] = "INSERT OR IGNORE INTO artifacts (attempt_id, path, size, sha256,"
+			      " error) VALUES (?1, ?2, ?3, ?4, ?5)",
 };
 /* clang-format on */
 
@@ -1516,6 +1520,25 @@ static int put_step(struct arl_store *s, int64_t attempt_id, size_t idx,
 	return 0;
 }
 
+static int put_artifact(struct arl_store *s, int64_t attempt_id, const struct arl_artifact *x,
+                        struct arl_err *err)
+{
+	const char *op = "record an artifact";
+	sqlite3_stmt *st = stmt(s, S_ARTIFACT_INSERT, op, err);
+	struct bind b = {st, SQLITE_OK};
+
+	if (!st)
+		return -1;
+	bind_i64(&b, 1, attempt_id);
+	bind_str(&b, 2, x->path);
+	bind_i64(&b, 3, x->size < 0 ? 0 : x->size);
+	bind_str(&b, 4, x->sha256[0] ? x->sha256 : NULL);
+	bind_str(&b, 5, x->error);
+	if (bind_check(&b, op, err) < 0 || stmt_run(s, st, op, err) < 0)
+		return -1;
+	return 0;
+}
+
 static int put_attempt(struct arl_store *s, int64_t job_id, const struct arl_attempt_result *a,
                        struct arl_err *err)
 {
@@ -1542,6 +1565,9 @@ static int put_attempt(struct arl_store *s, int64_t job_id, const struct arl_att
 	attempt_id = sqlite3_last_insert_rowid(s->db);
 	for (size_t i = 0; i < a->nsteps; i++)
 		if (put_step(s, attempt_id, i, &a->steps[i], err) < 0)
+			goto fail;
+	for (size_t i = 0; i < a->nartifacts; i++)
+		if (put_artifact(s, attempt_id, &a->artifacts[i], err) < 0)
 			goto fail;
 	return 0;
 fail:

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# `artifacts:` through the command line: globs, a literal path and a path outside /workspace
+# (bwrap), maxSize, a pattern matching nothing, files kept from failed and timed-out attempts
+# (callbacks ran first), the same content stored once (0600 files, 0700 directories), a
+# symlink pointing outside the sandbox and a FIFO not followed nor read (bwrap and isolation:
+# none), foreach jobs, `artifacts -o` (and a path escaping -o DIR refused), `show`, prune
+# deleting the stored files no remaining row names.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require_tools sqlite3 sha256sum
+make_tmp
+DB=$TMP/r.db
+STORE=$DB.artifacts
+
+# stored DIGEST: the path of a stored file
+stored() {
+	echo "$STORE/sha256/${1:0:2}/$1"
+}
+
+# The host's secret, which a symlink in the sandbox points at: it must never be stored.
+echo "host-secret-$$" >"$TMP/secret"
+chmod 644 "$TMP/secret"
+
+HAVE_BWRAP=0
+if command -v bwrap >/dev/null 2>&1 && bwrap --unshare-pid --ro-bind / / true >/dev/null 2>&1; then
+	HAVE_BWRAP=1
+fi
+
+cat >"$TMP/none.yaml" <<EOF
+version: 1
+pools:
+  p: {isolation: none}
+defaults:
+  artifacts:
+    - path: /workspace/out/*.json
+    - path: /workspace/big.bin
+      maxSize: 1Ki
+    - path: /workspace/none-such
+jobs:
+  - name: ok
+    steps:
+      - type: Command
+        command: ["sh", "-c", "mkdir out && echo one > out/a.json && echo two > out/b.json && echo one > out/c.txt && echo one > out/.hidden.json && head -c 1024 /dev/zero > big.bin && ln -s $TMP/secret out/evil.json && mkfifo out/fifo.json && mkdir out/dir.json && ln -s $TMP out/link && echo x > out/link.json"]
+  - name: failed
+    steps:
+      - {type: Command, command: ["sh", "-c", "mkdir out && echo one > out/a.json && head -c 1025 /dev/zero > big.bin && exit 3"]}
+    callbacks:
+      on_task_failure: [{type: Command, command: ["sh", "-c", "echo cb > out/cb.json"]}]
+  - name: timedout
+    timeout: 1s
+    steps:
+      - {type: Command, command: ["sh", "-c", "mkdir out && echo late > out/t.json && exec sleep 600"]}
+  - name: "each-{{ item.n }}"
+    foreach: {matrix: {n: [1, 2]}}
+    artifacts: [{path: "/workspace/item-{{ item.n }}.txt"}]
+    steps:
+      - {type: Command, command: ["sh", "-c", "echo {{ item.n }} > item-{{ item.n }}.txt"]}
+EOF
+steps_may_use
+runner run "$TMP/none.yaml" --db "$DB"
+check_eq "a run with a failed and a timed-out job exits 1" "$RC" 1
+
+rows() { # rows KEY: its attempts' artifacts, "path|size|+ or - (stored or not)|error"
+	sql "$DB" "SELECT a.path, a.size, CASE WHEN a.sha256 IS NULL THEN '-' ELSE '+' END,
+	  coalesce(a.error, '') FROM artifacts a JOIN attempts t ON t.id = a.attempt_id
+	  JOIN jobs j ON j.id = t.job_id WHERE j.key = '$1' ORDER BY a.id"
+}
+check_eq "isolation none: globs, maxSize, nothing matched, symlinks/FIFOs/directories refused" \
+	"$(rows none/ok)" "/workspace/out/a.json|4|+|
+/workspace/out/b.json|4|+|
+/workspace/out/dir.json|0|-|not kept: a directory
+/workspace/out/evil.json|0|-|not kept: a symlink: not followed
+/workspace/out/fifo.json|0|-|not kept: not a regular file
+/workspace/out/link.json|2|+|
+/workspace/big.bin|1024|+|
+/workspace/none-such|0|-|no file matches"
+check_eq "a failed attempt keeps its files, after its callbacks; over maxSize: a row, no content" \
+	"$(rows none/failed)" "/workspace/out/a.json|4|+|
+/workspace/out/cb.json|3|+|
+/workspace/big.bin|1025|-|not kept: larger than its maxSize (1025 bytes; 1024 allowed)
+/workspace/none-such|0|-|no file matches"
+check_match "a timed-out attempt keeps its files" "$(rows none/timedout)" \
+	'^/workspace/out/t.json\|5\|\+\|'
+check_eq "foreach jobs: the pattern rendered per item" "$(rows none/each-2)" \
+	"/workspace/item-2.txt|2|+|"
+
+ONE=$(printf 'one\n' | sha256sum | cut -d' ' -f1)
+check_eq "the digest is the content's sha256" \
+	"$(sql "$DB" "SELECT DISTINCT sha256 FROM artifacts WHERE path = '/workspace/out/a.json'")" \
+	"$ONE"
+check_eq "the same content is stored once" "$(cat "$(stored "$ONE")")" "one"
+check_eq "stored files: one per distinct digest" \
+	"$(find "$STORE/sha256" -type f | wc -l)" \
+	"$(sql "$DB" "SELECT count(DISTINCT sha256) FROM artifacts")"
+check_eq "stored files are 0600, directories 0700" \
+	"$(find "$STORE" \( -type f ! -perm 600 \) -o \( -type d ! -perm 700 \) | wc -l)" 0
+check_eq "nothing left in the temporary directory" "$(find "$STORE/tmp" -type f | wc -l)" 0
+check_eq "the host file a symlink pointed at was never stored" \
+	"$(grep -rl "host-secret-$$" "$STORE" | wc -l)" 0
+
+if [ "$HAVE_BWRAP" = 1 ]; then
+	cat >"$TMP/box.yaml" <<EOF
+version: 1
+pools:
+  p: {}
+jobs:
+  - name: ok
+    artifacts:
+      - path: /workspace/out/*.json
+      - path: /tmp/*.log
+      - path: /etc/hostnam?
+    steps:
+      - type: Command
+        command: ["sh", "-c", "mkdir /workspace/out && echo one > /workspace/out/a.json && ln -s /etc/hostname /workspace/out/evil.json && mkfifo /workspace/out/fifo.json && echo log > /tmp/t.log"]
+  - name: timedout
+    timeout: 1s
+    artifacts: [{path: /workspace/t.txt, maxSize: 10}]
+    steps:
+      - {type: Command, command: ["sh", "-c", "echo late > /workspace/t.txt && exec sleep 600"]}
+EOF
+	runner run "$TMP/box.yaml" --db "$DB"
+	check_eq "bwrap: the run exits 1 (a timeout)" "$RC" 1
+	check_eq "bwrap: globs inside and outside /workspace, symlink and FIFO refused" \
+		"$(rows box/ok)" "/workspace/out/a.json|4|+|
+/workspace/out/evil.json|0|-|not kept: a symlink: not followed
+/workspace/out/fifo.json|0|-|not kept: not a regular file
+/tmp/t.log|4|+|
+/etc/hostname|$(stat -c %s /etc/hostname)|+|"
+	check_eq "bwrap: a timed-out attempt keeps its files" "$(rows box/timedout)" \
+		"/workspace/t.txt|5|+|"
+else
+	echo "skip - bwrap cannot run here: the container path is not tested"
+fi
+
+echo "# $PASS passed, $FAIL failed"
+[ "$FAIL" -eq 0 ]
