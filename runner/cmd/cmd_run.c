@@ -6,6 +6,7 @@
 #include "backend/backend.h"
 #include "cmd/cli.h"
 #include "cmd/options.h"
+#include "cmd/params.h"
 #include "jobfile/dataset.h"
 #include "result.h"
 #include "err.h"
@@ -196,6 +197,7 @@ int cmd_run(int argc, char **argv)
 	const struct arl_backend_ops *backend = NULL;
 	struct backend_settings settings = {.n = 0};
 	struct arl_select sel = {0};
+	struct arl_cli_params params = {0};
 	struct arl_jobfile **files = NULL;
 	const char *db = NULL, *state = NULL;
 	char *state_dir = NULL;
@@ -208,6 +210,7 @@ int cmd_run(int argc, char **argv)
 	    ARL_OPT_DB(&db),
 	    ARL_OPT_STRING(0, "run-name", &ro.run_name, "NAME",
 	                   "label of the run (default: the files' batch names)"),
+	    ARL_OPT_PARAMS(&params),
 	    ARL_OPT_FLAG(0, "dry-run", &dry, "validate, expand and print the plan; run nothing"),
 	    ARL_OPT_CALLBACK(0, "backend", &backend, pick_backend,
 	                     backend_names(backend_argh, sizeof(backend_argh), "|"),
@@ -257,11 +260,16 @@ int cmd_run(int argc, char **argv)
 	free(opts);       /* parsed: the values are in place */
 	u.options = NULL; /* later usage errors read only the name and synopsis */
 	if (n < 0)
-		return ret;
-	if (ro.resume && ro.rerun)
-		return arl_options_error(&u, "--resume and --rerun cannot be combined");
-	if (n == 0)
-		return arl_options_error(&u, "no job files given");
+		goto out;
+	ret = ARL_EXIT_USAGE;
+	if (ro.resume && ro.rerun) {
+		ret = arl_options_error(&u, "--resume and --rerun cannot be combined");
+		goto out;
+	}
+	if (n == 0) {
+		ret = arl_options_error(&u, "no job files given");
+		goto out;
+	}
 	ro.quiet = ro.progress == ARL_PROGRESS_NONE;
 	ro.backend_settings = settings.v;
 	ro.nbackend_settings = settings.n;
@@ -274,8 +282,8 @@ int cmd_run(int argc, char **argv)
 	for (int i = 0; i < n; i++) {
 		struct arl_jobfile *f = NULL;
 		struct arl_log_blob diags;
-		int rc = arl_jobfile_load_on(argv[i], backend ? backend->pool : NULL, &f,
-		                             arl_log_begin(&diags));
+		int rc = arl_jobfile_load_with(argv[i], backend ? backend->pool : NULL, params.v,
+		                               params.n, &f, arl_log_begin(&diags));
 
 		arl_log_end(&diags); /* a file's diagnostics, whole */
 		if (rc < 0) {
@@ -290,8 +298,11 @@ int cmd_run(int argc, char **argv)
 				bad++;
 			}
 		}
+		arl_cli_params_seen(&params, f);
 		files[nfiles++] = f;
 	}
+	if (!bad)
+		bad = arl_cli_params_unknown(&params);
 	if (bad) {
 		arl_log_error("nothing was run: %d invalid file%s", bad, bad == 1 ? "" : "s");
 		goto out;
@@ -308,5 +319,6 @@ out:
 		arl_jobfile_free(files[i]);
 	free(files);
 	free(state_dir);
+	arl_cli_params_release(&params);
 	return ret;
 }

@@ -50,6 +50,8 @@ static void add_json(struct arl_view_json_array *arr, const struct arl_run_view 
 	arl_view_json_int(run, "pid", r->pid_null, r->pid);
 	arl_view_json_str(run, "isolation", r->isolation);
 	arl_view_json_str(run, "notes", r->notes);
+	if (r->params)
+		arl_view_json_raw(run, "params", r->params);
 	arl_view_json_item(arr, run);
 }
 

@@ -54,17 +54,6 @@ static const struct arl_node *field(struct expand *c, const struct arl_node *job
 	return n ? n : arl_node_get(c->f->defaults, key);
 }
 
-static bool env_name_ok(const char *s)
-{
-	if (!*s || (*s >= '0' && *s <= '9'))
-		return false;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '_'))
-			return false;
-	return true;
-}
-
 /* Adds the string map @n (env or labels) to @m, later keys overriding. */
 static void get_strmap(struct expand *c, const struct arl_node *n, const char *name, bool is_env,
                        struct arl_strmap *m)
@@ -79,7 +68,7 @@ static void get_strmap(struct expand *c, const struct arl_node *n, const char *n
 			arl_field_diag(&c->r, k, "keys of '%s' must be non-empty strings", name);
 			continue;
 		}
-		if (is_env && !env_name_ok(k->str)) {
+		if (is_env && !arl_field_env_name_ok(k->str)) {
 			arl_field_diag(&c->r, k, "'%s' is not a valid environment variable name",
 			               k->str);
 			continue;
@@ -507,7 +496,7 @@ bool arl_expand_job(const struct arl_jobfile *f, const struct arl_node *jn, cons
 	struct expand c = {.r = {.d = d, .path = f->path, .origin = origin},
 	                   .f = f,
 	                   .checks = checks,
-	                   .t = {.item = item}};
+	                   .t = {.item = item, .params = f->params}};
 
 	c.r.t = &c.t;
 	return expand_one(&c, jn, out);

@@ -223,3 +223,14 @@ bool arl_field_enum(struct arl_fields *r, const struct arl_node *n, const char *
 		               arl_node_describe(n));
 	return false;
 }
+
+bool arl_field_env_name_ok(const char *s)
+{
+	if (!*s || (*s >= '0' && *s <= '9'))
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '_'))
+			return false;
+	return true;
+}

@@ -42,6 +42,8 @@ void arl_field_check_keys(struct arl_fields *r, const struct arl_node *map, cons
 bool arl_field_want(struct arl_fields *r, const struct arl_node *n, enum arl_node_kind kind,
                     const char *name);
 bool arl_field_is_string(const struct arl_node *n);
+/* An environment variable's name: [A-Za-z_][A-Za-z0-9_]*. */
+bool arl_field_env_name_ok(const char *s);
 
 /* @s with load-time templates rendered (owned); NULL when rendering failed (reported). */
 char *arl_field_render(struct arl_fields *r, const struct arl_node *n, const char *s);

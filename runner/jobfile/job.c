@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "jobfile/dataset.h"
 #include "jobfile/pool_kind.h"
 #include "util.h"
@@ -164,6 +166,10 @@ void arl_jobfile_free(struct arl_jobfile *f)
 		free(f->datasets[i]);
 	}
 	free(f->datasets);
+	cJSON_Delete(f->params);
+	for (size_t i = 0; i < f->nsecrets; i++)
+		free(f->secrets[i]);
+	free(f->secrets);
 	arl_doc_free(f->doc);
 	free(f->dir);
 	free(f->path);
@@ -238,6 +244,12 @@ static void hash_steps(struct arl_spec_hasher *h, const struct arl_steps *steps)
 
 void arl_job_spec_hash(const struct arl_job *j, const struct arl_pool *p, char out[33])
 {
+	arl_job_spec_hash_with(j, p, NULL, 0, out);
+}
+
+void arl_job_spec_hash_with(const struct arl_job *j, const struct arl_pool *p, char *const *secrets,
+                            size_t nsecrets, char out[33])
+{
 	struct arl_spec_hasher h = {1469598103934665603ULL, 0x84222325cbf29ce4ULL};
 
 	hash_str(&h, "arl-batch spec v1");
@@ -249,5 +261,12 @@ void arl_job_spec_hash(const struct arl_job *j, const struct arl_pool *p, char o
 	hash_str(&h, j->item);
 	if (p->kind)
 		arl_pool_spec_hash(p, &h);
+	/* Only when there are some: jobs of files without secrets keep their hashes. */
+	if (nsecrets) {
+		hash_str(&h, "secrets");
+		hash_i64(&h, (int64_t)nsecrets);
+		for (size_t i = 0; i < nsecrets; i++)
+			hash_str(&h, secrets[i]);
+	}
 	snprintf(out, 33, "%016llx%016llx", (unsigned long long)h.a, (unsigned long long)h.b);
 }

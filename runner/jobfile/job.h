@@ -152,6 +152,17 @@ struct arl_jobfile {
 	char *dir;
 	struct arl_dataset **datasets; /* datasets that jobs read their records from */
 	size_t ndatasets;
+	/* 'params:' after --set: an object of strings, in file order; NULL when it has none. */
+	struct cJSON *params;
+	/* 'secrets:': names of the runner's environment variables steps get (values never). */
+	char **secrets;
+	size_t nsecrets;
+};
+
+/* A parameter given on the command line (--set NAME=VALUE, --set-file NAME=PATH's content). */
+struct arl_param_set {
+	const char *name;
+	const char *value;
 };
 
 void arl_strmap_set(struct arl_strmap *m, const char *key, const char *val);
@@ -174,5 +185,8 @@ void arl_jobfile_free(struct arl_jobfile *f);
  * trust an earlier success.
  */
 void arl_job_spec_hash(const struct arl_job *j, const struct arl_pool *pool, char out[33]);
+/* The same for a file with 'secrets:': their names (never values) are hashed too. */
+void arl_job_spec_hash_with(const struct arl_job *j, const struct arl_pool *pool,
+                            char *const *secrets, size_t nsecrets, char out[33]);
 
 #endif

@@ -14,6 +14,13 @@ int arl_jobfile_load(const char *path, struct arl_jobfile **out, FILE *diag_out)
 int arl_jobfile_load_on(const char *path, const struct arl_pool_kind *backend,
                         struct arl_jobfile **out, FILE *diag_out)
 {
+	return arl_jobfile_load_with(path, backend, NULL, 0, out, diag_out);
+}
+
+int arl_jobfile_load_with(const char *path, const struct arl_pool_kind *backend,
+                          const struct arl_param_set *sets, size_t nsets, struct arl_jobfile **out,
+                          FILE *diag_out)
+{
 	struct arl_jobfile *f = NULL;
 	struct arl_buf src = ARL_BUF_INIT;
 	struct arl_err err = ARL_ERR_INIT;
@@ -32,7 +39,7 @@ int arl_jobfile_load_on(const char *path, const struct arl_pool_kind *backend,
 		arl_buf_release(&src);
 		return -1;
 	}
-	ret = arl_jobfile_parse(path, src.p, src.len, &f, &diags);
+	ret = arl_jobfile_parse_with(path, src.p, src.len, sets, nsets, &f, &diags);
 	if (ret == 0 && backend && arl_jobfile_set_backend(f, backend, &diags) < 0) {
 		arl_jobfile_free(f);
 		ret = -1;

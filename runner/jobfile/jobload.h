@@ -19,4 +19,9 @@ int arl_jobfile_load(const char *path, struct arl_jobfile **out, FILE *diag_out)
 int arl_jobfile_load_on(const char *path, const struct arl_pool_kind *backend,
                         struct arl_jobfile **out, FILE *diag_out);
 
+/* The same with the file's 'params:' overridden by @sets (--set, --set-file). */
+int arl_jobfile_load_with(const char *path, const struct arl_pool_kind *backend,
+                          const struct arl_param_set *sets, size_t nsets, struct arl_jobfile **out,
+                          FILE *diag_out);
+
 #endif

@@ -29,8 +29,8 @@
 #define MAX_NAME_LEN      200
 #define MAX_OPEN_DATASETS 16
 
-static const char *const top_keys[] = {"version",  "name", "concurrency", "pools",
-                                       "defaults", "jobs", NULL};
+static const char *const top_keys[] = {"version", "name",     "params", "concurrency",
+                                       "pools",   "defaults", "jobs",   NULL};
 static const char *const job_keys[] = {
     "name", "pool",   "timeout", "prepareTimeout", "retries", "retryOn",   "backoff", "keepAlive",
     "env",  "labels", "steps",   "callbacks",      "foreach", "artifacts", NULL};
@@ -66,6 +66,8 @@ struct sctx {
 	size_t pending; /* 1 + slot of the name of the job being expanded; 0: none */
 	struct rejected_name *rejected;
 	size_t nrejected, caprejected;
+	const struct arl_param_set *sets; /* --set: override the file's params */
+	size_t nsets;
 };
 
 /*
@@ -451,7 +453,7 @@ static void add_job(struct sctx *c, struct arl_job *j)
 {
 	struct arl_jobfile *f = c->f;
 
-	arl_job_spec_hash(j, &f->pools[j->pool], j->spec_hash);
+	arl_job_spec_hash_with(j, &f->pools[j->pool], f->secrets, f->nsecrets, j->spec_hash);
 	if (j->item) {
 		arl_steps_release(&j->steps);
 		arl_steps_release(&j->on_success);
@@ -566,6 +568,81 @@ static char *file_stem(const char *path)
 	return arl_xstrndup(base, n);
 }
 
+static bool param_name_ok(const char *s)
+{
+	if (!*s || (*s >= '0' && *s <= '9') || *s == '-')
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
+			return false;
+	return true;
+}
+
+/* 'params:' NAME: DEFAULT (a scalar; null: required), each overridden by the last --set. */
+static void parse_params(struct sctx *c, const struct arl_node *n)
+{
+	if (!arl_field_want(&c->r, n, ARL_NODE_MAP, "params"))
+		return;
+	c->f->params = cJSON_CreateObject();
+	for (size_t i = 0; i + 1 < n->nkids; i += 2) {
+		const struct arl_node *k = n->kids[i], *v = n->kids[i + 1];
+		const char *val = NULL;
+
+		if (k->kind != ARL_NODE_SCALAR || !param_name_ok(k->str)) {
+			arl_field_diag(&c->r, k,
+			               "parameter names are letters, digits, '_' and '-', not "
+			               "starting with a digit or '-', got %s",
+			               k->kind == ARL_NODE_SCALAR ? k->str : arl_node_describe(k));
+			continue;
+		}
+		if (v->kind != ARL_NODE_SCALAR) {
+			arl_field_diag(&c->r, v,
+			               "parameter '%s' must have a string default (or null: "
+			               "required), got %s",
+			               k->str, arl_node_describe(v));
+			continue;
+		}
+		if (!(v->plain && arl_node_is_null(v)))
+			val = v->str;
+		for (size_t s = 0; s < c->nsets; s++)
+			if (!strcmp(c->sets[s].name, k->str))
+				val = c->sets[s].value;
+		if (!val) {
+			arl_field_diag(&c->r, v,
+			               "parameter '%s' has no default: give it with --set %s=VALUE",
+			               k->str, k->str);
+			val = ""; /* the file is invalid already: no error again at each use */
+		}
+		cJSON_AddItemToObject(c->f->params, k->str, cJSON_CreateString(val));
+	}
+}
+
+/* 'secrets:' a list of environment variable names; their values are read at run start. */
+static void parse_secrets(struct sctx *c, const struct arl_node *n)
+{
+	if (!arl_field_want(&c->r, n, ARL_NODE_SEQ, "secrets"))
+		return;
+	c->f->secrets = arl_xcalloc(n->nkids + 1, sizeof(*c->f->secrets));
+	for (size_t i = 0; i < n->nkids; i++) {
+		const struct arl_node *v = n->kids[i];
+		bool dup = false;
+
+		if (v->kind != ARL_NODE_SCALAR || !arl_field_env_name_ok(v->str)) {
+			arl_field_diag(&c->r, v,
+			               "each secret is an environment variable's name, got %s",
+			               v->kind == ARL_NODE_SCALAR ? v->str : arl_node_describe(v));
+			continue;
+		}
+		for (size_t k = 0; k < c->f->nsecrets; k++)
+			dup |= !strcmp(c->f->secrets[k], v->str);
+		if (dup)
+			arl_field_diag(&c->r, v, "duplicate secret '%s'", v->str);
+		else
+			c->f->secrets[c->f->nsecrets++] = arl_xstrdup(v->str);
+	}
+}
+
 static void parse_top(struct sctx *c, const struct arl_node *root)
 {
 	const struct arl_node *v, *pools, *jobs;
@@ -586,6 +663,12 @@ static void parse_top(struct sctx *c, const struct arl_node *root)
 	else if (!v->plain || strcmp(v->str, "1"))
 		arl_field_diag(&c->r, v, "'version' must be 1 (a number), got %s'%s'",
 		               v->plain ? "" : "the string ", v->str);
+	/* Before anything that renders templates: every string may name a parameter. */
+	if ((v = arl_node_get(root, "params")))
+		parse_params(c, v);
+	c->t.params = c->f->params;
+	if ((v = arl_node_get(root, "secrets")))
+		parse_secrets(c, v);
 	if ((v = arl_node_get(root, "name"))) {
 		c->t.no_vars = "the file's 'name'";
 		c->f->name = arl_field_str(&c->r, v, "name");
@@ -631,8 +714,15 @@ static void parse_top(struct sctx *c, const struct arl_node *root)
 int arl_jobfile_parse(const char *path, const char *buf, size_t len, struct arl_jobfile **out,
                       struct arl_diags *diags)
 {
+	return arl_jobfile_parse_with(path, buf, len, NULL, 0, out, diags);
+}
+
+int arl_jobfile_parse_with(const char *path, const char *buf, size_t len,
+                           const struct arl_param_set *sets, size_t nsets, struct arl_jobfile **out,
+                           struct arl_diags *diags)
+{
 	struct arl_doc *doc = NULL;
-	struct sctx c = {.r = {.d = diags, .path = path}};
+	struct sctx c = {.r = {.d = diags, .path = path}, .sets = sets, .nsets = nsets};
 	size_t before = diags->errors;
 	char *tmp;
 	int ret = -1;

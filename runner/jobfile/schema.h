@@ -19,5 +19,9 @@
  */
 int arl_jobfile_parse(const char *path, const char *buf, size_t len, struct arl_jobfile **out,
                       struct arl_diags *diags);
+/* The same with the file's 'params:' overridden by @sets (names it does not declare unused). */
+int arl_jobfile_parse_with(const char *path, const char *buf, size_t len,
+                           const struct arl_param_set *sets, size_t nsets, struct arl_jobfile **out,
+                           struct arl_diags *diags);
 
 #endif

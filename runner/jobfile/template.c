@@ -95,6 +95,20 @@ static int expr(struct arl_buf *b, const char *e, const struct arl_tmpl_ctx *c, 
 			arl_buf_add(b, e + 1, n - 2);
 		return 0;
 	}
+	if (!strncmp(e, "params.", 7) || !strcmp(e, "params")) {
+		const cJSON *v = e[6] ? cJSON_GetObjectItemCaseSensitive(c->params, e + 7) : NULL;
+
+		if (!e[6])
+			return arl_error(err, ARL_E_INVALID,
+			                 "'{{ params }}': name a parameter (params.NAME)");
+		if (!cJSON_IsString(v))
+			return arl_error(err, ARL_E_INVALID,
+			                 "'{{ %s }}': the file declares no parameter '%s' (see "
+			                 "'params:')",
+			                 e, e + 7);
+		add_escaped(b, v->valuestring, escape);
+		return 0;
+	}
 	if (c->no_vars)
 		return arl_error(err, ARL_E_INVALID, "'{{ %s }}': templates are not allowed in %s",
 		                 e, c->no_vars);
@@ -134,7 +148,7 @@ static int expr(struct arl_buf *b, const char *e, const struct arl_tmpl_ctx *c, 
 	}
 	return arl_error(err, ARL_E_INVALID,
 	                 "unknown template variable '%s' in '{{ %s }}' (expected item.FIELD, "
-	                 "job.name, run.id, run.name, attempt or a quoted string)",
+	                 "params.NAME, job.name, run.id, run.name, attempt or a quoted string)",
 	                 e, e);
 }
 

@@ -1,6 +1,6 @@
 /*
  * {{ ... }} templates in job strings. An expression is a variable (item, item.a.b, item.list.0,
- * job.name, run.id, run.name, attempt) or a quoted string literal: {{ "{{" }} writes a
+ * params.NAME, job.name, run.id, run.name, attempt) or a quoted string literal: {{ "{{" }} writes a
  * literal "{{". Rendering happens twice: at load time with the item and job name known, and
  * per attempt for run.* and attempt, which load time leaves in place ("deferred").
  */
@@ -15,10 +15,14 @@
 
 struct arl_tmpl_ctx {
 	const cJSON *item;    /* NULL: the job has no foreach item */
+	const cJSON *params;  /* the file's parameters (name -> string); NULL: it declares none */
 	const char *job_name; /* NULL: not known yet (while rendering the name itself) */
 	/* All NULL at load time: expressions naming them are kept for the attempt. */
 	const char *run_id, *run_name, *attempt;
-	/* Non-NULL: nothing is bound in this place (e.g. "a pool"); only quoted literals render. */
+	/*
+	 * Non-NULL: nothing job-specific is bound in this place (e.g. "a pool"); only params.NAME
+	 * and quoted literals render.
+	 */
 	const char *no_vars;
 };
 

@@ -295,8 +295,8 @@ static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nf
                       const char *isolation, const char *notes, char (*hashes)[33],
                       const int64_t *skipped_from, int64_t *ids, struct arl_err *err)
 {
-	cJSON *fl = cJSON_CreateArray();
-	char *files_json;
+	cJSON *fl = cJSON_CreateArray(), *params = NULL;
+	char *files_json, *params_json = NULL;
 	struct row_cursor cur = {.files = files, .hashes = hashes, .skipped_from = skipped_from};
 	struct arl_run_info info = {0};
 	int ret = -1;
@@ -304,6 +304,19 @@ static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nf
 	for (size_t i = 0; i < nfiles; i++)
 		cJSON_AddItemToArray(fl, cJSON_CreateString(files[i]->path));
 	files_json = cJSON_PrintUnformatted(fl);
+	/* Every file's parameters; a name two files declare is recorded once (the first's). */
+	for (size_t i = 0; i < nfiles; i++) {
+		for (const cJSON *p = files[i]->params ? files[i]->params->child : NULL; p;
+		     p = p->next) {
+			if (!params)
+				params = cJSON_CreateObject();
+			if (!cJSON_GetObjectItemCaseSensitive(params, p->string))
+				cJSON_AddItemToObject(params, p->string,
+				                      cJSON_CreateString(p->valuestring));
+		}
+	}
+	if (params)
+		info.params = params_json = cJSON_PrintUnformatted(params);
 	info.name = r->run_name;
 	info.files = files_json;
 	info.jobs_total = (int64_t)r->njobs;
@@ -313,6 +326,8 @@ static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nf
 	cJSON_free(cur.labels);
 	free(cur.item);
 	cJSON_free(files_json);
+	cJSON_free(params_json);
+	cJSON_Delete(params);
 	cJSON_Delete(fl);
 	return ret;
 }

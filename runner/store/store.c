@@ -97,8 +97,8 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_USER_VERSION] = "PRAGMA user_version",
 	[S_SCHEMA_COUNT] = "SELECT count(*) FROM sqlite_schema",
 	[S_RUN_INSERT] = "INSERT INTO runs (name, status, started_at, files, jobs_total, host, pid,"
-			 " isolation, notes, owner_start, owner_boot, owner_pidns)"
-			 " VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+			 " isolation, notes, owner_start, owner_boot, owner_pidns, params)"
+			 " VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
 	[S_RUN_STALE] = "SELECT id, pid, owner_start, owner_boot, owner_pidns FROM runs"
 			" WHERE status = 'running' AND host = ?1",
 	[S_RUN_IS_RUNNING] = "SELECT 1 FROM runs WHERE id = ?1 AND status = 'running'",
@@ -1329,6 +1329,7 @@ static int insert_run(struct arl_store *s, const struct arl_run_info *info, int6
 	bind_opt_i64(&b, 9, s->me.start > 0 && s->me.start <= INT64_MAX, (int64_t)s->me.start);
 	bind_str(&b, 10, s->me.boot[0] ? s->me.boot : NULL);
 	bind_str(&b, 11, s->me.pidns[0] ? s->me.pidns : NULL);
+	bind_str(&b, 12, info->params);
 	if (bind_check(&b, op, err) < 0 || stmt_run(s, st, op, err) < 0)
 		return -1;
 	*run_id = sqlite3_last_insert_rowid(s->db);

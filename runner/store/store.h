@@ -76,6 +76,7 @@ struct arl_run_info {
 	int64_t jobs_total;    /* jobs planned, including the ones that will be Skipped */
 	const char *isolation; /* e.g. "bwrap", "none", "bwrap,none", "kubernetes"; may be NULL */
 	const char *notes;     /* free text, e.g. "pool p: isolation none"; may be NULL */
+	const char *params;    /* JSON object of the run's parameters; NULL: none */
 };
 
 /* Inserts a run with status 'running', started_at now, this host and pid. */

@@ -13,7 +13,7 @@
 #define RUN_COLS(duration)                                                                         \
 	"SELECT id, name, status, started_at, finished_at, " duration " AS duration_ms,"           \
 	" jobs_total, jobs_succeeded, jobs_failed, jobs_skipped, jobs_cancelled, exit_code,"       \
-	" files, host, pid, isolation, notes,"                                                     \
+	" files, host, pid, isolation, notes, params,"                                             \
 	" " ARL_SQL_RUN_CARRIED("Failed") " AS carried_failed,"                                    \
 	" " ARL_SQL_RUN_CARRIED("Cancelled") " AS carried_cancelled FROM runs"
 
@@ -45,6 +45,7 @@ static const struct arl_col run_cols[] = {
     RN(pid, ARL_COL_INT64, pid_null),
     R(isolation, ARL_COL_TEXT),
     R(notes, ARL_COL_TEXT),
+    R(params, ARL_COL_TEXT),
     R(carried_failed, ARL_COL_INT64),
     R(carried_cancelled, ARL_COL_INT64),
 };

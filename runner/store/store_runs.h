@@ -29,6 +29,7 @@ struct arl_run_view {
 	int64_t pid;
 	bool pid_null;
 	char *isolation, *notes;
+	char *params; /* JSON object text, or NULL */
 };
 void arl_run_view_release(struct arl_run_view *r);
 

@@ -248,6 +248,25 @@ static void files_list(struct rep *r, const char *json)
 	cJSON_Delete(a);
 }
 
+/* The run's parameters, one span each: what makes two runs of one file differ. */
+static void params_list(struct rep *r, const char *json)
+{
+	cJSON *o = json ? cJSON_ParseWithLengthOpts(json, strlen(json) + 1, NULL, 1) : NULL;
+	const cJSON *it;
+
+	cJSON_ArrayForEach(it, o)
+	{
+		if (!cJSON_IsString(it))
+			continue;
+		fputs("<span>", r->out);
+		esc(r, it->string);
+		fputs(" <b>", r->out);
+		esc(r, it->valuestring);
+		fputs("</b></span>", r->out);
+	}
+	cJSON_Delete(o);
+}
+
 static int section_header(struct rep *r, const struct counts *c)
 {
 	struct arl_report_run run;
@@ -307,7 +326,9 @@ static int section_header(struct rep *r, const struct counts *c)
 	}
 	fputs("<span>files <b>", r->out);
 	files_list(r, run.files);
-	fputs("</b></span></div>\n", r->out);
+	fputs("</b></span>", r->out);
+	params_list(r, run.params);
+	fputs("</div>\n", r->out);
 	if (run.notes) {
 		fputs("<p class=\"note\">", r->out);
 		esc(r, run.notes);

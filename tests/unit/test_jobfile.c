@@ -92,7 +92,7 @@ static void test_templates(void **state)
 	       "ERROR: '{{ item.nope }}': the item has no field 'nope'");
 	expect("{{ bogus }}", NULL, false,
 	       "ERROR: unknown template variable 'bogus' in '{{ bogus }}' (expected item.FIELD, "
-	       "job.name, run.id, run.name, attempt or a quoted string)");
+	       "params.NAME, job.name, run.id, run.name, attempt or a quoted string)");
 	expect("{{ item.id", "{\"id\": 1}", false,
 	       "ERROR: unterminated template (missing '}}') in '{{ item.id'");
 }
@@ -527,6 +527,40 @@ static void test_pool_templates(void **state)
 	free(out);
 }
 
+/* Parameters render everywhere, pools included; a value is text, never a template. */
+static void test_param_templates(void **state)
+{
+	cJSON *params = cJSON_Parse("{\"model\": \"m{{ item.x }}\", \"t\": \"0.2\"}");
+	struct arl_tmpl_ctx c = {.params = params, .no_vars = "pool 'p'"};
+	struct arl_err err = ARL_ERR_INIT;
+	char *out = NULL;
+	bool deferred = true;
+
+	(void)state;
+	assert_int_equal(
+	    arl_tmpl_render("{{ params.t }}/{{params.model}}", &c, &out, &deferred, &err), 0);
+	assert_string_equal(out, "0.2/m{{ item.x }}");
+	assert_false(deferred);
+	free(out);
+	/* Beside a kept run-time expression the value is escaped, so it survives rendering 2. */
+	c.no_vars = NULL;
+	assert_int_equal(
+	    arl_tmpl_render("{{ params.model }} {{ attempt }}", &c, &out, &deferred, &err), 0);
+	assert_true(deferred);
+	assert_string_equal(out, "m{{ \"{{\" }} item.x }} {{ attempt }}");
+	free(out);
+	assert_int_equal(arl_tmpl_render("{{ params.nope }}", &c, &out, NULL, &err), -1);
+	assert_string_equal(err.msg, "'{{ params.nope }}': the file declares no parameter 'nope' "
+	                             "(see 'params:')");
+	arl_err_clear(&err);
+	assert_int_equal(arl_tmpl_render("{{ params }}", &c, &out, NULL, &err), -1);
+	arl_err_clear(&err);
+	c.params = NULL; /* a file without 'params:' */
+	assert_int_equal(arl_tmpl_render("{{ params.t }}", &c, &out, NULL, &err), -1);
+	arl_err_clear(&err);
+	cJSON_Delete(params);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -542,6 +576,7 @@ int main(void)
 	    cmocka_unit_test(test_filepatch_local_rule),
 	    cmocka_unit_test(test_filepatch_path_by_backend),
 	    cmocka_unit_test(test_pool_templates),
+	    cmocka_unit_test(test_param_templates),
 	};
 
 	arl_register_builtin_backends(); /* the pools' backends, as main() does */

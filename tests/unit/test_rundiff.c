@@ -62,7 +62,7 @@ static int64_t job_id_of(const struct job *jobs, const int64_t *ids, size_t n, c
 static int64_t make_run(struct arl_store *s, const struct job *jobs, size_t n,
                         const struct job *a_jobs, const int64_t *a_ids, size_t a_n, int64_t *ids)
 {
-	struct arl_run_info info = {"suite", NULL, (int64_t)n, NULL, NULL};
+	struct arl_run_info info = {.name = "suite", .jobs_total = (int64_t)n};
 	struct arl_job_row *rows = arl_xcalloc(n, sizeof(*rows));
 	struct arl_err err = ARL_ERR_INIT;
 	int64_t run = 0;

@@ -169,7 +169,10 @@ static struct arl_store *run_with_jobs(const char *path, int64_t *run, int64_t i
 {
 	struct arl_store *s = open_rw(path);
 	struct arl_err err = ARL_ERR_INIT;
-	struct arl_run_info info = {"nightly", "[\"jobs/smoke.yaml\"]", 3, "bwrap", NULL};
+	struct arl_run_info info = {.name = "nightly",
+	                            .files = "[\"jobs/smoke.yaml\"]",
+	                            .jobs_total = 3,
+	                            .isolation = "bwrap"};
 	struct arl_job_row rows[3] = {
 	    {"smoke/a", "a", "jobs/smoke.yaml", "p", NULL, "{\"suite\":\"smoke\"}", "h-a", 0},
 	    {"smoke/b", "b", "jobs/smoke.yaml", "p", "{\"n\":2}", NULL, "h-b", 0},
@@ -973,7 +976,7 @@ static void test_run_resolve_and_skip_link(void **state)
 	struct fx *f = *state;
 	struct arl_store *s = open_rw(f->db);
 	struct arl_err err = ARL_ERR_INIT;
-	struct arl_run_info a = {"a", NULL, 0, NULL, NULL}, b = {"b", NULL, 0, NULL, NULL};
+	struct arl_run_info a = {.name = "a"}, b = {.name = "b"};
 	struct arl_job_row row = {"f/x", "x", "f.yaml", NULL, NULL, NULL, "hash-1", 0};
 	int64_t id = 0, r1, r2, r3, job;
 
@@ -1028,7 +1031,7 @@ static int64_t plan_x(struct arl_store *s, const char *name, bool with_x, int64_
                       int64_t *run)
 {
 	struct arl_err err = ARL_ERR_INIT;
-	struct arl_run_info info = {name, NULL, 1, NULL, NULL};
+	struct arl_run_info info = {.name = name, .jobs_total = 1};
 	struct arl_job_row row = {"f/x", "x", "f.yaml", NULL, NULL, NULL, "h1", skipped_from};
 	int64_t id = 0;
 
@@ -1103,7 +1106,7 @@ static void test_run_plan_atomic(void **state)
 	struct fx *f = *state;
 	struct arl_store *s = open_rw(f->db);
 	struct arl_err err = ARL_ERR_INIT;
-	struct arl_run_info info = {"n", NULL, 2, NULL, NULL};
+	struct arl_run_info info = {.name = "n", .jobs_total = 2};
 	struct arl_job_row rows[2] = {
 	    {"f/x", "x", "f.yaml", NULL, NULL, NULL, "h1", 0},
 	    {"f/y", "y", "f.yaml", NULL, NULL, "{not json", "h1", 0},
