@@ -139,6 +139,7 @@ void arl_blob_abort(struct arl_blob *b)
 {
 	if (!b)
 		return;
+	arl_sha256_release(&b->sha);
 	if (b->fd >= 0)
 		close(b->fd);
 	if (b->tmp)
