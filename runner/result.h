@@ -51,6 +51,7 @@ struct arl_step_result {
 	int64_t started_ms, finished_ms; /* wall clock, unix ms; 0 = not run */
 	char *metrics_error;             /* why `metrics: json` kept nothing, or not all */
 	const char *reason; /* static: why the backend ended it, as Kubernetes says ("OOMKilled") */
+	bool stalled;       /* class timeout because it printed nothing for its stallTimeout */
 };
 
 struct arl_metric {

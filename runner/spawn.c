@@ -161,8 +161,8 @@ static int reap(struct proc *p)
 	return WEXITSTATUS(status);
 }
 
-/* One read from a readable pipe; closes it at EOF or on a read error. */
-static void capture_read(struct arl_capture *c, char *buf)
+/* One read from readable pipe @i; closes it at EOF or on a read error. True when bytes came. */
+static bool capture_read(struct arl_capture *c, int i, char *buf, const struct arl_spawn_opts *o)
 {
 	ssize_t n;
 
@@ -171,10 +171,13 @@ static void capture_read(struct arl_capture *c, char *buf)
 	while (n < 0 && errno == EINTR);
 	if (n > 0) {
 		arl_capture_add(c, buf, (size_t)n);
-		return;
+		if (o->on_output)
+			o->on_output(o->output_arg, i, buf, (size_t)n);
+		return true;
 	}
 	close(c->fd);
 	c->fd = -1;
+	return false;
 }
 
 /*
@@ -187,8 +190,9 @@ static int watch(struct proc *p, struct arl_capture cap[2], const struct arl_spa
 {
 	struct pollfd pfd[4];
 	int ipipe[2], ipid, icancel, nfds, timeout, ret = -1;
-	int64_t now, wake, drain_until = 0;
+	int64_t now, wake, drain_until = 0, last_out = arl_clock_now(&o->clock);
 	char *buf = arl_xmalloc(READ_CHUNK);
+	bool stall;
 
 	for (;;) {
 		if (p->exited && cap[0].fd < 0 && cap[1].fd < 0)
@@ -214,12 +218,20 @@ static int watch(struct proc *p, struct arl_capture cap[2], const struct arl_spa
 
 		now = arl_clock_now(&o->clock);
 		wake = INT64_MAX;
-		if (p->exited)
+		stall = false;
+		if (p->exited) {
 			wake = drain_until;
-		else if (p->kill_at)
+		} else if (p->kill_at) {
 			wake = p->kill_at;
-		else if (!p->terminating && o->deadline_ms > 0)
-			wake = o->deadline_ms;
+		} else if (!p->terminating) {
+			if (o->deadline_ms > 0)
+				wake = o->deadline_ms;
+			/* Silence: the deadline wins a tie, being the harder limit. */
+			if (o->stall_ms > 0 && last_out + o->stall_ms < wake) {
+				wake = last_out + o->stall_ms;
+				stall = true;
+			}
+		}
 		if (now >= wake) {
 			if (p->exited) {
 				/* Whoever still holds the pipes is not ours to wait for. */
@@ -231,6 +243,7 @@ static int watch(struct proc *p, struct arl_capture cap[2], const struct arl_spa
 				p->kill_at = 0;
 			} else {
 				r->timed_out = true;
+				r->stalled = stall;
 				terminate(p, now, grace_ms);
 			}
 			continue;
@@ -245,8 +258,9 @@ static int watch(struct proc *p, struct arl_capture cap[2], const struct arl_spa
 			goto out;
 		}
 		for (int i = 0; i < 2; i++)
-			if (ipipe[i] >= 0 && pfd[ipipe[i]].revents)
-				capture_read(&cap[i], buf);
+			if (ipipe[i] >= 0 && pfd[ipipe[i]].revents &&
+			    capture_read(&cap[i], i, buf, o) && o->stall_ms > 0)
+				last_out = arl_clock_now(&o->clock);
 		if (ipid >= 0 && pfd[ipid].revents) {
 			p->exited = true;
 			/* Background children would hold the pipes open for as long as they run. */

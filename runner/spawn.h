@@ -53,6 +53,14 @@ struct arl_spawn_opts {
 	const struct arl_spawn_ident *ident; /* NULL: the child is what we are */
 	/* The clock of the deadline, the grace and the drain; zeroed: arl_now_ms(). */
 	struct arl_clock clock;
+	/*
+	 * Killed as on timeout (timed_out and stalled set) once neither stdout nor stderr got a
+	 * byte for this long, from the start or the last byte (on @clock); 0: never.
+	 */
+	int64_t stall_ms;
+	/* Optional: every chunk read, as it comes (@stream 0 stdout, 1 stderr), beside the capture. */
+	void (*on_output)(void *arg, int stream, const char *p, size_t n);
+	void *output_arg;
 };
 /* Start from this rather than {0}: a cancel_fd of 0 would watch stdin. */
 #define ARL_SPAWN_OPTS_INIT                                                                        \
@@ -63,6 +71,7 @@ struct arl_spawn_opts {
 struct arl_spawn_result {
 	int exit_code; /* exit status, or 128+signal */
 	bool timed_out;
+	bool stalled; /* the timeout was stall_ms of silence */
 	bool cancelled;
 	/*
 	 * A process that left the group (setsid) still held stdout or stderr when we stopped

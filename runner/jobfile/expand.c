@@ -5,6 +5,7 @@
  * file at once. Fields missing in a job fall back to the `defaults` node.
  */
 #include "jobfile/expand.h"
+#include "jobfile/pool_kind.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -19,8 +20,8 @@
 #include "util.h"
 #include "banned.h"
 
-static const char *const command_keys[] = {"name", "type",    "command", "workDir",
-                                           "env",  "timeout", "metrics", NULL};
+static const char *const command_keys[] = {"name",    "type",    "command",      "workDir", "env",
+                                           "timeout", "metrics", "stallTimeout", NULL};
 static const char *const filepatch_keys[] = {"name", "type", "path", "content", "timeout", NULL};
 static const char *const callback_keys[] = {"on_task_success", "on_task_failure",
                                             "on_task_complete", NULL};
@@ -36,7 +37,28 @@ struct expand {
 	const struct arl_expand_checks *checks; /* NULL: none */
 	struct arl_tmpl_ctx t;
 	const struct arl_pool *pool; /* the job's, once known; NULL if it names none */
+	/* The job's stallTimeout (its steps inherit it), or 0 and NULL. */
+	int64_t stall_ms;
+	const char *stall_text;
 };
+
+/* A stallTimeout at @v into *@ms and *@text (owned); false when it is not valid here. */
+static bool parse_stall(struct expand *c, const struct arl_node *v, int64_t *ms, char **text)
+{
+	if (!arl_field_duration(&c->r, v, "stallTimeout", INT64_MAX / 4, false, ms)) {
+		*ms = 0;
+		return false;
+	}
+	if (c->pool && c->pool->kind && c->pool->kind->no_stall) {
+		*ms = 0;
+		arl_field_diag(&c->r, v, "'stallTimeout' cannot work on pool '%s' (backend %s): %s",
+		               c->pool->name, c->pool->kind->name, c->pool->kind->no_stall);
+		return false;
+	}
+	if (text)
+		*text = arl_xstrdup(v->str ? v->str : "");
+	return true;
+}
 
 /* A FilePatch path, for the loader's check. */
 static void check_path(struct expand *c, const struct arl_node *n, const char *path, bool deferred)
@@ -129,6 +151,12 @@ static void parse_command(struct expand *c, const struct arl_node *n, struct arl
 	if ((v = arl_node_get(n, "timeout")) &&
 	    arl_field_duration(&c->r, v, "timeout", INT64_MAX / 4, false, &ms))
 		s->timeout_ms = ms;
+	if ((v = arl_node_get(n, "stallTimeout"))) {
+		parse_stall(c, v, &s->stall_ms, &s->stall_text);
+	} else if (c->stall_ms && c->stall_text) {
+		s->stall_ms = c->stall_ms;
+		s->stall_text = arl_xstrdup(c->stall_text);
+	}
 	if ((v = arl_node_get(n, "metrics"))) {
 		int m;
 
@@ -438,6 +466,8 @@ static bool expand_one(struct expand *c, const struct arl_node *jn, struct arl_j
 	if ((v = field(c, jn, "prepareTimeout")))
 		arl_field_duration(&c->r, v, "prepareTimeout", INT64_MAX / 4, false,
 		                   &j.prepare_timeout_ms);
+	if ((v = field(c, jn, "stallTimeout")) && parse_stall(c, v, &c->stall_ms, NULL))
+		c->stall_text = v->str;
 	if ((v = field(c, jn, "retries")) &&
 	    arl_field_int(&c->r, v, "retries", 0, ARL_MAX_RETRIES, &n))
 		j.retries = (int)n;

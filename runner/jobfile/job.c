@@ -85,6 +85,7 @@ void arl_step_release(struct arl_step *s)
 		free(s->argv[i]);
 	free(s->argv);
 	free(s->work_dir);
+	free(s->stall_text);
 	arl_strmap_release(&s->env);
 	free(s->path);
 	free(s->content);
@@ -236,6 +237,11 @@ static void hash_steps(struct arl_spec_hasher *h, const struct arl_steps *steps)
 			hash_str(h, s->env.v[k].val);
 		}
 		hash_i64(h, s->timeout_ms);
+		/* A stall kill changes the result, as a timeout does; absent, the hash is v1's. */
+		if (s->stall_ms) {
+			hash_str(h, "stallTimeout");
+			hash_i64(h, s->stall_ms);
+		}
 		hash_i64(h, s->metrics_json);
 		hash_str(h, s->path);
 		hash_str(h, s->content);

@@ -67,6 +67,12 @@ struct arl_step {
 	char *work_dir;        /* Command: NULL means /workspace */
 	struct arl_strmap env; /* Command: job env merged under the step's */
 	int64_t timeout_ms;    /* 0: only the attempt's limit */
+	/*
+	 * Command: killed as a timeout once it printed nothing (stdout or stderr) for this long;
+	 * 0: never. The step's stallTimeout, else its job's. @stall_text as written ("10m").
+	 */
+	int64_t stall_ms;
+	char *stall_text;
 	bool metrics_json;
 	char *path; /* FilePatch */
 	char *content;

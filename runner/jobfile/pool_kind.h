@@ -68,6 +68,8 @@ struct arl_pool_kind {
 	 */
 	const char *const *isolation_labels;
 	size_t (*isolation)(const void *config, const char **note);
+	/* Why `stallTimeout:` cannot work on this kind's pools (the loader says so), or NULL. */
+	const char *no_stall;
 };
 
 /* For check callbacks: an error at @n (file:line:col), and the job file's directory. */

@@ -31,12 +31,13 @@
 
 static const char *const top_keys[] = {"version", "name",     "params", "concurrency",
                                        "pools",   "defaults", "jobs",   NULL};
-static const char *const job_keys[] = {
-    "name", "pool",   "timeout", "prepareTimeout", "retries", "retryOn",   "backoff", "keepAlive",
-    "env",  "labels", "steps",   "callbacks",      "foreach", "artifacts", NULL};
+static const char *const job_keys[] = {"name",    "pool",      "timeout",      "prepareTimeout",
+                                       "retries", "retryOn",   "backoff",      "keepAlive",
+                                       "env",     "labels",    "steps",        "callbacks",
+                                       "foreach", "artifacts", "stallTimeout", NULL};
 static const char *const defaults_keys[] = {
-    "pool", "timeout", "prepareTimeout", "retries",   "retryOn",   "backoff", "keepAlive",
-    "env",  "labels",  "steps",          "callbacks", "artifacts", NULL};
+    "pool", "timeout", "prepareTimeout", "retries",   "retryOn",   "backoff",      "keepAlive",
+    "env",  "labels",  "steps",          "callbacks", "artifacts", "stallTimeout", NULL};
 static const char *const foreach_keys[] = {"file", "items", "matrix", NULL};
 
 /*

@@ -199,15 +199,16 @@ static int start_failed(const struct arl_agent_event *ev, struct arl_step_result
  * SIGKILL after ARL_KILL_GRACE_MS. What the agent cannot be trusted to say is infra.
  */
 static int run_in_container(struct local *L, struct arl_sandbox *sb, char *const *argv,
-                            char *const *env, const char *wd, const struct arl_exec_ctx *ctx,
-                            struct arl_step_result *res, enum arl_class *cls, struct arl_err *err)
+                            char *const *env, const char *wd, int64_t stall_ms,
+                            const struct arl_exec_ctx *ctx, struct arl_step_result *res,
+                            enum arl_class *cls, struct arl_err *err)
 {
 	struct arl_capture cap[2];
 	struct arl_agent_event ev;
 	struct arl_buf msg = ARL_BUF_INIT;
-	int64_t deadline = ctx ? ctx->deadline_ms : 0, kill_at = 0;
+	int64_t deadline = ctx ? ctx->deadline_ms : 0, kill_at = 0, last_out = arl_now_ms(), wake;
 	int cancel_fd = L->cancel_fd, ret = -1;
-	bool timed_out = false, cancelled = false;
+	bool timed_out = false, cancelled = false, stalled = false, stall;
 	uint32_t id;
 
 	arl_capture_init(&cap[0], L->capture_max ? L->capture_max : ARL_SPAWN_DEFAULT_CAPTURE);
@@ -221,8 +222,13 @@ static int run_in_container(struct local *L, struct arl_sandbox *sb, char *const
 	for (;;) {
 		struct arl_err e = ARL_ERR_INIT;
 
-		if (arl_agent_next(sb->agent, kill_at ? kill_at : deadline, cancel_fd, &ev, &e) <
-		    0) {
+		/* Silence past stall_ms ends it as the deadline would (the deadline wins a tie). */
+		wake = kill_at ? kill_at : deadline;
+		stall = !kill_at && stall_ms > 0 && !timed_out && !cancelled &&
+		        (!wake || last_out + stall_ms < wake);
+		if (stall)
+			wake = last_out + stall_ms;
+		if (arl_agent_next(sb->agent, wake, cancel_fd, &ev, &e) < 0) {
 			if (e.code != ARL_E_TIMEOUT && e.code != ARL_E_CANCELLED) {
 				arl_error(err, e.code, "%s", e.msg);
 				goto infra;
@@ -231,6 +237,7 @@ static int run_in_container(struct local *L, struct arl_sandbox *sb, char *const
 			if (!timed_out && !cancelled) {
 				timed_out = e.code == ARL_E_TIMEOUT;
 				cancelled = e.code == ARL_E_CANCELLED;
+				stalled = timed_out && stall;
 			}
 			cancel_fd = -1;
 			sb->tainted = true;
@@ -240,9 +247,11 @@ static int run_in_container(struct local *L, struct arl_sandbox *sb, char *const
 			kill_at = kill_at ? 0 : arl_now_ms() + ARL_KILL_GRACE_MS;
 			continue;
 		}
-		if (ev.kind == ARL_AGENT_STDOUT || ev.kind == ARL_AGENT_STDERR)
+		if (ev.kind == ARL_AGENT_STDOUT || ev.kind == ARL_AGENT_STDERR) {
 			arl_capture_add(&cap[ev.kind == ARL_AGENT_STDERR], ev.data, ev.len);
-		else if (ev.kind == ARL_AGENT_EXIT)
+			if (ev.len)
+				last_out = arl_now_ms();
+		} else if (ev.kind == ARL_AGENT_EXIT)
 			break;
 		else if (ev.kind == ARL_AGENT_ERROR && start_failed(&ev, res, cls, &msg) == 0)
 			goto done;
@@ -264,6 +273,7 @@ static int run_in_container(struct local *L, struct arl_sandbox *sb, char *const
 		*cls = ARL_CLASS_TIMEOUT;
 	else
 		*cls = ev.exit_code != 0 ? ARL_CLASS_FAILED : ARL_CLASS_NONE;
+	res->stalled = stalled;
 done:
 	ret = 0;
 	goto out;
@@ -325,7 +335,8 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 			wd = arl_xasprintf("%s/%s", WS_INSIDE, step->work_dir);
 		for (size_t i = 0; i < step->argc && step->argv[i]; i++)
 			arl_local_sv_push(&argv, step->argv[i]);
-		ret = run_in_container(L, sb, argv.v, env.v, wd, ctx, res, cls, err);
+		ret =
+		    run_in_container(L, sb, argv.v, env.v, wd, step->stall_ms, ctx, res, cls, err);
 		if (ret == 0)
 			arl_local_oom_check(sb, oom_mark, res, cls);
 		goto out;
@@ -345,6 +356,7 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 	so.envp = env.v;
 	so.cwd = mnt_cwd ? NULL : cwd;
 	so.deadline_ms = ctx ? ctx->deadline_ms : 0;
+	so.stall_ms = step->stall_ms;
 	so.capture_max = L->capture_max;
 	so.cancel_fd = L->cancel_fd;
 	if ((ncg = arl_local_limits_join(sb, &id, cg_fds, err)) < 0) {
@@ -366,6 +378,7 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 	/* Killed, or output still held from outside the group: something may still run. */
 	if (sr.timed_out || sr.cancelled || sr.lingering)
 		sb->tainted = true;
+	res->stalled = sr.stalled;
 	res->has_exit = true;
 	res->exit_code = sr.exit_code;
 	arl_output_release(&res->out);

@@ -34,6 +34,8 @@ static void render_step(const struct arl_step *in, const struct arl_tmpl_ctx *t,
 	out->name = arl_xstrdup(in->name);
 	out->type = in->type;
 	out->timeout_ms = in->timeout_ms;
+	out->stall_ms = in->stall_ms;
+	out->stall_text = in->stall_text ? arl_xstrdup(in->stall_text) : NULL;
 	out->metrics_json = in->metrics_json;
 	out->argc = in->argc;
 	if (in->argv) {
@@ -187,7 +189,10 @@ static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sa
 			collect_metrics(&r->out, metrics, nmetrics, &r->metrics_error);
 		if (cls != ARL_CLASS_NONE) {
 			first = cls;
-			if (!*error && cls == ARL_CLASS_TIMEOUT)
+			if (!*error && cls == ARL_CLASS_TIMEOUT && r->stalled)
+				*error = arl_xasprintf("step '%s': no output for %s", s->name,
+				                       s->stall_text ? s->stall_text : "?");
+			else if (!*error && cls == ARL_CLASS_TIMEOUT)
 				*error = arl_xasprintf("step '%s' timed out", s->name);
 			else if (!*error && cls == ARL_CLASS_FAILED)
 				*error =

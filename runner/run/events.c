@@ -238,6 +238,8 @@ static void step_events(struct arl_events *e, const char *key, int64_t job_id,
 			cJSON_AddBoolToObject(o, "stderr_truncated", s->err.truncated);
 			if (s->metrics_error)
 				cJSON_AddStringToObject(o, "metrics_error", s->metrics_error);
+			if (s->stalled)
+				cJSON_AddStringToObject(o, "reason", "stall");
 		}
 		emit(e, o);
 	}
@@ -264,6 +266,11 @@ void arl_events_attempt_finished(struct arl_events *e, const char *key, int64_t 
 	cJSON_AddNumberToObject(o, "duration_ms", (double)span(a->started_ms, a->finished_ms));
 	if (a->has_prepare)
 		cJSON_AddNumberToObject(o, "prepare_ms", (double)a->prepare_ms);
+	for (size_t i = 0; a->cls == ARL_CLASS_TIMEOUT && i < a->nsteps; i++)
+		if (a->steps[i].stalled && !a->steps[i].callback) {
+			cJSON_AddStringToObject(o, "reason", "stall");
+			break;
+		}
 	add_str_or_null(o, "error", a->error);
 	emit(e, o);
 }

@@ -538,6 +538,7 @@ static void set_clock_and_let_it_look(int64_t ms)
 struct clock_driver {
 	char ready[64];
 	int64_t deadline, grace; /* grace 0: no SIGKILL step to walk through */
+	bool stall;              /* @deadline is a stall_ms, not a deadline */
 	atomic_bool alive_before_deadline, alive_before_kill;
 };
 
@@ -590,7 +591,10 @@ static void run_on_test_clock(struct arl_spawn_opts *o, struct clock_driver *d, 
 	atomic_store(&fake_clock_ms, 0);
 	atomic_store(&fake_clock_reads, 0);
 	o->clock = (struct arl_clock){fake_clock_now, NULL};
-	o->deadline_ms = d->deadline;
+	if (d->stall)
+		o->stall_ms = d->deadline;
+	else
+		o->deadline_ms = d->deadline;
 	assert_int_equal(pthread_create(&t, NULL, drive_clock, d), 0);
 	run_sh(o, full, r);
 	pthread_join(t, NULL);
@@ -620,6 +624,101 @@ static void test_deadline(void **state)
 	assert_int_equal(errno, ESRCH);
 	assert_int_equal(kill(-pid, 0), -1);
 	assert_int_equal(errno, ESRCH);
+	arl_spawn_result_release(&r);
+}
+
+/* stall_ms of silence from the start: killed as on a timeout, and said to be a stall. */
+static void test_stall(void **state)
+{
+	struct arl_spawn_opts o = ARL_SPAWN_OPTS_INIT;
+	struct arl_spawn_result r;
+	struct clock_driver d = {.deadline = 500, .stall = true};
+
+	(void)state;
+	/* Silent throughout: no output can move the stall's start. */
+	run_on_test_clock(&o, &d, "echo $$ >$READY.t; mv $READY.t $READY; exec sleep 30", &r);
+	assert_true(r.timed_out);
+	assert_true(r.stalled);
+	assert_true(atomic_load(&d.alive_before_deadline));
+	assert_int_equal(r.exit_code, 128 + SIGTERM);
+	arl_spawn_result_release(&r);
+}
+
+static atomic_int output_chunks;
+
+static void count_output(void *arg, int stream, const char *p, size_t n)
+{
+	(void)arg;
+	(void)p;
+	if (stream == 0 && n)
+		atomic_fetch_add(&output_chunks, 1);
+}
+
+struct tick_driver {
+	char ready[64], fifo[64];
+	atomic_bool alive_before_stall;
+};
+
+/*
+ * At 400 ms the step prints a line (we write to its FIFO); spawn sees it (on_output) and reads
+ * the clock for it. The stall then runs from 400: alive at 899, killed at 900.
+ */
+static void *drive_tick(void *arg)
+{
+	struct tick_driver *d = arg;
+	pid_t pid = wait_for_pid_file(d->ready);
+	int fd;
+
+	set_clock_and_let_it_look(400);
+	fd = open(d->fifo, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, "x\n", 2) != 2)
+			fprintf(stderr, "cannot write the FIFO\n");
+		close(fd);
+	}
+	while (atomic_load(&output_chunks) < 1)
+		usleep(1000);
+	fake_clock_set(400, 2); /* its time read after the output */
+	set_clock_and_let_it_look(899);
+	atomic_store(&d->alive_before_stall, !is_dead(pid));
+	atomic_store(&fake_clock_ms, 900);
+	return NULL;
+}
+
+/* Output restarts the stall: a chatty step lives past stall_ms from its start. */
+static void test_stall_reset_by_output(void **state)
+{
+	struct arl_spawn_opts o = ARL_SPAWN_OPTS_INIT;
+	struct arl_spawn_result r;
+	struct tick_driver d;
+	pthread_t t;
+	char *script;
+
+	(void)state;
+	memset(&d, 0, sizeof(d));
+	snprintf(d.ready, sizeof(d.ready), "/tmp/arl-test-spawn-ready-%ld", (long)getpid());
+	snprintf(d.fifo, sizeof(d.fifo), "/tmp/arl-test-spawn-fifo-%ld", (long)getpid());
+	unlink(d.ready);
+	unlink(d.fifo);
+	assert_int_equal(mkfifo(d.fifo, 0600), 0);
+	script = arl_xasprintf("echo $$ >%s.t; mv %s.t %s; read x <%s; echo tick; exec sleep 30",
+	                       d.ready, d.ready, d.ready, d.fifo);
+	atomic_store(&fake_clock_ms, 0);
+	atomic_store(&fake_clock_reads, 0);
+	atomic_store(&output_chunks, 0);
+	o.clock = (struct arl_clock){fake_clock_now, NULL};
+	o.stall_ms = 500;
+	o.on_output = count_output;
+	assert_int_equal(pthread_create(&t, NULL, drive_tick, &d), 0);
+	run_sh(&o, script, &r);
+	pthread_join(t, NULL);
+	unlink(d.ready);
+	unlink(d.fifo);
+	free(script);
+	assert_true(atomic_load(&d.alive_before_stall));
+	assert_true(r.timed_out);
+	assert_true(r.stalled);
+	assert_string_equal(r.out.data, "tick\n");
 	arl_spawn_result_release(&r);
 }
 
@@ -982,6 +1081,8 @@ int main(void)
 	    cmocka_unit_test(test_capture_boundaries),
 	    cmocka_unit_test(test_ring_wrap),
 	    cmocka_unit_test(test_deadline),
+	    cmocka_unit_test(test_stall),
+	    cmocka_unit_test(test_stall_reset_by_output),
 	    cmocka_unit_test(test_term_ignored),
 	    cmocka_unit_test(test_background_grandchild),
 	    cmocka_unit_test(test_escaped_grandchild),
