@@ -1,4 +1,6 @@
 /* `arl-batch run FILE...`: load every file, then print the plan (--dry-run) or run it. */
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +193,28 @@ static int parse_shard(const struct arl_option *o, const char *arg, struct arl_e
 	return 0;
 }
 
+/* --budget METRIC=MAX into the run options. */
+static int parse_budget(const struct arl_option *o, const char *arg, struct arl_err *err)
+{
+	struct arl_run_opts *ro = o->value;
+	const char *eq = strchr(arg, '=');
+	char *end = NULL;
+	double max = 0;
+
+	if (eq && eq != arg) {
+		errno = 0;
+		max = strtod(eq + 1, &end);
+	}
+	if (!end || end == eq + 1 || *end || errno || !isfinite(max) || max <= 0)
+		return arl_error(err, ARL_E_USAGE,
+		                 "expected METRIC=MAX with MAX a number above 0,"
+		                 " e.g. cost_usd=25");
+	free((char *)ro->budget_metric); /* the last --budget wins */
+	ro->budget_metric = arl_xstrndup(arg, (size_t)(eq - arg));
+	ro->budget_max = max;
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct arl_run_opts ro = ARL_RUN_OPTS_INIT;
@@ -219,6 +243,9 @@ int cmd_run(int argc, char **argv)
 	                "stop starting jobs after the first failed job"),
 	    ARL_OPT_INT(0, "max-failures", &ro.max_failures, 1, INT32_MAX, "N",
 	                "stop starting jobs after N failed jobs"),
+	    ARL_OPT_CALLBACK(0, "budget", &ro, parse_budget, "METRIC=MAX",
+	                     "stop starting jobs once the run's jobs' METRIC sums to MAX\n"
+	                     "(with the files' budget: blocks); the rest are cancelled"),
 	    ARL_OPT_DURATION(0, "deadline", &ro.deadline_ms, 1, INT64_MAX, "DURATION",
 	                     "limit for the whole run; what is left is cancelled"),
 	    ARL_OPT_SIZE(0, "capture-max", &ro.capture_max, 1024, (int64_t)1 << 30, "BYTES",
@@ -320,5 +347,6 @@ out:
 	free(files);
 	free(state_dir);
 	arl_cli_params_release(&params);
+	free((char *)ro.budget_metric);
 	return ret;
 }

@@ -148,6 +148,7 @@ void arl_jobfile_free(struct arl_jobfile *f)
 {
 	if (!f)
 		return;
+	free(f->budget_metric);
 	for (size_t i = 0; i < f->npools; i++) {
 		struct arl_pool *p = &f->pools[i];
 

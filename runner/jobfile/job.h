@@ -148,6 +148,10 @@ struct arl_jobfile {
 	char *stem;      /* file name without directory and .yaml/.yml */
 	char *name;      /* batch name: 'name:' or the stem */
 	int concurrency; /* 0: no per-file cap */
+	/* budget: {metric, max}: no new job of the run starts once the run's jobs' sum of the
+	 * metric reaches max. budget_metric NULL: none. */
+	char *budget_metric;
+	double budget_max;
 	struct arl_pool *pools;
 	size_t npools;
 	struct arl_job *jobs;

@@ -8,7 +8,9 @@
  */
 #include "jobfile/schema.h"
 
+#include <errno.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,8 +31,9 @@
 #define MAX_NAME_LEN      200
 #define MAX_OPEN_DATASETS 16
 
-static const char *const top_keys[] = {"version", "name",     "params", "concurrency",
+static const char *const top_keys[] = {"version", "name",     "params", "concurrency", "budget",
                                        "pools",   "defaults", "jobs",   NULL};
+static const char *const budget_keys[] = {"metric", "max", NULL};
 static const char *const job_keys[] = {"name",    "pool",      "timeout",      "prepareTimeout",
                                        "retries", "retryOn",   "backoff",      "keepAlive",
                                        "env",     "labels",    "steps",        "callbacks",
@@ -644,6 +647,44 @@ static void parse_secrets(struct sctx *c, const struct arl_node *n)
 	}
 }
 
+/* budget: {metric: NAME, max: NUMBER} */
+static void parse_budget(struct sctx *c, const struct arl_node *b)
+{
+	const struct arl_node *m, *x;
+	char *end = NULL;
+	double max = 0;
+
+	if (!arl_field_want(&c->r, b, ARL_NODE_MAP, "budget"))
+		return;
+	arl_field_check_keys(&c->r, b, "budget", budget_keys);
+	m = arl_node_get(b, "metric");
+	x = arl_node_get(b, "max");
+	if (!m || !x) {
+		arl_field_diag(&c->r, b,
+		               "'budget' needs 'metric' and 'max', e.g. {metric: cost_usd,"
+		               " max: 25}");
+		return;
+	}
+	if (x->kind == ARL_NODE_SCALAR && x->plain) {
+		errno = 0;
+		max = strtod(x->str, &end);
+	}
+	if (!end || end == x->str || *end || errno || !isfinite(max) || max <= 0) {
+		arl_field_diag(&c->r, x, "'budget.max' must be a number above 0, got %s",
+		               arl_node_describe(x));
+		return;
+	}
+	c->t.no_vars = "'budget.metric'";
+	c->f->budget_metric = arl_field_str(&c->r, m, "budget.metric");
+	c->t.no_vars = NULL;
+	if (c->f->budget_metric && !*c->f->budget_metric) {
+		arl_field_diag(&c->r, m, "'budget.metric' must not be empty");
+		free(c->f->budget_metric);
+		c->f->budget_metric = NULL;
+	}
+	c->f->budget_max = max;
+}
+
 static void parse_top(struct sctx *c, const struct arl_node *root)
 {
 	const struct arl_node *v, *pools, *jobs;
@@ -680,6 +721,8 @@ static void parse_top(struct sctx *c, const struct arl_node *root)
 	if ((v = arl_node_get(root, "concurrency")) &&
 	    arl_field_int(&c->r, v, "concurrency", 1, INT32_MAX, &n))
 		c->f->concurrency = (int)n;
+	if ((v = arl_node_get(root, "budget")))
+		parse_budget(c, v);
 	pools = arl_node_get(root, "pools");
 	if (!pools) {
 		arl_field_diag(&c->r, root, "missing required key 'pools'");

@@ -275,6 +275,19 @@ void arl_events_attempt_finished(struct arl_events *e, const char *key, int64_t 
 	emit(e, o);
 }
 
+void arl_events_budget(struct arl_events *e, const char *metric, double max, double spent)
+{
+	cJSON *o;
+
+	if (!e)
+		return;
+	o = begin(e, "budget.reached", 0);
+	cJSON_AddStringToObject(o, "metric", metric);
+	cJSON_AddNumberToObject(o, "max", max);
+	cJSON_AddNumberToObject(o, "spent", spent);
+	emit(e, o);
+}
+
 void arl_events_retry(struct arl_events *e, const char *key, int64_t job_id,
                       const struct arl_attempt_result *failed, int64_t delay_ms)
 {

@@ -45,6 +45,9 @@ struct arl_events_counts {
 void arl_events_run_finished(struct arl_events *e, const char *status, int exit_code,
                              int64_t duration_ms, const struct arl_events_counts *c);
 
+/* A budget halted the run: budget.reached. */
+void arl_events_budget(struct arl_events *e, const char *metric, double max, double spent);
+
 void arl_events_job_started(struct arl_events *e, const char *key, int64_t job_id,
                             const char *pool);
 /* Also for a Skipped job (taken over from an earlier run), which has no start. */

@@ -158,6 +158,34 @@ static void on_attempt_done(void *ctx, struct arl_sched_job *j, const struct arl
 	arl_events_attempt_finished(r->events, j->job->key, r->job_ids[j - r->jobs], a);
 }
 
+static void on_budget(void *ctx, const struct arl_sched_budget *b)
+{
+	struct run *r = ctx;
+
+	arl_events_budget(r->events, b->metric, b->max, b->spent);
+}
+
+/* Why the run stopped starting jobs, for runs.halted_by; NULL when it did not halt. */
+static const char *halt_text(const struct arl_sched_outcome *out, const struct arl_run_opts *o,
+                             char *buf, size_t len)
+{
+	switch (out->stop) {
+	case ARL_STOP_BUDGET:
+		return out->budget_msg;
+	case ARL_STOP_FAILURES:
+		if (o->max_failures == 1)
+			return "--fail-fast: a job failed";
+		snprintf(buf, len, "--max-failures %d reached", o->max_failures);
+		return buf;
+	case ARL_STOP_DEADLINE:
+		return "--deadline passed";
+	case ARL_STOP_DRAIN:
+		return "SIGHUP: drained";
+	default:
+		return NULL;
+	}
+}
+
 static void on_retry(void *ctx, struct arl_sched_job *j, int64_t delay_ms)
 {
 	struct run *r = ctx;
@@ -509,7 +537,9 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	struct arl_sched_opts so = {0};
 	struct arl_sched_outcome outcome = {0};
 	struct arl_backend_opts bo = {0};
-	const char *status;
+	struct arl_sched_budget *budgets = NULL;
+	const char *status, *halted;
+	char hbuf[64];
 
 	r.started = arl_now_ms();
 	for (size_t i = 0; i < nfiles; i++) {
@@ -617,6 +647,17 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	so.file_limits = file_limits;
 	so.nfile_slots = nfiles;
 	so.max_failures = o->max_failures;
+	/* Budgets: --budget, then each file's; each one halts the run when reached. */
+	budgets = arl_xcalloc(nfiles + 1, sizeof(*budgets));
+	if (o->budget_metric)
+		budgets[so.nbudgets++] =
+		    (struct arl_sched_budget){.metric = o->budget_metric, .max = o->budget_max};
+	for (size_t i = 0; i < nfiles; i++)
+		if (files[i]->budget_metric)
+			budgets[so.nbudgets++] = (struct arl_sched_budget){
+			    .metric = files[i]->budget_metric, .max = files[i]->budget_max};
+	so.budgets = budgets;
+	so.on_budget = on_budget;
 	/* Saturated: a deadline past the clock's end is no deadline sooner. */
 	so.deadline_ms = !o->deadline_ms                          ? 0
 	                 : o->deadline_ms > INT64_MAX - r.started ? INT64_MAX
@@ -641,6 +682,22 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	/* The bar is cleared before anything else is printed. */
 	arl_progress_free(r.progress);
 	r.progress = NULL;
+	if ((halted = halt_text(&outcome, o, hbuf, sizeof(hbuf)))) {
+		arl_log_info("run %lld '%s' halted: %s; no new job started", (long long)r.run_id,
+		             r.run_name, halted);
+		if (!r.store_failed &&
+		    arl_store_run_set_halted(r.store, r.run_id, halted, &err) < 0)
+			arl_err_clear(&err);
+	}
+	/* What each budget spent, for `runs`, `show` and the report (runs.notes). */
+	for (size_t b = 0; b < so.nbudgets && !r.store_failed; b++) {
+		char note[200];
+
+		snprintf(note, sizeof(note), "budget %s: %g of %g spent", budgets[b].metric,
+		         budgets[b].spent, budgets[b].max);
+		if (arl_store_run_add_note(r.store, r.run_id, note, &err) < 0)
+			arl_err_clear(&err);
+	}
 
 	/* Exit codes: the first in docs/cli.md's order wins (2, 130/143, 75, 3, 4, 1, 0). */
 	if (outcome.signal)
@@ -722,6 +779,7 @@ out:
 	arl_store_close(r.store);
 	free(pool_limits);
 	free(file_limits);
+	free(budgets);
 	free(backends);
 	free(r.jobs);
 	free(r.job_ids);

@@ -30,6 +30,9 @@ struct arl_run_opts {
 	int resume;     /* skip jobs whose unchanged success stands in the latest run */
 	unsigned rerun; /* ARL_RETRY_BIT()s: run only the latest run's jobs ended so */
 	int overlap;    /* enum arl_overlap (runlock.h) */
+	/* --budget METRIC=MAX: with the files' budget: blocks, each a limit of its own */
+	const char *budget_metric; /* NULL: none */
+	double budget_max;
 };
 #define ARL_RUN_OPTS_INIT                                                                          \
 	{                                                                                          \

@@ -17,10 +17,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -182,6 +184,32 @@ static struct arl_sched_job *queue_pop(struct queue *q)
 	return j;
 }
 
+static void stop(struct state *s, enum arl_sched_stop why, bool cancel_in_flight);
+
+/* Adds a job's metrics to the budgets; the first budget reached stops the run (true). */
+static bool spend(struct state *s, const struct arl_job_result *r)
+{
+	bool hit = false;
+
+	for (size_t b = 0; b < s->o->nbudgets; b++) {
+		struct arl_sched_budget *bu = &s->o->budgets[b];
+
+		for (size_t i = 0; i < r->nmetrics; i++)
+			if (r->metrics[i].kind == ARL_METRIC_NUMBER &&
+			    strcmp(r->metrics[i].name, bu->metric) == 0 &&
+			    isfinite(r->metrics[i].number))
+				bu->spent += r->metrics[i].number;
+		if (bu->spent >= bu->max && !s->stopping) {
+			s->out->budget = b;
+			snprintf(s->out->budget_msg, sizeof(s->out->budget_msg),
+			         "budget %s %g reached (%g)", bu->metric, bu->max, bu->spent);
+			stop(s, ARL_STOP_BUDGET, false);
+			hit = true;
+		}
+	}
+	return hit;
+}
+
 /* Fills the job's result from its attempts and reports it. */
 static void finish(struct state *s, struct arl_sched_job *j, enum arl_state state,
                    enum arl_class cls)
@@ -189,6 +217,7 @@ static void finish(struct state *s, struct arl_sched_job *j, enum arl_state stat
 	struct arl_job_result *r = &j->result;
 	const struct arl_attempt_result *last =
 	    r->nattempts ? &r->attempts[r->nattempts - 1] : NULL;
+	bool hit;
 
 	r->state = state;
 	r->cls = cls;
@@ -202,10 +231,15 @@ static void finish(struct state *s, struct arl_sched_job *j, enum arl_state stat
 	} else {
 		r->finished_ms = arl_wall_ms();
 		if (!r->error && cls == ARL_CLASS_CANCELLED)
-			r->error = arl_xstrdup("not started: the run was stopped");
+			r->error = s->out->stop == ARL_STOP_BUDGET
+			               ? arl_xasprintf("not started: %s", s->out->budget_msg)
+			               : arl_xstrdup("not started: the run was stopped");
 	}
 	s->remaining--;
+	hit = last && spend(s, r);
 	s->o->on_done(s->o->ctx, j);
+	if (hit && s->o->on_budget)
+		s->o->on_budget(s->o->ctx, &s->o->budgets[s->out->budget]);
 }
 
 static void stop(struct state *s, enum arl_sched_stop why, bool cancel_in_flight)

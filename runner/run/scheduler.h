@@ -38,6 +38,17 @@ enum arl_sched_stop {
 	ARL_STOP_DRAIN,  /* SIGHUP: in-flight jobs finished, nothing new started */
 	ARL_STOP_SIGNAL, /* SIGINT / SIGTERM: in-flight jobs cancelled */
 	ARL_STOP_ABORT,  /* a hook set *abort: in-flight jobs cancelled */
+	ARL_STOP_BUDGET, /* a budget was reached: in-flight jobs finish, nothing new starts */
+};
+
+/*
+ * A budget: once the sum of @metric (numbers only) over the run's final jobs reaches @max,
+ * no new job starts. The scheduler keeps @spent (main thread only).
+ */
+struct arl_sched_budget {
+	const char *metric;
+	double max;
+	double spent;
 };
 
 struct arl_sched_opts {
@@ -46,7 +57,9 @@ struct arl_sched_opts {
 	size_t npool_slots;
 	const int *file_limits; /* 0: none */
 	size_t nfile_slots;
-	int max_failures;    /* 0: none */
+	int max_failures; /* 0: none */
+	struct arl_sched_budget *budgets;
+	size_t nbudgets;
 	int64_t deadline_ms; /* absolute (on @clock); 0: none */
 	int cancel_wfd;      /* written once to cancel in-flight work (the backends watch it) */
 	int signal_fd;       /* self-pipe: one byte per signal received; -1: none */
@@ -70,6 +83,8 @@ struct arl_sched_opts {
 	void (*on_attempt_done)(void *ctx, struct arl_sched_job *j,
 	                        const struct arl_attempt_result *a);
 	void (*on_retry)(void *ctx, struct arl_sched_job *j, int64_t delay_ms);
+	/* Optional: a budget stopped the run (after on_done of the job that reached it). */
+	void (*on_budget)(void *ctx, const struct arl_sched_budget *b);
 	void *ctx;
 };
 
@@ -77,6 +92,10 @@ struct arl_sched_outcome {
 	enum arl_sched_stop stop;
 	int signal;     /* the first INT/TERM received, or 0 */
 	bool abandoned; /* a second INT/TERM: returned without waiting for the workers */
+	/* ARL_STOP_BUDGET: the budget reached, and its text ("budget cost_usd 25 reached
+	 * (25.4)"), which the jobs never started give as their error */
+	size_t budget;
+	char budget_msg[160];
 };
 
 /*

@@ -1378,6 +1378,23 @@ int arl_store_run_add_note(struct arl_store *s, int64_t run_id, const char *note
 	return stmt_run(s, st, op, err);
 }
 
+int arl_store_run_set_halted(struct arl_store *s, int64_t run_id, const char *why,
+                             struct arl_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int ret = -1;
+
+	if (arl_store_prepare(s, "UPDATE runs SET halted_by = ?2 WHERE id = ?1", &st, NULL, err) <
+	    0)
+		return -1;
+	sqlite3_bind_int64(st, 1, run_id);
+	sqlite3_bind_text(st, 2, why, -1, SQLITE_STATIC);
+	if (arl_store_step(s, st, err) >= 0)
+		ret = 0;
+	sqlite3_finalize(st);
+	return ret;
+}
+
 /* ---- jobs ---- */
 
 /* Inserts the rows inside the caller's transaction; got[i] is row i's id. */

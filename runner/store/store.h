@@ -95,6 +95,10 @@ int arl_store_run_finish(struct arl_store *s, int64_t run_id, const char *status
 int arl_store_run_add_note(struct arl_store *s, int64_t run_id, const char *note,
                            struct arl_err *err);
 
+/* Sets run @run_id's halted_by: why no new job started before the end (a budget, ...). */
+int arl_store_run_set_halted(struct arl_store *s, int64_t run_id, const char *why,
+                             struct arl_err *err);
+
 /* One job row to insert. Every pointer is borrowed for the call. */
 struct arl_job_row {
 	const char *key; /* FILE_STEM/JOB_NAME */

@@ -187,6 +187,7 @@ static const struct arl_col run_cols[] = {
     ARL_COL(struct arl_report_run, notes, ARL_COL_TEXT),
     ARL_COL(struct arl_report_run, files, ARL_COL_TEXT),
     ARL_COL(struct arl_report_run, params, ARL_COL_TEXT),
+    ARL_COL(struct arl_report_run, halted_by, ARL_COL_TEXT),
 };
 ARL_COLS_FIT(run_cols);
 
@@ -199,7 +200,7 @@ int arl_store_report_run(struct arl_store *s, int64_t run, struct arl_report_run
 
 	if (query_open(s, &q,
 	               "SELECT name, status, started_at, duration_ms, exit_code, host, isolation,"
-	               " notes, files, params FROM runs WHERE id = ?1",
+	               " notes, files, params, halted_by FROM runs WHERE id = ?1",
 	               run_cols, ARL_NCOLS(run_cols), run, err) < 0 ||
 	    (rc = arl_rows_one(s, &q, &r, err)) < 0)
 		return -1;

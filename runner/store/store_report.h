@@ -35,6 +35,7 @@ int arl_store_report_counts(struct arl_store *s, int64_t run, struct arl_report_
 struct arl_report_run {
 	char *name, *status, *started_at, *host, *isolation, *notes, *files;
 	char *params; /* JSON object text, or NULL */
+	char *halted_by;
 	int64_t duration_ms;
 	int exit_code;
 	bool duration_null, exit_null;

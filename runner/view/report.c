@@ -324,6 +324,11 @@ static int section_header(struct rep *r, const struct counts *c)
 		esc(r, run.isolation);
 		fputs("</b></span>", r->out);
 	}
+	if (run.halted_by) {
+		fputs("<span>halted by <b>", r->out);
+		esc(r, run.halted_by);
+		fputs("</b></span>", r->out);
+	}
 	fputs("<span>files <b>", r->out);
 	files_list(r, run.files);
 	fputs("</b></span>", r->out);

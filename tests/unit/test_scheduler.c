@@ -78,6 +78,10 @@ static int fake_exec(void *st, struct arl_sandbox *sb, const struct arl_step *st
 		while (atomic_load(&in_flight) < n &&
 		       atomic_load(&in_flight) < jobs_in_run - atomic_load(&finished))
 			usleep(1000);
+	} else if (!strncmp(what, "cost:", 5)) {
+		/* For `metrics: json`: the step prints {"cost": N}. */
+		res->out.data = arl_xasprintf("{\"cost\": %s}\n", what + 5);
+		res->out.len = strlen(res->out.data);
 	} else if (!strcmp(what, "fail")) {
 		res->exit_code = 1;
 		*cls = ARL_CLASS_FAILED;
@@ -142,6 +146,10 @@ struct fixture {
 };
 
 static struct fixture fx;
+/* Budgets for the next run() (a test sets them); on_budget's calls. */
+static struct arl_sched_budget *budgets;
+static size_t nbudgets;
+static int budget_calls;
 
 static void add_job(const char *name, const char *what, size_t pool, int retries, unsigned retry_on,
                     int64_t backoff_ms)
@@ -200,10 +208,20 @@ static void on_retry(void *ctx, struct arl_sched_job *j, int64_t delay_ms)
 	assert_true(delay_ms >= 0 && delay_ms <= j->job->backoff_ms * 4 + 1);
 }
 
+static void on_budget(void *ctx, const struct arl_sched_budget *b)
+{
+	(void)ctx;
+	budget_calls++;
+	assert_true(b->spent >= b->max);
+}
+
 static int setup(void **state)
 {
 	(void)state;
 	memset(&fx, 0, sizeof(fx));
+	budgets = NULL;
+	nbudgets = 0;
+	budget_calls = 0;
 	fx.pools[0].name = "a";
 	fx.pools[1].name = "b";
 	fx.pool_limits[0] = fx.pool_limits[1] = 8;
@@ -270,6 +288,9 @@ static void run(int concurrency, int max_failures, int64_t deadline_in_ms,
 	o.on_attempt_start = on_attempt_start;
 	o.on_attempt_done = on_attempt_done;
 	o.on_retry = on_retry;
+	o.on_budget = on_budget;
+	o.budgets = budgets;
+	o.nbudgets = nbudgets;
 	o.abort = &fx.abort;
 	assert_int_equal(arl_sched_run(fx.sj, fx.n, &o, out, &err), 0);
 	assert_int_equal(fx.done_count, (int)fx.n); /* every job reported exactly once */
@@ -452,6 +473,40 @@ static void test_max_failures_cancels_the_rest(void **state)
 	}
 }
 
+/* Once the jobs' metric sums to the budget, nothing new starts; the rest say why. */
+static void test_budget_stops_new_jobs(void **state)
+{
+	struct arl_sched_budget b[2] = {{.metric = "other", .max = 1},
+	                                {.metric = "cost", .max = 2.5}};
+	struct arl_sched_outcome out;
+
+	(void)state;
+	budgets = b;
+	nbudgets = 2;
+	for (int i = 0; i < 6; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "j%d", i);
+		add_job(name, "cost:1", 0, 0, 0, 0);
+		fx.jobs[fx.n - 1].steps.v[0].metrics_json = true;
+	}
+	run(1, 0, 0, &out);
+	assert_int_equal(out.stop, ARL_STOP_BUDGET);
+	assert_int_equal(out.budget, 1);
+	assert_string_equal(out.budget_msg, "budget cost 2.5 reached (3)");
+	assert_int_equal(budget_calls, 1);
+	assert_true(b[1].spent == 3 && b[0].spent == 0);
+	for (size_t i = 0; i < fx.n; i++) {
+		assert_int_equal(fx.sj[i].result.state,
+		                 i < 3 ? ARL_STATE_SUCCEEDED : ARL_STATE_CANCELLED);
+		if (i >= 3) {
+			assert_int_equal(fx.sj[i].result.nattempts, 0);
+			assert_string_equal(fx.sj[i].result.error,
+			                    "not started: budget cost 2.5 reached (3)");
+		}
+	}
+}
+
 /* Once both stuck jobs run, the clock reaches the deadline. */
 static void *pass_the_deadline(void *arg)
 {
@@ -552,6 +607,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_backoff_holds_no_worker, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retry_goes_first, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_max_failures_cancels_the_rest, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_budget_stops_new_jobs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deadline_cancels_in_flight, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_signal_cancels, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_abort_from_a_hook, setup, teardown),
