@@ -31,6 +31,7 @@ static const struct arl_cmd commands[] = {
     {"merge", cmd_merge, "merge the runs of several databases (shards) into one"},
     {"gc", cmd_gc, "find (and delete) sandboxes whose runner died"},
     {"pool", cmd_pool, "manage ARL WarmPools (kubernetes): create, get, list, wait, delete"},
+    {"image", cmd_image, "container images for local pools: load, list, rm, prune"},
 };
 
 static void list_commands(FILE *out)

@@ -56,6 +56,8 @@ int arl_image_store_open(struct arl_image_store **out, const char *dir, uid_t ui
 void arl_image_store_close(struct arl_image_store *s); /* NULL is a no-op */
 /* The store's directory (borrowed). */
 const char *arl_image_store_dir(const struct arl_image_store *s);
+/* How many layers this store handle unpacked (not found unpacked already): for tests. */
+size_t arl_image_store_unpacks(const struct arl_image_store *s);
 /* The directory arl_image_store_open(NULL) would use, malloc()ed. */
 char *arl_image_store_default_dir(void);
 

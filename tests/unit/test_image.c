@@ -1,0 +1,533 @@
+/*
+ * Unit tests for the image store (image/image.c) and the layer unpacker (image/unpack.c):
+ * every reference form of the busybox test image (tests/images/build_busybox.py), whiteouts
+ * in their overlay form, a corrupted layer refused with nothing cached, hostile layers refused
+ * with nothing written outside, two processes unpacking the same image once, a killed unpack's
+ * temp dir swept, rm and prune.
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "err.h"
+#include "image/image.h"
+#include "image/unpack.h"
+#include "util.h"
+
+static char tmp[] = "/tmp/arl-image-XXXXXX";
+static char img[512];   /* the test images (build_busybox.py's OUTDIR) */
+static char store[512]; /* a fresh store per test */
+static int nstore;
+
+static int sh(const char *fmt, ...) ARL_PRINTF(1, 2);
+static int sh(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int setup_all(void **state)
+{
+	(void)state;
+	if (access("/bin/busybox", X_OK) < 0) {
+		fprintf(stderr, "skipped: /bin/busybox (busybox-static) is not installed\n");
+		exit(77);
+	}
+	if (!mkdtemp(tmp))
+		return -1;
+	snprintf(img, sizeof(img), "%s/img", tmp);
+	return sh("python3 %s/tests/images/build_busybox.py %s >/dev/null", SOURCE_DIR, img);
+}
+
+static int teardown_all(void **state)
+{
+	(void)state;
+	return sh("rm -rf %s", tmp);
+}
+
+static struct arl_image_store *open_store(void)
+{
+	struct arl_image_store *s = NULL;
+	struct arl_err err = ARL_ERR_INIT;
+
+	snprintf(store, sizeof(store), "%s/store%d", tmp, nstore++);
+	if (arl_image_store_open(&s, store, (uid_t)-1, (gid_t)-1, &err) < 0)
+		fail_msg("%s", err.msg);
+	return s;
+}
+
+static char *file_text(const char *dir, const char *rel)
+{
+	char p[1024], *buf = arl_xcalloc(1, 256);
+	int fd;
+	ssize_t n;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	fd = open(p, O_RDONLY);
+	if (fd < 0) {
+		free(buf);
+		return NULL;
+	}
+	n = read(fd, buf, 255);
+	close(fd);
+	if (n < 0)
+		n = 0;
+	buf[n] = 0;
+	return buf;
+}
+
+static void expect_text(const char *dir, const char *rel, const char *want)
+{
+	char *got = file_text(dir, rel);
+
+	if (!got)
+		fail_msg("%s/%s missing", dir, rel);
+	assert_string_equal(got, want);
+	free(got);
+}
+
+/* The busybox image as build_busybox.py makes it, through @ref. */
+static void check_busybox(struct arl_image *im)
+{
+	char p[1024], v[8] = "";
+	struct stat st;
+	char *env = NULL;
+
+	assert_int_equal(im->nlayers, 2);
+	assert_string_equal(im->config.workdir, "/home/app");
+	assert_string_equal(im->config.user, "app");
+	assert_int_equal(im->config.nenv, 2);
+	assert_string_equal(im->config.env[1], "IMAGE_VAR=from-image");
+	env = file_text(img, "image.env");
+	assert_non_null(strstr(env, im->id));
+	free(env);
+	/* Layer 1: plain files, absolute symlinks kept as they are. */
+	expect_text(im->layers[0], "etc/os-release", "ID=arl-test\nLAYER=layer1\n");
+	expect_text(im->layers[0], "data/old.txt", "old\n");
+	snprintf(p, sizeof(p), "%s/bin/sh", im->layers[0]);
+	assert_int_equal(lstat(p, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	snprintf(p, sizeof(p), "%s/bin/busybox", im->layers[0]);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0755);
+	/* Layer 2: the whiteout a 0/0 character device, the opaque dir marked. */
+	snprintf(p, sizeof(p), "%s/data/old.txt", im->layers[1]);
+	assert_int_equal(lstat(p, &st), 0);
+	assert_true(S_ISCHR(st.st_mode));
+	assert_int_equal(st.st_rdev, makedev(0, 0));
+	snprintf(p, sizeof(p), "%s/data/.wh.old.txt", im->layers[1]);
+	assert_int_equal(lstat(p, &st), -1);
+	snprintf(p, sizeof(p), "%s/opt/app", im->layers[1]);
+	assert_int_equal(getxattr(p, "user.overlay.opaque", v, sizeof(v)), 1);
+	assert_int_equal(v[0], 'y');
+	expect_text(im->layers[1], "opt/app/c.txt", "c\n");
+	expect_text(im->layers[1], "etc/os-release", "ID=arl-test\nLAYER=layer2\n");
+}
+
+static void get_ok(struct arl_image_store *s, const char *ref)
+{
+	struct arl_image *im = NULL;
+	struct arl_err err = ARL_ERR_INIT;
+
+	if (arl_image_get(s, ref, &im, &err) < 0)
+		fail_msg("%s: %s", ref, err.msg);
+	assert_string_equal(im->ref, ref);
+	check_busybox(im);
+	arl_image_free(im);
+}
+
+static void test_reference_forms(void **state)
+{
+	struct arl_image_store *s = open_store();
+	struct arl_err err = ARL_ERR_INIT;
+	char ref[1024], **tags = NULL;
+	size_t nt = 0;
+
+	(void)state;
+	/* Archive and layout references load on first use, under no name. */
+	snprintf(ref, sizeof(ref), "docker-archive:%s/docker.tar", img);
+	get_ok(s, ref);
+	get_ok(s, ref); /* found again by its path */
+	snprintf(ref, sizeof(ref), "oci:%s/oci:1", img);
+	get_ok(s, ref);
+	snprintf(ref, sizeof(ref), "oci:%s/oci", img);
+	get_ok(s, ref);
+	snprintf(ref, sizeof(ref), "oci-archive:%s/oci.tar:1", img);
+	get_ok(s, ref);
+	assert_int_equal(arl_image_store_unpacks(s), 2); /* one image: its layers once */
+	assert_int_equal(arl_image_check(s, "arl-test/busybox:1", &err), -1);
+	assert_non_null(strstr(err.msg, "image load"));
+	arl_err_clear(&err);
+	snprintf(ref, sizeof(ref), "oci:%s/oci:nope", img);
+	struct arl_image *im = NULL;
+	assert_int_equal(arl_image_get(s, ref, &im, &err), -1);
+	assert_non_null(strstr(err.msg, "no image tagged 'nope'"));
+	arl_err_clear(&err);
+
+	/* A name: after image load, which keeps the archive's tags. */
+	snprintf(ref, sizeof(ref), "%s/docker.tar", img);
+	assert_int_equal(arl_image_load(s, ref, &tags, &nt, &err), 0);
+	assert_int_equal(nt, 1);
+	assert_string_equal(tags[0], "arl-test/busybox:1");
+	arl_image_strv_free(tags, nt);
+	assert_int_equal(arl_image_check(s, "arl-test/busybox:1", &err), 0);
+	assert_int_equal(arl_image_check(s, "docker.io/arl-test/busybox:1", &err), 0);
+	get_ok(s, "arl-test/busybox:1");
+	assert_int_equal(arl_image_check(s, "arl-test/busybox", &err), -1); /* :latest */
+	arl_err_clear(&err);
+	arl_image_store_close(s);
+}
+
+static void test_ref_syntax(void **state)
+{
+	struct arl_err err = ARL_ERR_INIT;
+	static const char *const good[] = {"python:3.11-slim",
+	                                   "ghcr.io/a/b:1",
+	                                   "docker-archive:/x.tar",
+	                                   "oci:dir:tag",
+	                                   "oci-archive:f.tar",
+	                                   "sha256:abcd1234",
+	                                   NULL};
+	static const char *const bad[] = {
+	    "", "a b", "oci:", "docker-archive:", "x@sha256:ab", "/abs", "sha256:xyz", NULL};
+
+	(void)state;
+	for (size_t i = 0; good[i]; i++)
+		if (arl_image_ref_check_syntax(good[i], &err) < 0)
+			fail_msg("'%s': %s", good[i], err.msg);
+	for (size_t i = 0; bad[i]; i++) {
+		arl_err_clear(&err);
+		if (arl_image_ref_check_syntax(bad[i], &err) == 0)
+			fail_msg("'%s' accepted", bad[i]);
+	}
+}
+
+/* ---- layers made here with libarchive ---- */
+
+struct ent {
+	char type; /* f file, d dir, l symlink, h hard link, c char device, b block device */
+	const char *name;
+	const char *data; /* file contents, or the link target */
+};
+
+static int layer_fd(const struct ent *e)
+{
+	int fd = memfd_create("layer", MFD_CLOEXEC);
+	struct archive *a = archive_write_new();
+
+	archive_write_set_format_pax_restricted(a);
+	archive_write_open_fd(a, fd);
+	for (; e->name; e++) {
+		struct archive_entry *en = archive_entry_new();
+		archive_entry_set_pathname(en, e->name);
+		archive_entry_set_perm(en, e->type == 'd' ? 0755 : 0644);
+		switch (e->type) {
+		case 'f':
+			archive_entry_set_filetype(en, AE_IFREG);
+			archive_entry_set_size(en, (la_int64_t)strlen(e->data));
+			break;
+		case 'd':
+			archive_entry_set_filetype(en, AE_IFDIR);
+			break;
+		case 'l':
+			archive_entry_set_filetype(en, AE_IFLNK);
+			archive_entry_set_symlink(en, e->data);
+			break;
+		case 'h':
+			archive_entry_set_filetype(en, AE_IFREG);
+			archive_entry_set_hardlink(en, e->data);
+			break;
+		default:
+			archive_entry_set_filetype(en, e->type == 'c' ? AE_IFCHR : AE_IFBLK);
+			archive_entry_set_rdev(en, makedev(1, 3));
+		}
+		assert_int_equal(archive_write_header(a, en), ARCHIVE_OK);
+		if (e->type == 'f')
+			archive_write_data(a, e->data, strlen(e->data));
+		archive_entry_free(en);
+	}
+	archive_write_close(a);
+	archive_write_free(a);
+	lseek(fd, 0, SEEK_SET);
+	return fd;
+}
+
+/* Unpacks @e into a fresh dir; returns the result, the error in @err, the dir in @dir. */
+static int unpack_into(const struct ent *e, char *dir, size_t len, struct arl_err *err)
+{
+	static int k;
+	struct arl_unpack_opts o = {.layer = "sha256:test"};
+	int fd = layer_fd(e), dfd, r;
+
+	snprintf(dir, len, "%s/u%d", tmp, k++);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	r = arl_unpack_layer(fd, dfd, &o, NULL, err);
+	close(dfd);
+	close(fd);
+	return r;
+}
+
+static void expect_refused(const struct ent *e, const char *entry, const char *why)
+{
+	char dir[512];
+	struct arl_err err = ARL_ERR_INIT;
+
+	assert_int_equal(unpack_into(e, dir, sizeof(dir), &err), -1);
+	if (!strstr(err.msg, entry) || !strstr(err.msg, why) || !strstr(err.msg, "sha256:test"))
+		fail_msg("unexpected message: %s", err.msg);
+}
+
+static void test_hostile_layers(void **state)
+{
+	char outside[512], p[600], dir[512];
+	struct stat st;
+	struct arl_err err = ARL_ERR_INIT;
+
+	(void)state;
+	snprintf(outside, sizeof(outside), "%s/outside", tmp);
+	assert_int_equal(mkdir(outside, 0755), 0);
+
+	expect_refused((const struct ent[]){{'f', "../x", "x"}, {0}}, "'../x'", "'..'");
+	expect_refused((const struct ent[]){{'f', "a/../../x", "x"}, {0}}, "a/../../x", "'..'");
+	expect_refused((const struct ent[]){{'f', "/etc/x", "x"}, {0}}, "'/etc/x'", "absolute");
+	expect_refused((const struct ent[]){{'h', "shadow", "/etc/shadow"}, {0}}, "'shadow'",
+	               "hard link to '/etc/shadow' leaves the layer");
+	expect_refused((const struct ent[]){{'h', "s", "../../etc/shadow"}, {0}}, "'s'",
+	               "leaves the layer");
+	expect_refused((const struct ent[]){{'c', "dev/null", ""}, {0}}, "dev/null",
+	               "device nodes");
+	expect_refused((const struct ent[]){{'b', "sda", ""}, {0}}, "sda", "device nodes");
+	/* A symlink out of the layer, then a file written through it: refused, nothing outside. */
+	expect_refused((const struct ent[]){{'l', "l", outside}, {'f', "l/f", "pwned"}, {0}},
+	               "'l/f'", "symlink");
+	expect_refused((const struct ent[]){{'l', "l", "../../../../../../.."},
+	                                    {'f', "l/tmp/f", "pwned"},
+	                                    {0}},
+	               "'l/tmp/f'", "symlink");
+	snprintf(p, sizeof(p), "%s/f", outside);
+	assert_int_equal(lstat(p, &st), -1);
+
+	/* What images do: absolute symlinks kept as symlinks, hard links inside the layer. */
+	assert_int_equal(unpack_into((const struct ent[]){{'d', "etc", ""},
+	                                                  {'f', "etc/a", "a\n"},
+	                                                  {'h', "etc/b", "etc/a"},
+	                                                  {'h', "./etc/c", "./etc/a"},
+	                                                  {'l', "etc/abs", "/etc/shadow"},
+	                                                  {'f', "etc/a2", "x"},
+	                                                  {'f', "etc/a2", "replaced"},
+	                                                  {0}},
+	                             dir, sizeof(dir), &err),
+	                 0);
+	snprintf(p, sizeof(p), "%s/etc/b", dir);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_nlink, 3);
+	snprintf(p, sizeof(p), "%s/etc/abs", dir);
+	assert_int_equal(lstat(p, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	expect_text(dir, "etc/a2", "replaced");
+}
+
+/* A layer whose bytes do not hash to the diff_id its config gives: refused, nothing cached. */
+static void test_corrupted_layer(void **state)
+{
+	struct arl_image_store *s = open_store();
+	struct arl_err err = ARL_ERR_INIT;
+	char ref[1024], bad[512];
+	struct arl_image *im = NULL;
+	struct stat st;
+
+	(void)state;
+	/* The docker-archive with one byte of layer 1's busybox changed (same size). */
+	snprintf(bad, sizeof(bad), "%s/bad", tmp);
+	assert_int_equal(sh("mkdir -p %s && cd %s && tar xf %s/docker.tar && "
+	                    ". %s/image.env && f=${LAYER1_DIFF#sha256:}/layer.tar && "
+	                    "printf 'X' | dd of=$f bs=1 seek=600000 conv=notrunc 2>/dev/null && "
+	                    "tar cf ../bad.tar *",
+	                    bad, bad, img, img),
+	                 0);
+	snprintf(ref, sizeof(ref), "docker-archive:%s/bad.tar", tmp);
+	assert_int_equal(arl_image_get(s, ref, &im, &err), -1);
+	assert_null(im);
+	if (!strstr(err.msg, "corrupted") || !strstr(err.msg, "refused"))
+		fail_msg("unexpected message: %s", err.msg);
+	/* Nothing of it kept: no layer, no blob of the bad layer, no image recorded. */
+	assert_int_equal(sh("test -z \"$(ls -A %s/layers/*/)\"", store), 0);
+	assert_int_equal(
+	    sh(". %s/image.env; test ! -e %s/blobs/sha256/${LAYER1_DIFF#sha256:}", img, store), 0);
+	snprintf(ref, sizeof(ref), "%s/bad.tar", tmp);
+	arl_err_clear(&err);
+	assert_int_equal(arl_image_load(s, ref, NULL, NULL, &err), -1);
+	assert_int_equal(arl_image_check(s, "arl-test/busybox:1", &err), -1);
+	/* An OCI blob changed: its digest, not only the diff_id, says so. */
+	assert_int_equal(
+	    sh("rm -rf %s/badoci && cp -r %s/oci %s/badoci && cd %s/badoci/blobs/sha256 "
+	       "&& f=$(ls -S | head -1) && chmod u+w $f && "
+	       "printf 'X' | dd of=$f bs=1 seek=1000 conv=notrunc 2>/dev/null",
+	       tmp, img, tmp, tmp),
+	    0);
+	arl_err_clear(&err);
+	snprintf(ref, sizeof(ref), "oci:%s/badoci", tmp);
+	assert_int_equal(arl_image_get(s, ref, &im, &err), -1);
+	assert_non_null(strstr(err.msg, "corrupted"));
+	snprintf(ref, sizeof(ref), "%s/layers", store);
+	assert_int_equal(sh("test -z \"$(ls -A %s/*/)\"", ref), 0);
+	assert_int_equal(stat(ref, &st), 0);
+	arl_image_store_close(s);
+}
+
+/* Two processes get the same image at once: each layer is unpacked once between them. */
+static void test_concurrent_unpack(void **state)
+{
+	struct arl_image_store *s = open_store();
+	struct arl_err err = ARL_ERR_INIT;
+	char ref[1024];
+	int go[2], total = 0;
+	pid_t kids[2];
+
+	(void)state;
+	snprintf(ref, sizeof(ref), "%s/oci.tar", img);
+	assert_int_equal(arl_image_load(s, ref, NULL, NULL, &err), 0);
+	assert_int_equal(pipe(go), 0);
+	for (int i = 0; i < 2; i++) {
+		kids[i] = fork();
+		assert_true(kids[i] >= 0);
+		if (kids[i] == 0) {
+			struct arl_image_store *cs = NULL;
+			struct arl_image *im = NULL;
+			char c;
+
+			close(go[1]);
+			if (read(go[0], &c, 1) < 0) /* both start when the pipe closes */
+				_exit(100);
+			if (arl_image_store_open(&cs, store, (uid_t)-1, (gid_t)-1, &err) < 0 ||
+			    arl_image_get(cs, "arl-test/busybox:1", &im, &err) < 0)
+				_exit(101);
+			_exit((int)arl_image_store_unpacks(cs));
+		}
+	}
+	close(go[0]);
+	close(go[1]);
+	for (int i = 0; i < 2; i++) {
+		int st;
+		assert_int_equal(waitpid(kids[i], &st, 0), kids[i]);
+		assert_true(WIFEXITED(st));
+		assert_true(WEXITSTATUS(st) <= 2);
+		total += WEXITSTATUS(st);
+	}
+	assert_int_equal(total, 2);
+	arl_image_store_close(s);
+}
+
+/* A killed unpack leaves a temp dir (and its lock file): the next get sweeps it, never uses it. */
+static void test_killed_unpack(void **state)
+{
+	struct arl_image_store *s = open_store();
+	struct arl_err err = ARL_ERR_INIT;
+	char ref[1024], junk[1024];
+	struct arl_image *im = NULL;
+	struct stat st;
+
+	(void)state;
+	snprintf(ref, sizeof(ref), "%s/docker.tar", img);
+	assert_int_equal(arl_image_load(s, ref, NULL, NULL, &err), 0);
+	assert_int_equal(
+	    sh(". %s/image.env; d=%s/layers/%lu-%lu; h=${LAYER1_DIFF#sha256:}; "
+	       "mkdir -p $d/.tmp-$h-dead01/bin && echo half > $d/.tmp-$h-dead01/bin/busybox && "
+	       ": > $d/$h.lock",
+	       img, store, (unsigned long)geteuid(), (unsigned long)getegid()),
+	    0);
+	assert_int_equal(arl_image_get(s, "arl-test/busybox:1", &im, &err), 0);
+	check_busybox(im);
+	snprintf(junk, sizeof(junk), "%s/bin/busybox", im->layers[0]);
+	assert_int_equal(stat(junk, &st), 0);
+	assert_true(st.st_size > 100000);
+	assert_int_equal(sh("! ls -d %s/layers/*/.tmp-* 2>/dev/null", store), 0);
+	arl_image_free(im);
+	arl_image_store_close(s);
+}
+
+static void test_list_rm_prune(void **state)
+{
+	struct arl_image_store *s = open_store();
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_image_info *v = NULL;
+	struct arl_image_prune_stats ps;
+	struct arl_image *im = NULL;
+	char ref[1024];
+	size_t n = 0;
+
+	(void)state;
+	snprintf(ref, sizeof(ref), "%s/oci", img);
+	assert_int_equal(arl_image_load(s, ref, NULL, NULL, &err), 0);
+	assert_int_equal(arl_image_get(s, "arl-test/busybox:1", &im, &err), 0);
+	assert_int_equal(arl_image_list(s, &v, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(v[0].name, "arl-test/busybox:1");
+	assert_int_equal(v[0].nlayers, 2);
+	assert_true(v[0].size > 1000000);
+	arl_image_infos_free(v, n);
+	/* Tagged: prune keeps it all. */
+	assert_int_equal(arl_image_prune(s, false, &ps, &err), 0);
+	if (ps.layers + ps.blobs + ps.images)
+		fail_msg("pruned %zu layers, %zu blobs, %zu images", ps.layers, ps.blobs,
+		         ps.images);
+	assert_int_equal(arl_image_rm(s, "arl-test/busybox:1", &err), 0);
+	assert_int_equal(arl_image_rm(s, "arl-test/busybox:1", &err), -1);
+	assert_non_null(strstr(err.msg, "no image"));
+	arl_err_clear(&err);
+	/* Untagged but in use: the image's shared locks keep its layers. */
+	assert_int_equal(arl_image_prune(s, true, &ps, &err), 0);
+	assert_int_equal(ps.images, 1);
+	assert_int_equal(ps.layers, 0);
+	assert_int_equal(arl_image_prune(s, false, &ps, &err), 0);
+	assert_int_equal(ps.blobs, 3); /* config and two layers; the manifest was never kept */
+	assert_int_equal(ps.layers, 0);
+	assert_int_equal(access(im->layers[1], F_OK), 0);
+	arl_image_free(im);
+	assert_int_equal(arl_image_prune(s, true, &ps, &err), 0);
+	assert_int_equal(ps.layers, 2);
+	assert_int_equal(arl_image_prune(s, false, &ps, &err), 0);
+	assert_int_equal(ps.layers, 2);
+	assert_int_equal(
+	    sh("test -z \"$(find %s/layers/*/ %s/blobs/sha256 -mindepth 1)\"", store, store), 0);
+	assert_int_equal(arl_image_list(s, &v, &n, &err), 0);
+	assert_int_equal(n, 0);
+	arl_image_infos_free(v, n);
+	arl_image_store_close(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_reference_forms),   cmocka_unit_test(test_ref_syntax),
+	    cmocka_unit_test(test_hostile_layers),    cmocka_unit_test(test_corrupted_layer),
+	    cmocka_unit_test(test_concurrent_unpack), cmocka_unit_test(test_killed_unpack),
+	    cmocka_unit_test(test_list_rm_prune),
+	};
+
+	return cmocka_run_group_tests(tests, setup_all, teardown_all);
+}
