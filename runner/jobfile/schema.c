@@ -31,8 +31,8 @@
 #define MAX_NAME_LEN      200
 #define MAX_OPEN_DATASETS 16
 
-static const char *const top_keys[] = {"version", "name",     "params", "concurrency", "budget",
-                                       "pools",   "defaults", "jobs",   NULL};
+static const char *const top_keys[] = {"version", "name",  "params",   "secrets", "concurrency",
+                                       "budget",  "pools", "defaults", "jobs",    NULL};
 static const char *const budget_keys[] = {"metric", "max", NULL};
 static const char *const job_keys[] = {"name",    "pool",      "timeout",      "prepareTimeout",
                                        "retries", "retryOn",   "backoff",      "keepAlive",

@@ -10,11 +10,15 @@
 #include "buf.h"
 #include "jobfile/expand.h"
 #include "jobfile/template.h"
+#include "run/secrets.h"
 #include "store/store_artifacts.h"
 #include "util.h"
 #include "banned.h"
 
-/* Renders {{ run.* }} and {{ attempt }} in a copy of @s; validation already vetted them. */
+/*
+ * Renders {{ run.* }} and {{ attempt }} in a copy of @s; validation already vetted them. @t
+ * NULL: a plain copy (a job without run-time templates may hold a literal "{{").
+ */
 static char *render_rt(const char *s, const struct arl_tmpl_ctx *t)
 {
 	struct arl_err err = ARL_ERR_INIT;
@@ -22,7 +26,7 @@ static char *render_rt(const char *s, const struct arl_tmpl_ctx *t)
 
 	if (!s)
 		return NULL;
-	if (!arl_tmpl_has(s) || arl_tmpl_render(s, t, &out, NULL, &err) < 0)
+	if (!t || !arl_tmpl_has(s) || arl_tmpl_render(s, t, &out, NULL, &err) < 0)
 		return arl_xstrdup(s);
 	return out;
 }
@@ -160,6 +164,8 @@ static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sa
 		const struct arl_step *s = &steps->v[i];
 		struct arl_step_result *r = add_result(a, s, callback);
 		struct arl_step rendered;
+		bool copy = render || (s->type == ARL_STEP_COMMAND && env->file &&
+		                       env->file->nsecrets && env->secrets);
 		struct arl_exec_ctx ctx = {.deadline_ms = deadline};
 		struct arl_err err = ARL_ERR_INIT;
 		enum arl_class cls = ARL_CLASS_NONE;
@@ -171,15 +177,21 @@ static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sa
 			ctx.deadline_ms = now + s->timeout_ms;
 			ctx.step_limited = true;
 		}
-		if (render)
-			render_step(s, t, &rendered);
-		if (arl_backend_exec(env->ops, env->backend, sb, render ? &rendered : s, &ctx, r,
+		if (copy) {
+			render_step(s, render ? t : NULL, &rendered);
+			if (s->type == ARL_STEP_COMMAND)
+				arl_secrets_apply(env->secrets, env->file, &rendered);
+		}
+		if (arl_backend_exec(env->ops, env->backend, sb, copy ? &rendered : s, &ctx, r,
 		                     &cls, &err) < 0) {
 			if (!*error)
 				*error = arl_xasprintf("step '%s': %s", s->name, err.msg);
 		}
-		if (render)
+		if (copy)
 			arl_step_release(&rendered);
+		/* Before metrics read it: a metric holds what the stored output holds. */
+		arl_secrets_mask_output(env->secrets, &r->out);
+		arl_secrets_mask_output(env->secrets, &r->err);
 		/*
 		 * A step that ran to its end reports its metrics even when it exited non-zero:
 		 * a benchmark's test step fails exactly when it prints {"resolved": false}.
@@ -495,4 +507,6 @@ static void attempt_run(const struct arl_attempt_env *env, const struct arl_job 
 	arl_backend_release(env->ops, env->backend, sb, job->keep_alive);
 out:
 	out->finished_ms = arl_wall_ms();
+	/* A backend's message may quote what a step printed. */
+	arl_secrets_mask_attempt(env->secrets, out);
 }

@@ -9,14 +9,17 @@
 #include "jobfile/job.h"
 #include "result.h"
 
+struct arl_secrets;
+
 struct arl_attempt_env {
 	const struct arl_backend_ops *ops;
 	void *backend;
 	const struct arl_pool *pool;
 	const struct arl_jobfile
 	    *file; /* to materialize lazy (foreach) jobs; may be NULL otherwise */
-	const char *run_id, *run_name; /* for {{ run.id }} and {{ run.name }} */
-	const char *artifacts_dir;     /* where kept files are stored (store_artifacts.h) */
+	const char *run_id, *run_name;     /* for {{ run.id }} and {{ run.name }} */
+	const char *artifacts_dir;         /* where kept files are stored (store_artifacts.h) */
+	const struct arl_secrets *secrets; /* the run's: given to steps, masked in results */
 };
 
 /* The most an attempt waits for its artifacts to be collected. */

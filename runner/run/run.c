@@ -29,6 +29,7 @@
 #include "run/progress.h"
 #include "run/runlock.h"
 #include "run/scheduler.h"
+#include "run/secrets.h"
 #include "store/store.h"
 #include "store/store_artifacts.h"
 #include "util.h"
@@ -52,6 +53,7 @@ struct run {
 	char run_id_str[24];
 	char *run_name;
 	struct arl_sched_job *jobs; /* the jobs to run (skipped ones are not scheduled) */
+	struct arl_secrets secrets; /* the files' secrets: given to steps, masked in results */
 	int64_t *job_ids;           /* jobs.id of each of r.jobs */
 	size_t njobs, done;         /* njobs: all jobs of the run, skipped included */
 	size_t succeeded, failed, cancelled, skipped, by_class[5];
@@ -552,6 +554,12 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	hashes = arl_xcalloc(r.njobs ? r.njobs : 1, sizeof(*hashes));
 	skipped_from = arl_xcalloc(r.njobs ? r.njobs : 1, sizeof(*skipped_from));
 	all_ids = arl_xcalloc(r.njobs ? r.njobs : 1, sizeof(*all_ids));
+	/* Before anything is recorded: a run that cannot give its steps their secrets is none. */
+	if (arl_secrets_load(&r.secrets, files, nfiles, &err) < 0) {
+		arl_log_err(NULL, &err);
+		code = ARL_EXIT_USAGE;
+		goto out;
+	}
 	/* The lock comes first: a second cron run must not even touch the database. */
 	switch (arl_runlock_take(db, r.run_name, (enum arl_overlap)o->overlap, &lock, &err)) {
 	case 1:
@@ -637,7 +645,8 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 			    .file = files[i],
 			    .run_id = r.run_id_str,
 			    .run_name = r.run_name,
-			    .artifacts_dir = r.artifacts_dir};
+			    .artifacts_dir = r.artifacts_dir,
+			    .secrets = &r.secrets};
 		}
 	}
 	if (o->concurrency)
@@ -785,5 +794,6 @@ out:
 	free(r.job_ids);
 	free(r.run_name);
 	free(r.artifacts_dir);
+	arl_secrets_release(&r.secrets);
 	return code;
 }
