@@ -808,7 +808,7 @@ static int record_image(struct arl_image_store *s, struct source *src, const cha
                         size_t nlayers, char **tags, size_t ntags, char id_out[72],
                         struct arl_err *err)
 {
-	char got[72], *p = NULL;
+	char got[72], *p = NULL, *lname = NULL;
 	cJSON *cfg = NULL, *diffs, *rec = NULL, *arr, *idx = NULL;
 	int ret = -1, lock = -1;
 	uint64_t total = 0;
@@ -830,7 +830,7 @@ static int record_image(struct arl_image_store *s, struct source *src, const cha
 	arr = cJSON_AddArrayToObject(rec, "layers");
 	for (size_t i = 0; i < nlayers; i++) {
 		const cJSON *d = cJSON_GetArrayItem(diffs, (int)i);
-		struct arl_unpack_opts o = {.layer = layer_names[i]};
+		struct arl_unpack_opts o = {0};
 		uint64_t tar_bytes = 0;
 		cJSON *l;
 		int fd;
@@ -847,18 +847,21 @@ static int record_image(struct arl_image_store *s, struct source *src, const cha
 		p = arl_xasprintf("%s/blobs/sha256/%s", s->dir, got + 7);
 		o.digest = got;
 		o.diff_id = d->valuestring;
-		o.layer = got;
 		fd = open(p, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
 			arl_error_errno(err, errno, "cannot open '%s'", p);
 			goto out;
 		}
+		lname = arl_xasprintf("'%s' of %s", layer_names[i], src->what);
+		o.layer = lname;
 		if (arl_unpack_verify(fd, &o, &tar_bytes, err) < 0) {
 			close(fd);
 			unlink(p); /* nothing of a corrupted layer is kept */
 			goto out;
 		}
 		close(fd);
+		free(lname);
+		lname = NULL;
 		l = cJSON_CreateObject();
 		cJSON_AddStringToObject(l, "blob", got);
 		cJSON_AddStringToObject(l, "diff_id", d->valuestring);
@@ -884,6 +887,7 @@ out:
 	index_close(idx, lock);
 	cJSON_Delete(rec);
 	cJSON_Delete(cfg);
+	free(lname);
 	free(p);
 	return ret;
 }

@@ -16,11 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -56,7 +60,7 @@ static int setup_all(void **state)
 		fprintf(stderr, "skipped: /bin/busybox (busybox-static) is not installed\n");
 		exit(77);
 	}
-	if (!mkdtemp(tmp))
+	if (!mkdtemp(tmp) || chmod(tmp, 0711) < 0) /* the overlay test's uid goes through it */
 		return -1;
 	snprintf(img, sizeof(img), "%s/img", tmp);
 	return sh("python3 %s/tests/images/build_busybox.py %s >/dev/null", SOURCE_DIR, img);
@@ -520,13 +524,127 @@ static void test_list_rm_prune(void **state)
 	arl_image_store_close(s);
 }
 
+static int write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY);
+	ssize_t n = fd < 0 ? -1 : write(fd, s, strlen(s));
+
+	if (fd >= 0)
+		close(fd);
+	return n == (ssize_t)strlen(s) ? 0 : -1;
+}
+
+/*
+ * In a child: become @uid (when root), make a user and mount namespace as unshare -Urm does,
+ * mount the image's layers as an overlay with userxattr (as the local backend's agent does) and
+ * check the view. Returns the number of the first check that failed, 0 when all passed.
+ */
+static int overlay_view(struct arl_image *im, uid_t uid, const char *dir)
+{
+	char opts[4096], m[600], p[700], map[64];
+	struct stat st;
+	uid_t ouid;
+	gid_t ogid;
+	char *t;
+
+	if (geteuid() == 0 && (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 ||
+	                       setresuid(uid, uid, uid) < 0))
+		return 1;
+	prctl(PR_SET_DUMPABLE, 1); /* a uid change clears it: /proc/self/uid_map would be root's */
+	ouid = geteuid();
+	ogid = getegid();
+	if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
+		return 2;
+	snprintf(map, sizeof(map), "0 %lu 1", (unsigned long)ouid);
+	if (write_str("/proc/self/uid_map", map) < 0 ||
+	    write_str("/proc/self/setgroups", "deny") < 0)
+		return 3;
+	snprintf(map, sizeof(map), "0 %lu 1", (unsigned long)ogid);
+	if (write_str("/proc/self/gid_map", map) < 0)
+		return 4;
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return 5;
+	snprintf(m, sizeof(m), "%s/merged", dir);
+	/* lowerdir: the top layer first, so the image's layers go in reverse. */
+	snprintf(opts, sizeof(opts), "lowerdir=%s:%s,upperdir=%s/upper,workdir=%s/work,userxattr",
+	         im->layers[1], im->layers[0], dir, dir);
+	if (mount("overlay", m, "overlay", 0, opts) < 0)
+		return 6;
+	t = file_text(m, "etc/os-release");
+	if (!t || strcmp(t, "ID=arl-test\nLAYER=layer2\n"))
+		return 7;
+	free(t);
+	snprintf(p, sizeof(p), "%s/data/old.txt", m); /* the whiteout hides it */
+	if (lstat(p, &st) == 0 || errno != ENOENT)
+		return 8;
+	snprintf(p, sizeof(p), "%s/data/keep.txt", m);
+	if (stat(p, &st) < 0)
+		return 9;
+	snprintf(p, sizeof(p), "%s/opt/app/a.txt", m); /* the opaque dir hides layer 1's */
+	if (lstat(p, &st) == 0)
+		return 10;
+	snprintf(p, sizeof(p), "%s/opt/app/c.txt", m);
+	if (stat(p, &st) < 0)
+		return 11;
+	snprintf(p, sizeof(p), "%s/etc/passwd", m); /* a lower file copied up and written */
+	if (write_str(p, "changed\n") < 0)
+		return 12;
+	snprintf(p, sizeof(p), "%s/bin/sh", m);
+	if (stat(p, &st) < 0 || !(st.st_mode & S_IXUSR)) /* an absolute symlink, inside */
+		return 13;
+	return 0;
+}
+
+/* The layers as the local backend mounts them: an overlay in the sandbox's user namespace. */
+static void test_overlay_mount(void **state)
+{
+	struct arl_image_store *s = NULL;
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_image *im = NULL;
+	uid_t uid = geteuid() == 0 ? 65534 : geteuid();
+	gid_t gid = geteuid() == 0 ? 65534 : getegid();
+	char ref[1024], dir[512], *t;
+	int st;
+	pid_t pid;
+
+	(void)state;
+	snprintf(store, sizeof(store), "%s/store%d", tmp, nstore++);
+	if (arl_image_store_open(&s, store, uid, gid, &err) < 0)
+		fail_msg("%s", err.msg);
+	snprintf(ref, sizeof(ref), "oci-archive:%s/oci.tar", img);
+	if (arl_image_get(s, ref, &im, &err) < 0)
+		fail_msg("%s", err.msg);
+	snprintf(dir, sizeof(dir), "%s/ovl", tmp);
+	assert_int_equal(sh("mkdir -p %s/upper %s/work %s/merged && chown -R %lu:%lu %s", dir, dir,
+	                    dir, (unsigned long)uid, (unsigned long)gid, dir),
+	                 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(overlay_view(im, uid, dir));
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st) >= 2 && WEXITSTATUS(st) <= 6) {
+		/* No unprivileged user namespaces or overlay here: nothing to check. */
+		print_message("overlay not mountable here (step %d): skipped\n", WEXITSTATUS(st));
+	} else {
+		assert_int_equal(WEXITSTATUS(st), 0);
+		/* The copy-up went to the upper layer; the cached layer is unchanged. */
+		t = file_text(im->layers[0], "etc/passwd");
+		assert_non_null(strstr(t, "app:x:1000"));
+		free(t);
+	}
+	arl_image_free(im);
+	arl_image_store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_reference_forms),   cmocka_unit_test(test_ref_syntax),
 	    cmocka_unit_test(test_hostile_layers),    cmocka_unit_test(test_corrupted_layer),
 	    cmocka_unit_test(test_concurrent_unpack), cmocka_unit_test(test_killed_unpack),
-	    cmocka_unit_test(test_list_rm_prune),
+	    cmocka_unit_test(test_list_rm_prune),     cmocka_unit_test(test_overlay_mount),
 	};
 
 	return cmocka_run_group_tests(tests, setup_all, teardown_all);
