@@ -789,7 +789,8 @@ static int usage(void)
 	      "The sandbox agent of arl-batch: started by the runner as the first process of a\n"
 	      "sandbox, it serves requests on the socket N it inherits, after mounting MOUNT PLAN\n"
 	      "(--overlay TARGET LOWERS UPPER WORK, --mask PATH, --tmpfs PATH, --detach PATH,\n"
-	      "--no-userns DIR).\n",
+	      "--no-userns DIR, --layers TARGET BASE N UPPER WORK, --pivot NEWROOT,\n"
+	      "--as-user UID GID).\n",
 	      stdout);
 	return 2;
 }

@@ -8,6 +8,9 @@
 
 #include <stddef.h>
 
+/* The most layers --layers stacks (overlayfs's own limit is 500). */
+#define ARL_AGENT_LAYERS_MAX 500
+
 /*
  * The plan's options, each followed by its operands (all absolute paths):
  *   --overlay TARGET LOWERS UPPER WORK  an overlay on TARGET; LOWERS is colon-separated,
@@ -17,6 +20,18 @@
  *   --detach PATH                       PATH unmounted (lazily): the layers' staging place
  *   --no-userns DIR                     no user namespace may be created any more (a procfs
  *                                       is mounted on DIR for that, then detached)
+ *   --layers TARGET BASE N UPPER WORK   an overlay on TARGET whose lowers are BASE/0 (the
+ *                                       bottom) to BASE/N-1 (the top), named relative to
+ *                                       BASE so that up to ARL_AGENT_LAYERS_MAX fit in the
+ *                                       kernel's one page of mount options (an image's root)
+ *   --pivot NEWROOT                     /proc, /dev, /tmp and /workspace moved into NEWROOT
+ *                                       (directories there, made if missing), which becomes
+ *                                       the root; the old root, staging and all, detached
+ *   --as-user UID GID                   the agent (so every step) enters a user namespace of
+ *                                       its own where UID and GID are the sandbox's 0: an
+ *                                       image's User (bwrap's own --uid would nest the
+ *                                       sandbox before the agent could mount); --no-userns
+ *                                       then leaves room for that one namespace only
  * Applied in the order given.
  */
 

@@ -14,6 +14,7 @@
 #include "jobfile/dataset.h"
 #include "jobfile/fields.h"
 #include "jobfile/resources.h"
+#include "jobfile/pool_kind.h"
 #include "jobfile/template.h"
 #include "jobfile/yaml_load.h"
 #include "result.h"
@@ -431,6 +432,32 @@ static void parse_pool_ref(struct expand *c, const struct arl_node *jn, const st
 	free(name);
 }
 
+/*
+ * A job's own image: rendered now (from its item), since the run checks every image before
+ * it starts; only a kind that can run one per sandbox takes it (pool_kind.h).
+ */
+static void parse_image(struct expand *c, const struct arl_node *v, struct arl_job *j)
+{
+	bool deferred = c->r.deferred;
+
+	c->r.deferred = false;
+	j->image = arl_field_str(&c->r, v, "image");
+	if (j->image && c->r.deferred)
+		arl_field_diag(&c->r, v,
+		               "'image' cannot use run.* or attempt: every image is checked "
+		               "before the run starts");
+	else if (j->image && !j->image[0])
+		arl_field_diag(&c->r, v, "'image' must not be empty");
+	else if (j->image && c->pool && c->pool->kind && !c->pool->kind->job_image)
+		arl_field_diag(&c->r, v,
+		               "job '%s' names its own image, which %s pool '%s' cannot run: "
+		               "%s; give each image a pool of its own",
+		               j->name ? j->name : "?", c->pool->kind->name, c->pool->name,
+		               c->pool->kind->one_image ? c->pool->kind->one_image
+		                                        : "its sandboxes all run one image");
+	c->r.deferred = deferred;
+}
+
 /* The job @jn with the item bound; false (and *out untouched) on errors. */
 static bool expand_one(struct expand *c, const struct arl_node *jn, struct arl_job *out)
 {
@@ -486,6 +513,8 @@ static bool expand_one(struct expand *c, const struct arl_node *jn, struct arl_j
 		arl_field_duration(&c->r, v, "backoff", ARL_MAX_BACKOFF_MS, true, &j.backoff_ms);
 	if ((v = field(c, jn, "keepAlive")))
 		arl_field_bool(&c->r, v, "keepAlive", &j.keep_alive);
+	if ((v = field(c, jn, "image")))
+		parse_image(c, v, &j);
 	/* env and labels merge key by key: the job's entries over the defaults'. */
 	get_strmap(c, arl_node_get(c->f->defaults, "env"), "env", true, &env);
 	get_strmap(c, arl_node_get(jn, "env"), "env", true, &env);

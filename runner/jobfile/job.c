@@ -118,6 +118,7 @@ void arl_job_release(struct arl_job *j)
 		free(j->artifacts[i].path);
 	free(j->artifacts);
 	free(j->item);
+	free(j->image);
 	memset(j, 0, sizeof(*j));
 }
 
@@ -275,5 +276,20 @@ void arl_job_spec_hash_with(const struct arl_job *j, const struct arl_pool *p, c
 		for (size_t i = 0; i < nsecrets; i++)
 			hash_str(&h, secrets[i]);
 	}
+	/* Only when set: the hashes of jobs without one stay those earlier versions recorded. */
+	if (j->image) {
+		hash_str(&h, "image");
+		hash_str(&h, j->image);
+	}
 	snprintf(out, 33, "%016llx%016llx", (unsigned long long)h.a, (unsigned long long)h.b);
+}
+
+void arl_job_spec_hash_fold(char hash[33], const char *extra)
+{
+	struct arl_spec_hasher h = {1469598103934665603ULL, 0x84222325cbf29ce4ULL};
+
+	hash_str(&h, "arl-batch spec fold");
+	hash_str(&h, hash);
+	hash_str(&h, extra);
+	snprintf(hash, 33, "%016llx%016llx", (unsigned long long)h.a, (unsigned long long)h.b);
 }

@@ -135,6 +135,12 @@ struct arl_job {
 	const struct arl_dataset *dataset; /* record @record of it is the item; else NULL */
 	uint32_t record;
 	bool keep_alive;
+	/*
+	 * The job's own image (`image:`, rendered from its item), run instead of its pool's with
+	 * the pool's replicas and resources; NULL: the pool's. Kept by lazy jobs (the run checks
+	 * every image before it starts).
+	 */
+	char *image;
 	/* Strings still hold {{ run.* }} / {{ attempt }}: render them per attempt. */
 	bool runtime_templates;
 	bool lazy;
@@ -198,5 +204,11 @@ void arl_job_spec_hash(const struct arl_job *j, const struct arl_pool *pool, cha
 /* The same for a file with 'secrets:': their names (never values) are hashed too. */
 void arl_job_spec_hash_with(const struct arl_job *j, const struct arl_pool *pool,
                             char *const *secrets, size_t nsecrets, char out[33]);
+
+/*
+ * Folds @extra into spec hash @hash (in place): what only the run knows, such as the id of
+ * the image a job runs in, so that --resume runs a job again when its image changed.
+ */
+void arl_job_spec_hash_fold(char hash[33], const char *extra);
 
 #endif

@@ -70,6 +70,10 @@ struct arl_pool_kind {
 	size_t (*isolation)(const void *config, const char **note);
 	/* Why `stallTimeout:` cannot work on this kind's pools (the loader says so), or NULL. */
 	const char *no_stall;
+	/* Whether a job may name its own image (job.h's image), run in its pool's sandboxes. */
+	bool job_image;
+	/* Optional, without job_image: why not, for the loader's message. */
+	const char *one_image;
 };
 
 /* For check callbacks: an error at @n (file:line:col), and the job file's directory. */

@@ -34,13 +34,14 @@
 static const char *const top_keys[] = {"version", "name",  "params",   "secrets", "concurrency",
                                        "budget",  "pools", "defaults", "jobs",    NULL};
 static const char *const budget_keys[] = {"metric", "max", NULL};
-static const char *const job_keys[] = {"name",    "pool",      "timeout",      "prepareTimeout",
-                                       "retries", "retryOn",   "backoff",      "keepAlive",
-                                       "env",     "labels",    "steps",        "callbacks",
-                                       "foreach", "artifacts", "stallTimeout", NULL};
+static const char *const job_keys[] = {
+    "name",    "pool",      "timeout",      "prepareTimeout", "retries", "retryOn",
+    "backoff", "keepAlive", "env",          "labels",         "steps",   "callbacks",
+    "foreach", "artifacts", "stallTimeout", "image",          NULL};
 static const char *const defaults_keys[] = {
     "pool", "timeout", "prepareTimeout", "retries",   "retryOn",   "backoff",      "keepAlive",
-    "env",  "labels",  "steps",          "callbacks", "artifacts", "stallTimeout", NULL};
+    "env",  "labels",  "steps",          "callbacks", "artifacts", "stallTimeout", "image",
+    NULL};
 static const char *const foreach_keys[] = {"file", "items", "matrix", NULL};
 
 /*

@@ -79,4 +79,6 @@ const struct arl_pool_kind arl_k8s_pool_kind = {
     /* The ARL API hands a Task's stdout and stderr over when it ends (docs/kubernetes.md). */
     .no_stall = "a step's output arrives only when the step ends, so silence cannot be told "
                 "from work; use 'timeout'",
+    /* A WarmPool's pods all run its one image; a sandbox cannot be made from another. */
+    .one_image = "a WarmPool runs one image (its create.image) in every pod it keeps warm",
 };

@@ -135,6 +135,7 @@
 #include "local/agent_client.h"
 #include "local/filepatch.h"
 #include "local/identity.h"
+#include "local/image_root.h"
 #include "local/limits.h"
 #include "local/local.h"
 #include "local/sandbox_dir.h"
@@ -328,6 +329,8 @@ static void local_close(void *state)
 	free(L->agent);
 	free(L->cow_note);
 	cow_close(L);
+	arl_local_images_close(L);
+	pthread_mutex_destroy(&L->img_mu);
 	arl_cgroups_close(L->cgroups);
 	arl_local_sv_release(&L->root_args);
 	arl_local_sv_release(&L->net_args);
@@ -341,6 +344,34 @@ static const char *local_note(void *state)
 	return ((struct local *)state)->cow_note;
 }
 
+/*
+ * The pools' images, resolved (unpacked on first use) now, so that a missing one or a User
+ * that cannot be honoured fails the run before any job; a job's own image is resolved when
+ * its sandbox is made (the run checked it exists). An image needs the overlay mounts.
+ */
+static int open_images(struct local *L, const struct arl_pool *const *pools, size_t npools,
+                       struct arl_err *err)
+{
+	for (size_t i = 0; i < npools; i++) {
+		const struct arl_local_pool *lp = arl_local_pool(pools[i]);
+		const struct local_image *img;
+
+		if (!lp->image)
+			continue;
+		if (!L->cow.skel)
+			return arl_error(
+			    err, ARL_E_BACKEND,
+			    "pool '%s': its image needs overlay mounts in the sandbox, "
+			    "which are not available here (%s)",
+			    pools[i]->name, L->cow_note ? L->cow_note : "no overlay");
+		if (arl_local_image_get(L, lp->image, &img, err) < 0) {
+			arl_err_prefix(err, "pool '%s'", pools[i]->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int local_open(void **state, const struct arl_backend_opts *o,
                       const struct arl_pool *const *pools, size_t npools, struct arl_err *err)
 {
@@ -351,6 +382,7 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 
 	pthread_mutex_init(&L->mu, NULL);
 	pthread_cond_init(&L->cv, NULL);
+	pthread_mutex_init(&L->img_mu, NULL);
 	L->state_fd = -1;
 	L->run_id = o->run_id;
 	L->owner = arl_local_owner_tag();
@@ -452,6 +484,8 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 		if (!L->cow.skel && arl_local_probe_bwrap(L, bwrap_pool, !need_netns, err) < 0)
 			goto out;
 	}
+	if (open_images(L, pools, npools, err) < 0)
+		goto out;
 	if (L->nwarm) {
 		int rc = pthread_create(&L->preparer, NULL, arl_local_preparer_main, L);
 
@@ -472,6 +506,36 @@ out:
 /* --- the ops table ------------------------------------------------------------------- */
 
 static void local_release(void *state, struct arl_sandbox *sb, bool keep);
+
+/* The image @sb's root comes from (the job's own, else its pool's), with its uppers made. */
+static int sandbox_image(struct local *L, const struct arl_pool *pool,
+                         const struct arl_sandbox_req *req, struct arl_sandbox *sb,
+                         struct arl_err *err)
+{
+	const char *ref =
+	    req && req->job && req->job->image ? req->job->image : arl_local_pool(pool)->image;
+	int fd, r;
+
+	if (!ref)
+		return 0;
+	if (arl_local_pool(pool)->isolation != ARL_ISO_BWRAP)
+		return arl_error(err, ARL_E_INVALID,
+		                 "image '%s' needs 'isolation: bwrap' (a sandbox of its own root)",
+		                 ref);
+	if (!L->cow.skel)
+		return arl_error(err, ARL_E_BACKEND,
+		                 "image '%s' needs overlay mounts in the sandbox, which are not "
+		                 "available here (%s)",
+		                 ref, L->cow_note ? L->cow_note : "no overlay");
+	if (arl_local_image_get(L, ref, &sb->image, err) < 0)
+		return -1;
+	if ((fd = openat(L->state_fd, sb->dir.name,
+	                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return arl_error_errno(err, errno, "cannot open sandbox '%s'", sb->path);
+	r = arl_local_image_uppers(L, fd, err);
+	close(fd);
+	return r;
+}
 
 static int local_acquire(void *state, const struct arl_pool *pool,
                          const struct arl_sandbox_req *req, struct arl_sandbox **out,
@@ -508,6 +572,11 @@ static int local_acquire(void *state, const struct arl_pool *pool,
 	if (req && req->job && req->job->name)
 		sb->job = arl_xstrdup(req->job->name);
 	sb->bwrap_pid = sb->bwrap_pidfd = -1;
+	if (sandbox_image(L, pool, req, sb, err) < 0) {
+		arl_err_prefix(err, "pool '%s'", pool->name);
+		local_release(L, sb, false);
+		return -1;
+	}
 	if (arl_local_limits_create(L, sb, err) < 0) {
 		arl_err_prefix(err, "pool '%s'", pool->name);
 		local_release(L, sb, false);

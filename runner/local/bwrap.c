@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "local/container.h"
 #include "local/identity.h"
+#include "local/image_root.h"
 #include "local/local.h"
 #include "local/sandbox_dir.h"
 #include "spawn.h"
@@ -38,7 +39,8 @@ char *const arl_local_no_env[] = {NULL};
  * "--fd 3".
  */
 void arl_local_bwrap_argv(const struct local *L, struct strvec *v, const char *ws,
-                          const char *ws_lower, const char *agent, bool network)
+                          const char *ws_lower, const char *agent, bool network,
+                          const struct local_image *img)
 {
 	/*
 	 * uid 0 in a user namespace of its own, mapped to the uid bwrap runs as: the sandbox uid
@@ -90,7 +92,10 @@ void arl_local_bwrap_argv(const struct local *L, struct strvec *v, const char *w
 			arl_local_sv_push(v, "/usr");
 			arl_local_sv_push(v, "/usr");
 		}
-		arl_cow_root_bwrap_args(&L->cow, v, ws, ws_lower);
+		if (img)
+			arl_local_image_bwrap_args(img, v, ws, ws_lower);
+		else
+			arl_cow_root_bwrap_args(&L->cow, v, ws, ws_lower);
 		goto rest;
 	}
 	arl_local_sv_push(v, "--cap-drop");
@@ -115,14 +120,14 @@ void arl_local_bwrap_argv(const struct local *L, struct strvec *v, const char *w
 		arl_local_sv_push(v, "/etc/ssh");
 	}
 rest:
-	for (size_t i = 0; i < L->root_args.n; i += 3) {
+	for (size_t i = 0; !img && i < L->root_args.n; i += 3) {
 		/* Real directories are trees of the copy-on-write root (backend open). */
 		if (cow && !strcmp(L->root_args.v[i], "--ro-bind"))
 			continue;
 		for (size_t k = i; k < i + 3; k++)
 			arl_local_sv_push(v, L->root_args.v[k]);
 	}
-	for (size_t i = 0; network && i < L->net_args.n; i++)
+	for (size_t i = 0; network && !img && i < L->net_args.n; i++)
 		arl_local_sv_push(v, L->net_args.v[i]);
 	arl_local_sv_push(v, "--proc");
 	arl_local_sv_push(v, "/proc");
@@ -156,7 +161,9 @@ rest:
 	arl_local_sv_push(v, AGENT_INSIDE);
 	arl_local_sv_push(v, "--fd");
 	arl_local_sv_push(v, "3");
-	if (cow)
+	if (img)
+		arl_local_image_plan(img, v);
+	else if (cow)
 		arl_cow_root_plan(&L->cow, v, masked, sizeof(masked) / sizeof(masked[0]),
 		                  L->etc_ssh ? "/etc/ssh" : NULL);
 }

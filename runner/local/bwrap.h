@@ -8,6 +8,7 @@
 #include "local/strvec.h"
 
 struct local;
+struct local_image; /* @img of arl_local_bwrap_argv: the root's image (NULL: the host's) */
 
 /* bwrap's own environment: none (a step's comes in its EXEC, see container.h). */
 extern char *const arl_local_no_env[];
@@ -19,7 +20,8 @@ extern char *const arl_local_no_env[];
  * /etc... and of /workspace, whose lower is @ws_lower (NULL: empty), and the agent's plan.
  */
 void arl_local_bwrap_argv(const struct local *L, struct strvec *v, const char *ws,
-                          const char *ws_lower, const char *agent, bool network);
+                          const char *ws_lower, const char *agent, bool network,
+                          const struct local_image *img);
 
 /* Whether the 64-bit ELF program @path has a program interpreter (is dynamically linked). */
 bool arl_local_elf_dynamic(const char *path);

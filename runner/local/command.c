@@ -17,7 +17,9 @@
 #include "capture.h"
 #include "local/agent_client.h"
 #include "local/container.h"
+#include "image/image.h"
 #include "local/identity.h"
+#include "local/image_root.h"
 #include "local/limits.h"
 #include "local/local.h"
 #include "log.h"
@@ -25,20 +27,50 @@
 #include "util.h"
 #include "banned.h"
 
+/* Whether "KEY=VALUE" entry @e of an image's Env sets @key. */
+static bool env_sets(const char *e, const char *key)
+{
+	size_t n = strlen(key);
+
+	return !strncmp(e, key, n) && e[n] == '=';
+}
+
+/* Whether the image's Env (@ic; NULL: none) sets @key. */
+static bool image_sets(const struct arl_image_config *ic, const char *key)
+{
+	for (size_t i = 0; ic && i < ic->nenv; i++)
+		if (env_sets(ic->env[i], key))
+			return true;
+	return false;
+}
+
 /*
- * The program's environment: our defaults, the step's env over them, ARL_WORKSPACE last so
- * it always tells the truth. @ws is the workspace as the program sees it.
+ * The program's environment: our defaults, the image's Env (@ic; NULL: none) over them, the
+ * step's env over both, ARL_WORKSPACE last so it always tells the truth. @ws is the
+ * workspace as the program sees it.
  */
 static int build_env(struct strvec *env, const struct arl_step *step, const char *ws,
-                     struct arl_buf *msg)
+                     const struct arl_image_config *ic, struct arl_buf *msg)
 {
 	const struct arl_kv defaults[] = {
 	    {"PATH", SANDBOX_PATH}, {"HOME", (char *)ws}, {"LANG", SANDBOX_LANG}};
 
 	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
-		if (!arl_strmap_get(&step->env, defaults[i].key))
+		if (!arl_strmap_get(&step->env, defaults[i].key) &&
+		    !image_sets(ic, defaults[i].key))
 			arl_local_sv_take(env,
 			                  arl_xasprintf("%s=%s", defaults[i].key, defaults[i].val));
+	for (size_t i = 0; ic && i < ic->nenv; i++) {
+		const char *eq = strchr(ic->env[i], '=');
+		char *key;
+
+		if (!eq || eq == ic->env[i] || env_sets(ic->env[i], "ARL_WORKSPACE"))
+			continue;
+		key = arl_xstrndup(ic->env[i], (size_t)(eq - ic->env[i]));
+		if (!arl_strmap_get(&step->env, key))
+			arl_local_sv_push(env, ic->env[i]);
+		free(key);
+	}
 	for (size_t i = 0; i < step->env.n; i++) {
 		const struct arl_kv *kv = &step->env.v[i];
 
@@ -311,7 +343,11 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 		goto refused;
 	}
 	/* As root, isolation none steps reach their workspace at ROOT_MNT (see DESIGN in backend_local.c). */
-	if (build_env(&env, step, !none ? WS_INSIDE : L->drop ? ROOT_MNT : sb->path, &msg) < 0)
+	if (build_env(&env, step,
+	              !none     ? WS_INSIDE
+	              : L->drop ? ROOT_MNT
+	                        : sb->path,
+	              sb->image ? &sb->image->im->config : NULL, &msg) < 0)
 		goto refused;
 	if (!(path = arl_strmap_get(&step->env, "PATH")))
 		path = SANDBOX_PATH;
@@ -327,7 +363,11 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 			arl_local_sv_push(&argv, prog);
 		}
 	} else {
-		if (!step->work_dir)
+		if (!step->work_dir && sb->image && sb->image->im->config.workdir &&
+		    sb->image->im->config.workdir[0] == '/')
+			wd =
+			    arl_xstrdup(sb->image->im->config.workdir); /* the image's WorkingDir */
+		else if (!step->work_dir)
 			wd = arl_xstrdup(WS_INSIDE);
 		else if (step->work_dir[0] == '/')
 			wd = arl_xstrdup(step->work_dir);

@@ -90,7 +90,7 @@ int arl_local_container_start(struct local *L, struct arl_sandbox *sb, bool netw
 	/* As root the child binds both where the sandbox uid can reach them (see identity.h). */
 	arl_local_bwrap_argv(L, &argv, L->drop ? ROOT_MNT : sb->path,
 	                     arl_local_ws_lower(L, sb->pool), L->drop ? ROOT_AGENT : L->agent,
-	                     network);
+	                     network, sb->image);
 	arl_local_step_ident(L, false, &id, ws_fd, sv[1]);
 	if (L->drop) {
 		id.bind2_fd = agent_fd;

@@ -23,6 +23,8 @@
 #define SANDBOX_LANG "C.UTF-8"
 
 struct arl_agent;
+struct arl_image_store;
+struct local_image;
 
 struct warm_pool {
 	const struct arl_pool *pool; /* borrowed: the job file outlives the backend */
@@ -60,6 +62,12 @@ struct local {
 	char *cow_dir;  /* mkdtemp'd parent of cow.skel, removed at close */
 	char *cow_note; /* the fallback taken, for runs.notes; NULL: none */
 
+	/* Images sandboxes run from (image_root.h): resolved on first use, kept until close. */
+	pthread_mutex_t img_mu; /* guards these three only; never held with mu */
+	struct arl_image_store *image_store;
+	struct local_image **images;
+	size_t nimages, capimages;
+
 	pthread_mutex_t mu; /* lock order: mu only, never nested; guards everything below */
 	pthread_cond_t cv;  /* the preparer waits here for work or stopping */
 	struct warm_pool *warm;
@@ -83,7 +91,8 @@ struct arl_sandbox {
 	struct arl_agent *agent; /* bwrap pools: the container's agent (local/container.h) */
 	pid_t bwrap_pid;         /* > 0 while the container runs */
 	int bwrap_pidfd;
-	struct arl_cgroup *cgroup; /* the pool's resources (local/cgroup.h); NULL: none */
+	struct arl_cgroup *cgroup;       /* the pool's resources (local/cgroup.h); NULL: none */
+	const struct local_image *image; /* the root's image (the run's, shared); NULL: host's */
 };
 
 /* Replaces @o with a copy of @s (NULL: empty). */

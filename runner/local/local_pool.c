@@ -29,6 +29,14 @@ static void check_workspace(struct arl_pool_ctx *c, const struct arl_node *v, vo
 	*ws = abs;
 }
 
+static void check_image(struct arl_pool_ctx *c, const struct arl_node *v, void *field)
+{
+	char **image = field;
+
+	if (!(*image)[0])
+		arl_pool_error(c, v, "'image' must not be empty");
+}
+
 ARL_RESOURCES_INNER_KEYS(resource_keys, struct arl_local_pool, resources);
 
 static const struct arl_pool_key local_keys[] = {
@@ -39,6 +47,10 @@ static const struct arl_pool_key local_keys[] = {
     {.name = "network",
      .type = ARL_POOL_KEY_BOOL,
      .offset = offsetof(struct arl_local_pool, network)},
+    {.name = "image",
+     .type = ARL_POOL_KEY_STRING,
+     .offset = offsetof(struct arl_local_pool, image),
+     .check = check_image},
     {.name = "workspace",
      .type = ARL_POOL_KEY_STRING,
      .offset = offsetof(struct arl_local_pool, workspace),
@@ -58,6 +70,11 @@ static void local_hash(const void *config, struct arl_spec_hasher *h)
 	arl_spec_hash_str(h, lp->workspace);
 	/* Both kinds parse resources:, and it is hashed here once (nothing when unset). */
 	arl_resources_hash(&lp->resources, h);
+	/* Only when set: the hashes of pools without one stay those earlier versions recorded. */
+	if (lp->image) {
+		arl_spec_hash_str(h, "image");
+		arl_spec_hash_str(h, lp->image);
+	}
 }
 
 static const char *const isolation_labels[] = {"bwrap", "none", NULL};
@@ -121,4 +138,5 @@ const struct arl_pool_kind arl_local_pool_kind = {
     .filepatch_refusal = arl_filepatch_local_refusal,
     .isolation_labels = isolation_labels,
     .isolation = local_isolation,
+    .job_image = true,
 };

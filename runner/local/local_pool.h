@@ -13,7 +13,8 @@ enum arl_isolation { ARL_ISO_BWRAP, ARL_ISO_NONE };
 struct arl_local_pool {
 	int isolation; /* enum arl_isolation */
 	bool network;
-	char *workspace;                     /* absolute path, or NULL */
+	char *workspace; /* absolute path, or NULL */
+	char *image; /* the sandboxes' root (image/image.h's reference forms); NULL: the host's */
 	struct arl_pool_resources resources; /* enforced with cgroups (local/cgroup.h) */
 };
 
