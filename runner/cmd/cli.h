@@ -15,6 +15,7 @@ int cmd_validate(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
 int cmd_results(int argc, char **argv);
 int cmd_show(int argc, char **argv);
+int cmd_artifacts(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
 int cmd_merge(int argc, char **argv);

@@ -9,6 +9,7 @@
 #include "err.h"
 #include "log.h"
 #include "store/store.h"
+#include "store/store_artifacts.h"
 #include "store/store_prune.h"
 #include "util.h"
 #include "banned.h"
@@ -46,7 +47,7 @@ int cmd_prune(int argc, char **argv)
 	struct arl_err err = ARL_ERR_INIT;
 	char cutoff[32] = "";
 	long long before, after;
-	int64_t runs = 0, jobs = 0;
+	int64_t runs = 0, jobs = 0, files = 0, file_bytes = 0;
 	struct arl_prune_opts po;
 	const struct arl_option opts[] = {
 	    ARL_OPT_INT(0, "keep", &keep, 0, INT32_MAX, "N",
@@ -80,10 +81,16 @@ int cmd_prune(int argc, char **argv)
 	po.dry_run = dry != 0;
 	if (arl_store_prune(s, &po, print_run, &dry, &runs, &jobs, &err) < 0)
 		goto fail;
+	/* After the commit: a file goes only once no row can name it any more. */
+	if (!dry && arl_artifacts_sweep(s, &files, &file_bytes, &err) < 0)
+		goto fail;
 	after = file_size(arl_store_path(s));
 	printf("%s %lld run%s (%lld jobs); database %lld -> %lld bytes\n",
 	       dry ? "would prune" : "pruned", (long long)runs, runs == 1 ? "" : "s",
 	       (long long)jobs, before, after);
+	if (files)
+		printf("deleted %lld stored artifact%s (%lld bytes)\n", (long long)files,
+		       files == 1 ? "" : "s", (long long)file_bytes);
 	ret = 0;
 	goto out;
 fail:

@@ -17,6 +17,7 @@
 
 #include "buf.h"
 #include "cmd/cli.h"
+#include "cmd/job_lookup.h"
 #include "cmd/options.h"
 #include "err.h"
 #include "log.h"
@@ -47,121 +48,6 @@ static void state_word(const struct ctx *c, const char *state, const char *cls)
 	printf("%s%s%s", color ? color : "", state, color ? ARL_VIEW_RESET : "");
 	if (cls && strncasecmp(state, cls, strlen(cls)) != 0)
 		printf(" (%s)", cls);
-}
-
-/* The newest run holding a job with this key, else with this name. */
-static int newest_run_with(struct ctx *c, const char *job, int64_t *run_id, bool *found)
-{
-	int rc = 0;
-
-	*found = false;
-	for (int by_name = 0; by_name < 2 && !*found; by_name++) {
-		rc = arl_job_newest_run(c->reader, job, by_name, run_id, &c->err);
-		if (rc < 0)
-			return -1;
-		*found = rc == 1;
-	}
-	return 0;
-}
-
-struct suggestion {
-	const char *job;
-	char *best;
-	unsigned best_d;
-};
-
-static int consider(void *arg, const struct arl_job_ref *ref, struct arl_err *err)
-{
-	struct suggestion *sg = arg;
-	const char *const cands[] = {ref->key, ref->name};
-
-	(void)err;
-	for (size_t i = 0; i < 2; i++) {
-		unsigned d = arl_edit_distance(sg->job, cands[i]);
-
-		if (d < sg->best_d) {
-			sg->best_d = d;
-			free(sg->best);
-			sg->best = arl_xstrdup(cands[i]);
-		}
-	}
-	return 0;
-}
-
-/* "did you mean" from the keys and names of the run: the closest within 3 edits. The error is
- * already printed, so failures here only lose the hint. */
-static void suggest(struct ctx *c, int64_t run_id, const char *job)
-{
-	struct suggestion sg = {job, NULL, 4};
-	struct arl_err ignored = ARL_ERR_INIT;
-	char *best;
-
-	(void)arl_job_refs_each(c->reader, run_id, consider, &sg, &ignored);
-	best = sg.best;
-	if (best) {
-		char *shown = arl_term_str(best); /* a newline in it is escaped too */
-
-		arl_log_info("did you mean '%s'?", shown);
-		free(shown);
-	}
-	free(best);
-}
-
-/* The jobs of a run matching JOB: the first, and up to five keys for an ambiguity. */
-struct matches {
-	const char *job;
-	struct arl_buf keys;
-	size_t n;
-	int64_t first;
-	bool exact;
-};
-
-static int match(void *arg, const struct arl_job_ref *ref, struct arl_err *err)
-{
-	struct matches *m = arg;
-
-	(void)err;
-	if (m->exact)
-		return 0;
-	if (m->n == 0)
-		m->first = ref->id;
-	if (m->n == 0 && !strcmp(ref->key, m->job)) {
-		m->n = 1;
-		m->exact = true;
-		return 0;
-	}
-	if (m->n < 5)
-		arl_buf_addf(&m->keys, "%s'%s'", m->n ? ", " : "", ref->key);
-	m->n++;
-	return 0;
-}
-
-/*
- * Finds JOB in the run: an exact key wins, then a name that only one job has. Returns 1 and
- * sets *job_id, 0 when not found or *ambiguous (message in c->err), -1 on a database error.
- */
-static int find_job(struct ctx *c, int64_t run_id, const char *job, int64_t *job_id,
-                    bool *ambiguous)
-{
-	struct matches m = {job, ARL_BUF_INIT, 0, 0, false};
-	int ret = -1;
-
-	if (arl_job_refs_matching(c->reader, run_id, job, match, &m, &c->err) < 0)
-		goto out;
-	if (m.n == 0)
-		arl_error(&c->err, ARL_E_INVALID, "no job '%s' in run %lld", job,
-		          (long long)run_id);
-	*ambiguous = m.n > 1;
-	if (m.n > 1)
-		arl_error(&c->err, ARL_E_INVALID,
-		          "job name '%s' is ambiguous in run %lld: %s%s; give the key", job,
-		          (long long)run_id, m.keys.p, m.n > 5 ? ", ..." : "");
-	if (m.n == 1)
-		*job_id = m.first;
-	ret = m.n == 1;
-out:
-	arl_buf_release(&m.keys);
-	return ret;
 }
 
 /* Step output and what came from it reach the terminal escaped (arl_term_write). */
@@ -227,6 +113,25 @@ static int print_step(void *arg, const struct arl_step_view *st, struct arl_err 
 	return 0;
 }
 
+static int print_artifact(void *arg, const struct arl_artifact_view *x, struct arl_err *err)
+{
+	size_t *n = arg;
+
+	(void)err;
+	if (!(*n)++)
+		fputs("  artifacts (arl-batch artifacts JOB -o DIR writes them out):\n", stdout);
+	fputs("    ", stdout);
+	put(x->path);
+	if (x->sha256)
+		printf("  %lld bytes  sha256 %.12s", (long long)x->size, x->sha256);
+	if (x->error) {
+		fputs("  ", stdout);
+		put(x->error);
+	}
+	fputc('\n', stdout);
+	return 0;
+}
+
 static int print_attempt(void *arg, const struct arl_attempt_view *a, struct arl_err *err)
 {
 	struct ctx *c = arg;
@@ -253,7 +158,11 @@ static int print_attempt(void *arg, const struct arl_attempt_view *a, struct arl
 		put(a->error);
 		fputc('\n', stdout);
 	}
-	return arl_attempt_steps(c->reader, a->id, print_step, c, err);
+	size_t n = 0;
+
+	if (arl_attempt_steps(c->reader, a->id, print_step, c, err) < 0)
+		return -1;
+	return arl_attempt_artifacts(c->reader, a->id, print_artifact, &n, err);
 }
 
 static int print_metric(void *arg, const struct arl_metric_view *m, struct arl_err *err)
@@ -371,8 +280,7 @@ int cmd_show(int argc, char **argv)
 {
 	struct ctx c = {.err = ARL_ERR_INIT};
 	const char *db = NULL, *run = NULL, *job;
-	int64_t run_id = 0, job_id = 0, suggest_run = 0;
-	bool found, ambiguous = false;
+	int64_t job_id = 0;
 	int rc, ret = ARL_EXIT_INCOMPLETE;
 	const struct arl_option opts[] = {
 	    ARL_OPT_DB(&db),
@@ -400,43 +308,15 @@ int cmd_show(int argc, char **argv)
 	if (arl_store_open(&c.store, arl_cli_db_path(db), ARL_STORE_NOCREATE, &c.err) < 0)
 		goto out;
 	arl_job_reader_new(c.store, &c.reader);
-	if (run) {
-		if (arl_store_run_resolve(c.store, run, &run_id, &c.err) < 0) {
-			if (c.err.code == ARL_E_INVALID)
-				ret = ARL_EXIT_FAILED;
-			goto out;
-		}
-	} else {
-		if (newest_run_with(&c, job, &run_id, &found) < 0)
-			goto out;
-		if (!found) {
-			struct arl_err ignored = ARL_ERR_INIT;
-
-			arl_error(&c.err, ARL_E_INVALID, "no job '%s' in any run in '%s'", job,
-			          arl_store_path(c.store));
-			ret = ARL_EXIT_FAILED;
-			if (arl_store_run_resolve(c.store, NULL, &run_id, &ignored) == 0)
-				suggest_run = run_id;
-			goto out;
-		}
-	}
-	rc = find_job(&c, run_id, job, &job_id, &ambiguous);
-	if (rc < 0)
+	if ((ret = arl_cli_find_job(c.store, c.reader, run, job, &job_id, &c.err)) != ARL_EXIT_OK)
 		goto out;
-	if (rc == 0) {
-		ret = ARL_EXIT_FAILED;
-		if (!ambiguous)
-			suggest_run = run_id;
-		goto out;
-	}
+	ret = ARL_EXIT_INCOMPLETE;
 	if (show_job(&c, job_id) < 0)
 		goto out;
 	ret = ARL_EXIT_OK;
 out:
-	if (ret != ARL_EXIT_OK)
+	if (ret != ARL_EXIT_OK && c.err.msg[0])
 		arl_view_error(&c.err);
-	if (suggest_run)
-		suggest(&c, suggest_run, job);
 	arl_job_reader_free(c.reader);
 	arl_store_close(c.store);
 	return ret;

@@ -256,6 +256,20 @@ void arl_events_attempt_finished(struct arl_events *e, const char *key, int64_t 
 		sandbox_event(e, "sandbox.allocated", key, job_id, a, a->started_ms);
 	for (size_t i = 0; i < a->nsteps; i++)
 		step_events(e, key, job_id, a, i);
+	/* Collected after the steps, before the release: one per file kept. */
+	for (size_t i = 0; i < a->nartifacts; i++) {
+		const struct arl_artifact *x = &a->artifacts[i];
+
+		if (!x->sha256[0])
+			continue;
+		o = begin(e, "artifact", a->finished_ms);
+		add_job(o, key, job_id);
+		cJSON_AddNumberToObject(o, "attempt", a->number);
+		cJSON_AddStringToObject(o, "path", x->path);
+		cJSON_AddNumberToObject(o, "size", (double)x->size);
+		cJSON_AddStringToObject(o, "sha256", x->sha256);
+		emit(e, o);
+	}
 	if (a->sandbox)
 		sandbox_event(e, "sandbox.released", key, job_id, a, a->finished_ms);
 	o = begin(e, "attempt.finished", a->finished_ms);

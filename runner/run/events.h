@@ -55,8 +55,8 @@ void arl_events_job_finished(struct arl_events *e, const char *key, int64_t job_
                              const struct arl_job_result *r);
 void arl_events_attempt_started(struct arl_events *e, const char *key, int64_t job_id, int number);
 /*
- * sandbox.allocated, step.started/step.finished of each step, sandbox.released, then
- * attempt.finished, with the attempt's own times.
+ * sandbox.allocated, step.started/step.finished of each step, an artifact event per file
+ * kept, sandbox.released, then attempt.finished, with the attempt's own times.
  */
 void arl_events_attempt_finished(struct arl_events *e, const char *key, int64_t job_id,
                                  const struct arl_attempt_result *a);

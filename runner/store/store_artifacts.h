@@ -29,4 +29,15 @@ int arl_blob_commit(struct arl_blob *b, char sha256[65], struct arl_err *err);
 /* Drops the file and frees @b. NULL is a no-op. */
 void arl_blob_abort(struct arl_blob *b);
 
+struct arl_store;
+
+/*
+ * Deletes the stored files of @s that no artifacts row names (prune runs it after its
+ * transaction committed), and temporary files a dead runner left. A run still going may have
+ * stored files whose rows are not committed yet: files changed since the oldest such run
+ * started are kept (storing a content already there touches its file). *files and *bytes:
+ * what was deleted.
+ */
+int arl_artifacts_sweep(struct arl_store *s, int64_t *files, int64_t *bytes, struct arl_err *err);
+
 #endif

@@ -54,6 +54,7 @@ enum query {
 	Q_METRICS,
 	Q_METRIC_NAMES,
 	Q_FAILING_STEP,
+	Q_ARTIFACTS,
 	Q__COUNT
 };
 
@@ -105,6 +106,8 @@ static const char *const query_sql[Q__COUNT] = {
 	 * The first main step that failed in the last attempt, with the end of its stderr only:
 	 * a reason per failed job must not read each job's whole output.
 	 */
+	[Q_ARTIFACTS] = "SELECT path, size, sha256, error FROM artifacts WHERE attempt_id = ?1"
+			" ORDER BY id",
 	[Q_FAILING_STEP] = "SELECT name, substr(stderr, -4096) AS err_tail" /* ARL_FAILING_TAIL */
 			   " FROM steps WHERE attempt_id ="
 			   " (SELECT id FROM attempts WHERE job_id = ?1 ORDER BY number DESC LIMIT 1)"
@@ -240,6 +243,13 @@ static const struct arl_col failing_cols[] = {
     ARL_COL(struct arl_failing_step, err_tail, ARL_COL_TEXT),
 };
 
+static const struct arl_col artifact_cols[] = {
+    ARL_COL(struct arl_artifact_view, path, ARL_COL_TEXT),
+    ARL_COL(struct arl_artifact_view, size, ARL_COL_INT64),
+    ARL_COL(struct arl_artifact_view, sha256, ARL_COL_TEXT),
+    ARL_COL(struct arl_artifact_view, error, ARL_COL_TEXT),
+};
+
 struct name_row {
 	char *name;
 };
@@ -258,6 +268,7 @@ static const struct {
     [Q_ATTEMPTS] = {COLS(attempt_cols)},         [Q_STEPS] = {COLS(step_cols)},
     [Q_LAST_STEPS] = {COLS(step_cols)},          [Q_METRICS] = {COLS(metric_cols)},
     [Q_METRIC_NAMES] = {COLS(name_cols)},        [Q_FAILING_STEP] = {COLS(failing_cols)},
+    [Q_ARTIFACTS] = {COLS(artifact_cols)},
 };
 
 struct arl_job_reader {
@@ -342,6 +353,7 @@ ARL_ROWS_CALLER(call_ref, arl_job_ref_fn, struct arl_job_ref)
 ARL_ROWS_CALLER(call_attempt, arl_attempt_fn, struct arl_attempt_view)
 ARL_ROWS_CALLER(call_step, arl_step_fn, struct arl_step_view)
 ARL_ROWS_CALLER(call_metric, arl_metric_fn, struct arl_metric_view)
+ARL_ROWS_CALLER(call_artifact, arl_artifact_fn, struct arl_artifact_view)
 
 void arl_job_view_release(struct arl_job_view *j)
 {
@@ -454,6 +466,16 @@ int arl_job_last_steps(struct arl_job_reader *r, int64_t job_id, arl_step_fn fn,
 	if (!start_id(r, Q_LAST_STEPS, job_id, err))
 		return -1;
 	return each(r, Q_LAST_STEPS, &st, call_step, &fn, arg, err);
+}
+
+int arl_attempt_artifacts(struct arl_job_reader *r, int64_t attempt_id, arl_artifact_fn fn,
+                          void *arg, struct arl_err *err)
+{
+	struct arl_artifact_view a = {0};
+
+	if (!start_id(r, Q_ARTIFACTS, attempt_id, err))
+		return -1;
+	return each(r, Q_ARTIFACTS, &a, call_artifact, &fn, arg, err);
 }
 
 int arl_job_metrics(struct arl_job_reader *r, int64_t job_id, arl_metric_fn fn, void *arg,

@@ -153,6 +153,18 @@ int arl_attempt_steps(struct arl_job_reader *r, int64_t attempt_id, arl_step_fn 
 int arl_job_last_steps(struct arl_job_reader *r, int64_t job_id, arl_step_fn fn, void *arg,
                        struct arl_err *err);
 
+/* A file an attempt kept (sha256 set), or could not keep (error set). */
+struct arl_artifact_view {
+	char *path;
+	int64_t size;
+	char *sha256, *error;
+};
+typedef int (*arl_artifact_fn)(void *arg, const struct arl_artifact_view *a, struct arl_err *err);
+
+/* The artifacts of attempt @attempt_id, in the order they were collected. */
+int arl_attempt_artifacts(struct arl_job_reader *r, int64_t attempt_id, arl_artifact_fn fn,
+                          void *arg, struct arl_err *err);
+
 /* A metric: a number or a text (@text is SQLite's rendering of either, NULL for NULL). */
 struct arl_metric_view {
 	char *name, *text;

@@ -133,5 +133,64 @@ else
 	echo "skip - bwrap cannot run here: the container path is not tested"
 fi
 
+# ---- the commands ----
+runner show none/failed --db "$DB"
+check_match "show lists an attempt's artifacts, kept or not" "$(cat "$TMP/out")" \
+	"artifacts .*
+    /workspace/out/a.json  4 bytes  sha256 ${ONE:0:12}
+.*    /workspace/big.bin  not kept: larger than its maxSize"
+
+runner artifacts none/ok --db "$DB"
+check_eq "artifacts lists path, size and stored file (or why not kept)" \
+	"$(head -2 "$TMP/out")" "/workspace/out/a.json	4	$(stored "$ONE")
+/workspace/out/b.json	4	$(stored "$(printf 'two\n' | sha256sum | cut -d' ' -f1)")"
+
+runner artifacts ok --db "$DB" --run 1 -o "$TMP/o1"
+check_eq "artifacts -o exits 0" "$RC" 0
+check_eq "artifacts -o writes the kept files at their sandbox paths under DIR" \
+	"$(cd "$TMP/o1" && find . -type f | sort | tr '\n' ' ')" \
+	"./workspace/big.bin ./workspace/out/a.json ./workspace/out/b.json ./workspace/out/link.json "
+check_eq "with their content" "$(cat "$TMP/o1/workspace/out/b.json")" "two"
+check_match "and says how many were not kept" "$(cat "$TMP/out")" \
+	"^wrote 4 files \(1034 bytes\) under .*; 4 not kept"
+
+runner artifacts none/failed --db "$DB" --attempt 2
+check_eq "a missing attempt: exit 1" "$RC" 1
+runner artifacts none/nope --db "$DB"
+check_eq "a missing job: exit 1" "$RC" 1
+
+# A crafted database: a path that would escape DIR, and a stored file changed since.
+cp "$DB" "$TMP/crafted.db"
+cp -a "$STORE" "$TMP/crafted.db.artifacts"
+sql "$TMP/crafted.db" "UPDATE artifacts SET path = '/workspace/../../../escaped'
+  WHERE path = '/workspace/out/a.json' AND attempt_id = (SELECT min(attempt_id) FROM artifacts)"
+TWO=$(printf 'two\n' | sha256sum | cut -d' ' -f1)
+chmod u+w "$TMP/crafted.db.artifacts/sha256/${TWO:0:2}/$TWO"
+echo changed >"$TMP/crafted.db.artifacts/sha256/${TWO:0:2}/$TWO"
+mkdir "$TMP/o2"
+runner artifacts none/ok --db "$TMP/crafted.db" -o "$TMP/o2/d"
+check_eq "a crafted database: exit 3" "$RC" 3
+check_match "a path escaping DIR is refused" "$(cat "$TMP/err")" \
+	"refusing '/workspace/../../../escaped': it would leave DIR"
+check_match "a stored file that lost its digest is not written" "$(cat "$TMP/err")" \
+	"'/workspace/out/b.json' not written: the stored file .* no longer has its digest"
+check_eq "nothing was written outside DIR, nor the changed file" \
+	"$(cd "$TMP/o2" && find . -type f | sort | tr '\n' ' ')" \
+	"./d/workspace/big.bin ./d/workspace/out/link.json "
+
+# prune: the runs go with their rows; a stored file goes once no row names it.
+NFILES=$(find "$STORE/sha256" -type f | wc -l)
+runner prune --db "$DB" --keep 0 --name none
+check_eq "prune exits 0" "$RC" 0
+check_eq "prune keeps the files the runs left still name" \
+	"$(find "$STORE/sha256" -type f | wc -l)" \
+	"$(sql "$DB" "SELECT count(DISTINCT sha256) FROM artifacts")"
+check_match "and says how many stored files it deleted" "$(cat "$TMP/out")" \
+	"deleted [0-9]+ stored artifacts? \([0-9]+ bytes\)"
+runner prune --db "$DB" --keep 0
+check_eq "pruning every run deletes every stored file" "$(find "$STORE" -type f | wc -l)" 0
+check_eq "the rows went with their runs" "$(sql "$DB" "SELECT count(*) FROM artifacts")" 0
+check_le "files were there to delete" 1 "$NFILES"
+
 echo "# $PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]

@@ -24,6 +24,7 @@ pools:
 jobs:
   - name: "ok-{{ item.n }}"
     foreach: {matrix: {n: [1, 2, 3]}}
+    artifacts: [{path: /workspace/x.txt}, {path: /workspace/none-such}]
     steps:
       - {name: write, type: FilePatch, path: /workspace/x.txt, content: "hi"}
       - {name: score, type: Command, command: ["sh", "-c", "echo '{\"score\": 0.{{ item.n }}}'"], metrics: json}
@@ -96,6 +97,9 @@ attempts = {(j, n): (s, c, x, sb) for j, n, s, c, x, sb in q(
     "SELECT a.job_id, a.number, a.state, a.error_class, a.exit_code, a.sandbox FROM attempts a"
     " JOIN jobs j ON j.id = a.job_id WHERE j.run_id = ?", run_id)}
 want("attempt.started per attempt", count["attempt.started"], len(attempts))
+kept = q("SELECT count(*) FROM artifacts x JOIN attempts a ON a.id = x.attempt_id"
+         " JOIN jobs j ON j.id = a.job_id WHERE j.run_id = ? AND x.sha256 IS NOT NULL", run_id)[0][0]
+want("artifact per file kept", count["artifact"], kept)
 want("attempt.finished per attempt", count["attempt.finished"], len(attempts))
 for e in ev:
     if e["event"] == "attempt.finished":
