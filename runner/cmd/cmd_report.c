@@ -6,6 +6,7 @@
  * Exit: 0 written, 1 no such run, 2 usage, 3 the database or the file could not be used.
  */
 #include <errno.h>
+#include <libgen.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "cmd/cli.h"
 #include "cmd/options.h"
 #include "err.h"
@@ -30,6 +32,49 @@ static const char about[] =
     "run's summary, pass rates overall, per pool and per label, job durations, attempts\n"
     "and retries, the slowest jobs, the failed jobs with the tail of their stderr, and the\n"
     "distributions of their metrics.\n";
+
+/* The canonical directory of @path (a file that may not exist yet), or NULL. Owned. */
+static char *dir_of(const char *path)
+{
+	char *copy = arl_xstrdup(path), *d = dirname(copy), *real = realpath(d, NULL);
+
+	free(copy);
+	return real;
+}
+
+/*
+ * DB.artifacts as a relative URL path from the report's directory (report.h), or NULL when
+ * either directory cannot be resolved. Components are compared as they are.
+ */
+static char *artifacts_href(const char *report, const char *db)
+{
+	char *from = dir_of(report), *to_dir = dir_of(db), *base = arl_xstrdup(db), *to = NULL;
+	char *out = NULL;
+	size_t common = 0, i;
+	struct arl_buf b = ARL_BUF_INIT;
+
+	if (!from || !to_dir)
+		goto out;
+	to = arl_xasprintf("%s/%s.artifacts", strcmp(to_dir, "/") ? to_dir : "", basename(base));
+	/* The longest common prefix that ends at a component boundary. */
+	for (i = 0; from[i] && from[i] == to[i]; i++)
+		if (from[i] == '/')
+			common = i;
+	if (!from[i] && to[i] == '/')
+		common = i;
+	for (const char *p = from + common; *p; p++)
+		if (*p == '/' && p[1])
+			arl_buf_addstr(&b, "../");
+	arl_buf_addstr(&b, to + common + 1);
+	out = arl_xstrdup(b.p);
+out:
+	arl_buf_release(&b);
+	free(from);
+	free(to_dir);
+	free(to);
+	free(base);
+	return out;
+}
 
 /* Writes the report to @path through a temporary file renamed into place. */
 static int write_report(struct arl_store *s, const struct arl_report_opts *ro, const char *path,
@@ -94,6 +139,7 @@ int cmd_report(int argc, char **argv)
 	const char *db = NULL, *run = NULL, *compare = NULL, *output = NULL;
 	struct arl_report_opts ro = {0};
 	struct arl_store *s = NULL;
+	char *href = NULL;
 	struct arl_err err = ARL_ERR_INIT;
 	int n, ret = ARL_EXIT_INCOMPLETE;
 	const struct arl_option opts[] = {
@@ -130,10 +176,14 @@ int cmd_report(int argc, char **argv)
 			ret = ARL_EXIT_FAILED;
 		goto out;
 	}
+	if (strcmp(output, "-"))
+		href = artifacts_href(output, arl_store_path(s));
+	ro.artifacts_href = href;
 	if (write_report(s, &ro, output, &err) < 0)
 		goto out;
 	ret = ARL_EXIT_OK;
 out:
+	free(href);
 	if (ret != ARL_EXIT_OK)
 		arl_view_error(&err);
 	arl_store_close(s);

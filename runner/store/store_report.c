@@ -386,6 +386,65 @@ int arl_store_report_failed(struct arl_store *s, int64_t run, size_t limit, size
 	return arl_rows_each(s, &q, &row, call_failed, &fn, arg, err);
 }
 
+/* ---- artifacts ---- */
+
+#define ARTIFACTS_OF_RUN                                                                           \
+	" FROM jobs j JOIN attempts t ON t.job_id = CASE j.state WHEN 'Skipped'"                   \
+	" THEN j.skipped_from ELSE j.id END JOIN artifacts x ON x.attempt_id = t.id"               \
+	" WHERE j.run_id = ?1"
+
+static const struct arl_col artifact_cols[] = {
+    ARL_COL(struct arl_report_artifact, key, ARL_COL_TEXT),
+    ARL_COL(struct arl_report_artifact, attempt, ARL_COL_INT64),
+    ARL_COL(struct arl_report_artifact, path, ARL_COL_TEXT),
+    ARL_COL(struct arl_report_artifact, size, ARL_COL_INT64),
+    ARL_COL(struct arl_report_artifact, sha256, ARL_COL_TEXT),
+    ARL_COL(struct arl_report_artifact, error, ARL_COL_TEXT),
+};
+ARL_COLS_FIT(artifact_cols);
+ARL_ROWS_CALLER(call_artifact, arl_report_artifact_fn, struct arl_report_artifact)
+
+int arl_store_report_artifacts(struct arl_store *s, int64_t run, size_t limit,
+                               arl_report_artifact_fn fn, void *arg, struct arl_err *err)
+{
+	struct arl_report_artifact row;
+	struct arl_rows_query q;
+
+	if (query_open(s, &q,
+	               "SELECT j.key AS key, t.number AS attempt, x.path AS path, x.size AS size,"
+	               " x.sha256 AS sha256, x.error AS error" ARTIFACTS_OF_RUN
+	               " ORDER BY j.id, t.number, x.id LIMIT ?2",
+	               artifact_cols, ARL_NCOLS(artifact_cols), run, err) < 0)
+		return -1;
+	sqlite3_bind_int64(q.st, 2, (int64_t)limit);
+	return arl_rows_each(s, &q, &row, call_artifact, &fn, arg, err);
+}
+
+static const struct arl_col artifact_count_cols[] = {
+    ARL_COL(struct arl_report_artifact_counts, rows, ARL_COL_INT64),
+    ARL_COL(struct arl_report_artifact_counts, kept, ARL_COL_INT64),
+    ARL_COL(struct arl_report_artifact_counts, kept_bytes, ARL_COL_INT64),
+};
+ARL_COLS_FIT(artifact_count_cols);
+
+int arl_store_report_artifact_counts(struct arl_store *s, int64_t run,
+                                     struct arl_report_artifact_counts *out, struct arl_err *err)
+{
+	struct arl_rows_query q;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (query_open(s, &q,
+	               "SELECT count(*) AS rows, count(x.sha256) AS kept,"
+	               " coalesce(sum(CASE WHEN x.sha256 IS NOT NULL THEN x.size END), 0)"
+	               " AS kept_bytes" ARTIFACTS_OF_RUN,
+	               artifact_count_cols, ARL_NCOLS(artifact_count_cols), run, err) < 0)
+		return -1;
+	rc = arl_rows_next(s, &q, out, err);
+	arl_rows_close(&q);
+	return rc < 0 ? -1 : 0;
+}
+
 /* ---- metrics ---- */
 
 #define NUMERIC(v) "typeof(" v ") IN ('integer', 'real')"

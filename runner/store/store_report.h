@@ -135,6 +135,24 @@ typedef int (*arl_report_failed_fn)(void *arg, const struct arl_report_failed_jo
 int arl_store_report_failed(struct arl_store *s, int64_t run, size_t limit, size_t tail_bytes,
                             arl_report_failed_fn fn, void *arg, struct arl_err *err);
 
+/*
+ * The artifacts of the run's jobs (a Skipped job's: those of the result it stands for), by
+ * job then attempt then collection order, at most @limit; and how many there are in all.
+ */
+struct arl_report_artifact {
+	char *key, *path, *sha256, *error; /* sha256 NULL: not kept, error says why */
+	int64_t attempt, size;
+};
+typedef int (*arl_report_artifact_fn)(void *arg, const struct arl_report_artifact *row,
+                                      struct arl_err *err);
+int arl_store_report_artifacts(struct arl_store *s, int64_t run, size_t limit,
+                               arl_report_artifact_fn fn, void *arg, struct arl_err *err);
+struct arl_report_artifact_counts {
+	int64_t rows, kept, kept_bytes;
+};
+int arl_store_report_artifact_counts(struct arl_store *s, int64_t run,
+                                     struct arl_report_artifact_counts *out, struct arl_err *err);
+
 /* The run's metrics by name; min, max and mean over the numeric values only. */
 struct arl_report_metric {
 	char *name;

@@ -49,7 +49,7 @@ struct rep {
 	size_t max_failed, max_rows;
 	struct arl_err *err;
 	/* What a section's row callbacks count as they go. */
-	size_t nfailed, nchanges;
+	size_t nfailed, nchanges, nartifacts;
 	int64_t nmetrics, nmetric_errors, metric_errors_total;
 };
 
@@ -880,6 +880,89 @@ static int section_failed(struct rep *r, const struct counts *c)
 	return 0;
 }
 
+/* @s in an href: bytes other than unreserved ones and '/' percent-encoded. */
+static void url_path(struct rep *r, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || strchr("-._~/", *p))
+			fputc(*p, r->out);
+		else
+			fprintf(r->out, "%%%02X", *p);
+	}
+}
+
+static bool is_hex64(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+			return false;
+	return n == 64;
+}
+
+static int artifact_row(void *arg, const struct arl_report_artifact *a, struct arl_err *err)
+{
+	struct rep *r = arg;
+
+	(void)err;
+	r->nartifacts++;
+	fputs("<tr>", r->out);
+	td_text(r, "key", a->key);
+	fprintf(r->out, "<td class=\"n\">%lld</td>", (long long)a->attempt);
+	td_text(r, NULL, a->path);
+	fprintf(r->out, "<td class=\"n\" data-v=\"%lld\">%lld</td>", (long long)a->size,
+	        (long long)a->size);
+	if (a->sha256 && is_hex64(a->sha256)) {
+		fputs("<td><code>", r->out);
+		if (r->o->artifacts_href) {
+			fputs("<a href=\"", r->out);
+			url_path(r, r->o->artifacts_href);
+			fprintf(r->out, "/sha256/%.2s/%s\">", a->sha256, a->sha256);
+		}
+		fprintf(r->out, "%.12s", a->sha256);
+		fputs(r->o->artifacts_href ? "</a></code></td>" : "</code></td>", r->out);
+	} else {
+		td_text(r, "bad", a->error ? a->error : "not kept");
+	}
+	fputs("</tr>\n", r->out);
+	return 0;
+}
+
+/* The files the run's jobs kept (artifacts:), linked to where they are stored. */
+static int section_artifacts(struct rep *r)
+{
+	struct arl_report_artifact_counts c;
+
+	if (arl_store_report_artifact_counts(r->s, r->run, &c, r->err) < 0)
+		return -1;
+	if (!c.rows)
+		return 0;
+	fprintf(r->out,
+	        "<section id=\"artifacts\" data-kept=\"%lld\" data-not-kept=\"%lld\">\n"
+	        "<h2>Artifacts</h2>\n<p>%lld file%s kept (%lld bytes), %lld not kept. Write a "
+	        "job's out with <code>arl-batch artifacts JOB --run %lld -o DIR</code>.</p>\n",
+	        (long long)c.kept, (long long)(c.rows - c.kept), (long long)c.kept,
+	        c.kept == 1 ? "" : "s", (long long)c.kept_bytes, (long long)(c.rows - c.kept),
+	        (long long)r->run);
+	fputs("<table class=\"sortable\" id=\"artifacts-table\"><thead><tr><th>Job</th>"
+	      "<th class=\"n\">Attempt</th><th>Path</th><th class=\"n\">Bytes</th>"
+	      "<th>sha256, or why not kept</th></tr></thead><tbody>\n",
+	      r->out);
+	r->nartifacts = 0;
+	if (arl_store_report_artifacts(r->s, r->run, r->max_failed, artifact_row, r, r->err) < 0)
+		return -1;
+	fputs("</tbody></table>\n", r->out);
+	if ((int64_t)r->nartifacts < c.rows)
+		fprintf(r->out,
+		        "<p class=\"note\" id=\"artifacts-more\">%lld more not shown; "
+		        "<code>arl-batch artifacts JOB</code> lists a job's.</p>\n",
+		        (long long)(c.rows - (int64_t)r->nartifacts));
+	fputs("</section>\n", r->out);
+	return 0;
+}
+
 /* One numeric metric: its statistics and a histogram of its values, binned in SQL. */
 static int metric_numeric(struct rep *r, const char *name, int64_t count, double lo, double hi,
                           double mean)
@@ -1169,7 +1252,7 @@ int arl_report_write(struct arl_store *s, const struct arl_report_opts *o, FILE 
 
 	if (read_counts(&r, &c) < 0 || section_header(&r, &c) < 0 || section_pass_rates(&r) < 0 ||
 	    section_durations(&r) < 0 || section_attempts(&r) < 0 || section_slowest(&r) < 0 ||
-	    section_failed(&r, &c) < 0 || section_metrics(&r) < 0 ||
+	    section_failed(&r, &c) < 0 || section_artifacts(&r) < 0 || section_metrics(&r) < 0 ||
 	    section_metric_errors(&r) < 0 || (o->compare_id && section_compare(&r) < 0))
 		return -1;
 	arl_rfc3339_now(now);

@@ -25,6 +25,11 @@ struct arl_report_opts {
 	int64_t compare_id; /* 0: no comparison; else the baseline run ("before") */
 	size_t max_failed;  /* rows of the failed-jobs table; 0: 200 */
 	size_t max_rows;    /* rows of the other job tables; 0: 25 */
+	/*
+	 * Where the stored artifacts are as seen from the report (a relative URL path to
+	 * DB.artifacts, without a trailing '/'): their digests link there. NULL: listed only.
+	 */
+	const char *artifacts_href;
 };
 
 /*

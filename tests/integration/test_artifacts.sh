@@ -178,6 +178,18 @@ check_eq "nothing was written outside DIR, nor the changed file" \
 	"$(cd "$TMP/o2" && find . -type f | sort | tr '\n' ' ')" \
 	"./d/workspace/big.bin ./d/workspace/out/link.json "
 
+# The report lists the run's artifacts and links each kept one to its stored file.
+mkdir "$TMP/rep"
+runner report --db "$DB" --run 1 -o "$TMP/rep/r.html"
+check_eq "report exits 0" "$RC" 0
+check_match "the report has an artifacts section with the counts" "$(cat "$TMP/rep/r.html")" \
+	'<section id="artifacts" data-kept="[1-9][0-9]*" data-not-kept="[1-9][0-9]*">'
+HREF=$(grep -o 'href="[^"]*/sha256/[^"]*"' "$TMP/rep/r.html" | head -1 | sed 's/^href="//; s/"$//')
+check_match "its links are relative" "$HREF" '^\.\./r\.db\.artifacts/sha256/[0-9a-f]{2}/[0-9a-f]{64}$'
+check "a link leads to the stored file" test -f "$TMP/rep/$HREF"
+check_match "a file not kept shows why" "$(cat "$TMP/rep/r.html")" \
+	'not kept: a symlink: not followed'
+
 # prune: the runs go with their rows; a stored file goes once no row names it.
 NFILES=$(find "$STORE/sha256" -type f | wc -l)
 runner prune --db "$DB" --keep 0 --name none
