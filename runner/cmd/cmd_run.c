@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "cmd/cli_images.h"
 #include "cmd/cli.h"
 #include "cmd/options.h"
 #include "cmd/params.h"
@@ -227,6 +228,7 @@ int cmd_run(int argc, char **argv)
 	char *state_dir = NULL;
 	size_t nfiles = 0, max_record = 0;
 	int ret = ARL_EXIT_USAGE, bad = 0, dry = 0, n;
+	size_t nbad;
 	char backend_argh[256];
 	const struct arl_option fixed[] = {
 	    ARL_OPT_INT('j', "concurrency", &ro.concurrency, 1, 100000, "N",
@@ -335,6 +337,12 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	arl_select_apply(files, nfiles, &sel);
+	/* The images the sandboxes run from, resolved (ids in the spec hashes) before any job. */
+	if ((nbad = arl_cli_images(files, nfiles, !dry))) {
+		arl_log_error("nothing was run: %zu image%s cannot be used", nbad,
+		              nbad == 1 ? "" : "s");
+		goto out;
+	}
 	if (dry) {
 		print_plan(files, nfiles);
 		ret = 0;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cmd/cli_images.h"
 #include "cmd/cli.h"
 #include "cmd/options.h"
 #include "cmd/params.h"
@@ -58,6 +59,13 @@ int cmd_validate(int argc, char **argv)
 
 		arl_log_end(&diags); /* a file's diagnostics, whole */
 		if (rc < 0) {
+			bad++;
+			continue;
+		}
+		/* Its local pools' images are here, or it says how to load them (cli_images.h). */
+		if (arl_cli_images(&f, 1, false)) {
+			arl_log_error("%s: an image it needs is missing", argv[i]);
+			arl_jobfile_free(f);
 			bad++;
 			continue;
 		}

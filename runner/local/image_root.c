@@ -32,6 +32,7 @@
 
 #include "image/image.h"
 #include "local/cow_root.h"
+#include "local/identity.h"
 #include "local/local.h"
 #include "util.h"
 #include "banned.h"
@@ -39,6 +40,47 @@
 #define IMAGE_STAGING COW_STAGING "/img"
 #define IMAGE_UPPER   ".image" /* in upper/ and work/: no host tree has this name */
 #define PASSWD_MAX    (4 << 20)
+
+/*
+ * As root bwrap runs as the sandbox uid and finds the layers by path: every directory above
+ * them must let that uid through. Said once per image, at its first use, rather than as
+ * bwrap's "Can't find source path" in every attempt.
+ */
+static int reachable(const struct local *L, const char *path, struct arl_err *err)
+{
+	char *p = arl_xstrdup(path);
+	struct stat st;
+	int ret = 0;
+
+	for (char *s = p + 1;; s++) {
+		char c = *s;
+
+		if (c != '/' && c)
+			continue;
+		*s = '\0';
+		if (stat(p, &st) < 0) {
+			ret = arl_error_errno(err, errno, "cannot use layer '%s'", path);
+			break;
+		}
+		if (!(st.st_mode & S_IXOTH) &&
+		    !(st.st_uid == L->sb_uid && (st.st_mode & S_IXUSR)) &&
+		    !(st.st_gid == L->sb_gid && (st.st_mode & S_IXGRP))) {
+			ret =
+			    arl_error(err, ARL_E_BACKEND,
+			              "its layers in '%s' are out of the sandbox uid %u's reach "
+			              "('%s' is mode %04o): keep the image store where every user "
+			              "may pass ($ARL_BATCH_IMAGES; the default "
+			              "/var/lib/arl-batch/images is)",
+			              path, (unsigned)L->sb_uid, p, (unsigned)(st.st_mode & 07777));
+			break;
+		}
+		*s = c;
+		if (!c)
+			break;
+	}
+	free(p);
+	return ret;
+}
 
 int arl_local_image_get(struct local *L, const char *ref, const struct local_image **out,
                         struct arl_err *err)
@@ -71,6 +113,9 @@ int arl_local_image_get(struct local *L, const char *ref, const struct local_ima
 		arl_error(err, ARL_E_INVALID, "image '%s' has no layers", ref);
 		goto out;
 	}
+	for (size_t i = 0; L->drop && i < im->nlayers; i++)
+		if (reachable(L, im->layers[i], err) < 0)
+			goto out;
 	li = arl_xcalloc(1, sizeof(*li));
 	if (arl_local_image_user(im->layers, im->nlayers, im->config.user, &li->uid, &li->gid,
 	                         err) < 0)
@@ -91,11 +136,26 @@ int arl_local_image_get(struct local *L, const char *ref, const struct local_ima
 	pthread_mutex_unlock(&L->img_mu);
 	return 0;
 out:
-	if (ret < 0)
+	if (ret < 0 && !strstr(err->msg, ref))
 		arl_err_prefix(err, "image '%s'", ref);
 	free(li);
 	arl_image_free(im);
 	return ret;
+}
+
+int arl_local_image_owner(uid_t *uid, gid_t *gid, struct arl_err *err)
+{
+	struct local L = {0};
+
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
+	if (geteuid() != 0)
+		return 0;
+	if (arl_local_sandbox_ids(&L, err) < 0)
+		return -1;
+	*uid = L.sb_uid;
+	*gid = L.sb_gid;
+	return 0;
 }
 
 void arl_local_images_close(struct local *L)

@@ -33,6 +33,12 @@ struct local_image {
 int arl_local_image_get(struct local *L, const char *ref, const struct local_image **out,
                         struct arl_err *err);
 
+/*
+ * Who the image store unpacks layers for (image.h unpacks once per owner): the sandboxes'
+ * host uid and gid, as the backend will run them (the sandbox ids as root, ours otherwise).
+ */
+int arl_local_image_owner(uid_t *uid, gid_t *gid, struct arl_err *err);
+
 /* Frees the images the run resolved, and its image store. */
 void arl_local_images_close(struct local *L);
 
