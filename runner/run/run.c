@@ -340,9 +340,13 @@ static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nf
 		     p = p->next) {
 			if (!params)
 				params = cJSON_CreateObject();
+			char *v = arl_xstrdup(p->valuestring);
+
+			/* A secret given as a parameter too is not recorded in clear either. */
+			arl_secrets_mask_str(&r->secrets, &v);
 			if (!cJSON_GetObjectItemCaseSensitive(params, p->string))
-				cJSON_AddItemToObject(params, p->string,
-				                      cJSON_CreateString(p->valuestring));
+				cJSON_AddItemToObject(params, p->string, cJSON_CreateString(v));
+			free(v);
 		}
 	}
 	if (params)

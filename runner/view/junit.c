@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "buf.h"
 #include "result.h"
 #include "store/store_jobs.h"
@@ -307,6 +309,25 @@ static void junit_property(FILE *out, const char *name, const char *value)
 	fputs("/>\n", out);
 }
 
+/* The run's parameters, "arl-batch.param.NAME" each. */
+static void junit_params(FILE *out, const char *json)
+{
+	cJSON *o = json ? cJSON_Parse(json) : NULL;
+	const cJSON *it;
+
+	cJSON_ArrayForEach(it, o)
+	{
+		char *name;
+
+		if (!cJSON_IsString(it))
+			continue;
+		name = arl_xasprintf("arl-batch.param.%s", it->string);
+		junit_property(out, name, it->valuestring);
+		free(name);
+	}
+	cJSON_Delete(o);
+}
+
 /* First pass: the counts of each file's suite (its attributes come before its cases). */
 static int count_job(void *arg, const struct arl_job_view *j, struct arl_err *err)
 {
@@ -347,6 +368,7 @@ static void suite_open(struct junit *u, const struct arl_job_view *j)
 	junit_property(out, "arl-batch.run.name", run_name);
 	junit_property(out, "arl-batch.run.status", u->run.status ? u->run.status : "");
 	junit_property(out, "arl-batch.file", j->file);
+	junit_params(out, u->run.params);
 	fputs("    </properties>\n", out);
 	free(stem);
 }

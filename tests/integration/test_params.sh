@@ -71,6 +71,8 @@ check_match "runs --format json shows the params" "$(tr -d ' \t\n' <"$TMP/out")"
 runner diff --db "$DB" 1 2
 check_match "diff of the two models matches jobs by key" "$(cat "$TMP/out")" \
 	"still passing 4, added 0, missing 0"
+runner results --db "$DB" --run 2 --format junit
+check_match "JUnit: a property per param" "$(cat "$TMP/out")" '<property name="arl-batch.param.model" value="m2"/>'
 runner report --db "$DB" --run 2 -o "$D/r.html"
 check_match "the report shows the params" "$(cat "$D/r.html")" "<span>model <b>m2</b></span>"
 

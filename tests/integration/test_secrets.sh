@@ -82,6 +82,12 @@ check_match "the events file was written" "$(wc -c <"$D/events.jsonl")" "^[1-9]"
 check_eq "the secret's value is in no table (checked in SQL too)" \
 	"$(sql "$DB" "SELECT count(*) FROM steps WHERE instr(CAST(stdout AS TEXT), '$CANARY') OR instr(CAST(stderr AS TEXT), '$CANARY')")" 0
 
+echo "# a secret's value given as a parameter too"
+sed 's/^secrets:.*/&\nparams: {model: x}/' "$TMP/s.yaml" >"$TMP/p.yaml"
+mkdir -p "$TMP/p"
+runner run --progress none --db "$TMP/p/p.db" --only prints --set model="$CANARY" "$TMP/p.yaml"
+check_eq "runs.params holds it masked" "$(sql "$TMP/p/p.db" "SELECT params FROM runs")" '{"model":"***"}'
+
 echo "# the spec hash has the name, not the value"
 H1=$(sql "$DB" "SELECT spec_hash FROM jobs WHERE key = 's/prints'")
 CANARY_KEY="another-value-$RANDOM" runner run --progress none --db "$DB" --resume "$TMP/s.yaml"
