@@ -85,23 +85,25 @@ static void print_text(const struct arl_rundiff *d, bool markdown)
 		}
 	}
 	if (d->nmetrics) {
-		printf(
-		    markdown
-		        ? "\n%smetrics\n\n| metric | mean A | mean B | delta |\n|---|---|---|---|\n"
-		        : "\n%smetrics (mean A -> mean B, delta):\n",
-		    h);
+		printf(markdown ? "\n%smetrics\n\n| metric | mean A (jobs) | mean B (jobs) | delta "
+		                  "|\n|---|---|---|---|\n"
+		                : "\n%smetrics (mean A (jobs) -> mean B (jobs), delta):\n",
+		       h);
 		for (size_t i = 0; i < d->nmetrics; i++) {
 			const struct arl_rundiff_metric *m = &d->metrics[i];
-			char sa[32] = "-", sb[32] = "-", sd[32] = "-", *name;
+			char sa[48] = "-", sb[48] = "-", sd[32] = "-", *name;
 
+			/* How many jobs each mean is over: a mean of 3 jobs is not one of 300. */
 			if (m->has_a)
-				snprintf(sa, sizeof(sa), "%.6g", m->mean_a);
+				snprintf(sa, sizeof(sa), "%.6g (%lld)", m->mean_a,
+				         (long long)m->count_a);
 			if (m->has_b)
-				snprintf(sb, sizeof(sb), "%.6g", m->mean_b);
+				snprintf(sb, sizeof(sb), "%.6g (%lld)", m->mean_b,
+				         (long long)m->count_b);
 			if (m->has_a && m->has_b)
 				snprintf(sd, sizeof(sd), "%+.6g", m->delta);
 			name = arl_term_str(m->name);
-			printf(markdown ? "| %s | %s | %s | %s |\n" : "  %-24s %12s -> %-12s %s\n",
+			printf(markdown ? "| %s | %s | %s | %s |\n" : "  %-24s %18s -> %-18s %s\n",
 			       name, sa, sb, sd);
 			free(name);
 		}

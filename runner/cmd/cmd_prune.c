@@ -23,6 +23,29 @@ static const char about[] =
     "space (VACUUM). A run still in progress is never deleted, nor one\n"
     "whose results a later --resume run stands on (its Skipped jobs point at them).\n";
 
+/* --older-than: a duration ("720h", "90m"), or whole days or weeks ("30d", "2w"). */
+static int parse_age(const struct arl_option *o, const char *arg, struct arl_err *err)
+{
+	int64_t *ms = o->value, n;
+	size_t len = strlen(arg);
+	char unit = len ? arg[len - 1] : 0;
+
+	if ((unit == 'd' || unit == 'w') && len > 1) {
+		char *num = arl_xstrndup(arg, len - 1);
+		int rc = arl_parse_i64(num, 0, unit == 'd' ? 365000 : 52143, &n);
+
+		free(num);
+		if (rc == 0) {
+			*ms = n * (unit == 'd' ? 1 : 7) * 24 * 3600 * 1000;
+			return 0;
+		}
+	} else if (arl_parse_duration(arg, ms) == 0) {
+		return 0;
+	}
+	return arl_error(err, ARL_E_USAGE,
+	                 "expected a duration (720h, 90m) or whole days or weeks (30d, 2w)");
+}
+
 static long long file_size(const char *path)
 {
 	struct stat st;
@@ -52,9 +75,8 @@ int cmd_prune(int argc, char **argv)
 	const struct arl_option opts[] = {
 	    ARL_OPT_INT(0, "keep", &keep, 0, INT32_MAX, "N",
 	                "keep the N newest runs of each run name"),
-	    ARL_OPT_DURATION(0, "older-than", &older_ms, 0, INT64_MAX, "D",
-	                     "delete runs started more than D ago (e.g. 30d is not a\n"
-	                     "duration: use 720h)"),
+	    ARL_OPT_CALLBACK(0, "older-than", &older_ms, parse_age, "D",
+	                     "delete runs started more than D ago: 720h, 30d, 2w"),
 	    ARL_OPT_STRING(0, "name", &name, "NAME", "only runs of this name"),
 	    ARL_OPT_FLAG('n', "dry-run", &dry, "list what would be deleted"),
 	    ARL_OPT_DB(&db_opt),

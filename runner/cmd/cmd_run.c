@@ -46,18 +46,31 @@ static const struct arl_opt_choice overlaps[] = {{"forbid", ARL_OVERLAP_FORBID},
                                                  {"allow", ARL_OVERLAP_ALLOW},
                                                  {NULL, 0}};
 
-static void print_plan(struct arl_jobfile *const *files, size_t nfiles)
+/*
+ * The plan. With @skip and @why (--resume, --rerun): per job whether it would run or be
+ * skipped, and why, then the counts.
+ */
+static void print_plan(struct arl_jobfile *const *files, size_t nfiles, const bool *skip,
+                       char *const *why)
 {
 	char tbuf[32];
+	size_t n = 0, nskip = 0;
 
-	printf("%-40s %-16s %-10s %-8s %-8s %s\n", "KEY", "POOL", "BACKEND", "TIMEOUT", "RETRIES",
-	       "STEPS");
+	if (skip)
+		printf("%-6s ", "PLAN");
+	printf("%-40s %-16s %-10s %-8s %-8s %s%s\n", "KEY", "POOL", "BACKEND", "TIMEOUT", "RETRIES",
+	       "STEPS", skip ? "  WHY" : "");
 	for (size_t i = 0; i < nfiles; i++) {
 		const struct arl_jobfile *f = files[i];
 
-		for (size_t k = 0; k < f->njobs; k++) {
+		for (size_t k = 0; k < f->njobs; k++, n++) {
 			const struct arl_job *j = &f->jobs[k];
 			const struct arl_pool *p = &f->pools[j->pool];
+
+			if (skip) {
+				printf("%-6s ", skip[n] ? "skip" : "run");
+				nskip += skip[n];
+			}
 
 			printf("%-40s %-16s %-10s %-8s %-8d ", j->key, p->name, p->kind->name,
 			       arl_fmt_duration(j->timeout_ms, tbuf, sizeof(tbuf)), j->retries);
@@ -69,11 +82,47 @@ static void print_plan(struct arl_jobfile *const *files, size_t nfiles)
 				shown = &full;
 			for (size_t s = 0; s < shown->steps.n; s++)
 				printf("%s%s", s ? "," : "", shown->steps.v[s].name);
+			if (skip) {
+				char *w = arl_term_str(why[n]);
+
+				printf("  %s", w);
+				free(w);
+			}
 			putchar('\n');
 			if (shown != j)
 				arl_job_release(&full);
 		}
 	}
+	if (skip)
+		printf("would run %zu job%s, skip %zu\n", n - nskip, n - nskip == 1 ? "" : "s",
+		       nskip);
+}
+
+/* --dry-run with --resume or --rerun: the plan with each job's decision, from the database. */
+static int print_decided_plan(struct arl_jobfile *const *files, size_t nfiles,
+                              const struct arl_run_opts *ro)
+{
+	size_t n = 0;
+	bool *skip;
+	char **why;
+	struct arl_err err = ARL_ERR_INIT;
+	int ret = 0;
+
+	for (size_t i = 0; i < nfiles; i++)
+		n += files[i]->njobs;
+	skip = arl_xcalloc(n ? n : 1, sizeof(*skip));
+	why = arl_xcalloc(n ? n : 1, sizeof(*why));
+	if (arl_run_decide(files, nfiles, ro, skip, why, &err) < 0) {
+		arl_log_err(NULL, &err);
+		ret = ARL_EXIT_INCOMPLETE;
+	} else {
+		print_plan(files, nfiles, skip, why);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(why[i]);
+	free(why);
+	free(skip);
+	return ret;
 }
 
 /* The options a backend owns (--kubeconfig ...), checked by it and handed to it as given. */
@@ -344,7 +393,11 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	if (dry) {
-		print_plan(files, nfiles);
+		if (ro.resume || ro.rerun) {
+			ret = print_decided_plan(files, nfiles, &ro);
+			goto out;
+		}
+		print_plan(files, nfiles, NULL, NULL);
 		ret = 0;
 		goto out;
 	}

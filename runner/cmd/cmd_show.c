@@ -27,7 +27,7 @@
 #include "util.h"
 #include "banned.h"
 
-static const char *const synopsis[] = {"show [--db PATH] [--run RUN] JOB", NULL};
+static const char *const synopsis[] = {"show [--db PATH] [--run RUN] [--tail N] JOB", NULL};
 
 static const char about[] =
     "Show a job's attempts and steps with their output. JOB is a key (FILE_STEM/JOB_NAME)\n"
@@ -37,6 +37,7 @@ struct ctx {
 	struct arl_store *store;
 	struct arl_job_reader *reader;
 	bool color;
+	int64_t tail; /* --tail: lines of each stream shown, from the end; 0: all */
 	struct arl_err err;
 };
 
@@ -65,14 +66,39 @@ static void field(const char *label, const char *value)
 	}
 }
 
-/* Output indented under its step; a last line without a newline still ends the block. */
-static void print_stream(const char *label, const char *p, bool truncated)
+/*
+ * Output indented under its step; a last line without a newline still ends the block. With
+ * @tail, only the last @tail lines, after a line saying how many are not shown.
+ */
+static void print_stream(const char *label, const char *p, bool truncated, int64_t tail)
 {
 	size_t len = p ? strlen(p) : 0;
 
 	if (!len)
 		return;
 	printf("    %s%s:\n", label, truncated ? " (truncated: head and tail kept)" : "");
+	if (tail > 0) {
+		const char *q = p + len;
+		int64_t lines = 0, hidden = 0;
+
+		/* A final newline ends the last line; it does not start another. */
+		if (q > p && q[-1] == '\n')
+			q--;
+		while (q > p && lines < tail) {
+			if (*--q == '\n' && ++lines == tail) {
+				q++;
+				break;
+			}
+		}
+		for (const char *x = p; x < q; x++)
+			hidden += *x == '\n';
+		if (hidden) {
+			printf("      [... %lld earlier line%s not shown (--tail %lld) ...]\n",
+			       (long long)hidden, hidden == 1 ? "" : "s", (long long)tail);
+			len -= (size_t)(q - p);
+			p = q;
+		}
+	}
 	while (len) {
 		const char *nl = memchr(p, '\n', len);
 		size_t n = nl ? (size_t)(nl - p) + 1 : len;
@@ -108,8 +134,8 @@ static int print_step(void *arg, const struct arl_step_view *st, struct arl_err 
 		put(st->metrics_error);
 		fputc('\n', stdout);
 	}
-	print_stream("stdout", st->out, st->out_truncated != 0);
-	print_stream("stderr", st->err, st->err_truncated != 0);
+	print_stream("stdout", st->out, st->out_truncated != 0, c->tail);
+	print_stream("stderr", st->err, st->err_truncated != 0, c->tail);
 	return 0;
 }
 
@@ -287,6 +313,8 @@ int cmd_show(int argc, char **argv)
 	    ARL_OPT_STRING(0, "run", &run, "RUN",
 	                   "a run id, 'latest', or a run name (default: the newest\n"
 	                   "run with JOB)"),
+	    ARL_OPT_INT(0, "tail", &c.tail, 1, INT64_MAX, "N",
+	                "only the last N lines of each step's stdout and stderr"),
 	    ARL_OPT_END(),
 	};
 	const struct arl_command_usage u = {

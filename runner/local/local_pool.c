@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "local/ws_hash.h"
 #include "util.h"
 #include "banned.h"
 
@@ -55,6 +56,9 @@ static const struct arl_pool_key local_keys[] = {
      .type = ARL_POOL_KEY_STRING,
      .offset = offsetof(struct arl_local_pool, workspace),
      .check = check_workspace},
+    {.name = "hashWorkspace",
+     .type = ARL_POOL_KEY_BOOL,
+     .offset = offsetof(struct arl_local_pool, hash_workspace)},
     ARL_RESOURCES_KEY(resource_keys, struct arl_local_pool, resources),
     {.name = NULL},
 };
@@ -68,6 +72,11 @@ static void local_hash(const void *config, struct arl_spec_hasher *h)
 	arl_spec_hash_i64(h, lp->isolation);
 	arl_spec_hash_i64(h, lp->network);
 	arl_spec_hash_str(h, lp->workspace);
+	/* The tree's contents, only when asked for: other pools keep their hashes. */
+	if (lp->hash_workspace) {
+		arl_spec_hash_str(h, "hashWorkspace");
+		arl_spec_hash_str(h, lp->workspace_digest);
+	}
 	/* Both kinds parse resources:, and it is hashed here once (nothing when unset). */
 	arl_resources_hash(&lp->resources, h);
 	/* Only when set: the hashes of pools without one stay those earlier versions recorded. */
@@ -129,8 +138,25 @@ out:
 	return why;
 }
 
+/* hashWorkspace: the tree is read once, when the file is loaded (validate reads it too). */
+static void local_finish(struct arl_pool_ctx *c, const struct arl_node *pool, void *config)
+{
+	struct arl_local_pool *lp = config;
+	struct arl_err err = ARL_ERR_INIT;
+
+	if (!lp->hash_workspace)
+		return;
+	if (!lp->workspace) {
+		arl_pool_error(c, pool, "'hashWorkspace: true' needs a 'workspace:' to hash");
+		return;
+	}
+	if (arl_ws_hash(lp->workspace, lp->workspace_digest, &err) < 0)
+		arl_pool_error(c, pool, "%s", err.msg);
+}
+
 const struct arl_pool_kind arl_local_pool_kind = {
     .name = "local",
+    .finish = local_finish,
     .keys = local_keys,
     .config_size = sizeof(struct arl_local_pool),
     .hash = local_hash,

@@ -15,6 +15,9 @@ struct arl_local_pool {
 	bool network;
 	char *workspace; /* absolute path, or NULL */
 	char *image; /* the sandboxes' root (image/image.h's reference forms); NULL: the host's */
+	/* hashWorkspace: the workspace tree's digest (ws_hash.h) joins the spec hash */
+	bool hash_workspace;
+	char workspace_digest[65];
 	struct arl_pool_resources resources; /* enforced with cgroups (local/cgroup.h) */
 };
 

@@ -60,6 +60,7 @@ struct run {
 	/* Of the skipped jobs, those whose standing result is not a success (they count). */
 	size_t carried_failed, carried_cancelled, carried_class[5];
 	size_t recorded, not_started; /* results committed; jobs cancelled before they started */
+	size_t spec_changed; /* --resume: succeeded before, but their spec changed: run again */
 	int store_failed;
 	bool store_full; /* the first store failure was a full disk */
 	struct arl_err store_err;
@@ -477,6 +478,50 @@ static void describe_isolation(struct arl_jobfile *const *files, size_t nfiles, 
 }
 
 /*
+ * Whether a job with standing result @p (@found: it has one) is skipped under --resume or
+ * --rerun, and why, in @why: "succeeded in run 3, spec unchanged", "spec changed since its
+ * success in run 3", "no earlier result", ... (docs/cli.md, --dry-run).
+ */
+static bool decide_one(const struct arl_run_opts *o, int found, const struct arl_store_prev *p,
+                       char *why, size_t len)
+{
+	const char *cls = found ? arl_class_name(p->cls) : NULL;
+	char res[64];
+	bool skip;
+
+	if (!found) {
+		snprintf(why, len, "no earlier result");
+		return false;
+	}
+	if (cls && p->state != ARL_STATE_SUCCEEDED)
+		snprintf(res, sizeof(res), "%s (%s)", arl_state_name(p->state), cls);
+	else
+		snprintf(res, sizeof(res), "%s", arl_state_name(p->state));
+	if (o->rerun) {
+		/* A Cancelled job ran for none of its classes: --rerun cancelled runs it. */
+		skip = p->state == ARL_STATE_SUCCEEDED ||
+		       !((o->rerun & ARL_RETRY_BIT(p->cls)) ||
+		         (p->state == ARL_STATE_CANCELLED &&
+		          (o->rerun & ARL_RETRY_BIT(ARL_CLASS_CANCELLED))));
+		snprintf(why, len, "%s in run %lld%s", res, (long long)p->run_id,
+		         p->state == ARL_STATE_SUCCEEDED ? ""
+		         : skip                          ? ", not a --rerun class"
+		                                         : ", a --rerun class");
+		return skip;
+	}
+	/* --resume trusts only an unchanged success */
+	skip = p->state == ARL_STATE_SUCCEEDED && p->same_spec;
+	if (p->state == ARL_STATE_SUCCEEDED)
+		snprintf(why, len,
+		         skip ? "succeeded in run %lld, spec unchanged"
+		              : "spec changed since its success in run %lld",
+		         (long long)p->run_id);
+	else
+		snprintf(why, len, "%s in run %lld", res, (long long)p->run_id);
+	return skip;
+}
+
+/*
  * --resume and --rerun: which jobs stand on an earlier result of this run name. Each key's
  * standing result is found over all runs of the name (arl_store_job_standing()), so neither
  * an earlier --rerun's Skipped rows nor a run killed early hide it. skipped_from[k]: 0 runs
@@ -493,7 +538,7 @@ static int decide_skips(struct run *r, struct arl_jobfile *const *files, size_t 
 	for (size_t i = 0; i < nfiles; i++) {
 		for (size_t j = 0; j < files[i]->njobs; j++, k++) {
 			struct arl_store_prev p;
-			bool skip;
+			char why[160];
 			int found = arl_store_job_standing(
 			    r->store, r->run_name, files[i]->jobs[j].key, hashes[k], &p, err);
 
@@ -502,16 +547,11 @@ static int decide_skips(struct run *r, struct arl_jobfile *const *files, size_t 
 			if (!found)
 				continue;
 			found_any++;
-			if (r->o->rerun)
-				/* A Cancelled job ran for none of its classes: --rerun cancelled runs it. */
-				skip = p.state == ARL_STATE_SUCCEEDED ||
-				       !((r->o->rerun & ARL_RETRY_BIT(p.cls)) ||
-				         (p.state == ARL_STATE_CANCELLED &&
-				          (r->o->rerun & ARL_RETRY_BIT(ARL_CLASS_CANCELLED))));
-			else /* --resume trusts only an unchanged success */
-				skip = p.state == ARL_STATE_SUCCEEDED && p.same_spec;
-			if (!skip)
+			if (!decide_one(r->o, found, &p, why, sizeof(why))) {
+				if (!r->o->rerun && p.state == ARL_STATE_SUCCEEDED)
+					r->spec_changed++;
 				continue;
+			}
 			skipped_from[k] = p.job_id;
 			r->skipped++;
 			if (p.state == ARL_STATE_FAILED)
@@ -526,6 +566,40 @@ static int decide_skips(struct run *r, struct arl_jobfile *const *files, size_t 
 		arl_log_info("no earlier result in runs named '%s': running every job",
 		             r->run_name);
 	return 0;
+}
+
+int arl_run_decide(struct arl_jobfile *const *files, size_t nfiles, const struct arl_run_opts *o,
+                   bool *skip, char **why, struct arl_err *err)
+{
+	struct arl_store *s = NULL;
+	char *name = o->run_name ? arl_xstrdup(o->run_name) : default_run_name(files, nfiles);
+	size_t k = 0;
+	int ret = -1;
+	struct stat sb;
+
+	/* No database yet: nothing stands, every job would run. */
+	if (stat(o->db_path, &sb) == 0 &&
+	    arl_store_open(&s, o->db_path, ARL_STORE_READONLY, err) < 0)
+		goto out;
+	for (size_t i = 0; i < nfiles; i++) {
+		for (size_t j = 0; j < files[i]->njobs; j++, k++) {
+			struct arl_store_prev p = {0};
+			char buf[160];
+			int found = 0;
+
+			if (s && (found = arl_store_job_standing(s, name, files[i]->jobs[j].key,
+			                                         files[i]->jobs[j].spec_hash, &p,
+			                                         err)) < 0)
+				goto out;
+			skip[k] = decide_one(o, found, &p, buf, sizeof(buf));
+			why[k] = arl_xstrdup(buf);
+		}
+	}
+	ret = 0;
+out:
+	arl_store_close(s);
+	free(name);
+	return ret;
 }
 
 int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struct arl_run_opts *o)
@@ -744,7 +818,14 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	if (outcome.abandoned)
 		_exit(code); /* a second signal: the workers are not waited for */
 	close_backends(backends);
-	if (r.carried_failed || r.carried_cancelled)
+	if (o->resume && r.spec_changed)
+		snprintf(carried, sizeof(carried),
+		         " (succeeded before, spec unchanged; %zu more succeeded before but their"
+		         " spec changed: run again)",
+		         r.spec_changed);
+	else if (o->resume && r.skipped)
+		snprintf(carried, sizeof(carried), " (succeeded before, spec unchanged)");
+	else if (r.carried_failed || r.carried_cancelled)
 		snprintf(carried, sizeof(carried),
 		         " (carried from earlier runs: %zu failed (%zu failed, %zu timeout, %zu "
 		         "infra), %zu cancelled)",

@@ -5,9 +5,11 @@
 #ifndef ARL_RUN_H
 #define ARL_RUN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h"
 #include "jobfile/job.h"
 
 struct arl_backend_setting;
@@ -38,6 +40,14 @@ struct arl_run_opts {
 	{                                                                                          \
 		0                                                                                  \
 	}
+
+/*
+ * For --dry-run with --resume or --rerun: whether each job of @files (in file order) would be
+ * skipped, and why (skip[k], why[k] owned by the caller), read from o->db_path without
+ * writing it. A database that does not exist yet: every job runs ("no earlier result").
+ */
+int arl_run_decide(struct arl_jobfile *const *files, size_t nfiles, const struct arl_run_opts *o,
+                   bool *skip, char **why, struct arl_err *err);
 
 /* Runs every job of @files (borrowed); returns the exit code (docs/cli.md). */
 int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struct arl_run_opts *o);

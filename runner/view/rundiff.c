@@ -111,9 +111,11 @@ static int on_mean(void *arg, const struct arl_diff_metric_mean *row, struct arl
 	if (ms->side) {
 		m->has_b = true;
 		m->mean_b = row->mean;
+		m->count_b = row->count;
 	} else {
 		m->has_a = true;
 		m->mean_a = row->mean;
+		m->count_a = row->count;
 	}
 	return 0;
 }
@@ -222,10 +224,14 @@ cJSON *arl_rundiff_json(const struct arl_rundiff *d)
 
 		cJSON_AddItemToArray(list, it);
 		cJSON_AddStringToObject(it, "name", m->name);
-		if (m->has_a)
+		if (m->has_a) {
 			cJSON_AddNumberToObject(it, "meanA", m->mean_a);
-		if (m->has_b)
+			cJSON_AddNumberToObject(it, "countA", (double)m->count_a);
+		}
+		if (m->has_b) {
 			cJSON_AddNumberToObject(it, "meanB", m->mean_b);
+			cJSON_AddNumberToObject(it, "countB", (double)m->count_b);
+		}
 		if (m->has_a && m->has_b)
 			cJSON_AddNumberToObject(it, "delta", m->delta);
 	}

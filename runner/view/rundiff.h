@@ -49,6 +49,7 @@ struct arl_rundiff_metric {
 	char *name;
 	bool has_a, has_b;
 	double mean_a, mean_b, delta;
+	int64_t count_a, count_b; /* jobs each mean is over (those with the metric) */
 };
 
 struct arl_rundiff_job_metric {
@@ -83,7 +84,7 @@ void arl_rundiff_release(struct arl_rundiff *d);
  * The comparison as the JSON of `diff --format json` (the caller deletes it):
  *   {"runs": [{"id", "name", "passed", "failed", "passRate"} x2],
  *    "counts": {FLIP: n, ...}, "jobs": {FLIP: [key, ...], ...} (still_passing not listed),
- *    "mcnemarP": p, "metrics": [{"name", "meanA"?, "meanB"?, "delta"?}],
+ *    "mcnemarP": p, "metrics": [{"name", "meanA"?, "countA"?, "meanB"?, "countB"?, "delta"?}],
  *    "jobMetrics": [{"key", "name", "a", "b", "delta"}] (only with per_job)}
  */
 cJSON *arl_rundiff_json(const struct arl_rundiff *d);
