@@ -26,24 +26,27 @@ static const char about[] =
 /* --older-than: a duration ("720h", "90m"), or whole days or weeks ("30d", "2w"). */
 static int parse_age(const struct arl_option *o, const char *arg, struct arl_err *err)
 {
-	int64_t *ms = o->value, n;
+	const int64_t day = (int64_t)24 * 3600 * 1000;
+	int64_t *ms = o->value, n, v = -1;
 	size_t len = strlen(arg);
 	char unit = len ? arg[len - 1] : 0;
 
 	if ((unit == 'd' || unit == 'w') && len > 1) {
 		char *num = arl_xstrndup(arg, len - 1);
-		int rc = arl_parse_i64(num, 0, unit == 'd' ? 365000 : 52143, &n);
+		int64_t per = unit == 'd' ? day : 7 * day;
 
+		if (arl_parse_i64(num, 0, ARL_OPT_DURATION_MAX / per, &n) == 0)
+			v = n * per;
 		free(num);
-		if (rc == 0) {
-			*ms = n * (unit == 'd' ? 1 : 7) * 24 * 3600 * 1000;
-			return 0;
-		}
-	} else if (arl_parse_duration(arg, ms) == 0) {
-		return 0;
+	} else if (arl_parse_duration(arg, &n) == 0 && n <= ARL_OPT_DURATION_MAX) {
+		v = n;
 	}
-	return arl_error(err, ARL_E_USAGE,
-	                 "expected a duration (720h, 90m) or whole days or weeks (30d, 2w)");
+	if (v < 0)
+		return arl_error(err, ARL_E_USAGE,
+		                 "expected a duration from 0s to 876000h (720h, 90m) or whole days"
+		                 " or weeks (30d, 2w)");
+	*ms = v;
+	return 0;
 }
 
 static long long file_size(const char *path)

@@ -68,7 +68,7 @@ usage_error "run --deadline past what a duration is read to" run \
 	"arl-batch run: invalid value '9223372036854775' for --deadline: expected a duration of at least 1ms, such as 90s, 5m or 1h30m" \
 	run --deadline 9223372036854775 three.yaml
 usage_error "prune --older-than past 100 years" prune \
-	"arl-batch prune: invalid value '100000000h' for --older-than: expected a duration from 0s to 876000h" \
+	"arl-batch prune: invalid value '100000000h' for --older-than: expected a duration from 0s to 876000h (720h, 90m) or whole days or weeks (30d, 2w)" \
 	prune --older-than 100000000h --dry-run
 usage_error "run --progress" run \
 	"arl-batch run: invalid value 'fancy' for --progress: expected auto, bar, plain or none" \
@@ -101,8 +101,8 @@ usage_error "prune --keep" prune \
 	"arl-batch prune: invalid value 'all' for --keep: expected a number from 0 to 2147483647" \
 	prune --keep all
 usage_error "prune --older-than" prune \
-	"arl-batch prune: invalid value '30d' for --older-than: expected a duration such as 90s, 5m or 1h30m" \
-	prune --older-than 30d
+	"arl-batch prune: invalid value '30x' for --older-than: expected a duration from 0s to 876000h (720h, 90m) or whole days or weeks (30d, 2w)" \
+	prune --older-than 30x
 usage_error "gc --backend" gc \
 	"arl-batch gc: invalid value 'docker' for --backend: expected local, kubernetes or all" \
 	gc --backend docker

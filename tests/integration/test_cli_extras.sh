@@ -152,10 +152,10 @@ for a in 30d 2w 720h; do
 done
 runner prune --db m.db --older-than 0d --dry-run
 check_match "[F] --older-than 0d: every finished run" "$RC|$(cat "$TMP/out")" "^0\\|.*would prune 2 runs"
-for a in 1.5d x -1d d; do
+for a in 1.5d x -1d d 36501d 100000000h; do
 	runner prune --db m.db --older-than "$a" --dry-run
 	check_match "[F] --older-than $a is refused" "$RC|$(cat "$TMP/err")" \
-		"^2\\|.*expected a duration \\(720h, 90m\\) or whole days or weeks \\(30d, 2w\\)"
+		"^2\\|.*expected a duration from 0s to 876000h \\(720h, 90m\\) or whole days or weeks \\(30d, 2w\\)"
 done
 
 echo "# G. show --tail"
