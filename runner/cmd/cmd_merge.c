@@ -155,6 +155,9 @@ int cmd_merge(int argc, char **argv)
 	       st.files_copied == 1 ? "" : "s");
 	if (st.files_missing)
 		printf(", %lld not in the input (rows kept)", (long long)st.files_missing);
+	if (st.files_mismatched)
+		printf(", %lld not matching their digest (not kept under it; rows kept)",
+		       (long long)st.files_mismatched);
 	printf("\n");
 	ret = 0;
 	goto out;

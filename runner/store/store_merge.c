@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "store/store.h"
+#include "store/store_artifacts.h"
 #include "store/store_internal.h"
 #include "util.h"
 #include "banned.h"
@@ -283,36 +284,29 @@ static bool is_digest(const char *d)
 	return n == 64;
 }
 
-static int mkdir_p(const char *dir)
-{
-	if (mkdir(dir, 0700) == 0 || errno == EEXIST)
-		return 0;
-	return -1;
-}
-
 /*
  * Copies DIGEST's content from beside input @in to beside the output, unless the output has
- * it. Content-addressed: a file already there is never overwritten, and a new one appears
- * whole (written aside, then linked into place).
+ * it, through the artifact store (store_artifacts.h): written aside, checked against its
+ * digest, renamed into place. Content that does not match the digest its row claims is not
+ * kept under that digest (the row then names a missing file, as for content the input lacks).
  */
 static int copy_content(struct merge *m, const struct input *in, const char *digest,
                         struct arl_err *err)
 {
-	const char *out = arl_store_path(m->s);
-	char *src = NULL, *d1 = NULL, *d2 = NULL, *d3 = NULL, *dst = NULL, *tmp = NULL;
-	int sfd = -1, dfd = -1, ret = -1;
+	char *dir = arl_artifacts_dir(arl_store_path(m->s)), *dst = NULL, *src = NULL;
+	char got[65];
+	struct arl_blob *b = NULL;
+	int sfd = -1, ret = -1;
 	struct stat sb;
 	char buf[65536];
 	ssize_t n;
 
 	if (!is_digest(digest)) {
 		m->st.files_missing++;
-		return 0;
+		ret = 0;
+		goto out;
 	}
-	d1 = arl_xasprintf("%s.artifacts", out);
-	d2 = arl_xasprintf("%s/sha256", d1);
-	d3 = arl_xasprintf("%s/%.2s", d2, digest);
-	dst = arl_xasprintf("%s/%s", d3, digest);
+	dst = arl_artifacts_file(dir, digest);
 	if (lstat(dst, &sb) == 0) {
 		ret = 0;
 		goto out;
@@ -324,44 +318,34 @@ static int copy_content(struct merge *m, const struct input *in, const char *dig
 		ret = 0;
 		goto out;
 	}
-	if (mkdir_p(d1) < 0 || mkdir_p(d2) < 0 || mkdir_p(d3) < 0) {
-		arl_error_errno(err, errno, "cannot create '%s'", d3);
+	if (arl_blob_begin(dir, &b, err) < 0)
 		goto out;
-	}
-	tmp = arl_xasprintf("%s/.merge-XXXXXX", d3);
-	if ((dfd = mkstemp(tmp)) < 0) {
-		arl_error_errno(err, errno, "cannot create a file in '%s'", d3);
-		free(tmp);
-		tmp = NULL;
-		goto out;
-	}
 	while ((n = read(sfd, buf, sizeof(buf))) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 || write(dfd, buf, (size_t)n) != n) {
-			arl_error_errno(err, errno, "cannot copy '%s' to '%s'", src, d3);
+		if (n < 0) {
+			arl_error_errno(err, errno, "cannot read '%s'", src);
 			goto out;
 		}
+		if (arl_blob_write(b, buf, (size_t)n, err) < 0)
+			goto out;
 	}
-	if (fsync(dfd) < 0 || (link(tmp, dst) < 0 && errno != EEXIST)) {
-		arl_error_errno(err, errno, "cannot store '%s'", dst);
+	n = arl_blob_commit(b, got, err);
+	b = NULL;
+	if (n < 0)
 		goto out;
-	}
-	m->st.files_copied++;
+	if (strcmp(got, digest) != 0)
+		m->st.files_mismatched++;
+	else
+		m->st.files_copied++;
 	ret = 0;
 out:
-	if (tmp)
-		unlink(tmp);
+	arl_blob_abort(b);
 	if (sfd >= 0)
 		close(sfd);
-	if (dfd >= 0)
-		close(dfd);
 	free(src);
-	free(d1);
-	free(d2);
-	free(d3);
 	free(dst);
-	free(tmp);
+	free(dir);
 	return ret;
 }
 

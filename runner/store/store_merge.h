@@ -33,15 +33,16 @@ struct arl_merge_opts {
 };
 
 struct arl_merge_stats {
-	int64_t runs_in;       /* input runs read */
-	int64_t runs_new;      /* output runs created */
-	int64_t jobs_in;       /* input jobs read */
-	int64_t jobs_copied;   /* of them, copied */
-	int64_t jobs_same;     /* already in the output, identical */
-	int64_t jobs_replaced; /* --prefer newest: copied over an older result of the key */
-	int64_t jobs_older;    /* --prefer newest: not copied, the output had a newer result */
-	int64_t files_copied;  /* artifact contents copied */
-	int64_t files_missing; /* artifact rows whose content the input did not have */
+	int64_t runs_in;          /* input runs read */
+	int64_t runs_new;         /* output runs created */
+	int64_t jobs_in;          /* input jobs read */
+	int64_t jobs_copied;      /* of them, copied */
+	int64_t jobs_same;        /* already in the output, identical */
+	int64_t jobs_replaced;    /* --prefer newest: copied over an older result of the key */
+	int64_t jobs_older;       /* --prefer newest: not copied, the output had a newer result */
+	int64_t files_copied;     /* artifact contents copied */
+	int64_t files_missing;    /* artifact rows whose content the input did not have */
+	int64_t files_mismatched; /* contents that did not match their row's digest: not kept */
 };
 
 /* One line per input run: where it went. All strings borrowed for the call. */

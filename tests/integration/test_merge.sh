@@ -121,16 +121,23 @@ mkdir -p "art.db.artifacts/sha256/${digest:0:2}"
 printf '%s' "$content" >"art.db.artifacts/sha256/${digest:0:2}/$digest"
 evil="../../../../../../../../../../../../../../../../../../../../etc/passwd"
 evil=${evil:0:53}xxxxxxxxxxx
+# A row whose stored file is not the content its digest names (a forged or damaged input).
+truth=$(printf 'truth' | sha256sum | cut -c1-64)
+mkdir -p "art.db.artifacts/sha256/${truth:0:2}"
+printf 'lie' >"art.db.artifacts/sha256/${truth:0:2}/$truth"
 aid=$(sql art.db "SELECT min(id) FROM attempts")
+sql art.db "INSERT INTO artifacts (attempt_id, path, size, sha256) VALUES ($aid, '/workspace/forged', 5, '$truth')"
 sql art.db "INSERT INTO artifacts (attempt_id, path, size, sha256) VALUES ($aid, '/workspace/model.patch', ${#content}, '$digest'), ($aid, '/workspace/evil', 1, '$evil'), ($aid, '/workspace/big', 99, NULL)"
 sql art.db "UPDATE artifacts SET error = 'over its size cap' WHERE sha256 IS NULL"
 runner merge -o a.db art.db
 check_match "[C] merge copies the content, counts the one it cannot" "$RC|$(cat "$TMP/out")" \
-	"^0\\|.*1 artifact file copied, 1 not in the input \\(rows kept\\)"
+	"^0\\|.*1 artifact file copied, 1 not in the input \\(rows kept\\), 1 not matching their digest"
 check_eq "[C] the rows came along" "$(sql a.db "SELECT path, size, sha256 IS NULL, error FROM artifacts ORDER BY path")" \
-	"$(printf '/workspace/big|99|1|over its size cap\n/workspace/evil|1|0|\n/workspace/model.patch|%s|0|' "${#content}")"
+	"$(printf '/workspace/big|99|1|over its size cap\n/workspace/evil|1|0|\n/workspace/forged|5|0|\n/workspace/model.patch|%s|0|' "${#content}")"
+check "[C] content not matching its digest is not stored under it" test ! -e "a.db.artifacts/sha256/${truth:0:2}/$truth"
 check_eq "[C] the content is beside the output" "$(cat "a.db.artifacts/sha256/${digest:0:2}/$digest")" "$content"
-check_eq "[C] nothing else was written there" "$(find a.db.artifacts -type f | wc -l)" 1
+check_eq "[C] nothing else under a digest named by a row" \
+	"$(find a.db.artifacts/sha256 -type f | grep -c -e "$digest" -e "$truth")" 1
 
 # ------------------------------------------------------------------------------------------
 echo "# D. schemas, read-only inputs, refusals"
