@@ -319,6 +319,19 @@ static void child(struct agent *a, int out, int err, int errfd, const char *dir,
 	if (chdir(dir) < 0)
 		goto fail;
 	stage = 1;
+	/*
+	 * Not a program: the job's artifacts, streamed on stdout by this child itself
+	 * (collect.h), as the steps see the files; the agent's own binary may not be reachable
+	 * by any path in the sandbox (an image's root). EOF on errfd says it started.
+	 */
+	if (!strcmp(argv[0], ARL_COLLECT_ARGV0)) {
+		int n = 0;
+
+		while (argv[n])
+			n++;
+		close(errfd);
+		_exit(arl_collect_main(n, argv));
+	}
 	environ = env; /* execvp searches the step's own PATH */
 	execvp(argv[0], argv);
 fail:
@@ -804,9 +817,6 @@ int main(int argc, char **argv)
 	char *end, plan_msg[ARL_PROTO_TEXT_MAX];
 	long fd;
 
-	/* A step's helper, not the sandbox's first process: the job's artifacts on stdout. */
-	if (argc > 1 && !strcmp(argv[1], "--collect"))
-		return arl_collect_main(argc, argv);
 	if (argc < 3 || strcmp(argv[1], "--fd"))
 		return usage();
 	if (arl_agent_plan_check(argv + 3, argc - 3, plan_msg, sizeof(plan_msg)) < 0) {

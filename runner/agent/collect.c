@@ -276,8 +276,6 @@ int arl_collect_main(int argc, char **argv)
 
 	if (argc < 6 || (argc - 4) % 2 || !parse_num(argv[2], &total) ||
 	    !parse_num(argv[3], &files)) {
-		fputs("usage: arl-batch-agent --collect TOTAL MAXFILES MAXSIZE PATTERN...\n",
-		      stdout);
 		return 2;
 	}
 	if ((root = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)

@@ -1,7 +1,8 @@
 /*
  * Finding and reading the files a job keeps (`artifacts:`), libc only: the sandbox agent runs
- * it inside a container (`arl-batch-agent --collect`, its stream below), and the local backend
- * in the runner for isolation: none pools, where the sandbox directory is /workspace.
+ * it inside a container (an EXEC of ARL_COLLECT_ARGV0, its stream on stdout below), and the
+ * local backend in the runner for isolation: none pools, where the sandbox directory is
+ * /workspace.
  *
  * A pattern is an absolute path whose components may hold the wildcards *, ? and [...]
  * (fnmatch, a leading '.' matched only by a '.'). It is walked one component at a time from
@@ -9,7 +10,7 @@
  * followed, so nothing outside the root fd's tree is read. Only regular files are read (opened
  * O_NONBLOCK, so a FIFO cannot hang the reader); anything else matched is reported as such.
  *
- * The stream `--collect` writes on stdout, records one after another (u32: little endian):
+ * The stream arl_collect_main() writes on stdout, records one after another (u32: little endian):
  *   'B' u32 pattern index, u64 size, u32 length, the path
  *                                                     a file found (its size then)
  *   'D' u32 length, bytes                             its content, in order (at most 64 KiB)
@@ -49,7 +50,13 @@ int arl_collect_open(int dirfd, const char *name, int64_t *size, const char **wh
 /* True, with the message in @msg, when @size is over @max (both the agent and the runner). */
 int arl_collect_too_large(int64_t size, int64_t max, char *msg, size_t len);
 
-/* `arl-batch-agent --collect TOTAL MAXFILES MAXSIZE PATTERN [MAXSIZE PATTERN ...]`. */
+/*
+ * An EXEC whose argv[0] is this runs no program: the agent's child for it calls
+ * arl_collect_main() with argv = {ARL_COLLECT_ARGV0, "--collect", TOTAL, MAXFILES, MAXSIZE,
+ * PATTERN, [MAXSIZE, PATTERN, ...]}, with the step's identity and view of the files. (A
+ * control character: no program path has it.)
+ */
+#define ARL_COLLECT_ARGV0 "\001arl-batch-collect"
 int arl_collect_main(int argc, char **argv);
 
 #endif

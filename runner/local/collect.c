@@ -1,8 +1,8 @@
 /*
  * A job's artifacts out of a local sandbox (agent/collect.h has the walk and its rules).
- * bwrap pools: the agent binary runs inside the container as a step would (`--collect`, same
- * uid, same view of the file system) and streams the files on its stdout, which is parsed
- * here as untrusted input. isolation none: the walk runs here, rooted at the sandbox
+ * bwrap pools: the agent's child for a step runs the walk instead of a program (an EXEC of
+ * ARL_COLLECT_ARGV0: same uid, same view of the file system, an image's root too) and streams
+ * the files on its stdout, which is parsed here as untrusted input. isolation none: the walk runs here, rooted at the sandbox
  * directory (only /workspace patterns), never following a symlink out of it.
  */
 #include "local/collect.h"
@@ -264,7 +264,7 @@ static int collect_bwrap(struct local *L, struct arl_sandbox *sb,
 		arl_error(err, ARL_E_BACKEND, "the sandbox's container is not running");
 		goto out;
 	}
-	argv[k++] = arl_xstrdup(AGENT_INSIDE);
+	argv[k++] = arl_xstrdup(ARL_COLLECT_ARGV0);
 	argv[k++] = arl_xstrdup("--collect");
 	argv[k++] = arl_xasprintf("%lld", (long long)ARL_ARTIFACTS_MAX_TOTAL);
 	argv[k++] = arl_xasprintf("%d", ARL_ARTIFACTS_MAX_FILES);

@@ -129,6 +129,30 @@ EOF
 /etc/hostname|$(stat -c %s /etc/hostname)|+|"
 	check_eq "bwrap: a timed-out attempt keeps its files" "$(rows box/timedout)" \
 		"/workspace/t.txt|5|+|"
+	# An image's root: the agent's binary is not reachable there; the files are the image's.
+	if [ -x /bin/busybox ]; then
+		python3 "$SOURCE_DIR/tests/images/build_busybox.py" "$TMP/img" >/dev/null
+		TAG=$(. "$TMP/img/image.env" && echo "$TAG")
+		export ARL_BATCH_IMAGES=$TMP/images
+		runner image load "$TMP/img/docker.tar"
+		cat >"$TMP/img.yaml" <<EOF
+version: 1
+pools:
+  p: {image: "$TAG"}
+jobs:
+  - name: a
+    artifacts: [{path: /workspace/x.txt}, {path: "/etc/passw?"}]
+    steps: [{type: Command, command: ["sh", "-c", "echo hi > /workspace/x.txt"]}]
+EOF
+		runner run "$TMP/img.yaml" --db "$DB"
+		check_eq "an image's root: the run exits 0" "$RC" 0
+		check_match "an image's root: files kept, /etc/passwd too" "$(rows img/a)" \
+			'^/workspace/x.txt\|3\|\+\|
+/etc/passwd\|[0-9]+\|\+\|$'
+		check "and that /etc/passwd is the image's, not the host's" test \
+			"$(sql "$DB" "SELECT sha256 FROM artifacts WHERE path = '/etc/passwd'")" != \
+			"$(sha256sum </etc/passwd | cut -d' ' -f1)"
+	fi
 else
 	echo "skip - bwrap cannot run here: the container path is not tested"
 fi
