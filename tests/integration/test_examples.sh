@@ -194,6 +194,13 @@ check_eq "swebench: item JSON and templated labels stored" \
 	   FROM jobs WHERE key = '09-swebench/swe-demo__calc-103'")" "demo__calc-103 1"
 check_eq "swebench: the workspace was copied into the sandbox (patch applied)" \
 	"$(sql "$DB" "SELECT count(*) FROM steps WHERE name = 'apply_patch' AND state = 'Succeeded'")" 5
+check_eq "swebench: each job keeps its patch and its test log as artifacts" \
+	"$(sql "$DB" "SELECT count(*) FROM artifacts x JOIN attempts a ON a.id = x.attempt_id
+	   JOIN jobs j ON j.id = a.job_id WHERE j.key LIKE '09-swebench/%' AND x.sha256 IS NOT NULL
+	   AND x.path IN ('/workspace/fix.patch', '/workspace/test.log')")" 10
+check_match "swebench: the failed job's test log says why" \
+	"$("$ARL_BATCH" artifacts 09-swebench/swe-demo__calc-105 --db "$DB" -o "$TMP/swe-out" >/dev/null &&
+	   cat "$TMP/swe-out/workspace/test.log")" "demo__calc-105: NOT resolved"
 
 echo "# invariants over all steps"
 check_eq "every main step after a failing main step is Skipped" \
