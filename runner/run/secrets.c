@@ -196,6 +196,9 @@ void arl_secrets_mask_attempt(const struct arl_secrets *s, struct arl_attempt_re
 		arl_secrets_mask_output(s, &a->steps[i].err);
 		arl_secrets_mask_str(s, &a->steps[i].metrics_error);
 	}
-	for (size_t i = 0; i < a->nartifacts; i++)
+	/* A file's name is the step's to choose: it may spell a value too. */
+	for (size_t i = 0; i < a->nartifacts; i++) {
+		arl_secrets_mask_str(s, &a->artifacts[i].path);
 		arl_secrets_mask_str(s, &a->artifacts[i].error);
+	}
 }

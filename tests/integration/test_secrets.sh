@@ -34,6 +34,10 @@ jobs:
   - name: fails
     steps:
       - {type: Command, command: [sh, -c, 'echo "cannot log in with \$CANARY_KEY" >&2; exit 3']}
+  - name: files
+    artifacts: [{path: "/workspace/out/*"}]
+    steps:
+      - {type: Command, command: [sh, -c, 'mkdir -p out && echo kept >"out/\$CANARY_KEY.txt"']}
   - name: cut
     steps:
       - {type: Command, command: [sh, -c, 'printf "%s%s" "$PAD" "\$CANARY_KEY"; head -c 2000 /dev/zero | tr "\\\\0" b']}
@@ -64,6 +68,8 @@ check_match "metrics masked, others kept" "$(cat "$TMP/out")" "metrics: +leak=\\
 check_eq "a value cut by the elision: the part before it masked too" \
 	"$(sql "$DB" "SELECT substr(s.stdout, 499, 16) FROM steps s JOIN attempts a ON a.id = s.attempt_id JOIN jobs j ON j.id = a.job_id WHERE j.key = 's/cut'")" \
 	"aa************"$'\n'"["
+check_eq "an artifact named after the value: its path masked" \
+	"$(sql "$DB" "SELECT path FROM artifacts")" "/workspace/out/***.txt"
 runner results --db "$DB" --format json
 cp "$TMP/out" "$D/results.json"
 check_match "the failure's reason is masked" "$(cat "$TMP/out")" "cannot log in with \\*\\*\\*"
