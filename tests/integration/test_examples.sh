@@ -15,6 +15,16 @@ DB=$TMP/examples.db
 mapfile -t JOBS < <(grep -L '^# Needs: one container per sandbox' "$SOURCE_DIR"/jobs/*.yaml)
 NJOBFILES=${#JOBS[@]}
 
+# 12-images runs from the busybox test image: loaded as its comment says, in a store of our
+# own (where, as root, the sandbox uid may pass).
+chmod 0755 "$TMP"
+export ARL_BATCH_IMAGES=$TMP/images
+for tag in 1 2; do
+	python3 "$SOURCE_DIR/tests/images/build_busybox.py" "$TMP/bb$tag" --tag "arl-test/busybox:$tag" >/dev/null
+	runner image load "$TMP/bb$tag/docker.tar"
+	check_eq "the busybox test image loads as arl-test/busybox:$tag" "$RC" 0
+done
+
 echo "# validate"
 runner validate "${JOBS[@]}"
 check_eq "validate jobs/*.yaml exits 0" "$RC" 0
@@ -23,7 +33,7 @@ check_eq "validate prints one line per file" "$(grep -c ': ok' "$TMP/out" || tru
 echo "# run --dry-run"
 runner run --dry-run --progress none --db "$TMP/dry.db" "${JOBS[@]}"
 check_eq "run --dry-run exits 0" "$RC" 0
-check_eq "--dry-run prints a header and one line per job (21 jobs)" "$(wc -l <"$TMP/out")" 22
+check_eq "--dry-run prints a header and one line per job (24 jobs)" "$(wc -l <"$TMP/out")" 25
 check_match "--dry-run header names the columns" "$(head -n1 "$TMP/out")" '^KEY +POOL'
 for key in 01-basic/basic 05-error-handling/flaky 06-timeout/step-timeout \
 	09-swebench/swe-demo__calc-101 09-swebench/swe-demo__calc-105; do
@@ -38,7 +48,7 @@ fi
 echo "# run jobs/*.yaml"
 runner run --progress plain --db "$DB" "${JOBS[@]}"
 check_eq "run exits 1 (some examples fail on purpose)" "$RC" 1
-check_match "progress lines go to stderr" "$(cat "$TMP/err")" '\[21/21\]'
+check_match "progress lines go to stderr" "$(cat "$TMP/err")" '\[24/24\]'
 check_eq "stdout of run is empty" "$(cat "$TMP/out")" ""
 
 # state|attempts|exit_code|error_class of one job, by key.
@@ -63,9 +73,9 @@ echo "# the run row"
 check_eq "one run row" "$(sql "$DB" 'SELECT count(*) FROM runs')" 1
 check_eq "run status failed, exit code 1, finished" \
 	"$(sql "$DB" 'SELECT status, exit_code, finished_at IS NOT NULL FROM runs')" "failed|1|1"
-check_eq "run counters: 21 total, 14 succeeded, 7 failed, 0 skipped, 0 cancelled" \
+check_eq "run counters: 24 total, 17 succeeded, 7 failed, 0 skipped, 0 cancelled" \
 	"$(sql "$DB" 'SELECT jobs_total, jobs_succeeded, jobs_failed, jobs_skipped, jobs_cancelled FROM runs')" \
-	"21|14|7|0|0"
+	"24|17|7|0|0"
 check_eq "run counters agree with the jobs table" \
 	"$(sql "$DB" "SELECT jobs_total = (SELECT count(*) FROM jobs WHERE run_id = r.id)
 	   AND jobs_succeeded = (SELECT count(*) FROM jobs WHERE run_id = r.id AND state = 'Succeeded')
@@ -90,6 +100,14 @@ for key in 01-basic/basic 02-pipeline/pipeline 03-env/env 04-workdir/workdir 07-
 	10-service/service; do
 	check_eq "$key Succeeded in 1 attempt, exit 0" "$(job $key)" "Succeeded|1|0|"
 done
+for key in 12-images/in-image 12-images/instance-one 12-images/instance-two; do
+	check_eq "$key Succeeded in 1 attempt, exit 0" "$(job $key)" "Succeeded|1|0|"
+done
+check_eq "12-images: the image's User, WorkingDir, Env and files" \
+	"$(sql "$DB" "SELECT stdout FROM steps WHERE name = 'whoami'")" "app
+/home/app
+from-image
+hello from the image"
 check_eq "01-basic: count_lines printed 3" \
 	"$(sql "$DB" "SELECT rtrim(stdout, char(10)) FROM steps WHERE name = 'count_lines'")" 3
 check_eq "01-basic: FilePatch prints 'File created: PATH'" \
@@ -226,7 +244,7 @@ check_eq "only the keepAlive sandbox (07-session) is left in the state dir" "$le
 echo "# read commands"
 runner results --db "$DB" --format json
 check_eq "results --format json exits 0" "$RC" 0
-check_eq "results json: 21 Task-shaped objects whose states match the db" \
+check_eq "results json: 24 Task-shaped objects whose states match the db" \
 	"$(python3 - "$TMP/out" <<'EOF'
 import json, sys
 a = json.load(open(sys.argv[1]))
@@ -234,7 +252,7 @@ assert isinstance(a, list), type(a)
 print(len(a), sorted({t["status"]["state"] for t in a}),
       {t["metadata"]["name"]: t["status"]["exitCode"] for t in a}["exit-42"])
 EOF
-)" "21 ['Failed', 'Succeeded'] 42"
+)" "24 ['Failed', 'Succeeded'] 42"
 runner show --db "$DB" 05-error-handling/exit-42
 check_eq "show exits 0" "$RC" 0
 check_match "show prints the step's stderr and the skipped step" "$(cat "$TMP/out")" 'something went wrong.*never_runs'

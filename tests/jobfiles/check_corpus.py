@@ -42,6 +42,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -52,6 +53,7 @@ SKIP = 77
 EXPECT_RE = re.compile(
     r"^# expect: (?:(?P<file>[^:\s]*[^\d:\s*][^:\s]*):)?"
     r"(?P<line>\d+|\*):(?P<col>\d+|\*): (?P<msg>.+?)\s*$")
+IMAGE_MARK = "# Needs: the busybox test image"
 SCHEMA_SKIP_RE = re.compile(r"^# schema: skip\b(?P<reason>.*)$")
 
 
@@ -280,13 +282,30 @@ def run_c(cases, binary, timeout, verbose):
         print("skip: %s is not an executable" % binary)
         return SKIP
     npass = nfail = 0
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Examples that run from the busybox test image validate only with it loaded.
+        if any(IMAGE_MARK.encode() in open(os.path.join(HERE, c.rel), "rb").read() for c in cases):
+            env["ARL_BATCH_IMAGES"] = os.path.join(tmp, "images")
+            for tag in ("1", "2"):
+                out = os.path.join(tmp, "bb" + tag)
+                subprocess.run([sys.executable, os.path.join(ROOT, "tests", "images",
+                                "build_busybox.py"), out, "--tag", "arl-test/busybox:" + tag],
+                               check=True, stdout=subprocess.DEVNULL)
+                subprocess.run([binary, "image", "load", os.path.join(out, "docker.tar")],
+                               env=env, check=True, stdout=subprocess.DEVNULL)
+        return run_cases(cases, binary, timeout, verbose, env)
+
+
+def run_cases(cases, binary, timeout, verbose, env):
+    npass = nfail = 0
     for c in cases:
         if c.bad_header:
             print("FAIL %s: %s" % (c.rel, c.bad_header))
             nfail += 1
             continue
         try:
-            r = subprocess.run([binary, "validate", c.rel], cwd=HERE, stdin=subprocess.DEVNULL,
+            r = subprocess.run([binary, "validate", c.rel], cwd=HERE, stdin=subprocess.DEVNULL, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
         except subprocess.TimeoutExpired:
             print("FAIL %s: still running after %ds" % (c.rel, timeout))
