@@ -1,4 +1,6 @@
 /* `arl-batch image load|list|rm|prune`: the image store local pools run from (image/image.h). */
+#include <cjson/cJSON.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +14,12 @@
 #include "util.h"
 #include "banned.h"
 
-static const char *const synopsis[] = {
-    "image load [--store DIR] [FILE|-]", "image list [--store DIR] [--quiet]",
-    "image rm [--store DIR] NAME[:TAG]|ID...", "image prune [--store DIR] [--dry-run]", NULL};
+static const char *const synopsis[] = {"image load [--store DIR] [FILE|-]",
+                                       "image list [--store DIR] [--quiet]",
+                                       "image rm [--store DIR] NAME[:TAG]|ID...",
+                                       "image prune [--store DIR] [--dry-run]",
+                                       "image inspect [--store DIR] [--owner UID[:GID]] REF",
+                                       NULL};
 
 static const char about[] =
     "The images local pools run from (a pool's `image:`), kept on this machine without a\n"
@@ -24,7 +29,10 @@ static const char about[] =
     "does:  docker save python:3.11-slim | arl-batch image load\n"
     "Layers are unpacked once, on first use, into a cache every run shares. `rm` removes a\n"
     "tag; `prune` deletes the blobs and unpacked layers no tagged image uses (layers in\n"
-    "use by a running pool are kept).\n"
+    "use by a running pool are kept). `inspect` resolves a reference (NAME[:TAG],\n"
+    "docker-archive:FILE, oci:DIR[:TAG], oci-archive:FILE[:TAG]), unpacks its missing layers\n"
+    "(owned by --owner, as root: a pool's sandbox uid, so a run finds them ready) and prints\n"
+    "its id, layer directories (bottom first) and config as JSON.\n"
     "\n"
     "The store: --store, else $ARL_BATCH_IMAGES, else /var/lib/arl-batch/images as root,\n"
     "else ${XDG_DATA_HOME:-~/.local/share}/arl-batch/images.\n";
@@ -44,6 +52,51 @@ static void human(uint64_t b, char *buf, size_t len)
 		snprintf(buf, len, "%llu B", (unsigned long long)b);
 	else
 		snprintf(buf, len, "%.1f %s", v, units[u]);
+}
+
+static int owner_opt(const struct arl_option *o, const char *arg, struct arl_err *err)
+{
+	int64_t *ids = o->value, u, g;
+	const char *colon = strchr(arg, ':');
+	char *us = colon ? arl_xstrndup(arg, (size_t)(colon - arg)) : arl_xstrdup(arg);
+	int r = arl_parse_i64(us, 0, UINT32_MAX - 1, &u);
+
+	free(us);
+	if (r < 0 || (colon && arl_parse_i64(colon + 1, 0, UINT32_MAX - 1, &g) < 0))
+		return arl_error(err, ARL_E_USAGE, "expected UID or UID:GID (numbers)");
+	ids[0] = u;
+	ids[1] = colon ? g : u;
+	return 0;
+}
+
+static int do_inspect(struct arl_image_store *s, const char *ref, struct arl_err *err)
+{
+	struct arl_image *im = NULL;
+	cJSON *j, *a;
+	char *text;
+
+	if (arl_image_get(s, ref, &im, err) < 0)
+		return -1;
+	j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "ref", im->ref);
+	cJSON_AddStringToObject(j, "id", im->id);
+	a = cJSON_AddArrayToObject(j, "layers");
+	for (size_t i = 0; i < im->nlayers; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateString(im->layers[i]));
+	a = cJSON_AddArrayToObject(j, "env");
+	for (size_t i = 0; i < im->config.nenv; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateString(im->config.env[i]));
+	if (im->config.workdir)
+		cJSON_AddStringToObject(j, "workingDir", im->config.workdir);
+	if (im->config.user)
+		cJSON_AddStringToObject(j, "user", im->config.user);
+	text = cJSON_Print(j);
+	if (text)
+		printf("%s\n", text);
+	free(text);
+	cJSON_Delete(j);
+	arl_image_free(im);
+	return 0;
 }
 
 static int do_list(struct arl_image_store *s, bool quiet, struct arl_err *err)
@@ -80,7 +133,8 @@ static int do_list(struct arl_image_store *s, bool quiet, struct arl_err *err)
 
 int cmd_image(int argc, char **argv)
 {
-	static const char *const verbs[] = {"load", "list", "rm", "prune"};
+	static const char *const verbs[] = {"load", "list", "rm", "prune", "inspect"};
+	int64_t owner[2] = {-1, -1};
 	const char *dir = NULL, *what;
 	int code = ARL_EXIT_USAGE, n, dry = 0, quiet = 0;
 	char verb[32];
@@ -92,6 +146,9 @@ int cmd_image(int argc, char **argv)
 	                   "the image store (default $ARL_BATCH_IMAGES, see above)"),
 	    ARL_OPT_FLAG('n', "dry-run", &dry, "prune: say what would be deleted"),
 	    ARL_OPT_FLAG('q', "quiet", &quiet, "list: names only"),
+	    ARL_OPT_CALLBACK(0, "owner", owner, owner_opt, "UID[:GID]",
+	                     "inspect: who owns the layers it unpacks (root only;\n"
+	                     "default: you)"),
 	    ARL_OPT_END(),
 	};
 	struct arl_command_usage u = {.name = "image",
@@ -103,7 +160,8 @@ int cmd_image(int argc, char **argv)
 	if (argc < 2 || argv[1][0] == '-') {
 		if (arl_options_parse(&u, argc, argv, ARL_OPTS_STOP_AT_OPERAND, &code) < 0)
 			return code;
-		return arl_options_error(&u, "give a subcommand first: load, list, rm or prune");
+		return arl_options_error(
+		    &u, "give a subcommand first: load, list, rm, prune or inspect");
 	}
 	for (size_t k = 0; k < sizeof(verbs) / sizeof(verbs[0]); k++)
 		known = known || !strcmp(argv[1], verbs[k]);
@@ -115,6 +173,9 @@ int cmd_image(int argc, char **argv)
 	if ((n = arl_options_parse(&u, argc - 1, argv + 1, 0, &code)) < 0)
 		return code;
 	argv++; /* the operands are argv[0..n-1] */
+	if (!strcmp(what, "inspect") && n != 1)
+		return n ? arl_cli_unexpected(&u, argv[1])
+		         : arl_options_error(&u, "which image? give a reference");
 	if (!strcmp(what, "rm") && n == 0)
 		return arl_options_error(&u, "which image? give NAME[:TAG] or an id");
 	if ((!strcmp(what, "list") || !strcmp(what, "prune")) && n > 0)
@@ -123,7 +184,8 @@ int cmd_image(int argc, char **argv)
 		return arl_cli_unexpected(&u, argv[1]);
 
 	code = ARL_EXIT_INCOMPLETE;
-	if (arl_image_store_open(&s, dir, (uid_t)-1, (gid_t)-1, &err) < 0)
+	if (arl_image_store_open(&s, dir, owner[0] < 0 ? (uid_t)-1 : (uid_t)owner[0],
+	                         owner[1] < 0 ? (gid_t)-1 : (gid_t)owner[1], &err) < 0)
 		goto fail;
 	if (!strcmp(what, "load")) {
 		char **tags = NULL;
@@ -134,6 +196,9 @@ int cmd_image(int argc, char **argv)
 		for (size_t i = 0; i < nt; i++)
 			printf("Loaded image: %s\n", tags[i]);
 		arl_image_strv_free(tags, nt);
+	} else if (!strcmp(what, "inspect")) {
+		if (do_inspect(s, argv[0], &err) < 0)
+			goto fail;
 	} else if (!strcmp(what, "list")) {
 		if (do_list(s, quiet, &err) < 0)
 			goto fail;

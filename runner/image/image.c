@@ -131,7 +131,7 @@ static int lock_file(const char *path, int op, struct arl_err *err)
 {
 	for (;;) {
 		struct stat a, b;
-		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		int fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
 
 		if (fd < 0)
 			return arl_error_errno(err, errno, "cannot open the lock '%s'", path);

@@ -57,6 +57,16 @@ check_match "corrupted layer: refused, naming the layer" "$(cat err)" \
 	"image load: layer '${LAYER2_DIFF#sha256:}/layer\.tar' of bad\.tar: .*not the diff_id $LAYER2_DIFF .*\(corrupted or altered\): refused"
 check_eq "corrupted layer: the store unchanged" "$(find store | sort | sha256sum)" "$before"
 
+runner image inspect arl-test/busybox
+check_eq "inspect a missing image: exit 3" "$RC" 3
+check_match "inspect a missing image: says how to load it" "$(cat err)" \
+	"'arl-test/busybox' is not in the image store .*docker save NAME \| arl-batch image load"
+runner image inspect arl-test/busybox:1
+check_eq "inspect: exit 0" "$RC" 0
+check_match "inspect: id, layers bottom first, config" "$(tr -d '\n\t ' <out)" \
+	"\"id\":\"$IMAGE_ID\",\"layers\":\\[\"[^\"]*/${LAYER1_DIFF#sha256:}\",\"[^\"]*/${LAYER2_DIFF#sha256:}\"\\],\"env\":.*IMAGE_VAR=from-image.*\"workingDir\":\"/home/app\",\"user\":\"app\""
+check "inspect: the layers unpacked" test -x "$(find store/layers -path "*${LAYER1_DIFF#sha256:}/bin/busybox")"
+
 # C
 runner image rm arl-test/busybox:1
 check_eq "rm: exit 0" "$RC" 0
@@ -64,11 +74,12 @@ runner image rm arl-test/busybox:1
 check_eq "rm again: exit 3" "$RC" 3
 check_match "rm again: no such image" "$(cat err)" "no image 'arl-test/busybox:1'"
 runner image prune --dry-run
-check_match "prune --dry-run: counts" "$(cat out)" "^would delete 0 layers, [45] blobs and 1 untagged image"
+check_match "prune --dry-run: counts" "$(cat out)" "^would delete 2 layers, [45] blobs and 1 untagged image"
 check_ge "prune --dry-run: deletes nothing" "$(find store/blobs -type f | wc -l)" 4
 runner image prune
 check_eq "prune: exit 0" "$RC" 0
 check_eq "prune: no blob left" "$(find store/blobs -type f | wc -l)" 0
+check_eq "prune: no layer left" "$(find store/layers -mindepth 2 | wc -l)" 0
 runner image list -q
 check_eq "list after prune: empty" "$(cat out)" ""
 
