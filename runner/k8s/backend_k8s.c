@@ -49,6 +49,7 @@
 #include <cjson/cJSON.h>
 
 #include "k8s/backend_k8s.h"
+#include "k8s/k8s_collect.h"
 
 #include "backend/backend.h"
 #include "log.h"
@@ -1090,4 +1091,5 @@ const struct arl_backend_ops arl_backend_kubernetes = {
     .close = kube_close,
     .gc = arl_k8s_backend_gc,
     .gc_options = arl_k8s_gc_options,
+    .collect = arl_k8s_collect,
 };

@@ -74,8 +74,6 @@ const struct arl_pool_kind arl_k8s_pool_kind = {
     .finish = k8s_finish,
     .hash = k8s_hash,
     .v1_number = 1,
-    .artifacts_refusal = "the ARL API's Task path has no file download, and a Task's output "
-                         "(about 1.5 MiB in etcd, shared by all its steps) is no place for files",
     /* The ARL API hands a Task's stdout and stderr over when it ends (docs/kubernetes.md). */
     .no_stall = "a step's output arrives only when the step ends, so silence cannot be told "
                 "from work; use 'timeout'",
