@@ -25,6 +25,7 @@ static const struct arl_cmd commands[] = {
     {"results", cmd_results, "show the jobs of a run"},
     {"show", cmd_show, "show a job's attempts and steps with their output"},
     {"artifacts", cmd_artifacts, "list or write out the files a job's attempt kept"},
+    {"logs", cmd_logs, "a job's output: stored, or as it is produced (-f)"},
     {"query", cmd_query, "read-only SQL over the results database"},
     {"diff", cmd_diff, "jobs fixed, broken, still failing, added and missing between two runs"},
     {"report", cmd_report, "write a run's self-contained HTML report"},

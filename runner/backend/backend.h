@@ -74,9 +74,17 @@ struct arl_sandbox_req {
 	int64_t deadline_ms;
 };
 
+struct arl_live; /* live.h */
+
 struct arl_exec_ctx {
 	int64_t deadline_ms; /* min(attempt deadline, step timeout) */
 	bool step_limited;   /* the deadline is the step's own timeout */
+	/*
+	 * The step's live output files, or NULL: a backend that sees output as it comes passes
+	 * every chunk to arl_live_write(); one that gets it at the end need not (the runner
+	 * then writes the whole output there when the step ends).
+	 */
+	struct arl_live *live;
 };
 
 /*

@@ -24,6 +24,7 @@ int cmd_report(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_pool(int argc, char **argv);
 int cmd_image(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
 
 /* The results database: --db, else $ARL_BATCH_DB, else ./arl-batch.db (borrowed). */
 const char *arl_cli_db_path(const char *opt);

@@ -22,6 +22,7 @@
 #include "local/image_root.h"
 #include "local/limits.h"
 #include "local/local.h"
+#include "live.h"
 #include "log.h"
 #include "spawn.h"
 #include "util.h"
@@ -281,6 +282,8 @@ static int run_in_container(struct local *L, struct arl_sandbox *sb, char *const
 		}
 		if (ev.kind == ARL_AGENT_STDOUT || ev.kind == ARL_AGENT_STDERR) {
 			arl_capture_add(&cap[ev.kind == ARL_AGENT_STDERR], ev.data, ev.len);
+			arl_live_write(ctx ? ctx->live : NULL, ev.kind == ARL_AGENT_STDERR, ev.data,
+			               ev.len);
 			if (ev.len)
 				last_out = arl_now_ms();
 		} else if (ev.kind == ARL_AGENT_EXIT)
@@ -397,6 +400,10 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 	so.cwd = mnt_cwd ? NULL : cwd;
 	so.deadline_ms = ctx ? ctx->deadline_ms : 0;
 	so.stall_ms = step->stall_ms;
+	if (ctx && ctx->live) {
+		so.on_output = arl_live_on_output;
+		so.output_arg = ctx->live;
+	}
 	so.capture_max = L->capture_max;
 	so.cancel_fd = L->cancel_fd;
 	if ((ncg = arl_local_limits_join(sb, &id, cg_fds, err)) < 0) {

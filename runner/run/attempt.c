@@ -12,6 +12,7 @@
 #include "jobfile/template.h"
 #include "run/secrets.h"
 #include "store/store_artifacts.h"
+#include "live.h"
 #include "util.h"
 #include "banned.h"
 
@@ -133,6 +134,21 @@ static void collect_metrics(const struct arl_output *o, struct arl_metric **m, s
 	arl_buf_release(&skipped);
 }
 
+static void mask_output(void *arg, struct arl_output *o)
+{
+	arl_secrets_mask_output(arg, o);
+}
+
+/* How live output is masked like the stored output (secrets.h); NULL when nothing is. */
+static const struct arl_live_mask *live_mask(const struct arl_secrets *s, struct arl_live_mask *m)
+{
+	if (!s || !s->nmasks)
+		return NULL;
+	*m = (struct arl_live_mask){mask_output, (void *)s, (const char *const *)s->masks,
+	                            s->nmasks};
+	return m;
+}
+
 static struct arl_step_result *add_result(struct arl_attempt_result *a, const struct arl_step *s,
                                           bool callback)
 {
@@ -167,6 +183,8 @@ static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sa
 		bool copy = render || (s->type == ARL_STEP_COMMAND && env->file &&
 		                       env->file->nsecrets && env->secrets);
 		struct arl_exec_ctx ctx = {.deadline_ms = deadline};
+		struct arl_live *live;
+		struct arl_live_mask mask;
 		struct arl_err err = ARL_ERR_INIT;
 		enum arl_class cls = ARL_CLASS_NONE;
 		int64_t now = arl_now_ms();
@@ -182,6 +200,11 @@ static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sa
 			if (s->type == ARL_STEP_COMMAND)
 				arl_secrets_apply(env->secrets, env->file, &rendered);
 		}
+		live = env->live_dirfd > 2
+		           ? arl_live_open(env->live_dirfd, env->job_id, a->number, a->nsteps - 1,
+		                           s->name, env->live_cap, live_mask(env->secrets, &mask))
+		           : NULL;
+		ctx.live = live;
 		if (arl_backend_exec(env->ops, env->backend, sb, copy ? &rendered : s, &ctx, r,
 		                     &cls, &err) < 0) {
 			if (!*error)
@@ -192,6 +215,12 @@ static enum arl_class run_steps(const struct arl_attempt_env *env, struct arl_sa
 		/* Before metrics read it: a metric holds what the stored output holds. */
 		arl_secrets_mask_output(env->secrets, &r->out);
 		arl_secrets_mask_output(env->secrets, &r->err);
+		/* A backend whose output came at the step's end (kubernetes): it is live now. */
+		if (live && !arl_live_wrote(live)) {
+			arl_live_write(live, 0, r->out.data, r->out.len);
+			arl_live_write(live, 1, r->err.data, r->err.len);
+		}
+		arl_live_close(live);
 		/*
 		 * A step that ran to its end reports its metrics even when it exited non-zero:
 		 * a benchmark's test step fails exactly when it prints {"resolved": false}.

@@ -20,6 +20,9 @@ struct arl_attempt_env {
 	const char *run_id, *run_name;     /* for {{ run.id }} and {{ run.name }} */
 	const char *artifacts_dir;         /* where kept files are stored (store_artifacts.h) */
 	const struct arl_secrets *secrets; /* the run's: given to steps, masked in results */
+	int live_dirfd;                    /* > 2: the run's live directory (live.h); else none */
+	int64_t job_id;                    /* jobs.id, naming the job's live files */
+	size_t live_cap;                   /* a live stream's bound (live.h); 0: default */
 };
 
 /* The most an attempt waits for its artifacts to be collected. */

@@ -32,6 +32,7 @@
 #include "run/secrets.h"
 #include "store/store.h"
 #include "store/store_artifacts.h"
+#include "live.h"
 #include "util.h"
 #include "banned.h"
 
@@ -69,6 +70,7 @@ struct run {
 	struct arl_progress *progress; /* while jobs run, everything for stderr goes through it */
 	struct arl_events *events;     /* --events, or NULL */
 	char *artifacts_dir;           /* beside the database (store_artifacts.h) */
+	int live_fd;                   /* DB.live/RUN (live.h), or -1: no live output */
 };
 
 /*
@@ -111,10 +113,13 @@ static void record_done(void *ctx, struct arl_sched_job *j)
 	bool recorded = false;
 
 	if (!r->store_failed) {
-		if (arl_store_job_finish(r->store, r->job_ids[j - r->jobs], res, &err) < 0)
+		if (arl_store_job_finish(r->store, r->job_ids[j - r->jobs], res, &err) < 0) {
 			stop_on_store_failure(r, &err);
-		else
+		} else {
 			recorded = true;
+			/* The database has the output now. */
+			arl_live_job_done(r->live_fd, r->job_ids[j - r->jobs]);
+		}
 	}
 	r->recorded += recorded;
 	if (!res->nattempts)
@@ -604,7 +609,7 @@ out:
 
 int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struct arl_run_opts *o)
 {
-	struct run r = {.o = o};
+	struct run r = {.o = o, .live_fd = -1};
 	struct arl_err err = ARL_ERR_INIT;
 	const char *db = o->db_path;
 	char iso[64], notes[1024], dbuf[32], carried[160] = "";
@@ -674,6 +679,14 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	r.recorded += r.skipped;
 	r.done += r.skipped;
 	snprintf(r.run_id_str, sizeof(r.run_id_str), "%lld", (long long)r.run_id);
+	/* Live output is a convenience (`logs -f`): without it the run goes on. */
+	if (arl_live_run_open(db, r.run_id, &r.live_fd, &err) < 0) {
+		arl_log_warn("no live output for `logs -f`: %s", err.msg);
+		arl_err_clear(&err);
+	} else if (r.live_fd <= 2) {
+		close(r.live_fd);
+		r.live_fd = -1;
+	}
 	if (pipe2(cancel, O_CLOEXEC | O_NONBLOCK) < 0 || install_signals() < 0) {
 		arl_error_errno(&err, errno, "cannot create pipes");
 		goto fail_run;
@@ -724,7 +737,10 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 			    .run_id = r.run_id_str,
 			    .run_name = r.run_name,
 			    .artifacts_dir = r.artifacts_dir,
-			    .secrets = &r.secrets};
+			    .secrets = &r.secrets,
+			    .live_dirfd = r.live_fd,
+			    .job_id = all_ids[k],
+			    .live_cap = o->capture_max};
 		}
 	}
 	if (o->concurrency)
@@ -870,6 +886,7 @@ out:
 			close(sig_pipe[i]);
 		sig_pipe[i] = -1;
 	}
+	arl_live_run_close(db, r.run_id, r.live_fd);
 	arl_store_close(r.store);
 	free(pool_limits);
 	free(file_limits);
