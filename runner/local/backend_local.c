@@ -88,10 +88,17 @@
  * bubblewrap command line and probes, command.c runs Command steps, filepatch.c FilePatch
  * steps, local_gc.c finds orphans for `arl-batch gc`; this file holds the ops and their glue.
  *
- * Warm pool: one preparer thread keeps up to `replicas` ready directories per pool (made or
- * recycled, workspace copied in; without a workspace a spare counts as ready). acquire()
- * pops one or, when none is ready, prepares its own from a spare or a new directory, and
- * wakes the preparer only when there is work for it. Copying and deleting walk directories
+ * Warm pool: one preparer thread keeps up to `replicas` warm sandboxes per pool: for bwrap
+ * pools a container already spawned in its directory (made or recycled, uppers made,
+ * workspace copied in as root, cgroup made), whose HELLO acquire() reads; for isolation
+ * none a ready directory (a spare counts as one without a workspace). acquire() pops one
+ * or, when none is at hand (or the warm container failed), prepares its own as before, and
+ * wakes the preparer only when there is work for it. A warm container is as fresh as one
+ * started at acquire: nothing ran in it, and it is never handed out twice. The preparer
+ * spawns them, so they die with it (--die-with-parent); it lives until close().
+ * Release closes the agent's socket (the PID namespace ends at once) and renames the
+ * directory, then queues the rest for the preparer: reaping bwrap, removing the cgroup and
+ * recycling the directory (done on the worker when the queue is full or the run stops). Copying and deleting walk directories
  * with openat() and never follow symlinks; deletion restores u+rwx on directories a step
  * locked, and moves subtrees deeper than RM_MAX_DEPTH up to the top to keep the fds held
  * bounded.
@@ -306,9 +313,16 @@ static void local_close(void *state)
 	pthread_mutex_unlock(&L->mu);
 	if (L->preparer_running)
 		pthread_join(L->preparer, NULL);
+	/* Retired after the join: recycled at once, or deleted, and the spares go below. */
+	for (size_t i = 0; i < L->nreleased; i++)
+		arl_local_sandbox_end(L, L->released[i]);
+	free(L->released);
 	for (size_t i = 0; i < L->nwarm; i++) {
 		struct warm_pool *w = &L->warm[i];
 
+		for (size_t k = 0; k < w->nboxes; k++)
+			arl_local_sandbox_end(L, w->boxes[k]);
+		free(w->boxes);
 		for (size_t k = 0; k < w->nready; k++)
 			arl_local_discard(L, &w->ready[k]);
 		free(w->ready);
@@ -537,51 +551,95 @@ static int sandbox_image(struct local *L, const struct arl_pool *pool,
 	return r;
 }
 
+struct arl_sandbox *arl_local_sandbox_new(struct local *L, const struct arl_pool *pool,
+                                          const struct arl_sandbox_req *req, struct sbdir *d,
+                                          struct arl_err *err)
+{
+	struct arl_sandbox *sb = arl_xcalloc(1, sizeof(*sb));
+
+	sb->pool = pool;
+	sb->dir = *d;
+	d->name = NULL;
+	sb->path = arl_xasprintf("%s/%s", L->state_dir, sb->dir.name);
+	sb->bwrap_pid = sb->bwrap_pidfd = -1;
+	if (sandbox_image(L, pool, req, sb, err) < 0 || arl_local_limits_create(L, sb, err) < 0) {
+		arl_err_prefix(err, "pool '%s'", pool->name);
+		arl_local_sandbox_end(L, sb);
+		return NULL;
+	}
+	return sb;
+}
+
+void arl_local_sandbox_end(struct local *L, struct arl_sandbox *sb)
+{
+	/* The whole PID namespace ends here: nothing of the sandbox outlives its attempt. */
+	arl_local_container_stop(sb);
+	arl_local_limits_release(sb);
+	if (sb->dir.name)
+		arl_local_retire(L, sb);
+	free(sb->path);
+	free(sb->job);
+	free(sb);
+}
+
+/*
+ * A container the preparer started for @pool, once its agent said HELLO; NULL when there is
+ * none, or it failed to start (then acquire() starts one itself, which reports why).
+ */
+static struct arl_sandbox *take_warm(struct local *L, struct arl_sandbox *sb,
+                                     const struct arl_sandbox_req *req, struct arl_err *err,
+                                     int *rc)
+{
+	struct arl_err why = ARL_ERR_INIT;
+
+	*rc = 0;
+	if (!sb || arl_local_container_ready(L, sb, req ? req->deadline_ms : 0, &why) == 0)
+		return sb;
+	if (why.code == ARL_E_TIMEOUT || why.code == ARL_E_CANCELLED) {
+		*err = why;
+		*rc = -1;
+	}
+	sb->tainted = true;
+	arl_local_sandbox_end(L, sb);
+	return NULL;
+}
+
 static int local_acquire(void *state, const struct arl_pool *pool,
                          const struct arl_sandbox_req *req, struct arl_sandbox **out,
                          struct arl_err *err)
 {
 	struct local *L = state;
-	struct arl_sandbox *sb;
+	struct arl_sandbox *sb = NULL;
 	struct warm_pool *w;
 	struct sbdir d = {0};
 	struct copy_bound b = {.deadline = req && req->deadline_ms ? req->deadline_ms : INT64_MAX,
 	                       .cancel_fd = L->cancel_fd};
+	int rc;
 
 	pthread_mutex_lock(&L->mu);
 	if ((w = arl_local_find_warm(L, pool))) {
 		bool retry = w->failed;
 
-		if (w->nready)
+		/* Warm containers have the pool's root: a job's own image needs one of its own. */
+		if (w->nboxes && !(req && req->job && req->job->image))
+			sb = w->boxes[--w->nboxes];
+		else if (w->nready)
 			d = w->ready[--w->nready];
 		w->failed = false; /* demand is back: let the preparer try again */
 		/* A wake-up costs the worker more than the pop: only when there is work. */
-		if (retry || L->ndirty || arl_local_pool_short(L, w))
+		if (retry || L->ndirty || L->nreleased || arl_local_pool_short(L, w))
 			pthread_cond_signal(&L->cv);
 	}
 	pthread_mutex_unlock(&L->mu);
+	if ((sb = take_warm(L, sb, req, err, &rc)) || rc < 0)
+		goto out;
 	if (!d.name && arl_local_make_sandbox(L, pool, &b, &d, err) < 0) {
 		if (err->code != ARL_E_TIMEOUT && err->code != ARL_E_CANCELLED)
 			arl_err_prefix(err, "pool '%s'", pool->name);
 		return -1;
 	}
-	sb = arl_xcalloc(1, sizeof(*sb));
-	sb->pool = pool;
-	sb->dir = d;
-	sb->path = arl_xasprintf("%s/%s", L->state_dir, d.name);
-	if (req && req->job && req->job->name)
-		sb->job = arl_xstrdup(req->job->name);
-	sb->bwrap_pid = sb->bwrap_pidfd = -1;
-	if (sandbox_image(L, pool, req, sb, err) < 0) {
-		arl_err_prefix(err, "pool '%s'", pool->name);
-		local_release(L, sb, false);
+	if (!(sb = arl_local_sandbox_new(L, pool, req, &d, err)))
 		return -1;
-	}
-	if (arl_local_limits_create(L, sb, err) < 0) {
-		arl_err_prefix(err, "pool '%s'", pool->name);
-		local_release(L, sb, false);
-		return -1;
-	}
 	if (arl_local_pool(pool)->isolation == ARL_ISO_BWRAP &&
 	    arl_local_container_start(L, sb, arl_local_pool(pool)->network,
 	                              req ? req->deadline_ms : 0, err) < 0) {
@@ -590,6 +648,11 @@ static int local_acquire(void *state, const struct arl_pool *pool,
 		local_release(L, sb, false);
 		return -1;
 	}
+out:
+	if (!sb)
+		return -1;
+	if (req && req->job && req->job->name)
+		sb->job = arl_xstrdup(req->job->name);
 	*out = sb;
 	return 0;
 }
@@ -648,29 +711,47 @@ static const char *local_sandbox_name(const struct arl_sandbox *sb)
 static void local_release(void *state, struct arl_sandbox *sb, bool keep)
 {
 	struct local *L = state;
+	bool queued = false;
 
 	if (!sb)
 		return;
-	/* The whole PID namespace ends here: nothing of the sandbox outlives its attempt. */
-	arl_local_container_stop(sb);
-	arl_local_limits_release(sb);
 	if (keep) {
 		/* "keep-" takes it out of gc's sight: an ownerless sb-* directory is garbage. */
 		char *kept = arl_xasprintf("keep-%s", sb->dir.name);
-		const char *where = renameat(L->state_fd, sb->dir.name, L->state_fd, kept) == 0
-		                        ? kept
-		                        : sb->dir.name;
+		const char *where;
 
+		arl_local_container_stop(sb);
+		arl_local_limits_release(sb);
+		where = renameat(L->state_fd, sb->dir.name, L->state_fd, kept) == 0 ? kept
+		                                                                    : sb->dir.name;
 		arl_log_info("%s%s%skeeping sandbox '%s/%s' (keepAlive)", sb->job ? "job '" : "",
 		             sb->job ? sb->job : "", sb->job ? "': " : "", L->state_dir, where);
 		free(kept);
-	} else {
-		arl_local_retire(L, sb);
+		free(sb->dir.name);
+		sb->dir.name = NULL;
+		arl_local_sandbox_end(L, sb);
+		return;
 	}
-	free(sb->dir.name);
-	free(sb->path);
-	free(sb->job);
-	free(sb);
+	/*
+	 * The agent's EOF ends the PID namespace at once; waiting for it, the cgroup's removal
+	 * and the directory's recycling are the preparer's, off the worker's path.
+	 */
+	arl_local_container_close(sb);
+	/* Its name is gone when release() returns, whoever recycles it. */
+	if (!arl_local_retire_rename(L, sb)) {
+		arl_local_sandbox_end(L, sb);
+		return;
+	}
+	pthread_mutex_lock(&L->mu);
+	if (L->preparer_running && !L->stopping && L->nreleased < L->backlog) {
+		ARL_GROW(L->released, L->capreleased, L->nreleased + 1);
+		L->released[L->nreleased++] = sb;
+		pthread_cond_signal(&L->cv);
+		queued = true;
+	}
+	pthread_mutex_unlock(&L->mu);
+	if (!queued)
+		arl_local_sandbox_end(L, sb);
 }
 
 const struct arl_backend_ops arl_backend_local = {

@@ -57,16 +57,14 @@ static void first_line(int fd, char *buf, size_t len)
 	buf[strcspn(buf, "\n")] = '\0';
 }
 
-int arl_local_container_start(struct local *L, struct arl_sandbox *sb, bool network,
-                              int64_t deadline_ms, struct arl_err *err)
+int arl_local_container_spawn(struct local *L, struct arl_sandbox *sb, bool network,
+                              struct arl_err *err)
 {
 	struct strvec argv = {0};
 	struct arl_spawn_opts so = ARL_SPAWN_OPTS_INIT;
 	struct arl_spawn_ident id;
-	struct arl_err why = ARL_ERR_INIT;
 	int sv[2] = {-1, -1}, out_fd = -1, ws_fd = -1, agent_fd = -1, ret = -1;
 	int cg_fds[ARL_CGROUP_MAX_FDS], ncg = 0;
-	char line[256];
 
 	sb->bwrap_pid = -1;
 	sb->bwrap_pidfd = -1;
@@ -104,28 +102,15 @@ int arl_local_container_start(struct local *L, struct arl_sandbox *sb, bool netw
 	so.envp = arl_local_no_env;
 	if (arl_spawn_start(&so, out_fd, &sb->bwrap_pid, &sb->bwrap_pidfd, err) < 0)
 		goto out;
-	close(sv[1]);
-	sv[1] = -1;
-	if (wait_readable(sv[0], L->cancel_fd, deadline_ms, err) < 0)
-		goto out;
-	ret = arl_agent_open(&sb->agent, sv[0], deadline_ms, &why);
-	sv[0] = -1;
-	if (ret < 0) {
-		sb->agent = NULL;
-		/* bwrap's reason, once it is gone (it writes before it exits). */
-		arl_spawn_stop(sb->bwrap_pid, sb->bwrap_pidfd, STOP_WAIT_MS);
-		sb->bwrap_pid = sb->bwrap_pidfd = -1;
-		first_line(out_fd, line, sizeof(line));
-		arl_error(err, why.code == ARL_E_PROTO ? ARL_E_BACKEND : why.code, "%s",
-		          line[0] ? line : why.msg);
-	}
+	sb->start_fd = sv[0];
+	sb->start_out = out_fd;
+	sb->starting = true;
+	sv[0] = out_fd = -1;
+	ret = 0;
 out:
-	/* The socket first: an agent that started sees EOF and ends its namespace at once. */
 	for (int i = 0; i < 2; i++)
 		if (sv[i] >= 0)
 			close(sv[i]);
-	if (ret < 0)
-		arl_local_container_stop(sb);
 	if (out_fd >= 0)
 		close(out_fd);
 	if (ws_fd >= 0)
@@ -137,10 +122,60 @@ out:
 	return ret;
 }
 
-void arl_local_container_stop(struct arl_sandbox *sb)
+int arl_local_container_ready(struct local *L, struct arl_sandbox *sb, int64_t deadline_ms,
+                              struct arl_err *err)
+{
+	struct arl_err why = ARL_ERR_INIT;
+	char line[256];
+	int ret = -1, fd = sb->start_fd;
+
+	if (!sb->starting)
+		return sb->agent ? 0 : arl_error(err, ARL_E_BACKEND, "the sandbox was not started");
+	sb->starting = false;
+	if (wait_readable(fd, L->cancel_fd, deadline_ms, err) < 0) {
+		close(fd);
+		goto out;
+	}
+	ret = arl_agent_open(&sb->agent, fd, deadline_ms, &why);
+	if (ret < 0) {
+		sb->agent = NULL;
+		/* bwrap's reason, once it is gone (it writes before it exits). */
+		arl_spawn_stop(sb->bwrap_pid, sb->bwrap_pidfd, STOP_WAIT_MS);
+		sb->bwrap_pid = sb->bwrap_pidfd = -1;
+		first_line(sb->start_out, line, sizeof(line));
+		arl_error(err, why.code == ARL_E_PROTO ? ARL_E_BACKEND : why.code, "%s",
+		          line[0] ? line : why.msg);
+	}
+out:
+	if (ret < 0)
+		arl_local_container_stop(sb);
+	close(sb->start_out);
+	return ret;
+}
+
+int arl_local_container_start(struct local *L, struct arl_sandbox *sb, bool network,
+                              int64_t deadline_ms, struct arl_err *err)
+{
+	if (arl_local_container_spawn(L, sb, network, err) < 0)
+		return -1;
+	return arl_local_container_ready(L, sb, deadline_ms, err);
+}
+
+void arl_local_container_close(struct arl_sandbox *sb)
 {
 	arl_agent_free(sb->agent);
 	sb->agent = NULL;
+	/* Not yet HELLOed: closing our end is the agent's EOF alike. */
+	if (sb->starting) {
+		close(sb->start_fd);
+		close(sb->start_out);
+		sb->starting = false;
+	}
+}
+
+void arl_local_container_stop(struct arl_sandbox *sb)
+{
+	arl_local_container_close(sb);
 	if (sb->bwrap_pid > 0)
 		arl_spawn_stop(sb->bwrap_pid, sb->bwrap_pidfd, STOP_WAIT_MS);
 	sb->bwrap_pid = sb->bwrap_pidfd = -1;

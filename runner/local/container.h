@@ -22,6 +22,22 @@ int arl_local_container_start(struct local *L, struct arl_sandbox *sb, bool netw
                               int64_t deadline_ms, struct arl_err *err);
 
 /*
+ * The two halves of arl_local_container_start(), for the preparer's warm containers: spawn
+ * starts bwrap and returns at once (sb->start_fd, sb->start_out pending); ready waits for the
+ * HELLO. A ready that fails has stopped the container.
+ */
+int arl_local_container_spawn(struct local *L, struct arl_sandbox *sb, bool network,
+                              struct arl_err *err);
+int arl_local_container_ready(struct local *L, struct arl_sandbox *sb, int64_t deadline_ms,
+                              struct arl_err *err);
+
+/*
+ * Closes the agent's socket without waiting: the agent exits, and with it, as PID 1, every
+ * process of the sandbox. arl_local_container_stop() reaps bwrap after it.
+ */
+void arl_local_container_close(struct arl_sandbox *sb);
+
+/*
  * Ends @sb's container, if any: the agent's socket closes (it exits, and with it, as PID 1,
  * every process of the sandbox), then bwrap is reaped, killed if it lingers. Idempotent.
  */

@@ -28,8 +28,10 @@ struct local_image;
 
 struct warm_pool {
 	const struct arl_pool *pool; /* borrowed: the job file outlives the backend */
-	struct sbdir *ready;         /* prepared, unused sandbox directories */
+	struct sbdir *ready;         /* prepared, unused sandbox directories (isolation none) */
 	size_t nready, cap;
+	struct arl_sandbox **boxes; /* bwrap pools: containers started ahead, HELLO unread */
+	size_t nboxes, capboxes;
 	size_t preparing; /* being prepared by the preparer right now */
 	bool failed;      /* the last preparation failed: retry only after the next acquire */
 };
@@ -74,6 +76,8 @@ struct local {
 	size_t nwarm;
 	struct sbdir *dirty; /* released, renamed, to be emptied (oldest first) or deleted */
 	size_t ndirty, capdirty;
+	struct arl_sandbox **released; /* agent's socket closed: to reap, uncgroup and retire */
+	size_t nreleased, capreleased;
 	struct sbdir *spare; /* emptied and checked: the next sandboxes of any pool */
 	size_t nspare, capspare;
 	unsigned long counter;
@@ -88,12 +92,27 @@ struct arl_sandbox {
 	char *path;              /* absolute */
 	char *job;               /* for messages; may be NULL */
 	bool tainted;            /* a step may have left a process behind: delete, never recycle */
+	bool renamed;            /* released: dir.name is already the retired name */
 	struct arl_agent *agent; /* bwrap pools: the container's agent (local/container.h) */
 	pid_t bwrap_pid;         /* > 0 while the container runs */
 	int bwrap_pidfd;
-	struct arl_cgroup *cgroup;       /* the pool's resources (local/cgroup.h); NULL: none */
+	bool starting;             /* spawned, HELLO not read yet: start_fd and start_out held */
+	int start_fd, start_out;   /* the agent's socket, bwrap's stderr (container.c) */
+	struct arl_cgroup *cgroup; /* the pool's resources (local/cgroup.h); NULL: none */
 	const struct local_image *image; /* the root's image (the run's, shared); NULL: host's */
 };
+
+/*
+ * A sandbox of @pool around directory @d (taken, even on failure), its image's uppers (the
+ * job's in @req, else the pool's; @req may be NULL) and cgroup made; NULL with @err on
+ * failure. Nothing runs in it yet (backend_local.c).
+ */
+struct arl_sandbox *arl_local_sandbox_new(struct local *L, const struct arl_pool *pool,
+                                          const struct arl_sandbox_req *req, struct sbdir *d,
+                                          struct arl_err *err);
+
+/* Ends @sb's container (waiting for it) and cgroup, retires its directory, frees it. */
+void arl_local_sandbox_end(struct local *L, struct arl_sandbox *sb);
 
 /* Replaces @o with a copy of @s (NULL: empty). */
 void arl_local_set_output(struct arl_output *o, const char *s);

@@ -17,6 +17,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "local/container.h"
 #include "local/identity.h"
 #include "local/local.h"
 #include "log.h"
@@ -343,28 +344,34 @@ static void keep_spare(struct local *L, struct sbdir *d)
  * right away; otherwise it is queued for the preparer to empty or delete off the worker's
  * path, or done here when there is no preparer or the queue is full.
  */
-void arl_local_retire(struct local *L, struct arl_sandbox *sb)
+bool arl_local_retire_rename(struct local *L, struct arl_sandbox *sb)
 {
-	struct sbdir d = sb->dir;
-	bool renamed = false, queued = false;
-
-	sb->dir.name = NULL;
-	if (sb->tainted)
-		d.recyclable = false;
-	for (int i = 0; i < MKDIR_TRIES && !renamed; i++) {
+	for (int i = 0; i < MKDIR_TRIES && !sb->renamed; i++) {
 		char *name = next_name(L);
 
 		/* NOREPLACE: an earlier process with our pid may have left that name behind. */
-		if (renameat2(L->state_fd, d.name, L->state_fd, name, RENAME_NOREPLACE) == 0) {
-			free(d.name);
-			d.name = name;
-			renamed = true;
-			continue;
+		if (renameat2(L->state_fd, sb->dir.name, L->state_fd, name, RENAME_NOREPLACE) ==
+		    0) {
+			free(sb->dir.name);
+			sb->dir.name = name;
+			sb->renamed = true;
+			break;
 		}
 		free(name);
 		if (errno != EEXIST)
 			break;
 	}
+	return sb->renamed;
+}
+
+void arl_local_retire(struct local *L, struct arl_sandbox *sb)
+{
+	bool renamed = arl_local_retire_rename(L, sb), queued = false;
+	struct sbdir d = sb->dir;
+
+	sb->dir.name = NULL;
+	if (sb->tainted)
+		d.recyclable = false;
 	if (!renamed) {
 		/* Gone, or it cannot be moved: delete it where it is, as before recycling. */
 		d.recyclable = false;
@@ -403,6 +410,8 @@ bool arl_local_pool_short(const struct local *L, const struct warm_pool *w)
 {
 	size_t want = w->pool->replicas > 0 ? (size_t)w->pool->replicas : 0;
 
+	if (arl_local_pool(w->pool)->isolation == ARL_ISO_BWRAP)
+		return w->nboxes + w->preparing < want;
 	return w->nready + w->preparing + (arl_local_pool(w->pool)->workspace ? 0 : L->nspare) <
 	       want;
 }
@@ -422,7 +431,40 @@ static struct warm_pool *warm_wanted(struct local *L, size_t *next)
 	return NULL;
 }
 
-/* Released directories first (they become the spares), then pools short of ready ones. */
+/*
+ * A warm sandbox for @w: a directory as acquire() would make it and, for bwrap pools, its
+ * container spawned (not waited for: acquire() reads its HELLO). 0, or -1.
+ */
+static int prepare_one(struct local *L, struct warm_pool *w, struct sbdir *d,
+                       struct arl_sandbox **box)
+{
+	const struct arl_local_pool *lp = arl_local_pool(w->pool);
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_sandbox *sb;
+
+	*box = NULL;
+	/* No prepareTimeout here (no attempt waits), but a cancelled run stops copying. */
+	if (arl_local_make_sandbox(
+	        L, w->pool, &(struct copy_bound){.deadline = INT64_MAX, .cancel_fd = L->cancel_fd},
+	        d, &err) < 0)
+		return -1;
+	if (lp->isolation != ARL_ISO_BWRAP)
+		return 0;
+	if (!(sb = arl_local_sandbox_new(L, w->pool, NULL, d, &err)))
+		return -1;
+	if (arl_local_container_spawn(L, sb, lp->network, &err) < 0) {
+		arl_local_sandbox_end(L, sb);
+		return -1;
+	}
+	*box = sb;
+	return 0;
+}
+
+/*
+ * Released sandboxes first (reaped, their directories becoming spares), then released
+ * directories, then pools short of warm sandboxes. The containers it spawns die with this
+ * thread (--die-with-parent), which lives until close() has no more use for them.
+ */
 void *arl_local_preparer_main(void *arg)
 {
 	struct local *L = arg;
@@ -433,15 +475,25 @@ void *arl_local_preparer_main(void *arg)
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	pthread_mutex_lock(&L->mu);
 	for (;;) {
-		struct arl_err err = ARL_ERR_INIT;
+		struct arl_sandbox *box = NULL;
 		struct warm_pool *w = NULL;
 		struct sbdir d = {0};
 		int rc;
 
-		while (!L->stopping && !L->ndirty && !(w = warm_wanted(L, &next)))
+		while (!L->stopping && !L->nreleased && !L->ndirty && !(w = warm_wanted(L, &next)))
 			pthread_cond_wait(&L->cv, &L->mu);
 		if (L->stopping)
-			break; /* close() deletes whatever is still queued */
+			break; /* close() ends or deletes whatever is still queued */
+		if (L->nreleased) {
+			struct arl_sandbox *sb = L->released[0];
+
+			memmove(L->released, L->released + 1,
+			        --L->nreleased * sizeof(*L->released));
+			pthread_mutex_unlock(&L->mu);
+			arl_local_sandbox_end(L, sb);
+			pthread_mutex_lock(&L->mu);
+			continue;
+		}
 		if (L->ndirty) {
 			d = L->dirty[0];
 			memmove(L->dirty, L->dirty + 1, --L->ndirty * sizeof(*L->dirty));
@@ -452,15 +504,14 @@ void *arl_local_preparer_main(void *arg)
 		}
 		w->preparing++;
 		pthread_mutex_unlock(&L->mu);
-		/* No prepareTimeout here (no attempt waits), but a cancelled run stops copying. */
-		rc = arl_local_make_sandbox(
-		    L, w->pool,
-		    &(struct copy_bound){.deadline = INT64_MAX, .cancel_fd = L->cancel_fd}, &d,
-		    &err);
+		rc = prepare_one(L, w, &d, &box);
 		pthread_mutex_lock(&L->mu);
 		w->preparing--;
-		if (rc == 0) {
-			/* Even when stopping: close() deletes every ready sandbox after the join. */
+		if (rc == 0 && box) {
+			/* Even when stopping: close() ends every warm sandbox after the join. */
+			ARL_GROW(w->boxes, w->capboxes, w->nboxes + 1);
+			w->boxes[w->nboxes++] = box;
+		} else if (rc == 0) {
 			ARL_GROW(w->ready, w->cap, w->nready + 1);
 			w->ready[w->nready++] = d;
 		} else {

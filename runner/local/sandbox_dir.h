@@ -67,6 +67,12 @@ int arl_local_make_sandbox(struct local *L, const struct arl_pool *pool, const s
  */
 const char *arl_local_ws_lower(const struct local *L, const struct arl_pool *pool);
 
+/*
+ * Renames a released sandbox's directory to the next fresh name (sb->renamed), so its own
+ * name is gone at once; false when it cannot be. arl_local_retire() does it when not done.
+ */
+bool arl_local_retire_rename(struct local *L, struct arl_sandbox *sb);
+
 /* Takes a released sandbox's directory out of sight: a spare, queued, or deleted. */
 void arl_local_retire(struct local *L, struct arl_sandbox *sb);
 

@@ -469,13 +469,13 @@ static void check_fresh(struct fx *f, struct arl_sandbox *sb)
 }
 
 /*
- * Acquires until the sandbox is directory @id, checking each one is fresh. Ready sandboxes
- * come first and a spare pushed a moment late means one more new directory: four is plenty.
- * The others are released clean and become spares.
+ * Acquires until the sandbox is directory @id, checking each one is fresh. Warm containers
+ * come first, and the preparer reaps and recycles released ones behind them: each miss
+ * gives it a moment before the next try. The others are released clean and become spares.
  */
 static struct arl_sandbox *acquire_id(struct fx *f, const struct dir_id *id)
 {
-	struct arl_sandbox *held[4], *found = NULL;
+	struct arl_sandbox *held[16], *found = NULL;
 	size_t n = 0;
 
 	while (!found && n < sizeof(held) / sizeof(held[0])) {
@@ -484,10 +484,12 @@ static struct arl_sandbox *acquire_id(struct fx *f, const struct dir_id *id)
 
 		check_fresh(f, sb);
 		got = sb_id(f, sb);
-		if (dir_id_equal(&got, id))
+		if (dir_id_equal(&got, id)) {
 			found = sb;
-		else
+		} else {
 			held[n++] = sb;
+			usleep(50000);
+		}
 	}
 	for (size_t i = 0; i < n; i++)
 		release(f, held[i]);
