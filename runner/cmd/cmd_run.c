@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "backend/backend.h"
 #include "cmd/cli_images.h"
 #include "cmd/cli.h"
@@ -56,6 +58,20 @@ static void print_plan(struct arl_jobfile *const *files, size_t nfiles, const bo
 	char tbuf[32];
 	size_t n = 0, nskip = 0;
 
+	for (size_t i = 0; i < nfiles; i++) {
+		const cJSON *p = files[i]->params ? files[i]->params->child : NULL;
+
+		if (p)
+			printf("# %s params:", files[i]->path);
+		for (; p; p = p->next) {
+			char *v = arl_term_str(p->valuestring);
+
+			printf(" %s=%s", p->string, v);
+			free(v);
+		}
+		if (files[i]->params && files[i]->params->child)
+			putchar('\n');
+	}
 	if (skip)
 		printf("%-6s ", "PLAN");
 	printf("%-40s %-16s %-10s %-8s %-8s %s%s\n", "KEY", "POOL", "BACKEND", "TIMEOUT", "RETRIES",

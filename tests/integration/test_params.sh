@@ -48,6 +48,9 @@ runner validate --set prompt=hi "$D/bad.yaml"
 check_match "a template naming an undefined param: FILE:LINE:COL" "$RC|$(cat "$TMP/err")" \
 	"^2\\|.*bad.yaml:15:27: error: '\\{\\{ params.temprature \\}\\}': the file declares no parameter 'temprature'"
 
+runner run --dry-run --set prompt=hi --set model=m9 "$D/ev.yaml"
+check_match "--dry-run says the parameters" "$RC|$(head -1 "$TMP/out")" "^0\\|# .*ev.yaml params: model=m9 temperature=0.2 prompt=hi unused=x$"
+
 echo "# run: defaults, --set, --set-file"
 printf 'from a file\n' >"$D/prompt.txt"
 runner run --progress none --db "$DB" --set-file prompt="$D/prompt.txt" "$D/ev.yaml"
