@@ -262,7 +262,45 @@ struct keep {
 	int64_t total;     /* bytes kept by the attempt */
 	bool too_many;     /* ARL_ARTIFACTS_MAX_FILES reached (one row says so) */
 	int64_t size_hint; /* the size the backend saw, for a file not read */
+	/*
+	 * The run's secrets: a file holding a value is not kept (masking would change its
+	 * content). @carry: the end of the bytes so far, for a value split across chunks.
+	 */
+	const struct arl_secrets *secrets;
+	char *carry;
+	size_t ncarry, maxmask;
 };
+
+/* True when a secret's value is in @p (after what k->carry holds); keeps the new carry. */
+static bool holds_secret(struct keep *k, const void *p, size_t n)
+{
+	char *buf;
+	size_t len, keep;
+	bool found = false;
+
+	if (!k->secrets || !k->secrets->nmasks)
+		return false;
+	len = k->ncarry + n;
+	buf = arl_xmalloc(len ? len : 1);
+	if (k->ncarry)
+		memcpy(buf, k->carry, k->ncarry);
+	memcpy(buf + k->ncarry, p, n);
+	for (size_t i = 0; i < k->secrets->nmasks && !found; i++) {
+		const char *m = k->secrets->masks[i];
+
+		found = *m && memmem(buf, len, m, strlen(m)) != NULL;
+	}
+	keep = k->maxmask > 1 ? k->maxmask - 1 : 0;
+	if (keep > len)
+		keep = len;
+	free(k->carry);
+	k->carry = arl_xmalloc(keep ? keep : 1);
+	memcpy(k->carry, buf + len - keep, keep);
+	k->ncarry = keep;
+	explicit_bzero(buf, len);
+	free(buf);
+	return found;
+}
 
 static struct arl_artifact *keep_add(struct keep *k, const char *path, int64_t size)
 {
@@ -317,6 +355,9 @@ static int keep_begin(void *arg, size_t spec, const char *path, int64_t size)
 	k->cur = keep_add(k, path, 0);
 	k->spec = spec;
 	k->size_hint = size;
+	if (k->carry)
+		explicit_bzero(k->carry, k->ncarry);
+	k->ncarry = 0;
 	if (!k->dir) {
 		keep_refuse(k, arl_xstrdup("not kept: the run has no database to store it in"));
 		return -1;
@@ -348,6 +389,11 @@ static int keep_data(void *arg, const void *p, size_t n)
 		keep_refuse(k, arl_xasprintf("not kept: the attempt's artifacts would pass %lld "
 		                             "bytes in all",
 		                             (long long)ARL_ARTIFACTS_MAX_TOTAL));
+		return -1;
+	}
+	if (holds_secret(k, p, n)) {
+		keep_refuse(k, arl_xstrdup("not kept: it holds the value of a secret (secrets are "
+		                           "never stored)"));
 		return -1;
 	}
 	k->total += (int64_t)n;
@@ -388,7 +434,10 @@ static void collect_artifacts(const struct arl_attempt_env *env, const struct ar
                               struct arl_attempt_result *out)
 {
 	struct arl_artifact_spec *specs;
-	struct keep k = {.out = out, .nspecs = job->nartifacts, .dir = env->artifacts_dir};
+	struct keep k = {.out = out,
+	                 .nspecs = job->nartifacts,
+	                 .dir = env->artifacts_dir,
+	                 .secrets = env->secrets};
 	struct arl_artifact_sink sink = {
 	    .arg = &k, .begin = keep_begin, .data = keep_data, .end = keep_end, .max_size = 0};
 	struct arl_err err = ARL_ERR_INIT;
@@ -405,6 +454,9 @@ static void collect_artifacts(const struct arl_attempt_env *env, const struct ar
 			sink.max_size = specs[i].max_size;
 	}
 	k.specs = specs;
+	for (size_t i = 0; k.secrets && i < k.secrets->nmasks; i++)
+		if (strlen(k.secrets->masks[i]) > k.maxmask)
+			k.maxmask = strlen(k.secrets->masks[i]);
 	k.matched = arl_xcalloc(job->nartifacts, sizeof(*k.matched));
 	if (!env->ops->collect)
 		failed = arl_xasprintf("not collected: %s pools keep no files",
@@ -428,6 +480,9 @@ static void collect_artifacts(const struct arl_attempt_env *env, const struct ar
 		free(specs[i].path);
 	free(specs);
 	free(k.matched);
+	if (k.carry)
+		explicit_bzero(k.carry, k.ncarry);
+	free(k.carry);
 	free(failed);
 }
 

@@ -157,6 +157,30 @@ else
 	echo "skip - bwrap cannot run here: the container path is not tested"
 fi
 
+# A secret's value in a kept file: the file is not stored (masking would change it), its name
+# is masked, and the value is nowhere under the database's directory.
+CANARY="arl-canary-$$-$RANDOM$RANDOM"
+cat >"$TMP/sec.yaml" <<'EOF'
+version: 1
+secrets: [ARL_TEST_CANARY]
+pools:
+  p: {isolation: none}
+jobs:
+  - name: s
+    artifacts: [{path: "/workspace/*.txt"}]
+    steps:
+      - {type: Command, command: ["sh", "-c", "printf 'x%s' \"$ARL_TEST_CANARY\" > leak.txt; head -c 70000 /dev/zero > split.txt; printf '%s' \"$ARL_TEST_CANARY\" >> split.txt; echo clean > ok.txt; echo 1 > \"$ARL_TEST_CANARY.txt\""]}
+EOF
+ARL_TEST_CANARY=$CANARY runner run "$TMP/sec.yaml" --db "$DB"
+check_eq "a run keeping files with a secret in them: exit 0" "$RC" 0
+check_eq "files holding a secret's value are not kept; a name spelling one is masked" \
+	"$(rows sec/s)" "/workspace/***.txt|2|+|
+/workspace/leak.txt|$((${#CANARY} + 1))|-|not kept: it holds the value of a secret (secrets are never stored)
+/workspace/ok.txt|6|+|
+/workspace/split.txt|$((70000 + ${#CANARY}))|-|not kept: it holds the value of a secret (secrets are never stored)"
+check_eq "the value is nowhere under the database's directory" \
+	"$(grep -rlaF -e "$CANARY" "$TMP" | grep -v "sec.yaml" || true)" ""
+
 # ---- the commands ----
 runner show none/failed --db "$DB"
 check_match "show lists an attempt's artifacts, kept or not" "$(cat "$TMP/out")" \
