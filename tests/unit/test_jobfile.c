@@ -509,6 +509,71 @@ static void test_filepatch_path_by_backend(void **state)
 	arl_diags_release(&d);
 }
 
+/*
+ * image: on a local pool and on jobs (rendered from the item, kept by lazy jobs, hashed only
+ * when set); refused with file:line:col when empty, deferred or on a kubernetes pool.
+ */
+static void test_images(void **state)
+{
+	struct arl_diags d = ARL_DIAGS_INIT;
+	const char *ok =
+	    "version: 1\npools: {p: {image: \"base:1\"}, q: {}}\njobs:\n"
+	    "  - {name: j, pool: p, steps: [{type: Command, command: [\"true\"]}]}\n"
+	    "  - name: \"i-{{ item.n }}\"\n    pool: q\n    image: \"img:{{ item.n }}\"\n"
+	    "    foreach: {items: [{n: 1}, {n: 2}]}\n"
+	    "    steps: [{type: Command, command: [\"true\"]}]\n";
+	const char *bad =
+	    "version: 1\npools: {p: {image: \"\"}, k: {backend: kubernetes}}\njobs:\n"
+	    "  - {name: a, pool: p, image: \"x{{ run.id }}\", steps: [{type: Command, "
+	    "command: [\"true\"]}]}\n"
+	    "  - {name: b, pool: k, image: img, steps: [{type: Command, command: "
+	    "[\"true\"]}]}\n";
+	struct arl_jobfile *f;
+	char plain[33];
+
+	(void)state;
+	f = parse(ok, &d);
+	assert_non_null(f);
+	assert_int_equal(f->njobs, 3);
+	assert_string_equal(arl_local_pool(&f->pools[0])->image, "base:1");
+	assert_null(f->jobs[0].image);
+	assert_true(f->jobs[1].lazy);
+	assert_string_equal(f->jobs[1].image, "img:1");
+	assert_string_equal(f->jobs[2].image, "img:2");
+	assert_string_not_equal(f->jobs[1].spec_hash, f->jobs[2].spec_hash);
+	/* The run folds the image's id in: another id, another hash. */
+	memcpy(plain, f->jobs[1].spec_hash, sizeof(plain));
+	arl_job_spec_hash_fold(f->jobs[1].spec_hash, "sha256:1");
+	assert_string_not_equal(f->jobs[1].spec_hash, plain);
+	memcpy(plain, f->jobs[1].spec_hash, sizeof(plain));
+	arl_job_spec_hash_fold(f->jobs[2].spec_hash, "sha256:2");
+	arl_job_spec_hash_fold(f->jobs[1].spec_hash, "sha256:1");
+	assert_string_not_equal(f->jobs[1].spec_hash, plain);
+	{
+		struct arl_job full;
+		struct arl_err err = ARL_ERR_INIT;
+
+		assert_int_equal(arl_job_materialize(f, &f->jobs[2], &full, &err), 0);
+		assert_string_equal(full.image, "img:2");
+		arl_job_release(&full);
+	}
+	arl_jobfile_free(f);
+	arl_diags_release(&d);
+
+	assert_null(parse(bad, &d));
+	assert_int_equal(d.errors, 3);
+	assert_int_equal(d.v[0].line, 2);
+	assert_non_null(strstr(d.v[0].msg, "'image' must not be empty"));
+	assert_int_equal(d.v[1].line, 4);
+	assert_int_equal(d.v[1].col, 31);
+	assert_non_null(strstr(d.v[1].msg, "'image' cannot use run.* or attempt"));
+	assert_int_equal(d.v[2].line, 5);
+	assert_int_equal(d.v[2].col, 31);
+	assert_non_null(strstr(d.v[2].msg, "names its own image, which kubernetes pool 'k' "
+	                                   "cannot run: a WarmPool runs one image"));
+	arl_diags_release(&d);
+}
+
 /* A pool binds nothing: a template there says so; a quoted literal still renders. */
 static void test_pool_templates(void **state)
 {
@@ -576,6 +641,7 @@ int main(void)
 	    cmocka_unit_test(test_filepatch_local_rule),
 	    cmocka_unit_test(test_filepatch_path_by_backend),
 	    cmocka_unit_test(test_pool_templates),
+	    cmocka_unit_test(test_images),
 	    cmocka_unit_test(test_param_templates),
 	};
 
