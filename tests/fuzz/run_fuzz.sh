@@ -1,15 +1,15 @@
 #!/bin/sh
 # Builds the fuzz targets with clang, replays a seed corpus for each (made from the example
 # and test files), then fuzzes: the job-file loader for ${FUZZ_SECONDS:-60} seconds, the
-# dataset readers, the kubeconfig reader, the API-server JSON readers and the sandbox agent's
-# frames as the runner reads them for ${FUZZ_SECONDS_EACH:-20} seconds each. Any crash, leak
-# or sanitizer report fails the script.
+# dataset readers, the kubeconfig reader, the API-server JSON readers, the sandbox agent's
+# frames as the runner reads them and the image store's archive readers for
+# ${FUZZ_SECONDS_EACH:-20} seconds each. Any crash, leak or sanitizer report fails the script.
 set -eu
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${FUZZ_BUILD:-$src/build-fuzz}
 CC=clang cmake -S "$src" -B "$build" -DARL_FUZZ=ON -DARL_SANITIZE=address,undefined >/dev/null
 cmake --build "$build" --target fuzz_jobfile fuzz_dataset fuzz_kubeconfig fuzz_k8s_json \
-	fuzz_agent_frames -j2 >/dev/null
+	fuzz_agent_frames fuzz_image -j2 >/dev/null
 
 # fuzz TARGET SECONDS: runs TARGET over its corpus $build/fuzz-corpus/TARGET.
 fuzz() {
@@ -19,7 +19,7 @@ fuzz() {
 
 c=$build/fuzz-corpus
 mkdir -p "$c/fuzz_jobfile" "$c/fuzz_dataset" "$c/fuzz_kubeconfig" "$c/fuzz_k8s_json" \
-	"$c/fuzz_agent_frames"
+	"$c/fuzz_agent_frames" "$c/fuzz_image"
 cp "$src"/jobs/*.yaml "$src"/tests/jobfiles/valid/*.yaml "$src"/tests/jobfiles/invalid/*.yaml \
 	"$c/fuzz_jobfile"/
 
@@ -56,8 +56,20 @@ printf "\020\000$hello\013\000\021\000\000\000\001\000\000\000hi\n\011\000\022\0
 # A killed step, then an ERROR for the write.
 printf "\020\000$hello\020\000\023\000\000\000\001\000\000\000\001\000\000\000\011\000\000\000\020\000\025\000\000\000\002\000\000\000\002\000\000\000nope" >"$a/errors"
 
+# Image seeds (fuzz_image.c): parts split by "\n====\n", "@I" the digest of part I. An OCI
+# layout (index -> manifest -> config, one layer) and a docker-archive (manifest.json).
+printf 'hello\n' >"$c/f" && tar -C "$c" -cf "$c/layer.tar" f && rm -f "$c/f"
+{ printf '{"manifests":[{"digest":"@1","annotations":{"io.containerd.image.name":"fz/a:1"}}]}\n====\n'
+  printf '{"config":{"digest":"@2"},"layers":[{"digest":"@3"}]}\n====\n'
+  printf '{"config":{"Env":["A=b"],"WorkingDir":"/w","User":"u"},"rootfs":{"diff_ids":["@3"]}}\n====\n'
+  cat "$c/layer.tar"; } >"$c/fuzz_image/oci"
+{ printf '[{"Config":"p1","RepoTags":["fz/d:1"],"Layers":["p2"]}]\n====\n'
+  printf '{"config":{"Env":["A=b"]},"rootfs":{"diff_ids":["@2"]}}\n====\n'
+  cat "$c/layer.tar"; } >"$c/fuzz_image/docker"
+rm -f "$c/layer.tar"
+
 fuzz fuzz_jobfile "${FUZZ_SECONDS:-60}"
-for t in fuzz_dataset fuzz_kubeconfig fuzz_k8s_json fuzz_agent_frames; do
+for t in fuzz_dataset fuzz_kubeconfig fuzz_k8s_json fuzz_agent_frames fuzz_image; do
 	fuzz "$t" "${FUZZ_SECONDS_EACH:-20}"
 done
 echo "fuzz: no crash, leak or sanitizer report"
