@@ -8,7 +8,9 @@
  *                       layer unpacked later); content-addressed, written by rename
  *   layers/UID-GID/HEX  a layer unpacked for one owner, HEX its diff_id; made in a temp dir
  *                       .tmp-HEX-XXXXXX under an exclusive flock of HEX.lock and renamed into
- *                       place, so a layer dir that exists is complete; users hold a shared flock
+ *                       place, so a layer dir that exists is complete
+ *   inuse/PID-XXXXXX    the layers one open store handle gave out, flocked by it: prune keeps
+ *                       them (one fd per handle, however many images a run uses)
  *   tmp/PID-*           blobs being loaded; a dead PID's are deleted by prune
  *
  * Lock order: a layer's lock, then index.lock (never the other way round).
@@ -23,6 +25,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -38,8 +41,9 @@
 #include "log.h"
 #include "util.h"
 
-#define JSON_MAX   (4u << 20) /* manifests, configs, indexes: far above real ones */
-#define SMALL_BLOB (1u << 20) /* archive members kept in memory while loading */
+#define JSON_MAX   (4u << 20)   /* manifests, configs, indexes: far above real ones */
+#define INDEX_MAX  (256u << 20) /* our own index.json: ~3 KB an image, SWE-bench has 2,294 */
+#define SMALL_BLOB (1u << 20)   /* archive members kept in memory while loading */
 
 struct arl_image_store {
 	char *dir;
@@ -48,13 +52,11 @@ struct arl_image_store {
 	gid_t gid;
 	bool chown;
 	atomic_size_t unpacks;
-};
-
-/* The layer locks an image holds (image.h: prune leaves them alone). */
-struct image_priv {
-	struct arl_image pub;
-	int *locks;
-	size_t nlocks;
+	/* The layers this handle handed out, one "HEX\n" a line in inuse/PID-XXXXXX, which it
+	 * holds an exclusive flock on while open: prune keeps them (see prune_layers). */
+	pthread_mutex_t inuse_mu; /* lock order: after a layer's lock; never with the index's */
+	int inuse_fd;
+	char *inuse_path;
 };
 
 /* ---- small helpers ---- */
@@ -151,7 +153,8 @@ static int lock_file(const char *path, int op, struct arl_err *err)
 	}
 }
 
-static int read_json(const char *path, cJSON **out, bool missing_ok, struct arl_err *err)
+static int read_json(const char *path, cJSON **out, bool missing_ok, size_t max,
+                     struct arl_err *err)
 {
 	struct arl_buf b = ARL_BUF_INIT;
 	cJSON *j;
@@ -160,7 +163,7 @@ static int read_json(const char *path, cJSON **out, bool missing_ok, struct arl_
 		*out = NULL;
 		return 0;
 	}
-	if (arl_buf_read_file(&b, path, JSON_MAX, err) < 0)
+	if (arl_buf_read_file(&b, path, max, err) < 0)
 		return -1;
 	j = cJSON_ParseWithLength(b.p ? b.p : "", b.len);
 	arl_buf_release(&b);
@@ -211,6 +214,9 @@ int arl_image_store_open(struct arl_image_store **out, const char *dir, uid_t ui
 	struct arl_image_store *s = arl_xcalloc(1, sizeof(*s));
 	char *d = NULL;
 
+	pthread_mutex_init(&s->inuse_mu, NULL);
+	s->inuse_fd = -1;
+
 	s->dir = dir ? arl_xstrdup(dir) : arl_image_store_default_dir();
 	if (s->dir[0] != '/') {
 		char cwd[PATH_MAX];
@@ -236,14 +242,14 @@ int arl_image_store_open(struct arl_image_store **out, const char *dir, uid_t ui
 	/* 0711: a sandbox's uid must reach its layers, but not list the store. */
 	if (mkdir_p(s->dir, 0711, err) < 0 || mkdir_p(s->layers, 0711, err) < 0)
 		goto fail;
-	d = arl_xasprintf("%s/blobs/sha256", s->dir);
-	if (mkdir_p(d, 0700, err) < 0)
-		goto fail;
-	free(d);
-	d = arl_xasprintf("%s/tmp", s->dir);
-	if (mkdir_p(d, 0700, err) < 0)
-		goto fail;
-	free(d);
+	for (size_t i = 0; i < 3; i++) {
+		static const char *const sub[] = {"blobs/sha256", "tmp", "inuse"};
+		d = arl_xasprintf("%s/%s", s->dir, sub[i]);
+		if (mkdir_p(d, 0700, err) < 0)
+			goto fail;
+		free(d);
+		d = NULL;
+	}
 	*out = s;
 	return 0;
 fail:
@@ -257,6 +263,12 @@ void arl_image_store_close(struct arl_image_store *s)
 {
 	if (!s)
 		return;
+	if (s->inuse_fd >= 0) {
+		unlink(s->inuse_path); /* before the unlock: prune never reads a released list */
+		close(s->inuse_fd);
+	}
+	free(s->inuse_path);
+	pthread_mutex_destroy(&s->inuse_mu);
 	free(s->dir);
 	free(s->layers);
 	free(s);
@@ -401,7 +413,7 @@ static int index_open(struct arl_image_store *s, int op, cJSON **out, int *lock,
 
 	if (fd < 0)
 		goto out;
-	if (read_json(ip, &j, true, err) < 0)
+	if (read_json(ip, &j, true, INDEX_MAX, err) < 0)
 		goto out;
 	if (!j)
 		j = cJSON_CreateObject();
@@ -816,7 +828,7 @@ static int record_image(struct arl_image_store *s, struct source *src, const cha
 	if (source_store_blob(s, src, cfg_name, cfg_digest, id_out, err) < 0)
 		goto out;
 	p = arl_xasprintf("%s/blobs/sha256/%s", s->dir, id_out + 7);
-	if (read_json(p, &cfg, false, err) < 0)
+	if (read_json(p, &cfg, false, JSON_MAX, err) < 0)
 		goto out;
 	diffs = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cfg, "rootfs"),
 	                                         "diff_ids");
@@ -1241,8 +1253,9 @@ static int layer_get(struct arl_image_store *s, const char *diff_id, const char 
 		goto out;
 	}
 	{
+		/* The blob's own digest was checked when it was stored (content-addressed, in a dir
+		 * only we write); the diff_id, which names the unpacked layer, is checked here. */
 		struct arl_unpack_opts o = {.layer = blob,
-		                            .digest = blob,
 		                            .diff_id = diff_id,
 		                            .chown = s->chown,
 		                            .uid = s->uid,
@@ -1298,7 +1311,7 @@ static int config_read(struct arl_image_store *s, const char *id, struct arl_ima
 	cJSON *j = NULL, *cc, *v;
 	int ret = -1;
 
-	if (read_json(p, &j, false, err) < 0)
+	if (read_json(p, &j, false, JSON_MAX, err) < 0)
 		goto out;
 	cc = cJSON_GetObjectItemCaseSensitive(j, "config");
 	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(cc, "Env"))
@@ -1411,36 +1424,68 @@ out:
 	return ret;
 }
 
-static void image_release_locks(struct image_priv *p)
+/* Marks layer @hex in use by this handle (see struct arl_image_store). */
+static int inuse_add(struct arl_image_store *s, const char *hex, struct arl_err *err)
 {
-	for (size_t i = 0; i < p->nlocks; i++)
-		close(p->locks[i]);
-	free(p->locks);
-	p->locks = NULL;
-	p->nlocks = 0;
+	char line[80];
+	int ret = -1, n = snprintf(line, sizeof(line), "%s\n", hex);
+
+	pthread_mutex_lock(&s->inuse_mu);
+	if (s->inuse_fd < 0) {
+		/* Locked under a dot name, then renamed: prune takes an unlocked file as dead. */
+		char *p = arl_xasprintf("%s/inuse/.new-%ld-XXXXXX", s->dir, (long)getpid());
+		int fd = mkostemp(p, O_CLOEXEC | O_APPEND);
+		char *final = NULL;
+
+		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			final = arl_xasprintf("%s/inuse/%s", s->dir, strrchr(p, '/') + 6);
+			if (rename(p, final) < 0) {
+				free(final);
+				final = NULL;
+			}
+		}
+		if (!final) {
+			arl_error_errno(err, errno, "cannot make '%s'", p);
+			if (fd >= 0) {
+				close(fd);
+				unlink(p);
+			}
+			free(p);
+			goto out;
+		}
+		free(p);
+		s->inuse_fd = fd;
+		s->inuse_path = final;
+	}
+	/* One short O_APPEND write: a reader sees whole lines. */
+	if (write(s->inuse_fd, line, (size_t)n) != n) {
+		arl_error_errno(err, errno, "cannot write '%s'", s->inuse_path);
+		goto out;
+	}
+	ret = 0;
+out:
+	pthread_mutex_unlock(&s->inuse_mu);
+	return ret;
 }
 
 void arl_image_free(struct arl_image *im)
 {
-	struct image_priv *p = (struct image_priv *)im;
-
 	if (!im)
 		return;
-	image_release_locks(p);
 	free(im->ref);
 	free(im->id);
 	arl_image_strv_free(im->layers, im->nlayers);
 	arl_image_strv_free(im->config.env, im->config.nenv);
 	free(im->config.workdir);
 	free(im->config.user);
-	free(p);
+	free(im);
 }
 
 int arl_image_get(struct arl_image_store *s, const char *ref, struct arl_image **out,
                   struct arl_err *err)
 {
 	struct ref r;
-	struct image_priv *p = NULL;
+	struct arl_image *p = NULL;
 	char id[72];
 	cJSON *idx = NULL, *layers, *l;
 	int lock = -1, ret = -1;
@@ -1474,28 +1519,30 @@ int arl_image_get(struct arl_image_store *s, const char *ref, struct arl_image *
 	idx = NULL;
 	lock = -1;
 	p = arl_xcalloc(1, sizeof(*p));
-	p->pub.ref = arl_xstrdup(ref);
-	p->pub.id = arl_xstrdup(id);
-	if (config_read(s, id, &p->pub.config, err) < 0)
+	p->ref = arl_xstrdup(ref);
+	p->id = arl_xstrdup(id);
+	if (config_read(s, id, &p->config, err) < 0)
 		goto out;
-	p->locks = arl_xcalloc(n ? n : 1, sizeof(int));
 	for (size_t i = 0; i < n; i++) {
-		int fd = layer_get(s, diffs[i], blobs[i], err);
-		if (fd < 0) {
+		int fd;
+		char *dir;
+
+		/* In use before it is looked at: prune then keeps it or we see it gone. */
+		if (inuse_add(s, diffs[i] + 7, err) < 0 ||
+		    (fd = layer_get(s, diffs[i], blobs[i], err)) < 0) {
 			arl_err_prefix(err, "image '%s'", ref);
 			goto out;
 		}
-		p->locks[p->nlocks++] = fd;
-		char *dir = arl_xasprintf("%s/%s", s->layers, diffs[i] + 7);
-		strv_add(&p->pub.layers, &p->pub.nlayers, dir);
+		close(fd);
+		dir = arl_xasprintf("%s/%s", s->layers, diffs[i] + 7);
+		strv_add(&p->layers, &p->nlayers, dir);
 		free(dir);
 	}
-	*out = &p->pub;
+	*out = p;
 	p = NULL;
 	ret = 0;
 out:
-	if (p)
-		arl_image_free(&p->pub);
+	arl_image_free(p);
 	index_close(idx, lock);
 	arl_image_strv_free(diffs, n);
 	arl_image_strv_free(blobs, nb);
@@ -1677,6 +1724,123 @@ static bool strv_has(char **v, size_t n, const char *s)
 	return false;
 }
 
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * The layers live store handles use (their inuse/ files, whose flock they hold), sorted; the
+ * files of dead processes are deleted (unless @dry_run). A handle makes its file under a dot
+ * name and renames it once locked, so an unlocked file is a dead one.
+ */
+static void inuse_read(struct arl_image_store *s, bool dry_run, char ***out, size_t *n)
+{
+	char *dp = arl_xasprintf("%s/inuse", s->dir);
+	DIR *d = opendir(dp);
+	struct dirent *de;
+	char **v = NULL;
+	size_t cnt = 0;
+
+	while (d && (de = readdir(d))) {
+		struct arl_buf b = ARL_BUF_INIT;
+		char buf[4096];
+		ssize_t r;
+		int fd;
+
+		if (de->d_name[0] == '.') {
+			long pid = strtol(de->d_name + 5, NULL, 10); /* ".new-PID-XXXXXX" */
+			if (!dry_run && !strncmp(de->d_name, ".new-", 5) && pid > 0 &&
+			    kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+				unlinkat(dirfd(d), de->d_name, 0);
+			continue;
+		}
+		fd = openat(dirfd(d), de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (flock(fd, LOCK_SH | LOCK_NB) == 0) { /* its process is gone */
+			if (!dry_run)
+				unlinkat(dirfd(d), de->d_name, 0);
+			close(fd);
+			continue;
+		}
+		while ((r = read(fd, buf, sizeof(buf))) > 0)
+			arl_buf_add(&b, buf, (size_t)r);
+		close(fd);
+		for (char *line = b.p, *nl; line && *line; line = nl + 1) {
+			if (!(nl = strchr(line, '\n')))
+				break;
+			if (nl - line == 64) {
+				v = arl_xrealloc(v, (cnt + 1) * sizeof(*v));
+				v[cnt++] = arl_xstrndup(line, 64);
+			}
+		}
+		arl_buf_release(&b);
+	}
+	if (d)
+		closedir(d);
+	free(dp);
+	if (cnt)
+		qsort(v, cnt, sizeof(*v), str_cmp);
+	*out = v;
+	*n = cnt;
+}
+
+#define PRUNE_BATCH 128 /* layer locks held at once */
+
+struct cand {
+	char name[80]; /* HEX, or .tmp-HEX-XXXXXX */
+	char hex[65];
+	int lock;
+};
+
+/*
+ * Deletes the candidates of @owner it can lock that no live handle uses. The locks are taken
+ * before the in-use lists are read: a handle that marks a layer after that waits on the lock,
+ * then finds the layer gone and unpacks it again.
+ */
+static void prune_batch(struct arl_image_store *s, const char *owner, struct cand *c, size_t n,
+                        bool dry_run, struct arl_image_prune_stats *st)
+{
+	int ofd = open(owner, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	char **inuse = NULL;
+	size_t ninuse = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char *lp = arl_xasprintf("%s/%s.lock", owner, c[i].hex);
+		struct arl_err e = ARL_ERR_INIT;
+		c[i].lock = lock_file(lp, LOCK_EX | LOCK_NB, &e); /* busy: being unpacked */
+		free(lp);
+	}
+	inuse_read(s, dry_run, &inuse, &ninuse);
+	for (size_t i = 0; i < n; i++) {
+		bool is_tmp = c[i].name[0] == '.';
+		const char *key = c[i].hex;
+		struct arl_err e = ARL_ERR_INIT;
+		uint64_t b;
+
+		if (c[i].lock < 0)
+			continue;
+		if (is_tmp || !bsearch(&key, inuse, ninuse, sizeof(*inuse), str_cmp)) {
+			b = ofd >= 0 ? tree_bytes(ofd, c[i].name) : 0;
+			if (!dry_run && (ofd < 0 || arl_unpack_rmtree(ofd, c[i].name, &e) < 0))
+				b = 0;
+			else if (!is_tmp)
+				st->layers++;
+			st->bytes += b;
+			if (!dry_run && !is_tmp && b) {
+				char lk[80];
+				snprintf(lk, sizeof(lk), "%s.lock", c[i].hex);
+				unlinkat(ofd, lk, 0); /* waiters see a new inode (lock_file) */
+			}
+		}
+		close(c[i].lock);
+	}
+	arl_image_strv_free(inuse, ninuse);
+	if (ofd >= 0)
+		close(ofd);
+}
+
 /* Layers of every owner (layers/UID-GID/) no kept image uses, and killed unpacks' temp dirs. */
 static void prune_layers(struct arl_image_store *s, char **keep, size_t nkeep, bool dry_run,
                          struct arl_image_prune_stats *st)
@@ -1684,55 +1848,43 @@ static void prune_layers(struct arl_image_store *s, char **keep, size_t nkeep, b
 	char *top = arl_xasprintf("%s/layers", s->dir);
 	DIR *d = opendir(top), *ld;
 	struct dirent *de, *le;
+	struct cand *c = arl_xcalloc(PRUNE_BATCH, sizeof(*c));
 
 	while (d && (de = readdir(d))) {
 		char *owner;
+		size_t n = 0;
+
 		if (de->d_name[0] == '.')
 			continue;
 		owner = arl_xasprintf("%s/%s", top, de->d_name);
 		ld = opendir(owner);
 		while (ld && (le = readdir(ld))) {
 			const char *nm = le->d_name;
-			char hex[65] = "", *lp, *diff;
-			struct arl_err e = ARL_ERR_INIT;
 			size_t len = strlen(nm);
-			int lock;
-			bool is_tmp = !strncmp(nm, ".tmp-", 5) && len > 5 + 64;
+			bool is_tmp = !strncmp(nm, ".tmp-", 5) && len > 5 + 64 && len < 80;
+			char diff[72];
 
-			if (is_tmp)
-				memcpy(hex, nm + 5, 64);
-			else if (len == 64)
-				memcpy(hex, nm, 64);
-			else
+			if (!is_tmp && len != 64)
 				continue;
-			hex[64] = 0;
-			diff = arl_xasprintf("sha256:%s", hex);
-			if (!is_tmp && strv_has(keep, nkeep, diff)) {
-				free(diff);
+			snprintf(c[n].hex, sizeof(c[n].hex), "%.64s", is_tmp ? nm + 5 : nm);
+			snprintf(diff, sizeof(diff), "sha256:%s", c[n].hex);
+			if (!is_tmp && strv_has(keep, nkeep, diff))
 				continue;
+			snprintf(c[n].name, sizeof(c[n].name), "%s", nm);
+			if (++n == PRUNE_BATCH) {
+				prune_batch(s, owner, c, n, dry_run, st);
+				n = 0;
 			}
-			free(diff);
-			lp = arl_xasprintf("%s/%s.lock", owner, hex);
-			lock = lock_file(lp, LOCK_EX | LOCK_NB, &e);
-			if (lock >= 0) { /* in use (shared lock) or being unpacked: skipped */
-				uint64_t b = tree_bytes(dirfd(ld), nm);
-				if (!dry_run && arl_unpack_rmtree(dirfd(ld), nm, &e) < 0)
-					b = 0;
-				else if (!is_tmp)
-					st->layers++;
-				st->bytes += b;
-				if (!dry_run && !is_tmp)
-					unlink(lp);
-				close(lock);
-			}
-			free(lp);
 		}
+		if (n)
+			prune_batch(s, owner, c, n, dry_run, st);
 		if (ld)
 			closedir(ld);
 		free(owner);
 	}
 	if (d)
 		closedir(d);
+	free(c);
 	free(top);
 }
 

@@ -70,8 +70,10 @@ int arl_image_ref_check_syntax(const char *ref, struct arl_err *err);
 /*
  * Resolves @ref, loading an archive or layout into the store on first use, verifies and unpacks
  * any missing layer, and hands back the image. A missing name fails with ARL_E_INVALID and a
- * message saying how to load it. Until arl_image_free the image holds a shared lock on each of
- * its layers, so `image prune` leaves them alone: keep it while sandboxes use its layers.
+ * message saying how to load it. The layers of every image a store handle gives out are marked
+ * in use until the handle is closed (one file under the store's inuse/, locked while the
+ * process lives), so `image prune` leaves them alone: keep the handle open while sandboxes use
+ * them. An image holds no file descriptor.
  */
 int arl_image_get(struct arl_image_store *s, const char *ref, struct arl_image **out,
                   struct arl_err *err);
@@ -119,8 +121,8 @@ struct arl_image_prune_stats {
 };
 /*
  * Removes what no tagged image references: untagged images, their blobs and unpacked layers,
- * and the temp dirs of killed unpacks. @dry_run: counts only. Layers in use by a running sandbox
- * are kept (a shared lock on the layer while it is in use; see arl_image_get).
+ * and the temp dirs of killed unpacks. @dry_run: counts only. Layers an open store handle gave
+ * out (see arl_image_get) and layers being unpacked are kept.
  */
 int arl_image_prune(struct arl_image_store *s, bool dry_run, struct arl_image_prune_stats *st,
                     struct arl_err *err);

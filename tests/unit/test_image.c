@@ -481,13 +481,17 @@ static void test_list_rm_prune(void **state)
 	struct arl_image_info *v = NULL;
 	struct arl_image_prune_stats ps;
 	struct arl_image *im = NULL;
+	struct arl_image_store *pool = NULL;
 	char ref[1024];
 	size_t n = 0;
 
 	(void)state;
 	snprintf(ref, sizeof(ref), "%s/oci", img);
 	assert_int_equal(arl_image_load(s, ref, NULL, NULL, &err), 0);
-	assert_int_equal(arl_image_get(s, "arl-test/busybox:1", &im, &err), 0);
+	/* Another handle, as a running pool's: its layers are in use while it is open. */
+	if (arl_image_store_open(&pool, store, (uid_t)-1, (gid_t)-1, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(arl_image_get(pool, "arl-test/busybox:1", &im, &err), 0);
 	assert_int_equal(arl_image_list(s, &v, &n, &err), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(v[0].name, "arl-test/busybox:1");
@@ -503,7 +507,7 @@ static void test_list_rm_prune(void **state)
 	assert_int_equal(arl_image_rm(s, "arl-test/busybox:1", &err), -1);
 	assert_non_null(strstr(err.msg, "no image"));
 	arl_err_clear(&err);
-	/* Untagged but in use: the image's shared locks keep its layers. */
+	/* Untagged but in use: the handle's in-use list keeps its layers. */
 	assert_int_equal(arl_image_prune(s, true, &ps, &err), 0);
 	assert_int_equal(ps.images, 1);
 	assert_int_equal(ps.layers, 0);
@@ -512,6 +516,9 @@ static void test_list_rm_prune(void **state)
 	assert_int_equal(ps.layers, 0);
 	assert_int_equal(access(im->layers[1], F_OK), 0);
 	arl_image_free(im);
+	assert_int_equal(arl_image_prune(s, true, &ps, &err), 0);
+	assert_int_equal(ps.layers, 0); /* freed, but its handle is still open */
+	arl_image_store_close(pool);
 	assert_int_equal(arl_image_prune(s, true, &ps, &err), 0);
 	assert_int_equal(ps.layers, 2);
 	assert_int_equal(arl_image_prune(s, false, &ps, &err), 0);
