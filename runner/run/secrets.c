@@ -68,6 +68,11 @@ int arl_secrets_load(struct arl_secrets *s, struct arl_jobfile *const *files, si
 	}
 	if (s->nmasks)
 		qsort(s->masks, s->nmasks, sizeof(*s->masks), by_length_desc);
+	s->lens = arl_xcalloc(s->nmasks + 1, sizeof(*s->lens));
+	for (size_t i = 0; i < s->nmasks; i++) {
+		s->lens[i] = strlen(s->masks[i]);
+		s->first[(unsigned char)s->masks[i][0]] = true;
+	}
 	return 0;
 }
 
@@ -79,6 +84,7 @@ void arl_secrets_release(struct arl_secrets *s)
 		free(s->masks[i]);
 	}
 	free(s->masks);
+	free(s->lens);
 	for (size_t i = 0; i < s->env.n; i++)
 		explicit_bzero(s->env.v[i].val, strlen(s->env.v[i].val));
 	arl_strmap_release(&s->env);
@@ -105,13 +111,13 @@ static bool mask_mem(const struct arl_secrets *s, const char *p, size_t len, str
 	for (size_t i = 0; i < len;) {
 		size_t hit = 0;
 
-		for (size_t k = 0; k < s->nmasks && !hit; k++) {
-			size_t n = strlen(s->masks[k]);
-
-			if (n <= len - i && p[i] == s->masks[k][0] &&
-			    !memcmp(p + i, s->masks[k], n))
-				hit = n;
+		if (!s->first[(unsigned char)p[i]]) {
+			i++;
+			continue;
 		}
+		for (size_t k = 0; k < s->nmasks && !hit; k++)
+			if (s->lens[k] <= len - i && !memcmp(p + i, s->masks[k], s->lens[k]))
+				hit = s->lens[k];
 		if (!hit) {
 			i++;
 			continue;

@@ -6,6 +6,7 @@
 #ifndef ARL_SECRETS_H
 #define ARL_SECRETS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "err.h"
@@ -18,7 +19,9 @@
 struct arl_secrets {
 	struct arl_strmap env; /* name -> value, every file's */
 	char **masks;          /* what is masked: values and their lines, longest first */
+	size_t *lens;          /* of each mask */
 	size_t nmasks;
+	bool first[256]; /* a mask starts with this byte: others are skipped at once */
 };
 
 /*
