@@ -705,9 +705,9 @@ def want(what, got, exp):
         out.append("%s: got %r want %r" % (what, got, exp))
 rows = list(csv.DictReader(open(sys.argv[1], newline="")))
 hdr = next(csv.reader(open(sys.argv[1], newline="")))
-want("header", hdr[:3] + hdr[-8:], ["run_id", "key", "name", "duration_ms", "skipped_from",
+want("header", hdr[:3] + hdr[-9:], ["run_id", "key", "name", "duration_ms", "skipped_from",
                                     "carried_from_run", "carried_state", "carried_class",
-                                    "metric_acc", "metric_label", "metric_score"])
+                                    "reason", "metric_acc", "metric_label", "metric_score"])
 by = {r["key"]: r for r in rows}
 want("rows", len(rows), 7)
 want("ok score", float(by["exp1/ok"]["metric_score"]), 0.5)

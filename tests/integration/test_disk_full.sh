@@ -201,7 +201,10 @@ check_match "[2] one clear error" "$(errors "$TMP/err2")" \
 	"^arl-batch: cannot write to results database '$DB': database or disk is full \(1 of 4 jobs recorded, 1 not started\); free space and run again with --resume$"
 check_eq "[2] no process of the run left" "$(leftover "20\.$MARK")" ""
 check_eq "[2] no sandbox left in the state dir" "$(files_in "$STATE" 2>/dev/null)" ""
-check_eq "[2] the disk is full" "$(df --output=avail -k "$MNT" | tail -n 1 | tr -d ' ')" 0
+# The run's live output directory (DB.live/RUN, deleted at its end) may give back a block
+# or two; a few KiB is still a disk no run could write a job to.
+check_le "[2] the disk is full (a few KiB at most)" \
+	"$(df --output=avail -k "$MNT" | tail -n 1 | tr -d ' ')" 16
 runner results --db "$DB" --run 2
 check_eq "[2] results still reads the full disk's database" "$RC" 0
 check_match "[2] ... and shows the job recorded before it filled" "$(cat "$TMP/out")" 'Succeeded +fill/a '
