@@ -44,8 +44,10 @@ static const char epilog[] =
     "With -f, follows a running job's steps as they print and exits when the job ends.\n"
     "Kubernetes steps' output arrives when each step ends: -f shows it then.\n";
 
-#define POLL_NS    (100 * 1000 * 1000)
-#define READ_CHUNK 65536
+#define POLL_NS (100 * 1000 * 1000)
+/* Quiet polls between two reopenings of the database, whose repair ends a dead runner's job. */
+#define REOPEN_POLLS 20
+#define READ_CHUNK   65536
 
 /* One live stream being followed. */
 struct stream {
@@ -59,6 +61,7 @@ struct stream {
 };
 
 struct ctx {
+	const char *db;
 	struct arl_store *store;
 	struct arl_job_reader *reader;
 	int64_t job_id;
@@ -310,14 +313,36 @@ static int open_job_dir(const char *db, int64_t run_id, int64_t job_id)
 	return fd;
 }
 
+/*
+ * Opens the database again: a read-write open repairs the runs of runners that died (their
+ * jobs become Cancelled), so a runner killed with -9 does not leave us following for ever.
+ */
+static int reopen(struct ctx *c)
+{
+	arl_job_reader_free(c->reader);
+	c->reader = NULL;
+	arl_store_close(c->store);
+	c->store = NULL;
+	if (arl_store_open(&c->store, c->db, ARL_STORE_NOCREATE, &c->err) < 0)
+		return -1;
+	arl_job_reader_new(c->store, &c->reader);
+	return 0;
+}
+
 static int print_live(struct ctx *c, const char *db, int64_t run_id, bool follow)
 {
 	char *buf = arl_xmalloc(READ_CHUNK);
-	int dirfd = -1, running, ret = -1;
+	int dirfd = -1, running, ret = -1, quiet = 0;
 	struct timespec pause = {0, POLL_NS};
 
 	for (;;) {
 		size_t printed = 0;
+
+		if (quiet >= REOPEN_POLLS) {
+			quiet = 0;
+			if (reopen(c) < 0)
+				goto out;
+		}
 
 		if ((running = still_running(c)) < 0)
 			goto out;
@@ -336,8 +361,12 @@ static int print_live(struct ctx *c, const char *db, int64_t run_id, bool follow
 		}
 		if (!follow)
 			break;
-		if (!printed)
+		if (!printed) {
+			quiet++;
 			nanosleep(&pause, NULL);
+		} else {
+			quiet = 0;
+		}
 	}
 	ret = 0;
 out:
@@ -386,7 +415,8 @@ int cmd_logs(int argc, char **argv)
 	job = argv[0];
 	c.tty = isatty(STDOUT_FILENO);
 
-	if (arl_store_open(&c.store, arl_cli_db_path(db), ARL_STORE_NOCREATE, &c.err) < 0)
+	c.db = arl_cli_db_path(db);
+	if (arl_store_open(&c.store, c.db, ARL_STORE_NOCREATE, &c.err) < 0)
 		goto out;
 	arl_job_reader_new(c.store, &c.reader);
 	/* On failure it has said why. */

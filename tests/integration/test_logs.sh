@@ -182,6 +182,29 @@ half:***
 check_eq "the canary is nowhere under the test's directory" \
 	"$(grep -rlF -- "$CANARY" "$TMP" 2>/dev/null || true)" ""
 
+echo "# the runner killed with -9: logs -f does not follow for ever"
+cat >"$TMP/k.yaml" <<EOF
+version: 1
+pools: {p: {isolation: none}}
+jobs:
+  - name: orphan
+    timeout: 5m
+    steps: [{name: s, type: Command, command: ["sh", "-c", "echo started; exec sleep 300.$MARK"]}]
+EOF
+"$ARL_BATCH" run --progress none --db "$TMP/k.db" "$TMP/k.yaml" >/dev/null 2>&1 &
+RUN_PID=$!
+PIDS+=("$RUN_PID")
+wait_until 60 "the job to be Running" eval "[ \"\$(job_state $TMP/k.db)\" = Running ]"
+"$ARL_BATCH" logs --db "$TMP/k.db" -f orphan >"$TMP/kfollow" 2>&1 &
+LOGS_PID=$!
+PIDS+=("$LOGS_PID")
+wait_until 60 "logs -f to show the step's line" has "$TMP/kfollow" started
+kill -9 "$RUN_PID"
+wait_pid 60 "$LOGS_PID"
+check_eq "logs -f exits 0 once the database's repair cancels the dead runner's job" \
+	"$RC:$(job_state "$TMP/k.db")" "0:Cancelled"
+cleanup
+
 if command -v bwrap >/dev/null 2>&1 && bwrap --unshare-pid --ro-bind / / true >/dev/null 2>&1; then
 	echo "# following a running job in a bwrap sandbox (through the agent); the run interrupted"
 	cat >"$TMP/c.yaml" <<EOF
