@@ -1821,7 +1821,7 @@ static void prune_batch(struct arl_image_store *s, const char *owner, struct can
 
 		if (c[i].lock < 0)
 			continue;
-		if (is_tmp || !bsearch(&key, inuse, ninuse, sizeof(*inuse), str_cmp)) {
+		if (is_tmp || !ninuse || !bsearch(&key, inuse, ninuse, sizeof(*inuse), str_cmp)) {
 			b = ofd >= 0 ? tree_bytes(ofd, c[i].name) : 0;
 			if (!dry_run && (ofd < 0 || arl_unpack_rmtree(ofd, c[i].name, &e) < 0))
 				b = 0;
