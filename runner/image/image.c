@@ -12,8 +12,10 @@
  *   inuse/PID-XXXXXX    the layers one open store handle gave out, flocked by it: prune keeps
  *                       them (one fd per handle, however many images a run uses)
  *   tmp/PID-*           blobs being loaded; a dead PID's are deleted by prune
+ *   refs/HEX.lock       one per archive reference (HEX: sha256 of its path and tag): held while
+ *                       it is looked up and loaded, so it is loaded once
  *
- * Lock order: a layer's lock, then index.lock (never the other way round).
+ * Lock order: a reference's lock, a layer's lock, then index.lock (never the other way round).
  */
 #include "image/image.h"
 
@@ -242,8 +244,8 @@ int arl_image_store_open(struct arl_image_store **out, const char *dir, uid_t ui
 	/* 0711: a sandbox's uid must reach its layers, but not list the store. */
 	if (mkdir_p(s->dir, 0711, err) < 0 || mkdir_p(s->layers, 0711, err) < 0)
 		goto fail;
-	for (size_t i = 0; i < 3; i++) {
-		static const char *const sub[] = {"blobs/sha256", "tmp", "inuse"};
+	for (size_t i = 0; i < 4; i++) {
+		static const char *const sub[] = {"blobs/sha256", "tmp", "inuse", "refs"};
 		d = arl_xasprintf("%s/%s", s->dir, sub[i]);
 		if (mkdir_p(d, 0700, err) < 0)
 			goto fail;
@@ -1354,7 +1356,7 @@ static int resolve(struct arl_image_store *s, const struct ref *r, const char *r
                    struct arl_err *err)
 {
 	cJSON *idx = NULL;
-	int lock = -1, ret = -1;
+	int lock = -1, ret = -1, reflock = -1;
 	char *key = NULL, *abs = NULL;
 	const char *found;
 
@@ -1383,8 +1385,14 @@ static int resolve(struct arl_image_store *s, const struct ref *r, const char *r
 		                  r->tag ? r->tag : "");
 		const cJSON *e;
 		struct found f = {0};
+		char hex[65], *lp;
 
-		if (index_open(s, LOCK_SH, &idx, &lock, err) < 0) {
+		/* One loader per reference: the others wait, then find it recorded. */
+		arl_unpack_sha256_hex(canon, strlen(canon), hex);
+		lp = arl_xasprintf("%s/refs/%s.lock", s->dir, hex);
+		reflock = lock_file(lp, LOCK_EX, err);
+		free(lp);
+		if (reflock < 0 || index_open(s, LOCK_SH, &idx, &lock, err) < 0) {
 			free(canon);
 			goto out;
 		}
@@ -1419,6 +1427,8 @@ static int resolve(struct arl_image_store *s, const struct ref *r, const char *r
 	}
 out:
 	index_close(idx, lock);
+	if (reflock >= 0)
+		close(reflock);
 	free(key);
 	free(abs);
 	return ret;
