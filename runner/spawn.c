@@ -344,7 +344,7 @@ child_main(void *arg)
 	else if (id->fd3 > 2)
 		CHILD_TRY(syscall(SYS_dup3, id->fd3, 3, 0), "dup");
 	if ((id->bind_fd > 2 || id->bind_src) && id->bind_dst) {
-		long tree = -1, tree2 = -1;
+		long tree = -1, tree2 = -1, tree3 = -1;
 
 		/* A detached copy of the fd's mount: in our namespace, as a bind source must be. */
 		if (id->bind_fd > 2)
@@ -355,6 +355,11 @@ child_main(void *arg)
 		if (id->bind2_fd > 2 && id->bind2_dst)
 			CHILD_TRY(tree2 =
 			              syscall(SYS_open_tree, id->bind2_fd, "",
+			                      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH),
+			          "open_tree");
+		if (id->bind3_fd > 2 && id->bind3_dst)
+			CHILD_TRY(tree3 =
+			              syscall(SYS_open_tree, id->bind3_fd, "",
 			                      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH),
 			          "open_tree");
 		CHILD_TRY(syscall(SYS_unshare, CLONE_NEWNS), "unshare");
@@ -369,6 +374,10 @@ child_main(void *arg)
 			          "mount");
 		if (tree2 >= 0)
 			CHILD_TRY(syscall(SYS_move_mount, (int)tree2, "", AT_FDCWD, id->bind2_dst,
+			                  MOVE_MOUNT_F_EMPTY_PATH),
+			          "move_mount");
+		if (tree3 >= 0)
+			CHILD_TRY(syscall(SYS_move_mount, (int)tree3, "", AT_FDCWD, id->bind3_dst,
 			                  MOVE_MOUNT_F_EMPTY_PATH),
 			          "move_mount");
 	}

@@ -34,6 +34,8 @@ struct arl_spawn_ident {
 	int bind_fd;          /* > 2: bound instead of bind_src (no path resolved as root) */
 	int bind2_fd;         /* > 2, with bind2_dst: a second O_PATH fd bound there alike */
 	const char *bind2_dst;
+	int bind3_fd; /* > 2, with bind3_dst: a third alike */
+	const char *bind3_dst;
 	const char *cwd_path; /* entered by path after the ids change (with opts.cwd NULL) */
 	int fd3;              /* > 2: becomes the child's fd 3; 0: none */
 	/* cgroup.procs files (open for writing) the child joins first, so all it starts is in. */

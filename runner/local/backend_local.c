@@ -22,8 +22,8 @@
  * With the copy-on-write root (the default; cow_root.h), "--disable-userns", "--cap-drop
  * ALL", the /usr and /etc binds, their masks and the /workspace bind give way to: the four
  * capabilities the agent needs to mount (it drops them all before its HELLO), the run's
- * skeleton, each host tree, the pool's workspace (not as root: its files belong to host
- * uids the sandbox cannot map, so root copies it into the upper instead) and the sandbox
+ * skeleton, each host tree, the pool's workspace (as root, the run's one copy of it, whose
+ * files are the sandbox uid's: ws_lower.h) and the sandbox
  * directory (holding upper/ and work/) bound under COW_STAGING; the agent's plan mounts an
  * overlay on each tree and on /workspace, masks the secrets again, forbids user namespaces
  * and detaches COW_STAGING. open() builds the skeleton in /dev/shm and probes a container
@@ -335,6 +335,7 @@ static void local_close(void *state)
 	for (size_t i = 0; i < L->nspare; i++)
 		arl_local_discard(L, &L->spare[i]);
 	free(L->spare);
+	arl_local_ws_lower_close(L);
 	if (L->state_fd >= 0)
 		close(L->state_fd);
 	free(L->state_dir);
@@ -726,6 +727,7 @@ static void local_release(void *state, struct arl_sandbox *sb, bool keep)
 		                                                                    : sb->dir.name;
 		arl_log_info("%s%s%skeeping sandbox '%s/%s' (keepAlive)", sb->job ? "job '" : "",
 		             sb->job ? sb->job : "", sb->job ? "': " : "", L->state_dir, where);
+		arl_local_ws_lower_keep(L, sb->pool);
 		free(kept);
 		free(sb->dir.name);
 		sb->dir.name = NULL;

@@ -63,7 +63,8 @@ int arl_local_container_spawn(struct local *L, struct arl_sandbox *sb, bool netw
 	struct strvec argv = {0};
 	struct arl_spawn_opts so = ARL_SPAWN_OPTS_INIT;
 	struct arl_spawn_ident id;
-	int sv[2] = {-1, -1}, out_fd = -1, ws_fd = -1, agent_fd = -1, ret = -1;
+	int sv[2] = {-1, -1}, out_fd = -1, ws_fd = -1, agent_fd = -1, lower_fd = -1, ret = -1;
+	const char *lower = arl_local_ws_lower(L, sb->pool);
 	int cg_fds[ARL_CGROUP_MAX_FDS], ncg = 0;
 
 	sb->bwrap_pid = -1;
@@ -84,15 +85,18 @@ int arl_local_container_spawn(struct local *L, struct arl_sandbox *sb, bool netw
 			arl_error_errno(err, errno, "cannot open the sandbox agent '%s'", L->agent);
 			goto out;
 		}
+		if (lower && (lower_fd = arl_local_ws_lower_fd(L, sb->pool, err)) < 0)
+			goto out;
 	}
 	/* As root the child binds both where the sandbox uid can reach them (see identity.h). */
-	arl_local_bwrap_argv(L, &argv, L->drop ? ROOT_MNT : sb->path,
-	                     arl_local_ws_lower(L, sb->pool), L->drop ? ROOT_AGENT : L->agent,
-	                     network, sb->image);
+	arl_local_bwrap_argv(L, &argv, L->drop ? ROOT_MNT : sb->path, lower,
+	                     L->drop ? ROOT_AGENT : L->agent, network, sb->image);
 	arl_local_step_ident(L, false, &id, ws_fd, sv[1]);
 	if (L->drop) {
 		id.bind2_fd = agent_fd;
 		id.bind2_dst = ROOT_AGENT;
+		id.bind3_fd = lower_fd;
+		id.bind3_dst = ROOT_LOWER;
 	}
 	/* Everything of the container, bwrap first, is in the sandbox's cgroup (local/limits.h). */
 	if ((ncg = arl_local_limits_join(sb, &id, cg_fds, err)) < 0)
@@ -117,6 +121,8 @@ out:
 		close(ws_fd);
 	if (agent_fd >= 0)
 		close(agent_fd);
+	if (lower_fd >= 0)
+		close(lower_fd);
 	arl_local_limits_join_done(cg_fds, ncg);
 	arl_local_sv_release(&argv);
 	return ret;

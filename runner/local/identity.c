@@ -118,10 +118,10 @@ int arl_local_sandbox_ids(struct local *L, struct arl_err *err)
  */
 int arl_local_make_root_mnt(struct arl_err *err)
 {
-	static const char *const dirs[] = {ROOT_MNT_DIR, ROOT_MNT};
+	static const char *const dirs[] = {ROOT_MNT_DIR, ROOT_MNT, ROOT_LOWER};
 	struct stat st;
 
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
 		if (mkdir(dirs[i], 0755) < 0 && errno != EEXIST)
 			return arl_error_errno(err, errno, "cannot create '%s'", dirs[i]);
 		if (lstat(dirs[i], &st) < 0)

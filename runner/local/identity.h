@@ -17,6 +17,8 @@
 #define ROOT_MNT     ROOT_MNT_DIR "/workspace"
 /* As root, where a container's child binds the sandbox agent (an empty file of root's). */
 #define ROOT_AGENT ROOT_MNT_DIR "/agent"
+/* As root, where a container's child binds the run's copy of the pool's workspace (ws_lower.h). */
+#define ROOT_LOWER ROOT_MNT_DIR "/lower"
 
 struct local;
 struct arl_pool;

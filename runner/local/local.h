@@ -14,6 +14,7 @@
 #include "local/local_pool.h"
 #include "local/sandbox_dir.h"
 #include "local/strvec.h"
+#include "local/ws_lower.h"
 #include "util.h"
 
 #define WS_INSIDE "/workspace"
@@ -81,6 +82,8 @@ struct local {
 	struct sbdir *spare; /* emptied and checked: the next sandboxes of any pool */
 	size_t nspare, capspare;
 	unsigned long counter;
+	struct ws_copy *wscopy; /* as root: the runs' copies of workspaces (ws_lower.h) */
+	size_t nwscopy, capwscopy;
 	bool stopping;
 	bool preparer_running;
 	pthread_t preparer;

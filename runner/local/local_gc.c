@@ -12,6 +12,7 @@
 #include "local/cgroup.h"
 #include "local/cow_root.h"
 #include "local/tree.h"
+#include "local/ws_lower.h"
 #include "log.h"
 #include "util.h"
 #include "banned.h"
@@ -110,12 +111,15 @@ int arl_local_gc(const char *state_dir, bool remove, FILE *out, int *foreign, st
 	arl_owner_self(&me);
 	while ((de = readdir(d))) {
 		struct arl_err rm = ARL_ERR_INIT;
-		const char *why;
+		const char *why, *name = de->d_name;
 		bool other_ns;
 
-		if (strncmp(de->d_name, "sb-", 3))
+		/* A root run's copy of a workspace is named after a sandbox (ws_lower.h). */
+		if (!strncmp(name, WS_LOWER_PREFIX, strlen(WS_LOWER_PREFIX)))
+			name += strlen(WS_LOWER_PREFIX);
+		if (strncmp(name, "sb-", 3))
 			continue;
-		if (!(why = owner_gone(de->d_name, &me, &other_ns))) {
+		if (!(why = owner_gone(name, &me, &other_ns))) {
 			others += other_ns;
 			continue;
 		}

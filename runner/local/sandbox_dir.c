@@ -145,24 +145,32 @@ int arl_local_create_dir(struct local *L, uid_t uid, gid_t gid, struct sbdir *d,
 	return dfd;
 }
 
-const char *arl_local_ws_lower(const struct local *L, const struct arl_pool *pool)
+/* Says in @err why copying @workspace failed (@copy_err). */
+static void copy_failed(struct arl_err *err, struct arl_err *copy_err, const char *workspace)
 {
-	const struct arl_local_pool *lp = pool ? arl_local_pool(pool) : NULL;
+	enum arl_errc code = copy_err->code;
 
-	if (!lp || !L->cow.skel || lp->isolation != ARL_ISO_BWRAP || L->drop)
-		return NULL;
-	return lp->workspace;
+	if (code == ARL_E_TIMEOUT || code == ARL_E_CANCELLED) {
+		arl_error(err, code, "%s while copying workspace '%s'",
+		          code == ARL_E_TIMEOUT ? "the job's prepareTimeout passed" : "cancelled",
+		          workspace);
+	} else {
+		arl_err_prefix(copy_err, "cannot copy workspace '%s'", workspace);
+		arl_error(err, code, "%s", copy_err->msg);
+	}
 }
 
 /*
  * A sandbox directory for @pool: a spare one or a new one, with the pool's workspace in it
  * (copied, or with the copy-on-write root its uppers, the workspace then being a lower
- * layer, or copied into the workspace's upper as root). @b bounds the copy (NULL: unbounded).
+ * layer: ws_lower.h). @b bounds the copy (NULL: unbounded).
  */
 int arl_local_make_sandbox(struct local *L, const struct arl_pool *pool, const struct copy_bound *b,
                            struct sbdir *out, struct arl_err *err)
 {
 	struct arl_buf rel = ARL_BUF_INIT;
+	/* The copy's own error, reworded before it reaches the caller's. */
+	struct arl_err copy_err = ARL_ERR_INIT;
 	struct sbdir d = {0};
 	struct copy_bound cb = b ? *b : (struct copy_bound){.deadline = INT64_MAX, .cancel_fd = -1};
 	const char *workspace = arl_local_pool(pool)->workspace;
@@ -201,46 +209,24 @@ int arl_local_make_sandbox(struct local *L, const struct arl_pool *pool, const s
 		}
 	}
 	if (cow) {
-		int up;
-
-		/* Two mkdirs per tree: O(1) in the workspace's size (cow_root.h). */
+		/*
+		 * Two mkdirs per tree: O(1) in the workspace's size (cow_root.h), which is a
+		 * lower layer, as root the run's one copy of it (ws_lower.h).
+		 */
 		if (arl_cow_root_make_uppers(&L->cow, dfd, err) < 0)
 			goto out;
-		if (arl_local_ws_lower(L, pool))
-			workspace = NULL; /* a lower layer, not copied */
-		if (workspace) {
-			up = openat(dfd, "upper/workspace",
-			            O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (up < 0) {
-				arl_error_errno(err, errno, "cannot open sandbox '%s/%s'",
-				                L->state_dir, d.name);
-				goto out;
-			}
-			close(dfd);
-			dfd = up;
+		if (arl_local_ws_lower_make(L, pool, &cb, &copy_err) < 0) {
+			copy_failed(err, &copy_err, workspace);
+			goto out;
 		}
-	}
-	if (workspace) {
-		/* The copy's own error, reworded before it reaches the caller's. */
-		struct arl_err copy_err = ARL_ERR_INIT;
-
+	} else if (workspace) {
 		arl_buf_add(&rel, "", 0);
 		if ((sfd = open(workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 			arl_error_errno(err, errno, "cannot open workspace '%s'", workspace);
 			goto out;
 		}
 		if (arl_local_copy_tree(sfd, dfd, &rel, 0, &cb, &copy_err) < 0) {
-			enum arl_errc code = copy_err.code;
-
-			if (code == ARL_E_TIMEOUT || code == ARL_E_CANCELLED) {
-				arl_error(err, code, "%s while copying workspace '%s'",
-				          code == ARL_E_TIMEOUT ? "the job's prepareTimeout passed"
-				                                : "cancelled",
-				          workspace);
-			} else {
-				arl_err_prefix(&copy_err, "cannot copy workspace '%s'", workspace);
-				arl_error(err, code, "%s", copy_err.msg);
-			}
+			copy_failed(err, &copy_err, workspace);
 			goto out;
 		}
 	}

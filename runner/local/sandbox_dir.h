@@ -61,13 +61,6 @@ int arl_local_make_sandbox(struct local *L, const struct arl_pool *pool, const s
                            struct sbdir *out, struct arl_err *err);
 
 /*
- * With the copy-on-write root, the lower layer of @pool's /workspace: the pool's workspace
- * itself when we are not root (our files, writable in place); NULL otherwise (none, or as
- * root: files of host uids the sandbox cannot map are copied into its upper instead).
- */
-const char *arl_local_ws_lower(const struct local *L, const struct arl_pool *pool);
-
-/*
  * Renames a released sandbox's directory to the next fresh name (sb->renamed), so its own
  * name is gone at once; false when it cannot be. arl_local_retire() does it when not done.
  */

@@ -5,7 +5,8 @@
 # /etc/shadow stays unreadable, workspace writes do not reach the pool's workspace, two
 # sandboxes do not see each other's writes, keepAlive keeps the upper layer and release
 # removes it; ARL_BATCH_NO_OVERLAY=1 forces the fallback (today's copy), which says so once
-# on stderr and in runs.notes; gc deletes the skeleton of a runner killed with -9.
+# on stderr and in runs.notes; gc deletes the skeleton of a runner killed with -9. As root,
+# a pool's workspace is copied once per run (shared_lower), and gc deletes that copy too.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -85,8 +86,10 @@ orig"
 	kept=$(sql "$db" "SELECT a.sandbox FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.name = 'kept'")
 	check_eq "[$who] keepAlive keeps the sandbox's upper layer" \
 		"$(cat "$db.sandboxes/keep-$kept/upper/usr/local/kept-$MARK" 2>/dev/null || true)" "k"
+	# As root, with the run's copy of the workspace its upper layer stands on (ws_lower.h).
 	check_eq "[$who] released sandboxes are gone (only the kept one is left)" \
-		"$(find "$db.sandboxes" -mindepth 1 -maxdepth 1 ! -name '.*' -printf '%f\n' | sort)" "keep-$kept"
+		"$(find "$db.sandboxes" -mindepth 1 -maxdepth 1 ! -name '.*' -printf '%f\n' | sed 's/^keep-ws-sb-.*/keep-ws/' | sort)" \
+		"keep-$kept$([ "$who" = root ] && printf '\nkeep-ws')"
 	check_eq "[$who] no skeleton is left in /dev/shm" \
 		"$(find /dev/shm -maxdepth 1 -name 'arl-batch-skel-*' -user "$([ "$who" = root ] && echo "${ARL_SANDBOX_UID:-65530}" || echo $NOBODY)" -newer "$dir/cow.yaml" | wc -l)" 0
 
@@ -110,13 +113,71 @@ orig"
 		"$(sql "$dir/fb.db" 'SELECT notes FROM runs')" 'ARL_BATCH_NO_OVERLAY=1: no copy-on-write root'
 }
 
-# A runner killed with -9 cannot delete its skeleton: gc (and the next run's sweep) does.
+# As root, a pool's workspace is copied once per run, not once per sandbox (ws_lower.h): the
+# copy, owned by the sandbox uid (0 inside), is the read-only lower layer of every sandbox's
+# /workspace; steps write its files in place; the host's workspace is unchanged.
+shared_lower() {
+	local dir=$TMP/shared db ws n=6 copies uppers
+	db=$dir/s.db
+	ws=$dir/ws
+	mkdir -p "$ws/d"
+	echo orig >"$ws/src.txt"
+	for i in $(seq 1 200); do head -c 20000 /dev/urandom >"$ws/d/f$i"; done
+	{
+		printf 'version: 1\npools:\n  p: {replicas: 3, workspace: %s}\njobs:\n' "$ws"
+		for i in $(seq 1 $n); do
+			printf '  - name: j%s\n    keepAlive: true\n    steps:\n' "$i"
+			printf '      - {type: Command, command: ["sh", "-c", "echo more-%s >> /workspace/src.txt && stat -c %%u /workspace/d/f1 && cat /workspace/src.txt"]}\n' "$i"
+		done
+	} >"$dir.yaml"
+	"$ARL_BATCH" run --progress none --db "$db" "$dir.yaml" >"$TMP/out" 2>"$TMP/err" && RC=0 || RC=$?
+	check_eq "[shared] the run succeeds" "$RC" 0
+	[ "$RC" = 0 ] || sed 's/^/       /' "$TMP/err" | tail -n 20
+	check_eq "[shared] steps append to a workspace file in place; its files are uid 0 inside" \
+		"$(stdout "$db" j4 0)" "0
+orig
+more-4"
+	copies=$(find "$db.sandboxes" -mindepth 1 -maxdepth 1 -name 'keep-ws-sb-*' | wc -l)
+	check_eq "[shared] $n sandboxes, one copy of the workspace" "$copies" 1
+	uppers=$(find "$db.sandboxes"/keep-sb-*/upper/workspace -type f | wc -l)
+	check_eq "[shared] each sandbox's upper holds only the file it wrote" "$uppers" "$n"
+	check_eq "[shared] the copy is the sandbox uid's and as the workspace was" \
+		"$(stat -c %u "$db.sandboxes"/keep-ws-sb-*/d/f7; cat "$db.sandboxes"/keep-ws-sb-*/src.txt)" \
+		"${ARL_SANDBOX_UID:-65530}
+orig"
+	check_eq "[shared] the host's workspace is unchanged" "$(cat "$ws/src.txt"; stat -c %u "$ws/d/f1")" "orig
+0"
+
+	# The job's prepareTimeout bounds that copy (or the wait for the preparer's).
+	cat >"$dir/bound.yaml" <<EOF
+version: 1
+pools:
+  p: {workspace: $ws}
+jobs:
+  - {name: starved, prepareTimeout: 1ms, retries: 0, steps: [{type: Command, command: ["true"]}]}
+EOF
+	runner run --progress none --db "$dir/bound.db" "$dir/bound.yaml"
+	if [ "$RC" = 0 ]; then
+		echo "# note: the preparer's copy was ready first; the job's success still holds"
+	else
+		check_eq "[shared] prepareTimeout: infra, said as for a copy" \
+			"$(sql "$dir/bound.db" "SELECT error_class || ': ' || error FROM attempts")" \
+			"infra: sandbox not ready after 1ms (pool 'p', the job's prepareTimeout): the job's prepareTimeout passed while copying workspace '$ws'"
+	fi
+	check_eq "[shared] prepareTimeout: no copy or sandbox is left" \
+		"$(find "$dir/bound.db.sandboxes" -mindepth 1 -maxdepth 1 | wc -l)" 0
+}
+
+# A runner killed with -9 cannot delete its skeleton, nor as root its copy of a workspace:
+# gc (and the next run's sweep) does.
 skeleton_gc() {
-	local db=$TMP/killed.db pid skel
+	local db=$TMP/killed.db pid skel lower
+	mkdir -p "$TMP/killed-ws"
+	echo x >"$TMP/killed-ws/x"
 	cat >"$TMP/killed.yaml" <<EOF
 version: 1
 pools:
-  p: {}
+  p: {workspace: $TMP/killed-ws}
 jobs:
   - {name: sleeper, timeout: 600s, steps: [{type: Command, command: ["sleep", "405.$MARK"]}]}
 EOF
@@ -124,17 +185,21 @@ EOF
 	pid=$!
 	wait_until 120 "the step to start" eval "[ -n \"\$(procs_with '^sleep 405\\.$MARK')\" ]"
 	skel=$(compgen -G "/dev/shm/arl-batch-skel-sb-*-$pid-*" || true)
+	lower=$(compgen -G "$db.sandboxes/ws-sb-*-$pid-*" || true)
 	kill -9 "$pid"
 	{ wait "$pid"; } 2>/dev/null || true
 	check "the killed runner's skeleton is left in /dev/shm" test -n "$skel" -a -d "$skel"
+	[ "$(id -u)" != 0 ] || check "the killed runner's copy of the workspace is left" test -n "$lower" -a -d "$lower"
 	runner gc --db "$db" --yes
 	check_eq "gc --yes exits 0" "$RC" 0
 	check "gc --yes deletes the dead runner's skeleton" test ! -e "${skel:-/nonexistent}"
+	[ "$(id -u)" != 0 ] || check "gc --yes deletes the dead runner's copy of the workspace" test ! -e "${lower:-/nonexistent}"
 }
 
 suite root
 skeleton_gc
 if [ "$(id -u)" = 0 ]; then
+	shared_lower
 	chmod 0755 "$TMP"
 	suite nobody
 else
