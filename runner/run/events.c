@@ -122,7 +122,8 @@ static int64_t span(int64_t from, int64_t to)
 }
 
 void arl_events_run_started(struct arl_events *e, int64_t run_id, const char *run_name,
-                            size_t jobs_total, size_t jobs_skipped, int concurrency)
+                            const cJSON *params, size_t jobs_total, size_t jobs_skipped,
+                            int concurrency)
 {
 	cJSON *o;
 
@@ -135,6 +136,8 @@ void arl_events_run_started(struct arl_events *e, int64_t run_id, const char *ru
 	cJSON_AddNumberToObject(o, "jobs_total", (double)jobs_total);
 	cJSON_AddNumberToObject(o, "jobs_skipped", (double)jobs_skipped);
 	cJSON_AddNumberToObject(o, "concurrency", concurrency);
+	if (params)
+		cJSON_AddItemToObject(o, "params", cJSON_Duplicate(params, 1));
 	emit(e, o);
 }
 

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "err.h"
 #include "result.h"
 
@@ -36,7 +38,8 @@ int arl_events_close(struct arl_events *e, struct arl_err *err);
 
 /* Also sets the run id that every later event carries. */
 void arl_events_run_started(struct arl_events *e, int64_t run_id, const char *run_name,
-                            size_t jobs_total, size_t jobs_skipped, int concurrency);
+                            const cJSON *params, size_t jobs_total, size_t jobs_skipped,
+                            int concurrency);
 
 struct arl_events_counts {
 	size_t total, succeeded, failed, skipped, cancelled;

@@ -55,6 +55,7 @@ struct run {
 	char *run_name;
 	struct arl_sched_job *jobs; /* the jobs to run (skipped ones are not scheduled) */
 	struct arl_secrets secrets; /* the files' secrets: given to steps, masked in results */
+	cJSON *params;              /* the run's parameters (runs.params), NULL: none */
 	int64_t *job_ids;           /* jobs.id of each of r.jobs */
 	size_t njobs, done;         /* njobs: all jobs of the run, skipped included */
 	size_t succeeded, failed, cancelled, skipped, by_class[5];
@@ -219,7 +220,7 @@ static int start_views(struct run *r, struct arl_jobfile *const *files, size_t n
 	struct arl_job_result skip = {.state = ARL_STATE_SKIPPED};
 	size_t k = 0;
 
-	arl_events_run_started(r->events, r->run_id, r->run_name, r->njobs, r->skipped,
+	arl_events_run_started(r->events, r->run_id, r->run_name, r->params, r->njobs, r->skipped,
 	                       concurrency);
 	for (size_t i = 0; i < nfiles; i++)
 		for (size_t j = 0; j < files[i]->njobs; j++, k++)
@@ -331,7 +332,7 @@ static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nf
                       const char *isolation, const char *notes, char (*hashes)[33],
                       const int64_t *skipped_from, int64_t *ids, struct arl_err *err)
 {
-	cJSON *fl = cJSON_CreateArray(), *params = NULL;
+	cJSON *fl = cJSON_CreateArray();
 	char *files_json, *params_json = NULL;
 	struct row_cursor cur = {.files = files, .hashes = hashes, .skipped_from = skipped_from};
 	struct arl_run_info info = {0};
@@ -344,19 +345,19 @@ static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nf
 	for (size_t i = 0; i < nfiles; i++) {
 		for (const cJSON *p = files[i]->params ? files[i]->params->child : NULL; p;
 		     p = p->next) {
-			if (!params)
-				params = cJSON_CreateObject();
 			char *v = arl_xstrdup(p->valuestring);
 
+			if (!r->params)
+				r->params = cJSON_CreateObject();
 			/* A secret given as a parameter too is not recorded in clear either. */
 			arl_secrets_mask_str(&r->secrets, &v);
-			if (!cJSON_GetObjectItemCaseSensitive(params, p->string))
-				cJSON_AddItemToObject(params, p->string, cJSON_CreateString(v));
+			if (!cJSON_GetObjectItemCaseSensitive(r->params, p->string))
+				cJSON_AddItemToObject(r->params, p->string, cJSON_CreateString(v));
 			free(v);
 		}
 	}
-	if (params)
-		info.params = params_json = cJSON_PrintUnformatted(params);
+	if (r->params)
+		info.params = params_json = cJSON_PrintUnformatted(r->params);
 	info.name = r->run_name;
 	info.files = files_json;
 	info.jobs_total = (int64_t)r->njobs;
@@ -367,7 +368,6 @@ static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nf
 	free(cur.item);
 	cJSON_free(files_json);
 	cJSON_free(params_json);
-	cJSON_Delete(params);
 	cJSON_Delete(fl);
 	return ret;
 }
@@ -897,5 +897,6 @@ out:
 	free(r.run_name);
 	free(r.artifacts_dir);
 	arl_secrets_release(&r.secrets);
+	cJSON_Delete(r.params);
 	return code;
 }

@@ -19,6 +19,7 @@ SCHEMA=$SOURCE_DIR/schemas/events.schema.json
 
 cat >"$TMP/ev.yaml" <<'EOF'
 version: 1
+params: {model: m1}
 pools:
   p: {isolation: none, replicas: 3}
 jobs:

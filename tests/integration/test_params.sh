@@ -61,8 +61,10 @@ check_match "steps saw the defaults and the file's content (one newline dropped)
 check_eq "runs.params records every param" \
 	"$(sql "$DB" "SELECT name, params FROM runs WHERE id = 1")" \
 	'ev-gpt-4o|{"model":"gpt-4o","temperature":"0.2","prompt":"from a file","unused":"x"}'
-runner run --progress none --db "$DB" --set model=m2 --set prompt=hi --set temperature=0.7 "$D/ev.yaml"
+runner run --progress none --db "$DB" --events "$D/ev.jsonl" --set model=m2 --set prompt=hi --set temperature=0.7 "$D/ev.yaml"
 check_eq "run with --set model=m2: exit 0" "$RC" 0
+check_match "the run.started event carries the params" "$(head -1 "$D/ev.jsonl")" \
+	'"event":"run.started".*"params":\{"model":"m2","temperature":"0.7","prompt":"hi","unused":"x"\}'
 runner show --db "$DB" --run 2 ev/case-2
 check_match "--set overrides defaults" "$(cat "$TMP/out")" "m2 t=0.7 p=hi"
 check_eq "keys do not include the param: the same keys in both runs" \

@@ -118,7 +118,7 @@ static void test_attempt_expands(void **state)
 	(void)state;
 	assert_int_equal(arl_events_open(&e, path, &err), 0);
 	arl_events_run_finished(e, "failed", 1, 0, &c); /* before run.started: nothing */
-	arl_events_run_started(e, 7, "nightly", 1, 0, 2);
+	arl_events_run_started(e, 7, "nightly", NULL, 1, 0, 2);
 	arl_events_job_started(e, "f/j", 70, "pool-a");
 	arl_events_attempt_started(e, "f/j", 70, 1);
 	arl_events_attempt_finished(e, "f/j", 70, &a);
@@ -167,7 +167,7 @@ static void test_open_and_write_errors(void **state)
 	if (access("/dev/full", W_OK) == 0) {
 		arl_err_clear(&err);
 		assert_int_equal(arl_events_open(&e, "/dev/full", &err), 0);
-		arl_events_run_started(e, 1, "r", 0, 0, 1);
+		arl_events_run_started(e, 1, "r", NULL, 0, 0, 1);
 		assert_int_equal(arl_events_close(e, &err), -1);
 		assert_non_null(strstr(err.msg, "cannot write events to '/dev/full'"));
 	}
