@@ -43,9 +43,11 @@
 #include "log.h"
 #include "util.h"
 
-#define JSON_MAX   (4u << 20)   /* manifests, configs, indexes: far above real ones */
-#define INDEX_MAX  (256u << 20) /* our own index.json: ~3 KB an image, SWE-bench has 2,294 */
-#define SMALL_BLOB (1u << 20)   /* archive members kept in memory while loading */
+#define JSON_MAX    (4u << 20)   /* manifests, configs, indexes: far above real ones */
+#define INDEX_MAX   (256u << 20) /* our own index.json: ~3 KB an image, SWE-bench has 2,294 */
+#define SMALL_BLOB  (1u << 20)   /* archive members kept in memory while loading */
+#define SMALL_TOTAL (64u << 20)  /* and all of them at most: the rest goes to tmp/ */
+#define MAX_MEMBERS 100000       /* files in an archive: a few per layer in real ones */
 
 struct arl_image_store {
 	char *dir;
@@ -541,6 +543,7 @@ static int source_read_tar(struct arl_image_store *s, int fd, struct source *src
 	EVP_MD_CTX *h = EVP_MD_CTX_new();
 	char *buf = arl_xmalloc(1u << 20);
 	int r, ret = -1, out = -1;
+	size_t in_mem = 0;
 
 	archive_read_support_format_tar(a);
 	archive_read_support_filter_gzip(a);
@@ -556,12 +559,18 @@ static int source_read_tar(struct arl_image_store *s, int fd, struct source *src
 
 		if (archive_entry_filetype(e) != AE_IFREG || !archive_entry_pathname(e))
 			continue;
+		if (src->n == MAX_MEMBERS) {
+			arl_error(err, ARL_E_LIMIT, "%s: more than %d files: not an image archive",
+			          src->what, MAX_MEMBERS);
+			goto done;
+		}
 		ARL_GROW(src->m, src->cap, src->n + 1);
 		m = &src->m[src->n++];
 		memset(m, 0, sizeof(*m));
 		m->name = clean_name(archive_entry_pathname(e));
 		EVP_DigestInit_ex(h, EVP_sha256(), NULL);
-		if (archive_entry_size(e) <= SMALL_BLOB) {
+		if (archive_entry_size(e) <= SMALL_BLOB && in_mem + SMALL_BLOB <= SMALL_TOTAL) {
+			in_mem += (size_t)archive_entry_size(e);
 			m->mem = arl_xmalloc((size_t)archive_entry_size(e) + 1);
 		} else {
 			m->tmp = arl_xasprintf("%s/tmp/%ld-XXXXXX", s->dir, (long)getpid());

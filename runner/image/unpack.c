@@ -487,7 +487,7 @@ static int finish_dirs(struct ctx *c)
 {
 	for (size_t i = c->nlate; i-- > 0;) {
 		char *buf = arl_xstrdup(c->late[i].path), *comp[MAX_DEPTH];
-		int n = split(c, c->late[i].path, buf, comp, MAX_DEPTH), pfd;
+		int n = split(c, c->late[i].path, buf, comp, MAX_DEPTH), pfd = -1;
 
 		if (n > 0 &&
 		    (pfd = open_parent(c, comp, (size_t)n - 1, false, c->late[i].path)) >= 0 &&
