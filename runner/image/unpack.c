@@ -410,10 +410,15 @@ static int do_entry(struct ctx *c, struct archive *a, struct archive_entry *e,
 	case AE_IFREG: {
 		struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT}, {0}};
 
-		if (clear_name(c, pfd, base, false, &is_dir, name) < 0 ||
-		    (pfd = open_parent(c, comp, (size_t)n - 1, true, name)) < 0)
-			goto out;
+		/* Created first: a name met twice in one layer (rare) is cleared on EEXIST. */
 		fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && errno == EEXIST) {
+			if (clear_name(c, pfd, base, false, &is_dir, name) < 0 ||
+			    (pfd = open_parent(c, comp, (size_t)n - 1, true, name)) < 0)
+				goto out;
+			fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			            0600);
+		}
 		if (fd < 0) {
 			entry_errno(c, name, errno, "cannot create");
 			goto out;
@@ -437,16 +442,21 @@ static int do_entry(struct ctx *c, struct archive *a, struct archive_entry *e,
 	}
 	case AE_IFLNK: {
 		const char *target = archive_entry_symlink(e);
+		int r;
 
 		if (!target) {
 			entry_error(c, name, "a symlink without a target");
 			goto out;
 		}
-		if (clear_name(c, pfd, base, false, &is_dir, name) < 0 ||
-		    (pfd = open_parent(c, comp, (size_t)n - 1, true, name)) < 0)
-			goto out;
 		/* Kept as is, absolute or not: it resolves inside the container, never here. */
-		if (symlinkat(target, pfd, base) < 0) {
+		r = symlinkat(target, pfd, base);
+		if (r < 0 && errno == EEXIST) {
+			if (clear_name(c, pfd, base, false, &is_dir, name) < 0 ||
+			    (pfd = open_parent(c, comp, (size_t)n - 1, true, name)) < 0)
+				goto out;
+			r = symlinkat(target, pfd, base);
+		}
+		if (r < 0) {
 			entry_errno(c, name, errno, "cannot make the symlink");
 			goto out;
 		}

@@ -343,6 +343,10 @@ static void test_hostile_layers(void **state)
 	                                                  {'l', "etc/abs", "/etc/shadow"},
 	                                                  {'f', "etc/a2", "x"},
 	                                                  {'f', "etc/a2", "replaced"},
+	                                                  {'l', "etc/l", "a"},
+	                                                  {'l', "etc/l", "a2"},
+	                                                  {'d', "etc/l", ""},
+	                                                  {'f', "etc/l/in", "in"},
 	                                                  {0}},
 	                             dir, sizeof(dir), &err),
 	                 0);
@@ -353,6 +357,7 @@ static void test_hostile_layers(void **state)
 	assert_int_equal(lstat(p, &st), 0);
 	assert_true(S_ISLNK(st.st_mode));
 	expect_text(dir, "etc/a2", "replaced");
+	expect_text(dir, "etc/l/in", "in"); /* a later entry replaces an earlier one */
 }
 
 /* A layer whose bytes do not hash to the diff_id its config gives: refused, nothing cached. */
