@@ -120,7 +120,8 @@ void arl_local_bwrap_argv(const struct local *L, struct strvec *v, const char *w
 		arl_local_sv_push(v, "/etc/ssh");
 	}
 rest:
-	for (size_t i = 0; !img && i < L->root_args.n; i += 3) {
+	/* With an image only a dynamic agent needs them (its loader, before the pivot). */
+	for (size_t i = 0; (!img || L->agent_dynamic) && i < L->root_args.n; i += 3) {
 		/* Real directories are trees of the copy-on-write root (backend open). */
 		if (cow && !strcmp(L->root_args.v[i], "--ro-bind"))
 			continue;
