@@ -105,6 +105,30 @@ void arl_live_job_done(int run_dirfd, int64_t job_id)
 	remove_dir(run_dirfd, job);
 }
 
+void arl_live_sweep(int run_dirfd, int64_t keep, bool (*gone)(void *arg, int64_t run_id), void *arg)
+{
+	int rfd = run_dirfd >= 0 ? openat(run_dirfd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+	DIR *d;
+	struct dirent *e;
+
+	if (rfd < 0)
+		return;
+	if (!(d = fdopendir(rfd))) {
+		close(rfd);
+		return;
+	}
+	while ((e = readdir(d))) {
+		char *end;
+		long long id = strtoll(e->d_name, &end, 10);
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || *end || id == keep)
+			continue;
+		if (gone(arg, id))
+			remove_dir(dirfd(d), e->d_name);
+	}
+	closedir(d);
+}
+
 void arl_live_run_close(const char *db_path, int64_t run_id, int dirfd)
 {
 	char *root, run[24];

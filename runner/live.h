@@ -46,6 +46,13 @@ void arl_live_job_done(int run_dirfd, int64_t job_id);
 /* Deletes what is left of run @run_id's live directory, and DB.live once empty; closes @dirfd. */
 void arl_live_run_close(const char *db_path, int64_t run_id, int dirfd);
 
+/*
+ * Deletes the live directories in DB.live of runs other than @keep for which @gone says
+ * their runner is gone (the leftovers of a runner killed with -9). Best effort.
+ */
+void arl_live_sweep(int run_dirfd, int64_t keep, bool (*gone)(void *arg, int64_t run_id),
+                    void *arg);
+
 struct arl_live;
 
 /* What must never reach a live file (the run's secrets). */

@@ -31,6 +31,7 @@
 #include "run/scheduler.h"
 #include "run/secrets.h"
 #include "store/store.h"
+#include "store/store_runs.h"
 #include "store/store_artifacts.h"
 #include "live.h"
 #include "util.h"
@@ -607,6 +608,25 @@ out:
 	return ret;
 }
 
+/*
+ * Whether run @run_id of this database has no runner left: the store's open repaired the runs
+ * of dead runners, so one still 'running' is another live runner's. A run pruned is gone.
+ */
+static bool live_run_gone(void *arg, int64_t run_id)
+{
+	struct arl_run_view v = {0};
+	struct arl_err err = ARL_ERR_INIT;
+	bool gone;
+	int rc = arl_run_get(arg, run_id, &v, &err);
+
+	if (rc < 0)
+		return false;
+	gone = rc == 0 || !v.status || strcmp(v.status, "running");
+	if (rc > 0)
+		arl_run_view_release(&v);
+	return gone;
+}
+
 int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struct arl_run_opts *o)
 {
 	struct run r = {.o = o, .live_fd = -1};
@@ -686,6 +706,8 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	} else if (r.live_fd <= 2) {
 		close(r.live_fd);
 		r.live_fd = -1;
+	} else {
+		arl_live_sweep(r.live_fd, r.run_id, live_run_gone, r.store);
 	}
 	if (pipe2(cancel, O_CLOEXEC | O_NONBLOCK) < 0 || install_signals() < 0) {
 		arl_error_errno(&err, errno, "cannot create pipes");

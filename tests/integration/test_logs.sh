@@ -204,6 +204,15 @@ wait_pid 60 "$LOGS_PID"
 check_eq "logs -f exits 0 once the database's repair cancels the dead runner's job" \
 	"$RC:$(job_state "$TMP/k.db")" "0:Cancelled"
 cleanup
+check_eq "the killed runner left its live directory" "$(ls "$TMP/k.db.live")" 1
+cat >"$TMP/k2.yaml" <<'EOF'
+version: 1
+pools: {p: {isolation: none}}
+jobs: [{name: quick, steps: [{type: Command, command: ["true"]}]}]
+EOF
+runner run --progress none --db "$TMP/k.db" "$TMP/k2.yaml"
+check_eq "the next run on the database deletes it (its runner is gone)" \
+	"$RC:$(ls -d "$TMP/k.db.live" 2>/dev/null || true)" "0:"
 
 if command -v bwrap >/dev/null 2>&1 && bwrap --unshare-pid --ro-bind / / true >/dev/null 2>&1; then
 	echo "# following a running job in a bwrap sandbox (through the agent); the run interrupted"
