@@ -448,6 +448,15 @@ static void parse_image(struct expand *c, const struct arl_node *v, struct arl_j
 		               "before the run starts");
 	else if (j->image && !j->image[0])
 		arl_field_diag(&c->r, v, "'image' must not be empty");
+	else if (j->image && v->kind == ARL_NODE_SCALAR && strstr(v->str, "{{") &&
+	         (!strncmp(j->image, "docker-archive:", 15) || !strncmp(j->image, "oci:", 4) ||
+	          !strncmp(j->image, "oci-archive:", 12)))
+		/* A record must not make the runner (root, maybe) open a host path of its choice. */
+		arl_field_diag(&c->r, v,
+		               "'image' rendered to '%s': an image rendered from an item must be "
+		               "a name in the image store (NAME[:TAG]); archive and layout paths "
+		               "may only be written in the job file itself",
+		               j->image);
 	else if (j->image && c->pool && c->pool->kind && !c->pool->kind->job_image)
 		arl_field_diag(&c->r, v,
 		               "job '%s' names its own image, which %s pool '%s' cannot run: "

@@ -63,6 +63,14 @@
  * and the kernel takes the whole pid namespace with it. PR_SET_PDEATHSIG follows the
  * spawning thread, and the scheduler's workers live for the whole run.
  *
+ * Images (image_root.h): a pool's `image:`, or a job's own, makes the container's root the
+ * image's layers (overlay lowers) under the sandbox's upper instead of the host trees; the
+ * agent's plan mounts it, mounts /workspace as above, and pivots into it (/proc, /dev, /tmp,
+ * /workspace moved in); an image User becomes, for every step, the uid the sandbox's host
+ * uid maps to (a user namespace the agent enters last). Pool images are resolved at open,
+ * a job's own when its sandbox is made; warm containers are spawned with the pool's root, so
+ * a job with its own image makes its sandbox at acquire.
+ *
  * FilePatch accepts only paths inside /workspace. With the copy-on-write root the agent
  * writes it (a WRITE frame), as overlayfs ignores changes made to a mounted upper layer
  * from outside; a symlink among the path's components is refused there too. Otherwise it

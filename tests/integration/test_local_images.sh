@@ -5,8 +5,9 @@
 #      an opaque dir), none of the host's; its Env (under the job's env), WorkingDir (a
 #      step's workDir wins) and User (uid 1000 'app', owning the image's files); writes over
 #      the image's /etc and /bin stay in the sandbox: the cached layers are unchanged.
-#   B. A job's own image, templated from its item (a store name and a docker-archive: path),
-#      on a pool without one: replicas still bound the pool (1: attempts never overlap).
+#   B. A job's own image, templated from its item (a store name) or written (a docker-archive:
+#      path), on a pool without one: replicas still bound the pool (1: attempts never overlap).
+#      A path rendered from an item is refused (a record must not pick host files to load).
 #   C. A missing image: validate and run exit 2 naming it and saying how to load it; nothing
 #      runs. A job-level image on a kubernetes pool is refused at validation.
 #   D. --resume trusts a success only with the same image: the spec hash has the image id.
@@ -106,8 +107,11 @@ jobs:
     foreach:
       items:
         - {n: 1, ref: "$TAG"}
-        - {n: 2, ref: "docker-archive:$TMP/img/docker.tar"}
         - {n: 3, ref: "$TAG"}
+    steps:
+      - {type: Command, command: ["sh", "-c", "cat /etc/os-release | tail -n 1; id -un"]}
+  - name: each-2
+    image: "docker-archive:$TMP/img/docker.tar"
     steps:
       - {type: Command, command: ["sh", "-c", "cat /etc/os-release | tail -n 1; id -un"]}
   - name: plain
@@ -125,6 +129,11 @@ app
 LAYER=layer2
 app"
 	check_eq "[$who] a job without one runs on the host's root" "$(stdout "$dir/per.db" plain)" "host-root"
+	sed '0,/ref: "[^"]*"}/s||ref: "oci-archive:/etc/shadow"}|' "$dir/per-job.yaml" >"$dir/per-path.yaml"
+	as "$who" "$ARL_BATCH" validate "$dir/per-path.yaml"
+	check_eq "[$who] a path rendered from an item: validate exits 2" "$RC" 2
+	check_match "[$who] it says an item may only name a store image" "$(cat "$TMP/err")" \
+		"per-path.yaml:6:12: error: 'image' rendered to 'oci-archive:/etc/shadow': an image rendered from an item must be a name"
 	check_eq "[$who] replicas: 1 bounds the pool whatever the images: no two attempts overlap" \
 		"$(sql "$dir/per.db" "SELECT count(*) FROM attempts a, attempts b WHERE a.id < b.id
 		    AND a.started_at < b.finished_at AND b.started_at < a.finished_at")" 0

@@ -572,6 +572,16 @@ static void test_images(void **state)
 	assert_non_null(strstr(d.v[2].msg, "names its own image, which kubernetes pool 'k' "
 	                                   "cannot run: a WarmPool runs one image"));
 	arl_diags_release(&d);
+	/* A record may name a store image, never a host path for the runner to open. */
+	assert_null(parse("version: 1\npools: {p: {}}\njobs:\n  - name: \"x-{{ item.n }}\"\n"
+	                  "    image: \"{{ item.ref }}\"\n    foreach: {items: [{n: 1, ref: "
+	                  "\"docker-archive:/etc/shadow\"}]}\n    steps: [{type: Command, command: "
+	                  "[\"true\"]}]\n",
+	                  &d));
+	assert_int_equal(d.errors, 1);
+	assert_int_equal(d.v[0].line, 5);
+	assert_non_null(strstr(d.v[0].msg, "must be a name in the image store"));
+	arl_diags_release(&d);
 }
 
 /* A pool binds nothing: a template there says so; a quoted literal still renders. */
