@@ -182,6 +182,42 @@ check_eq "files holding a secret's value are not kept; a name spelling one is ma
 check_eq "the value is nowhere under the database's directory" \
 	"$(grep -rlaF -e "$CANARY" "$TMP" | grep -v "sec.yaml" || true)" ""
 
+# prune while a run is going: a file it stored whose row is not committed yet (its job is in
+# its retry backoff) is spared; the row that names it comes when the job ends.
+cat >"$TMP/race.yaml" <<'EOF'
+version: 1
+pools:
+  p: {isolation: none}
+jobs:
+  - name: r
+    retries: 1
+    retryOn: [failed]
+    backoff: 5m
+    artifacts: [{path: /workspace/a.txt}]
+    steps: [{type: Command, command: ["sh", "-c", "echo race-$$ > a.txt; exit 1"]}]
+EOF
+"$ARL_BATCH" run "$TMP/race.yaml" --db "$DB" --progress none >"$TMP/race.out" 2>&1 &
+RACE_PID=$!
+race_cleanup() { kill -KILL "$RACE_PID" 2>/dev/null || true; }
+CLEANUP=race_cleanup
+RACE_SHA=""
+for _ in $(seq 1 600); do # until attempt 1's file is stored (the run waits 5 min then)
+	RACE_SHA=$({ grep -rl "^race-" "$STORE/sha256" 2>/dev/null || true; } | head -1 | xargs -r basename)
+	[ -z "$RACE_SHA" ] || break
+	sleep 0.1
+done
+check_match "the running run stored attempt 1's file" "$RACE_SHA" '^[0-9a-f]{64}$'
+check_eq "... and has no row for it yet" \
+	"$(sql "$DB" "SELECT count(*) FROM artifacts WHERE sha256 = '$RACE_SHA'")" 0
+runner prune --db "$DB" --keep 0 --name no-such-run
+check "prune spares it while that run is going" test -f "$(stored "$RACE_SHA")"
+kill -INT "$RACE_PID"
+wait "$RACE_PID" || true
+CLEANUP=
+check_eq "the interrupted run recorded the attempt with its file" \
+	"$(sql "$DB" "SELECT count(*) FROM artifacts WHERE sha256 = '$RACE_SHA'")" 1
+check "the file its row names is there" test -f "$(stored "$RACE_SHA")"
+
 # ---- the commands ----
 runner show none/failed --db "$DB"
 check_match "show lists an attempt's artifacts, kept or not" "$(cat "$TMP/out")" \
