@@ -4,6 +4,9 @@
 # sandbox directory + uppers + container started until its agent answers), beside today's
 # copy of the same workspace. Target: the large workspace within 20 ms of the empty one.
 # Sides alternate round by round; medians in ms.
+# Then the same through `arl-batch run` (the runner's own path; as root the pool's workspace is
+# copied once per run, ws_lower.h): 20 one-step jobs per workspace, attempts.prepare_ms median
+# and max (the max is the first sandbox's, which waits for the run's one copy as root).
 # Usage: bench/cow_prepare.sh [ROUNDS]  (builds the release libraries first, like lib.sh).
 set -euo pipefail
 rounds=${1:-5}
@@ -49,3 +52,17 @@ printf 'copy-on-write, 300 MB workspace    %8.2f ms  (difference %.2f ms; target
 	"$(echo "$b - $e" | bc -l)"
 printf "today's copy of the 300 MB workspace %7.2f ms\n" "$c"
 echo "$(median < <(grep -o '[0-9.]* ms' "$tmp/skel" | cut -d' ' -f1)) ms: skeleton of /usr and /etc, once per run (median)"
+
+# Through the runner: 20 jobs, replicas 2, per workspace.
+for side in empty big; do
+	{
+		printf 'version: 1\npools:\n  p: {replicas: 2, workspace: %s}\njobs:\n' "$tmp/$side"
+		for j in $(seq 1 20); do
+			printf '  - {name: j%s, prepareTimeout: 600s, steps: [{type: Command, command: ["true"]}]}\n' "$j"
+		done
+	} >"$tmp/run-$side.yaml"
+	"$ARL_BATCH" run --progress none -j 2 --db "$tmp/run-$side.db" "$tmp/run-$side.yaml" >/dev/null
+	sqlite3 "$tmp/run-$side.db" 'SELECT prepare_ms FROM attempts' >"$tmp/prep-$side"
+	printf 'arl-batch run, %-5s workspace: prepare_ms median %6.2f, max %6.0f (20 jobs)\n' "$side" \
+		"$(median <"$tmp/prep-$side")" "$(sort -n "$tmp/prep-$side" | tail -n 1)"
+done

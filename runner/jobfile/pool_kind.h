@@ -59,8 +59,8 @@ struct arl_pool_kind {
 	int v1_number; /* with .hash: the backend's number in spec v1 */
 	/* Why this kind's pools keep no `artifacts:` (validate warns at the key), or NULL. */
 	const char *artifacts_refusal;
-	/* Optional: why a FilePatch to @path fails in every attempt here (job.h), or NULL. */
-	char *(*filepatch_refusal)(const char *path, size_t settled);
+	/* Optional: why a FilePatch to @path fails in every attempt of a pool with @config. */
+	char *(*filepatch_refusal)(const void *config, const char *path, size_t settled);
 	/*
 	 * What a run records as its isolation: every label this kind gives, in the order they are
 	 * listed, and the index of a pool's, with a note for the run's notes (*note may stay NULL).

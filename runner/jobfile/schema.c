@@ -95,7 +95,7 @@ static bool check_local_path(void *arg, const struct arl_node *n, const struct a
 		while (settled && path[settled - 1] != '/')
 			settled--;
 	}
-	if (!(why = pool->kind->filepatch_refusal(path, settled)))
+	if (!(why = pool->kind->filepatch_refusal(pool->config, path, settled)))
 		return true;
 	if (c->origin[0])
 		arl_field_diag(&c->r, n, "%s (%s pool '%s'; %s)", why, pool->kind->name, pool->name,

@@ -71,10 +71,11 @@
  * a job's own when its sandbox is made; warm containers are spawned with the pool's root, so
  * a job with its own image makes its sandbox at acquire.
  *
- * FilePatch accepts only paths inside /workspace. With the copy-on-write root the agent
+ * FilePatch (the rule: arl_filepatch_local_refusal()). With the copy-on-write root the agent
  * writes it (a WRITE frame), as overlayfs ignores changes made to a mounted upper layer
- * from outside; a symlink among the path's components is refused there too. Otherwise it
- * is written from the runner into the
+ * from outside, anywhere in the container's root but /proc, /sys, /dev and the agent's own
+ * /.arl-*; a symlink among the path's components is refused there too. Otherwise (isolation
+ * none, or the fallback) only paths inside /workspace, written from the runner into the
  * sandbox directory, the container's /workspace itself (the steps' view, not a copy): the path is split into components ('..' refused) and opened
  * one component at a time from the directory's fd with O_NOFOLLOW, creating parents, so a
  * symlink planted by an earlier step can never redirect the write outside (Linux's openat2

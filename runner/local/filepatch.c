@@ -24,13 +24,15 @@
 #include "banned.h"
 
 /*
- * Splits a FilePatch path into the components below /workspace, refusing anything that is
- * not plainly inside it. The message says what to do instead.
+ * Splits a FilePatch path into its components, refusing what the local rule refuses
+ * (local_pool.h): in a @container anything but the kernel's and the agent's own, otherwise
+ * anything not plainly inside /workspace. The message says what to do instead.
  */
-static int patch_components(const char *path, struct strvec *comps, struct arl_buf *msg)
+static int patch_components(bool container, const char *path, struct strvec *comps,
+                            struct arl_buf *msg)
 {
 	char *copy, *save = NULL;
-	char *why = arl_filepatch_local_refusal(path, path ? strlen(path) : 0);
+	char *why = arl_filepatch_local_refusal(container, path, path ? strlen(path) : 0);
 
 	/* The same rule `validate` applies to local pools (job.h). */
 	if (why) {
@@ -117,7 +119,8 @@ int arl_local_run_filepatch(struct local *L, struct arl_sandbox *sb, const struc
 	char ebuf[128];
 	int cur = -1, fd = -1, ret = -1;
 
-	if (patch_components(step->path, &comps, &msg) < 0)
+	/* The agent writes with the steps' view; without it only /workspace is reachable. */
+	if (patch_components(L->cow.skel && sb->agent, step->path, &comps, &msg) < 0)
 		goto refused;
 	if (L->cow.skel && sb->agent) {
 		int rc = patch_via_agent(sb, step, &msg, err);

@@ -97,16 +97,15 @@ static size_t local_isolation(const void *config, const char **note)
 	return lp->isolation == ARL_ISO_NONE ? 1 : 0;
 }
 
-char *arl_filepatch_local_refusal(const char *path, size_t settled)
+char *arl_filepatch_local_refusal(bool container, const char *path, size_t settled)
 {
 	char *copy, *save = NULL, *first = NULL;
 	size_t ncomps = 0;
 	char *why = NULL;
 
 	if (!path || path[0] != '/')
-		return arl_xasprintf(
-		    "FilePatch path '%s' must be an absolute path inside /workspace",
-		    path ? path : "");
+		return arl_xasprintf("FilePatch path '%s' must be an absolute path%s",
+		                     path ? path : "", container ? "" : " inside /workspace");
 	copy = arl_xstrndup(path, settled);
 	for (const char *p = copy; (p = strstr(p, "..")); p += 2) {
 		if ((p == copy || p[-1] == '/') && (p[2] == '/' || !p[2])) {
@@ -122,20 +121,35 @@ char *arl_filepatch_local_refusal(const char *path, size_t settled)
 	}
 	if (settled < strlen(path) && !ncomps)
 		goto out; /* nothing settled yet */
-	if (first && !strcmp(first, "tmp"))
-		why = arl_xasprintf("FilePatch path '%s' is refused: /tmp is private to each step "
-		                    "on the local backend, so the file would be gone before the "
-		                    "next step; write it under /workspace",
+	if (container && first &&
+	    (!strcmp(first, "proc") || !strcmp(first, "sys") || !strcmp(first, "dev")))
+		why = arl_xasprintf("FilePatch path '%s' is refused: /proc, /sys and /dev are the "
+		                    "kernel's, not files of the sandbox",
 		                    path);
-	else if (!first || strcmp(first, "workspace"))
-		why = arl_xasprintf("FilePatch path '%s' is outside /workspace, the only writable "
-		                    "place that persists between steps",
-		                    path);
-	else if (settled == strlen(path) && (ncomps < 2 || path[settled - 1] == '/'))
+	else if (container && first && !strncmp(first, ".arl-", 5))
+		why = arl_xasprintf("FilePatch path '%s' is refused: '/%s' is the sandbox "
+		                    "agent's own",
+		                    path, first);
+	else if (!container && (!first || strcmp(first, "workspace")))
+		why =
+		    arl_xasprintf("FilePatch path '%s' is outside /workspace, the only place "
+		                  "FilePatch writes with isolation: none (or in a run without the "
+		                  "copy-on-write root)",
+		                  path);
+	else if (settled == strlen(path) && (!ncomps || path[settled - 1] == '/' ||
+	                                     (ncomps == 1 && !strcmp(first, "workspace"))))
 		why = arl_xasprintf("FilePatch path '%s' names a directory, not a file", path);
 out:
 	free(copy);
 	return why;
+}
+
+/* The pool kind's: a container (isolation bwrap) takes any file of its own filesystem. */
+static char *local_filepatch_refusal(const void *config, const char *path, size_t settled)
+{
+	const struct arl_local_pool *lp = config;
+
+	return arl_filepatch_local_refusal(lp->isolation == ARL_ISO_BWRAP, path, settled);
 }
 
 /* hashWorkspace: the tree is read once, when the file is loaded (validate reads it too). */
@@ -161,7 +175,7 @@ const struct arl_pool_kind arl_local_pool_kind = {
     .config_size = sizeof(struct arl_local_pool),
     .hash = local_hash,
     .v1_number = 0,
-    .filepatch_refusal = arl_filepatch_local_refusal,
+    .filepatch_refusal = local_filepatch_refusal,
     .isolation_labels = isolation_labels,
     .isolation = local_isolation,
     .job_image = true,

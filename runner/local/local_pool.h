@@ -25,11 +25,14 @@ extern const struct arl_pool_kind arl_local_pool_kind;
 
 /*
  * The local backend's rule for a FilePatch path, written once for the backend and for
- * validation (the pool kind's filepatch_refusal): NULL when @path is a file plainly inside /workspace, else why not (owned, no
- * trailing newline). @settled < strlen(path): only its first @settled bytes are known (the
- * rest is a run-time template); what they decide is judged.
+ * validation (the pool kind's filepatch_refusal): NULL when @path may be written, else why
+ * not (owned, no trailing newline). In a @container (isolation: bwrap, the agent writes it
+ * with the steps' view) any absolute file path but under /proc, /sys, /dev and the agent's
+ * own /.arl-*; otherwise (isolation: none, or a run without the copy-on-write root) a file
+ * plainly inside /workspace. @settled < strlen(path): only its first @settled bytes are
+ * known (the rest is a run-time template); what they decide is judged.
  */
-char *arl_filepatch_local_refusal(const char *path, size_t settled);
+char *arl_filepatch_local_refusal(bool container, const char *path, size_t settled);
 
 /* @p's local settings; @p is a pool of the local backend. */
 static inline const struct arl_local_pool *arl_local_pool(const struct arl_pool *p)

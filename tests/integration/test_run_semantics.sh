@@ -379,9 +379,13 @@ jobs:
             done
             if cat $TMP/secret.txt 2>/dev/null; then echo "secret readable"; else echo "secret hidden"; fi
             if ls /workspace/.. 2>/dev/null | grep -q "$(basename "$TMP")"; then echo "host visible"; else echo "host hidden"; fi
-  - name: patch-etc
+  - name: etc-patched
     steps:
-      - {type: FilePatch, path: /etc/arl-probe-$MARK, content: x}
+      - {type: FilePatch, path: /etc/arl-probe-$MARK, content: "inside"}
+      - {type: Command, command: ["cat", "/etc/arl-probe-$MARK"]}
+  - name: patch-proc
+    steps:
+      - {type: FilePatch, path: /proc/sys/kernel/arl-probe-$MARK, content: x}
   - name: patch-dotdot
     steps:
       - {type: FilePatch, path: "/workspace/../../../arl-escape-$MARK", content: x}
@@ -398,9 +402,12 @@ check_eq "sandbox: /usr and /etc writable inside, a host file outside the worksp
 	   WHERE j.name = 'probes'")" $'/usr writable\n/etc writable\nsecret hidden\nhost hidden'
 check "sandbox: nothing written to the host's /usr or /etc" \
 	test ! -e "/usr/arl-probe-$MARK" -a ! -e "/etc/arl-probe-$MARK"
-check_eq "FilePatch outside /workspace, with '..', or through a symlink: each step Failed" \
+check_eq "FilePatch into /proc, with '..', or through a symlink: each step Failed" \
 	"$(sql "$DB" "SELECT group_concat(name || ':' || state, ',') FROM (SELECT name, state FROM jobs
-	   WHERE name LIKE 'patch-%' ORDER BY name)")" "patch-dotdot:Failed,patch-etc:Failed,patch-symlink:Failed"
+	   WHERE name LIKE 'patch-%' ORDER BY name)")" "patch-dotdot:Failed,patch-proc:Failed,patch-symlink:Failed"
+check_eq "FilePatch to /etc writes the container's copy-on-write /etc (the host's: checked above)" \
+	"$(sql "$DB" "SELECT s.stdout FROM steps s JOIN attempts a ON a.id = s.attempt_id JOIN jobs j ON j.id = a.job_id
+	   WHERE j.name = 'etc-patched' AND s.idx = 1")" "inside"
 check_eq "FilePatch escapes left no file on the host" \
 	"$(find "$TMP" / -maxdepth 1 -name "arl-escape-$MARK" 2>/dev/null; find "$TMP" -name "arl-escape-$MARK" 2>/dev/null)" ""
 

@@ -592,10 +592,35 @@ static void check_filepatch_refusals(struct fx *f, struct arl_sandbox *sb, bool 
 	assert_int_equal(mkdir(outside, 0755), 0);
 	patch_refused(f, sb, "/workspace/../outside/x", "must not contain '..'");
 	patch_refused(f, sb, "/workspace/a/../../x", "must not contain '..'");
-	patch_refused(f, sb, "/etc/arl-evil", "outside /workspace");
-	patch_refused(f, sb, "/workspacex/evil", "outside /workspace");
-	patch_refused(f, sb, outside, "arl-batch: FilePatch path '");
-	patch_refused(f, sb, "/tmp/evil", "/tmp is private");
+	if (agent) {
+		/* A container's FilePatch writes any file of its own root, never the host's. */
+		char *in_outside = arl_xasprintf("%s/x", outside), *out;
+		struct arl_step_result res;
+		enum arl_class cls;
+
+		for (int i = 0; i < 3; i++) {
+			const char *p = i == 0   ? "/etc/arl-evil"
+			                : i == 1 ? "/tmp/arl-evil"
+			                         : in_outside;
+
+			patch(f, sb, p, "in\n", 3, &res, &cls);
+			assert_int_equal(cls, ARL_CLASS_NONE);
+			arl_step_result_release(&res);
+		}
+		out = sh_ok(f, sb, NULL, "cat /etc/arl-evil /tmp/arl-evil");
+		assert_string_equal(out, "in\nin\n");
+		free(out);
+		assert_int_equal(access("/etc/arl-evil", F_OK), -1);
+		free(in_outside);
+		patch_refused(f, sb, "/proc/sys/kernel/arl-evil", "/proc, /sys and /dev are");
+		patch_refused(f, sb, "/dev/arl-evil", "/proc, /sys and /dev are");
+		patch_refused(f, sb, "/.arl-batch-agent", "is the sandbox agent's own");
+	} else {
+		patch_refused(f, sb, "/etc/arl-evil", "outside /workspace");
+		patch_refused(f, sb, "/workspacex/evil", "outside /workspace");
+		patch_refused(f, sb, outside, "arl-batch: FilePatch path '");
+		patch_refused(f, sb, "/tmp/evil", "outside /workspace");
+	}
 	patch_refused(f, sb, "workspace/evil", "absolute path");
 	patch_refused(f, sb, "/workspace", "names a directory");
 	patch_refused(f, sb, "/workspace/dir/", "names a directory");

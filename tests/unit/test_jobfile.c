@@ -450,29 +450,47 @@ static void test_spec_hash_is_stable(void **state)
 static void test_filepatch_local_rule(void **state)
 {
 	static const struct {
+		bool container; /* isolation bwrap: the agent writes it; else only /workspace */
 		const char *path;
 		size_t settled;  /* 0: all of it */
 		const char *why; /* NULL: accepted */
 	} cases[] = {
-	    {"/workspace/a.txt", 0, NULL},
-	    {"/workspace/./d/a.txt", 0, NULL},
-	    {"/tmp/a.txt", 0, "is refused: /tmp is private to each step"},
-	    {"/etc/passwd", 0, "is outside /workspace"},
-	    {"/workspace/../etc/x", 0, "must not contain '..'"},
-	    {"/workspace/", 0, "names a directory"},
-	    {"/workspace", 0, "names a directory"},
-	    {"relative.txt", 0, "must be an absolute path"},
+	    {false, "/workspace/a.txt", 0, NULL},
+	    {false, "/workspace/./d/a.txt", 0, NULL},
+	    {false, "/tmp/a.txt", 0, "is outside /workspace"},
+	    {false, "/etc/passwd", 0, "is outside /workspace"},
+	    {false, "/workspace/../etc/x", 0, "must not contain '..'"},
+	    {false, "/workspace/", 0, "names a directory"},
+	    {false, "/workspace", 0, "names a directory"},
+	    {false, "relative.txt", 0, "must be an absolute path inside /workspace"},
 	    /* Only what comes before a run-time template is judged. */
-	    {"/tmp/{{ attempt }}/x", 5, "/tmp is private"},
-	    {"/workspace/{{ attempt }}", 11, NULL},
-	    {"/{{ run.name }}/x", 1, NULL},
+	    {false, "/tmp/{{ attempt }}/x", 5, "is outside /workspace"},
+	    {false, "/workspace/{{ attempt }}", 11, NULL},
+	    {false, "/{{ run.name }}/x", 1, NULL},
+	    /* In a container: any file of its own root, but the kernel's and the agent's. */
+	    {true, "/workspace/a.txt", 0, NULL},
+	    {true, "/tmp/a.txt", 0, NULL},
+	    {true, "/usr/local/lib/x.pth", 0, NULL},
+	    {true, "/etc/./hosts", 0, NULL},
+	    {true, "/proc/sys/kernel/x", 0, "/proc, /sys and /dev are the kernel's"},
+	    {true, "/./sys/x", 0, "/proc, /sys and /dev are the kernel's"},
+	    {true, "/dev/null", 0, "/proc, /sys and /dev are the kernel's"},
+	    {true, "/.arl-batch-agent", 0, "'/.arl-batch-agent' is the sandbox agent's own"},
+	    {true, "/.arl-layers/sb/x", 0, "is the sandbox agent's own"},
+	    {true, "/etc/../proc/x", 0, "must not contain '..'"},
+	    {true, "/", 0, "names a directory"},
+	    {true, "/tmp/", 0, "names a directory"},
+	    {true, "/workspace", 0, "names a directory"},
+	    {true, "relative.txt", 0, "must be an absolute path"},
+	    {true, "/proc/{{ attempt }}", 6, "the kernel's"},
+	    {true, "/{{ run.name }}/x", 1, NULL},
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *p = cases[i].path;
-		char *why =
-		    arl_filepatch_local_refusal(p, cases[i].settled ? cases[i].settled : strlen(p));
+		char *why = arl_filepatch_local_refusal(
+		    cases[i].container, p, cases[i].settled ? cases[i].settled : strlen(p));
 
 		if (!cases[i].why) {
 			assert_null(why);
@@ -489,7 +507,12 @@ static void test_filepatch_path_by_backend(void **state)
 {
 	struct arl_diags d = ARL_DIAGS_INIT;
 	const char *local = "version: 1\npools: {p: {}}\njobs:\n  - {name: j, steps: [{type: "
-	                    "FilePatch, path: /tmp/x, content: a}]}\n";
+	                    "FilePatch, path: /proc/x, content: a}]}\n";
+	/* A container's /tmp is its own; isolation none has only /workspace. */
+	const char *none =
+	    "version: 1\npools: {p: {isolation: none}, c: {}}\njobs:\n  - {name: "
+	    "j, pool: p, steps: [{type: FilePatch, path: /tmp/x, content: a}]}\n  - {name: "
+	    "k, pool: c, steps: [{type: FilePatch, path: /tmp/x, content: a}]}\n";
 	const char *k8s = "version: 1\npools: {p: {backend: kubernetes}}\njobs:\n  - {name: j, "
 	                  "steps: [{type: FilePatch, path: /tmp/x, content: a}]}\n";
 	struct arl_jobfile *f;
@@ -499,8 +522,13 @@ static void test_filepatch_path_by_backend(void **state)
 	assert_int_equal(d.errors, 1);
 	assert_int_equal(d.v[0].line, 4);
 	assert_int_equal(d.v[0].col, 47);
-	assert_non_null(strstr(d.v[0].msg, "FilePatch path '/tmp/x' is refused"));
+	assert_non_null(strstr(d.v[0].msg, "FilePatch path '/proc/x' is refused"));
 	assert_non_null(strstr(d.v[0].msg, "(local pool 'p')"));
+	arl_diags_release(&d);
+	assert_null(parse(none, &d));
+	assert_int_equal(d.errors, 1);
+	assert_int_equal(d.v[0].line, 4);
+	assert_non_null(strstr(d.v[0].msg, "FilePatch path '/tmp/x' is outside /workspace"));
 	arl_diags_release(&d);
 	f = parse(k8s, &d);
 	assert_non_null(f);
