@@ -80,9 +80,8 @@ static int parse_head(char *s, size_t nspecs, size_t *spec, int64_t *size, char 
 	return 0;
 }
 
-/* Hands the collector's @out (its stdout) to @sink. -1 when it is malformed. */
-static int parse_output(char *out, const struct arl_artifact_spec *specs, size_t nspecs,
-                        const struct arl_artifact_sink *sink)
+int arl_k8s_collect_parse(char *out, const struct arl_artifact_spec *specs, size_t nspecs,
+                          const struct arl_artifact_sink *sink)
 {
 	bool in_file = false, open = false;
 	int64_t want = 0, got = 0;
@@ -183,7 +182,7 @@ int arl_k8s_collect(void *state, struct arl_sandbox *sb, const struct arl_artifa
 		    "bytes");
 		goto out;
 	}
-	if (parse_output(res.out.data, specs, nspecs, sink) < 0) {
+	if (arl_k8s_collect_parse(res.out.data, specs, nspecs, sink) < 0) {
 		arl_error(err, ARL_E_BACKEND, "the collecting Task's output is malformed");
 		goto out;
 	}

@@ -18,4 +18,12 @@ int arl_k8s_collect(void *state, struct arl_sandbox *sb, const struct arl_artifa
                     size_t nspecs, const struct arl_artifact_sink *sink, int64_t deadline_ms,
                     struct arl_err *err);
 
+/*
+ * Hands the collecting Task's stdout @out (modified in place) to @sink: "X SPEC SIZE B64PATH
+ * REASON" for a file not kept, or "B SPEC SIZE B64PATH", base64 lines, "E". Untrusted: -1
+ * when it is malformed (a file open then ends with the reason).
+ */
+int arl_k8s_collect_parse(char *out, const struct arl_artifact_spec *specs, size_t nspecs,
+                          const struct arl_artifact_sink *sink);
+
 #endif

@@ -6,6 +6,7 @@
  * directory (only /workspace patterns), never following a symlink out of it.
  */
 #include "local/collect.h"
+#include "local/collect_stream.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -134,142 +135,14 @@ static int collect_none(struct local *L, struct arl_sandbox *sb,
 	return 0;
 }
 
-/* ---- bwrap: the agent's --collect stream ---- */
-
-struct stream {
-	const struct arl_artifact_sink *sink;
-	size_t nspecs;
-	unsigned char hdr[17]; /* the record being read: type, then its u32s */
-	size_t nhdr, want;     /* header bytes held; body bytes still to come */
-	char *path;            /* 'B': the path being read */
-	size_t npath;
-	char text[256]; /* 'E' */
-	size_t ntext;
-	bool body;   /* the header is read: @want bytes of body to come */
-	bool open;   /* a file was begun and the sink took it */
-	bool begun;  /* a file was begun (taken or not) */
-	bool broken; /* the stream is malformed: everything after is ignored */
-};
-
-static size_t header_len(unsigned char type)
-{
-	return type == 'B' ? 17 : 5;
-}
-
-static void stream_end(struct stream *st, const char *why)
-{
-	if (st->open)
-		st->sink->end(st->sink->arg, why);
-	st->open = st->begun = false;
-}
-
-static void stream_break(struct stream *st)
-{
-	stream_end(st, "the collector's output is malformed");
-	st->broken = true;
-}
-
-/* Body bytes of the current record. */
-static void stream_body(struct stream *st, const char *p, size_t n)
-{
-	unsigned char type = st->hdr[0];
-
-	if (type == 'D') {
-		if (st->open && st->sink->data(st->sink->arg, p, n) < 0) {
-			st->sink->end(st->sink->arg, "refused");
-			st->open = false;
-		}
-	} else if (type == 'B') {
-		memcpy(st->path + st->npath, p, n);
-		st->npath += n;
-	} else {
-		size_t take =
-		    n < sizeof(st->text) - 1 - st->ntext ? n : sizeof(st->text) - 1 - st->ntext;
-
-		memcpy(st->text + st->ntext, p, take);
-		st->ntext += take;
-	}
-}
-
-/* The current record is complete. */
-static void stream_done(struct stream *st)
-{
-	unsigned char type = st->hdr[0];
-
-	if (type == 'B') {
-		uint32_t spec = arl_proto_get_u32(st->hdr + 1);
-		int64_t size = (int64_t)((uint64_t)arl_proto_get_u32(st->hdr + 9) << 32 |
-		                         arl_proto_get_u32(st->hdr + 5));
-
-		st->path[st->npath] = '\0';
-		if (spec >= st->nspecs || strlen(st->path) != st->npath) {
-			stream_break(st);
-		} else {
-			st->begun = true;
-			st->open = st->sink->begin(st->sink->arg, spec, st->path,
-			                           size < 0 ? -1 : size) == 0;
-		}
-		free(st->path);
-		st->path = NULL;
-	} else if (type == 'E') {
-		st->text[st->ntext] = '\0';
-		for (size_t i = 0; i < st->ntext; i++)
-			if ((unsigned char)st->text[i] < 0x20)
-				st->text[i] = '?';
-		stream_end(st, st->ntext ? st->text : NULL);
-	}
-	st->nhdr = 0;
-}
-
-static void stream_feed(struct stream *st, const char *p, size_t n)
-{
-	while (n && !st->broken) {
-		if (!st->body) {
-			if (st->nhdr == 0) {
-				unsigned char t = (unsigned char)*p;
-
-				/* A file's records need its 'B' first; a 'B' inside one is bad. */
-				if ((t != 'B' && t != 'D' && t != 'E') || (t != 'B') != st->begun) {
-					stream_break(st);
-					return;
-				}
-			}
-			st->hdr[st->nhdr++] = (unsigned char)*p++;
-			n--;
-			if (st->nhdr < header_len(st->hdr[0]))
-				continue;
-			st->want = arl_proto_get_u32(st->hdr + header_len(st->hdr[0]) - 4);
-			if ((st->hdr[0] == 'B' && st->want >= 4096) ||
-			    (st->hdr[0] == 'D' && st->want > ARL_COLLECT_CHUNK) ||
-			    (st->hdr[0] == 'E' && st->want > 4096)) {
-				stream_break(st);
-				return;
-			}
-			if (st->hdr[0] == 'B') {
-				st->path = arl_xmalloc(st->want + 1);
-				st->npath = 0;
-			}
-			st->ntext = 0;
-			st->body = true;
-		} else {
-			size_t take = n < st->want ? n : st->want;
-
-			stream_body(st, p, take);
-			p += take, n -= take, st->want -= take;
-		}
-		if (st->body && !st->want) {
-			st->body = false;
-			stream_done(st);
-		}
-	}
-}
+/* ---- bwrap: through the agent ---- */
 
 static int collect_bwrap(struct local *L, struct arl_sandbox *sb,
                          const struct arl_artifact_spec *specs, size_t nspecs,
                          const struct arl_artifact_sink *sink, int64_t deadline_ms,
                          struct arl_err *err)
 {
-	struct stream st = {.sink = sink, .nspecs = nspecs};
+	struct arl_collect_stream st;
 	char **argv = arl_xcalloc(2 * nspecs + 5, sizeof(*argv));
 	char *envp[] = {"PATH=/usr/bin:/bin", NULL};
 	struct arl_agent_event ev;
@@ -278,6 +151,7 @@ static int collect_bwrap(struct local *L, struct arl_sandbox *sb,
 	uint32_t id;
 	size_t k = 0;
 
+	arl_collect_stream_init(&st, sink, nspecs);
 	if (!sb->agent) {
 		arl_error(err, ARL_E_BACKEND, "the sandbox's container is not running");
 		goto out;
@@ -301,8 +175,8 @@ static int collect_bwrap(struct local *L, struct arl_sandbox *sb,
 				sb->tainted = true;
 				goto out;
 			}
-			stream_end(&st, "collection cut short (time limit or interrupt)");
-			st.broken = true;
+			arl_collect_stream_cut(&st,
+			                       "collection cut short (time limit or interrupt)");
 			cancel_fd = -1;
 			killed = true;
 			if (arl_agent_signal(sb->agent, id, SIGKILL, err) < 0)
@@ -310,7 +184,7 @@ static int collect_bwrap(struct local *L, struct arl_sandbox *sb,
 			continue;
 		}
 		if (ev.kind == ARL_AGENT_STDOUT)
-			stream_feed(&st, ev.data, ev.len);
+			arl_collect_stream_feed(&st, ev.data, ev.len);
 		else if (ev.kind == ARL_AGENT_EXIT)
 			break;
 		else if (ev.kind == ARL_AGENT_ERROR) {
@@ -319,16 +193,13 @@ static int collect_bwrap(struct local *L, struct arl_sandbox *sb,
 			goto out;
 		}
 	}
-	if (!killed && !st.broken && (st.nhdr || st.body || st.begun))
-		stream_break(&st); /* ended mid-record */
-	if (!killed && ev.exit_code != 0 && !st.broken) {
+	if (!killed && arl_collect_stream_finish(&st) == 0 && ev.exit_code != 0) {
 		arl_error(err, ARL_E_BACKEND, "the collector exited with %d", ev.exit_code);
 		goto out;
 	}
 	ret = 0;
 out:
-	stream_end(&st, "collection failed");
-	free(st.path);
+	arl_collect_stream_release(&st, "collection failed");
 	for (size_t i = 0; i < k; i++)
 		free(argv[i]);
 	free(argv);
