@@ -485,9 +485,15 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 		cow_open(L);
 		if (L->cow.skel && arl_local_probe_bwrap(L, bwrap_pool, !need_netns, err) < 0) {
 			/* Where the overlay cannot be mounted, today's copy, said once. */
-			if (!strstr(err->msg, "cannot mount an overlay"))
+			const char *why = strstr(err->msg, "cannot mount an overlay");
+
+			if (!why)
 				goto out;
-			L->cow_note = arl_xasprintf("%s", err->msg);
+			/* The agent's reason only: the probe's hint about user namespaces is not it. */
+			L->cow_note = arl_xasprintf(
+			    "the sandbox agent %.*s (does the filesystem of '%s' refuse to hold an "
+			    "overlay's upper layer?)",
+			    (int)strcspn(why, ")"), why, L->state_dir);
 			*err = (struct arl_err)ARL_ERR_INIT;
 			cow_close(L);
 		} else if (!L->cow.skel) {

@@ -6,7 +6,8 @@
 # sandboxes do not see each other's writes, keepAlive keeps the upper layer and release
 # removes it; ARL_BATCH_NO_OVERLAY=1 forces the fallback (today's copy), which says so once
 # on stderr and in runs.notes; gc deletes the skeleton of a runner killed with -9. As root,
-# a pool's workspace is copied once per run (shared_lower), and gc deletes that copy too.
+# a pool's workspace is copied once per run (shared_lower), and gc deletes that copy too; a
+# state directory on an overlayfs makes the agent's overlay mount really fail (overlay_refused).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -168,6 +169,41 @@ EOF
 		"$(find "$dir/bound.db.sandboxes" -mindepth 1 -maxdepth 1 | wc -l)" 0
 }
 
+# A real overlay failure, not the test hook: a state directory on an overlayfs, which the
+# kernel refuses as another overlay's upper layer. The run falls back to copies, says so once
+# with the agent's reason, records it in runs.notes, and its jobs succeed read-only.
+overlay_refused() {
+	local dir=$TMP/refused m
+	m=$dir/m
+	mkdir -p "$dir/l" "$dir/u" "$dir/w" "$m" "$dir/ws"
+	echo orig >"$dir/ws/src.txt"
+	if ! mount -t overlay overlay -o "lowerdir=$dir/l,upperdir=$dir/u,workdir=$dir/w" "$m" 2>/dev/null; then
+		echo "skip - cannot mount an overlayfs here: the refused-overlay part is not run"
+		return
+	fi
+	chmod 755 "$dir" "$m"
+	cat >"$dir/r.yaml" <<EOF
+version: 1
+pools:
+  p: {replicas: 2, workspace: $dir/ws}
+jobs:
+  - name: ro
+    steps:
+      - {type: Command, command: ["sh", "-c", "touch /usr/local/arl-cow-$MARK 2>/dev/null && echo writable || echo read-only; echo more >> /workspace/src.txt; cat /workspace/src.txt"]}
+EOF
+	runner run --progress none --db "$m/r.db" "$dir/r.yaml"
+	check_eq "[refused] the run succeeds on the fallback" "$RC" 0
+	check_eq "[refused] /usr read-only, the workspace a copy" "$(stdout "$m/r.db" ro 0)" "read-only
+orig
+more"
+	check_eq "[refused] one warning, with the agent's reason" \
+		"$(grep -c "the sandbox agent cannot mount an overlay on '/usr'" "$TMP/err" || true)" 1
+	check_match "[refused] recorded in runs.notes" "$(sql "$m/r.db" 'SELECT notes FROM runs')" \
+		"^local sandboxes: the sandbox agent cannot mount an overlay on '/usr': .*: workspaces are copied, and /usr and /etc are read-only$"
+	check_eq "[refused] the pool's workspace is unchanged" "$(cat "$dir/ws/src.txt")" orig
+	umount "$m"
+}
+
 # A runner killed with -9 cannot delete its skeleton, nor as root its copy of a workspace:
 # gc (and the next run's sweep) does.
 skeleton_gc() {
@@ -200,6 +236,7 @@ suite root
 skeleton_gc
 if [ "$(id -u)" = 0 ]; then
 	shared_lower
+	overlay_refused
 	chmod 0755 "$TMP"
 	suite nobody
 else
