@@ -329,7 +329,8 @@ static void child(struct agent *a, int out, int err, int errfd, const char *dir,
 
 		while (argv[n])
 			n++;
-		close(errfd);
+		/* No exec to close them: errfd (EOF: started), the socket, other steps' pipes. */
+		close_range(3, ~0u, 0);
 		_exit(arl_collect_main(n, argv));
 	}
 	environ = env; /* execvp searches the step's own PATH */
