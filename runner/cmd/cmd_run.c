@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 
 #include "backend/backend.h"
+#include "buf.h"
 #include "cmd/cli_images.h"
 #include "cmd/cli.h"
 #include "cmd/options.h"
@@ -58,19 +59,20 @@ static void print_plan(struct arl_jobfile *const *files, size_t nfiles, const bo
 	char tbuf[32];
 	size_t n = 0, nskip = 0;
 
+	/* On stderr: stdout is the plan's table, one line per job. */
 	for (size_t i = 0; i < nfiles; i++) {
-		const cJSON *p = files[i]->params ? files[i]->params->child : NULL;
+		struct arl_buf b = ARL_BUF_INIT;
 
-		if (p)
-			printf("# %s params:", files[i]->path);
-		for (; p; p = p->next) {
-			char *v = arl_term_str(p->valuestring);
+		for (const cJSON *p = files[i]->params ? files[i]->params->child : NULL; p;
+		     p = p->next)
+			arl_buf_addf(&b, " %s=%s", p->string, p->valuestring);
+		if (b.len) {
+			char *v = arl_term_str(b.p);
 
-			printf(" %s=%s", p->string, v);
+			arl_log_info("%s: params:%s", files[i]->path, v);
 			free(v);
 		}
-		if (files[i]->params && files[i]->params->child)
-			putchar('\n');
+		arl_buf_release(&b);
 	}
 	if (skip)
 		printf("%-6s ", "PLAN");

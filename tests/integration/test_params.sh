@@ -49,7 +49,8 @@ check_match "a template naming an undefined param: FILE:LINE:COL" "$RC|$(cat "$T
 	"^2\\|.*bad.yaml:15:27: error: '\\{\\{ params.temprature \\}\\}': the file declares no parameter 'temprature'"
 
 runner run --dry-run --set prompt=hi --set model=m9 "$D/ev.yaml"
-check_match "--dry-run says the parameters" "$RC|$(head -1 "$TMP/out")" "^0\\|# .*ev.yaml params: model=m9 temperature=0.2 prompt=hi unused=x$"
+check_match "--dry-run says the parameters (stderr: stdout is the plan)" "$RC|$(cat "$TMP/err")|$(head -1 "$TMP/out")" \
+	"^0\\|.*ev.yaml: params: model=m9 temperature=0.2 prompt=hi unused=x\\|KEY +POOL"
 
 echo "# run: defaults, --set, --set-file"
 printf 'from a file\n' >"$D/prompt.txt"
