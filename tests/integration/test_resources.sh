@@ -3,7 +3,8 @@
 # a step allocating 256 MiB under a 64 MiB limit ends OOMKilled with exit 137 while a job in
 # the same run succeeds; a process that forks until it cannot stops below pids: 64 and the
 # run goes on; cpus is written to the cgroup; every sandbox cgroup is removed after the run,
-# after SIGINT, and (after kill -9) by `arl-batch gc`.
+# after SIGINT, and (after kill -9) by `arl-batch gc`; as uid 65534 without a delegated cgroup
+# the run fails at its start, saying why.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -188,5 +189,31 @@ if wait_until 120 "the sandbox cgroup" has_cgroups "$RUNNER_PID"; then
 	check_eq "gc exits 0" "$RC" 0
 	check_match "gc names the cgroups it deletes" "$(cat "$TMP/out" "$TMP/err")" "deleting cgroup .*/sb-[0-9]+-$OWNER-"
 	check "gc removed them" no_cgroups "$OWNER"
+fi
+
+# --- an ordinary user where no cgroup is delegated ---------------------------------------------
+# Limits asked for and none writable: the run fails at its start, saying why, running nothing
+# (where the host delegates a v2 subtree to that user, the limits apply as for root instead).
+mkdir "$TMP/user"
+cat >"$TMP/user/r.yaml" <<EOF
+version: 1
+pools:
+  p: {resources: {memory: 64Mi, pids: 64}}
+jobs:
+  - {name: a, steps: [{type: Command, command: ["true"]}]}
+EOF
+chmod 755 "$TMP"
+chown -R 65534:65534 "$TMP/user"
+set +e
+setpriv --reuid 65534 --regid 65534 --clear-groups env HOME=/ \
+	"$ARL_BATCH" run --progress none --db "$TMP/user/r.db" "$TMP/user/r.yaml" >"$TMP/out" 2>"$TMP/err"
+RC=$?
+set -e
+if grep -q "there is none" "$TMP/err"; then
+	check_eq "[uid 65534] no writable cgroup: the run fails at its start (exit 3)" "$RC" 3
+	check_match "[uid 65534] ... saying why and what to do" "$(cat "$TMP/err")" \
+		"pool 'p' sets resources: resources need a cgroup this runner can write, and there is none: .*Delegate=yes"
+else
+	check_eq "[uid 65534] a delegated cgroup: the run succeeds under its limits" "$RC" 0
 fi
 summary
