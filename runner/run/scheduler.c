@@ -197,7 +197,8 @@ static bool spend(struct state *s, const struct arl_job_result *r)
 		for (size_t i = 0; i < r->nmetrics; i++)
 			if (r->metrics[i].kind == ARL_METRIC_NUMBER &&
 			    strcmp(r->metrics[i].name, bu->metric) == 0 &&
-			    isfinite(r->metrics[i].number))
+			    isfinite(r->metrics[i].number) && r->metrics[i].number > 0)
+				/* Spending only: a negative value (step output) cannot buy more. */
 				bu->spent += r->metrics[i].number;
 		if (bu->spent >= bu->max && !s->stopping) {
 			s->out->budget = b;

@@ -42,7 +42,8 @@ enum arl_sched_stop {
 };
 
 /*
- * A budget: once the sum of @metric (numbers only) over the run's final jobs reaches @max,
+ * A budget: once the sum of @metric (positive finite numbers only) over the run's final jobs
+ * reaches @max,
  * no new job starts. The scheduler keeps @spent (main thread only).
  */
 struct arl_sched_budget {

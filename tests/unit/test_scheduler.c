@@ -483,6 +483,9 @@ static void test_budget_stops_new_jobs(void **state)
 	(void)state;
 	budgets = b;
 	nbudgets = 2;
+	/* A job reporting a negative cost does not make room for more. */
+	add_job("refund", "cost:-100", 0, 0, 0, 0);
+	fx.jobs[0].steps.v[0].metrics_json = true;
 	for (int i = 0; i < 6; i++) {
 		char name[16];
 
@@ -498,8 +501,8 @@ static void test_budget_stops_new_jobs(void **state)
 	assert_true(b[1].spent == 3 && b[0].spent == 0);
 	for (size_t i = 0; i < fx.n; i++) {
 		assert_int_equal(fx.sj[i].result.state,
-		                 i < 3 ? ARL_STATE_SUCCEEDED : ARL_STATE_CANCELLED);
-		if (i >= 3) {
+		                 i < 4 ? ARL_STATE_SUCCEEDED : ARL_STATE_CANCELLED);
+		if (i >= 4) {
 			assert_int_equal(fx.sj[i].result.nattempts, 0);
 			assert_string_equal(fx.sj[i].result.error,
 			                    "not started: budget cost 2.5 reached (3)");
