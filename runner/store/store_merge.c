@@ -243,10 +243,11 @@ static int prep_input(struct merge *m, size_t k, struct arl_err *err)
 	    " stderr, stdout_truncated, stderr_truncated, started_at, finished_at, duration_ms,"
 	    " metrics_error) SELECT na.id, s.idx, s.name, s.type, s.phase, s.state, s.exit_code,"
 	    " s.stdout, s.stderr, s.stdout_truncated, s.stderr_truncated, s.started_at,"
-	    " s.finished_at, s.duration_ms, s.metrics_error FROM in%zu.steps s"
-	    " JOIN in%zu.attempts a ON a.id = s.attempt_id"
+	    " s.finished_at, s.duration_ms, s.metrics_error FROM in%zu.attempts a"
 	    " JOIN main.attempts na ON na.job_id = ?2 AND na.number = a.number"
-	    " WHERE a.job_id = ?1 ORDER BY s.id",
+	    " JOIN in%zu.steps s ON s.attempt_id = a.id"
+	    /* Not by s.id: SQLite would then scan every step of the input for each job. */
+	    " WHERE a.job_id = ?1 ORDER BY a.number, s.idx",
 	    k, k);
 	q[4] =
 	    arl_xasprintf("INSERT INTO main.artifacts (attempt_id, path, size, sha256, error)"

@@ -130,7 +130,7 @@ check_eq "run row: 6 jobs, 2 succeeded, 1 failed, 3 skipped" \
 	"6|2|1|3"
 SUMMARY=$(tail -n 1 "$TMP/err")
 check_match "cron summary: one line with status, exit, counts per state and class, db and run id" \
-	"$SUMMARY" "^arl-batch: run $R2 'ds' failed \(exit 1\) in [0-9.]+m?s: 2 succeeded, 3 skipped, 1 failed \(1 failed, 0 timeout, 0 infra\), 0 cancelled; see: arl-batch results --db $DB --run $R2\$"
+	"$SUMMARY" "^arl-batch: run $R2 'ds' failed \(exit 1\) in [0-9.]+m?s: 2 succeeded, 3 skipped \(succeeded before, spec unchanged; 1 more succeeded before but their spec changed: run again\), 1 failed \(1 failed, 0 timeout, 0 infra\), 0 cancelled; see: arl-batch results --db $DB --run $R2\$"
 
 runner run --progress none --db "$DB" --run-name ds --resume "$D/suite.yaml"
 R3=$(last_run "$DB")
