@@ -5,6 +5,7 @@
  */
 #include "local/sandbox_dir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -161,6 +162,165 @@ static void copy_failed(struct arl_err *err, struct arl_err *copy_err, const cha
 }
 
 /*
+ * Kept uppers (keep_uppers()): each of upper/ and work/ holds exactly one directory per
+ * copy-on-write tree and the workspace, empty, owned by the root's uid, mode 0755 (the
+ * workspace's upper 0700), with no extended attribute, inode flag or growth. Checks @fd, a
+ * directory of one of them.
+ */
+#define OVL_UUID_XATTR "user.overlay.uuid"
+
+/* The process's umask, which made the uppers' modes (read, never set: threads are running). */
+static pthread_once_t umask_once = PTHREAD_ONCE_INIT;
+static mode_t umask_seen = 0777; /* unknown: no kept mode matches, uppers are made anew */
+
+static void umask_read(void)
+{
+	char line[128];
+	FILE *f = fopen("/proc/self/status", "re");
+	unsigned m;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Umask: %o", &m) == 1)
+			umask_seen = (mode_t)m & 0777;
+	if (f)
+		fclose(f);
+}
+
+static bool kept_dir_ok(const struct local *L, int fd, mode_t mode)
+{
+	struct dirattr a;
+
+	char names[64];
+	ssize_t n = flistxattr(fd, names, sizeof(names));
+
+	pthread_once(&umask_once, umask_read);
+	/* Overlayfs marks an upper's root with its uuid: dropped, as a new upper has none. */
+	if (n == sizeof(OVL_UUID_XATTR) && !memcmp(names, OVL_UUID_XATTR, n) &&
+	    fremovexattr(fd, OVL_UUID_XATTR) < 0)
+		return false;
+	return dirattr_read(fd, &a) == 0 && a.uid == L->cow.uid && a.gid == L->cow.gid &&
+	       (a.mode & 07777) == (mode & ~umask_seen) && a.xattrs <= 0 && a.size <= 4096 &&
+	       (a.fsx_errno || (a.fsx.fsx_xflags == 0 && a.fsx.fsx_projid == 0));
+}
+
+/* Whether @name is one of the trees (or the workspace) uppers are made for. */
+static bool upper_tree(const struct local *L, const char *name)
+{
+	if (!strcmp(name, "workspace"))
+		return true;
+	for (size_t i = 0; i < L->cow.trees.n; i++)
+		if (!strcmp(L->cow.trees.v[i] + 1, name))
+			return true;
+	return false;
+}
+
+/*
+ * Empties @kind (upper or work) of sandbox directory @sbfd down to its trees' own empty
+ * directories; false when anything there is not as arl_cow_root_make_uppers() made it.
+ */
+static bool empty_kind(struct local *L, int sbfd, const char *kind)
+{
+	struct arl_err ignored = ARL_ERR_INIT;
+	size_t found = 0;
+	struct dirent *de;
+	DIR *dir;
+	bool ok;
+	int kfd = openat(sbfd, kind, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), rfd;
+
+	if (kfd < 0)
+		return false;
+	/* A description of its own: a dup would share (and move) kfd's offset. */
+	ok = kept_dir_ok(L, kfd, 0755) &&
+	     (rfd = openat(kfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0;
+	if (!ok || !(dir = fdopendir(rfd))) {
+		if (ok)
+			close(rfd);
+		close(kfd);
+		return false;
+	}
+	while (ok && (de = readdir(dir))) {
+		int fd, sub;
+		unsigned seq = 0;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (!upper_tree(L, de->d_name)) {
+			ok = arl_local_rm_tree(kfd, de->d_name, &ignored) == 0;
+			continue;
+		}
+		fd = openat(kfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		/* arl_local_rm_contents() consumes its fd; ours stays for the checks after it. */
+		ok = fd >= 0 &&
+		     (arl_local_dir_empty(fd) ||
+		      ((sub = fcntl(fd, F_DUPFD_CLOEXEC, 0)) >= 0 &&
+		       arl_local_rm_contents(sub, -1, 0, &seq, &ignored) == 0)) &&
+		     kept_dir_ok(L, fd,
+		                 !strcmp(kind, "upper") && !strcmp(de->d_name, "workspace") ? 0700
+		                                                                            : 0755);
+		if (fd >= 0)
+			close(fd);
+		found++;
+	}
+	closedir(dir);
+	close(kfd);
+	return ok && found == L->cow.trees.n + 1;
+}
+
+/*
+ * Empties released copy-on-write sandbox directory @fd but keeps its uppers' own
+ * directories, so the next sandbox makes none: every mkdir and rmdir on the state
+ * directory's filesystem counts (ext4 without a journal walks past each recently freed
+ * inode on every allocation: a quarter of a short job's CPU here). True when @fd holds
+ * exactly those, empty and as made; false: the caller empties it all.
+ */
+static bool keep_uppers(struct local *L, int fd)
+{
+	struct arl_err ignored = ARL_ERR_INIT;
+	struct dirent *de;
+	DIR *dir;
+	bool ok = true;
+	int rfd;
+
+	/* A description of its own: a dup would share (and move) fd's offset. */
+	if (!L->cow.skel || (rfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return false;
+	if (!(dir = fdopendir(rfd))) {
+		close(rfd);
+		return false;
+	}
+	/* Anything beside them (an image's uppers) goes; they are checked and emptied. */
+	while (ok && (de = readdir(dir)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+		    strcmp(de->d_name, "upper") && strcmp(de->d_name, "work"))
+			ok = arl_local_rm_tree(fd, de->d_name, &ignored) == 0;
+	closedir(dir);
+	return ok && empty_kind(L, fd, "upper") && empty_kind(L, fd, "work");
+}
+
+/*
+ * A spare for a pool (@cow: one with the copy-on-write root), one with kept uppers first
+ * for those, one without first for the others; called with mu held.
+ */
+static struct sbdir pop_spare(struct local *L, bool cow)
+{
+	struct sbdir d = {0};
+	size_t k = L->nspare;
+
+	for (size_t i = L->nspare; i-- > 0;)
+		if (L->spare[i].uppers == cow) {
+			k = i;
+			break;
+		}
+	if (L->nspare) {
+		if (k == L->nspare)
+			k = L->nspare - 1;
+		d = L->spare[k];
+		L->spare[k] = L->spare[--L->nspare];
+	}
+	return d;
+}
+
+/*
  * A sandbox directory for @pool: a spare one or a new one, with the pool's workspace in it
  * (copied, or with the copy-on-write root its uppers, the workspace then being a lower
  * layer: ws_lower.h). @b bounds the copy (NULL: unbounded).
@@ -181,9 +341,20 @@ int arl_local_make_sandbox(struct local *L, const struct arl_pool *pool, const s
 	cb.uid = arl_local_pool_uid(L, pool);
 	cb.gid = arl_local_pool_gid(L, pool);
 	pthread_mutex_lock(&L->mu);
-	if (L->nspare)
-		d = L->spare[--L->nspare];
+	d = pop_spare(L, cow);
 	pthread_mutex_unlock(&L->mu);
+	/* Kept uppers serve only a copy-on-write root: for the others the spare is emptied. */
+	if (d.name && d.uppers && !cow) {
+		struct arl_err ignored = ARL_ERR_INIT;
+		int fd = arl_local_open_dir_owned(L->state_fd, d.name);
+		unsigned seq = 0;
+
+		if (fd < 0 || arl_local_rm_contents(fd, -1, 0, &seq, &ignored) < 0) {
+			arl_local_discard(L, &d);
+			d = (struct sbdir){0};
+		}
+		d.uppers = false;
+	}
 	if (!d.name) {
 		if ((dfd = arl_local_create_dir(L, cb.uid, cb.gid, &d, err)) < 0)
 			return -1;
@@ -213,8 +384,9 @@ int arl_local_make_sandbox(struct local *L, const struct arl_pool *pool, const s
 		 * Two mkdirs per tree: O(1) in the workspace's size (cow_root.h), which is a
 		 * lower layer, as root the run's one copy of it (ws_lower.h).
 		 */
-		if (arl_cow_root_make_uppers(&L->cow, dfd, err) < 0)
+		if (!d.uppers && arl_cow_root_make_uppers(&L->cow, dfd, err) < 0)
 			goto out;
+		d.uppers = false; /* in use: a released one is checked again (keep_uppers()) */
 		if (arl_local_ws_lower_make(L, pool, &cb, &copy_err) < 0) {
 			copy_failed(err, &copy_err, workspace);
 			goto out;
@@ -258,18 +430,21 @@ void arl_local_discard(struct local *L, struct sbdir *d)
  * Empties released directory @d for another sandbox. 0 when it ended up empty and as it was
  * made (see DESIGN in backend_local.c), mode 0700 again; -1 when it must be deleted instead.
  */
-static int recycle(struct local *L, const struct sbdir *d)
+static int recycle(struct local *L, struct sbdir *d)
 {
 	struct arl_err ignored = ARL_ERR_INIT;
 	struct dirattr now;
 	unsigned seq = 0;
 	int fd, sub, ret = -1;
 
+	d->uppers = false;
 	if (!d->recyclable || (fd = arl_local_open_dir_owned(L->state_fd, d->name)) < 0)
 		return -1;
+	d->uppers = keep_uppers(L, fd);
 	/* arl_local_rm_contents() consumes its fd (and rewinds it); ours stays for the checks after it. */
-	if ((arl_local_dir_empty(fd) || ((sub = fcntl(fd, F_DUPFD_CLOEXEC, 0)) >= 0 &&
-	                                 arl_local_rm_contents(sub, -1, 0, &seq, &ignored) == 0)) &&
+	if ((d->uppers || arl_local_dir_empty(fd) ||
+	     ((sub = fcntl(fd, F_DUPFD_CLOEXEC, 0)) >= 0 &&
+	      arl_local_rm_contents(sub, -1, 0, &seq, &ignored) == 0)) &&
 	    dirattr_read(fd, &now) == 0 && dirattr_unchanged(&now, &d->made) &&
 	    ((now.mode & 07777) == 0700 || fchmod(fd, 0700) == 0))
 		ret = 0;

@@ -35,6 +35,7 @@ struct sbdir {
 	char *name; /* base name under state_dir; owned */
 	struct dirattr made;
 	bool recyclable; /* made is known and nothing in it rules reuse out */
+	bool uppers;     /* a spare that kept its empty upper/ and work/ trees (sandbox_dir.c) */
 };
 
 /* "PID-START-BOOT-PIDNS" of this runner for its sandbox names (gc judges owners by it). */
