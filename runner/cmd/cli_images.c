@@ -46,25 +46,34 @@ static void add(struct ref **v, size_t *n, size_t *cap, const char *ref)
 	(*v)[(*n)++] = (struct ref){.ref = ref};
 }
 
-/* Resolves @r: unpacked as the sandboxes will use it, and its User looked up. */
-static void resolve_one(struct arl_image_store *s, struct ref *r)
+/*
+ * Resolves @r: unpacked as the sandboxes will use it (for @uid/@gid; -1: ours), within their
+ * reach, and its User looked up.
+ */
+static void resolve_one(struct arl_image_store *s, struct ref *r, uid_t uid, gid_t gid)
 {
 	struct arl_err err = ARL_ERR_INIT;
 	struct arl_image *im = NULL;
-	uid_t uid;
-	gid_t gid;
+	uid_t iu;
+	gid_t ig;
 
 	/* The store's messages name the image already. */
 	if (arl_image_get(s, r->ref, &im, &err) < 0) {
 		arl_log_error("%s", err.msg);
 		r->bad = true;
-	} else if (arl_local_image_user(im->layers, im->nlayers, im->config.user, &uid, &gid,
-	                                &err) < 0) {
+	} else if (arl_local_image_user(im->layers, im->nlayers, im->config.user, &iu, &ig, &err) <
+	           0) {
 		arl_log_error("image '%s': %s", r->ref, err.msg);
 		r->bad = true;
-	} else {
-		r->id = arl_xstrdup(im->id);
 	}
+	for (size_t i = 0; im && uid != (uid_t)-1 && !r->bad && i < im->nlayers; i++) {
+		if (arl_local_image_reachable(uid, gid, im->layers[i], &err) < 0) {
+			arl_log_error("image '%s': %s", r->ref, err.msg);
+			r->bad = true;
+		}
+	}
+	if (!r->bad)
+		r->id = arl_xstrdup(im->id);
 	arl_image_free(im);
 }
 
@@ -96,7 +105,7 @@ size_t arl_cli_images(struct arl_jobfile *const *files, size_t nfiles, bool reso
 	}
 	for (size_t i = 0; i < nrefs; i++) {
 		if (resolve) {
-			resolve_one(store, &refs[i]);
+			resolve_one(store, &refs[i], uid, gid);
 		} else if (arl_image_check(store, refs[i].ref, &err) < 0) {
 			arl_log_error("%s", err.msg);
 			refs[i].bad = true;

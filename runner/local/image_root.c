@@ -46,7 +46,7 @@
  * them must let that uid through. Said once per image, at its first use, rather than as
  * bwrap's "Can't find source path" in every attempt.
  */
-static int reachable(const struct local *L, const char *path, struct arl_err *err)
+int arl_local_image_reachable(uid_t uid, gid_t gid, const char *path, struct arl_err *err)
 {
 	char *p = arl_xstrdup(path);
 	struct stat st;
@@ -62,16 +62,15 @@ static int reachable(const struct local *L, const char *path, struct arl_err *er
 			ret = arl_error_errno(err, errno, "cannot use layer '%s'", path);
 			break;
 		}
-		if (!(st.st_mode & S_IXOTH) &&
-		    !(st.st_uid == L->sb_uid && (st.st_mode & S_IXUSR)) &&
-		    !(st.st_gid == L->sb_gid && (st.st_mode & S_IXGRP))) {
+		if (!(st.st_mode & S_IXOTH) && !(st.st_uid == uid && (st.st_mode & S_IXUSR)) &&
+		    !(st.st_gid == gid && (st.st_mode & S_IXGRP))) {
 			ret =
 			    arl_error(err, ARL_E_BACKEND,
 			              "its layers in '%s' are out of the sandbox uid %u's reach "
 			              "('%s' is mode %04o): keep the image store where every user "
 			              "may pass ($ARL_BATCH_IMAGES; the default "
 			              "/var/lib/arl-batch/images is)",
-			              path, (unsigned)L->sb_uid, p, (unsigned)(st.st_mode & 07777));
+			              path, (unsigned)uid, p, (unsigned)(st.st_mode & 07777));
 			break;
 		}
 		*s = c;
@@ -114,7 +113,7 @@ int arl_local_image_get(struct local *L, const char *ref, const struct local_ima
 		goto out;
 	}
 	for (size_t i = 0; L->drop && i < im->nlayers; i++)
-		if (reachable(L, im->layers[i], err) < 0)
+		if (arl_local_image_reachable(L->sb_uid, L->sb_gid, im->layers[i], err) < 0)
 			goto out;
 	li = arl_xcalloc(1, sizeof(*li));
 	if (arl_local_image_user(im->layers, im->nlayers, im->config.user, &li->uid, &li->gid,

@@ -39,6 +39,12 @@ int arl_local_image_get(struct local *L, const char *ref, const struct local_ima
  */
 int arl_local_image_owner(uid_t *uid, gid_t *gid, struct arl_err *err);
 
+/*
+ * As root: whether @uid/@gid (the sandbox's) may pass through every directory down to layer
+ * @path, which bwrap binds by path as that uid. -1 with a message saying where and how not.
+ */
+int arl_local_image_reachable(uid_t uid, gid_t gid, const char *path, struct arl_err *err);
+
 /* Frees the images the run resolved, and its image store. */
 void arl_local_images_close(struct local *L);
 

@@ -11,6 +11,7 @@
 #   C. A missing image: validate and run exit 2 naming it and saying how to load it; nothing
 #      runs. A job-level image on a kubernetes pool is refused at validation.
 #   D. --resume trusts a success only with the same image: the spec hash has the image id.
+#   E. As root, a store the sandbox uid cannot pass through is one error before the run.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -192,6 +193,19 @@ PY
 
 suite root
 [ "$(id -u)" != 0 ] || suite nobody
+
+# As root, a store the sandbox uid cannot pass through: one error before anything runs.
+if [ "$(id -u)" = 0 ]; then
+	mkdir -m 0700 "$TMP/closed"
+	export ARL_BATCH_IMAGES=$TMP/closed/store
+	runner image load "$TMP/img/docker.tar"
+	printf 'version: 1\npools: {p: {}}\njobs:\n  - {name: j, image: "%s", steps: [{type: Command, command: ["true"]}]}\n' \
+		"$TAG" >"$TMP/closed.yaml"
+	runner run --progress none --db "$TMP/closed.db" "$TMP/closed.yaml"
+	check_eq "a store out of the sandbox uid's reach: run exits 2" "$RC" 2
+	check_match "it says where and what to do" "$(cat "$TMP/err")" \
+		"out of the sandbox uid [0-9]+'s reach \('$TMP/closed' is mode 0700\).*nothing was run"
+fi
 
 # A job's own image on a kubernetes pool: refused, saying why.
 cat >"$TMP/k8s.yaml" <<EOF
