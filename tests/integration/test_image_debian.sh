@@ -17,16 +17,18 @@ chmod 0755 "$TMP" # as root the sandbox uid reaches the layers by path
 cache=$(cd "$(dirname "$ARL_BATCH")" && pwd)/test-cache
 rootfs=$cache/debian12-python3.tar
 mkdir -p "$cache"
+# Only a regular file counts (mmdebstrap picks its output format from the name).
+[ -f "$rootfs" ] || rm -rf "$rootfs"
 if [ ! -s "$rootfs" ]; then
 	echo "# mmdebstrap: Debian 12 minbase with python3 into $rootfs (cached for later runs)"
-	if ! mmdebstrap --quiet --variant=minbase --include=python3-minimal bookworm "$rootfs.tmp" \
-		>"$TMP/mm.log" 2>&1; then
+	if ! mmdebstrap --quiet --format=tar --variant=minbase --include=python3-minimal bookworm \
+		"$cache/partial.tar" >"$TMP/mm.log" 2>&1; then
 		tail -n 5 "$TMP/mm.log"
-		rm -f "$rootfs.tmp"
+		rm -rf "$cache/partial.tar"
 		echo "SKIP: mmdebstrap could not build the root filesystem (no Debian archive?)"
 		exit 77
 	fi
-	mv "$rootfs.tmp" "$rootfs"
+	mv "$cache/partial.tar" "$rootfs"
 fi
 
 # One layer (the root filesystem without its device nodes, plus a marker), its config, a manifest: a docker-archive.
