@@ -54,17 +54,20 @@ PY
 # The wall seconds of "$@" (output discarded), after a sync: the previous side's dirty pages and
 # deletions are written back first, not billed to this one. ext4 makes files slower to create
 # right after many were deleted (recently_deleted() in perf): both sides delete the same trees.
+# Prints "WALL CPU" (CPU: user + sys): on a busy machine the CPU column is the steadier one.
 secs() {
-	local TIMEFORMAT=%R
+	local TIMEFORMAT='%R %U %S' w u s
 	sync
-	{ time "$@" >/dev/null 2>&1; } 2>&1
+	read -r w u s < <({ time "$@" >/dev/null 2>&1; } 2>&1)
+	echo "$w $(echo "$u + $s" | bc)"
 }
 
 printf 'layer: %s MB uncompressed, %s files; gzip %s MB, zstd %s MB; %s runs, medians\n' \
 	"$(($(stat -c %s "$w/layer.tar") / 1000000))" "$(tar -tf "$w/layer.tar" | wc -l)" \
 	"$(($(stat -c %s "$w/layer.gz") / 1000000))" "$(($(stat -c %s "$w/layer.zst") / 1000000))" \
 	"$runs"
-printf '%-5s %10s %10s %8s %13s\n' layer "tar -x s" "unpack s" ratio "load+unpack s"
+printf '%-5s %10s %10s %8s %13s   %10s %10s %8s\n' layer "tar -x s" "unpack s" ratio \
+	"load+unpack s" "tar cpu s" "unp cpu s" "cpu ratio"
 for comp in tar gz zst; do
 	case $comp in
 	tar) topt=(-xf) ;;
@@ -87,10 +90,13 @@ for comp in tar gz zst; do
 		rm -rf "$w/fresh"
 		la+=("$(ARL_BATCH_IMAGES=$w/fresh secs "$ARL_BATCH" image inspect "oci:$w/oci-$comp")")
 	done
-	t=$(printf '%s\n' "${ta[@]}" | median)
-	u=$(printf '%s\n' "${ua[@]}" | median)
-	l=$(printf '%s\n' "${la[@]}" | median)
-	printf '%-5s %10.2f %10.2f %8.2f %13.2f\n' "$comp" "$t" "$u" "$(echo "$u / $t" | bc -l)" "$l"
+	t=$(printf '%s\n' "${ta[@]}" | cut -d' ' -f1 | median)
+	u=$(printf '%s\n' "${ua[@]}" | cut -d' ' -f1 | median)
+	l=$(printf '%s\n' "${la[@]}" | cut -d' ' -f1 | median)
+	tc=$(printf '%s\n' "${ta[@]}" | cut -d' ' -f2 | median)
+	uc=$(printf '%s\n' "${ua[@]}" | cut -d' ' -f2 | median)
+	printf '%-5s %10.2f %10.2f %8.2f %13.2f   %10.2f %10.2f %8.2f\n' "$comp" "$t" "$u" \
+		"$(echo "$u / $t" | bc -l)" "$l" "$tc" "$uc" "$(echo "$uc / $tc" | bc -l)"
 	tsv image "first use of a $comp layer: unpack vs tar -x" "$u s" "$t s" \
 		"$(printf '%.2f' "$(echo "$u / $t" | bc -l)")" "target <= 1.2"
 	rm -rf "$ARL_BATCH_IMAGES" "$w/fresh"
