@@ -15,6 +15,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "buf.h"
 #include "cmd/cli.h"
 #include "cmd/job_lookup.h"
@@ -238,6 +240,27 @@ static void print_carried(const struct ctx *c, const struct arl_job_view *j)
 	field("error:", j->from_error);
 }
 
+/* The run's params (runs.params, secrets never in it) as "NAME=VALUE, NAME=VALUE". */
+static void print_params(const char *json)
+{
+	cJSON *o = json ? cJSON_ParseWithLengthOpts(json, strlen(json) + 1, NULL, 1) : NULL;
+	const cJSON *it;
+	struct arl_buf b = {0};
+	char *text;
+
+	cJSON_ArrayForEach(it, o)
+	{
+		if (!cJSON_IsString(it))
+			continue;
+		arl_buf_addf(&b, "%s%s=%s", b.len ? ", " : "", it->string, it->valuestring);
+	}
+	cJSON_Delete(o);
+	text = arl_buf_detach(&b, NULL);
+	if (*text)
+		field("params:", text);
+	free(text);
+}
+
 static int show_job(struct ctx *c, int64_t job_id)
 {
 	struct arl_job_view j = {0};
@@ -284,6 +307,7 @@ static int show_job(struct ctx *c, int64_t job_id)
 	if (j.labels && strcmp(j.labels, "{}"))
 		field("labels:", j.labels);
 	field("item:", j.item);
+	print_params(j.run_params);
 	field("spec hash:", j.spec_hash);
 	/* A Skipped job ran nothing: what it carries is the standing job's metrics and attempts. */
 	if (print_metrics(c, from_id ? from_id : job_id) < 0)

@@ -79,7 +79,7 @@ static const char *const query_sql[Q__COUNT] = {
 	[Q_JOBS_BY_FILE] = "SELECT " JOB_OUTCOME_COLS " FROM jobs j " CARRIED_JOIN
 			   " WHERE j.run_id = ?1 ORDER BY min(j.id) OVER (PARTITION BY j.file), j.id",
 	[Q_JOB_GET] = "SELECT " JOB_COLS ", r.name AS run_name,"
-		      " (SELECT name FROM runs WHERE id = s.run_id) AS from_run_name"
+		      " (SELECT name FROM runs WHERE id = s.run_id) AS from_run_name, r.params AS run_params"
 		      " FROM jobs j JOIN runs r ON r.id = j.run_id " CARRIED_JOIN " WHERE j.id = ?1",
 	[Q_NEWEST_BY_KEY] = "SELECT run_id FROM jobs WHERE key = ?1 ORDER BY id DESC LIMIT 1",
 	/* Names have no index: this scan only runs when a job is not found by key. */
@@ -175,11 +175,12 @@ static const struct arl_col job_cols[] = {
     /* arl_job_get() only: the queries above stop at the column before. */
     J(run_name, ARL_COL_TEXT),
     J(from_run_name, ARL_COL_TEXT),
+    J(run_params, ARL_COL_TEXT),
 };
 #undef J
 #undef JN
 #define NJOB_COLS      (sizeof(job_cols) / sizeof(job_cols[0]))
-#define NJOB_LIST_COLS (NJOB_COLS - 2)
+#define NJOB_LIST_COLS (NJOB_COLS - 3)
 
 struct run_ref {
 	int64_t run_id;

@@ -64,8 +64,9 @@ struct arl_job_view {
 	bool from_exit_null;
 	int from_attempts;
 
-	/* Only from arl_job_get(): the names of the job's run and of the carried result's. */
-	char *run_name, *from_run_name;
+	/* Only from arl_job_get(): the names of the job's run and of the carried result's, and
+	 * the run's params (runs.params, a JSON object; NULL when the run had none). */
+	char *run_name, *from_run_name, *run_params;
 };
 void arl_job_view_release(struct arl_job_view *j);
 

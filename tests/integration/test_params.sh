@@ -68,6 +68,8 @@ check_match "the run.started event carries the params" "$(head -1 "$D/ev.jsonl")
 	'"event":"run.started".*"params":\{"model":"m2","temperature":"0.7","prompt":"hi","unused":"x"\}'
 runner show --db "$DB" --run 2 ev/case-2
 check_match "--set overrides defaults" "$(cat "$TMP/out")" "m2 t=0.7 p=hi"
+check_match "show says the run's params" "$(cat "$TMP/out")" \
+	"  params: +model=m2, temperature=0.7, prompt=hi, unused=x"
 check_eq "keys do not include the param: the same keys in both runs" \
 	"$(sql "$DB" "SELECT group_concat(key, ',') FROM (SELECT key FROM jobs WHERE run_id = 2 ORDER BY key)")" \
 	"ev/case-1,ev/case-2,ev/case-3,ev/plain"

@@ -93,6 +93,9 @@ sed 's/^secrets:.*/&\nparams: {model: x}/' "$TMP/s.yaml" >"$TMP/p.yaml"
 mkdir -p "$TMP/p"
 runner run --progress none --db "$TMP/p/p.db" --only prints --set model="$CANARY" "$TMP/p.yaml"
 check_eq "runs.params holds it masked" "$(sql "$TMP/p/p.db" "SELECT params FROM runs")" '{"model":"***"}'
+runner show --db "$TMP/p/p.db" p/prints
+check_match "show's params line has it masked" "$(cat "$TMP/out")" "  params: +model=\\*\\*\\*"
+check "show does not print the secret" test "$(grep -c -- "$CANARY" "$TMP/out")" = 0
 
 echo "# the spec hash has the name, not the value"
 H1=$(sql "$DB" "SELECT spec_hash FROM jobs WHERE key = 's/prints'")
