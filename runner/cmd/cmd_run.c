@@ -269,14 +269,14 @@ static int parse_budget(const struct arl_option *o, const char *arg, struct arl_
 	char *end = NULL;
 	double max = 0;
 
-	if (eq && eq != arg) {
+	if (eq && eq != arg && (size_t)(eq - arg) == strcspn(arg, ":;=")) {
 		errno = 0;
 		max = strtod(eq + 1, &end);
 	}
 	if (!end || end == eq + 1 || *end || errno || !isfinite(max) || max <= 0)
 		return arl_error(err, ARL_E_USAGE,
-		                 "expected METRIC=MAX with MAX a number above 0,"
-		                 " e.g. cost_usd=25");
+		                 "expected METRIC=MAX with MAX a number above 0 and METRIC"
+		                 " without ':' or ';', e.g. cost_usd=25");
 	free((char *)ro->budget_metric); /* the last --budget wins */
 	ro->budget_metric = arl_xstrndup(arg, (size_t)(eq - arg));
 	ro->budget_max = max;

@@ -678,8 +678,12 @@ static void parse_budget(struct sctx *c, const struct arl_node *b)
 	c->t.no_vars = "'budget.metric'";
 	c->f->budget_metric = arl_field_str(&c->r, m, "budget.metric");
 	c->t.no_vars = NULL;
-	if (c->f->budget_metric && !*c->f->budget_metric) {
-		arl_field_diag(&c->r, m, "'budget.metric' must not be empty");
+	if (c->f->budget_metric &&
+	    (!*c->f->budget_metric || c->f->budget_metric[strcspn(c->f->budget_metric, ":;")])) {
+		/* The run records it as "budget NAME: SPENT of MAX spent" among its notes. */
+		arl_field_diag(&c->r, m,
+		               "'budget.metric' must be a metric name, not empty and"
+		               " without ':' or ';'");
 		free(c->f->budget_metric);
 		c->f->budget_metric = NULL;
 	}

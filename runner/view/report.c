@@ -267,6 +267,53 @@ static void params_list(struct rep *r, const char *json)
 	cJSON_Delete(o);
 }
 
+/*
+ * The budgets the run recorded in its notes ("budget cost_usd: 3 of 2.5 spent", run.c; a
+ * budget's metric has no ':' or ';', validate sees to it), each as metric, spent / max and
+ * whether it halted the run (runs.halted_by "budget cost_usd 2.5 reached (3)").
+ */
+static void budgets_list(struct rep *r, const char *notes, const char *halted_by)
+{
+	for (const char *p = notes; p && (p = strstr(p, "budget ")); p++) {
+		const char *colon, *spent, *of, *max, *tail;
+		char *end, *metric, *mx, *reached;
+		bool halted;
+
+		if (p != notes && (p - notes < 2 || p[-2] != ';' || p[-1] != ' '))
+			continue;
+		colon = p + 7 + strcspn(p + 7, ":;");
+		if (colon == p + 7 || strncmp(colon, ": ", 2))
+			continue;
+		spent = colon + 2;
+		(void)strtod(spent, &end);
+		if (end == spent || strncmp(end, " of ", 4))
+			continue;
+		of = end;
+		max = of + 4;
+		(void)strtod(max, &end);
+		tail = end;
+		if (end == max || strncmp(tail, " spent", 6) ||
+		    (tail[6] && strncmp(tail + 6, "; ", 2)))
+			continue;
+		metric = arl_xstrndup(p + 7, (size_t)(colon - (p + 7)));
+		mx = arl_xstrndup(max, (size_t)(tail - max));
+		reached = arl_xasprintf("budget %s %s reached (", metric, mx);
+		halted = halted_by && strstr(halted_by, reached);
+		fputs("<span class=\"budget\">budget <b>", r->out);
+		esc(r, metric);
+		fputs("</b> spent <b>", r->out);
+		arl_html_escn(r->out, spent, (size_t)(of - spent));
+		fputs(" / ", r->out);
+		esc(r, mx);
+		fputs(halted ? "</b> <b class=\"bad\">halted the run</b></span>"
+		             : "</b> not reached</span>",
+		      r->out);
+		free(reached);
+		free(mx);
+		free(metric);
+	}
+}
+
 static int section_header(struct rep *r, const struct counts *c)
 {
 	struct arl_report_run run;
@@ -332,6 +379,7 @@ static int section_header(struct rep *r, const struct counts *c)
 	fputs("<span>files <b>", r->out);
 	files_list(r, run.files);
 	fputs("</b></span>", r->out);
+	budgets_list(r, run.notes, run.halted_by);
 	params_list(r, run.params);
 	fputs("</div>\n", r->out);
 	if (run.notes) {

@@ -60,6 +60,8 @@ fi
 runner report --db b.db -o r.html
 check "[A] the report shows the budget that halted the run" grep -q 'halted by <b>budget cost_usd 2.5 reached (3)' r.html
 check "[A] ... and what it spent" grep -q 'budget cost_usd: 3 of 2.5 spent' r.html
+check "[A] the header shows the budget: metric, spent / max, that it halted the run" \
+	grep -q '<span class="budget">budget <b>cost_usd</b> spent <b>3 / 2.5</b> <b class="bad">halted the run</b></span>' r.html
 
 echo "# B. --budget, budgets not reached, other halts"
 gen n.yaml ""
@@ -71,6 +73,10 @@ runner run --progress none --db b.db --budget other=100 n.yaml
 check_eq "[B] a budget not reached: exit 0, no halt, the note says what was spent" \
 	"$RC|$(sql b.db "SELECT jobs_succeeded, halted_by IS NULL, instr(notes, 'budget other: 30 of 100 spent') > 0 FROM runs ORDER BY id DESC LIMIT 1")" \
 	"0|6|1|1"
+runner report --db b.db --run 3 -o r3.html
+check "[B] the report's header shows a budget not reached" \
+	grep -q '<span class="budget">budget <b>other</b> spent <b>30 / 100</b> not reached</span>' r3.html
+check "[B] ... and no halt" test "$(grep -c 'halted' r3.html)" = 0
 {
 	echo "version: 1"
 	echo "pools: {p: {replicas: 1, isolation: none}}"
@@ -85,7 +91,7 @@ check_eq "[B] --fail-fast's halt is recorded in halted_by too" \
 echo "# C. bad budgets"
 for bad in "budget: {metric: cost_usd}" "budget: {metric: cost_usd, max: -1}" \
 	"budget: {metric: cost_usd, max: lots}" "budget: {metric: cost_usd, max: 1, min: 0}" \
-	"budget: 25"; do
+	"budget: 25" "budget: {metric: 'cost: x', max: 1}" "budget: {metric: 'a;b', max: 1}"; do
 	gen bad.yaml "$bad"
 	runner validate bad.yaml
 	check_match "[C] '$bad' is refused with file:line:col" "$RC|$(cat "$TMP/err")" '^2\|bad.yaml:2:[0-9]+: error: .*budget'
@@ -93,5 +99,8 @@ done
 runner run --budget cost_usd n.yaml
 check_match "[C] --budget without =MAX: usage error" "$RC|$(cat "$TMP/err")" \
 	"^2\\|.*invalid value 'cost_usd' for --budget: expected METRIC=MAX"
+runner run --budget 'cost: usd=1' n.yaml
+check_match "[C] --budget with a ':' in METRIC: usage error" "$RC|$(cat "$TMP/err")" \
+	"^2\\|.*invalid value 'cost: usd=1' for --budget: expected METRIC=MAX.*without ':' or ';'"
 
 summary
