@@ -151,6 +151,7 @@ static int write_one(const char *store, int dirfd, const struct row *r, int64_t 
 	char *src = arl_artifacts_file(store, r->sha256), got[65], buf[65536];
 	const char *base = "";
 	struct arl_sha256 sha;
+	struct stat st;
 	int in = -1, out = -1, pfd = -1, ret = -1;
 	int64_t n = 0;
 
@@ -158,8 +159,13 @@ static int write_one(const char *store, int dirfd, const struct row *r, int64_t 
 		arl_error(err, ARL_E_INVALID, "its recorded digest is not a sha256");
 		goto out;
 	}
-	if ((in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+	/* O_NONBLOCK: a FIFO planted in the store must not block the open (it is refused). */
+	if ((in = open(src, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)) < 0) {
 		arl_error_errno(err, errno, "cannot open the stored file '%s'", src);
+		goto out;
+	}
+	if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
+		arl_error(err, ARL_E_INVALID, "the stored file '%s' is not a regular file", src);
 		goto out;
 	}
 	if ((pfd = open_parent(dirfd, r->path + 1, &base, err)) < 0)

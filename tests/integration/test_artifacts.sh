@@ -262,6 +262,17 @@ check_match "a stored file that lost its digest is not written" "$(cat "$TMP/err
 check_eq "nothing was written outside DIR, nor the changed file" \
 	"$(cd "$TMP/o2" && find . -type f | sort | tr '\n' ' ')" \
 	"./d/workspace/big.bin ./d/workspace/out/link.json "
+# A FIFO planted as a stored file: refused, not opened for reading (that would block forever:
+# `timeout` only keeps a regression from hanging the suite).
+BIG=$(head -c 1024 /dev/zero | sha256sum | cut -d' ' -f1)
+rm -f "$TMP/crafted.db.artifacts/sha256/${BIG:0:2}/$BIG"
+mkfifo "$TMP/crafted.db.artifacts/sha256/${BIG:0:2}/$BIG"
+set +e
+timeout 300 "$ARL_BATCH" artifacts none/ok --db "$TMP/crafted.db" -o "$TMP/o2/f" >"$TMP/out" 2>"$TMP/err"
+RC=$?
+set -e
+check_match "a FIFO as a stored file: exit 3, refused" "$RC|$(cat "$TMP/err")" \
+	"^3\\|.*'/workspace/big.bin' not written: the stored file .* is not a regular file"
 
 # The report lists the run's artifacts and links each kept one to its stored file.
 mkdir "$TMP/rep"
