@@ -1259,8 +1259,8 @@ static int layer_get(struct arl_image_store *s, const char *diff_id, const char 
 		goto out;
 	}
 	dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (dfd < 0 || fchmod(dfd, 0755) < 0 || (s->chown && fchown(dfd, s->uid, s->gid) < 0)) {
-		arl_error_errno(err, errno, "cannot set up '%s'", tmp);
+	if (dfd < 0) {
+		arl_error_errno(err, errno, "cannot open '%s'", tmp);
 		goto out;
 	}
 	{
@@ -1273,6 +1273,11 @@ static int layer_get(struct arl_image_store *s, const char *diff_id, const char 
 		                            .gid = s->gid};
 		if (arl_unpack_layer(bfd, dfd, &o, NULL, err) < 0)
 			goto out;
+	}
+	/* Ours alone (mkdtemp's 0700) while it is filled: only now the owner's, traversable. */
+	if ((s->chown && fchown(dfd, s->uid, s->gid) < 0) || fchmod(dfd, 0755) < 0) {
+		arl_error_errno(err, errno, "cannot set up '%s'", tmp);
+		goto out;
 	}
 	if (rename(tmp, dp) < 0) {
 		arl_error_errno(err, errno, "cannot rename '%s'", tmp);

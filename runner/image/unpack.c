@@ -241,12 +241,30 @@ static int clear_name(struct ctx *c, int dfd, const char *base, bool keep_dir, b
 			*is_dir = true;
 			return 0;
 		}
-		cache_drop(c); /* the cached parent may be under it */
-		return arl_unpack_rmtree(dfd, base, c->err);
+		/* The cached parent may be under it; @dfd may be that cache: kept open by a dup. */
+		int keep = dup(dfd), r;
+		if (keep < 0)
+			return entry_errno(c, entry, errno, "dup");
+		cache_drop(c);
+		r = arl_unpack_rmtree(keep, base, c->err);
+		close(keep);
+		return r;
 	}
 	if (unlinkat(dfd, base, 0) < 0)
 		return entry_errno(c, entry, errno, "cannot replace");
 	return 0;
+}
+
+/* chmod of the directory @base in @dfd, never through a symlink a later entry put there. */
+static int chmod_dir(int dfd, const char *base, mode_t mode)
+{
+	int fd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return -1;
+	r = fchmod(fd, mode);
+	close(fd);
+	return r;
 }
 
 static int set_dir_mode(struct ctx *c, int dfd, const char *base, const char *path, mode_t mode,
@@ -259,7 +277,7 @@ static int set_dir_mode(struct ctx *c, int dfd, const char *base, const char *pa
 		mode |= S_IRWXU;
 	}
 	/* Ours, just made or checked to be a directory, in a directory nobody else writes. */
-	if (fchmodat(dfd, base, mode, 0) < 0)
+	if (chmod_dir(dfd, base, mode) < 0)
 		return entry_errno(c, entry, errno, "cannot chmod");
 	return 0;
 }
@@ -297,7 +315,10 @@ static int do_entry(struct ctx *c, struct archive *a, struct archive_entry *e,
 	char *buf = NULL, *tbuf = NULL, *comp[MAX_DEPTH], *tcomp[MAX_DEPTH];
 	int n, pfd, ret = -1, fd = -1;
 	mode_t type = archive_entry_filetype(e);
-	mode_t perm = archive_entry_perm(e) & 07777 & ~(mode_t)(S_ISUID | S_ISGID);
+	/* No set-id bits, and no group/other write: unpacked layers are shared by every later
+	 * run and sit on the host, where a world-writable entry (a 1777 /tmp) would let any local
+	 * user plant files; in the sandbox one mapped uid owns everything, so nothing is lost. */
+	mode_t perm = archive_entry_perm(e) & 07777 & ~(mode_t)(S_ISUID | S_ISGID | 022);
 	const char *base, *hl = archive_entry_hardlink(e);
 	bool is_dir;
 
@@ -499,9 +520,11 @@ static int finish_dirs(struct ctx *c)
 		char *buf = arl_xstrdup(c->late[i].path), *comp[MAX_DEPTH];
 		int n = split(c, c->late[i].path, buf, comp, MAX_DEPTH), pfd = -1;
 
+		/* A dir a later entry replaced (by a symlink, a file) keeps that entry's mode. */
 		if (n > 0 &&
 		    (pfd = open_parent(c, comp, (size_t)n - 1, false, c->late[i].path)) >= 0 &&
-		    fchmodat(pfd, comp[n - 1], c->late[i].mode, 0) < 0)
+		    chmod_dir(pfd, comp[n - 1], c->late[i].mode) < 0 && errno != ELOOP &&
+		    errno != ENOTDIR && errno != ENOENT)
 			n = entry_errno(c, c->late[i].path, errno, "cannot chmod");
 		free(buf);
 		if (n < 0 || pfd < 0)

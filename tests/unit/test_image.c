@@ -236,6 +236,7 @@ struct ent {
 	const char *name;
 	const char *data; /* file contents, or the link target */
 };
+static mode_t ent_mode[16]; /* entry i's mode in the next layer_fd(); 0: 0755 dirs, 0644 rest */
 
 static int layer_fd(const struct ent *e)
 {
@@ -244,10 +245,11 @@ static int layer_fd(const struct ent *e)
 
 	archive_write_set_format_pax_restricted(a);
 	archive_write_open_fd(a, fd);
-	for (; e->name; e++) {
+	for (size_t i = 0; e->name; e++, i++) {
 		struct archive_entry *en = archive_entry_new();
+		mode_t m = i < 16 ? ent_mode[i] : 0;
 		archive_entry_set_pathname(en, e->name);
-		archive_entry_set_perm(en, e->type == 'd' ? 0755 : 0644);
+		archive_entry_set_perm(en, m ? m : e->type == 'd' ? 0755 : 0644);
 		switch (e->type) {
 		case 'f':
 			archive_entry_set_filetype(en, AE_IFREG);
@@ -358,6 +360,48 @@ static void test_hostile_layers(void **state)
 	assert_true(S_ISLNK(st.st_mode));
 	expect_text(dir, "etc/a2", "replaced");
 	expect_text(dir, "etc/l/in", "in"); /* a later entry replaces an earlier one */
+}
+
+static mode_t mode_of(const char *dir, const char *rel)
+{
+	char p[1024];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	assert_int_equal(lstat(p, &st), 0);
+	return st.st_mode & 07777;
+}
+
+/* Unpacked layers are shared on the host: nothing in them is group/other writable, and a dir
+ * mode set late never follows a symlink a later entry put in the dir's place. */
+static void test_layer_modes(void **state)
+{
+	char outside[512], dir[512];
+	struct arl_err err = ARL_ERR_INIT;
+
+	(void)state;
+	snprintf(outside, sizeof(outside), "%s/outside-modes", tmp);
+	assert_int_equal(mkdir(outside, 0755), 0);
+	assert_int_equal(chmod(outside, 0755), 0);
+	memcpy(ent_mode, (const mode_t[]){01777, 0775, 0666, 04777, 0557, 0500},
+	       6 * sizeof(mode_t));
+	if (unpack_into((const struct ent[]){{'d', "tmp", ""},
+	                                     {'d', "var", ""},
+	                                     {'f', "var/w", "w"},
+	                                     {'f', "var/x", "x"},
+	                                     {'d', "ro", ""},
+	                                     {'d', "sw", ""},
+	                                     {'l', "sw", outside},
+	                                     {0}},
+	                dir, sizeof(dir), &err) < 0)
+		fail_msg("%s", err.msg);
+	memset(ent_mode, 0, sizeof(ent_mode));
+	assert_int_equal(mode_of(dir, "tmp"), 01755);
+	assert_int_equal(mode_of(dir, "var"), 0755);
+	assert_int_equal(mode_of(dir, "var/w"), 0644);
+	assert_int_equal(mode_of(dir, "var/x"), 0755);
+	assert_int_equal(mode_of(dir, "ro"), 0555);
+	assert_int_equal(mode_of(outside, ""), 0755);
 }
 
 /* A layer whose bytes do not hash to the diff_id its config gives: refused, nothing cached. */
@@ -666,10 +710,11 @@ static void test_overlay_mount(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_reference_forms),   cmocka_unit_test(test_ref_syntax),
-	    cmocka_unit_test(test_hostile_layers),    cmocka_unit_test(test_corrupted_layer),
-	    cmocka_unit_test(test_concurrent_unpack), cmocka_unit_test(test_killed_unpack),
-	    cmocka_unit_test(test_list_rm_prune),     cmocka_unit_test(test_overlay_mount),
+	    cmocka_unit_test(test_reference_forms), cmocka_unit_test(test_ref_syntax),
+	    cmocka_unit_test(test_hostile_layers),  cmocka_unit_test(test_layer_modes),
+	    cmocka_unit_test(test_corrupted_layer), cmocka_unit_test(test_concurrent_unpack),
+	    cmocka_unit_test(test_killed_unpack),   cmocka_unit_test(test_list_rm_prune),
+	    cmocka_unit_test(test_overlay_mount),
 	};
 
 	return cmocka_run_group_tests(tests, setup_all, teardown_all);
