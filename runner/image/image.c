@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -681,13 +682,50 @@ static int source_json(struct source *src, const char *name, cJSON **out, char d
 	return 0;
 }
 
-/* Puts the source's file @name into blobs/ as @want (or its own digest when @want is NULL). */
+/* A layer's bytes in a memfd, to verify before they are stored. */
+static int mem_fd(const char *mem, size_t len, struct arl_err *err)
+{
+	int fd = memfd_create("layer", MFD_CLOEXEC);
+
+	if (fd < 0)
+		return arl_error_errno(err, errno, "memfd_create");
+	while (len) {
+		ssize_t w = write(fd, mem, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			arl_error_errno(err, errno, "cannot write a memfd");
+			close(fd);
+			return -1;
+		}
+		mem += w, len -= (size_t)w;
+	}
+	lseek(fd, 0, SEEK_SET);
+	return fd;
+}
+
+struct layer_check {
+	const char *diff_id, *name; /* its config's diff_id, and its name for messages */
+	uint64_t tar_bytes;         /* out: its size unpacked */
+};
+
+/*
+ * Puts the source's file @name into blobs/ as @want (or its own digest when @want is NULL).
+ * A layer (@lyr set) is checked against its diff_id BEFORE it is stored: a refused one never
+ * replaces nor deletes a blob of the same digest another image uses. @created: whether this
+ * call made the blob (NULL: not wanted).
+ */
 static int source_store_blob(struct arl_image_store *s, struct source *src, const char *name,
-                             const char *want, char got[72], struct arl_err *err)
+                             const char *want, char got[72], struct layer_check *lyr, bool *created,
+                             struct arl_err *err)
 {
 	char *dst = NULL, *tmp = NULL;
 	int ret = -1, in = -1, out = -1;
 	struct member *m = NULL;
+	bool exists;
+
+	if (created)
+		*created = false;
 
 	if (src->dir) { /* copy from the layout, hashing */
 		char *p = arl_xasprintf("%s/%s", src->dir, name);
@@ -750,12 +788,36 @@ static int source_store_blob(struct arl_image_store *s, struct source *src, cons
 		goto out;
 	}
 	dst = arl_xasprintf("%s/blobs/sha256/%s", s->dir, got + 7);
-	if (access(dst, F_OK) == 0) { /* content-addressed: already there */
+	exists = access(dst, F_OK) == 0;
+	if (lyr) {
+		struct arl_unpack_opts o = {
+		    .layer = lyr->name, .digest = got, .diff_id = lyr->diff_id};
+		int vfd, r;
+
+		if (exists)
+			vfd = open(dst, O_RDONLY | O_CLOEXEC);
+		else if (m && m->mem)
+			vfd = mem_fd(m->mem, m->len, err);
+		else
+			vfd = open(m ? m->tmp : tmp, O_RDONLY | O_CLOEXEC);
+		if (vfd < 0) {
+			if (!err->code)
+				arl_error_errno(err, errno, "cannot open layer %s", lyr->name);
+			goto out;
+		}
+		r = arl_unpack_verify(vfd, &o, &lyr->tar_bytes, err);
+		close(vfd);
+		if (r < 0)
+			goto out; /* the temp file (ours) is deleted below, a stored blob kept */
+	}
+	if (exists) { /* content-addressed: already there */
 		ret = 0;
 		goto out;
 	}
 	if (m && m->mem) {
 		ret = write_file_atomic(dst, m->mem, m->len, err);
+		if (ret == 0 && created)
+			*created = true;
 		goto out;
 	}
 	if (m) {
@@ -768,6 +830,8 @@ static int source_store_blob(struct arl_image_store *s, struct source *src, cons
 	}
 	free(tmp);
 	tmp = NULL;
+	if (created)
+		*created = true;
 	ret = 0;
 out:
 	if (in >= 0)
@@ -821,6 +885,24 @@ static char *blob_path_name(const char *digest)
 	return arl_xasprintf("blobs/sha256/%s", digest + 7);
 }
 
+/* Deletes the config blob @id this load stored for an image it refused, unless an image
+ * with that id was recorded meanwhile (under the index lock, as the recording is). */
+static void drop_config(struct arl_image_store *s, const char *id)
+{
+	struct arl_err e = ARL_ERR_INIT;
+	cJSON *idx = NULL;
+	int lock = -1;
+
+	if (index_open(s, LOCK_EX, &idx, &lock, &e) < 0)
+		return;
+	if (!cJSON_GetObjectItemCaseSensitive(jobj(idx, "images"), id)) {
+		char *p = arl_xasprintf("%s/blobs/sha256/%s", s->dir, id + 7);
+		unlink(p);
+		free(p);
+	}
+	index_close(idx, lock);
+}
+
 /*
  * Stores the config and layers of one image from @src (@cfg_name, @layer_names in the source;
  * @cfg_digest/@layer_digests what they must hash to, NULL: whatever they hash to), verifies each
@@ -835,8 +917,9 @@ static int record_image(struct arl_image_store *s, struct source *src, const cha
 	cJSON *cfg = NULL, *diffs, *rec = NULL, *arr, *idx = NULL;
 	int ret = -1, lock = -1;
 	uint64_t total = 0;
+	bool cfg_created = false;
 
-	if (source_store_blob(s, src, cfg_name, cfg_digest, id_out, err) < 0)
+	if (source_store_blob(s, src, cfg_name, cfg_digest, id_out, NULL, &cfg_created, err) < 0)
 		goto out;
 	p = arl_xasprintf("%s/blobs/sha256/%s", s->dir, id_out + 7);
 	if (read_json(p, &cfg, false, JSON_MAX, err) < 0)
@@ -853,36 +936,23 @@ static int record_image(struct arl_image_store *s, struct source *src, const cha
 	arr = cJSON_AddArrayToObject(rec, "layers");
 	for (size_t i = 0; i < nlayers; i++) {
 		const cJSON *d = cJSON_GetArrayItem(diffs, (int)i);
-		struct arl_unpack_opts o = {0};
-		uint64_t tar_bytes = 0;
+		struct layer_check lc = {0};
+		uint64_t tar_bytes;
 		cJSON *l;
-		int fd;
 
 		if (!cJSON_IsString(d) || !is_digest(d->valuestring)) {
 			arl_error(err, ARL_E_INVALID, "%s: diff_id %zu is not a sha256 digest",
 			          src->what, i);
 			goto out;
 		}
-		if (source_store_blob(s, src, layer_names[i],
-		                      layer_digests ? layer_digests[i] : NULL, got, err) < 0)
-			goto out;
-		free(p);
-		p = arl_xasprintf("%s/blobs/sha256/%s", s->dir, got + 7);
-		o.digest = got;
-		o.diff_id = d->valuestring;
-		fd = open(p, O_RDONLY | O_CLOEXEC);
-		if (fd < 0) {
-			arl_error_errno(err, errno, "cannot open '%s'", p);
-			goto out;
-		}
 		lname = arl_xasprintf("'%s' of %s", layer_names[i], src->what);
-		o.layer = lname;
-		if (arl_unpack_verify(fd, &o, &tar_bytes, err) < 0) {
-			close(fd);
-			unlink(p); /* nothing of a corrupted layer is kept */
+		lc.diff_id = d->valuestring;
+		lc.name = lname;
+		if (source_store_blob(s, src, layer_names[i],
+		                      layer_digests ? layer_digests[i] : NULL, got, &lc, NULL,
+		                      err) < 0)
 			goto out;
-		}
-		close(fd);
+		tar_bytes = lc.tar_bytes;
 		free(lname);
 		lname = NULL;
 		l = cJSON_CreateObject();
@@ -908,6 +978,8 @@ static int record_image(struct arl_image_store *s, struct source *src, const cha
 	ret = index_save(s, idx, err);
 out:
 	index_close(idx, lock);
+	if (ret < 0 && cfg_created) /* a refused image's config: ours, unless recorded since */
+		drop_config(s, id_out);
 	cJSON_Delete(rec);
 	cJSON_Delete(cfg);
 	free(lname);

@@ -453,6 +453,47 @@ static void test_corrupted_layer(void **state)
 }
 
 /* Two processes get @ref from a fresh handle each at once; returns the unpacks they did. */
+/* A hostile image whose config gives a wrong diff_id for a layer blob another image uses: the
+ * load is refused and deletes nothing of the other image, nor keeps its own config. */
+static void test_refused_load_keeps_shared_blob(void **state)
+{
+	struct arl_image_store *s = open_store();
+	struct arl_err err = ARL_ERR_INIT;
+	char p[1024];
+
+	(void)state;
+	snprintf(p, sizeof(p), "%s/docker.tar", img);
+	if (arl_image_load(s, p, NULL, NULL, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(
+	    sh("rm -rf %s/evil && mkdir %s/evil && cd %s/evil && tar xf %s/docker.tar && "
+	       "python3 -c 'import json,hashlib\n"
+	       "m=json.load(open(\"manifest.json\"))\n"
+	       "c=json.load(open(m[0][\"Config\"]))\n"
+	       "c[\"rootfs\"][\"diff_ids\"][0]=\"sha256:\"+\"0\"*64\n"
+	       "b=json.dumps(c).encode()\n"
+	       "open(m[0][\"Config\"],\"wb\").write(b)\n"
+	       "open(\"../evil.id\",\"w\").write(hashlib.sha256(b).hexdigest())\n"
+	       "m[0][\"RepoTags\"]=[\"evil/deleter:1\"]\n"
+	       "json.dump(m,open(\"manifest.json\",\"w\"))' && "
+	       "tar cf ../evil.tar *",
+	       tmp, tmp, tmp, img),
+	    0);
+	snprintf(p, sizeof(p), "%s/evil.tar", tmp);
+	arl_err_clear(&err);
+	assert_int_equal(arl_image_load(s, p, NULL, NULL, &err), -1);
+	if (!strstr(err.msg, "diff_id") || !strstr(err.msg, "refused"))
+		fail_msg("unexpected message: %s", err.msg);
+	assert_int_equal(
+	    sh(". %s/image.env; test -f %s/blobs/sha256/${LAYER1_DIFF#sha256:}", img, store), 0);
+	assert_int_equal(sh("test ! -e %s/blobs/sha256/$(cat %s/evil.id)", store, tmp), 0);
+	assert_int_equal(sh("test -z \"$(ls -A %s/tmp)\"", store), 0);
+	arl_err_clear(&err);
+	assert_int_equal(arl_image_check(s, "evil/deleter:1", &err), -1);
+	get_ok(s, "arl-test/busybox:1");
+	arl_image_store_close(s);
+}
+
 static int get_twice_at_once(const char *ref)
 {
 	struct arl_err err = ARL_ERR_INIT;
@@ -710,10 +751,15 @@ static void test_overlay_mount(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_reference_forms), cmocka_unit_test(test_ref_syntax),
-	    cmocka_unit_test(test_hostile_layers),  cmocka_unit_test(test_layer_modes),
-	    cmocka_unit_test(test_corrupted_layer), cmocka_unit_test(test_concurrent_unpack),
-	    cmocka_unit_test(test_killed_unpack),   cmocka_unit_test(test_list_rm_prune),
+	    cmocka_unit_test(test_reference_forms),
+	    cmocka_unit_test(test_ref_syntax),
+	    cmocka_unit_test(test_hostile_layers),
+	    cmocka_unit_test(test_layer_modes),
+	    cmocka_unit_test(test_corrupted_layer),
+	    cmocka_unit_test(test_refused_load_keeps_shared_blob),
+	    cmocka_unit_test(test_concurrent_unpack),
+	    cmocka_unit_test(test_killed_unpack),
+	    cmocka_unit_test(test_list_rm_prune),
 	    cmocka_unit_test(test_overlay_mount),
 	};
 
