@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <linux/openat2.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -35,6 +36,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -646,19 +648,102 @@ static struct member *source_find(struct source *src, const char *name)
 }
 
 /* A small JSON file of the source. */
-static int source_json(struct source *src, const char *name, cJSON **out, char digest[72],
+/*
+ * Opens the layout's file @name for reading: beneath the layout, through no symlink (we may be
+ * root, the layout someone else's), a regular file (a FIFO would block, a device never end).
+ */
+static int layout_open(struct source *src, const char *name, struct arl_err *err)
+{
+	struct open_how how = {.flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+	                       .resolve =
+	                           RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+	int dfd = open(src->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd;
+	struct stat st;
+
+	if (dfd < 0)
+		return arl_error_errno(err, errno, "%s: cannot open the directory", src->what);
+	fd = (int)syscall(SYS_openat2, dfd, name, &how, sizeof(how));
+	if (fd < 0) {
+		int e = errno;
+		close(dfd);
+		if (e == ELOOP || e == EXDEV)
+			return arl_error(err, ARL_E_INVALID,
+			                 "%s: '%s' is a symlink or goes through one: refused",
+			                 src->what, name);
+		return arl_error_errno(err, e, "%s: cannot open '%s'", src->what, name);
+	}
+	close(dfd);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return arl_error(err, ARL_E_INVALID, "%s: '%s' is not a regular file: refused",
+		                 src->what, name);
+	}
+	return fd;
+}
+
+/* A descriptor's size (-1: none given); @max when it is not a sane byte count. */
+static int64_t desc_size(const cJSON *desc)
+{
+	const cJSON *z = cJSON_GetObjectItemCaseSensitive(desc, "size");
+
+	if (!cJSON_IsNumber(z))
+		return -1;
+	if (z->valuedouble < 0 || z->valuedouble > 9007199254740992.0)
+		return INT64_MAX; /* refused when read: no file is that long */
+	return (int64_t)z->valuedouble;
+}
+
+/* Reads the layout's file @name, at most @max bytes: more is refused. */
+static int layout_read(struct source *src, const char *name, size_t max, struct arl_buf *b,
                        struct arl_err *err)
+{
+	char chunk[65536];
+	int fd = layout_open(src, name, err), ret = -1;
+
+	if (fd < 0)
+		return -1;
+	b->max = max;
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			arl_error_errno(err, errno, "%s: cannot read '%s'", src->what, name);
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (arl_buf_add(b, chunk, (size_t)n) < 0) {
+			arl_error(
+			    err, ARL_E_LIMIT,
+			    "%s: '%s' is longer than the %zu bytes its descriptor (or the limit) "
+			    "gives: refused",
+			    src->what, name, max);
+			goto out;
+		}
+	}
+	if (!b->p)
+		arl_buf_add(b, "", 0);
+	ret = 0;
+out:
+	close(fd);
+	return ret;
+}
+
+/* @size: the descriptor's (-1: none, JSON_MAX bounds it). */
+static int source_json(struct source *src, const char *name, int64_t size, cJSON **out,
+                       char digest[72], struct arl_err *err)
 {
 	struct member *m;
 	cJSON *j;
 
 	if (src->dir) {
 		struct arl_buf b = ARL_BUF_INIT;
-		char *p = arl_xasprintf("%s/%s", src->dir, name);
-		int r = arl_buf_read_file(&b, p, JSON_MAX, err);
-		free(p);
-		if (r < 0)
+		size_t max = size >= 0 && (uint64_t)size < JSON_MAX ? (size_t)size : JSON_MAX;
+		if (layout_read(src, name, max, &b, err) < 0) {
+			arl_buf_release(&b);
 			return -1;
+		}
 		if (digest) {
 			EVP_MD_CTX *h = EVP_MD_CTX_new();
 			EVP_DigestInit_ex(h, EVP_sha256(), NULL);
@@ -716,8 +801,8 @@ struct layer_check {
  * call made the blob (NULL: not wanted).
  */
 static int source_store_blob(struct arl_image_store *s, struct source *src, const char *name,
-                             const char *want, char got[72], struct layer_check *lyr, bool *created,
-                             struct arl_err *err)
+                             const char *want, int64_t size, char got[72], struct layer_check *lyr,
+                             bool *created, struct arl_err *err)
 {
 	char *dst = NULL, *tmp = NULL;
 	int ret = -1, in = -1, out = -1;
@@ -728,15 +813,12 @@ static int source_store_blob(struct arl_image_store *s, struct source *src, cons
 		*created = false;
 
 	if (src->dir) { /* copy from the layout, hashing */
-		char *p = arl_xasprintf("%s/%s", src->dir, name);
 		EVP_MD_CTX *h = EVP_MD_CTX_new();
 		char *buf = arl_xmalloc(1u << 20);
+		uint64_t total = 0;
 		ssize_t n;
 
-		in = open(p, O_RDONLY | O_CLOEXEC);
-		if (in < 0)
-			arl_error_errno(err, errno, "%s: cannot open '%s'", src->what, name);
-		free(p);
+		in = layout_open(src, name, err);
 		if (in >= 0) {
 			tmp = arl_xasprintf("%s/tmp/%ld-XXXXXX", s->dir, (long)getpid());
 			out = mkostemp(tmp, O_CLOEXEC);
@@ -751,6 +833,14 @@ static int source_store_blob(struct arl_image_store *s, struct source *src, cons
 			if (n < 0) {
 				arl_error_errno(err, errno, "%s: cannot read '%s'", src->what,
 				                name);
+				break;
+			}
+			total += (uint64_t)n;
+			if (size >= 0 && total > (uint64_t)size) {
+				arl_error(err, ARL_E_INVALID,
+				          "%s: '%s' is longer than the %lld bytes its descriptor "
+				          "gives: refused",
+				          src->what, name, (long long)size);
 				break;
 			}
 			EVP_DigestUpdate(h, buf, (size_t)n);
@@ -909,9 +999,9 @@ static void drop_config(struct arl_image_store *s, const char *id)
  * layer against the config's diff_ids and records it in the index with @tags.
  */
 static int record_image(struct arl_image_store *s, struct source *src, const char *cfg_name,
-                        const char *cfg_digest, char **layer_names, char **layer_digests,
-                        size_t nlayers, char **tags, size_t ntags, char id_out[72],
-                        struct arl_err *err)
+                        const char *cfg_digest, int64_t cfg_size, char **layer_names,
+                        char **layer_digests, const int64_t *layer_sizes, size_t nlayers,
+                        char **tags, size_t ntags, char id_out[72], struct arl_err *err)
 {
 	char got[72], *p = NULL, *lname = NULL;
 	cJSON *cfg = NULL, *diffs, *rec = NULL, *arr, *idx = NULL;
@@ -919,7 +1009,8 @@ static int record_image(struct arl_image_store *s, struct source *src, const cha
 	uint64_t total = 0;
 	bool cfg_created = false;
 
-	if (source_store_blob(s, src, cfg_name, cfg_digest, id_out, NULL, &cfg_created, err) < 0)
+	if (source_store_blob(s, src, cfg_name, cfg_digest, cfg_size, id_out, NULL, &cfg_created,
+	                      err) < 0)
 		goto out;
 	p = arl_xasprintf("%s/blobs/sha256/%s", s->dir, id_out + 7);
 	if (read_json(p, &cfg, false, JSON_MAX, err) < 0)
@@ -949,8 +1040,8 @@ static int record_image(struct arl_image_store *s, struct source *src, const cha
 		lc.diff_id = d->valuestring;
 		lc.name = lname;
 		if (source_store_blob(s, src, layer_names[i],
-		                      layer_digests ? layer_digests[i] : NULL, got, &lc, NULL,
-		                      err) < 0)
+		                      layer_digests ? layer_digests[i] : NULL,
+		                      layer_sizes ? layer_sizes[i] : -1, got, &lc, NULL, err) < 0)
 			goto out;
 		tar_bytes = lc.tar_bytes;
 		free(lname);
@@ -994,7 +1085,7 @@ static int load_docker(struct arl_image_store *s, struct source *src, struct fou
 	cJSON *man = NULL, *img;
 	int ret = -1;
 
-	if (source_json(src, "manifest.json", &man, NULL, err) < 0)
+	if (source_json(src, "manifest.json", -1, &man, NULL, err) < 0)
 		goto out;
 	if (!cJSON_IsArray(man) || !cJSON_GetArraySize(man)) {
 		arl_error(err, ARL_E_INVALID, "%s: manifest.json lists no image", src->what);
@@ -1034,7 +1125,7 @@ static int load_docker(struct arl_image_store *s, struct source *src, struct fou
 				free(nn);
 			}
 		}
-		r = record_image(s, src, cfg, NULL, names, NULL, n, tags, nt, id, err);
+		r = record_image(s, src, cfg, NULL, -1, names, NULL, NULL, n, tags, nt, id, err);
 		arl_image_strv_free(names, n);
 		if (r < 0) {
 			arl_image_strv_free(tags, nt);
@@ -1058,9 +1149,11 @@ out:
 
 /* An OCI manifest (or an index of them: this machine's platform is picked) -> recorded image. */
 static int load_oci_manifest(struct arl_image_store *s, struct source *src, const char *digest,
-                             char **tags, size_t ntags, char id[72], int depth, struct arl_err *err)
+                             int64_t size, char **tags, size_t ntags, char id[72], int depth,
+                             struct arl_err *err)
 {
 	char *name = NULL, got[72], **names = NULL, **digests = NULL;
+	int64_t *sizes = NULL;
 	size_t n = 0;
 	cJSON *man = NULL, *l, *sub;
 	const char *cd;
@@ -1070,7 +1163,7 @@ static int load_oci_manifest(struct arl_image_store *s, struct source *src, cons
 		return arl_error(err, ARL_E_INVALID, "%s: '%s' is not a sha256 digest", src->what,
 		                 digest ? digest : "(none)");
 	name = blob_path_name(digest);
-	if (source_json(src, name, &man, got, err) < 0)
+	if (source_json(src, name, size, &man, got, err) < 0)
 		goto out;
 	if (strcmp(got, digest)) {
 		arl_error(err, ARL_E_INVALID,
@@ -1099,8 +1192,8 @@ static int load_oci_manifest(struct arl_image_store *s, struct source *src, cons
 			          src->what, host_arch());
 			goto out;
 		}
-		ret = load_oci_manifest(s, src, jstr(pick, "digest"), tags, ntags, id, depth + 1,
-		                        err);
+		ret = load_oci_manifest(s, src, jstr(pick, "digest"), desc_size(pick), tags, ntags,
+		                        id, depth + 1, err);
 		goto out;
 	}
 	cd = jstr(cJSON_GetObjectItemCaseSensitive(man, "config"), "digest");
@@ -1123,11 +1216,16 @@ static int load_oci_manifest(struct arl_image_store *s, struct source *src, cons
 		free(ln);
 		digests = arl_xrealloc(digests, n * sizeof(*digests));
 		digests[n - 1] = arl_xstrdup(ld);
+		sizes = arl_xrealloc(sizes, n * sizeof(*sizes));
+		sizes[n - 1] = desc_size(l);
 	}
 	free(name);
 	name = blob_path_name(cd);
-	ret = record_image(s, src, name, cd, names, digests, n, tags, ntags, id, err);
+	ret = record_image(s, src, name, cd,
+	                   desc_size(cJSON_GetObjectItemCaseSensitive(man, "config")), names,
+	                   digests, sizes, n, tags, ntags, id, err);
 out:
+	free(sizes);
 	arl_image_strv_free(names, n);
 	arl_image_strv_free(digests, n);
 	cJSON_Delete(man);
@@ -1142,7 +1240,7 @@ static int load_oci(struct arl_image_store *s, struct source *src, const char *t
 	cJSON *idx = NULL, *m;
 	int ret = -1, count = 0;
 
-	if (source_json(src, "index.json", &idx, NULL, err) < 0)
+	if (source_json(src, "index.json", -1, &idx, NULL, err) < 0)
 		goto out;
 	cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(idx, "manifests"))
 	{
@@ -1167,7 +1265,8 @@ static int load_oci(struct arl_image_store *s, struct source *src, const char *t
 			strv_add(&tags, &nt, nn);
 			free(nn);
 		}
-		if (load_oci_manifest(s, src, jstr(m, "digest"), tags, nt, id, 0, err) < 0) {
+		if (load_oci_manifest(s, src, jstr(m, "digest"), desc_size(m), tags, nt, id, 0,
+		                      err) < 0) {
 			arl_image_strv_free(tags, nt);
 			goto out;
 		}

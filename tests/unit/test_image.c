@@ -494,6 +494,51 @@ static void test_refused_load_keeps_shared_blob(void **state)
 	arl_image_store_close(s);
 }
 
+/* Loads the OCI layout @dir (a copy of the test image's, changed by @cmd run in it): refused,
+ * with @why in the message, nothing left in the store's tmp/. */
+static void oci_refused(struct arl_image_store *s, const char *cmd, const char *why)
+{
+	struct arl_err err = ARL_ERR_INIT;
+	char p[1024];
+
+	assert_int_equal(sh("rm -rf %s/lay %s/outside-blob && cp -r %s/oci %s/lay && cd %s/lay && "
+	                    "L=blobs/sha256/$(python3 -c 'import json\n"
+	                    "i=json.load(open(\"index.json\"))[\"manifests\"][0][\"digest\"]\n"
+	                    "m=json.load(open(\"blobs/sha256/\"+i[7:]))\n"
+	                    "print(m[\"layers\"][0][\"digest\"][7:])') && %s",
+	                    tmp, tmp, img, tmp, tmp, cmd),
+	                 0);
+	snprintf(p, sizeof(p), "%s/lay", tmp);
+	assert_int_equal(arl_image_load(s, p, NULL, NULL, &err), -1);
+	if (!strstr(err.msg, why) || !strstr(err.msg, "refused"))
+		fail_msg("unexpected message: %s", err.msg);
+	assert_int_equal(sh("test -z \"$(ls -A %s/tmp)\"", store), 0);
+	arl_err_clear(&err);
+	assert_int_equal(arl_image_check(s, "arl-test/busybox:1", &err), -1);
+}
+
+/* An OCI layout is read as root from someone else's directory: no symlinks (a layer -> a file
+ * outside, or /dev/zero: endless), only regular files (a FIFO blocks), nothing longer than its
+ * descriptor says. */
+static void test_oci_layout_files(void **state)
+{
+	struct arl_image_store *s = open_store();
+	char p[1024];
+
+	(void)state;
+	oci_refused(s, "mv $L ../outside-blob && ln -s $PWD/../outside-blob $L", "symlink");
+	oci_refused(s, "mv blobs ../outside-blob && ln -s ../outside-blob blobs", "symlink");
+	oci_refused(s, "printf 'extra' >>$L", "longer than the");
+	oci_refused(s, "rm $L && mkfifo $L", "not a regular file");
+	oci_refused(s, "rm index.json && mkfifo index.json", "not a regular file");
+	snprintf(p, sizeof(p), "%s/oci", img); /* the layout itself loads */
+	struct arl_err err = ARL_ERR_INIT;
+	if (arl_image_load(s, p, NULL, NULL, &err) < 0)
+		fail_msg("%s", err.msg);
+	get_ok(s, "arl-test/busybox:1");
+	arl_image_store_close(s);
+}
+
 static int get_twice_at_once(const char *ref)
 {
 	struct arl_err err = ARL_ERR_INIT;
@@ -757,6 +802,7 @@ int main(void)
 	    cmocka_unit_test(test_layer_modes),
 	    cmocka_unit_test(test_corrupted_layer),
 	    cmocka_unit_test(test_refused_load_keeps_shared_blob),
+	    cmocka_unit_test(test_oci_layout_files),
 	    cmocka_unit_test(test_concurrent_unpack),
 	    cmocka_unit_test(test_killed_unpack),
 	    cmocka_unit_test(test_list_rm_prune),
