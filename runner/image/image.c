@@ -818,7 +818,11 @@ static int source_store_blob(struct arl_image_store *s, struct source *src, cons
 		uint64_t total = 0;
 		ssize_t n;
 
-		in = layout_open(src, name, err);
+		/* The OCI spec requires a size: without one a huge (sparse) file has no bound. */
+		in = size < 0 ? arl_error(err, ARL_E_INVALID,
+		                          "%s: the descriptor of '%s' gives no size: refused",
+		                          src->what, name)
+		              : layout_open(src, name, err);
 		if (in >= 0) {
 			tmp = arl_xasprintf("%s/tmp/%ld-XXXXXX", s->dir, (long)getpid());
 			out = mkostemp(tmp, O_CLOEXEC);

@@ -531,6 +531,19 @@ static void test_oci_layout_files(void **state)
 	oci_refused(s, "printf 'extra' >>$L", "longer than the");
 	oci_refused(s, "rm $L && mkfifo $L", "not a regular file");
 	oci_refused(s, "rm index.json && mkfifo index.json", "not a regular file");
+	oci_refused(s,
+	            "python3 -c 'import json,hashlib\n"
+	            "i=json.load(open(\"index.json\"))\n"
+	            "d=i[\"manifests\"][0]\n"
+	            "m=json.load(open(\"blobs/sha256/\"+d[\"digest\"][7:]))\n"
+	            "del m[\"layers\"][0][\"size\"]\n"
+	            "b=json.dumps(m).encode()\n"
+	            "h=hashlib.sha256(b).hexdigest()\n"
+	            "open(\"blobs/sha256/\"+h,\"wb\").write(b)\n"
+	            "d[\"digest\"]=\"sha256:\"+h\n"
+	            "d[\"size\"]=len(b)\n"
+	            "json.dump(i,open(\"index.json\",\"w\"))'",
+	            "gives no size");
 	snprintf(p, sizeof(p), "%s/oci", img); /* the layout itself loads */
 	struct arl_err err = ARL_ERR_INIT;
 	if (arl_image_load(s, p, NULL, NULL, &err) < 0)
