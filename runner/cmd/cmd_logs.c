@@ -183,6 +183,26 @@ static bool known(const struct ctx *c, int attempt, size_t idx, int which)
 	return false;
 }
 
+/*
+ * A live file of the job directory @dirfd, or -1. DB.live may be planted by whoever can write
+ * beside the database, and `logs` may run as root: only a regular file with one link, owned
+ * like its directory, is read (a FIFO would block the open, a hard link show another file).
+ */
+static int open_live(int dirfd, const char *name)
+{
+	struct stat dst, st;
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	if (fstat(dirfd, &dst) < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_nlink != 1 || st.st_uid != dst.st_uid) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* The step name in ATTEMPT-IDX.step (owned). */
 static char *read_step_name(int dirfd, int attempt, size_t idx)
 {
@@ -191,7 +211,7 @@ static char *read_step_name(int dirfd, int attempt, size_t idx)
 	int fd;
 
 	snprintf(name, sizeof(name), "%d-%zu.step", attempt, idx);
-	if ((fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
+	if ((fd = open_live(dirfd, name)) >= 0) {
 		n = read(fd, buf, sizeof(buf) - 1);
 		close(fd);
 	}
@@ -240,7 +260,7 @@ static size_t scan(struct ctx *c, int dirfd)
 		s->which = ext[0] == 'e';
 		s->step = step;
 		memcpy(s->name, e->d_name, (size_t)len + 1);
-		s->fd = openat(dirfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		s->fd = open_live(dirfd, e->d_name);
 		if (s->fd >= 0 && fstat(s->fd, &st) == 0)
 			s->ino = st.st_ino;
 		c->n++;
@@ -279,7 +299,7 @@ static size_t drain(struct ctx *c, int dirfd, struct stream *s, char *buf)
 		    st.st_ino == s->ino)
 			break;
 		close(s->fd);
-		s->fd = openat(dirfd, s->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		s->fd = open_live(dirfd, s->name);
 		s->ino = st.st_ino;
 		if (s->fd >= 0)
 			skip_marker(s->fd);
@@ -304,12 +324,18 @@ static int still_running(struct ctx *c)
 static int open_job_dir(const char *db, int64_t run_id, int64_t job_id)
 {
 	char *root = arl_live_root(db), *path;
+	struct stat st;
 	int fd;
 
 	path = arl_xasprintf("%s/%lld/%lld", root, (long long)run_id, (long long)job_id);
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	free(path);
 	free(root);
+	/* The runner makes it 0700 (live.c): one others can write is not its. */
+	if (fd >= 0 && (fstat(fd, &st) < 0 || (st.st_mode & 0077))) {
+		close(fd);
+		fd = -1;
+	}
 	return fd;
 }
 

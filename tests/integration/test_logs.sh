@@ -243,4 +243,28 @@ EOF
 	check_eq "the live directory is gone" "$(ls -d "$TMP/c.db.live" 2>/dev/null || true)" ""
 fi
 
+echo "# a DB.live planted beside a database: FIFOs, hard links and open directories not read"
+cp "$TMP/f.db" "$TMP/p.db"
+# A job that looks Running under a runner on another host (so no repair ends it).
+sql "$TMP/p.db" "UPDATE runs SET status = 'running', host = 'elsewhere.invalid', finished_at = NULL WHERE id = 1;
+  UPDATE jobs SET state = 'Running' WHERE run_id = 1"
+PJ=$(sql "$TMP/p.db" "SELECT id FROM jobs WHERE run_id = 1 AND name = 'flaky'")
+PD=$TMP/p.db.live/1/$PJ
+mkdir -p "$PD"
+chmod 700 "$TMP/p.db.live" "$TMP/p.db.live/1" "$PD"
+echo "host-secret-$$" >"$TMP/hostfile"
+ln "$TMP/hostfile" "$PD/1-0.out"
+mkfifo "$PD/1-0.err" "$PD/1-1.step"
+echo "visible" >"$PD/1-1.out"
+set +e
+timeout 300 "$ARL_BATCH" logs --db "$TMP/p.db" --run 1 flaky >"$TMP/out" 2>"$TMP/err"
+RC=$?
+set -e
+check_eq "logs of a planted live directory exits 0 (no FIFO blocks it)" "$RC" 0
+check_eq "a hard-linked live file is not read" "$(grep -c "host-secret-$$" "$TMP/out" || true)" 0
+check_match "a plain live file is" "$(cat "$TMP/out")" "visible"
+chmod 777 "$PD"
+runner logs --db "$TMP/p.db" --run 1 flaky
+check_eq "a live directory others can write is not read" "$RC|$(grep -c visible "$TMP/out" || true)" "0|0"
+
 summary
