@@ -304,9 +304,7 @@ int cmd_artifacts(int argc, char **argv)
 	int rc, ret = ARL_EXIT_INCOMPLETE;
 	const struct arl_option opts[] = {
 	    ARL_OPT_DB(&db),
-	    ARL_OPT_STRING(0, "run", &run, "RUN",
-	                   "a run id, 'latest', or a run name (default: the newest\n"
-	                   "run with JOB)"),
+	    ARL_OPT_JOB_RUN(&run),
 	    ARL_OPT_INT(0, "attempt", &attempt, 1, 1000, "N", "attempt N (default: the last)"),
 	    ARL_OPT_STRING('o', "output", &out_dir, "DIR",
 	                   "write the files under DIR (created if missing)"),
@@ -318,8 +316,7 @@ int cmd_artifacts(int argc, char **argv)
 	if ((rc = arl_options_parse(&u, argc, argv, 0, &ret)) < 0)
 		return ret;
 	if (rc != 1)
-		return arl_options_error(&u, "%s",
-		                         rc ? "give one JOB" : "which job? give a key or a name");
+		return arl_cli_one_job_error(&u, rc);
 	ret = ARL_EXIT_INCOMPLETE;
 	if (arl_store_open(&store, arl_cli_db_path(db), ARL_STORE_NOCREATE, &err) < 0)
 		goto fail;

@@ -334,9 +334,7 @@ int cmd_show(int argc, char **argv)
 	int rc, ret = ARL_EXIT_INCOMPLETE;
 	const struct arl_option opts[] = {
 	    ARL_OPT_DB(&db),
-	    ARL_OPT_STRING(0, "run", &run, "RUN",
-	                   "a run id, 'latest', or a run name (default: the newest\n"
-	                   "run with JOB)"),
+	    ARL_OPT_JOB_RUN(&run),
 	    ARL_OPT_INT(0, "tail", &c.tail, 1, INT64_MAX, "N",
 	                "only the last N lines of each step's stdout and stderr"),
 	    ARL_OPT_END(),
@@ -347,8 +345,7 @@ int cmd_show(int argc, char **argv)
 	if ((rc = arl_options_parse(&u, argc, argv, 0, &ret)) < 0)
 		return ret;
 	if (rc != 1)
-		return arl_options_error(&u, "%s",
-		                         rc ? "give one JOB" : "which job? give a key or a name");
+		return arl_cli_one_job_error(&u, rc);
 	ret = ARL_EXIT_INCOMPLETE;
 	job = argv[0];
 	c.color = arl_cli_color(STDOUT_FILENO);

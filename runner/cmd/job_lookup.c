@@ -179,3 +179,9 @@ out:
 	*err = (struct arl_err)ARL_ERR_INIT;
 	return ret;
 }
+
+int arl_cli_one_job_error(const struct arl_command_usage *u, int nargs)
+{
+	return arl_options_error(u, "%s",
+	                         nargs ? "give one JOB" : "which job? give a key or a name");
+}

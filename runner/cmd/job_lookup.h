@@ -7,9 +7,18 @@
 
 #include <stdint.h>
 
+#include "cmd/options.h"
 #include "err.h"
 #include "store/store.h"
 #include "store/store_jobs.h"
+
+/* The --run option of the commands that take a JOB. */
+#define ARL_OPT_JOB_RUN(v)                                                                         \
+	ARL_OPT_STRING(0, "run", (v), "RUN",                                                       \
+	               "a run id, 'latest', or a run name (default: the newest\nrun with JOB)")
+
+/* The usage error of a command given @nargs operands instead of one JOB: its exit code. */
+int arl_cli_one_job_error(const struct arl_command_usage *u, int nargs);
 
 /*
  * Sets *job_id to JOB in run @run (an id, 'latest' or a name; NULL: the newest run with JOB).
