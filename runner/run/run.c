@@ -329,6 +329,62 @@ static int next_row(void *arg, size_t k, struct arl_job_row *row, struct arl_err
 }
 
 /* Records the run with its Pending and Skipped jobs, in one transaction. */
+/* Does @str hold the value of one of @s's secrets? */
+static bool has_secret(const struct arl_secrets *s, const char *str)
+{
+	char *c;
+	bool found;
+
+	if (!str || !s->nmasks)
+		return false;
+	c = arl_xstrdup(str);
+	arl_secrets_mask_str(s, &c);
+	found = strcmp(c, str) != 0;
+	free(c);
+	return found;
+}
+
+/*
+ * A secret's value given as a parameter (or in a foreach item) would be recorded in clear
+ * through what it renders: the run's name, a job's key, name, labels or item, which the
+ * database, events and report keep. Such a run is refused before anything is recorded.
+ */
+static int refuse_recorded_secrets(const struct run *r, struct arl_jobfile *const *files,
+                                   size_t nfiles, struct arl_err *err)
+{
+	const char *tail = "a secret is never recorded: give it to steps through `secrets:` only";
+
+	if (has_secret(&r->secrets, r->run_name))
+		return arl_error(err, ARL_E_USAGE, "the run's name holds the value of a secret; %s",
+		                 tail);
+	for (size_t i = 0; i < nfiles; i++)
+		for (size_t j = 0; j < files[i]->njobs; j++) {
+			const struct arl_job *job = &files[i]->jobs[j];
+			const char *what = NULL;
+
+			if (has_secret(&r->secrets, job->key))
+				what = "name holds";
+			else if (has_secret(&r->secrets, job->item))
+				what = "item holds";
+			for (size_t l = 0; !what && l < job->labels.n; l++)
+				if (has_secret(&r->secrets, job->labels.v[l].key) ||
+				    has_secret(&r->secrets, job->labels.v[l].val))
+					what = "labels hold";
+			if (what) {
+				char *key = arl_xstrdup(job->key);
+
+				arl_secrets_mask_str(&r->secrets, &key);
+				arl_error(err, ARL_E_USAGE,
+				          "%s: job '%s': its %s the value of a secret (from a"
+				          " parameter or item); %s",
+				          files[i]->path, key, what, tail);
+				free(key);
+				return -1;
+			}
+		}
+	return 0;
+}
+
 static int record_run(struct run *r, struct arl_jobfile *const *files, size_t nfiles,
                       const char *isolation, const char *notes, char (*hashes)[33],
                       const int64_t *skipped_from, int64_t *ids, struct arl_err *err)
@@ -658,7 +714,8 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	skipped_from = arl_xcalloc(r.njobs ? r.njobs : 1, sizeof(*skipped_from));
 	all_ids = arl_xcalloc(r.njobs ? r.njobs : 1, sizeof(*all_ids));
 	/* Before anything is recorded: a run that cannot give its steps their secrets is none. */
-	if (arl_secrets_load(&r.secrets, files, nfiles, &err) < 0) {
+	if (arl_secrets_load(&r.secrets, files, nfiles, &err) < 0 ||
+	    refuse_recorded_secrets(&r, files, nfiles, &err) < 0) {
 		arl_log_err(NULL, &err);
 		code = ARL_EXIT_USAGE;
 		goto out;

@@ -96,6 +96,26 @@ check_eq "runs.params holds it masked" "$(sql "$TMP/p/p.db" "SELECT params FROM 
 runner show --db "$TMP/p/p.db" p/prints
 check_match "show's params line has it masked" "$(cat "$TMP/out")" "  params: +model=\\*\\*\\*"
 check "show does not print the secret" test "$(grep -c -- "$CANARY" "$TMP/out")" = 0
+cat >"$TMP/n.yaml" <<'YAML'
+version: 1
+secrets: [CANARY_KEY]
+params: {model: x}
+pools: {p: {replicas: 1, isolation: none}}
+jobs:
+  - name: "eval-{{ params.model }}"
+    steps: [{type: Command, command: ["true"]}]
+  - name: lab
+    labels: {model: "{{ params.model }}"}
+    steps: [{type: Command, command: ["true"]}]
+YAML
+mkdir -p "$TMP/n"
+runner run --progress none --db "$TMP/n/n.db" --events "$TMP/n/ev.jsonl" --set model="$CANARY" "$TMP/n.yaml"
+check_match "a secret's value rendered into a job's name: the run is refused (exit 2)" \
+	"$RC|$(cat "$TMP/err")" "^2\\|.*job 'n/eval-\\*\\*\\*': its name holds the value of a secret"
+runner run --progress none --db "$TMP/n/n.db" --events "$TMP/n/ev.jsonl" --only lab --set model="$CANARY" "$TMP/n.yaml"
+check_match "... into a job's labels too" "$RC|$(cat "$TMP/err")" "^2\\|.*job 'n/lab': its labels hold"
+check_eq "... before anything is recorded: the value is nowhere" \
+	"$(grep -rlaF -- "$CANARY" "$TMP/n" "$TMP/err" || true)" ""
 
 echo "# the spec hash has the name, not the value"
 H1=$(sql "$DB" "SELECT spec_hash FROM jobs WHERE key = 's/prints'")
