@@ -27,6 +27,7 @@
 
 #include <cmocka.h>
 
+#include "agent_sandbox.h"
 #include "static_elf.h"
 
 #include "buf.h"
@@ -44,17 +45,6 @@ static uid_t sb_uid;
 static gid_t sb_gid;
 static struct cow_root cow;
 static char *step_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
-
-struct sandbox {
-	pid_t pid; /* bwrap */
-	struct arl_agent *a;
-	char dir[256]; /* the sandbox's own directory: uppers and work dirs */
-};
-
-struct step_out {
-	struct arl_buf out, err;
-	int exit_code;
-};
 
 static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void sh(const char *fmt, ...)
@@ -116,7 +106,7 @@ static void start(struct sandbox *sb, const char *name)
 	struct strvec argv = {0};
 	struct arl_err err = ARL_ERR_INIT;
 	char ws[300];
-	int sv[2], fd;
+	int fd;
 
 	snprintf(sb->dir, sizeof(sb->dir), "%s/%s", state, name);
 	mkdir_sb(sb->dir);
@@ -139,72 +129,8 @@ static void start(struct sandbox *sb, const char *name)
 	arl_local_sv_push(&argv, "3");
 	arl_cow_root_plan(&cow, &argv, masks, 2, NULL);
 
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	sb->pid = fork();
-	assert_true(sb->pid >= 0);
-	if (sb->pid == 0) {
-		if (dup2(sv[1], 3) < 0)
-			_exit(127);
-		if (geteuid() == 0 &&
-		    (setgroups(0, NULL) < 0 || setresgid(sb_gid, sb_gid, sb_gid) < 0 ||
-		     setresuid(sb_uid, sb_uid, sb_uid) < 0))
-			_exit(127);
-		execvp("bwrap", argv.v);
-		_exit(127);
-	}
-	close(sv[1]);
+	sandbox_spawn(sb, argv.v, sb_uid, sb_gid);
 	arl_local_sv_release(&argv);
-	if (arl_agent_open(&sb->a, sv[0], 0, &err) < 0)
-		fail_msg("the sandbox did not start: %s", err.msg);
-}
-
-/* Ends the sandbox (the agent exits, and bwrap with it), keeping its directory. */
-static void stop(struct sandbox *sb)
-{
-	int status;
-
-	arl_agent_free(sb->a);
-	sb->a = NULL;
-	assert_int_equal(waitpid(sb->pid, &status, 0), sb->pid);
-}
-
-static void run_sh(struct sandbox *sb, const char *script, struct step_out *o)
-{
-	char *argv[] = {"/bin/sh", "-c", (char *)script, NULL};
-	struct arl_err err = ARL_ERR_INIT;
-	struct arl_agent_event ev;
-	uint32_t id;
-
-	memset(o, 0, sizeof(*o));
-	if (arl_agent_exec(sb->a, argv, step_env, "/", &id, &err) < 0)
-		fail_msg("arl_agent_exec: %s", err.msg);
-	for (;;) {
-		if (arl_agent_next(sb->a, 0, -1, &ev, &err) < 0)
-			fail_msg("arl_agent_next: %s", err.msg);
-		if (ev.kind == ARL_AGENT_STDOUT)
-			arl_buf_add(&o->out, ev.data, ev.len);
-		else if (ev.kind == ARL_AGENT_STDERR)
-			arl_buf_add(&o->err, ev.data, ev.len);
-		else if (ev.kind == ARL_AGENT_EXIT)
-			break;
-		else
-			fail_msg("'%s': %.*s", script, (int)ev.len, ev.data);
-	}
-	o->exit_code = ev.exit_code;
-}
-
-/* Runs @script and expects its stdout to be @out and its exit status @code. */
-static void expect_sh(struct sandbox *sb, const char *script, const char *out, int code)
-{
-	struct step_out o;
-
-	run_sh(sb, script, &o);
-	if (o.exit_code != code || strcmp(o.out.len ? o.out.p : "", out))
-		fail_msg("'%s': exit %d, stdout '%s' (wanted %d, '%s'), stderr '%s'", script,
-		         o.exit_code, o.out.len ? o.out.p : "", code, out,
-		         o.err.len ? o.err.p : "");
-	arl_buf_release(&o.out);
-	arl_buf_release(&o.err);
 }
 
 static bool exists(const char *path)
@@ -266,34 +192,39 @@ static void test_writable_root(void **st)
 
 	(void)st;
 	start(&a, "sb-a");
-	expect_sh(&a, "id -u", "0\n", 0);
+	sandbox_expect_sh(&a, step_env, "id -u", "0\n", 0);
 	/* /usr/local and /etc are the sandbox's own, and stay so across steps. */
-	expect_sh(&a,
-	          "echo hi > /usr/local/arl-cow && mkdir -p /usr/local/lib/arl-cow/pkg && "
-	          "echo y > /etc/arl-cow && echo z > /usr/local/lib/arl-cow/pkg/m.py",
-	          "", 0);
-	expect_sh(&a, "cat /usr/local/arl-cow /etc/arl-cow /usr/local/lib/arl-cow/pkg/m.py",
-	          "hi\ny\nz\n", 0);
+	sandbox_expect_sh(&a, step_env,
+	                  "echo hi > /usr/local/arl-cow && mkdir -p /usr/local/lib/arl-cow/pkg && "
+	                  "echo y > /etc/arl-cow && echo z > /usr/local/lib/arl-cow/pkg/m.py",
+	                  "", 0);
+	sandbox_expect_sh(&a, step_env,
+	                  "cat /usr/local/arl-cow /etc/arl-cow /usr/local/lib/arl-cow/pkg/m.py",
+	                  "hi\ny\nz\n", 0);
 	/* Host files: readable as the host allows, replaced only by a rename. */
-	expect_sh(&a, "test -s /etc/passwd && ! (echo x >> /etc/passwd) 2>/dev/null", "", 0);
-	expect_sh(&a,
-	          "cp /etc/passwd /etc/p.new && echo x >> /etc/p.new && mv /etc/p.new /etc/passwd "
-	          "&& tail -n1 /etc/passwd",
-	          "x\n", 0);
-	expect_sh(&a, "cat /etc/shadow | wc -c", "0\n", 0);     /* masked */
-	expect_sh(&a, "! cat /etc/gshadow 2>/dev/null", "", 0); /* root's 0640: not ours */
+	sandbox_expect_sh(&a, step_env,
+	                  "test -s /etc/passwd && ! (echo x >> /etc/passwd) 2>/dev/null", "", 0);
+	sandbox_expect_sh(
+	    &a, step_env,
+	    "cp /etc/passwd /etc/p.new && echo x >> /etc/p.new && mv /etc/p.new /etc/passwd "
+	    "&& tail -n1 /etc/passwd",
+	    "x\n", 0);
+	sandbox_expect_sh(&a, step_env, "cat /etc/shadow | wc -c", "0\n", 0); /* masked */
+	sandbox_expect_sh(&a, step_env, "! cat /etc/gshadow 2>/dev/null", "",
+	                  0); /* root's 0640: not ours */
 	/* The staging place is gone, and the capabilities the agent had with it. */
-	expect_sh(&a, "ls -A " COW_STAGING, "", 0);
-	expect_sh(&a, "grep -E '^Cap(Eff|Bnd)' /proc/self/status",
-	          "CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\n", 0);
+	sandbox_expect_sh(&a, step_env, "ls -A " COW_STAGING, "", 0);
+	sandbox_expect_sh(&a, step_env, "grep -E '^Cap(Eff|Bnd)' /proc/self/status",
+	                  "CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\n", 0);
 	/* No nested user namespace (what bwrap's --disable-userns did). */
-	expect_sh(&a, "cat /proc/sys/user/max_user_namespaces; unshare -U true 2>/dev/null", "0\n",
-	          1);
+	sandbox_expect_sh(&a, step_env,
+	                  "cat /proc/sys/user/max_user_namespaces; unshare -U true 2>/dev/null",
+	                  "0\n", 1);
 	/* The workspace is written in place through its overlay. */
-	expect_sh(&a,
-	          "echo changed > /workspace/src.txt && echo n > /workspace/pkg/new && "
-	          "cat /workspace/src.txt",
-	          "changed\n", 0);
+	sandbox_expect_sh(&a, step_env,
+	                  "echo changed > /workspace/src.txt && echo n > /workspace/pkg/new && "
+	                  "cat /workspace/src.txt",
+	                  "changed\n", 0);
 
 	/* Nothing reached the host or the pool's workspace; the upper took it all. */
 	assert_false(exists("/usr/local/arl-cow"));
@@ -307,13 +238,14 @@ static void test_writable_root(void **st)
 
 	/* A second sandbox over the same layers sees none of it. */
 	start(&b, "sb-b");
-	expect_sh(
-	    &b, "test ! -e /usr/local/arl-cow && test ! -e /etc/arl-cow && cat /workspace/src.txt",
+	sandbox_expect_sh(
+	    &b, step_env,
+	    "test ! -e /usr/local/arl-cow && test ! -e /etc/arl-cow && cat /workspace/src.txt",
 	    "orig\n", 0);
-	stop(&b);
+	sandbox_stop(&b);
 
 	/* The upper layer outlives the sandbox (what keepAlive keeps) and goes with its directory. */
-	stop(&a);
+	sandbox_stop(&a);
 	assert_true(exists(p));
 	{
 		struct arl_err err = ARL_ERR_INIT;

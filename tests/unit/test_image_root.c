@@ -26,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "agent_sandbox.h"
 #include "static_elf.h"
 
 #include "buf.h"
@@ -45,12 +46,6 @@ static char state[] = "/var/tmp/arl-img-XXXXXX";
 static uid_t sb_uid;
 static gid_t sb_gid;
 static char *step_env[] = {"PATH=/bin", NULL};
-
-struct sandbox {
-	pid_t pid;
-	struct arl_agent *a;
-	char dir[256];
-};
 
 static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void sh(const char *fmt, ...)
@@ -123,7 +118,7 @@ static void start(struct sandbox *sb, const char *name, const struct local_image
 	struct strvec argv = {0};
 	struct arl_err err = ARL_ERR_INIT;
 	char ws[300];
-	int sv[2], fd;
+	int fd;
 
 	snprintf(sb->dir, sizeof(sb->dir), "%s/%s", state, name);
 	sh("mkdir -p %s/upper/workspace %s/work/workspace && chown -R %u:%u %s", sb->dir, sb->dir,
@@ -157,62 +152,8 @@ static void start(struct sandbox *sb, const char *name, const struct local_image
 	arl_local_sv_push(&argv, "3");
 	arl_local_image_plan(img, &argv);
 
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	sb->pid = fork();
-	assert_true(sb->pid >= 0);
-	if (sb->pid == 0) {
-		if (dup2(sv[1], 3) < 0)
-			_exit(127);
-		if (geteuid() == 0 &&
-		    (setgroups(0, NULL) < 0 || setresgid(sb_gid, sb_gid, sb_gid) < 0 ||
-		     setresuid(sb_uid, sb_uid, sb_uid) < 0))
-			_exit(127);
-		execvp("bwrap", argv.v);
-		_exit(127);
-	}
-	close(sv[1]);
+	sandbox_spawn(sb, argv.v, sb_uid, sb_gid);
 	arl_local_sv_release(&argv);
-	if (arl_agent_open(&sb->a, sv[0], 0, &err) < 0)
-		fail_msg("the sandbox did not start: %s", err.msg);
-}
-
-static void stop(struct sandbox *sb)
-{
-	int status;
-
-	arl_agent_free(sb->a);
-	sb->a = NULL;
-	assert_int_equal(waitpid(sb->pid, &status, 0), sb->pid);
-}
-
-/* Runs @script; expects stdout @out and exit status @code. */
-static void expect_sh(struct sandbox *sb, const char *script, const char *out, int code)
-{
-	char *argv[] = {"/bin/sh", "-c", (char *)script, NULL};
-	struct arl_buf o = ARL_BUF_INIT, e = ARL_BUF_INIT;
-	struct arl_err err = ARL_ERR_INIT;
-	struct arl_agent_event ev;
-	uint32_t id;
-
-	if (arl_agent_exec(sb->a, argv, step_env, "/", &id, &err) < 0)
-		fail_msg("arl_agent_exec: %s", err.msg);
-	for (;;) {
-		if (arl_agent_next(sb->a, 0, -1, &ev, &err) < 0)
-			fail_msg("arl_agent_next: %s", err.msg);
-		if (ev.kind == ARL_AGENT_STDOUT)
-			arl_buf_add(&o, ev.data, ev.len);
-		else if (ev.kind == ARL_AGENT_STDERR)
-			arl_buf_add(&e, ev.data, ev.len);
-		else if (ev.kind == ARL_AGENT_EXIT)
-			break;
-		else
-			fail_msg("'%s': %.*s", script, (int)ev.len, ev.data);
-	}
-	if (ev.exit_code != code || strcmp(o.len ? o.p : "", out))
-		fail_msg("'%s': exit %d, stdout '%s' (wanted %d, '%s'), stderr '%s'", script,
-		         ev.exit_code, o.len ? o.p : "", code, out, e.len ? e.p : "");
-	arl_buf_release(&o);
-	arl_buf_release(&e);
 }
 
 static int setup(void **st)
@@ -262,27 +203,31 @@ static void test_image_root(void **st)
 	assert_int_equal(li.gid, 1001);
 	start(&a, "sb-a", &li);
 	/* The image's files, the top layer's over the bottom's; none of the host's. */
-	expect_sh(&a, "cat /usr/share/which /usr/share/kept", "top\nkept\n", 0);
-	expect_sh(&a, "test -e /usr/bin/env || test -e /etc/debian_version || echo none", "none\n",
-	          0);
+	sandbox_expect_sh(&a, step_env, "cat /usr/share/which /usr/share/kept", "top\nkept\n", 0);
+	sandbox_expect_sh(&a, step_env,
+	                  "test -e /usr/bin/env || test -e /etc/debian_version || echo none",
+	                  "none\n", 0);
 	/* The image's User, owning the image's files; /proc, /dev, /tmp and /workspace kept. */
-	expect_sh(&a, "id -u; id -g; ls -ln /usr/share/kept | (read m l u g r; echo $u)",
-	          "1000\n1001\n1000\n", 0);
-	expect_sh(&a,
-	          "test -e /proc/1/status && test -c /dev/null && echo t > /tmp/t && cat "
-	          "/tmp/t /workspace/src.txt",
-	          "t\norig\n", 0);
+	sandbox_expect_sh(&a, step_env,
+	                  "id -u; id -g; ls -ln /usr/share/kept | (read m l u g r; echo $u)",
+	                  "1000\n1001\n1000\n", 0);
+	sandbox_expect_sh(&a, step_env,
+	                  "test -e /proc/1/status && test -c /dev/null && echo t > /tmp/t && cat "
+	                  "/tmp/t /workspace/src.txt",
+	                  "t\norig\n", 0);
 	/* Writes over the image's /usr and /workspace stay in the sandbox's upper. */
-	expect_sh(&a,
-	          "echo changed > /usr/share/which && echo new > /workspace/src.txt && cat "
-	          "/usr/share/which",
-	          "changed\n", 0);
+	sandbox_expect_sh(&a, step_env,
+	                  "echo changed > /usr/share/which && echo new > /workspace/src.txt && cat "
+	                  "/usr/share/which",
+	                  "changed\n", 0);
 	/* No user namespace of the step's own (the User's is the last one allowed). */
-	expect_sh(&a, "unshare -U true 2>/dev/null || echo refused", "refused\n", 0);
+	sandbox_expect_sh(&a, step_env, "unshare -U true 2>/dev/null || echo refused", "refused\n",
+	                  0);
 	/* Nothing of the staging place is left in sight. */
-	expect_sh(&a, "test -e /.arl-layers || test -e /.arl-batch-agent || echo gone", "gone\n",
-	          0);
-	stop(&a);
+	sandbox_expect_sh(&a, step_env,
+	                  "test -e /.arl-layers || test -e /.arl-batch-agent || echo gone",
+	                  "gone\n", 0);
+	sandbox_stop(&a);
 	snprintf(p, sizeof(p), "%s/usr/share/which", im->layers[1]);
 	assert_non_null(f = fopen(p, "r"));
 	assert_non_null(fgets(p, sizeof(p), f));
@@ -304,8 +249,9 @@ static void test_many_layers(void **st)
 	sh("echo last > %s/many/%d/top-file && chown %u:%u %s/many/%d/top-file", state, MANY - 1,
 	   (unsigned)sb_uid, (unsigned)sb_gid, state, MANY - 1);
 	start(&a, "sb-many", &li);
-	expect_sh(&a, "cat /top-file /usr/share/which; id -u", "last\ntop\n0\n", 0);
-	stop(&a);
+	sandbox_expect_sh(&a, step_env, "cat /top-file /usr/share/which; id -u", "last\ntop\n0\n",
+	                  0);
+	sandbox_stop(&a);
 	free_image(im);
 }
 
