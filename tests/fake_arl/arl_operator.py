@@ -162,6 +162,11 @@ class Operator:
     def stop(self):
         self.ctl_queue.close()
         self.task_queue.close()
+        self.sidecar.kill_pod_processes(None)  # running steps end, and their workers with them
+        # A reconcile under way may still make a pod: wait for it, so cleanup() sees the pod.
+        for t in self.threads:
+            if t is not threading.current_thread():
+                t.join(30)
         self.sidecar.kill_pod_processes(None)
 
     def cleanup(self):
