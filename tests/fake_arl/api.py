@@ -1214,9 +1214,11 @@ class Handler(BaseHTTPRequestHandler):
                     with api.log_lock:
                         api.down_pending = [int(self.query["after"]), self.query.get("resource"), seconds, spec]
                     return self.send_json(200, {"downForSeconds": seconds, "afterCreates": int(self.query["after"])})
+                # Down before the answer leaves: the client's next request, however soon, is
+                # refused (this one was let in already).
+                api.go_down(seconds, spec)
                 self.close_connection = True
                 self.send_json(200, {"downForSeconds": seconds})
-                api.go_down(seconds, spec)
                 return
             if path == "/_fake/tokens" and self.command in ("POST", "PUT"):
                 text = body.decode("utf-8")

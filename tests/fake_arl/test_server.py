@@ -966,11 +966,11 @@ class FaultTest(ServerTest):
         self.c.delete(NS + "/warmpools/pool-z")
 
     def test_down(self):
-        r = self.c.post("/_fake/down?seconds=1", b"")
+        r = self.c.post("/_fake/down?seconds=2", b"")
         self.assertEqual(r.status, 200)
         with self.assertRaises((ConnectionError, http.client.HTTPException, OSError)):
             self.c.get(NS + "/tasks")
-        time.sleep(1.2)
+        wait_for(lambda: self.up() is not None, 30, what="the server up again")
         self.assertStatus(self.c.get(NS + "/tasks"), 200)
 
     def up(self):
