@@ -210,3 +210,20 @@ summary() {
 	echo "$PASS passed, $FAIL failed"
 	[ "$FAIL" -eq 0 ]
 }
+
+# The uid the tests run the runner as when they want an ordinary user.
+NOBODY=65534
+
+# as WHO CMD... (WHO: root or nobody): runs CMD as root (ourselves) or as uid 65534; sets RC, stdout/stderr in $TMP.
+as() {
+	local who=$1
+	shift
+	set +e
+	if [ "$who" = root ]; then
+		"$@" >"$TMP/out" 2>"$TMP/err"
+	else
+		setpriv --reuid $NOBODY --regid $NOBODY --clear-groups env HOME=/ "$@" >"$TMP/out" 2>"$TMP/err"
+	fi
+	RC=$?
+	set -e
+}

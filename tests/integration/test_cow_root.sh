@@ -16,27 +16,12 @@ require_tools sqlite3
 make_tmp
 
 MARK=$$$RANDOM
-NOBODY=65534
 
 # stdout DB JOB N: the recorded stdout of the job's main step N (from 0).
 stdout() {
 	sql "$1" "SELECT s.stdout FROM steps s JOIN attempts a ON a.id = s.attempt_id
 	   JOIN jobs j ON j.id = a.job_id WHERE j.name = '$2' AND s.phase = 'main'
 	   ORDER BY s.idx LIMIT 1 OFFSET $3"
-}
-
-# as WHO CMD...: runs CMD as root (ourselves) or as uid 65534; sets RC, stdout/stderr in $TMP.
-as() {
-	local who=$1
-	shift
-	set +e
-	if [ "$who" = root ]; then
-		"$@" >"$TMP/out" 2>"$TMP/err"
-	else
-		setpriv --reuid $NOBODY --regid $NOBODY --clear-groups env HOME=/ "$@" >"$TMP/out" 2>"$TMP/err"
-	fi
-	RC=$?
-	set -e
 }
 
 # suite WHO: the checks, as WHO, in a directory WHO owns.
