@@ -13,9 +13,11 @@ allowed() { # FOLDER -> the folders it may include besides its own and the core
 	view) echo "store" ;;
 	agent) echo "" ;; # the sandbox agent: a static program, not even the core (see below)
 	local) echo "jobfile backend agent image" ;;
-	k8s) echo "jobfile backend" ;;
+	http) echo "" ;; # the HTTP client the remote backends share
+	k8s) echo "jobfile backend http" ;;
+	gateway) echo "jobfile backend http" ;;
 	run) echo "jobfile store backend view" ;;
-	cmd) echo "jobfile store backend view run local k8s image" ;;
+	cmd) echo "jobfile store backend view run local k8s gateway image" ;;
 	*) echo "?" ;;
 	esac
 }

@@ -31,7 +31,7 @@
  *
  * An API server that refuses or goes away (not the operator's traps but plain Kubernetes trouble):
  * creates retry until the attempt's deadline, through a window of creates in flight that
- * halves while the server keeps refusing and grows back after (k8s_throttle.h), so a herd
+ * halves while the server keeps refusing and grows back after (http/throttle.h), so a herd
  * of workers does not hammer a server that is down or coming back. Deletes retry until the
  * server answers (up to a minute; once the run is cancelled, a few seconds, then what is left
  * is reported). A step whose result the cut-off watch never brought is asked for once at its
@@ -55,7 +55,7 @@
 #include "log.h"
 #include "k8s/k8s_client.h"
 #include "k8s/k8s_watch.h"
-#include "k8s/k8s_throttle.h"
+#include "http/throttle.h"
 #include "k8s/k8s_gc.h"
 #include "k8s/k8s_pool.h"
 #include "k8s/k8s_text.h"
@@ -105,8 +105,8 @@ struct kube {
 	size_t npools;
 	pthread_mutex_t mu; /* guards live, throttle, cancelled_at; lock order: alone */
 	struct arl_sandbox *live;
-	struct arl_k8s_throttle *throttle; /* creates in flight; made by the first acquire */
-	int64_t cancelled_at;              /* arl_now_ms() when cleanup first saw the cancel */
+	struct arl_http_throttle *throttle; /* creates in flight; made by the first acquire */
+	int64_t cancelled_at;               /* arl_now_ms() when cleanup first saw the cancel */
 };
 
 struct arl_sandbox {
@@ -162,10 +162,10 @@ static struct arl_k8s_req obj_req(const char *method, const char *verb, const ch
 }
 
 /* The creation window's changes, a few lines per outage however many requests it refused. */
-static void on_window(void *arg, enum arl_k8s_throttle_change what, int from, int to)
+static void on_window(void *arg, enum arl_http_throttle_change what, int from, int to)
 {
 	(void)arg;
-	if (what == ARL_K8S_THROTTLE_RECOVERED)
+	if (what == ARL_HTTP_THROTTLE_RECOVERED)
 		arl_log_info("kubernetes: server answering again, creation window grew back "
 		             "from %d to %d",
 		             from, to);
@@ -175,17 +175,17 @@ static void on_window(void *arg, enum arl_k8s_throttle_change what, int from, in
 }
 
 /*
- * The window of Sandbox and Task creates in flight (k8s_throttle.h), made on first use. It
+ * The window of Sandbox and Task creates in flight (http/throttle.h), made on first use. It
  * starts at, and never grows past, the sandboxes the run can hold at once (the pools'
  * replicas): creates beyond that are never in flight anyway.
  */
-static struct arl_k8s_throttle *throttle_of(struct kube *k)
+static struct arl_http_throttle *throttle_of(struct kube *k)
 {
-	struct arl_k8s_throttle *t;
+	struct arl_http_throttle *t;
 
 	pthread_mutex_lock(&k->mu);
 	if (!k->throttle)
-		k->throttle = arl_k8s_throttle_new(k->inflight, on_window, NULL);
+		k->throttle = arl_http_throttle_new(k->inflight, on_window, NULL);
 	t = k->throttle;
 	pthread_mutex_unlock(&k->mu);
 	return t;
@@ -424,9 +424,9 @@ static void kube_close(void *state)
 		             (unsigned long long)st.requests, (unsigned long long)st.retries,
 		             (unsigned long long)st.watch_connects, (unsigned long long)st.relists);
 		if (k->throttle) {
-			struct arl_k8s_throttle_stats ts;
+			struct arl_http_throttle_stats ts;
 
-			arl_k8s_throttle_get_stats(k->throttle, &ts);
+			arl_http_throttle_get_stats(k->throttle, &ts);
 			arl_log_info("kubernetes: creation window %d of %d (%u decreases, "
 			             "%u increases)",
 			             ts.window, ts.max, ts.decreases, ts.increases);
@@ -440,7 +440,7 @@ static void kube_close(void *state)
 	free(k->nss);
 	free(k->pools);
 	arl_k8s_free(k->c);
-	arl_k8s_throttle_free(k->throttle);
+	arl_http_throttle_free(k->throttle);
 	pthread_mutex_destroy(&k->mu);
 	free(k);
 }

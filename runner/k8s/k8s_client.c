@@ -1,26 +1,11 @@
 /*
  * DESIGN
  *
- * Handles. libcurl easy handles are never used by two threads at once; the share handle
- * carries the DNS cache and TLS session IDs between them, behind one mutex per lock class.
- * Connections are deliberately not in the share handle: libcurl documents
- * CURL_LOCK_DATA_CONNECT as unsupported across concurrent threads (a known libcurl bug), so
- * instead each easy handle keeps its own live connection and handles are lent from a LIFO
- * free list: a worker borrows the most recently returned handle, whose keep-alive connection
- * to the API server is still open, and returns it after the request. A run with N workers
- * thus holds at most N connections, plus one per watch stream (k8s_watch.c borrows a handle
- * for each stream), and reuses them; TLS resumption makes the rare new one cheap. curl_easy_reset() before every request clears the previous request's options but
- * keeps the handle's connection.
- *
- * Retries. A request is tried again only when repeating it cannot do harm (GET, DELETE of a
- * named object) or when the harm is detectable (POST of a named object: a 409 AlreadyExists
- * after an earlier try ended without a clear answer means that try created it). Backoff is
- * exponential with equal jitter, at least what Retry-After asks, and never past the caller's
- * deadline. Every try, retries included, passes through the token bucket. A request with a
- * throttle holds one of its slots from the first try to the answer, backoff sleeps included
- * (so that a few requests probe a refusing server while the rest wait their turn), reports
- * every refused try to it, and gives the slot up before retrying when the window shrank
- * below the slots held.
+ * The transport (handles, rate limit, retries, backoff, the creation window) is the shared
+ * HTTP client's (http/http.c); this file adds what is Kubernetes: the kubeconfig's TLS and
+ * credentials on every try, a 401 that refreshes an exec credential once, a 409 to a create
+ * that counts as success when an earlier try made the object (or it carries our label), and
+ * messages that name the verb, the resource and the namespace with the Status's message.
  */
 #include "k8s/k8s_client.h"
 
@@ -51,51 +36,6 @@
 #define K8S_BACKOFF_MAX_MS     5000
 #define K8S_RETRY_AFTER_MAX_MS 30000
 #define K8S_USER_AGENT         "arl-batch/" ARL_VERSION
-
-/* --- small helpers ------------------------------------------------------------------- */
-
-static int64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* Sleeps @ms unless @cancel_fd turns readable; returns -1 when it did. */
-int arl_k8s_sleep_ms(int64_t ms, int cancel_fd)
-{
-	struct pollfd p = {.fd = cancel_fd, .events = POLLIN};
-	int64_t end = arl_now_ms() + ms;
-
-	for (;;) {
-		int64_t left = end - arl_now_ms();
-		int rc;
-
-		if (left <= 0)
-			return 0;
-		rc = poll(cancel_fd >= 0 ? &p : NULL, cancel_fd >= 0 ? 1 : 0,
-		          (int)(left > 1000000 ? 1000000 : left));
-		if (rc > 0)
-			return -1;
-	}
-}
-
-/*
- * Per-thread xorshift for backoff jitter: rand() is not thread-safe and the quality needed
- * is only "workers that failed together do not retry together".
- */
-uint32_t arl_k8s_jitter_rand(void)
-{
-	static _Thread_local uint32_t x;
-
-	if (!x)
-		x = (uint32_t)now_us() ^ (uint32_t)(uintptr_t)&x ^ 0x9e3779b9u;
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	return x;
-}
 
 /* --- JSON getters -------------------------------------------------------------------- */
 
@@ -158,59 +98,23 @@ char *arl_k8s_path(const char *api, const char *ns, const char *plural, const ch
 
 /* --- the client ---------------------------------------------------------------------- */
 
-static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *userp)
-{
-	struct arl_k8s *c = userp;
-
-	(void)h;
-	(void)access;
-	if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-		pthread_mutex_lock(&c->share_mu[data]);
-}
-
-/* libcurl pairs every lock with an unlock of the same class; one mutex per class. */
-static void share_unlock(CURL *h, curl_lock_data data, void *userp)
-{
-	struct arl_k8s *c = userp;
-
-	(void)h;
-	if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-		pthread_mutex_unlock(&c->share_mu[data]);
-}
-
 int arl_k8s_new(struct arl_k8s **out, struct arl_kubeconfig *kc, const struct arl_k8s_opts *o,
                 struct arl_err *err)
 {
 	struct arl_k8s *c = arl_xcalloc(1, sizeof(*c));
+	struct arl_http_opts ho = {0};
 
 	c->kc = kc;
-	if (o)
-		c->o = *o;
-	if (c->o.qps <= 0)
-		c->o.qps = ARL_K8S_DEFAULT_QPS;
-	if (c->o.burst <= 0)
-		c->o.burst = ARL_K8S_DEFAULT_BURST;
-	if (c->o.timeout_ms <= 0)
-		c->o.timeout_ms = K8S_TIMEOUT_MS;
-	if (c->o.connect_timeout_ms <= 0)
-		c->o.connect_timeout_ms = K8S_CONNECT_TIMEOUT_MS;
-	if (c->o.max_tries <= 0)
-		c->o.max_tries = K8S_MAX_TRIES;
-	c->tokens = c->o.burst;
-	c->rl_last_us = now_us();
-	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-		pthread_mutex_init(&c->share_mu[i], NULL);
-	pthread_mutex_init(&c->pool_mu, NULL);
-	pthread_mutex_init(&c->rl_mu, NULL);
-	if (!(c->share = curl_share_init()) ||
-	    curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
-	    curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
-	    curl_share_setopt(c->share, CURLSHOPT_USERDATA, c) != CURLSHE_OK ||
-	    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK ||
-	    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) !=
-	        CURLSHE_OK) {
+	if (o) {
+		ho.qps = o->qps;
+		ho.burst = o->burst;
+		ho.timeout_ms = o->timeout_ms;
+		ho.connect_timeout_ms = o->connect_timeout_ms;
+		ho.max_tries = o->max_tries;
+	}
+	if (arl_http_new(&c->http, &ho, err) < 0) {
 		arl_k8s_free(c);
-		return arl_error(err, ARL_E_BACKEND, "cannot set up libcurl's share handle");
+		return -1;
 	}
 	*out = c;
 	return 0;
@@ -218,21 +122,9 @@ int arl_k8s_new(struct arl_k8s **out, struct arl_kubeconfig *kc, const struct ar
 
 void arl_k8s_free(struct arl_k8s *c)
 {
-	struct arl_k8s_easy *e, *next;
-
 	if (!c)
 		return;
-	for (e = c->free_easy; e; e = next) {
-		next = e->next;
-		curl_easy_cleanup(e->h);
-		free(e);
-	}
-	if (c->share)
-		curl_share_cleanup(c->share);
-	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-		pthread_mutex_destroy(&c->share_mu[i]);
-	pthread_mutex_destroy(&c->pool_mu);
-	pthread_mutex_destroy(&c->rl_mu);
+	arl_http_free(c->http);
 	arl_kubeconfig_free(c->kc);
 	free(c);
 }
@@ -244,8 +136,11 @@ struct arl_kubeconfig *arl_k8s_config(struct arl_k8s *c)
 
 void arl_k8s_get_stats(struct arl_k8s *c, struct arl_k8s_stats *out)
 {
-	out->requests = atomic_load(&c->requests);
-	out->retries = atomic_load(&c->retries);
+	struct arl_http_stats hs;
+
+	arl_http_get_stats(c->http, &hs);
+	out->requests = hs.requests;
+	out->retries = hs.retries;
 	out->watch_connects = atomic_load(&c->watch_connects);
 	out->relists = atomic_load(&c->relists);
 }
@@ -256,183 +151,15 @@ void arl_k8s_resp_release(struct arl_k8s_resp *r)
 	r->body = NULL;
 }
 
-/*
- * Lends a handle: the most recently returned one (LIFO), whose keep-alive connection is the
- * likeliest to still be open. A new handle is made when all are in use, so the pool grows to
- * the number of concurrent requests and no further.
- */
-struct arl_k8s_easy *arl_k8s_easy_get(struct arl_k8s *c)
-{
-	struct arl_k8s_easy *e;
-
-	pthread_mutex_lock(&c->pool_mu);
-	e = c->free_easy;
-	if (e)
-		c->free_easy = e->next;
-	pthread_mutex_unlock(&c->pool_mu);
-	if (!e) {
-		e = arl_xcalloc(1, sizeof(*e));
-		if (!(e->h = curl_easy_init())) {
-			free(e);
-			return NULL;
-		}
-	}
-	return e;
-}
-
-void arl_k8s_easy_put(struct arl_k8s *c, struct arl_k8s_easy *e)
-{
-	pthread_mutex_lock(&c->pool_mu);
-	e->next = c->free_easy;
-	c->free_easy = e;
-	pthread_mutex_unlock(&c->pool_mu);
-}
-
-/* Takes one token from the bucket, sleeping for it; -1 when cancelled or past @deadline. */
-int arl_k8s_rate_limit(struct arl_k8s *c, int64_t deadline_ms, int cancel_fd)
-{
-	int64_t now, wait_us = 0;
-
-	pthread_mutex_lock(&c->rl_mu);
-	now = now_us();
-	c->tokens += (double)(now - c->rl_last_us) * c->o.qps / 1e6;
-	if (c->tokens > c->o.burst)
-		c->tokens = c->o.burst;
-	c->rl_last_us = now;
-	/* Reserve the token now, even if it must be waited for: waiters queue up fairly. */
-	c->tokens -= 1;
-	if (c->tokens < 0)
-		wait_us = (int64_t)(-c->tokens * 1e6 / c->o.qps);
-	pthread_mutex_unlock(&c->rl_mu);
-	if (!wait_us)
-		return 0;
-	if (deadline_ms && arl_now_ms() + wait_us / 1000 > deadline_ms)
-		return -1;
-	return arl_k8s_sleep_ms((wait_us + 999) / 1000, cancel_fd);
-}
-
 /* --- one HTTP exchange --------------------------------------------------------------- */
 
-/*
- * Body bytes. Plain requests collect the body (up to its max, then the transfer fails with
- * "too big"); watches hand every complete line to on_line and keep only the unfinished
- * tail, so the max bounds one event, not the stream.
- */
-static size_t on_body(char *data, size_t size, size_t n, void *arg)
-{
-	struct arl_k8s_xfer *x = arg;
-	size_t len = size * n;
-
-	if (arl_buf_add(&x->body, data, len) < 0) {
-		x->too_big = true;
-		return 0;
-	}
-	if (!x->on_line)
-		return len;
-	for (;;) {
-		char *nl = memchr(x->body.p, '\n', x->body.len);
-		size_t used;
-
-		if (!nl)
-			break;
-		used = (size_t)(nl - x->body.p) + 1;
-		*nl = '\0'; /* the line is parsed in place */
-		if (used > 1 && x->on_line(x->line_arg, x->body.p, used - 1) < 0) {
-			x->line_stop = true;
-			return 0;
-		}
-		memmove(x->body.p, x->body.p + used, x->body.len - used);
-		x->body.len -= used;
-		x->body.p[x->body.len] = '\0';
-	}
-	return len;
-}
-
-/* Headers: only Retry-After matters (429 and 503 answers may carry it). */
-static size_t on_header(char *data, size_t size, size_t n, void *arg)
-{
-	struct arl_k8s_xfer *x = arg;
-	size_t len = size * n;
-	int64_t secs;
-	char val[32];
-
-	if (len > 12 && !strncasecmp(data, "Retry-After:", 12)) {
-		size_t i = 12, k = 0;
-
-		while (i < len && data[i] == ' ')
-			i++;
-		while (i < len && k + 1 < sizeof(val) && data[i] != '\r' && data[i] != '\n')
-			val[k++] = data[i++];
-		val[k] = '\0';
-		/* Seconds only; an HTTP date is rare from an API server and falls back to backoff. */
-		if (arl_parse_i64(val, 0, 3600, &secs) == 0)
-			x->retry_after_ms = secs * 1000;
-	}
-	return len;
-}
-
-/*
- * libcurl calls this at least once a second even on an idle transfer: the one place a
- * blocking request can notice cancellation (or a watch its stop flag) without signals.
- */
-static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
-{
-	struct arl_k8s_xfer *x = arg;
-
-	(void)dt, (void)dn, (void)ut, (void)un;
-	if (x->on_tick)
-		x->on_tick(x->line_arg);
-	if (x->stop && atomic_load(x->stop))
-		return 1;
-	if (x->cancel_fd >= 0 && arl_fd_readable(x->cancel_fd)) {
-		x->cancelled = true;
-		return 1;
-	}
-	return 0;
-}
-
-/*
- * Sets up @h for one request. @timeout_ms 0 means none (watches, which rely on the server's
- * timeoutSeconds, TCP keep-alive and the low-speed limit instead).
- */
+/* The shared setup (http/http.h), then the kubeconfig's TLS and credentials. */
 int arl_k8s_setup(struct arl_k8s *c, CURL *h, const char *method, const char *url, const char *body,
-                  const char *ctype, int64_t timeout_ms, struct arl_k8s_xfer *x, char *errbuf,
+                  const char *ctype, int64_t timeout_ms, struct arl_http_xfer *x, char *errbuf,
                   struct curl_slist **hdrs, struct arl_err *err)
 {
-	char ct[128];
-
-	curl_easy_reset(h);
-	errbuf[0] = '\0';
-	curl_easy_setopt(h, CURLOPT_SHARE, c->share);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->o.connect_timeout_ms);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 30L);
-	curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 15L);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
-	curl_easy_setopt(h, CURLOPT_USERAGENT, K8S_USER_AGENT);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
-	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-	if (strcmp(method, "GET"))
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	if (body) {
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
-		snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
-		*hdrs = curl_slist_append(*hdrs, ct);
-	}
-	*hdrs = curl_slist_append(*hdrs, "Accept: application/json");
-	/* No "Expect: 100-continue" round trip for large bodies. */
-	*hdrs = curl_slist_append(*hdrs, "Expect:");
+	arl_http_setup(c->http, h, method, url, body, body ? strlen(body) : 0, ctype, NULL,
+	               timeout_ms, x, errbuf, hdrs);
 	if (arl_kubeconfig_curl_setup(c->kc, h, err) < 0 ||
 	    arl_kubeconfig_curl_auth(c->kc, h, hdrs, err) < 0)
 		return -1;
@@ -446,14 +173,6 @@ cJSON *arl_k8s_parse_json(const char *p, size_t len)
 	const char *end = NULL;
 
 	return cJSON_ParseWithLengthOpts(p, len + 1, &end, 1);
-}
-
-void arl_k8s_free_headers(struct curl_slist *h)
-{
-	/* The list holds the Authorization header: wipe it before it goes back to malloc. */
-	for (struct curl_slist *i = h; i; i = i->next)
-		explicit_bzero(i->data, strlen(i->data));
-	curl_slist_free_all(h);
 }
 
 /* "create sandboxes in namespace 'x'", "delete tasks 't' in namespace 'x'". */
@@ -522,36 +241,6 @@ void arl_k8s_http_error(const struct arl_k8s_req *r, long status, const cJSON *b
 	}
 }
 
-/* Answers worth trying again: overload (429, 503), a proxy's or the server's hiccup (5xx). */
-static bool transient_status(long status)
-{
-	return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
-}
-
-/*
- * Transport failures worth trying again: refused or reset connections, timeouts, a peer
- * that closed before answering. TLS verification failures and bad URLs are not retried:
- * they will fail the same way every time.
- */
-static bool transient_curl(CURLcode rc)
-{
-	switch (rc) {
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE:
-	case CURLE_SSL_CONNECT_ERROR:
-	case CURLE_HTTP2:
-	case CURLE_HTTP2_STREAM:
-		return true;
-	default:
-		return false;
-	}
-}
-
 /* Does the object a create was refused for (409) carry r->owner_label? One GET. */
 static bool owned(struct arl_k8s *c, const struct arl_k8s_req *r)
 {
@@ -592,6 +281,55 @@ static bool owned(struct arl_k8s *c, const struct arl_k8s_req *r)
 	return yes;
 }
 
+/* What the shared loop asks of a Kubernetes request through its hooks. */
+struct k8s_call {
+	struct arl_k8s *c;
+	const struct arl_k8s_req *r;
+	bool refreshed, existed;
+};
+
+static int k8s_setup_hook(void *arg, CURL *h, struct curl_slist **hdrs, struct arl_err *err)
+{
+	struct k8s_call *k = arg;
+
+	if (arl_kubeconfig_curl_setup(k->c->kc, h, err) < 0 ||
+	    arl_kubeconfig_curl_auth(k->c->kc, h, hdrs, err) < 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * A 409 to a create is success when an earlier try may have made the object, or when the
+ * object carries our label (libcurl itself resends a request whose reused connection died
+ * before the answer). A 401 refreshes an expired exec credential or rotated token, once.
+ */
+static enum arl_http_verdict k8s_judge(void *arg, long status, const struct arl_buf *body,
+                                       bool ambiguous)
+{
+	struct k8s_call *k = arg;
+
+	(void)body;
+	if (status == 409 && k->r->retry == ARL_K8S_RETRY_CREATE &&
+	    (ambiguous || owned(k->c, k->r))) {
+		k->existed = true;
+		return ARL_HTTP_ACCEPT;
+	}
+	if (status == 401 && !k->refreshed && arl_kubeconfig_invalidate(k->c->kc)) {
+		k->refreshed = true;
+		return ARL_HTTP_AGAIN;
+	}
+	return ARL_HTTP_DEFAULT;
+}
+
+static void k8s_refused(void *arg, long status, const struct arl_buf *raw, struct arl_err *err)
+{
+	struct k8s_call *k = arg;
+	cJSON *body = raw->len ? arl_k8s_parse_json(raw->p, raw->len) : NULL;
+
+	arl_k8s_http_error(k->r, status, body, raw, err);
+	cJSON_Delete(body);
+}
+
 int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k8s_resp *resp,
                     struct arl_err *err)
 {
@@ -600,169 +338,40 @@ int arl_k8s_request(struct arl_k8s *c, const struct arl_k8s_req *r, struct arl_k
 	                                                  : "application/json";
 	char *url = arl_xasprintf("%s%s", arl_kubeconfig_base_url(c->kc), r->path);
 	char *body = r->body ? cJSON_PrintUnformatted(r->body) : NULL;
-	char what[300], errbuf[CURL_ERROR_SIZE];
-	bool ambiguous = false, refreshed = false, yield;
-	int64_t backoff = K8S_BACKOFF_BASE_MS;
-	struct arl_err last = ARL_ERR_INIT;
-	struct arl_k8s_throttle_slot slot = ARL_K8S_THROTTLE_SLOT_INIT;
-	/* "As many as the deadline allows" needs a deadline. */
-	int max_tries = r->max_tries > 0                     ? r->max_tries
-	                : r->max_tries < 0 && r->deadline_ms ? INT_MAX
-	                                                     : c->o.max_tries;
-	int ret = -1;
+	char what[300];
+	struct k8s_call call = {.c = c, .r = r};
+	struct arl_http_req hr = ARL_HTTP_REQ_INIT;
+	struct arl_http_resp hresp;
+	int ret;
 
-	memset(resp, 0, sizeof(*resp));
 	describe(r, what, sizeof(what));
-	for (int try = 1;; try++) {
-		struct arl_k8s_xfer x = {.body = {.max = r->max_body ? r->max_body : K8S_MAX_BODY},
-		                         .cancel_fd = r->cancel_fd};
-		struct curl_slist *hdrs = NULL;
-		struct arl_k8s_easy *e;
-		int64_t timeout = c->o.timeout_ms, delay;
-		long status = 0;
-		bool transient;
-		CURLcode rc;
-
-		/*
-		 * Until the next try starts, @last keeps the previous try's error: when the
-		 * deadline ends the wait below, that error is the cause worth reporting.
-		 */
-		cJSON_Delete(resp->body);
-		resp->body = NULL;
-		if (r->throttle && !slot.held) {
-			enum arl_k8s_throttle_wait w = arl_k8s_throttle_acquire(
-			    r->throttle, &slot, r->deadline_ms, r->cancel_fd);
-
-			if (w != ARL_K8S_THROTTLE_OK) {
-				resp->cancelled = w == ARL_K8S_THROTTLE_CANCELLED;
-				arl_error(
-				    &last, ARL_E_BACKEND,
-				    "cannot %s: deadline reached waiting for a free slot in "
-				    "the creation window (it shrinks while the server refuses)",
-				    what);
-				goto fail;
-			}
-		}
-		if (arl_fd_readable(r->cancel_fd) ||
-		    arl_k8s_rate_limit(c, r->deadline_ms, r->cancel_fd) < 0) {
-			resp->cancelled = arl_fd_readable(r->cancel_fd);
-			arl_error(&last, resp->cancelled ? ARL_E_CANCELLED : ARL_E_BACKEND,
-			          "cannot %s: %s", what,
-			          resp->cancelled ? "cancelled" : "deadline reached");
-			goto fail;
-		}
-		if (r->deadline_ms) {
-			int64_t left = r->deadline_ms - arl_now_ms();
-
-			if (left <= 0) {
-				arl_error(&last, ARL_E_BACKEND, "cannot %s: deadline reached",
-				          what);
-				goto fail;
-			}
-			if (left < timeout)
-				timeout = left;
-		}
-		arl_err_clear(&last);
-		if (!(e = arl_k8s_easy_get(c))) {
-			arl_error(&last, ARL_E_NOMEM, "cannot %s: cannot create a curl handle",
-			          what);
-			goto fail;
-		}
-		arl_k8s_throttle_sent(r->throttle, &slot);
-		if (arl_k8s_setup(c, e->h, r->method, url, body, ctype, timeout, &x, errbuf, &hdrs,
-		                  &last) < 0) {
-			arl_k8s_free_headers(hdrs);
-			arl_k8s_easy_put(c, e);
-			arl_err_prefix(&last, "cannot %s", what);
-			goto fail;
-		}
-		atomic_fetch_add(&c->requests, 1);
-		if (try > 1)
-			atomic_fetch_add(&c->retries, 1);
-		rc = curl_easy_perform(e->h);
-		curl_easy_getinfo(e->h, CURLINFO_RESPONSE_CODE, &status);
-		arl_k8s_free_headers(hdrs);
-		curl_easy_setopt(e->h, CURLOPT_HTTPHEADER, NULL);
-		arl_k8s_easy_put(c, e);
-		resp->status = rc == CURLE_OK ? status : 0;
-		resp->tries = try;
-		if (x.cancelled) {
-			resp->cancelled = true;
-			arl_error(&last, ARL_E_CANCELLED, "cannot %s: cancelled", what);
-			arl_buf_release(&x.body);
-			goto fail;
-		}
-		if (x.too_big) {
-			arl_error(&last, ARL_E_LIMIT,
-			          "cannot %s: the response is larger than the limit of %zu bytes",
-			          what, x.body.max);
-			arl_buf_release(&x.body);
-			goto fail;
-		}
-		if (rc != CURLE_OK) {
-			arl_error(&last, ARL_E_BACKEND, "cannot %s: %s", what,
-			          errbuf[0] ? errbuf : curl_easy_strerror(rc));
-			transient = transient_curl(rc);
-			/* The request may have reached the server before the connection broke. */
-			ambiguous = ambiguous || (rc != CURLE_COULDNT_CONNECT &&
-			                          rc != CURLE_COULDNT_RESOLVE_HOST);
-		} else {
-			if (x.body.len)
-				resp->body = arl_k8s_parse_json(x.body.p, x.body.len);
-			if (status >= 200 && status < 300) {
-				arl_buf_release(&x.body);
-				ret = 0;
-				goto out;
-			}
-			if (status == 409 && r->retry == ARL_K8S_RETRY_CREATE &&
-			    (ambiguous || owned(c, r))) {
-				resp->existed = true;
-				arl_buf_release(&x.body);
-				ret = 0;
-				goto out;
-			}
-			if (status == 401 && !refreshed && arl_kubeconfig_invalidate(c->kc)) {
-				/* An expired exec credential or a rotated token: fetch it again once. */
-				refreshed = true;
-				arl_buf_release(&x.body);
-				try--;
-				continue;
-			}
-			arl_k8s_http_error(r, status, resp->body, &x.body, &last);
-			transient = transient_status(status);
-			ambiguous = ambiguous || status >= 500;
-		}
-		arl_buf_release(&x.body);
-		/* Every refused try is news for the window, the last one included. */
-		yield = transient && arl_k8s_throttle_refused(r->throttle, &slot);
-		if (!transient || r->retry == ARL_K8S_RETRY_NONE || try >= max_tries)
-			goto fail;
-		/* Equal jitter: half the backoff, plus up to the other half at random. */
-		delay =
-		    backoff / 2 + (int64_t)(arl_k8s_jitter_rand() % (uint32_t)(backoff / 2 + 1));
-		if (x.retry_after_ms > delay)
-			delay = x.retry_after_ms > K8S_RETRY_AFTER_MAX_MS ? K8S_RETRY_AFTER_MAX_MS
-			                                                  : x.retry_after_ms;
-		backoff = backoff * 2 > K8S_BACKOFF_MAX_MS ? K8S_BACKOFF_MAX_MS : backoff * 2;
-		if (r->deadline_ms && arl_now_ms() + delay >= r->deadline_ms)
-			goto fail;
-		/* Beyond a window that shrank: wait in line again, after the backoff. */
-		if (yield)
-			arl_k8s_throttle_release(r->throttle, &slot, false);
-		if (arl_k8s_sleep_ms(delay, r->cancel_fd) < 0) {
-			resp->cancelled = true;
-			goto fail;
-		}
-	}
-fail:
-	if (resp->cancelled)
-		arl_error(err, ARL_E_CANCELLED, "cannot %s: cancelled", what);
-	else if (resp->tries > 1)
-		arl_error(err, last.code, "%s (after %d tries)", last.msg, resp->tries);
-	else
-		arl_error(err, last.code, "%s", last.msg);
-out:
-	arl_k8s_throttle_release(r->throttle, &slot, ret == 0);
+	hr.method = r->method;
+	hr.url = url;
+	hr.body = body;
+	hr.body_len = body ? strlen(body) : 0;
+	hr.content_type = ctype;
+	hr.retry = r->retry == ARL_K8S_RETRY_NONE   ? ARL_HTTP_RETRY_NONE
+	           : r->retry == ARL_K8S_RETRY_SAFE ? ARL_HTTP_RETRY_SAFE
+	                                            : ARL_HTTP_RETRY_CREATE;
+	hr.what = what;
+	hr.deadline_ms = r->deadline_ms;
+	hr.cancel_fd = r->cancel_fd;
+	hr.max_tries = r->max_tries;
+	hr.throttle = r->throttle;
+	hr.max_body = r->max_body;
+	hr.arg = &call;
+	hr.setup = k8s_setup_hook;
+	hr.judge = k8s_judge;
+	hr.refused = k8s_refused;
+	ret = arl_http_request(c->http, &hr, &hresp, err);
+	memset(resp, 0, sizeof(*resp));
+	resp->status = hresp.status;
+	resp->cancelled = hresp.cancelled;
+	resp->tries = hresp.tries;
+	resp->existed = ret == 0 && call.existed;
+	if (hresp.status && hresp.body.len)
+		resp->body = arl_k8s_parse_json(hresp.body.p, hresp.body.len);
+	arl_http_resp_release(&hresp);
 	cJSON_free(body);
 	free(url);
 	return ret;

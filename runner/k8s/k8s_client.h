@@ -1,16 +1,9 @@
 /*
- * A thin Kubernetes REST client over libcurl and cJSON, shared by every worker thread of a
- * run: a client-side token-bucket rate limit (--kube-qps, --kube-burst), timeouts on every
- * request, bounded response bodies, and retries with exponential backoff and jitter for 5xx,
- * 429 (honouring Retry-After) and connection failures, for the requests that are safe to
- * repeat. Creates may also go through a window of requests in flight that adapts to refusals
- * (k8s_throttle.h). Watches are built on it (k8s_watch.h).
- *
- * Connections are never shared: each libcurl easy handle keeps its own keep-alive connection,
- * and a handle is lent to one thread at a time (a request, or a watch for the whole of one
- * stream) from a free list that grows to the number of requests in flight. What the handles
- * share, through one CURLSH handle behind lock callbacks, is the DNS cache and TLS session
- * IDs only (libcurl does not support sharing connections across threads; see k8s_client.c).
+ * A thin Kubernetes REST client over the shared HTTP client (http/http.h: libcurl handles,
+ * a client-side token-bucket rate limit (--kube-qps, --kube-burst), timeouts, bounded bodies,
+ * retries with backoff and jitter honouring Retry-After, the creation window of
+ * http/throttle.h) and cJSON, shared by every worker thread of a run. Watches are built on it
+ * (k8s_watch.h).
  *
  * Thread-safety: everything here may be called from any thread once arl_k8s_new() returned,
  * except arl_k8s_free(), which must come after all other use (every watch stopped).
@@ -25,7 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "err.h"
-#include "k8s/k8s_throttle.h"
+#include "http/throttle.h"
 #include "k8s/kubeconfig.h"
 
 #define ARL_K8S_DEFAULT_QPS   50
@@ -78,7 +71,7 @@ struct arl_k8s_req {
 	 * answer, and every refused try (429, 5xx, connection failure) is reported to it.
 	 * Waiting for a slot counts against @deadline_ms and watches @cancel_fd. NULL: none.
 	 */
-	struct arl_k8s_throttle *throttle;
+	struct arl_http_throttle *throttle;
 	size_t max_body; /* response bytes; 0: 16 MiB */
 	/*
 	 * RETRY_CREATE: "key=value", a label only our objects carry. A 409 on what looks like

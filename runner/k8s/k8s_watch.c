@@ -342,15 +342,15 @@ static int on_event(void *arg, const char *line, size_t len)
  */
 static int stream(struct arl_k8s_watch *w, bool *fatal, struct arl_err *err)
 {
-	struct arl_k8s_xfer x = {.body = {.max = K8S_MAX_WATCH_LINE},
-	                         .cancel_fd = -1,
-	                         .stop = &w->stop,
-	                         .on_line = on_event,
-	                         .line_arg = w,
-	                         .on_tick = check_cancel};
+	struct arl_http_xfer x = {.body = {.max = K8S_MAX_WATCH_LINE},
+	                          .cancel_fd = -1,
+	                          .stop = &w->stop,
+	                          .on_line = on_event,
+	                          .line_arg = w,
+	                          .on_tick = check_cancel};
 	struct curl_slist *hdrs = NULL;
 	char errbuf[CURL_ERROR_SIZE], *url, *erv = NULL;
-	struct arl_k8s_easy *e;
+	struct arl_http_easy *e;
 	long status = 0;
 	CURLcode rc;
 	int ret = -1;
@@ -363,29 +363,29 @@ static int stream(struct arl_k8s_watch *w, bool *fatal, struct arl_err *err)
 	url = arl_xasprintf(
 	    "%s%s?watch=1&allowWatchBookmarks=true&labelSelector=%s&timeoutSeconds=%u%s%s",
 	    arl_kubeconfig_base_url(w->c->kc), w->path, w->selector_q,
-	    K8S_WATCH_TIMEOUT_S + arl_k8s_jitter_rand() % 60, erv ? "&resourceVersion=" : "",
+	    K8S_WATCH_TIMEOUT_S + arl_http_jitter_rand() % 60, erv ? "&resourceVersion=" : "",
 	    erv ? erv : "");
 	curl_free(erv);
-	if (arl_k8s_rate_limit(w->c, 0, -1) < 0 || !(e = arl_k8s_easy_get(w->c))) {
+	if (arl_http_rate_limit(w->c->http, 0, -1) < 0 || !(e = arl_http_easy_get(w->c->http))) {
 		arl_error(err, ARL_E_BACKEND, "cannot watch %s: no curl handle", w->plural);
 		free(url);
 		return -1;
 	}
 	if (arl_k8s_setup(w->c, e->h, "GET", url, NULL, NULL, 0, &x, errbuf, &hdrs, err) < 0) {
-		arl_k8s_free_headers(hdrs);
-		arl_k8s_easy_put(w->c, e);
+		arl_http_free_headers(hdrs);
+		arl_http_easy_put(w->c->http, e);
 		free(url);
 		return -1;
 	}
 	curl_easy_setopt(e->h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(e->h, CURLOPT_LOW_SPEED_TIME, (long)K8S_WATCH_SILENCE_S);
-	atomic_fetch_add(&w->c->requests, 1);
+	arl_http_count(w->c->http);
 	atomic_fetch_add(&w->c->watch_connects, 1);
 	rc = curl_easy_perform(e->h);
 	curl_easy_getinfo(e->h, CURLINFO_RESPONSE_CODE, &status);
-	arl_k8s_free_headers(hdrs);
+	arl_http_free_headers(hdrs);
 	curl_easy_setopt(e->h, CURLOPT_HTTPHEADER, NULL);
-	arl_k8s_easy_put(w->c, e);
+	arl_http_easy_put(w->c->http, e);
 	free(url);
 	if (atomic_load(&w->stop) || (x.line_stop && w->need_list)) {
 		ret = 0;
@@ -457,8 +457,8 @@ static void nap(struct arl_k8s_watch *w, int64_t ms)
 
 	while (!atomic_load(&w->stop) && arl_now_ms() < end) {
 		check_cancel(w);
-		arl_k8s_sleep_ms(end - arl_now_ms() < 100 ? end - arl_now_ms() : 100,
-		                 w->stop_pipe[0]);
+		arl_http_sleep_ms(end - arl_now_ms() < 100 ? end - arl_now_ms() : 100,
+		                  w->stop_pipe[0]);
 	}
 }
 
@@ -516,7 +516,7 @@ static void *watch_main(void *arg)
 		}
 		if (backoff)
 			nap(w, backoff / 2 +
-			           (int64_t)(arl_k8s_jitter_rand() % (uint32_t)(backoff / 2 + 1)));
+			           (int64_t)(arl_http_jitter_rand() % (uint32_t)(backoff / 2 + 1)));
 	}
 	return NULL;
 }

@@ -38,7 +38,7 @@ jobs:
     pool: p
     steps: [{type: Command, command: [sh, -c, "while [ ! -e $TMP/go ]; do sleep 0.1; done"]}]
 EOF
-# Four refusals in a row make the client's window shrink (k8s_throttle.c); the fifth try
+# Four refusals in a row make the client's window shrink (http/throttle.c); the fifth try
 # is answered.
 fake_post /_fake/faults "503=1:verbs=create:resources=sandboxes:max=4"
 

@@ -35,7 +35,7 @@
  * Waiting watches the cancel fd by polling it every 100 ms from a timed wait: a condition
  * variable cannot wait on an fd, and only waiters (at most one per worker) pay for it.
  */
-#include "k8s/k8s_throttle.h"
+#include "http/throttle.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -54,7 +54,7 @@ struct waiter {
 	struct waiter *next;
 };
 
-struct arl_k8s_throttle {
+struct arl_http_throttle {
 	pthread_mutex_t mu; /* guards everything below; lock order: alone, never across I/O */
 	pthread_cond_t cv;  /* a slot freed, the window grew, or the queue's head left */
 	int max, window, in_flight, successes;
@@ -66,14 +66,14 @@ struct arl_k8s_throttle {
 	struct waiter *head, *tail;
 	int waiting;
 	unsigned decreases, increases;
-	arl_k8s_throttle_fn fn;
+	arl_http_throttle_fn fn;
 	void *arg;
 	struct arl_clock clock;
 };
 
-struct arl_k8s_throttle *arl_k8s_throttle_new(int max, arl_k8s_throttle_fn fn, void *arg)
+struct arl_http_throttle *arl_http_throttle_new(int max, arl_http_throttle_fn fn, void *arg)
 {
-	struct arl_k8s_throttle *t = arl_xcalloc(1, sizeof(*t));
+	struct arl_http_throttle *t = arl_xcalloc(1, sizeof(*t));
 
 	pthread_mutex_init(&t->mu, NULL);
 	arl_cond_init_monotonic(&t->cv);
@@ -83,7 +83,7 @@ struct arl_k8s_throttle *arl_k8s_throttle_new(int max, arl_k8s_throttle_fn fn, v
 	return t;
 }
 
-void arl_k8s_throttle_free(struct arl_k8s_throttle *t)
+void arl_http_throttle_free(struct arl_http_throttle *t)
 {
 	if (!t)
 		return;
@@ -92,13 +92,13 @@ void arl_k8s_throttle_free(struct arl_k8s_throttle *t)
 	free(t);
 }
 
-void arl_k8s_throttle_set_clock(struct arl_k8s_throttle *t, struct arl_clock clock)
+void arl_http_throttle_set_clock(struct arl_http_throttle *t, struct arl_clock clock)
 {
 	t->clock = clock;
 }
 
 /* Unlinks @w from the queue; t->mu held. */
-static void dequeue(struct arl_k8s_throttle *t, struct waiter *w)
+static void dequeue(struct arl_http_throttle *t, struct waiter *w)
 {
 	struct waiter **p = &t->head, *prev = NULL;
 
@@ -114,16 +114,16 @@ static void dequeue(struct arl_k8s_throttle *t, struct waiter *w)
 	t->waiting--;
 }
 
-enum arl_k8s_throttle_wait arl_k8s_throttle_acquire(struct arl_k8s_throttle *t,
-                                                    struct arl_k8s_throttle_slot *s,
-                                                    int64_t deadline_ms, int cancel_fd)
+enum arl_http_throttle_wait arl_http_throttle_acquire(struct arl_http_throttle *t,
+                                                      struct arl_http_throttle_slot *s,
+                                                      int64_t deadline_ms, int cancel_fd)
 {
 	struct waiter me = {NULL};
-	enum arl_k8s_throttle_wait rc = ARL_K8S_THROTTLE_OK;
+	enum arl_http_throttle_wait rc = ARL_HTTP_THROTTLE_OK;
 
 	if (!t) {
 		s->held = true;
-		return ARL_K8S_THROTTLE_OK;
+		return ARL_HTTP_THROTTLE_OK;
 	}
 	pthread_mutex_lock(&t->mu);
 	if (!t->head && t->in_flight < t->window)
@@ -141,12 +141,12 @@ enum arl_k8s_throttle_wait arl_k8s_throttle_acquire(struct arl_k8s_throttle *t,
 			break;
 		/* The fd and the clock are looked at with the lock held: both are cheap. */
 		if (arl_fd_readable(cancel_fd)) {
-			rc = ARL_K8S_THROTTLE_CANCELLED;
+			rc = ARL_HTTP_THROTTLE_CANCELLED;
 			break;
 		}
 		now = arl_clock_now(&t->clock);
 		if (deadline_ms && now >= deadline_ms) {
-			rc = ARL_K8S_THROTTLE_TIMEOUT;
+			rc = ARL_HTTP_THROTTLE_TIMEOUT;
 			break;
 		}
 		until = now + THROTTLE_POLL_MS;
@@ -158,7 +158,7 @@ enum arl_k8s_throttle_wait arl_k8s_throttle_acquire(struct arl_k8s_throttle *t,
 	/* The next in line may be able to go now (room left, or we gave up our turn). */
 	if (t->head)
 		pthread_cond_broadcast(&t->cv);
-	if (rc != ARL_K8S_THROTTLE_OK) {
+	if (rc != ARL_HTTP_THROTTLE_OK) {
 		pthread_mutex_unlock(&t->mu);
 		return rc;
 	}
@@ -167,10 +167,10 @@ take:
 	s->held = true;
 	s->epoch = t->epoch;
 	pthread_mutex_unlock(&t->mu);
-	return ARL_K8S_THROTTLE_OK;
+	return ARL_HTTP_THROTTLE_OK;
 }
 
-void arl_k8s_throttle_sent(struct arl_k8s_throttle *t, struct arl_k8s_throttle_slot *s)
+void arl_http_throttle_sent(struct arl_http_throttle *t, struct arl_http_throttle_slot *s)
 {
 	if (!t)
 		return;
@@ -179,9 +179,9 @@ void arl_k8s_throttle_sent(struct arl_k8s_throttle *t, struct arl_k8s_throttle_s
 	pthread_mutex_unlock(&t->mu);
 }
 
-bool arl_k8s_throttle_refused(struct arl_k8s_throttle *t, struct arl_k8s_throttle_slot *s)
+bool arl_http_throttle_refused(struct arl_http_throttle *t, struct arl_http_throttle_slot *s)
 {
-	enum arl_k8s_throttle_change what = ARL_K8S_THROTTLE_SHRANK;
+	enum arl_http_throttle_change what = ARL_HTTP_THROTTLE_SHRANK;
 	int from = 0, to = 0;
 	bool over, tell = false;
 
@@ -206,7 +206,7 @@ bool arl_k8s_throttle_refused(struct arl_k8s_throttle *t, struct arl_k8s_throttl
 		if (to == 1 && !t->floored) {
 			t->floored = true;
 			if (!tell) {
-				what = ARL_K8S_THROTTLE_FLOOR;
+				what = ARL_HTTP_THROTTLE_FLOOR;
 				tell = true;
 			}
 		}
@@ -218,8 +218,8 @@ bool arl_k8s_throttle_refused(struct arl_k8s_throttle *t, struct arl_k8s_throttl
 	return over;
 }
 
-void arl_k8s_throttle_release(struct arl_k8s_throttle *t, struct arl_k8s_throttle_slot *s,
-                              bool succeeded)
+void arl_http_throttle_release(struct arl_http_throttle *t, struct arl_http_throttle_slot *s,
+                               bool succeeded)
 {
 	int from = 0, to = 0;
 
@@ -247,10 +247,10 @@ void arl_k8s_throttle_release(struct arl_k8s_throttle *t, struct arl_k8s_throttl
 		pthread_cond_broadcast(&t->cv);
 	pthread_mutex_unlock(&t->mu);
 	if (to && t->fn)
-		t->fn(t->arg, ARL_K8S_THROTTLE_RECOVERED, from, to);
+		t->fn(t->arg, ARL_HTTP_THROTTLE_RECOVERED, from, to);
 }
 
-void arl_k8s_throttle_get_stats(struct arl_k8s_throttle *t, struct arl_k8s_throttle_stats *out)
+void arl_http_throttle_get_stats(struct arl_http_throttle *t, struct arl_http_throttle_stats *out)
 {
 	pthread_mutex_lock(&t->mu);
 	out->window = t->window;

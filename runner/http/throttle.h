@@ -7,36 +7,36 @@
  * it with their backoff and the others wait here instead of retrying in parallel.
  *
  * Use, per request: acquire a slot (waits while the window is full), mark each try with
- * arl_k8s_throttle_sent(), report each refused try with arl_k8s_throttle_refused() (which
+ * arl_http_throttle_sent(), report each refused try with arl_http_throttle_refused() (which
  * says when to give the slot up before retrying), and release the slot with the outcome.
  *
  * Thread-safety: every function may be called from any thread; a slot belongs to one thread.
  */
-#ifndef ARL_K8S_THROTTLE_H
-#define ARL_K8S_THROTTLE_H
+#ifndef ARL_HTTP_THROTTLE_H
+#define ARL_HTTP_THROTTLE_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "util.h"
 
-struct arl_k8s_throttle;
+struct arl_http_throttle;
 
 /* One request's hold on the window; a value the caller keeps on its stack. */
-struct arl_k8s_throttle_slot {
+struct arl_http_throttle_slot {
 	bool held;
 	uint64_t epoch; /* the window generation its current try was sent in */
 };
-#define ARL_K8S_THROTTLE_SLOT_INIT                                                                 \
+#define ARL_HTTP_THROTTLE_SLOT_INIT                                                                \
 	{                                                                                          \
 		false, 0                                                                           \
 	}
 
 /* The changes worth a log line: few per outage, whatever the number of refusals. */
-enum arl_k8s_throttle_change {
-	ARL_K8S_THROTTLE_SHRANK,    /* the first decrease since the window was last whole */
-	ARL_K8S_THROTTLE_FLOOR,     /* the episode's first decrease down to 1 */
-	ARL_K8S_THROTTLE_RECOVERED, /* grown back to where the first decrease started */
+enum arl_http_throttle_change {
+	ARL_HTTP_THROTTLE_SHRANK,    /* the first decrease since the window was last whole */
+	ARL_HTTP_THROTTLE_FLOOR,     /* the episode's first decrease down to 1 */
+	ARL_HTTP_THROTTLE_RECOVERED, /* grown back to where the first decrease started */
 };
 
 /*
@@ -44,22 +44,23 @@ enum arl_k8s_throttle_change {
  * it must not call back into the throttle. SHRANK and FLOOR: the window went from @from to
  * @to; RECOVERED: it grew from its episode's smallest, @from, back to @to.
  */
-typedef void (*arl_k8s_throttle_fn)(void *arg, enum arl_k8s_throttle_change what, int from, int to);
+typedef void (*arl_http_throttle_fn)(void *arg, enum arl_http_throttle_change what, int from,
+                                     int to);
 
 /*
  * A window that starts at (and never grows past) @max, at least 1. @fn (may be NULL) hears of
  * the changes above. Never fails (allocation failure aborts, like arl_xmalloc).
  */
-struct arl_k8s_throttle *arl_k8s_throttle_new(int max, arl_k8s_throttle_fn fn, void *arg);
+struct arl_http_throttle *arl_http_throttle_new(int max, arl_http_throttle_fn fn, void *arg);
 /* NULL is a no-op. No slot may be held or waited for. */
-void arl_k8s_throttle_free(struct arl_k8s_throttle *t);
+void arl_http_throttle_free(struct arl_http_throttle *t);
 /* The clock of acquire's deadlines (default arl_now_ms); set before any other use. */
-void arl_k8s_throttle_set_clock(struct arl_k8s_throttle *t, struct arl_clock clock);
+void arl_http_throttle_set_clock(struct arl_http_throttle *t, struct arl_clock clock);
 
-enum arl_k8s_throttle_wait {
-	ARL_K8S_THROTTLE_OK,
-	ARL_K8S_THROTTLE_TIMEOUT,   /* @deadline_ms passed first */
-	ARL_K8S_THROTTLE_CANCELLED, /* @cancel_fd turned readable first */
+enum arl_http_throttle_wait {
+	ARL_HTTP_THROTTLE_OK,
+	ARL_HTTP_THROTTLE_TIMEOUT,   /* @deadline_ms passed first */
+	ARL_HTTP_THROTTLE_CANCELLED, /* @cancel_fd turned readable first */
 };
 
 /*
@@ -68,12 +69,12 @@ enum arl_k8s_throttle_wait {
  * which is checked at least every 100 ms. @s must not be held; it is held only on OK.
  * A NULL @t is a window without limit.
  */
-enum arl_k8s_throttle_wait arl_k8s_throttle_acquire(struct arl_k8s_throttle *t,
-                                                    struct arl_k8s_throttle_slot *s,
-                                                    int64_t deadline_ms, int cancel_fd);
+enum arl_http_throttle_wait arl_http_throttle_acquire(struct arl_http_throttle *t,
+                                                      struct arl_http_throttle_slot *s,
+                                                      int64_t deadline_ms, int cancel_fd);
 
 /* A try of @s's request goes out now (call before every try, the first one included). */
-void arl_k8s_throttle_sent(struct arl_k8s_throttle *t, struct arl_k8s_throttle_slot *s);
+void arl_http_throttle_sent(struct arl_http_throttle *t, struct arl_http_throttle_slot *s);
 
 /*
  * The last try of @s was refused. Halves the window when recent tries were mostly refused
@@ -81,19 +82,19 @@ void arl_k8s_throttle_sent(struct arl_k8s_throttle *t, struct arl_k8s_throttle_s
  * true when more slots are held than the window now allows: the caller should release @s
  * before its backoff and acquire again before the next try.
  */
-bool arl_k8s_throttle_refused(struct arl_k8s_throttle *t, struct arl_k8s_throttle_slot *s);
+bool arl_http_throttle_refused(struct arl_http_throttle *t, struct arl_http_throttle_slot *s);
 
 /*
  * Gives back @s (a no-op unless held). @succeeded: the request got its answer (grows the
  * window); false: it gave up or failed for another reason (no change).
  */
-void arl_k8s_throttle_release(struct arl_k8s_throttle *t, struct arl_k8s_throttle_slot *s,
-                              bool succeeded);
+void arl_http_throttle_release(struct arl_http_throttle *t, struct arl_http_throttle_slot *s,
+                               bool succeeded);
 
-struct arl_k8s_throttle_stats {
+struct arl_http_throttle_stats {
 	int window, in_flight, waiting, max;
 	unsigned decreases, increases;
 };
-void arl_k8s_throttle_get_stats(struct arl_k8s_throttle *t, struct arl_k8s_throttle_stats *out);
+void arl_http_throttle_get_stats(struct arl_http_throttle *t, struct arl_http_throttle_stats *out);
 
 #endif
