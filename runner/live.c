@@ -16,7 +16,8 @@
 #define LIVE_DEFAULT_CAP (1024 * 1024)
 
 struct live_stream {
-	int fd;         /* -1: no live copy (not opened, or a write failed) */
+	int fd;         /* -1: not made yet, or no live copy (dead) */
+	bool dead;      /* a create or write failed: no live copy of this stream */
 	size_t len;     /* bytes in the current file */
 	uint64_t total; /* bytes of the stream so far */
 	char name[64];
@@ -24,8 +25,20 @@ struct live_stream {
 	size_t npend;
 };
 
+/*
+ * Nothing is created until a stream has bytes to write: most steps of most jobs print nothing,
+ * and a file made on ext4 costs more than such a step's own bookkeeping (inode allocation
+ * walks the recently freed ones). `logs` shows only streams with bytes, so an empty file
+ * never showed anything.
+ */
 struct arl_live {
-	int dirfd; /* the job's directory */
+	int run_dirfd; /* the run's directory (borrowed) */
+	int dirfd;     /* the job's directory, -1 until made */
+	bool dir_failed;
+	int64_t job_id;
+	int attempt;
+	size_t idx;
+	char *name; /* the step's name, written to ATTEMPT-IDX.step with the first stream */
 	size_t half;
 	bool wrote;
 	bool masked;
@@ -155,18 +168,17 @@ static int create_file(int dirfd, const char *name)
 struct arl_live *arl_live_open(int run_dirfd, int64_t job_id, int attempt, size_t idx,
                                const char *name, size_t cap, const struct arl_live_mask *mask)
 {
-	struct arl_err ignored = ARL_ERR_INIT;
 	struct arl_live *l;
-	char job[24], meta[64];
-	int jfd, fd;
 
 	if (run_dirfd < 0)
 		return NULL;
-	snprintf(job, sizeof(job), "%lld", (long long)job_id);
-	if ((jfd = open_dir(run_dirfd, job, &ignored)) < 0)
-		return NULL;
 	l = arl_xcalloc(1, sizeof(*l));
-	l->dirfd = jfd;
+	l->run_dirfd = run_dirfd;
+	l->dirfd = -1;
+	l->job_id = job_id;
+	l->attempt = attempt;
+	l->idx = idx;
+	l->name = arl_xstrdup(name ? name : "");
 	if (mask && mask->fn && mask->ntexts) {
 		l->masked = true;
 		l->mask = *mask;
@@ -174,17 +186,44 @@ struct arl_live *arl_live_open(int run_dirfd, int64_t job_id, int attempt, size_
 	l->half = (cap ? cap : LIVE_DEFAULT_CAP) / 2;
 	if (l->half < 4096)
 		l->half = 4096;
-	snprintf(meta, sizeof(meta), "%d-%zu.step", attempt, idx);
-	if ((fd = create_file(jfd, meta)) >= 0) {
-		(void)!write(fd, name ? name : "", name ? strlen(name) : 0);
-		close(fd);
-	}
 	for (int i = 0; i < 2; i++) {
 		snprintf(l->s[i].name, sizeof(l->s[i].name), "%d-%zu.%s", attempt, idx,
 		         i ? "err" : "out");
-		l->s[i].fd = create_file(jfd, l->s[i].name);
+		l->s[i].fd = -1;
 	}
 	return l;
+}
+
+/*
+ * Makes stream @s's file on its first bytes: the job's directory and the step's .step file
+ * first (with the first stream of the step), so a follower that finds the stream finds its
+ * step's name. False when it cannot (the stream has no live copy then).
+ */
+static bool make_stream(struct arl_live *l, struct live_stream *s)
+{
+	if (s->fd >= 0)
+		return true;
+	if (s->dead || l->dir_failed)
+		return false;
+	if (l->dirfd < 0) {
+		struct arl_err ignored = ARL_ERR_INIT;
+		char job[24], meta[64];
+		int fd;
+
+		snprintf(job, sizeof(job), "%lld", (long long)l->job_id);
+		if ((l->dirfd = open_dir(l->run_dirfd, job, &ignored)) < 0) {
+			l->dir_failed = true;
+			return false;
+		}
+		snprintf(meta, sizeof(meta), "%d-%zu.step", l->attempt, l->idx);
+		if ((fd = create_file(l->dirfd, meta)) >= 0) {
+			(void)!write(fd, l->name, strlen(l->name));
+			close(fd);
+		}
+	}
+	if ((s->fd = create_file(l->dirfd, s->name)) < 0)
+		s->dead = true;
+	return s->fd >= 0;
 }
 
 /* All of @n bytes to @fd; false on an error. */
@@ -220,6 +259,7 @@ static void rotate(struct arl_live *l, struct live_stream *s)
 		}
 		close(s->fd);
 		s->fd = -1;
+		s->dead = true;
 		return;
 	}
 	close(s->fd);
@@ -230,6 +270,8 @@ static void rotate(struct arl_live *l, struct live_stream *s)
 /* Writes @n bytes to the stream's file, rotating it at the bound. */
 static void emit(struct arl_live *l, struct live_stream *s, const char *p, size_t n)
 {
+	if (n && !make_stream(l, s))
+		return;
 	while (n && s->fd >= 0) {
 		size_t take;
 
@@ -241,6 +283,7 @@ static void emit(struct arl_live *l, struct live_stream *s, const char *p, size_
 		if (!write_all(s->fd, p, take)) {
 			close(s->fd);
 			s->fd = -1;
+			s->dead = true;
 			break;
 		}
 		s->len += take;
@@ -332,6 +375,8 @@ void arl_live_close(struct arl_live *l)
 		if (l->s[i].fd >= 0)
 			close(l->s[i].fd);
 	}
-	close(l->dirfd);
+	if (l->dirfd >= 0)
+		close(l->dirfd);
+	free(l->name);
 	free(l);
 }

@@ -20,8 +20,8 @@ cleanup() {
 	return 0
 }
 CLEANUP=cleanup
-mkfifo "$TMP/go" "$TMP/go2" "$TMP/go3"
-steps_may_use "$TMP/go" "$TMP/go2" "$TMP/go3"
+mkfifo "$TMP/go" "$TMP/go2" "$TMP/go3" "$TMP/go4"
+steps_may_use "$TMP/go" "$TMP/go2" "$TMP/go3" "$TMP/go4"
 
 has() { grep -qF -- "$2" "$1" 2>/dev/null; }
 # The state of the only job of DB, read while its runner writes (a busy timeout of its own).
@@ -122,6 +122,34 @@ second step"
 wait_pid 60 "$RUN_PID"
 check_eq "the run succeeded" "$RC" 0
 check_eq "the live directory is gone after the run" "$(ls -d "$D" 2>/dev/null || true)" ""
+
+echo "# a step that has printed nothing has no live files (they are made on its first bytes)"
+cat >"$TMP/q.yaml" <<EOF
+version: 1
+pools: {p: {isolation: none}}
+jobs:
+  - name: quiet
+    timeout: 5m
+    steps:
+      - {name: wait, type: Command, command: ["sh", "-c", "read x <$TMP/go4"]}
+      - {name: speak, type: Command, command: ["sh", "-c", "echo spoke"]}
+EOF
+"$ARL_BATCH" run --progress none --db "$TMP/q.db" "$TMP/q.yaml" >"$TMP/run.out" 2>"$TMP/run.err" &
+RUN_PID=$!
+PIDS+=("$RUN_PID")
+wait_until 60 "the job to be Running" eval "[ \"\$(job_state $TMP/q.db)\" = Running ]"
+check_eq "the running quiet step has no live files (only the run's directory)" \
+	"$(cd "$TMP/q.db.live" && find . | sort | tr '\n' ' ')" ". ./1 "
+runner logs --db "$TMP/q.db" quiet
+check_eq "logs of it: nothing yet, exit 0" "$RC:$(cat "$TMP/out")" "0:"
+echo go >"$TMP/go4"
+wait_pid 60 "$RUN_PID"
+check_eq "the run succeeded" "$RC" 0
+runner logs --db "$TMP/q.db" quiet
+check_eq "the step that printed has its output, the quiet one none" "$(cat "$TMP/out")" \
+	"==> attempt 1, step 'speak', stdout <==
+spoke"
+check_eq "the live directory is gone after the run" "$(ls -d "$TMP/q.db.live" 2>/dev/null || true)" ""
 
 echo "# bounded: a stream's live file is rotated at half the capture limit"
 cat >"$TMP/b.yaml" <<EOF
