@@ -10,8 +10,19 @@ It answers {"pid": N} or {"error": "<Go error text>"} (a start failure), then
 ends. {"kill": true} from the server SIGKILLs the direct process only, as Go's
 cmd.Process.Kill() does; its children stay in the pod. When the lifeline pipe reaches
 EOF (pod deleted, server gone) the agent exits, which ends bwrap's PID namespace.
+
+The fake gateway (tests/fake_gateway) also has the agent move files, as the ARL
+executor-agent does for upload-file and download-file, with ONE pipe end attached:
+  {"op": "write", "path": "/abs", "sha256": "<hex>"|null}  + the read end of the data:
+      mkdir -p the parent, write a temp file beside it, check the SHA, rename, mode 0644;
+      answers {"bytesWritten": N, "sha256": "<hex>"} or {"error": TEXT, "errno": N}
+  {"op": "read", "path": "/abs"}  + the write end: answers {"ok": true} (or an error),
+      writes the file into the pipe, closes it, then {"size": N, "sha256": "<hex>"}
+Errors carry the errno (or 7 for a request the agent refuses) as the real agent's
+"[N] text" errors do.
 """
 
+import hashlib
 import json
 import os
 import socket
@@ -45,26 +56,112 @@ def send(conn, obj):
         pass
 
 
+def os_error(e):
+    return {"error": "%s (os error %d)" % (e.strerror or str(e), e.errno or 0), "errno": e.errno or 0}
+
+
+def write_file(conn, req, fd):
+    path = req["path"]
+    if not path.startswith("/"):
+        send(conn, {"error": "path must be absolute", "errno": 7})
+        return
+    tmp = None
+    try:
+        parent = os.path.dirname(os.path.normpath(path))
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+        tmp = "%s/.%s.arl-upload.%d" % (parent, os.path.basename(path), threading.get_ident())
+        h, n = hashlib.sha256(), 0
+        with open(tmp, "wb") as out, os.fdopen(fd, "rb", closefd=True) as src:
+            fd = None
+            while True:
+                data = src.read(1 << 16)
+                if not data:
+                    break
+                h.update(data)
+                out.write(data)
+                n += len(data)
+        want = (req.get("sha256") or "").lower()
+        if want and want != h.hexdigest():
+            os.unlink(tmp)
+            send(conn, {"error": "sha256 mismatch: expected %s, got %s" % (want, h.hexdigest()), "errno": 7})
+            return
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, path)
+        tmp = None
+        send(conn, {"bytesWritten": n, "sha256": h.hexdigest()})
+    except OSError as e:
+        send(conn, os_error(e))
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def read_file(conn, req, fd):
+    path = req["path"]
+    try:
+        if not path.startswith("/"):
+            send(conn, {"error": "path must be absolute", "errno": 7})
+            return
+        try:
+            src = open(path, "rb")
+        except OSError as e:
+            send(conn, os_error(e))
+            return
+        with src:
+            if not os.path.isfile(path):
+                send(conn, {"error": "Is a directory (os error 21)", "errno": 21})
+                return
+            send(conn, {"ok": True})
+            h, n = hashlib.sha256(), 0
+            with os.fdopen(fd, "wb", closefd=True) as out:
+                fd = None
+                while True:
+                    data = src.read(1 << 16)
+                    if not data:
+                        break
+                    h.update(data)
+                    out.write(data)
+                    n += len(data)
+        send(conn, {"size": n, "sha256": h.hexdigest()})
+    except OSError as e:
+        send(conn, os_error(e))
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def serve(conn):
     fds = []
     try:
         msg, fds, _, _ = socket.recv_fds(conn, 1 << 22, 2)
-        if not msg or len(fds) != 2:
+        if not msg:
             return
         req = json.loads(msg)
+        if req.get("op") in ("write", "read") and len(fds) == 1:
+            fd, fds = fds[0], []
+            (write_file if req["op"] == "write" else read_file)(conn, req, fd)
+            return
+        if len(fds) != 2:
+            return
         cwd = req["cwd"]
         if not os.path.isdir(cwd):
-            send(conn, {"error": "chdir %s: no such file or directory" % cwd})
+            send(conn, {"error": "chdir %s: no such file or directory" % cwd, "errno": 2})
             return
         prog, err = look_path(req["argv"][0], cwd, req.get("path", ""))
         if err:
-            send(conn, {"error": err})
+            send(conn, {"error": err, "errno": 13 if err.endswith("permission denied") else 2})
             return
         try:
             proc = subprocess.Popen(req["argv"], executable=prog, cwd=cwd, env=req["env"],
                                     stdin=subprocess.DEVNULL, stdout=fds[0], stderr=fds[1])
         except OSError as e:
-            send(conn, {"error": "fork/exec %s: %s" % (req["argv"][0], (e.strerror or str(e)).lower())})
+            send(conn, {"error": "fork/exec %s: %s" % (req["argv"][0], (e.strerror or str(e)).lower()),
+                        "errno": e.errno or 0})
             return
         for fd in fds:
             os.close(fd)

@@ -28,6 +28,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 
 POD_UID = 65533          # not the local backend's 65530: its tests look for leftovers of that uid
@@ -81,6 +82,22 @@ def rmtree(path):
     shutil.rmtree(path, onerror=fix)
     if os.path.isdir(top) and not os.path.islink(top):
         shutil.rmtree(top, ignore_errors=True)      # after a fix inside, the rmdir of top
+
+
+def sweep_stale_dirs():
+    """Removes temp dirs left by servers that were SIGKILLed (fake-arl.<pid>.* whose
+    pid is gone), pod directories included. The fake ARL server and the fake gateway
+    both name their temp dirs so."""
+    base = tempfile.gettempdir()
+    for d in os.listdir(base):
+        parts = d.split(".")
+        if len(parts) == 3 and parts[0] == "fake-arl" and parts[1].isdigit():
+            try:
+                os.kill(int(parts[1]), 0)
+            except ProcessLookupError:
+                rmtree(os.path.join(base, d))     # overlay workdirs are mode 000
+            except OSError:
+                pass
 
 
 def _let_pod_uid_through(pod_root):
@@ -238,8 +255,68 @@ class Container:
             raise OSError("the pod's agent closed the connection")
         if "error" in reply:
             conn.close()
-            raise StartError(reply["error"])
+            raise StartError(reply["error"], reply.get("errno"))
         return conn, reply["pid"]
+
+    def put_file(self, path, data, sha256=None):
+        """Has the agent write data (bytes) at path (the upload-file semantics in
+        pod_agent.py); returns its answer: {"bytesWritten","sha256"} or {"error","errno"}."""
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        r, w = os.pipe()
+        try:
+            conn.connect(self.sock_path)
+            socket.send_fds(conn, [json.dumps({"op": "write", "path": path, "sha256": sha256}).encode()], [r])
+            os.close(r)
+            r = None
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(w, view[:1 << 16]):]
+            except BrokenPipeError:
+                pass            # the agent refused before reading; its answer says why
+            os.close(w)
+            w = None
+            reply = _recv(conn)
+            if reply is None:
+                raise OSError("the pod's agent closed the connection")
+            return reply
+        finally:
+            for fd in (r, w):
+                if fd is not None:
+                    os.close(fd)
+            conn.close()
+
+    def get_file(self, path, start, sink):
+        """Has the agent read path: start() is called once the file is open, sink(bytes)
+        per piece. Returns {"size","sha256"}, or {"error","errno"} (before start() only;
+        raises OSError when the agent goes away in between)."""
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        r, w = os.pipe()
+        try:
+            conn.connect(self.sock_path)
+            socket.send_fds(conn, [json.dumps({"op": "read", "path": path}).encode()], [w])
+            os.close(w)
+            w = None
+            reply = _recv(conn)
+            if reply is None:
+                raise OSError("the pod's agent closed the connection")
+            if "error" in reply:
+                return reply
+            start()
+            while True:
+                data = os.read(r, 1 << 16)
+                if not data:
+                    break
+                sink(data)
+            reply = _recv(conn)
+            if reply is None or "error" in reply:
+                raise OSError((reply or {}).get("error", "the pod's agent closed the connection"))
+            return reply
+        finally:
+            for fd in (r, w):
+                if fd is not None:
+                    os.close(fd)
+            conn.close()
 
     def stop(self):
         if self.lifeline is not None:
@@ -253,7 +330,12 @@ class Container:
 
 
 class StartError(Exception):
-    pass
+    def __init__(self, msg, errno=None):
+        super().__init__(msg)
+        self.errno = errno          # from the agent: what the gateway's "[N] text" errors carry
+
+    def __str__(self):
+        return self.args[0]
 
 
 def _recv(conn):

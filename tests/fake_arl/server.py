@@ -238,21 +238,6 @@ def _stop(signum, frame):
     STOP = True
 
 
-def sweep_stale_dirs():
-    """Removes temp dirs left by servers that were SIGKILLed (fake-arl.<pid>.* whose
-    pid is gone), pod workspaces included."""
-    base = tempfile.gettempdir()
-    for d in os.listdir(base):
-        parts = d.split(".")
-        if len(parts) == 3 and parts[0] == "fake-arl" and parts[1].isdigit():
-            try:
-                os.kill(int(parts[1]), 0)
-            except ProcessLookupError:
-                pod_container.rmtree(os.path.join(base, d))     # overlay workdirs are mode 000
-            except OSError:
-                pass
-
-
 def main(argv=None):
     # SIGTERM/SIGINT end the main loop below, which cleans up; installed first so a
     # signal during start-up is not lost either.
@@ -287,7 +272,7 @@ def main(argv=None):
     if a.workdir and not os.path.isdir(a.workdir):
         raise SystemExit("fake-arl: --workdir %s is not a directory" % a.workdir)
 
-    sweep_stale_dirs()
+    pod_container.sweep_stale_dirs()
     tmp = tempfile.mkdtemp(prefix="fake-arl.%d." % os.getpid())
     own_workdir = a.workdir is None
     workdir = a.workdir or os.path.join(tmp, "pods")
