@@ -30,7 +30,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -50,12 +49,20 @@
 
 #include "agent/mounts.h"
 #include "agent/collect.h"
+#include "agent/exec.h"
 #include "agent/protocol.h"
+
+/* musl has neither close_range() nor its flag (Linux 5.11's value). */
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+static int agent_close_range(unsigned first, unsigned last, unsigned flags)
+{
+	return (int)syscall(SYS_close_range, first, last, flags);
+}
 
 #define STEPS_MAX  64 /* steps running at once */
 #define WRITES_MAX 8  /* files open for WRITE at once */
-
-extern char **environ;
 
 struct step {
 	uint32_t id;
@@ -132,6 +139,17 @@ static void send_error(struct agent *a, uint32_t id, int errnum, const char *fmt
 	send_frame(a, ARL_PROTO_ERROR, id, e, sizeof(e), msg, (size_t)n);
 }
 
+static const char *errtext(int errnum, char *buf, size_t len)
+{
+#ifdef __GLIBC__
+	return strerror_r(errnum, buf, len); /* GNU's: may return a static string */
+#else
+	if (strerror_r(errnum, buf, len) != 0) /* XSI's (musl) */
+		snprintf(buf, len, "error %d", errnum);
+	return buf;
+#endif
+}
+
 /*
  * A failure of the agent itself: reported with id 0, then the agent exits (the runner sees
  * the sandbox fail). @errnum 0: a protocol violation, @what says which.
@@ -143,15 +161,10 @@ static void fatal(struct agent *a, int errnum, const char *what)
 
 	if (errnum)
 		send_error(a, 0, errnum, "sandbox agent: %s: %s", what,
-		           strerror_r(errnum, ebuf, sizeof(ebuf)));
+		           errtext(errnum, ebuf, sizeof(ebuf)));
 	else
 		send_error(a, 0, EPROTO, "sandbox agent: protocol error: %s", what);
 	quit(a, 1);
-}
-
-static const char *errtext(int errnum, char *buf, size_t len)
-{
-	return strerror_r(errnum, buf, len);
 }
 
 /* ---- hardening ---- */
@@ -164,8 +177,14 @@ static const char *errtext(int errnum, char *buf, size_t len)
  */
 static int drop_capabilities(const char **what)
 {
-	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
-	struct __user_cap_data_struct d[2];
+	/* capget(2)'s ABI, version 3, declared here: musl ships no <linux/capability.h>. */
+	struct {
+		uint32_t version;
+		int pid;
+	} h = {0x20080522, 0};
+	struct {
+		uint32_t effective, permitted, inheritable;
+	} d[2];
 	bool had = false;
 
 	if (syscall(SYS_capget, &h, d) < 0) {
@@ -330,11 +349,10 @@ static void child(struct agent *a, int out, int err, int errfd, const char *dir,
 		while (argv[n])
 			n++;
 		/* No exec to close them: errfd (EOF: started), the socket, other steps' pipes. */
-		close_range(3, ~0u, 0);
+		agent_close_range(3, ~0u, 0);
 		_exit(arl_collect_main(n, argv));
 	}
-	environ = env; /* execvp searches the step's own PATH */
-	execvp(argv[0], argv);
+	arl_agent_execvpe(argv[0], argv, env); /* searches the step's own PATH */
 fail:
 	arl_proto_put_u32(report, (uint32_t)errno);
 	report[4] = (unsigned char)stage;
@@ -835,7 +853,7 @@ int main(int argc, char **argv)
 	fcntl(a->sock, F_SETFD, FD_CLOEXEC);
 	for (int i = 3; i < a->sock; i++)
 		fcntl(i, F_SETFD, FD_CLOEXEC);
-	close_range((unsigned)a->sock + 1, ~0u, CLOSE_RANGE_CLOEXEC);
+	agent_close_range((unsigned)a->sock + 1, ~0u, CLOSE_RANGE_CLOEXEC);
 	a->pid1 = getpid() == 1;
 	umask(022); /* what a container runtime gives a pod's processes */
 	signal(SIGPIPE, SIG_IGN);

@@ -369,6 +369,96 @@ static void test_start_errors(void **state)
 	stop_agent(&ap);
 }
 
+/* Runs @argv in @dir with the environment @env; its stdout, or its ERROR's text. */
+static void run_env(struct arl_agent *a, char *const argv[], char *const env[], const char *dir,
+                    struct step_out *o)
+{
+	struct arl_err err = ARL_ERR_INIT;
+	uint32_t id = 0;
+
+	if (arl_agent_exec(a, argv, env, dir, &id, &err) < 0)
+		fail_msg("arl_agent_exec: %s", err.msg);
+	memset(o, 0, sizeof(*o));
+	while (!take_event(a, id, o))
+		;
+}
+
+static void expect_out(struct arl_agent *a, char *const argv[], const char *path, const char *dir,
+                       const char *out)
+{
+	char *env[] = {(char *)path, NULL};
+	struct step_out o;
+
+	run_env(a, argv, path ? env : env + 1, dir, &o);
+	assert_false(o.error);
+	assert_int_equal(o.exit_code, 0);
+	assert_non_null(o.out.p);
+	assert_string_equal(o.out.p, out);
+	step_out_release(&o);
+}
+
+/*
+ * A step's program is found and started as glibc's execvp does it, whichever libc the agent
+ * was linked with: a file without "#!" runs through /bin/sh, PATH is the step's own (an empty
+ * element is the work directory, none at all is /bin:/usr/bin), an unexecutable file on PATH
+ * is skipped for a later one, and only such files found is EACCES.
+ */
+/* Makes @dir/@name holding @text with @mode. */
+static void put_file(const char *dir, const char *name, const char *text, mode_t mode)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	assert_int_equal(fchmod(fd, mode), 0);
+	close(fd);
+}
+
+static void test_program_search(void **state)
+{
+	char d[] = "/tmp/arl-agent-exec-XXXXXX", d2[] = "/tmp/arl-agent-exec-XXXXXX";
+	char script[64], path[160], cmd[128];
+	char *abs_argv[] = {script, "a", NULL};
+	char *rel_argv[] = {"arl-noshebang", "b", NULL};
+	char *prog_argv[] = {"arl-prog", NULL};
+	char *sh_argv[] = {"sh", "-c", "echo default", NULL};
+	struct agent_proc ap;
+	struct step_out o;
+
+	(void)state;
+	assert_non_null(mkdtemp(d));
+	assert_non_null(mkdtemp(d2));
+	snprintf(script, sizeof(script), "%s/arl-noshebang", d);
+	put_file(d, "arl-noshebang", "echo \"script $1\"\n", 0755);
+	put_file(d, "arl-prog", "echo later\n", 0755);
+	put_file(d2, "arl-prog", "echo first\n", 0644);
+	start_agent(&ap, false);
+
+	expect_out(ap.a, abs_argv, "PATH=/usr/bin:/bin", "/", "script a\n");
+	snprintf(path, sizeof(path), "PATH=/nonexistent:%s", d);
+	expect_out(ap.a, rel_argv, path, "/", "script b\n");
+	expect_out(ap.a, rel_argv, "PATH=/bin:", d, "script b\n");
+	snprintf(path, sizeof(path), "PATH=%s:%s", d2, d);
+	expect_out(ap.a, prog_argv, path, "/", "later\n");
+	expect_out(ap.a, sh_argv, NULL, "/", "default\n");
+
+	snprintf(path, sizeof(path), "PATH=%s", d2);
+	{
+		char *env[] = {path, NULL};
+
+		run_env(ap.a, prog_argv, env, "/", &o);
+	}
+	assert_true(o.error);
+	assert_int_equal(o.errnum, EACCES);
+	assert_string_equal(o.text, "cannot run 'arl-prog': Permission denied");
+	stop_agent(&ap);
+	snprintf(cmd, sizeof(cmd), "rm -r '%s' '%s'", d, d2);
+	assert_int_equal(system(cmd), 0);
+}
+
 /*
  * Pod semantics: a step's end kills nothing (a background process in its group and one in its
  * own session both live on); SIGNAL reaches the step's group only, and what is left of the
@@ -1063,6 +1153,7 @@ int main(void)
 	    cmocka_unit_test(test_large_exec),
 	    cmocka_unit_test(test_env_and_workdir),
 	    cmocka_unit_test(test_start_errors),
+	    cmocka_unit_test(test_program_search),
 	    cmocka_unit_test(test_background_and_signal),
 	    cmocka_unit_test(test_orphans_reaped),
 	    cmocka_unit_test(test_deadline_and_cancel),
