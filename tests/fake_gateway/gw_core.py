@@ -459,6 +459,8 @@ class Gateway:
         self._touch(s, 1)
         try:
             for step in req["steps"]:
+                if s.deleted:             # deleted under the request: the session is gone
+                    raise GatewayError("session %s not found" % s.id)
                 r = self._run_step(s, step, on_output)
                 results.append(r)
                 if on_result:

@@ -5,12 +5,15 @@ SPEC is a comma-separated list of KEY=VALUE items, some with ':OPT=VAL' options
 
   429=P                 answer 429 {"error":"rate limit exceeded"} + Retry-After (a storm: 429=1)
   500=P, 503=P          answer that status with {"error":"injected fault"}
+  404=P                 answer 404 {"error":"session ID not found"} (a session the gateway no
+                        longer knows: with :after=1 a DELETE that did delete it, as a retried
+                        DELETE whose first answer was lost sees)
   reset=P               drop the connection (TCP RST): before the request is carried out,
                         or with :after=F mid-response, after it was carried out
-    options of these four:
+    options of these five:
     :endpoints=E|E..    only these endpoints (healthz create get delete execute operation
                         upload download list history logs other); default all of them
-    :after=F            (500, 503, reset) the fraction F (default 0) that happens AFTER the
+    :after=F            (404, 500, 503, reset) the fraction F (default 0) that happens AFTER the
                         request was carried out (a create that "failed" but made a session;
                         a reset then cuts the answer halfway, a download loses its trailers)
     :retry-after=S      (429) Retry-After seconds (default 1)
@@ -22,7 +25,7 @@ SPEC is a comma-separated list of KEY=VALUE items, some with ':OPT=VAL' options
   stuck-op=P            an async execute's operation stays "running" forever and runs
                         nothing (a claim that never becomes ready)  [:max=N]
 
-One random number is drawn per request for 429/500/503/reset, compared with the cumulative
+One random number is drawn per request for 429/404/500/503/reset, compared with the cumulative
 probabilities in that order. /_fake/* is never faulted. --seed makes it repeatable.
 """
 
@@ -84,7 +87,7 @@ class Fault:
         return d
 
 
-ERROR_KEYS = ("429", "500", "503", "reset")
+ERROR_KEYS = ("429", "404", "500", "503", "reset")
 KEYS = set(ERROR_KEYS) | {"latency", "slow-alloc", "alloc-hang", "stuck-op"}
 
 
@@ -138,7 +141,7 @@ class Faults:
                     acc += f.p
                     if x < acc:
                         f.spend()
-                        after = key in ("500", "503", "reset") and self.rng.random() < f.after
+                        after = key in ("404", "500", "503", "reset") and self.rng.random() < f.after
                         return f, after
             return None, False
 

@@ -223,9 +223,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def respond(self, status, body=b"", ctype=None, headers=()):
         """One whole answer (gzip for JSON when asked, as GzipMiddleware does)."""
-        if self.fault_after is not None and self.fault_after.key in ("500", "503"):
+        if self.fault_after is not None and self.fault_after.key in ("404", "500", "503"):
             f, self.fault_after = self.fault_after, None
-            return self.respond(int(f.key), json_bytes({"error": "injected fault"}), "application/json")
+            return self.respond(int(f.key), json_bytes({"error": self.fault_text(f)}), "application/json")
         hdrs = list(headers)
         if ctype:
             hdrs.append(("Content-Type", ctype))
@@ -273,6 +273,12 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n" + t.encode("latin-1") + b"\r\n")
         self.wfile.flush()
 
+    def fault_text(self, f):
+        if f.key == "404":
+            m = re.match(r"^/v1/sessions/([^/?]+)", self.path)
+            return "session %s not found" % m.group(1) if m else "not found"
+        return "injected fault"
+
     def disconnected(self):
         """Did the client go away (what ends the Go request context)?"""
         try:
@@ -309,6 +315,7 @@ class Handler(BaseHTTPRequestHandler):
         self.status = None
         self.fault_after = None
         self.streamed = 0
+        self.op_id = None
         t0 = time.monotonic()
         path = self.path.split("?", 1)[0]
         query = self.path.split("?", 1)[1] if "?" in self.path else ""
@@ -339,7 +346,7 @@ class Handler(BaseHTTPRequestHandler):
                     if fault.key == "429":
                         self.error(429, "rate limit exceeded", headers=[("Retry-After", str(fault.retry_after))])
                     else:
-                        self.error(int(fault.key), "injected fault")
+                        self.error(int(fault.key), self.fault_text(fault))
                     return
                 self.fault_after = fault
             self.dispatch(path, query, endpoint, params, auth)
@@ -348,10 +355,12 @@ class Handler(BaseHTTPRequestHandler):
         except (ConnectionError, BrokenPipeError):
             self.close_connection = True
         finally:
+            m = re.match(r"^/v1/sessions/([^/]+)(?:/operations/([^/]+))?", path)
             self.server.log_request_entry({
                 "time": time.time(), "method": self.command, "path": path, "query": query,
-                "endpoint": endpoint, "status": self.status or 0, "fault": fault_name,
-                "duration_ms": round((time.monotonic() - t0) * 1000, 2)})
+                "endpoint": endpoint, "session": m.group(1) if m else None,
+                "operation": (m.group(2) if m else None) or self.op_id, "status": self.status or 0,
+                "fault": fault_name, "duration_ms": round((time.monotonic() - t0) * 1000, 2)})
 
     def route(self, path):
         """(endpoint, params, auth) or answers 404/405 itself (after auth inside a session's
@@ -490,6 +499,7 @@ class Handler(BaseHTTPRequestHandler):
         op_id = req.get("operationID") or ""
         if not isinstance(op_id, str):
             raise GatewayError("json: cannot unmarshal into Go struct field ExecuteRequest.operationID", 400)
+        self.op_id = op_id or None
         if self.headers.get("Accept") == "text/event-stream" and not op_id:
             self.execute_sse(s, req)
             return
@@ -620,6 +630,9 @@ class Handler(BaseHTTPRequestHandler):
                 gw.cfg[k] = type(DEFAULTS[k])(v)
             self.json(200, gw.cfg)
         elif path == "/_fake/restart" and self.command == "POST":
+            n = int(body.get("resetNext") or 0)
+            if n > 0:       # the gateway is down for the next n requests (connection reset)
+                gw.faults.set(",".join(x for x in (gw.faults.spec, "reset=1:max=%d" % n) if x))
             gw.restart(keep_sessions=bool(body.get("keepSessions")))
             srv.drop_connections(except_sock=self.connection)
             self.json(200, {"generation": gw.generation})

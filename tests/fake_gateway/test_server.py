@@ -29,6 +29,7 @@ def start_server(*extra):
                              "--api-key", OTHER + ":user", "--reap-interval", "3600"] + list(extra),
                             stdout=subprocess.PIPE, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
     line = proc.stdout.readline().decode().strip()
+    proc.stdout.close()
     if not line.startswith("http://127.0.0.1:"):
         proc.kill()
         proc.wait()
@@ -497,6 +498,86 @@ class Execute(Base):
         self.assertEqual(r.header("Content-Type"), "application/json")
 
 
+class More(Base):
+    def test_gzip_for_json_only(self):
+        sid = self.session()
+        r = request("GET", "/v1/sessions/" + sid, headers={"Accept-Encoding": "gzip"})
+        self.assertEqual(r.header("Content-Encoding"), "gzip")
+        import gzip
+        self.assertEqual(json.loads(gzip.decompress(r.body))["id"], sid)
+        r = request("GET", "/healthz", key=None, headers={"Accept-Encoding": "gzip"})
+        self.assertEqual((r.header("Content-Encoding"), r.body), (None, b"ok"))
+
+    def test_operations_go_with_their_session(self):
+        sid = create()
+        r = execute(sid, [sh("wait", "while :; do sleep 0.02; done"), sh("next", "true")], operationID="op-del")
+        self.assertEqual(r.status, 202)
+        self.assertEqual(delete(sid), 204)
+        r = request("GET", "/v1/sessions/%s/operations/op-del" % sid)
+        self.assertEqual((r.status, r.json()), (404, {"error": "session %s not found" % sid}))
+
+    def test_key_file_port_file_and_sigkill(self):
+        import tempfile
+        d = tempfile.mkdtemp(prefix="fake-gw-test.")
+        try:
+            keys = os.path.join(d, "keys")
+            with open(keys, "w") as fh:
+                fh.write("# keys\nfile-key:user\n")
+            port_file = os.path.join(d, "port")
+            proc = subprocess.Popen(["/usr/bin/python3", os.path.join(HERE, "server.py"), "--key-file", keys,
+                                     "--port-file", port_file], stdout=subprocess.PIPE)
+            try:
+                url = proc.stdout.readline().decode().strip()
+                with open(port_file) as fh:
+                    self.assertEqual(url, "http://127.0.0.1:%d" % int(fh.read()))
+                global SRV
+                saved, SRV = SRV, (None, "127.0.0.1", int(url.rsplit(":", 1)[1]))
+                try:
+                    self.assertEqual(request("POST", "/v1/sessions", {"image": "x"}, key="new-key").status, 401)
+                    with open(keys + ".tmp", "w") as fh:
+                        fh.write("new-key:admin\n")
+                    os.rename(keys + ".tmp", keys)
+                    sid = create(key="new-key")
+                    self.assertEqual(request("GET", "/v1/sessions", key="new-key").status, 200)
+                    marker = "%d.%d" % (os.getpid(), proc.pid)
+                    r = execute(sid, [sh("bg", "sh -c 'sleep 4321; : %s' >/dev/null 2>&1 &" % marker)],
+                                key="new-key")
+                    self.assertEqual(r.json()["results"][0]["output"]["exit_code"], 0)
+                    self.assertTrue(processes_with(marker))
+                finally:
+                    SRV = saved
+            finally:
+                proc.kill()                         # SIGKILL: the pods must go with it
+                proc.wait()
+                proc.stdout.close()
+            for _ in range(500):
+                if not processes_with(marker):
+                    break
+                time.sleep(0.02)
+            self.assertEqual(processes_with(marker), [])
+            # the next server removes the temp dir of the killed one
+            nxt = start_server()
+            nxt[0].terminate()
+            nxt[0].wait()
+            self.assertEqual([x for x in os.listdir("/tmp") if x.startswith("fake-arl.%d." % proc.pid)], [])
+        finally:
+            import shutil
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def processes_with(text):
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as fh:
+                    if text.encode() in fh.read():
+                        found.append(int(pid))
+            except OSError:
+                pass
+    return found
+
+
 class Files(Base):
     def test_upload_download_with_sha_and_trailers(self):
         sid = self.session()
@@ -614,6 +695,32 @@ class Faults(Base):
         control("restart", {})
         self.assertEqual(request("GET", "/v1/sessions/" + sid).status, 404)
         self.assertEqual(control("sessions").json(), [])
+
+    def test_delete_answered_404_after_deleting(self):
+        sid = create()
+        set_faults("404=1:endpoints=delete:after=1:max=1")
+        r = request("DELETE", "/v1/sessions/" + sid)
+        self.assertEqual((r.status, r.json()), (404, {"error": "session %s not found" % sid}))
+        self.assertEqual(control("sessions").json(), [])
+
+    def test_restart_resets_the_next_requests(self):
+        sid = self.session()
+        control("restart", {"keepSessions": True, "resetNext": 2})
+        for _ in range(2):
+            with self.assertRaises((ConnectionError, OSError)):
+                request("GET", "/v1/sessions/" + sid)
+        self.assertEqual(request("GET", "/v1/sessions/" + sid).status, 200)
+
+    def test_request_log(self):
+        sid = self.session()
+        control("requests", method="DELETE")
+        execute(sid, [sh("a", "true")], operationID="op-log")
+        poll(sid, "op-log")
+        log = control("requests").json()
+        self.assertEqual(log[0]["endpoint"], "execute")
+        self.assertEqual((log[0]["session"], log[0]["operation"]), (sid, "op-log"))
+        self.assertTrue(all(e["operation"] == "op-log" for e in log))
+        self.assertEqual(log[-1]["endpoint"], "operation")
 
     def test_bad_fault_spec_is_refused(self):
         r = control("faults", {"spec": "nonsense=1"})
