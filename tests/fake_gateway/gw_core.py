@@ -21,6 +21,7 @@ import pod_container                    # noqa: E402
 
 BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
 PREVIEW = 4096                          # history keeps this much of each output
+WORKSPACE_VOLUMES = {"/workspace": "workspace"}
 
 
 class GatewayError(Exception):
@@ -119,11 +120,17 @@ class Operation:
 
 
 class FakePod:
-    """What pod_container.Container.start needs: a directory and the volumes to bind."""
+    """What pod_container.Container.start needs: a directory and the volumes to bind. The
+    pod template (sandbox_template_builder.go) mounts a `workspace` emptyDir at /workspace."""
 
     def __init__(self, root):
         self.root = root
         self.mounts = {}
+        for mp, vol in WORKSPACE_VOLUMES.items():
+            host = os.path.join(root, "vol-" + vol)
+            os.makedirs(host)
+            os.chmod(host, 0o777)         # an emptyDir is world-writable
+            self.mounts[mp] = host
         self.deleting = False
 
 
@@ -341,7 +348,11 @@ class Gateway:
             sid = "%s-%s" % (slug(pool.image or pool.profile, 46), secrets.token_hex(8))
             root = os.path.join(self.workdir, "pods", sid)
             os.makedirs(root)
-            pod = FakePod(root)
+            try:
+                pod = FakePod(root)
+            except OSError as e:
+                pod_container.rmtree(root)
+                raise GatewayError("failed to make the session's pod: %s" % e)
             if not self.bwrap:
                 raise GatewayError("the fake gateway needs bwrap for its pods")
             try:

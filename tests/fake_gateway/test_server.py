@@ -398,6 +398,10 @@ class Execute(Base):
         self.assertTrue(out["stdout"].startswith("1\n2\n/usr/local/bin/tool\n0\n"), out)
         self.assertFalse(os.path.exists("/usr/local/bin/tool") and os.path.getsize("/usr/local/bin/tool") == 0
                          and False)
+        r = execute(sid, [sh("w", "echo kept > /workspace/f; stat -c %a /workspace")])
+        self.assertEqual(r.json()["results"][0]["output"]["stdout"], "777\n")    # the workspace emptyDir
+        r = execute(sid, [{"name": "r", "command": ["cat", "f"], "workDir": "/workspace"}])
+        self.assertEqual(r.json()["results"][0]["output"]["stdout"], "kept\n")
         other = self.session()                  # another session sees none of it
         out = execute(other, [sh("c", "cat /opt/x/f")]).json()["results"][0]["output"]
         self.assertNotEqual(out["exit_code"], 0)

@@ -73,3 +73,19 @@ gw_session_count() {
 gw_busy_count() {
 	gw_get /_fake/state | python3 -c 'import json, sys; print(sum(1 for s in json.load(sys.stdin)["sessions"] if s["busy"]))'
 }
+
+# gw_faults SPEC: replaces the gateway's fault SPEC (tests/fake_gateway/README.md); '' clears it.
+gw_faults() {
+	gw_post /_fake/faults "$(python3 -c 'import json, sys; print(json.dumps({"spec": sys.argv[1]}))' "$1")"
+}
+# gw_requests [ENDPOINT]: requests in the gateway's log (all, or those to ENDPOINT: create,
+# execute, operation, delete, upload, download, ...), dropped connections included.
+gw_requests() {
+	gw_get /_fake/requests | python3 -c '
+import json, sys
+print(sum(1 for r in json.load(sys.stdin) if len(sys.argv) < 2 or r["endpoint"] == sys.argv[1]))' "$@"
+}
+# check_no_session DESC: no session is left on the gateway.
+check_no_session() {
+	check_eq "$1" "$(gw_session_count)" 0
+}
