@@ -163,8 +163,10 @@ class Container:
         self.sock_path = sock_path
 
     @staticmethod
-    def start(shared, pod, bwrap, ro_dirs, links):
-        """Starts the container of pod; returns it, or raises OSError/RuntimeError."""
+    def start(shared, pod, bwrap, ro_dirs, links, network=True):
+        """Starts the container of pod; returns it, or raises OSError/RuntimeError.
+        network=False: a network namespace of its own (loopback only), for the fake
+        gateway's sessions created with allowInternet false."""
         shared.prepare()
         uid = pod_uid()
         cdir = os.path.join(pod.root, ".container")
@@ -183,6 +185,8 @@ class Container:
         os.chmod(tmp, 0o1777)
 
         cmd = [bwrap, "--unshare-pid", "--cap-drop", "ALL", "--die-with-parent", "--new-session"]
+        if not network:
+            cmd.append("--unshare-net")
         for d in ro_dirs:
             if d != "/usr/local" and d not in OVERLAYS:
                 cmd += ["--ro-bind", d, d]

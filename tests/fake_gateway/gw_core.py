@@ -357,7 +357,7 @@ class Gateway:
                 raise GatewayError("the fake gateway needs bwrap for its pods")
             try:
                 container = self.starter.call(pod_container.Container.start, self.shared, pod, self.bwrap,
-                                              self.ro_dirs, self.links)
+                                              self.ro_dirs, self.links, req.get("allowInternet") is not False)
             except (OSError, RuntimeError) as e:
                 pod_container.rmtree(root)
                 raise GatewayError("failed to start the session's pod: %s" % e)

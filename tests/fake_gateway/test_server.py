@@ -406,6 +406,15 @@ class Execute(Base):
         out = execute(other, [sh("c", "cat /opt/x/f")]).json()["results"][0]["output"]
         self.assertNotEqual(out["exit_code"], 0)
 
+    def test_allow_internet_false_has_no_network(self):
+        probe = ("import socket; s = socket.socket(); s.settimeout(5); "
+                 "print(s.connect_ex(('127.0.0.1', %d)) == 0)" % SRV[2])
+        out = [execute(self.session(**kw), [{"name": "net", "command": ["python3", "-c", probe]}]).json()
+               ["results"][0]["output"] for kw in ({}, {"allowInternet": True}, {"allowInternet": False})]
+        self.assertEqual([o["stdout"] for o in out], ["True\n", "True\n", "False\n"], out)
+        pools = {p["name"] for p in request("GET", "/v1/pools", key=ADMIN).json() if p["image"] == "python:3.11"}
+        self.assertEqual(len(pools), 2)         # noInternet is a pool of its own
+
     def test_steps_is_required_and_bad_types_are_400(self):
         sid = self.session()
         self.assertEqual(execute(sid, []).json(), {"error": "steps is required"})
