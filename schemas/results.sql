@@ -1,4 +1,4 @@
--- arl-batch results database, schema version 3.
+-- arl-batch results database, schema version 4.
 --
 -- This file is the schema. The runner embeds this exact text at build time and runs it, inside one
 -- BEGIN IMMEDIATE .. COMMIT, to create a new database; `sqlite3 new.db < schemas/results.sql`
@@ -150,4 +150,21 @@ CREATE UNIQUE INDEX artifacts_attempt ON artifacts (attempt_id, path);
 -- prune keeps a stored file while any row still names its digest.
 CREATE INDEX artifacts_sha256 ON artifacts (sha256) WHERE sha256 IS NOT NULL;
 
-PRAGMA user_version = 3;
+-- What a backend made outside this host for an attempt (v4): a gateway session, recorded the
+-- moment it exists and deleted once the backend has released it, so that `arl-batch gc` can
+-- delete what a runner killed with -9 left behind (a gateway lists sessions to admins only).
+-- A row whose run is no longer 'running', or whose runner is gone, is a leftover.
+CREATE TABLE leases (
+	id         INTEGER PRIMARY KEY,
+	run_id     INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	backend    TEXT    NOT NULL,                      -- e.g. 'gateway'
+	location   TEXT    NOT NULL,                      -- where it lives: the gateway's URL
+	name       TEXT    NOT NULL,                      -- its name there: the session id
+	job_key    TEXT,                                  -- the attempt it is for
+	attempt    INTEGER,
+	created_at TEXT    NOT NULL
+) STRICT;
+
+CREATE INDEX leases_run ON leases (run_id);
+
+PRAGMA user_version = 4;

@@ -90,3 +90,13 @@ const char *arl_backend_setting(const struct arl_backend_opts *o, const char *na
 			v = o->settings[i].value;
 	return v;
 }
+
+void arl_backend_leases_free(struct arl_backend_lease *l, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(l[i].location);
+		free(l[i].name);
+		free(l[i].job_key);
+	}
+	free(l);
+}

@@ -42,6 +42,31 @@ struct arl_backend_option {
 	char short_name;         /* 0: none */
 };
 
+/*
+ * Where a backend records what it makes outside this host (a gateway session) the moment it
+ * exists, so that `gc` can delete it after its runner was killed: the results database's
+ * leases (docs/database.md). Thread-safe: called from the workers.
+ */
+struct arl_backend_ledger {
+	void *arg;
+	/* 0 with *id, or -1 with @err: the thing must then not be kept (delete it). */
+	int (*add)(void *arg, const char *backend, const char *location, const char *name,
+	           const char *job_key, int attempt, int64_t *id, struct arl_err *err);
+	/* Released (deleted, or gone already): the record goes. Failures are logged. */
+	void (*drop)(void *arg, int64_t id);
+};
+
+/* A lease the database records, as `gc` hands it to its backend. */
+struct arl_backend_lease {
+	int64_t id, run_id;
+	char *location, *name, *job_key;
+	int attempt;
+	/* Why it is left over (its run ended, its runner is gone), or NULL: it may be in use. */
+	const char *gone;
+	bool other_host; /* its runner is on another host: not judged from here */
+};
+void arl_backend_leases_free(struct arl_backend_lease *l, size_t n);
+
 /* What `arl-batch gc` hands each backend it sweeps. */
 struct arl_backend_gc_opts {
 	bool yes;              /* delete what is found (else only list it) */
@@ -49,6 +74,15 @@ struct arl_backend_gc_opts {
 	/* The gc options given (every backend's gc_options; each reads its own). */
 	const struct arl_backend_setting *settings;
 	size_t nsettings;
+	const char *db_path; /* the results database whose leases are read */
+	/*
+	 * The leases of @backend in that database (*out malloc'd, free with
+	 * arl_backend_leases_free); 0 with none when there is no database. -1 with @err.
+	 */
+	int (*leases)(void *arg, const char *backend, struct arl_backend_lease **out, size_t *n,
+	              struct arl_err *err);
+	void (*lease_drop)(void *arg, int64_t id); /* deleted: the record goes */
+	void *leases_arg;
 };
 
 struct arl_backend_opts {
@@ -60,6 +94,7 @@ struct arl_backend_opts {
 	/* Every backend's settings, checked by their owners: each reads its own (the last wins). */
 	const struct arl_backend_setting *settings;
 	size_t nsettings;
+	const struct arl_backend_ledger *ledger; /* NULL: nothing can be recorded */
 };
 
 /* What the scheduler knows of the attempt a sandbox is for (names, labels, owner). */

@@ -10,11 +10,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "cmd/cli.h"
 #include "cmd/options.h"
 #include "err.h"
+#include "log.h"
+#include "store/store.h"
+#include "store/store_leases.h"
 #include "util.h"
 #include "banned.h"
 
@@ -36,7 +40,9 @@ static const char about[] =
     "another process now, or the host rebooted since. Tasks are deleted first. Objects\n"
     "of other hosts are counted, not touched: their runners cannot be seen from here\n"
     "(see --host). Objects without the owner labels and keepAlive Sandboxes are never\n"
-    "touched.\n";
+    "touched.\n"
+    "gateway: the sessions the database (--db) records (table leases) whose run ended\n"
+    "or whose runner is gone; the API key is $ARL_API_KEY or --api-key-file.\n";
 
 static const char epilog[] =
     "Exit status: 0 done (whether or not anything was found), 2 usage error, 3 the\n"
@@ -130,9 +136,9 @@ static void gc_backends(struct gc_backends *b)
 	         sizeof(b->backend_help) - strlen(b->backend_help), " or all (default: %s",
 	         b->n ? arl_backend_name(b->ops[0]) : "none");
 	if (b->n > 1) {
-		append(b->backend_help, sizeof(b->backend_help), "%s", ", and ");
+		append(b->backend_help, sizeof(b->backend_help), "%s", ",\nand ");
 		add_names(b->backend_help, sizeof(b->backend_help), b, 1, " and ", "");
-		append(b->backend_help, sizeof(b->backend_help), "%s", "\ntoo when a ");
+		append(b->backend_help, sizeof(b->backend_help), "%s", " too when a\n");
 		add_names(b->backend_help, sizeof(b->backend_help), b, 1, " or ", "");
 		append(b->backend_help, sizeof(b->backend_help), "%s", " option below is given");
 	}
@@ -185,8 +191,87 @@ static int not_for(const struct arl_command_usage *u, const struct arl_backend_o
 	                         chosen);
 }
 
+/* The results database's leases (schema v4), opened on first use. */
+struct gc_db {
+	const char *path;
+	struct arl_store *s;
+	bool missing;
+	char host[256];
+	struct arl_owner me;
+	struct arl_backend_lease *v;
+	size_t n, cap;
+};
+
+static int collect_lease(void *arg, const struct arl_store_lease *l)
+{
+	struct gc_db *g = arg;
+	struct arl_backend_lease *o;
+
+	ARL_GROW(g->v, g->cap, g->n + 1);
+	o = &g->v[g->n++];
+	memset(o, 0, sizeof(*o));
+	o->id = l->id;
+	o->run_id = l->run_id;
+	o->location = arl_xstrdup(l->location);
+	o->name = arl_xstrdup(l->name);
+	o->job_key = l->job_key ? arl_xstrdup(l->job_key) : NULL;
+	o->attempt = (int)l->attempt;
+	/* Opening the store read-write closed the runs of this host's dead runners. */
+	if (l->run_status && !strcmp(l->run_status, "interrupted"))
+		o->gone = "its runner is gone (run interrupted)";
+	else if (!l->run_status || strcmp(l->run_status, "running"))
+		o->gone = "its run ended without deleting it";
+	else if (!l->host || strcmp(l->host, g->host))
+		o->other_host = true;
+	else
+		o->gone = arl_owner_gone(&l->owner, &g->me);
+	return 0;
+}
+
+static int gc_leases(void *arg, const char *backend, struct arl_backend_lease **out, size_t *n,
+                     struct arl_err *err)
+{
+	struct gc_db *g = arg;
+
+	*out = NULL;
+	*n = 0;
+	if (!g->s && !g->missing) {
+		if (arl_store_open(&g->s, g->path, ARL_STORE_NOCREATE, err) < 0) {
+			if (err->code != ARL_E_IO)
+				return -1;
+			arl_err_clear(err);
+			g->missing = true;
+		}
+	}
+	if (g->missing)
+		return 0;
+	if (gethostname(g->host, sizeof(g->host)) < 0)
+		g->host[0] = '\0';
+	g->host[sizeof(g->host) - 1] = '\0';
+	arl_owner_self(&g->me);
+	g->v = NULL;
+	g->n = g->cap = 0;
+	if (arl_store_leases_each(g->s, backend, collect_lease, g, err) < 0) {
+		arl_backend_leases_free(g->v, g->n);
+		return -1;
+	}
+	*out = g->v;
+	*n = g->n;
+	return 0;
+}
+
+static void gc_lease_drop(void *arg, int64_t id)
+{
+	struct gc_db *g = arg;
+	struct arl_err err = ARL_ERR_INIT;
+
+	if (g->s && arl_store_lease_drop(g->s, id, &err) < 0)
+		arl_log_err(NULL, &err);
+}
+
 int cmd_gc(int argc, char **argv)
 {
+	struct gc_db gdb = {.path = NULL};
 	struct gc_backends b = {.n = 0};
 	struct gc_settings settings = {.n = 0};
 	struct arl_backend_gc_opts go = {.yes = false};
@@ -245,9 +330,14 @@ int cmd_gc(int argc, char **argv)
 	go.state_dir = state_dir = arl_cli_state_dir(state, arl_cli_db_path(db));
 	go.settings = settings.v;
 	go.nsettings = settings.n;
+	go.db_path = gdb.path = arl_cli_db_path(db);
+	go.leases = gc_leases;
+	go.lease_drop = gc_lease_drop;
+	go.leases_arg = &gdb;
 	for (size_t i = 0; i < b.n; i++)
 		if (which & 1 << i && (rc = b.ops[i]->gc(&go)) != 0)
 			code = rc;
 	free(state_dir);
+	arl_store_close(gdb.s);
 	return code;
 }

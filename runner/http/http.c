@@ -329,6 +329,10 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
 	if (x->stop && atomic_load(x->stop))
 		return 1;
 	if (x->cancel_fd >= 0 && arl_fd_readable(x->cancel_fd)) {
+		if (!x->cancel_seen_ms)
+			x->cancel_seen_ms = arl_now_ms();
+		if (arl_now_ms() - x->cancel_seen_ms < x->cancel_grace_ms)
+			return 0;
 		x->cancelled = true;
 		return 1;
 	}
@@ -452,6 +456,7 @@ int arl_http_request(struct arl_http *c, const struct arl_http_req *r, struct ar
 		struct arl_http_xfer x = {
 		    .body = {.max = r->max_body ? r->max_body : HTTP_MAX_BODY},
 		    .cancel_fd = r->cancel_fd,
+		    .cancel_grace_ms = r->cancel_grace_ms,
 		    .on_header = r->on_header,
 		    .header_arg = r->arg};
 		struct curl_slist *hdrs = NULL;
@@ -459,7 +464,7 @@ int arl_http_request(struct arl_http *c, const struct arl_http_req *r, struct ar
 		int64_t timeout = r->timeout_ms > 0 ? r->timeout_ms : c->o.timeout_ms, delay;
 		enum arl_http_verdict v = ARL_HTTP_DEFAULT;
 		long status = 0;
-		bool transient;
+		bool transient, sent;
 		CURLcode rc;
 
 		/*
@@ -481,6 +486,7 @@ int arl_http_request(struct arl_http *c, const struct arl_http_req *r, struct ar
 				goto fail;
 			}
 		}
+		/* A try that has not started is not started once cancelled, grace or not. */
 		if (arl_fd_readable(r->cancel_fd) ||
 		    arl_http_rate_limit(c, r->deadline_ms, r->cancel_fd) < 0) {
 			resp->cancelled = arl_fd_readable(r->cancel_fd);
@@ -509,6 +515,8 @@ int arl_http_request(struct arl_http *c, const struct arl_http_req *r, struct ar
 		arl_http_throttle_sent(r->throttle, &slot);
 		arl_http_setup(c, e->h, r->method, r->url, r->body, r->body_len, r->content_type,
 		               r->accept, timeout, &x, errbuf, &hdrs);
+		if (r->fresh_connect)
+			curl_easy_setopt(e->h, CURLOPT_FRESH_CONNECT, 1L);
 		for (size_t i = 0; r->headers && r->headers[i]; i++)
 			hdrs = curl_slist_append(hdrs, r->headers[i]);
 		if (r->setup && r->setup(r->arg, e->h, &hdrs, &last) < 0) {
@@ -548,8 +556,10 @@ int arl_http_request(struct arl_http *c, const struct arl_http_req *r, struct ar
 			          errbuf[0] ? errbuf : curl_easy_strerror(rc));
 			transient = arl_http_transient_curl(rc);
 			/* The request may have reached the server before the connection broke. */
-			resp->ambiguous = resp->ambiguous || (rc != CURLE_COULDNT_CONNECT &&
-			                                      rc != CURLE_COULDNT_RESOLVE_HOST);
+			sent = rc != CURLE_COULDNT_CONNECT && rc != CURLE_COULDNT_RESOLVE_HOST;
+			resp->ambiguous = resp->ambiguous || sent;
+			if (sent && r->retry == ARL_HTTP_RETRY_UNSENT)
+				transient = false;
 			arl_buf_release(&x.body);
 		} else {
 			resp->body = x.body;

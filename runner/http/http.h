@@ -52,6 +52,12 @@ enum arl_http_retry {
 	ARL_HTTP_RETRY_NONE,   /* never (a POST that makes something new each time) */
 	ARL_HTTP_RETRY_SAFE,   /* repeating changes nothing (GET, DELETE, an idempotent POST) */
 	ARL_HTTP_RETRY_CREATE, /* a create whose repetition the judge hook can detect */
+	/*
+	 * A create that cannot be detected when repeated: only tries that surely never
+	 * reached the server (connection refused, name not resolved) and answers the judge
+	 * leaves to the default rules (a 429 from a rate limiter in front) are repeated.
+	 */
+	ARL_HTTP_RETRY_UNSENT,
 };
 
 /* The judge hook's verdict on an answer (see struct arl_http_req). */
@@ -84,6 +90,13 @@ struct arl_http_req {
 	 */
 	struct arl_http_throttle *throttle;
 	size_t max_body; /* response bytes; 0: 16 MiB */
+	/*
+	 * Once @cancel_fd is readable, a try in flight goes on this long before it is cut (a
+	 * create whose answer names what must be deleted). 0: cut at once.
+	 */
+	int64_t cancel_grace_ms;
+	/* A new connection: libcurl then never resends the request on a dead reused one. */
+	bool fresh_connect;
 	/* Hooks, all optional, called with @arg. */
 	void *arg;
 	/* Sets up what the API needs on @h (TLS, credentials), adding header lines to *@hdrs. */
@@ -148,6 +161,7 @@ struct arl_http_xfer {
 	int64_t retry_after_ms;
 	int cancel_fd;
 	bool cancelled;
+	int64_t cancel_grace_ms, cancel_seen_ms;
 	atomic_bool *stop; /* streams: set to end it */
 	/* Streams: called for each complete line of the body; returns -1 to end the stream. */
 	int (*on_line)(void *arg, const char *line, size_t len);

@@ -26,6 +26,7 @@
 #include "err.h"
 #include "log.h"
 #include "run/events.h"
+#include "run/ledger.h"
 #include "run/progress.h"
 #include "run/runlock.h"
 #include "run/scheduler.h"
@@ -698,6 +699,7 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 	struct arl_sched_opts so = {0};
 	struct arl_sched_outcome outcome = {0};
 	struct arl_backend_opts bo = {0};
+	struct arl_run_ledger *ledger = NULL;
 	struct arl_sched_budget *budgets = NULL;
 	const char *status, *halted;
 	char hbuf[64];
@@ -770,13 +772,15 @@ int arl_run_execute(struct arl_jobfile *const *files, size_t nfiles, const struc
 		arl_error_errno(&err, errno, "cannot create pipes");
 		goto fail_run;
 	}
+	ledger = arl_run_ledger_new(db, r.run_id);
 	bo = (struct arl_backend_opts){.state_dir = o->state_dir,
 	                               .run_id = r.run_id,
 	                               .run_name = r.run_name,
 	                               .capture_max = o->capture_max,
 	                               .cancel_fd = cancel[0],
 	                               .settings = o->backend_settings,
-	                               .nsettings = o->nbackend_settings};
+	                               .nsettings = o->nbackend_settings,
+	                               .ledger = arl_run_ledger_ops(ledger)};
 	if (open_backends(files, nfiles, &bo, backends, &err) < 0)
 		goto fail_run;
 	for (size_t b = 0; arl_backend_at(b); b++) {
@@ -966,6 +970,7 @@ out:
 		sig_pipe[i] = -1;
 	}
 	arl_live_run_close(db, r.run_id, r.live_fd);
+	arl_run_ledger_free(ledger); /* the backends are closed: no record comes any more */
 	arl_store_close(r.store);
 	free(pool_limits);
 	free(file_limits);

@@ -26,7 +26,7 @@
 #include "result.h"
 
 /* The schema version (PRAGMA user_version) this code reads and writes. */
-#define ARL_STORE_VERSION 3
+#define ARL_STORE_VERSION 4
 
 enum {
 	/*

@@ -26,7 +26,7 @@ struct arl_migration {
 
 /* Ends with a {0, 0, NULL} sentinel: ISO C has no empty arrays. */
 static const struct arl_migration arl_migrations[] = {
-    {0, 3, arl_results_sql},
+    {0, 4, arl_results_sql},
     {1, 2,
      "ALTER TABLE runs ADD COLUMN owner_start INTEGER;"
      "ALTER TABLE runs ADD COLUMN owner_boot TEXT;"
@@ -46,6 +46,17 @@ static const struct arl_migration arl_migrations[] = {
      " error TEXT) STRICT;"
      "CREATE UNIQUE INDEX artifacts_attempt ON artifacts (attempt_id, path);"
      "CREATE INDEX artifacts_sha256 ON artifacts (sha256) WHERE sha256 IS NOT NULL;"},
+    {3, 4,
+     "CREATE TABLE leases ("
+     " id INTEGER PRIMARY KEY,"
+     " run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,"
+     " backend TEXT NOT NULL,"
+     " location TEXT NOT NULL,"
+     " name TEXT NOT NULL,"
+     " job_key TEXT,"
+     " attempt INTEGER,"
+     " created_at TEXT NOT NULL) STRICT;"
+     "CREATE INDEX leases_run ON leases (run_id);"},
     {0, 0, NULL},
 };
 

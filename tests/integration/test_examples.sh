@@ -12,7 +12,7 @@ make_tmp
 DB=$TMP/examples.db
 # An example marked '# Needs: one container per sandbox' runs only in test_pod_semantics.sh
 # (on both backends) until the local backend has what it needs; then it joins here.
-mapfile -t JOBS < <(grep -L '^# Needs: one container per sandbox' "$SOURCE_DIR"/jobs/*.yaml)
+mapfile -t JOBS < <(grep -L -e '^# Needs: one container per sandbox' -e '^# Needs: a gateway' "$SOURCE_DIR"/jobs/*.yaml)
 NJOBFILES=${#JOBS[@]}
 
 # 12-images runs from the busybox test image: loaded as its comment says, in a store of our

@@ -16,7 +16,7 @@ start_fake --pool sandbox=4 --pool swebench=3 \
 # (on both backends) until the local backend has what it needs; then it joins here.
 # 12-images names a job's own image, which a WarmPool cannot run (validate refuses it there).
 mapfile -t JOBS < <(grep -L -e '^# Needs: one container per sandbox' \
-	-e '^# Needs: the busybox test image' "$SOURCE_DIR"/jobs/*.yaml)
+	-e '^# Needs: the busybox test image' -e '^# Needs: a gateway' "$SOURCE_DIR"/jobs/*.yaml)
 K8S=$TMP/k8s.db
 LOCAL=$TMP/local.db
 

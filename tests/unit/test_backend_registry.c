@@ -234,7 +234,7 @@ static void test_backend_names_and_foreign_keys(void **state)
 	         &file),
 	    -1);
 	assert_printed(f, "3:16: error: 'backend' must be one of 'local', 'kubernetes', "
-	                  "'fake', got 'fak'; did you mean 'fake'?");
+	                  "'gateway', 'fake', got 'fak'; did you mean 'fake'?");
 
 	assert_int_equal(
 	    load(f,
@@ -335,7 +335,7 @@ static void test_run_help_names_the_backends(void **state)
 	char *argv[] = {"run", "--help", NULL}, *text;
 
 	assert_int_equal(captured(*state, cmd_run, argv, &text), 0);
-	assert_has(text, "      --backend local|kubernetes|fake\n");
+	assert_has(text, "      --backend local|kubernetes|gateway|fake\n");
 	free(text);
 }
 
@@ -348,8 +348,9 @@ static void test_gc_reaches_every_backend(void **state)
 	char *text;
 
 	assert_int_equal(captured(*state, cmd_gc, help, &text), 0);
-	assert_has(text, "usage: arl-batch gc [--yes] [--backend local|kubernetes|fake|all]");
-	assert_has(text, "[--host NAME] [--fake-where W]\n");
+	assert_has(text,
+	           "usage: arl-batch gc [--yes] [--backend local|kubernetes|gateway|fake|all]");
+	assert_has(text, "[--fake-where W]\n");
 	assert_has(text, "      --fake-where W      fake: where to look\n");
 	free(text);
 	assert_int_equal(captured(*state, cmd_gc, fake, &text), 0);

@@ -304,8 +304,8 @@ static void test_migrate_from_v1(void **state)
 {
 	struct fx *f = *state;
 	char fresh[600], *text;
-	static const char *const tables[] = {"runs",  "jobs",    "attempts",
-	                                     "steps", "metrics", "artifacts"};
+	static const char *const tables[] = {"runs",    "jobs",      "attempts", "steps",
+	                                     "metrics", "artifacts", "leases"};
 
 	text = read_source("tests/unit/fixtures/store/results-v1.sql", NULL);
 	raw_exec(f->db, text);
@@ -417,8 +417,8 @@ static void test_schema_file_is_embedded(void **state)
 	(void)state;
 	assert_int_equal(strlen(arl_results_sql), n);
 	assert_memory_equal(arl_results_sql, text, n);
-	assert_non_null(strstr(text, "PRAGMA user_version = 3;"));
-	assert_int_equal(ARL_STORE_VERSION, 3);
+	assert_non_null(strstr(text, "PRAGMA user_version = 4;"));
+	assert_int_equal(ARL_STORE_VERSION, 4);
 	free(text);
 }
 

@@ -1,0 +1,125 @@
+#include "gateway/gw_pool.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+#include "banned.h"
+
+static void check_url(struct arl_pool_ctx *c, const struct arl_node *v, void *field)
+{
+	const char *u = *(char **)field;
+
+	if (strncmp(u, "http://", 7) && strncmp(u, "https://", 8))
+		arl_pool_error(c, v, "url '%s' must start with http:// or https://", u);
+	else if (strchr(u + 8, '@'))
+		/* Credentials in the URL would be recorded (leases.location): use apiKeyFile. */
+		arl_pool_error(c, v,
+		               "url must not hold credentials (user@host): give the API key "
+		               "with apiKeyFile or $ARL_API_KEY");
+}
+
+/* Relative to the job file's directory, like a local pool's workspace. */
+static void check_key_file(struct arl_pool_ctx *c, const struct arl_node *v, void *field)
+{
+	char **f = field;
+
+	if (!(*f)[0]) {
+		arl_pool_error(c, v, "'apiKeyFile' must not be empty");
+		return;
+	}
+	if ((*f)[0] != '/') {
+		char *abs = arl_xasprintf("%s/%s", arl_pool_dir(c), *f);
+
+		free(*f);
+		*f = abs;
+	}
+}
+
+static void check_nonempty(struct arl_pool_ctx *c, const struct arl_node *v, void *field)
+{
+	if (!(*(char **)field)[0])
+		arl_pool_error(c, v, "must not be empty");
+}
+
+static void check_duration(struct arl_pool_ctx *c, const struct arl_node *v, void *field)
+{
+	int64_t ms;
+
+	if (arl_parse_duration(*(char **)field, &ms) < 0 || ms < 1000 ||
+	    ms > (int64_t)INT32_MAX * 1000)
+		arl_pool_error(c, v, "'%s' is not a duration of at least 1s (e.g. 90s, 10m, 1h30m)",
+		               *(char **)field);
+}
+
+static void check_work_dir(struct arl_pool_ctx *c, const struct arl_node *v, void *field)
+{
+	const char *d = *(char **)field;
+
+	if (d[0] != '/')
+		arl_pool_error(c, v, "workDir '%s' must be an absolute path", d);
+}
+
+static const struct arl_pool_key gw_keys[] = {
+    {.name = "url",
+     .type = ARL_POOL_KEY_STRING,
+     .offset = offsetof(struct arl_gw_pool, url),
+     .check = check_url},
+    {.name = "apiKeyFile",
+     .type = ARL_POOL_KEY_STRING,
+     .offset = offsetof(struct arl_gw_pool, api_key_file),
+     .check = check_key_file},
+    {.name = "image",
+     .type = ARL_POOL_KEY_STRING,
+     .offset = offsetof(struct arl_gw_pool, image)}, /* the local kind checks it too */
+    {.name = "profile",
+     .type = ARL_POOL_KEY_STRING,
+     .offset = offsetof(struct arl_gw_pool, profile),
+     .check = check_nonempty},
+    {.name = "network", .type = ARL_POOL_KEY_BOOL, .offset = offsetof(struct arl_gw_pool, network)},
+    {.name = "idleTimeout",
+     .type = ARL_POOL_KEY_SCALAR,
+     .offset = offsetof(struct arl_gw_pool, idle_timeout),
+     .check = check_duration},
+    {.name = "allocationTimeout",
+     .type = ARL_POOL_KEY_SCALAR,
+     .offset = offsetof(struct arl_gw_pool, allocation_timeout),
+     .check = check_duration},
+    {.name = "workDir",
+     .type = ARL_POOL_KEY_STRING,
+     .offset = offsetof(struct arl_gw_pool, work_dir),
+     .check = check_work_dir},
+    {.name = NULL},
+};
+
+static void gw_finish(struct arl_pool_ctx *c, const struct arl_node *pool, void *config)
+{
+	struct arl_gw_pool *gp = config;
+
+	(void)c;
+	gp->network_given = arl_node_get(pool, "network") != NULL;
+	if (arl_node_get(pool, "resources"))
+		arl_pool_error(c, arl_node_get(pool, "resources"),
+		               "a gateway session takes no resources (POST /v1/sessions has none): "
+		               "its pool's template sets them");
+}
+
+const struct arl_pool_kind arl_gw_pool_kind = {
+    .name = "gateway",
+    .keys = gw_keys,
+    .config_size = sizeof(struct arl_gw_pool),
+    .finish = gw_finish,
+    /* An execute answers with a step's whole output once it ends (docs/gateway.md). */
+    .no_stall = "a step's output arrives only when the step ends, so silence cannot be told "
+                "from work; use 'timeout'",
+    .one_image = "a gateway session runs its pool's image (image: or profile:)",
+};
+
+const struct arl_gw_pool *arl_gw_pool(const struct arl_pool *p)
+{
+	static const struct arl_gw_pool unset;
+	const struct arl_gw_pool *gp = arl_pool_config_of(p, &arl_gw_pool_kind);
+
+	return gp ? gp : &unset;
+}
