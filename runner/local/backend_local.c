@@ -26,8 +26,9 @@
  * files are the sandbox uid's: ws_lower.h) and the sandbox
  * directory (holding upper/ and work/) bound under COW_STAGING; the agent's plan mounts an
  * overlay on each tree and on /workspace, masks the secrets again, forbids user namespaces
- * and detaches COW_STAGING. open() builds the skeleton in /dev/shm and probes a container
- * with it; when the agent cannot mount an overlay (or ARL_BATCH_NO_OVERLAY=1), the run
+ * and detaches COW_STAGING. open() finds (or builds) the skeleton in /dev/shm (skel_cache.h)
+ * and probes a container with it; when the agent cannot mount an overlay (or
+ * ARL_BATCH_NO_OVERLAY=1), the run
  * falls back to the layout above, said once on stderr and in runs.notes (the note op).
  *
  * A Command step is one EXEC (argv, env, workDir) to the agent, which runs it in a session
@@ -259,22 +260,25 @@ static bool no_overlay_forced(void)
 	return v && !strcmp(v, "1");
 }
 
+/* ARL_BATCH_SKEL_KEEP=0: the run builds a skeleton of its own and deletes it at its end. */
+static bool no_skel_keep(void)
+{
+	const char *v = getenv("ARL_BATCH_SKEL_KEEP");
+
+	return v && !strcmp(v, "0");
+}
+
 static void cow_close(struct local *L)
 {
-	char ebuf[128];
-
 	arl_cow_root_close(&L->cow);
-	if (L->cow_dir && rmdir(L->cow_dir) < 0)
-		arl_log_warn("cannot remove '%s': %s", L->cow_dir,
-		             arl_strerror(errno, ebuf, sizeof(ebuf)));
-	free(L->cow_dir);
-	L->cow_dir = NULL;
+	arl_skel_cache_close(&L->skel);
 }
 
 /*
  * The run's copy-on-write root: skeletons of /usr, /etc and the host's real top-level
- * directories among /bin, /lib... on a tmpfs (~0.2 s; ext4 takes ten times that), reachable
- * by the sandbox uid. Not built when the test hook says so; a failure to build it is the
+ * directories among /bin, /lib... on a tmpfs (~0.2 s to build; ext4 takes ten times that),
+ * reachable by the sandbox uid, kept for the next runs while those trees do not change
+ * (skel_cache.h). Not built when the test hook says so; a failure to build it is the
  * fallback's too, never the run's.
  */
 static void cow_open(struct local *L)
@@ -283,31 +287,24 @@ static void cow_open(struct local *L)
 	const char *trees[8] = {"/usr", "/etc"};
 	size_t n = 2;
 	static unsigned long seq;
-	char ebuf[128], *skel, *tmpl;
+	uid_t uid = L->drop ? L->sb_uid : geteuid();
+	gid_t gid = L->drop ? L->sb_gid : getegid();
+	char *name;
 
 	if (no_overlay_forced())
 		return;
 	for (size_t i = 0; i + 2 < L->root_args.n && n < 8; i += 3)
 		if (!strcmp(L->root_args.v[i], "--ro-bind"))
 			trees[n++] = L->root_args.v[i + 1];
-	/* Named like a sandbox, for gc; /dev/shm is sticky, so no one else can swap it. */
-	tmpl =
-	    arl_xasprintf(COW_SKEL_DIR "/" COW_SKEL_PREFIX "sb-%lld-%s-%lu", (long long)L->run_id,
-	                  L->owner, __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
-	if (mkdir(tmpl, 0700) < 0 || chmod(tmpl, 0755) < 0) {
-		arl_log_warn("cannot make skeleton directory '%s': %s", tmpl,
-		             arl_strerror(errno, ebuf, sizeof(ebuf)));
-		free(tmpl);
-		return;
-	}
-	L->cow_dir = tmpl;
-	skel = arl_xasprintf("%s/skel", tmpl);
-	if (arl_cow_root_open(&L->cow, skel, trees, n, L->drop ? L->sb_uid : geteuid(),
-	                      L->drop ? L->sb_gid : getegid(), &why) < 0) {
+	/* A build is named like a sandbox, for gc; /dev/shm is sticky: no one else swaps it. */
+	name = arl_xasprintf(COW_SKEL_PREFIX "sb-%lld-%s-%lu", (long long)L->run_id, L->owner,
+	                     __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
+	if (arl_skel_cache_open(&L->skel, COW_SKEL_DIR, name, trees, n, uid, gid, !no_skel_keep(),
+	                        &why) < 0)
 		arl_log_warn("%s", why.msg);
-		cow_close(L);
-	}
-	free(skel);
+	else
+		arl_cow_root_use(&L->cow, L->skel.skel, trees, n, uid, gid);
+	free(name);
 }
 
 static void local_close(void *state)

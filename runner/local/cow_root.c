@@ -59,7 +59,7 @@ int arl_cow_root_open(struct cow_root *c, const char *skel_dir, const char *cons
 			return -1;
 		}
 		dst = arl_xasprintf("%s%s", skel_dir, trees[i]);
-		r = arl_local_skeleton_build(trees[i], dst, uid, gid, err);
+		r = arl_local_skeleton_build(trees[i], dst, uid, gid, NULL, err);
 		free(dst);
 		if (r < 0) {
 			arl_cow_root_close(c);
@@ -70,11 +70,23 @@ int arl_cow_root_open(struct cow_root *c, const char *skel_dir, const char *cons
 	return 0;
 }
 
+void arl_cow_root_use(struct cow_root *c, const char *skel_dir, const char *const *trees,
+                      size_t ntrees, uid_t uid, gid_t gid)
+{
+	memset(c, 0, sizeof(*c));
+	c->uid = uid;
+	c->gid = gid;
+	c->skel = arl_xstrdup(skel_dir);
+	c->borrowed = true;
+	for (size_t i = 0; i < ntrees; i++)
+		arl_local_sv_push(&c->trees, trees[i]);
+}
+
 void arl_cow_root_close(struct cow_root *c)
 {
 	struct arl_err err = ARL_ERR_INIT;
 
-	if (c->skel && arl_local_rm_tree(AT_FDCWD, c->skel, &err) < 0)
+	if (c->skel && !c->borrowed && arl_local_rm_tree(AT_FDCWD, c->skel, &err) < 0)
 		arl_log_warn("%s", err.msg);
 	free(c->skel);
 	c->skel = NULL;

@@ -15,7 +15,8 @@
 
 /*
  * Where runs build their skeletons: SKEL_DIR/SKEL_PREFIX + a sandbox-like name
- * ("sb-RUN-OWNER-N"), so gc finds those of a runner killed with -9 (local_gc.c).
+ * ("sb-RUN-OWNER-N"), so gc finds those of a runner killed with -9 (local_gc.c); those kept
+ * for later runs are renamed (skel_cache.h).
  */
 #define COW_SKEL_DIR    "/dev/shm"
 #define COW_SKEL_PREFIX "arl-batch-skel-"
@@ -26,6 +27,7 @@
 /* A run's copy-on-write layers: the skeletons of its host trees, shared by every sandbox. */
 struct cow_root {
 	char *skel;          /* the run's skeleton directory; NULL: not built (or closed) */
+	bool borrowed;       /* arl_cow_root_use()'d: not ours to delete */
 	struct strvec trees; /* absolute top-level host trees ("/usr", "/etc", ...) */
 	uid_t uid;           /* who owns skeletons and uppers: the uid bwrap runs as */
 	gid_t gid;
@@ -40,7 +42,11 @@ struct cow_root {
 int arl_cow_root_open(struct cow_root *c, const char *skel_dir, const char *const *trees,
                       size_t ntrees, uid_t uid, gid_t gid, struct arl_err *err);
 
-/* Deletes the skeletons; a no-op on a root never opened. */
+/* The same over skeletons @skel_dir already holds (skel_cache.h): close leaves them. */
+void arl_cow_root_use(struct cow_root *c, const char *skel_dir, const char *const *trees,
+                      size_t ntrees, uid_t uid, gid_t gid);
+
+/* Deletes the skeletons (unless borrowed); a no-op on a root never opened. */
 void arl_cow_root_close(struct cow_root *c);
 
 /*

@@ -11,6 +11,7 @@
 #include "backend/backend.h"
 #include "local/cgroup.h"
 #include "local/cow_root.h"
+#include "local/skel_cache.h"
 #include "local/local_pool.h"
 #include "local/sandbox_dir.h"
 #include "local/strvec.h"
@@ -62,8 +63,8 @@ struct local {
 	 * only, or the overlay fallback: the workspace is copied and /usr, /etc are read-only).
 	 */
 	struct cow_root cow;
-	char *cow_dir;  /* mkdtemp'd parent of cow.skel, removed at close */
-	char *cow_note; /* the fallback taken, for runs.notes; NULL: none */
+	struct skel_cache skel; /* holds cow.skel: kept between runs, or the run's own */
+	char *cow_note;         /* the fallback taken, for runs.notes; NULL: none */
 
 	/* Images sandboxes run from (image_root.h): resolved on first use, kept until close. */
 	pthread_mutex_t img_mu; /* guards these three only; never held with mu */

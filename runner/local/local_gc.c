@@ -11,6 +11,7 @@
 
 #include "local/cgroup.h"
 #include "local/cow_root.h"
+#include "local/skel_cache.h"
 #include "local/tree.h"
 #include "local/ws_lower.h"
 #include "log.h"
@@ -145,6 +146,9 @@ int arl_local_backend_gc(const struct arl_backend_gc_opts *g)
 {
 	struct arl_err err = ARL_ERR_INIT;
 	int foreign = 0, n = arl_local_gc(g->state_dir, g->yes, stdout, &foreign, &err);
+
+	/* Only here: a run's own sweep (arl_local_gc()) must leave them for the next runs. */
+	arl_skel_cache_sweep(COW_SKEL_DIR, g->yes, stdout);
 
 	if (n < 0)
 		arl_log_err(NULL, &err);

@@ -41,7 +41,69 @@ struct skel {
 	bool chown;
 	struct arl_buf rel; /* the path below src, for messages */
 	struct arl_err *err;
+	const char *src;
+	struct arl_skel_manifest *m; /* NULL: not recorded */
 };
+
+/* A manifest's record of one directory, after its path and NUL (unaligned: memcpy'd). */
+struct skel_rec {
+	uint64_t dev, ino, mode, uid, gid;
+	int64_t mtime_s, mtime_ns, ctime_s, ctime_ns;
+};
+
+static void rec_of(struct skel_rec *r, const struct stat *st)
+{
+	*r = (struct skel_rec){(uint64_t)st->st_dev,         (uint64_t)st->st_ino,
+	                       (uint64_t)st->st_mode,        (uint64_t)st->st_uid,
+	                       (uint64_t)st->st_gid,         (int64_t)st->st_mtim.tv_sec,
+	                       (int64_t)st->st_mtim.tv_nsec, (int64_t)st->st_ctim.tv_sec,
+	                       (int64_t)st->st_ctim.tv_nsec};
+}
+
+/* Records directory src + s->rel as @st shows it (read before its entries). */
+static void record(struct skel *s, const struct stat *st)
+{
+	struct skel_rec r;
+
+	if (!s->m)
+		return;
+	rec_of(&r, st);
+	arl_buf_addstr(&s->m->buf, s->src);
+	arl_buf_add(&s->m->buf, s->rel.len ? s->rel.p : "", s->rel.len + 1);
+	arl_buf_add(&s->m->buf, &r, sizeof(r));
+	if (st->st_ctim.tv_sec > s->m->newest.tv_sec ||
+	    (st->st_ctim.tv_sec == s->m->newest.tv_sec &&
+	     st->st_ctim.tv_nsec > s->m->newest.tv_nsec))
+		s->m->newest = st->st_ctim;
+}
+
+bool arl_local_skeleton_current(const char *m, size_t len)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		const char *path = m + off, *nul = memchr(path, '\0', len - off);
+		struct skel_rec want, now;
+		struct stat st;
+
+		if (!nul || (size_t)(nul + 1 - m) + sizeof(want) > len)
+			return false;
+		memcpy(&want, nul + 1, sizeof(want));
+		off = (size_t)(nul + 1 - m) + sizeof(want);
+		if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return false;
+		rec_of(&now, &st);
+		if (memcmp(&want, &now, sizeof(want)))
+			return false;
+	}
+	return len > 0;
+}
+
+void arl_skel_manifest_release(struct arl_skel_manifest *m)
+{
+	arl_buf_release(&m->buf);
+	m->newest = (struct timespec){0};
+}
 
 /* Gives @dfd (made by us) its owner and @mode, after its children. */
 static int finish_dir(struct skel *s, int dfd, mode_t mode)
@@ -92,6 +154,7 @@ static int copy_one(struct skel *s, int sfd, int dfd, const char *name, unsigned
 		                       name);
 	}
 	arl_buf_addf(&s->rel, "/%s", name);
+	record(s, &st);
 	if (mkdirat(dfd, name, 0700) < 0 ||
 	    (cdfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
 		ret =
@@ -150,9 +213,10 @@ static int copy_dirs(struct skel *s, int sfd, int dfd, unsigned depth)
 }
 
 int arl_local_skeleton_build(const char *src, const char *dst, uid_t uid, gid_t gid,
-                             struct arl_err *err)
+                             struct arl_skel_manifest *manifest, struct arl_err *err)
 {
-	struct skel s = {uid, gid, uid != geteuid() || gid != getegid(), ARL_BUF_INIT, err};
+	struct skel s = {uid, gid,     uid != geteuid() || gid != getegid(), ARL_BUF_INIT, err,
+	                 src, manifest};
 	struct stat st;
 	int sfd, dfd = -1, ret = -1;
 
@@ -161,6 +225,7 @@ int arl_local_skeleton_build(const char *src, const char *dst, uid_t uid, gid_t 
 		arl_error_errno(err, errno, "cannot open '%s' for its skeleton", src);
 		goto out;
 	}
+	record(&s, &st);
 	if (mkdir(dst, 0700) < 0 ||
 	    (dfd = open(dst, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
 		arl_error_errno(err, errno, "cannot make skeleton directory '%s'", dst);

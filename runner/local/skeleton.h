@@ -7,19 +7,44 @@
 #ifndef ARL_LOCAL_SKELETON_H
 #define ARL_LOCAL_SKELETON_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
+#include "buf.h"
 #include "err.h"
+
+/*
+ * What a skeleton was made from: each host directory it copied (its absolute path, then its
+ * device, inode, mode, owner, mtime and ctime), in the order they were read, parents first.
+ * A directory's mtime and ctime change with any entry added, removed or renamed in it, and
+ * its ctime with its mode or owner: while none of them changed, a build would make the same
+ * skeleton again (arl_local_skeleton_current()).
+ */
+struct arl_skel_manifest {
+	struct arl_buf buf;     /* the records: path, NUL, then struct skel_rec (skeleton.c) */
+	struct timespec newest; /* the newest ctime recorded */
+};
 
 /*
  * Creates directory @dst (it must not exist) and under it every directory of host tree @src
  * with the same names and permission bits, owned by @uid/@gid (chowned only when that is not
  * already who we are). Symlinks are never followed; what vanishes or changes type while it
  * is read is skipped, and a directory we, or @uid/@gid (without supplementary groups) when
- * building for another uid, may not list is made empty. Returns 0, or -1 with
- * @dst partly built (the caller deletes it).
+ * building for another uid, may not list is made empty. Appends what it copied to
+ * @manifest (NULL: not recorded). Returns 0, or -1 with @dst partly built (the caller
+ * deletes it).
  */
 int arl_local_skeleton_build(const char *src, const char *dst, uid_t uid, gid_t gid,
-                             struct arl_err *err);
+                             struct arl_skel_manifest *manifest, struct arl_err *err);
+
+/*
+ * Whether every directory of manifest @m (@len bytes, as arl_skel_manifest.buf holds it) is
+ * still as recorded; false on the first that is not, or a malformed manifest.
+ */
+bool arl_local_skeleton_current(const char *m, size_t len);
+
+void arl_skel_manifest_release(struct arl_skel_manifest *m);
 
 #endif

@@ -5,7 +5,8 @@
 # /etc/shadow stays unreadable, workspace writes do not reach the pool's workspace, two
 # sandboxes do not see each other's writes, keepAlive keeps the upper layer and release
 # removes it; ARL_BATCH_NO_OVERLAY=1 forces the fallback (today's copy), which says so once
-# on stderr and in runs.notes; gc deletes the skeleton of a runner killed with -9. As root,
+# on stderr and in runs.notes; gc deletes the skeleton of a runner killed with -9; a run
+# reuses the skeleton an earlier one kept until the host trees change (kept_skeleton). As root,
 # a pool's workspace is copied once per run (shared_lower), and gc deletes that copy too; a
 # state directory on an overlayfs makes the agent's overlay mount really fail (overlay_refused).
 set -euo pipefail
@@ -16,6 +17,19 @@ require_tools sqlite3
 make_tmp
 
 MARK=$$$RANDOM
+# The skeletons our runs kept (skel_cache.h) that no run holds now, and kept_skeleton's host
+# directory if it stopped halfway.
+kept_before=$(compgen -G '/dev/shm/arl-batch-skel-c-*' || true)
+cleanup() {
+	local d
+	rmdir "/usr/local/arl-skel-$MARK" 2>/dev/null || true
+	for d in /dev/shm/arl-batch-skel-c-*; do
+		[ -d "$d" ] && ! grep -qxF -- "$d" <<<"$kept_before" || continue
+		flock -n -x "$d" rm -rf "$d" 2>/dev/null || true
+	done
+	return 0
+}
+CLEANUP=cleanup
 
 # stdout DB JOB N: the recorded stdout of the job's main step N (from 0).
 stdout() {
@@ -77,7 +91,7 @@ orig"
 		"$(find "$db.sandboxes" -mindepth 1 -maxdepth 1 ! -name '.*' -printf '%f\n' | sed 's/^keep-ws-sb-.*/keep-ws/' | sort)" \
 		"keep-$kept$([ "$who" = root ] && printf '\nkeep-ws')"
 	check_eq "[$who] no skeleton is left in /dev/shm" \
-		"$(find /dev/shm -maxdepth 1 -name 'arl-batch-skel-*' -user "$([ "$who" = root ] && echo "${ARL_SANDBOX_UID:-65530}" || echo $NOBODY)" -newer "$dir/cow.yaml" | wc -l)" 0
+		"$(find /dev/shm -maxdepth 1 -name 'arl-batch-skel-sb-*' -user "$([ "$who" = root ] && echo "${ARL_SANDBOX_UID:-65530}" || echo $NOBODY)" -newer "$dir/cow.yaml" | wc -l)" 0
 
 	# The fallback, forced: one warning, in runs.notes too; /usr is read-only again.
 	cat >"$dir/fallback.yaml" <<EOF
@@ -190,7 +204,8 @@ more"
 }
 
 # A runner killed with -9 cannot delete its skeleton, nor as root its copy of a workspace:
-# gc (and the next run's sweep) does.
+# gc (and the next run's sweep) does. ARL_BATCH_SKEL_KEEP=0: a skeleton of its own, as a
+# kept one is not its (kept_skeleton).
 skeleton_gc() {
 	local db=$TMP/killed.db pid skel lower
 	mkdir -p "$TMP/killed-ws"
@@ -202,7 +217,7 @@ pools:
 jobs:
   - {name: sleeper, timeout: 600s, steps: [{type: Command, command: ["sleep", "405.$MARK"]}]}
 EOF
-	"$ARL_BATCH" run --progress none --db "$db" "$TMP/killed.yaml" >/dev/null 2>&1 &
+	ARL_BATCH_SKEL_KEEP=0 "$ARL_BATCH" run --progress none --db "$db" "$TMP/killed.yaml" >/dev/null 2>&1 &
 	pid=$!
 	wait_until 120 "the step to start" eval "[ -n \"\$(procs_with '^sleep 405\\.$MARK')\" ]"
 	skel=$(compgen -G "/dev/shm/arl-batch-skel-sb-*-$pid-*" || true)
@@ -217,9 +232,73 @@ EOF
 	[ "$(id -u)" != 0 ] || check "gc --yes deletes the dead runner's copy of the workspace" test ! -e "${lower:-/nonexistent}"
 }
 
+# Kept skeletons (skel_cache.h): a run reuses the skeleton an earlier one kept while the host
+# trees are unchanged, rebuilds it when they change (a directory added to the host's /usr is
+# the sandbox's own at once), and gc --yes deletes those no run holds, never a held one. A
+# sandbox uid of its own, so no other test's run shares or holds these skeletons.
+kept_skeleton() {
+	local dir=$TMP/kept sbu=65520 k2 k3 pid newdir=/usr/local/arl-skel-$MARK
+	mkdir -p "$dir"
+	kept() { find /dev/shm -maxdepth 1 -name "arl-batch-skel-c-0-$sbu-$sbu-*" -printf '%f\n' | sort; }
+	krun() { ARL_SANDBOX_UID=$sbu ARL_SANDBOX_GID=$sbu runner run --progress none --db "$dir/k.db" "$@"; }
+	cat >"$dir/t.yaml" <<EOF
+version: 1
+pools: {p: {}}
+jobs:
+  - {name: t, steps: [{type: Command, command: ["true"]}]}
+EOF
+	cat >"$dir/hold.yaml" <<EOF
+version: 1
+pools: {p: {}}
+jobs:
+  - {name: hold, timeout: 600s, steps: [{type: Command, command: ["sleep", "406.$MARK"]}]}
+EOF
+	cat >"$dir/mk.yaml" <<EOF
+version: 1
+pools: {p: {}}
+jobs:
+  - {name: mk, steps: [{type: Command, command: ["sh", "-c", "mkdir $newdir/inner && echo made"]}]}
+EOF
+	krun "$dir/t.yaml"
+	krun "$dir/t.yaml"
+	k2=$(kept)
+	check "a run keeps its skeleton in /dev/shm" test -n "$k2"
+	krun "$dir/t.yaml"
+	k3=$(kept)
+	check_eq "the next run reuses it (no other is made)" "$RC:$k3" "0:$k2"
+
+	ARL_SANDBOX_UID=$sbu ARL_SANDBOX_GID=$sbu "$ARL_BATCH" run --progress none --db "$dir/h.db" \
+		"$dir/hold.yaml" >/dev/null 2>&1 &
+	pid=$!
+	wait_until 120 "the holding run's step to start" eval "[ -n \"\$(procs_with '^sleep 406\\.$MARK')\" ]"
+	runner gc --db "$dir/h.db" --yes
+	check_eq "gc --yes leaves the kept skeleton a run holds" "$RC:$(kept)" "0:$k2"
+	kill -INT "$pid"
+	{ wait "$pid"; } 2>/dev/null || true
+	runner gc --db "$dir/h.db"
+	check_match "gc without --yes names the kept skeleton no run holds" "$(cat "$TMP/out")" \
+		"unused /dev/shm/$k2 \\(a kept skeleton no run uses\\)"
+	check_eq "... and leaves it" "$(kept)" "$k2"
+	runner gc --db "$dir/h.db" --yes
+	check_eq "gc --yes deletes it once no run holds it" "$RC:$(kept)" "0:"
+
+	krun "$dir/t.yaml"
+	k2=$(kept)
+	check "the next run keeps a new one" test -n "$k2"
+	mkdir "$newdir"
+	krun "$dir/mk.yaml"
+	check_eq "a directory the host's /usr gained since is the sandbox's own (the skeleton was rebuilt)" \
+		"$RC:$(stdout "$dir/k.db" mk 0)" "0:made"
+	check "the stale kept skeleton is deleted" eval "! kept | grep -qxF -- '$k2'"
+	check "the host's new directory is unchanged" test ! -e "$newdir/inner"
+	rmdir "$newdir"
+	runner gc --db "$dir/k.db" --yes
+}
+
 suite root
 skeleton_gc
 if [ "$(id -u)" = 0 ]; then
+	kept_skeleton
 	shared_lower
 	overlay_refused
 	chmod 0755 "$TMP"

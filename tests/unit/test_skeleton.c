@@ -2,7 +2,7 @@
  * Unit tests for the skeleton layer of a copy-on-write root (local/skeleton.c) and the agent's
  * mount plan check (agent/mounts.c): directories only, with their modes and the sandbox's
  * owner, symlinked directories never followed, a tree changing underneath never followed
- * out of it; plans with what the overlay option string cannot carry refused.
+ * out of it; a manifest that sees any change to the directories; plans with what the overlay option string cannot carry refused.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -121,7 +122,7 @@ static void test_dirs_modes_owners(void **state)
 
 	path_of(src, sizeof(src), "src");
 	path_of(dst, sizeof(dst), "skel");
-	if (arl_local_skeleton_build(src, dst, uid, gid, &err) < 0)
+	if (arl_local_skeleton_build(src, dst, uid, gid, NULL, &err) < 0)
 		fail_msg("%s", err.msg);
 	expect_dir("skel", 0775, uid, gid);
 	expect_dir("skel/a", 0755, uid, gid);
@@ -159,7 +160,7 @@ static void test_closed_to_owner_made_empty(void **state)
 	mk("src/open/inner", 0755);
 	path_of(src, sizeof(src), "src");
 	path_of(dst, sizeof(dst), "skel");
-	if (arl_local_skeleton_build(src, dst, uid, gid, &err) < 0)
+	if (arl_local_skeleton_build(src, dst, uid, gid, NULL, &err) < 0)
 		fail_msg("%s", err.msg);
 	expect_dir("skel/private", 0700, uid, gid);
 	expect_absent("skel/private/secret-name");
@@ -187,7 +188,7 @@ static void test_unreadable_made_empty(void **state)
 	assert_int_equal(chmod(p, 0), 0);
 	path_of(src, sizeof(src), "src");
 	path_of(dst, sizeof(dst), "skel");
-	if (arl_local_skeleton_build(src, dst, uid, gid, &err) < 0)
+	if (arl_local_skeleton_build(src, dst, uid, gid, NULL, &err) < 0)
 		fail_msg("%s", err.msg);
 	expect_dir("skel/private", 0, uid, gid);
 	assert_int_equal(chmod(p, 0755), 0);
@@ -211,12 +212,12 @@ static void test_refusals(void **state)
 	assert_int_equal(symlink(p, src), 0);
 	path_of(dst, sizeof(dst), "skel");
 	/* The tree itself a symlink: refused, not followed. */
-	assert_int_equal(arl_local_skeleton_build(src, dst, uid, gid, &err), -1);
+	assert_int_equal(arl_local_skeleton_build(src, dst, uid, gid, NULL, &err), -1);
 	assert_non_null(strstr(err.msg, "cannot open"));
 	assert_non_null(strstr(err.msg, "link"));
 	/* An existing destination is never built into. */
 	arl_err_clear(&err);
-	assert_int_equal(arl_local_skeleton_build(p, p, uid, gid, &err), -1);
+	assert_int_equal(arl_local_skeleton_build(p, p, uid, gid, NULL, &err), -1);
 	assert_non_null(strstr(err.msg, "cannot make skeleton directory"));
 }
 
@@ -261,7 +262,7 @@ static void test_tree_changing_underneath(void **state)
 		char p[600];
 
 		snprintf(dst, sizeof(dst), "%s/skel%d", tmp, i);
-		if (arl_local_skeleton_build(src, dst, uid, gid, &err) < 0)
+		if (arl_local_skeleton_build(src, dst, uid, gid, NULL, &err) < 0)
 			fail_msg("%s", err.msg);
 		snprintf(p, sizeof(p), "%s/d/secret", dst);
 		assert_int_equal(lstat(p, &st), -1);
@@ -273,6 +274,127 @@ static void test_tree_changing_underneath(void **state)
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
+}
+
+/*
+ * File timestamps come from the coarse clock: waits for it to move on, so a change made next
+ * shows in the timestamps a manifest recorded (on any kernel; multigrain ones need not).
+ */
+static void next_tick(void)
+{
+	struct timespec t0, t, ms = {0, 1000000};
+
+	clock_gettime(CLOCK_REALTIME_COARSE, &t0);
+	do {
+		nanosleep(&ms, NULL);
+		clock_gettime(CLOCK_REALTIME_COARSE, &t);
+	} while (t.tv_sec == t0.tv_sec && t.tv_nsec == t0.tv_nsec);
+}
+
+/* A manifest of src (built into a fresh skel@n), @want current after @change ran. */
+static void expect_current_after(int n, void (*change)(void), bool want)
+{
+	struct arl_skel_manifest m = {ARL_BUF_INIT, {0, 0}};
+	struct arl_err err = ARL_ERR_INIT;
+	char src[512], dst[512];
+	uid_t uid;
+	gid_t gid;
+
+	owner(&uid, &gid);
+	path_of(src, sizeof(src), "src");
+	snprintf(dst, sizeof(dst), "%s/skel%d", tmp, n);
+	if (arl_local_skeleton_build(src, dst, uid, gid, &m, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_true(arl_local_skeleton_current(m.buf.p, m.buf.len));
+	next_tick();
+	if (change)
+		change();
+	if (arl_local_skeleton_current(m.buf.p, m.buf.len) != want)
+		fail_msg("skel%d: the manifest should be %s", n, want ? "current" : "stale");
+	arl_skel_manifest_release(&m);
+}
+
+static void add_deep_dir(void)
+{
+	mk("src/a/b/c/new", 0755);
+}
+
+static void add_file(void)
+{
+	char p[512];
+	int fd;
+
+	path_of(p, sizeof(p), "src/a/b/file");
+	assert_true((fd = open(p, O_CREAT | O_WRONLY, 0600)) >= 0);
+	close(fd);
+}
+
+static void chmod_dir(void)
+{
+	char p[512];
+
+	path_of(p, sizeof(p), "src/a/b/c");
+	assert_int_equal(chmod(p, 0700), 0);
+}
+
+static void rename_dir(void)
+{
+	char p[512], q[512];
+
+	path_of(p, sizeof(p), "src/a/b/c");
+	path_of(q, sizeof(q), "src/a/c2");
+	assert_int_equal(rename(p, q), 0);
+}
+
+static void dir_to_symlink(void)
+{
+	char p[512];
+
+	path_of(p, sizeof(p), "src/x");
+	assert_int_equal(rmdir(p), 0);
+	assert_int_equal(symlink("a", p), 0);
+}
+
+static void change_file_data(void)
+{
+	char p[512];
+	int fd;
+
+	path_of(p, sizeof(p), "src/a/data");
+	assert_true((fd = open(p, O_WRONLY | O_APPEND)) >= 0);
+	assert_int_equal(write(fd, "more", 4), 4);
+	close(fd);
+}
+
+/*
+ * A manifest says whether a skeleton built then is still the one a build would make now: any
+ * directory added, removed, renamed, chmod'ed or replaced anywhere makes it stale; a file's
+ * data changing in place does not (no directory changes).
+ */
+static void test_manifest(void **state)
+{
+	char p[512];
+	int fd;
+
+	(void)state;
+	mk("src", 0755);
+	mk("src/a", 0755);
+	mk("src/a/b", 0755);
+	mk("src/a/b/c", 0755);
+	mk("src/x", 0755);
+	path_of(p, sizeof(p), "src/a/data");
+	assert_true((fd = open(p, O_CREAT | O_WRONLY, 0644)) >= 0);
+	close(fd);
+	expect_current_after(0, NULL, true);
+	expect_current_after(1, change_file_data, true);
+	expect_current_after(2, add_deep_dir, false);
+	expect_current_after(3, add_file, false);
+	expect_current_after(4, chmod_dir, false);
+	expect_current_after(5, rename_dir, false);
+	expect_current_after(6, dir_to_symlink, false);
+	path_of(p, sizeof(p), "src");
+	assert_false(arl_local_skeleton_current(p, 3)); /* malformed: cut short */
+	assert_false(arl_local_skeleton_current("", 0));
 }
 
 static void expect_plan(int ok, const char *needle, int n, ...)
@@ -317,6 +439,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_closed_to_owner_made_empty, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tree_changing_underneath, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_manifest, setup, teardown),
 	    cmocka_unit_test(test_plan_check),
 	};
 
