@@ -58,9 +58,9 @@
 #define GW_CANCEL_MS       5000  /* ... once the run is cancelled, from then on */
 #define GW_LAST_TRY_MS     1000  /* ... but each DELETE gets one try of this long */
 #define GW_FIRST_POLL_MS   250
-#define GW_POLL_MS         1000 /* at most one poll a second: the request budget above */
-#define GW_RESUBMITS       3    /* executes sent again after the gateway forgot them */
-#define GW_PROBE_MS        30000
+#define GW_POLL_MS         1000   /* at most one poll a second: the request budget above */
+#define GW_RESUBMITS       3      /* executes sent again after the gateway forgot them */
+#define GW_PROBE_MS        120000 /* a 429 storm at the run's start is waited out */
 #define GW_DEFAULT_WORKDIR "/workspace"
 #define GW_DEFAULT_PROFILE "default"
 #define GW_MAX_KEY         4096
@@ -422,13 +422,17 @@ static int gw_acquire(void *state, const struct arl_pool *pool, const struct arl
 	if (arl_gw_create(gp->gw, body, &c, &resp, err) < 0) {
 		arl_gw_message(&resp, msg, sizeof(msg));
 		if (resp.cancelled) {
+			arl_err_clear(err);
 			arl_error(err, ARL_E_CANCELLED,
 			          "cancelled while a session was being allocated");
 		} else if (strstr(msg, "queued for") ||
 		           (req->deadline_ms && arl_now_ms() >= req->deadline_ms)) {
+			char why[sizeof(err->msg)];
+
+			snprintf(why, sizeof(why), "%s", msg[0] ? msg : err->msg);
+			arl_err_clear(err);
 			arl_error(err, ARL_E_TIMEOUT, "no session after %llds: %s",
-			          (long long)((arl_now_ms() - started) / 1000),
-			          msg[0] ? msg : err->msg);
+			          (long long)((arl_now_ms() - started) / 1000), why);
 		}
 		if (resp.ambiguous)
 			arl_err_prefix(
@@ -630,6 +634,7 @@ submit:
 		if (status && !strcmp(status, "error")) {
 			const char *why = str_of(resp.json, "error");
 
+			arl_err_clear(err);
 			arl_error(err, ARL_E_BACKEND, "operation %s of session '%s' failed: %.300s",
 			          op, sb->id, why ? why : "no reason given");
 			arl_gw_resp_release(&resp);
@@ -658,6 +663,7 @@ static int exec_command(struct gwb *b, struct arl_sandbox *sb, const struct arl_
 		ret = 0;
 		goto out;
 	case STEP_OVERDUE:
+		arl_err_clear(err);
 		arl_error(err, ARL_E_BACKEND,
 		          "session '%s': operation %s still not done %d s past the step's "
 		          "deadline: the gateway did not end it (a pod that never became ready?)",

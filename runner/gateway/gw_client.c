@@ -415,9 +415,11 @@ int arl_gw_download(struct arl_gw *g, const char *id, const char *path, size_t m
 		arl_sha256_release(&sha);
 		if (resp->sha256[0] && !strcasecmp(hex, resp->sha256) &&
 		    (resp->size < 0 || (size_t)resp->size == resp->raw.len)) {
+			arl_err_clear(err);
 			rc = 0;
 			goto out;
 		}
+		arl_err_clear(err);
 		arl_error(err, ARL_E_BACKEND, "cannot %s: %s (got %zu bytes, sha256 %s)", what,
 		          resp->sha256[0] ? "the content does not match the X-ARL-SHA256 trailer"
 		                          : "no X-ARL-SHA256 trailer (the transfer was cut)",
