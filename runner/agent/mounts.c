@@ -17,9 +17,16 @@
  * - In a user namespace the kernel requires "userxattr" (overlay metadata in user.*
  *   xattrs). Paths go into the option string unescaped, so a plan naming a path with ',',
  *   ':' (outside LOWERS' separators) or '\' is refused.
+ * - An overlay whose one lower is empty (/workspace of a pool without a workspace) would show
+ *   its upper as it is: the upper is bound there instead. A bind costs no overlay superblock,
+ *   whose mount probes the upper's filesystem (a work directory, a temporary file, a
+ *   whiteout) and whose unmount syncs that whole filesystem (BENCHMARKS.md, "The sandbox
+ *   agent's start-up"). Not "volatile" overlays, which skip that sync: their two more
+ *   directories per mount cost more than it here (same section).
  */
 #include "agent/mounts.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -150,11 +157,43 @@ int arl_agent_plan_check(char *const *args, int n, char *msg, size_t len)
 	return 0;
 }
 
+/* Whether @lowers is one directory, empty (an error says no: the overlay then reports it). */
+static int lower_empty(const char *lowers)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd, empty = 1;
+
+	if (strchr(lowers, ':') ||
+	    (fd = open(lowers, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return 0;
+	if (!(d = fdopendir(fd))) {
+		close(fd);
+		return 0;
+	}
+	while (empty && (de = readdir(d)))
+		empty = !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..");
+	closedir(d);
+	return empty;
+}
+
 static int mount_overlay(char *const *a, char *msg, size_t len)
 {
 	char opts[4 * PATH_MAX + 64];
-	int n = snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s,userxattr", a[1],
-	                 a[2], a[3]);
+	int n;
+
+	/* What the overlay would show, without one (see DESIGN). */
+	if (lower_empty(a[1])) {
+		if (mount(a[2], a[0], NULL, MS_BIND, NULL) < 0 ||
+		    mount(NULL, a[0], NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, NULL) <
+		        0) {
+			snprintf(msg, len, "cannot bind '%s' on '%s'", a[2], a[0]);
+			return -1;
+		}
+		return 0;
+	}
+	n = snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s,userxattr", a[1], a[2],
+	             a[3]);
 
 	if (n < 0 || (size_t)n >= sizeof(opts)) {
 		errno = ENAMETOOLONG;

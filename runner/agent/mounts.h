@@ -14,7 +14,8 @@
 /*
  * The plan's options, each followed by its operands (all absolute paths):
  *   --overlay TARGET LOWERS UPPER WORK  an overlay on TARGET; LOWERS is colon-separated,
- *                                       top first; UPPER and WORK on one mount
+ *                                       top first; UPPER and WORK on one mount (one
+ *                                       empty lower: UPPER bound on TARGET instead)
  *   --mask PATH                         /dev/null bound read-only over PATH, if it exists
  *   --tmpfs PATH                        an empty tmpfs over PATH, if it is a directory
  *   --detach PATH                       PATH unmounted (lazily): the layers' staging place

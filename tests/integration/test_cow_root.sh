@@ -93,6 +93,31 @@ orig"
 	check_eq "[$who] no skeleton is left in /dev/shm" \
 		"$(find /dev/shm -maxdepth 1 -name 'arl-batch-skel-sb-*' -user "$([ "$who" = root ] && echo "${ARL_SANDBOX_UID:-65530}" || echo $NOBODY)" -newer "$dir/cow.yaml" | wc -l)" 0
 
+	# Without a workspace, /workspace is the upper itself, bound (mounts.c: an overlay on an
+	# empty lower shows just that, and costs more): written across steps, empty again in the
+	# next sandbox of the same directory (replicas 1).
+	cat >"$dir/nows.yaml" <<EOF
+version: 1
+pools:
+  p: {replicas: 1}
+jobs:
+  - name: first
+    steps:
+      - {type: Command, command: ["sh", "-c", "echo one > /workspace/f && mkdir /workspace/d && mv /workspace/f /workspace/d/g"]}
+      - {type: Command, command: ["sh", "-c", "cat /workspace/d/g; stat -c %a /workspace; awk '\$5 == \"/workspace\" { sub(/.* - /, \"\"); print \$1 }' /proc/self/mountinfo"]}
+  - name: second
+    steps:
+      - {type: Command, command: ["sh", "-c", "ls -A /workspace | wc -l"]}
+EOF
+	as "$who" "$ARL_BATCH" run --progress none --db "$dir/nows.db" "$dir/nows.yaml"
+	check_eq "[$who] no workspace: the run succeeds" "$RC" 0
+	check_eq "[$who] no workspace: /workspace is a bind (not an overlay), mode 700, kept across steps" \
+		"$(stdout "$dir/nows.db" first 1)" "one
+700
+$(findmnt -n -o FSTYPE --target "$dir")"
+	check_eq "[$who] no workspace: the next sandbox's /workspace is empty" \
+		"$(stdout "$dir/nows.db" second 0)" 0
+
 	# The fallback, forced: one warning, in runs.notes too; /usr is read-only again.
 	cat >"$dir/fallback.yaml" <<EOF
 version: 1
