@@ -19,7 +19,6 @@ import re
 import shutil
 import signal
 import socket
-import socketserver
 import struct
 import sys
 import tempfile
@@ -445,6 +444,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def h_create(self, _s, _q, owner):
         req = self.decode()
+        bad = check_types(req, CREATE_TYPES, "CreateSessionRequest")
+        if bad:
+            raise GatewayError(bad, 400)
         if not req.get("image") and not req.get("profile"):
             raise GatewayError("image or profile is required", 400)
         s = self.server.gw.create_session(req, owner, self.disconnected)
@@ -663,6 +665,27 @@ def json_bytes(obj):
 def parse_query(q):
     from urllib.parse import parse_qs
     return {k: v[-1] for k, v in parse_qs(q).items()}
+
+
+INT32 = "int32"
+CREATE_TYPES = {"image": str, "profile": str, "namespace": str, "mode": str, "idleTimeoutSeconds": INT32,
+                "allocationTimeoutSeconds": INT32, "allowInternet": bool}
+
+
+def check_types(obj, types, struct):
+    """Go's decode errors for the fields a struct declares (null is always fine)."""
+    for k, t in types.items():
+        v = obj.get(k)
+        if v is None:
+            continue
+        if t is INT32:
+            ok = isinstance(v, int) and not isinstance(v, bool) and -2**31 <= v < 2**31
+        else:
+            ok = isinstance(v, t)
+        if not ok:
+            return "json: cannot unmarshal %s into Go struct field %s.%s of type %s" % (
+                type(v).__name__, struct, k, {str: "string", bool: "bool"}.get(t, "int"))
+    return None
 
 
 def check_step(st):

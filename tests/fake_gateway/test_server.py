@@ -248,6 +248,14 @@ class Sessions(Base):
         self.assertEqual((r.status, r.json()), (400, {"error": "http: request body too large"}))
         self.assertEqual(control("sessions").json(), [])
 
+    def test_wrong_field_types_are_400(self):
+        for body in ({"image": 1}, {"image": "x", "idleTimeoutSeconds": "5"},
+                     {"image": "x", "allowInternet": "no"}, {"image": "x", "allocationTimeoutSeconds": 1.5}):
+            r = request("POST", "/v1/sessions", body)
+            self.assertEqual(r.status, 400, body)
+            self.assertIn("cannot unmarshal", r.json()["error"])
+        self.assertEqual(control("sessions").json(), [])
+
     def test_unknown_profile_is_500_and_foreign_namespace_403(self):
         r = request("POST", "/v1/sessions", {"profile": "nosuch"})
         self.assertEqual(r.status, 500)
@@ -396,8 +404,7 @@ class Execute(Base):
         out = r.json()["results"][0]["output"]
         self.assertEqual(out["exit_code"], 0, out)
         self.assertTrue(out["stdout"].startswith("1\n2\n/usr/local/bin/tool\n0\n"), out)
-        self.assertFalse(os.path.exists("/usr/local/bin/tool") and os.path.getsize("/usr/local/bin/tool") == 0
-                         and False)
+        self.assertFalse(os.path.exists("/usr/local/bin/tool"))     # the host's /usr/local is untouched
         r = execute(sid, [sh("w", "echo kept > /workspace/f; stat -c %a /workspace")])
         self.assertEqual(r.json()["results"][0]["output"]["stdout"], "777\n")    # the workspace emptyDir
         r = execute(sid, [{"name": "r", "command": ["cat", "f"], "workDir": "/workspace"}])
@@ -668,6 +675,13 @@ class Faults(Base):
         self.assertEqual((r.status, r.json()), (500, {"error": "injected fault"}))
         self.assertEqual(execute(sid, [sh("a", "true")]).status, 200)
         self.assertEqual(request("GET", "/v1/sessions/" + sid).status, 200)
+
+    def test_503_on_execute(self):
+        sid = self.session()
+        set_faults("503=1:endpoints=execute:max=1")
+        r = execute(sid, [sh("a", "touch /tmp/ran")])
+        self.assertEqual((r.status, r.json()), (503, {"error": "injected fault"}))
+        self.assertEqual(execute(sid, [sh("b", "test -e /tmp/ran")]).json()["results"][0]["output"]["exit_code"], 1)
 
     def test_500_after_create_leaves_a_session(self):
         set_faults("500=1:endpoints=create:after=1:max=1")
