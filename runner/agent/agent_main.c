@@ -61,6 +61,12 @@ static int agent_close_range(unsigned first, unsigned last, unsigned flags)
 	return (int)syscall(SYS_close_range, first, last, flags);
 }
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define VFORK_OK 0
+#else
+#define VFORK_OK 1
+#endif
+
 #define STEPS_MAX  64 /* steps running at once */
 #define WRITES_MAX 8  /* files open for WRITE at once */
 
@@ -317,13 +323,15 @@ static void step_ended(struct agent *a, struct step *s, int status)
 }
 
 /*
- * The child between fork and exec: one thread, so plain libc is safe here. A failure is
- * reported through @errfd as the errno and a stage byte (0 chdir, 1 exec).
+ * The child between vfork (fork for ARL_COLLECT_ARGV0) and exec. A vfork()ed child shares
+ * the agent's memory until it execs or exits: it allocates nothing and changes no variable
+ * of ours (errno aside), and its signal dispositions are its own. A failure is reported
+ * through @errfd as the errno and a stage byte (0 chdir, 1 exec).
  */
 static void child(struct agent *a, int out, int err, int errfd, const char *dir, char **argv,
-                  char **env) __attribute__((noreturn));
+                  char **env, char **scratch) __attribute__((noreturn));
 static void child(struct agent *a, int out, int err, int errfd, const char *dir, char **argv,
-                  char **env)
+                  char **env, char **scratch)
 {
 	unsigned char report[5];
 	sigset_t none;
@@ -331,8 +339,8 @@ static void child(struct agent *a, int out, int err, int errfd, const char *dir,
 
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	for (int sig = 1; sig < NSIG; sig++)
-		signal(sig, SIG_DFL);
+	/* The one disposition the agent sets; an exec resets handlers, it installs none. */
+	signal(SIGPIPE, SIG_DFL);
 	if (setsid() < 0 || dup2(a->devnull, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
 		goto fail;
 	if (chdir(dir) < 0)
@@ -352,7 +360,7 @@ static void child(struct agent *a, int out, int err, int errfd, const char *dir,
 		agent_close_range(3, ~0u, 0);
 		_exit(arl_collect_main(n, argv));
 	}
-	arl_agent_execvpe(argv[0], argv, env); /* searches the step's own PATH */
+	arl_agent_execvpe(argv[0], argv, env, scratch); /* the step's own PATH */
 fail:
 	arl_proto_put_u32(report, (uint32_t)errno);
 	report[4] = (unsigned char)stage;
@@ -397,7 +405,8 @@ static void start_step(struct agent *a, uint32_t id, unsigned char *p, size_t le
 		           STEPS_MAX);
 		return;
 	}
-	argv = calloc((size_t)argc + 1, sizeof(*argv));
+	/* argc + 1 for argv, argc + 2 for arl_agent_execvpe()'s scratch. */
+	argv = calloc(2 * (size_t)argc + 3, sizeof(*argv));
 	env = calloc((size_t)envc + 1, sizeof(*env));
 	if (!argv || !env) {
 		send_error(a, id, ENOMEM, "cannot start the step: out of memory");
@@ -414,14 +423,23 @@ static void start_step(struct agent *a, uint32_t id, unsigned char *p, size_t le
 		           errtext(errno, ebuf, sizeof(ebuf)));
 		goto out;
 	}
-	pid = fork();
+	/*
+	 * vfork for a program: no copy of the agent's page tables, and none of its pages then
+	 * copied as it writes them, for each step. Called here, not in a helper: a vfork()ed
+	 * child may not return from the function that called it. fork for ARL_COLLECT_ARGV0,
+	 * which runs in the child without an exec, and in sanitizer builds (their runtimes).
+	 */
+	if (VFORK_OK && strcmp(argv[0], ARL_COLLECT_ARGV0))
+		pid = vfork();
+	else
+		pid = fork();
 	if (pid < 0) {
 		send_error(a, id, errno, "cannot start '%s': fork: %s", argv[0],
 		           errtext(errno, ebuf, sizeof(ebuf)));
 		goto out;
 	}
 	if (pid == 0)
-		child(a, out[1], err[1], rep[1], dir, argv, env);
+		child(a, out[1], err[1], rep[1], dir, argv, env, argv + argc + 1);
 	close(rep[1]);
 	rep[1] = -1;
 	/* EOF: exec succeeded (the pipe is CLOEXEC); 5 bytes: the child said why it failed. */

@@ -3,31 +3,22 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define DEFAULT_PATH "/bin:/usr/bin" /* glibc's _CS_PATH */
 
 /* After ENOEXEC: @path as a /bin/sh script, the arguments after @argv[0] its own. */
-static void exec_script(const char *path, char *const argv[], char *const env[])
+static void exec_script(const char *path, char *const argv[], char *const env[], char **v)
 {
-	size_t argc = 0;
-	char **v;
+	size_t i = 1;
 
-	while (argv[argc])
-		argc++;
-	v = calloc(argc + 2, sizeof(*v));
-	if (!v) {
-		errno = ENOMEM;
-		return;
-	}
 	v[0] = "/bin/sh";
 	v[1] = (char *)path;
-	for (size_t i = 1; i < argc; i++)
+	for (; argv[i]; i++)
 		v[i + 1] = argv[i];
+	v[i + 1] = NULL;
 	execve(v[0], v, env);
-	free(v);
 }
 
 static const char *env_path(char *const env[])
@@ -38,7 +29,7 @@ static const char *env_path(char *const env[])
 	return DEFAULT_PATH;
 }
 
-int arl_agent_execvpe(const char *file, char *const argv[], char *const env[])
+int arl_agent_execvpe(const char *file, char *const argv[], char *const env[], char **scratch)
 {
 	char buf[PATH_MAX];
 	size_t flen = strlen(file);
@@ -51,7 +42,7 @@ int arl_agent_execvpe(const char *file, char *const argv[], char *const env[])
 	if (strchr(file, '/')) {
 		execve(file, argv, env);
 		if (errno == ENOEXEC)
-			exec_script(file, argv, env);
+			exec_script(file, argv, env, scratch);
 		return -1;
 	}
 	if (flen > NAME_MAX) {
@@ -70,7 +61,7 @@ int arl_agent_execvpe(const char *file, char *const argv[], char *const env[])
 			memcpy(buf + at, file, flen + 1);
 			execve(buf, argv, env);
 			if (errno == ENOEXEC)
-				exec_script(buf, argv, env);
+				exec_script(buf, argv, env, scratch);
 			switch (errno) {
 			case EACCES:
 				eacces = 1;

@@ -11,8 +11,9 @@
  * each directory of @env's PATH (default "/bin:/usr/bin"; an empty element is the working
  * directory) in turn, skipping those where it is missing or not executable. A file the
  * kernel cannot execute (ENOEXEC) runs as a script: /bin/sh FILE ARGV[1]... Returns only on
- * failure, -1 with errno set (EACCES when only unexecutable files were found).
+ * failure, -1 with errno set (EACCES when only unexecutable files were found). @scratch has
+ * room for @argv's count + 2 pointers: it allocates nothing, so a vfork()ed child may call it.
  */
-int arl_agent_execvpe(const char *file, char *const argv[], char *const env[]);
+int arl_agent_execvpe(const char *file, char *const argv[], char *const env[], char **scratch);
 
 #endif
