@@ -42,6 +42,17 @@ struct arl_backend_option {
 	char short_name;         /* 0: none */
 };
 
+/* A lease the database records, as `gc` hands it to its backend. */
+struct arl_backend_lease {
+	int64_t id, run_id;
+	char *location, *name, *job_key;
+	int attempt;
+	/* Why it is left over (its run ended, its runner is gone), or NULL: it may be in use. */
+	const char *gone;
+	bool other_host; /* its runner is on another host: not judged from here */
+};
+void arl_backend_leases_free(struct arl_backend_lease *l, size_t n);
+
 /*
  * Where a backend records what it makes outside this host (a gateway session) the moment it
  * exists, so that `gc` can delete it after its runner was killed: the results database's
@@ -54,18 +65,13 @@ struct arl_backend_ledger {
 	           const char *job_key, int attempt, int64_t *id, struct arl_err *err);
 	/* Released (deleted, or gone already): the record goes. Failures are logged. */
 	void (*drop)(void *arg, int64_t id);
+	/*
+	 * The database's leases of @backend, judged (struct arl_backend_lease), for a sweep of
+	 * what dead runners left; *out malloc'd (arl_backend_leases_free). -1 with @err.
+	 */
+	int (*leases)(void *arg, const char *backend, struct arl_backend_lease **out, size_t *n,
+	              struct arl_err *err);
 };
-
-/* A lease the database records, as `gc` hands it to its backend. */
-struct arl_backend_lease {
-	int64_t id, run_id;
-	char *location, *name, *job_key;
-	int attempt;
-	/* Why it is left over (its run ended, its runner is gone), or NULL: it may be in use. */
-	const char *gone;
-	bool other_host; /* its runner is on another host: not judged from here */
-};
-void arl_backend_leases_free(struct arl_backend_lease *l, size_t n);
 
 /* What `arl-batch gc` hands each backend it sweeps. */
 struct arl_backend_gc_opts {

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "backend/backend.h"
 #include "cmd/cli.h"
@@ -19,6 +18,7 @@
 #include "log.h"
 #include "store/store.h"
 #include "store/store_leases.h"
+#include "run/ledger.h"
 #include "util.h"
 #include "banned.h"
 
@@ -196,37 +196,7 @@ struct gc_db {
 	const char *path;
 	struct arl_store *s;
 	bool missing;
-	char host[256];
-	struct arl_owner me;
-	struct arl_backend_lease *v;
-	size_t n, cap;
 };
-
-static int collect_lease(void *arg, const struct arl_store_lease *l)
-{
-	struct gc_db *g = arg;
-	struct arl_backend_lease *o;
-
-	ARL_GROW(g->v, g->cap, g->n + 1);
-	o = &g->v[g->n++];
-	memset(o, 0, sizeof(*o));
-	o->id = l->id;
-	o->run_id = l->run_id;
-	o->location = arl_xstrdup(l->location);
-	o->name = arl_xstrdup(l->name);
-	o->job_key = l->job_key ? arl_xstrdup(l->job_key) : NULL;
-	o->attempt = (int)l->attempt;
-	/* Opening the store read-write closed the runs of this host's dead runners. */
-	if (l->run_status && !strcmp(l->run_status, "interrupted"))
-		o->gone = "its runner is gone (run interrupted)";
-	else if (!l->run_status || strcmp(l->run_status, "running"))
-		o->gone = "its run ended without deleting it";
-	else if (!l->host || strcmp(l->host, g->host))
-		o->other_host = true;
-	else
-		o->gone = arl_owner_gone(&l->owner, &g->me);
-	return 0;
-}
 
 static int gc_leases(void *arg, const char *backend, struct arl_backend_lease **out, size_t *n,
                      struct arl_err *err)
@@ -243,21 +213,7 @@ static int gc_leases(void *arg, const char *backend, struct arl_backend_lease **
 			g->missing = true;
 		}
 	}
-	if (g->missing)
-		return 0;
-	if (gethostname(g->host, sizeof(g->host)) < 0)
-		g->host[0] = '\0';
-	g->host[sizeof(g->host) - 1] = '\0';
-	arl_owner_self(&g->me);
-	g->v = NULL;
-	g->n = g->cap = 0;
-	if (arl_store_leases_each(g->s, backend, collect_lease, g, err) < 0) {
-		arl_backend_leases_free(g->v, g->n);
-		return -1;
-	}
-	*out = g->v;
-	*n = g->n;
-	return 0;
+	return g->missing ? 0 : arl_run_leases(g->s, backend, out, n, err);
 }
 
 static void gc_lease_drop(void *arg, int64_t id)

@@ -268,6 +268,42 @@ static void gw_close(void *state)
 }
 
 /*
+ * The sessions dead runners of this database left on our gateways (`gc --backend gateway`
+ * does the same on demand), deleted with the pool's key: one line each. A failure here does
+ * not stop the run; what is left stays for gc.
+ */
+static void sweep_dead_runners(struct gwb *b)
+{
+	struct arl_backend_lease *l = NULL;
+	struct arl_err err = ARL_ERR_INIT;
+	size_t n = 0;
+
+	if (!b->ledger || !b->ledger->leases ||
+	    b->ledger->leases(b->ledger->arg, "gateway", &l, &n, &err) < 0) {
+		if (err.msg[0])
+			arl_log_warn("gateway: cannot sweep what dead runners left: %s", err.msg);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct arl_gw *gw = NULL;
+
+		if (!l[i].gone)
+			continue;
+		for (size_t p = 0; p < b->npools && !gw; p++)
+			if (!strcmp(arl_gw_url(b->pools[p].gw), l[i].location))
+				gw = b->pools[p].gw;
+		if (!gw)
+			continue; /* another gateway's: gc, with its key */
+		if (delete_session(b, gw, l[i].name)) {
+			arl_log_info("gateway: deleted session '%s' that run %lld left (%s)",
+			             l[i].name, (long long)l[i].run_id, l[i].gone);
+			b->ledger->drop(b->ledger->arg, l[i].id);
+		}
+	}
+	arl_backend_leases_free(l, n);
+}
+
+/*
  * Once per run: a client, each pool's gateway and key, and one probe per pool, so a wrong
  * URL or key fails the run before a job starts.
  */
@@ -332,6 +368,7 @@ static int gw_open(void **state, const struct arl_backend_opts *o,
 			goto fail;
 		}
 	}
+	sweep_dead_runners(b);
 	if (npools)
 		arl_log_info("gateway: %s", arl_gw_url(b->pools[0].gw));
 	*state = b;

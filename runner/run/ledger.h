@@ -19,4 +19,14 @@ const struct arl_backend_ledger *arl_run_ledger_ops(struct arl_run_ledger *l);
 /* After every backend is closed. NULL is a no-op. */
 void arl_run_ledger_free(struct arl_run_ledger *l);
 
+struct arl_store;
+/*
+ * The leases of @backend in @s, judged from here: left over when their run is no longer
+ * 'running' (opening a store read-write closes the runs of this host's dead runners) or their
+ * runner is gone (arl_owner_gone); a run on another host is not judged. For `gc` and the
+ * sweep at a run's start.
+ */
+int arl_run_leases(struct arl_store *s, const char *backend, struct arl_backend_lease **out,
+                   size_t *n, struct arl_err *err);
+
 #endif

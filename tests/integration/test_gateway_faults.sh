@@ -4,7 +4,8 @@
 # 404 of a forgotten operation or session, 429, 500 of a create, 503), a 429 storm, resets of
 # safe requests, a truncated download, a stuck operation, an allocation that never ends, a
 # gateway restart mid-step (with and without its sessions), a database that refuses the
-# session's record, and kill -9 then gc. No session is left on the gateway after any of them.
+# session's record, kill -9 then gc, and kill -9 then the next run's sweep. No session is
+# left on the gateway after any of them.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/gateway_lib.sh"
@@ -170,4 +171,17 @@ check_eq "the leases go" "$(sql "$TMP/kill.db" "SELECT count(*) FROM leases")" 0
 check_no_session "no session left after gc"
 runner gc --backend gateway --db "$TMP/kill.db"
 check_match "a second gc finds nothing" "$(cat "$TMP/out")" "^no leftover gateway sessions"
+
+echo "# kill -9, then the next run on the database sweeps what it left"
+"$ARL" run --progress none --db "$TMP/kill.db" "$TMP/kill.yaml" >"$TMP/out" 2>"$TMP/err" &
+pid=$!
+wait_until 60 "two steps to run" eval '[ "$(gw_busy_count)" -ge 2 ]'
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+check_eq "two sessions left by the killed runner" "$(gw_session_count)" 2
+runner run --progress none --db "$TMP/kill.db" "$TMP/ro.yaml"
+check_eq "the next run succeeds" "$RC" 0
+check_eq "it says it deleted both" "$(grep -c "deleted session .* that run [0-9]* left (its runner is gone" "$TMP/err")" 2
+check_eq "no lease left" "$(sql "$TMP/kill.db" "SELECT count(*) FROM leases")" 0
+check_no_session "no session left after the sweep"
 summary
