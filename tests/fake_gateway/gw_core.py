@@ -149,6 +149,7 @@ class Session:
         self.idle_timeout = req.get("idleTimeoutSeconds") or 0
         self.allow_internet = req.get("allowInternet")
         self.busy = 0                   # executes/transfers running: never reaped then
+        self.running = []               # names of the steps running now
         self.next_index = 0
         self.history = []
         self.operations = {}
@@ -432,21 +433,33 @@ class Gateway:
             except GatewayError:
                 pass
 
-    def restart(self, keep_sessions=False):
+    def restart(self, keep_sessions=False, when_running=None, wait_s=60.0):
         """What a gateway restart does to its memory: every operation is forgotten (and
         the results of running ones are lost); with the in-memory store (the default) every
-        session is forgotten too: its pod is deleted here so that nothing leaks."""
-        with self.mu:
-            self.generation += 1
-            gone = [] if keep_sessions else list(self.sessions.values())
-            if not keep_sessions:
-                self.sessions.clear()
-                self.tombstones.clear()
-            for s in self.sessions.values():
-                s.operations.clear()
+        session is forgotten too: its pod is deleted here so that nothing leaks.
+        when_running (True, or a step name): first waits (up to wait_s) until a step (that
+        step) runs, and restarts while it still does: a test needs no timing window.
+        Returns False when no such step ran in time (nothing restarted)."""
+        end = time.monotonic() + wait_s
+        while True:
+            with self.mu:
+                if when_running is None or any(when_running is True or when_running in s.running
+                                               for s in self.sessions.values() if s.running):
+                    self.generation += 1
+                    gone = [] if keep_sessions else list(self.sessions.values())
+                    if not keep_sessions:
+                        self.sessions.clear()
+                        self.tombstones.clear()
+                    for s in self.sessions.values():
+                        s.operations.clear()
+                    break
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.005)
         for s in gone:
             s.deleted = True
             self._destroy(s, "restart")
+        return True
 
     def stop_all(self):
         self.stopping.set()
@@ -513,7 +526,14 @@ class Gateway:
         env["HOSTNAME"] = s.id
         env.update(step.get("env") or {})
         cwd = step.get("workDir") or "/"
-        stdout, stderr, code = self._exec(s, argv, env, cwd, timeout, on_output)
+        name = step.get("name", "")
+        with self.mu:
+            s.running.append(name)
+        try:
+            stdout, stderr, code = self._exec(s, argv, env, cwd, timeout, on_output)
+        finally:
+            with self.mu:
+                s.running.remove(name)
         out = {"stdout": _json_str(stdout), "stderr": _json_str(stderr), "exit_code": code}
         dur = int((time.monotonic() - t0) * 1000)
         inp = step_request_json(step)

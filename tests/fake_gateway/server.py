@@ -603,7 +603,8 @@ class Handler(BaseHTTPRequestHandler):
                     "sessions": [{"id": s.id, "image": s.image, "profile": s.profile, "pool": s.pool.name,
                                   "owner": s.owner, "busy": s.busy, "createdAt": gw_core.now_rfc3339(s.created),
                                   "nextIndex": s.next_index, "operations": len(s.operations),
-                                  "idleTimeoutSeconds": s.idle_timeout} for s in gw.sessions.values()],
+                                  "idleTimeoutSeconds": s.idle_timeout, "running": list(s.running)}
+                                 for s in gw.sessions.values()],
                     "pools": [dict(p.info(), managed=p.managed, queued=p.queued,
                                    scaleEvents=[list(e) for e in p.scale_events]) for p in gw.pools.values()],
                     "config": dict(gw.cfg),
@@ -635,7 +636,12 @@ class Handler(BaseHTTPRequestHandler):
             n = int(body.get("resetNext") or 0)
             if n > 0:       # the gateway is down for the next n requests (connection reset)
                 gw.faults.set(",".join(x for x in (gw.faults.spec, "reset=1:max=%d" % n) if x))
-            gw.restart(keep_sessions=bool(body.get("keepSessions")))
+            when = body.get("whenStepRunning")
+            if not gw.restart(keep_sessions=bool(body.get("keepSessions")), when_running=when or None,
+                              wait_s=float(body.get("waitSeconds") or 60)):
+                self.error(409, "no step %sran within %ss: nothing restarted"
+                           % ("" if when is True else "%r " % when, body.get("waitSeconds") or 60))
+                return
             srv.drop_connections(except_sock=self.connection)
             self.json(200, {"generation": gw.generation})
         elif path == "/_fake/reap" and self.command == "POST":

@@ -749,6 +749,17 @@ class Faults(Base):
         self.assertTrue(all(e["operation"] == "op-log" for e in log))
         self.assertEqual(log[-1]["endpoint"], "operation")
 
+    def test_restart_while_a_step_runs(self):
+        sid = self.session()
+        steps = [sh("first", "true"), sh("long", "echo started; sleep 600")]
+        self.assertEqual(execute(sid, steps, operationID="op-w").status, 202)
+        r = control("restart", {"keepSessions": True, "whenStepRunning": "long"})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(request("GET", "/v1/sessions/%s/operations/op-w" % sid).status, 404)
+        r = control("restart", {"whenStepRunning": "nothing-of-that-name", "waitSeconds": 0.05})
+        self.assertEqual(r.status, 409)
+        self.assertEqual(request("GET", "/v1/sessions/" + sid).status, 200)     # nothing restarted
+
     def test_bad_fault_spec_is_refused(self):
         r = control("faults", {"spec": "nonsense=1"})
         self.assertEqual(r.status, 400)
