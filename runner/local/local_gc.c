@@ -147,9 +147,6 @@ int arl_local_backend_gc(const struct arl_backend_gc_opts *g)
 	struct arl_err err = ARL_ERR_INIT;
 	int foreign = 0, n = arl_local_gc(g->state_dir, g->yes, stdout, &foreign, &err);
 
-	/* Only here: a run's own sweep (arl_local_gc()) must leave them for the next runs. */
-	arl_skel_cache_sweep(COW_SKEL_DIR, g->yes, stdout);
-
 	if (n < 0)
 		arl_log_err(NULL, &err);
 	else if (n == 0)
@@ -161,5 +158,10 @@ int arl_local_backend_gc(const struct arl_backend_gc_opts *g)
 		printf("%d sandbox%s of runners in another PID namespace not checked: their pids "
 		       "mean nothing here; run gc where they run\n",
 		       foreign, foreign == 1 ? "" : "es");
+	/*
+	 * Only here, after the sandboxes' lines: a run's own sweep (arl_local_gc()) must leave
+	 * them for the next runs.
+	 */
+	arl_skel_cache_sweep(COW_SKEL_DIR, g->yes, stdout);
 	return n < 0 ? ARL_EXIT_INCOMPLETE : ARL_EXIT_OK;
 }
