@@ -57,17 +57,24 @@ YAML
 	runner run --progress none --db "$TMP/one.db" "$TMP/one.yaml"
 }
 
+# allowed: 4 plus one per started second the attempt spent past its preparation (its step
+# and the delete), as measured by the run itself: a busy machine slows the step, not the rule.
+allowed() {
+	echo $((4 + $(sql "$TMP/one.db" "SELECT (duration_ms - prepare_ms + 999) / 1000 FROM attempts ORDER BY id DESC LIMIT 1")))
+}
+
 echo "# requests per one-step job"
 one_step "echo hi"
 check_eq "a quick step succeeds" "$RC" 0
 # The run's own probe (a GET of a session that does not exist) comes once per run and pool.
 check_eq "one probe per run" "$(gw_requests get)" 1
-check_le "create, execute, one poll, delete: at most 4 (202 answer)" \
-	"$(($(gw_requests) - $(gw_requests get)))" 4
+check_le "create, execute, polls, delete: at most 4 + 1 per second (202 answer)" \
+	"$(($(gw_requests) - $(gw_requests get)))" "$(allowed)"
 check_eq "one execute" "$(gw_requests execute)" 1
 one_step "sleep 3"
 check_eq "a 3 s step succeeds" "$RC" 0
-check_le "a 3 s step: at most 4 + 3 requests" "$(($(gw_requests) - $(gw_requests get)))" 7
+check_le "a 3 s step: at most 4 + 1 per second" "$(($(gw_requests) - $(gw_requests get)))" "$(allowed)"
+check_ge "... and it was polled while it ran (a 202 answer)" "$(gw_requests operation)" 3
 
 echo "# the older gateways' blocking 200"
 gw_post /_fake/config '{"old_execute": true}'
