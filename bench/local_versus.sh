@@ -2,7 +2,8 @@
 # shellcheck disable=SC2154,SC2034,SC2119 # figures set by declare, r read by the eval'd sides
 # Two or more arl-batch builds side by side in one session, beside the bare `bwrap ... true`
 # loop of bench/local_steps.sh: SHAPE "steps" is J jobs x 5 one-line steps (local_steps.sh's
-# job file), "one" is J one-step `true` jobs (local_throughput.sh's bwrap side). Sides
+# job file), "one" is J one-step `true` jobs (local_throughput.sh's bwrap side), "long" one
+# job of J `true` steps (the agent's cost per step, in one sandbox). Sides
 # alternate within each round, so machine noise hits all of them; wall and CPU (user + sys,
 # children included) medians, and each build's ratio to the bare loop of J x steps sandboxes.
 # Usage: bench/local_versus.sh SHAPE J ROUNDS BINARY...   (e.g. a worktree of an older commit's
@@ -18,8 +19,9 @@ trap 'rm -rf "$tmp"' EXIT
 case $shape in
 steps) per=5 ;;
 one) per=1 ;;
+long) per=$jobs jobs=1 ;;
 *)
-	echo "SHAPE is steps or one" >&2
+	echo "SHAPE is steps, one or long" >&2
 	exit 2
 	;;
 esac
@@ -35,7 +37,7 @@ esac
       - {type: Command, command: ["true"]}
 YAML
 	else
-		echo '      - {type: Command, command: ["true"]}'
+		for _ in $(seq 1 "$per"); do echo '      - {type: Command, command: ["true"]}'; done
 	fi
 } >"$tmp/jobs.yaml"
 seq 1 "$jobs" | sed 's/.*/{"i": &}/' >"$tmp/items.jsonl"
