@@ -114,25 +114,25 @@ check_match "the error says the gateway did not end it" "$(sql "$TMP/stuck.db" "
 check_no_session "no session left"
 faults ""
 
-# mid_step FILE DB RESTART-BODY: runs FILE in the background and restarts the gateway once a
-# step is running.
+# mid_step FILE DB RESTART-BODY: runs FILE in the background and restarts the gateway while
+# its step s runs (the server waits for that and restarts under its lock: a restart seen
+# from here could come after a loaded machine's step ended).
 mid_step() {
 	"$ARL" run --progress none --db "$2" "$1" >"$TMP/out" 2>"$TMP/err" &
 	local pid=$!
-	wait_until 60 "a step to run" eval '[ "$(gw_busy_count)" -ge 1 ]'
 	gw_post /_fake/restart "$3"
 	wait_pid 120 "$pid"
 }
 jobfile "$TMP/long.yaml" '  - {name: long, retries: 0, steps: [{name: s, type: Command, command: [sh, -c, "echo run >> /workspace/runs; sleep 2; wc -l < /workspace/runs"]}]}'
 
 echo "# a gateway restart that keeps its sessions (Redis) but forgets operations"
-mid_step "$TMP/long.yaml" "$TMP/rk.db" '{"keepSessions": true}'
+mid_step "$TMP/long.yaml" "$TMP/rk.db" '{"keepSessions": true, "whenStepRunning": "s", "waitSeconds": 25}'
 check_eq "the step is sent again and succeeds" "$(state_of "$TMP/rk.db")" "Succeeded:"
 check_match "the runner says it sent the step again" "$(cat "$TMP/err")" "forgotten .*sending the step again"
 check_no_session "no session left"
 
 echo "# a gateway restart that forgets its sessions"
-mid_step "$TMP/long.yaml" "$TMP/rf.db" '{}'
+mid_step "$TMP/long.yaml" "$TMP/rf.db" '{"whenStepRunning": "s", "waitSeconds": 25}'
 check_eq "infra" "$(state_of "$TMP/rf.db")" "Failed:infra"
 check_no_session "no session left"
 
