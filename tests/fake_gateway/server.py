@@ -353,6 +353,14 @@ class Handler(BaseHTTPRequestHandler):
             pass
         except (ConnectionError, BrokenPipeError):
             self.close_connection = True
+        except Exception as e:          # noqa: BLE001 (chi's Recoverer: 500, empty body)
+            sys.stderr.write("fake-gateway: %s %s: %s: %s\n" % (self.command, path, type(e).__name__, e))
+            self.close_connection = True
+            if self.status is None:
+                try:
+                    self.respond(500)
+                except (OSError, Cut):
+                    pass
         finally:
             m = re.match(r"^/v1/sessions/([^/]+)(?:/operations/([^/]+))?", path)
             self.server.log_request_entry({

@@ -256,6 +256,17 @@ class Sessions(Base):
             self.assertIn("cannot unmarshal", r.json()["error"])
         self.assertEqual(control("sessions").json(), [])
 
+    def test_malformed_requests_do_not_break_the_server(self):
+        _, host, port = SRV
+        for raw in (b"POST /v1/sessions HTTP/1.1\r\nAuthorization: Bearer %s\r\nContent-Length: x\r\n\r\n",
+                    b"POST /v1/sessions HTTP/1.1\r\nAuthorization: Bearer %s\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\nzz\r\n"):
+            s = socket.create_connection((host, port), timeout=30)
+            s.sendall(raw % USER.encode())
+            self.assertIn(s.recv(100)[:12], (b"HTTP/1.1 500", b"HTTP/1.1 400", b""))
+            s.close()
+        self.assertEqual(request("GET", "/healthz", key=None).status, 200)
+
     def test_unknown_profile_is_500_and_foreign_namespace_403(self):
         r = request("POST", "/v1/sessions", {"profile": "nosuch"})
         self.assertEqual(r.status, 500)
