@@ -369,6 +369,33 @@ class Sessions(Base):
         self.assertEqual(pools[0]["state"], "stopped")
         self.assertEqual(control("sessions").json(), [])
 
+    def test_slow_allocation_queues_the_create(self):
+        import threading
+        set_faults("slow-alloc=1s")
+        box = []
+        t = threading.Thread(target=lambda: box.append(request("POST", "/v1/sessions", {"image": "slow:1"})))
+        t.start()
+        seen = False
+        for _ in range(5000):
+            pools = [p for p in control("state").json()["pools"] if p["image"] == "slow:1"]
+            if pools and pools[0]["queued"] == 1:
+                seen = True
+                break
+            if box:
+                break
+            time.sleep(0.005)
+        t.join()
+        self.assertTrue(seen, "the create never waited in its pool's queue")
+        self.assertEqual(box[0].status, 201)
+        self.sids.append(box[0].json()["id"])
+
+    def test_no_reaping_while_a_step_runs(self):
+        sid = self.session(idleTimeoutSeconds=1)
+        self.assertEqual(execute(sid, [sh("a", "sleep 3")], operationID="op-idle").status, 202)
+        while request("GET", "/v1/sessions/%s/operations/op-idle" % sid).json()["status"] == "running":
+            self.assertIn(sid, control("reap", {}).json())
+            time.sleep(0.05)
+
     def test_idle_session_is_reaped(self):
         sid = create(idleTimeoutSeconds=1)
         t0 = time.monotonic()
