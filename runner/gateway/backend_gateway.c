@@ -51,19 +51,20 @@
 #include "util.h"
 #include "banned.h"
 
-#define GW_IDLE_MARGIN_S   600   /* idleTimeoutSeconds = prepareTimeout + timeout + this */
-#define GW_GRACE_MS        5000  /* past a step's deadline, for the gateway's answer */
-#define GW_CREATE_GRACE_MS 10000 /* a create in flight when the run is cancelled */
-#define GW_CLEANUP_MS      60000 /* how long a DELETE may keep retrying */
-#define GW_CANCEL_MS       5000  /* ... once the run is cancelled, from then on */
-#define GW_LAST_TRY_MS     1000  /* ... but each DELETE gets one try of this long */
-#define GW_FIRST_POLL_MS   250
-#define GW_POLL_MS         1000   /* at most one poll a second: the request budget above */
-#define GW_RESUBMITS       3      /* executes sent again after the gateway forgot them */
-#define GW_PROBE_MS        120000 /* a 429 storm at the run's start is waited out */
-#define GW_DEFAULT_WORKDIR "/workspace"
-#define GW_DEFAULT_PROFILE "default"
-#define GW_MAX_KEY         4096
+#define GW_IDLE_MARGIN_S    600   /* idleTimeoutSeconds = prepareTimeout + timeout + this */
+#define GW_TIMEOUT_SLACK_MS 100   /* a killed step's duration may fall short of its time */
+#define GW_GRACE_MS         5000  /* past a step's deadline, for the gateway's answer */
+#define GW_CREATE_GRACE_MS  10000 /* a create in flight when the run is cancelled */
+#define GW_CLEANUP_MS       60000 /* how long a DELETE may keep retrying */
+#define GW_CANCEL_MS        5000  /* ... once the run is cancelled, from then on */
+#define GW_LAST_TRY_MS      1000  /* ... but each DELETE gets one try of this long */
+#define GW_FIRST_POLL_MS    250
+#define GW_POLL_MS          1000   /* at most one poll a second: the request budget above */
+#define GW_RESUBMITS        3      /* executes sent again after the gateway forgot them */
+#define GW_PROBE_MS         120000 /* a 429 storm at the run's start is waited out */
+#define GW_DEFAULT_WORKDIR  "/workspace"
+#define GW_DEFAULT_PROFILE  "default"
+#define GW_MAX_KEY          4096
 
 struct gpool {
 	const struct arl_pool *pool;
@@ -613,9 +614,8 @@ submit:
 	if (c.timeout_ms <= 0)
 		return STEP_OVERDUE;
 	if (arl_gw_execute(sb->gp->gw, sb->id, body, &c, &resp, err) < 0) {
-		enum step_end e = resp.cancelled                                ? STEP_CANCELLED
-		                  : arl_now_ms() >= until && resp.status != 404 ? STEP_OVERDUE
-		                                                                : STEP_INFRA;
+		/* Refused (retried while that may help): the error says how. */
+		enum step_end e = resp.cancelled ? STEP_CANCELLED : STEP_INFRA;
 
 		arl_gw_resp_release(&resp);
 		return e;
@@ -658,7 +658,7 @@ submit:
 				goto submit;
 			}
 			arl_gw_resp_release(&resp);
-			return arl_now_ms() >= until ? STEP_OVERDUE : STEP_INFRA;
+			return STEP_INFRA;
 		}
 		status = str_of(resp.json, "status");
 		if (status && !strcmp(status, "done")) {
@@ -735,9 +735,11 @@ static int exec_command(struct gwb *b, struct arl_sandbox *sb, const struct arl_
 	arl_output_take(&res->err, arl_xstrdup(s ? s : ""), b->capture_max);
 	/*
 	 * The agent reports its kill as a plain exit 1: a step that used all its time (by
-	 * the gateway's own measure, else ours) timed out, whatever it exited with.
+	 * the gateway's own measure, else ours; GW_TIMEOUT_SLACK_MS for the agent's clock
+	 * starting after ours) timed out, whatever it exited with.
 	 */
-	if ((dur >= 0 ? dur : arl_now_ms() - (ctx->deadline_ms - left)) >= left) {
+	if ((dur >= 0 ? dur : arl_now_ms() - (ctx->deadline_ms - left)) + GW_TIMEOUT_SLACK_MS >=
+	    left) {
 		*cls = ARL_CLASS_TIMEOUT;
 	} else {
 		res->has_exit = true;

@@ -12,7 +12,9 @@ set -euo pipefail
 
 require_gateway
 make_tmp
-start_gateway --seed 7 --api-key other-user-key:user
+# The idle reaper sweeps only when the test asks (/_fake/reap): a periodic sweep could take
+# the orphan below before it is counted.
+start_gateway --seed 7 --api-key other-user-key:user --reap-interval 3600
 ARL=$ARL_BATCH
 
 # job FILE JOBS-YAML [POOL-EXTRA]: a job file with one gateway pool of 4 replicas.
@@ -46,6 +48,15 @@ check_eq "exit 3" "$RC" 3
 check_match "the message says the key was refused" "$(cat "$TMP/err")" "refused the API key \(HTTP 401"
 check "the key is not printed" eval "! grep -q not-a-key '$TMP/err' '$TMP/out'"
 check_eq "no job ran" "$(sql "$TMP/401.db" "SELECT count(*) FROM attempts")" 0
+
+echo "# 500 to a create for a profile the gateway has no pool for"
+jobfile "$TMP/prof.yaml" '  - {name: p, retries: 0, steps: [{name: s, type: Command, command: [echo, x]}]}'
+sed -i 's/image: "python:3.12"/profile: no-such-profile/' "$TMP/prof.yaml"
+runner run --progress none --db "$TMP/prof.db" "$TMP/prof.yaml"
+check_eq "infra" "$(state_of "$TMP/prof.db")" "Failed:infra"
+check_match "the error quotes the gateway" "$(sql "$TMP/prof.db" "SELECT error FROM attempts")" \
+	'HTTP 500: no pool found for profile "no-such-profile"'
+check_no_session "no session left"
 
 echo "# a 429 storm (Retry-After: 1, every request refused 24 times)"
 faults "429=1:max=24"

@@ -34,9 +34,24 @@ struct server {
 	pthread_t th;
 	const char *actions[MAX_ACTIONS];
 	size_t nactions;
-	int requests; /* seen */
-	char last[4096];
+	/* What the server saw; the server thread writes it under mu (before it answers). */
+	pthread_mutex_t mu;
+	int requests_seen;
+	char last_seen[4096];
 };
+
+/* The requests seen, and the last one's text (copied under the lock). */
+static int seen(struct server *s, char *last, size_t len)
+{
+	int n;
+
+	pthread_mutex_lock(&s->mu);
+	n = s->requests_seen;
+	if (last)
+		snprintf(last, len, "%s", s->last_seen);
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
 
 /* Reads one request (headers and a Content-Length body); 0 at EOF. */
 static int read_request(int c, char *buf, size_t cap)
@@ -73,17 +88,22 @@ static void *serve(void *arg)
 {
 	struct server *s = arg;
 
+	char buf[4096];
+
 	for (size_t i = 0; i < s->nactions; i++) {
 		int c = accept(s->fd, NULL, NULL);
 
 		if (c < 0)
 			break;
-		if (!read_request(c, s->last, sizeof(s->last))) {
+		if (!read_request(c, buf, sizeof(buf))) {
 			close(c);
 			i--;
 			continue;
 		}
-		s->requests++;
+		pthread_mutex_lock(&s->mu);
+		s->requests_seen++;
+		memcpy(s->last_seen, buf, sizeof(buf));
+		pthread_mutex_unlock(&s->mu);
 		if (!strcmp(s->actions[i], "RESET")) {
 			struct linger l = {1, 0};
 
@@ -101,6 +121,7 @@ static void server_start(struct server *s)
 	struct sockaddr_in a = {.sin_family = AF_INET};
 	socklen_t len = sizeof(a);
 
+	pthread_mutex_init(&s->mu, NULL);
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	assert_true((s->fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
 	assert_int_equal(bind(s->fd, (struct sockaddr *)&a, sizeof(a)), 0);
@@ -115,6 +136,7 @@ static void server_stop(struct server *s)
 	shutdown(s->fd, SHUT_RDWR);
 	pthread_join(s->th, NULL);
 	close(s->fd);
+	pthread_mutex_destroy(&s->mu);
 }
 
 static const char ok200[] = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}";
@@ -128,6 +150,8 @@ static const char err500[] = "HTTP/1.1 500 Internal Server Error\r\nConnection: 
                              "Content-Length: 32\r\n\r\n{\"error\":\"pool at max capacity\"}";
 static const char gone404[] = "HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: "
                               "32\r\n\r\n{\"error\":\"session s1 not found\"}";
+static const char gone410[] = "HTTP/1.1 410 Gone\r\nConnection: close\r\nContent-Length: "
+                              "2\r\n\r\n{}";
 static const char bad400[] =
     "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}";
 
@@ -174,13 +198,13 @@ static void test_unsent_not_repeated_after_reset(void **state)
 	assert_int_equal(request(&s, ARL_HTTP_RETRY_UNSENT, &resp, &err), -1);
 	assert_int_equal(resp.tries, 1);
 	assert_true(resp.ambiguous);
-	assert_int_equal(s.requests, 1);
+	assert_int_equal(seen(&s, NULL, 0), 1);
 	arl_http_resp_release(&resp);
 	/* The same with a request that is safe to repeat: tried again, and done. */
 	arl_err_clear(&err);
 	assert_int_equal(request(&s, ARL_HTTP_RETRY_SAFE, &resp, &err), 0);
 	assert_int_equal(resp.status, 201);
-	assert_int_equal(s.requests, 2);
+	assert_int_equal(seen(&s, NULL, 0), 2);
 	arl_http_resp_release(&resp);
 	server_stop(&s);
 }
@@ -246,7 +270,7 @@ static void test_gw_create(void **state)
 	struct arl_gw_resp resp;
 	struct arl_err err = ARL_ERR_INIT;
 	cJSON *body = cJSON_CreateObject();
-	char msg[200];
+	char msg[200], last[4096];
 
 	(void)state;
 	server_start(&s);
@@ -260,8 +284,9 @@ static void test_gw_create(void **state)
 	arl_gw_message(&resp, msg, sizeof(msg));
 	assert_string_equal(msg, "pool at max capacity");
 	assert_null(strstr(err.msg, "sekrit"));
-	assert_non_null(strstr(s.last, "Authorization: Bearer sekrit\r\n"));
-	assert_non_null(strstr(s.last, "POST /v1/sessions HTTP/1.1"));
+	seen(&s, last, sizeof(last));
+	assert_non_null(strstr(last, "Authorization: Bearer sekrit\r\n"));
+	assert_non_null(strstr(last, "POST /v1/sessions HTTP/1.1"));
 	arl_gw_resp_release(&resp);
 	arl_err_clear(&err);
 	assert_int_equal(arl_gw_create(g, body, &c, &resp, &err), 0);
@@ -274,10 +299,11 @@ static void test_gw_create(void **state)
 	server_stop(&s);
 }
 
-/* A DELETE answered 404 is done: the session is gone already. */
+/* A DELETE answered 404 (or 410, a Redis-backed gateway's tombstone) is done: already gone. */
 static void test_gw_delete_404_is_gone(void **state)
 {
-	struct server s = {.actions = {gone404}, .nactions = 1};
+	char last[4096];
+	struct server s = {.actions = {gone404, gone410}, .nactions = 2};
 	struct arl_http *h = client();
 	struct arl_gw *g;
 	struct arl_gw_call c = ARL_GW_CALL_INIT;
@@ -290,8 +316,12 @@ static void test_gw_delete_404_is_gone(void **state)
 	if (arl_gw_delete(g, "s1", &c, &resp, &err) < 0)
 		fail_msg("%s", err.msg);
 	assert_int_equal(resp.status, 404);
-	assert_non_null(strstr(s.last, "DELETE /v1/sessions/s1 HTTP/1.1"));
-	assert_null(strstr(s.last, "Authorization"));
+	seen(&s, last, sizeof(last));
+	assert_non_null(strstr(last, "DELETE /v1/sessions/s1 HTTP/1.1"));
+	assert_null(strstr(last, "Authorization"));
+	arl_gw_resp_release(&resp);
+	assert_int_equal(arl_gw_delete(g, "s1", &c, &resp, &err), 0);
+	assert_int_equal(resp.status, 410);
 	arl_gw_resp_release(&resp);
 	arl_gw_free(g);
 	arl_http_free(h);
