@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Nothing is left on the gateway when a run on a gateway pool is cut short (against the test
 # gateway, tests/fake_gateway/): SIGINT while steps run (exit 130, every attempt recorded as
-# it ended, no session left), SIGINT while sessions wait to be allocated (the creates in
-# flight leave no session either), and --deadline (exit 4).
+# it ended, no session left), SIGTERM (143), SIGINT while sessions wait to be allocated (the
+# creates in flight leave no session either), SIGINT while creates wait for a full pool that
+# frees up right after, and --deadline (exit 4).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/gateway_lib.sh"
@@ -65,6 +66,17 @@ check_eq "in each, the first step Succeeded and the interrupted one is Failed, n
 	"sleep:Failed:4 started:Succeeded:4"
 check_eq "every attempt has its session recorded" \
 	"$(sql "$TMP/int.db" "SELECT count(*) FROM attempts WHERE ifnull(sandbox, '') != ''")" 4
+check_eq "no session left on the gateway" "$(gw_session_count)" 0
+check_eq "no step left running (sleep 30.$MARK)" "$(leftover "30\.$MARK")" ""
+
+echo "# SIGTERM while steps run"
+"$ARL_BATCH" run --progress none --db "$TMP/term.db" "$TMP/long.yaml" >"$TMP/out" 2>"$TMP/err" &
+RUNNER_PID=$!
+check "four sleep steps run in their sessions" wait_until 120 "4 sleep steps" sleeps_ge 4
+kill -TERM "$RUNNER_PID"
+wait_exit 300
+check_eq "run exits 143" "$RC" 143
+check_eq "every job Cancelled" "$(sql "$TMP/term.db" "SELECT group_concat(DISTINCT state) FROM jobs")" Cancelled
 check_eq "no session left on the gateway" "$(gw_session_count)" 0
 check_eq "no step left running (sleep 30.$MARK)" "$(leftover "30\.$MARK")" ""
 
