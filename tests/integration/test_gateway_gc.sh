@@ -2,20 +2,21 @@
 # `arl-batch gc --backend gateway` after a runner on a gateway pool is killed with -9 (against
 # the test gateway, tests/fake_gateway/): the killed run's sessions are still on the gateway,
 # gc lists exactly those (not a live runner's, whose sessions the same database records), gc
-# --yes deletes them, and nothing is left on the gateway afterwards.
+# --yes deletes them, and nothing is left on the gateway afterwards. Then a run stopped while
+# the gateway answers its deletes with 429 leaves its sessions, and says so: gc deletes them.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/gateway_lib.sh"
 
 require_gateway
 make_tmp
-MARK=$$$RANDOM # the long steps run `sleep 60.$MARK` (dead run) and `sleep 61.$MARK` (live one)
+MARK=$$$RANDOM # the long steps run `sleep 6X.$MARK`: 60 the killed run, 61 the live one, 62 the last
 PIDS=()
 cleanup() {
 	local p
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 	stop_gateway
-	for p in $(procs_with "6[01]\.$MARK"); do kill -9 "$p" 2>/dev/null || true; done
+	for p in $(procs_with "6[012]\.$MARK"); do kill -9 "$p" 2>/dev/null || true; done
 	return 0
 }
 # shellcheck disable=SC2034 # read by make_tmp's EXIT trap
@@ -90,5 +91,26 @@ kill -INT "$LIVE_PID"
 wait_pid 300 "$LIVE_PID"
 check_eq "the live run, interrupted, exits 130" "$RC" 130
 check_eq "... and deletes its own sessions: none is left on the gateway" "$(gw_session_count)" 0
+
+echo "# a run stopped while the gateway refuses its deletes leaves them to gc"
+long "$TMP/refused.yaml" 62
+"$ARL_BATCH" run --progress none --db "$DB" "$TMP/refused.yaml" >"$TMP/refused.out" 2>"$TMP/refused.err" &
+REFUSED_PID=$!
+PIDS+=("$REFUSED_PID")
+check "its four sleep steps run" wait_until 120 "4 sleeps of the run" sleeps_ge 62 4
+gw_faults "429=1:endpoints=delete"
+kill -INT "$REFUSED_PID"
+wait_pid 300 "$REFUSED_PID"
+gw_faults ""
+check_eq "the run, interrupted, exits 130" "$RC" 130
+check_eq "its four sessions are left on the gateway" "$(gw_session_count)" 4
+check_eq "it said so for each, and what deletes it" \
+	"$(grep -c "cannot delete session .*429.* \`arl-batch gc --backend gateway\` deletes it" "$TMP/refused.err" || true)" 4
+runner gc --backend gateway --yes --db "$DB"
+check_eq "gc --yes exits 0" "$RC" 0
+check_eq "gc --yes deleted the four, their run interrupted" \
+	"$(grep -c 'its runner is gone (run interrupted): deleted$' "$TMP/out" || true)" 4
+check_eq "no session left on the gateway" "$(gw_session_count)" 0
+check_eq "... nor a step of theirs" "$(leftover "62\.$MARK")" ""
 
 summary
