@@ -42,7 +42,8 @@ static const char about[] =
     "(see --host). Objects without the owner labels and keepAlive Sandboxes are never\n"
     "touched.\n"
     "gateway: the sessions the database (--db) records (table leases) whose run ended\n"
-    "or whose runner is gone; the API key is $ARL_API_KEY or --api-key-file.\n";
+    "or whose runner is gone; each is sent only the key bound to its gateway:\n"
+    "$ARL_API_KEY to $ARL_GATEWAY_URL's, or $ARL_GATEWAY_CREDENTIALS' (docs/gateway.md).\n";
 
 static const char epilog[] =
     "Exit status: 0 done (whether or not anything was found), 2 usage error, 3 the\n"

@@ -42,6 +42,7 @@
 #include "backend/backend.h"
 #include "buf.h"
 #include "gateway/gw_client.h"
+#include "gateway/gw_cred.h"
 #include "gateway/gw_collect.h"
 #include "gateway/gw_pool.h"
 #include "http/http.h"
@@ -64,7 +65,6 @@
 #define GW_PROBE_MS         120000 /* a 429 storm at the run's start is waited out */
 #define GW_DEFAULT_WORKDIR  "/workspace"
 #define GW_DEFAULT_PROFILE  "default"
-#define GW_MAX_KEY          4096
 
 struct gpool {
 	const struct arl_pool *pool;
@@ -178,41 +178,6 @@ static bool delete_session(struct gwb *b, struct arl_gw *gw, const char *id)
 
 /* --- open / close -------------------------------------------------------------------- */
 
-int arl_gw_read_key(const char *file, char **out, struct arl_err *err)
-{
-	struct arl_buf b = ARL_BUF_INIT;
-	const char *env;
-	size_t s = 0, e;
-
-	*out = NULL;
-	if (!file) {
-		env = getenv("ARL_API_KEY");
-		if (env && *env)
-			*out = arl_xstrdup(env);
-		return 0;
-	}
-	if (arl_buf_read_file(&b, file, GW_MAX_KEY, err) < 0) {
-		arl_err_prefix(err, "apiKeyFile");
-		return -1;
-	}
-	e = b.len;
-	while (s < e && (b.p[s] == ' ' || b.p[s] == '\t' || b.p[s] == '\n' || b.p[s] == '\r'))
-		s++;
-	while (e > s && (b.p[e - 1] == ' ' || b.p[e - 1] == '\t' || b.p[e - 1] == '\n' ||
-	                 b.p[e - 1] == '\r'))
-		e--;
-	if (e == s || memchr(b.p + s, '\n', e - s) || memchr(b.p + s, '\r', e - s)) {
-		explicit_bzero(b.p, b.len);
-		arl_buf_release(&b);
-		return arl_error(err, ARL_E_USAGE,
-		                 "apiKeyFile '%s' must hold one API key on one line", file);
-	}
-	*out = arl_xstrndup(b.p + s, e - s);
-	explicit_bzero(b.p, b.len);
-	arl_buf_release(&b);
-	return 0;
-}
-
 /*
  * One authenticated request that changes nothing: GET of a session that does not exist. A
  * 404 says the gateway is there and takes the key; 401/403 that it does not.
@@ -313,6 +278,7 @@ static int gw_open(void **state, const struct arl_backend_opts *o,
 {
 	struct gwb *b = arl_xcalloc(1, sizeof(*b));
 	struct arl_http_opts ho = {0};
+	struct arl_gw_creds *creds = NULL;
 
 	pthread_mutex_init(&b->mu, NULL);
 	b->cancel_fd = o->cancel_fd;
@@ -344,13 +310,10 @@ static int gw_open(void **state, const struct arl_backend_opts *o,
 			          pools[i]->name);
 			goto fail;
 		}
-		if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
-			arl_error(err, ARL_E_USAGE,
-			          "pool '%s': gateway URL '%s' must start with http:// or https://",
-			          pools[i]->name, url);
+		/* The key is the one the operator bound to the URL's origin (gw_cred.h). */
+		if (!creds && arl_gw_creds_load(&creds, err) < 0)
 			goto fail;
-		}
-		if (arl_gw_read_key(gp->cfg->api_key_file, &key, err) < 0) {
+		if (arl_gw_creds_key(creds, url, &key, err) < 0) {
 			arl_err_prefix(err, "pool '%s'", pools[i]->name);
 			goto fail;
 		}
@@ -358,23 +321,20 @@ static int gw_open(void **state, const struct arl_backend_opts *o,
 		if (key) {
 			explicit_bzero(key, strlen(key));
 			free(key);
-		} else {
-			arl_log_warn(
-			    "pool '%s': no API key ($ARL_API_KEY or apiKeyFile): requests go "
-			    "without one (a gateway with AUTH_ENABLED=false)",
-			    pools[i]->name);
 		}
 		if (probe(b, gp->gw, err) < 0) {
 			arl_err_prefix(err, "pool '%s'", pools[i]->name);
 			goto fail;
 		}
 	}
+	arl_gw_creds_free(creds);
 	sweep_dead_runners(b);
 	if (npools)
 		arl_log_info("gateway: %s", arl_gw_url(b->pools[0].gw));
 	*state = b;
 	return 0;
 fail:
+	arl_gw_creds_free(creds);
 	gw_close(b);
 	return -1;
 }
@@ -869,6 +829,5 @@ const struct arl_backend_ops arl_backend_gateway = {
     .release = gw_release,
     .close = gw_close,
     .gc = arl_gw_backend_gc,
-    .gc_options = arl_gw_gc_options,
     .collect = gw_collect_op,
 };

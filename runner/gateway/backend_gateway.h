@@ -6,11 +6,7 @@
 
 extern const struct arl_backend_ops arl_backend_gateway;
 
-/* Its gc op and gc's options (gw_gc.c): the sessions the database's leases name. */
+/* Its gc op (gw_gc.c): the sessions the database's leases name. */
 int arl_gw_backend_gc(const struct arl_backend_gc_opts *g);
-extern const struct arl_backend_option arl_gw_gc_options[];
-
-/* The API key: the contents of @file (whitespace around it dropped), else $ARL_API_KEY. */
-int arl_gw_read_key(const char *file, char **out, struct arl_err *err);
 
 #endif

@@ -2,6 +2,8 @@
  * `arl-batch gc --backend gateway`: the sessions the results database's leases name whose run
  * ended or whose runner is gone (a runner killed with -9 never deleted them), deleted with
  * --yes. Listing the gateway's sessions needs an admin key, so the database is the record.
+ * A database says where its sessions are, not who may be sent a key: each delete carries only
+ * the key the operator bound to that location's origin (gw_cred.h), and none goes elsewhere.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 #include "backend/backend.h"
 #include "gateway/backend_gateway.h"
 #include "gateway/gw_client.h"
+#include "gateway/gw_cred.h"
 #include "http/http.h"
 #include "log.h"
 #include "util.h"
@@ -18,41 +21,26 @@
 #define GC_GW_TRIES    4
 #define GC_GW_DEADLINE 30000 /* per session */
 
-const struct arl_backend_option arl_gw_gc_options[] = {
-    {.name = "api-key-file",
-     .argh = "PATH",
-     .help = "gateway: the API key's file (default $ARL_API_KEY);\n"
-             "the leftover sessions are those --db records"},
-    {.name = NULL},
-};
-
-static const char *setting(const struct arl_backend_gc_opts *g, const char *name)
-{
-	const struct arl_backend_opts o = {.settings = g->settings, .nsettings = g->nsettings};
-
-	return arl_backend_setting(&o, name);
-}
-
 int arl_gw_backend_gc(const struct arl_backend_gc_opts *g)
 {
 	struct arl_backend_lease *l = NULL;
 	struct arl_http *http = NULL;
 	struct arl_http_opts ho = {.max_tries = GC_GW_TRIES};
 	struct arl_err err = ARL_ERR_INIT;
-	char *key = NULL;
+	struct arl_gw_creds *creds = NULL;
 	size_t n = 0;
 	int found = 0, deleted = 0, failed = 0, others = 0, code = ARL_EXIT_INCOMPLETE;
 
 	if (!g->leases || g->leases(g->leases_arg, "gateway", &l, &n, &err) < 0)
 		goto out;
-	if (arl_gw_read_key(setting(g, "api-key-file"), &key, &err) < 0 ||
-	    arl_http_new(&http, &ho, &err) < 0)
+	if ((g->yes && arl_gw_creds_load(&creds, &err) < 0) || arl_http_new(&http, &ho, &err) < 0)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		struct arl_gw *gw;
 		struct arl_gw_call c = ARL_GW_CALL_INIT;
 		struct arl_gw_resp resp;
 		struct arl_err e = ARL_ERR_INIT;
+		char *key = NULL;
 
 		if (l[i].other_host) {
 			others++;
@@ -68,7 +56,17 @@ int arl_gw_backend_gc(const struct arl_backend_gc_opts *g)
 			printf("\n");
 			continue;
 		}
+		if (arl_gw_creds_key(creds, l[i].location, &key, &e) < 0) {
+			printf(": not deleted\n");
+			arl_log_cmd_error("gc", "%s", e.msg);
+			failed++;
+			continue;
+		}
 		gw = arl_gw_new(http, l[i].location, key);
+		if (key) {
+			explicit_bzero(key, strlen(key));
+			free(key);
+		}
 		c.deadline_ms = arl_now_ms() + GC_GW_DEADLINE;
 		if (arl_gw_delete(gw, l[i].name, &c, &resp, &e) == 0) {
 			printf(": %s\n", resp.status == 404 || resp.status == 410 ? "already gone"
@@ -99,10 +97,7 @@ int arl_gw_backend_gc(const struct arl_backend_gc_opts *g)
 out:
 	if (code != ARL_EXIT_OK && err.msg[0])
 		arl_log_cmd_error("gc", "%s", err.msg);
-	if (key) {
-		explicit_bzero(key, strlen(key));
-		free(key);
-	}
+	arl_gw_creds_free(creds);
 	arl_http_free(http);
 	arl_backend_leases_free(l, n);
 	return code;

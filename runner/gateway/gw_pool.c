@@ -14,27 +14,23 @@ static void check_url(struct arl_pool_ctx *c, const struct arl_node *v, void *fi
 	if (strncmp(u, "http://", 7) && strncmp(u, "https://", 8))
 		arl_pool_error(c, v, "url '%s' must start with http:// or https://", u);
 	else if (strchr(u + 8, '@'))
-		/* Credentials in the URL would be recorded (leases.location): use apiKeyFile. */
+		/* Credentials in the URL would be recorded (leases.location). */
 		arl_pool_error(c, v,
-		               "url must not hold credentials (user@host): give the API key "
-		               "with apiKeyFile or $ARL_API_KEY");
+		               "url must not hold credentials (user@host): the API key is the "
+		               "operator's ($ARL_API_KEY, $ARL_GATEWAY_CREDENTIALS)");
 }
 
-/* Relative to the job file's directory, like a local pool's workspace. */
-static void check_key_file(struct arl_pool_ctx *c, const struct arl_node *v, void *field)
+/*
+ * A job file must not choose where a key goes nor which file root reads: keys are bound to
+ * gateways by the operator (gw_cred.h), so the key is refused, not ignored.
+ */
+static void refuse_key_file(struct arl_pool_ctx *c, const struct arl_node *v, void *field)
 {
-	char **f = field;
-
-	if (!(*f)[0]) {
-		arl_pool_error(c, v, "'apiKeyFile' must not be empty");
-		return;
-	}
-	if ((*f)[0] != '/') {
-		char *abs = arl_xasprintf("%s/%s", arl_pool_dir(c), *f);
-
-		free(*f);
-		*f = abs;
-	}
+	(void)field;
+	arl_pool_error(c, v,
+	               "'apiKeyFile' is not a job-file key: the operator binds API keys to "
+	               "gateways ($ARL_API_KEY for $ARL_GATEWAY_URL, or $ARL_GATEWAY_CREDENTIALS; "
+	               "docs/gateway.md)");
 }
 
 static void check_nonempty(struct arl_pool_ctx *c, const struct arl_node *v, void *field)
@@ -69,7 +65,7 @@ static const struct arl_pool_key gw_keys[] = {
     {.name = "apiKeyFile",
      .type = ARL_POOL_KEY_STRING,
      .offset = offsetof(struct arl_gw_pool, api_key_file),
-     .check = check_key_file},
+     .check = refuse_key_file},
     {.name = "image",
      .type = ARL_POOL_KEY_STRING,
      .offset = offsetof(struct arl_gw_pool, image)}, /* the local kind checks it too */

@@ -10,7 +10,7 @@
 
 struct arl_gw_pool {
 	char *url;          /* NULL: $ARL_GATEWAY_URL */
-	char *api_key_file; /* absolute; NULL: $ARL_API_KEY */
+	char *api_key_file; /* refused (gw_pool.c): keys are the operator's */
 	char *image, *profile;
 	bool network; /* the sessions' allowInternet */
 	bool network_given;
