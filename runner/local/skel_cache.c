@@ -17,6 +17,10 @@
  *   deleted only under an exclusive flock taken without waiting, manifest first, so a run
  *   that opened it just before finds no manifest and passes it by. `gc --yes` deletes the
  *   kept skeletons no run holds.
+ * - TOP is mode 0711: the sandbox uid reaches TOP/skel by its path, but no one else can open
+ *   TOP, so no local user can flock it (a lock held by anyone made every run build, and keep,
+ *   one more). A kept one others may read (made before) is not reused. At most KEEP_MAX are
+ *   kept per name prefix: beyond, a run's build is its own and deleted at its end.
  * - Trust: only a directory we own that no one else may write is used, and only its
  *   manifest's verdict; /dev/shm is sticky, so no one else can swap it. Like a run's own
  *   skeleton, its directories below the trees are the sandbox uid's (they must be, see
@@ -47,6 +51,7 @@
 #define SETTLE_S     2
 #define MANIFEST     "manifest"
 #define MANIFEST_MAX (256u << 20)
+#define KEEP_MAX     4
 #define FORMAT       "skel-cache-1" /* in the key: a change of format makes new names */
 
 /* COW_SKEL_PREFIX SKEL_CACHE_TAG "EUID-UID-GID-KEY-" (owned). */
@@ -123,12 +128,17 @@ static bool delete_unheld(int dfd, const char *name, int fd)
 	return true;
 }
 
-/* A kept skeleton still current, held; false when none. Deletes the stale ones no run holds. */
-static bool find_kept(struct skel_cache *c, const char *dir, const char *prefix)
+/*
+ * A kept skeleton still current, held; false when none. Deletes the stale ones no run holds.
+ * *@others: how many others of @prefix are left.
+ */
+static bool find_kept(struct skel_cache *c, const char *dir, const char *prefix, size_t *others)
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
+	struct stat st;
 
+	*others = 0;
 	while (d && (de = readdir(d))) {
 		int fd;
 
@@ -136,16 +146,20 @@ static bool find_kept(struct skel_cache *c, const char *dir, const char *prefix)
 		    (fd = open_ours(dirfd(d), de->d_name)) < 0)
 			continue;
 		if (flock(fd, LOCK_SH | LOCK_NB) < 0) {
-			close(fd); /* being deleted */
+			close(fd); /* being deleted, or held by a run we cannot share it with */
+			(*others)++;
 			continue;
 		}
-		if (!still_current(fd)) {
+		/* Others may open (and so flock) one they can read: not to be reused. */
+		if (fstat(fd, &st) < 0 || (st.st_mode & 044) || !still_current(fd)) {
 			delete_unheld(dirfd(d), de->d_name, fd);
 		} else if (!c->top) {
 			c->top = arl_xasprintf("%s/%s", dir, de->d_name);
 			c->lockfd = fd;
 			c->kept = true;
 			continue;
+		} else {
+			(*others)++;
 		}
 		close(fd);
 	}
@@ -182,10 +196,10 @@ static int build(struct skel_cache *c, const char *dir, const char *build_name, 
 
 	clock_gettime(CLOCK_REALTIME, &start);
 	c->top = arl_xasprintf("%s/%s", dir, build_name);
-	/* 0755: bwrap, as the sandbox uid, binds TOP/skel by its path. */
+	/* 0711: bwrap, as the sandbox uid, binds TOP/skel by its path; no one else opens TOP. */
 	if (mkdir(c->top, 0700) == 0)
 		made = true;
-	if (!made || chmod(c->top, 0755) < 0 || (c->lockfd = open_ours(AT_FDCWD, c->top)) < 0 ||
+	if (!made || chmod(c->top, 0711) < 0 || (c->lockfd = open_ours(AT_FDCWD, c->top)) < 0 ||
 	    flock(c->lockfd, LOCK_SH) < 0) {
 		arl_error_errno(err, errno, "cannot make skeleton directory '%s'", c->top);
 		goto out;
@@ -249,13 +263,14 @@ int arl_skel_cache_open(struct skel_cache *c, const char *dir, const char *build
                         struct arl_err *err)
 {
 	char *prefix = cache_prefix(trees, ntrees, uid, gid);
+	size_t others = 0;
 	int ret = 0;
 
 	memset(c, 0, sizeof(*c));
 	c->lockfd = -1;
-	if (!(keep && find_kept(c, dir, prefix)) &&
-	    (ret = build(c, dir, build_name, keep ? prefix : NULL, trees, ntrees, uid, gid, err)) <
-	        0) {
+	if (!(keep && find_kept(c, dir, prefix, &others)) &&
+	    (ret = build(c, dir, build_name, keep && others < KEEP_MAX ? prefix : NULL, trees,
+	                 ntrees, uid, gid, err)) < 0) {
 		if (c->lockfd >= 0)
 			close(c->lockfd);
 		free(c->top);

@@ -291,6 +291,19 @@ EOF
 	krun "$dir/t.yaml"
 	k3=$(kept)
 	check_eq "the next run reuses it (no other is made)" "$RC:$k3" "0:$k2"
+	# Another local user cannot open (so cannot flock) a kept skeleton: when it could, every
+	# root run passed the locked one by and built and kept one more in /dev/shm.
+	setpriv --reuid $NOBODY --regid $NOBODY --clear-groups \
+		flock -x -n "/dev/shm/$k2" sh -c "echo locked; exec sleep 407.$MARK" >"$dir/lock.out" 2>/dev/null &
+	pid=$!
+	wait_until 60 "the other user's flock to hold or fail" \
+		eval "grep -q locked '$dir/lock.out' || ! kill -0 $pid 2>/dev/null"
+	check_eq "uid $NOBODY cannot lock the kept skeleton" "$(cat "$dir/lock.out")" ""
+	krun "$dir/t.yaml"
+	check_eq "... and the next run reuses it" "$RC:$(kept)" "0:$k2"
+	kill "$pid" 2>/dev/null || true
+	{ wait "$pid"; } 2>/dev/null || true
+	for p in $(procs_with "^sleep 407\\.$MARK"); do kill "$p" 2>/dev/null || true; done
 
 	ARL_SANDBOX_UID=$sbu ARL_SANDBOX_GID=$sbu "$ARL_BATCH" run --progress none --db "$dir/h.db" \
 		"$dir/hold.yaml" >/dev/null 2>&1 &
