@@ -98,7 +98,7 @@
  * bubblewrap command line and probes, command.c runs Command steps, filepatch.c FilePatch
  * steps, local_gc.c finds orphans for `arl-batch gc`; this file holds the ops and their glue.
  *
- * Warm pool: one preparer thread keeps up to `replicas` warm sandboxes per pool: for bwrap
+ * Warm pool: preparer threads keep up to `replicas` warm sandboxes per pool: for bwrap
  * pools a container already spawned in its directory (made or recycled, uppers made,
  * workspace copied in as root, cgroup made), whose HELLO acquire() reads; for isolation
  * none a ready directory (a spare counts as one without a workspace). acquire() pops one
@@ -317,8 +317,8 @@ static void local_close(void *state)
 	L->stopping = true;
 	pthread_cond_broadcast(&L->cv);
 	pthread_mutex_unlock(&L->mu);
-	if (L->preparer_running)
-		pthread_join(L->preparer, NULL);
+	for (size_t i = 0; i < L->npreparers; i++)
+		pthread_join(L->preparer[i], NULL);
 	/* Retired after the join: recycled at once, or deleted, and the spares go below. */
 	for (size_t i = 0; i < L->nreleased; i++)
 		arl_local_sandbox_end(L, L->released[i]);
@@ -513,13 +513,16 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 	}
 	if (open_images(L, pools, npools, err) < 0)
 		goto out;
-	if (L->nwarm) {
-		int rc = pthread_create(&L->preparer, NULL, arl_local_preparer_main, L);
+	for (size_t i = 0; L->nwarm && i < LOCAL_PREPARERS; i++) {
+		int rc = pthread_create(&L->preparer[i], NULL, arl_local_preparer_main, L);
 
-		if (rc) {
+		if (rc && !i) {
 			arl_error_errno(err, rc, "cannot start the sandbox preparer thread");
 			goto out;
 		}
+		if (rc)
+			break; /* one is enough to run */
+		L->npreparers++;
 		L->preparer_running = true;
 	}
 	*state = L;
