@@ -525,20 +525,51 @@ static cJSON *execute_body(struct arl_sandbox *sb, const struct arl_step *step, 
 	return body;
 }
 
-/* The last step's result of an ExecuteResponse: ours (a mkdir step may come first). */
-static const cJSON *last_result(const cJSON *resp)
-{
-	const cJSON *results = cJSON_GetObjectItemCaseSensitive(resp, "results");
-	int n = cJSON_IsArray(results) ? cJSON_GetArraySize(results) : 0;
-
-	return n > 0 ? cJSON_GetArrayItem(results, n - 1) : NULL;
-}
-
 static const char *str_of(const cJSON *o, const char *key)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
 
 	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/*
+ * Our step's result of an ExecuteResponse that must hold one result per step of @body (a
+ * mkdir step may come first), each with an output object whose exit_code is an integral
+ * number in int32 range and whose stdout/stderr are strings if given: *@exit_code is ours.
+ * NULL for anything else, which is never recorded as an exit code.
+ */
+static const cJSON *our_result(const cJSON *resp, const cJSON *body, int *exit_code,
+                               const char **why)
+{
+	const cJSON *results = cJSON_GetObjectItemCaseSensitive(resp, "results"), *r = NULL;
+	int sent = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(body, "steps"));
+
+	*why = "no 'results' array";
+	if (!cJSON_IsArray(results))
+		return NULL;
+	*why = "not one result per step sent";
+	if (cJSON_GetArraySize(results) != sent)
+		return NULL;
+	cJSON_ArrayForEach(r, results)
+	{
+		const cJSON *out = cJSON_GetObjectItemCaseSensitive(r, "output");
+		const cJSON *ec = cJSON_GetObjectItemCaseSensitive(out, "exit_code");
+		const cJSON *so = cJSON_GetObjectItemCaseSensitive(out, "stdout");
+		const cJSON *se = cJSON_GetObjectItemCaseSensitive(out, "stderr");
+		double v = cJSON_IsNumber(ec) ? ec->valuedouble : 0.5;
+
+		*why = "a result without an 'output' object";
+		if (!cJSON_IsObject(r) || !cJSON_IsObject(out))
+			return NULL;
+		*why = "an exit_code that is not an integer in int32 range";
+		if (!cJSON_IsNumber(ec) || !(v >= INT32_MIN && v <= INT32_MAX) || v != (int)v)
+			return NULL;
+		*why = "a stdout or stderr that is not a string";
+		if ((so && !cJSON_IsString(so)) || (se && !cJSON_IsString(se)))
+			return NULL;
+		*exit_code = (int)v;
+	}
+	return cJSON_GetArrayItem(results, sent - 1);
 }
 
 /* Whether a 404 names the operation (forgotten) rather than the session (gone). */
@@ -645,12 +676,12 @@ static int exec_command(struct gwb *b, struct arl_sandbox *sb, const struct arl_
                         const struct arl_exec_ctx *ctx, struct arl_step_result *res,
                         enum arl_class *cls, struct arl_err *err)
 {
-	int64_t left = ctx->deadline_ms - arl_now_ms(), exit_code = 1, dur = -1;
+	int64_t left = ctx->deadline_ms - arl_now_ms(), dur = -1;
 	char op[37];
 	cJSON *body, *keep = NULL;
 	const cJSON *result = NULL, *r, *output;
-	const char *s;
-	int ret = -1;
+	const char *s, *why;
+	int ret = -1, exit_code = 1;
 
 	arl_gw_uuid(op);
 	body = execute_body(sb, step, left, op);
@@ -671,19 +702,17 @@ static int exec_command(struct gwb *b, struct arl_sandbox *sb, const struct arl_
 	case STEP_DONE:
 		break;
 	}
-	if (!(r = last_result(result))) {
-		arl_error(err, ARL_E_BACKEND, "session '%s': operation %s has no step result",
-		          sb->id, op);
+	if (!(r = our_result(result, body, &exit_code, &why))) {
+		arl_error(err, ARL_E_BACKEND,
+		          "session '%s': malformed answer from the gateway to operation %s: %s",
+		          sb->id, op, why);
 		goto out;
 	}
 	output = cJSON_GetObjectItemCaseSensitive(r, "output");
 	{
-		const cJSON *ec = cJSON_GetObjectItemCaseSensitive(output, "exit_code");
 		const cJSON *d = cJSON_GetObjectItemCaseSensitive(r, "duration_ms");
 
-		if (cJSON_IsNumber(ec))
-			exit_code = (int64_t)ec->valuedouble;
-		if (cJSON_IsNumber(d) && d->valuedouble >= 0)
+		if (cJSON_IsNumber(d) && d->valuedouble >= 0 && d->valuedouble < 1e15)
 			dur = (int64_t)d->valuedouble;
 	}
 	res->finished_ms = arl_wall_ms();
@@ -703,7 +732,7 @@ static int exec_command(struct gwb *b, struct arl_sandbox *sb, const struct arl_
 		*cls = ARL_CLASS_TIMEOUT;
 	} else {
 		res->has_exit = true;
-		res->exit_code = (int)exit_code;
+		res->exit_code = exit_code;
 		*cls = exit_code ? ARL_CLASS_FAILED : ARL_CLASS_NONE;
 	}
 	ret = 0;
