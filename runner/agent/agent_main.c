@@ -61,9 +61,16 @@ static int agent_close_range(unsigned first, unsigned last, unsigned flags)
 	return (int)syscall(SYS_close_range, first, last, flags);
 }
 
+/* Sanitizer runtimes and vfork do not mix: gcc says so with these, clang with __has_feature. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define VFORK_OK 0
-#else
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||                         \
+    __has_feature(memory_sanitizer)
+#define VFORK_OK 0
+#endif
+#endif
+#ifndef VFORK_OK
 #define VFORK_OK 1
 #endif
 
