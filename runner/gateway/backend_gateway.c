@@ -389,6 +389,17 @@ static cJSON *create_body(const struct gpool *gp, const struct arl_sandbox_req *
 	return body;
 }
 
+/* An id we put in URLs (escaped), logs and the database: printable ASCII, no spaces. */
+static bool printable_id(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (s[n] <= ' ' || s[n] > '~')
+			return false;
+	return n > 0 && n <= 253;
+}
+
 static int gw_acquire(void *state, const struct arl_pool *pool, const struct arl_sandbox_req *req,
                       struct arl_sandbox **out, struct arl_err *err)
 {
@@ -441,7 +452,7 @@ static int gw_acquire(void *state, const struct arl_pool *pool, const struct arl
 		goto out;
 	}
 	id = cJSON_GetObjectItemCaseSensitive(resp.json, "id");
-	if (!cJSON_IsString(id) || !id->valuestring[0] || strlen(id->valuestring) > 253) {
+	if (!cJSON_IsString(id) || !printable_id(id->valuestring)) {
 		arl_error(err, ARL_E_BACKEND,
 		          "the gateway's answer to a create names no session id (HTTP %ld)",
 		          resp.status);

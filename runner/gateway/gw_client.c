@@ -120,7 +120,7 @@ void arl_gw_message(const struct arl_gw_resp *r, char *buf, size_t len)
 struct gw_req {
 	struct arl_gw *g;
 	const char *what;
-	enum { GW_PLAIN, GW_CREATE, GW_DELETE } kind;
+	enum { GW_PLAIN, GW_CREATE, GW_DELETE, GW_FILE } kind;
 	char sha256[65];
 	int64_t size;
 };
@@ -141,10 +141,12 @@ static enum arl_http_verdict gw_judge(void *arg, long status, const struct arl_b
 {
 	struct gw_req *q = arg;
 
-	(void)body;
 	(void)ambiguous;
 	if (q->kind == GW_DELETE && (status == 404 || status == 410))
 		return ARL_HTTP_ACCEPT; /* already gone */
+	/* The agent refused the file (no such file, a relative path...): final, not a hiccup. */
+	if (q->kind == GW_FILE && status == 500 && body->p && strstr(body->p, "executor error"))
+		return ARL_HTTP_FAIL;
 	/* A create's 5xx may come after the session was made: never repeated blindly. */
 	if (q->kind == GW_CREATE && status >= 500)
 		return ARL_HTTP_FAIL;
@@ -379,7 +381,7 @@ int arl_gw_upload(struct arl_gw *g, const char *id, const char *path, const void
 	headers[2] = NULL;
 	snprintf(what, sizeof(what), "upload %.100s to session '%.100s'", path, id);
 	/* A NULL body would be no body at all: an empty file is an empty one. */
-	rc = call(g, "POST", p, what, GW_PLAIN, ARL_HTTP_RETRY_SAFE, data ? data : "", len,
+	rc = call(g, "POST", p, what, GW_FILE, ARL_HTTP_RETRY_SAFE, data ? data : "", len,
 	          "application/octet-stream", headers, 0, c, resp, false, err);
 	free(h_path);
 	free(h_sha);
@@ -406,8 +408,8 @@ int arl_gw_download(struct arl_gw *g, const char *id, const char *path, size_t m
 
 		if (i)
 			arl_gw_resp_release(resp);
-		if (call(g, "POST", p, what, GW_PLAIN, ARL_HTTP_RETRY_SAFE, b, strlen(b), NULL,
-		         NULL, max + 1, c, resp, true, err) < 0)
+		if (call(g, "POST", p, what, GW_FILE, ARL_HTTP_RETRY_SAFE, b, strlen(b), NULL, NULL,
+		         max + 1, c, resp, true, err) < 0)
 			goto out;
 		arl_sha256_init(&sha);
 		arl_sha256_update(&sha, resp->raw.p ? resp->raw.p : "", resp->raw.len);

@@ -58,6 +58,15 @@ check_match "the error quotes the gateway" "$(sql "$TMP/prof.db" "SELECT error F
 	'HTTP 500: no pool found for profile "no-such-profile"'
 check_no_session "no session left"
 
+echo "# a FilePatch the pod's agent refuses (500 executor error): the step's failure, not retried"
+jobfile "$TMP/fp.yaml" '  - {name: fp, timeout: 60s, retries: 0, steps: [{name: p, type: FilePatch, path: /proc/nope/x, content: "x"}]}'
+gw_http DELETE /_fake/requests >/dev/null
+runner run --progress none --db "$TMP/fp.db" "$TMP/fp.yaml"
+check_eq "failed (not infra)" "$(state_of "$TMP/fp.db")" "Failed:failed"
+check_match "stderr is the agent's error" "$(sql "$TMP/fp.db" "SELECT stderr FROM steps")" "^executor error: "
+check_eq "one upload: a refusal is not retried until the deadline" "$(gw_requests upload)" 1
+check_no_session "no session left"
+
 echo "# a 429 storm (Retry-After: 1, every request refused 24 times)"
 faults "429=1:max=24"
 runner run --progress none --db "$TMP/429.db" "$TMP/four.yaml"
