@@ -104,7 +104,7 @@ usage_error "prune --older-than" prune \
 	"arl-batch prune: invalid value '30x' for --older-than: expected a duration from 0s to 876000h (720h, 90m) or whole days or weeks (30d, 2w)" \
 	prune --older-than 30x
 usage_error "gc --backend" gc \
-	"arl-batch gc: invalid value 'docker' for --backend: expected local, kubernetes or all" \
+	"arl-batch gc: invalid value 'docker' for --backend: expected local, kubernetes, gateway or all" \
 	gc --backend docker
 usage_error "pool get --output" "pool get" \
 	"arl-batch pool get: invalid value 'yaml' for --output: expected table or json" \
