@@ -592,7 +592,7 @@ static bool about_operation(const struct arl_gw_resp *r)
 	return strstr(msg, "operation") != NULL;
 }
 
-enum step_end { STEP_DONE, STEP_CANCELLED, STEP_OVERDUE, STEP_INFRA };
+enum step_end { STEP_DONE, STEP_CANCELLED, STEP_OVERDUE, STEP_INFRA, STEP_FORGOTTEN };
 
 /*
  * Sends the execute and waits for its result (a 200, or polls after a 202) until @until;
@@ -605,12 +605,10 @@ static enum step_end run_execute(struct gwb *b, struct arl_sandbox *sb, const cJ
 	struct arl_gw_call c = ARL_GW_CALL_INIT;
 	struct arl_gw_resp resp;
 	int64_t next;
-	int resubmits = 0;
 
 	c.cancel_fd = b->cancel_fd;
 	c.max_tries = -1;
 	c.deadline_ms = until;
-submit:
 	/* An older gateway answers 200 once the step is done: one try may last that long. */
 	c.timeout_ms = until - arl_now_ms();
 	if (c.timeout_ms <= 0)
@@ -648,16 +646,9 @@ submit:
 				arl_gw_resp_release(&resp);
 				return STEP_CANCELLED;
 			}
-			if (resp.status == 404 && about_operation(&resp) &&
-			    resubmits++ < GW_RESUBMITS) {
-				/* A restarted gateway forgot it: the step runs again. */
-				arl_log_warn(
-				    "gateway: operation %s of session '%s' is forgotten (a "
-				    "restart?): sending the step again",
-				    op, sb->id);
+			if (resp.status == 404 && about_operation(&resp)) {
 				arl_gw_resp_release(&resp);
-				arl_err_clear(err);
-				goto submit;
+				return STEP_FORGOTTEN; /* err says so if not sent again */
 			}
 			arl_gw_resp_release(&resp);
 			return STEP_INFRA;
@@ -692,11 +683,39 @@ static int exec_command(struct gwb *b, struct arl_sandbox *sb, const struct arl_
 	cJSON *body, *keep = NULL;
 	const cJSON *result = NULL, *r, *output;
 	const char *s, *why;
-	int ret = -1, exit_code = 1;
+	int ret = -1, exit_code = 1, resubmits = 0;
 
 	arl_gw_uuid(op);
 	body = execute_body(sb, step, left, op);
+again:
 	switch (run_execute(b, sb, body, op, ctx->deadline_ms + GW_GRACE_MS, &keep, &result, err)) {
+	case STEP_FORGOTTEN:
+		if (resubmits++ >= GW_RESUBMITS)
+			goto out;
+		/*
+		 * A restarted gateway forgot it: the step runs again, with the time it has
+		 * left (not its whole time, or a step out of time would end past our deadline
+		 * as infra), under a fresh operationID since the body changed.
+		 */
+		left = ctx->deadline_ms - arl_now_ms();
+		if (left <= 0) {
+			arl_log_warn("gateway: operation %s of session '%s' is forgotten (a "
+			             "restart?) and the step's time is up",
+			             op, sb->id);
+			arl_err_clear(err);
+			res->finished_ms = arl_wall_ms();
+			*cls = ARL_CLASS_TIMEOUT;
+			ret = 0;
+			goto out;
+		}
+		arl_log_warn("gateway: operation %s of session '%s' is forgotten (a restart?): "
+		             "sending the step again with its %llds left",
+		             op, sb->id, (long long)ceil_s(left));
+		arl_err_clear(err);
+		cJSON_Delete(body);
+		arl_gw_uuid(op);
+		body = execute_body(sb, step, left, op);
+		goto again;
 	case STEP_CANCELLED:
 		*cls = ARL_CLASS_CANCELLED;
 		ret = 0;
