@@ -27,6 +27,12 @@ struct arl_gw_creds {
 	const char *file;                   /* $ARL_GATEWAY_CREDENTIALS, or NULL */
 };
 
+/* A URL as it may be printed: one that may hold credentials is not. */
+static const char *shown(const char *url)
+{
+	return strchr(url, '@') ? "(not shown: it holds an '@')" : url;
+}
+
 int arl_gw_origin(const char *url, char out[ARL_GW_ORIGIN_MAX], struct arl_err *err)
 {
 	const char *scheme, *host, *end, *port = NULL, *hend;
@@ -40,7 +46,8 @@ int arl_gw_origin(const char *url, char out[ARL_GW_ORIGIN_MAX], struct arl_err *
 		skip = 8;
 	} else {
 		return arl_error(err, ARL_E_USAGE,
-		                 "gateway URL '%s' must start with http:// or https://", url);
+		                 "gateway URL '%s' must start with http:// or https://",
+		                 shown(url));
 	}
 	host = url + skip;
 	end = host + strcspn(host, "/?#");
@@ -88,7 +95,7 @@ int arl_gw_origin(const char *url, char out[ARL_GW_ORIGIN_MAX], struct arl_err *
 	}
 	return 0;
 bad:
-	return arl_error(err, ARL_E_USAGE, "gateway URL '%s' has no valid host[:port]", url);
+	return arl_error(err, ARL_E_USAGE, "gateway URL '%s' has no valid host[:port]", shown(url));
 }
 
 static void creds_add(struct arl_gw_creds *c, const char *origin, const char *key)

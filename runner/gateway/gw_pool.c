@@ -4,20 +4,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/gw_cred.h"
 #include "util.h"
 #include "banned.h"
 
 static void check_url(struct arl_pool_ctx *c, const struct arl_node *v, void *field)
 {
-	const char *u = *(char **)field;
+	struct arl_err err = ARL_ERR_INIT;
+	char origin[ARL_GW_ORIGIN_MAX];
 
-	if (strncmp(u, "http://", 7) && strncmp(u, "https://", 8))
-		arl_pool_error(c, v, "url '%s' must start with http:// or https://", u);
-	else if (strchr(u + 8, '@'))
-		/* Credentials in the URL would be recorded (leases.location). */
-		arl_pool_error(c, v,
-		               "url must not hold credentials (user@host): the API key is the "
-		               "operator's ($ARL_API_KEY, $ARL_GATEWAY_CREDENTIALS)");
+	/* Also refuses credentials (an '@' anywhere in the authority, "http://@h" too). */
+	if (arl_gw_origin(*(char **)field, origin, &err) < 0)
+		arl_pool_error(c, v, "url: %s", err.msg);
 }
 
 /*

@@ -100,7 +100,6 @@ runner run --progress none --db "$TMP/kf.db" "$TMP/keyfile.yaml"
 check_eq "run exits 2" "$RC" 2
 check "the file's contents are not printed" eval "! grep -q s3cr3t-contents '$TMP/err' '$TMP/out'"
 
-echo "# gc --yes with a database whose lease names another gateway sends it no key"
 cat >"$TMP/ok.yaml" <<EOF
 version: 1
 pools:
@@ -108,6 +107,20 @@ pools:
 jobs:
   - {name: a, steps: [{name: s, type: Command, command: [echo, hi]}]}
 EOF
+echo "# a URL with credentials is refused, not printed, not recorded (also http://@host)"
+for u in "http://@127.0.0.1:1" "http://user:pw-$$@127.0.0.1:1"; do
+	sed "s|url: \"$SPY\"|url: \"$u\"|" "$TMP/other.yaml" >"$TMP/cred.yaml"
+	runner validate "$TMP/cred.yaml"
+	check_eq "validate refuses url '$u' (exit 2)" "$RC" 2
+	check_match "... at its file:line:col" "$(cat "$TMP/err" "$TMP/out")" "cred.yaml:3:[0-9]+: .*credentials"
+done
+ARL_GATEWAY_URL="http://user:pw-$$@${GW_URL#http://}" runner run --progress none --db "$TMP/cr.db" "$TMP/ok.yaml"
+check_eq "\$ARL_GATEWAY_URL with credentials: the run does not start (exit 3)" "$RC" 3
+check_match "... saying why" "$(cat "$TMP/err")" "must not hold credentials"
+check "... without printing them" eval "! grep -q 'pw-$$' '$TMP/err' '$TMP/out'"
+check "... or recording them" eval "! grep -qa 'pw-$$' '$TMP/cr.db' 2>/dev/null"
+
+echo "# gc --yes with a database whose lease names another gateway sends it no key"
 runner run --progress none --db "$TMP/gc.db" "$TMP/ok.yaml"
 check_eq "a run on the test gateway succeeds" "$RC" 0
 sql "$TMP/gc.db" "INSERT INTO leases (run_id, backend, location, name, job_key, attempt, created_at)
