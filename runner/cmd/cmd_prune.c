@@ -21,7 +21,8 @@ static const char *const synopsis[] = {
 static const char about[] =
     "Deletes old runs with their jobs, attempts, steps and metrics, then reclaims the\n"
     "space (VACUUM). A run still in progress is never deleted, nor one\n"
-    "whose results a later --resume run stands on (its Skipped jobs point at them).\n";
+    "whose results a later --resume run stands on (its Skipped jobs point at them),\n"
+    "nor one whose sessions are still recorded (leases: run gc --backend gateway first).\n";
 
 /* --older-than: a duration ("720h", "90m"), or whole days or weeks ("30d", "2w"). */
 static int parse_age(const struct arl_option *o, const char *arg, struct arl_err *err)
@@ -60,6 +61,12 @@ static void print_run(void *arg, const struct arl_pruned_run *r)
 {
 	const int *dry = arg;
 
+	if (r->leased) {
+		printf("keeping run %lld '%s' started %s: it still has sessions to delete "
+		       "(gc --backend gateway)\n",
+		       (long long)r->id, r->name, r->started_at);
+		return;
+	}
 	printf("%s run %lld '%s' started %s (%lld jobs)\n", *dry ? "would delete" : "deleting",
 	       (long long)r->id, r->name, r->started_at, (long long)r->jobs_total);
 }

@@ -22,6 +22,11 @@ static const char candidates_sql[] =
     " AND (?3 IS NULL OR name = ?3) AND ("
     "  (?1 >= 0 AND (SELECT count(*) FROM runs n WHERE n.name = r.name AND n.id > r.id) >= ?1)"
     "  OR (?2 IS NOT NULL AND started_at < ?2)) ORDER BY id DESC";
+/*
+ * A run whose sessions are still recorded (leases: a killed runner's, gc has not deleted
+ * them) stays: its leases would go with it (ON DELETE CASCADE) and gc never see them again.
+ */
+static const char leased_sql[] = "SELECT 1 FROM leases WHERE run_id = ?1 LIMIT 1";
 /* A run whose results a run that stays stands on stays, or --resume would redo them. */
 static const char stands_sql[] = "SELECT 1 FROM jobs t JOIN jobs k ON k.skipped_from = t.id"
                                  " WHERE t.run_id = ?1 AND k.run_id != ?1 LIMIT 1";
@@ -48,7 +53,7 @@ int arl_store_prune(struct arl_store *s, const struct arl_prune_opts *o, arl_pru
                     int64_t *runs, int64_t *jobs, struct arl_err *err)
 {
 	struct arl_rows_query q = {0};
-	sqlite3_stmt *used = NULL;
+	sqlite3_stmt *used = NULL, *leased = NULL;
 	struct arl_pruned_run *cand = NULL;
 	size_t ncand = 0, cap = 0;
 	int64_t nruns = 0, njobs = 0;
@@ -56,7 +61,8 @@ int arl_store_prune(struct arl_store *s, const struct arl_prune_opts *o, arl_pru
 	bool in_tx = false;
 
 	if (arl_rows_open(&q, s, candidates_sql, run_cols, NRUN_COLS, err) < 0 ||
-	    arl_store_prepare(s, stands_sql, &used, NULL, err) < 0)
+	    arl_store_prepare(s, stands_sql, &used, NULL, err) < 0 ||
+	    arl_store_prepare(s, leased_sql, &leased, NULL, err) < 0)
 		goto out;
 	sqlite3_bind_int64(q.st, 1, o->keep);
 	if (o->before)
@@ -87,6 +93,15 @@ int arl_store_prune(struct arl_store *s, const struct arl_prune_opts *o, arl_pru
 			goto out;
 		if (rc == 1)
 			continue;
+		sqlite3_reset(leased);
+		sqlite3_bind_int64(leased, 1, cand[i].id);
+		if ((rc = arl_store_step(s, leased, err)) < 0)
+			goto out;
+		if (rc == 1) {
+			cand[i].leased = true;
+			fn(arg, &cand[i]);
+			continue;
+		}
 		nruns++;
 		njobs += cand[i].jobs_total;
 		fn(arg, &cand[i]);
@@ -98,7 +113,8 @@ int arl_store_prune(struct arl_store *s, const struct arl_prune_opts *o, arl_pru
 	}
 	arl_rows_close(&q);
 	sqlite3_finalize(used);
-	used = NULL;
+	sqlite3_finalize(leased);
+	used = leased = NULL;
 	if (exec(s, o->dry_run ? "ROLLBACK" : "COMMIT", "cannot commit", err) < 0)
 		goto out;
 	in_tx = false;
@@ -114,6 +130,7 @@ out:
 		sqlite3_exec(arl_store_db(s), "ROLLBACK", NULL, NULL, NULL);
 	arl_rows_close(&q);
 	sqlite3_finalize(used);
+	sqlite3_finalize(leased);
 	for (size_t i = 0; i < ncand; i++)
 		arl_rows_free(run_cols, NRUN_COLS, &cand[i]);
 	free(cand);

@@ -21,6 +21,7 @@ struct arl_prune_opts {
 struct arl_pruned_run {
 	int64_t id, jobs_total;
 	char *name, *started_at;
+	bool leased; /* kept, not deleted: its sessions are still recorded (leases) */
 };
 typedef void (*arl_prune_fn)(void *arg, const struct arl_pruned_run *run);
 
@@ -29,7 +30,8 @@ typedef void (*arl_prune_fn)(void *arg, const struct arl_pruned_run *run);
  * transaction, then reclaims the space (VACUUM, WAL truncated) when any went. Never a run
  * still in progress, nor one whose results a run that stays stands on (its Skipped jobs point
  * at them, and --resume would redo them); runs are decided newest first, so one prune
- * reaches the fixed point. @fn is called for each run just before it is deleted (a dry run
+ * reaches the fixed point. Nor a run with leases (sessions gc has yet to delete): @fn is
+ * called for it with leased set. @fn is called for each run just before it is deleted (a dry run
  * deletes too, then rolls back, so that it lists the same runs). *runs and *jobs: how many
  * went (or would).
  */

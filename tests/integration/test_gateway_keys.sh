@@ -137,4 +137,13 @@ check_eq "the crafted lease stays for an operator who binds a key" \
 	"$(sql "$TMP/gc.db" "SELECT group_concat(name) FROM leases")" "crafted-1"
 check_no_session "no session left on the test gateway"
 
+echo "# prune keeps a run that still has leases (gc would not see them again)"
+runner prune --keep 0 --db "$TMP/gc.db"
+check_eq "prune exits 0" "$RC" 0
+check_match "it says it keeps the run and why" "$(cat "$TMP/out")" "keeping run 1 .*still has sessions"
+check_eq "the run and its lease stay" "$(sql "$TMP/gc.db" "SELECT count(*) FROM runs JOIN leases l ON l.run_id = runs.id")" 1
+sql "$TMP/gc.db" "DELETE FROM leases"
+runner prune --keep 0 --db "$TMP/gc.db"
+check_eq "without leases it is pruned" "$RC:$(sql "$TMP/gc.db" "SELECT count(*) FROM runs")" "0:0"
+
 summary
