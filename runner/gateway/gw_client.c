@@ -166,7 +166,7 @@ static void gw_refused(void *arg, long status, const struct arl_buf *raw, struct
 		arl_error(
 		    err, ARL_E_BACKEND,
 		    "unauthorized: cannot %s: the gateway %s refused the API key (HTTP 401%s%s); "
-		    "set $ARL_API_KEY or the pool's apiKeyFile",
+		    "check the key bound to it ($ARL_API_KEY, $ARL_GATEWAY_CREDENTIALS)",
 		    q->what, q->g->url, msg[0] ? ": " : "", msg);
 		break;
 	case 403:
