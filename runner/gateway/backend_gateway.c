@@ -609,6 +609,7 @@ static enum step_end run_execute(struct gwb *b, struct arl_sandbox *sb, const cJ
 	c.cancel_fd = b->cancel_fd;
 	c.max_tries = -1;
 	c.deadline_ms = until;
+	c.max_body = ARL_GW_STEP_ANSWER(b->capture_max);
 	/* An older gateway answers 200 once the step is done: one try may last that long. */
 	c.timeout_ms = until - arl_now_ms();
 	if (c.timeout_ms <= 0)

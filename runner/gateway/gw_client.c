@@ -23,10 +23,9 @@
 
 #include "buf.h"
 #include "sha256.h"
+#include "spawn.h"
 #include "util.h"
 #include "banned.h"
-
-#define GW_MAX_BODY (64u << 20) /* a step's output comes whole in one JSON answer */
 
 struct arl_gw {
 	struct arl_http *http;
@@ -223,6 +222,11 @@ static char *esc(const char *s)
 	return out;
 }
 
+static size_t step_answer(const struct arl_gw_call *c)
+{
+	return c->max_body ? c->max_body : ARL_GW_STEP_ANSWER(ARL_SPAWN_DEFAULT_CAPTURE);
+}
+
 static int call(struct arl_gw *g, const char *method, const char *path, const char *what, int kind,
                 enum arl_http_retry retry, const char *body, size_t body_len, const char *ctype,
                 const char *const *headers, size_t max_body, const struct arl_gw_call *c,
@@ -250,7 +254,7 @@ static int call(struct arl_gw *g, const char *method, const char *path, const ch
 	r.max_tries = c->max_tries;
 	r.throttle = c->throttle;
 	r.cancel_grace_ms = c->cancel_grace_ms;
-	r.max_body = max_body ? max_body : GW_MAX_BODY;
+	r.max_body = max_body ? max_body : c->max_body ? c->max_body : ARL_GW_SMALL_ANSWER;
 	r.fresh_connect = kind == GW_CREATE;
 	r.arg = &q;
 	r.setup = gw_setup;
@@ -328,8 +332,8 @@ int arl_gw_execute(struct arl_gw *g, const char *id, const cJSON *body, const st
 	int rc;
 
 	snprintf(what, sizeof(what), "execute in session '%.100s'", id);
-	rc = call(g, "POST", path, what, GW_PLAIN, ARL_HTTP_RETRY_SAFE, b, strlen(b), NULL, NULL, 0,
-	          c, resp, false, err);
+	rc = call(g, "POST", path, what, GW_PLAIN, ARL_HTTP_RETRY_SAFE, b, strlen(b), NULL, NULL,
+	          step_answer(c), c, resp, false, err);
 	cJSON_free(b);
 	free(path);
 	free(e);
@@ -345,8 +349,8 @@ int arl_gw_operation(struct arl_gw *g, const char *id, const char *op, const str
 	int rc;
 
 	snprintf(what, sizeof(what), "poll operation %.40s of session '%.100s'", op, id);
-	rc = call(g, "GET", path, what, GW_PLAIN, ARL_HTTP_RETRY_SAFE, NULL, 0, NULL, NULL, 0, c,
-	          resp, false, err);
+	rc = call(g, "GET", path, what, GW_PLAIN, ARL_HTTP_RETRY_SAFE, NULL, 0, NULL, NULL,
+	          step_answer(c), c, resp, false, err);
 	free(path);
 	free(eo);
 	free(e);

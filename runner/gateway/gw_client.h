@@ -33,11 +33,20 @@ struct arl_gw_call {
 	int64_t timeout_ms;  /* one try; 0: the client's */
 	struct arl_http_throttle *throttle;
 	int64_t cancel_grace_ms;
+	/*
+	 * The answer's bytes (it is parsed whole): 0 is ARL_GW_SMALL_ANSWER, and for execute
+	 * and polls ARL_GW_STEP_ANSWER(ARL_SPAWN_DEFAULT_CAPTURE). A download takes its @max.
+	 */
+	size_t max_body;
 };
 #define ARL_GW_CALL_INIT                                                                           \
 	{                                                                                          \
-		0, -1, 0, 0, NULL, 0                                                               \
+		0, -1, 0, 0, NULL, 0, 0                                                            \
 	}
+/* What one answer may cost (a JSON array of small items costs ~40x its bytes once parsed). */
+#define ARL_GW_SMALL_ANSWER ((size_t)64 << 10)
+/* A step's answer holds its stdout and stderr, each kept up to @capture bytes. */
+#define ARL_GW_STEP_ANSWER(capture) (2 * (size_t)(capture) + ARL_GW_SMALL_ANSWER)
 
 struct arl_gw_resp {
 	long status; /* 0: no answer */

@@ -3,7 +3,8 @@
 # ExecuteResponse) are never recorded as an exit code: a scripted gateway (not the test
 # gateway of tests/fake_gateway/, which always answers in contract) answers each job's step
 # with a crafted body chosen by the step's argv, and the job must end infra ("malformed
-# answer from the gateway"), or as the well-formed control answers say.
+# answer from the gateway"), or as the well-formed control answers say; an answer far larger
+# than a step's output can make it is refused before it is parsed.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -28,6 +29,7 @@ CASES = {
     "short": lambda n: [ok(0)],          # one result for a body of two steps
     "outlist": lambda n: [ok(0)] * (n - 1) + [{"output": [0]}],
     "noresults": lambda n: None,
+    "flood": lambda n: [ok(0)] * n,  # well-formed, with 8 MiB of [0,0,...] beside it
 }
 sessions = 0
 class H(http.server.BaseHTTPRequestHandler):
@@ -56,7 +58,10 @@ class H(http.server.BaseHTTPRequestHandler):
             steps = b["steps"]
             case = steps[-1]["command"][-1]
             results = CASES[case](len(steps))
-            return self.answer(200, {"results": results} if results is not None else {"x": 1})
+            ans = {"results": results} if results is not None else {"x": 1}
+            if case == "flood":
+                ans["pad"] = [0] * (4 << 20)
+            return self.answer(200, ans)
         self.answer(400, {"error": "unexpected"})
     def log_message(self, *a):
         pass
@@ -79,7 +84,7 @@ pools:
   gw: {backend: gateway, image: x, replicas: 4}
 jobs:
   - name: "{{ item.c }}"
-    foreach: {matrix: {c: [good, three, empty, strexit, wrap, huge, frac, short, outlist, noresults]}}
+    foreach: {matrix: {c: [good, three, empty, strexit, wrap, huge, frac, short, outlist, noresults, flood]}}
     retries: 0
     steps: [{name: s, type: Command, command: [echo, "{{ item.c }}"]}]
 EOF
@@ -93,5 +98,11 @@ for c in empty strexit wrap huge frac short outlist noresults; do
 	check_match "... saying the answer is malformed" \
 		"$(sql "$TMP/r.db" "SELECT error FROM jobs WHERE name = '$c'")" "malformed answer from the gateway"
 done
+
+# An answer is parsed whole: one far larger than a step's output can make it (2 x the
+# capture limit + 64 KiB) is refused unread, not parsed (8 MiB of [0,0,...] cost ~300 MB).
+check_eq "an 8 MiB execute answer is infra" "$(got flood)" "Failed:infra:"
+check_match "... over the limit" "$(sql "$TMP/r.db" "SELECT error FROM jobs WHERE name = 'flood'")" \
+	"larger than the limit of 2162688 bytes"
 
 summary
