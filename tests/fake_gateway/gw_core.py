@@ -621,8 +621,9 @@ class Gateway:
                 op.status = "error"
         with self.mu:
             op.finished = time.time()
-            if gen != self.generation:
-                s.operations.pop(op.id, None)
+            # Only this operation: one resubmitted under its ID after the restart stays.
+            if gen != self.generation and s.operations.get(op.id) is op:
+                del s.operations[op.id]
         op.done.set()
 
     def operation(self, s, op_id):

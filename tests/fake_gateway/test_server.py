@@ -787,6 +787,31 @@ class Faults(Base):
         self.assertTrue(all(e["operation"] == "op-log" for e in log))
         self.assertEqual(log[-1]["endpoint"], "operation")
 
+    def test_restart_then_the_same_operation_id_again(self):
+        # The operation a restart forgot must not, when its step ends, remove the one sent
+        # again under its ID: the forgotten one ends first (gate1), the new one after (gate2).
+        sid = self.session()
+        wait = "while [ ! -e /tmp/%s ]; do sleep 0.05; done; echo through"
+        old, new = [sh("gated", wait % "gate1")], [sh("gated", wait % "gate2")]
+        self.assertEqual(execute(sid, old, operationID="op-again").status, 202)
+        r = control("restart", {"keepSessions": True, "whenStepRunning": "gated"})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(execute(sid, new, operationID="op-again").status, 202)
+
+        def gate(name):
+            r = request("POST", "/v1/sessions/%s/upload-file" % sid, b"", headers={"X-ARL-Path": "/tmp/" + name})
+            self.assertEqual(r.status, 200)
+        gate("gate1")
+        for _ in range(1200):
+            if not processes_with("/tmp/gate1"):
+                break
+            time.sleep(0.05)
+        self.assertEqual(processes_with("/tmp/gate1"), [])
+        gate("gate2")
+        r = poll(sid, "op-again")
+        self.assertEqual((r.status, r.json()["status"]), (200, "done"))
+        self.assertEqual(r.json()["result"]["results"][0]["output"]["stdout"], "through\n")
+
     def test_restart_while_a_step_runs(self):
         sid = self.session()
         steps = [sh("first", "true"), sh("long", "echo started; sleep 600")]
