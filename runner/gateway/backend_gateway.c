@@ -453,9 +453,22 @@ static int gw_acquire(void *state, const struct arl_pool *pool, const struct arl
 	}
 	id = cJSON_GetObjectItemCaseSensitive(resp.json, "id");
 	if (!cJSON_IsString(id) || !printable_id(id->valuestring)) {
-		arl_error(err, ARL_E_BACKEND,
-		          "the gateway's answer to a create names no session id (HTTP %ld)",
-		          resp.status);
+		/* A 2xx: a session was made. One named oddly can still be deleted (escaped). */
+		bool gone = cJSON_IsString(id) && id->valuestring[0] &&
+		            strlen(id->valuestring) <= 253 &&
+		            delete_session(b, gp->gw, id->valuestring);
+
+		if (gone)
+			arl_error(err, ARL_E_BACKEND,
+			          "the gateway's answer to a create names no usable session id "
+			          "(HTTP %ld): the session it named was deleted",
+			          resp.status);
+		else
+			arl_error(err, ARL_E_BACKEND,
+			          "the gateway's answer to a create names no session id (HTTP %ld) "
+			          "(a session may have been made; the gateway reaps it after %llds "
+			          "idle)",
+			          resp.status, (long long)idle_s);
 		goto out;
 	}
 	sb = arl_xcalloc(1, sizeof(*sb));

@@ -49,9 +49,17 @@ int arl_gw_backend_gc(const struct arl_backend_gc_opts *g)
 		if (!l[i].gone)
 			continue; /* its run is going on */
 		found++;
-		printf("session %s at %s (run %lld, job %s, attempt %d): %s", l[i].name,
-		       l[i].location, (long long)l[i].run_id, l[i].job_key ? l[i].job_key : "?",
-		       l[i].attempt, l[i].gone);
+		{
+			/* Any database may be given: what it says is printed escaped. */
+			char *nm = arl_term_str(l[i].name), *loc = arl_term_str(l[i].location);
+			char *jk = arl_term_str(l[i].job_key ? l[i].job_key : "?");
+
+			printf("session %s at %s (run %lld, job %s, attempt %d): %s", nm, loc,
+			       (long long)l[i].run_id, jk, l[i].attempt, l[i].gone);
+			free(nm);
+			free(loc);
+			free(jk);
+		}
 		if (!g->yes) {
 			printf("\n");
 			continue;

@@ -545,6 +545,8 @@ int arl_http_request(struct arl_http *c, const struct arl_http_req *r, struct ar
 			goto fail;
 		}
 		if (x.too_big) {
+			/* Answered: it reached the server (a create made what it made). */
+			resp->ambiguous = true;
 			arl_error(&last, ARL_E_LIMIT,
 			          "cannot %s: the response is larger than the limit of %zu bytes",
 			          what, x.body.max);

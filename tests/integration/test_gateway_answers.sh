@@ -15,8 +15,9 @@ cleanup() { [ -z "$GW_PID" ] || { kill "$GW_PID" 2>/dev/null || true; wait "$GW_
 # shellcheck disable=SC2034 # read by make_tmp's EXIT trap
 CLEANUP=cleanup
 
-timeout 600 python3 - >"$TMP/gw.out" 2>"$TMP/gw.err" <<'PY' &
-import http.server, json, re
+timeout 600 python3 - "$TMP/deletes" >"$TMP/gw.out" 2>"$TMP/gw.err" <<'PY' &
+import http.server, json, re, sys
+DELETES = sys.argv[1]
 ok = lambda code: {"output": {"stdout": "", "stderr": "", "exit_code": code}, "duration_ms": 1}
 CASES = {
     "good": lambda n: [ok(0)] * n,
@@ -47,12 +48,20 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.answer(404, {"error": "session not found"})
     def do_DELETE(self):
+        with open(DELETES, "a") as f:
+            f.write(self.path + "\n")
         self.answer(204, None)
     def do_POST(self):
         global sessions
         b = self.body()
         if self.path == "/v1/sessions":
             sessions += 1
+            if b.get("image") == "noid":
+                return self.answer(201, {"sandboxName": "s%d" % sessions})
+            if b.get("image") == "oddid":
+                return self.answer(201, {"id": "s%d\x1b[2J" % sessions})
+            if b.get("image") == "bigcreate":
+                return self.answer(201, {"id": "s%d" % sessions, "pad": "x" * (100 << 10)})
             return self.answer(201, {"id": "s%d" % sessions})
         if re.match(r"^/v1/sessions/[^/]+/execute$", self.path):
             steps = b["steps"]
@@ -104,5 +113,30 @@ done
 check_eq "an 8 MiB execute answer is infra" "$(got flood)" "Failed:infra:"
 check_match "... over the limit" "$(sql "$TMP/r.db" "SELECT error FROM jobs WHERE name = 'flood'")" \
 	"larger than the limit of 2162688 bytes"
+
+echo "# a create answered 2xx without a usable session id"
+cat >"$TMP/c.yaml" <<EOF
+version: 1
+pools:
+  noid: {backend: gateway, image: noid}
+  oddid: {backend: gateway, image: oddid}
+  big: {backend: gateway, image: bigcreate}
+jobs:
+  - {name: noid, pool: noid, retries: 0, steps: [{name: s, type: Command, command: [echo, good]}]}
+  - {name: oddid, pool: oddid, retries: 0, steps: [{name: s, type: Command, command: [echo, good]}]}
+  - {name: big, pool: big, retries: 0, steps: [{name: s, type: Command, command: [echo, good]}]}
+EOF
+: >"$TMP/deletes"
+runner run --progress none --db "$TMP/c.db" "$TMP/c.yaml"
+err_of() { sql "$TMP/c.db" "SELECT error_class || ': ' || error FROM jobs WHERE name = '$1'"; }
+check_match "no id: infra, and a session may have been made" "$(err_of noid)" \
+	"^infra: .*names no session id .*a session may have been made"
+check_match "an answer over 64 KiB: infra, and a session may have been made" "$(err_of big)" \
+	"^infra: .*larger than the limit.*|^infra: .*a session may have been made"
+check_match "... (that hint)" "$(err_of big)" "a session may have been made"
+check_match "an id with control characters: infra, the session it named deleted" "$(err_of oddid)" \
+	"^infra: .*the session it named was deleted"
+check_eq "... by its escaped name" "$(grep -c '^/v1/sessions/s[0-9]*%1B%5B2J$' "$TMP/deletes")" 1
+check "no control character reached the terminal" eval "! grep -q \$'\\x1b' '$TMP/err' '$TMP/out'"
 
 summary

@@ -126,6 +126,8 @@ check_eq "a run on the test gateway succeeds" "$RC" 0
 sql "$TMP/gc.db" "INSERT INTO leases (run_id, backend, location, name, job_key, attempt, created_at)
 	SELECT id, 'gateway', '$SPY', 'crafted-1', 'a', 1, '2026-01-01T00:00:00Z' FROM runs;
 	INSERT INTO leases (run_id, backend, location, name, job_key, attempt, created_at)
+	SELECT id, 'gateway', '$SPY', 'crafted-3' || char(27) || '[2J', 'a' || char(7), 1, '2026-01-01T00:00:00Z' FROM runs;
+	INSERT INTO leases (run_id, backend, location, name, job_key, attempt, created_at)
 	SELECT id, 'gateway', '$GW_URL', 'crafted-2', 'a', 1, '2026-01-01T00:00:00Z' FROM runs"
 runner gc --backend gateway --db "$TMP/gc.db" --yes
 check_eq "gc exits 3 (a session it may not delete)" "$RC" 3
@@ -133,15 +135,19 @@ check_match "it says no key is bound to the crafted location" "$(cat "$TMP/err")
 check_eq "the spy got no request" "$(grep -c . "$TMP/spy.log" || true)" 0
 check_match "the lease at \$ARL_GATEWAY_URL is done with the operator's key" "$(cat "$TMP/out")" \
 	"session crafted-2 .*already gone"
-check_eq "the crafted lease stays for an operator who binds a key" \
-	"$(sql "$TMP/gc.db" "SELECT group_concat(name) FROM leases")" "crafted-1"
+check_eq "the crafted leases stay for an operator who binds a key" \
+	"$(sql "$TMP/gc.db" "SELECT count(*) FROM leases WHERE location = '$SPY'")" 2
+check "a lease's control characters are printed escaped" eval "! grep -q \$'[\\x1b\\x07]' '$TMP/out' '$TMP/err'"
+check_match "... as \\x1b" "$(cat "$TMP/out")" 'crafted-3\\x1b\[2J'
+runner gc --backend gateway --db "$TMP/gc.db"
+check "... also by gc without --yes" eval "! grep -q \$'[\\x1b\\x07]' '$TMP/out' '$TMP/err'"
 check_no_session "no session left on the test gateway"
 
 echo "# prune keeps a run that still has leases (gc would not see them again)"
 runner prune --keep 0 --db "$TMP/gc.db"
 check_eq "prune exits 0" "$RC" 0
 check_match "it says it keeps the run and why" "$(cat "$TMP/out")" "keeping run 1 .*still has sessions"
-check_eq "the run and its lease stay" "$(sql "$TMP/gc.db" "SELECT count(*) FROM runs JOIN leases l ON l.run_id = runs.id")" 1
+check_eq "the run and its leases stay" "$(sql "$TMP/gc.db" "SELECT (SELECT count(*) FROM runs) || ':' || count(*) FROM leases")" "1:2"
 sql "$TMP/gc.db" "DELETE FROM leases"
 runner prune --keep 0 --db "$TMP/gc.db"
 check_eq "without leases it is pruned" "$RC:$(sql "$TMP/gc.db" "SELECT count(*) FROM runs")" "0:0"
