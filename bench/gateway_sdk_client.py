@@ -23,10 +23,11 @@ import argparse
 import http.client
 import json
 import os
-import threading
 import time
 import urllib.parse
 import uuid
+
+import sdk_pool
 
 
 class Client:
@@ -139,39 +140,15 @@ def main():
         create["image"] = a.image
     if a.profile:
         create["profile"] = a.profile
-    lock = threading.Lock()
-    todo = list(range(a.jobs))
-    ok = [0]
-    clients = []
     lat = {"step": [], "job": []}  # list.append is atomic under the GIL
-
-    def worker():
-        c = Client(a.url, a.api_key)
-        with lock:
-            clients.append(c)
-        while True:
-            with lock:
-                if not todo:
-                    return
-                todo.pop()
-            try:
-                good = one_job(c, create, a.command, a.poll, lat)
-            except (http.client.HTTPException, OSError, KeyError, ValueError):
-                good = False
-            if good:
-                with lock:
-                    ok[0] += 1
-
-    t0, c0 = time.monotonic(), time.process_time()
-    threads = [threading.Thread(target=worker) for _ in range(min(a.in_flight, a.jobs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    print(json.dumps({"jobs": a.jobs, "ok": ok[0], "wall_s": time.monotonic() - t0,
+    ok, wall, cpu, clients = sdk_pool.run(
+        a.jobs, a.in_flight, lambda: Client(a.url, a.api_key),
+        lambda c, _i: one_job(c, create, a.command, a.poll, lat),
+        catch=(http.client.HTTPException, OSError, KeyError, ValueError))
+    print(json.dumps({"jobs": a.jobs, "ok": ok, "wall_s": wall,
                       "requests": sum(c.requests for c in clients),
                       "throttled": sum(c.throttled for c in clients),
-                      "cpu_s": time.process_time() - c0,
+                      "cpu_s": cpu,
                       "step_ms": sorted(round(x, 1) for x in lat["step"]),
                       "job_ms": sorted(round(x, 1) for x in lat["job"])}))
 

@@ -15,9 +15,10 @@ import http.client
 import json
 import os
 import re
-import threading
 import time
 import urllib.parse
+
+import sdk_pool
 
 GROUP = "/apis/arl.infra.io/v1alpha1/namespaces/%s/%s"
 
@@ -103,34 +104,12 @@ def main():
     ap.add_argument("--command", nargs="+", default=["true"])
     a = ap.parse_args()
     server, ns, token = kubeconfig(a.kubeconfig)
-    lock = threading.Lock()
-    todo = list(range(a.jobs))
-    ok = [0]
-    clients = []
     prefix = "sdk-%d-%d" % (os.getpid(), int(time.time()))
-
-    def worker():
-        c = Client(server, token)
-        with lock:
-            clients.append(c)
-        while True:
-            with lock:
-                if not todo:
-                    return
-                i = todo.pop()
-            if one_job(c, ns, a.pool, a.command, "%s-%d" % (prefix, i)):
-                with lock:
-                    ok[0] += 1
-
-    t0, c0 = time.monotonic(), time.process_time()
-    threads = [threading.Thread(target=worker) for _ in range(min(a.in_flight, a.jobs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    print(json.dumps({"jobs": a.jobs, "ok": ok[0], "wall_s": time.monotonic() - t0,
-                      "requests": sum(c.requests for c in clients),
-                      "cpu_s": time.process_time() - c0}))
+    ok, wall, cpu, clients = sdk_pool.run(
+        a.jobs, a.in_flight, lambda: Client(server, token),
+        lambda c, i: one_job(c, ns, a.pool, a.command, "%s-%d" % (prefix, i)))
+    print(json.dumps({"jobs": a.jobs, "ok": ok, "wall_s": wall,
+                      "requests": sum(c.requests for c in clients), "cpu_s": cpu}))
 
 
 if __name__ == "__main__":
