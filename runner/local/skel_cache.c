@@ -9,6 +9,8 @@
  *   stats them (~17,000 for /usr and /etc: a few tens of ms, where building and deleting
  *   cost ~0.25 s of CPU): a directory added, removed, renamed, chmod'ed or chown'ed anywhere
  *   changes a recorded directory's mtime or ctime, and a skeleton found stale is rebuilt.
+ *   The skeleton's own directories are recorded as well (relative to TOP), so that one a
+ *   host process of the sandbox uid changed (a file planted in TOP/skel/usr/bin) is stale.
  * - A build is read while the trees may change: one whose newest ctime is under SETTLE_S
  *   old (a change within the timestamps' granularity could go unseen) is used by its run and
  *   deleted at its end, as before. A build is made under the run's gc-known name and renamed
@@ -25,7 +27,8 @@
  *   manifest's verdict; /dev/shm is sticky, so no one else can swap it. Like a run's own
  *   skeleton, its directories below the trees are the sandbox uid's (they must be, see
  *   skeleton.c): a process running as that uid on the host could change them, for as long
- *   as they are kept instead of for one run; a sandbox never sees them but read-only.
+ *   as they are kept instead of for one run, and the next run finds the skeleton stale (its
+ *   own directories are in the manifest); a sandbox never sees them but read-only.
  */
 #include "local/skel_cache.h"
 
@@ -52,7 +55,7 @@
 #define MANIFEST     "manifest"
 #define MANIFEST_MAX (256u << 20)
 #define KEEP_MAX     4
-#define FORMAT       "skel-cache-1" /* in the key: a change of format makes new names */
+#define FORMAT       "skel-cache-2" /* in the key: a change of format makes new names */
 
 /* COW_SKEL_PREFIX SKEL_CACHE_TAG "EUID-UID-GID-KEY-" (owned). */
 static char *cache_prefix(const char *const *trees, size_t ntrees, uid_t uid, gid_t gid)
@@ -104,7 +107,7 @@ static bool still_current(int fd)
 		if (n > 0)
 			arl_buf_add(&b, chunk, (size_t)n);
 	if (n == 0 && b.len == (size_t)st.st_size)
-		ok = arl_local_skeleton_current(b.p, b.len);
+		ok = arl_local_skeleton_current_at(fd, b.p, b.len);
 out:
 	close(mfd);
 	arl_buf_release(&b);
@@ -188,7 +191,7 @@ static bool write_all(int fd, const char *p, size_t n)
 static int build(struct skel_cache *c, const char *dir, const char *build_name, const char *prefix,
                  const char *const *trees, size_t ntrees, uid_t uid, gid_t gid, struct arl_err *err)
 {
-	struct arl_skel_manifest m = {ARL_BUF_INIT, {0, 0}};
+	struct arl_skel_manifest m = {ARL_BUF_INIT, {0, 0}, NULL};
 	struct timespec start;
 	char *skel = NULL, *kept = NULL;
 	bool settled, made = false;
@@ -210,7 +213,7 @@ static int build(struct skel_cache *c, const char *dir, const char *build_name, 
 		goto out;
 	}
 	for (size_t i = 0; i < ntrees; i++) {
-		char *dst;
+		char *dst, *own;
 		int r;
 
 		if (trees[i][0] != '/' || !trees[i][1] || strchr(trees[i] + 1, '/')) {
@@ -219,7 +222,12 @@ static int build(struct skel_cache *c, const char *dir, const char *build_name, 
 			goto out;
 		}
 		dst = arl_xasprintf("%s%s", skel, trees[i]);
+		/* Its own directories too, relative to TOP: it is renamed once kept. */
+		own = arl_xasprintf("skel%s", trees[i]);
+		m.own = own;
 		r = arl_local_skeleton_build(trees[i], dst, uid, gid, &m, err);
+		m.own = NULL;
+		free(own);
 		free(dst);
 		if (r < 0)
 			goto out;

@@ -77,7 +77,30 @@ static void record(struct skel *s, const struct stat *st)
 		s->m->newest = st->st_ctim;
 }
 
+/* Records the skeleton's own directory @dfd, finished (after its children and chown). */
+static int record_own(struct skel *s, int dfd)
+{
+	struct skel_rec r;
+	struct stat st;
+
+	if (!s->m || !s->m->own)
+		return 0;
+	if (fstat(dfd, &st) < 0)
+		return arl_error_errno(s->err, errno, "cannot stat skeleton directory '%s'",
+		                       s->rel.len ? s->rel.p : "/");
+	rec_of(&r, &st);
+	arl_buf_addstr(&s->m->buf, s->m->own);
+	arl_buf_add(&s->m->buf, s->rel.len ? s->rel.p : "", s->rel.len + 1);
+	arl_buf_add(&s->m->buf, &r, sizeof(r));
+	return 0;
+}
+
 bool arl_local_skeleton_current(const char *m, size_t len)
+{
+	return arl_local_skeleton_current_at(AT_FDCWD, m, len);
+}
+
+bool arl_local_skeleton_current_at(int dirfd, const char *m, size_t len)
 {
 	size_t off = 0;
 
@@ -90,7 +113,7 @@ bool arl_local_skeleton_current(const char *m, size_t len)
 			return false;
 		memcpy(&want, nul + 1, sizeof(want));
 		off = (size_t)(nul + 1 - m) + sizeof(want);
-		if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		if (fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			return false;
 		rec_of(&now, &st);
 		if (memcmp(&want, &now, sizeof(want)))
@@ -163,6 +186,8 @@ static int copy_one(struct skel *s, int sfd, int dfd, const char *name, unsigned
 		ret = owner_may_list(s, &st) ? copy_dirs(s, csfd, cdfd, depth + 1) : 0;
 		if (ret == 0)
 			ret = finish_dir(s, cdfd, st.st_mode);
+		if (ret == 0)
+			ret = record_own(s, cdfd);
 		close(cdfd);
 	}
 	close(csfd);
@@ -232,7 +257,7 @@ int arl_local_skeleton_build(const char *src, const char *dst, uid_t uid, gid_t 
 		goto out;
 	}
 	if ((!owner_may_list(&s, &st) || copy_dirs(&s, sfd, dfd, 0) == 0) &&
-	    finish_dir(&s, dfd, st.st_mode) == 0)
+	    finish_dir(&s, dfd, st.st_mode) == 0 && record_own(&s, dfd) == 0)
 		ret = 0;
 	if (ret < 0)
 		arl_err_prefix(err, "skeleton of '%s'", src);

@@ -21,10 +21,14 @@
  * A directory's mtime and ctime change with any entry added, removed or renamed in it, and
  * its ctime with its mode or owner: while none of them changed, a build would make the same
  * skeleton again (arl_local_skeleton_current()).
+ * With @own set, the skeleton's own directories are recorded too (path @own + the path below
+ * the tree, once each is finished), so that a change made to a kept skeleton (its directories
+ * are the sandbox uid's) is seen as well; they do not count for @newest.
  */
 struct arl_skel_manifest {
 	struct arl_buf buf;     /* the records: path, NUL, then struct skel_rec (skeleton.c) */
-	struct timespec newest; /* the newest ctime recorded */
+	struct timespec newest; /* the newest ctime of the host directories recorded */
+	const char *own; /* where the skeleton is, relative to the dirfd it is checked at; NULL */
 };
 
 /*
@@ -44,6 +48,8 @@ int arl_local_skeleton_build(const char *src, const char *dst, uid_t uid, gid_t 
  * still as recorded; false on the first that is not, or a malformed manifest.
  */
 bool arl_local_skeleton_current(const char *m, size_t len);
+/* The same, with relative paths (a kept skeleton's own, see @own) taken at @dirfd. */
+bool arl_local_skeleton_current_at(int dirfd, const char *m, size_t len);
 
 void arl_skel_manifest_release(struct arl_skel_manifest *m);
 

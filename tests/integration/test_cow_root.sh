@@ -304,6 +304,13 @@ EOF
 	kill "$pid" 2>/dev/null || true
 	{ wait "$pid"; } 2>/dev/null || true
 	for p in $(procs_with "^sleep 407\\.$MARK"); do kill "$p" 2>/dev/null || true; done
+	# A host process running as the sandbox uid plants a file in the kept skeleton (its
+	# directories are that uid's): the next run finds it stale and builds another.
+	setpriv --reuid $sbu --regid $sbu --clear-groups touch "/dev/shm/$k2/skel/usr/local/planted-$MARK"
+	check "uid $sbu could plant a file in the kept skeleton" test -e "/dev/shm/$k2/skel/usr/local/planted-$MARK"
+	krun "$dir/t.yaml"
+	check "... and the next run does not reuse it" eval "[ \"\$RC\" = 0 ] && ! kept | grep -qxF -- '$k2'"
+	k2=$(kept)
 
 	ARL_SANDBOX_UID=$sbu ARL_SANDBOX_GID=$sbu "$ARL_BATCH" run --progress none --db "$dir/h.db" \
 		"$dir/hold.yaml" >/dev/null 2>&1 &

@@ -294,7 +294,7 @@ static void next_tick(void)
 /* A manifest of src (built into a fresh skel@n), @want current after @change ran. */
 static void expect_current_after(int n, void (*change)(void), bool want)
 {
-	struct arl_skel_manifest m = {ARL_BUF_INIT, {0, 0}};
+	struct arl_skel_manifest m = {ARL_BUF_INIT, {0, 0}, NULL};
 	struct arl_err err = ARL_ERR_INIT;
 	char src[512], dst[512];
 	uid_t uid;
