@@ -130,6 +130,24 @@ runner() {
 	set -e
 }
 
+# long_jobs FILE POOL TIMEOUT SLEEP: writes six jobs long-1..long-6 on POOL (one `pools:`
+# entry, e.g. 'gw: {backend: gateway, image: arl-test, replicas: 4}'), each with TIMEOUT, that
+# echo "started" then run `sleep SLEEP` (the interrupt and gc tests' long-running batch).
+long_jobs() {
+	cat >"$1" <<EOF
+version: 1
+pools:
+  $2
+jobs:
+  - name: "long-{{ item.i }}"
+    foreach: {matrix: {i: [1, 2, 3, 4, 5, 6]}}
+    timeout: $3
+    steps:
+      - {name: started, type: Command, command: [echo, started]}
+      - {name: sleep, type: Command, command: [sleep, "$4"]}
+EOF
+}
+
 # Milliseconds since the epoch.
 now_ms() {
 	date +%s%3N

@@ -24,20 +24,7 @@ CLEANUP=cleanup
 start_gateway
 
 # long FILE SECONDS: six jobs on a gateway pool of four sessions, each sleeping SECONDS.MARK.
-long() {
-	cat >"$1" <<EOF
-version: 1
-pools:
-  gw: {backend: gateway, image: arl-test, replicas: 4}
-jobs:
-  - name: "long-{{ item.i }}"
-    foreach: {matrix: {i: [1, 2, 3, 4, 5, 6]}}
-    timeout: 120s
-    steps:
-      - {name: started, type: Command, command: [echo, started]}
-      - {name: sleep, type: Command, command: [sleep, "$2.$MARK"]}
-EOF
-}
+long() { long_jobs "$1" 'gw: {backend: gateway, image: arl-test, replicas: 4}' 120s "$2.$MARK"; }
 long "$TMP/dead.yaml" 60
 long "$TMP/live.yaml" 61
 sleeps_ge() { [ "$(procs_with "$1\.$MARK" | wc -l)" -ge "$2" ]; }

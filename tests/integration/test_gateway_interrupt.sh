@@ -23,18 +23,7 @@ cleanup() {
 CLEANUP=cleanup
 start_gateway
 
-cat >"$TMP/long.yaml" <<EOF
-version: 1
-pools:
-  gw: {backend: gateway, image: arl-test, replicas: 4}
-jobs:
-  - name: "long-{{ item.i }}"
-    foreach: {matrix: {i: [1, 2, 3, 4, 5, 6]}}
-    timeout: 60s
-    steps:
-      - {name: started, type: Command, command: [echo, started]}
-      - {name: sleep, type: Command, command: [sleep, "30.$MARK"]}
-EOF
+long_jobs "$TMP/long.yaml" 'gw: {backend: gateway, image: arl-test, replicas: 4}' 60s "30.$MARK"
 
 sleeps_ge() { [ "$(procs_with "30\.$MARK" | wc -l)" -ge "$1" ]; }
 no_queued() {

@@ -23,18 +23,7 @@ kill_runners() {
 # shellcheck disable=SC2034 # read by make_tmp's EXIT trap
 CLEANUP=kill_runners
 
-cat >"$TMP/long.yaml" <<'EOF'
-version: 1
-pools:
-  sandbox: {backend: kubernetes, replicas: 4}
-jobs:
-  - name: "long-{{ item.i }}"
-    foreach: {matrix: {i: [1, 2, 3, 4, 5, 6]}}
-    timeout: 120s
-    steps:
-      - {name: started, type: Command, command: [echo, started]}
-      - {name: sleep, type: Command, command: [sleep, "60"]}
-EOF
+long_jobs "$TMP/long.yaml" 'sandbox: {backend: kubernetes, replicas: 4}' 120s 60
 cat >"$TMP/quick.yaml" <<'EOF'
 version: 1
 pools:

@@ -10,18 +10,7 @@ require_fake
 make_tmp
 start_fake --pool sandbox=4 --grpc-timeout 0
 
-cat >"$TMP/long.yaml" <<'EOF'
-version: 1
-pools:
-  sandbox: {backend: kubernetes, replicas: 4}
-jobs:
-  - name: "long-{{ item.i }}"
-    foreach: {matrix: {i: [1, 2, 3, 4, 5, 6]}}
-    timeout: 60s
-    steps:
-      - {name: started, type: Command, command: [echo, started]}
-      - {name: sleep, type: Command, command: [sleep, "30"]}
-EOF
+long_jobs "$TMP/long.yaml" 'sandbox: {backend: kubernetes, replicas: 4}' 60s 30
 
 # running_ge N: N or more Tasks are Running on the server.
 running_ge() {
