@@ -33,7 +33,6 @@ get from the timer reports 128+N (bwrap's exit status) where a real pod reports 
 """
 
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -42,6 +41,7 @@ import tempfile
 import threading
 import time
 
+import pipe_reader
 import pod_container
 
 MAX_TOKEN = 64 * 1024   # bufio.MaxScanTokenSize
@@ -399,26 +399,7 @@ class _Capture(threading.Thread):
         self.proc_exited = threading.Event()
 
     def run(self):
-        quiet_since = None
-        while not self.too_long:
-            try:
-                ready, _, _ = select.select([self.fd], [], [], 0.05)
-            except (OSError, ValueError):
-                break
-            if ready:
-                try:
-                    data = os.read(self.fd, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                self._feed(data)
-                quiet_since = None
-            elif self.proc_exited.is_set():
-                if quiet_since is None:
-                    quiet_since = time.monotonic()
-                elif time.monotonic() - quiet_since > 0.1:
-                    break
+        pipe_reader.drain(self.fd, self._feed, self.proc_exited, lambda: self.too_long)
         if self.buf and not self.too_long:
             self._line(self.buf)
         self.buf = b""

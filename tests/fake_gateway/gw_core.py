@@ -11,12 +11,12 @@ import json
 import os
 import re
 import secrets
-import select
 import sys
 import threading
 import time
 
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fake_arl"))
+import pipe_reader                      # noqa: E402
 import pod_container                    # noqa: E402
 
 BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
@@ -188,28 +188,12 @@ class _Reader(threading.Thread):
         self.exited = threading.Event()
 
     def run(self):
-        quiet_since = None
-        while True:
-            try:
-                ready, _, _ = select.select([self.fd], [], [], 0.05)
-            except (OSError, ValueError):
-                break
-            if ready:
-                try:
-                    data = os.read(self.fd, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                self.data += data
-                quiet_since = None
-                if self.on_chunk:
-                    self.on_chunk(self.which, data)
-            elif self.exited.is_set():
-                if quiet_since is None:
-                    quiet_since = time.monotonic()
-                elif time.monotonic() - quiet_since > 0.1:
-                    break
+        pipe_reader.drain(self.fd, self._chunk, self.exited)
+
+    def _chunk(self, data):
+        self.data += data
+        if self.on_chunk:
+            self.on_chunk(self.which, data)
 
 
 def executor_error(reply_or_text, errno=None):
