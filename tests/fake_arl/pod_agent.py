@@ -70,16 +70,9 @@ def write_file(conn, req, fd):
         parent = os.path.dirname(os.path.normpath(path))
         os.makedirs(parent, mode=0o755, exist_ok=True)
         tmp = "%s/.%s.arl-upload.%d" % (parent, os.path.basename(path), threading.get_ident())
-        h, n = hashlib.sha256(), 0
         with open(tmp, "wb") as out, os.fdopen(fd, "rb", closefd=True) as src:
             fd = None
-            while True:
-                data = src.read(1 << 16)
-                if not data:
-                    break
-                h.update(data)
-                out.write(data)
-                n += len(data)
+            h, n = copy_hashed(src, out)
         want = (req.get("sha256") or "").lower()
         if want and want != h.hexdigest():
             os.unlink(tmp)
@@ -101,6 +94,18 @@ def write_file(conn, req, fd):
                 pass
 
 
+def copy_hashed(src, out):
+    """Copies src to out in 64 KiB pieces; returns (the sha256 object, the byte count)."""
+    h, n = hashlib.sha256(), 0
+    while True:
+        data = src.read(1 << 16)
+        if not data:
+            return h, n
+        h.update(data)
+        out.write(data)
+        n += len(data)
+
+
 def read_file(conn, req, fd):
     path = req["path"]
     try:
@@ -117,16 +122,9 @@ def read_file(conn, req, fd):
                 send(conn, {"error": "Is a directory (os error 21)", "errno": 21})
                 return
             send(conn, {"ok": True})
-            h, n = hashlib.sha256(), 0
             with os.fdopen(fd, "wb", closefd=True) as out:
                 fd = None
-                while True:
-                    data = src.read(1 << 16)
-                    if not data:
-                        break
-                    h.update(data)
-                    out.write(data)
-                    n += len(data)
+                h, n = copy_hashed(src, out)
         send(conn, {"size": n, "sha256": h.hexdigest()})
     except OSError as e:
         send(conn, os_error(e))

@@ -280,9 +280,7 @@ class Container:
                 pass            # the agent refused before reading; its answer says why
             os.close(w)
             w = None
-            reply = _recv(conn)
-            if reply is None:
-                raise OSError("the pod's agent closed the connection")
+            reply = _recv_reply(conn)
             return reply
         finally:
             for fd in (r, w):
@@ -301,9 +299,7 @@ class Container:
             socket.send_fds(conn, [json.dumps({"op": "read", "path": path}).encode()], [w])
             os.close(w)
             w = None
-            reply = _recv(conn)
-            if reply is None:
-                raise OSError("the pod's agent closed the connection")
+            reply = _recv_reply(conn)
             if "error" in reply:
                 return reply
             start()
@@ -350,6 +346,14 @@ def _recv(conn):
     if not msg:
         return None
     return json.loads(msg)
+
+
+def _recv_reply(conn):
+    """The agent's answer; OSError when it closed the connection instead."""
+    reply = _recv(conn)
+    if reply is None:
+        raise OSError("the pod's agent closed the connection")
+    return reply
 
 
 def wait_exit(conn, timeout):
