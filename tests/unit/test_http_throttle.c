@@ -274,6 +274,19 @@ static void *waiter_main(void *p)
 	return NULL;
 }
 
+/* Starts a waiter_main thread on @a for @t; @order and @keep as in struct waiter_arg. */
+static void start_waiter(struct waiter_arg *a, pthread_t *th, struct arl_http_throttle *t,
+                         int64_t deadline_ms, int cancel_fd, atomic_int *order, bool keep)
+{
+	memset(a, 0, sizeof(*a));
+	a->t = t;
+	a->deadline_ms = deadline_ms;
+	a->cancel_fd = cancel_fd;
+	a->order = order;
+	a->keep = keep;
+	assert_int_equal(pthread_create(th, NULL, waiter_main, a), 0);
+}
+
 /* Until @n threads wait in @t (a hang here is the failure; ctest's timeout reports it). */
 static void until_waiting(struct arl_http_throttle *t, int n)
 {
@@ -301,13 +314,7 @@ static void test_waiters_wake_in_order(void **state)
 	atomic_init(&order, 0);
 	take(t, &mine);
 	for (int i = 0; i < 3; i++) {
-		memset(&a[i], 0, sizeof(a[i]));
-		a[i].t = t;
-		a[i].deadline_ms = 10000;
-		a[i].cancel_fd = -1;
-		a[i].order = &order;
-		a[i].keep = true;
-		assert_int_equal(pthread_create(&th[i], NULL, waiter_main, &a[i]), 0);
+		start_waiter(&a[i], &th[i], t, 10000, -1, &order, true);
 		until_waiting(t, i + 1); /* so that the arrival order is known */
 	}
 	assert_int_equal(atomic_load(&order), 0); /* nobody got past the full window */
@@ -341,11 +348,7 @@ static void test_cancel_wakes_waiters(void **state)
 	assert_int_equal(pipe2(cancel, O_CLOEXEC), 0);
 	take(t, &mine);
 	for (int i = 0; i < 2; i++) {
-		memset(&a[i], 0, sizeof(a[i]));
-		a[i].t = t;
-		a[i].deadline_ms = 4000 + 1000 * i;
-		a[i].cancel_fd = cancel[0];
-		assert_int_equal(pthread_create(&th[i], NULL, waiter_main, &a[i]), 0);
+		start_waiter(&a[i], &th[i], t, 4000 + 1000 * i, cancel[0], NULL, false);
 	}
 	until_waiting(t, 2);
 	assert_int_equal(write(cancel[1], "x", 1), 1);
@@ -376,11 +379,7 @@ static void test_timed_out_head_does_not_block_the_queue(void **state)
 	(void)state;
 	take(t, &mine);
 	for (int i = 0; i < 2; i++) {
-		memset(&a[i], 0, sizeof(a[i]));
-		a[i].t = t;
-		a[i].deadline_ms = i == 0 ? 200 : 10000;
-		a[i].cancel_fd = -1;
-		assert_int_equal(pthread_create(&th[i], NULL, waiter_main, &a[i]), 0);
+		start_waiter(&a[i], &th[i], t, i == 0 ? 200 : 10000, -1, NULL, false);
 		until_waiting(t, i + 1);
 	}
 	/* Both queued; now the head's deadline (and only the head's) passes. */
