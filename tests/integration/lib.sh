@@ -158,6 +158,13 @@ procs_with() {
 	pgrep -f -- "$1" || true
 }
 
+# kill_procs_with PATTERN: SIGKILLs every process whose command line matches PATTERN (a
+# cleanup's way to end the steps a test marked).
+kill_procs_with() {
+	local p
+	for p in $(procs_with "$1"); do kill -9 "$p" 2>/dev/null || true; done
+}
+
 # wait_exit SECS: waits up to SECS for the background runner RUNNER_PID to exit; sets RC
 # (999: it did not, and was killed) and ELAPSED_MS.
 wait_exit() {

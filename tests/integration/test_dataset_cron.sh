@@ -37,7 +37,7 @@ BG_PIDS=()
 cleanup() {
 	local p
 	for p in "${BG_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-	for p in $(procs_with "sleep [0-9]*\.$MARK"); do kill -9 "$p" 2>/dev/null || true; done
+	kill_procs_with "sleep [0-9]*\.$MARK"
 	return 0
 }
 CLEANUP=cleanup
@@ -329,7 +329,7 @@ check "... and now the lock file names it" grep -q "^pid [0-9]* on" "$DB".lock-l
 check_eq "... the dead runner's run is marked interrupted" \
 	"$(sql "$DB" "SELECT status FROM runs WHERE pid = $VICTIM")" interrupted
 # isolation none has no --die-with-parent: the killed runner's step is left to us.
-for p in $(procs_with "sleep 30\.$MARK"); do kill -9 "$p" 2>/dev/null || true; done
+kill_procs_with "sleep 30\.$MARK"
 
 # ------------------------------------------------------------------------------------------
 echo "# --only, --limit, --shard"

@@ -27,10 +27,9 @@ MNT=$TMP/mnt
 RUNNER_PID=
 HOLDER_PID=
 cleanup() {
-	local p
 	[ -n "$RUNNER_PID" ] && kill -9 "$RUNNER_PID" 2>/dev/null
 	[ -n "$HOLDER_PID" ] && kill -9 "$HOLDER_PID" 2>/dev/null
-	for p in $(procs_with "20\.$MARK"); do kill -9 "$p" 2>/dev/null || true; done
+	kill_procs_with "20\.$MARK"
 	if mountpoint -q "$MNT"; then
 		umount "$MNT" 2>/dev/null || umount -l "$MNT"
 	fi

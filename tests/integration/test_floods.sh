@@ -18,8 +18,7 @@ make_tmp
 
 MARK=$$$RANDOM # the background sleeps run `sleep 30.$MARK`
 cleanup() {
-	local p
-	for p in $(procs_with "30\.$MARK"); do kill -9 "$p" 2>/dev/null || true; done
+	kill_procs_with "30\.$MARK"
 	return 0
 }
 CLEANUP=cleanup

@@ -20,10 +20,9 @@ MARK=$$$RANDOM # the slow step runs `sleep 60.$MARK`
 MNT=$TMP/mnt
 RUNNER_PID=
 cleanup() {
-	local p
 	[ -z "$RUNNER_PID" ] || kill -9 "$RUNNER_PID" 2>/dev/null || true
 	stop_gateway
-	for p in $(procs_with "60\.$MARK"); do kill -9 "$p" 2>/dev/null || true; done
+	kill_procs_with "60\.$MARK"
 	if mountpoint -q "$MNT"; then
 		umount "$MNT" 2>/dev/null || umount -l "$MNT"
 	fi

@@ -16,7 +16,7 @@ cleanup() {
 	local p
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 	stop_gateway
-	for p in $(procs_with "6[012]\.$MARK"); do kill -9 "$p" 2>/dev/null || true; done
+	kill_procs_with "6[012]\.$MARK"
 	return 0
 }
 # shellcheck disable=SC2034 # read by make_tmp's EXIT trap

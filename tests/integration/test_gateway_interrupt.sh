@@ -13,10 +13,9 @@ make_tmp
 MARK=$$$RANDOM # the long steps run `sleep 30.$MARK`: found on the host by that
 RUNNER_PID=
 cleanup() {
-	local p
 	[ -z "$RUNNER_PID" ] || kill -9 "$RUNNER_PID" 2>/dev/null || true
 	stop_gateway
-	for p in $(procs_with "30\.$MARK"); do kill -9 "$p" 2>/dev/null || true; done
+	kill_procs_with "30\.$MARK"
 	return 0
 }
 # shellcheck disable=SC2034 # read by make_tmp's EXIT trap

@@ -12,7 +12,7 @@ make_tmp
 MARK=$$$RANDOM
 cleanup() {
 	stop_gateway
-	for p in $(procs_with "sleep 300\\.$MARK"); do kill -9 "$p" 2>/dev/null || true; done
+	kill_procs_with "sleep 300\\.$MARK"
 	return 0
 }
 # shellcheck disable=SC2034 # read by make_tmp's EXIT trap

@@ -14,9 +14,8 @@ make_tmp
 MARK=$$$RANDOM # every step runs `sleep 20.$MARK`
 RUNNER_PID=
 cleanup() {
-	local p
 	[ -n "$RUNNER_PID" ] && kill -9 "$RUNNER_PID" 2>/dev/null
-	for p in $(procs_with "20\.$MARK"); do kill -9 "$p" 2>/dev/null || true; done
+	kill_procs_with "20\.$MARK"
 	return 0
 }
 CLEANUP=cleanup

@@ -16,9 +16,8 @@ MARK=$$$RANDOM
 SB_UID=${ARL_SANDBOX_UID:-65530}
 RUNNER_PID=
 cleanup() {
-	local p
 	[ -n "$RUNNER_PID" ] && kill -9 "$RUNNER_PID" 2>/dev/null
-	for p in $(procs_with "$MARK"); do kill -9 "$p" 2>/dev/null || true; done
+	kill_procs_with "$MARK"
 	return 0
 }
 CLEANUP=cleanup

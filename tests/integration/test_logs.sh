@@ -16,7 +16,7 @@ PIDS=()
 cleanup() {
 	local p
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-	for p in $(procs_with "sleep [0-9]*\.$MARK"); do kill -9 "$p" 2>/dev/null || true; done
+	kill_procs_with "sleep [0-9]*\.$MARK"
 	return 0
 }
 CLEANUP=cleanup

@@ -23,9 +23,8 @@ chmod 755 "$TMP"
 MARK=$$$RANDOM # slow steps run `sleep 30.$MARK`
 RUNNER_PID=
 cleanup() {
-	local p
 	[ -n "$RUNNER_PID" ] && kill -9 "$RUNNER_PID" 2>/dev/null
-	for p in $(procs_with "30\.$MARK"); do kill -9 "$p" 2>/dev/null || true; done
+	kill_procs_with "30\.$MARK"
 	return 0
 }
 CLEANUP=cleanup

@@ -52,9 +52,8 @@ no_cgroups() { [ -z "$(sb_cgroups "$1")" ]; }
 MARK=$$$RANDOM
 RUNNER_PID=
 cleanup() {
-	local p
 	[ -n "$RUNNER_PID" ] && kill -9 "$RUNNER_PID" 2>/dev/null
-	for p in $(procs_with "3[01]\.$MARK"); do kill -9 "$p" 2>/dev/null || true; done
+	kill_procs_with "3[01]\.$MARK"
 	return 0
 }
 CLEANUP=cleanup

@@ -14,9 +14,8 @@ make_tmp
 MARK=$$$RANDOM # unique: the argument of our `sleep 30.$MARK` processes
 LISTENER=
 cleanup() {
-	local p
 	[ -n "$LISTENER" ] && kill "$LISTENER" 2>/dev/null
-	for p in $(procs_with "30\.$MARK"); do kill -9 "$p" 2>/dev/null || true; done
+	kill_procs_with "30\.$MARK"
 	rm -f "/usr/arl-probe-$MARK" "/etc/arl-probe-$MARK" 2>/dev/null
 	return 0
 }

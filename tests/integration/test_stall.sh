@@ -12,8 +12,7 @@ require_tools sqlite3 python3
 make_tmp
 MARK=$$$RANDOM # the argument of our `sleep N.$MARK` processes
 cleanup() {
-	local p
-	for p in $(procs_with "sleep [0-9]*\.$MARK"); do kill -9 "$p" 2>/dev/null || true; done
+	kill_procs_with "sleep [0-9]*\.$MARK"
 	return 0
 }
 CLEANUP=cleanup
