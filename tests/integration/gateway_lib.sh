@@ -12,13 +12,7 @@ require_gateway() {
 	require_bwrap
 }
 
-stop_gateway() {
-	if [ -n "${GW_PID:-}" ]; then
-		kill "$GW_PID" 2>/dev/null || true
-		wait "$GW_PID" 2>/dev/null || true
-		GW_PID=
-	fi
-}
+stop_gateway() { stop_server GW_PID; }
 
 # shellcheck disable=SC2120 # ARGS: the server's options, when a test wants any
 start_gateway() {
@@ -31,18 +25,12 @@ start_gateway() {
 		--api-key "$GW_KEY:user" --api-key "$GW_ADMIN_KEY:admin" \
 		"$@" >"$TMP/gw.out" 2>"$TMP/gw.err" &
 	GW_PID=$!
-	local _
-	for _ in $(seq 1 300); do
-		GW_URL=$(head -n1 "$TMP/gw.out" 2>/dev/null || true)
-		if [ -n "$GW_URL" ]; then
-			ARL_GATEWAY_URL=$GW_URL
-			ARL_API_KEY=$GW_KEY
-			export GW_URL ARL_GATEWAY_URL ARL_API_KEY
-			return 0
-		fi
-		kill -0 "$GW_PID" 2>/dev/null || break
-		sleep 0.1
-	done
+	if server_url GW_URL "$GW_PID" "$TMP/gw.out"; then
+		ARL_GATEWAY_URL=$GW_URL
+		ARL_API_KEY=$GW_KEY
+		export GW_URL ARL_GATEWAY_URL ARL_API_KEY
+		return 0
+	fi
 	echo "FAIL: the test gateway did not start"
 	sed 's/^/       /' "$TMP/gw.err"
 	exit 1

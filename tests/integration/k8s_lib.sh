@@ -20,13 +20,7 @@ require_fake() {
 	fi
 }
 
-stop_fake() {
-	if [ -n "${FAKE_PID:-}" ]; then
-		kill "$FAKE_PID" 2>/dev/null || true
-		wait "$FAKE_PID" 2>/dev/null || true
-		FAKE_PID=
-	fi
-}
+stop_fake() { stop_server FAKE_PID; }
 
 start_fake() {
 	KC=$TMP/kubeconfig
@@ -36,16 +30,11 @@ start_fake() {
 	timeout 1200 python3 "$SOURCE_DIR/tests/fake_arl/server.py" --listen 127.0.0.1:0 --kubeconfig "$KC" \
 		"${FAKE_CRD_ARGS[@]}" "$@" >"$TMP/fake.out" 2>"$TMP/fake.err" &
 	FAKE_PID=$!
-	local i
-	for i in $(seq 1 300); do # up to 30 s (--tls makes a CA with openssl first)
-		FAKE_URL=$(head -n1 "$TMP/fake.out" 2>/dev/null || true)
-		if [ -n "$FAKE_URL" ]; then
-			export FAKE_URL KC
-			return 0
-		fi
-		kill -0 "$FAKE_PID" 2>/dev/null || break
-		sleep 0.1
-	done
+	# up to 30 s (--tls makes a CA with openssl first)
+	if server_url FAKE_URL "$FAKE_PID" "$TMP/fake.out"; then
+		export FAKE_URL KC
+		return 0
+	fi
 	echo "FAIL: the fake API server did not start"
 	sed 's/^/       /' "$TMP/fake.err"
 	exit 1

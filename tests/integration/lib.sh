@@ -165,6 +165,33 @@ kill_procs_with() {
 	for p in $(procs_with "$1"); do kill -9 "$p" 2>/dev/null || true; done
 }
 
+# server_url VAR PID OUT: waits up to 30 s for the background server PID to print its URL as
+# the first line of OUT; sets VAR to it (empty, and returns 1, when PID exited first or the 30 s
+# passed: a bound for a hang, not a timing).
+server_url() {
+	local _url _
+	for _ in $(seq 1 300); do
+		_url=$(head -n1 "$3" 2>/dev/null || true)
+		if [ -n "$_url" ]; then
+			printf -v "$1" %s "$_url"
+			return 0
+		fi
+		kill -0 "$2" 2>/dev/null || break
+		sleep 0.1
+	done
+	printf -v "$1" %s ""
+	return 1
+}
+
+# stop_server VAR: kills and reaps the background server whose PID VAR holds; empties VAR.
+stop_server() {
+	local pid=${!1:-}
+	[ -n "$pid" ] || return 0
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	printf -v "$1" %s ""
+}
+
 # wait_exit SECS: waits up to SECS for the background runner RUNNER_PID to exit; sets RC
 # (999: it did not, and was killed) and ELAPSED_MS.
 wait_exit() {

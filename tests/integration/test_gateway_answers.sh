@@ -11,7 +11,7 @@ set -euo pipefail
 require_tools python3 sqlite3
 make_tmp
 GW_PID=
-cleanup() { [ -z "$GW_PID" ] || { kill "$GW_PID" 2>/dev/null || true; wait "$GW_PID" 2>/dev/null || true; }; }
+cleanup() { stop_server GW_PID; }
 # shellcheck disable=SC2034 # read by make_tmp's EXIT trap
 CLEANUP=cleanup
 
@@ -79,11 +79,7 @@ print("http://127.0.0.1:%d" % s.server_address[1], flush=True)
 s.serve_forever()
 PY
 GW_PID=$!
-for _ in $(seq 1 300); do
-	URL=$(head -n1 "$TMP/gw.out" 2>/dev/null || true)
-	[ -z "$URL" ] || break
-	sleep 0.1
-done
+server_url URL "$GW_PID" "$TMP/gw.out" || true
 check "the scripted gateway started" test -n "$URL"
 export ARL_GATEWAY_URL=$URL ARL_API_KEY=k
 

@@ -13,7 +13,7 @@ require_gateway
 make_tmp
 SPY_PID=
 cleanup() {
-	[ -z "$SPY_PID" ] || { kill "$SPY_PID" 2>/dev/null || true; wait "$SPY_PID" 2>/dev/null || true; }
+	stop_server SPY_PID
 	stop_gateway
 }
 # shellcheck disable=SC2034 # read by make_tmp's EXIT trap
@@ -45,11 +45,7 @@ s.serve_forever()
 PY
 SPY_PID=$!
 : >"$TMP/spy.log"
-for _ in $(seq 1 300); do
-	SPY=$(head -n1 "$TMP/spy.out" 2>/dev/null || true)
-	[ -z "$SPY" ] || break
-	sleep 0.1
-done
+server_url SPY "$SPY_PID" "$TMP/spy.out" || true
 check "the spy server started" test -n "$SPY"
 spy_keys() { grep -v ' -$' "$TMP/spy.log" | grep -c . || true; }
 
