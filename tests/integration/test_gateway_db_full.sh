@@ -42,12 +42,9 @@ N=25 # the slow job and 24 that print 200 kB each: the 2 MB disk takes about 8 o
 # network: true) and sleeps; the others print only once that port answers, so the database
 # fills while the slow step runs, however the machine schedules them.
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-{
-	echo "version: 1"
-	echo "pools:"
-	echo "  gw: {backend: gateway, image: arl-test, replicas: 3, network: true}"
-	echo "jobs:"
-	echo "  - name: slow"
+# py_job NAME: a job whose one Command step is `python3 -c` and the script lines that follow.
+py_job() {
+	echo "  - name: $1"
 	echo "    timeout: 120s"
 	echo "    steps:"
 	echo "      - type: Command"
@@ -55,6 +52,13 @@ PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 	echo "          - python3"
 	echo "          - -c"
 	echo "          - |"
+}
+{
+	echo "version: 1"
+	echo "pools:"
+	echo "  gw: {backend: gateway, image: arl-test, replicas: 3, network: true}"
+	echo "jobs:"
+	py_job slow
 	echo "            import os, socket"
 	echo "            s = socket.socket()"
 	echo "            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)"
@@ -63,14 +67,7 @@ PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 	echo "            os.set_inheritable(s.fileno(), True)"
 	echo "            os.execvp('sleep', ['sleep', '60.$MARK'])"
 	for i in $(seq -w 1 24); do
-		echo "  - name: out$i"
-		echo "    timeout: 120s"
-		echo "    steps:"
-		echo "      - type: Command"
-		echo "        command:"
-		echo "          - python3"
-		echo "          - -c"
-		echo "          - |"
+		py_job "out$i"
 		echo "            import base64, os, socket, sys, time"
 		echo "            while True:"
 		echo "                try:"

@@ -24,6 +24,11 @@ start_gateway
 
 long_jobs "$TMP/long.yaml" 'gw: {backend: gateway, image: arl-test, replicas: 4}' 60s "30.$MARK"
 
+# start_long NAME: `run` of long.yaml into $TMP/NAME.db in the background; sets RUNNER_PID.
+start_long() {
+	"$ARL_BATCH" run --progress none --db "$TMP/$1.db" "$TMP/long.yaml" >"$TMP/out" 2>"$TMP/err" &
+	RUNNER_PID=$!
+}
 sleeps_ge() { [ "$(procs_with "30\.$MARK" | wc -l)" -ge "$1" ]; }
 no_queued() {
 	[ "$(gw_get /_fake/state | python3 -c 'import json, sys; print(sum(p["queued"] for p in json.load(sys.stdin)["pools"]))')" = 0 ]
@@ -33,8 +38,7 @@ queued_ge() {
 }
 
 echo "# SIGINT while steps run"
-"$ARL_BATCH" run --progress none --db "$TMP/int.db" "$TMP/long.yaml" >"$TMP/out" 2>"$TMP/err" &
-RUNNER_PID=$!
+start_long int
 check "four sleep steps run in their sessions" wait_until 120 "4 sleep steps" sleeps_ge 4
 check_eq "four sessions on the gateway" "$(gw_session_count)" 4
 kill -INT "$RUNNER_PID"
@@ -58,8 +62,7 @@ check_eq "no session left on the gateway" "$(gw_session_count)" 0
 check_eq "no step left running (sleep 30.$MARK)" "$(leftover "30\.$MARK")" ""
 
 echo "# SIGTERM while steps run"
-"$ARL_BATCH" run --progress none --db "$TMP/term.db" "$TMP/long.yaml" >"$TMP/out" 2>"$TMP/err" &
-RUNNER_PID=$!
+start_long term
 check "four sleep steps run in their sessions" wait_until 120 "4 sleep steps" sleeps_ge 4
 kill -TERM "$RUNNER_PID"
 wait_exit 300
@@ -70,8 +73,7 @@ check_eq "no step left running (sleep 30.$MARK)" "$(leftover "30\.$MARK")" ""
 
 echo "# SIGINT while sessions wait to be allocated"
 gw_faults "slow-alloc=600s"
-"$ARL_BATCH" run --progress none --db "$TMP/alloc.db" "$TMP/long.yaml" >"$TMP/out" 2>"$TMP/err" &
-RUNNER_PID=$!
+start_long alloc
 check "four creates wait on the gateway" wait_until 120 "4 queued creates" queued_ge 4
 kill -INT "$RUNNER_PID"
 wait_exit 300
@@ -98,8 +100,7 @@ print(json.load(urllib.request.urlopen(req, timeout=60))["id"])
 PY
 )
 gw_http DELETE /_fake/requests >/dev/null
-"$ARL_BATCH" run --progress none --db "$TMP/full.db" "$TMP/long.yaml" >"$TMP/out" 2>"$TMP/err" &
-RUNNER_PID=$!
+start_long full
 check "four creates wait on the gateway" wait_until 120 "4 queued creates" queued_ge 4
 kill -INT "$RUNNER_PID"
 gw_post /_fake/config '{"max_replicas": 0}'
