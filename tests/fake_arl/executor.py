@@ -104,14 +104,7 @@ class Sidecar:
             self.log("bwrap is installed but cannot create a sandbox here; running steps directly")
             self.bwrap = None
         # The host directories bound read-only into the view, and / symlinks (merged /usr).
-        self.ro_dirs = [d for d in ("/usr", "/etc") if os.path.isdir(d)]
-        self.links = {}
-        for d in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-            p = "/" + d
-            if os.path.islink(p):
-                self.links[p] = os.readlink(p)
-            elif os.path.isdir(p):
-                self.ro_dirs.append(p)
+        self.ro_dirs, self.links = pod_container.host_view()
 
     # ---- the pod's container ----------------------------------------------------------
 

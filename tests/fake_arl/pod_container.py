@@ -37,6 +37,20 @@ AGENT_PATH = "/.fake-arl/pod_agent.py"
 PYTHON = "/usr/bin/python3"
 
 
+def host_view():
+    """The host directories a pod's bwrap view binds read-only, and the / symlinks to recreate
+    in it (merged /usr): (ro_dirs, {link: target})."""
+    ro_dirs = [d for d in ("/usr", "/etc") if os.path.isdir(d)]
+    links = {}
+    for d in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        p = "/" + d
+        if os.path.islink(p):
+            links[p] = os.readlink(p)
+        elif os.path.isdir(p):
+            ro_dirs.append(p)
+    return ro_dirs, links
+
+
 def pod_uid():
     return POD_UID if os.geteuid() == 0 else os.geteuid()
 

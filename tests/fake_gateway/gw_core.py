@@ -248,14 +248,7 @@ class Gateway:
         self.generation = 0             # bumped by a restart: results of older operations are dropped
         self.shared = pod_container.Shared(os.path.join(workdir, "shared"))
         self.bwrap = _which("bwrap")
-        self.ro_dirs = [d for d in ("/usr", "/etc") if os.path.isdir(d)]
-        self.links = {}
-        for d in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-            p = "/" + d
-            if os.path.islink(p):
-                self.links[p] = os.readlink(p)
-            elif os.path.isdir(p):
-                self.ro_dirs.append(p)
+        self.ro_dirs, self.links = pod_container.host_view()
         self.stopping = threading.Event()
         self.starter = _Starter(4)
 
