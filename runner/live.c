@@ -226,22 +226,6 @@ static bool make_stream(struct arl_live *l, struct live_stream *s)
 	return s->fd >= 0;
 }
 
-/* All of @n bytes to @fd; false on an error. */
-static bool write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return false;
-		p += w;
-		n -= (size_t)w;
-	}
-	return true;
-}
-
 /* A fresh file renamed over the full one: a follower finishes the old one first. */
 static void rotate(struct arl_live *l, struct live_stream *s)
 {
@@ -251,7 +235,7 @@ static void rotate(struct arl_live *l, struct live_stream *s)
 	snprintf(tmp, sizeof(tmp), "%s.new", s->name);
 	n = snprintf(head, sizeof(head), ARL_LIVE_ROTATED, (unsigned long long)s->total);
 	fd = create_file(l->dirfd, tmp);
-	if (fd < 0 || !write_all(fd, head, (size_t)n) ||
+	if (fd < 0 || !arl_write_all(fd, head, (size_t)n) ||
 	    renameat(l->dirfd, tmp, l->dirfd, s->name) < 0) {
 		if (fd >= 0) {
 			close(fd);
@@ -280,7 +264,7 @@ static void emit(struct arl_live *l, struct live_stream *s, const char *p, size_
 		if (s->fd < 0)
 			break;
 		take = l->half - s->len < n ? l->half - s->len : n;
-		if (!write_all(s->fd, p, take)) {
+		if (!arl_write_all(s->fd, p, take)) {
 			close(s->fd);
 			s->fd = -1;
 			s->dead = true;

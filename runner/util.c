@@ -391,6 +391,26 @@ void arl_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until_
 	pthread_cond_timedwait(cv, mu, &ts);
 }
 
+bool arl_write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+
+	while (n) {
+		ssize_t w = write(fd, c, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = EIO;
+			return false;
+		}
+		c += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
 bool arl_fd_readable(int fd)
 {
 	struct pollfd p = {.fd = fd, .events = POLLIN};

@@ -84,6 +84,9 @@ void arl_strindex_reserve(struct arl_strindex *x, size_t want, size_t n, arl_str
 void arl_cond_init_monotonic(pthread_cond_t *cv);
 void arl_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until_ms);
 
+/* Writes all @n bytes of @p to @fd, again after EINTR; false with errno set on an error. */
+bool arl_write_all(int fd, const void *p, size_t n);
+
 /* True when @fd (-1: never) is readable now, e.g. a cancel pipe that was written. */
 bool arl_fd_readable(int fd);
 

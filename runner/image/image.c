@@ -104,18 +104,11 @@ static int write_file_atomic(const char *path, const void *data, size_t len, str
 {
 	char *tmp = arl_xasprintf("%s.tmp.%ld", path, (long)getpid());
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), ret = -1;
-	const char *p = data;
 
 	if (fd < 0)
 		goto fail;
-	while (len) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			goto fail;
-		p += w, len -= (size_t)w;
-	}
+	if (!arl_write_all(fd, data, len))
+		goto fail;
 	if (close(fd) < 0) {
 		fd = -1;
 		goto fail;
@@ -774,16 +767,10 @@ static int mem_fd(const char *mem, size_t len, struct arl_err *err)
 
 	if (fd < 0)
 		return arl_error_errno(err, errno, "memfd_create");
-	while (len) {
-		ssize_t w = write(fd, mem, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			arl_error_errno(err, errno, "cannot write a memfd");
-			close(fd);
-			return -1;
-		}
-		mem += w, len -= (size_t)w;
+	if (!arl_write_all(fd, mem, len)) {
+		arl_error_errno(err, errno, "cannot write a memfd");
+		close(fd);
+		return -1;
 	}
 	lseek(fd, 0, SEEK_SET);
 	return fd;

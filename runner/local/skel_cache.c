@@ -171,21 +171,6 @@ static bool find_kept(struct skel_cache *c, const char *dir, const char *prefix,
 	return c->top != NULL;
 }
 
-static bool write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return false;
-		p += w;
-		n -= (size_t)w;
-	}
-	return true;
-}
-
 /* Builds the skeleton in @dir/@build_name, then keeps it under @prefix + @build_name (NULL:
  * not kept). */
 static int build(struct skel_cache *c, const char *dir, const char *build_name, const char *prefix,
@@ -238,7 +223,7 @@ static int build(struct skel_cache *c, const char *dir, const char *build_name, 
 	                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)
 	              : -1;
 	if (mfd >= 0) {
-		settled = write_all(mfd, m.buf.p, m.buf.len);
+		settled = arl_write_all(mfd, m.buf.p, m.buf.len);
 		settled = !close(mfd) && settled;
 	}
 	if (mfd >= 0 && settled)
