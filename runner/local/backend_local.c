@@ -154,6 +154,7 @@
 #include "local/identity.h"
 #include "local/image_root.h"
 #include "local/limits.h"
+#include "local/reaper.h"
 #include "local/local.h"
 #include "local/sandbox_dir.h"
 #include "log.h"
@@ -319,7 +320,8 @@ static void local_close(void *state)
 	pthread_mutex_unlock(&L->mu);
 	for (size_t i = 0; i < L->npreparers; i++)
 		pthread_join(L->preparer[i], NULL);
-	/* Retired after the join: recycled at once, or deleted, and the spares go below. */
+	arl_local_reaper_stop(L);
+	/* Retired after the joins: recycled at once, or deleted, and the spares go below. */
 	for (size_t i = 0; i < L->nreleased; i++)
 		arl_local_sandbox_end(L, L->released[i]);
 	free(L->released);
@@ -405,6 +407,7 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 	pthread_cond_init(&L->cv, NULL);
 	pthread_mutex_init(&L->img_mu, NULL);
 	L->state_fd = -1;
+	L->reap_fd = -1;
 	L->run_id = o->run_id;
 	L->owner = arl_local_owner_tag();
 	L->etc_ssh = access("/etc/ssh", F_OK) == 0;
@@ -512,6 +515,8 @@ static int local_open(void **state, const struct arl_backend_opts *o,
 			goto out;
 	}
 	if (open_images(L, pools, npools, err) < 0)
+		goto out;
+	if (L->nwarm && arl_local_reaper_start(L, err) < 0)
 		goto out;
 	for (size_t i = 0; L->nwarm && i < LOCAL_PREPARERS; i++) {
 		int rc = pthread_create(&L->preparer[i], NULL, arl_local_preparer_main, L);
@@ -636,14 +641,18 @@ static int local_acquire(void *state, const struct arl_pool *pool,
 	if ((w = arl_local_find_warm(L, pool))) {
 		bool retry = w->failed;
 
-		/* Warm containers have the pool's root: a job's own image needs one of its own. */
-		if (w->nboxes && !(req && req->job && req->job->image))
-			sb = w->boxes[--w->nboxes];
-		else if (w->nready)
+		/*
+		 * Warm containers have the pool's root: a job's own image needs one of its own.
+		 * The oldest first: it is the likeliest to have said HELLO already.
+		 */
+		if (w->nboxes && !(req && req->job && req->job->image)) {
+			sb = w->boxes[0];
+			memmove(w->boxes, w->boxes + 1, --w->nboxes * sizeof(*w->boxes));
+		} else if (w->nready)
 			d = w->ready[--w->nready];
 		w->failed = false; /* demand is back: let the preparer try again */
 		/* A wake-up costs the worker more than the pop: only when there is work. */
-		if (retry || L->ndirty || L->nreleased || arl_local_pool_short(L, w))
+		if (retry || L->ndirty || arl_local_pool_short(L, w))
 			pthread_cond_signal(&L->cv);
 	}
 	pthread_mutex_unlock(&L->mu);
@@ -727,8 +736,6 @@ static const char *local_sandbox_name(const struct arl_sandbox *sb)
 static void local_release(void *state, struct arl_sandbox *sb, bool keep)
 {
 	struct local *L = state;
-	bool queued = false;
-
 	if (!sb)
 		return;
 	if (keep) {
@@ -751,23 +758,11 @@ static void local_release(void *state, struct arl_sandbox *sb, bool keep)
 	}
 	/*
 	 * The agent's EOF ends the PID namespace at once; waiting for it, the cgroup's removal
-	 * and the directory's recycling are the preparer's, off the worker's path.
+	 * and the directory's recycling are the reaper's, off the worker's path.
 	 */
 	arl_local_container_close(sb);
 	/* Its name is gone when release() returns, whoever recycles it. */
-	if (!arl_local_retire_rename(L, sb)) {
-		arl_local_sandbox_end(L, sb);
-		return;
-	}
-	pthread_mutex_lock(&L->mu);
-	if (L->preparer_running && !L->stopping && L->nreleased < L->backlog) {
-		ARL_GROW(L->released, L->capreleased, L->nreleased + 1);
-		L->released[L->nreleased++] = sb;
-		pthread_cond_signal(&L->cv);
-		queued = true;
-	}
-	pthread_mutex_unlock(&L->mu);
-	if (!queued)
+	if (!arl_local_retire_rename(L, sb) || !arl_local_reaper_queue(L, sb))
 		arl_local_sandbox_end(L, sb);
 }
 

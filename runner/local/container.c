@@ -20,9 +20,6 @@
 #include "util.h"
 #include "banned.h"
 
-/* How long release waits for the PID namespace to end on its own before killing bwrap. */
-#define STOP_WAIT_MS 5000
-
 /* Waits until @fd is readable: 0, or -1 with ARL_E_TIMEOUT / ARL_E_CANCELLED. */
 static int wait_readable(int fd, int cancel_fd, int64_t deadline_ms, struct arl_err *err)
 {
@@ -146,7 +143,7 @@ int arl_local_container_ready(struct local *L, struct arl_sandbox *sb, int64_t d
 	if (ret < 0) {
 		sb->agent = NULL;
 		/* bwrap's reason, once it is gone (it writes before it exits). */
-		arl_spawn_stop(sb->bwrap_pid, sb->bwrap_pidfd, STOP_WAIT_MS);
+		arl_spawn_stop(sb->bwrap_pid, sb->bwrap_pidfd, ARL_LOCAL_STOP_WAIT_MS);
 		sb->bwrap_pid = sb->bwrap_pidfd = -1;
 		first_line(sb->start_out, line, sizeof(line));
 		arl_error(err, why.code == ARL_E_PROTO ? ARL_E_BACKEND : why.code, "%s",
@@ -181,8 +178,13 @@ void arl_local_container_close(struct arl_sandbox *sb)
 
 void arl_local_container_stop(struct arl_sandbox *sb)
 {
+	int64_t wait = ARL_LOCAL_STOP_WAIT_MS;
+
 	arl_local_container_close(sb);
+	/* A released one had its time since release (reaper.c). */
+	if (sb->stop_by)
+		wait = sb->stop_by > arl_now_ms() ? sb->stop_by - arl_now_ms() : 0;
 	if (sb->bwrap_pid > 0)
-		arl_spawn_stop(sb->bwrap_pid, sb->bwrap_pidfd, STOP_WAIT_MS);
+		arl_spawn_stop(sb->bwrap_pid, sb->bwrap_pidfd, wait);
 	sb->bwrap_pid = sb->bwrap_pidfd = -1;
 }

@@ -38,11 +38,11 @@ struct warm_pool {
 	bool failed;      /* the last preparation failed: retry only after the next acquire */
 };
 
-/*
- * Preparer threads (sandbox_dir.c): while one waits for a released container's bwrap to end,
- * another spawns warm ones (with one, ~94% of 400 one-step jobs at -j 2 found none warm).
- */
+/* Preparer threads (sandbox_dir.c): each spawn waits for its bwrap child to exec. */
 #define LOCAL_PREPARERS 2
+
+/* How long a released container may take to end on its own before bwrap is killed. */
+#define ARL_LOCAL_STOP_WAIT_MS 5000
 
 struct local {
 	char *state_dir; /* canonical, absolute */
@@ -84,7 +84,7 @@ struct local {
 	size_t nwarm;
 	struct sbdir *dirty; /* released, renamed, to be emptied (oldest first) or deleted */
 	size_t ndirty, capdirty;
-	struct arl_sandbox **released; /* agent's socket closed: to reap, uncgroup and retire */
+	struct arl_sandbox **released; /* agent's socket closed: the reaper's (reaper.h) */
 	size_t nreleased, capreleased;
 	struct sbdir *spare; /* emptied and checked: the next sandboxes of any pool */
 	size_t nspare, capspare;
@@ -95,6 +95,9 @@ struct local {
 	bool preparer_running; /* npreparers > 0 */
 	size_t npreparers;
 	pthread_t preparer[LOCAL_PREPARERS];
+	bool reaper_running;
+	pthread_t reaper;
+	int reap_fd; /* eventfd: release() or close() has news for the reaper */
 };
 
 struct arl_sandbox {
@@ -107,9 +110,10 @@ struct arl_sandbox {
 	struct arl_agent *agent; /* bwrap pools: the container's agent (local/container.h) */
 	pid_t bwrap_pid;         /* > 0 while the container runs */
 	int bwrap_pidfd;
-	bool starting;             /* spawned, HELLO not read yet: start_fd and start_out held */
-	int start_fd, start_out;   /* the agent's socket, bwrap's stderr (container.c) */
-	struct arl_cgroup *cgroup; /* the pool's resources (local/cgroup.h); NULL: none */
+	int64_t stop_by; /* released: bwrap is killed if still alive then (0: not released) */
+	bool starting;   /* spawned, HELLO not read yet: start_fd and start_out held */
+	int start_fd, start_out;         /* the agent's socket, bwrap's stderr (container.c) */
+	struct arl_cgroup *cgroup;       /* the pool's resources (local/cgroup.h); NULL: none */
 	const struct local_image *image; /* the root's image (the run's, shared); NULL: host's */
 };
 

@@ -622,9 +622,9 @@ static int prepare_one(struct local *L, struct warm_pool *w, struct sbdir *d,
 }
 
 /*
- * Released sandboxes first (reaped, their directories becoming spares), then released
- * directories, then pools short of warm sandboxes. The containers it spawns die with this
- * thread (--die-with-parent), which lives until close() has no more use for them.
+ * Released directories first (the reaper's, reaper.h, once their containers ended), then
+ * pools short of warm sandboxes. The containers it spawns die with this thread
+ * (--die-with-parent), which lives until close() has no more use for them.
  */
 void *arl_local_preparer_main(void *arg)
 {
@@ -641,20 +641,10 @@ void *arl_local_preparer_main(void *arg)
 		struct sbdir d = {0};
 		int rc;
 
-		while (!L->stopping && !L->nreleased && !L->ndirty && !(w = warm_wanted(L, &next)))
+		while (!L->stopping && !L->ndirty && !(w = warm_wanted(L, &next)))
 			pthread_cond_wait(&L->cv, &L->mu);
 		if (L->stopping)
 			break; /* close() ends or deletes whatever is still queued */
-		if (L->nreleased) {
-			struct arl_sandbox *sb = L->released[0];
-
-			memmove(L->released, L->released + 1,
-			        --L->nreleased * sizeof(*L->released));
-			pthread_mutex_unlock(&L->mu);
-			arl_local_sandbox_end(L, sb);
-			pthread_mutex_lock(&L->mu);
-			continue;
-		}
 		if (L->ndirty) {
 			d = L->dirty[0];
 			memmove(L->dirty, L->dirty + 1, --L->ndirty * sizeof(*L->dirty));
