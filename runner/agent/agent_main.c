@@ -842,13 +842,15 @@ static void serve(struct agent *a)
 
 static int usage(void)
 {
-	fputs("usage: arl-batch-agent --fd N [MOUNT PLAN]\n"
-	      "The sandbox agent of arl-batch: started by the runner as the first process of a\n"
-	      "sandbox, it serves requests on the socket N it inherits, after mounting MOUNT PLAN\n"
-	      "(--overlay TARGET LOWERS UPPER WORK, --mask PATH, --tmpfs PATH, --detach PATH,\n"
-	      "--no-userns DIR, --layers TARGET BASE N UPPER WORK, --pivot NEWROOT,\n"
-	      "--as-user UID GID).\n",
-	      stdout);
+	fputs(
+	    "usage: arl-batch-agent --fd N [MOUNT PLAN]\n"
+	    "The sandbox agent of arl-batch: started by the runner as the first process of a\n"
+	    "sandbox, it serves requests on the socket N it inherits, after mounting MOUNT PLAN\n"
+	    "(--overlay TARGET LOWERS UPPER WORK, --overlay-mem TARGET LOWERS UPPER WORK MEMDIR,\n"
+	    "--mask PATH, --tmpfs PATH, --detach PATH,\n"
+	    "--no-userns DIR, --layers TARGET BASE N UPPER WORK, --pivot NEWROOT,\n"
+	    "--as-user UID GID).\n",
+	    stdout);
 	return 2;
 }
 

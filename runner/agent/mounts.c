@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sched.h>
@@ -38,6 +39,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 struct plan_op {
@@ -46,8 +48,8 @@ struct plan_op {
 };
 
 static const struct plan_op plan_ops[] = {
-    {"--overlay", 4},   {"--mask", 1},   {"--tmpfs", 1}, {"--detach", 1},
-    {"--no-userns", 1}, {"--layers", 5}, {"--pivot", 1}, {"--as-user", 2},
+    {"--overlay", 4},   {"--overlay-mem", 5}, {"--mask", 1},  {"--tmpfs", 1},   {"--detach", 1},
+    {"--no-userns", 1}, {"--layers", 5},      {"--pivot", 1}, {"--as-user", 2},
 };
 
 static const struct plan_op *find_op(const char *name)
@@ -114,15 +116,20 @@ static int id_ok(const char *s)
 	return n < 0xfffffffeULL;
 }
 
+static bool is_layer_count(const struct plan_op *op, int k)
+{
+	return !strcmp(op->name, "--layers") && k == 3;
+}
+
 static int operand_ok(const struct plan_op *op, int k, const char *arg)
 {
-	if (op->operands == 2)
+	if (!strcmp(op->name, "--as-user"))
 		return id_ok(arg);
-	if (op->operands == 5)
-		return k == 3 ? layer_count(arg) > 0 : path_ok(arg, ",:\\");
-	if (op->operands != 4)
+	if (is_layer_count(op, k))
+		return layer_count(arg) > 0;
+	if (strncmp(op->name, "--overlay", 9) && strcmp(op->name, "--layers"))
 		return path_ok(arg, "");
-	return k == 2 ? lowers_ok(arg) : path_ok(arg, ",:\\");
+	return k == 2 && strcmp(op->name, "--layers") ? lowers_ok(arg) : path_ok(arg, ",:\\");
 }
 
 int arl_agent_plan_check(char *const *args, int n, char *msg, size_t len)
@@ -140,7 +147,7 @@ int arl_agent_plan_check(char *const *args, int n, char *msg, size_t len)
 			return -1;
 		}
 		for (int k = 1; k <= op->operands; k++) {
-			if (!operand_ok(op, k, args[i + k]) && op->operands == 5 && k == 3) {
+			if (!operand_ok(op, k, args[i + k]) && is_layer_count(op, k)) {
 				snprintf(msg, len, "'%s': '%s' is not a layer count (1 to %d)",
 				         op->name, args[i + k], ARL_AGENT_LAYERS_MAX);
 				return -1;
@@ -290,6 +297,32 @@ static int pivot_into(const char *root, char *msg, size_t len)
 	return 0;
 }
 
+/*
+ * An overlay whose upper is in memory: MEMDIR (a new directory on the staging tmpfs, which
+ * is detached after) holds its upper and work directories. Where tmpfs cannot hold the
+ * overlay's user.* xattrs (Linux before 6.6), UPPER and WORK on disk, as --overlay.
+ */
+static int mount_overlay_mem(char *const *a, char *msg, size_t len)
+{
+	char up[PATH_MAX], work[PATH_MAX];
+	char *const mem[4] = {a[0], a[1], up, work};
+
+	if (snprintf(up, sizeof(up), "%s/upper", a[4]) >= (int)sizeof(up) ||
+	    snprintf(work, sizeof(work), "%s/work", a[4]) >= (int)sizeof(work)) {
+		errno = ENAMETOOLONG;
+		snprintf(msg, len, "cannot make an overlay's upper in memory at '%s'", a[4]);
+		return -1;
+	}
+	if (mkdir(a[4], 0755) < 0 || mkdir(up, 0755) < 0 || mkdir(work, 0755) < 0) {
+		snprintf(msg, len, "cannot make an overlay's upper in memory at '%s'", a[4]);
+		return -1;
+	}
+	if (setxattr(up, "user.arl-batch", "", 0, 0) < 0)
+		return mount_overlay(a, msg, len);
+	removexattr(up, "user.arl-batch");
+	return mount_overlay(mem, msg, len);
+}
+
 /* /dev/null over a file: a host secret the overlay shows again (RDONLY: writes stay refused). */
 static int mount_mask(const char *path, char *msg, size_t len)
 {
@@ -435,6 +468,8 @@ int arl_agent_plan_apply(char *const *args, int n, char *msg, size_t len)
 
 		if (!strcmp(op->name, "--overlay"))
 			r = mount_overlay(a, msg, len);
+		else if (!strcmp(op->name, "--overlay-mem"))
+			r = mount_overlay_mem(a, msg, len);
 		else if (!strcmp(op->name, "--mask"))
 			r = mount_mask(a[0], msg, len);
 		else if (!strcmp(op->name, "--tmpfs"))

@@ -16,6 +16,11 @@
  *   --overlay TARGET LOWERS UPPER WORK  an overlay on TARGET; LOWERS is colon-separated,
  *                                       top first; UPPER and WORK on one mount (one
  *                                       empty lower: UPPER bound on TARGET instead)
+ *   --overlay-mem TARGET LOWERS UPPER WORK MEMDIR
+ *                                       the same, its upper and work directories made in
+ *                                       a new directory MEMDIR on a tmpfs (the staging
+ *                                       place's); UPPER and WORK where tmpfs cannot hold the
+ *                                       overlay's xattrs
  *   --mask PATH                         /dev/null bound read-only over PATH, if it exists
  *   --tmpfs PATH                        an empty tmpfs over PATH, if it is a directory
  *   --detach PATH                       PATH unmounted (lazily): the layers' staging place

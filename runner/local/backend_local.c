@@ -583,6 +583,7 @@ struct arl_sandbox *arl_local_sandbox_new(struct local *L, const struct arl_pool
 	d->name = NULL;
 	sb->path = arl_xasprintf("%s/%s", L->state_dir, sb->dir.name);
 	sb->bwrap_pid = sb->bwrap_pidfd = -1;
+	sb->keep_alive = req && req->job && req->job->keep_alive;
 	if (sandbox_image(L, pool, req, sb, err) < 0 || arl_local_limits_create(L, sb, err) < 0) {
 		arl_err_prefix(err, "pool '%s'", pool->name);
 		arl_local_sandbox_end(L, sb);
@@ -642,10 +643,11 @@ static int local_acquire(void *state, const struct arl_pool *pool,
 		bool retry = w->failed;
 
 		/*
-		 * Warm containers have the pool's root: a job's own image needs one of its own.
-		 * The oldest first: it is the likeliest to have said HELLO already.
+		 * Warm containers have the pool's root and /etc's upper in memory: a job's own
+		 * image, or a job keeping its sandbox, needs one of its own (cow_root.c). The
+		 * oldest first: it is the likeliest to have said HELLO already.
 		 */
-		if (w->nboxes && !(req && req->job && req->job->image)) {
+		if (w->nboxes && !(req && req->job && (req->job->image || req->job->keep_alive))) {
 			sb = w->boxes[0];
 			memmove(w->boxes, w->boxes + 1, --w->nboxes * sizeof(*w->boxes));
 		} else if (w->nready)

@@ -40,7 +40,7 @@ char *const arl_local_no_env[] = {NULL};
  */
 void arl_local_bwrap_argv(const struct local *L, struct strvec *v, const char *ws,
                           const char *ws_lower, const char *agent, bool network,
-                          const struct local_image *img)
+                          const struct local_image *img, bool all_on_disk)
 {
 	/*
 	 * uid 0 in a user namespace of its own, mapped to the uid bwrap runs as: the sandbox uid
@@ -166,7 +166,7 @@ rest:
 		arl_local_image_plan(img, v);
 	else if (cow)
 		arl_cow_root_plan(&L->cow, v, masked, sizeof(masked) / sizeof(masked[0]),
-		                  L->etc_ssh ? "/etc/ssh" : NULL);
+		                  L->etc_ssh ? "/etc/ssh" : NULL, all_on_disk);
 }
 
 bool arl_local_elf_dynamic(const char *path)

@@ -17,11 +17,12 @@ extern char *const arl_local_no_env[];
  * Appends the command line of a sandbox's container to @v: bwrap with the agent @agent (a
  * host path) as its first process on fd 3 and sandbox directory @ws (a host directory) at
  * /workspace, or, with the copy-on-write root (L->cow.skel), holding the uppers of /usr,
- * /etc... and of /workspace, whose lower is @ws_lower (NULL: empty), and the agent's plan.
+ * /etc... and of /workspace, whose lower is @ws_lower (NULL: empty), and the agent's plan
+ * (every upper on disk when @all_on_disk: a sandbox to keep, see cow_root.h).
  */
 void arl_local_bwrap_argv(const struct local *L, struct strvec *v, const char *ws,
                           const char *ws_lower, const char *agent, bool network,
-                          const struct local_image *img);
+                          const struct local_image *img, bool all_on_disk);
 
 /* Whether the 64-bit ELF program @path has a program interpreter (is dynamically linked). */
 bool arl_local_elf_dynamic(const char *path);

@@ -87,7 +87,7 @@ int arl_local_container_spawn(struct local *L, struct arl_sandbox *sb, bool netw
 	}
 	/* As root the child binds both where the sandbox uid can reach them (see identity.h). */
 	arl_local_bwrap_argv(L, &argv, L->drop ? ROOT_MNT : sb->path, lower,
-	                     L->drop ? ROOT_AGENT : L->agent, network, sb->image);
+	                     L->drop ? ROOT_AGENT : L->agent, network, sb->image, sb->keep_alive);
 	arl_local_step_ident(L, false, &id, ws_fd, sv[1]);
 	if (L->drop) {
 		id.bind2_fd = agent_fd;

@@ -11,6 +11,14 @@
  *   sandbox costs two mkdirs whatever the workspace's size. Its files are written in place
  *   only when their owner is the mapped uid (the runner's own, for a runner that is not
  *   root); others are replaced by a rename, like host files.
+ * - /etc's upper is in memory (--overlay-mem: a directory on the staging tmpfs), like /tmp:
+ *   configuration writes are small, and an overlay whose upper is on the state directory's
+ *   filesystem costs the kernel more than the rest of a short job's container (on ext4 its
+ *   mount creates and deletes a work directory, a temporary file and a whiteout, and its
+ *   unmount syncs the whole filesystem; BENCHMARKS.md "The reaper, and /etc in memory").
+ *   /usr (where packages install) and /workspace stay on disk. A sandbox whose job keeps
+ *   it (keepAlive) has every upper on disk, so its directory holds all it changed; where
+ *   tmpfs cannot hold the overlay's xattrs (Linux before 6.6) the agent uses the disk too.
  * - bwrap binds every layer under COW_STAGING (a tmpfs of its own) and mount points for the
  *   trees; the agent mounts, masks, and detaches COW_STAGING, so no step reaches an upper
  *   except through its overlay. The agent gets CAP_SYS_ADMIN (mount), CAP_DAC_OVERRIDE
@@ -36,6 +44,8 @@
 #include "banned.h"
 
 #define WS_TREE "/workspace"
+/* The tree whose upper is in memory (DESIGN). */
+#define MEM_TREE "/etc"
 
 int arl_cow_root_open(struct cow_root *c, const char *skel_dir, const char *const *trees,
                       size_t ntrees, uid_t uid, gid_t gid, struct arl_err *err)
@@ -176,12 +186,13 @@ void arl_cow_root_bwrap_args(const struct cow_root *c, struct strvec *v, const c
 }
 
 void arl_cow_root_plan(const struct cow_root *c, struct strvec *plan, const char *const *masks,
-                       size_t nmasks, const char *tmpfs)
+                       size_t nmasks, const char *tmpfs, bool all_on_disk)
 {
 	for (size_t i = 0; i <= c->trees.n; i++) {
 		const char *t = i < c->trees.n ? c->trees.v[i] : WS_TREE;
+		bool mem = !all_on_disk && !strcmp(t, MEM_TREE);
 
-		arl_local_sv_push(plan, "--overlay");
+		arl_local_sv_push(plan, mem ? "--overlay-mem" : "--overlay");
 		arl_local_sv_push(plan, t);
 		if (i < c->trees.n)
 			arl_local_sv_take(
@@ -190,6 +201,8 @@ void arl_cow_root_plan(const struct cow_root *c, struct strvec *plan, const char
 			arl_local_sv_push(plan, COW_STAGING "/low" WS_TREE);
 		arl_local_sv_take(plan, arl_xasprintf(COW_STAGING "/sb/upper%s", t));
 		arl_local_sv_take(plan, arl_xasprintf(COW_STAGING "/sb/work%s", t));
+		if (mem)
+			arl_local_sv_take(plan, arl_xasprintf(COW_STAGING "/mem-%s", t + 1));
 	}
 	for (size_t i = 0; i < nmasks; i++)
 		push3(plan, "--mask", masks[i], NULL);

@@ -65,13 +65,14 @@ void arl_cow_root_bwrap_args(const struct cow_root *c, struct strvec *v, const c
                              const char *ws_lower);
 
 /*
- * Appends the agent's mount plan to @plan: an overlay per tree and on /workspace, @masks
+ * Appends the agent's mount plan to @plan: an overlay per tree and on /workspace (/etc's
+ * upper in memory unless @all_on_disk, see DESIGN in cow_root.c), @masks
  * (files to hide, as bwrap's binds did) bound over with /dev/null, @tmpfs (NULL: none) as an
  * empty tmpfs, user namespaces forbidden (bwrap's --disable-userns must not be used: it nests
  * the sandbox in a second user namespace where the agent cannot mount), then the staging
  * place detached.
  */
 void arl_cow_root_plan(const struct cow_root *c, struct strvec *plan, const char *const *masks,
-                       size_t nmasks, const char *tmpfs);
+                       size_t nmasks, const char *tmpfs, bool all_on_disk);
 
 #endif

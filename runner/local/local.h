@@ -115,6 +115,7 @@ struct arl_sandbox {
 	int start_fd, start_out;         /* the agent's socket, bwrap's stderr (container.c) */
 	struct arl_cgroup *cgroup;       /* the pool's resources (local/cgroup.h); NULL: none */
 	const struct local_image *image; /* the root's image (the run's, shared); NULL: host's */
+	bool keep_alive; /* its job keeps it (keepAlive): every upper on disk (cow_root.c) */
 };
 
 /*

@@ -62,7 +62,7 @@ jobs:
   - name: kept
     keepAlive: true
     steps:
-      - {type: Command, command: ["sh", "-c", "echo k > /usr/local/kept-$MARK"]}
+      - {type: Command, command: ["sh", "-c", "echo k > /usr/local/kept-$MARK && echo e > /etc/kept-$MARK"]}
 EOF
 	as "$who" "$ARL_BATCH" run --progress none --db "$db" "$dir/cow.yaml"
 	check_eq "[$who] the run succeeds" "$RC" 0
@@ -78,14 +78,16 @@ shadow-hidden"
 		"$(stdout "$db" other 0)" "isolated
 orig"
 	check_eq "[$who] the host's /usr/local and /etc are unchanged" \
-		"$(ls /usr/local/arl-cow-$MARK /etc/arl-cow-$MARK /usr/local/kept-$MARK 2>/dev/null || true)" ""
+		"$(ls /usr/local/arl-cow-$MARK /etc/arl-cow-$MARK /usr/local/kept-$MARK /etc/kept-$MARK 2>/dev/null || true)" ""
 	check_eq "[$who] the pool's workspace is unchanged" \
 		"$(cat "$ws/src.txt"; find "$ws" | sort | sed "s|^$ws||" | tr '\n' ' ')" "orig
  /pkg /src.txt "
 	check_eq "[$who] no runs.notes (no fallback)" "$(sql "$db" 'SELECT ifnull(notes, "") FROM runs')" ""
 	kept=$(sql "$db" "SELECT a.sandbox FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.name = 'kept'")
-	check_eq "[$who] keepAlive keeps the sandbox's upper layer" \
-		"$(cat "$db.sandboxes/keep-$kept/upper/usr/local/kept-$MARK" 2>/dev/null || true)" "k"
+	check_eq "[$who] keepAlive keeps the sandbox's upper layer, /etc's too (in memory otherwise)" \
+		"$(cat "$db.sandboxes/keep-$kept/upper/usr/local/kept-$MARK" \
+			"$db.sandboxes/keep-$kept/upper/etc/kept-$MARK" 2>/dev/null || true)" "k
+e"
 	# As root, with the run's copy of the workspace its upper layer stands on (ws_lower.h).
 	check_eq "[$who] released sandboxes are gone (only the kept one is left)" \
 		"$(find "$db.sandboxes" -mindepth 1 -maxdepth 1 ! -name '.*' -printf '%f\n' | sed 's/^keep-ws-sb-.*/keep-ws/' | sort)" \

@@ -66,8 +66,11 @@ static void mkdir_sb(const char *path)
 	assert_int_equal(chown(path, sb_uid, sb_gid), 0);
 }
 
-/* Starts a sandbox over directory @name of the state dir, as a container will be started. */
-static void start(struct sandbox *sb, const char *name)
+/*
+ * Starts a sandbox over directory @name of the state dir, as a container will be started
+ * (/etc's upper in memory unless @all_on_disk, as for a sandbox to keep).
+ */
+static void start_as(struct sandbox *sb, const char *name, bool all_on_disk)
 {
 	static const char *const head[] = {"bwrap",
 	                                   "--unshare-user",
@@ -127,10 +130,15 @@ static void start(struct sandbox *sb, const char *name)
 	arl_local_sv_push(&argv, "/.arl-batch-agent");
 	arl_local_sv_push(&argv, "--fd");
 	arl_local_sv_push(&argv, "3");
-	arl_cow_root_plan(&cow, &argv, masks, 2, NULL);
+	arl_cow_root_plan(&cow, &argv, masks, 2, NULL, all_on_disk);
 
 	sandbox_spawn(sb, argv.v, sb_uid, sb_gid);
 	arl_local_sv_release(&argv);
+}
+
+static void start(struct sandbox *sb, const char *name)
+{
+	start_as(sb, name, false);
 }
 
 static bool exists(const char *path)
@@ -235,6 +243,13 @@ static void test_writable_root(void **st)
 	   state);
 	snprintf(p, sizeof(p), "%s/upper/usr/local/arl-cow", a.dir);
 	assert_true(exists(p));
+	/* /etc's upper is in memory: nothing of it on disk. */
+	{
+		char etc[400];
+
+		snprintf(etc, sizeof(etc), "%s/upper/etc/arl-cow", a.dir);
+		assert_false(exists(etc));
+	}
 
 	/* A second sandbox over the same layers sees none of it. */
 	start(&b, "sb-b");
@@ -256,10 +271,39 @@ static void test_writable_root(void **st)
 	}
 }
 
+/*
+ * /etc in memory behaves as on disk: a directory removed and made again is empty (an opaque
+ * directory: the overlay's xattrs on tmpfs); a sandbox to keep has its /etc upper on disk.
+ */
+static void test_etc_upper(void **st)
+{
+	struct sandbox m, k;
+	char p[400];
+
+	(void)st;
+	start(&m, "sb-m");
+	sandbox_expect_sh(&m, step_env,
+	                  "test -n \"$(ls -A /etc/apt)\" && rm -rf /etc/apt && mkdir /etc/apt && "
+	                  "ls -A /etc/apt && echo k > /etc/apt/kept && cat /etc/apt/kept",
+	                  "k\n", 0);
+	sandbox_stop(&m);
+	snprintf(p, sizeof(p), "%s/upper/etc/apt", m.dir);
+	assert_false(exists(p));
+	assert_true(exists("/etc/apt/sources.list") || exists("/etc/apt/sources.list.d"));
+
+	start_as(&k, "sb-k", true);
+	sandbox_expect_sh(&k, step_env, "echo kept > /etc/arl-kept && rm -rf /etc/apt", "", 0);
+	sandbox_stop(&k);
+	snprintf(p, sizeof(p), "%s/upper/etc/arl-kept", k.dir);
+	assert_true(exists(p));
+	assert_false(exists("/etc/arl-kept"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_writable_root),
+	    cmocka_unit_test(test_etc_upper),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
