@@ -15,7 +15,7 @@
  *   configuration writes are small, and an overlay whose upper is on the state directory's
  *   filesystem costs the kernel more than the rest of a short job's container (on ext4 its
  *   mount creates and deletes a work directory, a temporary file and a whiteout, and its
- *   unmount syncs the whole filesystem; BENCHMARKS.md "The reaper, and /etc in memory").
+ *   unmount syncs the whole filesystem; BENCHMARKS.md section 19).
  *   /usr (where packages install) and /workspace stay on disk. A sandbox whose job keeps
  *   it (keepAlive) has every upper on disk, so its directory holds all it changed; where
  *   tmpfs cannot hold the overlay's xattrs (Linux before 6.6) the agent uses the disk too.
