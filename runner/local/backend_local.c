@@ -738,6 +738,7 @@ static const char *local_sandbox_name(const struct arl_sandbox *sb)
 static void local_release(void *state, struct arl_sandbox *sb, bool keep)
 {
 	struct local *L = state;
+
 	if (!sb)
 		return;
 	if (keep) {

@@ -4,14 +4,14 @@
  * DESIGN
  * - Releasing a container closes its agent's socket: the agent, PID 1, exits, and the
  *   kernel tears its namespaces down in that exit. Each overlay's unmount syncs the
- *   filesystem of its upper (on ext4 a journal commit and a cache flush), and the mount and
- *   PID namespaces wait for RCU grace periods: 2 to 3 ms per container of waiting, with
+ *   filesystem of its upper (its metadata written back, then a cache flush), and the mount
+ *   and PID namespaces wait for RCU grace periods: 2 to 3 ms per container of waiting, with
  *   almost no CPU. The preparers used to wait for that one container at a time (~3 s of
  *   1 000 one-step jobs' 3.6 s run, measured in arl_spawn_stop()), so the workers found few
  *   warm containers and started their own. The reaper waits for every released container
  *   at once, in one poll() over their pidfds and an eventfd release() writes, and ends each
  *   as its bwrap exits (reaped, cgroup removed, directory recycled); one still alive past
- *   its stop_by (release + STOP_WAIT_MS) is killed, as arl_local_container_stop() always did.
+ *   its stop_by (release + ARL_LOCAL_STOP_WAIT_MS) is killed, as release always did.
  * - L->released holds what it waits for: release() only appends, the reaper only removes,
  *   so the first n entries are the n it polled. At most L->backlog are queued (release()
  *   ends a sandbox itself beyond that, and once stopping); close() ends what is left after

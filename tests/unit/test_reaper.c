@@ -88,6 +88,14 @@ static void wait_drained(struct local *L)
 		usleep(1000);
 }
 
+/* What close() does before stopping the reaper. */
+static void set_stopping(struct local *L)
+{
+	pthread_mutex_lock(&L->mu);
+	L->stopping = true;
+	pthread_mutex_unlock(&L->mu);
+}
+
 static void test_exited_reaped_and_overdue_killed(void **state)
 {
 	struct local *L = new_local(4);
@@ -113,9 +121,7 @@ static void test_exited_reaped_and_overdue_killed(void **state)
 	assert_false(not_reaped(stuck_pid));
 	/* Not overdue, still running: the reaper left it alone. */
 	assert_true(not_reaped(later_pid));
-	pthread_mutex_lock(&L->mu);
-	L->stopping = true;
-	pthread_mutex_unlock(&L->mu);
+	set_stopping(L);
 	arl_local_reaper_stop(L);
 	assert_int_equal(queued(L), 1);
 	assert_int_equal(L->reap_fd, -1);
@@ -141,9 +147,7 @@ static void test_queue_refuses_when_full_or_stopping(void **state)
 	assert_int_equal(arl_local_reaper_start(L, &err), 0);
 	assert_true(arl_local_reaper_queue(L, a));
 	assert_false(arl_local_reaper_queue(L, b)); /* backlog 1 */
-	pthread_mutex_lock(&L->mu);
-	L->stopping = true;
-	pthread_mutex_unlock(&L->mu);
+	set_stopping(L);
 	assert_false(arl_local_reaper_queue(L, b));
 	arl_local_reaper_stop(L);
 	for (size_t i = 0; i < L->nreleased; i++) {
@@ -170,9 +174,7 @@ static void test_drains_many(void **state)
 	wait_drained(L);
 	for (size_t i = 0; i < 64; i++)
 		assert_false(not_reaped(pids[i]));
-	pthread_mutex_lock(&L->mu);
-	L->stopping = true;
-	pthread_mutex_unlock(&L->mu);
+	set_stopping(L);
 	arl_local_reaper_stop(L);
 	free_local(L);
 }
