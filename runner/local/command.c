@@ -380,8 +380,12 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 			arl_local_sv_push(&argv, step->argv[i]);
 		ret =
 		    run_in_container(L, sb, argv.v, env.v, wd, step->stall_ms, ctx, res, cls, err);
-		if (ret == 0)
+		if (ret < 0 && arl_local_oom_ended(sb, oom_mark, res, cls)) {
+			*err = (struct arl_err)ARL_ERR_INIT;
+			ret = 0;
+		} else if (ret == 0) {
 			arl_local_oom_check(sb, oom_mark, res, cls);
+		}
 		goto out;
 	}
 	for (size_t i = 1; i < step->argc && step->argv[i]; i++)

@@ -97,6 +97,18 @@ uint64_t arl_local_oom_mark(const struct arl_sandbox *sb)
 	return sb->cgroup ? arl_cgroup_oom_mark(sb->cgroup) : 0;
 }
 
+bool arl_local_oom_ended(const struct arl_sandbox *sb, uint64_t mark, struct arl_step_result *res,
+                         enum arl_class *cls)
+{
+	if (*cls != ARL_CLASS_INFRA || !sb->cgroup || !arl_cgroup_oom_since(sb->cgroup, mark))
+		return false;
+	res->has_exit = true;
+	res->exit_code = 137;
+	*cls = ARL_CLASS_FAILED;
+	arl_local_oom_check(sb, mark, res, cls);
+	return true;
+}
+
 void arl_local_oom_check(const struct arl_sandbox *sb, uint64_t mark, struct arl_step_result *res,
                          enum arl_class *cls)
 {

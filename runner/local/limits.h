@@ -36,4 +36,12 @@ uint64_t arl_local_oom_mark(const struct arl_sandbox *sb);
 void arl_local_oom_check(const struct arl_sandbox *sb, uint64_t mark, struct arl_step_result *res,
                          enum arl_class *cls);
 
+/*
+ * After a step whose container died under it (@cls infra): true when the memory limit killed
+ * it since @mark (tmpfs pages, /tmp's or /etc's, count in the cgroup but in no process, so
+ * the kill may take the agent): then the step is 137, OOMKilled, as a pod's container is.
+ */
+bool arl_local_oom_ended(const struct arl_sandbox *sb, uint64_t mark, struct arl_step_result *res,
+                         enum arl_class *cls);
+
 #endif

@@ -93,6 +93,14 @@ jobs:
     pool: small
     steps:
       - {type: Command, command: ["sh", "-c", "echo fine"]}
+  # tmpfs pages (/tmp, and /etc's upper) count in the cgroup but in no process: the kill
+  # may take the sandbox's agent, and the step is still OOMKilled, never infra.
+  - name: tmpfill
+    pool: small
+    timeout: 120s
+    retries: 0
+    steps:
+      - {type: Command, command: ["sh", "-c", "head -c 256M /dev/zero > /etc/fill; head -c 256M /dev/zero > /tmp/fill"]}
   - name: forker
     pool: small
     timeout: 120s
@@ -117,13 +125,18 @@ jobs:
       - {type: Command, timeout: 60s, command: ["bash", "-c", "b() { b | b & }; b; sleep 2", "bomb-$MARK"]}
 YAML
 runner run --db "$TMP/limits.db" -j 2 "$TMP/limits.yaml"
-check_eq "the run fails only for the hog" "$RC" 1
+check_eq "the run fails only for the hog and tmpfill" "$RC" 1
 check_eq "hog: exit 137, class failed" \
 	"$(sql "$TMP/limits.db" "SELECT exit_code, state, error_class FROM jobs WHERE name = 'hog'")" "137|Failed|failed"
 check_match "hog: the error says OOMKilled" \
 	"$(sql "$TMP/limits.db" "SELECT error FROM jobs WHERE name = 'hog'")" "exited with 137 \(OOMKilled\)"
 check_match "hog: the step's stderr says why" "$(step_col "$TMP/limits.db" hog stderr)" \
 	"OOMKilled: the step went over the pool's memory limit \(resources: memory 64Mi\)"
+check_eq "tmpfill: exit 137, class failed, OOMKilled, one attempt" \
+	"$(sql "$TMP/limits.db" "SELECT exit_code, state, error_class, attempts FROM jobs WHERE name = 'tmpfill'")" \
+	"137|Failed|failed|1"
+check_match "tmpfill: the step's stderr says why" "$(step_col "$TMP/limits.db" tmpfill stderr)" \
+	"OOMKilled: the step went over the pool's memory limit"
 check_eq "beside: succeeded in the same run" \
 	"$(sql "$TMP/limits.db" "SELECT state FROM jobs WHERE name = 'beside'") $(step_col "$TMP/limits.db" beside stdout)" "Succeeded fine"
 FORK=$(step_col "$TMP/limits.db" forker stdout)
