@@ -458,31 +458,80 @@ static const char *memory_dir(const struct arl_cgroup *cg)
 	return NULL;
 }
 
-uint64_t arl_cgroup_oom_mark(const struct arl_cgroup *cg)
+/* The number on @text's line "@key N" (a flat keyed file); 0 when there is none. */
+static uint64_t keyed(const char *text, const char *key)
 {
-	const char *dir = memory_dir(cg);
-	char *p, *text, *at;
-	uint64_t n = 0;
+	size_t n = strlen(key);
 
-	if (!dir)
-		return 0;
-	/* v1 (Linux >= 4.13) counts kills in memory.oom_control, v2 in memory.events. */
-	p = arl_xasprintf("%s/%s", dir, cg->version == 2 ? "memory.events" : "memory.oom_control");
-	text = read_text(p);
-	for (at = text; at && (at = strstr(at, "oom_kill ")); at++) {
-		if (at == text || at[-1] == '\n') {
-			n = strtoull(at + 9, NULL, 10);
-			break;
-		}
-	}
+	for (const char *at = text; at && (at = strstr(at, key)); at++)
+		if ((at == text || at[-1] == '\n') && at[n] == ' ')
+			return strtoull(at + n + 1, NULL, 10);
+	return 0;
+}
+
+/* The number @dir/@name holds (or its line @key); 0 when unreadable. */
+static uint64_t counter(const char *dir, const char *name, const char *key)
+{
+	char *p = arl_xasprintf("%s/%s", dir, name);
+	char *text = read_text(p);
+	uint64_t n = !text ? 0 : key ? keyed(text, key) : strtoull(text, NULL, 10);
+
 	free(text);
 	free(p);
 	return n;
 }
 
-bool arl_cgroup_oom_since(const struct arl_cgroup *cg, uint64_t mark)
+/* v1 peaks (usage, usage + swap) against their limits, a pair per row. */
+static const char *const v1_peaks[][2] = {
+    {"memory.max_usage_in_bytes", "memory.limit_in_bytes"},
+    {"memory.memsw.max_usage_in_bytes", "memory.memsw.limit_in_bytes"},
+};
+
+/* Whether a v1 peak reached its limit: its memory.failcnt stays 0 on recent kernels. */
+static bool v1_peak_at_limit(const char *dir)
 {
-	return arl_cgroup_oom_mark(cg) > mark;
+	for (size_t i = 0; i < sizeof(v1_peaks) / sizeof(v1_peaks[0]); i++) {
+		uint64_t limit = counter(dir, v1_peaks[i][1], NULL);
+
+		if (limit && counter(dir, v1_peaks[i][0], NULL) >= limit)
+			return true;
+	}
+	return false;
+}
+
+struct arl_oom_mark arl_cgroup_oom_mark(const struct arl_cgroup *cg)
+{
+	const char *dir = memory_dir(cg);
+
+	if (!dir)
+		return (struct arl_oom_mark){0, 0};
+	if (cg->version == 2)
+		return (struct arl_oom_mark){counter(dir, "memory.events", "oom_kill"),
+		                             counter(dir, "memory.events", "oom")};
+	/* v1 (Linux >= 4.13) counts kills in memory.oom_control; its peaks start again here. */
+	for (size_t i = 0; i < sizeof(v1_peaks) / sizeof(v1_peaks[0]); i++) {
+		char *p = arl_xasprintf("%s/%s", dir, v1_peaks[i][0]);
+
+		if (access(p, F_OK) == 0)
+			(void)write_text(p, "0",
+			                 cg->fake); /* unreset: the peak since the sandbox began */
+		free(p);
+	}
+	return (struct arl_oom_mark){counter(dir, "memory.oom_control", "oom_kill"), 0};
+}
+
+bool arl_cgroup_oom_since(const struct arl_cgroup *cg, struct arl_oom_mark mark)
+{
+	struct arl_oom_mark now;
+	const char *dir = memory_dir(cg);
+
+	if (!dir)
+		return false;
+	if (cg->version == 2) {
+		now = arl_cgroup_oom_mark(cg);
+		return now.kills > mark.kills && now.hits > mark.hits;
+	}
+	return counter(dir, "memory.oom_control", "oom_kill") > mark.kills && v1_peak_at_limit(dir);
 }
 
 /* SIGKILLs every process listed in @dir/cgroup.procs; true when there was none. */

@@ -59,9 +59,18 @@ int arl_cgroup_attach(const struct arl_cgroup *cg, pid_t pid, struct arl_err *er
  */
 int arl_cgroup_procs_fds(const struct arl_cgroup *cg, int *fds, struct arl_err *err);
 
-/* The count of OOM kills in @cg so far: a mark for arl_cgroup_oom_since(). */
-uint64_t arl_cgroup_oom_mark(const struct arl_cgroup *cg);
-bool arl_cgroup_oom_since(const struct arl_cgroup *cg, uint64_t mark);
+/*
+ * What @cg's memory counters say so far, a mark for arl_cgroup_oom_since(): the OOM kills of
+ * its processes and (v2) the times its own limit was reached, memory.events "oom"; v1 has no
+ * such count, so its peak usage starts again from here (memory.max_usage_in_bytes reset). A
+ * kill alone may be the host's OOM or an ancestor's limit.
+ */
+struct arl_oom_mark {
+	uint64_t kills, hits;
+};
+struct arl_oom_mark arl_cgroup_oom_mark(const struct arl_cgroup *cg);
+/* Whether @cg's own limit was reached and one of its processes OOM-killed since @mark. */
+bool arl_cgroup_oom_since(const struct arl_cgroup *cg, struct arl_oom_mark mark);
 
 /*
  * `arl-batch gc`: removes (or only lists, without @remove) the "sb-*" cgroups under ours

@@ -313,7 +313,15 @@ done:
 	ret = 0;
 	goto out;
 infra:
-	/* A dead agent, a malformed frame: the attempt's sandbox is gone, never a step result. */
+	/*
+	 * A dead agent, a malformed frame: the attempt's sandbox is gone, never a step result
+	 * (unless the memory limit ended it: arl_local_oom_ended()). What the step printed
+	 * until then is kept.
+	 */
+	arl_output_release(&res->out);
+	arl_output_release(&res->err);
+	arl_capture_finish(&cap[0], &res->out);
+	arl_capture_finish(&cap[1], &res->err);
 	*cls = ARL_CLASS_INFRA;
 	sb->tainted = true;
 	arl_local_container_stop(sb);
@@ -338,7 +346,7 @@ int arl_local_run_command(struct local *L, struct arl_sandbox *sb, const struct 
 	char *cwd = NULL, *prog = NULL, *wd = NULL, *mnt_cwd = NULL;
 	const char *path;
 	int ret = -1, code = 1, ws_fd = -1, cg_fds[ARL_CGROUP_MAX_FDS], ncg = 0;
-	uint64_t oom_mark = arl_local_oom_mark(sb);
+	struct arl_oom_mark oom_mark = arl_local_oom_mark(sb);
 
 	memset(&sr, 0, sizeof(sr));
 	if (!step->argv || !step->argv[0]) {

@@ -92,43 +92,47 @@ void arl_local_limits_join_done(int fds[ARL_CGROUP_MAX_FDS], int n)
 		close(fds[i]);
 }
 
-uint64_t arl_local_oom_mark(const struct arl_sandbox *sb)
+struct arl_oom_mark arl_local_oom_mark(const struct arl_sandbox *sb)
 {
-	return sb->cgroup ? arl_cgroup_oom_mark(sb->cgroup) : 0;
+	return sb->cgroup ? arl_cgroup_oom_mark(sb->cgroup) : (struct arl_oom_mark){0, 0};
 }
 
-bool arl_local_oom_ended(const struct arl_sandbox *sb, uint64_t mark, struct arl_step_result *res,
-                         enum arl_class *cls)
-{
-	if (*cls != ARL_CLASS_INFRA || !sb->cgroup || !arl_cgroup_oom_since(sb->cgroup, mark))
-		return false;
-	res->has_exit = true;
-	res->exit_code = 137;
-	*cls = ARL_CLASS_FAILED;
-	arl_local_oom_check(sb, mark, res, cls);
-	return true;
-}
-
-void arl_local_oom_check(const struct arl_sandbox *sb, uint64_t mark, struct arl_step_result *res,
-                         enum arl_class *cls)
+/* As the kubelet says: a container the memory limit killed exited 137, OOMKilled. */
+static void oom_killed(const struct arl_sandbox *sb, const char *who, struct arl_step_result *res,
+                       enum arl_class *cls)
 {
 	struct arl_output *e = &res->err;
 	char *note;
 
-	/* As the kubelet says: a container the memory limit killed exited 137, OOMKilled. */
-	if (!sb->cgroup || !res->has_exit || res->exit_code == 0 || *cls == ARL_CLASS_CANCELLED ||
-	    !arl_cgroup_oom_since(sb->cgroup, mark))
-		return;
+	res->has_exit = true;
 	res->exit_code = 137;
 	res->reason = "OOMKilled";
 	*cls = ARL_CLASS_FAILED;
-	note = arl_xasprintf("%s" ARL_LOG_PREFIX "OOMKilled: the step went over the pool's "
-	                     "memory limit (resources: memory %s)\n",
-	                     e->len && e->data[e->len - 1] != '\n' ? "\n" : "",
+	note = arl_xasprintf("%s" ARL_LOG_PREFIX "OOMKilled: %s went over the pool's memory limit "
+	                     "(resources: memory %s)\n",
+	                     e->len && e->data[e->len - 1] != '\n' ? "\n" : "", who,
 	                     arl_local_pool(sb->pool)->resources.memory);
 	/* Appended as bytes: the output may hold NULs. */
 	e->data = arl_xrealloc(e->data, e->len + strlen(note) + 1);
 	memcpy(e->data + e->len, note, strlen(note) + 1);
 	e->len += strlen(note);
 	free(note);
+}
+
+bool arl_local_oom_ended(const struct arl_sandbox *sb, struct arl_oom_mark mark,
+                         struct arl_step_result *res, enum arl_class *cls)
+{
+	if (*cls != ARL_CLASS_INFRA || !sb->cgroup || !arl_cgroup_oom_since(sb->cgroup, mark))
+		return false;
+	/* Not the step alone: what the sandbox keeps in /tmp and /etc, its background too. */
+	oom_killed(sb, "the sandbox (its processes, files in /tmp and under /etc)", res, cls);
+	return true;
+}
+
+void arl_local_oom_check(const struct arl_sandbox *sb, struct arl_oom_mark mark,
+                         struct arl_step_result *res, enum arl_class *cls)
+{
+	if (sb->cgroup && res->has_exit && res->exit_code != 0 && *cls != ARL_CLASS_CANCELLED &&
+	    arl_cgroup_oom_since(sb->cgroup, mark))
+		oom_killed(sb, "the step", res, cls);
 }

@@ -32,16 +32,16 @@ int arl_local_limits_join(const struct arl_sandbox *sb, struct arl_spawn_ident *
 void arl_local_limits_join_done(int fds[ARL_CGROUP_MAX_FDS], int n);
 
 /* Around a step: a mark before it, then an OOM kill since makes it exit 137, OOMKilled. */
-uint64_t arl_local_oom_mark(const struct arl_sandbox *sb);
-void arl_local_oom_check(const struct arl_sandbox *sb, uint64_t mark, struct arl_step_result *res,
-                         enum arl_class *cls);
+struct arl_oom_mark arl_local_oom_mark(const struct arl_sandbox *sb);
+void arl_local_oom_check(const struct arl_sandbox *sb, struct arl_oom_mark mark,
+                         struct arl_step_result *res, enum arl_class *cls);
 
 /*
  * After a step whose container died under it (@cls infra): true when the memory limit killed
  * it since @mark (tmpfs pages, /tmp's or /etc's, count in the cgroup but in no process, so
  * the kill may take the agent): then the step is 137, OOMKilled, as a pod's container is.
  */
-bool arl_local_oom_ended(const struct arl_sandbox *sb, uint64_t mark, struct arl_step_result *res,
-                         enum arl_class *cls);
+bool arl_local_oom_ended(const struct arl_sandbox *sb, struct arl_oom_mark mark,
+                         struct arl_step_result *res, enum arl_class *cls);
 
 #endif

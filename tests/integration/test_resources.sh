@@ -100,7 +100,7 @@ jobs:
     timeout: 120s
     retries: 0
     steps:
-      - {type: Command, command: ["sh", "-c", "head -c 256M /dev/zero > /etc/fill; head -c 256M /dev/zero > /tmp/fill"]}
+      - {type: Command, command: ["sh", "-c", "echo before; head -c 256M /dev/zero > /etc/fill; head -c 256M /dev/zero > /tmp/fill"]}
   - name: forker
     pool: small
     timeout: 120s
@@ -135,8 +135,9 @@ check_match "hog: the step's stderr says why" "$(step_col "$TMP/limits.db" hog s
 check_eq "tmpfill: exit 137, class failed, OOMKilled, one attempt" \
 	"$(sql "$TMP/limits.db" "SELECT exit_code, state, error_class, attempts FROM jobs WHERE name = 'tmpfill'")" \
 	"137|Failed|failed|1"
+check_eq "tmpfill: what it printed before is kept" "$(step_col "$TMP/limits.db" tmpfill stdout)" before
 check_match "tmpfill: the step's stderr says why" "$(step_col "$TMP/limits.db" tmpfill stderr)" \
-	"OOMKilled: the step went over the pool's memory limit"
+	"OOMKilled: the sandbox \(its processes, files in /tmp and under /etc\) went over the pool's memory limit"
 check_eq "beside: succeeded in the same run" \
 	"$(sql "$TMP/limits.db" "SELECT state FROM jobs WHERE name = 'beside'") $(step_col "$TMP/limits.db" beside stdout)" "Succeeded fine"
 FORK=$(step_col "$TMP/limits.db" forker stdout)

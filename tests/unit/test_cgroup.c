@@ -106,7 +106,7 @@ static void test_v2(void **state)
 	struct arl_cgroup *cg;
 	struct fake f;
 	int fds[ARL_CGROUP_MAX_FDS];
-	uint64_t mark;
+	struct arl_oom_mark mark;
 
 	(void)state;
 	fake_init(&f, "0::/user/run\n");
@@ -130,10 +130,18 @@ static void test_v2(void **state)
 	close(fds[0]);
 
 	mark = arl_cgroup_oom_mark(cg);
-	assert_int_equal(mark, 0);
+	assert_int_equal(mark.kills, 0);
+	assert_int_equal(mark.hits, 0);
 	put(f.root, "user/run/sb-1-x-1/memory.events", "low 0\nhigh 0\nmax 9\noom 2\noom_kill 0\n");
+	assert_false(arl_cgroup_oom_since(cg, mark)); /* the limit reached, nothing killed */
+	mark = arl_cgroup_oom_mark(cg);
+	assert_int_equal(mark.hits, 2);
+	/* A kill without the cgroup's own limit reached: the host's OOM or an ancestor's. */
+	put(f.root, "user/run/sb-1-x-1/memory.events",
+	    "low 0\nhigh 0\nmax 9\noom 2\noom_kill 1\noom_group_kill 0\n");
 	assert_false(arl_cgroup_oom_since(cg, mark));
-	put(f.root, "user/run/sb-1-x-1/memory.events", "low 0\nhigh 0\nmax 9\noom 2\noom_kill 1\n");
+	put(f.root, "user/run/sb-1-x-1/memory.events",
+	    "low 0\nhigh 0\nmax 9\noom 3\noom_kill 2\noom_group_kill 0\n");
 	assert_true(arl_cgroup_oom_since(cg, mark));
 	assert_false(arl_cgroup_oom_since(cg, arl_cgroup_oom_mark(cg)));
 
@@ -178,7 +186,7 @@ static void test_v1_hybrid(void **state)
 	struct arl_cgroup *cg;
 	struct fake f;
 	int fds[ARL_CGROUP_MAX_FDS];
-	uint64_t mark;
+	struct arl_oom_mark mark;
 
 	(void)state;
 	fake_init(&f, "9:name=systemd:/\n8:pids:/\n4:memory:/api/5755\n1:cpu,cpuacct:/\n0::/\n");
@@ -205,11 +213,17 @@ static void test_v1_hybrid(void **state)
 	assert_file(f.root, "pids/sb-3/cgroup.procs", "77");
 	assert_file(f.root, "memory/api/5755/sb-3/cgroup.procs", "77");
 
+	/* An earlier step's peak at the limit does not count: the mark starts it again. */
+	put(f.root, "memory/api/5755/sb-3/memory.max_usage_in_bytes", "67108864\n");
 	mark = arl_cgroup_oom_mark(cg);
+	assert_file(f.root, "memory/api/5755/sb-3/memory.max_usage_in_bytes", "0");
+	put(f.root, "memory/api/5755/sb-3/memory.max_usage_in_bytes", "41795584\n");
 	put(f.root, "memory/api/5755/sb-3/memory.oom_control",
 	    "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n");
+	assert_false(arl_cgroup_oom_since(cg, mark)); /* killed below its limit: not its own */
+	put(f.root, "memory/api/5755/sb-3/memory.max_usage_in_bytes", "67108864\n");
 	assert_true(arl_cgroup_oom_since(cg, mark));
-	assert_int_equal(arl_cgroup_oom_mark(cg), 3);
+	assert_int_equal(arl_cgroup_oom_mark(cg).kills, 3);
 
 	put(f.root, "memory/api/5755/sb-3/cgroup.procs", "");
 	put(f.root, "pids/sb-3/cgroup.procs", "");
