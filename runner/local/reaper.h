@@ -21,7 +21,7 @@ int arl_local_reaper_start(struct local *L, struct arl_err *err);
  */
 bool arl_local_reaper_queue(struct local *L, struct arl_sandbox *sb);
 
-/* Stops the reaper (L->stopping is set) and ends whatever it still holds. */
+/* Stops the reaper (L->stopping is set); what is left in L->released is close()'s to end. */
 void arl_local_reaper_stop(struct local *L);
 
 #endif

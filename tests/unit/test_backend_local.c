@@ -41,6 +41,7 @@
 #include "backend/backend.h"
 #include "cmd/builtin_backends.h"
 #include "local/backend_local.h"
+#include "local/local.h"
 #include "local/local_pool.h"
 #include "spawn.h"
 #include "util.h"
@@ -1129,6 +1130,58 @@ static void test_keep(void **state)
 	free(path);
 }
 
+/* Warm containers ready for @f's one pool, as the preparer leaves them (with mu held). */
+static size_t warm_boxes(struct fx *f)
+{
+	struct local *L = f->st;
+	size_t n;
+
+	pthread_mutex_lock(&L->mu);
+	n = L->warm[0].nboxes;
+	pthread_mutex_unlock(&L->mu);
+	return n;
+}
+
+/*
+ * A warm container's /etc upper is in memory: a job keeping its sandbox never takes one,
+ * and its /etc changes are in the kept directory; another job takes the warm one.
+ */
+static void test_keep_takes_no_warm(void **state)
+{
+	struct fx *f = *state;
+	struct arl_job job = {.name = "kept", .keep_alive = true};
+	struct arl_sandbox_req req = {.attempt = 1, .job = &job};
+	struct arl_err err = ARL_ERR_INIT;
+	struct arl_sandbox *sb = NULL, *other;
+	char *path, *etc;
+
+	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
+	if (!((struct local *)f->st)->cow.skel)
+		skip();           /* the fallback: /etc is read-only, nothing in memory */
+	while (warm_boxes(f) < 1) /* ctest's timeout fails a preparer that never does */
+		usleep(10000);
+	if (arl_backend_local.acquire(f->st, &f->pool, &req, &sb, &err) < 0)
+		fail_msg("acquire: %s", err.msg);
+	assert_int_equal(warm_boxes(f), 1);
+	path = arl_xasprintf("%s/keep-%s", f->state, arl_backend_local.sandbox_name(sb));
+	etc = arl_xasprintf("%s/upper/etc/kept", path);
+	free(sh_ok(f, sb, NULL, "echo e > /etc/kept"));
+	arl_backend_local.release(f->st, sb, true);
+	assert_int_equal(access(etc, F_OK), 0);
+
+	other = acquire(f);
+	assert_int_equal(warm_boxes(f), 0);
+	free(sh_ok(f, other, NULL, "echo m > /etc/mem && cat /etc/mem"));
+	free(etc);
+	etc = arl_xasprintf("%s/%s/upper/etc/mem", f->state, arl_backend_local.sandbox_name(other));
+	assert_int_equal(access(etc, F_OK), -1);
+	release(f, other);
+	rm_rf(path); /* then nothing may be left */
+	fx_close(f);
+	free(path);
+	free(etc);
+}
+
 /*
  * As root, steps run as the sandbox uid: the directory, the workspace copy, FilePatch files
  * and the parents FilePatch makes are that uid's, so steps can change all of them; and
@@ -1945,15 +1998,13 @@ int main(void)
 	    T(test_gc_owner),
 	};
 	const struct CMUnitTest bwrap[] = {
-	    T(test_exit_codes),      T(test_env_and_workdir),
-	    T(test_filepatch),       T(test_isolation),
-	    T(test_network),         T(test_workspace_copy),
-	    T(test_timeout),         T(test_cancel),
-	    T(test_release_hostile), T(test_keep),
-	    T(test_warm_pool),       T(test_concurrency),
-	    T(test_recycle_hostile), T(test_recycle_uppers),
-	    T(test_escaped_child),   T(test_close_all),
-	    T(test_root_identity),   T(test_container),
+	    T(test_exit_codes),    T(test_env_and_workdir), T(test_filepatch),
+	    T(test_isolation),     T(test_network),         T(test_workspace_copy),
+	    T(test_timeout),       T(test_cancel),          T(test_release_hostile),
+	    T(test_keep),          T(test_warm_pool),       T(test_keep_takes_no_warm),
+	    T(test_concurrency),   T(test_recycle_hostile), T(test_recycle_uppers),
+	    T(test_escaped_child), T(test_close_all),       T(test_root_identity),
+	    T(test_container),
 	};
 	int failed;
 

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -141,6 +142,23 @@ static void start(struct sandbox *sb, const char *name)
 	start_as(sb, name, false);
 }
 
+/*
+ * Whether tmpfs holds user.* xattrs here (Linux >= 6.6), so the agent puts /etc's upper in
+ * memory; before, it uses the disk (mounts.c).
+ */
+static bool etc_in_memory(void)
+{
+	char path[] = "/dev/shm/arl-cow-xattr-XXXXXX";
+	int fd = mkstemp(path);
+	bool ok = fd >= 0 && fsetxattr(fd, "user.arl-batch", "", 0, 0) == 0;
+
+	if (fd >= 0) {
+		close(fd);
+		unlink(path);
+	}
+	return ok;
+}
+
 static bool exists(const char *path)
 {
 	struct stat st;
@@ -248,7 +266,7 @@ static void test_writable_root(void **st)
 		char etc[400];
 
 		snprintf(etc, sizeof(etc), "%s/upper/etc/arl-cow", a.dir);
-		assert_false(exists(etc));
+		assert_int_equal(exists(etc), !etc_in_memory());
 	}
 
 	/* A second sandbox over the same layers sees none of it. */
@@ -288,7 +306,7 @@ static void test_etc_upper(void **st)
 	                  "k\n", 0);
 	sandbox_stop(&m);
 	snprintf(p, sizeof(p), "%s/upper/etc/apt", m.dir);
-	assert_false(exists(p));
+	assert_int_equal(exists(p), !etc_in_memory());
 	assert_true(exists("/etc/apt/sources.list") || exists("/etc/apt/sources.list.d"));
 
 	start_as(&k, "sb-k", true);
