@@ -123,13 +123,16 @@ static bool is_layer_count(const struct plan_op *op, int k)
 
 static int operand_ok(const struct plan_op *op, int k, const char *arg)
 {
+	bool overlay = !strcmp(op->name, "--overlay") || !strcmp(op->name, "--overlay-mem");
+
 	if (!strcmp(op->name, "--as-user"))
 		return id_ok(arg);
 	if (is_layer_count(op, k))
 		return layer_count(arg) > 0;
-	if (strncmp(op->name, "--overlay", 9) && strcmp(op->name, "--layers"))
-		return path_ok(arg, "");
-	return k == 2 && strcmp(op->name, "--layers") ? lowers_ok(arg) : path_ok(arg, ",:\\");
+	if (overlay && k == 2)
+		return lowers_ok(arg);
+	/* What goes into an overlay's option string. */
+	return path_ok(arg, overlay || !strcmp(op->name, "--layers") ? ",:\\" : "");
 }
 
 int arl_agent_plan_check(char *const *args, int n, char *msg, size_t len)

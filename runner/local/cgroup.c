@@ -469,15 +469,23 @@ static uint64_t keyed(const char *text, const char *key)
 	return 0;
 }
 
-/* The number @dir/@name holds (or its line @key); 0 when unreadable. */
-static uint64_t counter(const char *dir, const char *name, const char *key)
+/* The text of @dir/@name (owned), or NULL when unreadable. */
+static char *read_at(const char *dir, const char *name)
 {
 	char *p = arl_xasprintf("%s/%s", dir, name);
 	char *text = read_text(p);
+
+	free(p);
+	return text;
+}
+
+/* The number @dir/@name holds (or its line @key); 0 when unreadable. */
+static uint64_t counter(const char *dir, const char *name, const char *key)
+{
+	char *text = read_at(dir, name);
 	uint64_t n = !text ? 0 : key ? keyed(text, key) : strtoull(text, NULL, 10);
 
 	free(text);
-	free(p);
 	return n;
 }
 
@@ -505,9 +513,13 @@ struct arl_oom_mark arl_cgroup_oom_mark(const struct arl_cgroup *cg)
 
 	if (!dir)
 		return (struct arl_oom_mark){0, 0};
-	if (cg->version == 2)
-		return (struct arl_oom_mark){counter(dir, "memory.events", "oom_kill"),
-		                             counter(dir, "memory.events", "oom")};
+	if (cg->version == 2) {
+		char *events = read_at(dir, "memory.events");
+		struct arl_oom_mark m = {keyed(events, "oom_kill"), keyed(events, "oom")};
+
+		free(events);
+		return m;
+	}
 	/*
 	 * v1 (Linux >= 4.13) counts kills in memory.oom_control; its peaks start again here
 	 * (a write that fails leaves the peak since the sandbox began: a weaker test).

@@ -178,12 +178,13 @@ void arl_local_container_close(struct arl_sandbox *sb)
 
 void arl_local_container_stop(struct arl_sandbox *sb)
 {
-	int64_t wait = ARL_LOCAL_STOP_WAIT_MS;
+	int64_t now = arl_now_ms();
+	/* A released one had its time since release (reaper.c). */
+	int64_t wait = !sb->stop_by        ? ARL_LOCAL_STOP_WAIT_MS
+	               : sb->stop_by > now ? sb->stop_by - now
+	                                   : 0;
 
 	arl_local_container_close(sb);
-	/* A released one had its time since release (reaper.c). */
-	if (sb->stop_by)
-		wait = sb->stop_by > arl_now_ms() ? sb->stop_by - arl_now_ms() : 0;
 	if (sb->bwrap_pid > 0)
 		arl_spawn_stop(sb->bwrap_pid, sb->bwrap_pidfd, wait);
 	sb->bwrap_pid = sb->bwrap_pidfd = -1;
