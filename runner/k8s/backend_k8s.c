@@ -923,7 +923,7 @@ static int kube_exec(void *state, struct arl_sandbox *sb, const struct arl_step 
 	struct task_view v = {{0}, false, false, false, false, false, 0, NULL, NULL, NULL};
 	char name[80], tmo[32];
 	cJSON *body = cJSON_CreateObject(), *meta, *spec, *steps;
-	int64_t now = arl_now_ms(), left = ctx->deadline_ms - now, wait_until, dur_ns;
+	int64_t now = arl_now_ms(), left = ctx->deadline_ms - now, limit_ms, wait_until, dur_ns;
 	bool maybe = false, deadline_cut = false;
 	enum arl_k8s_wait wr;
 	int ret = -1;
@@ -939,7 +939,8 @@ static int kube_exec(void *state, struct arl_sandbox *sb, const struct arl_step 
 	}
 	/* The operator's timer: the time left, whole seconds, rounded up (docs/kubernetes.md). */
 	arl_k8s_format_timeout(left, tmo, sizeof(tmo));
-	wait_until = now + ((left + 999) / 1000) * 1000 + K8S_GRACE_MS;
+	limit_ms = ((left + 999) / 1000) * 1000 + K8S_GRACE_MS;
+	wait_until = now + limit_ms;
 
 	cJSON_AddStringToObject(body, "apiVersion", "arl.infra.io/v1alpha1");
 	cJSON_AddStringToObject(body, "kind", "Task");
@@ -965,6 +966,12 @@ static int kube_exec(void *state, struct arl_sandbox *sb, const struct arl_step 
 		}
 		goto cleanup;
 	}
+	/*
+	 * The operator's timer starts when it runs the Task: time the API server held the
+	 * create back (refusals after an outage, a slow server, the creation window) is not the
+	 * step's, so our own limit counts from the moment the Task exists.
+	 */
+	wait_until = arl_now_ms() + limit_ms;
 	wr = arl_k8s_watch_wait(sb->ns->tasks, name, task_settled, &v, wait_until, err);
 	if (wr == ARL_K8S_WAIT_TIMEOUT)
 		wr = task_recheck(k, sb, name, &v, err);

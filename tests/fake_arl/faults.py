@@ -17,7 +17,9 @@ SPEC is a comma-separated list of KEY=VALUE items; some take ':OPT=VAL' options.
                         sandboxes/status ...); default all
     :max=N              inject this fault N times at most, then never again (a test then
                         knows the faults are over without timing them)
-  latency=D             add D to every resource request (D like 50ms, 1s, or a range 10ms-200ms)
+  latency=D             add D to every resource request (D like 50ms, 1s, or a range 10ms-200ms),
+                        before it is carried out
+    :verbs=V|V.., :resources=R|R..   only those requests (e.g. Task creates held back)
   watch-cut=D           cut every watch stream abruptly (no final chunk) after D
   watch-410=P           answer a watch with an ERROR event carrying a 410 Expired Status
                         (what the API server does for a too-old resourceVersion)
@@ -127,13 +129,18 @@ class Faults:
                 errors.append(ErrorFault(key, _prob(val, key), opts))
                 continue
             scope = opts.pop("scope", None) if key == "forbid" else None
+            if key == "latency":
+                lat_verbs = set(opts.pop("verbs").split("|")) if "verbs" in opts else None
+                lat_resources = set(opts.pop("resources").split("|")) if "resources" in opts else None
+                if lat_verbs and not lat_verbs <= VERBS:
+                    raise ValueError("latency: unknown verb(s) %s" % ", ".join(lat_verbs - VERBS))
             fail_max = opts.pop("max", None) if key == "sandbox-fail" else None
             if opts:
                 raise ValueError("fault %s takes no options" % key if key != "forbid"
                                  else "forbid: unknown option(s) %s" % ", ".join(opts))
             if key == "latency":
                 lo, _, hi = val.partition("-")
-                latency = (parse_duration(lo), parse_duration(hi or lo))
+                latency = (parse_duration(lo), parse_duration(hi or lo), lat_verbs, lat_resources)
             elif key == "watch-cut":
                 watch_cut = parse_duration(val)
             elif key == "watch-410":
@@ -184,8 +191,9 @@ class Faults:
                     d.label = "forbid"
                     return d
             if self.latency:
-                lo, hi = self.latency
-                d.latency = lo if lo == hi else self.rng.uniform(lo, hi)
+                lo, hi, verbs, resources = self.latency
+                if (verbs is None or verb in verbs) and (resources is None or resource in resources):
+                    d.latency = lo if lo == hi else self.rng.uniform(lo, hi)
             if not self.errors:
                 return d
             u = self.rng.random()

@@ -33,6 +33,7 @@ if os.environ.get("ARL_CRD_DIR"):
 GV = "/apis/arl.infra.io/v1alpha1"
 NS = GV + "/namespaces/default"
 
+import faults   # noqa: E402
 import gotime   # noqa: E402
 import schema   # noqa: E402
 import store    # noqa: E402
@@ -923,6 +924,12 @@ class FaultTest(ServerTest):
         self.assertStatus(self.c.get(NS + "/tasks"), 200)
         self.assertGreaterEqual(time.time() - t0, 0.29)
         self.assertStatus(self.c.post("/_fake/faults", b"bogus=1", ctype="text/plain"), 400)
+        self.assertStatus(self.c.post("/_fake/faults", b"latency=1s:verbs=bogus", ctype="text/plain"), 400)
+        # Only the requests named (the decision, not a clock: no timing window)
+        f = faults.Faults("latency=2s:verbs=create:resources=tasks")
+        self.assertEqual(f.decide("create", "tasks").latency, 2.0)
+        self.assertFalse(f.decide("get", "tasks").latency)
+        self.assertFalse(f.decide("create", "sandboxes").latency)
 
     def test_watch_faults(self):
         self.set_faults("watch-410=1")

@@ -11,6 +11,7 @@ its temp dir. README.md documents the behaviour, the options and /_fake/*.
 """
 
 import argparse
+import faulthandler
 import gzip
 import hashlib
 import json
@@ -804,6 +805,7 @@ def _stop(_signum, _frame):
 
 
 def main(argv=None):
+    faulthandler.register(signal.SIGUSR1, all_threads=True)    # kill -USR1: every thread's stack
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     a = parse_args(sys.argv[1:] if argv is None else argv)
@@ -859,6 +861,10 @@ def main(argv=None):
                 last_reap = time.monotonic()
                 gw.reap_idle()
     finally:
+        # A shutdown that hangs (a request's thread that never ends: server_close joins them)
+        # must not hold a test until ctest's timeout: after 60 s, every thread's stack to
+        # stderr and exit (the pods die with us; the next server removes the temp dir).
+        faulthandler.dump_traceback_later(60, exit=True)
         server.shutdown()
         server.server_close()
         server.drop_connections()

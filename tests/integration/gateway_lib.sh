@@ -12,7 +12,14 @@ require_gateway() {
 	require_bwrap
 }
 
-stop_gateway() { stop_server GW_PID; }
+# A shutdown the server gave up after 60 s (its faulthandler watchdog) shows its stacks.
+stop_gateway() {
+	stop_server GW_PID
+	if grep -q '^Timeout (' "$TMP/gw.err" 2>/dev/null; then
+		echo "WARNING: the test gateway hung in its shutdown; its threads:" >&2
+		sed 's/^/       /' "$TMP/gw.err" >&2
+	fi
+}
 
 # shellcheck disable=SC2120 # ARGS: the server's options, when a test wants any
 start_gateway() {

@@ -79,6 +79,24 @@ check_eq "30 jobs Succeeded in one attempt each" \
 	"$(sql "$TMP/slow.db" "SELECT count(*) FROM jobs WHERE state = 'Succeeded' AND attempts = 1")" 30
 check_eq "no Task or Sandbox left" "$(fake_count tasks)|$(fake_count sandboxes)" "0|0"
 
+echo "# Task creates held back 6 s by the API server: the step still has its whole 6 s"
+# The operator's timer starts when it runs the Task, and so does our own limit: counted from
+# before the create (6 s + 2 s grace), it cut this 3 s step off at 8 s as a timeout.
+fake_post /_fake/faults "latency=6s:verbs=create:resources=tasks"
+cat >"$TMP/held.yaml" <<'EOF2'
+version: 1
+pools:
+  sandbox: {backend: kubernetes, replicas: 1}
+jobs:
+  - {name: held, timeout: 6s, retries: 0, steps: [{name: s, type: Command, command: [sh, -c, "sleep 3; echo done"]}]}
+EOF2
+runner run --progress none --db "$TMP/held.db" --kubeconfig "$KC" "$TMP/held.yaml"
+check_eq "run exits 0" "$RC" 0
+[ "$RC" = 0 ] || sed 's/^/       /' "$TMP/err" | tail -n 5
+check_eq "the step Succeeded and printed its line" \
+	"$(sql "$TMP/held.db" "SELECT state || ':' || stdout FROM steps")" "Succeeded:done"
+check_eq "no Task or Sandbox left" "$(fake_count tasks)|$(fake_count sandboxes)" "0|0"
+
 echo "# a pool without an idle pod: the job's prepareTimeout bounds the wait (infra)"
 fake_post /_fake/faults "no-idle=starved"
 runner pool create starved --image python:3.9-slim --sidecar-image arl-sidecar:latest \

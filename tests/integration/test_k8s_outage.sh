@@ -95,8 +95,11 @@ check_eq "every job Succeeded, or ended as infra once its attempts ran out" "$en
 infra_jobs=$(sql "$DB" "SELECT count(*) FROM jobs WHERE state = 'Failed'")
 check_eq "exit code per docs/cli.md (0, or 3 for jobs ended as infra)" "$RC" \
 	"$([ "$infra_jobs" = 0 ] && echo 0 || echo 3)"
+not_infra="FROM attempts WHERE state != 'Succeeded' AND error_class != 'infra'"
 check_eq "no attempt failed or timed out: the outage is infra" \
-	"$(sql "$DB" "SELECT count(*) FROM attempts WHERE state != 'Succeeded' AND error_class != 'infra'")" 0
+	"$(sql "$DB" "SELECT count(*) $not_infra")" 0
+sql "$DB" "SELECT job_id, number, sandbox, error_class, error, started_at, duration_ms, prepare_ms $not_infra" |
+	sed 's/^/       /'
 check_ge "attempts cut off by the outage were retried as infra" \
 	"$(sql "$DB" "SELECT count(*) FROM attempts WHERE error_class = 'infra'")" 1
 check_eq "every job that succeeded printed its own number" \
