@@ -33,7 +33,11 @@ import gw_faults                        # noqa: E402
 from gw_core import GatewayError, pod_container   # noqa: E402
 
 BODY_LIMIT = 10 << 20                   # http.MaxBytesReader on create, execute, download...
-STOP = threading.Event()
+# Set by SIGTERM/SIGINT. A plain flag, not a threading.Event: a handler runs in the main thread
+# between two bytecodes, possibly inside Event.wait() with the Event's lock held, and
+# Event.set() would then wait for that lock for ever (fake_arl/server.py had the same hang;
+# here it held a test to ctest's timeout: timeout(1) sends SIGTERM twice, widening the window).
+STOP = False
 
 DEFAULTS = {
     "namespace": "arl",
@@ -767,7 +771,7 @@ class Server(ThreadingHTTPServer):
                 self.log_file.flush()
 
     def handle_error(self, request, client_address):
-        if not STOP.is_set() and not isinstance(sys.exc_info()[1], (ConnectionError, OSError)):
+        if not STOP and not isinstance(sys.exc_info()[1], (ConnectionError, OSError)):
             super().handle_error(request, client_address)
 
 
@@ -801,7 +805,8 @@ def parse_args(argv):
 
 
 def _stop(_signum, _frame):
-    STOP.set()
+    global STOP
+    STOP = True
 
 
 def main(argv=None):
@@ -856,7 +861,8 @@ def main(argv=None):
         sys.stdout.write("http://127.0.0.1:%d\n" % port)
         sys.stdout.flush()
         last_reap = time.monotonic()
-        while not STOP.wait(0.2):
+        while not STOP:
+            time.sleep(0.2)
             if time.monotonic() - last_reap >= gw.cfg["reap_interval"]:
                 last_reap = time.monotonic()
                 gw.reap_idle()
@@ -865,9 +871,10 @@ def main(argv=None):
         # must not hold a test until ctest's timeout: after 60 s, every thread's stack to
         # stderr and exit (the pods die with us; the next server removes the temp dir).
         faulthandler.dump_traceback_later(60, exit=True)
+        gw.stopping.set()           # a create that ends now ends its own pod
         server.shutdown()
-        server.server_close()
-        server.drop_connections()
+        server.drop_connections()   # wakes the handlers reading kept-alive connections
+        server.server_close()       # joins the handlers (daemon or not)
         gw.stop_all()
         pod_container.rmtree(tmp)
         if a.port_file:
