@@ -488,8 +488,9 @@ class Handler(BaseHTTPRequestHandler):
                          "lastActiveAt": gw_core.now_rfc3339(s.last_active)} for s in page], hdrs)
 
     def h_pools(self, _s, _q, _o):
-        with self.server.gw.mu:
-            self.json(200, [p.info() for p in self.server.gw.pools.values()])
+        with self.server.gw.mu:         # copied under the lock, written after it
+            pools = [p.info() for p in self.server.gw.pools.values()]
+        self.json(200, pools)
 
     def h_logs(self, _s, _q, _o):
         raise GatewayError("log streaming is not supported; use kubectl logs on the session's pod", 500)
@@ -662,7 +663,8 @@ class Handler(BaseHTTPRequestHandler):
             self.json(200, [s.id for s in gw.list_sessions()])
         elif path == "/_fake/requests" and self.command == "GET":
             with srv.log_mu:
-                self.json(200, list(srv.request_log))
+                log = list(srv.request_log)
+            self.json(200, log)
         elif path == "/_fake/requests" and self.command == "DELETE":
             with srv.log_mu:
                 srv.request_log.clear()
