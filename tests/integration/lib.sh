@@ -215,11 +215,12 @@ wait_exit() {
 	RUNNER_PID=
 }
 
-# leftover PATTERN: waits up to 3 s for the processes whose command line matches PATTERN to be
+# leftover PATTERN: waits up to 30 s (a bound for a namespace's teardown on a busy disk, over
+# as soon as nothing is left) for the processes whose command line matches PATTERN to be
 # gone; prints the PIDs of those left (nothing when none is).
 leftover() {
 	local left
-	for _ in $(seq 30); do
+	for _ in $(seq 300); do
 		left=$(procs_with "$1")
 		[ -z "$left" ] && return 0
 		sleep 0.1

@@ -79,16 +79,16 @@ check_eq "30 jobs Succeeded in one attempt each" \
 	"$(sql "$TMP/slow.db" "SELECT count(*) FROM jobs WHERE state = 'Succeeded' AND attempts = 1")" 30
 check_eq "no Task or Sandbox left" "$(fake_count tasks)|$(fake_count sandboxes)" "0|0"
 
-echo "# Task creates held back 6 s by the API server: the step still has its whole 6 s"
+echo "# Task creates held back 8 s by the API server: the step still has its whole 10 s"
 # The operator's timer starts when it runs the Task, and so does our own limit: counted from
-# before the create (6 s + 2 s grace), it cut this 3 s step off at 8 s as a timeout.
-fake_post /_fake/faults "latency=6s:verbs=create:resources=tasks"
+# before the create (10 s + 2 s grace), it cut this 5 s step off at 12 s as a timeout.
+fake_post /_fake/faults "latency=8s:verbs=create:resources=tasks"
 cat >"$TMP/held.yaml" <<'EOF2'
 version: 1
 pools:
   sandbox: {backend: kubernetes, replicas: 1}
 jobs:
-  - {name: held, timeout: 6s, retries: 0, steps: [{name: s, type: Command, command: [sh, -c, "sleep 3; echo done"]}]}
+  - {name: held, timeout: 10s, retries: 0, steps: [{name: s, type: Command, command: [sh, -c, "sleep 5; echo done"]}]}
 EOF2
 runner run --progress none --db "$TMP/held.db" --kubeconfig "$KC" "$TMP/held.yaml"
 check_eq "run exits 0" "$RC" 0

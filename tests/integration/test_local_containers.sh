@@ -36,7 +36,7 @@ stdout() {
 # sandbox uid's: prints "PID ARGS" for each.
 leftovers() {
 	local _
-	for _ in $(seq 30); do # bounded wait for a dying namespace, not a timing assertion
+	for _ in $(seq 300); do # bounded wait for a dying namespace, not a timing assertion
 		ps -eo pid=,uid=,stat=,args= >"$TMP/ps"
 		awk -v u="$(id -u)" -v sb="$SB_UID" -v m="$MARK" \
 			'$3 !~ /^Z/ && (index($0, m) || (u == 0 && $2 == sb)) { print $1, $4, $5 }' "$TMP/ps" >"$TMP/left"

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -148,14 +149,11 @@ static void start(struct sandbox *sb, const char *name)
  */
 static bool etc_in_memory(void)
 {
-	char path[] = "/dev/shm/arl-cow-xattr-XXXXXX";
-	int fd = mkstemp(path);
+	int fd = memfd_create("arl-xattr-probe", MFD_CLOEXEC); /* tmpfs, in no mount's space */
 	bool ok = fd >= 0 && fsetxattr(fd, "user.arl-batch", "", 0, 0) == 0;
 
-	if (fd >= 0) {
+	if (fd >= 0)
 		close(fd);
-		unlink(path);
-	}
 	return ok;
 }
 
@@ -267,6 +265,10 @@ static void test_writable_root(void **st)
 
 		snprintf(etc, sizeof(etc), "%s/upper/etc/arl-cow", a.dir);
 		assert_int_equal(exists(etc), !etc_in_memory());
+		/* and the sandbox's own mount table agrees with this probe of the kernel */
+		sandbox_expect_sh(&a, step_env,
+		                  "grep -c 'upperdir=" COW_STAGING "/mem-etc/' /proc/self/mountinfo",
+		                  etc_in_memory() ? "1\n" : "0\n", etc_in_memory() ? 0 : 1);
 	}
 
 	/* A second sandbox over the same layers sees none of it. */
