@@ -1158,7 +1158,7 @@ static void test_keep_takes_no_warm(void **state)
 
 	fx_open(f, ARL_ISO_BWRAP, false, NULL, 1);
 	if (!((struct local *)f->st)->cow.skel)
-		skip();           /* the fallback: /etc is read-only, nothing in memory */
+		skip(); /* the fallback: /etc is read-only, nothing in memory */
 	/* Names, not counts: the preparer refills the queue as soon as one is taken. */
 	while (!(warm = oldest_warm(f))) /* ctest's timeout fails a preparer that never does */
 		usleep(10000);

@@ -267,7 +267,8 @@ static void test_writable_root(void **st)
 		assert_int_equal(exists(etc), !etc_in_memory());
 		/* and the sandbox's own mount table agrees with this probe of the kernel */
 		sandbox_expect_sh(&a, step_env,
-		                  "grep -c 'upperdir=" COW_STAGING "/mem-etc/' /proc/self/mountinfo",
+		                  "grep -c 'upperdir=" COW_STAGING
+		                  "/mem-etc/' /proc/self/mountinfo",
 		                  etc_in_memory() ? "1\n" : "0\n", etc_in_memory() ? 0 : 1);
 	}
 
