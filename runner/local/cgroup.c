@@ -507,45 +507,55 @@ static bool v1_peak_at_limit(const char *dir)
 	return false;
 }
 
+/* v2 counts both in memory.events: its processes' OOM kills, and its own limit reached. */
+static struct arl_oom_mark v2_mark(const char *dir)
+{
+	char *events = read_at(dir, "memory.events");
+	struct arl_oom_mark m = {keyed(events, "oom_kill"), keyed(events, "oom")};
+
+	free(events);
+	return m;
+}
+
+/* v1 (Linux >= 4.13) counts its processes' OOM kills in memory.oom_control. */
+static uint64_t v1_kills(const char *dir)
+{
+	return counter(dir, "memory.oom_control", "oom_kill");
+}
+
 struct arl_oom_mark arl_cgroup_oom_mark(const struct arl_cgroup *cg)
 {
 	const char *dir = memory_dir(cg);
 
 	if (!dir)
 		return (struct arl_oom_mark){0, 0};
-	if (cg->version == 2) {
-		char *events = read_at(dir, "memory.events");
-		struct arl_oom_mark m = {keyed(events, "oom_kill"), keyed(events, "oom")};
-
-		free(events);
-		return m;
-	}
+	if (cg->version == 2)
+		return v2_mark(dir);
 	/*
-	 * v1 (Linux >= 4.13) counts kills in memory.oom_control; its peaks start again here
-	 * (a write that fails leaves the peak since the sandbox began: a weaker test).
+	 * v1 has no count of its limit reached: its peaks start again here (a write that fails,
+	 * or a file this kernel lacks, leaves the peak since the sandbox began: a weaker test).
 	 */
 	for (size_t i = 0; i < sizeof(v1_peaks) / sizeof(v1_peaks[0]); i++) {
 		char *p = arl_xasprintf("%s/%s", dir, v1_peaks[i][0]);
 
-		if (access(p, F_OK) == 0)
-			(void)write_text(p, "0", cg->fake);
+		(void)write_text(p, "0", cg->fake);
 		free(p);
 	}
-	return (struct arl_oom_mark){counter(dir, "memory.oom_control", "oom_kill"), 0};
+	return (struct arl_oom_mark){v1_kills(dir), 0};
 }
 
 bool arl_cgroup_oom_since(const struct arl_cgroup *cg, struct arl_oom_mark mark)
 {
-	struct arl_oom_mark now;
 	const char *dir = memory_dir(cg);
+	struct arl_oom_mark now;
 
 	if (!dir)
 		return false;
 	if (cg->version == 2) {
-		now = arl_cgroup_oom_mark(cg);
+		now = v2_mark(dir);
 		return now.kills > mark.kills && now.hits > mark.hits;
 	}
-	return counter(dir, "memory.oom_control", "oom_kill") > mark.kills && v1_peak_at_limit(dir);
+	return v1_kills(dir) > mark.kills && v1_peak_at_limit(dir);
 }
 
 /* SIGKILLs every process listed in @dir/cgroup.procs; true when there was none. */
