@@ -48,8 +48,13 @@ for round in 1 2 3 4 5; do
 	"$ARL_BATCH" run --db "$DB" --progress none --resume -j 4 "$JOBFILE" >"$TMP/out.$round" 2>&1 &
 	RUNNER_PID=$!
 	set -e
-	# A random moment in the first 0.2 .. 1.0 s of the run.
-	sleep "0.$((2 + RANDOM % 8))$((RANDOM % 10))"
+	# Killed at a random point of its progress, 5 to 24 executions into the round, not of
+	# the clock: a fast machine finished the jobs left before a kill timed at 0.2-1.0 s.
+	want=$((5 + RANDOM % 20))
+	for _ in $(seq 3000); do # a bound (60 s) for a hung run, not a timing
+		[ "$(wc -l <"$LEDGER")" -lt "$want" ] && kill -0 "$RUNNER_PID" 2>/dev/null || break
+		sleep 0.02
+	done
 	if kill -9 "$RUNNER_PID" 2>/dev/null; then
 		KILLS=$((KILLS + 1))
 	fi
